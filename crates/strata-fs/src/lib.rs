@@ -1,0 +1,23 @@
+//! The one place that touches the file system. Two halves:
+//!
+//! - [`Root`]: a target root opened once, where every path is resolved as if chrooted
+//!   (`openat2` with `RESOLVE_IN_ROOT`), so no symlink in the target ever leads a read or
+//!   a write outside it, and a symlink standing at a managed path is replaced, never
+//!   followed.
+//! - plain helpers for reading a site tree (which is the user's own directory).
+//!
+//! Every error carries the path and the operation that failed.
+#![allow(clippy::disallowed_methods)]
+
+mod error;
+mod lock;
+mod root;
+mod site;
+
+pub use error::{FsError, Result};
+pub use lock::{Lock, LockError};
+pub use root::{DirEntryKind, Root};
+pub use site::{
+    SiteFile, exists, is_dir, is_executable, list_dir, read, read_to_string, self_io, walk_files,
+    write_new,
+};

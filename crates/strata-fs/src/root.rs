@@ -1,0 +1,343 @@
+//! A target root where every path resolves as if chrooted.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{
+    AtFlags, Dir, FileType, Mode, OFlags, ResolveFlags, fchmod, fchown, fstat, mkdirat, openat2,
+    readlinkat, renameat, symlinkat, syncfs, unlinkat,
+};
+use rustix::io::Errno;
+use rustix::process::{Gid, Uid};
+use strata_types::{Hash, Snapshot, TargetPath};
+
+use crate::{FsError, Result};
+
+const RESOLVE: ResolveFlags = ResolveFlags::IN_ROOT.union(ResolveFlags::NO_MAGICLINKS);
+
+/// The type of a directory entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum DirEntryKind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// A symbolic link.
+    Link,
+    /// Anything else.
+    Other,
+}
+
+/// A target root, opened once. Paths given to it are as the node sees them.
+#[derive(Debug)]
+pub struct Root {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+impl Root {
+    /// Opens the directory that acts as `/`.
+    pub fn open(path: &Path) -> Result<Root> {
+        let fd = rustix::fs::open(path, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| FsError::new("open root", path, e))?;
+        Ok(Root { fd, path: path.to_path_buf() })
+    }
+
+    /// The host directory acting as `/`.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Where a target path lies on the host (for messages).
+    pub fn host_path(&self, p: &TargetPath) -> PathBuf {
+        if p.as_str() == "/" { self.path.clone() } else { self.path.join(p.relative()) }
+    }
+
+    fn err(&self, op: &'static str, p: &TargetPath, e: Errno) -> FsError {
+        FsError::new(op, self.host_path(p), e)
+    }
+
+    fn open_raw(&self, p: &TargetPath, flags: OFlags) -> std::result::Result<OwnedFd, Errno> {
+        openat2(&self.fd, p.relative(), flags | OFlags::CLOEXEC, Mode::empty(), RESOLVE)
+    }
+
+    /// Opens the directory holding `p` (following links inside the root) as an `O_PATH`
+    /// handle for `*at` calls on the last component.
+    fn parent(&self, p: &TargetPath) -> Result<OwnedFd> {
+        let parent = p.parent().unwrap_or_else(TargetPath::root);
+        self.open_raw(&parent, OFlags::PATH | OFlags::DIRECTORY)
+            .map_err(|e| self.err("open directory", &parent, e))
+    }
+
+    /// What stands at `p`, without following a link there. Files are hashed.
+    pub fn inspect(&self, p: &TargetPath) -> Result<Snapshot> {
+        Ok(self.inspect_inner(p, false)?.0)
+    }
+
+    /// What stands at `p`, and a file's content.
+    pub fn inspect_with_content(&self, p: &TargetPath) -> Result<(Snapshot, Option<Vec<u8>>)> {
+        self.inspect_inner(p, true)
+    }
+
+    fn inspect_inner(&self, p: &TargetPath, keep: bool) -> Result<(Snapshot, Option<Vec<u8>>)> {
+        let fd = match self.open_raw(p, OFlags::PATH | OFlags::NOFOLLOW) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT | Errno::NOTDIR) => return Ok((Snapshot::Absent, None)),
+            Err(e) => return Err(self.err("inspect", p, e)),
+        };
+        let st = fstat(&fd).map_err(|e| self.err("stat", p, e))?;
+        let (uid, gid, mode) = (st.st_uid, st.st_gid, st.st_mode & 0o7777);
+        let snap = match FileType::from_raw_mode(st.st_mode) {
+            FileType::RegularFile => {
+                let file = self
+                    .open_raw(p, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK)
+                    .map_err(|e| self.err("open", p, e))?;
+                let mut file = std::fs::File::from(file);
+                let mut buf = Vec::with_capacity(st.st_size as usize);
+                file.read_to_end(&mut buf).map_err(|e| FsError::new("read", self.host_path(p), e))?;
+                let snap = Snapshot::File { hash: Hash::of(&buf), size: buf.len() as u64, mode, uid, gid };
+                return Ok((snap, keep.then_some(buf)));
+            }
+            FileType::Directory => Snapshot::Dir { mode, uid, gid },
+            FileType::Symlink => {
+                let target = readlinkat(&fd, "", Vec::new()).map_err(|e| self.err("read link", p, e))?;
+                Snapshot::Link { target: target.to_string_lossy().into_owned(), uid, gid }
+            }
+            other => Snapshot::Other { kind: format!("{other:?}").to_lowercase() },
+        };
+        Ok((snap, None))
+    }
+
+    /// Whether `p` is a directory once links inside the root are followed.
+    pub fn is_dir_followed(&self, p: &TargetPath) -> bool {
+        self.open_raw(p, OFlags::PATH | OFlags::DIRECTORY).is_ok()
+    }
+
+    /// A file's content; `None` when nothing is there.
+    pub fn read(&self, p: &TargetPath) -> Result<Option<Vec<u8>>> {
+        let file = match self.open_raw(p, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT | Errno::NOTDIR) => return Ok(None),
+            Err(e) => return Err(self.err("open", p, e)),
+        };
+        let mut buf = Vec::new();
+        std::fs::File::from(file)
+            .read_to_end(&mut buf)
+            .map_err(|e| FsError::new("read", self.host_path(p), e))?;
+        Ok(Some(buf))
+    }
+
+    /// The entries of a directory, sorted by name; an absent directory has none.
+    pub fn list(&self, p: &TargetPath) -> Result<Vec<(String, DirEntryKind)>> {
+        let fd = match self.open_raw(p, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT | Errno::NOTDIR) => return Ok(Vec::new()),
+            Err(e) => return Err(self.err("list", p, e)),
+        };
+        let mut out = Vec::new();
+        for entry in Dir::new(fd).map_err(|e| self.err("list", p, e))? {
+            let entry = entry.map_err(|e| self.err("list", p, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name == "." || name == ".." {
+                continue;
+            }
+            let kind = match entry.file_type() {
+                FileType::RegularFile => DirEntryKind::File,
+                FileType::Directory => DirEntryKind::Dir,
+                FileType::Symlink => DirEntryKind::Link,
+                _ => DirEntryKind::Other,
+            };
+            out.push((name, kind));
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Creates a directory with exactly this mode and owner.
+    pub fn mkdir(&self, p: &TargetPath, mode: u32, uid: u32, gid: u32) -> Result<()> {
+        let parent = self.parent(p)?;
+        mkdirat(&parent, p.file_name(), Mode::from_raw_mode(0o700))
+            .map_err(|e| self.err("create directory", p, e))?;
+        let fd = rustix::fs::openat(
+            &parent,
+            p.file_name(),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| self.err("open directory", p, e))?;
+        self.set_fd_meta(&fd, p, mode, uid, gid)
+    }
+
+    /// Creates every missing directory of `p` (mode 0755, owned by root), for strata's own
+    /// state.
+    pub fn create_dirs(&self, p: &TargetPath) -> Result<()> {
+        let mut todo: Vec<TargetPath> = std::iter::once(p.clone()).chain(p.ancestors()).collect();
+        todo.reverse();
+        for dir in todo {
+            if !self.is_dir_followed(&dir) {
+                match self.mkdir(&dir, 0o755, 0, 0) {
+                    Err(e) if e.source.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    other => other?,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn set_fd_meta(&self, fd: impl AsFd, p: &TargetPath, mode: u32, uid: u32, gid: u32) -> Result<()> {
+        // chown first: it clears set-id bits that the chmod then sets.
+        fchown(&fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
+            .map_err(|e| self.err("change owner of", p, e))?;
+        fchmod(&fd, Mode::from_raw_mode(mode)).map_err(|e| self.err("change mode of", p, e))
+    }
+
+    /// Writes a new file `name` in directory `dir` (which must exist), with this mode and
+    /// owner; fails if the name is taken unless `replace` (then the old file is unlinked
+    /// first, never written through).
+    pub fn write_file_in(
+        &self,
+        dir: &TargetPath,
+        name: &str,
+        content: &[u8],
+        (mode, uid, gid): (u32, u32, u32),
+    ) -> Result<()> {
+        let path = dir.join(name).map_err(|e| FsError::new("write", self.path.join(name), std::io::Error::other(e)))?;
+        let dirfd = self
+            .open_raw(dir, OFlags::PATH | OFlags::DIRECTORY)
+            .map_err(|e| self.err("open directory", dir, e))?;
+        match unlinkat(&dirfd, name, AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => {}
+            Err(e) => return Err(self.err("remove", &path, e)),
+        }
+        let fd = rustix::fs::openat(
+            &dirfd,
+            name,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(|e| self.err("create", &path, e))?;
+        let mut file = std::fs::File::from(fd);
+        file.write_all(content).map_err(|e| FsError::new("write", self.host_path(&path), e))?;
+        self.set_fd_meta(&file, &path, mode, uid, gid)
+    }
+
+    /// Creates a symlink `name` in `dir` pointing at `target`, replacing one already there.
+    pub fn symlink_in(&self, dir: &TargetPath, name: &str, target: &str, uid: u32, gid: u32) -> Result<()> {
+        let path = dir.join(name).map_err(|e| FsError::new("link", self.path.join(name), std::io::Error::other(e)))?;
+        let dirfd = self
+            .open_raw(dir, OFlags::PATH | OFlags::DIRECTORY)
+            .map_err(|e| self.err("open directory", dir, e))?;
+        match unlinkat(&dirfd, name, AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => {}
+            Err(e) => return Err(self.err("remove", &path, e)),
+        }
+        symlinkat(target, &dirfd, name).map_err(|e| self.err("create link", &path, e))?;
+        rustix::fs::chownat(&dirfd, name, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| self.err("change owner of", &path, e))
+    }
+
+    /// Renames `from` to `to`, both in directory `dir` (atomic; replaces what `to` was,
+    /// a link included, without following it).
+    pub fn rename_in(&self, dir: &TargetPath, from: &str, to: &str) -> Result<()> {
+        let dirfd = self
+            .open_raw(dir, OFlags::PATH | OFlags::DIRECTORY)
+            .map_err(|e| self.err("open directory", dir, e))?;
+        let path = dir.join(to).unwrap_or_else(|_| dir.clone());
+        renameat(&dirfd, from, &dirfd, to).map_err(|e| self.err("rename into", &path, e))
+    }
+
+    /// Sets mode (files and directories) and owner of what stands at `p`, never following
+    /// a link there.
+    pub fn set_meta(&self, p: &TargetPath, mode: Option<u32>, uid: u32, gid: u32) -> Result<()> {
+        match mode {
+            Some(mode) => {
+                let fd = self
+                    .open_raw(p, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK)
+                    .map_err(|e| self.err("open", p, e))?;
+                self.set_fd_meta(&fd, p, mode, uid, gid)
+            }
+            None => {
+                let parent = self.parent(p)?;
+                rustix::fs::chownat(&parent, p.file_name(), Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)), AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(|e| self.err("change owner of", p, e))
+            }
+        }
+    }
+
+    /// Removes a file or link; nothing there is fine.
+    pub fn remove(&self, p: &TargetPath) -> Result<()> {
+        let parent = match self.parent(p) {
+            Err(e) if e.is_not_found() => return Ok(()),
+            other => other?,
+        };
+        match unlinkat(&parent, p.file_name(), AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => Ok(()),
+            Err(e) => Err(self.err("remove", p, e)),
+        }
+    }
+
+    /// Removes an empty directory; nothing there is fine.
+    pub fn remove_dir(&self, p: &TargetPath) -> Result<()> {
+        let parent = match self.parent(p) {
+            Err(e) if e.is_not_found() => return Ok(()),
+            other => other?,
+        };
+        match unlinkat(&parent, p.file_name(), AtFlags::REMOVEDIR) {
+            Ok(()) | Err(Errno::NOENT) => Ok(()),
+            Err(e) => Err(self.err("remove directory", p, e)),
+        }
+    }
+
+    /// Replaces `p` with `content` atomically and durably: a temporary file, fsync,
+    /// rename, fsync of the directory. For strata's own state files.
+    pub fn write_atomic(&self, p: &TargetPath, content: &[u8]) -> Result<()> {
+        let dir = p.parent().unwrap_or_else(TargetPath::root);
+        let tmp = format!(".{}.tmp", p.file_name());
+        self.write_file_in(&dir, &tmp, content, (0o644, 0, 0))?;
+        let tmp_path = dir.join(&tmp).expect("a plain file name");
+        self.fsync(&tmp_path)?;
+        self.rename_in(&dir, &tmp, p.file_name())?;
+        self.fsync(&dir)
+    }
+
+    /// Points the symlink `p` at `target`, atomically and durably.
+    pub fn replace_symlink(&self, p: &TargetPath, target: &str) -> Result<()> {
+        let dir = p.parent().unwrap_or_else(TargetPath::root);
+        let tmp = format!(".{}.tmp", p.file_name());
+        self.symlink_in(&dir, &tmp, target, 0, 0)?;
+        self.rename_in(&dir, &tmp, p.file_name())?;
+        self.fsync(&dir)
+    }
+
+    /// Flushes one file or directory to stable storage.
+    pub fn fsync(&self, p: &TargetPath) -> Result<()> {
+        let fd = self.open_raw(p, OFlags::RDONLY | OFlags::NOFOLLOW).map_err(|e| self.err("open", p, e))?;
+        rustix::fs::fsync(&fd).map_err(|e| self.err("fsync", p, e))
+    }
+
+    /// Flushes the whole file system holding `p` (one call instead of one fsync a file).
+    pub fn syncfs(&self, p: &TargetPath) -> Result<()> {
+        let fd = self.open_raw(p, OFlags::RDONLY | OFlags::DIRECTORY).map_err(|e| self.err("open", p, e))?;
+        syncfs(&fd).map_err(|e| self.err("sync file system of", p, e))
+    }
+
+    /// The device id of the file system holding `p`.
+    pub fn device(&self, p: &TargetPath) -> Result<u64> {
+        let fd = self.open_raw(p, OFlags::PATH).map_err(|e| self.err("open", p, e))?;
+        Ok(fstat(&fd).map_err(|e| self.err("stat", p, e))?.st_dev)
+    }
+
+    /// Opens (creating if needed) a file for locking.
+    pub fn open_lock_file(&self, p: &TargetPath) -> Result<OwnedFd> {
+        self.create_dirs(&p.parent().unwrap_or_else(TargetPath::root))?;
+        openat2(
+            &self.fd,
+            p.relative(),
+            OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o644),
+            RESOLVE,
+        )
+        .map_err(|e| self.err("open lock", p, e))
+    }
+}

@@ -1,0 +1,106 @@
+//! Plain reads of the user's own directories (the site), and a few process-wide reads.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::{FsError, Result};
+
+/// Reads a whole file.
+pub fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| FsError::new("read", path, e))
+}
+
+/// Reads a whole UTF-8 file.
+pub fn read_to_string(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| FsError::new("read", path, e))
+}
+
+/// Whether anything exists at `path` (a dangling link counts).
+pub fn exists(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok()
+}
+
+/// Whether `path` is a directory (following links).
+pub fn is_dir(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.is_dir())
+}
+
+/// Whether `path` is a file with an execute bit.
+pub fn is_executable(path: &Path) -> Result<bool> {
+    let m = std::fs::metadata(path).map_err(|e| FsError::new("stat", path, e))?;
+    Ok(m.permissions().mode() & 0o111 != 0)
+}
+
+/// The names in a directory, sorted; an absent directory has none.
+pub fn list_dir(dir: &Path) -> Result<Vec<String>> {
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(FsError::new("list", dir, e)),
+    };
+    let mut names = Vec::new();
+    for entry in rd {
+        let entry = entry.map_err(|e| FsError::new("list", dir, e))?;
+        names.push(entry.file_name().to_string_lossy().into_owned());
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// A file found below a directory.
+#[derive(Debug, Clone)]
+pub struct SiteFile {
+    /// Its path relative to the walked directory, with `/` separators.
+    pub rel: String,
+    /// Its full path.
+    pub path: PathBuf,
+    /// Whether it is a symlink (site symlinks become managed links).
+    pub is_link: bool,
+}
+
+/// Every file and symlink below `dir`, in path order; an absent directory has none.
+/// Directories themselves are not listed.
+pub fn walk_files(dir: &Path) -> Result<Vec<SiteFile>> {
+    if !exists(dir) {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
+        let entry = entry.map_err(|e| {
+            let path = e.path().unwrap_or(dir).to_path_buf();
+            FsError::new("walk", path, e)
+        })?;
+        let ft = entry.file_type();
+        if ft.is_dir() {
+            continue;
+        }
+        let rel = entry.path().strip_prefix(dir).unwrap_or(entry.path());
+        out.push(SiteFile {
+            rel: rel.to_string_lossy().into_owned(),
+            path: entry.path().to_path_buf(),
+            is_link: ft.is_symlink(),
+        });
+    }
+    Ok(out)
+}
+
+/// Creates a file that must not exist yet, with its parent directories (for scaffolding
+/// and test fixtures, never for targets).
+pub fn write_new(path: &Path, content: &[u8]) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| FsError::new("create directory", parent, e))?;
+    }
+    std::fs::write(path, content).map_err(|e| FsError::new("write", path, e))
+}
+
+/// Bytes this process has read and written so far (`/proc/self/io`: `rchar`, `wchar`),
+/// or zeros when the kernel does not say.
+pub fn self_io() -> (u64, u64) {
+    let Ok(text) = std::fs::read_to_string("/proc/self/io") else { return (0, 0) };
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (field("rchar:"), field("wchar:"))
+}

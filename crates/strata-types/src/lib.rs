@@ -1,0 +1,16 @@
+//! Plain data shared by every strata crate: names, paths as a node sees them, the
+//! state of one path, plans, generations and step metrics. No I/O happens here.
+
+mod hash;
+mod metrics;
+mod names;
+mod path;
+mod plan;
+mod snapshot;
+
+pub use hash::Hash;
+pub use metrics::{Report, Step, StepMetrics};
+pub use names::{NameError, NodeName};
+pub use path::{PathError, TargetPath};
+pub use plan::{Action, Change, Generation, GenerationKind, Plan, Summary};
+pub use snapshot::{Entry, Snapshot};

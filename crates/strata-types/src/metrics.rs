@@ -1,0 +1,46 @@
+//! Per-step measurements of a run (time, CPU, memory, I/O), as disco's report had.
+
+use serde::{Deserialize, Serialize};
+
+/// What one step cost.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StepMetrics {
+    /// Wall-clock seconds.
+    pub wall: f64,
+    /// User CPU seconds.
+    pub user: f64,
+    /// System CPU seconds.
+    pub sys: f64,
+    /// Peak resident set size in bytes (of the process doing the step, at its end).
+    pub max_rss: u64,
+    /// Minor page faults.
+    pub minor_faults: u64,
+    /// Major page faults.
+    pub major_faults: u64,
+    /// Bytes read (from storage or the page cache).
+    pub read_bytes: u64,
+    /// Bytes written.
+    pub write_bytes: u64,
+    /// Exit status, for steps that run a process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit: Option<i32>,
+}
+
+/// A named step with its metrics and sub-steps.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    /// What the step did (`compile`, `render /etc/motd`).
+    pub name: String,
+    /// What it cost.
+    pub metrics: StepMetrics,
+    /// Steps inside it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<Step>,
+}
+
+/// The steps of one run, in order.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// Top-level steps.
+    pub steps: Vec<Step>,
+}

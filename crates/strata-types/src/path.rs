@@ -1,0 +1,145 @@
+//! Paths as the node sees them: absolute, normalised, never `..`.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Why a path was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid target path {path:?}: {why}")]
+pub struct PathError {
+    /// The refused path.
+    pub path: String,
+    /// What is wrong with it.
+    pub why: &'static str,
+}
+
+/// An absolute path on the node (`/etc/app.conf`), whatever `--root` is. It has no `..`,
+/// no `.`, no empty component and no trailing slash, so two equal paths are equal strings.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TargetPath(String);
+
+impl TargetPath {
+    /// Parses an absolute path. A relative path is taken as relative to `/`.
+    pub fn parse(path: &str) -> Result<TargetPath, PathError> {
+        let bad = |why| PathError { path: path.to_string(), why };
+        let mut out = String::with_capacity(path.len() + 1);
+        for part in path.split('/') {
+            match part {
+                "" => {}
+                "." => return Err(bad("'.' components are not allowed")),
+                ".." => return Err(bad("'..' components are not allowed")),
+                p if p.contains('\0') => return Err(bad("NUL bytes are not allowed")),
+                p => {
+                    out.push('/');
+                    out.push_str(p);
+                }
+            }
+        }
+        if out.is_empty() {
+            out.push('/');
+        }
+        Ok(TargetPath(out))
+    }
+
+    /// The root, `/`.
+    pub fn root() -> TargetPath {
+        TargetPath("/".to_string())
+    }
+
+    /// The path as a string, starting with `/`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The path without its leading `/` (`.` for the root), for `*at` calls.
+    pub fn relative(&self) -> &str {
+        if self.0 == "/" { "." } else { &self.0[1..] }
+    }
+
+    /// The parent directory; `None` for `/`.
+    pub fn parent(&self) -> Option<TargetPath> {
+        if self.0 == "/" {
+            return None;
+        }
+        let cut = self.0.rfind('/').unwrap_or(0);
+        Some(TargetPath(if cut == 0 { "/".to_string() } else { self.0[..cut].to_string() }))
+    }
+
+    /// The last component; empty for `/`.
+    pub fn file_name(&self) -> &str {
+        &self.0[self.0.rfind('/').map_or(0, |i| i + 1)..]
+    }
+
+    /// This path joined with a relative path (which is parsed like any other).
+    pub fn join(&self, rel: &str) -> Result<TargetPath, PathError> {
+        TargetPath::parse(&format!("{}/{rel}", self.0))
+    }
+
+    /// Every ancestor from the nearest to `/` excluded.
+    pub fn ancestors(&self) -> impl Iterator<Item = TargetPath> {
+        std::iter::successors(self.parent(), TargetPath::parent).filter(|p| p.0 != "/")
+    }
+
+    /// Whether `self` is `other` or lies below it.
+    pub fn starts_with(&self, other: &TargetPath) -> bool {
+        other.0 == "/"
+            || self.0 == other.0
+            || (self.0.starts_with(&other.0) && self.0.as_bytes()[other.0.len()] == b'/')
+    }
+
+    /// How many components deep the path is (`/` is 0).
+    pub fn depth(&self) -> usize {
+        if self.0 == "/" { 0 } else { self.0.matches('/').count() }
+    }
+}
+
+impl fmt::Display for TargetPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for TargetPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
+impl From<TargetPath> for String {
+    fn from(p: TargetPath) -> String {
+        p.0
+    }
+}
+
+impl TryFrom<String> for TargetPath {
+    type Error = PathError;
+    fn try_from(s: String) -> Result<TargetPath, PathError> {
+        TargetPath::parse(&s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalises_and_refuses_dot_dot() {
+        assert_eq!(TargetPath::parse("etc//x/").unwrap().as_str(), "/etc/x");
+        assert_eq!(TargetPath::parse("/").unwrap().relative(), ".");
+        assert!(TargetPath::parse("/etc/../x").is_err());
+        assert!(TargetPath::parse("/etc/./x").is_err());
+    }
+
+    #[test]
+    fn walks_parents() {
+        let p = TargetPath::parse("/a/b/c").unwrap();
+        let up: Vec<_> = p.ancestors().map(String::from).collect();
+        assert_eq!(up, ["/a/b", "/a"]);
+        assert_eq!(p.file_name(), "c");
+        assert_eq!(p.depth(), 3);
+        assert!(p.starts_with(&TargetPath::parse("/a").unwrap()));
+        assert!(!TargetPath::parse("/ab").unwrap().starts_with(&TargetPath::parse("/a").unwrap()));
+    }
+}

@@ -1,0 +1,130 @@
+//! The state of one path, observed on a target or desired by a catalog.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Hash, TargetPath};
+
+/// What stands at one path: its type and the attributes strata manages.
+/// Modes are the permission bits only (`0o7777`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Snapshot {
+    /// Nothing is there.
+    Absent,
+    /// A regular file.
+    File {
+        /// blake3 of the content.
+        hash: Hash,
+        /// Size in bytes.
+        size: u64,
+        /// Permission bits.
+        mode: u32,
+        /// Owner id.
+        uid: u32,
+        /// Group id.
+        gid: u32,
+    },
+    /// A directory.
+    Dir {
+        /// Permission bits.
+        mode: u32,
+        /// Owner id.
+        uid: u32,
+        /// Group id.
+        gid: u32,
+    },
+    /// A symbolic link.
+    Link {
+        /// Where it points, as written.
+        target: String,
+        /// Owner id.
+        uid: u32,
+        /// Group id.
+        gid: u32,
+    },
+    /// Anything else (FIFO, socket, device): strata never manages these.
+    Other {
+        /// What it is.
+        kind: String,
+    },
+}
+
+impl Snapshot {
+    /// A one-word name of the type: `file`, `dir`, `link`, `absent` or the other kind.
+    pub fn kind(&self) -> &str {
+        match self {
+            Snapshot::Absent => "absent",
+            Snapshot::File { .. } => "file",
+            Snapshot::Dir { .. } => "dir",
+            Snapshot::Link { .. } => "link",
+            Snapshot::Other { kind } => kind,
+        }
+    }
+
+    /// Whether nothing stands there.
+    pub fn is_absent(&self) -> bool {
+        matches!(self, Snapshot::Absent)
+    }
+
+    /// The content hash of a file.
+    pub fn hash(&self) -> Option<Hash> {
+        match self {
+            Snapshot::File { hash, .. } => Some(*hash),
+            _ => None,
+        }
+    }
+
+    /// The permission bits, for files and directories.
+    pub fn mode(&self) -> Option<u32> {
+        match self {
+            Snapshot::File { mode, .. } | Snapshot::Dir { mode, .. } => Some(*mode),
+            _ => None,
+        }
+    }
+
+    /// Owner and group ids, for files, directories and links.
+    pub fn owner(&self) -> Option<(u32, u32)> {
+        match self {
+            Snapshot::File { uid, gid, .. }
+            | Snapshot::Dir { uid, gid, .. }
+            | Snapshot::Link { uid, gid, .. } => Some((*uid, *gid)),
+            _ => None,
+        }
+    }
+}
+
+/// One path a catalog or a generation manages, with what should stand there.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The path on the node.
+    pub path: TargetPath,
+    /// The desired state: a file, directory or link.
+    pub state: Snapshot,
+    /// `false` for add-only files: created when missing, never overwritten.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub replace: bool,
+    /// A directory strata creates only because a managed path lies below it.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub implicit: bool,
+    /// Whether the content came from a secret (never shown).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub sensitive: bool,
+    /// The module that declares it (`nginx@1.2`); none for implicit directories.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module: Option<String>,
+    /// The site file it comes from, relative to the site.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
