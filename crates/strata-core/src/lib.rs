@@ -1,1 +1,22 @@
-//! placeholder
+//! Site loading and validation, parameter layering with provenance, the module graph,
+//! template rendering, and the plan (desired state against what the target holds).
+//! No terminal, no environment variables, no network.
+
+mod catalog;
+mod error;
+mod graph;
+mod module;
+pub mod metrics;
+mod params;
+mod plan;
+mod render;
+mod site;
+mod tomlfile;
+mod users;
+
+pub use catalog::{Catalog, CompileOptions, Resource, ResourceKind, compile};
+pub use error::{SiteError, SiteErrors};
+pub use params::{ParamTree, Source};
+pub use plan::{ContentSource, PlanError, plan};
+pub use site::{NodeInfo, Site};
+pub use users::UserDb;

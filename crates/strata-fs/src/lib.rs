@@ -18,6 +18,6 @@ pub use error::{FsError, Result};
 pub use lock::{Lock, LockError};
 pub use root::{DirEntryKind, Root};
 pub use site::{
-    SiteFile, exists, is_dir, is_executable, list_dir, read, read_to_string, self_io, walk_files,
+    SiteFile, exists, is_dir, is_executable, list_dir, read, read_link, read_to_string, self_io, walk_files,
     write_new,
 };

@@ -104,3 +104,10 @@ pub fn self_io() -> (u64, u64) {
     };
     (field("rchar:"), field("wchar:"))
 }
+
+/// Where a symlink in the site points, as written.
+pub fn read_link(path: &Path) -> Result<String> {
+    std::fs::read_link(path)
+        .map(|t| t.to_string_lossy().into_owned())
+        .map_err(|e| FsError::new("read link", path, e))
+}

@@ -1,0 +1,535 @@
+//! Compiling one node: the site, the node's facts and the command line's `--set`s become
+//! a catalog, the full desired state with rendered content.
+
+use std::collections::{BTreeMap, HashMap};
+
+use globset::{Glob, GlobMatcher};
+use serde_json::{Map, Value, json};
+use strata_types::{Hash, Step, TargetPath};
+
+use crate::error::{SiteError, SiteErrors};
+use crate::graph::{self, Wanted};
+use crate::metrics::Meter;
+use crate::module::Module;
+use crate::params::{ParamTree, Source, toml_to_json};
+use crate::render::Renderer;
+use crate::site::{NodeInfo, Ref, RoleToml, Site, candidates};
+use crate::tomlfile::{self, TomlFile, leaf_lines};
+
+/// What a compile needs besides the site and the node's name.
+#[derive(Debug, Clone, Default)]
+pub struct CompileOptions {
+    /// `--set key=value` pairs, highest precedence.
+    pub sets: Vec<(String, String)>,
+    /// The node's facts, seen by templates as `facts`.
+    pub facts: Map<String, Value>,
+}
+
+/// What kind of object a resource is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResourceKind {
+    /// A regular file with this content.
+    File {
+        /// Content hash (the bytes are in [`Catalog::contents`]).
+        hash: Hash,
+        /// Content size.
+        size: u64,
+    },
+    /// A directory.
+    Dir,
+    /// A symbolic link.
+    Link {
+        /// Where it points.
+        target: String,
+    },
+}
+
+/// One path the catalog declares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resource {
+    /// The path on the node.
+    pub path: TargetPath,
+    /// File, directory or link.
+    pub kind: ResourceKind,
+    /// Permission bits.
+    pub mode: u32,
+    /// Owner name (or numeric id).
+    pub owner: String,
+    /// Group name (or numeric id).
+    pub group: String,
+    /// `false`: create when missing, never overwrite.
+    pub replace: bool,
+    /// The declaring module (`nginx@1.2`).
+    pub module: String,
+    /// The site file it comes from.
+    pub source: String,
+    /// Whether its content came from a secret.
+    pub sensitive: bool,
+}
+
+/// A node's desired state.
+#[derive(Debug)]
+pub struct Catalog {
+    /// The node as templates saw it.
+    pub node: NodeInfo,
+    /// The resolved parameters.
+    pub params: ParamTree,
+    /// Module ids in application order.
+    pub modules: Vec<String>,
+    /// Every declared path, in path order.
+    pub resources: Vec<Resource>,
+    /// Content by hash.
+    pub contents: HashMap<Hash, Vec<u8>>,
+    /// Metrics of the compile's own sub-steps (one per rendered template).
+    pub steps: Vec<Step>,
+}
+
+/// Compiles `node`; every error found is returned, not only the first.
+pub fn compile(site: &Site, node: &str, opts: &CompileOptions) -> Result<Catalog, SiteErrors> {
+    if !site.knows_node(node) {
+        let known = site.nodes()?;
+        return Err(SiteError::new(format!(
+            "unknown node `{node}`: no nodes/{node}.toml and no group lists it{}",
+            candidates(known.iter(), node)
+        ))
+        .into());
+    }
+    let node_file = site.node(node)?;
+    let node_toml = node_file.as_ref().map(|f| &f.value);
+    let environment = node_toml
+        .and_then(|n| n.environment.as_ref().map(|e| e.get_ref().clone()))
+        .unwrap_or_else(|| site.default_environment.clone());
+    let groups = site.groups_of(node);
+
+    // Roles: the node's own, then its groups', each role once.
+    let mut role_refs: Vec<Wanted> = Vec::new();
+    if let Some(f) = &node_file {
+        role_refs.extend(f.value.roles.iter().map(|r| wanted(f, r, format!("node {node}"))));
+    }
+    for g in &groups {
+        let f = &site.groups[g];
+        role_refs.extend(f.value.roles.iter().map(|r| wanted(f, r, format!("group {g}"))));
+    }
+    let roles = load_roles(site, role_refs)?;
+
+    // Modules: the roles', the groups', then the node's own.
+    let mut module_refs: Vec<Wanted> = Vec::new();
+    for (id, role) in &roles {
+        module_refs.extend(role.value.modules.iter().map(|m| wanted(role, m, format!("role {id}"))));
+    }
+    for g in &groups {
+        let f = &site.groups[g];
+        module_refs.extend(f.value.modules.iter().map(|m| wanted(f, m, format!("group {g}"))));
+    }
+    if let Some(f) = &node_file {
+        module_refs.extend(f.value.modules.iter().map(|m| wanted(f, m, format!("node {node}"))));
+    }
+    let modules = graph::resolve(site, module_refs)?;
+
+    let mut errors: Vec<SiteError> = modules.iter().flat_map(Module::unsupported).collect();
+    let info = NodeInfo {
+        name: node.to_string(),
+        environment: environment.clone(),
+        roles: roles.iter().map(|(id, _)| id.clone()).collect(),
+        groups: groups.clone(),
+    };
+    let params = match layer_params(site, &modules, &roles, &groups, node_file.as_ref(), &environment, &opts.sets) {
+        Ok(p) => p,
+        Err(e) => {
+            errors.extend(e.0);
+            ParamTree::default()
+        }
+    };
+    if !errors.is_empty() {
+        return Err(SiteErrors(errors));
+    }
+    let mut builder = Builder { site, env: &environment, resources: BTreeMap::new(), contents: HashMap::new(), errors: Vec::new(), steps: Vec::new() };
+    let mut renderer = Renderer::new();
+    for m in &modules {
+        builder.module(m, &mut renderer, &params, &info, &opts.facts);
+    }
+    if !builder.errors.is_empty() {
+        return Err(SiteErrors(builder.errors));
+    }
+    Ok(Catalog {
+        node: info,
+        params,
+        modules: modules.iter().map(Module::id).collect(),
+        resources: builder.resources.into_values().collect(),
+        contents: builder.contents,
+        steps: builder.steps,
+    })
+}
+
+fn wanted<T>(file: &TomlFile<T>, r: &toml::Spanned<String>, by: String) -> Wanted {
+    Wanted { text: r.get_ref().clone(), by, error: file.error_at(r.span().start, "") }
+}
+
+/// Loads each wanted role once (the same role at two versions is an error).
+fn load_roles(site: &Site, refs: Vec<Wanted>) -> Result<Vec<(String, TomlFile<RoleToml>)>, SiteErrors> {
+    let mut out: Vec<(String, TomlFile<RoleToml>)> = Vec::new();
+    let mut by_name: BTreeMap<String, (String, String)> = BTreeMap::new();
+    let mut errors = Vec::new();
+    for w in refs {
+        let fail = |message: String| SiteError { message, ..w.error.clone() };
+        let r = match Ref::parse(&w.text) {
+            Ok(r) => r,
+            Err(e) => {
+                errors.push(fail(format!("bad role reference {e}")));
+                continue;
+            }
+        };
+        let (path, version) = match site.role_path(&r.name, r.version.as_deref()) {
+            Ok(p) => p,
+            Err(e) => {
+                errors.push(fail(e));
+                continue;
+            }
+        };
+        let id = match &version {
+            Some(v) => format!("{}@{v}", r.name),
+            None => r.name.clone(),
+        };
+        if let Some((have, by)) = by_name.get(&r.name) {
+            if *have != id {
+                errors.push(fail(format!("{} wants role `{}`, but {by} already chose {have}", w.by, w.text)));
+            }
+            continue;
+        }
+        by_name.insert(r.name.clone(), (id.clone(), w.by.clone()));
+        match tomlfile::load::<RoleToml>(&site.dir, &site.rel(&path)) {
+            Ok(f) => out.push((id, f)),
+            Err(e) => errors.push(e),
+        }
+    }
+    if errors.is_empty() { Ok(out) } else { Err(SiteErrors(errors)) }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn layer_params(
+    site: &Site,
+    modules: &[Module],
+    roles: &[(String, TomlFile<RoleToml>)],
+    groups: &[String],
+    node: Option<&TomlFile<crate::site::NodeToml>>,
+    environment: &str,
+    sets: &[(String, String)],
+) -> Result<ParamTree, SiteErrors> {
+    let mut tree = ParamTree::default();
+    let src = |layer: String, file: &str| Source { layer, file: Some(file.to_string()), line: None };
+    for m in modules {
+        let lines = leaf_lines(&m.toml.text, &["params"]);
+        let key = m.param_key();
+        tree.merge(&[&key], &toml_to_json(&m.toml.value.params), &src(format!("module {}", m.id()), &m.toml.rel), &lines);
+    }
+    for (rel, layer) in [("params/common.toml".to_string(), "common".to_string()), (format!("params/env/{environment}.toml"), format!("env {environment}"))] {
+        if strata_fs::exists(&site.dir.join(&rel)) {
+            let f = tomlfile::load::<toml::Table>(&site.dir, &rel)?;
+            tree.merge(&[], &toml_to_json(&f.value), &src(layer, &rel), &leaf_lines(&f.text, &[]));
+        }
+    }
+    for (id, role) in roles {
+        tree.merge(&[], &toml_to_json(&role.value.params), &src(format!("role {id}"), &role.rel), &leaf_lines(&role.text, &["params"]));
+    }
+    for g in groups {
+        let f = &site.groups[g];
+        tree.merge(&[], &toml_to_json(&f.value.params), &src(format!("group {g}"), &f.rel), &leaf_lines(&f.text, &["params"]));
+    }
+    if let Some(f) = node {
+        tree.merge(&[], &toml_to_json(&f.value.params), &src("node".into(), &f.rel), &leaf_lines(&f.text, &["params"]));
+    }
+    for (key, raw) in sets {
+        let parts: Vec<&str> = key.split('.').collect();
+        if parts.iter().any(|p| p.is_empty()) {
+            return Err(SiteError::new(format!("--set {key}={raw}: bad key `{key}`")).into());
+        }
+        let (last, prefix) = parts.split_last().expect("split gives one part");
+        let value = parse_set_value(raw);
+        let layer = Map::from_iter([(last.to_string(), value)]);
+        tree.merge(prefix, &layer, &Source { layer: "--set".into(), file: None, line: None }, &BTreeMap::new());
+    }
+    Ok(tree)
+}
+
+/// A `--set` value is TOML when it parses as a TOML value (`8080`, `true`, `"x"`, `[1]`),
+/// else a plain string.
+fn parse_set_value(raw: &str) -> Value {
+    match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
+        Ok(t) => serde_json::to_value(&t["v"]).unwrap_or(Value::String(raw.to_string())),
+        Err(_) => Value::String(raw.to_string()),
+    }
+}
+
+struct Builder<'a> {
+    site: &'a Site,
+    env: &'a str,
+    resources: BTreeMap<TargetPath, Resource>,
+    contents: HashMap<Hash, Vec<u8>>,
+    errors: Vec<SiteError>,
+    steps: Vec<Step>,
+}
+
+/// A file of a module before rendering: where it goes and where it comes from.
+struct Source0 {
+    target: TargetPath,
+    rel: String,
+    path: std::path::PathBuf,
+    template: bool,
+    is_link: bool,
+}
+
+impl Builder<'_> {
+    fn module(&mut self, m: &Module, renderer: &mut Renderer, params: &ParamTree, node: &NodeInfo, facts: &Map<String, Value>) {
+        let id = m.id();
+        let sources = match self.sources(m) {
+            Ok(s) => s,
+            Err(e) => {
+                self.errors.push(e);
+                return;
+            }
+        };
+        let mut ctx = params.values.clone();
+        ctx.insert("node".into(), serde_json::to_value(node).unwrap_or(Value::Null));
+        ctx.insert("facts".into(), Value::Object(facts.clone()));
+        ctx.insert("module".into(), json!({"name": m.name, "version": m.version}));
+        let ctx = minijinja::Value::from(minijinja::value::Serde(&ctx));
+        let decls = self.file_decls(m);
+        let mut used = vec![false; decls.len()];
+        for s in sources {
+            let mut res = Resource {
+                path: s.target.clone(),
+                kind: ResourceKind::Dir,
+                mode: 0o644,
+                owner: "root".into(),
+                group: "root".into(),
+                replace: true,
+                module: id.clone(),
+                source: s.rel.clone(),
+                sensitive: false,
+            };
+            if s.is_link {
+                match strata_fs::read_link(&s.path) {
+                    Ok(target) => res.kind = ResourceKind::Link { target },
+                    Err(e) => {
+                        self.errors.push(SiteError::in_file(&s.rel, format!("cannot read link: {}", e.source)));
+                        continue;
+                    }
+                }
+                res.mode = 0o777;
+            } else {
+                let content = match self.content(&s, renderer, &ctx) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        self.errors.push(e);
+                        continue;
+                    }
+                };
+                if strata_fs::is_executable(&s.path).unwrap_or(false) {
+                    res.mode = 0o755;
+                }
+                let hash = Hash::of(&content);
+                res.kind = ResourceKind::File { hash, size: content.len() as u64 };
+                self.contents.insert(hash, content);
+            }
+            for (i, (glob, decl)) in decls.iter().enumerate() {
+                if glob.is_match(s.target.as_str()) {
+                    used[i] = true;
+                    if let Some((mode, _)) = &decl.mode {
+                        res.mode = *mode;
+                    }
+                    if let Some(o) = &decl.owner {
+                        res.owner = o.clone();
+                    }
+                    if let Some(g) = &decl.group {
+                        res.group = g.clone();
+                    }
+                    if let Some(r) = decl.replace {
+                        res.replace = r;
+                    }
+                }
+            }
+            self.add(res);
+        }
+        for ((_, decl), used) in decls.iter().zip(used) {
+            if !used {
+                self.errors.push(m.toml.error_at(
+                    decl.offset,
+                    format!("[[file]] path `{}` matches no file in files/ or templates/", decl.pattern),
+                ));
+            }
+        }
+        self.dirs_and_links(m, &id);
+    }
+
+    fn content(&mut self, s: &Source0, renderer: &mut Renderer, ctx: &minijinja::Value) -> Result<Vec<u8>, SiteError> {
+        if !s.template {
+            return strata_fs::read(&s.path).map_err(|e| SiteError::in_file(&s.rel, format!("cannot read: {}", e.source)));
+        }
+        let meter = Meter::light();
+        let text = strata_fs::read_to_string(&s.path)
+            .map_err(|e| SiteError::in_file(&s.rel, format!("cannot read template: {}", e.source)))?;
+        renderer.add(&s.rel, text)?;
+        let out = renderer.render(&s.rel, ctx)?;
+        self.steps.push(meter.finish(format!("render {}", s.target)));
+        Ok(out.into_bytes())
+    }
+
+    fn add(&mut self, res: Resource) {
+        if let Some(other) = self.resources.get(&res.path) {
+            self.errors.push(SiteError::new(format!(
+                "{} is declared by both {} ({}) and {} ({})",
+                res.path, other.module, other.source, res.module, res.source
+            )));
+            return;
+        }
+        self.resources.insert(res.path.clone(), res);
+    }
+
+    /// The module's files and templates, with `env/<environment>/` overriding by target.
+    fn sources(&self, m: &Module) -> Result<Vec<Source0>, SiteError> {
+        let mut by_target: BTreeMap<TargetPath, Source0> = BTreeMap::new();
+        let env_dir = format!("env/{}", self.env);
+        for base in ["", env_dir.as_str()] {
+            let mut layer: BTreeMap<TargetPath, Source0> = BTreeMap::new();
+            for (sub, template) in [("files", false), ("templates", true)] {
+                let dir = if base.is_empty() { m.dir.join(sub) } else { m.dir.join(base).join(sub) };
+                for f in strata_fs::walk_files(&dir)? {
+                    let rel = self.site.rel(&f.path);
+                    let mut target_rel = f.rel.clone();
+                    if template {
+                        if target_rel.ends_with(".sh-template") {
+                            return Err(SiteError::in_file(rel, "executable templates need the sandbox, which this version of strata does not have yet"));
+                        }
+                        if let Some(stripped) = target_rel.strip_suffix(".j2") {
+                            target_rel = stripped.to_string();
+                        }
+                    }
+                    let target = TargetPath::parse(&target_rel).map_err(|e| SiteError::in_file(&rel, e.to_string()))?;
+                    let s = Source0 { target: target.clone(), rel: rel.clone(), path: f.path, template: template && !f.is_link, is_link: f.is_link };
+                    if let Some(prev) = layer.insert(target.clone(), s) {
+                        return Err(SiteError::in_file(rel, format!("{target} also comes from {}", prev.rel)));
+                    }
+                }
+            }
+            by_target.extend(layer);
+        }
+        Ok(by_target.into_values().collect())
+    }
+
+    fn file_decls(&mut self, m: &Module) -> Vec<(GlobMatcher, Decl)> {
+        let mut out = Vec::new();
+        for d in &m.toml.value.file {
+            let pattern = d.path.get_ref();
+            let pat = if pattern.starts_with('/') { pattern.clone() } else { format!("/{pattern}") };
+            let glob = match Glob::new(&pat) {
+                Ok(g) => g.compile_matcher(),
+                Err(e) => {
+                    self.errors.push(m.toml.error_at(d.path.span().start, format!("bad glob `{pattern}`: {}", e.kind())));
+                    continue;
+                }
+            };
+            let mode = match d.mode.as_ref().map(|s| parse_mode(s.get_ref()).map(|v| (v, s.span().start))).transpose() {
+                Ok(m) => m,
+                Err(msg) => {
+                    self.errors.push(m.toml.error_at(d.mode.as_ref().map_or(0, |s| s.span().start), msg));
+                    continue;
+                }
+            };
+            out.push((glob, Decl { pattern: pattern.clone(), offset: d.path.span().start, mode, owner: d.owner.clone(), group: d.group.clone(), replace: d.replace }));
+        }
+        out
+    }
+
+    fn dirs_and_links(&mut self, m: &Module, id: &str) {
+        for d in &m.toml.value.dir {
+            let path = match TargetPath::parse(d.path.get_ref()) {
+                Ok(p) => p,
+                Err(e) => {
+                    self.errors.push(m.toml.error_at(d.path.span().start, e.to_string()));
+                    continue;
+                }
+            };
+            let mode = match d.mode.as_ref().map(|s| parse_mode(s.get_ref())).transpose() {
+                Ok(mode) => mode.unwrap_or(0o755),
+                Err(msg) => {
+                    self.errors.push(m.toml.error_at(d.mode.as_ref().map_or(0, |s| s.span().start), msg));
+                    continue;
+                }
+            };
+            let line = m.toml.line(d.path.span().start);
+            self.add(Resource {
+                path,
+                kind: ResourceKind::Dir,
+                mode,
+                owner: d.owner.clone().unwrap_or_else(|| "root".into()),
+                group: d.group.clone().unwrap_or_else(|| "root".into()),
+                replace: true,
+                module: id.to_string(),
+                source: format!("{}:{line}", m.toml.rel),
+                sensitive: false,
+            });
+        }
+        for l in &m.toml.value.link {
+            let path = match TargetPath::parse(l.path.get_ref()) {
+                Ok(p) => p,
+                Err(e) => {
+                    self.errors.push(m.toml.error_at(l.path.span().start, e.to_string()));
+                    continue;
+                }
+            };
+            let line = m.toml.line(l.path.span().start);
+            self.add(Resource {
+                path,
+                kind: ResourceKind::Link { target: l.target.clone() },
+                mode: 0o777,
+                owner: "root".into(),
+                group: "root".into(),
+                replace: true,
+                module: id.to_string(),
+                source: format!("{}:{line}", m.toml.rel),
+                sensitive: false,
+            });
+        }
+    }
+}
+
+/// A `[[file]]` declaration, compiled.
+struct Decl {
+    pattern: String,
+    offset: usize,
+    mode: Option<(u32, usize)>,
+    owner: Option<String>,
+    group: Option<String>,
+    replace: Option<bool>,
+}
+
+/// Parses an octal mode string such as `"0644"` or `"755"`.
+fn parse_mode(s: &str) -> Result<u32, String> {
+    let digits = s.strip_prefix("0o").unwrap_or(s);
+    match u32::from_str_radix(digits, 8) {
+        Ok(m) if m <= 0o7777 && !digits.is_empty() => Ok(m),
+        _ => Err(format!("bad mode `{s}`: expected octal digits such as \"0644\"")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_are_octal() {
+        assert_eq!(parse_mode("0644"), Ok(0o644));
+        assert_eq!(parse_mode("4755"), Ok(0o4755));
+        assert!(parse_mode("0999").is_err());
+        assert!(parse_mode("").is_err());
+        assert!(parse_mode("17777").is_err());
+    }
+
+    #[test]
+    fn set_values_are_toml_or_strings() {
+        assert_eq!(parse_set_value("8080"), json!(8080));
+        assert_eq!(parse_set_value("true"), json!(true));
+        assert_eq!(parse_set_value("hello world"), json!("hello world"));
+        assert_eq!(parse_set_value("[1, 2]"), json!([1, 2]));
+    }
+}

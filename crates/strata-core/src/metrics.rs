@@ -1,0 +1,67 @@
+//! Measuring a step of this process: wall time, CPU, faults, peak RSS and I/O.
+
+use std::time::Instant;
+
+use strata_types::{Step, StepMetrics};
+
+/// A running measurement; [`Meter::finish`] turns it into a [`Step`].
+#[derive(Debug)]
+pub struct Meter {
+    start: Instant,
+    usage: libc::rusage,
+    io: Option<(u64, u64)>,
+}
+
+fn usage() -> libc::rusage {
+    // SAFETY: getrusage only writes into the struct we pass; all-zero is a valid rusage.
+    unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+        ru
+    }
+}
+
+fn secs(tv: libc::timeval) -> f64 {
+    tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6
+}
+
+impl Meter {
+    /// Starts measuring everything, I/O included (a read of `/proc/self/io`).
+    pub fn start() -> Meter {
+        Meter { start: Instant::now(), usage: usage(), io: Some(strata_fs::self_io()) }
+    }
+
+    /// Starts measuring without I/O, for many small in-memory steps.
+    pub fn light() -> Meter {
+        Meter { start: Instant::now(), usage: usage(), io: None }
+    }
+
+    /// Ends the measurement.
+    pub fn finish(self, name: impl Into<String>) -> Step {
+        self.finish_with(name, Vec::new())
+    }
+
+    /// Ends the measurement of a step that has sub-steps.
+    pub fn finish_with(self, name: impl Into<String>, steps: Vec<Step>) -> Step {
+        let end = usage();
+        let (read_bytes, write_bytes) = match self.io {
+            Some((r0, w0)) => {
+                let (r1, w1) = strata_fs::self_io();
+                (r1.saturating_sub(r0), w1.saturating_sub(w0))
+            }
+            None => (0, 0),
+        };
+        let metrics = StepMetrics {
+            wall: self.start.elapsed().as_secs_f64(),
+            user: secs(end.ru_utime) - secs(self.usage.ru_utime),
+            sys: secs(end.ru_stime) - secs(self.usage.ru_stime),
+            max_rss: end.ru_maxrss as u64 * 1024,
+            minor_faults: (end.ru_minflt - self.usage.ru_minflt) as u64,
+            major_faults: (end.ru_majflt - self.usage.ru_majflt) as u64,
+            read_bytes,
+            write_bytes,
+            exit: None,
+        };
+        Step { name: name.into(), metrics, steps }
+    }
+}

@@ -1,0 +1,180 @@
+//! One parameter tree built from layers, remembering where each value came from.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// Where a parameter's value was set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Source {
+    /// The layer (`module nginx`, `common`, `env production`, `role webserver`, `group web`,
+    /// `node`, `--set`).
+    pub layer: String,
+    /// The file, relative to the site; none for `--set`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// The 1-based line in that file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+}
+
+/// The resolved parameters and the source of every leaf (dotted key).
+#[derive(Debug, Clone, Default)]
+pub struct ParamTree {
+    /// The tree.
+    pub values: Map<String, Value>,
+    /// Dotted key of each leaf → where it was set.
+    pub sources: BTreeMap<String, Source>,
+}
+
+impl ParamTree {
+    /// Lays `layer` over the tree under `prefix` (empty for the top): tables merge key by
+    /// key, any other value replaces the lower one. `lines` gives the line of each leaf
+    /// (dotted, relative to `layer`).
+    pub fn merge(
+        &mut self,
+        prefix: &[&str],
+        layer: &Map<String, Value>,
+        source: &Source,
+        lines: &BTreeMap<String, usize>,
+    ) {
+        let mut target = &mut self.values;
+        for key in prefix {
+            let slot = target.entry(key.to_string()).or_insert_with(|| Value::Object(Map::new()));
+            if !slot.is_object() {
+                *slot = Value::Object(Map::new());
+                remove_below(&mut self.sources, &prefix.join("."));
+                return self.merge(prefix, layer, source, lines);
+            }
+            target = slot.as_object_mut().expect("just made an object");
+        }
+        merge_into(target, layer, &prefix.join("."), "", source, lines, &mut self.sources);
+    }
+
+    /// The value at a dotted key.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        let mut parts = key.split('.');
+        let mut cur = self.values.get(parts.next()?)?;
+        for part in parts {
+            cur = cur.as_object()?.get(part)?;
+        }
+        Some(cur)
+    }
+
+    /// Every leaf as (dotted key, value), in key order.
+    pub fn leaves(&self) -> Vec<(String, Value)> {
+        let mut out = Vec::new();
+        flatten(&self.values, "", &mut out);
+        out
+    }
+}
+
+fn join(a: &str, b: &str) -> String {
+    if a.is_empty() { b.to_string() } else { format!("{a}.{b}") }
+}
+
+fn remove_below(sources: &mut BTreeMap<String, Source>, key: &str) {
+    let below = format!("{key}.");
+    sources.retain(|k, _| k != key && !k.starts_with(&below));
+}
+
+fn merge_into(
+    target: &mut Map<String, Value>,
+    layer: &Map<String, Value>,
+    abs: &str,
+    rel: &str,
+    source: &Source,
+    lines: &BTreeMap<String, usize>,
+    sources: &mut BTreeMap<String, Source>,
+) {
+    for (key, value) in layer {
+        let (abs_key, rel_key) = (join(abs, key), join(rel, key));
+        match (target.get_mut(key), value) {
+            (Some(Value::Object(lower)), Value::Object(upper)) => {
+                merge_into(lower, upper, &abs_key, &rel_key, source, lines, sources);
+            }
+            _ => {
+                remove_below(sources, &abs_key);
+                target.insert(key.clone(), value.clone());
+                record(value, &abs_key, &rel_key, source, lines, sources);
+            }
+        }
+    }
+}
+
+fn record(
+    value: &Value,
+    abs: &str,
+    rel: &str,
+    source: &Source,
+    lines: &BTreeMap<String, usize>,
+    sources: &mut BTreeMap<String, Source>,
+) {
+    match value {
+        Value::Object(map) if !map.is_empty() => {
+            for (k, v) in map {
+                record(v, &join(abs, k), &join(rel, k), source, lines, sources);
+            }
+        }
+        _ => {
+            let line = lines.get(rel).copied().or(source.line);
+            sources.insert(abs.to_string(), Source { line, ..source.clone() });
+        }
+    }
+}
+
+fn flatten(map: &Map<String, Value>, prefix: &str, out: &mut Vec<(String, Value)>) {
+    for (k, v) in map {
+        match v {
+            Value::Object(inner) if !inner.is_empty() => flatten(inner, &join(prefix, k), out),
+            _ => out.push((join(prefix, k), v.clone())),
+        }
+    }
+}
+
+/// Turns a TOML table into a JSON map (dates become strings).
+pub(crate) fn toml_to_json(table: &toml::Table) -> Map<String, Value> {
+    match serde_json::to_value(table) {
+        Ok(Value::Object(map)) => map,
+        _ => Map::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn src(layer: &str) -> Source {
+        Source { layer: layer.into(), file: Some(format!("{layer}.toml")), line: None }
+    }
+
+    fn obj(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn tables_merge_and_scalars_replace() {
+        let mut t = ParamTree::default();
+        let lines = BTreeMap::from([("port".to_string(), 3)]);
+        t.merge(&["nginx"], &obj(json!({"port": 80, "workers": 2})), &src("module"), &lines);
+        t.merge(&[], &obj(json!({"nginx": {"port": 8080}})), &src("node"), &BTreeMap::new());
+        assert_eq!(t.get("nginx.port"), Some(&json!(8080)));
+        assert_eq!(t.get("nginx.workers"), Some(&json!(2)));
+        assert_eq!(t.sources["nginx.port"].layer, "node");
+        assert_eq!(t.sources["nginx.workers"].layer, "module");
+        assert_eq!(t.sources["nginx.workers"].file.as_deref(), Some("module.toml"));
+    }
+
+    #[test]
+    fn a_scalar_over_a_table_drops_the_table_sources() {
+        let mut t = ParamTree::default();
+        t.merge(&[], &obj(json!({"a": {"b": 1, "c": 2}})), &src("common"), &BTreeMap::new());
+        t.merge(&[], &obj(json!({"a": 5})), &src("node"), &BTreeMap::new());
+        assert_eq!(t.get("a"), Some(&json!(5)));
+        assert!(!t.sources.contains_key("a.b"));
+        assert_eq!(t.sources["a"].layer, "node");
+        assert_eq!(t.leaves(), vec![("a".to_string(), json!(5))]);
+    }
+}

@@ -1,0 +1,236 @@
+//! The plan: for every path the site declares or strata managed before, what stands there
+//! now, what must stand there, and what the apply will do about it.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
+
+use strata_fs::{FsError, Root};
+use strata_types::{Action, Change, Entry, Hash, Plan, Snapshot, TargetPath};
+
+/// Where the planner finds content by hash (the catalog, or the state store).
+pub trait ContentSource {
+    /// The bytes with this hash, if known.
+    fn content(&self, hash: &Hash) -> Option<Cow<'_, [u8]>>;
+}
+
+impl ContentSource for std::collections::HashMap<Hash, Vec<u8>> {
+    fn content(&self, hash: &Hash) -> Option<Cow<'_, [u8]>> {
+        self.get(hash).map(|v| Cow::Borrowed(v.as_slice()))
+    }
+}
+
+/// Why no plan could be made.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// Reading the target failed.
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    /// What stands at a path cannot be turned into what is declared.
+    #[error("{path}: {message}")]
+    Conflict {
+        /// The path.
+        path: TargetPath,
+        /// What is in the way.
+        message: String,
+    },
+}
+
+/// Diffs are shown for text up to this size.
+const DIFF_LIMIT: usize = 1 << 20;
+
+/// Compares the desired `entries` with the target and with what the last generation
+/// managed (`current` entries and the `originals` it recorded), and says what to do.
+pub fn plan(
+    root: &Root,
+    entries: Vec<Entry>,
+    current: &[Entry],
+    originals: &BTreeMap<TargetPath, Snapshot>,
+    contents: &dyn ContentSource,
+) -> Result<Plan, PlanError> {
+    let mut desired: BTreeMap<TargetPath, Entry> = entries.into_iter().map(|e| (e.path.clone(), e)).collect();
+    let current: BTreeMap<&TargetPath, &Entry> = current.iter().map(|e| (&e.path, e)).collect();
+    add_implicit_dirs(root, &mut desired, &current, originals);
+
+    let mut plan = Plan { changes: Vec::new(), entries: Vec::new(), originals: BTreeMap::new() };
+    for (path, mut entry) in desired {
+        let (before, old) = root.inspect_with_content(&path)?;
+        let created_by_us = originals.get(&path).is_some_and(Snapshot::is_absent);
+        if !entry.replace {
+            // Add-only: once there, never overwritten; keep what strata first wrote.
+            if let Some(cur) = current.get(&path).filter(|c| !c.replace && created_by_us) {
+                entry.state = cur.state.clone();
+            }
+            if matches!(before, Snapshot::File { .. }) {
+                if created_by_us {
+                    plan.originals.insert(path.clone(), Snapshot::Absent);
+                    plan.entries.push(entry.clone());
+                }
+                plan.changes.push(change(&entry, Action::Unchanged, before.clone(), before, None));
+                continue;
+            }
+        }
+        conflict(&path, &entry.state, &before)?;
+        let action = if before.is_absent() {
+            Action::Create
+        } else if same(&entry.state, &before) {
+            Action::Unchanged
+        } else {
+            Action::Modify
+        };
+        let diff = if entry.sensitive { None } else { diff_for(&path, &before, old.as_deref(), &entry.state, contents) };
+        let original = originals.get(&path).cloned().unwrap_or_else(|| before.clone());
+        plan.originals.insert(path.clone(), original);
+        plan.changes.push(change(&entry, action, before, entry.state.clone(), diff));
+        plan.entries.push(entry);
+    }
+    release(root, &mut plan, &current, originals, contents)?;
+    plan.changes.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(plan)
+}
+
+fn change(entry: &Entry, action: Action, before: Snapshot, after: Snapshot, diff: Option<String>) -> Change {
+    Change { path: entry.path.clone(), action, before, after, module: entry.module.clone(), sensitive: entry.sensitive, diff, note: None }
+}
+
+/// Adds the missing parents of declared paths as implicit directories. A directory strata
+/// created before stays managed while something below it is declared.
+fn add_implicit_dirs(
+    root: &Root,
+    desired: &mut BTreeMap<TargetPath, Entry>,
+    current: &BTreeMap<&TargetPath, &Entry>,
+    originals: &BTreeMap<TargetPath, Snapshot>,
+) {
+    let parents: BTreeSet<TargetPath> = desired.keys().flat_map(TargetPath::ancestors).filter(|p| !desired.contains_key(p)).collect();
+    let mut missing: BTreeSet<TargetPath> = BTreeSet::new();
+    for dir in parents {
+        let ours = originals.get(&dir).is_some_and(Snapshot::is_absent) && current.contains_key(&dir);
+        let parent_missing = dir.parent().is_some_and(|p| missing.contains(&p));
+        if ours || parent_missing || !root.is_dir_followed(&dir) {
+            if !ours {
+                missing.insert(dir.clone());
+            }
+            let state = Snapshot::Dir { mode: 0o755, uid: 0, gid: 0 };
+            desired.insert(dir.clone(), Entry { path: dir, state, replace: true, implicit: true, sensitive: false, module: None, source: None });
+        }
+    }
+}
+
+/// Refuses to turn a directory into something else, or something else into a directory.
+fn conflict(path: &TargetPath, want: &Snapshot, have: &Snapshot) -> Result<(), PlanError> {
+    let message = match (want, have) {
+        (_, Snapshot::Other { kind }) => format!("a {kind} stands where a {} is declared; strata does not replace it", want.kind()),
+        (Snapshot::Dir { .. }, Snapshot::File { .. } | Snapshot::Link { .. }) => {
+            format!("a {} stands where a directory is declared; strata does not replace it", have.kind())
+        }
+        (Snapshot::File { .. } | Snapshot::Link { .. }, Snapshot::Dir { .. }) => {
+            format!("a directory stands where a {} is declared; strata does not replace directories", want.kind())
+        }
+        _ => return Ok(()),
+    };
+    Err(PlanError::Conflict { path: path.clone(), message })
+}
+
+/// Whether what stands there is what is wanted. Links are compared by target only: their
+/// ownership is not managed.
+pub(crate) fn same(want: &Snapshot, have: &Snapshot) -> bool {
+    match (want, have) {
+        (Snapshot::Link { target: a, .. }, Snapshot::Link { target: b, .. }) => a == b,
+        _ => want == have,
+    }
+}
+
+/// Takes back what the last generation managed and the site no longer declares: removed
+/// when strata created it, restored when it was there before. Deepest paths first, so a
+/// directory is removed only once what strata put in it is gone.
+fn release(
+    root: &Root,
+    plan: &mut Plan,
+    current: &BTreeMap<&TargetPath, &Entry>,
+    originals: &BTreeMap<TargetPath, Snapshot>,
+    contents: &dyn ContentSource,
+) -> Result<(), PlanError> {
+    let kept: BTreeSet<&TargetPath> = plan.originals.keys().collect();
+    let mut gone: Vec<(&TargetPath, &Snapshot)> = originals.iter().filter(|(p, _)| !kept.contains(p)).collect();
+    gone.sort_by(|a, b| b.0.depth().cmp(&a.0.depth()).then(a.0.cmp(b.0)));
+    let mut removed: BTreeSet<TargetPath> = BTreeSet::new();
+    let mut changes = Vec::new();
+    for (path, original) in gone {
+        let (before, old) = root.inspect_with_content(path)?;
+        let was = current.get(path);
+        let mut c = Change {
+            path: path.clone(),
+            action: Action::Unchanged,
+            before: before.clone(),
+            after: original.clone(),
+            module: was.and_then(|e| e.module.clone()),
+            sensitive: was.is_some_and(|e| e.sensitive),
+            diff: None,
+            note: None,
+        };
+        if original.is_absent() {
+            if before.is_absent() {
+                continue;
+            }
+            let add_only_edited = was.is_some_and(|e| !e.replace && before.hash() != e.state.hash());
+            let leftovers: Vec<String> = if matches!(before, Snapshot::Dir { .. }) {
+                root.list(path)?
+                    .into_iter()
+                    .map(|(name, _)| name)
+                    .filter(|name| path.join(name).map_or(true, |p| !removed.contains(&p)))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            if add_only_edited {
+                c.action = Action::Keep;
+                c.after = before.clone();
+                c.note = Some("add-only file changed since strata created it; left in place".into());
+            } else if !leftovers.is_empty() {
+                c.action = Action::Keep;
+                c.after = before.clone();
+                c.note = Some(format!("directory still holds {} entries strata does not manage; left in place", leftovers.len()));
+            } else {
+                c.action = Action::Remove;
+                removed.insert(path.clone());
+            }
+        } else if !same(original, &before) {
+            conflict(path, original, &before)?;
+            c.action = Action::Restore;
+        }
+        if !c.sensitive && c.action.changes_target() {
+            c.diff = diff_for(path, &before, old.as_deref(), &c.after, contents);
+        }
+        changes.push(c);
+    }
+    plan.changes.extend(changes);
+    Ok(())
+}
+
+/// A unified diff between the old and new content of a file, when both are text.
+fn diff_for(path: &TargetPath, before: &Snapshot, old: Option<&[u8]>, after: &Snapshot, contents: &dyn ContentSource) -> Option<String> {
+    if before.hash().is_some() && before.hash() == after.hash() {
+        return None;
+    }
+    if before.hash().is_none() && after.hash().is_none() {
+        return None;
+    }
+    let old: Cow<'_, [u8]> = match before {
+        Snapshot::File { .. } => Cow::Borrowed(old?),
+        _ => Cow::Borrowed(&[]),
+    };
+    let new: Cow<'_, [u8]> = match after.hash() {
+        Some(h) => contents.content(&h)?,
+        None => Cow::Borrowed(&[]),
+    };
+    let (old, new) = (text(&old)?, text(&new)?);
+    let name = path.as_str();
+    let diff = similar::TextDiff::from_lines(old, new).unified_diff().context_radius(3).header(name, name).to_string();
+    Some(diff)
+}
+
+fn text(bytes: &[u8]) -> Option<&str> {
+    if bytes.len() > DIFF_LIMIT || bytes.contains(&0) {
+        return None;
+    }
+    std::str::from_utf8(bytes).ok()
+}
