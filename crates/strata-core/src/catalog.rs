@@ -5,11 +5,11 @@ use std::collections::{BTreeMap, HashMap};
 
 use globset::{Glob, GlobMatcher};
 use serde_json::{Map, Value, json};
-use strata_types::{Hash, Step, TargetPath};
+use strata_fs::Meter;
+use strata_types::{Entry, Hash, Snapshot, Step, TargetPath};
 
 use crate::error::{SiteError, SiteErrors};
 use crate::graph::{self, Wanted};
-use crate::metrics::Meter;
 use crate::module::Module;
 use crate::params::{ParamTree, Source, toml_to_json};
 use crate::render::Renderer;
@@ -82,6 +82,42 @@ pub struct Catalog {
     pub contents: HashMap<Hash, Vec<u8>>,
     /// Metrics of the compile's own sub-steps (one per rendered template).
     pub steps: Vec<Step>,
+}
+
+impl Catalog {
+    /// The catalog's paths as generation entries, with owners resolved against the
+    /// target's own users and groups.
+    pub fn entries(&self, users: &crate::UserDb) -> Result<Vec<Entry>, SiteErrors> {
+        let mut out = Vec::with_capacity(self.resources.len());
+        let mut errors = Vec::new();
+        for r in &self.resources {
+            let uid = users.uid(&r.owner);
+            let gid = users.gid(&r.group);
+            let (Some(uid), Some(gid)) = (uid, gid) else {
+                let (what, name, file) = if uid.is_none() { ("user", &r.owner, "/etc/passwd") } else { ("group", &r.group, "/etc/group") };
+                errors.push(SiteError::in_file(
+                    r.source.clone(),
+                    format!("{what} `{name}` (for {}, module {}) does not exist on the target: not in its {file}", r.path, r.module),
+                ));
+                continue;
+            };
+            let state = match &r.kind {
+                ResourceKind::File { hash, size } => Snapshot::File { hash: *hash, size: *size, mode: r.mode, uid, gid },
+                ResourceKind::Dir => Snapshot::Dir { mode: r.mode, uid, gid },
+                ResourceKind::Link { target } => Snapshot::Link { target: target.clone(), uid, gid },
+            };
+            out.push(Entry {
+                path: r.path.clone(),
+                state,
+                replace: r.replace,
+                implicit: false,
+                sensitive: r.sensitive,
+                module: Some(r.module.clone()),
+                source: Some(r.source.clone()),
+            });
+        }
+        if errors.is_empty() { Ok(out) } else { Err(SiteErrors(errors)) }
+    }
 }
 
 /// Compiles `node`; every error found is returned, not only the first.

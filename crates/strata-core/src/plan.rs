@@ -5,19 +5,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use strata_fs::{FsError, Root};
-use strata_types::{Action, Change, Entry, Hash, Plan, Snapshot, TargetPath};
-
-/// Where the planner finds content by hash (the catalog, or the state store).
-pub trait ContentSource {
-    /// The bytes with this hash, if known.
-    fn content(&self, hash: &Hash) -> Option<Cow<'_, [u8]>>;
-}
-
-impl ContentSource for std::collections::HashMap<Hash, Vec<u8>> {
-    fn content(&self, hash: &Hash) -> Option<Cow<'_, [u8]>> {
-        self.get(hash).map(|v| Cow::Borrowed(v.as_slice()))
-    }
-}
+use strata_types::{Action, Change, ContentSource, Entry, Plan, Snapshot, TargetPath};
 
 /// Why no plan could be made.
 #[derive(Debug, thiserror::Error)]
@@ -72,7 +60,7 @@ pub fn plan(
         conflict(&path, &entry.state, &before)?;
         let action = if before.is_absent() {
             Action::Create
-        } else if same(&entry.state, &before) {
+        } else if entry.state.satisfied_by(&before) {
             Action::Unchanged
         } else {
             Action::Modify
@@ -130,15 +118,6 @@ fn conflict(path: &TargetPath, want: &Snapshot, have: &Snapshot) -> Result<(), P
     Err(PlanError::Conflict { path: path.clone(), message })
 }
 
-/// Whether what stands there is what is wanted. Links are compared by target only: their
-/// ownership is not managed.
-pub(crate) fn same(want: &Snapshot, have: &Snapshot) -> bool {
-    match (want, have) {
-        (Snapshot::Link { target: a, .. }, Snapshot::Link { target: b, .. }) => a == b,
-        _ => want == have,
-    }
-}
-
 /// Takes back what the last generation managed and the site no longer declares: removed
 /// when strata created it, restored when it was there before. Deepest paths first, so a
 /// directory is removed only once what strata put in it is gone.
@@ -193,7 +172,7 @@ fn release(
                 c.action = Action::Remove;
                 removed.insert(path.clone());
             }
-        } else if !same(original, &before) {
+        } else if !original.satisfied_by(&before) {
             conflict(path, original, &before)?;
             c.action = Action::Restore;
         }

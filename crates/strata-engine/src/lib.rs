@@ -1,1 +1,283 @@
-//! placeholder
+//! The pipeline as a library: load → compile → plan → commit → report. The CLI, a push
+//! to a remote node and the agent all call these functions; none of them touches the
+//! terminal.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use strata_core::{Catalog, CompileOptions, ParamTree, PlanError, Site, SiteError, SiteErrors, UserDb};
+use strata_fs::{FsError, Meter, Root};
+use strata_state::{GenerationInfo, Op, State, StateError};
+use strata_types::{Generation, GenerationKind, Plan, Report, Step};
+
+pub use strata_core::NodeInfo;
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The site is invalid.
+    #[error("{0}")]
+    Site(#[from] SiteErrors),
+    /// The target cannot be brought to the desired state.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// The node's state or the commit failed.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The target could not be read.
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    /// The request itself makes no sense (no generation to roll back to, …).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// What `plan` and `apply` need.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The site directory.
+    pub site: PathBuf,
+    /// The node to compile.
+    pub node: String,
+    /// The directory acting as the node's `/`.
+    pub root: PathBuf,
+    /// `--set key=value` pairs.
+    pub sets: Vec<(String, String)>,
+    /// Who is asking (written into the lock for whoever finds it held).
+    pub who: String,
+}
+
+/// What a plan, apply or rollback found and did.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The node.
+    pub node: String,
+    /// Its environment.
+    pub environment: String,
+    /// What changes (for an apply: what changed).
+    pub plan: Plan,
+    /// The target's users and groups, to show owners by name.
+    pub users: UserDb,
+    /// The generation recorded; none when there was nothing to do (or for a plan).
+    pub generation: Option<u64>,
+    /// Per-step metrics.
+    pub report: Report,
+}
+
+fn compile_site(req: &Request, steps: &mut Vec<Step>) -> Result<(Site, Catalog), EngineError> {
+    let meter = Meter::start();
+    let site = Site::open(&req.site)?;
+    steps.push(meter.finish("load"));
+    let meter = Meter::start();
+    let opts = CompileOptions { sets: req.sets.clone(), facts: Default::default() };
+    let mut catalog = strata_core::compile(&site, &req.node, &opts)?;
+    steps.push(meter.finish_with("compile", std::mem::take(&mut catalog.steps)));
+    Ok((site, catalog))
+}
+
+fn plan_against(
+    root: &Root,
+    state: &State<'_>,
+    entries: Vec<strata_types::Entry>,
+    contents: &dyn strata_types::ContentSource,
+    steps: &mut Vec<Step>,
+) -> Result<(Plan, Option<Generation>), EngineError> {
+    let meter = Meter::start();
+    let current = state.current()?;
+    let (cur_entries, originals) = match &current {
+        Some(g) => (g.entries.as_slice(), g.originals.clone()),
+        None => (&[][..], Default::default()),
+    };
+    let store = state.store();
+    let plan = strata_core::plan(root, entries, cur_entries, &originals, &(contents, &store))?;
+    steps.push(meter.finish("plan"));
+    Ok((plan, current))
+}
+
+/// Computes what an apply would do. Writes nothing (unless an interrupted commit on the
+/// root must be finished first).
+pub fn plan(req: &Request) -> Result<Outcome, EngineError> {
+    let mut steps = Vec::new();
+    let (_, catalog) = compile_site(req, &mut steps)?;
+    let root = Root::open(&req.root)?;
+    let state = State::open_for_read(&root, &req.who)?;
+    let users = UserDb::load(&root)?;
+    let entries = catalog.entries(&users)?;
+    let (plan, _) = plan_against(&root, &state, entries, &catalog.contents, &mut steps)?;
+    Ok(Outcome {
+        node: catalog.node.name,
+        environment: catalog.node.environment,
+        plan,
+        users,
+        generation: None,
+        report: Report { steps },
+    })
+}
+
+/// Plans and commits, all or nothing, and records a generation. Nothing is written when
+/// nothing changes.
+pub fn apply(req: &Request) -> Result<Outcome, EngineError> {
+    let mut steps = Vec::new();
+    let (site, catalog) = compile_site(req, &mut steps)?;
+    let root = Root::open(&req.root)?;
+    let state = State::open_for_commit(&root, &req.who)?;
+    let users = UserDb::load(&root)?;
+    let entries = catalog.entries(&users)?;
+    let (plan, current) = plan_against(&root, &state, entries, &catalog.contents, &mut steps)?;
+    let generation = Generation {
+        number: 0,
+        time: now(),
+        kind: GenerationKind::Apply,
+        replayed: None,
+        node: catalog.node.name.clone(),
+        environment: catalog.node.environment.clone(),
+        site: Some(site.dir.display().to_string()),
+        revision: git_revision(&site.dir),
+        entries: plan.entries.clone(),
+        originals: plan.originals.clone(),
+        report: Report { steps: steps.clone() },
+    };
+    let number = commit(&state, &plan, current.as_ref(), generation, &catalog.contents, &mut steps)?;
+    Ok(Outcome {
+        node: catalog.node.name,
+        environment: catalog.node.environment,
+        plan,
+        users,
+        generation: number,
+        report: Report { steps },
+    })
+}
+
+/// Commits a plan unless it changes nothing, on the target and in what strata manages.
+fn commit(
+    state: &State<'_>,
+    plan: &Plan,
+    current: Option<&Generation>,
+    generation: Generation,
+    contents: &dyn strata_types::ContentSource,
+    steps: &mut Vec<Step>,
+) -> Result<Option<u64>, EngineError> {
+    let same_ownership = match current {
+        Some(g) => g.entries == plan.entries && g.originals == plan.originals,
+        None => plan.entries.is_empty() && plan.originals.is_empty(),
+    };
+    if !plan.has_changes() && same_ownership {
+        return Ok(None);
+    }
+    let ops: Vec<Op> = plan
+        .changes
+        .iter()
+        .filter(|c| c.action.changes_target())
+        .map(|c| Op { path: c.path.clone(), before: c.before.clone(), after: c.after.clone() })
+        .collect();
+    let store = state.store();
+    let (generation, commit_steps) = state.commit(ops, generation, &(contents, &store))?;
+    steps.extend(commit_steps);
+    // The full report is a convenience: a failure to save it does not undo the commit.
+    let _ = state.save_report(generation.number, &Report { steps: steps.clone() });
+    Ok(Some(generation.number))
+}
+
+/// Replays generation `to` (default: the one before the current) through the same commit,
+/// without the site; the result is a new generation.
+pub fn rollback(root: &Path, to: Option<u64>, who: &str) -> Result<Outcome, EngineError> {
+    let root = Root::open(root)?;
+    let state = State::open_for_commit(&root, who)?;
+    let current = state.current_number()?.ok_or_else(|| EngineError::Invalid("no generation recorded on this root: nothing to roll back".into()))?;
+    let target = match to {
+        Some(n) => n,
+        None => state
+            .numbers()?
+            .into_iter()
+            .filter(|n| *n < current)
+            .max()
+            .ok_or_else(|| EngineError::Invalid(format!("generation {current} is the first one: there is none before it")))?,
+    };
+    let old = state.generation(target)?;
+    let mut steps = Vec::new();
+    let users = UserDb::load(&root)?;
+    let empty = std::collections::HashMap::new();
+    let (plan, current) = plan_against(&root, &state, old.entries.clone(), &empty, &mut steps)?;
+    let generation = Generation {
+        number: 0,
+        time: now(),
+        kind: GenerationKind::Rollback,
+        replayed: Some(target),
+        node: old.node.clone(),
+        environment: old.environment.clone(),
+        site: old.site.clone(),
+        revision: old.revision.clone(),
+        entries: plan.entries.clone(),
+        originals: plan.originals.clone(),
+        report: Report { steps: steps.clone() },
+    };
+    let number = commit(&state, &plan, current.as_ref(), generation, &empty, &mut steps)?;
+    Ok(Outcome { node: old.node, environment: old.environment, plan, users, generation: number, report: Report { steps } })
+}
+
+/// Every generation recorded on a root.
+pub fn generations(root: &Path, who: &str) -> Result<Vec<GenerationInfo>, EngineError> {
+    let root = match Root::open(root) {
+        Ok(r) => r,
+        Err(e) => return Err(e.into()),
+    };
+    Ok(State::open_for_read(&root, who)?.list()?)
+}
+
+/// The report of generation `n` (default: the current one).
+pub fn report(root: &Path, n: Option<u64>, who: &str) -> Result<(u64, Report), EngineError> {
+    let root = Root::open(root)?;
+    let state = State::open_for_read(&root, who)?;
+    let n = match n {
+        Some(n) => n,
+        None => state.current_number()?.ok_or_else(|| EngineError::Invalid("no generation recorded on this root".into()))?,
+    };
+    Ok((n, state.report(n)?))
+}
+
+/// One node's result in `check`.
+#[derive(Debug)]
+pub struct NodeCheck {
+    /// The node.
+    pub node: String,
+    /// How many paths it declares, or what is wrong.
+    pub result: Result<usize, SiteErrors>,
+}
+
+/// Validates the whole site: opens it, then compiles every node, collecting every error.
+pub fn check(site: &Path) -> Result<Vec<NodeCheck>, EngineError> {
+    let site = Site::open(site)?;
+    let mut out = Vec::new();
+    for node in site.nodes()? {
+        let result = strata_core::compile(&site, &node, &CompileOptions::default()).map(|c| c.resources.len());
+        out.push(NodeCheck { node, result });
+    }
+    if out.is_empty() {
+        return Err(SiteErrors::from(SiteError::new("the site has no nodes (nodes/*.toml or groups/*.toml)")).into());
+    }
+    Ok(out)
+}
+
+/// A node's resolved parameters with their sources.
+pub fn params(site: &Path, node: &str, sets: &[(String, String)]) -> Result<ParamTree, EngineError> {
+    let site = Site::open(site)?;
+    let opts = CompileOptions { sets: sets.to_vec(), facts: Default::default() };
+    Ok(strata_core::compile(&site, node, &opts)?.params)
+}
+
+fn now() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+/// The commit the site's git checkout is at, read from `.git` without running git.
+fn git_revision(site: &Path) -> Option<String> {
+    let git = site.join(".git");
+    let head = strata_fs::read_to_string(&git.join("HEAD")).ok()?;
+    let head = head.trim();
+    let Some(reference) = head.strip_prefix("ref: ") else { return Some(head.to_string()) };
+    if let Ok(rev) = strata_fs::read_to_string(&git.join(reference)) {
+        return Some(rev.trim().to_string());
+    }
+    let packed = strata_fs::read_to_string(&git.join("packed-refs")).ok()?;
+    packed.lines().find_map(|l| l.strip_suffix(reference).map(|rev| rev.trim().to_string()))
+}

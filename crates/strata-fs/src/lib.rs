@@ -11,11 +11,13 @@
 
 mod error;
 mod lock;
+mod meter;
 mod root;
 mod site;
 
 pub use error::{FsError, Result};
 pub use lock::{Lock, LockError};
+pub use meter::Meter;
 pub use root::{DirEntryKind, Root};
 pub use site::{
     SiteFile, exists, is_dir, is_executable, list_dir, read, read_link, read_to_string, self_io, walk_files,

@@ -1,1 +1,21 @@
-//! placeholder
+//! A node's own record, under `<root>/var/lib/strata`: the content-addressed store, the
+//! generations, and the journaled all-or-nothing commit with its crash recovery.
+//!
+//! A commit runs in two phases. *Prepare* writes every content it may need into the store,
+//! a journal of every operation (each path's state before and after), the new generation
+//! file, and stages new files under temporary names beside their targets; nothing the node
+//! uses has changed yet. A `commit` marker, made durable, is the commit point. *Apply*
+//! renames the staged files into place and removes what goes. Any strata command that
+//! finds a journal first finishes it (marker present) or undoes it (marker absent), so
+//! every managed path ends at the old or at the new generation.
+
+mod commit;
+mod crash;
+mod error;
+mod state;
+mod store;
+
+pub use commit::{Commit, Op};
+pub use error::StateError;
+pub use state::{GenerationInfo, State};
+pub use store::Store;

@@ -1,6 +1,7 @@
 //! Plain data shared by every strata crate: names, paths as a node sees them, the
 //! state of one path, plans, generations and step metrics. No I/O happens here.
 
+mod content;
 mod hash;
 mod metrics;
 mod names;
@@ -8,6 +9,7 @@ mod path;
 mod plan;
 mod snapshot;
 
+pub use content::ContentSource;
 pub use hash::Hash;
 pub use metrics::{Report, Step, StepMetrics};
 pub use names::{NameError, NodeName};

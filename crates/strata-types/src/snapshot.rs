@@ -61,6 +61,15 @@ impl Snapshot {
         }
     }
 
+    /// Whether `have` (what stands at a path) already is `self` (what is wanted). Links
+    /// are compared by target only: their ownership is not managed.
+    pub fn satisfied_by(&self, have: &Snapshot) -> bool {
+        match (self, have) {
+            (Snapshot::Link { target: a, .. }, Snapshot::Link { target: b, .. }) => a == b,
+            _ => self == have,
+        }
+    }
+
     /// Whether nothing stands there.
     pub fn is_absent(&self) -> bool {
         matches!(self, Snapshot::Absent)

@@ -28,7 +28,7 @@ fn secs(tv: libc::timeval) -> f64 {
 impl Meter {
     /// Starts measuring everything, I/O included (a read of `/proc/self/io`).
     pub fn start() -> Meter {
-        Meter { start: Instant::now(), usage: usage(), io: Some(strata_fs::self_io()) }
+        Meter { start: Instant::now(), usage: usage(), io: Some(crate::self_io()) }
     }
 
     /// Starts measuring without I/O, for many small in-memory steps.
@@ -46,7 +46,7 @@ impl Meter {
         let end = usage();
         let (read_bytes, write_bytes) = match self.io {
             Some((r0, w0)) => {
-                let (r1, w1) = strata_fs::self_io();
+                let (r1, w1) = crate::self_io();
                 (r1.saturating_sub(r0), w1.saturating_sub(w0))
             }
             None => (0, 0),

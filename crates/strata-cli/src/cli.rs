@@ -1,0 +1,163 @@
+//! The command line: one clap struct per verb (in `commands/`), one dispatch.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::commands;
+use crate::error::CliError;
+use crate::printer::Printer;
+
+/// Configuration management for Linux fleets: plan exactly, apply all or nothing, take
+/// back what the site no longer declares.
+#[derive(Debug, Parser)]
+#[command(name = "strata", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Also show unchanged paths.
+    #[arg(short, long, global = true)]
+    verbose: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Check(commands::check::CheckArgs),
+    Params(commands::params::ParamsArgs),
+    Plan(commands::plan::PlanArgs),
+    Apply(commands::apply::ApplyArgs),
+    Generations(commands::generations::GenerationsArgs),
+    Rollback(commands::rollback::RollbackArgs),
+    Report(commands::report::ReportArgs),
+}
+
+/// `--site DIR`: the site, from the flag, `STRATA_SITE`, or the current directory.
+#[derive(Debug, Clone, Args)]
+pub struct SiteArg {
+    /// The site directory [default: $STRATA_SITE, else the current directory].
+    #[arg(long, env = "STRATA_SITE", value_name = "DIR", default_value = ".", hide_default_value = true)]
+    pub site: PathBuf,
+}
+
+/// `--root DIR`: the directory acting as the node's `/`.
+#[derive(Debug, Clone, Args)]
+pub struct RootArg {
+    /// The directory acting as the node's `/` (a tree being provisioned carries its own
+    /// state under DIR/var/lib/strata).
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+}
+
+/// What plan and apply share.
+#[derive(Debug, Clone, Args)]
+pub struct NodeArgs {
+    #[command(flatten)]
+    pub site: SiteArg,
+    /// The node to compile [default: this machine's host name].
+    #[arg(long, value_name = "NODE")]
+    pub node: Option<String>,
+    #[command(flatten)]
+    pub root: RootArg,
+    /// Print JSON (schema: docs/json.md).
+    #[arg(long)]
+    pub json: bool,
+    /// Set a parameter, above every layer of the site (repeatable; VALUE is TOML or a string).
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_set)]
+    pub sets: Vec<(String, String)>,
+}
+
+/// Parses `KEY=VALUE`.
+pub fn parse_set(s: &str) -> Result<(String, String), String> {
+    s.split_once('=').map(|(k, v)| (k.trim().to_string(), v.to_string())).ok_or_else(|| format!("expected KEY=VALUE, got `{s}`"))
+}
+
+impl NodeArgs {
+    /// The request the engine takes.
+    pub fn request(&self, verb: &str) -> anyhow::Result<strata_engine::Request> {
+        let node = match &self.node {
+            Some(n) => n.clone(),
+            None => rustix::system::uname().nodename().to_string_lossy().into_owned(),
+        };
+        Ok(strata_engine::Request {
+            site: absolute(&self.site.site)?,
+            node,
+            root: absolute(&self.root.root)?,
+            sets: self.sets.clone(),
+            who: who(verb),
+        })
+    }
+}
+
+/// Makes a path absolute against the current directory.
+pub fn absolute(p: &std::path::Path) -> anyhow::Result<PathBuf> {
+    Ok(std::path::absolute(p)?)
+}
+
+/// How this process describes itself in a lock.
+pub fn who(verb: &str) -> String {
+    format!("pid {} (strata {verb})", std::process::id())
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // The contract keeps exit 2 for "plan: changes pending"; usage errors are errors.
+            return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
+        }
+    };
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let printer = Printer {
+        color: !no_color && std::io::stdout().is_terminal(),
+        color_err: !no_color && std::io::stderr().is_terminal(),
+        verbose: cli.verbose,
+    };
+    let result = match &cli.command {
+        Command::Check(a) => commands::check::run(a, &printer),
+        Command::Params(a) => commands::params::run(a, &printer),
+        Command::Plan(a) => commands::plan::run(a, &printer),
+        Command::Apply(a) => commands::apply::run(a, &printer),
+        Command::Generations(a) => commands::generations::run(a, &printer),
+        Command::Rollback(a) => commands::rollback::run(a, &printer),
+        Command::Report(a) => commands::report::run(a, &printer),
+    };
+    match result {
+        Ok(()) | Err(CliError::BrokenPipe) => ExitCode::SUCCESS,
+        Err(CliError::ChangesPending) => ExitCode::from(2),
+        Err(CliError::Failed(e)) => {
+            report_error(&printer, &e);
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Prints an error: each site error on its own line with its hint, else the cause chain.
+fn report_error(printer: &Printer, e: &anyhow::Error) {
+    if let Some(strata_engine::EngineError::Site(errors)) = e.downcast_ref::<strata_engine::EngineError>() {
+        for err in &errors.0 {
+            printer.error(&err.to_string(), &err.hint.iter().cloned().collect::<Vec<_>>());
+        }
+        return;
+    }
+    let chain: Vec<String> = e.chain().map(ToString::to_string).collect();
+    let mut hints = Vec::new();
+    if chain.iter().any(|c| c.contains("is locked by another strata process")) {
+        hints.push("wait for it to finish; the lock goes away with its holder".to_string());
+    }
+    printer.error(&dedup_chain(chain).join(": "), &hints);
+}
+
+/// Drops a cause whose text the previous message already ends with.
+fn dedup_chain(chain: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for c in chain {
+        if out.last().is_some_and(|l| l.ends_with(&c)) {
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}

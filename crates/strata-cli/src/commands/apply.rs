@@ -1,0 +1,29 @@
+//! `strata apply`.
+
+use clap::Args;
+
+use crate::cli::NodeArgs;
+use crate::error::CliResult;
+use crate::printer::Printer;
+use crate::show;
+
+/// Apply the site to a node, all or nothing, and record a generation.
+///
+/// On error nothing on the target changes (exit 1). With nothing to change, nothing is
+/// written.
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+pub fn run(args: &ApplyArgs, printer: &Printer) -> CliResult {
+    let req = args.node.request("apply")?;
+    let outcome = strata_engine::apply(&req)?;
+    if args.node.json {
+        printer.json(&show::plan_json(&outcome, &req.root))?;
+    } else {
+        printer.out(&show::plan_text(printer, &outcome, "apply"))?;
+    }
+    Ok(())
+}

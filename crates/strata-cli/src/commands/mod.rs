@@ -1,0 +1,9 @@
+//! One file per verb: its arguments (the doc comment is the help) and its `run`.
+
+pub mod apply;
+pub mod check;
+pub mod generations;
+pub mod params;
+pub mod plan;
+pub mod report;
+pub mod rollback;

@@ -1,0 +1,28 @@
+//! `strata plan`.
+
+use clap::Args;
+
+use crate::cli::NodeArgs;
+use crate::error::{CliError, CliResult};
+use crate::printer::Printer;
+use crate::show;
+
+/// Show what an apply would change, with diffs; writes nothing.
+///
+/// Exit status: 0 nothing to change, 2 changes pending, 1 error.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+pub fn run(args: &PlanArgs, printer: &Printer) -> CliResult {
+    let req = args.node.request("plan")?;
+    let outcome = strata_engine::plan(&req)?;
+    if args.node.json {
+        printer.json(&show::plan_json(&outcome, &req.root))?;
+    } else {
+        printer.out(&show::plan_text(printer, &outcome, "plan"))?;
+    }
+    if outcome.plan.has_changes() { Err(CliError::ChangesPending) } else { Ok(()) }
+}

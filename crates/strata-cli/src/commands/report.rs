@@ -1,0 +1,31 @@
+//! `strata report`.
+
+use clap::Args;
+
+use crate::cli::RootArg;
+use crate::error::CliResult;
+use crate::printer::Printer;
+use crate::show;
+
+/// Show what each step of a run cost: wall time, CPU, peak memory, page faults and I/O.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub root: RootArg,
+    /// The generation [default: the current one].
+    pub generation: Option<u64>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: &ReportArgs, printer: &Printer) -> CliResult {
+    let root = crate::cli::absolute(&args.root.root)?;
+    let (n, report) = strata_engine::report(&root, args.generation, &crate::cli::who("report"))?;
+    if args.json {
+        printer.json(&serde_json::json!({ "generation": n, "steps": report.steps }))?;
+    } else {
+        printer.out(&show::report_text(n, &report))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,33 @@
+//! `strata rollback`.
+
+use clap::Args;
+
+use crate::cli::RootArg;
+use crate::error::CliResult;
+use crate::printer::Printer;
+use crate::show;
+
+/// Go back to an earlier generation's state, without the site; the result is a new
+/// generation.
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    #[command(flatten)]
+    pub root: RootArg,
+    /// The generation to go back to [default: the one before the current].
+    #[arg(long, value_name = "N")]
+    pub to: Option<u64>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: &RollbackArgs, printer: &Printer) -> CliResult {
+    let root = crate::cli::absolute(&args.root.root)?;
+    let outcome = strata_engine::rollback(&root, args.to, &crate::cli::who("rollback"))?;
+    if args.json {
+        printer.json(&show::plan_json(&outcome, &root))?;
+    } else {
+        printer.out(&show::plan_text(printer, &outcome, "rollback"))?;
+    }
+    Ok(())
+}

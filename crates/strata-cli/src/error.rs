@@ -1,0 +1,29 @@
+//! The few kinds of failure the CLI knows, each with its exit code.
+
+use std::io;
+
+/// How a command ended, other than with success.
+#[derive(Debug)]
+pub enum CliError {
+    /// Anything that failed: exit 1.
+    Failed(anyhow::Error),
+    /// A plan with changes pending: exit 2 (not an error).
+    ChangesPending,
+    /// Output went to a closed pipe: exit quietly.
+    BrokenPipe,
+}
+
+impl<E: Into<anyhow::Error>> From<E> for CliError {
+    fn from(e: E) -> CliError {
+        let e: anyhow::Error = e.into();
+        if let Some(io) = e.downcast_ref::<io::Error>() {
+            if io.kind() == io::ErrorKind::BrokenPipe {
+                return CliError::BrokenPipe;
+            }
+        }
+        CliError::Failed(e)
+    }
+}
+
+/// A command's result.
+pub type CliResult = Result<(), CliError>;

@@ -1,0 +1,195 @@
+//! How plans and reports look: the human text and the JSON documents.
+
+use std::path::Path;
+
+use strata_engine::Outcome;
+use strata_types::{Action, Change, Report, Snapshot, Step};
+
+use crate::printer::{Printer, Style};
+
+fn style(action: Action) -> Style {
+    match action {
+        Action::Create => Style::Green,
+        Action::Modify => Style::Yellow,
+        Action::Remove => Style::Red,
+        Action::Restore => Style::Cyan,
+        Action::Keep | Action::Unchanged => Style::Dim,
+    }
+}
+
+/// The plan as a person reads it: one line per path, its attributes before → after, and
+/// a unified diff under each changed text file.
+pub fn plan_text(p: &Printer, o: &Outcome, verb: &str) -> String {
+    let mut out = String::new();
+    for c in &o.plan.changes {
+        if c.action == Action::Unchanged && !p.verbose {
+            continue;
+        }
+        let action = p.paint(style(c.action), &format!("{:<9}", c.action.as_str()));
+        let module = c.module.as_deref().map(|m| format!("  ({m})")).unwrap_or_default();
+        out.push_str(&format!("{action} {}  {}{}\n", c.path, describe(o, c), p.paint(Style::Dim, &module)));
+        if let Some(note) = &c.note {
+            out.push_str(&format!("          {}\n", p.paint(Style::Dim, note)));
+        }
+        if let Some(diff) = &c.diff {
+            out.push_str(&paint_diff(p, diff));
+        }
+    }
+    let s = o.plan.summary();
+    let mut parts = vec![format!("{} to create", s.create), format!("{} to modify", s.modify), format!("{} to remove", s.remove), format!("{} to restore", s.restore)];
+    if s.keep > 0 {
+        parts.push(format!("{} released but kept", s.keep));
+    }
+    parts.push(format!("{} unchanged", s.unchanged));
+    let head = match verb {
+        "plan" => format!("Plan for {} ({}): {}.", o.node, o.environment, parts.join(", ")),
+        _ => {
+            let parts = parts.join(", ").replace(" to ", " ");
+            match o.generation {
+                Some(n) => format!("Applied to {} ({}): {parts}; generation {n} recorded.", o.node, o.environment),
+                None => format!("Nothing to do for {} ({}): {} paths already as declared.", o.node, o.environment, s.unchanged),
+            }
+        }
+    };
+    out.push_str(&p.paint(Style::Bold, &head));
+    out.push('\n');
+    out
+}
+
+/// `file 0644 root:root 3f2a9c1e`, or for a change only what differs, `before → after`.
+fn describe(o: &Outcome, c: &Change) -> String {
+    let owner = |s: &Snapshot| s.owner().map(|(u, g)| format!("{}:{}", o.users.user_name(u), o.users.group_name(g)));
+    let hash = |s: &Snapshot| if c.sensitive { s.hash().map(|_| "(sensitive)".to_string()) } else { s.hash().map(|h| h.short()) };
+    let target = |s: &Snapshot| match s {
+        Snapshot::Link { target, .. } => Some(format!("-> {target}")),
+        _ => None,
+    };
+    let full = |s: &Snapshot| {
+        let mut parts = vec![s.kind().to_string()];
+        parts.extend(s.mode().map(|m| format!("{m:04o}")));
+        if !matches!(s, Snapshot::Link { .. }) {
+            parts.extend(owner(s));
+        }
+        parts.extend(hash(s));
+        parts.extend(target(s));
+        parts.join(" ")
+    };
+    match c.action {
+        Action::Create => full(&c.after),
+        Action::Remove | Action::Keep | Action::Unchanged => full(&c.before),
+        Action::Modify | Action::Restore => {
+            let (b, a) = (&c.before, &c.after);
+            if b.kind() != a.kind() {
+                return format!("{} → {}", full(b), full(a));
+            }
+            let mut parts = Vec::new();
+            let mut diff = |name: &str, x: Option<String>, y: Option<String>| {
+                if x != y {
+                    parts.push(format!("{name} {} → {}", x.unwrap_or_default(), y.unwrap_or_default()));
+                }
+            };
+            diff("content", hash(b), hash(a));
+            diff("mode", b.mode().map(|m| format!("{m:04o}")), a.mode().map(|m| format!("{m:04o}")));
+            if !matches!(a, Snapshot::Link { .. }) {
+                diff("owner", owner(b), owner(a));
+            }
+            diff("target", target(b).map(|t| t[3..].to_string()), target(a).map(|t| t[3..].to_string()));
+            format!("{} {}", a.kind(), parts.join(", "))
+        }
+    }
+}
+
+fn paint_diff(p: &Printer, diff: &str) -> String {
+    let mut out = String::new();
+    for line in diff.lines() {
+        let styled = if line.starts_with("+++") || line.starts_with("---") {
+            p.paint(Style::Bold, line)
+        } else if line.starts_with('+') {
+            p.paint(Style::Green, line)
+        } else if line.starts_with('-') {
+            p.paint(Style::Red, line)
+        } else if line.starts_with("@@") {
+            p.paint(Style::Cyan, line)
+        } else {
+            line.to_string()
+        };
+        out.push_str(&styled);
+        out.push('\n');
+    }
+    out
+}
+
+/// The plan as JSON (documented in docs/json.md).
+pub fn plan_json(o: &Outcome, root: &Path) -> serde_json::Value {
+    let changes: Vec<serde_json::Value> = o
+        .plan
+        .changes
+        .iter()
+        .map(|c| {
+            let mut v = serde_json::to_value(c).expect("a change serialises");
+            if c.sensitive {
+                for side in ["before", "after"] {
+                    if let Some(h) = v[side].get_mut("hash") {
+                        *h = serde_json::Value::Null;
+                    }
+                }
+            }
+            for side in ["before", "after"] {
+                let s = if side == "before" { &c.before } else { &c.after };
+                if let Some((u, g)) = s.owner() {
+                    v[side]["owner"] = o.users.user_name(u).into();
+                    v[side]["group"] = o.users.group_name(g).into();
+                }
+                if let Some(m) = s.mode() {
+                    v[side]["mode"] = format!("{m:04o}").into();
+                }
+            }
+            v
+        })
+        .collect();
+    serde_json::json!({
+        "node": o.node,
+        "environment": o.environment,
+        "root": root.display().to_string(),
+        "changes": changes,
+        "summary": o.plan.summary(),
+        "generation": o.generation,
+    })
+}
+
+/// The steps of a run as a tree, as disco's report showed them.
+pub fn report_text(n: u64, report: &Report) -> String {
+    let mut out = format!("generation {n}\n{:<44} {:>10} {:>10} {:>10} {:>10} {:>12} {:>10} {:>10}\n", "step", "wall", "user", "sys", "max rss", "faults", "read", "written");
+    fn walk(out: &mut String, steps: &[Step], depth: usize) {
+        for s in steps {
+            let m = &s.metrics;
+            let name = format!("{}{}", "  ".repeat(depth), s.name);
+            let name = if name.len() > 44 { format!("{}…", &name[..name.char_indices().nth(43).map_or(name.len(), |(i, _)| i)]) } else { name };
+            out.push_str(&format!(
+                "{name:<44} {:>10} {:>10} {:>10} {:>10} {:>12} {:>10} {:>10}\n",
+                secs(m.wall),
+                secs(m.user),
+                secs(m.sys),
+                bytes(m.max_rss),
+                format!("{}/{}", m.major_faults, m.minor_faults),
+                bytes(m.read_bytes),
+                bytes(m.write_bytes)
+            ));
+            walk(out, &s.steps, depth + 1);
+        }
+    }
+    walk(&mut out, &report.steps, 0);
+    out
+}
+
+fn secs(s: f64) -> String {
+    if s < 1.0 { format!("{:.2} ms", s * 1e3) } else { format!("{s:.2} s") }
+}
+
+fn bytes(b: u64) -> String {
+    match b {
+        0..1024 => format!("{b} B"),
+        1024..1_048_576 => format!("{:.1} KiB", b as f64 / 1024.0),
+        _ => format!("{:.1} MiB", b as f64 / 1_048_576.0),
+    }
+}

@@ -1,0 +1,363 @@
+//! The journaled commit and its recovery.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use strata_fs::Root;
+use strata_fs::Meter;
+use strata_types::{ContentSource, Generation, Snapshot, Step, TargetPath};
+
+use crate::state::state_path;
+use crate::{State, StateError, Store, crashpoint};
+
+/// One path's change: the state before and after. The journal holds a list of these, so
+/// either state can be reached again from the journal and the store alone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Op {
+    /// The path.
+    pub path: TargetPath,
+    /// What stands there before the commit.
+    pub before: Snapshot,
+    /// What stands there after it.
+    pub after: Snapshot,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Journal {
+    generation: u64,
+    ops: Vec<Op>,
+}
+
+impl Journal {
+    pub fn exists(root: &Root) -> Result<bool, StateError> {
+        Ok(!root.inspect(&state_path("journal"))?.is_absent())
+    }
+
+    fn read(root: &Root) -> Result<Option<Journal>, StateError> {
+        let path = state_path("journal");
+        let Some(bytes) = root.read(&path)? else { return Ok(None) };
+        match serde_json::from_slice(&bytes) {
+            Ok(j) => Ok(Some(j)),
+            // The journal is written whole and renamed into place; a damaged one was never
+            // the real journal.
+            Err(e) => Err(StateError::Corrupt { path: root.host_path(&path).display().to_string(), message: e.to_string() }),
+        }
+    }
+}
+
+/// A commit in progress; see the crate documentation for its phases.
+#[derive(Debug)]
+pub struct Commit<'s, 'r> {
+    state: &'s State<'r>,
+    journal: Journal,
+}
+
+fn temp_name(path: &TargetPath) -> String {
+    format!(".{}.strata-new", path.file_name())
+}
+
+fn parent(path: &TargetPath) -> TargetPath {
+    path.parent().unwrap_or_else(TargetPath::root)
+}
+
+impl<'r> State<'r> {
+    /// Commits `ops` and records `generation` (its number is assigned here), all or
+    /// nothing. On error the target is as it was, unless undoing also failed (then the
+    /// error says so and the next command finishes the recovery).
+    /// Returns the generation and the metrics of the commit's phases (store, stage, apply).
+    pub fn commit(&self, mut ops: Vec<Op>, mut generation: Generation, contents: &dyn ContentSource) -> Result<(Generation, Vec<Step>), StateError> {
+        let mut steps = Vec::new();
+        let meter = Meter::start();
+        generation.number = self.numbers()?.last().map_or(1, |n| n + 1);
+        order(&mut ops);
+        let commit = Commit { state: self, journal: Journal { generation: generation.number, ops } };
+        commit.store_contents(&generation, contents)?;
+        steps.push(meter.finish("store"));
+        crashpoint!("commit-after-store");
+        for marker in ["commit", "undo"] {
+            self.root.remove(&state_path(marker))?;
+        }
+        let journal = serde_json::to_vec(&commit.journal).expect("journal serialises");
+        self.root.write_atomic(&state_path("journal"), &journal)?;
+        crashpoint!("commit-after-journal");
+        let mut past_point = false;
+        match commit.run(&generation, contents, &mut past_point, &mut steps) {
+            Ok(()) => {
+                commit.finish()?;
+                Ok((generation, steps))
+            }
+            Err(first) => {
+                if past_point {
+                    let _ = self.root.write_atomic(&state_path("undo"), b"");
+                }
+                match commit.undo() {
+                    Ok(()) => Err(first),
+                    Err(undo) => Err(StateError::UndoFailed { first: Box::new(first), undo: Box::new(undo) }),
+                }
+            }
+        }
+    }
+
+    /// Finishes or undoes an interrupted commit. Idempotent, and safe to interrupt.
+    pub(crate) fn recover(&self) -> Result<(), StateError> {
+        let Some(journal) = Journal::read(self.root)? else { return Ok(()) };
+        let commit = Commit { state: self, journal };
+        let committed = !self.root.inspect(&state_path("commit"))?.is_absent();
+        let undoing = !self.root.inspect(&state_path("undo"))?.is_absent();
+        if committed && !undoing {
+            let store = self.store();
+            for op in &commit.journal.ops {
+                crashpoint!("recover-redo");
+                commit.ensure(op, &op.after, &store)?;
+            }
+            commit.publish()?;
+            commit.finish()
+        } else {
+            commit.undo()
+        }
+    }
+}
+
+/// Creations and changes in path order (parents first), then removals deepest first.
+fn order(ops: &mut [Op]) {
+    ops.sort_by(|a, b| {
+        let (ra, rb) = (a.after.is_absent(), b.after.is_absent());
+        ra.cmp(&rb).then_with(|| if ra { b.path.depth().cmp(&a.path.depth()).then(a.path.cmp(&b.path)) } else { a.path.cmp(&b.path) })
+    });
+}
+
+impl Commit<'_, '_> {
+    fn root(&self) -> &Root {
+        self.state.root
+    }
+
+    /// Puts into the store what an undo, a redo or a later rollback may need: the content
+    /// each op replaces or writes, and every file the new generation manages or restores.
+    fn store_contents(&self, generation: &Generation, contents: &dyn ContentSource) -> Result<(), StateError> {
+        let store = self.state.store();
+        for op in &self.journal.ops {
+            if let Some(hash) = op.before.hash() {
+                if !store.contains(&hash) {
+                    let bytes = self.root().read(&op.path)?.unwrap_or_default();
+                    if strata_types::Hash::of(&bytes) != hash {
+                        return Err(StateError::Changed { path: op.path.clone() });
+                    }
+                    store.put(&hash, &bytes)?;
+                }
+            }
+        }
+        let wanted = generation
+            .entries
+            .iter()
+            .map(|e| (&e.path, e.state.hash()))
+            .chain(generation.originals.iter().map(|(p, s)| (p, s.hash())))
+            .chain(self.journal.ops.iter().map(|op| (&op.path, op.after.hash())));
+        for (path, hash) in wanted {
+            let Some(hash) = hash else { continue };
+            if store.contains(&hash) {
+                continue;
+            }
+            let bytes = match contents.content(&hash) {
+                Some(b) => b.into_owned(),
+                None => {
+                    // Unchanged files strata starts to manage: their content is on the target.
+                    let bytes = self.root().read(path)?.unwrap_or_default();
+                    if strata_types::Hash::of(&bytes) != hash {
+                        return Err(StateError::MissingContent { hash, path: path.clone() });
+                    }
+                    bytes
+                }
+            };
+            store.put(&hash, &bytes)?;
+        }
+        Ok(())
+    }
+
+    /// Prepare, commit point, apply, publish.
+    fn run(&self, generation: &Generation, contents: &dyn ContentSource, past_point: &mut bool, steps: &mut Vec<Step>) -> Result<(), StateError> {
+        let meter = Meter::start();
+        let n = self.journal.generation;
+        let gen_json = serde_json::to_vec_pretty(generation).expect("generation serialises");
+        let gens = state_path("generations");
+        self.root().create_dirs(&gens)?;
+        self.root().write_file_in(&gens, &format!("{n}.json"), &gen_json, (0o644, 0, 0))?;
+        let state_dir = state_path("");
+        self.root().symlink_in(&state_dir, "current.new", &format!("generations/{n}.json"), 0, 0)?;
+        let total = self.journal.ops.len();
+        for (i, op) in self.journal.ops.iter().enumerate() {
+            if i == total / 2 {
+                crashpoint!("commit-mid-stage");
+            }
+            self.stage(op, contents)?;
+        }
+        self.sync_all()?;
+        steps.push(meter.finish("stage"));
+        let meter = Meter::start();
+        crashpoint!("commit-before-point");
+        self.root().write_atomic(&state_path("commit"), b"")?;
+        *past_point = true;
+        crashpoint!("commit-after-point");
+        let store = self.state.store();
+        for (i, op) in self.journal.ops.iter().enumerate() {
+            if i == total / 2 {
+                crashpoint!("commit-mid-apply");
+            }
+            self.ensure(op, &op.after, &store)?;
+        }
+        crashpoint!("commit-after-apply");
+        self.publish()?;
+        steps.push(meter.finish("commit"));
+        Ok(())
+    }
+
+    /// Writes what an op needs before the commit point: new directories, and new files and
+    /// links under temporary names beside their targets.
+    fn stage(&self, op: &Op, contents: &dyn ContentSource) -> Result<(), StateError> {
+        let dir = parent(&op.path);
+        match &op.after {
+            Snapshot::File { hash, mode, uid, gid, .. } => {
+                let bytes = match contents.content(hash) {
+                    Some(b) => b,
+                    None => std::borrow::Cow::Owned(
+                        self.state.store().get(hash)?.ok_or(StateError::MissingContent { hash: *hash, path: op.path.clone() })?,
+                    ),
+                };
+                self.root().write_file_in(&dir, &temp_name(&op.path), &bytes, (*mode, *uid, *gid))?;
+            }
+            Snapshot::Link { target, uid, gid } => {
+                self.root().symlink_in(&dir, &temp_name(&op.path), target, *uid, *gid)?;
+            }
+            Snapshot::Dir { mode, uid, gid } if op.before.is_absent() => {
+                self.root().mkdir(&op.path, *mode, *uid, *gid)?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Brings `op.path` to `want`, using the staged file when there is one and the store
+    /// otherwise. Doing it twice is the same as doing it once.
+    fn ensure(&self, op: &Op, want: &Snapshot, store: &Store<'_>) -> Result<(), StateError> {
+        let root = self.root();
+        let path = &op.path;
+        let dir = parent(path);
+        let temp = dir.join(&temp_name(path)).expect("a plain name");
+        let staged = want == &op.after && !root.inspect(&temp)?.is_absent();
+        if staged {
+            return Ok(root.rename_in(&dir, &temp_name(path), path.file_name())?);
+        }
+        root.remove(&temp)?;
+        let have = root.inspect(path)?;
+        if want.satisfied_by(&have) {
+            return Ok(());
+        }
+        match want {
+            Snapshot::Absent => match have {
+                Snapshot::Dir { .. } => root.remove_dir(path)?,
+                _ => root.remove(path)?,
+            },
+            Snapshot::File { hash, mode, uid, gid, .. } => {
+                let bytes = store.get(hash)?.ok_or(StateError::MissingContent { hash: *hash, path: path.clone() })?;
+                root.write_file_in(&dir, &temp_name(path), &bytes, (*mode, *uid, *gid))?;
+                root.rename_in(&dir, &temp_name(path), path.file_name())?;
+            }
+            Snapshot::Link { target, uid, gid } => {
+                root.symlink_in(&dir, &temp_name(path), target, *uid, *gid)?;
+                root.rename_in(&dir, &temp_name(path), path.file_name())?;
+            }
+            Snapshot::Dir { mode, uid, gid } => {
+                if have.is_absent() {
+                    root.mkdir(path, *mode, *uid, *gid)?;
+                } else {
+                    root.set_meta(path, Some(*mode), *uid, *gid)?;
+                }
+            }
+            Snapshot::Other { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// Flushes every file system the commit wrote to.
+    fn sync_all(&self) -> Result<(), StateError> {
+        let mut dirs: BTreeSet<TargetPath> = self.journal.ops.iter().map(|op| parent(&op.path)).collect();
+        dirs.insert(state_path(""));
+        let mut devices: BTreeMap<u64, TargetPath> = BTreeMap::new();
+        for dir in dirs {
+            if let Ok(dev) = self.root().device(&dir) {
+                devices.entry(dev).or_insert(dir);
+            }
+        }
+        for dir in devices.values() {
+            self.root().syncfs(dir)?;
+        }
+        Ok(())
+    }
+
+    /// Makes the new generation current.
+    fn publish(&self) -> Result<(), StateError> {
+        let root = self.root();
+        let state_dir = state_path("");
+        self.sync_all()?;
+        if root.inspect(&state_path("current.new"))?.is_absent() {
+            root.replace_symlink(&state_path("current"), &format!("generations/{}.json", self.journal.generation))?;
+        } else {
+            root.rename_in(&state_dir, "current.new", "current")?;
+            root.fsync(&state_dir)?;
+        }
+        crashpoint!("commit-after-publish");
+        Ok(())
+    }
+
+    /// Ends a commit or its undo: the journal goes, then the markers.
+    fn finish(&self) -> Result<(), StateError> {
+        let root = self.root();
+        root.remove(&state_path("journal"))?;
+        root.fsync(&state_path(""))?;
+        for marker in ["commit", "undo"] {
+            root.remove(&state_path(marker))?;
+        }
+        Ok(())
+    }
+
+    /// Puts every path back as it was and forgets the new generation.
+    fn undo(&self) -> Result<(), StateError> {
+        let store = self.state.store();
+        for op in self.journal.ops.iter().rev() {
+            crashpoint!("recover-undo");
+            self.ensure(op, &op.before, &store)?;
+        }
+        let root = self.root();
+        root.remove(&state_path("current.new"))?;
+        let n = self.journal.generation;
+        let current = self.state.current_number()?;
+        if current != Some(n) {
+            root.remove(&state_path(&format!("generations/{n}.json")))?;
+        }
+        self.sync_all()?;
+        self.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(path: &str, after: Snapshot) -> Op {
+        Op { path: TargetPath::parse(path).unwrap(), before: Snapshot::Absent, after }
+    }
+
+    #[test]
+    fn creations_go_parents_first_and_removals_children_first() {
+        let dir = Snapshot::Dir { mode: 0o755, uid: 0, gid: 0 };
+        let mut ops = vec![
+            op("/a/b", Snapshot::Absent),
+            op("/x/y", dir.clone()),
+            op("/a", Snapshot::Absent),
+            op("/x", dir.clone()),
+            op("/a/b/c", Snapshot::Absent),
+        ];
+        order(&mut ops);
+        let paths: Vec<&str> = ops.iter().map(|o| o.path.as_str()).collect();
+        assert_eq!(paths, ["/x", "/x/y", "/a/b/c", "/a/b", "/a"]);
+    }
+}

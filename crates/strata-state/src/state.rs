@@ -1,0 +1,160 @@
+//! Opening a root's state: the lock, recovery of an interrupted commit, and reading
+//! generations.
+
+use serde::Serialize;
+use strata_fs::{Lock, Root};
+use strata_types::{Generation, GenerationKind, TargetPath};
+
+use crate::StateError;
+use crate::commit::Journal;
+
+pub(crate) fn state_path(rel: &str) -> TargetPath {
+    TargetPath::parse("/var/lib/strata").expect("fixed").join(rel).expect("fixed names")
+}
+
+/// A root's state, opened. Writers hold the root's lock for as long as this lives.
+#[derive(Debug)]
+pub struct State<'r> {
+    pub(crate) root: &'r Root,
+    _lock: Option<Lock>,
+}
+
+/// One line of `strata generations`.
+#[derive(Debug, Clone, Serialize)]
+pub struct GenerationInfo {
+    /// Its number.
+    pub number: u64,
+    /// When it was recorded.
+    pub time: String,
+    /// Apply or rollback.
+    pub kind: GenerationKind,
+    /// The generation a rollback replayed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replayed: Option<u64>,
+    /// How many paths it manages.
+    pub paths: usize,
+    /// Whether it is the current one.
+    pub current: bool,
+    /// The site's git revision.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+}
+
+impl<'r> State<'r> {
+    /// Opens the state to commit: takes the root's lock (failing at once, naming the holder,
+    /// when another process has it) and finishes or undoes an interrupted commit.
+    pub fn open_for_commit(root: &'r Root, who: &str) -> Result<State<'r>, StateError> {
+        let fd = root.open_lock_file(&state_path("lock"))?;
+        let lock = Lock::exclusive(fd, &root.host_path(&state_path("lock")), who)?;
+        let state = State { root, _lock: Some(lock) };
+        state.recover()?;
+        Ok(state)
+    }
+
+    /// Opens the state to read. Writes nothing, unless an interrupted commit must be
+    /// finished or undone first (which takes the lock).
+    pub fn open_for_read(root: &'r Root, who: &str) -> Result<State<'r>, StateError> {
+        if Journal::exists(root)? {
+            return State::open_for_commit(root, who);
+        }
+        Ok(State { root, _lock: None })
+    }
+
+    /// The root this state belongs to.
+    pub fn root(&self) -> &'r Root {
+        self.root
+    }
+
+    /// The generation `current` points at.
+    pub fn current(&self) -> Result<Option<Generation>, StateError> {
+        match self.current_number()? {
+            Some(n) => self.generation(n).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The number of the current generation.
+    pub fn current_number(&self) -> Result<Option<u64>, StateError> {
+        match self.root.inspect(&state_path("current"))? {
+            strata_types::Snapshot::Link { target, .. } => {
+                let n = target
+                    .strip_prefix("generations/")
+                    .and_then(|t| t.strip_suffix(".json"))
+                    .and_then(|n| n.parse().ok())
+                    .ok_or_else(|| StateError::Corrupt { path: "current".into(), message: format!("points at {target}") })?;
+                Ok(Some(n))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Reads generation `n`.
+    pub fn generation(&self, n: u64) -> Result<Generation, StateError> {
+        let path = state_path(&format!("generations/{n}.json"));
+        let bytes = self.root.read(&path)?.ok_or(StateError::NoGeneration(n))?;
+        serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt {
+            path: self.root.host_path(&path).display().to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    /// The numbers of every recorded generation, ascending.
+    pub fn numbers(&self) -> Result<Vec<u64>, StateError> {
+        let mut out: Vec<u64> = self
+            .root
+            .list(&state_path("generations"))?
+            .into_iter()
+            .filter_map(|(name, _)| name.strip_suffix(".json")?.parse().ok())
+            .collect();
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    /// A summary of every generation.
+    pub fn list(&self) -> Result<Vec<GenerationInfo>, StateError> {
+        let current = self.current_number()?;
+        let mut out = Vec::new();
+        for n in self.numbers()? {
+            let g = self.generation(n)?;
+            out.push(GenerationInfo {
+                number: g.number,
+                time: g.time,
+                kind: g.kind,
+                replayed: g.replayed,
+                paths: g.entries.len(),
+                current: Some(n) == current,
+                revision: g.revision,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The store of this root.
+    pub fn store(&self) -> crate::Store<'r> {
+        crate::Store::new(self.root)
+    }
+}
+
+impl State<'_> {
+    /// Saves the full report of generation `n` (the generation file holds the steps up to
+    /// the plan; the commit's own steps are only known after it).
+    pub fn save_report(&self, n: u64, report: &strata_types::Report) -> Result<(), StateError> {
+        let dir = state_path("reports");
+        self.root.create_dirs(&dir)?;
+        let json = serde_json::to_vec_pretty(report).expect("report serialises");
+        self.root.write_atomic(&dir.join(&format!("{n}.json")).expect("plain name"), &json)?;
+        Ok(())
+    }
+
+    /// The report of generation `n`: the full one when saved, else the one in the
+    /// generation file.
+    pub fn report(&self, n: u64) -> Result<strata_types::Report, StateError> {
+        let path = state_path(&format!("reports/{n}.json"));
+        if let Some(bytes) = self.root.read(&path)? {
+            if let Ok(r) = serde_json::from_slice(&bytes) {
+                return Ok(r);
+            }
+        }
+        Ok(self.generation(n)?.report)
+    }
+}

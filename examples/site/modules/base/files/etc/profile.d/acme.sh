@@ -1,0 +1,2 @@
+# Installed by strata (module base).
+export ACME_ENV_FILE=/etc/acme.env
