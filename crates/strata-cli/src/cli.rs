@@ -75,7 +75,7 @@ pub fn parse_set(s: &str) -> Result<(String, String), String> {
 
 impl NodeArgs {
     /// The request the engine takes.
-    pub fn request(&self, verb: &str) -> anyhow::Result<strata_engine::Request> {
+    pub fn request(&self) -> anyhow::Result<strata_engine::Request> {
         let node = match &self.node {
             Some(n) => n.clone(),
             None => rustix::system::uname().nodename().to_string_lossy().into_owned(),
@@ -85,7 +85,6 @@ impl NodeArgs {
             node,
             root: absolute(&self.root.root)?,
             sets: self.sets.clone(),
-            who: who(verb),
         })
     }
 }
@@ -93,11 +92,6 @@ impl NodeArgs {
 /// Makes a path absolute against the current directory.
 pub fn absolute(p: &std::path::Path) -> anyhow::Result<PathBuf> {
     Ok(std::path::absolute(p)?)
-}
-
-/// How this process describes itself in a lock.
-pub fn who(verb: &str) -> String {
-    format!("pid {} (strata {verb})", std::process::id())
 }
 
 pub fn main() -> ExitCode {

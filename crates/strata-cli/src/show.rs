@@ -21,13 +21,12 @@ fn style(action: Action) -> Style {
 /// a unified diff under each changed text file.
 pub fn plan_text(p: &Printer, o: &Outcome, verb: &str) -> String {
     let mut out = String::new();
-    for c in &o.plan.changes {
-        if c.action == Action::Unchanged && !p.verbose {
-            continue;
-        }
+    let shown = |c: &&Change| c.action != Action::Unchanged || p.verbose;
+    let width = o.plan.changes.iter().filter(shown).map(|c| c.path.as_str().chars().count()).max().unwrap_or(0).min(40);
+    for c in o.plan.changes.iter().filter(shown) {
         let action = p.paint(style(c.action), &format!("{:<9}", c.action.as_str()));
         let module = c.module.as_deref().map(|m| format!("  ({m})")).unwrap_or_default();
-        out.push_str(&format!("{action} {}  {}{}\n", c.path, describe(o, c), p.paint(Style::Dim, &module)));
+        out.push_str(&format!("{action} {:<width$}  {}{}\n", c.path.as_str(), describe(o, c), p.paint(Style::Dim, &module)));
         if let Some(note) = &c.note {
             out.push_str(&format!("          {}\n", p.paint(Style::Dim, note)));
         }

@@ -43,8 +43,6 @@ pub struct Request {
     pub root: PathBuf,
     /// `--set key=value` pairs.
     pub sets: Vec<(String, String)>,
-    /// Who is asking (written into the lock for whoever finds it held).
-    pub who: String,
 }
 
 /// What a plan, apply or rollback found and did.
@@ -100,7 +98,7 @@ pub fn plan(req: &Request) -> Result<Outcome, EngineError> {
     let mut steps = Vec::new();
     let (_, catalog) = compile_site(req, &mut steps)?;
     let root = Root::open(&req.root)?;
-    let state = State::open_for_read(&root, &req.who)?;
+    let state = State::open_for_read(&root)?;
     let users = UserDb::load(&root)?;
     let entries = catalog.entries(&users)?;
     let (plan, _) = plan_against(&root, &state, entries, &catalog.contents, &mut steps)?;
@@ -120,7 +118,7 @@ pub fn apply(req: &Request) -> Result<Outcome, EngineError> {
     let mut steps = Vec::new();
     let (site, catalog) = compile_site(req, &mut steps)?;
     let root = Root::open(&req.root)?;
-    let state = State::open_for_commit(&root, &req.who)?;
+    let state = State::open_for_commit(&root)?;
     let users = UserDb::load(&root)?;
     let entries = catalog.entries(&users)?;
     let (plan, current) = plan_against(&root, &state, entries, &catalog.contents, &mut steps)?;
@@ -180,9 +178,9 @@ fn commit(
 
 /// Replays generation `to` (default: the one before the current) through the same commit,
 /// without the site; the result is a new generation.
-pub fn rollback(root: &Path, to: Option<u64>, who: &str) -> Result<Outcome, EngineError> {
+pub fn rollback(root: &Path, to: Option<u64>) -> Result<Outcome, EngineError> {
     let root = Root::open(root)?;
-    let state = State::open_for_commit(&root, who)?;
+    let state = State::open_for_commit(&root)?;
     let current = state.current_number()?.ok_or_else(|| EngineError::Invalid("no generation recorded on this root: nothing to roll back".into()))?;
     let target = match to {
         Some(n) => n,
@@ -216,18 +214,18 @@ pub fn rollback(root: &Path, to: Option<u64>, who: &str) -> Result<Outcome, Engi
 }
 
 /// Every generation recorded on a root.
-pub fn generations(root: &Path, who: &str) -> Result<Vec<GenerationInfo>, EngineError> {
+pub fn generations(root: &Path) -> Result<Vec<GenerationInfo>, EngineError> {
     let root = match Root::open(root) {
         Ok(r) => r,
         Err(e) => return Err(e.into()),
     };
-    Ok(State::open_for_read(&root, who)?.list()?)
+    Ok(State::open_for_read(&root)?.list()?)
 }
 
 /// The report of generation `n` (default: the current one).
-pub fn report(root: &Path, n: Option<u64>, who: &str) -> Result<(u64, Report), EngineError> {
+pub fn report(root: &Path, n: Option<u64>) -> Result<(u64, Report), EngineError> {
     let root = Root::open(root)?;
-    let state = State::open_for_read(&root, who)?;
+    let state = State::open_for_read(&root)?;
     let n = match n {
         Some(n) => n,
         None => state.current_number()?.ok_or_else(|| EngineError::Invalid("no generation recorded on this root".into()))?,

@@ -218,8 +218,15 @@ impl Root {
         )
         .map_err(|e| self.err("create", &path, e))?;
         let mut file = std::fs::File::from(fd);
-        file.write_all(content).map_err(|e| FsError::new("write", self.host_path(&path), e))?;
-        self.set_fd_meta(&file, &path, mode, uid, gid)
+        let written = file
+            .write_all(content)
+            .map_err(|e| FsError::new("write", self.host_path(&path), e))
+            .and_then(|()| self.set_fd_meta(&file, &path, mode, uid, gid));
+        if written.is_err() {
+            // Never leave a partial file behind (a full disk, for one).
+            let _ = unlinkat(&dirfd, name, AtFlags::empty());
+        }
+        written
     }
 
     /// Creates a symlink `name` in `dir` pointing at `target`, replacing one already there.
@@ -328,16 +335,10 @@ impl Root {
         Ok(fstat(&fd).map_err(|e| self.err("stat", p, e))?.st_dev)
     }
 
-    /// Opens (creating if needed) a file for locking.
-    pub fn open_lock_file(&self, p: &TargetPath) -> Result<OwnedFd> {
-        self.create_dirs(&p.parent().unwrap_or_else(TargetPath::root))?;
-        openat2(
-            &self.fd,
-            p.relative(),
-            OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o644),
-            RESOLVE,
-        )
-        .map_err(|e| self.err("open lock", p, e))
+    /// Takes the root's commit lock (see [`crate::Lock`]).
+    pub fn lock(&self) -> std::result::Result<crate::Lock, crate::LockError> {
+        let fd = openat2(&self.fd, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty(), RESOLVE)
+            .map_err(|e| self.err("open", &TargetPath::root(), e))?;
+        crate::Lock::exclusive(fd, &self.path)
     }
 }

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use strata_fs::Root;
 use strata_fs::Meter;
-use strata_types::{ContentSource, Generation, Snapshot, Step, TargetPath};
+use strata_types::{ContentSource, Generation, Hash, Snapshot, Step, TargetPath};
 
 use crate::state::state_path;
 use crate::{State, StateError, Store, crashpoint};
@@ -26,6 +26,12 @@ pub struct Op {
 pub(crate) struct Journal {
     generation: u64,
     ops: Vec<Op>,
+    /// Store objects this commit adds (an undo removes them).
+    #[serde(default)]
+    added: Vec<Hash>,
+    /// State directories this commit creates (an undo removes them when empty).
+    #[serde(default)]
+    created: Vec<TargetPath>,
 }
 
 impl Journal {
@@ -70,18 +76,38 @@ impl<'r> State<'r> {
         let meter = Meter::start();
         generation.number = self.numbers()?.last().map_or(1, |n| n + 1);
         order(&mut ops);
-        let commit = Commit { state: self, journal: Journal { generation: generation.number, ops } };
-        commit.store_contents(&generation, contents)?;
-        steps.push(meter.finish("store"));
-        crashpoint!("commit-after-store");
-        for marker in ["commit", "undo"] {
-            self.root.remove(&state_path(marker))?;
-        }
+        let created: Vec<TargetPath> = state_dirs().into_iter().filter(|d| !self.root.is_dir_followed(d)).collect();
+        let mut commit = Commit { state: self, journal: Journal { generation: generation.number, ops, added: Vec::new(), created } };
+        let needed = match commit.needed(&generation, contents) {
+            Ok(n) => n,
+            Err(e) => return Err(commit.abandon(e)),
+        };
+        commit.journal.added = needed.iter().map(|(h, _)| *h).collect();
         let journal = serde_json::to_vec(&commit.journal).expect("journal serialises");
-        self.root.write_atomic(&state_path("journal"), &journal)?;
+        let written = (|| -> Result<(), StateError> {
+            self.root.create_dirs(&state_path(""))?;
+            for marker in ["commit", "undo"] {
+                self.root.remove(&state_path(marker))?;
+            }
+            self.root.write_atomic(&state_path("journal"), &journal)?;
+            Ok(())
+        })();
+        if let Err(e) = written {
+            return Err(commit.abandon(e));
+        }
         crashpoint!("commit-after-journal");
         let mut past_point = false;
-        match commit.run(&generation, contents, &mut past_point, &mut steps) {
+        let stored = (|| -> Result<(), StateError> {
+            let store = self.store();
+            for (hash, bytes) in &needed {
+                store.put(hash, bytes)?;
+            }
+            Ok(())
+        })();
+        drop(needed);
+        steps.push(meter.finish("store"));
+        crashpoint!("commit-after-store");
+        match stored.and_then(|()| commit.run(&generation, contents, &mut past_point, &mut steps)) {
             Ok(()) => {
                 commit.finish()?;
                 Ok((generation, steps))
@@ -118,6 +144,15 @@ impl<'r> State<'r> {
     }
 }
 
+/// strata's own directories, outermost first.
+fn state_dirs() -> Vec<TargetPath> {
+    let dir = state_path("");
+    let mut out: Vec<TargetPath> = dir.ancestors().collect();
+    out.reverse();
+    out.push(dir);
+    out
+}
+
 /// Creations and changes in path order (parents first), then removals deepest first.
 fn order(ops: &mut [Op]) {
     ops.sort_by(|a, b| {
@@ -131,18 +166,20 @@ impl Commit<'_, '_> {
         self.state.root
     }
 
-    /// Puts into the store what an undo, a redo or a later rollback may need: the content
-    /// each op replaces or writes, and every file the new generation manages or restores.
-    fn store_contents(&self, generation: &Generation, contents: &dyn ContentSource) -> Result<(), StateError> {
+    /// What the store must gain so that an undo, a redo or a later rollback works offline:
+    /// the content each op replaces or writes, and every file the new generation manages
+    /// or may restore. Checks that what the plan saw is still on the target.
+    fn needed(&self, generation: &Generation, contents: &dyn ContentSource) -> Result<Vec<(Hash, Vec<u8>)>, StateError> {
         let store = self.state.store();
+        let mut out: BTreeMap<Hash, Vec<u8>> = BTreeMap::new();
         for op in &self.journal.ops {
             if let Some(hash) = op.before.hash() {
-                if !store.contains(&hash) {
+                if !store.contains(&hash) && !out.contains_key(&hash) {
                     let bytes = self.root().read(&op.path)?.unwrap_or_default();
-                    if strata_types::Hash::of(&bytes) != hash {
+                    if Hash::of(&bytes) != hash {
                         return Err(StateError::Changed { path: op.path.clone() });
                     }
-                    store.put(&hash, &bytes)?;
+                    out.insert(hash, bytes);
                 }
             }
         }
@@ -154,7 +191,7 @@ impl Commit<'_, '_> {
             .chain(self.journal.ops.iter().map(|op| (&op.path, op.after.hash())));
         for (path, hash) in wanted {
             let Some(hash) = hash else { continue };
-            if store.contains(&hash) {
+            if out.contains_key(&hash) || store.contains(&hash) {
                 continue;
             }
             let bytes = match contents.content(&hash) {
@@ -162,15 +199,43 @@ impl Commit<'_, '_> {
                 None => {
                     // Unchanged files strata starts to manage: their content is on the target.
                     let bytes = self.root().read(path)?.unwrap_or_default();
-                    if strata_types::Hash::of(&bytes) != hash {
+                    if Hash::of(&bytes) != hash {
                         return Err(StateError::MissingContent { hash, path: path.clone() });
                     }
                     bytes
                 }
             };
-            store.put(&hash, &bytes)?;
+            out.insert(hash, bytes);
         }
-        Ok(())
+        Ok(out.into_iter().collect())
+    }
+
+    /// Cleans up after a commit that failed before its journal was written.
+    fn abandon(&self, e: StateError) -> StateError {
+        self.forget_state();
+        e
+    }
+
+    /// Removes the store objects and state directories this commit added.
+    fn forget_state(&self) {
+        let root = self.root();
+        let store = self.state.store();
+        for hash in &self.journal.added {
+            let _ = store.remove(hash);
+        }
+        for dir in self.journal.created.iter().rev() {
+            for sub in ["store", "generations", "reports"] {
+                if dir == &state_path("") {
+                    if let Ok(entries) = root.list(&state_path(sub)) {
+                        for (name, _) in entries {
+                            let _ = root.remove_dir(&state_path(sub).join(&name).expect("a plain name"));
+                        }
+                    }
+                    let _ = root.remove_dir(&state_path(sub));
+                }
+            }
+            let _ = root.remove_dir(dir);
+        }
     }
 
     /// Prepare, commit point, apply, publish.
@@ -228,7 +293,13 @@ impl Commit<'_, '_> {
                 self.root().symlink_in(&dir, &temp_name(&op.path), target, *uid, *gid)?;
             }
             Snapshot::Dir { mode, uid, gid } if op.before.is_absent() => {
-                self.root().mkdir(&op.path, *mode, *uid, *gid)?;
+                // strata's own state directory may have just created it.
+                match self.root().mkdir(&op.path, *mode, *uid, *gid) {
+                    Err(e) if e.source.kind() == std::io::ErrorKind::AlreadyExists && self.root().is_dir_followed(&op.path) => {
+                        self.root().set_meta(&op.path, Some(*mode), *uid, *gid)?;
+                    }
+                    other => other?,
+                }
             }
             _ => {}
         }
@@ -253,7 +324,11 @@ impl Commit<'_, '_> {
         }
         match want {
             Snapshot::Absent => match have {
-                Snapshot::Dir { .. } => root.remove_dir(path)?,
+                Snapshot::Dir { .. } => match root.remove_dir(path) {
+                    // It holds strata's own state: forget_state takes care of it.
+                    Err(_) if state_path("").starts_with(path) => {}
+                    other => other?,
+                },
                 _ => root.remove(path)?,
             },
             Snapshot::File { hash, mode, uid, gid, .. } => {
@@ -334,7 +409,9 @@ impl Commit<'_, '_> {
             root.remove(&state_path(&format!("generations/{n}.json")))?;
         }
         self.sync_all()?;
-        self.finish()
+        self.finish()?;
+        self.forget_state();
+        Ok(())
     }
 }
 

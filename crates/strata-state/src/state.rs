@@ -43,9 +43,8 @@ pub struct GenerationInfo {
 impl<'r> State<'r> {
     /// Opens the state to commit: takes the root's lock (failing at once, naming the holder,
     /// when another process has it) and finishes or undoes an interrupted commit.
-    pub fn open_for_commit(root: &'r Root, who: &str) -> Result<State<'r>, StateError> {
-        let fd = root.open_lock_file(&state_path("lock"))?;
-        let lock = Lock::exclusive(fd, &root.host_path(&state_path("lock")), who)?;
+    pub fn open_for_commit(root: &'r Root) -> Result<State<'r>, StateError> {
+        let lock = root.lock()?;
         let state = State { root, _lock: Some(lock) };
         state.recover()?;
         Ok(state)
@@ -53,9 +52,9 @@ impl<'r> State<'r> {
 
     /// Opens the state to read. Writes nothing, unless an interrupted commit must be
     /// finished or undone first (which takes the lock).
-    pub fn open_for_read(root: &'r Root, who: &str) -> Result<State<'r>, StateError> {
+    pub fn open_for_read(root: &'r Root) -> Result<State<'r>, StateError> {
         if Journal::exists(root)? {
-            return State::open_for_commit(root, who);
+            return State::open_for_commit(root);
         }
         Ok(State { root, _lock: None })
     }

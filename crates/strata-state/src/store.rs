@@ -49,6 +49,14 @@ impl<'r> Store<'r> {
         !matches!(self.root.inspect(&dir.join(&name).expect("hex")), Ok(strata_types::Snapshot::Absent) | Err(_))
     }
 
+    /// Removes content (and its fan-out directory when empty).
+    pub fn remove(&self, hash: &Hash) -> Result<(), StateError> {
+        let (dir, name) = Self::path(hash);
+        self.root.remove(&dir.join(&name).expect("hex"))?;
+        let _ = self.root.remove_dir(&dir);
+        Ok(())
+    }
+
     /// Adds content (not yet durable: the commit syncs the file system once).
     pub fn put(&self, hash: &Hash, bytes: &[u8]) -> Result<(), StateError> {
         if self.contains(hash) {

@@ -18,7 +18,7 @@ pub struct ApplyArgs {
 }
 
 pub fn run(args: &ApplyArgs, printer: &Printer) -> CliResult {
-    let req = args.node.request("apply")?;
+    let req = args.node.request()?;
     let outcome = strata_engine::apply(&req)?;
     if args.node.json {
         printer.json(&show::plan_json(&outcome, &req.root))?;

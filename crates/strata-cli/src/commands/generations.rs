@@ -18,7 +18,7 @@ pub struct GenerationsArgs {
 
 pub fn run(args: &GenerationsArgs, printer: &Printer) -> CliResult {
     let root = crate::cli::absolute(&args.root.root)?;
-    let list = strata_engine::generations(&root, &crate::cli::who("generations"))?;
+    let list = strata_engine::generations(&root)?;
     if args.json {
         printer.json(&list)?;
         return Ok(());

@@ -17,7 +17,7 @@ pub struct PlanArgs {
 }
 
 pub fn run(args: &PlanArgs, printer: &Printer) -> CliResult {
-    let req = args.node.request("plan")?;
+    let req = args.node.request()?;
     let outcome = strata_engine::plan(&req)?;
     if args.node.json {
         printer.json(&show::plan_json(&outcome, &req.root))?;

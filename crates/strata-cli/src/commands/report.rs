@@ -21,7 +21,7 @@ pub struct ReportArgs {
 
 pub fn run(args: &ReportArgs, printer: &Printer) -> CliResult {
     let root = crate::cli::absolute(&args.root.root)?;
-    let (n, report) = strata_engine::report(&root, args.generation, &crate::cli::who("report"))?;
+    let (n, report) = strata_engine::report(&root, args.generation)?;
     if args.json {
         printer.json(&serde_json::json!({ "generation": n, "steps": report.steps }))?;
     } else {

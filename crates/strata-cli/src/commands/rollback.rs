@@ -23,7 +23,7 @@ pub struct RollbackArgs {
 
 pub fn run(args: &RollbackArgs, printer: &Printer) -> CliResult {
     let root = crate::cli::absolute(&args.root.root)?;
-    let outcome = strata_engine::rollback(&root, args.to, &crate::cli::who("rollback"))?;
+    let outcome = strata_engine::rollback(&root, args.to)?;
     if args.json {
         printer.json(&show::plan_json(&outcome, &root))?;
     } else {

@@ -1,0 +1,24 @@
+//! The `strata` binary as a user runs it, against scratch sites and target roots.
+#![allow(clippy::disallowed_methods, clippy::print_stderr)]
+
+mod apply;
+mod confinement;
+mod crash;
+mod errors;
+mod failpoints;
+mod full_disk;
+mod plan;
+
+use strata_test::TestEnv;
+
+/// A scratch environment running the binary under test.
+pub fn env() -> TestEnv {
+    TestEnv::new(env!("CARGO_BIN_EXE_strata"))
+}
+
+/// The example site, copied.
+pub fn example() -> TestEnv {
+    env().with_example_site()
+}
+
+pub const WEB1: &str = "web1.example.com";

@@ -1,0 +1,91 @@
+//! `plan`: what it shows, that it writes nothing, its exit codes and its JSON.
+
+use std::os::unix::fs::MetadataExt;
+
+use insta::assert_snapshot;
+
+use crate::{WEB1, example};
+
+#[test]
+fn a_plan_shows_every_path_with_attributes_and_diffs_and_writes_nothing() {
+    let env = example();
+    let run = env.run(&["plan", "--node", WEB1]).code(2);
+    assert_snapshot!("plan_web1_fresh", run.stdout);
+    assert_eq!(std::fs::read_dir(env.root()).unwrap().count(), 0, "a plan must not write to the target");
+}
+
+#[test]
+fn a_plan_against_an_applied_root_exits_0_and_verbose_lists_unchanged_paths() {
+    let env = example();
+    env.run(&["apply", "--node", WEB1]).code(0);
+    let quiet = env.run(&["plan", "--node", WEB1]).code(0);
+    assert_snapshot!("plan_web1_applied", quiet.stdout);
+    let verbose = env.run(&["plan", "-v", "--node", WEB1]).code(0);
+    assert!(verbose.stdout.contains("unchanged /etc/motd"), "{}", verbose.stdout);
+}
+
+#[test]
+fn json_plan_has_the_documented_fields() {
+    let env = example();
+    env.write_root("etc/motd", "old motd\n", 0o600);
+    let run = env.run(&["plan", "--json", "--node", WEB1]).code(2);
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(v["node"], WEB1);
+    assert_eq!(v["environment"], "production");
+    assert_eq!(v["summary"]["modify"], 1);
+    let motd = v["changes"].as_array().unwrap().iter().find(|c| c["path"] == "/etc/motd").unwrap();
+    assert_eq!(motd["action"], "modify");
+    assert_eq!(motd["before"]["type"], "file");
+    assert_eq!(motd["before"]["mode"], "0600");
+    assert_eq!(motd["after"]["mode"], "0644");
+    assert_eq!(motd["after"]["owner"], "root");
+    assert_eq!(motd["before"]["hash"], blake3::hash(b"old motd\n").to_hex().as_str());
+    assert!(motd["diff"].as_str().unwrap().contains("-old motd\n+Welcome to acme\n"), "{}", motd["diff"]);
+    assert_snapshot!("plan_web1_json", run.stdout);
+}
+
+#[test]
+fn an_apply_with_nothing_to_change_writes_nothing() {
+    let env = example();
+    env.run(&["apply", "--node", WEB1]).code(0);
+    let before = mtimes(&env.root());
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let run = env.run(&["apply", "--node", WEB1]).code(0);
+    assert!(run.stdout.contains("Nothing to do for web1.example.com"), "{}", run.stdout);
+    assert_eq!(mtimes(&env.root()), before, "mtimes or entries changed");
+    assert_eq!(env.run(&["generations"]).code(0).stdout.lines().count(), 1);
+}
+
+/// Every path with its mtime and ctime.
+fn mtimes(dir: &std::path::Path) -> Vec<(String, i64, i64)> {
+    walkdir(dir)
+        .into_iter()
+        .map(|(p, m)| (p, m.mtime_nsec() + m.mtime() * 1_000_000_000, m.ctime_nsec() + m.ctime() * 1_000_000_000))
+        .collect()
+}
+
+fn walkdir(dir: &std::path::Path) -> Vec<(String, std::fs::Metadata)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let m = e.path().symlink_metadata().unwrap();
+            if m.is_dir() {
+                stack.push(e.path());
+            }
+            out.push((e.path().display().to_string(), m));
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+#[test]
+fn params_show_each_value_with_the_file_and_line_that_set_it() {
+    let env = example();
+    let run = env.run(&["params", WEB1, "app"]).code(0);
+    assert_snapshot!("params_web1_app", run.stdout);
+    let set = env.run(&["params", WEB1, "app.port", "--set", "app.port=9090"]).code(0);
+    assert_eq!(set.stdout.trim(), "app.port = 9090  # --set");
+}
