@@ -13,7 +13,12 @@ use crate::printer::Printer;
 /// Configuration management for Linux fleets: plan exactly, apply all or nothing, take
 /// back what the site no longer declares.
 #[derive(Debug, Parser)]
-#[command(name = "strata", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "strata",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -37,7 +42,13 @@ enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct SiteArg {
     /// The site directory [default: $STRATA_SITE, else the current directory].
-    #[arg(long, env = "STRATA_SITE", value_name = "DIR", default_value = ".", hide_default_value = true)]
+    #[arg(
+        long,
+        env = "STRATA_SITE",
+        value_name = "DIR",
+        default_value = ".",
+        hide_default_value = true
+    )]
     pub site: PathBuf,
 }
 
@@ -70,7 +81,9 @@ pub struct NodeArgs {
 
 /// Parses `KEY=VALUE`.
 pub fn parse_set(s: &str) -> Result<(String, String), String> {
-    s.split_once('=').map(|(k, v)| (k.trim().to_string(), v.to_string())).ok_or_else(|| format!("expected KEY=VALUE, got `{s}`"))
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected KEY=VALUE, got `{s}`"))
 }
 
 impl NodeArgs {
@@ -78,7 +91,10 @@ impl NodeArgs {
     pub fn request(&self) -> anyhow::Result<strata_engine::Request> {
         let node = match &self.node {
             Some(n) => n.clone(),
-            None => rustix::system::uname().nodename().to_string_lossy().into_owned(),
+            None => rustix::system::uname()
+                .nodename()
+                .to_string_lossy()
+                .into_owned(),
         };
         Ok(strata_engine::Request {
             site: absolute(&self.site.site)?,
@@ -130,15 +146,23 @@ pub fn main() -> ExitCode {
 
 /// Prints an error: each site error on its own line with its hint, else the cause chain.
 fn report_error(printer: &Printer, e: &anyhow::Error) {
-    if let Some(strata_engine::EngineError::Site(errors)) = e.downcast_ref::<strata_engine::EngineError>() {
+    if let Some(strata_engine::EngineError::Site(errors)) =
+        e.downcast_ref::<strata_engine::EngineError>()
+    {
         for err in &errors.0 {
-            printer.error(&err.to_string(), &err.hint.iter().cloned().collect::<Vec<_>>());
+            printer.error(
+                &err.to_string(),
+                &err.hint.iter().cloned().collect::<Vec<_>>(),
+            );
         }
         return;
     }
     let chain: Vec<String> = e.chain().map(ToString::to_string).collect();
     let mut hints = Vec::new();
-    if chain.iter().any(|c| c.contains("is locked by another strata process")) {
+    if chain
+        .iter()
+        .any(|c| c.contains("is locked by another strata process"))
+    {
         hints.push("wait for it to finish; the lock goes away with its holder".to_string());
     }
     printer.error(&dedup_chain(chain).join(": "), &hints);

@@ -16,10 +16,10 @@ pub enum CliError {
 impl<E: Into<anyhow::Error>> From<E> for CliError {
     fn from(e: E) -> CliError {
         let e: anyhow::Error = e.into();
-        if let Some(io) = e.downcast_ref::<io::Error>() {
-            if io.kind() == io::ErrorKind::BrokenPipe {
-                return CliError::BrokenPipe;
-            }
+        if let Some(io) = e.downcast_ref::<io::Error>()
+            && io.kind() == io::ErrorKind::BrokenPipe
+        {
+            return CliError::BrokenPipe;
         }
         CliError::Failed(e)
     }

@@ -41,7 +41,11 @@ impl Style {
 impl Printer {
     /// Wraps text in a style when colour is on for stdout.
     pub fn paint(&self, style: Style, text: &str) -> String {
-        if self.color { format!("\x1b[{}m{text}\x1b[0m", style.code()) } else { text.to_string() }
+        if self.color {
+            format!("\x1b[{}m{text}\x1b[0m", style.code())
+        } else {
+            text.to_string()
+        }
     }
 
     /// Writes data to stdout.
@@ -65,7 +69,11 @@ impl Printer {
 
     /// An error with its hints on stderr.
     pub fn error(&self, text: &str, hints: &[String]) {
-        let (e, h) = if self.color_err { ("\x1b[1;31merror:\x1b[0m", "\x1b[1;36mhint:\x1b[0m") } else { ("error:", "hint:") };
+        let (e, h) = if self.color_err {
+            ("\x1b[1;31merror:\x1b[0m", "\x1b[1;36mhint:\x1b[0m")
+        } else {
+            ("error:", "hint:")
+        };
         let mut err = io::stderr().lock();
         let _ = writeln!(err, "{e} {text}");
         for hint in hints {

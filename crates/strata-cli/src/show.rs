@@ -22,11 +22,28 @@ fn style(action: Action) -> Style {
 pub fn plan_text(p: &Printer, o: &Outcome, verb: &str) -> String {
     let mut out = String::new();
     let shown = |c: &&Change| c.action != Action::Unchanged || p.verbose;
-    let width = o.plan.changes.iter().filter(shown).map(|c| c.path.as_str().chars().count()).max().unwrap_or(0).min(40);
+    let width = o
+        .plan
+        .changes
+        .iter()
+        .filter(shown)
+        .map(|c| c.path.as_str().chars().count())
+        .max()
+        .unwrap_or(0)
+        .min(40);
     for c in o.plan.changes.iter().filter(shown) {
         let action = p.paint(style(c.action), &format!("{:<9}", c.action.as_str()));
-        let module = c.module.as_deref().map(|m| format!("  ({m})")).unwrap_or_default();
-        out.push_str(&format!("{action} {:<width$}  {}{}\n", c.path.as_str(), describe(o, c), p.paint(Style::Dim, &module)));
+        let module = c
+            .module
+            .as_deref()
+            .map(|m| format!("  ({m})"))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "{action} {:<width$}  {}{}\n",
+            c.path.as_str(),
+            describe(o, c),
+            p.paint(Style::Dim, &module)
+        ));
         if let Some(note) = &c.note {
             out.push_str(&format!("          {}\n", p.paint(Style::Dim, note)));
         }
@@ -35,18 +52,34 @@ pub fn plan_text(p: &Printer, o: &Outcome, verb: &str) -> String {
         }
     }
     let s = o.plan.summary();
-    let mut parts = vec![format!("{} to create", s.create), format!("{} to modify", s.modify), format!("{} to remove", s.remove), format!("{} to restore", s.restore)];
+    let mut parts = vec![
+        format!("{} to create", s.create),
+        format!("{} to modify", s.modify),
+        format!("{} to remove", s.remove),
+        format!("{} to restore", s.restore),
+    ];
     if s.keep > 0 {
         parts.push(format!("{} released but kept", s.keep));
     }
     parts.push(format!("{} unchanged", s.unchanged));
     let head = match verb {
-        "plan" => format!("Plan for {} ({}): {}.", o.node, o.environment, parts.join(", ")),
+        "plan" => format!(
+            "Plan for {} ({}): {}.",
+            o.node,
+            o.environment,
+            parts.join(", ")
+        ),
         _ => {
             let parts = parts.join(", ").replace(" to ", " ");
             match o.generation {
-                Some(n) => format!("Applied to {} ({}): {parts}; generation {n} recorded.", o.node, o.environment),
-                None => format!("Nothing to do for {} ({}): {} paths already as declared.", o.node, o.environment, s.unchanged),
+                Some(n) => format!(
+                    "Applied to {} ({}): {parts}; generation {n} recorded.",
+                    o.node, o.environment
+                ),
+                None => format!(
+                    "Nothing to do for {} ({}): {} paths already as declared.",
+                    o.node, o.environment, s.unchanged
+                ),
             }
         }
     };
@@ -57,8 +90,17 @@ pub fn plan_text(p: &Printer, o: &Outcome, verb: &str) -> String {
 
 /// `file 0644 root:root 3f2a9c1e`, or for a change only what differs, `before → after`.
 fn describe(o: &Outcome, c: &Change) -> String {
-    let owner = |s: &Snapshot| s.owner().map(|(u, g)| format!("{}:{}", o.users.user_name(u), o.users.group_name(g)));
-    let hash = |s: &Snapshot| if c.sensitive { s.hash().map(|_| "(sensitive)".to_string()) } else { s.hash().map(|h| h.short()) };
+    let owner = |s: &Snapshot| {
+        s.owner()
+            .map(|(u, g)| format!("{}:{}", o.users.user_name(u), o.users.group_name(g)))
+    };
+    let hash = |s: &Snapshot| {
+        if c.sensitive {
+            s.hash().map(|_| "(sensitive)".to_string())
+        } else {
+            s.hash().map(|h| h.short())
+        }
+    };
     let target = |s: &Snapshot| match s {
         Snapshot::Link { target, .. } => Some(format!("-> {target}")),
         _ => None,
@@ -84,15 +126,27 @@ fn describe(o: &Outcome, c: &Change) -> String {
             let mut parts = Vec::new();
             let mut diff = |name: &str, x: Option<String>, y: Option<String>| {
                 if x != y {
-                    parts.push(format!("{name} {} → {}", x.unwrap_or_default(), y.unwrap_or_default()));
+                    parts.push(format!(
+                        "{name} {} → {}",
+                        x.unwrap_or_default(),
+                        y.unwrap_or_default()
+                    ));
                 }
             };
             diff("content", hash(b), hash(a));
-            diff("mode", b.mode().map(|m| format!("{m:04o}")), a.mode().map(|m| format!("{m:04o}")));
+            diff(
+                "mode",
+                b.mode().map(|m| format!("{m:04o}")),
+                a.mode().map(|m| format!("{m:04o}")),
+            );
             if !matches!(a, Snapshot::Link { .. }) {
                 diff("owner", owner(b), owner(a));
             }
-            diff("target", target(b).map(|t| t[3..].to_string()), target(a).map(|t| t[3..].to_string()));
+            diff(
+                "target",
+                target(b).map(|t| t[3..].to_string()),
+                target(a).map(|t| t[3..].to_string()),
+            );
             format!("{} {}", a.kind(), parts.join(", "))
         }
     }
@@ -134,7 +188,11 @@ pub fn plan_json(o: &Outcome, root: &Path) -> serde_json::Value {
                 }
             }
             for side in ["before", "after"] {
-                let s = if side == "before" { &c.before } else { &c.after };
+                let s = if side == "before" {
+                    &c.before
+                } else {
+                    &c.after
+                };
                 if let Some((u, g)) = s.owner() {
                     v[side]["owner"] = o.users.user_name(u).into();
                     v[side]["group"] = o.users.group_name(g).into();
@@ -158,12 +216,22 @@ pub fn plan_json(o: &Outcome, root: &Path) -> serde_json::Value {
 
 /// The steps of a run as a tree, as disco's report showed them.
 pub fn report_text(n: u64, report: &Report) -> String {
-    let mut out = format!("generation {n}\n{:<44} {:>10} {:>10} {:>10} {:>10} {:>12} {:>10} {:>10}\n", "step", "wall", "user", "sys", "max rss", "faults", "read", "written");
+    let mut out = format!(
+        "generation {n}\n{:<44} {:>10} {:>10} {:>10} {:>10} {:>12} {:>10} {:>10}\n",
+        "step", "wall", "user", "sys", "max rss", "faults", "read", "written"
+    );
     fn walk(out: &mut String, steps: &[Step], depth: usize) {
         for s in steps {
             let m = &s.metrics;
             let name = format!("{}{}", "  ".repeat(depth), s.name);
-            let name = if name.len() > 44 { format!("{}…", &name[..name.char_indices().nth(43).map_or(name.len(), |(i, _)| i)]) } else { name };
+            let name = if name.len() > 44 {
+                format!(
+                    "{}…",
+                    &name[..name.char_indices().nth(43).map_or(name.len(), |(i, _)| i)]
+                )
+            } else {
+                name
+            };
             out.push_str(&format!(
                 "{name:<44} {:>10} {:>10} {:>10} {:>10} {:>12} {:>10} {:>10}\n",
                 secs(m.wall),
@@ -182,7 +250,11 @@ pub fn report_text(n: u64, report: &Report) -> String {
 }
 
 fn secs(s: f64) -> String {
-    if s < 1.0 { format!("{:.2} ms", s * 1e3) } else { format!("{s:.2} s") }
+    if s < 1.0 {
+        format!("{:.2} ms", s * 1e3)
+    } else {
+        format!("{s:.2} s")
+    }
 }
 
 fn bytes(b: u64) -> String {

@@ -94,7 +94,11 @@ impl Catalog {
             let uid = users.uid(&r.owner);
             let gid = users.gid(&r.group);
             let (Some(uid), Some(gid)) = (uid, gid) else {
-                let (what, name, file) = if uid.is_none() { ("user", &r.owner, "/etc/passwd") } else { ("group", &r.group, "/etc/group") };
+                let (what, name, file) = if uid.is_none() {
+                    ("user", &r.owner, "/etc/passwd")
+                } else {
+                    ("group", &r.group, "/etc/group")
+                };
                 errors.push(SiteError::in_file(
                     r.source.clone(),
                     format!("{what} `{name}` (for {}, module {}) does not exist on the target: not in its {file}", r.path, r.module),
@@ -102,9 +106,23 @@ impl Catalog {
                 continue;
             };
             let state = match &r.kind {
-                ResourceKind::File { hash, size } => Snapshot::File { hash: *hash, size: *size, mode: r.mode, uid, gid },
-                ResourceKind::Dir => Snapshot::Dir { mode: r.mode, uid, gid },
-                ResourceKind::Link { target } => Snapshot::Link { target: target.clone(), uid, gid },
+                ResourceKind::File { hash, size } => Snapshot::File {
+                    hash: *hash,
+                    size: *size,
+                    mode: r.mode,
+                    uid,
+                    gid,
+                },
+                ResourceKind::Dir => Snapshot::Dir {
+                    mode: r.mode,
+                    uid,
+                    gid,
+                },
+                ResourceKind::Link { target } => Snapshot::Link {
+                    target: target.clone(),
+                    uid,
+                    gid,
+                },
             };
             out.push(Entry {
                 path: r.path.clone(),
@@ -116,7 +134,11 @@ impl Catalog {
                 source: Some(r.source.clone()),
             });
         }
-        if errors.is_empty() { Ok(out) } else { Err(SiteErrors(errors)) }
+        if errors.is_empty() {
+            Ok(out)
+        } else {
+            Err(SiteErrors(errors))
+        }
     }
 }
 
@@ -140,25 +162,50 @@ pub fn compile(site: &Site, node: &str, opts: &CompileOptions) -> Result<Catalog
     // Roles: the node's own, then its groups', each role once.
     let mut role_refs: Vec<Wanted> = Vec::new();
     if let Some(f) = &node_file {
-        role_refs.extend(f.value.roles.iter().map(|r| wanted(f, r, format!("node {node}"))));
+        role_refs.extend(
+            f.value
+                .roles
+                .iter()
+                .map(|r| wanted(f, r, format!("node {node}"))),
+        );
     }
     for g in &groups {
         let f = &site.groups[g];
-        role_refs.extend(f.value.roles.iter().map(|r| wanted(f, r, format!("group {g}"))));
+        role_refs.extend(
+            f.value
+                .roles
+                .iter()
+                .map(|r| wanted(f, r, format!("group {g}"))),
+        );
     }
     let roles = load_roles(site, role_refs)?;
 
     // Modules: the roles', the groups', then the node's own.
     let mut module_refs: Vec<Wanted> = Vec::new();
     for (id, role) in &roles {
-        module_refs.extend(role.value.modules.iter().map(|m| wanted(role, m, format!("role {id}"))));
+        module_refs.extend(
+            role.value
+                .modules
+                .iter()
+                .map(|m| wanted(role, m, format!("role {id}"))),
+        );
     }
     for g in &groups {
         let f = &site.groups[g];
-        module_refs.extend(f.value.modules.iter().map(|m| wanted(f, m, format!("group {g}"))));
+        module_refs.extend(
+            f.value
+                .modules
+                .iter()
+                .map(|m| wanted(f, m, format!("group {g}"))),
+        );
     }
     if let Some(f) = &node_file {
-        module_refs.extend(f.value.modules.iter().map(|m| wanted(f, m, format!("node {node}"))));
+        module_refs.extend(
+            f.value
+                .modules
+                .iter()
+                .map(|m| wanted(f, m, format!("node {node}"))),
+        );
     }
     let modules = graph::resolve(site, module_refs)?;
 
@@ -169,7 +216,15 @@ pub fn compile(site: &Site, node: &str, opts: &CompileOptions) -> Result<Catalog
         roles: roles.iter().map(|(id, _)| id.clone()).collect(),
         groups: groups.clone(),
     };
-    let params = match layer_params(site, &modules, &roles, &groups, node_file.as_ref(), &environment, &opts.sets) {
+    let params = match layer_params(
+        site,
+        &modules,
+        &roles,
+        &groups,
+        node_file.as_ref(),
+        &environment,
+        &opts.sets,
+    ) {
         Ok(p) => p,
         Err(e) => {
             errors.extend(e.0);
@@ -179,7 +234,14 @@ pub fn compile(site: &Site, node: &str, opts: &CompileOptions) -> Result<Catalog
     if !errors.is_empty() {
         return Err(SiteErrors(errors));
     }
-    let mut builder = Builder { site, env: &environment, resources: BTreeMap::new(), contents: HashMap::new(), errors: Vec::new(), steps: Vec::new() };
+    let mut builder = Builder {
+        site,
+        env: &environment,
+        resources: BTreeMap::new(),
+        contents: HashMap::new(),
+        errors: Vec::new(),
+        steps: Vec::new(),
+    };
     let mut renderer = Renderer::new();
     for m in &modules {
         builder.module(m, &mut renderer, &params, &info, &opts.facts);
@@ -198,16 +260,26 @@ pub fn compile(site: &Site, node: &str, opts: &CompileOptions) -> Result<Catalog
 }
 
 fn wanted<T>(file: &TomlFile<T>, r: &toml::Spanned<String>, by: String) -> Wanted {
-    Wanted { text: r.get_ref().clone(), by, error: file.error_at(r.span().start, "") }
+    Wanted {
+        text: r.get_ref().clone(),
+        by,
+        error: file.error_at(r.span().start, ""),
+    }
 }
 
 /// Loads each wanted role once (the same role at two versions is an error).
-fn load_roles(site: &Site, refs: Vec<Wanted>) -> Result<Vec<(String, TomlFile<RoleToml>)>, SiteErrors> {
+fn load_roles(
+    site: &Site,
+    refs: Vec<Wanted>,
+) -> Result<Vec<(String, TomlFile<RoleToml>)>, SiteErrors> {
     let mut out: Vec<(String, TomlFile<RoleToml>)> = Vec::new();
     let mut by_name: BTreeMap<String, (String, String)> = BTreeMap::new();
     let mut errors = Vec::new();
     for w in refs {
-        let fail = |message: String| SiteError { message, ..w.error.clone() };
+        let fail = |message: String| SiteError {
+            message,
+            ..w.error.clone()
+        };
         let r = match Ref::parse(&w.text) {
             Ok(r) => r,
             Err(e) => {
@@ -228,7 +300,10 @@ fn load_roles(site: &Site, refs: Vec<Wanted>) -> Result<Vec<(String, TomlFile<Ro
         };
         if let Some((have, by)) = by_name.get(&r.name) {
             if *have != id {
-                errors.push(fail(format!("{} wants role `{}`, but {by} already chose {have}", w.by, w.text)));
+                errors.push(fail(format!(
+                    "{} wants role `{}`, but {by} already chose {have}",
+                    w.by, w.text
+                )));
             }
             continue;
         }
@@ -238,7 +313,11 @@ fn load_roles(site: &Site, refs: Vec<Wanted>) -> Result<Vec<(String, TomlFile<Ro
             Err(e) => errors.push(e),
         }
     }
-    if errors.is_empty() { Ok(out) } else { Err(SiteErrors(errors)) }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(SiteErrors(errors))
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -252,27 +331,62 @@ fn layer_params(
     sets: &[(String, String)],
 ) -> Result<ParamTree, SiteErrors> {
     let mut tree = ParamTree::default();
-    let src = |layer: String, file: &str| Source { layer, file: Some(file.to_string()), line: None };
+    let src = |layer: String, file: &str| Source {
+        layer,
+        file: Some(file.to_string()),
+        line: None,
+    };
     for m in modules {
         let lines = leaf_lines(&m.toml.text, &["params"]);
         let key = m.param_key();
-        tree.merge(&[&key], &toml_to_json(&m.toml.value.params), &src(format!("module {}", m.id()), &m.toml.rel), &lines);
+        tree.merge(
+            &[&key],
+            &toml_to_json(&m.toml.value.params),
+            &src(format!("module {}", m.id()), &m.toml.rel),
+            &lines,
+        );
     }
-    for (rel, layer) in [("params/common.toml".to_string(), "common".to_string()), (format!("params/env/{environment}.toml"), format!("env {environment}"))] {
+    for (rel, layer) in [
+        ("params/common.toml".to_string(), "common".to_string()),
+        (
+            format!("params/env/{environment}.toml"),
+            format!("env {environment}"),
+        ),
+    ] {
         if strata_fs::exists(&site.dir.join(&rel)) {
             let f = tomlfile::load::<toml::Table>(&site.dir, &rel)?;
-            tree.merge(&[], &toml_to_json(&f.value), &src(layer, &rel), &leaf_lines(&f.text, &[]));
+            tree.merge(
+                &[],
+                &toml_to_json(&f.value),
+                &src(layer, &rel),
+                &leaf_lines(&f.text, &[]),
+            );
         }
     }
     for (id, role) in roles {
-        tree.merge(&[], &toml_to_json(&role.value.params), &src(format!("role {id}"), &role.rel), &leaf_lines(&role.text, &["params"]));
+        tree.merge(
+            &[],
+            &toml_to_json(&role.value.params),
+            &src(format!("role {id}"), &role.rel),
+            &leaf_lines(&role.text, &["params"]),
+        );
     }
     for g in groups {
         let f = &site.groups[g];
-        tree.merge(&[], &toml_to_json(&f.value.params), &src(format!("group {g}"), &f.rel), &leaf_lines(&f.text, &["params"]));
+        tree.merge(
+            &[],
+            &toml_to_json(&f.value.params),
+            &src(format!("group {g}"), &f.rel),
+            &leaf_lines(&f.text, &["params"]),
+        );
     }
     if let Some(f) = node {
-        tree.merge(&[], &toml_to_json(&f.value.params), &src("node".into(), &f.rel), &leaf_lines(&f.text, &["params"]));
+        tree.merge(
+            &[],
+            &toml_to_json(&f.value.params),
+            &src("node".into(), &f.rel),
+            &leaf_lines(&f.text, &["params"]),
+        );
     }
     for (key, raw) in sets {
         let parts: Vec<&str> = key.split('.').collect();
@@ -282,7 +396,16 @@ fn layer_params(
         let (last, prefix) = parts.split_last().expect("split gives one part");
         let value = parse_set_value(raw);
         let layer = Map::from_iter([(last.to_string(), value)]);
-        tree.merge(prefix, &layer, &Source { layer: "--set".into(), file: None, line: None }, &BTreeMap::new());
+        tree.merge(
+            prefix,
+            &layer,
+            &Source {
+                layer: "--set".into(),
+                file: None,
+                line: None,
+            },
+            &BTreeMap::new(),
+        );
     }
     Ok(tree)
 }
@@ -315,7 +438,14 @@ struct Source0 {
 }
 
 impl Builder<'_> {
-    fn module(&mut self, m: &Module, renderer: &mut Renderer, params: &ParamTree, node: &NodeInfo, facts: &Map<String, Value>) {
+    fn module(
+        &mut self,
+        m: &Module,
+        renderer: &mut Renderer,
+        params: &ParamTree,
+        node: &NodeInfo,
+        facts: &Map<String, Value>,
+    ) {
         let id = m.id();
         let sources = match self.sources(m) {
             Ok(s) => s,
@@ -325,9 +455,15 @@ impl Builder<'_> {
             }
         };
         let mut ctx = params.values.clone();
-        ctx.insert("node".into(), serde_json::to_value(node).unwrap_or(Value::Null));
+        ctx.insert(
+            "node".into(),
+            serde_json::to_value(node).unwrap_or(Value::Null),
+        );
         ctx.insert("facts".into(), Value::Object(facts.clone()));
-        ctx.insert("module".into(), json!({"name": m.name, "version": m.version}));
+        ctx.insert(
+            "module".into(),
+            json!({"name": m.name, "version": m.version}),
+        );
         let ctx = minijinja::Value::from(minijinja::value::Serde(&ctx));
         let decls = self.file_decls(m);
         let mut used = vec![false; decls.len()];
@@ -347,7 +483,10 @@ impl Builder<'_> {
                 match strata_fs::read_link(&s.path) {
                     Ok(target) => res.kind = ResourceKind::Link { target },
                     Err(e) => {
-                        self.errors.push(SiteError::in_file(&s.rel, format!("cannot read link: {}", e.source)));
+                        self.errors.push(SiteError::in_file(
+                            &s.rel,
+                            format!("cannot read link: {}", e.source),
+                        ));
                         continue;
                     }
                 }
@@ -364,7 +503,10 @@ impl Builder<'_> {
                     res.mode = 0o755;
                 }
                 let hash = Hash::of(&content);
-                res.kind = ResourceKind::File { hash, size: content.len() as u64 };
+                res.kind = ResourceKind::File {
+                    hash,
+                    size: content.len() as u64,
+                };
                 self.contents.insert(hash, content);
             }
             for (i, (glob, decl)) in decls.iter().enumerate() {
@@ -390,23 +532,34 @@ impl Builder<'_> {
             if !used {
                 self.errors.push(m.toml.error_at(
                     decl.offset,
-                    format!("[[file]] path `{}` matches no file in files/ or templates/", decl.pattern),
+                    format!(
+                        "[[file]] path `{}` matches no file in files/ or templates/",
+                        decl.pattern
+                    ),
                 ));
             }
         }
         self.dirs_and_links(m, &id);
     }
 
-    fn content(&mut self, s: &Source0, renderer: &mut Renderer, ctx: &minijinja::Value) -> Result<Vec<u8>, SiteError> {
+    fn content(
+        &mut self,
+        s: &Source0,
+        renderer: &mut Renderer,
+        ctx: &minijinja::Value,
+    ) -> Result<Vec<u8>, SiteError> {
         if !s.template {
-            return strata_fs::read(&s.path).map_err(|e| SiteError::in_file(&s.rel, format!("cannot read: {}", e.source)));
+            return strata_fs::read(&s.path)
+                .map_err(|e| SiteError::in_file(&s.rel, format!("cannot read: {}", e.source)));
         }
         let meter = Meter::light();
-        let text = strata_fs::read_to_string(&s.path)
-            .map_err(|e| SiteError::in_file(&s.rel, format!("cannot read template: {}", e.source)))?;
+        let text = strata_fs::read_to_string(&s.path).map_err(|e| {
+            SiteError::in_file(&s.rel, format!("cannot read template: {}", e.source))
+        })?;
         renderer.add(&s.rel, text)?;
         let out = renderer.render(&s.rel, ctx)?;
-        self.steps.push(meter.finish(format!("render {}", s.target)));
+        self.steps
+            .push(meter.finish(format!("render {}", s.target)));
         Ok(out.into_bytes())
     }
 
@@ -428,22 +581,39 @@ impl Builder<'_> {
         for base in ["", env_dir.as_str()] {
             let mut layer: BTreeMap<TargetPath, Source0> = BTreeMap::new();
             for (sub, template) in [("files", false), ("templates", true)] {
-                let dir = if base.is_empty() { m.dir.join(sub) } else { m.dir.join(base).join(sub) };
+                let dir = if base.is_empty() {
+                    m.dir.join(sub)
+                } else {
+                    m.dir.join(base).join(sub)
+                };
                 for f in strata_fs::walk_files(&dir)? {
                     let rel = self.site.rel(&f.path);
                     let mut target_rel = f.rel.clone();
                     if template {
                         if target_rel.ends_with(".sh-template") {
-                            return Err(SiteError::in_file(rel, "executable templates need the sandbox, which this version of strata does not have yet"));
+                            return Err(SiteError::in_file(
+                                rel,
+                                "executable templates need the sandbox, which this version of strata does not have yet",
+                            ));
                         }
                         if let Some(stripped) = target_rel.strip_suffix(".j2") {
                             target_rel = stripped.to_string();
                         }
                     }
-                    let target = TargetPath::parse(&target_rel).map_err(|e| SiteError::in_file(&rel, e.to_string()))?;
-                    let s = Source0 { target: target.clone(), rel: rel.clone(), path: f.path, template: template && !f.is_link, is_link: f.is_link };
+                    let target = TargetPath::parse(&target_rel)
+                        .map_err(|e| SiteError::in_file(&rel, e.to_string()))?;
+                    let s = Source0 {
+                        target: target.clone(),
+                        rel: rel.clone(),
+                        path: f.path,
+                        template: template && !f.is_link,
+                        is_link: f.is_link,
+                    };
                     if let Some(prev) = layer.insert(target.clone(), s) {
-                        return Err(SiteError::in_file(rel, format!("{target} also comes from {}", prev.rel)));
+                        return Err(SiteError::in_file(
+                            rel,
+                            format!("{target} also comes from {}", prev.rel),
+                        ));
                     }
                 }
             }
@@ -456,22 +626,47 @@ impl Builder<'_> {
         let mut out = Vec::new();
         for d in &m.toml.value.file {
             let pattern = d.path.get_ref();
-            let pat = if pattern.starts_with('/') { pattern.clone() } else { format!("/{pattern}") };
+            let pat = if pattern.starts_with('/') {
+                pattern.clone()
+            } else {
+                format!("/{pattern}")
+            };
             let glob = match Glob::new(&pat) {
                 Ok(g) => g.compile_matcher(),
                 Err(e) => {
-                    self.errors.push(m.toml.error_at(d.path.span().start, format!("bad glob `{pattern}`: {}", e.kind())));
+                    self.errors.push(m.toml.error_at(
+                        d.path.span().start,
+                        format!("bad glob `{pattern}`: {}", e.kind()),
+                    ));
                     continue;
                 }
             };
-            let mode = match d.mode.as_ref().map(|s| parse_mode(s.get_ref()).map(|v| (v, s.span().start))).transpose() {
+            let mode = match d
+                .mode
+                .as_ref()
+                .map(|s| parse_mode(s.get_ref()).map(|v| (v, s.span().start)))
+                .transpose()
+            {
                 Ok(m) => m,
                 Err(msg) => {
-                    self.errors.push(m.toml.error_at(d.mode.as_ref().map_or(0, |s| s.span().start), msg));
+                    self.errors.push(
+                        m.toml
+                            .error_at(d.mode.as_ref().map_or(0, |s| s.span().start), msg),
+                    );
                     continue;
                 }
             };
-            out.push((glob, Decl { pattern: pattern.clone(), offset: d.path.span().start, mode, owner: d.owner.clone(), group: d.group.clone(), replace: d.replace }));
+            out.push((
+                glob,
+                Decl {
+                    pattern: pattern.clone(),
+                    offset: d.path.span().start,
+                    mode,
+                    owner: d.owner.clone(),
+                    group: d.group.clone(),
+                    replace: d.replace,
+                },
+            ));
         }
         out
     }
@@ -481,14 +676,18 @@ impl Builder<'_> {
             let path = match TargetPath::parse(d.path.get_ref()) {
                 Ok(p) => p,
                 Err(e) => {
-                    self.errors.push(m.toml.error_at(d.path.span().start, e.to_string()));
+                    self.errors
+                        .push(m.toml.error_at(d.path.span().start, e.to_string()));
                     continue;
                 }
             };
             let mode = match d.mode.as_ref().map(|s| parse_mode(s.get_ref())).transpose() {
                 Ok(mode) => mode.unwrap_or(0o755),
                 Err(msg) => {
-                    self.errors.push(m.toml.error_at(d.mode.as_ref().map_or(0, |s| s.span().start), msg));
+                    self.errors.push(
+                        m.toml
+                            .error_at(d.mode.as_ref().map_or(0, |s| s.span().start), msg),
+                    );
                     continue;
                 }
             };
@@ -509,14 +708,17 @@ impl Builder<'_> {
             let path = match TargetPath::parse(l.path.get_ref()) {
                 Ok(p) => p,
                 Err(e) => {
-                    self.errors.push(m.toml.error_at(l.path.span().start, e.to_string()));
+                    self.errors
+                        .push(m.toml.error_at(l.path.span().start, e.to_string()));
                     continue;
                 }
             };
             let line = m.toml.line(l.path.span().start);
             self.add(Resource {
                 path,
-                kind: ResourceKind::Link { target: l.target.clone() },
+                kind: ResourceKind::Link {
+                    target: l.target.clone(),
+                },
                 mode: 0o777,
                 owner: "root".into(),
                 group: "root".into(),
@@ -544,7 +746,9 @@ fn parse_mode(s: &str) -> Result<u32, String> {
     let digits = s.strip_prefix("0o").unwrap_or(s);
     match u32::from_str_radix(digits, 8) {
         Ok(m) if m <= 0o7777 && !digits.is_empty() => Ok(m),
-        _ => Err(format!("bad mode `{s}`: expected octal digits such as \"0644\"")),
+        _ => Err(format!(
+            "bad mode `{s}`: expected octal digits such as \"0644\""
+        )),
     }
 }
 

@@ -20,12 +20,21 @@ pub struct SiteError {
 impl SiteError {
     /// An error not tied to a place in a file.
     pub fn new(message: impl Into<String>) -> SiteError {
-        SiteError { file: None, line: None, column: None, message: message.into(), hint: None }
+        SiteError {
+            file: None,
+            line: None,
+            column: None,
+            message: message.into(),
+            hint: None,
+        }
     }
 
     /// An error in a file.
     pub fn in_file(file: impl Into<String>, message: impl Into<String>) -> SiteError {
-        SiteError { file: Some(file.into()), ..SiteError::new(message) }
+        SiteError {
+            file: Some(file.into()),
+            ..SiteError::new(message)
+        }
     }
 
     /// Adds a position.
@@ -100,6 +109,9 @@ impl From<strata_fs::FsError> for SiteErrors {
 pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let col = before.rfind('\n').map_or(before.len(), |i| before.len() - i - 1) + 1;
+    let col = before
+        .rfind('\n')
+        .map_or(before.len(), |i| before.len() - i - 1)
+        + 1;
     (line, col)
 }

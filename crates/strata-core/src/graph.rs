@@ -24,7 +24,10 @@ pub(crate) fn resolve(site: &Site, wanted: Vec<Wanted>) -> Result<Vec<Module>, S
     let mut queue: Vec<(Wanted, Option<usize>)> = wanted.into_iter().map(|w| (w, None)).collect();
     queue.reverse();
     while let Some((w, parent)) = queue.pop() {
-        let fail = |msg: String| SiteError { message: msg, ..w.error.clone() };
+        let fail = |msg: String| SiteError {
+            message: msg,
+            ..w.error.clone()
+        };
         let r = match Ref::parse(&w.text) {
             Ok(r) => r,
             Err(e) => {
@@ -36,12 +39,17 @@ pub(crate) fn resolve(site: &Site, wanted: Vec<Wanted>) -> Result<Vec<Module>, S
             Some((idx, _)) => {
                 let have = &modules[*idx];
                 if let Some(v) = &r.version {
-                    let ok = have.version.as_ref().is_some_and(|h| h == v || h.starts_with(&format!("{v}.")));
+                    let ok = have
+                        .version
+                        .as_ref()
+                        .is_some_and(|h| h == v || h.starts_with(&format!("{v}.")));
                     if !ok {
                         let first = &chosen[&r.name].1;
                         errors.push(fail(format!(
                             "{} wants module `{}`, but {first} already chose {}",
-                            w.by, w.text, have.id()
+                            w.by,
+                            w.text,
+                            have.id()
                         )));
                         continue;
                     }
@@ -53,7 +61,14 @@ pub(crate) fn resolve(site: &Site, wanted: Vec<Wanted>) -> Result<Vec<Module>, S
                     let idx = modules.len();
                     for req in m.toml.value.requires.iter().rev() {
                         let error = m.toml.error_at(req.span().start, "");
-                        queue.push((Wanted { text: req.get_ref().clone(), by: format!("module {}", m.id()), error }, Some(idx)));
+                        queue.push((
+                            Wanted {
+                                text: req.get_ref().clone(),
+                                by: format!("module {}", m.id()),
+                                error,
+                            },
+                            Some(idx),
+                        ));
                     }
                     chosen.insert(r.name.clone(), (idx, w.by.clone()));
                     modules.push(m);
@@ -82,7 +97,10 @@ pub(crate) fn resolve(site: &Site, wanted: Vec<Wanted>) -> Result<Vec<Module>, S
         )])
     })?;
     let mut slots: Vec<Option<Module>> = modules.into_iter().map(Some).collect();
-    Ok(order.into_iter().map(|i| slots[i].take().expect("each index once")).collect())
+    Ok(order
+        .into_iter()
+        .map(|i| slots[i].take().expect("each index once"))
+        .collect())
 }
 
 /// Depth-first order where each node follows its requirements; a cycle is returned as
@@ -94,7 +112,13 @@ fn topo(edges: &[Vec<usize>]) -> Result<Vec<usize>, Vec<usize>> {
         Open,
         Done,
     }
-    fn visit(n: usize, edges: &[Vec<usize>], marks: &mut [Mark], stack: &mut Vec<usize>, out: &mut Vec<usize>) -> Result<(), Vec<usize>> {
+    fn visit(
+        n: usize,
+        edges: &[Vec<usize>],
+        marks: &mut [Mark],
+        stack: &mut Vec<usize>,
+        out: &mut Vec<usize>,
+    ) -> Result<(), Vec<usize>> {
         match marks[n] {
             Mark::Done => return Ok(()),
             Mark::Open => {
@@ -135,6 +159,9 @@ mod tests {
 
     #[test]
     fn a_cycle_is_named_in_full() {
-        assert_eq!(topo(&[vec![1], vec![2], vec![0]]).unwrap_err(), vec![0, 1, 2, 0]);
+        assert_eq!(
+            topo(&[vec![1], vec![2], vec![0]]).unwrap_err(),
+            vec![0, 1, 2, 0]
+        );
     }
 }

@@ -107,17 +107,28 @@ impl Module {
         let toml = if strata_fs::exists(&dir.join("module.toml")) {
             tomlfile::load::<ModuleToml>(&site.dir, &rel).map_err(|e| format!("{e}"))?
         } else {
-            TomlFile { rel, text: String::new(), value: ModuleToml::default() }
+            TomlFile {
+                rel,
+                text: String::new(),
+                value: ModuleToml::default(),
+            }
         };
         let declared = toml.value.version.as_ref().map(|v| v.get_ref().clone());
         let version = match (version, declared) {
-            (Some(asked), Some(has)) if !(has == asked || has.starts_with(&format!("{asked}."))) => {
+            (Some(asked), Some(has))
+                if !(has == asked || has.starts_with(&format!("{asked}."))) =>
+            {
                 return Err(format!("module `{}` is version {has}, not {asked}", r.name));
             }
             (_, Some(has)) => Some(has),
             (v, None) => v,
         };
-        Ok(Module { name: r.name.clone(), version, dir, toml })
+        Ok(Module {
+            name: r.name.clone(),
+            version,
+            dir,
+            toml,
+        })
     }
 
     /// Errors for resource kinds that this version of strata does not implement yet:
@@ -150,7 +161,10 @@ impl Module {
             }
         }
         for sub in ["scripts"] {
-            if !strata_fs::list_dir(&self.dir.join(sub)).unwrap_or_default().is_empty() {
+            if !strata_fs::list_dir(&self.dir.join(sub))
+                .unwrap_or_default()
+                .is_empty()
+            {
                 out.push(SiteError::in_file(
                     format!("{}/{sub}", self.toml.rel.trim_end_matches("/module.toml")),
                     "module scripts need the sandbox, which this version of strata does not have yet",

@@ -41,7 +41,9 @@ impl ParamTree {
     ) {
         let mut target = &mut self.values;
         for key in prefix {
-            let slot = target.entry(key.to_string()).or_insert_with(|| Value::Object(Map::new()));
+            let slot = target
+                .entry(key.to_string())
+                .or_insert_with(|| Value::Object(Map::new()));
             if !slot.is_object() {
                 *slot = Value::Object(Map::new());
                 remove_below(&mut self.sources, &prefix.join("."));
@@ -49,7 +51,15 @@ impl ParamTree {
             }
             target = slot.as_object_mut().expect("just made an object");
         }
-        merge_into(target, layer, &prefix.join("."), "", source, lines, &mut self.sources);
+        merge_into(
+            target,
+            layer,
+            &prefix.join("."),
+            "",
+            source,
+            lines,
+            &mut self.sources,
+        );
     }
 
     /// The value at a dotted key.
@@ -71,7 +81,11 @@ impl ParamTree {
 }
 
 fn join(a: &str, b: &str) -> String {
-    if a.is_empty() { b.to_string() } else { format!("{a}.{b}") }
+    if a.is_empty() {
+        b.to_string()
+    } else {
+        format!("{a}.{b}")
+    }
 }
 
 fn remove_below(sources: &mut BTreeMap<String, Source>, key: &str) {
@@ -119,7 +133,13 @@ fn record(
         }
         _ => {
             let line = lines.get(rel).copied().or(source.line);
-            sources.insert(abs.to_string(), Source { line, ..source.clone() });
+            sources.insert(
+                abs.to_string(),
+                Source {
+                    line,
+                    ..source.clone()
+                },
+            );
         }
     }
 }
@@ -147,30 +167,55 @@ mod tests {
     use serde_json::json;
 
     fn src(layer: &str) -> Source {
-        Source { layer: layer.into(), file: Some(format!("{layer}.toml")), line: None }
+        Source {
+            layer: layer.into(),
+            file: Some(format!("{layer}.toml")),
+            line: None,
+        }
     }
 
     fn obj(v: Value) -> Map<String, Value> {
-        v.as_object().unwrap().clone()
+        match v {
+            Value::Object(m) => m,
+            _ => panic!("not an object"),
+        }
     }
 
     #[test]
     fn tables_merge_and_scalars_replace() {
         let mut t = ParamTree::default();
         let lines = BTreeMap::from([("port".to_string(), 3)]);
-        t.merge(&["nginx"], &obj(json!({"port": 80, "workers": 2})), &src("module"), &lines);
-        t.merge(&[], &obj(json!({"nginx": {"port": 8080}})), &src("node"), &BTreeMap::new());
+        t.merge(
+            &["nginx"],
+            &obj(json!({"port": 80, "workers": 2})),
+            &src("module"),
+            &lines,
+        );
+        t.merge(
+            &[],
+            &obj(json!({"nginx": {"port": 8080}})),
+            &src("node"),
+            &BTreeMap::new(),
+        );
         assert_eq!(t.get("nginx.port"), Some(&json!(8080)));
         assert_eq!(t.get("nginx.workers"), Some(&json!(2)));
         assert_eq!(t.sources["nginx.port"].layer, "node");
         assert_eq!(t.sources["nginx.workers"].layer, "module");
-        assert_eq!(t.sources["nginx.workers"].file.as_deref(), Some("module.toml"));
+        assert_eq!(
+            t.sources["nginx.workers"].file.as_deref(),
+            Some("module.toml")
+        );
     }
 
     #[test]
     fn a_scalar_over_a_table_drops_the_table_sources() {
         let mut t = ParamTree::default();
-        t.merge(&[], &obj(json!({"a": {"b": 1, "c": 2}})), &src("common"), &BTreeMap::new());
+        t.merge(
+            &[],
+            &obj(json!({"a": {"b": 1, "c": 2}})),
+            &src("common"),
+            &BTreeMap::new(),
+        );
         t.merge(&[], &obj(json!({"a": 5})), &src("node"), &BTreeMap::new());
         assert_eq!(t.get("a"), Some(&json!(5)));
         assert!(!t.sources.contains_key("a.b"));

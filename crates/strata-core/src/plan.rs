@@ -35,11 +35,16 @@ pub fn plan(
     originals: &BTreeMap<TargetPath, Snapshot>,
     contents: &dyn ContentSource,
 ) -> Result<Plan, PlanError> {
-    let mut desired: BTreeMap<TargetPath, Entry> = entries.into_iter().map(|e| (e.path.clone(), e)).collect();
+    let mut desired: BTreeMap<TargetPath, Entry> =
+        entries.into_iter().map(|e| (e.path.clone(), e)).collect();
     let current: BTreeMap<&TargetPath, &Entry> = current.iter().map(|e| (&e.path, e)).collect();
     add_implicit_dirs(root, &mut desired, &current, originals);
 
-    let mut plan = Plan { changes: Vec::new(), entries: Vec::new(), originals: BTreeMap::new() };
+    let mut plan = Plan {
+        changes: Vec::new(),
+        entries: Vec::new(),
+        originals: BTreeMap::new(),
+    };
     for (path, mut entry) in desired {
         let (before, old) = root.inspect_with_content(&path)?;
         let created_by_us = originals.get(&path).is_some_and(Snapshot::is_absent);
@@ -53,7 +58,13 @@ pub fn plan(
                     plan.originals.insert(path.clone(), Snapshot::Absent);
                     plan.entries.push(entry.clone());
                 }
-                plan.changes.push(change(&entry, Action::Unchanged, before.clone(), before, None));
+                plan.changes.push(change(
+                    &entry,
+                    Action::Unchanged,
+                    before.clone(),
+                    before,
+                    None,
+                ));
                 continue;
             }
         }
@@ -65,10 +76,18 @@ pub fn plan(
         } else {
             Action::Modify
         };
-        let diff = if entry.sensitive { None } else { diff_for(&path, &before, old.as_deref(), &entry.state, contents) };
-        let original = originals.get(&path).cloned().unwrap_or_else(|| before.clone());
+        let diff = if entry.sensitive {
+            None
+        } else {
+            diff_for(&path, &before, old.as_deref(), &entry.state, contents)
+        };
+        let original = originals
+            .get(&path)
+            .cloned()
+            .unwrap_or_else(|| before.clone());
         plan.originals.insert(path.clone(), original);
-        plan.changes.push(change(&entry, action, before, entry.state.clone(), diff));
+        plan.changes
+            .push(change(&entry, action, before, entry.state.clone(), diff));
         plan.entries.push(entry);
     }
     release(root, &mut plan, &current, originals, contents)?;
@@ -76,8 +95,23 @@ pub fn plan(
     Ok(plan)
 }
 
-fn change(entry: &Entry, action: Action, before: Snapshot, after: Snapshot, diff: Option<String>) -> Change {
-    Change { path: entry.path.clone(), action, before, after, module: entry.module.clone(), sensitive: entry.sensitive, diff, note: None }
+fn change(
+    entry: &Entry,
+    action: Action,
+    before: Snapshot,
+    after: Snapshot,
+    diff: Option<String>,
+) -> Change {
+    Change {
+        path: entry.path.clone(),
+        action,
+        before,
+        after,
+        module: entry.module.clone(),
+        sensitive: entry.sensitive,
+        diff,
+        note: None,
+    }
 }
 
 /// Adds the missing parents of declared paths as implicit directories. A directory strata
@@ -88,17 +122,37 @@ fn add_implicit_dirs(
     current: &BTreeMap<&TargetPath, &Entry>,
     originals: &BTreeMap<TargetPath, Snapshot>,
 ) {
-    let parents: BTreeSet<TargetPath> = desired.keys().flat_map(TargetPath::ancestors).filter(|p| !desired.contains_key(p)).collect();
+    let parents: BTreeSet<TargetPath> = desired
+        .keys()
+        .flat_map(TargetPath::ancestors)
+        .filter(|p| !desired.contains_key(p))
+        .collect();
     let mut missing: BTreeSet<TargetPath> = BTreeSet::new();
     for dir in parents {
-        let ours = originals.get(&dir).is_some_and(Snapshot::is_absent) && current.contains_key(&dir);
+        let ours =
+            originals.get(&dir).is_some_and(Snapshot::is_absent) && current.contains_key(&dir);
         let parent_missing = dir.parent().is_some_and(|p| missing.contains(&p));
         if ours || parent_missing || !root.is_dir_followed(&dir) {
             if !ours {
                 missing.insert(dir.clone());
             }
-            let state = Snapshot::Dir { mode: 0o755, uid: 0, gid: 0 };
-            desired.insert(dir.clone(), Entry { path: dir, state, replace: true, implicit: true, sensitive: false, module: None, source: None });
+            let state = Snapshot::Dir {
+                mode: 0o755,
+                uid: 0,
+                gid: 0,
+            };
+            desired.insert(
+                dir.clone(),
+                Entry {
+                    path: dir,
+                    state,
+                    replace: true,
+                    implicit: true,
+                    sensitive: false,
+                    module: None,
+                    source: None,
+                },
+            );
         }
     }
 }
@@ -106,16 +160,28 @@ fn add_implicit_dirs(
 /// Refuses to turn a directory into something else, or something else into a directory.
 fn conflict(path: &TargetPath, want: &Snapshot, have: &Snapshot) -> Result<(), PlanError> {
     let message = match (want, have) {
-        (_, Snapshot::Other { kind }) => format!("a {kind} stands where a {} is declared; strata does not replace it", want.kind()),
+        (_, Snapshot::Other { kind }) => format!(
+            "a {kind} stands where a {} is declared; strata does not replace it",
+            want.kind()
+        ),
         (Snapshot::Dir { .. }, Snapshot::File { .. } | Snapshot::Link { .. }) => {
-            format!("a {} stands where a directory is declared; strata does not replace it", have.kind())
+            format!(
+                "a {} stands where a directory is declared; strata does not replace it",
+                have.kind()
+            )
         }
         (Snapshot::File { .. } | Snapshot::Link { .. }, Snapshot::Dir { .. }) => {
-            format!("a directory stands where a {} is declared; strata does not replace directories", want.kind())
+            format!(
+                "a directory stands where a {} is declared; strata does not replace directories",
+                want.kind()
+            )
         }
         _ => return Ok(()),
     };
-    Err(PlanError::Conflict { path: path.clone(), message })
+    Err(PlanError::Conflict {
+        path: path.clone(),
+        message,
+    })
 }
 
 /// Takes back what the last generation managed and the site no longer declares: removed
@@ -129,7 +195,10 @@ fn release(
     contents: &dyn ContentSource,
 ) -> Result<(), PlanError> {
     let kept: BTreeSet<&TargetPath> = plan.originals.keys().collect();
-    let mut gone: Vec<(&TargetPath, &Snapshot)> = originals.iter().filter(|(p, _)| !kept.contains(p)).collect();
+    let mut gone: Vec<(&TargetPath, &Snapshot)> = originals
+        .iter()
+        .filter(|(p, _)| !kept.contains(p))
+        .collect();
     gone.sort_by(|a, b| b.0.depth().cmp(&a.0.depth()).then(a.0.cmp(b.0)));
     let mut removed: BTreeSet<TargetPath> = BTreeSet::new();
     let mut changes = Vec::new();
@@ -150,7 +219,8 @@ fn release(
             if before.is_absent() {
                 continue;
             }
-            let add_only_edited = was.is_some_and(|e| !e.replace && before.hash() != e.state.hash());
+            let add_only_edited =
+                was.is_some_and(|e| !e.replace && before.hash() != e.state.hash());
             let leftovers: Vec<String> = if matches!(before, Snapshot::Dir { .. }) {
                 root.list(path)?
                     .into_iter()
@@ -163,11 +233,15 @@ fn release(
             if add_only_edited {
                 c.action = Action::Keep;
                 c.after = before.clone();
-                c.note = Some("add-only file changed since strata created it; left in place".into());
+                c.note =
+                    Some("add-only file changed since strata created it; left in place".into());
             } else if !leftovers.is_empty() {
                 c.action = Action::Keep;
                 c.after = before.clone();
-                c.note = Some(format!("directory still holds {} entries strata does not manage; left in place", leftovers.len()));
+                c.note = Some(format!(
+                    "directory still holds {} entries strata does not manage; left in place",
+                    leftovers.len()
+                ));
             } else {
                 c.action = Action::Remove;
                 removed.insert(path.clone());
@@ -186,7 +260,13 @@ fn release(
 }
 
 /// A unified diff between the old and new content of a file, when both are text.
-fn diff_for(path: &TargetPath, before: &Snapshot, old: Option<&[u8]>, after: &Snapshot, contents: &dyn ContentSource) -> Option<String> {
+fn diff_for(
+    path: &TargetPath,
+    before: &Snapshot,
+    old: Option<&[u8]>,
+    after: &Snapshot,
+    contents: &dyn ContentSource,
+) -> Option<String> {
     if before.hash().is_some() && before.hash() == after.hash() {
         return None;
     }
@@ -203,7 +283,11 @@ fn diff_for(path: &TargetPath, before: &Snapshot, old: Option<&[u8]>, after: &Sn
     };
     let (old, new) = (text(&old)?, text(&new)?);
     let name = path.as_str();
-    let diff = similar::TextDiff::from_lines(old, new).unified_diff().context_radius(3).header(name, name).to_string();
+    let diff = similar::TextDiff::from_lines(old, new)
+        .unified_diff()
+        .context_radius(3)
+        .header(name, name)
+        .to_string();
     Some(diff)
 }
 

@@ -33,12 +33,17 @@ impl Renderer {
     /// Parses a template; `name` is its site-relative path.
     pub fn add(&mut self, name: &str, source: String) -> Result<(), SiteError> {
         let src = source.clone();
-        self.env.add_template_owned(name.to_string(), source).map_err(|e| to_site_error(name, &src, &e))
+        self.env
+            .add_template_owned(name.to_string(), source)
+            .map_err(|e| to_site_error(name, &src, &e))
     }
 
     /// Renders a template added before.
     pub fn render(&self, name: &str, ctx: &minijinja::Value) -> Result<String, SiteError> {
-        let tmpl = self.env.get_template(name).map_err(|e| SiteError::in_file(name, e.to_string()))?;
+        let tmpl = self
+            .env
+            .get_template(name)
+            .map_err(|e| SiteError::in_file(name, e.to_string()))?;
         tmpl.render(ctx).map_err(|e| {
             let src = tmpl.source();
             to_site_error(name, src, &e)
@@ -66,7 +71,10 @@ fn describe(source: &str, e: &minijinja::Error) -> String {
     match (e.kind(), expr) {
         (ErrorKind::UndefinedError, Some(expr)) => format!("undefined variable `{expr}`"),
         (ErrorKind::SyntaxError, _) => {
-            format!("template syntax error: {}", e.detail().unwrap_or("invalid syntax"))
+            format!(
+                "template syntax error: {}",
+                e.detail().unwrap_or("invalid syntax")
+            )
         }
         (kind, _) => match e.detail() {
             Some(d) => format!("{kind}: {d}"),
@@ -83,7 +91,9 @@ mod tests {
     fn an_undefined_variable_is_named_with_its_line() {
         let mut r = Renderer::new();
         r.add("t.j2", "a\nport={{ nginx.prt }}\n".into()).unwrap();
-        let ctx = minijinja::Value::from(minijinja::value::Serde(serde_json::json!({"nginx": {"port": 1}})));
+        let ctx = minijinja::Value::from(minijinja::value::Serde(
+            serde_json::json!({"nginx": {"port": 1}}),
+        ));
         let err = r.render("t.j2", &ctx).unwrap_err();
         assert_eq!(err.line, Some(2));
         assert_eq!(err.message, "undefined variable `nginx.prt`");
@@ -95,7 +105,11 @@ mod tests {
         let err = r.add("t.j2", "ok\n{% if %}\n".into()).unwrap_err();
         assert_eq!(err.file.as_deref(), Some("t.j2"));
         assert_eq!(err.line, Some(2));
-        assert!(err.message.starts_with("template syntax error"), "{}", err.message);
+        assert!(
+            err.message.starts_with("template syntax error"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

@@ -180,14 +180,20 @@ impl Site {
     /// Whether a node is known at all.
     pub fn knows_node(&self, name: &str) -> bool {
         strata_fs::exists(&self.dir.join(format!("nodes/{name}.toml")))
-            || self.groups.values().any(|g| g.value.nodes.iter().any(|n| n.get_ref() == name))
+            || self
+                .groups
+                .values()
+                .any(|g| g.value.nodes.iter().any(|n| n.get_ref() == name))
     }
 
     /// The groups that contain `node`, directly or through nested groups, least specific
     /// (outermost) first, then by name.
     pub(crate) fn groups_of(&self, node: &str) -> Vec<String> {
-        let member: BTreeSet<&String> =
-            self.groups.keys().filter(|g| self.expand(g, &mut Vec::new()).contains(node)).collect();
+        let member: BTreeSet<&String> = self
+            .groups
+            .keys()
+            .filter(|g| self.expand(g, &mut Vec::new()).contains(node))
+            .collect();
         // A group that nests another comes first: the nested one is more specific.
         let mut order: Vec<String> = Vec::new();
         let mut left: Vec<&String> = member.iter().copied().collect();
@@ -195,7 +201,9 @@ impl Site {
             let pos = left
                 .iter()
                 .position(|g| {
-                    !left.iter().any(|p| p != g && self.nests(p, g, &mut Vec::new()))
+                    !left
+                        .iter()
+                        .any(|p| p != g && self.nests(p, g, &mut Vec::new()))
                 })
                 .unwrap_or(0);
             order.push(left.remove(pos).clone());
@@ -208,8 +216,13 @@ impl Site {
             return false;
         }
         seen.push(outer.to_string());
-        let Some(g) = self.groups.get(outer) else { return false };
-        g.value.groups.iter().any(|n| n.get_ref() == inner || self.nests(n.get_ref(), inner, seen))
+        let Some(g) = self.groups.get(outer) else {
+            return false;
+        };
+        g.value
+            .groups
+            .iter()
+            .any(|n| n.get_ref() == inner || self.nests(n.get_ref(), inner, seen))
     }
 
     fn expand(&self, group: &str, seen: &mut Vec<String>) -> BTreeSet<String> {
@@ -260,46 +273,87 @@ impl Site {
             for nested in &g.value.groups {
                 if !self.groups.contains_key(nested.get_ref()) {
                     errors.push(
-                        g.error_at(nested.span().start, format!("unknown group `{}`", nested.get_ref()))
-                            .with_candidates(self.groups.keys()),
+                        g.error_at(
+                            nested.span().start,
+                            format!("unknown group `{}`", nested.get_ref()),
+                        )
+                        .with_candidates(self.groups.keys()),
                     );
                 } else if self.nests(nested.get_ref(), name, &mut Vec::new()) {
                     errors.push(g.error_at(
                         nested.span().start,
-                        format!("group cycle: `{name}` nests `{}`, which nests `{name}`", nested.get_ref()),
+                        format!(
+                            "group cycle: `{name}` nests `{}`, which nests `{name}`",
+                            nested.get_ref()
+                        ),
                     ));
                 }
             }
         }
-        if errors.is_empty() { Ok(()) } else { Err(SiteErrors(errors)) }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(SiteErrors(errors))
+        }
     }
 
     /// Finds the file of `role` at `version` (highest when none); the version chosen.
-    pub(crate) fn role_path(&self, name: &str, version: Option<&str>) -> Result<(PathBuf, Option<String>), String> {
+    pub(crate) fn role_path(
+        &self,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<(PathBuf, Option<String>), String> {
         let versions = self.roles.get(name).ok_or_else(|| {
-            format!("unknown role `{name}`{}", candidates(self.roles.keys(), name))
+            format!(
+                "unknown role `{name}`{}",
+                candidates(self.roles.keys(), name)
+            )
         })?;
-        pick(versions, version).map_err(|have| format!("role `{name}` has no version {}{have}", version.unwrap_or("")))
+        pick(versions, version).map_err(|have| {
+            format!(
+                "role `{name}` has no version {}{have}",
+                version.unwrap_or("")
+            )
+        })
     }
 
     /// Finds the directory of `module` at `version` (highest when none); the version chosen.
-    pub(crate) fn module_path(&self, name: &str, version: Option<&str>) -> Result<(PathBuf, Option<String>), String> {
+    pub(crate) fn module_path(
+        &self,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<(PathBuf, Option<String>), String> {
         let versions = self.modules.get(name).ok_or_else(|| {
-            format!("unknown module `{name}`{}", candidates(self.modules.keys(), name))
+            format!(
+                "unknown module `{name}`{}",
+                candidates(self.modules.keys(), name)
+            )
         })?;
-        pick(versions, version).map_err(|have| format!("module `{name}` has no version {}{have}", version.unwrap_or("")))
+        pick(versions, version).map_err(|have| {
+            format!(
+                "module `{name}` has no version {}{have}",
+                version.unwrap_or("")
+            )
+        })
     }
 
     /// Site-relative form of a path in the site, for messages.
     pub(crate) fn rel(&self, path: &Path) -> String {
-        path.strip_prefix(&self.dir).unwrap_or(path).display().to_string()
+        path.strip_prefix(&self.dir)
+            .unwrap_or(path)
+            .display()
+            .to_string()
     }
 }
 
 impl SiteError {
     fn with_candidates<'a>(self, names: impl Iterator<Item = &'a String>) -> SiteError {
         let names: Vec<&str> = names.map(String::as_str).collect();
-        if names.is_empty() { self } else { self.hint(format!("known: {}", names.join(", "))) }
+        if names.is_empty() {
+            self
+        } else {
+            self.hint(format!("known: {}", names.join(", ")))
+        }
     }
 }
 
@@ -363,7 +417,10 @@ fn toml_stems(site: &Path, dir: &str) -> Result<Vec<String>, SiteErrors> {
         .collect())
 }
 
-fn index_roles(site: &Path, errors: &mut Vec<SiteError>) -> Result<BTreeMap<String, Versions>, SiteErrors> {
+fn index_roles(
+    site: &Path,
+    errors: &mut Vec<SiteError>,
+) -> Result<BTreeMap<String, Versions>, SiteErrors> {
     let dir = site.join("roles");
     let mut out = BTreeMap::new();
     for name in strata_fs::list_dir(&dir)? {
@@ -379,11 +436,17 @@ fn index_roles(site: &Path, errors: &mut Vec<SiteError>) -> Result<BTreeMap<Stri
         } else if strata_fs::is_dir(&path) {
             let mut versions: Vec<(String, PathBuf)> = strata_fs::list_dir(&path)?
                 .into_iter()
-                .filter_map(|f| f.strip_suffix(".toml").map(|v| (v.to_string(), path.join(&f))))
+                .filter_map(|f| {
+                    f.strip_suffix(".toml")
+                        .map(|v| (v.to_string(), path.join(&f)))
+                })
                 .collect();
             versions.sort_by(|a, b| cmp_versions(&a.0, &b.0));
             if versions.is_empty() {
-                errors.push(SiteError::in_file(format!("roles/{name}"), "a role directory with no <version>.toml"));
+                errors.push(SiteError::in_file(
+                    format!("roles/{name}"),
+                    "a role directory with no <version>.toml",
+                ));
             } else {
                 out.entry(name).or_insert(Versions::Many(versions));
             }
@@ -432,13 +495,18 @@ impl Ref {
             None => (s, None),
         };
         if name.is_empty()
-            || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
         {
             return Err(format!(
                 "`{s}`: names are lowercase letters, digits, '-' and '_'"
             ));
         }
-        Ok(Ref { name: name.to_string(), version })
+        Ok(Ref {
+            name: name.to_string(),
+            version,
+        })
     }
 }
 
@@ -455,7 +523,10 @@ mod tests {
 
     #[test]
     fn refs_parse() {
-        assert_eq!(Ref::parse("nginx@1.2").unwrap().version.as_deref(), Some("1.2"));
+        assert_eq!(
+            Ref::parse("nginx@1.2").unwrap().version.as_deref(),
+            Some("1.2")
+        );
         assert!(Ref::parse("Nginx").is_err());
         assert!(Ref::parse("x@").is_err());
     }

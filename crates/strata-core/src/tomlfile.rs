@@ -38,9 +38,16 @@ pub(crate) fn load<T: DeserializeOwned>(site: &Path, rel: &str) -> Result<TomlFi
 }
 
 /// Parses `text` as the file `rel`.
-pub(crate) fn parse<T: DeserializeOwned>(rel: &str, text: String) -> Result<TomlFile<T>, SiteError> {
+pub(crate) fn parse<T: DeserializeOwned>(
+    rel: &str,
+    text: String,
+) -> Result<TomlFile<T>, SiteError> {
     match toml::from_str::<T>(&text) {
-        Ok(value) => Ok(TomlFile { rel: rel.to_string(), text, value }),
+        Ok(value) => Ok(TomlFile {
+            rel: rel.to_string(),
+            text,
+            value,
+        }),
         Err(e) => {
             let mut err = SiteError::in_file(rel, e.message().trim().to_string());
             if let Some(span) = e.span() {
@@ -72,7 +79,9 @@ fn suggest(message: &str) -> Option<String> {
 /// for the whole file) is written, keyed by its dotted path below that table.
 pub(crate) fn leaf_lines(text: &str, prefix: &[&str]) -> BTreeMap<String, usize> {
     let mut out = BTreeMap::new();
-    let Ok(doc) = DeTable::parse(text) else { return out };
+    let Ok(doc) = DeTable::parse(text) else {
+        return out;
+    };
     let mut table = doc.get_ref();
     for key in prefix {
         match table.get(*key).map(|v| v.get_ref()) {
@@ -86,7 +95,11 @@ pub(crate) fn leaf_lines(text: &str, prefix: &[&str]) -> BTreeMap<String, usize>
 
 fn collect(text: &str, table: &DeTable<'_>, prefix: &str, out: &mut BTreeMap<String, usize>) {
     for (key, value) in table.iter() {
-        let path = if prefix.is_empty() { key.get_ref().to_string() } else { format!("{prefix}.{}", key.get_ref()) };
+        let path = if prefix.is_empty() {
+            key.get_ref().to_string()
+        } else {
+            format!("{prefix}.{}", key.get_ref())
+        };
         match value.get_ref() {
             DeValue::Table(t) => collect(text, t, &path, out),
             _ => {
@@ -110,10 +123,15 @@ mod tests {
 
     #[test]
     fn unknown_key_is_located_and_suggested() {
-        let err = parse::<Node>("nodes/a.toml", "modules = []\nmodles = [\"x\"]\n".into()).unwrap_err();
+        let err =
+            parse::<Node>("nodes/a.toml", "modules = []\nmodles = [\"x\"]\n".into()).unwrap_err();
         assert_eq!(err.file.as_deref(), Some("nodes/a.toml"));
         assert_eq!(err.line, Some(2));
-        assert!(err.message.contains("unknown field `modles`"), "{}", err.message);
+        assert!(
+            err.message.contains("unknown field `modles`"),
+            "{}",
+            err.message
+        );
         assert_eq!(err.hint.as_deref(), Some("did you mean `modules`?"));
     }
 

@@ -26,10 +26,15 @@ impl UserDb {
             ("/etc/group", &mut db.groups, &mut db.group_names),
         ] {
             let path = TargetPath::parse(file).expect("a fixed path");
-            let Some(bytes) = root.read(&path)? else { continue };
+            let Some(bytes) = root.read(&path)? else {
+                continue;
+            };
             for line in String::from_utf8_lossy(&bytes).lines() {
                 let mut fields = line.split(':');
-                let (Some(name), Some(_), Some(id)) = (fields.next(), fields.next(), fields.next()) else { continue };
+                let (Some(name), Some(_), Some(id)) = (fields.next(), fields.next(), fields.next())
+                else {
+                    continue;
+                };
                 if let Ok(id) = id.parse::<u32>() {
                     names.entry(name.to_string()).or_insert(id);
                     ids.entry(id).or_insert_with(|| name.to_string());
@@ -53,11 +58,17 @@ impl UserDb {
 
     /// A uid's name, or the number.
     pub fn user_name(&self, uid: u32) -> String {
-        self.user_names.get(&uid).cloned().unwrap_or_else(|| uid.to_string())
+        self.user_names
+            .get(&uid)
+            .cloned()
+            .unwrap_or_else(|| uid.to_string())
     }
 
     /// A gid's name, or the number.
     pub fn group_name(&self, gid: u32) -> String {
-        self.group_names.get(&gid).cloned().unwrap_or_else(|| gid.to_string())
+        self.group_names
+            .get(&gid)
+            .cloned()
+            .unwrap_or_else(|| gid.to_string())
     }
 }

@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use strata_core::{Catalog, CompileOptions, ParamTree, PlanError, Site, SiteError, SiteErrors, UserDb};
+use strata_core::{
+    Catalog, CompileOptions, ParamTree, PlanError, Site, SiteError, SiteErrors, UserDb,
+};
 use strata_fs::{FsError, Meter, Root};
 use strata_state::{GenerationInfo, Op, State, StateError};
 use strata_types::{Generation, GenerationKind, Plan, Report, Step};
@@ -67,7 +69,10 @@ fn compile_site(req: &Request, steps: &mut Vec<Step>) -> Result<(Site, Catalog),
     let site = Site::open(&req.site)?;
     steps.push(meter.finish("load"));
     let meter = Meter::start();
-    let opts = CompileOptions { sets: req.sets.clone(), facts: Default::default() };
+    let opts = CompileOptions {
+        sets: req.sets.clone(),
+        facts: Default::default(),
+    };
     let mut catalog = strata_core::compile(&site, &req.node, &opts)?;
     steps.push(meter.finish_with("compile", std::mem::take(&mut catalog.steps)));
     Ok((site, catalog))
@@ -133,9 +138,18 @@ pub fn apply(req: &Request) -> Result<Outcome, EngineError> {
         revision: git_revision(&site.dir),
         entries: plan.entries.clone(),
         originals: plan.originals.clone(),
-        report: Report { steps: steps.clone() },
+        report: Report {
+            steps: steps.clone(),
+        },
     };
-    let number = commit(&state, &plan, current.as_ref(), generation, &catalog.contents, &mut steps)?;
+    let number = commit(
+        &state,
+        &plan,
+        current.as_ref(),
+        generation,
+        &catalog.contents,
+        &mut steps,
+    )?;
     Ok(Outcome {
         node: catalog.node.name,
         environment: catalog.node.environment,
@@ -166,13 +180,22 @@ fn commit(
         .changes
         .iter()
         .filter(|c| c.action.changes_target())
-        .map(|c| Op { path: c.path.clone(), before: c.before.clone(), after: c.after.clone() })
+        .map(|c| Op {
+            path: c.path.clone(),
+            before: c.before.clone(),
+            after: c.after.clone(),
+        })
         .collect();
     let store = state.store();
     let (generation, commit_steps) = state.commit(ops, generation, &(contents, &store))?;
     steps.extend(commit_steps);
     // The full report is a convenience: a failure to save it does not undo the commit.
-    let _ = state.save_report(generation.number, &Report { steps: steps.clone() });
+    let _ = state.save_report(
+        generation.number,
+        &Report {
+            steps: steps.clone(),
+        },
+    );
     Ok(Some(generation.number))
 }
 
@@ -181,7 +204,9 @@ fn commit(
 pub fn rollback(root: &Path, to: Option<u64>) -> Result<Outcome, EngineError> {
     let root = Root::open(root)?;
     let state = State::open_for_commit(&root)?;
-    let current = state.current_number()?.ok_or_else(|| EngineError::Invalid("no generation recorded on this root: nothing to roll back".into()))?;
+    let current = state.current_number()?.ok_or_else(|| {
+        EngineError::Invalid("no generation recorded on this root: nothing to roll back".into())
+    })?;
     let target = match to {
         Some(n) => n,
         None => state
@@ -189,7 +214,11 @@ pub fn rollback(root: &Path, to: Option<u64>) -> Result<Outcome, EngineError> {
             .into_iter()
             .filter(|n| *n < current)
             .max()
-            .ok_or_else(|| EngineError::Invalid(format!("generation {current} is the first one: there is none before it")))?,
+            .ok_or_else(|| {
+                EngineError::Invalid(format!(
+                    "generation {current} is the first one: there is none before it"
+                ))
+            })?,
     };
     let old = state.generation(target)?;
     let mut steps = Vec::new();
@@ -207,18 +236,31 @@ pub fn rollback(root: &Path, to: Option<u64>) -> Result<Outcome, EngineError> {
         revision: old.revision.clone(),
         entries: plan.entries.clone(),
         originals: plan.originals.clone(),
-        report: Report { steps: steps.clone() },
+        report: Report {
+            steps: steps.clone(),
+        },
     };
-    let number = commit(&state, &plan, current.as_ref(), generation, &empty, &mut steps)?;
-    Ok(Outcome { node: old.node, environment: old.environment, plan, users, generation: number, report: Report { steps } })
+    let number = commit(
+        &state,
+        &plan,
+        current.as_ref(),
+        generation,
+        &empty,
+        &mut steps,
+    )?;
+    Ok(Outcome {
+        node: old.node,
+        environment: old.environment,
+        plan,
+        users,
+        generation: number,
+        report: Report { steps },
+    })
 }
 
 /// Every generation recorded on a root.
 pub fn generations(root: &Path) -> Result<Vec<GenerationInfo>, EngineError> {
-    let root = match Root::open(root) {
-        Ok(r) => r,
-        Err(e) => return Err(e.into()),
-    };
+    let root = Root::open(root)?;
     Ok(State::open_for_read(&root)?.list()?)
 }
 
@@ -228,7 +270,9 @@ pub fn report(root: &Path, n: Option<u64>) -> Result<(u64, Report), EngineError>
     let state = State::open_for_read(&root)?;
     let n = match n {
         Some(n) => n,
-        None => state.current_number()?.ok_or_else(|| EngineError::Invalid("no generation recorded on this root".into()))?,
+        None => state
+            .current_number()?
+            .ok_or_else(|| EngineError::Invalid("no generation recorded on this root".into()))?,
     };
     Ok((n, state.report(n)?))
 }
@@ -247,19 +291,30 @@ pub fn check(site: &Path) -> Result<Vec<NodeCheck>, EngineError> {
     let site = Site::open(site)?;
     let mut out = Vec::new();
     for node in site.nodes()? {
-        let result = strata_core::compile(&site, &node, &CompileOptions::default()).map(|c| c.resources.len());
+        let result = strata_core::compile(&site, &node, &CompileOptions::default())
+            .map(|c| c.resources.len());
         out.push(NodeCheck { node, result });
     }
     if out.is_empty() {
-        return Err(SiteErrors::from(SiteError::new("the site has no nodes (nodes/*.toml or groups/*.toml)")).into());
+        return Err(SiteErrors::from(SiteError::new(
+            "the site has no nodes (nodes/*.toml or groups/*.toml)",
+        ))
+        .into());
     }
     Ok(out)
 }
 
 /// A node's resolved parameters with their sources.
-pub fn params(site: &Path, node: &str, sets: &[(String, String)]) -> Result<ParamTree, EngineError> {
+pub fn params(
+    site: &Path,
+    node: &str,
+    sets: &[(String, String)],
+) -> Result<ParamTree, EngineError> {
     let site = Site::open(site)?;
-    let opts = CompileOptions { sets: sets.to_vec(), facts: Default::default() };
+    let opts = CompileOptions {
+        sets: sets.to_vec(),
+        facts: Default::default(),
+    };
     Ok(strata_core::compile(&site, node, &opts)?.params)
 }
 
@@ -272,10 +327,14 @@ fn git_revision(site: &Path) -> Option<String> {
     let git = site.join(".git");
     let head = strata_fs::read_to_string(&git.join("HEAD")).ok()?;
     let head = head.trim();
-    let Some(reference) = head.strip_prefix("ref: ") else { return Some(head.to_string()) };
+    let Some(reference) = head.strip_prefix("ref: ") else {
+        return Some(head.to_string());
+    };
     if let Ok(rev) = strata_fs::read_to_string(&git.join(reference)) {
         return Some(rev.trim().to_string());
     }
     let packed = strata_fs::read_to_string(&git.join("packed-refs")).ok()?;
-    packed.lines().find_map(|l| l.strip_suffix(reference).map(|rev| rev.trim().to_string()))
+    packed
+        .lines()
+        .find_map(|l| l.strip_suffix(reference).map(|rev| rev.trim().to_string()))
 }

@@ -19,7 +19,11 @@ pub struct FsError {
 impl FsError {
     /// Builds an error.
     pub fn new(op: &'static str, path: impl Into<PathBuf>, source: impl Into<io::Error>) -> Self {
-        FsError { op, path: path.into(), source: source.into() }
+        FsError {
+            op,
+            path: path.into(),
+            source: source.into(),
+        }
     }
 
     /// Whether the cause is "no such file or directory".

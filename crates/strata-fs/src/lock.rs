@@ -39,7 +39,10 @@ impl Lock {
             Ok(()) => Ok(Lock { _fd: fd }),
             Err(e) if e == rustix::io::Errno::WOULDBLOCK => {
                 let holder = holder(&fd).unwrap_or_else(|| "holder unknown".to_string());
-                Err(LockError::Held { path: path.to_path_buf(), holder })
+                Err(LockError::Held {
+                    path: path.to_path_buf(),
+                    holder,
+                })
             }
             Err(e) => Err(FsError::new("lock", path, e).into()),
         }
@@ -49,13 +52,26 @@ impl Lock {
 /// `pid N: command line` of the process holding an flock on the same inode.
 fn holder(fd: &OwnedFd) -> Option<String> {
     let st = fstat(fd).ok()?;
-    let id = format!("{:02x}:{:02x}:{}", major(st.st_dev), minor(st.st_dev), st.st_ino);
+    let id = format!(
+        "{:02x}:{:02x}:{}",
+        major(st.st_dev),
+        minor(st.st_dev),
+        st.st_ino
+    );
     let locks = std::fs::read_to_string("/proc/locks").ok()?;
     let pid = locks.lines().find_map(|l| {
         let f: Vec<&str> = l.split_whitespace().collect();
         (f.get(1) == Some(&"FLOCK") && f.get(5) == Some(&id.as_str())).then(|| f[4].to_string())
     })?;
     let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    let cmd: Vec<String> = cmd.split(|b| *b == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
-    Some(if cmd.is_empty() { format!("pid {pid}") } else { format!("pid {pid}: {}", cmd.join(" ")) })
+    let cmd: Vec<String> = cmd
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    Some(if cmd.is_empty() {
+        format!("pid {pid}")
+    } else {
+        format!("pid {pid}: {}", cmd.join(" "))
+    })
 }

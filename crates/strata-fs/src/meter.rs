@@ -28,12 +28,20 @@ fn secs(tv: libc::timeval) -> f64 {
 impl Meter {
     /// Starts measuring everything, I/O included (a read of `/proc/self/io`).
     pub fn start() -> Meter {
-        Meter { start: Instant::now(), usage: usage(), io: Some(crate::self_io()) }
+        Meter {
+            start: Instant::now(),
+            usage: usage(),
+            io: Some(crate::self_io()),
+        }
     }
 
     /// Starts measuring without I/O, for many small in-memory steps.
     pub fn light() -> Meter {
-        Meter { start: Instant::now(), usage: usage(), io: None }
+        Meter {
+            start: Instant::now(),
+            usage: usage(),
+            io: None,
+        }
     }
 
     /// Ends the measurement.
@@ -62,6 +70,10 @@ impl Meter {
             write_bytes,
             exit: None,
         };
-        Step { name: name.into(), metrics, steps }
+        Step {
+            name: name.into(),
+            metrics,
+            steps,
+        }
     }
 }

@@ -39,9 +39,16 @@ pub struct Root {
 impl Root {
     /// Opens the directory that acts as `/`.
     pub fn open(path: &Path) -> Result<Root> {
-        let fd = rustix::fs::open(path, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-            .map_err(|e| FsError::new("open root", path, e))?;
-        Ok(Root { fd, path: path.to_path_buf() })
+        let fd = rustix::fs::open(
+            path,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| FsError::new("open root", path, e))?;
+        Ok(Root {
+            fd,
+            path: path.to_path_buf(),
+        })
     }
 
     /// The host directory acting as `/`.
@@ -51,7 +58,11 @@ impl Root {
 
     /// Where a target path lies on the host (for messages).
     pub fn host_path(&self, p: &TargetPath) -> PathBuf {
-        if p.as_str() == "/" { self.path.clone() } else { self.path.join(p.relative()) }
+        if p.as_str() == "/" {
+            self.path.clone()
+        } else {
+            self.path.join(p.relative())
+        }
     }
 
     fn err(&self, op: &'static str, p: &TargetPath, e: Errno) -> FsError {
@@ -59,7 +70,13 @@ impl Root {
     }
 
     fn open_raw(&self, p: &TargetPath, flags: OFlags) -> std::result::Result<OwnedFd, Errno> {
-        openat2(&self.fd, p.relative(), flags | OFlags::CLOEXEC, Mode::empty(), RESOLVE)
+        openat2(
+            &self.fd,
+            p.relative(),
+            flags | OFlags::CLOEXEC,
+            Mode::empty(),
+            RESOLVE,
+        )
     }
 
     /// Opens the directory holding `p` (following links inside the root) as an `O_PATH`
@@ -95,16 +112,30 @@ impl Root {
                     .map_err(|e| self.err("open", p, e))?;
                 let mut file = std::fs::File::from(file);
                 let mut buf = Vec::with_capacity(st.st_size as usize);
-                file.read_to_end(&mut buf).map_err(|e| FsError::new("read", self.host_path(p), e))?;
-                let snap = Snapshot::File { hash: Hash::of(&buf), size: buf.len() as u64, mode, uid, gid };
+                file.read_to_end(&mut buf)
+                    .map_err(|e| FsError::new("read", self.host_path(p), e))?;
+                let snap = Snapshot::File {
+                    hash: Hash::of(&buf),
+                    size: buf.len() as u64,
+                    mode,
+                    uid,
+                    gid,
+                };
                 return Ok((snap, keep.then_some(buf)));
             }
             FileType::Directory => Snapshot::Dir { mode, uid, gid },
             FileType::Symlink => {
-                let target = readlinkat(&fd, "", Vec::new()).map_err(|e| self.err("read link", p, e))?;
-                Snapshot::Link { target: target.to_string_lossy().into_owned(), uid, gid }
+                let target =
+                    readlinkat(&fd, "", Vec::new()).map_err(|e| self.err("read link", p, e))?;
+                Snapshot::Link {
+                    target: target.to_string_lossy().into_owned(),
+                    uid,
+                    gid,
+                }
             }
-            other => Snapshot::Other { kind: format!("{other:?}").to_lowercase() },
+            other => Snapshot::Other {
+                kind: format!("{other:?}").to_lowercase(),
+            },
         };
         Ok((snap, None))
     }
@@ -185,7 +216,14 @@ impl Root {
         Ok(())
     }
 
-    fn set_fd_meta(&self, fd: impl AsFd, p: &TargetPath, mode: u32, uid: u32, gid: u32) -> Result<()> {
+    fn set_fd_meta(
+        &self,
+        fd: impl AsFd,
+        p: &TargetPath,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    ) -> Result<()> {
         // chown first: it clears set-id bits that the chmod then sets.
         fchown(&fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
             .map_err(|e| self.err("change owner of", p, e))?;
@@ -202,7 +240,9 @@ impl Root {
         content: &[u8],
         (mode, uid, gid): (u32, u32, u32),
     ) -> Result<()> {
-        let path = dir.join(name).map_err(|e| FsError::new("write", self.path.join(name), std::io::Error::other(e)))?;
+        let path = dir
+            .join(name)
+            .map_err(|e| FsError::new("write", self.path.join(name), std::io::Error::other(e)))?;
         let dirfd = self
             .open_raw(dir, OFlags::PATH | OFlags::DIRECTORY)
             .map_err(|e| self.err("open directory", dir, e))?;
@@ -230,8 +270,17 @@ impl Root {
     }
 
     /// Creates a symlink `name` in `dir` pointing at `target`, replacing one already there.
-    pub fn symlink_in(&self, dir: &TargetPath, name: &str, target: &str, uid: u32, gid: u32) -> Result<()> {
-        let path = dir.join(name).map_err(|e| FsError::new("link", self.path.join(name), std::io::Error::other(e)))?;
+    pub fn symlink_in(
+        &self,
+        dir: &TargetPath,
+        name: &str,
+        target: &str,
+        uid: u32,
+        gid: u32,
+    ) -> Result<()> {
+        let path = dir
+            .join(name)
+            .map_err(|e| FsError::new("link", self.path.join(name), std::io::Error::other(e)))?;
         let dirfd = self
             .open_raw(dir, OFlags::PATH | OFlags::DIRECTORY)
             .map_err(|e| self.err("open directory", dir, e))?;
@@ -240,8 +289,14 @@ impl Root {
             Err(e) => return Err(self.err("remove", &path, e)),
         }
         symlinkat(target, &dirfd, name).map_err(|e| self.err("create link", &path, e))?;
-        rustix::fs::chownat(&dirfd, name, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)), AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(|e| self.err("change owner of", &path, e))
+        rustix::fs::chownat(
+            &dirfd,
+            name,
+            Some(Uid::from_raw(uid)),
+            Some(Gid::from_raw(gid)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| self.err("change owner of", &path, e))
     }
 
     /// Renames `from` to `to`, both in directory `dir` (atomic; replaces what `to` was,
@@ -266,8 +321,14 @@ impl Root {
             }
             None => {
                 let parent = self.parent(p)?;
-                rustix::fs::chownat(&parent, p.file_name(), Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)), AtFlags::SYMLINK_NOFOLLOW)
-                    .map_err(|e| self.err("change owner of", p, e))
+                rustix::fs::chownat(
+                    &parent,
+                    p.file_name(),
+                    Some(Uid::from_raw(uid)),
+                    Some(Gid::from_raw(gid)),
+                    AtFlags::SYMLINK_NOFOLLOW,
+                )
+                .map_err(|e| self.err("change owner of", p, e))
             }
         }
     }
@@ -319,26 +380,38 @@ impl Root {
 
     /// Flushes one file or directory to stable storage.
     pub fn fsync(&self, p: &TargetPath) -> Result<()> {
-        let fd = self.open_raw(p, OFlags::RDONLY | OFlags::NOFOLLOW).map_err(|e| self.err("open", p, e))?;
+        let fd = self
+            .open_raw(p, OFlags::RDONLY | OFlags::NOFOLLOW)
+            .map_err(|e| self.err("open", p, e))?;
         rustix::fs::fsync(&fd).map_err(|e| self.err("fsync", p, e))
     }
 
     /// Flushes the whole file system holding `p` (one call instead of one fsync a file).
     pub fn syncfs(&self, p: &TargetPath) -> Result<()> {
-        let fd = self.open_raw(p, OFlags::RDONLY | OFlags::DIRECTORY).map_err(|e| self.err("open", p, e))?;
+        let fd = self
+            .open_raw(p, OFlags::RDONLY | OFlags::DIRECTORY)
+            .map_err(|e| self.err("open", p, e))?;
         syncfs(&fd).map_err(|e| self.err("sync file system of", p, e))
     }
 
     /// The device id of the file system holding `p`.
     pub fn device(&self, p: &TargetPath) -> Result<u64> {
-        let fd = self.open_raw(p, OFlags::PATH).map_err(|e| self.err("open", p, e))?;
+        let fd = self
+            .open_raw(p, OFlags::PATH)
+            .map_err(|e| self.err("open", p, e))?;
         Ok(fstat(&fd).map_err(|e| self.err("stat", p, e))?.st_dev)
     }
 
     /// Takes the root's commit lock (see [`crate::Lock`]).
     pub fn lock(&self) -> std::result::Result<crate::Lock, crate::LockError> {
-        let fd = openat2(&self.fd, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty(), RESOLVE)
-            .map_err(|e| self.err("open", &TargetPath::root(), e))?;
+        let fd = openat2(
+            &self.fd,
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+            RESOLVE,
+        )
+        .map_err(|e| self.err("open", &TargetPath::root(), e))?;
         crate::Lock::exclusive(fd, &self.path)
     }
 }

@@ -96,7 +96,9 @@ pub fn write_new(path: &Path, content: &[u8]) -> Result<()> {
 /// Bytes this process has read and written so far (`/proc/self/io`: `rchar`, `wchar`),
 /// or zeros when the kernel does not say.
 pub fn self_io() -> (u64, u64) {
-    let Ok(text) = std::fs::read_to_string("/proc/self/io") else { return (0, 0) };
+    let Ok(text) = std::fs::read_to_string("/proc/self/io") else {
+        return (0, 0);
+    };
     let field = |name: &str| {
         text.lines()
             .find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok())

@@ -3,8 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
-use strata_fs::Root;
 use strata_fs::Meter;
+use strata_fs::Root;
 use strata_types::{ContentSource, Generation, Hash, Snapshot, Step, TargetPath};
 
 use crate::state::state_path;
@@ -41,12 +41,17 @@ impl Journal {
 
     fn read(root: &Root) -> Result<Option<Journal>, StateError> {
         let path = state_path("journal");
-        let Some(bytes) = root.read(&path)? else { return Ok(None) };
+        let Some(bytes) = root.read(&path)? else {
+            return Ok(None);
+        };
         match serde_json::from_slice(&bytes) {
             Ok(j) => Ok(Some(j)),
             // The journal is written whole and renamed into place; a damaged one was never
             // the real journal.
-            Err(e) => Err(StateError::Corrupt { path: root.host_path(&path).display().to_string(), message: e.to_string() }),
+            Err(e) => Err(StateError::Corrupt {
+                path: root.host_path(&path).display().to_string(),
+                message: e.to_string(),
+            }),
         }
     }
 }
@@ -71,13 +76,29 @@ impl<'r> State<'r> {
     /// nothing. On error the target is as it was, unless undoing also failed (then the
     /// error says so and the next command finishes the recovery).
     /// Returns the generation and the metrics of the commit's phases (store, stage, apply).
-    pub fn commit(&self, mut ops: Vec<Op>, mut generation: Generation, contents: &dyn ContentSource) -> Result<(Generation, Vec<Step>), StateError> {
+    pub fn commit(
+        &self,
+        mut ops: Vec<Op>,
+        mut generation: Generation,
+        contents: &dyn ContentSource,
+    ) -> Result<(Generation, Vec<Step>), StateError> {
         let mut steps = Vec::new();
         let meter = Meter::start();
         generation.number = self.numbers()?.last().map_or(1, |n| n + 1);
         order(&mut ops);
-        let created: Vec<TargetPath> = state_dirs().into_iter().filter(|d| !self.root.is_dir_followed(d)).collect();
-        let mut commit = Commit { state: self, journal: Journal { generation: generation.number, ops, added: Vec::new(), created } };
+        let created: Vec<TargetPath> = state_dirs()
+            .into_iter()
+            .filter(|d| !self.root.is_dir_followed(d))
+            .collect();
+        let mut commit = Commit {
+            state: self,
+            journal: Journal {
+                generation: generation.number,
+                ops,
+                added: Vec::new(),
+                created,
+            },
+        };
         let needed = match commit.needed(&generation, contents) {
             Ok(n) => n,
             Err(e) => return Err(commit.abandon(e)),
@@ -118,7 +139,10 @@ impl<'r> State<'r> {
                 }
                 match commit.undo() {
                     Ok(()) => Err(first),
-                    Err(undo) => Err(StateError::UndoFailed { first: Box::new(first), undo: Box::new(undo) }),
+                    Err(undo) => Err(StateError::UndoFailed {
+                        first: Box::new(first),
+                        undo: Box::new(undo),
+                    }),
                 }
             }
         }
@@ -126,8 +150,13 @@ impl<'r> State<'r> {
 
     /// Finishes or undoes an interrupted commit. Idempotent, and safe to interrupt.
     pub(crate) fn recover(&self) -> Result<(), StateError> {
-        let Some(journal) = Journal::read(self.root)? else { return Ok(()) };
-        let commit = Commit { state: self, journal };
+        let Some(journal) = Journal::read(self.root)? else {
+            return Ok(());
+        };
+        let commit = Commit {
+            state: self,
+            journal,
+        };
         let committed = !self.root.inspect(&state_path("commit"))?.is_absent();
         let undoing = !self.root.inspect(&state_path("undo"))?.is_absent();
         if committed && !undoing {
@@ -157,7 +186,16 @@ fn state_dirs() -> Vec<TargetPath> {
 fn order(ops: &mut [Op]) {
     ops.sort_by(|a, b| {
         let (ra, rb) = (a.after.is_absent(), b.after.is_absent());
-        ra.cmp(&rb).then_with(|| if ra { b.path.depth().cmp(&a.path.depth()).then(a.path.cmp(&b.path)) } else { a.path.cmp(&b.path) })
+        ra.cmp(&rb).then_with(|| {
+            if ra {
+                b.path
+                    .depth()
+                    .cmp(&a.path.depth())
+                    .then(a.path.cmp(&b.path))
+            } else {
+                a.path.cmp(&b.path)
+            }
+        })
     });
 }
 
@@ -169,18 +207,25 @@ impl Commit<'_, '_> {
     /// What the store must gain so that an undo, a redo or a later rollback works offline:
     /// the content each op replaces or writes, and every file the new generation manages
     /// or may restore. Checks that what the plan saw is still on the target.
-    fn needed(&self, generation: &Generation, contents: &dyn ContentSource) -> Result<Vec<(Hash, Vec<u8>)>, StateError> {
+    fn needed(
+        &self,
+        generation: &Generation,
+        contents: &dyn ContentSource,
+    ) -> Result<Vec<(Hash, Vec<u8>)>, StateError> {
         let store = self.state.store();
         let mut out: BTreeMap<Hash, Vec<u8>> = BTreeMap::new();
         for op in &self.journal.ops {
-            if let Some(hash) = op.before.hash() {
-                if !store.contains(&hash) && !out.contains_key(&hash) {
-                    let bytes = self.root().read(&op.path)?.unwrap_or_default();
-                    if Hash::of(&bytes) != hash {
-                        return Err(StateError::Changed { path: op.path.clone() });
-                    }
-                    out.insert(hash, bytes);
+            if let Some(hash) = op.before.hash()
+                && !store.contains(&hash)
+                && !out.contains_key(&hash)
+            {
+                let bytes = self.root().read(&op.path)?.unwrap_or_default();
+                if Hash::of(&bytes) != hash {
+                    return Err(StateError::Changed {
+                        path: op.path.clone(),
+                    });
                 }
+                out.insert(hash, bytes);
             }
         }
         let wanted = generation
@@ -188,7 +233,12 @@ impl Commit<'_, '_> {
             .iter()
             .map(|e| (&e.path, e.state.hash()))
             .chain(generation.originals.iter().map(|(p, s)| (p, s.hash())))
-            .chain(self.journal.ops.iter().map(|op| (&op.path, op.after.hash())));
+            .chain(
+                self.journal
+                    .ops
+                    .iter()
+                    .map(|op| (&op.path, op.after.hash())),
+            );
         for (path, hash) in wanted {
             let Some(hash) = hash else { continue };
             if out.contains_key(&hash) || store.contains(&hash) {
@@ -200,7 +250,10 @@ impl Commit<'_, '_> {
                     // Unchanged files strata starts to manage: their content is on the target.
                     let bytes = self.root().read(path)?.unwrap_or_default();
                     if Hash::of(&bytes) != hash {
-                        return Err(StateError::MissingContent { hash, path: path.clone() });
+                        return Err(StateError::MissingContent {
+                            hash,
+                            path: path.clone(),
+                        });
                     }
                     bytes
                 }
@@ -228,7 +281,8 @@ impl Commit<'_, '_> {
                 if dir == &state_path("") {
                     if let Ok(entries) = root.list(&state_path(sub)) {
                         for (name, _) in entries {
-                            let _ = root.remove_dir(&state_path(sub).join(&name).expect("a plain name"));
+                            let _ = root
+                                .remove_dir(&state_path(sub).join(&name).expect("a plain name"));
                         }
                     }
                     let _ = root.remove_dir(&state_path(sub));
@@ -239,15 +293,28 @@ impl Commit<'_, '_> {
     }
 
     /// Prepare, commit point, apply, publish.
-    fn run(&self, generation: &Generation, contents: &dyn ContentSource, past_point: &mut bool, steps: &mut Vec<Step>) -> Result<(), StateError> {
+    fn run(
+        &self,
+        generation: &Generation,
+        contents: &dyn ContentSource,
+        past_point: &mut bool,
+        steps: &mut Vec<Step>,
+    ) -> Result<(), StateError> {
         let meter = Meter::start();
         let n = self.journal.generation;
         let gen_json = serde_json::to_vec_pretty(generation).expect("generation serialises");
         let gens = state_path("generations");
         self.root().create_dirs(&gens)?;
-        self.root().write_file_in(&gens, &format!("{n}.json"), &gen_json, (0o644, 0, 0))?;
+        self.root()
+            .write_file_in(&gens, &format!("{n}.json"), &gen_json, (0o644, 0, 0))?;
         let state_dir = state_path("");
-        self.root().symlink_in(&state_dir, "current.new", &format!("generations/{n}.json"), 0, 0)?;
+        self.root().symlink_in(
+            &state_dir,
+            "current.new",
+            &format!("generations/{n}.json"),
+            0,
+            0,
+        )?;
         let total = self.journal.ops.len();
         for (i, op) in self.journal.ops.iter().enumerate() {
             if i == total / 2 {
@@ -280,22 +347,40 @@ impl Commit<'_, '_> {
     fn stage(&self, op: &Op, contents: &dyn ContentSource) -> Result<(), StateError> {
         let dir = parent(&op.path);
         match &op.after {
-            Snapshot::File { hash, mode, uid, gid, .. } => {
+            Snapshot::File {
+                hash,
+                mode,
+                uid,
+                gid,
+                ..
+            } => {
                 let bytes = match contents.content(hash) {
                     Some(b) => b,
-                    None => std::borrow::Cow::Owned(
-                        self.state.store().get(hash)?.ok_or(StateError::MissingContent { hash: *hash, path: op.path.clone() })?,
-                    ),
+                    None => std::borrow::Cow::Owned(self.state.store().get(hash)?.ok_or(
+                        StateError::MissingContent {
+                            hash: *hash,
+                            path: op.path.clone(),
+                        },
+                    )?),
                 };
-                self.root().write_file_in(&dir, &temp_name(&op.path), &bytes, (*mode, *uid, *gid))?;
+                self.root().write_file_in(
+                    &dir,
+                    &temp_name(&op.path),
+                    &bytes,
+                    (*mode, *uid, *gid),
+                )?;
             }
             Snapshot::Link { target, uid, gid } => {
-                self.root().symlink_in(&dir, &temp_name(&op.path), target, *uid, *gid)?;
+                self.root()
+                    .symlink_in(&dir, &temp_name(&op.path), target, *uid, *gid)?;
             }
             Snapshot::Dir { mode, uid, gid } if op.before.is_absent() => {
                 // strata's own state directory may have just created it.
                 match self.root().mkdir(&op.path, *mode, *uid, *gid) {
-                    Err(e) if e.source.kind() == std::io::ErrorKind::AlreadyExists && self.root().is_dir_followed(&op.path) => {
+                    Err(e)
+                        if e.source.kind() == std::io::ErrorKind::AlreadyExists
+                            && self.root().is_dir_followed(&op.path) =>
+                    {
                         self.root().set_meta(&op.path, Some(*mode), *uid, *gid)?;
                     }
                     other => other?,
@@ -331,8 +416,17 @@ impl Commit<'_, '_> {
                 },
                 _ => root.remove(path)?,
             },
-            Snapshot::File { hash, mode, uid, gid, .. } => {
-                let bytes = store.get(hash)?.ok_or(StateError::MissingContent { hash: *hash, path: path.clone() })?;
+            Snapshot::File {
+                hash,
+                mode,
+                uid,
+                gid,
+                ..
+            } => {
+                let bytes = store.get(hash)?.ok_or(StateError::MissingContent {
+                    hash: *hash,
+                    path: path.clone(),
+                })?;
                 root.write_file_in(&dir, &temp_name(path), &bytes, (*mode, *uid, *gid))?;
                 root.rename_in(&dir, &temp_name(path), path.file_name())?;
             }
@@ -354,7 +448,8 @@ impl Commit<'_, '_> {
 
     /// Flushes every file system the commit wrote to.
     fn sync_all(&self) -> Result<(), StateError> {
-        let mut dirs: BTreeSet<TargetPath> = self.journal.ops.iter().map(|op| parent(&op.path)).collect();
+        let mut dirs: BTreeSet<TargetPath> =
+            self.journal.ops.iter().map(|op| parent(&op.path)).collect();
         dirs.insert(state_path(""));
         let mut devices: BTreeMap<u64, TargetPath> = BTreeMap::new();
         for dir in dirs {
@@ -374,7 +469,10 @@ impl Commit<'_, '_> {
         let state_dir = state_path("");
         self.sync_all()?;
         if root.inspect(&state_path("current.new"))?.is_absent() {
-            root.replace_symlink(&state_path("current"), &format!("generations/{}.json", self.journal.generation))?;
+            root.replace_symlink(
+                &state_path("current"),
+                &format!("generations/{}.json", self.journal.generation),
+            )?;
         } else {
             root.rename_in(&state_dir, "current.new", "current")?;
             root.fsync(&state_dir)?;
@@ -420,17 +518,25 @@ mod tests {
     use super::*;
 
     fn op(path: &str, after: Snapshot) -> Op {
-        Op { path: TargetPath::parse(path).unwrap(), before: Snapshot::Absent, after }
+        Op {
+            path: TargetPath::parse(path).unwrap(),
+            before: Snapshot::Absent,
+            after,
+        }
     }
 
     #[test]
     fn creations_go_parents_first_and_removals_children_first() {
-        let dir = Snapshot::Dir { mode: 0o755, uid: 0, gid: 0 };
+        let dir = Snapshot::Dir {
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+        };
         let mut ops = vec![
             op("/a/b", Snapshot::Absent),
             op("/x/y", dir.clone()),
             op("/a", Snapshot::Absent),
-            op("/x", dir.clone()),
+            op("/x", dir),
             op("/a/b/c", Snapshot::Absent),
         ];
         order(&mut ops);

@@ -38,7 +38,9 @@ pub enum StateError {
         path: TargetPath,
     },
     /// A commit failed and so did undoing it; the journal stays for the next command.
-    #[error("{first}; undoing it also failed ({undo}); the next strata command on this root will finish the recovery")]
+    #[error(
+        "{first}; undoing it also failed ({undo}); the next strata command on this root will finish the recovery"
+    )]
     UndoFailed {
         /// The commit's failure.
         first: Box<StateError>,

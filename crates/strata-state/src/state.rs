@@ -9,7 +9,10 @@ use crate::StateError;
 use crate::commit::Journal;
 
 pub(crate) fn state_path(rel: &str) -> TargetPath {
-    TargetPath::parse("/var/lib/strata").expect("fixed").join(rel).expect("fixed names")
+    TargetPath::parse("/var/lib/strata")
+        .expect("fixed")
+        .join(rel)
+        .expect("fixed names")
 }
 
 /// A root's state, opened. Writers hold the root's lock for as long as this lives.
@@ -45,7 +48,10 @@ impl<'r> State<'r> {
     /// when another process has it) and finishes or undoes an interrupted commit.
     pub fn open_for_commit(root: &'r Root) -> Result<State<'r>, StateError> {
         let lock = root.lock()?;
-        let state = State { root, _lock: Some(lock) };
+        let state = State {
+            root,
+            _lock: Some(lock),
+        };
         state.recover()?;
         Ok(state)
     }
@@ -80,7 +86,10 @@ impl<'r> State<'r> {
                     .strip_prefix("generations/")
                     .and_then(|t| t.strip_suffix(".json"))
                     .and_then(|n| n.parse().ok())
-                    .ok_or_else(|| StateError::Corrupt { path: "current".into(), message: format!("points at {target}") })?;
+                    .ok_or_else(|| StateError::Corrupt {
+                        path: "current".into(),
+                        message: format!("points at {target}"),
+                    })?;
                 Ok(Some(n))
             }
             _ => Ok(None),
@@ -141,7 +150,8 @@ impl State<'_> {
         let dir = state_path("reports");
         self.root.create_dirs(&dir)?;
         let json = serde_json::to_vec_pretty(report).expect("report serialises");
-        self.root.write_atomic(&dir.join(&format!("{n}.json")).expect("plain name"), &json)?;
+        self.root
+            .write_atomic(&dir.join(&format!("{n}.json")).expect("plain name"), &json)?;
         Ok(())
     }
 
@@ -149,10 +159,10 @@ impl State<'_> {
     /// generation file.
     pub fn report(&self, n: u64) -> Result<strata_types::Report, StateError> {
         let path = state_path(&format!("reports/{n}.json"));
-        if let Some(bytes) = self.root.read(&path)? {
-            if let Ok(r) = serde_json::from_slice(&bytes) {
-                return Ok(r);
-            }
+        if let Some(bytes) = self.root.read(&path)?
+            && let Ok(r) = serde_json::from_slice(&bytes)
+        {
+            return Ok(r);
         }
         Ok(self.generation(n)?.report)
     }

@@ -46,7 +46,10 @@ impl<'r> Store<'r> {
     /// Whether the store holds this hash.
     pub fn contains(&self, hash: &Hash) -> bool {
         let (dir, name) = Self::path(hash);
-        !matches!(self.root.inspect(&dir.join(&name).expect("hex")), Ok(strata_types::Snapshot::Absent) | Err(_))
+        !matches!(
+            self.root.inspect(&dir.join(&name).expect("hex")),
+            Ok(strata_types::Snapshot::Absent) | Err(_)
+        )
     }
 
     /// Removes content (and its fan-out directory when empty).

@@ -17,10 +17,16 @@ pub struct TestEnv {
 impl TestEnv {
     /// An empty environment that runs `bin` (the `strata` binary under test).
     pub fn new(bin: impl Into<PathBuf>) -> TestEnv {
-        let dir = tempfile::Builder::new().prefix("strata-test").tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("strata-test")
+            .tempdir()
+            .expect("temp dir");
         std::fs::create_dir_all(dir.path().join("site")).expect("site dir");
         std::fs::create_dir_all(dir.path().join("root")).expect("root dir");
-        TestEnv { dir, bin: bin.into() }
+        TestEnv {
+            dir,
+            bin: bin.into(),
+        }
     }
 
     /// Copies the repository's example site into the site directory.
@@ -54,7 +60,12 @@ impl TestEnv {
     /// Removes a site file or directory.
     pub fn remove(&self, rel: &str) -> &TestEnv {
         let p = self.site().join(rel);
-        if p.is_dir() { std::fs::remove_dir_all(p) } else { std::fs::remove_file(p) }.expect("remove site path");
+        if p.is_dir() {
+            std::fs::remove_dir_all(p)
+        } else {
+            std::fs::remove_file(p)
+        }
+        .expect("remove site path");
         self
     }
 
@@ -69,12 +80,17 @@ impl TestEnv {
     /// A `strata` command with `--site` and `--root` added for the verbs that take them.
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(&self.bin);
-        cmd.args(args).env("NO_COLOR", "1").env_remove("STRATA_SITE");
+        cmd.args(args)
+            .env("NO_COLOR", "1")
+            .env_remove("STRATA_SITE");
         let verb = args.first().copied().unwrap_or("");
         if matches!(verb, "check" | "params" | "plan" | "apply") {
             cmd.arg("--site").arg(self.site());
         }
-        if matches!(verb, "plan" | "apply" | "generations" | "rollback" | "report") {
+        if matches!(
+            verb,
+            "plan" | "apply" | "generations" | "rollback" | "report"
+        ) {
             cmd.arg("--root").arg(self.root());
         }
         cmd
@@ -83,7 +99,7 @@ impl TestEnv {
     /// Runs `strata` and returns its output.
     pub fn run(&self, args: &[&str]) -> Run {
         let out = self.cmd(args).output().expect("run strata");
-        Run::new(out, self)
+        Run::new(&out, self)
     }
 
     /// A snapshot of the target tree, strata's own state excluded.
@@ -104,19 +120,27 @@ pub struct Run {
 }
 
 impl Run {
-    fn new(out: Output, env: &TestEnv) -> Run {
+    fn new(out: &Output, env: &TestEnv) -> Run {
         let filter = |b: &[u8]| {
             String::from_utf8_lossy(b)
                 .replace(&env.site().display().to_string(), "[SITE]")
                 .replace(&env.root().display().to_string(), "[ROOT]")
                 .replace(&env.path().display().to_string(), "[TMP]")
         };
-        Run { code: out.status.code().unwrap_or(-1), stdout: filter(&out.stdout), stderr: filter(&out.stderr) }
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: filter(&out.stdout),
+            stderr: filter(&out.stderr),
+        }
     }
 
     /// Asserts the exit code, showing both streams when it differs.
     pub fn code(self, want: i32) -> Run {
-        assert_eq!(self.code, want, "exit code\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, want,
+            "exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 }
@@ -138,7 +162,8 @@ pub fn copy_tree(from: &Path, to: &Path) {
         if ft.is_dir() {
             std::fs::create_dir_all(&dest).expect("mkdir");
         } else if ft.is_symlink() {
-            std::os::unix::fs::symlink(std::fs::read_link(entry.path()).expect("readlink"), &dest).expect("symlink");
+            std::os::unix::fs::symlink(std::fs::read_link(entry.path()).expect("readlink"), &dest)
+                .expect("symlink");
         } else {
             std::fs::copy(entry.path(), &dest).expect("copy");
         }
@@ -151,15 +176,28 @@ pub fn tree(dir: &Path, skip: &[&str]) -> String {
     let mut out = String::new();
     for entry in walkdir::WalkDir::new(dir).min_depth(1).sort_by_file_name() {
         let entry = entry.expect("walk");
-        let rel = entry.path().strip_prefix(dir).expect("below").to_string_lossy().into_owned();
-        if skip.iter().any(|s| rel == *s || rel.starts_with(&format!("{s}/"))) {
+        let rel = entry
+            .path()
+            .strip_prefix(dir)
+            .expect("below")
+            .to_string_lossy()
+            .into_owned();
+        if skip
+            .iter()
+            .any(|s| rel == *s || rel.starts_with(&format!("{s}/")))
+        {
             continue;
         }
         let m = entry.path().symlink_metadata().expect("lstat");
         let mode = m.permissions().mode() & 0o7777;
         let owner = format!("{}:{}", m.uid(), m.gid());
         let line = if m.file_type().is_symlink() {
-            format!("/{rel} link -> {}", std::fs::read_link(entry.path()).expect("readlink").display())
+            format!(
+                "/{rel} link -> {}",
+                std::fs::read_link(entry.path())
+                    .expect("readlink")
+                    .display()
+            )
         } else if m.is_dir() {
             format!("/{rel} dir {mode:04o} {owner}")
         } else if m.is_file() {

@@ -22,14 +22,20 @@ pub struct NodeName(String);
 impl NodeName {
     /// Parses a node name.
     pub fn parse(name: &str) -> Result<NodeName, NameError> {
-        let bad = |why| NameError { name: name.to_string(), why };
+        let bad = |why| NameError {
+            name: name.to_string(),
+            why,
+        };
         if name.is_empty() || name.len() > 253 {
             return Err(bad("must have 1 to 253 characters"));
         }
         if name.starts_with('.') || name.starts_with('-') {
             return Err(bad("must start with a letter or digit"));
         }
-        if !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+        if !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
             return Err(bad("only letters, digits, '-', '_' and '.' are allowed"));
         }
         Ok(NodeName(name.to_string()))

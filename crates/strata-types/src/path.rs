@@ -23,7 +23,10 @@ pub struct TargetPath(String);
 impl TargetPath {
     /// Parses an absolute path. A relative path is taken as relative to `/`.
     pub fn parse(path: &str) -> Result<TargetPath, PathError> {
-        let bad = |why| PathError { path: path.to_string(), why };
+        let bad = |why| PathError {
+            path: path.to_string(),
+            why,
+        };
         let mut out = String::with_capacity(path.len() + 1);
         for part in path.split('/') {
             match part {
@@ -64,7 +67,11 @@ impl TargetPath {
             return None;
         }
         let cut = self.0.rfind('/').unwrap_or(0);
-        Some(TargetPath(if cut == 0 { "/".to_string() } else { self.0[..cut].to_string() }))
+        Some(TargetPath(if cut == 0 {
+            "/".to_string()
+        } else {
+            self.0[..cut].to_string()
+        }))
     }
 
     /// The last component; empty for `/`.
@@ -91,7 +98,11 @@ impl TargetPath {
 
     /// How many components deep the path is (`/` is 0).
     pub fn depth(&self) -> usize {
-        if self.0 == "/" { 0 } else { self.0.matches('/').count() }
+        if self.0 == "/" {
+            0
+        } else {
+            self.0.matches('/').count()
+        }
     }
 }
 
@@ -140,6 +151,10 @@ mod tests {
         assert_eq!(p.file_name(), "c");
         assert_eq!(p.depth(), 3);
         assert!(p.starts_with(&TargetPath::parse("/a").unwrap()));
-        assert!(!TargetPath::parse("/ab").unwrap().starts_with(&TargetPath::parse("/a").unwrap()));
+        assert!(
+            !TargetPath::parse("/ab")
+                .unwrap()
+                .starts_with(&TargetPath::parse("/a").unwrap())
+        );
     }
 }

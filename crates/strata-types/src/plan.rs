@@ -41,7 +41,10 @@ impl Action {
 
     /// Whether the target changes.
     pub fn changes_target(self) -> bool {
-        matches!(self, Action::Create | Action::Modify | Action::Remove | Action::Restore)
+        matches!(
+            self,
+            Action::Create | Action::Modify | Action::Remove | Action::Restore
+        )
     }
 }
 

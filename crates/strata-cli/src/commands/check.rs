@@ -27,7 +27,10 @@ pub fn run(args: &CheckArgs, printer: &Printer) -> CliResult {
                 failed += 1;
                 out.push_str(&format!("failed  {} ({} errors)\n", n.node, errors.0.len()));
                 for e in &errors.0 {
-                    printer.error(&format!("node {}: {e}", n.node), &e.hint.iter().cloned().collect::<Vec<_>>());
+                    printer.error(
+                        &format!("node {}: {e}", n.node),
+                        &e.hint.iter().cloned().collect::<Vec<_>>(),
+                    );
                 }
             }
         }

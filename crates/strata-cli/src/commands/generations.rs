@@ -33,8 +33,15 @@ pub fn run(args: &GenerationsArgs, printer: &Printer) -> CliResult {
             (strata_types::GenerationKind::Rollback, Some(n)) => format!("rollback to {n}"),
             _ => "apply".to_string(),
         };
-        let mark = if g.current { printer.paint(Style::Bold, " (current)") } else { String::new() };
-        out.push_str(&format!("{:>4}  {}  {:<16} {:>6} paths{mark}\n", g.number, g.time, kind, g.paths));
+        let mark = if g.current {
+            printer.paint(Style::Bold, " (current)")
+        } else {
+            String::new()
+        };
+        out.push_str(&format!(
+            "{:>4}  {}  {:<16} {:>6} paths{mark}\n",
+            g.number, g.time, kind, g.paths
+        ));
     }
     printer.out(&out)?;
     Ok(())

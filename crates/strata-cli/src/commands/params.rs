@@ -35,20 +35,26 @@ pub fn run(args: &ParamsArgs, printer: &Printer) -> CliResult {
             _ => true,
         })
         .collect();
-    if let Some(key) = &args.key {
-        if leaves.is_empty() {
-            return Err(anyhow::anyhow!("node {} has no parameter `{key}`", args.node).into());
-        }
+    if let Some(key) = &args.key
+        && leaves.is_empty()
+    {
+        return Err(anyhow::anyhow!("node {} has no parameter `{key}`", args.node).into());
     }
     if args.json {
         let list: Vec<_> = leaves
             .iter()
-            .map(|(k, v)| serde_json::json!({ "key": k, "value": v, "source": tree.sources.get(k) }))
+            .map(
+                |(k, v)| serde_json::json!({ "key": k, "value": v, "source": tree.sources.get(k) }),
+            )
             .collect();
         printer.json(&list)?;
         return Ok(());
     }
-    let width = leaves.iter().map(|(k, v)| k.len() + v.to_string().len() + 3).max().unwrap_or(0);
+    let width = leaves
+        .iter()
+        .map(|(k, v)| k.len() + v.to_string().len() + 3)
+        .max()
+        .unwrap_or(0);
     let mut out = String::new();
     for (k, v) in &leaves {
         let assignment = format!("{k} = {v}");
@@ -60,7 +66,10 @@ pub fn run(args: &ParamsArgs, printer: &Printer) -> CliResult {
             },
             None => String::new(),
         };
-        out.push_str(&format!("{assignment:<width$}  {}\n", printer.paint(Style::Dim, &source)));
+        out.push_str(&format!(
+            "{assignment:<width$}  {}\n",
+            printer.paint(Style::Dim, &source)
+        ));
     }
     printer.out(&out)?;
     Ok(())

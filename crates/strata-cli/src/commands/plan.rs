@@ -24,5 +24,9 @@ pub fn run(args: &PlanArgs, printer: &Printer) -> CliResult {
     } else {
         printer.out(&show::plan_text(printer, &outcome, "plan"))?;
     }
-    if outcome.plan.has_changes() { Err(CliError::ChangesPending) } else { Ok(()) }
+    if outcome.plan.has_changes() {
+        Err(CliError::ChangesPending)
+    } else {
+        Ok(())
+    }
 }

@@ -8,10 +8,17 @@ use crate::{WEB1, example};
 fn apply_lays_out_the_tree_the_site_declares() {
     let env = example();
     let run = env.run(&["apply", "--node", WEB1]).code(0);
-    assert!(run.stdout.contains("generation 1 recorded"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("generation 1 recorded"),
+        "{}",
+        run.stdout
+    );
     assert_snapshot!("tree_web1", env.tree());
     let conf = std::fs::read_to_string(env.root().join("etc/app/app.conf")).unwrap();
-    assert!(conf.contains("listen = 8080\nworkers = 4\nlog_level = \"warn\"\ngzip = true\n"), "{conf}");
+    assert!(
+        conf.contains("listen = 8080\nworkers = 4\nlog_level = \"warn\"\ngzip = true\n"),
+        "{conf}"
+    );
 }
 
 #[test]
@@ -24,31 +31,59 @@ fn what_the_site_no_longer_declares_is_removed_and_originals_come_back() {
     assert_ne!(env.tree(), pristine);
 
     // The node no longer has any role or module.
-    env.write("nodes/web1.example.com.toml", "environment = \"production\"\n");
+    env.write(
+        "nodes/web1.example.com.toml",
+        "environment = \"production\"\n",
+    );
     env.write("groups/webservers.toml", "nodes = [\"web2.example.com\"]\n");
     let run = env.run(&["apply", "--node", WEB1]).code(0);
     assert!(run.stdout.contains("restore   /etc/motd"), "{}", run.stdout);
-    assert!(run.stdout.contains("remove    /etc/app/app.conf"), "{}", run.stdout);
-    assert_eq!(env.tree(), pristine, "the target must be back to how strata found it");
+    assert!(
+        run.stdout.contains("remove    /etc/app/app.conf"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        env.tree(),
+        pristine,
+        "the target must be back to how strata found it"
+    );
     env.run(&["plan", "--node", WEB1]).code(0);
 }
 
 #[test]
 fn switching_role_version_takes_back_what_the_old_version_had() {
     let env = example();
-    env.write("nodes/web1.example.com.toml", "roles = [\"webserver@1.0\"]\n");
+    env.write(
+        "nodes/web1.example.com.toml",
+        "roles = [\"webserver@1.0\"]\n",
+    );
     env.run(&["apply", "--node", WEB1]).code(0);
     let v1 = env.tree();
     assert!(!env.root().join("etc/ntp.conf").exists());
 
-    env.write("nodes/web1.example.com.toml", "roles = [\"webserver@2.0\"]\n");
+    env.write(
+        "nodes/web1.example.com.toml",
+        "roles = [\"webserver@2.0\"]\n",
+    );
     let up = env.run(&["apply", "--node", WEB1]).code(0);
-    assert!(up.stdout.contains("create    /etc/ntp.conf"), "{}", up.stdout);
+    assert!(
+        up.stdout.contains("create    /etc/ntp.conf"),
+        "{}",
+        up.stdout
+    );
     assert!(env.root().join("etc/app/local.conf").exists());
 
-    env.write("nodes/web1.example.com.toml", "roles = [\"webserver@1.0\"]\n");
+    env.write(
+        "nodes/web1.example.com.toml",
+        "roles = [\"webserver@1.0\"]\n",
+    );
     let down = env.run(&["apply", "--node", WEB1]).code(0);
-    assert!(down.stdout.contains("remove    /etc/ntp.conf"), "{}", down.stdout);
+    assert!(
+        down.stdout.contains("remove    /etc/ntp.conf"),
+        "{}",
+        down.stdout
+    );
     assert_eq!(env.tree(), v1);
 }
 
@@ -57,14 +92,21 @@ fn rollback_replays_an_earlier_generation_without_the_site() {
     let env = example();
     env.run(&["apply", "--node", WEB1]).code(0);
     let gen1 = env.tree();
-    env.write("nodes/web1.example.com.toml", "roles = [\"webserver@1.0\"]\n");
+    env.write(
+        "nodes/web1.example.com.toml",
+        "roles = [\"webserver@1.0\"]\n",
+    );
     env.run(&["apply", "--node", WEB1]).code(0);
     let gen2 = env.tree();
     assert_ne!(gen1, gen2);
 
     std::fs::remove_dir_all(env.site()).unwrap();
     let back = env.run(&["rollback"]).code(0);
-    assert!(back.stdout.contains("generation 3 recorded"), "{}", back.stdout);
+    assert!(
+        back.stdout.contains("generation 3 recorded"),
+        "{}",
+        back.stdout
+    );
     assert_eq!(env.tree(), gen1);
     env.run(&["rollback", "--to", "2"]).code(0);
     assert_eq!(env.tree(), gen2);
@@ -75,9 +117,24 @@ fn rollback_replays_an_earlier_generation_without_the_site() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|g| (g["number"].as_u64().unwrap(), g["kind"].as_str().unwrap(), g["replayed"].as_u64(), g["current"].as_bool().unwrap()))
+        .map(|g| {
+            (
+                g["number"].as_u64().unwrap(),
+                g["kind"].as_str().unwrap(),
+                g["replayed"].as_u64(),
+                g["current"].as_bool().unwrap(),
+            )
+        })
         .collect();
-    assert_eq!(kinds, [(1, "apply", None, false), (2, "apply", None, false), (3, "rollback", Some(1), false), (4, "rollback", Some(2), true)]);
+    assert_eq!(
+        kinds,
+        [
+            (1, "apply", None, false),
+            (2, "apply", None, false),
+            (3, "rollback", Some(1), false),
+            (4, "rollback", Some(2), true)
+        ]
+    );
 }
 
 #[test]
@@ -86,7 +143,11 @@ fn drift_is_shown_and_corrected() {
     env.run(&["apply", "--node", WEB1]).code(0);
     std::fs::write(env.root().join("etc/motd"), "hand edit\n").unwrap();
     let plan = env.run(&["plan", "--node", WEB1]).code(2);
-    assert!(plan.stdout.contains("-hand edit\n+Welcome to acme\n"), "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains("-hand edit\n+Welcome to acme\n"),
+        "{}",
+        plan.stdout
+    );
     env.run(&["apply", "--node", WEB1]).code(0);
     env.run(&["plan", "--node", WEB1]).code(0);
 }
@@ -98,13 +159,26 @@ fn an_add_only_file_is_created_once_and_never_overwritten() {
     std::fs::write(env.root().join("etc/app/local.conf"), "workers = 16\n").unwrap();
     env.run(&["plan", "--node", WEB1]).code(0);
     env.run(&["apply", "--node", WEB1]).code(0);
-    assert_eq!(std::fs::read_to_string(env.root().join("etc/app/local.conf")).unwrap(), "workers = 16\n");
+    assert_eq!(
+        std::fs::read_to_string(env.root().join("etc/app/local.conf")).unwrap(),
+        "workers = 16\n"
+    );
 
     // Undeclared: strata created it, but the machine made it its own: kept.
-    env.write("nodes/web1.example.com.toml", "roles = [\"webserver@1.0\"]\n");
+    env.write(
+        "nodes/web1.example.com.toml",
+        "roles = [\"webserver@1.0\"]\n",
+    );
     let run = env.run(&["apply", "--node", WEB1]).code(0);
-    assert!(run.stdout.contains("keep      /etc/app/local.conf"), "{}", run.stdout);
-    assert_eq!(std::fs::read_to_string(env.root().join("etc/app/local.conf")).unwrap(), "workers = 16\n");
+    assert!(
+        run.stdout.contains("keep      /etc/app/local.conf"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        std::fs::read_to_string(env.root().join("etc/app/local.conf")).unwrap(),
+        "workers = 16\n"
+    );
 }
 
 #[test]
@@ -113,13 +187,30 @@ fn report_shows_each_step_and_each_render() {
     env.run(&["apply", "--node", WEB1]).code(0);
     let run = env.run(&["report", "--json"]).code(0);
     let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
-    let names: Vec<&str> = v["steps"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["load", "compile", "plan", "store", "stage", "commit"]);
-    let renders: Vec<&str> = v["steps"][1]["steps"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["load", "compile", "plan", "store", "stage", "commit"]
+    );
+    let renders: Vec<&str> = v["steps"][1]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
     assert!(renders.contains(&"render /etc/motd"), "{renders:?}");
     let stage = &v["steps"][4]["metrics"];
     assert!(stage["write_bytes"].as_u64().unwrap() > 0, "{stage}");
     assert!(stage["max_rss"].as_u64().unwrap() > 0, "{stage}");
     let text = env.run(&["report"]).code(0);
-    assert!(text.stdout.contains("\n  render /etc/motd"), "{}", text.stdout);
+    assert!(
+        text.stdout.contains("\n  render /etc/motd"),
+        "{}",
+        text.stdout
+    );
 }

@@ -1,8 +1,6 @@
 //! Killing an apply at any moment leaves every managed path at the old or at the new
 //! generation, once the next command has run.
 
-use std::time::Duration;
-
 use strata_test::TestEnv;
 
 use crate::env;
@@ -16,18 +14,27 @@ pub fn bulk_site(env: &TestEnv, n: usize, tag: &str, extra: bool) {
     let _ = std::fs::remove_dir_all(env.site());
     env.write("strata.toml", "[site]\nname = \"bulk\"\n");
     env.write(&format!("nodes/{NODE}.toml"), "modules = [\"bulk\"]\n");
-    env.write("modules/bulk/module.toml", "[[file]]\npath = \"/srv/bulk/d00/*\"\nmode = \"0600\"\n");
+    env.write(
+        "modules/bulk/module.toml",
+        "[[file]]\npath = \"/srv/bulk/d00/*\"\nmode = \"0600\"\n",
+    );
     let dirs = n.div_ceil(50);
     for i in 0..n {
         let d = i / 50;
         if extra && d == dirs - 1 {
             continue;
         }
-        env.write(&format!("modules/bulk/files/srv/bulk/d{d:02}/f{i:05}"), &format!("{tag} {i}\n{}\n", "x".repeat(200)));
+        env.write(
+            &format!("modules/bulk/files/srv/bulk/d{d:02}/f{i:05}"),
+            &format!("{tag} {i}\n{}\n", "x".repeat(200)),
+        );
     }
     if extra {
         for i in 0..20 {
-            env.write(&format!("modules/bulk/files/srv/bulk/new/g{i:03}"), &format!("{tag} new {i}\n"));
+            env.write(
+                &format!("modules/bulk/files/srv/bulk/new/g{i:03}"),
+                &format!("{tag} new {i}\n"),
+            );
         }
     }
 }
@@ -47,7 +54,10 @@ pub fn assert_clean(env: &TestEnv) {
     let tree = strata_test::tree(&env.root(), &[]);
     assert!(!tree.contains(".strata-new"), "staged files left:\n{tree}");
     for f in ["journal", "commit", "undo", "current.new"] {
-        assert!(!env.root().join("var/lib/strata").join(f).exists(), "{f} left behind");
+        assert!(
+            !env.root().join("var/lib/strata").join(f).exists(),
+            "{f} left behind"
+        );
     }
 }
 
@@ -73,26 +83,52 @@ fn an_apply_killed_at_any_moment_is_all_old_or_all_new_after_the_next_command() 
     let (mut saw_old, mut saw_new) = (0, 0);
     let mut seed: u64 = 0x5eed;
     for round in 0..24 {
-        let (tag, extra) = if env.tree() == old { ("new", true) } else { ("old", false) };
+        let (tag, extra) = if env.tree() == old {
+            ("new", true)
+        } else {
+            ("old", false)
+        };
         bulk_site(&env, N, tag, extra);
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let delay = full.mul_f64(((seed >> 33) % 1000) as f64 / 1000.0 * 1.1);
-        let mut child = env.cmd(&["apply", "--node", NODE]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+        let mut child = env
+            .cmd(&["apply", "--node", NODE])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
         std::thread::sleep(delay);
         let _ = child.kill();
         let _ = child.wait();
         // Any command recovers first.
         env.run(&["generations"]).code(0);
         let tree = env.tree();
-        assert!(tree == old || tree == new, "round {round} (killed after {delay:?}): a mix of old and new");
+        assert!(
+            tree == old || tree == new,
+            "round {round} (killed after {delay:?}): a mix of old and new"
+        );
         assert_clean(&env);
-        if tree == old { saw_old += 1 } else { saw_new += 1 }
+        if tree == old {
+            saw_old += 1;
+        } else {
+            saw_new += 1;
+        }
         // The recorded generation agrees with the tree.
-        let want = if tree == new { ("new", true) } else { ("old", false) };
+        let want = if tree == new {
+            ("new", true)
+        } else {
+            ("old", false)
+        };
         bulk_site(&env, N, want.0, want.1);
         env.run(&["plan", "--node", NODE]).code(0);
     }
-    eprintln!("crash rounds: {saw_old} ended old, {saw_new} ended new (a full apply takes {full:?})");
-    assert!(saw_old > 0 && saw_new > 0, "the kills never landed on both sides of the commit point");
-    std::thread::sleep(Duration::from_millis(1));
+    eprintln!(
+        "crash rounds: {saw_old} ended old, {saw_new} ended new (a full apply takes {full:?})"
+    );
+    assert!(
+        saw_old > 0 && saw_new > 0,
+        "the kills never landed on both sides of the commit point"
+    );
 }

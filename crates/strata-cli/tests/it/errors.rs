@@ -14,7 +14,11 @@ fn fails_on_target(env: &strata_test::TestEnv, want: &str) {
     let before = env.tree();
     for verb in ["plan", "apply"] {
         let run = env.run(&[verb, "--node", WEB1]).code(1);
-        assert!(run.stderr.contains(want), "{verb}: expected {want:?} in:\n{}", run.stderr);
+        assert!(
+            run.stderr.contains(want),
+            "{verb}: expected {want:?} in:\n{}",
+            run.stderr
+        );
         assert_eq!(env.tree(), before, "{verb} changed the target");
     }
 }
@@ -22,59 +26,107 @@ fn fails_on_target(env: &strata_test::TestEnv, want: &str) {
 #[test]
 fn malformed_toml_is_located() {
     let env = example();
-    env.write("nodes/web1.example.com.toml", "roles = [\"webserver\"\nmodules = []\n");
-    fails(&env, "error: nodes/web1.example.com.toml:2:1: missing comma between array elements");
+    env.write(
+        "nodes/web1.example.com.toml",
+        "roles = [\"webserver\"\nmodules = []\n",
+    );
+    fails(
+        &env,
+        "error: nodes/web1.example.com.toml:2:1: missing comma between array elements",
+    );
 }
 
 #[test]
 fn a_misspelt_key_gets_a_suggestion() {
     let env = example();
-    env.write("nodes/web1.example.com.toml", "roles = [\"webserver\"]\nmodles = [\"ntp\"]\n");
-    let stderr = fails(&env, "nodes/web1.example.com.toml:2:1: unknown field `modles`");
+    env.write(
+        "nodes/web1.example.com.toml",
+        "roles = [\"webserver\"]\nmodles = [\"ntp\"]\n",
+    );
+    let stderr = fails(
+        &env,
+        "nodes/web1.example.com.toml:2:1: unknown field `modles`",
+    );
     assert!(stderr.contains("hint: did you mean `modules`?"), "{stderr}");
 }
 
 #[test]
 fn a_missing_module_role_or_version_is_named() {
     let env = example();
-    env.write("roles/webserver/2.0.toml", "modules = [\"app@2.0\", \"ntpd\"]\n");
-    fails(&env, "roles/webserver/2.0.toml:1:23: unknown module `ntpd` (did you mean `ntp`?)");
+    env.write(
+        "roles/webserver/2.0.toml",
+        "modules = [\"app@2.0\", \"ntpd\"]\n",
+    );
+    fails(
+        &env,
+        "roles/webserver/2.0.toml:1:23: unknown module `ntpd` (did you mean `ntp`?)",
+    );
     env.write("roles/webserver/2.0.toml", "modules = [\"app@3\"]\n");
     fails(&env, "module `app` has no version 3 (available: 1.0, 2.0)");
     env.write("nodes/web1.example.com.toml", "roles = [\"webserver@7\"]\n");
-    fails(&env, "nodes/web1.example.com.toml:1:10: role `webserver` has no version 7 (available: 1.0, 2.0)");
+    fails(
+        &env,
+        "nodes/web1.example.com.toml:1:10: role `webserver` has no version 7 (available: 1.0, 2.0)",
+    );
 }
 
 #[test]
 fn a_dependency_cycle_is_printed_whole() {
     let env = example();
     env.write("modules/base/module.toml", "requires = [\"ntp\"]\n");
-    fails(&env, "modules/base/module.toml: dependency cycle: base -> ntp -> base");
+    fails(
+        &env,
+        "modules/base/module.toml: dependency cycle: base -> ntp -> base",
+    );
 }
 
 #[test]
 fn two_modules_claiming_one_path_are_both_named() {
     let env = example();
     env.write("modules/extra/files/etc/motd", "mine\n");
-    env.write("nodes/web1.example.com.toml", "roles = [\"webserver\"]\nmodules = [\"extra\"]\n");
-    fails(&env, "/etc/motd is declared by both base (modules/base/templates/etc/motd.j2) and extra (modules/extra/files/etc/motd)");
+    env.write(
+        "nodes/web1.example.com.toml",
+        "roles = [\"webserver\"]\nmodules = [\"extra\"]\n",
+    );
+    fails(
+        &env,
+        "/etc/motd is declared by both base (modules/base/templates/etc/motd.j2) and extra (modules/extra/files/etc/motd)",
+    );
 }
 
 #[test]
 fn template_errors_name_the_template_and_line() {
     let env = example();
-    env.write("modules/ntp/templates/etc/ntp.conf.j2", "# ok\n{% for s in ntp.servers %}\nserver {{ s }\n{% endfor %}\n");
+    env.write(
+        "modules/ntp/templates/etc/ntp.conf.j2",
+        "# ok\n{% for s in ntp.servers %}\nserver {{ s }\n{% endfor %}\n",
+    );
     fails(&env, "modules/ntp/templates/etc/ntp.conf.j2:3:");
-    env.write("modules/ntp/templates/etc/ntp.conf.j2", "# ok\n\nserver {{ ntp.sever }}\n");
-    fails(&env, "modules/ntp/templates/etc/ntp.conf.j2:3:11: undefined variable `ntp.sever`");
+    env.write(
+        "modules/ntp/templates/etc/ntp.conf.j2",
+        "# ok\n\nserver {{ ntp.sever }}\n",
+    );
+    fails(
+        &env,
+        "modules/ntp/templates/etc/ntp.conf.j2:3:11: undefined variable `ntp.sever`",
+    );
 }
 
 #[test]
 fn dot_dot_and_bad_modes_are_refused() {
     let env = example();
-    env.write("modules/base/module.toml", "[[dir]]\npath = \"/var/../etc/x\"\n");
-    fails(&env, "modules/base/module.toml:2:8: invalid target path \"/var/../etc/x\": '..' components are not allowed");
-    env.write("modules/base/module.toml", "[[dir]]\npath = \"/var/x\"\nmode = \"0999\"\n");
+    env.write(
+        "modules/base/module.toml",
+        "[[dir]]\npath = \"/var/../etc/x\"\n",
+    );
+    fails(
+        &env,
+        "modules/base/module.toml:2:8: invalid target path \"/var/../etc/x\": '..' components are not allowed",
+    );
+    env.write(
+        "modules/base/module.toml",
+        "[[dir]]\npath = \"/var/x\"\nmode = \"0999\"\n",
+    );
     fails(&env, "modules/base/module.toml:3:8: bad mode `0999`");
 }
 
@@ -82,35 +134,81 @@ fn dot_dot_and_bad_modes_are_refused() {
 fn an_owner_the_target_does_not_know_is_an_error() {
     let env = example();
     let base = std::fs::read_to_string(env.site().join("modules/base/module.toml")).unwrap();
-    env.write("modules/base/module.toml", &format!("{base}\n[[dir]]\npath = \"/var/www\"\nowner = \"www-data\"\n"));
-    fails_on_target(&env, "user `www-data` (for /var/www, module base) does not exist on the target: not in its /etc/passwd");
+    env.write(
+        "modules/base/module.toml",
+        &format!("{base}\n[[dir]]\npath = \"/var/www\"\nowner = \"www-data\"\n"),
+    );
+    fails_on_target(
+        &env,
+        "user `www-data` (for /var/www, module base) does not exist on the target: not in its /etc/passwd",
+    );
     // Once the target has the user, the same site applies, with the target's uid.
-    env.write_root("etc/passwd", "root:x:0:0::/root:/bin/sh\nwww-data:x:33:33::/var/www:/bin/false\n", 0o644);
+    env.write_root(
+        "etc/passwd",
+        "root:x:0:0::/root:/bin/sh\nwww-data:x:33:33::/var/www:/bin/false\n",
+        0o644,
+    );
     env.run(&["apply", "--node", WEB1]).code(0);
-    assert!(env.tree().contains("/var/www dir 0755 33:0\n"), "{}", env.tree());
+    assert!(
+        env.tree().contains("/var/www dir 0755 33:0\n"),
+        "{}",
+        env.tree()
+    );
 }
 
 #[test]
 fn check_reports_every_error_of_every_node() {
     let env = example();
     env.write("nodes/web1.example.com.toml", "roles = [\"nope\"]\n");
-    env.write("nodes/web2.example.com.toml", "modules = [\"ntp\", \"nada\"]\n");
+    env.write(
+        "nodes/web2.example.com.toml",
+        "modules = [\"ntp\", \"nada\"]\n",
+    );
     let run = env.run(&["check"]).code(1);
-    assert!(run.stderr.contains("node web1.example.com: nodes/web1.example.com.toml:1:10: unknown role `nope`"), "{}", run.stderr);
-    assert!(run.stderr.contains("node web2.example.com: nodes/web2.example.com.toml:1:19: unknown module `nada`"), "{}", run.stderr);
-    assert!(run.stdout.contains("failed  web1.example.com (1 errors)"), "{}", run.stdout);
+    assert!(
+        run.stderr.contains(
+            "node web1.example.com: nodes/web1.example.com.toml:1:10: unknown role `nope`"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(
+            "node web2.example.com: nodes/web2.example.com.toml:1:19: unknown module `nada`"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stdout.contains("failed  web1.example.com (1 errors)"),
+        "{}",
+        run.stdout
+    );
 }
 
 #[test]
 fn an_unknown_node_and_a_missing_site_are_explained() {
     let env = example();
     let run = env.run(&["plan", "--node", "web3.example.com"]).code(1);
-    assert!(run.stderr.contains("unknown node `web3.example.com`"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("unknown node `web3.example.com`"),
+        "{}",
+        run.stderr
+    );
     assert!(run.stderr.contains("(did you mean `web"), "{}", run.stderr);
     std::fs::remove_file(env.site().join("strata.toml")).unwrap();
     let run = env.run(&["plan", "--node", WEB1]).code(1);
-    assert!(run.stderr.contains("not a strata site: strata.toml is missing"), "{}", run.stderr);
-    assert!(run.stderr.contains("hint: pass --site DIR"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("not a strata site: strata.toml is missing"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("hint: pass --site DIR"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -121,10 +219,20 @@ fn a_second_writer_is_told_who_holds_the_lock() {
     let lock = std::fs::File::open(env.root()).unwrap();
     // SAFETY: flock on a file descriptor we own.
     assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
-    let run = env.run(&["apply", "--node", WEB1, "--set", "app.port=1"]).code(1);
-    let holder = format!("is locked by another strata process (pid {}: ", std::process::id());
+    let run = env
+        .run(&["apply", "--node", WEB1, "--set", "app.port=1"])
+        .code(1);
+    let holder = format!(
+        "is locked by another strata process (pid {}: ",
+        std::process::id()
+    );
     assert!(run.stderr.contains(&holder), "{}", run.stderr);
-    assert!(run.stderr.contains("hint: wait for it to finish"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("hint: wait for it to finish"),
+        "{}",
+        run.stderr
+    );
     drop(lock);
-    env.run(&["apply", "--node", WEB1, "--set", "app.port=1"]).code(0);
+    env.run(&["apply", "--node", WEB1, "--set", "app.port=1"])
+        .code(0);
 }

@@ -14,11 +14,25 @@ fn crash_then_recover(point: &str, recovery_crash: Option<&str>, ends_new: bool)
     bulk_site(&env, N, "old", false);
     env.run(&["apply", "--node", NODE]).code(0);
     bulk_site(&env, N, "new", true);
-    let out = env.cmd(&["apply", "--node", NODE]).env("FAILPOINTS", format!("{point}=return")).output().unwrap();
-    assert!(!out.status.success(), "{point}: the apply should have been stopped");
+    let out = env
+        .cmd(&["apply", "--node", NODE])
+        .env("FAILPOINTS", format!("{point}=return"))
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "{point}: the apply should have been stopped"
+    );
     if let Some(rp) = recovery_crash {
-        let out = env.cmd(&["generations"]).env("FAILPOINTS", format!("{rp}=return")).output().unwrap();
-        assert!(!out.status.success(), "{rp}: the recovery should have been stopped");
+        let out = env
+            .cmd(&["generations"])
+            .env("FAILPOINTS", format!("{rp}=return"))
+            .output()
+            .unwrap();
+        assert!(
+            !out.status.success(),
+            "{rp}: the recovery should have been stopped"
+        );
     }
     env.run(&["generations"]).code(0);
     env.run(&["generations"]).code(0);
@@ -37,14 +51,24 @@ fn crash_then_recover(point: &str, recovery_crash: Option<&str>, ends_new: bool)
 
 #[test]
 fn before_the_commit_point_the_next_command_undoes() {
-    for point in ["commit-after-store", "commit-after-journal", "commit-mid-stage", "commit-before-point"] {
+    for point in [
+        "commit-after-store",
+        "commit-after-journal",
+        "commit-mid-stage",
+        "commit-before-point",
+    ] {
         crash_then_recover(point, None, false);
     }
 }
 
 #[test]
 fn after_the_commit_point_the_next_command_finishes() {
-    for point in ["commit-after-point", "commit-mid-apply", "commit-after-apply", "commit-after-publish"] {
+    for point in [
+        "commit-after-point",
+        "commit-mid-apply",
+        "commit-after-apply",
+        "commit-after-publish",
+    ] {
         crash_then_recover(point, None, true);
     }
 }

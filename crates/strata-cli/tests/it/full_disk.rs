@@ -18,7 +18,11 @@ impl Drop for Mount {
 fn a_full_disk_fails_cleanly() {
     strata_test::require_root!();
     let env = env();
-    let status = Command::new("mount").args(["-t", "tmpfs", "-o", "size=1200k", "tmpfs"]).arg(env.root()).status().unwrap();
+    let status = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1200k", "tmpfs"])
+        .arg(env.root())
+        .status()
+        .unwrap();
     assert!(status.success(), "mount tmpfs");
     let _guard = Mount(env.root());
     bulk_site(&env, 100, "old", false);
@@ -27,13 +31,30 @@ fn a_full_disk_fails_cleanly() {
     // 600 files of ~4 KiB blocks each cannot fit in what is left.
     bulk_site(&env, 600, "new", true);
     let run = env.run(&["apply", "--node", NODE]).code(1);
-    assert!(run.stderr.contains("No space left on device (os error 28)"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("No space left on device (os error 28)"),
+        "{}",
+        run.stderr
+    );
     assert!(run.stderr.contains("error: cannot "), "{}", run.stderr);
-    assert!(run.stderr.contains("[ROOT]/"), "the message names the path: {}", run.stderr);
+    assert!(
+        run.stderr.contains("[ROOT]/"),
+        "the message names the path: {}",
+        run.stderr
+    );
     let after = strata_test::tree(&env.root(), &[]);
     if after != before {
-        let only = |a: &str, b: &str| a.lines().filter(|l| !b.contains(l)).collect::<Vec<_>>().join("\n");
-        panic!("target or state changed\nonly before:\n{}\nonly after:\n{}", only(&before, &after), only(&after, &before));
+        let only = |a: &str, b: &str| {
+            a.lines()
+                .filter(|l| !b.contains(l))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        panic!(
+            "target or state changed\nonly before:\n{}\nonly after:\n{}",
+            only(&before, &after),
+            only(&after, &before)
+        );
     }
     assert_clean(&env);
     assert_eq!(env.run(&["generations"]).code(0).stdout.lines().count(), 1);

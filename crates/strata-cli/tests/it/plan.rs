@@ -11,7 +11,11 @@ fn a_plan_shows_every_path_with_attributes_and_diffs_and_writes_nothing() {
     let env = example();
     let run = env.run(&["plan", "--node", WEB1]).code(2);
     assert_snapshot!("plan_web1_fresh", run.stdout);
-    assert_eq!(std::fs::read_dir(env.root()).unwrap().count(), 0, "a plan must not write to the target");
+    assert_eq!(
+        std::fs::read_dir(env.root()).unwrap().count(),
+        0,
+        "a plan must not write to the target"
+    );
 }
 
 #[test]
@@ -21,7 +25,11 @@ fn a_plan_against_an_applied_root_exits_0_and_verbose_lists_unchanged_paths() {
     let quiet = env.run(&["plan", "--node", WEB1]).code(0);
     assert_snapshot!("plan_web1_applied", quiet.stdout);
     let verbose = env.run(&["plan", "-v", "--node", WEB1]).code(0);
-    assert!(verbose.stdout.contains("unchanged /etc/motd"), "{}", verbose.stdout);
+    assert!(
+        verbose.stdout.contains("unchanged /etc/motd"),
+        "{}",
+        verbose.stdout
+    );
 }
 
 #[test]
@@ -33,14 +41,29 @@ fn json_plan_has_the_documented_fields() {
     assert_eq!(v["node"], WEB1);
     assert_eq!(v["environment"], "production");
     assert_eq!(v["summary"]["modify"], 1);
-    let motd = v["changes"].as_array().unwrap().iter().find(|c| c["path"] == "/etc/motd").unwrap();
+    let motd = v["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["path"] == "/etc/motd")
+        .unwrap();
     assert_eq!(motd["action"], "modify");
     assert_eq!(motd["before"]["type"], "file");
     assert_eq!(motd["before"]["mode"], "0600");
     assert_eq!(motd["after"]["mode"], "0644");
     assert_eq!(motd["after"]["owner"], "root");
-    assert_eq!(motd["before"]["hash"], blake3::hash(b"old motd\n").to_hex().as_str());
-    assert!(motd["diff"].as_str().unwrap().contains("-old motd\n+Welcome to acme\n"), "{}", motd["diff"]);
+    assert_eq!(
+        motd["before"]["hash"],
+        blake3::hash(b"old motd\n").to_hex().as_str()
+    );
+    assert!(
+        motd["diff"]
+            .as_str()
+            .unwrap()
+            .contains("-old motd\n+Welcome to acme\n"),
+        "{}",
+        motd["diff"]
+    );
     assert_snapshot!("plan_web1_json", run.stdout);
 }
 
@@ -51,7 +74,11 @@ fn an_apply_with_nothing_to_change_writes_nothing() {
     let before = mtimes(&env.root());
     std::thread::sleep(std::time::Duration::from_millis(20));
     let run = env.run(&["apply", "--node", WEB1]).code(0);
-    assert!(run.stdout.contains("Nothing to do for web1.example.com"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("Nothing to do for web1.example.com"),
+        "{}",
+        run.stdout
+    );
     assert_eq!(mtimes(&env.root()), before, "mtimes or entries changed");
     assert_eq!(env.run(&["generations"]).code(0).stdout.lines().count(), 1);
 }
@@ -60,7 +87,13 @@ fn an_apply_with_nothing_to_change_writes_nothing() {
 fn mtimes(dir: &std::path::Path) -> Vec<(String, i64, i64)> {
     walkdir(dir)
         .into_iter()
-        .map(|(p, m)| (p, m.mtime_nsec() + m.mtime() * 1_000_000_000, m.ctime_nsec() + m.ctime() * 1_000_000_000))
+        .map(|(p, m)| {
+            (
+                p,
+                m.mtime_nsec() + m.mtime() * 1_000_000_000,
+                m.ctime_nsec() + m.ctime() * 1_000_000_000,
+            )
+        })
         .collect()
 }
 
@@ -86,6 +119,8 @@ fn params_show_each_value_with_the_file_and_line_that_set_it() {
     let env = example();
     let run = env.run(&["params", WEB1, "app"]).code(0);
     assert_snapshot!("params_web1_app", run.stdout);
-    let set = env.run(&["params", WEB1, "app.port", "--set", "app.port=9090"]).code(0);
+    let set = env
+        .run(&["params", WEB1, "app.port", "--set", "app.port=9090"])
+        .code(0);
     assert_eq!(set.stdout.trim(), "app.port = 9090  # --set");
 }
