@@ -492,14 +492,14 @@ impl Builder<'_> {
                 }
                 res.mode = 0o777;
             } else {
-                let content = match self.content(&s, renderer, &ctx) {
+                let (content, site_mode) = match self.content(&s, renderer, &ctx) {
                     Ok(c) => c,
                     Err(e) => {
                         self.errors.push(e);
                         continue;
                     }
                 };
-                if strata_fs::is_executable(&s.path).unwrap_or(false) {
+                if site_mode & 0o111 != 0 {
                     res.mode = 0o755;
                 }
                 let hash = Hash::of(&content);
@@ -542,25 +542,26 @@ impl Builder<'_> {
         self.dirs_and_links(m, &id);
     }
 
+    /// The file's content (rendered for a template) and its mode in the site.
     fn content(
         &mut self,
         s: &Source0,
         renderer: &mut Renderer,
         ctx: &minijinja::Value,
-    ) -> Result<Vec<u8>, SiteError> {
+    ) -> Result<(Vec<u8>, u32), SiteError> {
+        let (bytes, mode) = strata_fs::read_with_mode(&s.path)
+            .map_err(|e| SiteError::in_file(&s.rel, format!("cannot read: {}", e.source)))?;
         if !s.template {
-            return strata_fs::read(&s.path)
-                .map_err(|e| SiteError::in_file(&s.rel, format!("cannot read: {}", e.source)));
+            return Ok((bytes, mode));
         }
         let meter = Meter::light();
-        let text = strata_fs::read_to_string(&s.path).map_err(|e| {
-            SiteError::in_file(&s.rel, format!("cannot read template: {}", e.source))
-        })?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| SiteError::in_file(&s.rel, "a template must be UTF-8 text"))?;
         renderer.add(&s.rel, text)?;
         let out = renderer.render(&s.rel, ctx)?;
         self.steps
             .push(meter.finish(format!("render {}", s.target)));
-        Ok(out.into_bytes())
+        Ok((out.into_bytes(), mode))
     }
 
     fn add(&mut self, res: Resource) {

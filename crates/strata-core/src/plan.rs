@@ -46,7 +46,12 @@ pub fn plan(
         originals: BTreeMap::new(),
     };
     for (path, mut entry) in desired {
-        let (before, old) = root.inspect_with_content(&path)?;
+        let want = entry
+            .state
+            .hash()
+            .and_then(|h| contents.content(&h).map(|c| (h, c)));
+        let (before, old) =
+            root.inspect_with_content(&path, want.as_ref().map(|(h, c)| (h, &c[..])))?;
         let created_by_us = originals.get(&path).is_some_and(Snapshot::is_absent);
         if !entry.replace {
             // Add-only: once there, never overwritten; keep what strata first wrote.
@@ -203,7 +208,7 @@ fn release(
     let mut removed: BTreeSet<TargetPath> = BTreeSet::new();
     let mut changes = Vec::new();
     for (path, original) in gone {
-        let (before, old) = root.inspect_with_content(path)?;
+        let (before, old) = root.inspect_with_content(path, None)?;
         let was = current.get(path);
         let mut c = Change {
             path: path.clone(),

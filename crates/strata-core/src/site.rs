@@ -303,18 +303,7 @@ impl Site {
         name: &str,
         version: Option<&str>,
     ) -> Result<(PathBuf, Option<String>), String> {
-        let versions = self.roles.get(name).ok_or_else(|| {
-            format!(
-                "unknown role `{name}`{}",
-                candidates(self.roles.keys(), name)
-            )
-        })?;
-        pick(versions, version).map_err(|have| {
-            format!(
-                "role `{name}` has no version {}{have}",
-                version.unwrap_or("")
-            )
-        })
+        find("role", &self.roles, name, version)
     }
 
     /// Finds the directory of `module` at `version` (highest when none); the version chosen.
@@ -323,18 +312,7 @@ impl Site {
         name: &str,
         version: Option<&str>,
     ) -> Result<(PathBuf, Option<String>), String> {
-        let versions = self.modules.get(name).ok_or_else(|| {
-            format!(
-                "unknown module `{name}`{}",
-                candidates(self.modules.keys(), name)
-            )
-        })?;
-        pick(versions, version).map_err(|have| {
-            format!(
-                "module `{name}` has no version {}{have}",
-                version.unwrap_or("")
-            )
-        })
+        find("module", &self.modules, name, version)
     }
 
     /// Site-relative form of a path in the site, for messages.
@@ -365,6 +343,24 @@ pub(crate) fn candidates<'a>(names: impl Iterator<Item = &'a String>, wanted: &s
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, n)| format!(" (did you mean `{n}`?)"))
         .unwrap_or_default()
+}
+
+/// Looks a role or module up by name, then picks the version.
+fn find(
+    kind: &str,
+    index: &BTreeMap<String, Versions>,
+    name: &str,
+    version: Option<&str>,
+) -> Result<(PathBuf, Option<String>), String> {
+    let versions = index
+        .get(name)
+        .ok_or_else(|| format!("unknown {kind} `{name}`{}", candidates(index.keys(), name)))?;
+    pick(versions, version).map_err(|have| {
+        format!(
+            "{kind} `{name}` has no version {}{have}",
+            version.unwrap_or("")
+        )
+    })
 }
 
 fn pick(versions: &Versions, wanted: Option<&str>) -> Result<(PathBuf, Option<String>), String> {

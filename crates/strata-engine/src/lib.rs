@@ -127,26 +127,19 @@ pub fn apply(req: &Request) -> Result<Outcome, EngineError> {
     let users = UserDb::load(&root)?;
     let entries = catalog.entries(&users)?;
     let (plan, current) = plan_against(&root, &state, entries, &catalog.contents, &mut steps)?;
-    let generation = Generation {
-        number: 0,
-        time: now(),
+    let header = Header {
         kind: GenerationKind::Apply,
         replayed: None,
         node: catalog.node.name.clone(),
         environment: catalog.node.environment.clone(),
         site: Some(site.dir.display().to_string()),
         revision: git_revision(&site.dir),
-        entries: plan.entries.clone(),
-        originals: plan.originals.clone(),
-        report: Report {
-            steps: steps.clone(),
-        },
     };
     let number = commit(
         &state,
         &plan,
         current.as_ref(),
-        generation,
+        header,
         &catalog.contents,
         &mut steps,
     )?;
@@ -160,12 +153,22 @@ pub fn apply(req: &Request) -> Result<Outcome, EngineError> {
     })
 }
 
+/// What a generation records besides the plan's entries and originals.
+struct Header {
+    kind: GenerationKind,
+    replayed: Option<u64>,
+    node: String,
+    environment: String,
+    site: Option<String>,
+    revision: Option<String>,
+}
+
 /// Commits a plan unless it changes nothing, on the target and in what strata manages.
 fn commit(
     state: &State<'_>,
     plan: &Plan,
     current: Option<&Generation>,
-    generation: Generation,
+    header: Header,
     contents: &dyn strata_types::ContentSource,
     steps: &mut Vec<Step>,
 ) -> Result<Option<u64>, EngineError> {
@@ -186,6 +189,21 @@ fn commit(
             after: c.after.clone(),
         })
         .collect();
+    let generation = Generation {
+        number: 0,
+        time: now(),
+        kind: header.kind,
+        replayed: header.replayed,
+        node: header.node,
+        environment: header.environment,
+        site: header.site,
+        revision: header.revision,
+        entries: plan.entries.clone(),
+        originals: plan.originals.clone(),
+        report: Report {
+            steps: steps.clone(),
+        },
+    };
     let store = state.store();
     let (generation, commit_steps) = state.commit(ops, generation, &(contents, &store))?;
     steps.extend(commit_steps);
@@ -225,29 +243,15 @@ pub fn rollback(root: &Path, to: Option<u64>) -> Result<Outcome, EngineError> {
     let users = UserDb::load(&root)?;
     let empty = std::collections::HashMap::new();
     let (plan, current) = plan_against(&root, &state, old.entries.clone(), &empty, &mut steps)?;
-    let generation = Generation {
-        number: 0,
-        time: now(),
+    let header = Header {
         kind: GenerationKind::Rollback,
         replayed: Some(target),
         node: old.node.clone(),
         environment: old.environment.clone(),
         site: old.site.clone(),
         revision: old.revision.clone(),
-        entries: plan.entries.clone(),
-        originals: plan.originals.clone(),
-        report: Report {
-            steps: steps.clone(),
-        },
     };
-    let number = commit(
-        &state,
-        &plan,
-        current.as_ref(),
-        generation,
-        &empty,
-        &mut steps,
-    )?;
+    let number = commit(&state, &plan, current.as_ref(), header, &empty, &mut steps)?;
     Ok(Outcome {
         node: old.node,
         environment: old.environment,

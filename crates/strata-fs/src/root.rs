@@ -89,15 +89,25 @@ impl Root {
 
     /// What stands at `p`, without following a link there. Files are hashed.
     pub fn inspect(&self, p: &TargetPath) -> Result<Snapshot> {
-        Ok(self.inspect_inner(p, false)?.0)
+        Ok(self.inspect_inner(p, false, None)?.0)
     }
 
-    /// What stands at `p`, and a file's content.
-    pub fn inspect_with_content(&self, p: &TargetPath) -> Result<(Snapshot, Option<Vec<u8>>)> {
-        self.inspect_inner(p, true)
+    /// What stands at `p`, and a file's content. When the content equals `expected`
+    /// (bytes and their hash), the hash is taken from it instead of being computed.
+    pub fn inspect_with_content(
+        &self,
+        p: &TargetPath,
+        expected: Option<(&Hash, &[u8])>,
+    ) -> Result<(Snapshot, Option<Vec<u8>>)> {
+        self.inspect_inner(p, true, expected)
     }
 
-    fn inspect_inner(&self, p: &TargetPath, keep: bool) -> Result<(Snapshot, Option<Vec<u8>>)> {
+    fn inspect_inner(
+        &self,
+        p: &TargetPath,
+        keep: bool,
+        expected: Option<(&Hash, &[u8])>,
+    ) -> Result<(Snapshot, Option<Vec<u8>>)> {
         let fd = match self.open_raw(p, OFlags::PATH | OFlags::NOFOLLOW) {
             Ok(fd) => fd,
             Err(Errno::NOENT | Errno::NOTDIR) => return Ok((Snapshot::Absent, None)),
@@ -114,8 +124,12 @@ impl Root {
                 let mut buf = Vec::with_capacity(st.st_size as usize);
                 file.read_to_end(&mut buf)
                     .map_err(|e| FsError::new("read", self.host_path(p), e))?;
+                let hash = match expected {
+                    Some((hash, bytes)) if bytes == buf.as_slice() => *hash,
+                    _ => Hash::of(&buf),
+                };
                 let snap = Snapshot::File {
-                    hash: Hash::of(&buf),
+                    hash,
                     size: buf.len() as u64,
                     mode,
                     uid,
@@ -138,6 +152,29 @@ impl Root {
             },
         };
         Ok((snap, None))
+    }
+
+    /// Whether anything (a dangling link included) stands at `p`; nothing is read.
+    pub fn exists(&self, p: &TargetPath) -> bool {
+        self.open_raw(p, OFlags::PATH | OFlags::NOFOLLOW).is_ok()
+    }
+
+    /// Reads `len` bytes at `offset` of a file.
+    pub fn read_at(&self, p: &TargetPath, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let fd = self
+            .open_raw(p, OFlags::RDONLY | OFlags::NOFOLLOW)
+            .map_err(|e| self.err("open", p, e))?;
+        let mut buf = vec![0u8; len];
+        let mut done = 0;
+        while done < len {
+            let n = rustix::io::pread(&fd, &mut buf[done..], offset + done as u64)
+                .map_err(|e| self.err("read", p, e))?;
+            if n == 0 {
+                return Err(self.err("read", p, Errno::IO));
+            }
+            done += n;
+        }
+        Ok(buf)
     }
 
     /// Whether `p` is a directory once links inside the root are followed.
@@ -246,16 +283,22 @@ impl Root {
         let dirfd = self
             .open_raw(dir, OFlags::PATH | OFlags::DIRECTORY)
             .map_err(|e| self.err("open directory", dir, e))?;
-        match unlinkat(&dirfd, name, AtFlags::empty()) {
-            Ok(()) | Err(Errno::NOENT) => {}
-            Err(e) => return Err(self.err("remove", &path, e)),
+        let create = || {
+            rustix::fs::openat(
+                &dirfd,
+                name,
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o600),
+            )
+        };
+        let fd = match create() {
+            Err(Errno::EXIST) => {
+                unlinkat(&dirfd, name, AtFlags::empty())
+                    .map_err(|e| self.err("remove", &path, e))?;
+                create()
+            }
+            other => other,
         }
-        let fd = rustix::fs::openat(
-            &dirfd,
-            name,
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
-        )
         .map_err(|e| self.err("create", &path, e))?;
         let mut file = std::fs::File::from(fd);
         let written = file

@@ -10,6 +10,17 @@ pub fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| FsError::new("read", path, e))
 }
 
+/// Reads a whole file and its permission bits, with one open and one fstat.
+pub fn read_with_mode(path: &Path) -> Result<(Vec<u8>, u32)> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| FsError::new("open", path, e))?;
+    let m = f.metadata().map_err(|e| FsError::new("stat", path, e))?;
+    let mut buf = Vec::with_capacity(m.len() as usize);
+    f.read_to_end(&mut buf)
+        .map_err(|e| FsError::new("read", path, e))?;
+    Ok((buf, m.permissions().mode() & 0o7777))
+}
+
 /// Reads a whole UTF-8 file.
 pub fn read_to_string(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).map_err(|e| FsError::new("read", path, e))
@@ -23,12 +34,6 @@ pub fn exists(path: &Path) -> bool {
 /// Whether `path` is a directory (following links).
 pub fn is_dir(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_dir())
-}
-
-/// Whether `path` is a file with an execute bit.
-pub fn is_executable(path: &Path) -> Result<bool> {
-    let m = std::fs::metadata(path).map_err(|e| FsError::new("stat", path, e))?;
-    Ok(m.permissions().mode() & 0o111 != 0)
 }
 
 /// The names in a directory, sorted; an absent directory has none.

@@ -32,6 +32,9 @@ pub(crate) struct Journal {
     /// State directories this commit creates (an undo removes them when empty).
     #[serde(default)]
     created: Vec<TargetPath>,
+    /// The pack this commit writes, if it writes one.
+    #[serde(default)]
+    pack: Option<String>,
 }
 
 impl Journal {
@@ -97,6 +100,7 @@ impl<'r> State<'r> {
                 ops,
                 added: Vec::new(),
                 created,
+                pack: None,
             },
         };
         let needed = match commit.needed(&generation, contents) {
@@ -104,6 +108,7 @@ impl<'r> State<'r> {
             Err(e) => return Err(commit.abandon(e)),
         };
         commit.journal.added = needed.iter().map(|(h, _)| *h).collect();
+        commit.journal.pack = Some(format!("g{}", generation.number));
         let journal = serde_json::to_vec(&commit.journal).expect("journal serialises");
         let written = (|| -> Result<(), StateError> {
             self.root.create_dirs(&state_path(""))?;
@@ -119,10 +124,10 @@ impl<'r> State<'r> {
         crashpoint!("commit-after-journal");
         let mut past_point = false;
         let stored = (|| -> Result<(), StateError> {
-            let store = self.store();
-            for (hash, bytes) in &needed {
-                store.put(hash, bytes)?;
-            }
+            self.store().put_all(
+                &needed,
+                commit.journal.pack.as_deref().expect("named above"),
+            )?;
             Ok(())
         })();
         drop(needed);
@@ -216,7 +221,7 @@ impl Commit<'_, '_> {
         let mut out: BTreeMap<Hash, Vec<u8>> = BTreeMap::new();
         for op in &self.journal.ops {
             if let Some(hash) = op.before.hash()
-                && !store.contains(&hash)
+                && !store.contains(&hash)?
                 && !out.contains_key(&hash)
             {
                 let bytes = self.root().read(&op.path)?.unwrap_or_default();
@@ -241,7 +246,7 @@ impl Commit<'_, '_> {
             );
         for (path, hash) in wanted {
             let Some(hash) = hash else { continue };
-            if out.contains_key(&hash) || store.contains(&hash) {
+            if out.contains_key(&hash) || store.contains(&hash)? {
                 continue;
             }
             let bytes = match contents.content(&hash) {
@@ -275,6 +280,9 @@ impl Commit<'_, '_> {
         let store = self.state.store();
         for hash in &self.journal.added {
             let _ = store.remove(hash);
+        }
+        if let Some(pack) = &self.journal.pack {
+            let _ = store.remove_pack(pack);
         }
         for dir in self.journal.created.iter().rev() {
             for sub in ["store", "generations", "reports"] {
@@ -398,7 +406,7 @@ impl Commit<'_, '_> {
         let path = &op.path;
         let dir = parent(path);
         let temp = dir.join(&temp_name(path)).expect("a plain name");
-        let staged = want == &op.after && !root.inspect(&temp)?.is_absent();
+        let staged = want == &op.after && root.exists(&temp);
         if staged {
             return Ok(root.rename_in(&dir, &temp_name(path), path.file_name())?);
         }

@@ -1,75 +1,185 @@
 //! Content-addressed storage: every content strata wrote or replaced, by blake3 hash, so
 //! that restore and rollback work offline.
+//!
+//! Objects are either loose (`store/<ab>/<hash>`) or in a pack: a commit that adds many
+//! objects writes them as one `store/packs/<name>.pack` with a `<name>.idx` beside it
+//! (records of hash, offset and length), one file creation instead of thousands.
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
+use std::collections::HashMap;
 
 use strata_fs::Root;
 use strata_types::{ContentSource, Hash, TargetPath};
 
 use crate::StateError;
 
-/// The store under `<root>/var/lib/strata/store`, fanned out by the first two hex digits.
+/// Above this many objects, a commit writes a pack.
+const PACK_THRESHOLD: usize = 16;
+const RECORD: usize = 32 + 8 + 8;
+
+/// The store under `<root>/var/lib/strata/store`.
 #[derive(Debug)]
 pub struct Store<'r> {
     root: &'r Root,
+    packs: OnceCell<HashMap<Hash, (String, u64, u64)>>,
 }
 
 pub(crate) fn store_dir() -> TargetPath {
     TargetPath::parse("/var/lib/strata/store").expect("fixed path")
 }
 
+fn packs_dir() -> TargetPath {
+    store_dir().join("packs").expect("fixed path")
+}
+
+fn loose(hash: &Hash) -> (TargetPath, String) {
+    let hex = hash.to_string();
+    (store_dir().join(&hex[..2]).expect("hex"), hex)
+}
+
 impl<'r> Store<'r> {
     /// The store of a root.
     pub fn new(root: &'r Root) -> Store<'r> {
-        Store { root }
+        Store {
+            root,
+            packs: OnceCell::new(),
+        }
     }
 
-    fn path(hash: &Hash) -> (TargetPath, String) {
-        let hex = hash.to_string();
-        (store_dir().join(&hex[..2]).expect("hex"), hex)
+    /// Every packed object, read once from the pack indexes.
+    fn index(&self) -> Result<&HashMap<Hash, (String, u64, u64)>, StateError> {
+        if let Some(map) = self.packs.get() {
+            return Ok(map);
+        }
+        let mut map = HashMap::new();
+        for (name, _) in self.root.list(&packs_dir())? {
+            let Some(stem) = name.strip_suffix(".idx") else {
+                continue;
+            };
+            let path = packs_dir().join(&name).expect("a plain name");
+            let bytes = self.root.read(&path)?.unwrap_or_default();
+            if bytes.len() % RECORD != 0 {
+                return Err(StateError::Corrupt {
+                    path: self.root.host_path(&path).display().to_string(),
+                    message: "truncated pack index".into(),
+                });
+            }
+            for rec in bytes.chunks_exact(RECORD) {
+                let hash = Hash::try_from(
+                    rec[..32]
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect::<String>(),
+                )
+                .expect("32 bytes are a hash");
+                let off = u64::from_le_bytes(rec[32..40].try_into().expect("8 bytes"));
+                let len = u64::from_le_bytes(rec[40..48].try_into().expect("8 bytes"));
+                map.insert(hash, (format!("{stem}.pack"), off, len));
+            }
+        }
+        Ok(self.packs.get_or_init(|| map))
     }
 
     /// The content with this hash, verified.
     pub fn get(&self, hash: &Hash) -> Result<Option<Vec<u8>>, StateError> {
-        let (dir, name) = Self::path(hash);
+        let (dir, name) = loose(hash);
         let path = dir.join(&name).expect("hex");
-        match self.root.read(&path)? {
-            Some(bytes) if Hash::of(&bytes) == *hash => Ok(Some(bytes)),
-            Some(_) => Err(StateError::Corrupt {
+        let bytes = match self.root.read(&path)? {
+            Some(b) => b,
+            None => match self.index()?.get(hash) {
+                Some((pack, off, len)) => {
+                    let p = packs_dir().join(pack).expect("a plain name");
+                    self.root.read_at(&p, *off, *len as usize)?
+                }
+                None => return Ok(None),
+            },
+        };
+        if Hash::of(&bytes) != *hash {
+            return Err(StateError::Corrupt {
                 path: self.root.host_path(&path).display().to_string(),
                 message: "content does not match its hash".into(),
-            }),
-            None => Ok(None),
+            });
         }
+        Ok(Some(bytes))
     }
 
-    /// Whether the store holds this hash.
-    pub fn contains(&self, hash: &Hash) -> bool {
-        let (dir, name) = Self::path(hash);
-        !matches!(
-            self.root.inspect(&dir.join(&name).expect("hex")),
-            Ok(strata_types::Snapshot::Absent) | Err(_)
-        )
+    /// Whether the store holds this hash (nothing is read).
+    pub fn contains(&self, hash: &Hash) -> Result<bool, StateError> {
+        let (dir, name) = loose(hash);
+        Ok(self.root.exists(&dir.join(&name).expect("hex")) || self.index()?.contains_key(hash))
     }
 
-    /// Removes content (and its fan-out directory when empty).
+    /// Adds objects: loose when few, else as the pack `name` (not yet durable: the commit
+    /// syncs the file system once). Returns the pack's name when one was written.
+    pub fn put_all(
+        &self,
+        objects: &[(Hash, Vec<u8>)],
+        name: &str,
+    ) -> Result<Option<String>, StateError> {
+        if objects.len() <= PACK_THRESHOLD {
+            for (hash, bytes) in objects {
+                self.put(hash, bytes)?;
+            }
+            return Ok(None);
+        }
+        let dir = packs_dir();
+        self.root.create_dirs(&dir)?;
+        let mut pack = Vec::with_capacity(objects.iter().map(|(_, b)| b.len()).sum());
+        let mut idx = Vec::with_capacity(objects.len() * RECORD);
+        for (hash, bytes) in objects {
+            let hex = hash.to_string();
+            idx.extend(
+                (0..32).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex")),
+            );
+            idx.extend((pack.len() as u64).to_le_bytes());
+            idx.extend((bytes.len() as u64).to_le_bytes());
+            pack.extend_from_slice(bytes);
+        }
+        // The index names the pack's objects, so it is written last.
+        self.root
+            .write_file_in(&dir, &format!("{name}.pack"), &pack, (0o600, 0, 0))?;
+        self.root
+            .write_file_in(&dir, &format!("{name}.idx"), &idx, (0o600, 0, 0))?;
+        Ok(Some(name.to_string()))
+    }
+
+    /// Adds one loose object.
+    pub fn put(&self, hash: &Hash, bytes: &[u8]) -> Result<(), StateError> {
+        if self.contains(hash)? {
+            return Ok(());
+        }
+        let (dir, name) = loose(hash);
+        let tmp = format!(".{name}.tmp");
+        if let Err(e) = self.root.write_file_in(&dir, &tmp, bytes, (0o600, 0, 0)) {
+            if !e.is_not_found() {
+                return Err(e.into());
+            }
+            self.root.create_dirs(&dir)?;
+            self.root.write_file_in(&dir, &tmp, bytes, (0o600, 0, 0))?;
+        }
+        self.root.rename_in(&dir, &tmp, &name)?;
+        Ok(())
+    }
+
+    /// Removes a loose object (and its fan-out directory when empty).
     pub fn remove(&self, hash: &Hash) -> Result<(), StateError> {
-        let (dir, name) = Self::path(hash);
+        let (dir, name) = loose(hash);
         self.root.remove(&dir.join(&name).expect("hex"))?;
         let _ = self.root.remove_dir(&dir);
         Ok(())
     }
 
-    /// Adds content (not yet durable: the commit syncs the file system once).
-    pub fn put(&self, hash: &Hash, bytes: &[u8]) -> Result<(), StateError> {
-        if self.contains(hash) {
-            return Ok(());
+    /// Removes a pack and its index.
+    pub fn remove_pack(&self, name: &str) -> Result<(), StateError> {
+        for ext in ["idx", "pack"] {
+            self.root.remove(
+                &packs_dir()
+                    .join(&format!("{name}.{ext}"))
+                    .expect("a plain name"),
+            )?;
         }
-        let (dir, name) = Self::path(hash);
-        self.root.create_dirs(&dir)?;
-        let tmp = format!(".{name}.tmp");
-        self.root.write_file_in(&dir, &tmp, bytes, (0o600, 0, 0))?;
-        self.root.rename_in(&dir, &tmp, &name)?;
+        let _ = self.root.remove_dir(&packs_dir());
         Ok(())
     }
 }
