@@ -242,9 +242,9 @@ pub fn compile(site: &Site, node: &str, opts: &CompileOptions) -> Result<Catalog
         errors: Vec::new(),
         steps: Vec::new(),
     };
-    let mut renderer = Renderer::new();
+    let renderer = Renderer::new();
     for m in &modules {
-        builder.module(m, &mut renderer, &params, &info, &opts.facts);
+        builder.module(m, &renderer, &params, &info, &opts.facts);
     }
     if !builder.errors.is_empty() {
         return Err(SiteErrors(builder.errors));
@@ -441,7 +441,7 @@ impl Builder<'_> {
     fn module(
         &mut self,
         m: &Module,
-        renderer: &mut Renderer,
+        renderer: &Renderer,
         params: &ParamTree,
         node: &NodeInfo,
         facts: &Map<String, Value>,
@@ -546,7 +546,7 @@ impl Builder<'_> {
     fn content(
         &mut self,
         s: &Source0,
-        renderer: &mut Renderer,
+        renderer: &Renderer,
         ctx: &minijinja::Value,
     ) -> Result<(Vec<u8>, u32), SiteError> {
         let (bytes, mode) = strata_fs::read_with_mode(&s.path)
@@ -557,8 +557,7 @@ impl Builder<'_> {
         let meter = Meter::light();
         let text = String::from_utf8(bytes)
             .map_err(|_| SiteError::in_file(&s.rel, "a template must be UTF-8 text"))?;
-        renderer.add(&s.rel, text)?;
-        let out = renderer.render(&s.rel, ctx)?;
+        let out = renderer.render(&s.rel, &text, ctx)?;
         self.steps
             .push(meter.finish(format!("render {}", s.target)));
         Ok((out.into_bytes(), mode))

@@ -46,6 +46,7 @@ pub fn plan(
         originals: BTreeMap::new(),
     };
     for (path, mut entry) in desired {
+        // Compared with what is wanted: an identical file is neither hashed nor kept.
         let want = entry
             .state
             .hash()

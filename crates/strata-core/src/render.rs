@@ -30,24 +30,17 @@ impl Renderer {
         Renderer { env }
     }
 
-    /// Parses a template; `name` is its site-relative path.
-    pub fn add(&mut self, name: &str, source: String) -> Result<(), SiteError> {
-        let src = source.clone();
+    /// Parses and renders a template; `name` is its site-relative path. The compiled
+    /// template is not kept: a site of thousands of templates stays small in memory.
+    pub fn render(
+        &self,
+        name: &str,
+        source: &str,
+        ctx: &minijinja::Value,
+    ) -> Result<String, SiteError> {
         self.env
-            .add_template_owned(name.to_string(), source)
-            .map_err(|e| to_site_error(name, &src, &e))
-    }
-
-    /// Renders a template added before.
-    pub fn render(&self, name: &str, ctx: &minijinja::Value) -> Result<String, SiteError> {
-        let tmpl = self
-            .env
-            .get_template(name)
-            .map_err(|e| SiteError::in_file(name, e.to_string()))?;
-        tmpl.render(ctx).map_err(|e| {
-            let src = tmpl.source();
-            to_site_error(name, src, &e)
-        })
+            .render_named_str(name, source, ctx)
+            .map_err(|e| to_site_error(name, source, &e))
     }
 }
 
@@ -89,20 +82,22 @@ mod tests {
 
     #[test]
     fn an_undefined_variable_is_named_with_its_line() {
-        let mut r = Renderer::new();
-        r.add("t.j2", "a\nport={{ nginx.prt }}\n".into()).unwrap();
+        let r = Renderer::new();
         let ctx = minijinja::Value::from(minijinja::value::Serde(
             serde_json::json!({"nginx": {"port": 1}}),
         ));
-        let err = r.render("t.j2", &ctx).unwrap_err();
+        let err = r
+            .render("t.j2", "a\nport={{ nginx.prt }}\n", &ctx)
+            .unwrap_err();
         assert_eq!(err.line, Some(2));
         assert_eq!(err.message, "undefined variable `nginx.prt`");
     }
 
     #[test]
     fn a_syntax_error_is_located() {
-        let mut r = Renderer::new();
-        let err = r.add("t.j2", "ok\n{% if %}\n".into()).unwrap_err();
+        let r = Renderer::new();
+        let ctx = minijinja::Value::from(minijinja::value::Serde(serde_json::json!({})));
+        let err = r.render("t.j2", "ok\n{% if %}\n", &ctx).unwrap_err();
         assert_eq!(err.file.as_deref(), Some("t.j2"));
         assert_eq!(err.line, Some(2));
         assert!(
@@ -114,9 +109,8 @@ mod tests {
 
     #[test]
     fn keeps_the_trailing_newline() {
-        let mut r = Renderer::new();
-        r.add("t.j2", "x={{ a }}\n".into()).unwrap();
+        let r = Renderer::new();
         let ctx = minijinja::Value::from(minijinja::value::Serde(serde_json::json!({"a": 1})));
-        assert_eq!(r.render("t.j2", &ctx).unwrap(), "x=1\n");
+        assert_eq!(r.render("t.j2", "x={{ a }}\n", &ctx).unwrap(), "x=1\n");
     }
 }

@@ -93,7 +93,8 @@ impl Root {
     }
 
     /// What stands at `p`, and a file's content. When the content equals `expected`
-    /// (bytes and their hash), the hash is taken from it instead of being computed.
+    /// (bytes and their hash), the hash is taken from it instead of being computed and the
+    /// content is not returned.
     pub fn inspect_with_content(
         &self,
         p: &TargetPath,
@@ -124,9 +125,10 @@ impl Root {
                 let mut buf = Vec::with_capacity(st.st_size as usize);
                 file.read_to_end(&mut buf)
                     .map_err(|e| FsError::new("read", self.host_path(p), e))?;
-                let hash = match expected {
-                    Some((hash, bytes)) if bytes == buf.as_slice() => *hash,
-                    _ => Hash::of(&buf),
+                let (hash, keep) = match expected {
+                    // Equal to what is expected: no need to hash it, nor to keep it.
+                    Some((hash, bytes)) if bytes == buf.as_slice() => (*hash, false),
+                    _ => (Hash::of(&buf), keep),
                 };
                 let snap = Snapshot::File {
                     hash,
@@ -275,6 +277,17 @@ impl Root {
         dir: &TargetPath,
         name: &str,
         content: &[u8],
+        meta: (u32, u32, u32),
+    ) -> Result<()> {
+        self.write_parts_in(dir, name, &[content], meta)
+    }
+
+    /// Like [`Root::write_file_in`], with the content given in parts (written in order).
+    pub fn write_parts_in(
+        &self,
+        dir: &TargetPath,
+        name: &str,
+        parts: &[&[u8]],
         (mode, uid, gid): (u32, u32, u32),
     ) -> Result<()> {
         let path = dir
@@ -301,8 +314,9 @@ impl Root {
         }
         .map_err(|e| self.err("create", &path, e))?;
         let mut file = std::fs::File::from(fd);
-        let written = file
-            .write_all(content)
+        let written = parts
+            .iter()
+            .try_for_each(|part| file.write_all(part))
             .map_err(|e| FsError::new("write", self.host_path(&path), e))
             .and_then(|()| self.set_fd_meta(&file, &path, mode, uid, gid));
         if written.is_err() {

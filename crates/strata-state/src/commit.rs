@@ -1,5 +1,6 @@
 //! The journaled commit and its recovery.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
@@ -187,6 +188,9 @@ fn state_dirs() -> Vec<TargetPath> {
     out
 }
 
+/// A store object: its hash and its bytes.
+type Object<'c> = (Hash, Cow<'c, [u8]>);
+
 /// Creations and changes in path order (parents first), then removals deepest first.
 fn order(ops: &mut [Op]) {
     ops.sort_by(|a, b| {
@@ -212,13 +216,13 @@ impl Commit<'_, '_> {
     /// What the store must gain so that an undo, a redo or a later rollback works offline:
     /// the content each op replaces or writes, and every file the new generation manages
     /// or may restore. Checks that what the plan saw is still on the target.
-    fn needed(
+    fn needed<'c>(
         &self,
         generation: &Generation,
-        contents: &dyn ContentSource,
-    ) -> Result<Vec<(Hash, Vec<u8>)>, StateError> {
+        contents: &'c dyn ContentSource,
+    ) -> Result<Vec<Object<'c>>, StateError> {
         let store = self.state.store();
-        let mut out: BTreeMap<Hash, Vec<u8>> = BTreeMap::new();
+        let mut out: BTreeMap<Hash, Cow<'c, [u8]>> = BTreeMap::new();
         for op in &self.journal.ops {
             if let Some(hash) = op.before.hash()
                 && !store.contains(&hash)?
@@ -230,7 +234,7 @@ impl Commit<'_, '_> {
                         path: op.path.clone(),
                     });
                 }
-                out.insert(hash, bytes);
+                out.insert(hash, Cow::Owned(bytes));
             }
         }
         let wanted = generation
@@ -250,7 +254,7 @@ impl Commit<'_, '_> {
                 continue;
             }
             let bytes = match contents.content(&hash) {
-                Some(b) => b.into_owned(),
+                Some(b) => b,
                 None => {
                     // Unchanged files strata starts to manage: their content is on the target.
                     let bytes = self.root().read(path)?.unwrap_or_default();
@@ -260,7 +264,7 @@ impl Commit<'_, '_> {
                             path: path.clone(),
                         });
                     }
-                    bytes
+                    Cow::Owned(bytes)
                 }
             };
             out.insert(hash, bytes);
@@ -310,7 +314,7 @@ impl Commit<'_, '_> {
     ) -> Result<(), StateError> {
         let meter = Meter::start();
         let n = self.journal.generation;
-        let gen_json = serde_json::to_vec_pretty(generation).expect("generation serialises");
+        let gen_json = serde_json::to_vec(generation).expect("generation serialises");
         let gens = state_path("generations");
         self.root().create_dirs(&gens)?;
         self.root()
@@ -364,7 +368,7 @@ impl Commit<'_, '_> {
             } => {
                 let bytes = match contents.content(hash) {
                     Some(b) => b,
-                    None => std::borrow::Cow::Owned(self.state.store().get(hash)?.ok_or(
+                    None => Cow::Owned(self.state.store().get(hash)?.ok_or(
                         StateError::MissingContent {
                             hash: *hash,
                             path: op.path.clone(),

@@ -114,7 +114,7 @@ impl<'r> Store<'r> {
     /// syncs the file system once). Returns the pack's name when one was written.
     pub fn put_all(
         &self,
-        objects: &[(Hash, Vec<u8>)],
+        objects: &[(Hash, Cow<'_, [u8]>)],
         name: &str,
     ) -> Result<Option<String>, StateError> {
         if objects.len() <= PACK_THRESHOLD {
@@ -125,20 +125,21 @@ impl<'r> Store<'r> {
         }
         let dir = packs_dir();
         self.root.create_dirs(&dir)?;
-        let mut pack = Vec::with_capacity(objects.iter().map(|(_, b)| b.len()).sum());
         let mut idx = Vec::with_capacity(objects.len() * RECORD);
+        let mut offset = 0u64;
         for (hash, bytes) in objects {
             let hex = hash.to_string();
             idx.extend(
                 (0..32).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex")),
             );
-            idx.extend((pack.len() as u64).to_le_bytes());
+            idx.extend(offset.to_le_bytes());
             idx.extend((bytes.len() as u64).to_le_bytes());
-            pack.extend_from_slice(bytes);
+            offset += bytes.len() as u64;
         }
+        let parts: Vec<&[u8]> = objects.iter().map(|(_, b)| &b[..]).collect();
         // The index names the pack's objects, so it is written last.
         self.root
-            .write_file_in(&dir, &format!("{name}.pack"), &pack, (0o600, 0, 0))?;
+            .write_parts_in(&dir, &format!("{name}.pack"), &parts, (0o600, 0, 0))?;
         self.root
             .write_file_in(&dir, &format!("{name}.idx"), &idx, (0o600, 0, 0))?;
         Ok(Some(name.to_string()))
