@@ -1,12 +1,13 @@
 //! A target root where every path resolves as if chrooted.
 
+use std::cell::RefCell;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{
     AtFlags, Dir, FileType, Mode, OFlags, ResolveFlags, fchmod, fchown, fstat, mkdirat, openat2,
-    readlinkat, renameat, symlinkat, syncfs, unlinkat,
+    readlinkat, renameat, statat, symlinkat, syncfs, unlinkat,
 };
 use rustix::io::Errno;
 use rustix::process::{Gid, Uid};
@@ -34,6 +35,31 @@ pub enum DirEntryKind {
 pub struct Root {
     fd: OwnedFd,
     path: PathBuf,
+    /// The directory of the last path inspected, for its siblings.
+    dir_cache: RefCell<Option<(TargetPath, OwnedFd)>>,
+}
+
+/// Reads a whole file whose size is probably `size`, with as few calls as possible: one
+/// read into a buffer one byte larger returns the file and proves its end.
+pub(crate) fn read_sized(fd: OwnedFd, size: usize) -> std::io::Result<Vec<u8>> {
+    let mut file = std::fs::File::from(fd);
+    let mut buf = vec![0u8; size + 1];
+    let mut len = 0;
+    loop {
+        let want = buf.len() - len;
+        let n = file.read(&mut buf[len..])?;
+        len += n;
+        // A short read of a regular file is its end.
+        if n == 0 || n < want {
+            break;
+        }
+        if len == buf.len() {
+            // It grew since it was measured.
+            buf.resize(buf.len() * 2, 0);
+        }
+    }
+    buf.truncate(len);
+    Ok(buf)
 }
 
 impl Root {
@@ -48,6 +74,7 @@ impl Root {
         Ok(Root {
             fd,
             path: path.to_path_buf(),
+            dir_cache: RefCell::new(None),
         })
     }
 
@@ -77,6 +104,16 @@ impl Root {
             Mode::empty(),
             RESOLVE,
         )
+    }
+
+    /// Opens a file for reading without updating its access time: reading a target (a
+    /// plan) must write nothing, not even inode times. Falls back to a plain open where
+    /// `O_NOATIME` is not allowed (a file another user owns, without CAP_FOWNER).
+    fn open_read(&self, p: &TargetPath, flags: OFlags) -> std::result::Result<OwnedFd, Errno> {
+        match self.open_raw(p, flags | OFlags::RDONLY | OFlags::NOATIME) {
+            Err(Errno::PERM) => self.open_raw(p, flags | OFlags::RDONLY),
+            other => other,
+        }
     }
 
     /// Opens the directory holding `p` (following links inside the root) as an `O_PATH`
@@ -109,21 +146,45 @@ impl Root {
         keep: bool,
         expected: Option<(&Hash, &[u8])>,
     ) -> Result<(Snapshot, Option<Vec<u8>>)> {
-        let fd = match self.open_raw(p, OFlags::PATH | OFlags::NOFOLLOW) {
-            Ok(fd) => fd,
+        let Some(parent) = p.parent() else {
+            let st = fstat(&self.fd).map_err(|e| self.err("stat", p, e))?;
+            return Ok((
+                Snapshot::Dir {
+                    mode: st.st_mode & 0o7777,
+                    uid: st.st_uid,
+                    gid: st.st_gid,
+                },
+                None,
+            ));
+        };
+        // Siblings are usually inspected one after another: their directory is resolved
+        // once. The last component is then looked at alone, never followed.
+        let mut cache = self.dir_cache.borrow_mut();
+        if cache.as_ref().is_none_or(|(cached, _)| *cached != parent) {
+            match self.open_raw(&parent, OFlags::PATH | OFlags::DIRECTORY) {
+                Ok(fd) => *cache = Some((parent.clone(), fd)),
+                Err(Errno::NOENT | Errno::NOTDIR) => return Ok((Snapshot::Absent, None)),
+                Err(e) => return Err(self.err("open directory", &parent, e)),
+            }
+        }
+        let dirfd = &cache.as_ref().expect("just filled").1;
+        let name = p.file_name();
+        let st = match statat(dirfd, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
             Err(Errno::NOENT | Errno::NOTDIR) => return Ok((Snapshot::Absent, None)),
             Err(e) => return Err(self.err("inspect", p, e)),
         };
-        let st = fstat(&fd).map_err(|e| self.err("stat", p, e))?;
         let (uid, gid, mode) = (st.st_uid, st.st_gid, st.st_mode & 0o7777);
         let snap = match FileType::from_raw_mode(st.st_mode) {
             FileType::RegularFile => {
-                let file = self
-                    .open_raw(p, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK)
+                let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+                let fd =
+                    match rustix::fs::openat(dirfd, name, flags | OFlags::NOATIME, Mode::empty()) {
+                        Err(Errno::PERM) => rustix::fs::openat(dirfd, name, flags, Mode::empty()),
+                        other => other,
+                    }
                     .map_err(|e| self.err("open", p, e))?;
-                let mut file = std::fs::File::from(file);
-                let mut buf = Vec::with_capacity(st.st_size as usize);
-                file.read_to_end(&mut buf)
+                let buf = read_sized(fd, st.st_size as usize)
                     .map_err(|e| FsError::new("read", self.host_path(p), e))?;
                 let (hash, keep) = match expected {
                     // Equal to what is expected: no need to hash it, nor to keep it.
@@ -142,7 +203,7 @@ impl Root {
             FileType::Directory => Snapshot::Dir { mode, uid, gid },
             FileType::Symlink => {
                 let target =
-                    readlinkat(&fd, "", Vec::new()).map_err(|e| self.err("read link", p, e))?;
+                    readlinkat(dirfd, name, Vec::new()).map_err(|e| self.err("read link", p, e))?;
                 Snapshot::Link {
                     target: target.to_string_lossy().into_owned(),
                     uid,
@@ -186,7 +247,7 @@ impl Root {
 
     /// A file's content; `None` when nothing is there.
     pub fn read(&self, p: &TargetPath) -> Result<Option<Vec<u8>>> {
-        let file = match self.open_raw(p, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK) {
+        let file = match self.open_read(p, OFlags::NOFOLLOW | OFlags::NONBLOCK) {
             Ok(fd) => fd,
             Err(Errno::NOENT | Errno::NOTDIR) => return Ok(None),
             Err(e) => return Err(self.err("open", p, e)),
@@ -226,6 +287,7 @@ impl Root {
 
     /// Creates a directory with exactly this mode and owner.
     pub fn mkdir(&self, p: &TargetPath, mode: u32, uid: u32, gid: u32) -> Result<()> {
+        self.dir_cache.take();
         let parent = self.parent(p)?;
         mkdirat(&parent, p.file_name(), Mode::from_raw_mode(0o700))
             .map_err(|e| self.err("create directory", p, e))?;
@@ -372,7 +434,7 @@ impl Root {
         match mode {
             Some(mode) => {
                 let fd = self
-                    .open_raw(p, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK)
+                    .open_read(p, OFlags::NOFOLLOW | OFlags::NONBLOCK)
                     .map_err(|e| self.err("open", p, e))?;
                 self.set_fd_meta(&fd, p, mode, uid, gid)
             }
@@ -404,6 +466,7 @@ impl Root {
 
     /// Removes an empty directory; nothing there is fine.
     pub fn remove_dir(&self, p: &TargetPath) -> Result<()> {
+        self.dir_cache.take();
         let parent = match self.parent(p) {
             Err(e) if e.is_not_found() => return Ok(()),
             other => other?,

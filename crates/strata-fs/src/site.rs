@@ -1,6 +1,5 @@
 //! Plain reads of the user's own directories (the site), and a few process-wide reads.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::{FsError, Result};
@@ -12,13 +11,16 @@ pub fn read(path: &Path) -> Result<Vec<u8>> {
 
 /// Reads a whole file and its permission bits, with one open and one fstat.
 pub fn read_with_mode(path: &Path) -> Result<(Vec<u8>, u32)> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path).map_err(|e| FsError::new("open", path, e))?;
-    let m = f.metadata().map_err(|e| FsError::new("stat", path, e))?;
-    let mut buf = Vec::with_capacity(m.len() as usize);
-    f.read_to_end(&mut buf)
+    let fd = rustix::fs::open(
+        path,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| FsError::new("open", path, e))?;
+    let st = rustix::fs::fstat(&fd).map_err(|e| FsError::new("stat", path, e))?;
+    let bytes = crate::root::read_sized(fd, st.st_size as usize)
         .map_err(|e| FsError::new("read", path, e))?;
-    Ok((buf, m.permissions().mode() & 0o7777))
+    Ok((bytes, st.st_mode & 0o7777))
 }
 
 /// Reads a whole UTF-8 file.

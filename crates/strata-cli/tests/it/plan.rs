@@ -124,3 +124,20 @@ fn params_show_each_value_with_the_file_and_line_that_set_it() {
         .code(0);
     assert_eq!(set.stdout.trim(), "app.port = 9090  # --set");
 }
+
+#[test]
+fn a_plan_does_not_even_touch_access_times() {
+    let env = example();
+    env.run(&["apply", "--node", WEB1]).code(0);
+    // An access time older than the modification time: relatime would update it on read.
+    let motd = env.root().join("etc/motd");
+    let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+    std::fs::File::options()
+        .write(true)
+        .open(&motd)
+        .unwrap()
+        .set_times(std::fs::FileTimes::new().set_accessed(old))
+        .unwrap();
+    env.run(&["plan", "--node", WEB1]).code(0);
+    assert_eq!(std::fs::metadata(&motd).unwrap().accessed().unwrap(), old);
+}
