@@ -95,8 +95,11 @@ pub fn write_manifest(path: &Path, files: &[Expected]) -> std::io::Result<()> {
     std::fs::write(path, buf)
 }
 
-/// Reads a manifest back: (path, hash, content).
-pub fn read_manifest(path: &Path) -> std::io::Result<Vec<(String, [u8; 32], Vec<u8>)>> {
+/// One manifest record: path, blake3 hash, content.
+pub type Record = (String, [u8; 32], Vec<u8>);
+
+/// Reads a manifest back.
+pub fn read_manifest(path: &Path) -> std::io::Result<Vec<Record>> {
     let buf = std::fs::read(path)?;
     let mut out = Vec::new();
     let mut at = 0;

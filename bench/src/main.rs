@@ -17,6 +17,8 @@ struct Sample {
 }
 
 /// Runs a command and measures its wall time and peak RSS (wait4).
+// The child is reaped by wait4, which also gives its rusage; Child::wait would not.
+#[allow(clippy::zombie_processes)]
 fn measure(cmd: &mut Command) -> Sample {
     let start = Instant::now();
     let child = cmd
@@ -70,7 +72,7 @@ fn args() -> Args {
                 a.ns = value
                     .split(',')
                     .map(|n| n.parse().expect("--n takes numbers"))
-                    .collect()
+                    .collect();
             }
             "--runs" => a.runs = value.parse().expect("--runs takes a number"),
             "--bin" => a.bin = PathBuf::from(value),

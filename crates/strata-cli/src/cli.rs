@@ -36,6 +36,7 @@ enum Command {
     Generations(commands::generations::GenerationsArgs),
     Rollback(commands::rollback::RollbackArgs),
     Report(commands::report::ReportArgs),
+    Facts(commands::facts::FactsArgs),
 }
 
 /// `--site DIR`: the site, from the flag, `STRATA_SITE`, or the current directory.
@@ -133,6 +134,7 @@ pub fn main() -> ExitCode {
         Command::Generations(a) => commands::generations::run(a, &printer),
         Command::Rollback(a) => commands::rollback::run(a, &printer),
         Command::Report(a) => commands::report::run(a, &printer),
+        Command::Facts(a) => commands::facts::run(a, &printer),
     };
     match result {
         Ok(()) | Err(CliError::BrokenPipe) => ExitCode::SUCCESS,

@@ -2,6 +2,7 @@
 
 pub mod apply;
 pub mod check;
+pub mod facts;
 pub mod generations;
 pub mod params;
 pub mod plan;

@@ -1,0 +1,148 @@
+//! A machine's facts (CPU, memory, disks, NICs, PCI devices, DMI, OS), read from a root
+//! path (`/proc`, `/sys`, `/etc/os-release` below it) so that tests run on fixture trees
+//! captured from real machines. A missing source is a warning, never a failure. Facts are
+//! also seen as eDeploy's 4-tuples `(category, item, attribute, value)`.
+
+mod read;
+mod tuples;
+
+use serde::{Deserialize, Serialize};
+
+pub use read::gather;
+pub use tuples::{Tuple, to_tuples};
+
+/// Everything strata knows about a machine.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Facts {
+    /// Host name.
+    #[serde(default)]
+    pub hostname: String,
+    /// Processors.
+    #[serde(default)]
+    pub cpu: Cpu,
+    /// Memory.
+    #[serde(default)]
+    pub memory: Memory,
+    /// Block devices (loop, ram and device-mapper devices excluded).
+    #[serde(default)]
+    pub disks: Vec<Disk>,
+    /// Network interfaces (`lo` excluded).
+    #[serde(default)]
+    pub network: Vec<Nic>,
+    /// PCI devices.
+    #[serde(default)]
+    pub pci: Vec<Pci>,
+    /// DMI (firmware) data.
+    #[serde(default)]
+    pub system: System,
+    /// The operating system.
+    #[serde(default)]
+    pub os: Os,
+}
+
+/// Processors.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Cpu {
+    /// Model name of the first processor.
+    pub model: String,
+    /// Physical packages (sockets).
+    pub physical: u32,
+    /// Cores in all.
+    pub cores: u32,
+    /// Hardware threads (logical CPUs).
+    pub threads: u32,
+}
+
+/// Memory.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Memory {
+    /// Total, in bytes.
+    pub total: u64,
+}
+
+/// A block device.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Disk {
+    /// Kernel name (`sda`, `nvme0n1`, `vda`).
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Whether it spins.
+    pub rotational: bool,
+    /// Vendor, when the device says.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub vendor: String,
+    /// Model, when the device says.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub model: String,
+    /// Serial number, when the device says.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub serial: String,
+}
+
+/// A network interface.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Nic {
+    /// Kernel name.
+    pub name: String,
+    /// MAC address.
+    pub mac: String,
+    /// IPv4 addresses with prefix (`192.168.122.10/24`).
+    #[serde(default)]
+    pub ipv4: Vec<String>,
+    /// IPv6 addresses with prefix.
+    #[serde(default)]
+    pub ipv6: Vec<String>,
+    /// Kernel driver.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub driver: String,
+    /// Link speed in Mb/s, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speed: Option<u64>,
+    /// Whether the link is up.
+    pub link: bool,
+}
+
+/// A PCI device.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Pci {
+    /// Bus address (`0000:00:1f.2`).
+    pub slot: String,
+    /// Vendor id (`0x8086`).
+    pub vendor: String,
+    /// Device id.
+    pub device: String,
+    /// Class code (`0x010601`).
+    pub class: String,
+}
+
+/// DMI data.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct System {
+    /// Manufacturer.
+    #[serde(default)]
+    pub vendor: String,
+    /// Product name.
+    #[serde(default)]
+    pub product: String,
+    /// Serial number.
+    #[serde(default)]
+    pub serial: String,
+    /// Product UUID.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub uuid: String,
+}
+
+/// The operating system, from `/etc/os-release`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Os {
+    /// `ID`.
+    #[serde(default)]
+    pub id: String,
+    /// `VERSION_ID`.
+    #[serde(default)]
+    pub version_id: String,
+    /// `PRETTY_NAME`.
+    #[serde(default)]
+    pub pretty_name: String,
+}
