@@ -37,6 +37,9 @@ enum Command {
     Rollback(commands::rollback::RollbackArgs),
     Report(commands::report::ReportArgs),
     Facts(commands::facts::FactsArgs),
+    Classify(commands::classify::ClassifyArgs),
+    #[command(subcommand)]
+    Pools(commands::pools::PoolsCommand),
 }
 
 /// `--site DIR`: the site, from the flag, `STRATA_SITE`, or the current directory.
@@ -135,6 +138,8 @@ pub fn main() -> ExitCode {
         Command::Rollback(a) => commands::rollback::run(a, &printer),
         Command::Report(a) => commands::report::run(a, &printer),
         Command::Facts(a) => commands::facts::run(a, &printer),
+        Command::Classify(a) => commands::classify::run(a, &printer),
+        Command::Pools(a) => commands::pools::run(a, &printer),
     };
     match result {
         Ok(()) | Err(CliError::BrokenPipe) => ExitCode::SUCCESS,

@@ -146,3 +146,38 @@ pub struct Os {
     #[serde(default)]
     pub pretty_name: String,
 }
+
+/// Why a facts file could not be read.
+#[derive(Debug)]
+pub struct FactsFileError(pub String);
+
+impl std::fmt::Display for FactsFileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for FactsFileError {}
+
+/// Reads a facts file in either form `strata facts` writes: the JSON object (`--json`)
+/// or the array of 4-tuples (`--tuples`).
+pub fn read_file(path: &std::path::Path) -> Result<Vec<Tuple>, FactsFileError> {
+    let name = path.display();
+    let text = strata_fs::read_to_string(path)
+        .map_err(|e| FactsFileError(format!("cannot read facts {name}: {}", e.source)))?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| FactsFileError(format!("{name}: not JSON: {e}")))?;
+    if value.is_array() {
+        return serde_json::from_value(value).map_err(|e| {
+            FactsFileError(format!(
+                "{name}: expected an array of [category, item, attribute, value] strings: {e}"
+            ))
+        });
+    }
+    let facts: Facts = serde_json::from_value(value).map_err(|e| {
+        FactsFileError(format!(
+            "{name}: not the output of `strata facts --json`: {e}"
+        ))
+    })?;
+    Ok(to_tuples(&facts))
+}

@@ -20,6 +20,6 @@ pub use lock::{Lock, LockError};
 pub use meter::Meter;
 pub use root::{DirEntryKind, Root};
 pub use site::{
-    SiteFile, exists, is_dir, list_dir, read, read_link, read_to_string, read_with_mode, self_io,
-    walk_files, write_new,
+    SiteFile, create_dir_all, exists, is_dir, list_dir, read, read_link, read_to_string,
+    read_with_mode, self_io, walk_files, write_new,
 };

@@ -120,3 +120,8 @@ pub fn read_link(path: &Path) -> Result<String> {
         .map(|t| t.to_string_lossy().into_owned())
         .map_err(|e| FsError::new("read link", path, e))
 }
+
+/// Creates a directory and its parents (for strata's own files outside any target).
+pub fn create_dir_all(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| FsError::new("create directory", dir, e))
+}

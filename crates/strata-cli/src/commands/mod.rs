@@ -2,9 +2,11 @@
 
 pub mod apply;
 pub mod check;
+pub mod classify;
 pub mod facts;
 pub mod generations;
 pub mod params;
 pub mod plan;
+pub mod pools;
 pub mod report;
 pub mod rollback;

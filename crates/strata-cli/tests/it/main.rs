@@ -7,6 +7,7 @@ mod crash;
 mod errors;
 mod failpoints;
 mod full_disk;
+mod hardware;
 mod plan;
 
 use strata_test::TestEnv;

@@ -1,0 +1,13 @@
+//! Hardware classification as eDeploy did it: facts matched against ordered profiles,
+//! values handed out from pools, allocations kept durable and safe against concurrent
+//! enrolments through a store (a SQLite file by default).
+
+mod classify;
+pub mod matcher;
+pub mod pools;
+mod profiles;
+mod store;
+
+pub use classify::{Classification, ClassifyError, Explanation, classify, explain};
+pub use profiles::{Hardware, Profile};
+pub use store::{Allocation, Enrollment, SqliteStore, Store, StoreError};

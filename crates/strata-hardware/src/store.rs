@@ -1,0 +1,291 @@
+//! Where allocations live: which machine holds which profile and which pool entries.
+//! Durable and safe against concurrent enrolments; SQLite by default.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use serde::Serialize;
+
+use crate::matcher::Bindings;
+use crate::pools::PoolEntry;
+
+/// A store failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed.
+    #[error("allocation database {db}: {message}")]
+    Db {
+        /// Which database.
+        db: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A pool has no free entry left.
+    #[error("pool `{pool}` is exhausted: all {size} entries are allocated (profile `{profile}`)")]
+    Exhausted {
+        /// The pool.
+        pool: String,
+        /// Its size.
+        size: usize,
+        /// The profile asking.
+        profile: String,
+    },
+    /// The machine already holds another profile.
+    #[error(
+        "machine {machine} holds profile `{held}`, which its facts no longer match; release it first (strata pools release {machine})"
+    )]
+    Holds {
+        /// The machine.
+        machine: String,
+        /// Its profile.
+        held: String,
+    },
+}
+
+/// What a machine holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Allocation {
+    /// The machine's identity.
+    pub machine: String,
+    /// Its profile.
+    pub profile: String,
+    /// Pool → (entry index, entry).
+    pub entries: BTreeMap<String, (u32, PoolEntry)>,
+}
+
+/// A request to enrol a machine with a profile.
+#[derive(Debug, Clone)]
+pub struct Enrollment<'a> {
+    /// The machine's identity.
+    pub machine: &'a str,
+    /// The profile it matched.
+    pub profile: &'a str,
+    /// The profile's `max`.
+    pub max: Option<u32>,
+    /// Its `$$var` identity variables.
+    pub identity: &'a Bindings,
+    /// The pools it takes an entry from, with their entries.
+    pub pools: Vec<(&'a str, &'a [PoolEntry])>,
+}
+
+/// Allocation storage.
+pub trait Store {
+    /// What the machine holds, if anything.
+    fn holds(&mut self, machine: &str) -> Result<Option<Allocation>, StoreError>;
+    /// Enrols the machine, all or nothing: the allocation it already holds for this
+    /// profile, else a new one; `None` when the profile's `max` is reached.
+    fn enroll(&mut self, req: &Enrollment<'_>) -> Result<Option<Allocation>, StoreError>;
+    /// Every allocation.
+    fn list(&mut self) -> Result<Vec<Allocation>, StoreError>;
+    /// Gives a machine's entries and profile slot back; whether it held any.
+    fn release(&mut self, machine: &str) -> Result<bool, StoreError>;
+}
+
+const SCHEMA: &str = "PRAGMA journal_mode = WAL;
+     PRAGMA synchronous = FULL;
+     CREATE TABLE IF NOT EXISTS machines (
+         machine TEXT PRIMARY KEY, profile TEXT NOT NULL, identity TEXT NOT NULL);
+     CREATE TABLE IF NOT EXISTS allocations (
+         pool TEXT NOT NULL, idx INTEGER NOT NULL, machine TEXT NOT NULL, entry TEXT NOT NULL,
+         PRIMARY KEY (pool, idx));";
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
+/// A SQLite file.
+#[derive(Debug)]
+pub struct SqliteStore {
+    conn: Connection,
+    path: String,
+}
+
+impl SqliteStore {
+    /// Opens (creating) the database file.
+    pub fn open(path: &std::path::Path) -> Result<SqliteStore, StoreError> {
+        let name = path.display().to_string();
+        let db = |e: rusqlite::Error| StoreError::Db {
+            db: name.clone(),
+            message: e.to_string(),
+        };
+        if let Some(dir) = path.parent() {
+            let _ = strata_fs::create_dir_all(dir);
+        }
+        let conn = Connection::open(path).map_err(db)?;
+        conn.busy_timeout(Duration::from_secs(60)).map_err(db)?;
+        // Many enrolments may open a fresh database at once: switching it to WAL takes an
+        // exclusive lock, for which SQLite can answer "busy" without waiting. Retry.
+        let mut wait = Duration::from_millis(5);
+        loop {
+            match conn.execute_batch(SCHEMA) {
+                Ok(()) => break,
+                Err(e) if is_busy(&e) && wait < Duration::from_secs(10) => {
+                    std::thread::sleep(wait);
+                    wait *= 2;
+                }
+                Err(e) => return Err(db(e)),
+            }
+        }
+        Ok(SqliteStore { conn, path: name })
+    }
+
+    fn err(&self, e: &rusqlite::Error) -> StoreError {
+        StoreError::Db {
+            db: self.path.clone(),
+            message: e.to_string(),
+        }
+    }
+}
+
+fn read_allocation(conn: &Connection, machine: &str) -> rusqlite::Result<Option<Allocation>> {
+    let Some(profile) = conn
+        .query_row(
+            "SELECT profile FROM machines WHERE machine = ?1",
+            [machine],
+            |r| r.get::<_, String>(0),
+        )
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let mut stmt = conn.prepare("SELECT pool, idx, entry FROM allocations WHERE machine = ?1")?;
+    let entries = stmt
+        .query_map([machine], |r| {
+            let entry: String = r.get(2)?;
+            Ok((
+                r.get::<_, String>(0)?,
+                (
+                    r.get::<_, u32>(1)?,
+                    serde_json::from_str(&entry).unwrap_or_default(),
+                ),
+            ))
+        })?
+        .collect::<rusqlite::Result<BTreeMap<_, _>>>()?;
+    Ok(Some(Allocation {
+        machine: machine.to_string(),
+        profile,
+        entries,
+    }))
+}
+
+impl Store for SqliteStore {
+    fn holds(&mut self, machine: &str) -> Result<Option<Allocation>, StoreError> {
+        read_allocation(&self.conn, machine).map_err(|e| self.err(&e))
+    }
+
+    fn enroll(&mut self, req: &Enrollment<'_>) -> Result<Option<Allocation>, StoreError> {
+        let path = self.path.clone();
+        let db = |e: rusqlite::Error| StoreError::Db {
+            db: path.clone(),
+            message: e.to_string(),
+        };
+        // IMMEDIATE: the write lock is taken before reading, so two enrolments never pick
+        // the same free entry.
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db)?;
+        if let Some(held) = read_allocation(&tx, req.machine).map_err(db)? {
+            if held.profile == req.profile {
+                return Ok(Some(held));
+            }
+            return Err(StoreError::Holds {
+                machine: req.machine.to_string(),
+                held: held.profile,
+            });
+        }
+        if let Some(max) = req.max {
+            let n: u32 = tx
+                .query_row(
+                    "SELECT COUNT(*) FROM machines WHERE profile = ?1",
+                    [req.profile],
+                    |r| r.get(0),
+                )
+                .map_err(db)?;
+            if n >= max {
+                return Ok(None);
+            }
+        }
+        let identity = serde_json::to_string(req.identity).expect("strings serialise");
+        tx.execute(
+            "INSERT INTO machines (machine, profile, identity) VALUES (?1, ?2, ?3)",
+            params![req.machine, req.profile, identity],
+        )
+        .map_err(db)?;
+        for (pool, entries) in &req.pools {
+            let taken: std::collections::BTreeSet<u32> = {
+                let mut stmt = tx
+                    .prepare("SELECT idx FROM allocations WHERE pool = ?1")
+                    .map_err(db)?;
+                stmt.query_map([pool], |r| r.get(0))
+                    .map_err(db)?
+                    .collect::<rusqlite::Result<_>>()
+                    .map_err(db)?
+            };
+            let free = |i: &usize| !taken.contains(&(*i as u32));
+            // Sticky: an entry that already holds one of this machine's identity values.
+            let sticky = (0..entries.len()).filter(free).find(|i| {
+                req.identity
+                    .iter()
+                    .any(|(k, v)| entries[*i].get(k) == Some(v))
+            });
+            let Some(idx) = sticky.or_else(|| (0..entries.len()).find(free)) else {
+                return Err(StoreError::Exhausted {
+                    pool: pool.to_string(),
+                    size: entries.len(),
+                    profile: req.profile.to_string(),
+                });
+            };
+            let entry = serde_json::to_string(&entries[idx]).expect("strings serialise");
+            tx.execute(
+                "INSERT INTO allocations (pool, idx, machine, entry) VALUES (?1, ?2, ?3, ?4)",
+                params![pool, idx as u32, req.machine, entry],
+            )
+            .map_err(db)?;
+        }
+        let out = read_allocation(&tx, req.machine).map_err(db)?;
+        tx.commit().map_err(db)?;
+        Ok(out)
+    }
+
+    fn list(&mut self) -> Result<Vec<Allocation>, StoreError> {
+        let machines: Vec<String> = {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT machine FROM machines ORDER BY machine")
+                .map_err(|e| self.err(&e))?;
+            stmt.query_map([], |r| r.get(0))
+                .map_err(|e| self.err(&e))?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(|e| self.err(&e))?
+        };
+        let mut out = Vec::new();
+        for m in machines {
+            out.extend(read_allocation(&self.conn, &m).map_err(|e| self.err(&e))?);
+        }
+        Ok(out)
+    }
+
+    fn release(&mut self, machine: &str) -> Result<bool, StoreError> {
+        let path = self.path.clone();
+        let db = |e: rusqlite::Error| StoreError::Db {
+            db: path.clone(),
+            message: e.to_string(),
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db)?;
+        tx.execute("DELETE FROM allocations WHERE machine = ?1", [machine])
+            .map_err(db)?;
+        let n = tx
+            .execute("DELETE FROM machines WHERE machine = ?1", [machine])
+            .map_err(db)?;
+        tx.commit().map_err(db)?;
+        Ok(n > 0)
+    }
+}
