@@ -163,13 +163,9 @@ fn max_sends_the_next_machine_on_and_an_exhausted_pool_allocates_nothing() {
 fn explain_says_why_each_profile_did_not_match() {
     let env = env();
     hw_site(&env, "192.168.122.3-4");
+    // The JSON form of `strata facts` is read as well as the tuples.
     let out = env
-        .run(&[
-            "facts",
-            "--tuples",
-            "--root",
-            fixture("vm").to_str().unwrap(),
-        ])
+        .run(&["facts", "--json", "--root", fixture("vm").to_str().unwrap()])
         .code(0);
     let vm = env.path().join("vm.json");
     std::fs::write(&vm, out.stdout).unwrap();
