@@ -81,6 +81,13 @@ pub struct NodeArgs {
     /// Set a parameter, above every layer of the site (repeatable; VALUE is TOML or a string).
     #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_set)]
     pub sets: Vec<(String, String)>,
+    /// The node's saved facts (`strata facts --json` or `--tuples`), for hardware profiles
+    /// [default: live facts when the node is this machine].
+    #[arg(long, value_name = "FILE")]
+    pub facts: Option<PathBuf>,
+    /// The hardware allocation database [default: SITE/.strata/state.db].
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
 }
 
 /// Parses `KEY=VALUE`.
@@ -93,18 +100,19 @@ pub fn parse_set(s: &str) -> Result<(String, String), String> {
 impl NodeArgs {
     /// The request the engine takes.
     pub fn request(&self) -> anyhow::Result<strata_engine::Request> {
-        let node = match &self.node {
-            Some(n) => n.clone(),
-            None => rustix::system::uname()
-                .nodename()
-                .to_string_lossy()
-                .into_owned(),
-        };
+        let host = rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned();
+        let node = self.node.clone().unwrap_or_else(|| host.clone());
         Ok(strata_engine::Request {
             site: absolute(&self.site.site)?,
-            node,
             root: absolute(&self.root.root)?,
             sets: self.sets.clone(),
+            facts: self.facts.as_deref().map(absolute).transpose()?,
+            local: node == host,
+            db: self.db.as_deref().map(absolute).transpose()?,
+            node,
         })
     }
 }

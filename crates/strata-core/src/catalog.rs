@@ -23,6 +23,19 @@ pub struct CompileOptions {
     pub sets: Vec<(String, String)>,
     /// The node's facts, seen by templates as `facts`.
     pub facts: Map<String, Value>,
+    /// What hardware classification assigned, if anything.
+    pub hardware: Option<HardwareLayer>,
+}
+
+/// The role and `hw.*` parameters a hardware profile assigns (parameter layer 6).
+#[derive(Debug, Clone, Default)]
+pub struct HardwareLayer {
+    /// The profile that matched.
+    pub profile: String,
+    /// Its role (`name@version`).
+    pub role: Option<String>,
+    /// The `hw.*` values: captured variables and pool entries.
+    pub params: Map<String, Value>,
 }
 
 /// What kind of object a resource is.
@@ -144,7 +157,7 @@ impl Catalog {
 
 /// Compiles `node`; every error found is returned, not only the first.
 pub fn compile(site: &Site, node: &str, opts: &CompileOptions) -> Result<Catalog, SiteErrors> {
-    if !site.knows_node(node) {
+    if !site.knows_node(node) && opts.hardware.is_none() {
         let known = site.nodes()?;
         return Err(SiteError::new(format!(
             "unknown node `{node}`: no nodes/{node}.toml and no group lists it{}",
@@ -177,6 +190,14 @@ pub fn compile(site: &Site, node: &str, opts: &CompileOptions) -> Result<Catalog
                 .iter()
                 .map(|r| wanted(f, r, format!("group {g}"))),
         );
+    }
+    if let Some(role) = opts.hardware.as_ref().and_then(|h| h.role.as_ref()) {
+        let profile = &opts.hardware.as_ref().expect("just seen").profile;
+        role_refs.push(Wanted {
+            text: role.clone(),
+            by: format!("hardware profile {profile}"),
+            error: SiteError::in_file("hardware/profiles.toml", format!("profile `{profile}`")),
+        });
     }
     let roles = load_roles(site, role_refs)?;
 
@@ -223,7 +244,7 @@ pub fn compile(site: &Site, node: &str, opts: &CompileOptions) -> Result<Catalog
         &groups,
         node_file.as_ref(),
         &environment,
-        &opts.sets,
+        opts,
     ) {
         Ok(p) => p,
         Err(e) => {
@@ -328,7 +349,7 @@ fn layer_params(
     groups: &[String],
     node: Option<&TomlFile<crate::site::NodeToml>>,
     environment: &str,
-    sets: &[(String, String)],
+    opts: &CompileOptions,
 ) -> Result<ParamTree, SiteErrors> {
     let mut tree = ParamTree::default();
     let src = |layer: String, file: &str| Source {
@@ -380,6 +401,13 @@ fn layer_params(
             &leaf_lines(&f.text, &["params"]),
         );
     }
+    if let Some(hw) = &opts.hardware {
+        let source = src(
+            format!("hardware profile {}", hw.profile),
+            "hardware/profiles.toml",
+        );
+        tree.merge(&["hw"], &hw.params, &source, &BTreeMap::new());
+    }
     if let Some(f) = node {
         tree.merge(
             &[],
@@ -388,7 +416,7 @@ fn layer_params(
             &leaf_lines(&f.text, &["params"]),
         );
     }
-    for (key, raw) in sets {
+    for (key, raw) in &opts.sets {
         let parts: Vec<&str> = key.split('.').collect();
         if parts.iter().any(|p| p.is_empty()) {
             return Err(SiteError::new(format!("--set {key}={raw}: bad key `{key}`")).into());

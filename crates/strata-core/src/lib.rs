@@ -13,7 +13,7 @@ mod site;
 mod tomlfile;
 mod users;
 
-pub use catalog::{Catalog, CompileOptions, Resource, ResourceKind, compile};
+pub use catalog::{Catalog, CompileOptions, HardwareLayer, Resource, ResourceKind, compile};
 pub use error::{SiteError, SiteErrors};
 pub use params::{ParamTree, Source};
 pub use plan::{PlanError, plan};

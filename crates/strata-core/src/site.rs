@@ -306,6 +306,12 @@ impl Site {
         find("role", &self.roles, name, version)
     }
 
+    /// Whether a role reference (`name[@version]`) names an existing role version.
+    pub fn check_role(&self, reference: &str) -> Result<(), String> {
+        let r = Ref::parse(reference).map_err(|e| format!("bad role reference {e}"))?;
+        self.role_path(&r.name, r.version.as_deref()).map(|_| ())
+    }
+
     /// Finds the directory of `module` at `version` (highest when none); the version chosen.
     pub(crate) fn module_path(
         &self,

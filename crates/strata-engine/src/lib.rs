@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use strata_core::{
-    Catalog, CompileOptions, ParamTree, PlanError, Site, SiteError, SiteErrors, UserDb,
+    Catalog, CompileOptions, HardwareLayer, ParamTree, PlanError, Site, SiteError, SiteErrors,
+    UserDb,
 };
 use strata_fs::{FsError, Meter, Root};
 use strata_state::{GenerationInfo, Op, State, StateError};
@@ -32,6 +33,9 @@ pub enum EngineError {
     /// The request itself makes no sense (no generation to roll back to, …).
     #[error("{0}")]
     Invalid(String),
+    /// Hardware classification failed.
+    #[error(transparent)]
+    Hardware(#[from] strata_hardware::ClassifyError),
 }
 
 /// What `plan` and `apply` need.
@@ -45,6 +49,12 @@ pub struct Request {
     pub root: PathBuf,
     /// `--set key=value` pairs.
     pub sets: Vec<(String, String)>,
+    /// Saved facts of the node (either form of `strata facts`) for hardware classification.
+    pub facts: Option<PathBuf>,
+    /// Whether the node is the machine running strata (its live facts are then the node's).
+    pub local: bool,
+    /// The allocation database (default `<site>/.strata/state.db`).
+    pub db: Option<PathBuf>,
 }
 
 /// What a plan, apply or rollback found and did.
@@ -64,14 +74,24 @@ pub struct Outcome {
     pub report: Report,
 }
 
-fn compile_site(req: &Request, steps: &mut Vec<Step>) -> Result<(Site, Catalog), EngineError> {
+fn compile_site(
+    req: &Request,
+    commit: bool,
+    steps: &mut Vec<Step>,
+) -> Result<(Site, Catalog), EngineError> {
     let meter = Meter::start();
     let site = Site::open(&req.site)?;
     steps.push(meter.finish("load"));
     let meter = Meter::start();
+    let hardware = hardware_layer(&site, req, commit)?;
+    if hardware.is_some() {
+        steps.push(meter.finish("classify"));
+    }
+    let meter = Meter::start();
     let opts = CompileOptions {
         sets: req.sets.clone(),
         facts: Default::default(),
+        hardware,
     };
     let mut catalog = strata_core::compile(&site, &req.node, &opts)?;
     steps.push(meter.finish_with("compile", std::mem::take(&mut catalog.steps)));
@@ -97,11 +117,50 @@ fn plan_against(
     Ok((plan, current))
 }
 
+/// Classifies the node against the site's hardware profiles, when the site has some and
+/// the node's facts are known (`--facts`, or live facts when the node is this machine).
+/// A plan (`commit` false) allocates nothing.
+fn hardware_layer(
+    site: &Site,
+    req: &Request,
+    commit: bool,
+) -> Result<Option<HardwareLayer>, EngineError> {
+    let hw = strata_hardware::Hardware::load(&site.dir)
+        .map_err(|errs| SiteErrors(errs.into_iter().map(SiteError::new).collect()))?;
+    if hw.profiles.is_empty() || (req.facts.is_none() && !req.local) {
+        return Ok(None);
+    }
+    let tuples = match &req.facts {
+        Some(f) => strata_facts::read_file(f).map_err(|e| EngineError::Invalid(e.to_string()))?,
+        None => strata_facts::to_tuples(&strata_facts::gather(Path::new("/")).0),
+    };
+    let db = req
+        .db
+        .clone()
+        .unwrap_or_else(|| site.dir.join(".strata/state.db"));
+    let store = if commit || strata_fs::exists(&db) {
+        strata_hardware::SqliteStore::open(&db)
+    } else {
+        strata_hardware::SqliteStore::in_memory()
+    };
+    let mut store = store.map_err(strata_hardware::ClassifyError::from)?;
+    match strata_hardware::classify(&hw, &tuples, &mut store, commit) {
+        Ok((c, _)) => Ok(Some(HardwareLayer {
+            params: c.hw_params(),
+            profile: c.profile,
+            role: c.role,
+        })),
+        // A node the site describes itself needs no profile.
+        Err(strata_hardware::ClassifyError::NoProfile(_)) if site.knows_node(&req.node) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Computes what an apply would do. Writes nothing (unless an interrupted commit on the
 /// root must be finished first).
 pub fn plan(req: &Request) -> Result<Outcome, EngineError> {
     let mut steps = Vec::new();
-    let (_, catalog) = compile_site(req, &mut steps)?;
+    let (_, catalog) = compile_site(req, false, &mut steps)?;
     let root = Root::open(&req.root)?;
     let state = State::open_for_read(&root)?;
     let users = UserDb::load(&root)?;
@@ -121,7 +180,7 @@ pub fn plan(req: &Request) -> Result<Outcome, EngineError> {
 /// nothing changes.
 pub fn apply(req: &Request) -> Result<Outcome, EngineError> {
     let mut steps = Vec::new();
-    let (site, catalog) = compile_site(req, &mut steps)?;
+    let (site, catalog) = compile_site(req, true, &mut steps)?;
     let root = Root::open(&req.root)?;
     let state = State::open_for_commit(&root)?;
     let users = UserDb::load(&root)?;
@@ -293,6 +352,23 @@ pub struct NodeCheck {
 /// Validates the whole site: opens it, then compiles every node, collecting every error.
 pub fn check(site: &Path) -> Result<Vec<NodeCheck>, EngineError> {
     let site = Site::open(site)?;
+    let hw = strata_hardware::Hardware::load(&site.dir)
+        .map_err(|errs| SiteErrors(errs.into_iter().map(SiteError::new).collect()))?;
+    let missing: Vec<SiteError> = hw
+        .profiles
+        .iter()
+        .filter_map(|p| {
+            let role = p.role.as_ref()?;
+            let err = site.check_role(role).err()?;
+            Some(SiteError::in_file(
+                "hardware/profiles.toml",
+                format!("profile `{}`: {err}", p.name),
+            ))
+        })
+        .collect();
+    if !missing.is_empty() {
+        return Err(SiteErrors(missing).into());
+    }
     let mut out = Vec::new();
     for node in site.nodes()? {
         let result = strata_core::compile(&site, &node, &CompileOptions::default())
@@ -317,7 +393,7 @@ pub fn params(
     let site = Site::open(site)?;
     let opts = CompileOptions {
         sets: sets.to_vec(),
-        facts: Default::default(),
+        ..Default::default()
     };
     Ok(strata_core::compile(&site, node, &opts)?.params)
 }

@@ -129,11 +129,13 @@ fn identity(
 }
 
 /// Classifies a machine and allocates its pool entries (once: a machine that holds an
-/// allocation gets the same one back).
+/// allocation gets the same one back). With `commit` false nothing is allocated: the
+/// answer is what an enrolment would give.
 pub fn classify(
     hw: &Hardware,
     tuples: &[[String; 4]],
     store: &mut dyn Store,
+    commit: bool,
 ) -> Result<(Classification, Vec<Explanation>), ClassifyError> {
     let mut explained = Vec::new();
     for p in &hw.profiles {
@@ -158,7 +160,7 @@ pub fn classify(
             identity: &ids,
             pools,
         };
-        match store.enroll(&req) {
+        match store.enroll(&req, commit) {
             Ok(Some(alloc)) => {
                 explained.push(Explanation {
                     profile: p.name.clone(),

@@ -74,8 +74,13 @@ pub trait Store {
     /// What the machine holds, if anything.
     fn holds(&mut self, machine: &str) -> Result<Option<Allocation>, StoreError>;
     /// Enrols the machine, all or nothing: the allocation it already holds for this
-    /// profile, else a new one; `None` when the profile's `max` is reached.
-    fn enroll(&mut self, req: &Enrollment<'_>) -> Result<Option<Allocation>, StoreError>;
+    /// profile, else a new one; `None` when the profile's `max` is reached. With `commit`
+    /// false nothing is kept: the answer is what an enrolment would give (for a plan).
+    fn enroll(
+        &mut self,
+        req: &Enrollment<'_>,
+        commit: bool,
+    ) -> Result<Option<Allocation>, StoreError>;
     /// Every allocation.
     fn list(&mut self) -> Result<Vec<Allocation>, StoreError>;
     /// Gives a machine's entries and profile slot back; whether it held any.
@@ -105,6 +110,20 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// An empty database in memory (what a plan enrols against when no file exists yet).
+    pub fn in_memory() -> Result<SqliteStore, StoreError> {
+        let db = |e: rusqlite::Error| StoreError::Db {
+            db: ":memory:".into(),
+            message: e.to_string(),
+        };
+        let conn = Connection::open_in_memory().map_err(db)?;
+        conn.execute_batch(SCHEMA).map_err(db)?;
+        Ok(SqliteStore {
+            conn,
+            path: ":memory:".into(),
+        })
+    }
+
     /// Opens (creating) the database file.
     pub fn open(path: &std::path::Path) -> Result<SqliteStore, StoreError> {
         let name = path.display().to_string();
@@ -177,7 +196,11 @@ impl Store for SqliteStore {
         read_allocation(&self.conn, machine).map_err(|e| self.err(&e))
     }
 
-    fn enroll(&mut self, req: &Enrollment<'_>) -> Result<Option<Allocation>, StoreError> {
+    fn enroll(
+        &mut self,
+        req: &Enrollment<'_>,
+        commit: bool,
+    ) -> Result<Option<Allocation>, StoreError> {
         let path = self.path.clone();
         let db = |e: rusqlite::Error| StoreError::Db {
             db: path.clone(),
@@ -248,7 +271,9 @@ impl Store for SqliteStore {
             .map_err(db)?;
         }
         let out = read_allocation(&tx, req.machine).map_err(db)?;
-        tx.commit().map_err(db)?;
+        if commit {
+            tx.commit().map_err(db)?;
+        }
         Ok(out)
     }
 

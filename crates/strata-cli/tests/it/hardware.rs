@@ -280,3 +280,52 @@ fn twenty_processes_enrolling_two_hundred_machines_share_out_every_entry_once() 
     ips.dedup();
     assert_eq!((n, ips.len()), (200, 200), "no entry given twice");
 }
+
+#[test]
+fn a_node_without_a_node_file_gets_its_role_and_hw_params_from_its_profile() {
+    let env = env();
+    hw_site(&env, "192.168.122.3-4");
+    env.write("roles/mysql/1.0.0.toml", "modules = [\"db\"]\n");
+    env.write("roles/base.toml", "modules = []\n");
+    env.write(
+        "modules/db/templates/etc/db.conf.j2",
+        "bind = {{ hw.ips.ip }}\ndatadir on {{ hw.disk }}\n",
+    );
+    let m1 = machine(&env, "m1", "94:18:82:0a:1b:c0");
+    let facts = m1.to_str().unwrap();
+    let plan = env
+        .run(&["plan", "--node", "db7.rack3.example.com", "--facts", facts])
+        .code(2);
+    assert!(
+        plan.stdout
+            .contains("+bind = 192.168.122.3\n+datadir on nvme0n1\n"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        !env.site().join(".strata/state.db").exists(),
+        "a plan allocates nothing"
+    );
+
+    env.run(&["apply", "--node", "db7.rack3.example.com", "--facts", facts])
+        .code(0);
+    assert_eq!(
+        std::fs::read_to_string(env.root().join("etc/db.conf")).unwrap(),
+        "bind = 192.168.122.3\ndatadir on nvme0n1\n"
+    );
+    assert_eq!(pools(&env).len(), 1);
+    let params = env.run(&["params", "db7.rack3.example.com", "hw.ips.ip"]);
+    // `params` has no facts, so an unknown node is an error there: the profile needs facts.
+    assert_eq!(params.code, 1);
+    // check validates the roles profiles name.
+    std::fs::remove_dir_all(env.site().join("roles/mysql")).unwrap();
+    env.write("nodes/other.toml", "modules = []\n");
+    let check = env.run(&["check"]).code(1);
+    assert!(
+        check
+            .stderr
+            .contains("hardware/profiles.toml: profile `hp`: unknown role `mysql`"),
+        "{}",
+        check.stderr
+    );
+}
