@@ -85,9 +85,10 @@ pub struct NodeArgs {
     /// [default: live facts when the node is this machine].
     #[arg(long, value_name = "FILE")]
     pub facts: Option<PathBuf>,
-    /// The hardware allocation database [default: SITE/.strata/state.db].
-    #[arg(long, value_name = "PATH")]
-    pub db: Option<PathBuf>,
+    /// The hardware allocation database: a SQLite file or a postgres:// URL
+    /// [default: SITE/.strata/state.db].
+    #[arg(long, value_name = "URL")]
+    pub db: Option<String>,
 }
 
 /// Parses `KEY=VALUE`.
@@ -111,7 +112,7 @@ impl NodeArgs {
             sets: self.sets.clone(),
             facts: self.facts.as_deref().map(absolute).transpose()?,
             local: node == host,
-            db: self.db.as_deref().map(absolute).transpose()?,
+            db: self.db.clone(),
             node,
         })
     }

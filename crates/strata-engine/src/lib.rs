@@ -53,8 +53,9 @@ pub struct Request {
     pub facts: Option<PathBuf>,
     /// Whether the node is the machine running strata (its live facts are then the node's).
     pub local: bool,
-    /// The allocation database (default `<site>/.strata/state.db`).
-    pub db: Option<PathBuf>,
+    /// The allocation database: a SQLite file or a `postgres://` URL (default
+    /// `<site>/.strata/state.db`).
+    pub db: Option<String>,
 }
 
 /// What a plan, apply or rollback found and did.
@@ -134,17 +135,23 @@ fn hardware_layer(
         Some(f) => strata_facts::read_file(f).map_err(|e| EngineError::Invalid(e.to_string()))?,
         None => strata_facts::to_tuples(&strata_facts::gather(Path::new("/")).0),
     };
+    let default = site.dir.join(".strata/state.db");
     let db = req
         .db
         .clone()
-        .unwrap_or_else(|| site.dir.join(".strata/state.db"));
-    let store = if commit || strata_fs::exists(&db) {
-        strata_hardware::SqliteStore::open(&db)
-    } else {
-        strata_hardware::SqliteStore::in_memory()
-    };
-    let mut store = store.map_err(strata_hardware::ClassifyError::from)?;
-    match strata_hardware::classify(&hw, &tuples, &mut store, commit) {
+        .unwrap_or_else(|| default.display().to_string());
+    let is_url = db.starts_with("postgres://") || db.starts_with("postgresql://");
+    let mut store: Box<dyn strata_hardware::Store> =
+        if commit || is_url || strata_fs::exists(Path::new(&db)) {
+            strata_hardware::open(&db).map_err(strata_hardware::ClassifyError::from)?
+        } else {
+            // A plan against a database that does not exist yet creates none.
+            Box::new(
+                strata_hardware::SqliteStore::in_memory()
+                    .map_err(strata_hardware::ClassifyError::from)?,
+            )
+        };
+    match strata_hardware::classify(&hw, &tuples, store.as_mut(), commit) {
         Ok((c, _)) => Ok(Some(HardwareLayer {
             params: c.hw_params(),
             profile: c.profile,

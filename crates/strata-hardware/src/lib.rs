@@ -4,10 +4,12 @@
 
 mod classify;
 pub mod matcher;
+mod pg;
 pub mod pools;
 mod profiles;
 mod store;
 
 pub use classify::{Classification, ClassifyError, Explanation, classify, explain};
+pub use pg::{PgStore, open};
 pub use profiles::{Hardware, Profile};
 pub use store::{Allocation, Enrollment, SqliteStore, Store, StoreError};

@@ -28,18 +28,15 @@ pub struct ClassifyArgs {
     pub json: bool,
 }
 
-/// Opens the allocation store named by `--db`.
-pub fn open_store(site: &Path, db: Option<&str>) -> anyhow::Result<strata_hardware::SqliteStore> {
-    let path = match db {
-        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            anyhow::bail!(
-                "the PostgreSQL back end is not built yet; use a SQLite file path for --db"
-            )
-        }
-        Some(path) => PathBuf::from(path),
-        None => site.join(".strata/state.db"),
-    };
-    Ok(strata_hardware::SqliteStore::open(&path)?)
+/// Opens the allocation store named by `--db`: a `postgres://` URL or a SQLite file.
+pub fn open_store(
+    site: &Path,
+    db: Option<&str>,
+) -> anyhow::Result<Box<dyn strata_hardware::Store>> {
+    let default = site.join(".strata/state.db");
+    Ok(strata_hardware::open(
+        db.unwrap_or(&default.to_string_lossy()),
+    )?)
 }
 
 pub fn load_hardware(site: &Path) -> anyhow::Result<strata_hardware::Hardware> {
@@ -51,7 +48,7 @@ pub fn run(args: &ClassifyArgs, printer: &Printer) -> CliResult {
     let hw = load_hardware(&site)?;
     let tuples = strata_facts::read_file(&args.facts)?;
     let mut store = open_store(&site, args.db.as_deref())?;
-    let (c, _) = strata_hardware::classify(&hw, &tuples, &mut store, true)?;
+    let (c, _) = strata_hardware::classify(&hw, &tuples, store.as_mut(), true)?;
     if args.json {
         let mut v = serde_json::json!({
             "machine": c.machine,

@@ -41,7 +41,6 @@ pub struct ReleaseArgs {
 }
 
 pub fn run(cmd: &PoolsCommand, printer: &Printer) -> CliResult {
-    use strata_hardware::Store;
     match cmd {
         PoolsCommand::List(a) => {
             let site = crate::cli::absolute(&a.site.site)?;

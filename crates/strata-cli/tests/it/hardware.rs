@@ -67,27 +67,32 @@ fn machine(env: &TestEnv, name: &str, mac: &str) -> PathBuf {
 }
 
 fn classify(env: &TestEnv, facts: &Path) -> strata_test::Run {
-    env.run(&[
+    classify_db(env, facts, None)
+}
+
+fn classify_db(env: &TestEnv, facts: &Path, db: Option<&str>) -> strata_test::Run {
+    let site = env.site();
+    let mut args = vec![
         "classify",
         "--json",
         "--site",
-        env.site().to_str().unwrap(),
+        site.to_str().unwrap(),
         "--facts",
         facts.to_str().unwrap(),
-    ])
+    ];
+    args.extend(db.iter().flat_map(|d| ["--db", *d]));
+    env.run(&args)
 }
 
 fn pools(env: &TestEnv) -> Vec<Value> {
-    let out = env
-        .run(&[
-            "pools",
-            "list",
-            "--json",
-            "--site",
-            env.site().to_str().unwrap(),
-        ])
-        .code(0);
-    serde_json::from_str(&out.stdout).unwrap()
+    pools_db(env, None)
+}
+
+fn pools_db(env: &TestEnv, db: Option<&str>) -> Vec<Value> {
+    let site = env.site();
+    let mut args = vec!["pools", "list", "--json", "--site", site.to_str().unwrap()];
+    args.extend(db.iter().flat_map(|d| ["--db", *d]));
+    serde_json::from_str(&env.run(&args).code(0).stdout).unwrap()
 }
 
 #[test]
@@ -218,8 +223,43 @@ fn bad_profiles_and_pools_are_located() {
     assert!(run.stderr.contains("hardware/pools/bad.toml: generate entry 1: ip = \"10.0.1-300.1\": an octet is out of 0-255"), "{}", run.stderr);
 }
 
+/// A fresh database on the test PostgreSQL server (`STRATA_TEST_PG`, which
+/// `scripts/test` starts), or `None` with a visible skip.
+fn pg_database() -> Option<String> {
+    let Ok(url) = std::env::var("STRATA_TEST_PG") else {
+        eprintln!("skipped: needs PostgreSQL (scripts/test starts one and sets STRATA_TEST_PG)");
+        return None;
+    };
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let name = format!(
+        "strata_t{}_{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    );
+    let mut admin =
+        postgres::Client::connect(&url, postgres::NoTls).expect("connect to the test server");
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .expect("create database");
+    Some(format!(
+        "{}/{name}",
+        url.rsplit_once('/').expect("a database in the URL").0
+    ))
+}
+
 #[test]
 fn twenty_processes_enrolling_two_hundred_machines_share_out_every_entry_once() {
+    enroll_concurrently(None);
+}
+
+#[test]
+fn the_same_holds_on_postgresql() {
+    if let Some(url) = pg_database() {
+        enroll_concurrently(Some(&url));
+    }
+}
+
+fn enroll_concurrently(db: Option<&str>) {
     let env = env();
     env.write("strata.toml", "[site]\nname = \"hw\"\n");
     env.write(
@@ -256,12 +296,12 @@ fn twenty_processes_enrolling_two_hundred_machines_share_out_every_entry_once() 
             let env = &env;
             s.spawn(move || {
                 for f in chunk {
-                    classify(env, f).code(0);
+                    classify_db(env, f, db).code(0);
                 }
             });
         }
     });
-    let list = pools(&env);
+    let list = pools_db(&env, db);
     assert_eq!(list.len(), 200, "none lost");
     let count = |p: &str| list.iter().filter(|a| a["profile"] == p).count();
     assert_eq!((count("first"), count("rest")), (120, 80), "max respected");

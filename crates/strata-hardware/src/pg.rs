@@ -1,0 +1,231 @@
+//! The allocation store on a PostgreSQL server, shared by many `strata` processes and
+//! machines: the same schema and the same all-or-nothing enrolment as the SQLite file.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use postgres::{Client, NoTls};
+
+use crate::pools::PoolEntry;
+use crate::store::{Allocation, Enrollment, Store, StoreError};
+
+/// A store on PostgreSQL.
+pub struct PgStore {
+    client: Client,
+    url: String,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PgStore({})", redact(&self.url))
+    }
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}{user}@{}", &url[..s + 3], &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Serialises enrolments: one transaction-scoped advisory lock for the whole store.
+const LOCK: i64 = 0x5354_5241_5441; // "STRATA"
+
+impl PgStore {
+    /// Connects and creates the tables when missing.
+    pub fn connect(url: &str) -> Result<PgStore, StoreError> {
+        let name = redact(url);
+        let db = |e: postgres::Error| StoreError::Db {
+            db: name.clone(),
+            message: e.to_string(),
+        };
+        let mut client = Client::connect(url, NoTls).map_err(db)?;
+        let mut tx = client.transaction().map_err(db)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])
+            .map_err(db)?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS strata_machines (
+                 machine TEXT PRIMARY KEY, profile TEXT NOT NULL, identity TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS strata_allocations (
+                 pool TEXT NOT NULL, idx INTEGER NOT NULL,
+                 machine TEXT NOT NULL REFERENCES strata_machines(machine) ON DELETE CASCADE,
+                 entry TEXT NOT NULL, PRIMARY KEY (pool, idx));",
+        )
+        .map_err(db)?;
+        tx.commit().map_err(db)?;
+        Ok(PgStore {
+            client,
+            url: url.to_string(),
+        })
+    }
+
+    fn db(&self) -> impl Fn(postgres::Error) -> StoreError + use<> {
+        let name = redact(&self.url);
+        move |e| StoreError::Db {
+            db: name.clone(),
+            message: e.to_string(),
+        }
+    }
+}
+
+fn read(
+    tx: &mut impl postgres::GenericClient,
+    machine: &str,
+) -> Result<Option<Allocation>, postgres::Error> {
+    let Some(row) = tx.query_opt(
+        "SELECT profile FROM strata_machines WHERE machine = $1",
+        &[&machine],
+    )?
+    else {
+        return Ok(None);
+    };
+    let profile: String = row.get(0);
+    let mut entries = BTreeMap::new();
+    for r in tx.query(
+        "SELECT pool, idx, entry FROM strata_allocations WHERE machine = $1",
+        &[&machine],
+    )? {
+        let entry: String = r.get(2);
+        let entry: PoolEntry = serde_json::from_str(&entry).unwrap_or_default();
+        entries.insert(r.get::<_, String>(0), (r.get::<_, i32>(1) as u32, entry));
+    }
+    Ok(Some(Allocation {
+        machine: machine.to_string(),
+        profile,
+        entries,
+    }))
+}
+
+impl Store for PgStore {
+    fn holds(&mut self, machine: &str) -> Result<Option<Allocation>, StoreError> {
+        let db = self.db();
+        read(&mut self.client, machine).map_err(db)
+    }
+
+    fn enroll(
+        &mut self,
+        req: &Enrollment<'_>,
+        commit: bool,
+    ) -> Result<Option<Allocation>, StoreError> {
+        let db = self.db();
+        let mut tx = self.client.transaction().map_err(&db)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])
+            .map_err(&db)?;
+        if let Some(held) = read(&mut tx, req.machine).map_err(&db)? {
+            if held.profile == req.profile {
+                return Ok(Some(held));
+            }
+            return Err(StoreError::Holds {
+                machine: req.machine.to_string(),
+                held: held.profile,
+            });
+        }
+        if let Some(max) = req.max {
+            let n: i64 = tx
+                .query_one(
+                    "SELECT COUNT(*) FROM strata_machines WHERE profile = $1",
+                    &[&req.profile],
+                )
+                .map_err(&db)?
+                .get(0);
+            if n >= i64::from(max) {
+                return Ok(None);
+            }
+        }
+        let identity = serde_json::to_string(req.identity).expect("strings serialise");
+        tx.execute(
+            "INSERT INTO strata_machines (machine, profile, identity) VALUES ($1, $2, $3)",
+            &[&req.machine, &req.profile, &identity],
+        )
+        .map_err(&db)?;
+        for (pool, entries) in &req.pools {
+            let taken: BTreeSet<i32> = tx
+                .query(
+                    "SELECT idx FROM strata_allocations WHERE pool = $1",
+                    &[pool],
+                )
+                .map_err(&db)?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            let free = |i: &usize| !taken.contains(&(*i as i32));
+            let sticky = (0..entries.len()).filter(free).find(|i| {
+                req.identity
+                    .iter()
+                    .any(|(k, v)| entries[*i].get(k) == Some(v))
+            });
+            let Some(idx) = sticky.or_else(|| (0..entries.len()).find(free)) else {
+                return Err(StoreError::Exhausted {
+                    pool: pool.to_string(),
+                    size: entries.len(),
+                    profile: req.profile.to_string(),
+                });
+            };
+            let entry = serde_json::to_string(&entries[idx]).expect("strings serialise");
+            tx.execute("INSERT INTO strata_allocations (pool, idx, machine, entry) VALUES ($1, $2, $3, $4)", &[pool, &(idx as i32), &req.machine, &entry]).map_err(&db)?;
+        }
+        let out = read(&mut tx, req.machine).map_err(&db)?;
+        if commit {
+            tx.commit().map_err(&db)?;
+        }
+        Ok(out)
+    }
+
+    fn list(&mut self) -> Result<Vec<Allocation>, StoreError> {
+        let db = self.db();
+        let machines: Vec<String> = self
+            .client
+            .query("SELECT machine FROM strata_machines ORDER BY machine", &[])
+            .map_err(&db)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut out = Vec::new();
+        for m in machines {
+            out.extend(read(&mut self.client, &m).map_err(&db)?);
+        }
+        Ok(out)
+    }
+
+    fn release(&mut self, machine: &str) -> Result<bool, StoreError> {
+        let db = self.db();
+        let mut tx = self.client.transaction().map_err(&db)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])
+            .map_err(&db)?;
+        let n = tx
+            .execute(
+                "DELETE FROM strata_machines WHERE machine = $1",
+                &[&machine],
+            )
+            .map_err(&db)?;
+        tx.commit().map_err(&db)?;
+        Ok(n > 0)
+    }
+}
+
+/// Opens the store a `--db` value names: a `postgres://` URL, else a SQLite file path.
+pub fn open(db: &str) -> Result<Box<dyn Store>, StoreError> {
+    if db.starts_with("postgres://") || db.starts_with("postgresql://") {
+        Ok(Box::new(PgStore::connect(db)?))
+    } else {
+        Ok(Box::new(crate::SqliteStore::open(std::path::Path::new(
+            db,
+        ))?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(
+            super::redact("postgres://strata:s3cret@db:5432/x"),
+            "postgres://strata@db:5432/x"
+        );
+        assert_eq!(super::redact("postgres://db/x"), "postgres://db/x");
+    }
+}
