@@ -2,6 +2,8 @@
 //! every file must hold), read by both the harness and the floor program.
 #![allow(clippy::disallowed_methods)]
 
+pub mod hardware;
+
 use std::path::Path;
 
 /// One file of the workload: its path under the root, its content, and the content's hash.

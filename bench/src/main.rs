@@ -147,6 +147,42 @@ fn run_n(a: &Args, n: usize, work: &Path) -> Row {
     row
 }
 
+/// Classification time and enrolment rates (SQLite; PostgreSQL when STRATA_TEST_PG names a
+/// server, as scripts/test sets it).
+fn hardware_section(work: &Path) -> String {
+    let ms = strata_bench::hardware::classify_ms(21);
+    let mut out = format!(
+        "\n## Hardware classification\n\nOne machine (500 fact tuples) against 100 profiles of 20 entries, the last one matching: {ms:.2} ms (target < 5 ms: {}).\n",
+        if ms < 5.0 { "met" } else { "MISSED" }
+    );
+    let mut sqlite = strata_hardware::SqliteStore::open(&work.join("alloc.db")).expect("sqlite");
+    let rate = strata_bench::hardware::enrolments_per_second(&mut sqlite, 500);
+    out.push_str(&format!(
+        "Enrolments per second, each durable (synchronous=FULL, WAL): SQLite file {rate:.0}"
+    ));
+    match std::env::var("STRATA_TEST_PG") {
+        Ok(url) => {
+            // A fresh database, so every enrolment is a new one.
+            let name = format!("strata_bench_{}", std::process::id());
+            let mut admin = postgres::Client::connect(&url, postgres::NoTls).expect("postgres");
+            admin
+                .batch_execute(&format!("CREATE DATABASE {name}"))
+                .expect("create database");
+            let fresh = format!(
+                "{}/{name}",
+                url.rsplit_once('/').expect("a database in the URL").0
+            );
+            let mut pg = strata_hardware::PgStore::connect(&fresh).expect("postgres");
+            let rate = strata_bench::hardware::enrolments_per_second(&mut pg, 500);
+            drop(pg);
+            let _ = admin.batch_execute(&format!("DROP DATABASE {name}"));
+            out.push_str(&format!(", PostgreSQL (loopback) {rate:.0}.\n"));
+        }
+        Err(_) => out.push_str("; PostgreSQL not measured (set STRATA_TEST_PG to a server URL).\n"),
+    }
+    out
+}
+
 fn ms(s: f64) -> String {
     format!("{:.1} ms", s * 1e3)
 }
@@ -234,6 +270,10 @@ fn main() {
     }
     print!("{verdicts}");
     md.push_str(&verdicts);
+    eprintln!("hardware classification ...");
+    let hw = hardware_section(work.path());
+    print!("{hw}");
+    md.push_str(&hw);
     md.push_str("\nTargets (issue 2): no-change plan ≤ 25 ms at 1,000 files and ≤ 250 ms at 10,000, within 3× of the\nread-and-hash floor; first apply within 2× of the write floor; peak RSS under 50 MiB; linear in N.\n");
     std::fs::write(&a.out, md).expect("write results");
     eprintln!("written {}", a.out.display());
