@@ -84,14 +84,23 @@ fn compile_site(
     let site = Site::open(&req.site)?;
     steps.push(meter.finish("load"));
     let meter = Meter::start();
-    let hardware = hardware_layer(&site, req, commit)?;
+    let facts = node_facts(req)?;
+    let hardware = hardware_layer(
+        &site,
+        req,
+        facts.as_ref().map(|(_, t)| t.as_slice()),
+        commit,
+    )?;
     if hardware.is_some() {
         steps.push(meter.finish("classify"));
     }
     let meter = Meter::start();
     let opts = CompileOptions {
         sets: req.sets.clone(),
-        facts: Default::default(),
+        facts: match facts {
+            Some((serde_json::Value::Object(map), _)) => map,
+            _ => Default::default(),
+        },
         hardware,
     };
     let mut catalog = strata_core::compile(&site, &req.node, &opts)?;
@@ -118,22 +127,40 @@ fn plan_against(
     Ok((plan, current))
 }
 
+/// The node's facts, when known: `--facts`, or live facts when the node is this machine;
+/// as templates see them and as tuples.
+type NodeFacts = (serde_json::Value, Vec<strata_facts::Tuple>);
+
+fn node_facts(req: &Request) -> Result<Option<NodeFacts>, EngineError> {
+    match &req.facts {
+        Some(f) => Ok(Some(
+            strata_facts::read_file_with_view(f)
+                .map_err(|e| EngineError::Invalid(e.to_string()))?,
+        )),
+        None if req.local => {
+            let (facts, _) = strata_facts::gather(Path::new("/"));
+            let tuples = strata_facts::to_tuples(&facts);
+            Ok(Some((
+                serde_json::to_value(facts).unwrap_or_default(),
+                tuples,
+            )))
+        }
+        None => Ok(None),
+    }
+}
+
 /// Classifies the node against the site's hardware profiles, when the site has some and
-/// the node's facts are known (`--facts`, or live facts when the node is this machine).
-/// A plan (`commit` false) allocates nothing.
+/// the node's facts are known. A plan (`commit` false) allocates nothing.
 fn hardware_layer(
     site: &Site,
     req: &Request,
+    tuples: Option<&[strata_facts::Tuple]>,
     commit: bool,
 ) -> Result<Option<HardwareLayer>, EngineError> {
     let hw = strata_hardware::Hardware::load(&site.dir)
         .map_err(|errs| SiteErrors(errs.into_iter().map(SiteError::new).collect()))?;
-    if hw.profiles.is_empty() || (req.facts.is_none() && !req.local) {
+    let Some(tuples) = tuples.filter(|_| !hw.profiles.is_empty()) else {
         return Ok(None);
-    }
-    let tuples = match &req.facts {
-        Some(f) => strata_facts::read_file(f).map_err(|e| EngineError::Invalid(e.to_string()))?,
-        None => strata_facts::to_tuples(&strata_facts::gather(Path::new("/")).0),
     };
     let default = site.dir.join(".strata/state.db");
     let db = req
@@ -151,7 +178,7 @@ fn hardware_layer(
                     .map_err(strata_hardware::ClassifyError::from)?,
             )
         };
-    match strata_hardware::classify(&hw, &tuples, store.as_mut(), commit) {
+    match strata_hardware::classify(&hw, tuples, store.as_mut(), commit) {
         Ok((c, _)) => Ok(Some(HardwareLayer {
             params: c.hw_params(),
             profile: c.profile,

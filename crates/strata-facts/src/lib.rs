@@ -162,22 +162,50 @@ impl std::error::Error for FactsFileError {}
 /// Reads a facts file in either form `strata facts` writes: the JSON object (`--json`)
 /// or the array of 4-tuples (`--tuples`).
 pub fn read_file(path: &std::path::Path) -> Result<Vec<Tuple>, FactsFileError> {
+    Ok(read_file_with_view(path)?.1)
+}
+
+/// Like [`read_file`], with the facts as templates see them (`facts.*`): the JSON form
+/// as is; tuples nested as `category.item.attribute = value`.
+pub fn read_file_with_view(
+    path: &std::path::Path,
+) -> Result<(serde_json::Value, Vec<Tuple>), FactsFileError> {
     let name = path.display();
     let text = strata_fs::read_to_string(path)
         .map_err(|e| FactsFileError(format!("cannot read facts {name}: {}", e.source)))?;
     let value: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| FactsFileError(format!("{name}: not JSON: {e}")))?;
     if value.is_array() {
-        return serde_json::from_value(value).map_err(|e| {
+        let tuples: Vec<Tuple> = serde_json::from_value(value).map_err(|e| {
             FactsFileError(format!(
                 "{name}: expected an array of [category, item, attribute, value] strings: {e}"
             ))
-        });
+        })?;
+        return Ok((nest(&tuples), tuples));
     }
-    let facts: Facts = serde_json::from_value(value).map_err(|e| {
+    let facts: Facts = serde_json::from_value(value.clone()).map_err(|e| {
         FactsFileError(format!(
             "{name}: not the output of `strata facts --json`: {e}"
         ))
     })?;
-    Ok(to_tuples(&facts))
+    Ok((value, to_tuples(&facts)))
+}
+
+/// Tuples as a nested table: `category.item.attribute = value`.
+fn nest(tuples: &[Tuple]) -> serde_json::Value {
+    let mut root = serde_json::Map::new();
+    for [c, i, a, v] in tuples {
+        let cat = root
+            .entry(c.clone())
+            .or_insert_with(|| serde_json::Value::Object(Default::default()));
+        let item = cat
+            .as_object_mut()
+            .expect("objects only")
+            .entry(i.clone())
+            .or_insert_with(|| serde_json::Value::Object(Default::default()));
+        item.as_object_mut()
+            .expect("objects only")
+            .insert(a.clone(), v.clone().into());
+    }
+    serde_json::Value::Object(root)
 }

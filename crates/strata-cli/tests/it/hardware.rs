@@ -329,7 +329,7 @@ fn a_node_without_a_node_file_gets_its_role_and_hw_params_from_its_profile() {
     env.write("roles/base.toml", "modules = []\n");
     env.write(
         "modules/db/templates/etc/db.conf.j2",
-        "bind = {{ hw.ips.ip }}\ndatadir on {{ hw.disk }}\n",
+        "bind = {{ hw.ips.ip }}\ndatadir on {{ hw.disk }}\nvendor = {{ facts.system.product.vendor }}\n",
     );
     let m1 = machine(&env, "m1", "94:18:82:0a:1b:c0");
     let facts = m1.to_str().unwrap();
@@ -351,7 +351,7 @@ fn a_node_without_a_node_file_gets_its_role_and_hw_params_from_its_profile() {
         .code(0);
     assert_eq!(
         std::fs::read_to_string(env.root().join("etc/db.conf")).unwrap(),
-        "bind = 192.168.122.3\ndatadir on nvme0n1\n"
+        "bind = 192.168.122.3\ndatadir on nvme0n1\nvendor = HPE\n"
     );
     assert_eq!(pools(&env).len(), 1);
     let params = env.run(&["params", "db7.rack3.example.com", "hw.ips.ip"]);
