@@ -338,7 +338,7 @@ fn a_node_without_a_node_file_gets_its_role_and_hw_params_from_its_profile() {
         .code(2);
     assert!(
         plan.stdout
-            .contains("+bind = 192.168.122.3\n+datadir on nvme0n1\n"),
+            .contains("+bind = 192.168.122.3\n+datadir on nvme0n1\n+vendor = HPE\n"),
         "{}",
         plan.stdout
     );
