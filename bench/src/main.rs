@@ -123,11 +123,23 @@ fn run_n(a: &Args, n: usize, work: &Path) -> Row {
         // Writeback of the two writes must not slow the reads that follow.
         // SAFETY: sync has no preconditions.
         unsafe { libc::sync() };
-        let plan = measure(&mut strata_cmd("plan", &rs));
+        // The three reading phases in a rotating order, so that none is always the
+        // first to read after the writes.
+        let (mut plan, mut noop, mut fc) = (None, None, None);
+        for phase in 0..3 {
+            match (phase + run) % 3 {
+                0 => plan = Some(measure(&mut strata_cmd("plan", &rs))),
+                1 => noop = Some(measure(&mut strata_cmd("apply", &rs))),
+                _ => {
+                    fc = Some(measure(
+                        Command::new(&floor).arg("check").arg(&manifest).arg(&rf),
+                    ));
+                }
+            }
+        }
+        let (plan, noop, fc) = (plan.expect("ran"), noop.expect("ran"), fc.expect("ran"));
         assert_eq!(plan.code, 0, "a no-change plan must exit 0");
-        let noop = measure(&mut strata_cmd("apply", &rs));
         assert_eq!(noop.code, 0, "no-change apply failed");
-        let fc = measure(Command::new(&floor).arg("check").arg(&manifest).arg(&rf));
         assert_eq!(fc.code, 0, "floor check failed");
         // strata produced exactly the expected bytes.
         let same = measure(Command::new(&floor).arg("check").arg(&manifest).arg(&rs));
@@ -195,7 +207,7 @@ fn main() {
         .expect("work dir");
     let mut md = String::from("# Benchmark results\n\n");
     md.push_str(&format!(
-        "Written by `bench/run` ({} runs per figure after one warm-up run, medians; page cache warm;\n`sync` after the write phases, before the reads are timed).\n\
+        "Written by `bench/run` ({} runs per figure after one warm-up run, medians; page cache warm;\n`sync` after the write phases, then the three reading phases in an order that rotates\nfrom run to run).\n\
          Machine: {} cores, {}; kernel {}.\n\n\
          Workload: N files, 50 per directory, half static (~1 KiB), half Jinja2 templates with\n\
          five variables; all 0644 root:root. Floor: `floor write` creates the same files with\n\
