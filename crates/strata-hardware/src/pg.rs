@@ -152,19 +152,7 @@ impl Store for PgStore {
                 .iter()
                 .map(|r| r.get(0))
                 .collect();
-            let free = |i: &usize| !taken.contains(&(*i as i32));
-            let sticky = (0..entries.len()).filter(free).find(|i| {
-                req.identity
-                    .iter()
-                    .any(|(k, v)| entries[*i].get(k) == Some(v))
-            });
-            let Some(idx) = sticky.or_else(|| (0..entries.len()).find(free)) else {
-                return Err(StoreError::Exhausted {
-                    pool: pool.to_string(),
-                    size: entries.len(),
-                    profile: req.profile.to_string(),
-                });
-            };
+            let idx = crate::store::choose(req, pool, entries, |i| taken.contains(&(i as i32)))?;
             let entry = serde_json::to_string(&entries[idx]).expect("strings serialise");
             tx.execute("INSERT INTO strata_allocations (pool, idx, machine, entry) VALUES ($1, $2, $3, $4)", &[pool, &(idx as i32), &req.machine, &entry]).map_err(&db)?;
         }

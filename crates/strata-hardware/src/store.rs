@@ -102,6 +102,29 @@ fn is_busy(e: &rusqlite::Error) -> bool {
     )
 }
 
+/// The entry a machine gets from a pool: one that already holds one of its identity
+/// values (sticky assignment), else the first free one.
+pub(crate) fn choose(
+    req: &Enrollment<'_>,
+    pool: &str,
+    entries: &[PoolEntry],
+    taken: impl Fn(usize) -> bool,
+) -> Result<usize, StoreError> {
+    let free = |i: &usize| !taken(*i);
+    let sticky = (0..entries.len()).filter(free).find(|i| {
+        req.identity
+            .iter()
+            .any(|(k, v)| entries[*i].get(k) == Some(v))
+    });
+    sticky
+        .or_else(|| (0..entries.len()).find(free))
+        .ok_or_else(|| StoreError::Exhausted {
+            pool: pool.to_string(),
+            size: entries.len(),
+            profile: req.profile.to_string(),
+        })
+}
+
 /// A SQLite file.
 #[derive(Debug)]
 pub struct SqliteStore {
@@ -249,20 +272,7 @@ impl Store for SqliteStore {
                     .collect::<rusqlite::Result<_>>()
                     .map_err(db)?
             };
-            let free = |i: &usize| !taken.contains(&(*i as u32));
-            // Sticky: an entry that already holds one of this machine's identity values.
-            let sticky = (0..entries.len()).filter(free).find(|i| {
-                req.identity
-                    .iter()
-                    .any(|(k, v)| entries[*i].get(k) == Some(v))
-            });
-            let Some(idx) = sticky.or_else(|| (0..entries.len()).find(free)) else {
-                return Err(StoreError::Exhausted {
-                    pool: pool.to_string(),
-                    size: entries.len(),
-                    profile: req.profile.to_string(),
-                });
-            };
+            let idx = choose(req, pool, entries, |i| taken.contains(&(i as u32)))?;
             let entry = serde_json::to_string(&entries[idx]).expect("strings serialise");
             tx.execute(
                 "INSERT INTO allocations (pool, idx, machine, entry) VALUES (?1, ?2, ?3, ?4)",
