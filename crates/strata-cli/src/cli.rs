@@ -40,6 +40,8 @@ enum Command {
     Classify(commands::classify::ClassifyArgs),
     #[command(subcommand)]
     Pools(commands::pools::PoolsCommand),
+    #[command(subcommand)]
+    New(commands::new::NewCommand),
 }
 
 /// `--site DIR`: the site, from the flag, `STRATA_SITE`, or the current directory.
@@ -149,6 +151,7 @@ pub fn main() -> ExitCode {
         Command::Facts(a) => commands::facts::run(a, &printer),
         Command::Classify(a) => commands::classify::run(a, &printer),
         Command::Pools(a) => commands::pools::run(a, &printer),
+        Command::New(a) => commands::new::run(a, &printer),
     };
     match result {
         Ok(()) | Err(CliError::BrokenPipe) => ExitCode::SUCCESS,

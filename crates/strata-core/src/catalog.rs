@@ -267,6 +267,7 @@ pub fn compile(site: &Site, node: &str, opts: &CompileOptions) -> Result<Catalog
     for m in &modules {
         builder.module(m, &renderer, &params, &info, &opts.facts);
     }
+    builder.check_parents();
     if !builder.errors.is_empty() {
         return Err(SiteErrors(builder.errors));
     }
@@ -589,6 +590,26 @@ impl Builder<'_> {
         self.steps
             .push(meter.finish(format!("render {}", s.target)));
         Ok((out.into_bytes(), mode))
+    }
+
+    /// A declared path whose parent is declared as a file or a link cannot exist.
+    fn check_parents(&mut self) {
+        for res in self.resources.values() {
+            let Some(parent) = res.path.ancestors().find_map(|a| self.resources.get(&a)) else {
+                continue;
+            };
+            if !matches!(parent.kind, ResourceKind::Dir) {
+                let kind = if matches!(parent.kind, ResourceKind::Link { .. }) {
+                    "link"
+                } else {
+                    "file"
+                };
+                self.errors.push(SiteError::new(format!(
+                    "{} is declared as a {kind} by {} ({}), but {} ({}, {}) needs it to be a directory",
+                    parent.path, parent.module, parent.source, res.path, res.module, res.source
+                )));
+            }
+        }
     }
 
     fn add(&mut self, res: Resource) {

@@ -9,6 +9,7 @@ mod module;
 mod params;
 mod plan;
 mod render;
+pub mod scaffold;
 mod site;
 mod tomlfile;
 mod users;

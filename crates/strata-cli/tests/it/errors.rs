@@ -236,3 +236,13 @@ fn a_second_writer_is_told_who_holds_the_lock() {
     env.run(&["apply", "--node", WEB1, "--set", "app.port=1"])
         .code(0);
 }
+
+#[test]
+fn a_file_declared_where_a_directory_must_be_is_refused() {
+    let env = example();
+    env.write("modules/base/files/etc/motd/README", "below a file\n");
+    fails(
+        &env,
+        "/etc/motd is declared as a file by base (modules/base/templates/etc/motd.j2), but /etc/motd/README (base, modules/base/files/etc/motd/README) needs it to be a directory",
+    );
+}

@@ -141,3 +141,49 @@ fn a_plan_does_not_even_touch_access_times() {
     env.run(&["plan", "--node", WEB1]).code(0);
     assert_eq!(std::fs::metadata(&motd).unwrap().accessed().unwrap(), old);
 }
+
+#[test]
+fn a_new_site_checks_plans_and_applies_as_it_is() {
+    let env = crate::env();
+    let site = env.site();
+    let run = env.run(&["new", "site", site.to_str().unwrap()]).code(0);
+    assert!(
+        run.stdout.contains("created [SITE]/strata.toml"),
+        "{}",
+        run.stdout
+    );
+    env.run(&[
+        "new",
+        "module",
+        "nginx-conf",
+        "--site",
+        site.to_str().unwrap(),
+    ])
+    .code(0);
+    let again = env
+        .run(&[
+            "new",
+            "module",
+            "nginx-conf",
+            "--site",
+            site.to_str().unwrap(),
+        ])
+        .code(1);
+    assert!(
+        again.stderr.contains("already exists; nothing was written"),
+        "{}",
+        again.stderr
+    );
+    let check = env.run(&["check"]).code(0);
+    assert!(
+        check.stdout.contains("ok      node1.example.com"),
+        "{}",
+        check.stdout
+    );
+    env.run(&["apply", "--node", "node1.example.com"]).code(0);
+    let motd = std::fs::read_to_string(env.root().join("etc/motd")).unwrap();
+    assert_eq!(
+        motd,
+        "Managed by strata\nThis is node1.example.com (production).\n"
+    );
+}
