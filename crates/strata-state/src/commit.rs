@@ -62,7 +62,7 @@ impl Journal {
 
 /// A commit in progress; see the crate documentation for its phases.
 #[derive(Debug)]
-pub struct Commit<'s, 'r> {
+pub(crate) struct Commit<'s, 'r> {
     state: &'s State<'r>,
     journal: Journal,
 }

@@ -15,7 +15,7 @@ mod error;
 mod state;
 mod store;
 
-pub use commit::{Commit, Op};
+pub use commit::Op;
 pub use error::StateError;
 pub use state::{GenerationInfo, State};
 pub use store::Store;
