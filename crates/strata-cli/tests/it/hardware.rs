@@ -220,7 +220,23 @@ fn bad_profiles_and_pools_are_located() {
         "{}",
         run.stderr
     );
-    assert!(run.stderr.contains("hardware/pools/bad.toml: generate entry 1: ip = \"10.0.1-300.1\": an octet is out of 0-255"), "{}", run.stderr);
+    assert!(run.stderr.contains("hardware/pools/bad.toml: generate entry 1: ip = \"10.0.1-300.1\": an octet is out of 0-255"), "{}", run.stderr); // check reports them as well.
+    env.write("nodes/n1.toml", "modules = []\n");
+    let check = env.run(&["check"]).code(1);
+    assert!(
+        check.stderr.contains(
+            "hardware/profiles.toml:5: profile `x`: spec entry 1: unknown matcher `bigger`"
+        ),
+        "{}",
+        check.stderr
+    );
+    assert!(
+        check
+            .stderr
+            .contains("hardware/pools/bad.toml: generate entry 1"),
+        "{}",
+        check.stderr
+    );
 }
 
 /// A fresh database on the test PostgreSQL server (`STRATA_TEST_PG`, which
