@@ -175,28 +175,22 @@ pub fn compile(site: &Site, node: &str, opts: &CompileOptions) -> Result<Catalog
     // Roles: the node's own, then its groups', each role once.
     let mut role_refs: Vec<Wanted> = Vec::new();
     if let Some(f) = &node_file {
-        role_refs.extend(
-            f.value
-                .roles
-                .iter()
-                .map(|r| wanted(f, r, format!("node {node}"))),
-        );
+        role_refs.extend(wanted(f, &f.value.roles, &format!("node {node}")));
     }
     for g in &groups {
         let f = &site.groups[g];
-        role_refs.extend(
-            f.value
-                .roles
-                .iter()
-                .map(|r| wanted(f, r, format!("group {g}"))),
-        );
+        role_refs.extend(wanted(f, &f.value.roles, &format!("group {g}")));
     }
-    if let Some(role) = opts.hardware.as_ref().and_then(|h| h.role.as_ref()) {
-        let profile = &opts.hardware.as_ref().expect("just seen").profile;
+    if let Some(hw) = &opts.hardware
+        && let Some(role) = &hw.role
+    {
         role_refs.push(Wanted {
             text: role.clone(),
-            by: format!("hardware profile {profile}"),
-            error: SiteError::in_file("hardware/profiles.toml", format!("profile `{profile}`")),
+            by: format!("hardware profile {}", hw.profile),
+            error: SiteError::in_file(
+                "hardware/profiles.toml",
+                format!("profile `{}`", hw.profile),
+            ),
         });
     }
     let roles = load_roles(site, role_refs)?;
@@ -204,29 +198,14 @@ pub fn compile(site: &Site, node: &str, opts: &CompileOptions) -> Result<Catalog
     // Modules: the roles', the groups', then the node's own.
     let mut module_refs: Vec<Wanted> = Vec::new();
     for (id, role) in &roles {
-        module_refs.extend(
-            role.value
-                .modules
-                .iter()
-                .map(|m| wanted(role, m, format!("role {id}"))),
-        );
+        module_refs.extend(wanted(role, &role.value.modules, &format!("role {id}")));
     }
     for g in &groups {
         let f = &site.groups[g];
-        module_refs.extend(
-            f.value
-                .modules
-                .iter()
-                .map(|m| wanted(f, m, format!("group {g}"))),
-        );
+        module_refs.extend(wanted(f, &f.value.modules, &format!("group {g}")));
     }
     if let Some(f) = &node_file {
-        module_refs.extend(
-            f.value
-                .modules
-                .iter()
-                .map(|m| wanted(f, m, format!("node {node}"))),
-        );
+        module_refs.extend(wanted(f, &f.value.modules, &format!("node {node}")));
     }
     let modules = graph::resolve(site, module_refs)?;
 
@@ -281,12 +260,15 @@ pub fn compile(site: &Site, node: &str, opts: &CompileOptions) -> Result<Catalog
     })
 }
 
-fn wanted<T>(file: &TomlFile<T>, r: &toml::Spanned<String>, by: String) -> Wanted {
-    Wanted {
-        text: r.get_ref().clone(),
-        by,
-        error: file.error_at(r.span().start, ""),
-    }
+/// The references a file lists (roles or modules), each located in that file.
+fn wanted<T>(file: &TomlFile<T>, refs: &[toml::Spanned<String>], by: &str) -> Vec<Wanted> {
+    refs.iter()
+        .map(|r| Wanted {
+            text: r.get_ref().clone(),
+            by: by.to_string(),
+            error: file.error_at(r.span().start, ""),
+        })
+        .collect()
 }
 
 /// Loads each wanted role once (the same role at two versions is an error).

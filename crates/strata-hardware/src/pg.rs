@@ -116,25 +116,17 @@ impl Store for PgStore {
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])
             .map_err(&db)?;
         if let Some(held) = read(&mut tx, req.machine).map_err(&db)? {
-            if held.profile == req.profile {
-                return Ok(Some(held));
-            }
-            return Err(StoreError::Holds {
-                machine: req.machine.to_string(),
-                held: held.profile,
-            });
+            return crate::store::keep_held(held, req);
         }
-        if let Some(max) = req.max {
-            let n: i64 = tx
-                .query_one(
-                    "SELECT COUNT(*) FROM strata_machines WHERE profile = $1",
-                    &[&req.profile],
-                )
-                .map_err(&db)?
-                .get(0);
-            if n >= i64::from(max) {
-                return Ok(None);
-            }
+        let count: i64 = tx
+            .query_one(
+                "SELECT COUNT(*) FROM strata_machines WHERE profile = $1",
+                &[&req.profile],
+            )
+            .map_err(&db)?
+            .get(0);
+        if crate::store::full(count.unsigned_abs(), req) {
+            return Ok(None);
         }
         let identity = serde_json::to_string(req.identity).expect("strings serialise");
         tx.execute(

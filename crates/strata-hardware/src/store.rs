@@ -102,6 +102,27 @@ fn is_busy(e: &rusqlite::Error) -> bool {
     )
 }
 
+/// What an enrolment answers for a machine that already holds an allocation: the same one
+/// for the same profile; for another profile, an error (it must be released first).
+pub(crate) fn keep_held(
+    held: Allocation,
+    req: &Enrollment<'_>,
+) -> Result<Option<Allocation>, StoreError> {
+    if held.profile == req.profile {
+        Ok(Some(held))
+    } else {
+        Err(StoreError::Holds {
+            machine: req.machine.to_string(),
+            held: held.profile,
+        })
+    }
+}
+
+/// Whether a profile holding `count` machines has no room left.
+pub(crate) fn full(count: u64, req: &Enrollment<'_>) -> bool {
+    req.max.is_some_and(|max| count >= u64::from(max))
+}
+
 /// The entry a machine gets from a pool: one that already holds one of its identity
 /// values (sticky assignment), else the first free one.
 pub(crate) fn choose(
@@ -125,6 +146,14 @@ pub(crate) fn choose(
         })
 }
 
+/// Turns a SQLite error into a store error naming the database.
+fn db_err(path: &str) -> impl Fn(rusqlite::Error) -> StoreError + Copy + '_ {
+    move |e| StoreError::Db {
+        db: path.to_string(),
+        message: e.to_string(),
+    }
+}
+
 /// A SQLite file.
 #[derive(Debug)]
 pub struct SqliteStore {
@@ -135,10 +164,7 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// An empty database in memory (what a plan enrols against when no file exists yet).
     pub fn in_memory() -> Result<SqliteStore, StoreError> {
-        let db = |e: rusqlite::Error| StoreError::Db {
-            db: ":memory:".into(),
-            message: e.to_string(),
-        };
+        let db = db_err(":memory:");
         let conn = Connection::open_in_memory().map_err(db)?;
         conn.execute_batch(SCHEMA).map_err(db)?;
         Ok(SqliteStore {
@@ -150,10 +176,7 @@ impl SqliteStore {
     /// Opens (creating) the database file.
     pub fn open(path: &std::path::Path) -> Result<SqliteStore, StoreError> {
         let name = path.display().to_string();
-        let db = |e: rusqlite::Error| StoreError::Db {
-            db: name.clone(),
-            message: e.to_string(),
-        };
+        let db = db_err(&name);
         if let Some(dir) = path.parent() {
             let _ = strata_fs::create_dir_all(dir);
         }
@@ -173,13 +196,6 @@ impl SqliteStore {
             }
         }
         Ok(SqliteStore { conn, path: name })
-    }
-
-    fn err(&self, e: &rusqlite::Error) -> StoreError {
-        StoreError::Db {
-            db: self.path.clone(),
-            message: e.to_string(),
-        }
     }
 }
 
@@ -216,7 +232,7 @@ fn read_allocation(conn: &Connection, machine: &str) -> rusqlite::Result<Option<
 
 impl Store for SqliteStore {
     fn holds(&mut self, machine: &str) -> Result<Option<Allocation>, StoreError> {
-        read_allocation(&self.conn, machine).map_err(|e| self.err(&e))
+        read_allocation(&self.conn, machine).map_err(db_err(&self.path))
     }
 
     fn enroll(
@@ -224,37 +240,25 @@ impl Store for SqliteStore {
         req: &Enrollment<'_>,
         commit: bool,
     ) -> Result<Option<Allocation>, StoreError> {
-        let path = self.path.clone();
-        let db = |e: rusqlite::Error| StoreError::Db {
-            db: path.clone(),
-            message: e.to_string(),
-        };
+        let db = db_err(&self.path);
         // IMMEDIATE: the write lock is taken before reading, so two enrolments never pick
         // the same free entry.
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db)?;
-        if let Some(held) = read_allocation(&tx, req.machine).map_err(db)? {
-            if held.profile == req.profile {
-                return Ok(Some(held));
-            }
-            return Err(StoreError::Holds {
-                machine: req.machine.to_string(),
-                held: held.profile,
-            });
+        if let Some(held) = read_allocation(&tx, req.machine).map_err(&db)? {
+            return keep_held(held, req);
         }
-        if let Some(max) = req.max {
-            let n: u32 = tx
-                .query_row(
-                    "SELECT COUNT(*) FROM machines WHERE profile = ?1",
-                    [req.profile],
-                    |r| r.get(0),
-                )
-                .map_err(db)?;
-            if n >= max {
-                return Ok(None);
-            }
+        let count: u64 = tx
+            .query_row(
+                "SELECT COUNT(*) FROM machines WHERE profile = ?1",
+                [req.profile],
+                |r| r.get(0),
+            )
+            .map_err(&db)?;
+        if full(count, req) {
+            return Ok(None);
         }
         let identity = serde_json::to_string(req.identity).expect("strings serialise");
         tx.execute(
@@ -292,25 +296,21 @@ impl Store for SqliteStore {
             let mut stmt = self
                 .conn
                 .prepare("SELECT machine FROM machines ORDER BY machine")
-                .map_err(|e| self.err(&e))?;
+                .map_err(db_err(&self.path))?;
             stmt.query_map([], |r| r.get(0))
-                .map_err(|e| self.err(&e))?
+                .map_err(db_err(&self.path))?
                 .collect::<rusqlite::Result<_>>()
-                .map_err(|e| self.err(&e))?
+                .map_err(db_err(&self.path))?
         };
         let mut out = Vec::new();
         for m in machines {
-            out.extend(read_allocation(&self.conn, &m).map_err(|e| self.err(&e))?);
+            out.extend(read_allocation(&self.conn, &m).map_err(db_err(&self.path))?);
         }
         Ok(out)
     }
 
     fn release(&mut self, machine: &str) -> Result<bool, StoreError> {
-        let path = self.path.clone();
-        let db = |e: rusqlite::Error| StoreError::Db {
-            db: path.clone(),
-            message: e.to_string(),
-        };
+        let db = db_err(&self.path);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)

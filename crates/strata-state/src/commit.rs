@@ -357,34 +357,9 @@ impl Commit<'_, '_> {
     /// Writes what an op needs before the commit point: new directories, and new files and
     /// links under temporary names beside their targets.
     fn stage(&self, op: &Op, contents: &dyn ContentSource) -> Result<(), StateError> {
-        let dir = parent(&op.path);
         match &op.after {
-            Snapshot::File {
-                hash,
-                mode,
-                uid,
-                gid,
-                ..
-            } => {
-                let bytes = match contents.content(hash) {
-                    Some(b) => b,
-                    None => Cow::Owned(self.state.store().get(hash)?.ok_or(
-                        StateError::MissingContent {
-                            hash: *hash,
-                            path: op.path.clone(),
-                        },
-                    )?),
-                };
-                self.root().write_file_in(
-                    &dir,
-                    &temp_name(&op.path),
-                    &bytes,
-                    (*mode, *uid, *gid),
-                )?;
-            }
-            Snapshot::Link { target, uid, gid } => {
-                self.root()
-                    .symlink_in(&dir, &temp_name(&op.path), target, *uid, *gid)?;
+            Snapshot::File { .. } | Snapshot::Link { .. } => {
+                self.write_temp(&op.path, &op.after, contents)?;
             }
             Snapshot::Dir { mode, uid, gid } if op.before.is_absent() => {
                 // strata's own state directory may have just created it.
@@ -397,6 +372,44 @@ impl Commit<'_, '_> {
                     }
                     other => other?,
                 }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Writes a file or link under its temporary name beside `path`, with its final mode
+    /// and owner; a file's content comes from `contents`, else from the store.
+    fn write_temp(
+        &self,
+        path: &TargetPath,
+        state: &Snapshot,
+        contents: &dyn ContentSource,
+    ) -> Result<(), StateError> {
+        let dir = parent(path);
+        match state {
+            Snapshot::File {
+                hash,
+                mode,
+                uid,
+                gid,
+                ..
+            } => {
+                let bytes = match contents.content(hash) {
+                    Some(b) => b,
+                    None => Cow::Owned(self.state.store().get(hash)?.ok_or(
+                        StateError::MissingContent {
+                            hash: *hash,
+                            path: path.clone(),
+                        },
+                    )?),
+                };
+                self.root()
+                    .write_file_in(&dir, &temp_name(path), &bytes, (*mode, *uid, *gid))?;
+            }
+            Snapshot::Link { target, uid, gid } => {
+                self.root()
+                    .symlink_in(&dir, &temp_name(path), target, *uid, *gid)?;
             }
             _ => {}
         }
@@ -428,22 +441,8 @@ impl Commit<'_, '_> {
                 },
                 _ => root.remove(path)?,
             },
-            Snapshot::File {
-                hash,
-                mode,
-                uid,
-                gid,
-                ..
-            } => {
-                let bytes = store.get(hash)?.ok_or(StateError::MissingContent {
-                    hash: *hash,
-                    path: path.clone(),
-                })?;
-                root.write_file_in(&dir, &temp_name(path), &bytes, (*mode, *uid, *gid))?;
-                root.rename_in(&dir, &temp_name(path), path.file_name())?;
-            }
-            Snapshot::Link { target, uid, gid } => {
-                root.symlink_in(&dir, &temp_name(path), target, *uid, *gid)?;
+            Snapshot::File { .. } | Snapshot::Link { .. } => {
+                self.write_temp(path, want, store)?;
                 root.rename_in(&dir, &temp_name(path), path.file_name())?;
             }
             Snapshot::Dir { mode, uid, gid } => {

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::Subcommand;
 
+use crate::cli::SiteArg;
 use crate::error::CliResult;
 use crate::printer::Printer;
 
@@ -19,22 +20,18 @@ pub enum NewCommand {
     Module {
         /// The module's name (lowercase letters, digits, '-' and '_').
         name: String,
-        /// The site [default: $STRATA_SITE, else the current directory].
-        #[arg(
-            long,
-            env = "STRATA_SITE",
-            value_name = "DIR",
-            default_value = ".",
-            hide_default_value = true
-        )]
-        site: PathBuf,
+        #[command(flatten)]
+        site: SiteArg,
     },
 }
 
 pub fn run(cmd: &NewCommand, printer: &Printer) -> CliResult {
     let (dir, made) = match cmd {
         NewCommand::Site { dir } => (dir, strata_core::scaffold::new_site(dir)?),
-        NewCommand::Module { name, site } => (site, strata_core::scaffold::new_module(site, name)?),
+        NewCommand::Module { name, site } => (
+            &site.site,
+            strata_core::scaffold::new_module(&site.site, name)?,
+        ),
     };
     let mut out = String::new();
     for f in made {
