@@ -33,6 +33,7 @@ enum Command {
     Params(commands::params::ParamsArgs),
     Plan(commands::plan::PlanArgs),
     Apply(commands::apply::ApplyArgs),
+    Shell(commands::shell::ShellArgs),
     Generations(commands::generations::GenerationsArgs),
     Rollback(commands::rollback::RollbackArgs),
     Report(commands::report::ReportArgs),
@@ -115,6 +116,7 @@ impl NodeArgs {
             facts: self.facts.as_deref().map(absolute).transpose()?,
             local: node == host,
             db: self.db.clone(),
+            helper: std::env::current_exe().ok(),
             node,
         })
     }
@@ -126,6 +128,11 @@ pub fn absolute(p: &std::path::Path) -> anyhow::Result<PathBuf> {
 }
 
 pub fn main() -> ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == strata_sandbox::HELPER_ARG) {
+        let code = strata_sandbox::helper_main(&args[2..]);
+        return ExitCode::from(code.clamp(0, 255) as u8);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -145,6 +152,7 @@ pub fn main() -> ExitCode {
         Command::Params(a) => commands::params::run(a, &printer),
         Command::Plan(a) => commands::plan::run(a, &printer),
         Command::Apply(a) => commands::apply::run(a, &printer),
+        Command::Shell(a) => commands::shell::run(a, &printer),
         Command::Generations(a) => commands::generations::run(a, &printer),
         Command::Rollback(a) => commands::rollback::run(a, &printer),
         Command::Report(a) => commands::report::run(a, &printer),

@@ -21,6 +21,7 @@ pub enum Style {
     Yellow,
     Red,
     Cyan,
+    Magenta,
     Bold,
     Dim,
 }
@@ -32,6 +33,7 @@ impl Style {
             Style::Yellow => "33",
             Style::Red => "31",
             Style::Cyan => "36",
+            Style::Magenta => "35",
             Style::Bold => "1",
             Style::Dim => "2",
         }

@@ -20,7 +20,7 @@ fn style(action: Action) -> Style {
 /// The plan as a person reads it: one line per path, its attributes before → after, and
 /// a unified diff under each changed text file.
 pub fn plan_text(p: &Printer, o: &Outcome, verb: &str) -> String {
-    let mut out = String::new();
+    let mut out = runs_text(p, &o.runs);
     let shown = |c: &&Change| c.action != Action::Unchanged || p.verbose;
     let width = o
         .plan
@@ -51,6 +51,41 @@ pub fn plan_text(p: &Printer, o: &Outcome, verb: &str) -> String {
             out.push_str(&paint_diff(p, diff));
         }
     }
+    if o.activations.is_empty() {
+        for c in &o.calls {
+            out.push_str(&format!(
+                "{} {}  {}\n",
+                p.paint(Style::Magenta, "would run"),
+                c.argv.join(" "),
+                p.paint(Style::Dim, &format!("({} {})", c.module, c.program))
+            ));
+        }
+    }
+    for a in &o.activations {
+        let status = match (&a.error, a.exit) {
+            (Some(e), _) => e.clone(),
+            (None, Some(0)) => "ok".to_string(),
+            (None, Some(c)) => format!("exit status {c}"),
+            (None, None) => "no exit status".to_string(),
+        };
+        let style = if a.exit == Some(0) {
+            Style::Magenta
+        } else {
+            Style::Red
+        };
+        out.push_str(&format!(
+            "{} {}  {}\n",
+            p.paint(style, "ran"),
+            a.command.argv.join(" "),
+            p.paint(
+                Style::Dim,
+                &format!("({}; {} {})", status, a.command.module, a.command.program)
+            )
+        ));
+        for line in a.output.lines() {
+            out.push_str(&format!("          {line}\n"));
+        }
+    }
     let s = o.plan.summary();
     let mut parts = vec![
         format!("{} to create", s.create),
@@ -62,6 +97,14 @@ pub fn plan_text(p: &Printer, o: &Outcome, verb: &str) -> String {
         parts.push(format!("{} released but kept", s.keep));
     }
     parts.push(format!("{} unchanged", s.unchanged));
+    if !o.calls.is_empty() {
+        parts.push(format!(
+            "{} command{} {}",
+            o.calls.len(),
+            if o.calls.len() == 1 { "" } else { "s" },
+            if verb == "plan" { "to run" } else { "run" }
+        ));
+    }
     let head = match verb {
         "plan" => format!(
             "Plan for {} ({}): {}.",
@@ -211,7 +254,31 @@ pub fn plan_json(o: &Outcome, root: &Path) -> serde_json::Value {
         "changes": changes,
         "summary": o.plan.summary(),
         "generation": o.generation,
+        "scripts": o.runs.iter().map(|r| serde_json::json!({
+            "module": r.module,
+            "program": r.program,
+            "exit": r.metrics.exit,
+            "stdout": r.stdout,
+            "stderr": r.stderr,
+        })).collect::<Vec<_>>(),
+        "calls": o.calls,
+        "activations": o.activations,
     })
+}
+
+/// What the scripts printed, each line prefixed with module and script.
+pub fn runs_text(p: &Printer, runs: &[strata_engine::Run]) -> String {
+    let mut out = String::new();
+    for r in runs {
+        let prefix = format!("{} {}:", r.module, r.program);
+        for line in r.stdout.lines() {
+            out.push_str(&format!("{} {line}\n", p.paint(Style::Dim, &prefix)));
+        }
+        for line in r.stderr.lines() {
+            out.push_str(&format!("{} {line}\n", p.paint(Style::Yellow, &prefix)));
+        }
+    }
+    out
 }
 
 /// The steps of a run as a tree, as disco's report showed them.

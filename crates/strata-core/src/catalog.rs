@@ -2,6 +2,7 @@
 //! a catalog, the full desired state with rendered content.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 
 use globset::{Glob, GlobMatcher};
 use serde_json::{Map, Value, json};
@@ -55,7 +56,59 @@ pub enum ResourceKind {
         /// Where it points.
         target: String,
     },
+    /// A file whose content an executable template prints (it runs in the sandbox).
+    Exec {
+        /// The executable template in the site.
+        program: PathBuf,
+    },
 }
+
+impl Resource {
+    /// The owner and group ids on the target, from its own users and groups.
+    pub fn ids(&self, users: &crate::UserDb) -> Result<(u32, u32), SiteError> {
+        let (uid, gid) = (users.uid(&self.owner), users.gid(&self.group));
+        let (Some(uid), Some(gid)) = (uid, gid) else {
+            let (what, name, file) = if uid.is_none() {
+                ("user", &self.owner, "/etc/passwd")
+            } else {
+                ("group", &self.group, "/etc/group")
+            };
+            return Err(SiteError::in_file(
+                self.source.clone(),
+                format!(
+                    "{what} `{name}` (for {}, module {}) does not exist on the target: not in its {file}",
+                    self.path, self.module
+                ),
+            ));
+        };
+        Ok((uid, gid))
+    }
+}
+
+/// A module's part in a sandbox run, in application order.
+#[derive(Debug, Clone)]
+pub struct ModuleRun {
+    /// `name@version`.
+    pub id: String,
+    /// Its scripts, in lexical order.
+    pub scripts: Vec<ScriptDecl>,
+    /// Each script's (and executable template's) time limit.
+    pub timeout: std::time::Duration,
+    /// `plan_network = true`: its scripts may use the network in a plan.
+    pub plan_network: bool,
+}
+
+/// One script of a module.
+#[derive(Debug, Clone)]
+pub struct ScriptDecl {
+    /// `scripts/10-config.sh`.
+    pub name: String,
+    /// Where it is.
+    pub path: PathBuf,
+}
+
+/// How long a script may run unless its module says otherwise.
+pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// One path the catalog declares.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +142,8 @@ pub struct Catalog {
     pub params: ParamTree,
     /// Module ids in application order.
     pub modules: Vec<String>,
+    /// Each module's scripts and their settings, in application order.
+    pub runs: Vec<ModuleRun>,
     /// Every declared path, in path order.
     pub resources: Vec<Resource>,
     /// Content by hash.
@@ -104,19 +159,12 @@ impl Catalog {
         let mut out = Vec::with_capacity(self.resources.len());
         let mut errors = Vec::new();
         for r in &self.resources {
-            let uid = users.uid(&r.owner);
-            let gid = users.gid(&r.group);
-            let (Some(uid), Some(gid)) = (uid, gid) else {
-                let (what, name, file) = if uid.is_none() {
-                    ("user", &r.owner, "/etc/passwd")
-                } else {
-                    ("group", &r.group, "/etc/group")
-                };
-                errors.push(SiteError::in_file(
-                    r.source.clone(),
-                    format!("{what} `{name}` (for {}, module {}) does not exist on the target: not in its {file}", r.path, r.module),
-                ));
-                continue;
+            let (uid, gid) = match r.ids(users) {
+                Ok(ids) => ids,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
             };
             let state = match &r.kind {
                 ResourceKind::File { hash, size } => Snapshot::File {
@@ -136,6 +184,8 @@ impl Catalog {
                     uid,
                     gid,
                 },
+                // Its content is known only once it ran in the sandbox.
+                ResourceKind::Exec { .. } => continue,
             };
             out.push(Entry {
                 path: r.path.clone(),
@@ -143,6 +193,7 @@ impl Catalog {
                 replace: r.replace,
                 implicit: false,
                 sensitive: r.sensitive,
+                observed: false,
                 module: Some(r.module.clone()),
                 source: Some(r.source.clone()),
             });
@@ -210,6 +261,13 @@ pub fn compile(site: &Site, node: &str, opts: &CompileOptions) -> Result<Catalog
     let modules = graph::resolve(site, module_refs)?;
 
     let mut errors: Vec<SiteError> = modules.iter().flat_map(Module::unsupported).collect();
+    let mut runs = Vec::new();
+    for m in &modules {
+        match m.run() {
+            Ok(r) => runs.push(r),
+            Err(e) => errors.push(e),
+        }
+    }
     let info = NodeInfo {
         name: node.to_string(),
         environment: environment.clone(),
@@ -254,6 +312,7 @@ pub fn compile(site: &Site, node: &str, opts: &CompileOptions) -> Result<Catalog
         node: info,
         params,
         modules: modules.iter().map(Module::id).collect(),
+        runs,
         resources: builder.resources.into_values().collect(),
         contents: builder.contents,
         steps: builder.steps,
@@ -446,6 +505,8 @@ struct Source0 {
     path: std::path::PathBuf,
     template: bool,
     is_link: bool,
+    /// An executable template: its output is the content.
+    exec: bool,
 }
 
 impl Builder<'_> {
@@ -502,6 +563,11 @@ impl Builder<'_> {
                     }
                 }
                 res.mode = 0o777;
+            } else if s.exec {
+                // Executable because it runs; what it prints is an ordinary 0644 file.
+                res.kind = ResourceKind::Exec {
+                    program: s.path.clone(),
+                };
             } else {
                 let (content, site_mode) = match self.content(&s, renderer, &ctx) {
                     Ok(c) => c,
@@ -620,14 +686,12 @@ impl Builder<'_> {
                 for f in strata_fs::walk_files(&dir)? {
                     let rel = self.site.rel(&f.path);
                     let mut target_rel = f.rel.clone();
+                    let mut exec = false;
                     if template {
-                        if target_rel.ends_with(".sh-template") {
-                            return Err(SiteError::in_file(
-                                rel,
-                                "executable templates need the sandbox, which this version of strata does not have yet",
-                            ));
-                        }
-                        if let Some(stripped) = target_rel.strip_suffix(".j2") {
+                        if let Some(stripped) = target_rel.strip_suffix(".sh-template") {
+                            target_rel = stripped.to_string();
+                            exec = true;
+                        } else if let Some(stripped) = target_rel.strip_suffix(".j2") {
                             target_rel = stripped.to_string();
                         }
                     }
@@ -637,8 +701,9 @@ impl Builder<'_> {
                         target: target.clone(),
                         rel: rel.clone(),
                         path: f.path,
-                        template: template && !f.is_link,
+                        template: template && !f.is_link && !exec,
                         is_link: f.is_link,
+                        exec: exec && !f.is_link,
                     };
                     if let Some(prev) = layer.insert(target.clone(), s) {
                         return Err(SiteError::in_file(

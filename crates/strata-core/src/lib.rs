@@ -14,9 +14,12 @@ mod site;
 mod tomlfile;
 mod users;
 
-pub use catalog::{Catalog, CompileOptions, HardwareLayer, Resource, ResourceKind, compile};
+pub use catalog::{
+    Catalog, CompileOptions, DEFAULT_TIMEOUT, HardwareLayer, ModuleRun, Resource, ResourceKind,
+    ScriptDecl, compile,
+};
 pub use error::{SiteError, SiteErrors};
 pub use params::{ParamTree, Source};
 pub use plan::{PlanError, plan};
-pub use site::{NodeInfo, Site};
+pub use site::{NodeInfo, SandboxSettings, Site};
 pub use users::UserDb;

@@ -1,10 +1,12 @@
 //! One module directory: its `module.toml` and where its files come from.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::catalog::{DEFAULT_TIMEOUT, ModuleRun, ScriptDecl};
 use crate::error::SiteError;
 use crate::site::{Ref, Site};
 use crate::tomlfile::{self, TomlFile};
@@ -38,10 +40,8 @@ pub(crate) struct ModuleToml {
     pub download: Vec<Spanned<toml::Table>>,
     #[serde(default)]
     pub service: Vec<Spanned<toml::Table>>,
-    #[allow(dead_code)]
     pub plan_network: Option<bool>,
-    #[allow(dead_code)]
-    pub timeout: Option<toml::Value>,
+    pub timeout: Option<Spanned<toml::Value>>,
 }
 
 /// `[[file]]`: metadata for paths from `files/` and `templates/` (a glob).
@@ -160,17 +160,46 @@ impl Module {
                 ));
             }
         }
-        for sub in ["scripts"] {
-            if !strata_fs::list_dir(&self.dir.join(sub))
-                .unwrap_or_default()
-                .is_empty()
-            {
-                out.push(SiteError::in_file(
-                    format!("{}/{sub}", self.toml.rel.trim_end_matches("/module.toml")),
-                    "module scripts need the sandbox, which this version of strata does not have yet",
-                ));
-            }
-        }
         out
+    }
+
+    /// Its scripts (`scripts/*` in lexical order; hidden files and `~` backups skipped)
+    /// and their settings.
+    pub fn run(&self) -> Result<ModuleRun, SiteError> {
+        let v = &self.toml.value;
+        let timeout = match &v.timeout {
+            None => DEFAULT_TIMEOUT,
+            Some(t) => {
+                let bad = || {
+                    self.toml.error_at(
+                        t.span().start,
+                        "timeout must be a number of seconds or a duration such as \"90s\" or \"5m\"",
+                    )
+                };
+                match t.get_ref() {
+                    toml::Value::Integer(n) if *n > 0 => Duration::from_secs(*n as u64),
+                    toml::Value::String(s) => humantime::parse_duration(s).map_err(|_| bad())?,
+                    _ => return Err(bad()),
+                }
+            }
+        };
+        let dir = self.dir.join("scripts");
+        let mut scripts = Vec::new();
+        for name in strata_fs::list_dir(&dir).map_err(|e| SiteError::new(e.to_string()))? {
+            let path = dir.join(&name);
+            if name.starts_with('.') || name.ends_with('~') || strata_fs::is_dir(&path) {
+                continue;
+            }
+            scripts.push(ScriptDecl {
+                name: format!("scripts/{name}"),
+                path,
+            });
+        }
+        Ok(ModuleRun {
+            id: self.id(),
+            scripts,
+            timeout,
+            plan_network: v.plan_network.unwrap_or(false),
+        })
     }
 }

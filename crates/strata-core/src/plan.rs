@@ -75,10 +75,12 @@ pub fn plan(
             }
         }
         conflict(&path, &entry.state, &before)?;
-        let action = if before.is_absent() {
-            Action::Create
-        } else if entry.state.satisfied_by(&before) {
+        let action = if entry.state.satisfied_by(&before) {
             Action::Unchanged
+        } else if before.is_absent() {
+            Action::Create
+        } else if entry.state.is_absent() {
+            Action::Remove
         } else {
             Action::Modify
         };
@@ -129,8 +131,9 @@ fn add_implicit_dirs(
     originals: &BTreeMap<TargetPath, Snapshot>,
 ) {
     let parents: BTreeSet<TargetPath> = desired
-        .keys()
-        .flat_map(TargetPath::ancestors)
+        .values()
+        .filter(|e| !e.state.is_absent())
+        .flat_map(|e| e.path.ancestors())
         .filter(|p| !desired.contains_key(p))
         .collect();
     let mut missing: BTreeSet<TargetPath> = BTreeSet::new();
@@ -155,6 +158,7 @@ fn add_implicit_dirs(
                     replace: true,
                     implicit: true,
                     sensitive: false,
+                    observed: false,
                     module: None,
                     source: None,
                 },
@@ -166,6 +170,10 @@ fn add_implicit_dirs(
 /// Refuses to turn a directory into something else, or something else into a directory.
 fn conflict(path: &TargetPath, want: &Snapshot, have: &Snapshot) -> Result<(), PlanError> {
     let message = match (want, have) {
+        (Snapshot::Absent, _) => return Ok(()),
+        (Snapshot::Other { kind }, _) => {
+            format!("a script made a {kind} here; strata manages files, directories and links only")
+        }
         (_, Snapshot::Other { kind }) => format!(
             "a {kind} stands where a {} is declared; strata does not replace it",
             want.kind()

@@ -15,8 +15,20 @@ use crate::tomlfile::{self, TomlFile};
 struct SiteToml {
     site: SiteSection,
     #[serde(default)]
-    #[allow(dead_code)]
-    sandbox: Option<toml::Table>,
+    sandbox: SandboxSettings,
+}
+
+/// `[sandbox]` in `strata.toml`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxSettings {
+    /// Commands intercepted beyond the built-in list (names or absolute paths).
+    #[serde(default)]
+    pub intercept: Vec<String>,
+    /// Globs of paths whose changes by scripts are not reported or committed, beyond the
+    /// built-in list.
+    #[serde(default)]
+    pub ignore: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -105,6 +117,8 @@ pub struct Site {
     pub name: String,
     /// `site.default_environment`.
     pub default_environment: String,
+    /// `[sandbox]`: what scripts' sandbox intercepts and ignores.
+    pub sandbox: SandboxSettings,
     pub(crate) groups: BTreeMap<String, TomlFile<GroupToml>>,
     pub(crate) roles: BTreeMap<String, Versions>,
     pub(crate) modules: BTreeMap<String, Versions>,
@@ -146,11 +160,15 @@ impl Site {
         if !errors.is_empty() {
             return Err(SiteErrors(errors));
         }
-        let settings = settings.expect("no errors").value.site;
+        let SiteToml {
+            site: settings,
+            sandbox,
+        } = settings.expect("no errors").value;
         let site = Site {
             dir: dir.to_path_buf(),
             name: settings.name,
             default_environment: settings.default_environment,
+            sandbox,
             groups,
             roles,
             modules,

@@ -11,9 +11,12 @@ use strata_core::{
 };
 use strata_fs::{FsError, Meter, Root};
 use strata_state::{GenerationInfo, Op, State, StateError};
-use strata_types::{Generation, GenerationKind, Plan, Report, Step};
+use strata_types::{Activation, Deferred, Generation, GenerationKind, Plan, Report, Step};
 
 pub use strata_core::NodeInfo;
+pub use strata_sandbox::{Call, Run};
+
+mod scripts;
 
 /// Why a command failed.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +39,38 @@ pub enum EngineError {
     /// Hardware classification failed.
     #[error(transparent)]
     Hardware(#[from] strata_hardware::ClassifyError),
+    /// The sandbox could not run.
+    #[error(transparent)]
+    Sandbox(#[from] strata_sandbox::SandboxError),
+    /// A script or executable template failed: nothing is committed.
+    #[error(
+        "module {module}: {program} failed ({status}); nothing was committed{}",
+        tail(stderr)
+    )]
+    Script {
+        /// The module.
+        module: String,
+        /// The program.
+        program: String,
+        /// How it ended.
+        status: String,
+        /// The last lines of its standard error.
+        stderr: Vec<String>,
+        /// Every program run until then, with its output.
+        output: Vec<Run>,
+    },
+}
+
+fn tail(lines: &[String]) -> String {
+    if lines.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from("\nlast lines of its standard error:");
+    for l in lines {
+        s.push_str("\n  ");
+        s.push_str(l);
+    }
+    s
 }
 
 /// What `plan` and `apply` need.
@@ -56,6 +91,8 @@ pub struct Request {
     /// The allocation database: a SQLite file or a `postgres://` URL (default
     /// `<site>/.strata/state.db`).
     pub db: Option<String>,
+    /// The strata executable, run as the sandbox's helper when the site has scripts.
+    pub helper: Option<PathBuf>,
 }
 
 /// What a plan, apply or rollback found and did.
@@ -73,6 +110,19 @@ pub struct Outcome {
     pub generation: Option<u64>,
     /// Per-step metrics.
     pub report: Report,
+    /// Programs that ran in the sandbox, with their output.
+    pub runs: Vec<Run>,
+    /// Intercepted calls: in a plan, what would run; in an apply, what ran after the commit.
+    pub calls: Vec<Call>,
+    /// In an apply: how each intercepted call went on the target.
+    pub activations: Vec<Activation>,
+}
+
+impl Outcome {
+    /// Whether an apply would do anything: change a path or run a command.
+    pub fn has_changes(&self) -> bool {
+        self.plan.has_changes() || !self.calls.is_empty()
+    }
 }
 
 fn compile_site(
@@ -193,33 +243,103 @@ fn hardware_layer(
 /// Computes what an apply would do. Writes nothing (unless an interrupted commit on the
 /// root must be finished first).
 pub fn plan(req: &Request) -> Result<Outcome, EngineError> {
+    run_plan(req, false)
+}
+
+/// Opens an interactive shell in the plan's sandbox (after the modules ran), and reports
+/// what the session changed on top of the plan. Commits nothing.
+pub fn shell(req: &Request) -> Result<Outcome, EngineError> {
+    run_plan(req, true)
+}
+
+fn run_plan(req: &Request, shell: bool) -> Result<Outcome, EngineError> {
     let mut steps = Vec::new();
-    let (_, catalog) = compile_site(req, false, &mut steps)?;
+    let (site, catalog) = compile_site(req, false, &mut steps)?;
     let root = Root::open(&req.root)?;
     let state = State::open_for_read(&root)?;
     let users = UserDb::load(&root)?;
-    let entries = catalog.entries(&users)?;
-    let (plan, _) = plan_against(&root, &state, entries, &catalog.contents, &mut steps)?;
+    let (plan, _, run) = if shell || scripts::needed(&catalog) {
+        let helper = helper(req)?;
+        let mode = scripts::Mode {
+            noop: true,
+            shell,
+            helper: &helper,
+        };
+        let (p, c, r) = scripts::plan(
+            req,
+            &catalog,
+            &root,
+            &state,
+            &users,
+            &site.sandbox.intercept,
+            &site.sandbox.ignore,
+            &mode,
+            &mut steps,
+        )?;
+        (p, c, Some(r))
+    } else {
+        let entries = catalog.entries(&users)?;
+        let (p, c) = plan_against(&root, &state, entries, &catalog.contents, &mut steps)?;
+        (p, c, None)
+    };
+    let (runs, calls) = run
+        .map(|r| (r.observed.runs, r.observed.calls))
+        .unwrap_or_default();
     Ok(Outcome {
         node: catalog.node.name,
         environment: catalog.node.environment,
         plan,
         users,
         generation: None,
-        report: Report { steps },
+        report: Report {
+            steps,
+            activations: Vec::new(),
+        },
+        runs,
+        calls,
+        activations: Vec::new(),
+    })
+}
+
+fn helper(req: &Request) -> Result<PathBuf, EngineError> {
+    req.helper.clone().ok_or_else(|| {
+        EngineError::Invalid("this program cannot run scripts: it has no sandbox helper".into())
     })
 }
 
 /// Plans and commits, all or nothing, and records a generation. Nothing is written when
-/// nothing changes.
+/// nothing changes. Intercepted commands the scripts called run on the target after the
+/// commit, in call order.
 pub fn apply(req: &Request) -> Result<Outcome, EngineError> {
     let mut steps = Vec::new();
     let (site, catalog) = compile_site(req, true, &mut steps)?;
     let root = Root::open(&req.root)?;
     let state = State::open_for_commit(&root)?;
     let users = UserDb::load(&root)?;
-    let entries = catalog.entries(&users)?;
-    let (plan, current) = plan_against(&root, &state, entries, &catalog.contents, &mut steps)?;
+    let (plan, current, run) = if scripts::needed(&catalog) {
+        let helper = helper(req)?;
+        let mode = scripts::Mode {
+            noop: false,
+            shell: false,
+            helper: &helper,
+        };
+        let (p, c, r) = scripts::plan(
+            req,
+            &catalog,
+            &root,
+            &state,
+            &users,
+            &site.sandbox.intercept,
+            &site.sandbox.ignore,
+            &mode,
+            &mut steps,
+        )?;
+        (p, c, Some(r))
+    } else {
+        let entries = catalog.entries(&users)?;
+        let (p, c) = plan_against(&root, &state, entries, &catalog.contents, &mut steps)?;
+        (p, c, None)
+    };
     let header = Header {
         kind: GenerationKind::Apply,
         replayed: None,
@@ -228,12 +348,19 @@ pub fn apply(req: &Request) -> Result<Outcome, EngineError> {
         site: Some(site.dir.display().to_string()),
         revision: git_revision(&site.dir),
     };
-    let number = commit(
+    let (runs, calls) = run
+        .as_ref()
+        .map(|r| (r.observed.runs.clone(), r.observed.calls.clone()))
+        .unwrap_or_default();
+    let out = run.as_ref().map(|r| r.contents());
+    let contents = (&catalog.contents, out);
+    let (number, activations) = commit(
         &state,
         &plan,
         current.as_ref(),
         header,
-        &catalog.contents,
+        &contents,
+        &calls,
         &mut steps,
     )?;
     Ok(Outcome {
@@ -242,7 +369,13 @@ pub fn apply(req: &Request) -> Result<Outcome, EngineError> {
         plan,
         users,
         generation: number,
-        report: Report { steps },
+        report: Report {
+            steps,
+            activations: Vec::new(),
+        },
+        runs,
+        calls,
+        activations,
     })
 }
 
@@ -263,15 +396,24 @@ fn commit(
     current: Option<&Generation>,
     header: Header,
     contents: &dyn strata_types::ContentSource,
+    calls: &[Call],
     steps: &mut Vec<Step>,
-) -> Result<Option<u64>, EngineError> {
+) -> Result<(Option<u64>, Vec<Activation>), EngineError> {
     let same_ownership = match current {
         Some(g) => g.entries == plan.entries && g.originals == plan.originals,
         None => plan.entries.is_empty() && plan.originals.is_empty(),
     };
-    if !plan.has_changes() && same_ownership {
-        return Ok(None);
+    if !plan.has_changes() && same_ownership && calls.is_empty() {
+        return Ok((None, Vec::new()));
     }
+    let commands: Vec<Deferred> = calls
+        .iter()
+        .map(|c| Deferred {
+            module: c.module.clone(),
+            program: c.program.clone(),
+            argv: c.argv.clone(),
+        })
+        .collect();
     let ops: Vec<Op> = plan
         .changes
         .iter()
@@ -295,19 +437,22 @@ fn commit(
         originals: plan.originals.clone(),
         report: Report {
             steps: steps.clone(),
+            activations: Vec::new(),
         },
     };
     let store = state.store();
-    let (generation, commit_steps) = state.commit(ops, generation, &(contents, &store))?;
+    let (generation, commit_steps, activations) =
+        state.commit(ops, generation, &(contents, &store), commands)?;
     steps.extend(commit_steps);
     // The full report is a convenience: a failure to save it does not undo the commit.
     let _ = state.save_report(
         generation.number,
         &Report {
             steps: steps.clone(),
+            activations: activations.clone(),
         },
     );
-    Ok(Some(generation.number))
+    Ok((Some(generation.number), activations))
 }
 
 /// Replays generation `to` (default: the one before the current) through the same commit,
@@ -344,14 +489,28 @@ pub fn rollback(root: &Path, to: Option<u64>) -> Result<Outcome, EngineError> {
         site: old.site.clone(),
         revision: old.revision.clone(),
     };
-    let number = commit(&state, &plan, current.as_ref(), header, &empty, &mut steps)?;
+    let (number, _) = commit(
+        &state,
+        &plan,
+        current.as_ref(),
+        header,
+        &empty,
+        &[],
+        &mut steps,
+    )?;
     Ok(Outcome {
         node: old.node,
         environment: old.environment,
         plan,
         users,
         generation: number,
-        report: Report { steps },
+        report: Report {
+            steps,
+            activations: Vec::new(),
+        },
+        runs: Vec::new(),
+        calls: Vec::new(),
+        activations: Vec::new(),
     })
 }
 

@@ -2,7 +2,7 @@
 
 use std::cell::RefCell;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{
@@ -238,6 +238,22 @@ impl Root {
             done += n;
         }
         Ok(buf)
+    }
+
+    /// Where `p` leads once every link on the way (the last one too) is followed inside
+    /// the root; `None` when nothing is there.
+    pub fn resolve(&self, p: &TargetPath) -> Result<Option<TargetPath>> {
+        let fd = match self.open_raw(p, OFlags::PATH) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => return Ok(None),
+            Err(e) => return Err(self.err("resolve", p, e)),
+        };
+        let proc = format!("/proc/self/fd/{}", fd.as_raw_fd());
+        let host = std::fs::read_link(&proc).map_err(|e| FsError::new("resolve", &proc, e))?;
+        let base = std::fs::read_link(format!("/proc/self/fd/{}", self.fd.as_raw_fd()))
+            .map_err(|e| FsError::new("resolve", &self.path, e))?;
+        let rel = host.strip_prefix(&base).unwrap_or(&host);
+        Ok(TargetPath::parse(&format!("/{}", rel.display())).ok())
     }
 
     /// Whether `p` is a directory once links inside the root are followed.

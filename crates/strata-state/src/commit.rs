@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use strata_fs::Meter;
 use strata_fs::Root;
-use strata_types::{ContentSource, Generation, Hash, Snapshot, Step, TargetPath};
+use strata_types::{
+    Activation, ContentSource, Deferred, Generation, Hash, Snapshot, Step, TargetPath,
+};
 
 use crate::state::state_path;
 use crate::{State, StateError, Store, crashpoint};
@@ -36,6 +38,9 @@ pub(crate) struct Journal {
     /// The pack this commit writes, if it writes one.
     #[serde(default)]
     pack: Option<String>,
+    /// Commands to run on the target once the commit is published.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    commands: Vec<Deferred>,
 }
 
 impl Journal {
@@ -77,15 +82,18 @@ fn parent(path: &TargetPath) -> TargetPath {
 
 impl<'r> State<'r> {
     /// Commits `ops` and records `generation` (its number is assigned here), all or
-    /// nothing. On error the target is as it was, unless undoing also failed (then the
-    /// error says so and the next command finishes the recovery).
-    /// Returns the generation and the metrics of the commit's phases (store, stage, apply).
+    /// nothing, then runs `commands` on the target. On error the target is as it was,
+    /// unless undoing also failed (then the error says so and the next command finishes
+    /// the recovery).
+    /// Returns the generation, the metrics of the commit's phases (store, stage, apply)
+    /// and how each command went.
     pub fn commit(
         &self,
         mut ops: Vec<Op>,
         mut generation: Generation,
         contents: &dyn ContentSource,
-    ) -> Result<(Generation, Vec<Step>), StateError> {
+        commands: Vec<Deferred>,
+    ) -> Result<(Generation, Vec<Step>, Vec<Activation>), StateError> {
         let mut steps = Vec::new();
         let meter = Meter::start();
         generation.number = self.numbers()?.last().map_or(1, |n| n + 1);
@@ -102,6 +110,7 @@ impl<'r> State<'r> {
                 added: Vec::new(),
                 created,
                 pack: None,
+                commands,
             },
         };
         let needed = match commit.needed(&generation, contents) {
@@ -136,8 +145,14 @@ impl<'r> State<'r> {
         crashpoint!("commit-after-store");
         match stored.and_then(|()| commit.run(&generation, contents, &mut past_point, &mut steps)) {
             Ok(()) => {
+                let meter = Meter::start();
+                let activations =
+                    crate::activate::run_pending(self.root, &commit.journal.commands)?;
+                if !activations.is_empty() {
+                    steps.push(meter.finish("activate"));
+                }
                 commit.finish()?;
-                Ok((generation, steps))
+                Ok((generation, steps, activations))
             }
             Err(first) => {
                 if past_point {
@@ -172,6 +187,13 @@ impl<'r> State<'r> {
                 commit.ensure(op, &op.after, &store)?;
             }
             commit.publish()?;
+            let activations = crate::activate::run_pending(self.root, &commit.journal.commands)?;
+            if !activations.is_empty() {
+                let n = commit.journal.generation;
+                let mut report = self.report(n).unwrap_or_default();
+                report.activations = activations;
+                let _ = self.save_report(n, &report);
+            }
             commit.finish()
         } else {
             commit.undo()
@@ -497,7 +519,7 @@ impl Commit<'_, '_> {
         let root = self.root();
         root.remove(&state_path("journal"))?;
         root.fsync(&state_path(""))?;
-        for marker in ["commit", "undo"] {
+        for marker in ["commit", "undo", "activations"] {
             root.remove(&state_path(marker))?;
         }
         Ok(())

@@ -9,6 +9,7 @@
 //! finds a journal first finishes it (marker present) or undoes it (marker absent), so
 //! every managed path ends at the old or at the new generation.
 
+mod activate;
 mod commit;
 mod crash;
 mod error;

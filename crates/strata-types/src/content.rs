@@ -29,3 +29,10 @@ impl<T: ContentSource + ?Sized> ContentSource for &T {
         (**self).content(hash)
     }
 }
+
+/// A source that may be missing.
+impl<T: ContentSource> ContentSource for Option<T> {
+    fn content(&self, hash: &Hash) -> Option<Cow<'_, [u8]>> {
+        self.as_ref()?.content(hash)
+    }
+}

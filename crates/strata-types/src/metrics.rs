@@ -43,4 +43,33 @@ pub struct Step {
 pub struct Report {
     /// Top-level steps.
     pub steps: Vec<Step>,
+    /// Commands run on the target after the commit (intercepted calls of scripts).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub activations: Vec<Activation>,
+}
+
+/// A command a script called in the sandbox, deferred until after the commit.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deferred {
+    /// The module whose script called it.
+    pub module: String,
+    /// The script.
+    pub program: String,
+    /// The command and its arguments.
+    pub argv: Vec<String>,
+}
+
+/// How a deferred command went on the target.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Activation {
+    /// The command.
+    pub command: Deferred,
+    /// Its exit status (none: it could not start, or was killed).
+    pub exit: Option<i32>,
+    /// What it printed (standard output, then standard error).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub output: String,
+    /// Why it could not run, or that an earlier run was interrupted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }

@@ -107,7 +107,7 @@ impl Snapshot {
 pub struct Entry {
     /// The path on the node.
     pub path: TargetPath,
-    /// The desired state: a file, directory or link.
+    /// The desired state: a file, directory or link (absent: a script deleted it).
     pub state: Snapshot,
     /// `false` for add-only files: created when missing, never overwritten.
     #[serde(default = "yes", skip_serializing_if = "is_true")]
@@ -118,6 +118,10 @@ pub struct Entry {
     /// Whether the content came from a secret (never shown).
     #[serde(default, skip_serializing_if = "is_false")]
     pub sensitive: bool,
+    /// The state was observed after the module's scripts ran, not declared: the module
+    /// owns the path while it is applied, and taking the module away takes it back.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub observed: bool,
     /// The module that declares it (`nginx@1.2`); none for implicit directories.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub module: Option<String>,

@@ -11,3 +11,4 @@ pub mod plan;
 pub mod pools;
 pub mod report;
 pub mod rollback;
+pub mod shell;

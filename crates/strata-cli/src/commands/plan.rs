@@ -24,7 +24,7 @@ pub fn run(args: &PlanArgs, printer: &Printer) -> CliResult {
     } else {
         printer.out(&show::plan_text(printer, &outcome, "plan"))?;
     }
-    if outcome.plan.has_changes() {
+    if outcome.has_changes() {
         Err(CliError::ChangesPending)
     } else {
         Ok(())

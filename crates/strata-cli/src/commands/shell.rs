@@ -1,0 +1,28 @@
+//! `strata shell`.
+
+use clap::Args;
+
+use crate::cli::NodeArgs;
+use crate::error::CliResult;
+use crate::printer::Printer;
+use crate::show;
+
+/// Open a shell in the plan's sandbox: the node's modules are laid in and their scripts
+/// have run; on exit, shows everything the plan and the session would change. Nothing is
+/// committed.
+#[derive(Debug, Args)]
+pub struct ShellArgs {
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+pub fn run(args: &ShellArgs, printer: &Printer) -> CliResult {
+    let req = args.node.request()?;
+    let outcome = strata_engine::shell(&req)?;
+    if args.node.json {
+        printer.json(&show::plan_json(&outcome, &req.root))?;
+    } else {
+        printer.out(&show::plan_text(printer, &outcome, "plan"))?;
+    }
+    Ok(())
+}

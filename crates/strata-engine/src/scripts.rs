@@ -1,0 +1,339 @@
+//! Plans for catalogs with scripts or executable templates: the declarative plan is laid
+//! into an overlay sandbox module by module, the programs run there, and what the
+//! sandbox finally holds becomes the desired state, planned once more against the real
+//! target. The commit then takes the same path as for declarative files.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use strata_core::{Catalog, ResourceKind, UserDb};
+use strata_fs::{Meter, Root};
+use strata_sandbox::{Lay, Merged, ModuleSpec, Observed, OutContents, Program, Spec, Template};
+use strata_state::State;
+use strata_types::{ContentSource, Entry, Generation, Plan, Snapshot, Step, TargetPath};
+
+use crate::{EngineError, Request};
+
+/// What a sandbox run leaves for the rest of the pipeline.
+#[derive(Debug)]
+pub struct SandboxRun {
+    /// What the programs did and called.
+    pub observed: Observed,
+    /// The run's scratch dir (the contents of what the scripts changed are in it).
+    work: tempfile::TempDir,
+}
+
+impl SandboxRun {
+    /// The contents of files the scripts wrote.
+    pub fn contents(&self) -> OutContents {
+        OutContents(self.work.path().to_path_buf())
+    }
+}
+
+/// Whether the catalog needs the sandbox.
+pub fn needed(catalog: &Catalog) -> bool {
+    catalog.runs.iter().any(|r| !r.scripts.is_empty())
+        || catalog
+            .resources
+            .iter()
+            .any(|r| matches!(r.kind, ResourceKind::Exec { .. }))
+}
+
+/// How a sandboxed plan should run.
+pub struct Mode<'a> {
+    /// A plan (`STRATA_NOOP=1`, no network unless a module allows it).
+    pub noop: bool,
+    /// Open an interactive shell at the end.
+    pub shell: bool,
+    /// The strata executable to use as the sandbox helper.
+    pub helper: &'a Path,
+}
+
+/// Plans `catalog` through the sandbox. Returns the final plan and the run.
+#[allow(clippy::too_many_arguments)]
+pub fn plan(
+    req: &Request,
+    catalog: &Catalog,
+    root: &Root,
+    state: &State<'_>,
+    users: &UserDb,
+    intercept: &[String],
+    ignore: &[String],
+    mode: &Mode<'_>,
+    steps: &mut Vec<Step>,
+) -> Result<(Plan, Option<Generation>, SandboxRun), EngineError> {
+    let meter = Meter::start();
+    let current = state.current()?;
+    let (cur_entries, originals) = match &current {
+        Some(g) => (g.entries.as_slice(), g.originals.clone()),
+        None => (&[][..], Default::default()),
+    };
+    let store = state.store();
+    let catalog_contents = (&catalog.contents, &store);
+
+    let mut entries = catalog.entries(users)?;
+    let declared: BTreeSet<TargetPath> = catalog.resources.iter().map(|r| r.path.clone()).collect();
+    let mut exec: BTreeSet<TargetPath> = BTreeSet::new();
+    let mut templates: BTreeMap<String, Vec<Template>> = BTreeMap::new();
+    let mut errors = Vec::new();
+    for r in &catalog.resources {
+        let ResourceKind::Exec { program } = &r.kind else {
+            continue;
+        };
+        let (uid, gid) = match r.ids(users) {
+            Ok(ids) => ids,
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
+        };
+        templates
+            .entry(r.module.clone())
+            .or_default()
+            .push(Template {
+                program: Program {
+                    name: r
+                        .source
+                        .rsplit_once("/templates/")
+                        .map_or(r.source.clone(), |(_, t)| format!("templates/{t}")),
+                    path: program.clone(),
+                },
+                target: r.path.clone(),
+                meta: (r.mode, uid, gid),
+            });
+        exec.insert(r.path.clone());
+        // What the template prints is known after the run; until then, the target's.
+        entries.push(Entry {
+            path: r.path.clone(),
+            state: root.inspect(&r.path)?,
+            replace: r.replace,
+            implicit: false,
+            sensitive: false,
+            observed: false,
+            module: Some(r.module.clone()),
+            source: Some(r.source.clone()),
+        });
+    }
+    if !errors.is_empty() {
+        return Err(strata_core::SiteErrors(errors).into());
+    }
+    // What earlier runs of a module's scripts changed stays the module's while it is applied.
+    let applied: BTreeSet<&String> = catalog.modules.iter().collect();
+    let mut carried: BTreeSet<TargetPath> = BTreeSet::new();
+    for e in cur_entries {
+        if e.observed
+            && !declared.contains(&e.path)
+            && e.module.as_ref().is_some_and(|m| applied.contains(m))
+        {
+            let mut e = e.clone();
+            e.state = root.inspect(&e.path)?;
+            carried.insert(e.path.clone());
+            entries.push(e);
+        }
+    }
+    let first = strata_core::plan(root, entries, cur_entries, &originals, &catalog_contents)?;
+    steps.push(meter.finish("plan declared"));
+
+    let work = tempfile::Builder::new()
+        .prefix("strata-sandbox")
+        .tempdir()
+        .map_err(|e| EngineError::Invalid(format!("cannot create a scratch dir: {e}")))?;
+    let input = work.path().join("in");
+    strata_fs::create_dir_all(&input)?;
+    let lay = |path: &TargetPath, state: &Snapshot| -> Result<Lay, EngineError> {
+        let content = match state.hash() {
+            Some(h) => {
+                let file = input.join(h.to_string());
+                let bytes = catalog_contents
+                    .content(&h)
+                    .ok_or_else(|| EngineError::Invalid(format!("no content for {path}")))?;
+                strata_fs::write_new(&file, &bytes)?;
+                Some(file)
+            }
+            None => None,
+        };
+        Ok(Lay {
+            path: path.clone(),
+            state: state.clone(),
+            content,
+        })
+    };
+    let owned: BTreeMap<&TargetPath, &Entry> = first.entries.iter().map(|e| (&e.path, e)).collect();
+    let mut pre = Vec::new();
+    let mut released: BTreeMap<TargetPath, Snapshot> = BTreeMap::new();
+    let mut by_module: BTreeMap<String, Vec<Lay>> = BTreeMap::new();
+    for c in first.changes.iter().filter(|c| c.action.changes_target()) {
+        match owned.get(&c.path) {
+            Some(e) if e.module.is_some() && !e.implicit => by_module
+                .entry(e.module.clone().expect("checked"))
+                .or_default()
+                .push(lay(&c.path, &c.after)?),
+            Some(_) => pre.push(lay(&c.path, &c.after)?),
+            None => {
+                released.insert(c.path.clone(), c.after.clone());
+                pre.push(lay(&c.path, &c.after)?);
+            }
+        }
+    }
+    // Creations parents first, removals deepest first.
+    pre.sort_by(|a, b| {
+        let (ra, rb) = (a.state.is_absent(), b.state.is_absent());
+        ra.cmp(&rb).then_with(|| {
+            if ra {
+                b.path
+                    .depth()
+                    .cmp(&a.path.depth())
+                    .then(a.path.cmp(&b.path))
+            } else {
+                a.path.cmp(&b.path)
+            }
+        })
+    });
+    let modules = catalog
+        .runs
+        .iter()
+        .map(|r| ModuleSpec {
+            id: r.id.clone(),
+            lay: by_module.remove(&r.id).unwrap_or_default(),
+            templates: templates.remove(&r.id).unwrap_or_default(),
+            scripts: r
+                .scripts
+                .iter()
+                .map(|s| Program {
+                    name: s.name.clone(),
+                    path: s.path.clone(),
+                })
+                .collect(),
+            timeout_ms: r.timeout.as_millis() as u64,
+            network: r.plan_network,
+        })
+        .collect();
+    let mut env = vec![
+        ("STRATA_NODE".to_string(), catalog.node.name.clone()),
+        (
+            "STRATA_ENVIRONMENT".to_string(),
+            catalog.node.environment.clone(),
+        ),
+    ];
+    flatten(
+        "STRATA_P",
+        &Value::Object(catalog.params.values.clone()),
+        &mut env,
+    );
+    let watch: Vec<TargetPath> = first
+        .entries
+        .iter()
+        .map(|e| e.path.clone())
+        .chain(released.keys().cloned())
+        .collect();
+    let spec = Spec {
+        root: absolute(&req.root)?,
+        work: work.path().to_path_buf(),
+        hostname: catalog.node.name.clone(),
+        noop: mode.noop,
+        network: !mode.noop,
+        env,
+        params_json: serde_json::to_string(&catalog.params.values).unwrap_or_default(),
+        intercept: intercept.to_vec(),
+        ignore: ignore.to_vec(),
+        pre,
+        modules,
+        watch,
+        shell: mode.shell,
+    };
+    let meter = Meter::start();
+    let observed = strata_sandbox::run(&spec, mode.helper)?;
+    let mut step = meter.finish("sandbox");
+    step.steps = observed
+        .runs
+        .iter()
+        .map(|r| Step {
+            name: format!("run {} {}", r.module, r.program),
+            metrics: r.metrics.clone(),
+            steps: Vec::new(),
+        })
+        .collect();
+    steps.push(step);
+    let run = SandboxRun { observed, work };
+    if let Some(f) = &run.observed.failure {
+        return Err(EngineError::Script {
+            module: f.module.clone(),
+            program: f.program.clone(),
+            status: f.status.clone(),
+            stderr: f.stderr_tail.clone(),
+            output: run.observed.runs.clone(),
+        });
+    }
+
+    // What the sandbox finally holds is what the apply must bring about.
+    let meter = Meter::start();
+    let before: BTreeMap<&TargetPath, &Snapshot> =
+        first.changes.iter().map(|c| (&c.path, &c.before)).collect();
+    let mut last = Vec::new();
+    for mut e in first.entries.clone() {
+        match run.observed.watched.get(&e.path) {
+            Some(Merged::State { state }) => e.state = state.clone(),
+            Some(Merged::Lower) | None => {
+                if (exec.contains(&e.path) || carried.contains(&e.path))
+                    && let Some(b) = before.get(&e.path)
+                {
+                    e.state = (*b).clone();
+                }
+            }
+        }
+        if e.implicit && !matches!(e.state, Snapshot::Dir { .. }) {
+            continue;
+        }
+        last.push(e);
+    }
+    let known: BTreeSet<TargetPath> = last.iter().map(|e| e.path.clone()).collect();
+    for c in &run.observed.changed {
+        if known.contains(&c.path) {
+            continue;
+        }
+        if let Some(want) = released.get(&c.path)
+            && want.satisfied_by(&c.state)
+        {
+            continue;
+        }
+        let Some(module) = &c.module else { continue };
+        if module == "shell" && !mode.shell {
+            continue;
+        }
+        last.push(Entry {
+            path: c.path.clone(),
+            state: c.state.clone(),
+            replace: true,
+            implicit: false,
+            sensitive: false,
+            observed: true,
+            module: Some(module.clone()),
+            source: None,
+        });
+    }
+    let contents = (&catalog_contents, run.contents());
+    let plan = strata_core::plan(root, last, cur_entries, &originals, &contents)?;
+    steps.push(meter.finish("plan observed"));
+    Ok((plan, current, run))
+}
+
+/// `nginx.port = 8080` becomes `STRATA_P_nginx_port=8080`; lists and tables are also
+/// given whole as JSON.
+fn flatten(prefix: &str, v: &Value, out: &mut Vec<(String, String)>) {
+    match v {
+        Value::Object(map) => {
+            for (k, v) in map {
+                let key = format!("{prefix}_{}", k.replace(['-', '.'], "_"));
+                flatten(&key, v, out);
+            }
+        }
+        Value::String(s) => out.push((prefix.to_string(), s.clone())),
+        Value::Null => {}
+        other => out.push((prefix.to_string(), other.to_string())),
+    }
+}
+
+fn absolute(p: &Path) -> Result<PathBuf, EngineError> {
+    std::fs::canonicalize(p).map_err(|e| EngineError::Invalid(format!("{}: {e}", p.display())))
+}

@@ -1,0 +1,393 @@
+//! The init helper: PID 1 of the sandbox. Lays each module's files into the overlay, runs
+//! its programs chrooted into it, keeps track of which module touched what, and finally
+//! turns the upper dir into the result.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rustix::mount::MountFlags;
+use strata_fs::Root;
+use strata_types::{Snapshot, TargetPath};
+
+use crate::observe::{self, Fingerprints};
+use crate::outer::dirs;
+use crate::sys::{self, Exit};
+use crate::{Call, Failure, Lay, ModuleSpec, Observed, Program, Run, Spec, shim};
+
+/// How much of a program's output is kept with the run.
+const OUTPUT_LIMIT: u64 = 1 << 20;
+
+struct Ctx<'a> {
+    spec: &'a Spec,
+    merged: PathBuf,
+    tree: Root,
+    observed: Observed,
+    calls_seen: usize,
+    counter: usize,
+    overhead: Duration,
+}
+
+pub fn main(spec: &Spec) -> Result<i32, String> {
+    let started = Instant::now();
+    let d = dirs(spec);
+    let proc = d.merged.join("proc");
+    rustix::mount::mount(
+        "proc",
+        &proc,
+        "proc",
+        MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+        None,
+    )
+    .map_err(|e| format!("mount /proc: {e}"))?;
+    let out = spec.work.join("out");
+    std::fs::create_dir_all(&out).map_err(|e| format!("create {}: {e}", out.display()))?;
+    let tree = Root::open(&d.merged).map_err(|e| e.to_string())?;
+    let mut cx = Ctx {
+        spec,
+        merged: d.merged.clone(),
+        tree,
+        observed: Observed::default(),
+        calls_seen: 0,
+        counter: 0,
+        overhead: Duration::ZERO,
+    };
+    let lower = Root::open(&spec.root).map_err(|e| e.to_string())?;
+    let upper = d.upper;
+    let mut prints = Fingerprints::default();
+    let mut owner: BTreeMap<TargetPath, Option<String>> = BTreeMap::new();
+    cx.overhead += started.elapsed();
+
+    let t = Instant::now();
+    cx.lay_all(&spec.pre)?;
+    prints.update(&upper, None, &mut owner);
+    cx.overhead += t.elapsed();
+    for m in &spec.modules {
+        let t = Instant::now();
+        cx.lay_all(&m.lay)?;
+        cx.overhead += t.elapsed();
+        let ok = cx.module_programs(m)?;
+        let t = Instant::now();
+        if !m.lay.is_empty() || !m.templates.is_empty() || !m.scripts.is_empty() {
+            prints.update(&upper, Some(&m.id), &mut owner);
+        }
+        cx.overhead += t.elapsed();
+        if !ok {
+            break;
+        }
+    }
+    if spec.shell && cx.observed.failure.is_none() {
+        cx.shell()?;
+        prints.update(&upper, Some("shell"), &mut owner);
+    }
+    let t = Instant::now();
+    if cx.observed.failure.is_none() {
+        let ignore = observe::ignore_set(&spec.ignore)?;
+        let shimmed = crate::outer::shimmed(spec);
+        cx.observed.changed = observe::changes(&upper, &lower, &ignore, &owner, &out, &shimmed)?;
+        cx.observed.watched = observe::watched(&spec.watch, &upper, &cx.tree, &out)?;
+    }
+    cx.overhead += t.elapsed();
+    cx.observed.overhead = cx.overhead.as_secs_f64();
+    let result = spec.work.join("result.json");
+    let json = serde_json::to_vec(&cx.observed).map_err(|e| e.to_string())?;
+    std::fs::write(&result, json).map_err(|e| format!("write {}: {e}", result.display()))?;
+    Ok(0)
+}
+
+impl Ctx<'_> {
+    fn lay_all(&self, lays: &[Lay]) -> Result<(), String> {
+        for l in lays {
+            self.lay(l)
+                .map_err(|e| format!("laying {} into the sandbox: {e}", l.path))?;
+        }
+        Ok(())
+    }
+
+    /// Makes `l.path` in the merged tree what `l.state` says (parents must exist).
+    fn lay(&self, l: &Lay) -> Result<(), String> {
+        let t = &self.tree;
+        let p = &l.path;
+        let dir = p.parent().unwrap_or_else(TargetPath::root);
+        let have = t.inspect(p).map_err(|e| e.to_string())?;
+        match &l.state {
+            Snapshot::Absent => match have {
+                Snapshot::Absent => {}
+                Snapshot::Dir { .. } => remove_tree(t, p)?,
+                _ => t.remove(p).map_err(|e| e.to_string())?,
+            },
+            Snapshot::File { mode, uid, gid, .. } => {
+                let from = l.content.as_ref().ok_or("no content given")?;
+                let bytes =
+                    std::fs::read(from).map_err(|e| format!("read {}: {e}", from.display()))?;
+                if matches!(have, Snapshot::Dir { .. }) {
+                    remove_tree(t, p)?;
+                }
+                t.write_file_in(&dir, p.file_name(), &bytes, (*mode, *uid, *gid))
+                    .map_err(|e| e.to_string())?;
+            }
+            Snapshot::Link { target, uid, gid } => {
+                if matches!(have, Snapshot::Dir { .. }) {
+                    remove_tree(t, p)?;
+                }
+                t.symlink_in(&dir, p.file_name(), target, *uid, *gid)
+                    .map_err(|e| e.to_string())?;
+            }
+            Snapshot::Dir { mode, uid, gid } => {
+                if matches!(have, Snapshot::Dir { .. }) {
+                    t.set_meta(p, Some(*mode), *uid, *gid)
+                } else {
+                    if !have.is_absent() {
+                        t.remove(p).map_err(|e| e.to_string())?;
+                    }
+                    t.mkdir(p, *mode, *uid, *gid)
+                }
+                .map_err(|e| e.to_string())?;
+            }
+            Snapshot::Other { kind } => return Err(format!("cannot lay a {kind}")),
+        }
+        Ok(())
+    }
+
+    /// Runs a module's executable templates, then its scripts. `false` when one failed.
+    fn module_programs(&mut self, m: &ModuleSpec) -> Result<bool, String> {
+        let timeout = Duration::from_millis(m.timeout_ms);
+        for tpl in &m.templates {
+            let content = self.counter_path("content");
+            let ok = self.program(m, &tpl.program, timeout, Some(&content))?;
+            if !ok {
+                return Ok(false);
+            }
+            let t = Instant::now();
+            let dir = tpl.target.parent().unwrap_or_else(TargetPath::root);
+            self.tree.create_dirs(&dir).map_err(|e| e.to_string())?;
+            let bytes = std::fs::read(&content).map_err(|e| e.to_string())?;
+            if let Snapshot::Dir { .. } =
+                self.tree.inspect(&tpl.target).map_err(|e| e.to_string())?
+            {
+                return Err(format!(
+                    "{} is a directory; the executable template {} cannot replace it",
+                    tpl.target, tpl.program.name
+                ));
+            }
+            self.tree
+                .write_file_in(&dir, tpl.target.file_name(), &bytes, tpl.meta)
+                .map_err(|e| format!("write {}: {e}", tpl.target))?;
+            self.overhead += t.elapsed();
+        }
+        for s in &m.scripts {
+            if !self.program(m, s, timeout, None)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    fn counter_path(&mut self, what: &str) -> PathBuf {
+        self.counter += 1;
+        let logs = self.spec.work.join("logs");
+        let _ = std::fs::create_dir_all(&logs);
+        logs.join(format!("{}.{what}", self.counter))
+    }
+
+    /// Runs one program chrooted into the merged tree. For a template, its standard
+    /// output goes to `content`. `false` when it failed.
+    fn program(
+        &mut self,
+        m: &ModuleSpec,
+        p: &Program,
+        timeout: Duration,
+        content: Option<&Path>,
+    ) -> Result<bool, String> {
+        let t = Instant::now();
+        let stdout_path = match content {
+            Some(c) => c.to_path_buf(),
+            None => self.counter_path("out"),
+        };
+        let stderr_path = self.counter_path("err");
+        let inside = format!("/run/strata/programs/{}", self.counter);
+        let host_copy = self.merged.join(&inside[1..]);
+        std::fs::copy(&p.path, &host_copy)
+            .map_err(|e| format!("copy {}: {e}", p.path.display()))?;
+        std::fs::set_permissions(&host_copy, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| e.to_string())?;
+        let shebang = std::fs::read(&host_copy)
+            .map(|b| b.starts_with(b"#!"))
+            .unwrap_or(false);
+        let mut cmd = if shebang {
+            Command::new(&inside)
+        } else {
+            let mut c = Command::new("/bin/sh");
+            c.arg(&inside);
+            c
+        };
+        cmd.env_clear()
+            .env(
+                "PATH",
+                "/run/strata/shims:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
+            .env("HOME", "/root")
+            .env("STRATA_PARAMS", "/run/strata/params.json")
+            .env("STRATA_MODULE", &m.id)
+            .env("STRATA_SCRIPT", &p.name)
+            .env("STRATA_ROOT", "/")
+            .env("STRATA_NOOP", if self.spec.noop { "1" } else { "0" })
+            .envs(self.spec.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(File::create(&stdout_path).map_err(|e| e.to_string())?)
+            .stderr(File::create(&stderr_path).map_err(|e| e.to_string())?);
+        let merged = self.merged.clone();
+        let isolate = !(self.spec.network || m.network);
+        // SAFETY: init is single-threaded, so the child may do anything before exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                rustix::process::chroot(&merged)?;
+                std::env::set_current_dir("/")?;
+                rustix::process::setsid()?;
+                if isolate {
+                    sys::unshare(libc::CLONE_NEWNET)?;
+                    sys::loopback_up()?;
+                }
+                Ok(())
+            });
+        }
+        self.overhead += t.elapsed();
+        let (exit, metrics) = match cmd.spawn() {
+            Ok(child) => {
+                let pid = child.id() as i32;
+                let r = sys::wait_child(pid, timeout).map_err(|e| format!("wait: {e}"))?;
+                // What the program left running does not outlive it.
+                sys::kill_group(pid, libc::SIGKILL);
+                sys::reap_zombies();
+                r
+            }
+            Err(e) => {
+                self.observed.failure = Some(Failure {
+                    module: m.id.clone(),
+                    program: p.name.clone(),
+                    status: format!("could not start: {e}"),
+                    stderr_tail: Vec::new(),
+                });
+                return Ok(false);
+            }
+        };
+        let t = Instant::now();
+        let read = |path: &Path| -> String {
+            let bytes = std::fs::read(path).unwrap_or_default();
+            let cut = &bytes[..bytes.len().min(OUTPUT_LIMIT as usize)];
+            String::from_utf8_lossy(cut).into_owned()
+        };
+        let stderr = read(&stderr_path);
+        let stdout = if content.is_some() {
+            String::new()
+        } else {
+            read(&stdout_path)
+        };
+        self.collect_calls(m, p)?;
+        let failed = match exit {
+            Exit::Code(0) => None,
+            Exit::Code(c) => Some(format!("exit status {c}")),
+            Exit::Signal(s) => Some(format!("killed by signal {s}")),
+            Exit::Timeout => Some(format!(
+                "timed out after {}",
+                humantime::format_duration(timeout)
+            )),
+        };
+        if let Some(status) = failed {
+            let lines: Vec<String> = stderr.lines().map(str::to_string).collect();
+            let tail = lines[lines.len().saturating_sub(10)..].to_vec();
+            self.observed.failure = Some(Failure {
+                module: m.id.clone(),
+                program: p.name.clone(),
+                status,
+                stderr_tail: tail,
+            });
+        }
+        self.observed.runs.push(Run {
+            module: m.id.clone(),
+            program: p.name.clone(),
+            metrics,
+            stdout,
+            stderr,
+        });
+        self.overhead += t.elapsed();
+        Ok(self.observed.failure.is_none())
+    }
+
+    /// Picks up the calls the shims recorded during the last program.
+    fn collect_calls(&mut self, m: &ModuleSpec, p: &Program) -> Result<(), String> {
+        let path = self.merged.join(&shim::CALLS[1..]);
+        let bytes = std::fs::read(&path).map_err(|e| format!("read the call log: {e}"))?;
+        let all = shim::parse(&bytes);
+        for argv in &all[self.calls_seen.min(all.len())..] {
+            self.observed.calls.push(Call {
+                module: m.id.clone(),
+                program: p.name.clone(),
+                argv: argv.clone(),
+            });
+        }
+        self.calls_seen = all.len();
+        Ok(())
+    }
+
+    /// An interactive shell in the sandbox, on the caller's terminal.
+    fn shell(&mut self) -> Result<(), String> {
+        let merged = self.merged.clone();
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-i")
+            .env_clear()
+            .env(
+                "PATH",
+                "/run/strata/shims:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
+            .env("HOME", "/root")
+            .env("PS1", "strata-sandbox# ")
+            .env("STRATA_PARAMS", "/run/strata/params.json")
+            .env("STRATA_NOOP", "1")
+            .envs(self.spec.env.iter().map(|(k, v)| (k, v)));
+        if let Ok(term) = std::env::var("TERM") {
+            cmd.env("TERM", term);
+        }
+        // SAFETY: init is single-threaded.
+        unsafe {
+            cmd.pre_exec(move || {
+                rustix::process::chroot(&merged)?;
+                std::env::set_current_dir("/")
+            });
+        }
+        let child = cmd.spawn().map_err(|e| format!("start /bin/sh: {e}"))?;
+        let pid = child.id() as i32;
+        let _ = sys::wait_child(pid, Duration::from_secs(u64::MAX / 4));
+        sys::reap_zombies();
+        let shell = ModuleSpec {
+            id: "shell".into(),
+            lay: Vec::new(),
+            templates: Vec::new(),
+            scripts: Vec::new(),
+            timeout_ms: 0,
+            network: true,
+        };
+        let program = Program {
+            name: "sh".into(),
+            path: PathBuf::new(),
+        };
+        self.collect_calls(&shell, &program)
+    }
+}
+
+/// Removes a directory and everything in it, confined to the tree.
+fn remove_tree(t: &Root, p: &TargetPath) -> Result<(), String> {
+    for (name, kind) in t.list(p).map_err(|e| e.to_string())? {
+        let child = p.join(&name).map_err(|e| e.to_string())?;
+        if kind == strata_fs::DirEntryKind::Dir {
+            remove_tree(t, &child)?;
+        } else {
+            t.remove(&child).map_err(|e| e.to_string())?;
+        }
+    }
+    t.remove_dir(p).map_err(|e| e.to_string())
+}

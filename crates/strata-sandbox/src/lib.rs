@@ -1,0 +1,430 @@
+//! Runs module scripts and executable templates for real, on a copy-on-write view of a
+//! target root, and reports exactly what they changed.
+//!
+//! The sandbox is a private mount, PID, IPC and UTS namespace (and, unless allowed, a
+//! network namespace with loopback only per script) holding an overlayfs whose lower layer
+//! is the target root and whose upper and work dirs live on a tmpfs of the sandbox's own:
+//! nothing a plan does reaches the target, strata's state, or the host. Inside it, `/proc`,
+//! a minimal `/dev`, a read-only `/sys`, and fresh `/run` and `/tmp` are mounted, and the
+//! intercepted commands are replaced by shims that record their calls.
+//!
+//! Three processes take part: the caller; the *outer* helper, started in the new
+//! namespaces, which mounts everything; and the *init* helper, PID 1 of the new PID
+//! namespace, which lays each module's files into the overlay, runs its programs chrooted
+//! into it, walks the upper dir, and writes the result. Both helpers are the caller's own
+//! executable started with a hidden first argument (see [`helper_main`]). When init exits
+//! the kernel kills whatever the scripts left running and the mounts vanish with the
+//! namespace.
+#![allow(clippy::disallowed_methods)] // reads the target and writes only the sandbox's own tmpfs
+
+mod init;
+mod observe;
+mod outer;
+mod shim;
+mod sys;
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde::{Deserialize, Serialize};
+use strata_types::{ContentSource, Hash, Snapshot, StepMetrics, TargetPath};
+
+/// The commands every sandbox intercepts (SITE-FORMAT.md, Scripts).
+pub const INTERCEPTED: &[&str] = &[
+    "systemctl",
+    "service",
+    "reboot",
+    "shutdown",
+    "poweroff",
+    "halt",
+    "init",
+    "telinit",
+    "invoke-rc.d",
+];
+
+/// What script changes are never reported: logs, caches, scratch space, and strata's
+/// own state. A site adds to it with `[sandbox] ignore`.
+pub const DEFAULT_IGNORE: &[&str] = &[
+    "/var/log/**",
+    "/var/cache/**",
+    "/tmp/**",
+    "/run/**",
+    "/var/lib/strata/**",
+];
+
+/// The hidden first argument that makes a strata executable act as the sandbox helper.
+pub const HELPER_ARG: &str = "__sandbox";
+
+/// Everything a sandbox run needs; written to a file for the helpers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Spec {
+    /// The target root (host path): the overlay's lower layer.
+    pub root: PathBuf,
+    /// A scratch directory of the caller's: contents to lay in, logs, the result, and the
+    /// contents of what the scripts changed (`out/<hash>`).
+    pub work: PathBuf,
+    /// The host name inside the sandbox (the node's name).
+    pub hostname: String,
+    /// `STRATA_NOOP=1`: a plan.
+    pub noop: bool,
+    /// Whether scripts may use the network (an apply).
+    pub network: bool,
+    /// Variables every program sees (`STRATA_NODE`, `STRATA_P_*`…).
+    pub env: Vec<(String, String)>,
+    /// The parameter tree, as JSON (`STRATA_PARAMS` names a file holding it).
+    pub params_json: String,
+    /// Commands intercepted beyond [`INTERCEPTED`] (names or absolute paths).
+    pub intercept: Vec<String>,
+    /// Globs of paths whose changes are not reported, beyond [`DEFAULT_IGNORE`].
+    pub ignore: Vec<String>,
+    /// Changes laid in before any module (what the site no longer declares).
+    pub pre: Vec<Lay>,
+    /// The modules, in dependency order.
+    pub modules: Vec<ModuleSpec>,
+    /// Paths whose final state the caller needs, touched or not.
+    pub watch: Vec<TargetPath>,
+    /// Open an interactive shell after the modules ran (`strata shell`).
+    pub shell: bool,
+}
+
+/// One change laid into the overlay before a module's programs run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Lay {
+    /// The path.
+    pub path: TargetPath,
+    /// What must stand there.
+    pub state: Snapshot,
+    /// For a file: where its content is (a host path).
+    pub content: Option<PathBuf>,
+}
+
+/// One module's part of the run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModuleSpec {
+    /// `name@version`.
+    pub id: String,
+    /// Its files, templates, directories and links, laid in first.
+    pub lay: Vec<Lay>,
+    /// Its executable templates, run next.
+    pub templates: Vec<Template>,
+    /// Its scripts, in lexical order, run last.
+    pub scripts: Vec<Program>,
+    /// Each program's time limit.
+    pub timeout_ms: u64,
+    /// `plan_network = true`: its programs get the network in a plan too.
+    pub network: bool,
+}
+
+/// A script or executable template.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Program {
+    /// As shown to users: `scripts/10-config.sh`.
+    pub name: String,
+    /// The executable (a host path; copied into the sandbox).
+    pub path: PathBuf,
+}
+
+/// An executable template: its standard output becomes a file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Template {
+    /// The program.
+    pub program: Program,
+    /// The file it produces.
+    pub target: TargetPath,
+    /// The file's permission bits, owner and group.
+    pub meta: (u32, u32, u32),
+}
+
+/// What stands at a watched path after the run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Merged {
+    /// The target's own, untouched.
+    Lower,
+    /// Written in the sandbox: this (file contents are in `out/`).
+    State {
+        /// The state.
+        state: Snapshot,
+    },
+}
+
+/// A path whose final state differs from the target's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Changed {
+    /// The path.
+    pub path: TargetPath,
+    /// What stands there after the run (file contents are in `out/`).
+    pub state: Snapshot,
+    /// The first module whose files or programs touched it (none: before any module).
+    pub module: Option<String>,
+}
+
+/// A call of an intercepted command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Call {
+    /// The module whose program made it.
+    pub module: String,
+    /// The program.
+    pub program: String,
+    /// The command and its arguments.
+    pub argv: Vec<String>,
+}
+
+/// One program's run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Run {
+    /// The module.
+    pub module: String,
+    /// The program.
+    pub program: String,
+    /// What it cost, and its exit status.
+    pub metrics: StepMetrics,
+    /// What it printed on standard output (for a template: nothing, that is the content).
+    pub stdout: String,
+    /// What it printed on standard error.
+    pub stderr: String,
+}
+
+/// Why the run stopped.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Failure {
+    /// The module.
+    pub module: String,
+    /// The program.
+    pub program: String,
+    /// `exit status 3`, `killed by signal 9`, `timed out after 30s`, or why it could not start.
+    pub status: String,
+    /// The last lines of its standard error.
+    pub stderr_tail: Vec<String>,
+}
+
+/// What a sandbox run saw.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Observed {
+    /// Each watched path's final state.
+    pub watched: BTreeMap<TargetPath, Merged>,
+    /// Every path whose final state differs from the target's, in path order.
+    pub changed: Vec<Changed>,
+    /// Intercepted calls, in call order.
+    pub calls: Vec<Call>,
+    /// Every program run, in order.
+    pub runs: Vec<Run>,
+    /// Set when a program failed: nothing of the run may be committed.
+    pub failure: Option<Failure>,
+    /// Wall time spent setting the sandbox up and observing it (not running programs).
+    pub overhead: f64,
+}
+
+/// Why a sandbox could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// Mounting needs root.
+    #[error(
+        "scripts and executable templates run in an overlay sandbox, which needs root (strata runs as uid {0})"
+    )]
+    NotRoot(u32),
+    /// No shell in the target.
+    #[error("the target {0} has no /bin/sh: module scripts and executable templates cannot run")]
+    NoShell(PathBuf),
+    /// Part of the target is another file system, which an overlay of the root would miss.
+    #[error(
+        "{mount} is a separate {fstype} mount inside the target {root}: the sandbox's overlay would not see it, so strata refuses to run scripts rather than miss their effects there"
+    )]
+    Submount {
+        /// The target.
+        root: PathBuf,
+        /// The mount point.
+        mount: PathBuf,
+        /// Its file system type.
+        fstype: String,
+    },
+    /// The helper failed.
+    #[error("sandbox: {0}")]
+    Setup(String),
+    /// Reading or writing the work dir failed.
+    #[error("sandbox: {what} {path}: {source}")]
+    Io {
+        /// What was done.
+        what: &'static str,
+        /// Where.
+        path: PathBuf,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+}
+
+fn io_err<'a>(
+    what: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> SandboxError + 'a {
+    move |source| SandboxError::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Runs `spec` in a sandbox, using `helper` (a strata executable) for the helper
+/// processes. A program's failure is reported in [`Observed::failure`], not as an error.
+pub fn run(spec: &Spec, helper: &Path) -> Result<Observed, SandboxError> {
+    let uid = sys::euid();
+    if uid != 0 {
+        return Err(SandboxError::NotRoot(uid));
+    }
+    check_target(&spec.root)?;
+    let spec_path = spec.work.join("spec.json");
+    let json = serde_json::to_vec(spec).expect("spec serialises");
+    std::fs::write(&spec_path, json).map_err(io_err("write", &spec_path))?;
+    let result_path = spec.work.join("result.json");
+    let _ = std::fs::remove_file(&result_path);
+    let mut cmd = Command::new(helper);
+    cmd.arg(HELPER_ARG).arg("outer").arg(&spec_path);
+    if !spec.shell {
+        cmd.stdin(Stdio::null()).stdout(Stdio::null());
+    }
+    cmd.stderr(if spec.shell {
+        Stdio::inherit()
+    } else {
+        Stdio::piped()
+    });
+    // SAFETY: the closure makes only async-signal-safe system calls.
+    unsafe {
+        cmd.pre_exec(|| {
+            sys::unshare(
+                libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS,
+            )?;
+            sys::die_with_parent()
+        });
+    }
+    let out = cmd
+        .spawn()
+        .and_then(|c| c.wait_with_output())
+        .map_err(|e| SandboxError::Setup(format!("cannot start {}: {e}", helper.display())))?;
+    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    let bytes = match std::fs::read(&result_path) {
+        Ok(b) => b,
+        Err(_) => {
+            return Err(SandboxError::Setup(if stderr.is_empty() {
+                format!("the helper ended with {} and left no result", out.status)
+            } else {
+                stderr
+            }));
+        }
+    };
+    serde_json::from_slice(&bytes).map_err(|e| {
+        SandboxError::Setup(format!("unreadable result {}: {e}", result_path.display()))
+    })
+}
+
+/// Refuses targets the sandbox cannot represent faithfully.
+fn check_target(root: &Path) -> Result<(), SandboxError> {
+    let sh = strata_fs::Root::open(root)
+        .ok()
+        .and_then(|r| {
+            r.resolve(&TargetPath::parse("/bin/sh").expect("valid"))
+                .ok()
+        })
+        .flatten();
+    if sh.is_none() {
+        return Err(SandboxError::NoShell(root.to_path_buf()));
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for line in mounts.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let Some(sep) = fields.iter().position(|f| *f == "-") else {
+            continue;
+        };
+        let (Some(point), Some(fstype)) = (fields.get(4), fields.get(sep + 1)) else {
+            continue;
+        };
+        let point = PathBuf::from(unescape_mount(point));
+        if point != root && point.starts_with(root) && !outer::pseudo_fs(fstype) {
+            return Err(SandboxError::Submount {
+                root: root.to_path_buf(),
+                mount: point,
+                fstype: fstype.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `/proc/self/mountinfo` escapes spaces and a few other bytes as `\ooo`.
+fn unescape_mount(s: &str) -> String {
+    let mut out = Vec::new();
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && let Some(Ok(v)) = s.get(i + 1..i + 4).map(|o| u8::from_str_radix(o, 8))
+        {
+            out.push(v);
+            i += 4;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The entry point of the helper processes: call it from `main` when the first argument
+/// is [`HELPER_ARG`], with the arguments after it. Returns the exit code.
+pub fn helper_main(args: &[OsString]) -> i32 {
+    let (Some(role), Some(spec)) = (args.first(), args.get(1)) else {
+        eprintln_helper("usage: __sandbox outer|init SPEC");
+        return 2;
+    };
+    let spec: Spec = match std::fs::read(spec)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+    {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln_helper(&format!("cannot read the sandbox spec: {e}"));
+            return 2;
+        }
+    };
+    let result = match role.to_str() {
+        Some("outer") => outer::main(&spec),
+        Some("init") => init::main(&spec),
+        _ => Err("unknown helper role".to_string()),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln_helper(&e);
+            1
+        }
+    }
+}
+
+#[allow(clippy::print_stderr)]
+fn eprintln_helper(message: &str) {
+    eprintln!("{message}");
+}
+
+/// The contents of what a run changed, read from `out/` in its work dir.
+#[derive(Debug, Clone)]
+pub struct OutContents(pub PathBuf);
+
+impl ContentSource for OutContents {
+    fn content(&self, hash: &Hash) -> Option<Cow<'_, [u8]>> {
+        std::fs::read(self.0.join("out").join(hash.to_string()))
+            .ok()
+            .map(Cow::Owned)
+    }
+}
+
+/// Where a module's script of this name lives in the sandbox (for messages).
+pub fn describe_exit(exit: &StepMetrics) -> String {
+    match exit.exit {
+        Some(c) if c > 128 => format!("killed by signal {}", c - 128),
+        Some(c) => format!("exit status {c}"),
+        None => "no exit status".into(),
+    }
+}

@@ -1,0 +1,312 @@
+//! Turning the overlay's upper dir into a change set (see SANDBOX-NOTES.md): every entry
+//! is compared with the lower one; whiteouts and opaque directories are deletions;
+//! copied-up entries whose type, content, mode, owner, group and link target equal the
+//! lower ones are no change (times are not compared: a script that rewrites a file with
+//! the same content changes nothing).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use strata_fs::Root;
+use strata_types::{Hash, Snapshot, TargetPath};
+
+use crate::outer::MOUNT_POINTS;
+use crate::{Changed, DEFAULT_IGNORE, Merged};
+
+/// Who touched what: the first module whose phase created or changed each upper entry.
+pub type Owners = BTreeMap<TargetPath, Option<String>>;
+
+/// The upper dir's entries as last seen (inode, ctime, mode, size), to tell which phase
+/// touched which path.
+#[derive(Default)]
+pub struct Fingerprints(BTreeMap<TargetPath, (u64, i64, i64, u32, u64)>);
+
+impl Fingerprints {
+    /// Walks the upper dir and attributes every new or changed entry to `module`, unless
+    /// a module already touched it.
+    pub fn update(&mut self, upper: &Path, module: Option<&str>, owners: &mut Owners) {
+        let mut now = BTreeMap::new();
+        walk_upper(upper, &TargetPath::root(), &mut |path, md| {
+            now.insert(
+                path,
+                (md.ino(), md.ctime(), md.ctime_nsec(), md.mode(), md.size()),
+            );
+        });
+        for (path, print) in &now {
+            if self.0.get(path) != Some(print) && !matches!(owners.get(path), Some(Some(_))) {
+                owners.insert(path.clone(), module.map(str::to_string));
+            }
+        }
+        self.0 = now;
+    }
+}
+
+/// Calls `f` for every entry below `dir` (depth first, parents before children).
+fn walk_upper(base: &Path, dir: &TargetPath, f: &mut dyn FnMut(TargetPath, std::fs::Metadata)) {
+    let host = host(base, dir);
+    let Ok(entries) = std::fs::read_dir(&host) else {
+        return;
+    };
+    let mut names: Vec<_> = entries.flatten().collect();
+    names.sort_by_key(|e| e.file_name());
+    for e in names {
+        let Some(name) = e.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        let Ok(path) = dir.join(&name) else { continue };
+        let Ok(md) = e.metadata() else { continue };
+        let is_dir = md.is_dir();
+        f(path.clone(), md);
+        if is_dir {
+            walk_upper(base, &path, f);
+        }
+    }
+}
+
+fn host(base: &Path, p: &TargetPath) -> std::path::PathBuf {
+    if p.as_str() == "/" {
+        base.to_path_buf()
+    } else {
+        base.join(p.relative())
+    }
+}
+
+/// The default ignore list plus the site's.
+pub fn ignore_set(extra: &[String]) -> Result<GlobSet, String> {
+    let mut b = GlobSetBuilder::new();
+    for g in DEFAULT_IGNORE
+        .iter()
+        .copied()
+        .chain(extra.iter().map(String::as_str))
+    {
+        b.add(Glob::new(g).map_err(|e| format!("ignore pattern `{g}`: {e}"))?);
+    }
+    b.build().map_err(|e| e.to_string())
+}
+
+fn is_whiteout(md: &std::fs::Metadata) -> bool {
+    md.file_type().is_char_device() && md.rdev() == 0
+}
+
+fn is_opaque(path: &Path) -> bool {
+    let mut buf = [0u8; 8];
+    matches!(
+        rustix::fs::lgetxattr(path, "trusted.overlay.opaque", &mut buf),
+        Ok(n) if &buf[..n] == b"y"
+    )
+}
+
+struct Walk<'a> {
+    upper: &'a Path,
+    lower: &'a Root,
+    ignore: &'a GlobSet,
+    owners: &'a Owners,
+    out: &'a Path,
+    shimmed: &'a BTreeMap<TargetPath, Hash>,
+    acc: Vec<Changed>,
+}
+
+/// Every path whose state after the run differs from the target's, in path order, with
+/// the contents of changed files copied to `out/<hash>`.
+pub fn changes(
+    upper: &Path,
+    lower: &Root,
+    ignore: &GlobSet,
+    owners: &Owners,
+    out: &Path,
+    shimmed: &BTreeMap<TargetPath, Hash>,
+) -> Result<Vec<Changed>, String> {
+    let mut w = Walk {
+        upper,
+        lower,
+        ignore,
+        owners,
+        out,
+        shimmed,
+        acc: Vec::new(),
+    };
+    w.dir(&TargetPath::root(), false)?;
+    w.acc.sort_by(|a, b| a.path.cmp(&b.path));
+    w.acc.dedup_by(|a, b| a.path == b.path);
+    Ok(w.acc)
+}
+
+impl Walk<'_> {
+    fn owner(&self, p: &TargetPath) -> Option<String> {
+        std::iter::once(p.clone())
+            .chain(p.ancestors())
+            .find_map(|a| self.owners.get(&a).cloned())
+            .flatten()
+    }
+
+    fn push(&mut self, path: TargetPath, state: Snapshot, module: Option<String>) {
+        self.acc.push(Changed {
+            path,
+            state,
+            module,
+        });
+    }
+
+    /// Walks one upper directory; `new` when the lower has no directory there.
+    fn dir(&mut self, dir: &TargetPath, new: bool) -> Result<(), String> {
+        let host_dir = host(self.upper, dir);
+        let mut names: Vec<String> = std::fs::read_dir(&host_dir)
+            .map_err(|e| format!("read {}: {e}", host_dir.display()))?
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .collect();
+        names.sort();
+        if !new && dir.as_str() != "/" && is_opaque(&host_dir) {
+            // Everything the lower directory held and the upper one lacks is gone.
+            let present: BTreeSet<&String> = names.iter().collect();
+            for (name, _) in self.lower.list(dir).map_err(|e| e.to_string())? {
+                if !present.contains(&name) {
+                    let p = dir.join(&name).map_err(|e| e.to_string())?;
+                    let module = self.owner(dir);
+                    self.gone(&p, module)?;
+                }
+            }
+        }
+        for name in names {
+            let path = dir.join(&name).map_err(|e| e.to_string())?;
+            if self.ignore.is_match(path.as_str()) {
+                continue;
+            }
+            let host_path = host(self.upper, &path);
+            let md = std::fs::symlink_metadata(&host_path)
+                .map_err(|e| format!("inspect {}: {e}", host_path.display()))?;
+            let before = if new {
+                Snapshot::Absent
+            } else {
+                self.lower.inspect(&path).map_err(|e| e.to_string())?
+            };
+            if dir.as_str() == "/" && MOUNT_POINTS.contains(&path.as_str()) && before.is_absent() {
+                continue; // made by the sandbox to mount on
+            }
+            let module = self.owner(&path);
+            let ft = md.file_type();
+            if is_whiteout(&md) {
+                self.gone(&path, module)?;
+            } else if ft.is_dir() {
+                let state = Snapshot::Dir {
+                    mode: md.mode() & 0o7777,
+                    uid: md.uid(),
+                    gid: md.gid(),
+                };
+                if state != before {
+                    self.push(path.clone(), state, module);
+                }
+                self.dir(&path, !matches!(before, Snapshot::Dir { .. }))?;
+            } else if ft.is_file() {
+                let bytes = std::fs::read(&host_path)
+                    .map_err(|e| format!("read {}: {e}", host_path.display()))?;
+                let hash = Hash::of(&bytes);
+                let state = Snapshot::File {
+                    hash,
+                    size: bytes.len() as u64,
+                    mode: md.mode() & 0o7777,
+                    uid: md.uid(),
+                    gid: md.gid(),
+                };
+                if self.shimmed.get(&path) == Some(&hash) {
+                    continue; // an interception shim, not the scripts' doing
+                }
+                if !state.satisfied_by(&before) {
+                    save(self.out, &hash, &bytes)?;
+                    self.push(path, state, module);
+                }
+            } else if ft.is_symlink() {
+                let target = std::fs::read_link(&host_path)
+                    .map_err(|e| format!("read link {}: {e}", host_path.display()))?;
+                let state = Snapshot::Link {
+                    target: target.to_string_lossy().into_owned(),
+                    uid: md.uid(),
+                    gid: md.gid(),
+                };
+                if !state.satisfied_by(&before) {
+                    self.push(path, state, module);
+                }
+            } else {
+                let kind = if ft.is_fifo() {
+                    "fifo"
+                } else if ft.is_socket() {
+                    "socket"
+                } else {
+                    "device"
+                };
+                if before.kind() != kind {
+                    self.push(path, Snapshot::Other { kind: kind.into() }, module);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A lower path (and everything below it) that the run deleted.
+    fn gone(&mut self, path: &TargetPath, module: Option<String>) -> Result<(), String> {
+        if self.ignore.is_match(path.as_str()) {
+            return Ok(());
+        }
+        let before = self.lower.inspect(path).map_err(|e| e.to_string())?;
+        if before.is_absent() {
+            return Ok(());
+        }
+        if matches!(before, Snapshot::Dir { .. }) {
+            for (name, _) in self.lower.list(path).map_err(|e| e.to_string())? {
+                let child = path.join(&name).map_err(|e| e.to_string())?;
+                self.gone(&child, module.clone())?;
+            }
+        }
+        self.push(path.clone(), Snapshot::Absent, module);
+        Ok(())
+    }
+}
+
+fn save(out: &Path, hash: &Hash, bytes: &[u8]) -> Result<(), String> {
+    let p = out.join(hash.to_string());
+    if !p.exists() {
+        std::fs::write(&p, bytes).map_err(|e| format!("write {}: {e}", p.display()))?;
+    }
+    Ok(())
+}
+
+/// The final state of each watched path: `Lower` when the run left it alone.
+pub fn watched(
+    watch: &[TargetPath],
+    upper: &Path,
+    merged: &Root,
+    out: &Path,
+) -> Result<BTreeMap<TargetPath, Merged>, String> {
+    let mut result = BTreeMap::new();
+    for path in watch {
+        let state = merged.inspect(path).map_err(|e| e.to_string())?;
+        let touched = state.is_absent() || in_upper(upper, path);
+        let merged_state = if !touched {
+            Merged::Lower
+        } else {
+            if let Some(hash) = state.hash()
+                && let Some(bytes) = merged.read(path).map_err(|e| e.to_string())?
+            {
+                save(out, &hash, &bytes)?;
+            }
+            Merged::State { state }
+        };
+        result.insert(path.clone(), merged_state);
+    }
+    Ok(result)
+}
+
+/// Whether the upper dir holds `path` itself, reached through real directories only.
+fn in_upper(upper: &Path, path: &TargetPath) -> bool {
+    let mut ancestors: Vec<TargetPath> = path.ancestors().collect();
+    ancestors.reverse();
+    for a in ancestors.iter().filter(|a| a.as_str() != "/") {
+        match std::fs::symlink_metadata(host(upper, a)) {
+            Ok(md) if md.is_dir() => {}
+            _ => return false,
+        }
+    }
+    std::fs::symlink_metadata(host(upper, path)).is_ok()
+}

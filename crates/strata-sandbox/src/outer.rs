@@ -1,0 +1,291 @@
+//! The outer helper: runs in the new mount namespace (but still in the caller's PID
+//! namespace), builds the overlay and everything mounted inside it, then starts init.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use rustix::mount::{MountFlags, MountPropagationFlags};
+use strata_types::{Hash, Snapshot, TargetPath};
+
+use crate::{HELPER_ARG, INTERCEPTED, Spec, shim};
+
+/// File systems that are not part of a root's content (a target's `/proc`, `/run`…).
+pub fn pseudo_fs(fstype: &str) -> bool {
+    matches!(
+        fstype,
+        "proc"
+            | "sysfs"
+            | "tmpfs"
+            | "devtmpfs"
+            | "devpts"
+            | "mqueue"
+            | "cgroup"
+            | "cgroup2"
+            | "securityfs"
+            | "debugfs"
+            | "tracefs"
+            | "pstore"
+            | "bpf"
+            | "hugetlbfs"
+            | "fusectl"
+            | "configfs"
+            | "binfmt_misc"
+            | "autofs"
+            | "efivarfs"
+            | "rpc_pipefs"
+            | "nsfs"
+            | "ramfs"
+    )
+}
+
+/// The sandbox's own directories, in the caller's work dir.
+pub struct Dirs {
+    pub upper: PathBuf,
+    pub merged: PathBuf,
+}
+
+/// Where the helpers find things.
+pub fn dirs(spec: &Spec) -> Dirs {
+    let base = spec.work.join("sb");
+    Dirs {
+        upper: base.join("upper"),
+        merged: base.join("merged"),
+    }
+}
+
+/// The directories mounted over inside the merged tree: created in the overlay when the
+/// target lacks them, and never reported.
+pub const MOUNT_POINTS: &[&str] = &["/proc", "/dev", "/sys", "/run", "/tmp"];
+
+fn err<'a>(what: &str, path: &'a Path) -> impl FnOnce(std::io::Error) -> String + 'a {
+    let what = what.to_string();
+    move |e| format!("{what} {}: {e}", path.display())
+}
+
+fn mount(
+    src: &str,
+    target: &Path,
+    fstype: &str,
+    flags: MountFlags,
+    data: &str,
+) -> Result<(), String> {
+    let data = std::ffi::CString::new(data).map_err(|e| e.to_string())?;
+    rustix::mount::mount(src, target, fstype, flags, Some(data.as_c_str()))
+        .map_err(|e| format!("mount {fstype} on {}: {e}", target.display()))
+}
+
+fn bind(src: &Path, target: &Path) -> Result<(), String> {
+    rustix::mount::mount_bind(src, target)
+        .map_err(|e| format!("bind {} on {}: {e}", src.display(), target.display()))
+}
+
+/// Sets everything up and runs init; returns init's exit code.
+pub fn main(spec: &Spec) -> Result<i32, String> {
+    rustix::mount::mount_change(
+        "/",
+        MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
+    )
+    .map_err(|e| format!("make mounts private: {e}"))?;
+    let base = spec.work.join("sb");
+    std::fs::create_dir_all(&base).map_err(err("create", &base))?;
+    mount("tmpfs", &base, "tmpfs", MountFlags::empty(), "mode=0700")?;
+    let d = dirs(spec);
+    let work = base.join("work");
+    for dir in [&d.upper, &d.merged, &work] {
+        std::fs::create_dir(dir).map_err(err("create", dir))?;
+    }
+    for p in [&spec.root, &d.upper, &work] {
+        let s = p.to_string_lossy();
+        if s.contains([',', ':', '\\']) {
+            return Err(format!(
+                "{s}: overlayfs cannot take a path with `,`, `:` or `\\` as a layer"
+            ));
+        }
+    }
+    mount(
+        "overlay",
+        &d.merged,
+        "overlay",
+        MountFlags::empty(),
+        &format!(
+            "lowerdir={},upperdir={},workdir={}",
+            spec.root.display(),
+            d.upper.display(),
+            work.display()
+        ),
+    )?;
+    let m = &d.merged;
+    for point in MOUNT_POINTS {
+        let dir = m.join(&point[1..]);
+        if !dir.is_dir() {
+            std::fs::create_dir_all(&dir).map_err(err("create", &dir))?;
+        }
+    }
+    let nosuid = MountFlags::NOSUID | MountFlags::NODEV;
+    mount("tmpfs", &m.join("run"), "tmpfs", nosuid, "mode=0755")?;
+    mount("tmpfs", &m.join("tmp"), "tmpfs", nosuid, "mode=1777")?;
+    minimal_dev(&m.join("dev"))?;
+    rustix::mount::mount_bind_recursive("/sys", m.join("sys"))
+        .map_err(|e| format!("bind /sys: {e}"))?;
+    rustix::mount::mount_remount(
+        m.join("sys"),
+        MountFlags::BIND | MountFlags::RDONLY | nosuid,
+        "",
+    )
+    .map_err(|e| format!("make /sys read-only: {e}"))?;
+    let strata = m.join("run/strata");
+    for sub in ["shims", "real", "programs"] {
+        std::fs::create_dir_all(strata.join(sub)).map_err(err("create", &strata))?;
+    }
+    write(&strata.join("calls"), b"", 0o666)?;
+    write(
+        &strata.join("params.json"),
+        spec.params_json.as_bytes(),
+        0o644,
+    )?;
+    shims(spec, m)?;
+    rustix::system::sethostname(spec.hostname.as_bytes())
+        .map_err(|e| format!("set host name: {e}"))?;
+    let exe = std::env::current_exe().map_err(|e| format!("own executable: {e}"))?;
+    let spec_path = spec.work.join("spec.json");
+    let status = Command::new(exe)
+        .arg(HELPER_ARG)
+        .arg("init")
+        .arg(&spec_path)
+        .status()
+        .map_err(|e| format!("start init: {e}"))?;
+    Ok(status.code().unwrap_or(1))
+}
+
+fn write(path: &Path, content: &[u8], mode: u32) -> Result<(), String> {
+    std::fs::write(path, content).map_err(err("write", path))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(err("chmod", path))
+}
+
+/// A tmpfs `/dev` with the harmless devices bound from the host.
+fn minimal_dev(dev: &Path) -> Result<(), String> {
+    mount("tmpfs", dev, "tmpfs", MountFlags::NOSUID, "mode=0755")?;
+    for name in ["null", "zero", "full", "random", "urandom", "tty"] {
+        let target = dev.join(name);
+        write(&target, b"", 0o666)?;
+        bind(&Path::new("/dev").join(name), &target)?;
+    }
+    for sub in ["pts", "shm"] {
+        std::fs::create_dir(dev.join(sub)).map_err(err("create", dev))?;
+    }
+    mount(
+        "tmpfs",
+        &dev.join("shm"),
+        "tmpfs",
+        MountFlags::NOSUID | MountFlags::NODEV,
+        "mode=1777",
+    )?;
+    for (name, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        std::os::unix::fs::symlink(target, dev.join(name)).map_err(err("link", dev))?;
+    }
+    Ok(())
+}
+
+/// Puts a shim on `PATH` (`/run/strata/shims`) for every intercepted command, and over
+/// the real command wherever it exists in the tree, so absolute paths are caught too: a
+/// regular file gets the shim bound over it; a symbolic link (often to a multi-call binary
+/// such as busybox or systemctl, which must keep working under its other names) is
+/// replaced by the shim in the overlay, and that replacement is never reported.
+fn shims(spec: &Spec, merged: &Path) -> Result<(), String> {
+    let tree = strata_fs::Root::open(merged).map_err(|e| e.to_string())?;
+    let names = INTERCEPTED
+        .iter()
+        .map(|s| s.to_string())
+        .chain(spec.intercept.iter().cloned());
+    let mut replaced = String::new();
+    for name in names {
+        let base = name.rsplit('/').next().unwrap_or(&name).to_string();
+        let candidates: Vec<String> = if name.starts_with('/') {
+            vec![name.clone()]
+        } else {
+            [
+                "/usr/local/sbin",
+                "/usr/local/bin",
+                "/usr/sbin",
+                "/usr/bin",
+                "/sbin",
+                "/bin",
+            ]
+            .iter()
+            .map(|d| format!("{d}/{name}"))
+            .collect()
+        };
+        let mut files: Vec<TargetPath> = Vec::new();
+        let mut links: Vec<TargetPath> = Vec::new();
+        let mut real: Option<TargetPath> = None;
+        for c in candidates {
+            let Ok(p) = TargetPath::parse(&c) else {
+                continue;
+            };
+            let Ok(Some(resolved)) = tree.resolve(&p) else {
+                continue;
+            };
+            if !merged.join(resolved.relative()).is_file() {
+                continue;
+            }
+            real.get_or_insert(resolved.clone());
+            // The link itself, where the path's directories lead.
+            let parent = p.parent().and_then(|d| tree.resolve(&d).ok().flatten());
+            let at = parent.and_then(|d| d.join(p.file_name()).ok());
+            match at {
+                Some(at) if matches!(tree.inspect(&at), Ok(Snapshot::Link { .. })) => {
+                    if !links.contains(&at) {
+                        links.push(at);
+                    }
+                }
+                _ => {
+                    if !files.contains(&resolved) {
+                        files.push(resolved);
+                    }
+                }
+            }
+        }
+        let real_copy = merged.join("run/strata/real").join(&base);
+        if let Some(r) = &real {
+            write(&real_copy, b"", 0o755)?;
+            bind(&merged.join(r.relative()), &real_copy)?;
+        }
+        let text = shim::script(&name, real.is_some());
+        let shim = merged.join("run/strata/shims").join(&base);
+        write(&shim, text.as_bytes(), 0o755)?;
+        for f in files {
+            bind(&shim, &merged.join(f.relative()))?;
+        }
+        for l in links {
+            let dir = l.parent().unwrap_or_else(TargetPath::root);
+            tree.write_file_in(&dir, l.file_name(), text.as_bytes(), (0o755, 0, 0))
+                .map_err(|e| e.to_string())?;
+            replaced.push_str(&format!("{} {}\n", l, Hash::of(text.as_bytes())));
+        }
+    }
+    let list = spec.work.join("sb/shimmed");
+    std::fs::write(&list, replaced).map_err(err("write", &list))
+}
+
+/// The links the shims replaced in the overlay, with the shim's hash: the observation
+/// skips them while they still hold the shim.
+pub fn shimmed(spec: &Spec) -> std::collections::BTreeMap<TargetPath, Hash> {
+    std::fs::read_to_string(spec.work.join("sb/shimmed"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let (p, h) = l.split_once(' ')?;
+            Some((
+                TargetPath::parse(p).ok()?,
+                Hash::try_from(h.to_string()).ok()?,
+            ))
+        })
+        .collect()
+}
