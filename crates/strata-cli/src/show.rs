@@ -313,6 +313,14 @@ pub fn report_text(n: u64, report: &Report) -> String {
         }
     }
     walk(&mut out, &report.steps, 0);
+    for a in &report.activations {
+        let status = match (&a.error, a.exit) {
+            (Some(e), _) => e.clone(),
+            (None, Some(c)) => format!("exit status {c}"),
+            (None, None) => "no exit status".into(),
+        };
+        out.push_str(&format!("ran {}: {status}\n", a.command.argv.join(" ")));
+    }
     out
 }
 

@@ -34,6 +34,9 @@ struct Ctx<'a> {
 
 pub fn main(spec: &Spec) -> Result<i32, String> {
     let started = Instant::now();
+    // Programs must not reach the host through /proc/1/root: init is not dumpable, and
+    // they run without CAP_SYS_PTRACE (see `program`).
+    sys::not_dumpable().map_err(|e| format!("prctl: {e}"))?;
     let d = dirs(spec);
     let proc = d.merged.join("proc");
     rustix::mount::mount(
@@ -248,6 +251,7 @@ impl Ctx<'_> {
                 rustix::process::chroot(&merged)?;
                 std::env::set_current_dir("/")?;
                 rustix::process::setsid()?;
+                sys::drop_ptrace()?;
                 if isolate {
                     sys::unshare(libc::CLONE_NEWNET)?;
                     sys::loopback_up()?;
@@ -356,7 +360,8 @@ impl Ctx<'_> {
         unsafe {
             cmd.pre_exec(move || {
                 rustix::process::chroot(&merged)?;
-                std::env::set_current_dir("/")
+                std::env::set_current_dir("/")?;
+                sys::drop_ptrace()
             });
         }
         let child = cmd.spawn().map_err(|e| format!("start /bin/sh: {e}"))?;

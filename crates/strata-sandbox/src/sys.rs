@@ -28,6 +28,28 @@ pub fn die_with_parent() -> io::Result<()> {
     }
 }
 
+/// Makes this process non-dumpable: processes without CAP_SYS_PTRACE cannot open its
+/// `/proc/PID/root`, `fd`, `mem`…
+pub fn not_dumpable() -> io::Result<()> {
+    // SAFETY: prctl(PR_SET_DUMPABLE) with a flag has no memory effects.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0 as libc::c_ulong) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Removes CAP_SYS_PTRACE from the capability bounding set, so what this process runs
+/// (as root) never gets it.
+pub fn drop_ptrace() -> io::Result<()> {
+    // SAFETY: prctl(PR_CAPBSET_DROP) with a capability number has no memory effects.
+    if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, CAP_SYS_PTRACE) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Sends `signal` to a process group.
 pub fn kill_group(pgid: i32, signal: libc::c_int) {
     // SAFETY: kill has no memory effects; an already-gone group is fine.
@@ -165,3 +187,6 @@ pub fn loopback_up() -> io::Result<()> {
 pub fn euid() -> u32 {
     rustix::process::geteuid().as_raw()
 }
+
+/// `CAP_SYS_PTRACE` (linux/capability.h).
+const CAP_SYS_PTRACE: libc::c_ulong = 19;

@@ -84,12 +84,12 @@ impl TestEnv {
             .env("NO_COLOR", "1")
             .env_remove("STRATA_SITE");
         let verb = args.first().copied().unwrap_or("");
-        if matches!(verb, "check" | "params" | "plan" | "apply") {
+        if matches!(verb, "check" | "params" | "plan" | "apply" | "shell") {
             cmd.arg("--site").arg(self.site());
         }
         if matches!(
             verb,
-            "plan" | "apply" | "generations" | "rollback" | "report"
+            "plan" | "apply" | "shell" | "generations" | "rollback" | "report"
         ) {
             cmd.arg("--root").arg(self.root());
         }
@@ -100,6 +100,28 @@ impl TestEnv {
     pub fn run(&self, args: &[&str]) -> Run {
         let out = self.cmd(args).output().expect("run strata");
         Run::new(&out, self)
+    }
+
+    /// Makes the target root a tiny busybox system (a shell and coreutils in 2 MB);
+    /// `false` when this machine has no static busybox (`apt-get install busybox-static`).
+    pub fn busybox_root(&self) -> bool {
+        let busybox = Path::new("/bin/busybox");
+        if !busybox.exists() {
+            return false;
+        }
+        let bin = self.root().join("bin");
+        std::fs::create_dir_all(&bin).expect("bin");
+        std::fs::copy(busybox, bin.join("busybox")).expect("copy busybox");
+        let list = Command::new(busybox)
+            .arg("--list")
+            .output()
+            .expect("busybox --list");
+        for applet in String::from_utf8_lossy(&list.stdout).lines() {
+            if applet != "busybox" && !applet.is_empty() {
+                let _ = std::os::unix::fs::symlink("busybox", bin.join(applet));
+            }
+        }
+        true
     }
 
     /// A snapshot of the target tree, strata's own state excluded.
@@ -216,6 +238,18 @@ pub fn tree(dir: &Path, skip: &[&str]) -> String {
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
+}
+
+/// Skips a test that needs root and a busybox root, visibly; else makes the root one.
+#[macro_export]
+macro_rules! require_busybox_root {
+    ($env:expr) => {
+        $crate::require_root!();
+        if !$env.busybox_root() {
+            eprintln!("skipped: needs /bin/busybox (apt-get install busybox-static)");
+            return;
+        }
+    };
 }
 
 /// Skips a test that needs root, visibly.

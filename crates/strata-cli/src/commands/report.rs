@@ -23,7 +23,11 @@ pub fn run(args: &ReportArgs, printer: &Printer) -> CliResult {
     let root = crate::cli::absolute(&args.root.root)?;
     let (n, report) = strata_engine::report(&root, args.generation)?;
     if args.json {
-        printer.json(&serde_json::json!({ "generation": n, "steps": report.steps }))?;
+        printer.json(&serde_json::json!({
+            "generation": n,
+            "steps": report.steps,
+            "activations": report.activations,
+        }))?;
     } else {
         printer.out(&show::report_text(n, &report))?;
     }

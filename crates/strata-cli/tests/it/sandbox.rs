@@ -1,0 +1,536 @@
+//! Scripts and executable templates in the overlay sandbox, on tiny busybox roots: what a
+//! plan reports is exactly what the apply then does, path by path and attribute by
+//! attribute; failures commit nothing; intercepted commands run after the commit.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use strata_test::{TestEnv, require_busybox_root};
+
+use crate::env;
+
+/// A site with one node `n1` applying module `app`, and a target with a few files.
+fn site(e: &TestEnv) {
+    e.write("strata.toml", "[site]\nname = \"t\"\n")
+        .write(
+            "nodes/n1.toml",
+            "modules = [\"app\"]\n[params]\napp.port = 8080\n",
+        )
+        .write("modules/app/module.toml", "[params]\nport = 80\n")
+        .write_root("etc/app.conf", "listen 80\nworkers 2\n", 0o644)
+        .write_root("etc/hosts", "127.0.0.1 localhost\n", 0o644)
+        .write_root("etc/old.conf", "old\n", 0o644)
+        .write_root("srv/old/a", "a\n", 0o644)
+        .write_root("srv/old/sub/b", "b\n", 0o644)
+        .write_root("opt/tool", "#!/bin/sh\n", 0o755)
+        .write_root("var/log/.keep", "", 0o644);
+    std::os::unix::fs::symlink("app.conf", e.root().join("etc/link")).expect("link");
+    // Where strata keeps its state: not part of what the scripts change.
+    std::fs::create_dir_all(e.root().join("var/lib")).expect("var/lib");
+}
+
+fn script(e: &TestEnv, name: &str, body: &str) {
+    let path = e.site().join("modules/app/scripts").join(name);
+    strata_test::write(&path, &format!("#!/bin/sh\nset -e\n{body}\n"));
+    let mut perms = std::fs::metadata(&path).expect("script").permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&path, perms).expect("chmod");
+}
+
+/// The tree lines (as `strata_test::tree` writes them) keyed by path.
+fn lines(tree: &str) -> BTreeMap<String, String> {
+    tree.lines()
+        .map(|l| (l.split(' ').next().unwrap_or("").to_string(), l.to_string()))
+        .collect()
+}
+
+/// What the tree will look like once the plan's changes are applied.
+fn predicted(before: &str, plan: &Value) -> BTreeMap<String, String> {
+    let mut tree = lines(before);
+    for c in plan["changes"].as_array().expect("changes") {
+        let path = c["path"].as_str().expect("path").to_string();
+        let a = &c["after"];
+        let owner = || format!("{}:{}", a["uid"], a["gid"]);
+        let line = match a["type"].as_str().expect("type") {
+            "absent" => {
+                tree.remove(&path);
+                continue;
+            }
+            "file" => format!(
+                "{path} file {} {} {} {}",
+                a["mode"].as_str().expect("mode"),
+                owner(),
+                a["size"],
+                &a["hash"].as_str().expect("hash")[..12]
+            ),
+            "dir" => format!(
+                "{path} dir {} {}",
+                a["mode"].as_str().expect("mode"),
+                owner()
+            ),
+            "link" => format!("{path} link -> {}", a["target"].as_str().expect("target")),
+            other => panic!("unexpected type {other}"),
+        };
+        tree.insert(path, line);
+    }
+    tree
+}
+
+/// Plans, applies, and checks that the apply did exactly what the plan said. Returns the
+/// plan's JSON.
+fn plan_equals_apply(e: &TestEnv) -> Value {
+    let before = e.tree();
+    let plan = e.run(&["plan", "--node", "n1", "--json"]);
+    assert!(
+        plan.code == 0 || plan.code == 2,
+        "plan failed:\n{}\n{}",
+        plan.stdout,
+        plan.stderr
+    );
+    assert_eq!(e.tree(), before, "a plan changed the target");
+    let json: Value = serde_json::from_str(&plan.stdout).expect("plan json");
+    e.run(&["apply", "--node", "n1"]).code(0);
+    assert_eq!(
+        lines(&e.tree()),
+        predicted(&before, &json),
+        "the apply did not do what the plan said"
+    );
+    json
+}
+
+fn changed_paths(plan: &Value) -> Vec<(String, String)> {
+    plan["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .filter(|c| c["action"] != "unchanged")
+        .map(|c| {
+            (
+                c["action"].as_str().unwrap_or("").to_string(),
+                c["path"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Each case: a script body and the (action, path) pairs its plan must report.
+const CASES: &[(&str, &[(&str, &str)])] = &[
+    (
+        "sed -i 's/80/8080/' /etc/app.conf",
+        &[("modify", "/etc/app.conf")],
+    ),
+    (
+        "sed -i '/workers/d' /etc/app.conf",
+        &[("modify", "/etc/app.conf")],
+    ),
+    (
+        "echo '10.0.0.5 db' >> /etc/hosts",
+        &[("modify", "/etc/hosts")],
+    ),
+    (
+        "echo x | tee -a /etc/hosts >/dev/null",
+        &[("modify", "/etc/hosts")],
+    ),
+    (": > /etc/hosts", &[("modify", "/etc/hosts")]),
+    (
+        "cp /etc/app.conf /etc/app.copy && chmod 0640 /etc/app.copy",
+        &[("create", "/etc/app.copy")],
+    ),
+    (
+        "cp -a /etc/app.conf /etc/app.bak",
+        &[("create", "/etc/app.bak")],
+    ),
+    (
+        "mv /etc/old.conf /etc/new.conf",
+        &[("create", "/etc/new.conf"), ("remove", "/etc/old.conf")],
+    ),
+    (
+        "rm -rf /srv/old",
+        &[
+            ("remove", "/srv/old"),
+            ("remove", "/srv/old/a"),
+            ("remove", "/srv/old/sub"),
+            ("remove", "/srv/old/sub/b"),
+        ],
+    ),
+    (
+        "mkdir -p /opt/x && tar -C /etc -cf /tmp/e.tar app.conf hosts && tar -C /opt/x -xf /tmp/e.tar",
+        &[
+            ("create", "/opt/x"),
+            ("create", "/opt/x/app.conf"),
+            ("create", "/opt/x/hosts"),
+        ],
+    ),
+    (
+        "ln -sf /etc/app.conf /etc/app.link",
+        &[("create", "/etc/app.link")],
+    ),
+    ("ln -sfn /srv/old /etc/link", &[("modify", "/etc/link")]),
+    ("rm /etc/link", &[("remove", "/etc/link")]),
+    ("chmod 0600 /etc/app.conf", &[("modify", "/etc/app.conf")]),
+    ("chmod +x /etc/hosts", &[("modify", "/etc/hosts")]),
+    (
+        "chown 1000:1000 /etc/app.conf",
+        &[("modify", "/etc/app.conf")],
+    ),
+    ("touch -d '2020-01-01 00:00' /etc/app.conf", &[]),
+    ("cat /etc/app.conf > /tmp/x && cp /tmp/x /etc/app.conf", &[]),
+    (
+        "echo log >> /var/log/app.log && echo t > /tmp/t && mkdir -p /run/app",
+        &[],
+    ),
+    ("echo tmp > /etc/scratch && rm /etc/scratch", &[]),
+    (
+        "mkdir -p /var/www/html && echo hi > /var/www/html/index.html",
+        &[
+            ("create", "/var/www"),
+            ("create", "/var/www/html"),
+            ("create", "/var/www/html/index.html"),
+        ],
+    ),
+    (
+        "rm -rf /srv/old && mkdir /srv/old && echo new > /srv/old/c",
+        &[
+            ("create", "/srv/old/c"),
+            ("remove", "/srv/old/a"),
+            ("remove", "/srv/old/sub"),
+            ("remove", "/srv/old/sub/b"),
+        ],
+    ),
+    (
+        "mv /srv/old /srv/moved",
+        &[
+            ("create", "/srv/moved"),
+            ("create", "/srv/moved/a"),
+            ("create", "/srv/moved/sub"),
+            ("create", "/srv/moved/sub/b"),
+            ("remove", "/srv/old"),
+            ("remove", "/srv/old/a"),
+            ("remove", "/srv/old/sub"),
+            ("remove", "/srv/old/sub/b"),
+        ],
+    ),
+    (
+        "ln /etc/app.conf /etc/app.hard",
+        &[("create", "/etc/app.hard")],
+    ),
+    (
+        "(umask 077; echo secret > /etc/secret)",
+        &[("create", "/etc/secret")],
+    ),
+    (
+        "mkdir -p /etc/app.d && for i in 1 2 3; do echo $i > /etc/app.d/$i.conf; done",
+        &[
+            ("create", "/etc/app.d"),
+            ("create", "/etc/app.d/1.conf"),
+            ("create", "/etc/app.d/2.conf"),
+            ("create", "/etc/app.d/3.conf"),
+        ],
+    ),
+    ("rm /opt/tool", &[("remove", "/opt/tool")]),
+    (
+        "find /srv/old -type f -exec rm {} +",
+        &[("remove", "/srv/old/a"), ("remove", "/srv/old/sub/b")],
+    ),
+    (
+        "awk '{print toupper($0)}' /etc/hosts > /etc/hosts.new && mv /etc/hosts.new /etc/hosts",
+        &[("modify", "/etc/hosts")],
+    ),
+    (
+        "sed -i \"s/listen .*/listen $STRATA_P_app_port/\" /etc/app.conf",
+        &[("modify", "/etc/app.conf")],
+    ),
+    (
+        "[ \"$STRATA_NOOP\" = 1 ] || [ \"$STRATA_NOOP\" = 0 ]; echo \"$STRATA_NODE $STRATA_ENVIRONMENT $STRATA_MODULE\" > /etc/who",
+        &[("create", "/etc/who")],
+    ),
+    (
+        "grep -q app.port \"$STRATA_PARAMS\" || grep -q '\"port\":8080' \"$STRATA_PARAMS\"; cp \"$STRATA_PARAMS\" /etc/params.json",
+        &[("create", "/etc/params.json")],
+    ),
+];
+
+#[test]
+fn every_script_does_on_apply_exactly_what_its_plan_reported() {
+    for (i, (body, want)) in CASES.iter().enumerate() {
+        let e = env();
+        require_busybox_root!(e);
+        site(&e);
+        script(&e, "10-case.sh", body);
+        let plan = plan_equals_apply(&e);
+        let mut got = changed_paths(&plan);
+        got.sort();
+        let mut want: Vec<(String, String)> = want
+            .iter()
+            .map(|(a, p)| (a.to_string(), p.to_string()))
+            .collect();
+        want.sort();
+        assert_eq!(got, want, "case {i}: `{body}`");
+    }
+}
+
+#[test]
+fn a_later_module_sees_what_an_earlier_one_wrote() {
+    let e = env();
+    require_busybox_root!(e);
+    site(&e);
+    e.write("nodes/n1.toml", "modules = [\"b\"]\n")
+        .write("modules/a/files/etc/a.conf", "from a\n")
+        .write("modules/b/module.toml", "requires = [\"a\"]\n");
+    let path = e.site().join("modules/b/scripts/10-copy");
+    strata_test::write(
+        &path,
+        "#!/bin/sh\nset -e\ncp /etc/a.conf /etc/b.conf\necho ' and b' >> /etc/b.conf\n",
+    );
+    let plan = plan_equals_apply(&e);
+    assert_eq!(
+        changed_paths(&plan),
+        [
+            ("create".into(), "/etc/a.conf".into()),
+            ("create".into(), "/etc/b.conf".into())
+        ]
+    );
+    let b = std::fs::read_to_string(e.root().join("etc/b.conf")).expect("b.conf");
+    assert_eq!(b, "from a\n and b\n");
+}
+
+#[test]
+fn idempotent_scripts_plan_nothing_after_an_apply_and_their_module_going_away_undoes_them() {
+    let e = env();
+    require_busybox_root!(e);
+    site(&e);
+    let original = e.tree();
+    script(
+        &e,
+        "10-conf.sh",
+        "sed -i \"s/listen .*/listen $STRATA_P_app_port/\" /etc/app.conf\n\
+         grep -q db /etc/hosts || echo '10.0.0.5 db' >> /etc/hosts\n\
+         mkdir -p /srv/data\nrm -f /etc/old.conf\nln -sf /etc/app.conf /etc/app.link",
+    );
+    e.run(&["apply", "--node", "n1"]).code(0);
+    let applied = e.tree();
+    let again = e.run(&["plan", "--node", "n1"]).code(0);
+    assert!(
+        again.stdout.contains("0 to create, 0 to modify"),
+        "{}",
+        again.stdout
+    );
+    // Rollback-style "down": the node no longer applies the module.
+    e.write("nodes/n1.toml", "modules = []\n");
+    let down = e.run(&["plan", "--node", "n1"]).code(2);
+    assert!(
+        down.stdout.contains("restore   /etc/old.conf"),
+        "{}",
+        down.stdout
+    );
+    assert!(
+        down.stdout.contains("remove    /srv/data"),
+        "{}",
+        down.stdout
+    );
+    e.run(&["apply", "--node", "n1"]).code(0);
+    assert_eq!(
+        e.tree(),
+        original,
+        "taking the module away restores the target"
+    );
+    // And rolling back to generation 1 brings the scripts' effects back, without the site.
+    e.run(&["rollback", "--to", "1"]).code(0);
+    assert_eq!(e.tree(), applied);
+}
+
+#[test]
+fn a_failing_script_commits_nothing_and_says_what_failed() {
+    let e = env();
+    require_busybox_root!(e);
+    site(&e);
+    e.write("modules/app/files/etc/motd", "hello\n");
+    script(&e, "10-edit.sh", "echo edited >> /etc/hosts");
+    script(
+        &e,
+        "20-fail.sh",
+        "echo 'cannot reach the database' >&2\nexit 3",
+    );
+    let before = e.tree();
+    let run = e.run(&["apply", "--node", "n1"]).code(1);
+    assert!(
+        run.stderr
+            .contains("module app: scripts/20-fail.sh failed (exit status 3)"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("cannot reach the database"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(e.tree(), before);
+    assert!(!e.root().join("var/lib/strata/current").exists());
+}
+
+#[test]
+fn a_script_running_past_its_timeout_fails_the_run() {
+    let e = env();
+    require_busybox_root!(e);
+    site(&e);
+    e.write(
+        "modules/app/module.toml",
+        "timeout = \"1s\"\n[params]\nport = 80\n",
+    );
+    script(&e, "10-slow.sh", "echo started > /etc/slow\nsleep 30");
+    let before = e.tree();
+    let run = e.run(&["apply", "--node", "n1"]).code(1);
+    assert!(run.stderr.contains("timed out after 1s"), "{}", run.stderr);
+    assert_eq!(e.tree(), before);
+}
+
+#[test]
+fn intercepted_commands_are_reported_by_plan_and_run_once_after_the_commit() {
+    let e = env();
+    require_busybox_root!(e);
+    site(&e);
+    e.write(
+        "strata.toml",
+        "[site]\nname = \"t\"\n[sandbox]\nintercept = [\"/usr/local/bin/deploy-hook\"]\n",
+    )
+    .write_root(
+        "usr/local/bin/deploy-hook",
+        "#!/bin/sh\n# runs on the target: the commit must already be there\ngrep -q 8080 /etc/app.conf && echo \"committed $*\" >> /hook.log\n",
+        0o755,
+    );
+    script(
+        &e,
+        "10-conf.sh",
+        "sed -i 's/80/8080/' /etc/app.conf\ndeploy-hook first\n/usr/local/bin/deploy-hook second\nsystemctl restart nginx",
+    );
+    let plan = e.run(&["plan", "--node", "n1"]).code(2);
+    assert!(
+        plan.stdout
+            .contains("would run /usr/local/bin/deploy-hook first"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains("would run /usr/local/bin/deploy-hook second"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains("would run systemctl restart nginx"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        !e.root().join("hook.log").exists(),
+        "a plan ran an intercepted command"
+    );
+    let apply = e.run(&["apply", "--node", "n1", "--json"]).code(0);
+    let json: Value = serde_json::from_str(&apply.stdout).expect("json");
+    let log = std::fs::read_to_string(e.root().join("hook.log")).expect("the hook ran");
+    assert_eq!(log, "committed first\ncommitted second\n");
+    let activations = json["activations"].as_array().expect("activations");
+    assert_eq!(activations.len(), 3);
+    assert_eq!(activations[0]["exit"], 0);
+    // The busybox root has no systemctl: the restart is reported as failed, not hidden.
+    assert!(
+        activations[2]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("could not start"))
+    );
+    let report = e.run(&["report", "--json"]).code(0);
+    assert!(
+        report.stdout.contains("\"activations\""),
+        "{}",
+        report.stdout
+    );
+}
+
+#[test]
+fn executable_templates_print_their_content_and_are_idempotent() {
+    let e = env();
+    require_busybox_root!(e);
+    site(&e);
+    let path = e.site().join("modules/app/templates/etc/motd.sh-template");
+    strata_test::write(
+        &path,
+        "#!/bin/sh\necho \"node $STRATA_NODE port $STRATA_P_app_port\"\nhostname\n",
+    );
+    let plan = plan_equals_apply(&e);
+    assert_eq!(
+        changed_paths(&plan),
+        [("create".into(), "/etc/motd".into())]
+    );
+    let motd = std::fs::read_to_string(e.root().join("etc/motd")).expect("motd");
+    assert_eq!(motd, "node n1 port 8080\nn1\n");
+    let mode = std::fs::metadata(e.root().join("etc/motd")).expect("motd");
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o644
+    );
+    e.run(&["plan", "--node", "n1"]).code(0);
+}
+
+#[test]
+fn plan_scripts_have_no_network_but_loopback() {
+    let e = env();
+    require_busybox_root!(e);
+    site(&e);
+    script(
+        &e,
+        "10-net.sh",
+        "grep -c ':' /proc/net/dev > /etc/ifaces\ngrep -q 'lo:' /proc/net/dev",
+    );
+    e.run(&["plan", "--node", "n1"]).code(2);
+    e.run(&["apply", "--node", "n1"]).code(0);
+    // The apply runs with the host's network: more interfaces than loopback alone is
+    // not guaranteed, but the plan's view must be loopback only.
+    e.write("nodes/n1.toml", "modules = [\"app\"]\n");
+    script(&e, "10-net.sh", "test \"$(grep -c ':' /proc/net/dev)\" = 1");
+    e.run(&["plan", "--node", "n1"]).code(0);
+}
+
+#[test]
+fn scripts_cannot_see_or_signal_host_processes() {
+    let e = env();
+    require_busybox_root!(e);
+    site(&e);
+    script(
+        &e,
+        "10-pid.sh",
+        "ls /proc | grep -E '^[0-9]+$' | wc -l > /etc/pids\ntest \"$(cat /proc/1/comm)\" != systemd\ntest ! -e /proc/1/root/work",
+    );
+    e.run(&["apply", "--node", "n1"]).code(0);
+    let pids: usize = std::fs::read_to_string(e.root().join("etc/pids"))
+        .expect("pids")
+        .trim()
+        .parse()
+        .expect("a number");
+    assert!(pids < 10, "the script saw {pids} processes");
+}
+
+#[test]
+fn a_target_without_a_shell_is_refused_clearly() {
+    let e = env();
+    strata_test::require_root!();
+    site(&e);
+    script(&e, "10-x.sh", "true");
+    let run = e.run(&["plan", "--node", "n1"]).code(1);
+    assert!(run.stderr.contains("has no /bin/sh"), "{}", run.stderr);
+}
+
+#[test]
+fn a_fifo_made_by_a_script_is_a_clear_error() {
+    let e = env();
+    require_busybox_root!(e);
+    site(&e);
+    script(&e, "10-fifo.sh", "mkfifo /etc/pipe");
+    let before = e.tree();
+    let run = e.run(&["apply", "--node", "n1"]).code(1);
+    assert!(
+        run.stderr.contains("/etc/pipe: a script made a fifo here"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(e.tree(), before);
+}
