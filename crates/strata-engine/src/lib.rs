@@ -258,30 +258,15 @@ fn run_plan(req: &Request, shell: bool) -> Result<Outcome, EngineError> {
     let root = Root::open(&req.root)?;
     let state = State::open_for_read(&root)?;
     let users = UserDb::load(&root)?;
-    let (plan, _, run) = if shell || scripts::needed(&catalog) {
-        let helper = helper(req)?;
-        let mode = scripts::Mode {
-            noop: true,
-            shell,
-            helper: &helper,
-        };
-        let (p, c, r) = scripts::plan(
-            req,
-            &catalog,
-            &root,
-            &state,
-            &users,
-            &site.sandbox.intercept,
-            &site.sandbox.ignore,
-            &mode,
-            &mut steps,
-        )?;
-        (p, c, Some(r))
-    } else {
-        let entries = catalog.entries(&users)?;
-        let (p, c) = plan_against(&root, &state, entries, &catalog.contents, &mut steps)?;
-        (p, c, None)
+    let ctx = Planning {
+        req,
+        site: &site,
+        catalog: &catalog,
+        root: &root,
+        state: &state,
+        users: &users,
     };
+    let (plan, _, run) = ctx.plan(true, shell, &mut steps)?;
     let (runs, calls) = run
         .map(|r| (r.observed.runs, r.observed.calls))
         .unwrap_or_default();
@@ -301,6 +286,53 @@ fn run_plan(req: &Request, shell: bool) -> Result<Outcome, EngineError> {
     })
 }
 
+/// What planning a compiled catalog needs.
+struct Planning<'a> {
+    req: &'a Request,
+    site: &'a Site,
+    catalog: &'a Catalog,
+    root: &'a Root,
+    state: &'a State<'a>,
+    users: &'a UserDb,
+}
+
+type Planned = (Plan, Option<Generation>, Option<scripts::SandboxRun>);
+
+impl Planning<'_> {
+    /// Plans directly, or through the sandbox when the catalog has scripts or executable
+    /// templates (or a shell is wanted).
+    fn plan(&self, noop: bool, shell: bool, steps: &mut Vec<Step>) -> Result<Planned, EngineError> {
+        if !shell && !scripts::needed(self.catalog) {
+            let entries = self.catalog.entries(self.users)?;
+            let (p, c) = plan_against(
+                self.root,
+                self.state,
+                entries,
+                &self.catalog.contents,
+                steps,
+            )?;
+            return Ok((p, c, None));
+        }
+        let helper = helper(self.req)?;
+        let mode = scripts::Mode {
+            noop,
+            shell,
+            helper: &helper,
+        };
+        let (p, c, r) = scripts::plan(
+            self.req,
+            self.catalog,
+            self.root,
+            self.state,
+            self.users,
+            &self.site.sandbox,
+            &mode,
+            steps,
+        )?;
+        Ok((p, c, Some(r)))
+    }
+}
+
 fn helper(req: &Request) -> Result<PathBuf, EngineError> {
     req.helper.clone().ok_or_else(|| {
         EngineError::Invalid("this program cannot run scripts: it has no sandbox helper".into())
@@ -316,30 +348,15 @@ pub fn apply(req: &Request) -> Result<Outcome, EngineError> {
     let root = Root::open(&req.root)?;
     let state = State::open_for_commit(&root)?;
     let users = UserDb::load(&root)?;
-    let (plan, current, run) = if scripts::needed(&catalog) {
-        let helper = helper(req)?;
-        let mode = scripts::Mode {
-            noop: false,
-            shell: false,
-            helper: &helper,
-        };
-        let (p, c, r) = scripts::plan(
-            req,
-            &catalog,
-            &root,
-            &state,
-            &users,
-            &site.sandbox.intercept,
-            &site.sandbox.ignore,
-            &mode,
-            &mut steps,
-        )?;
-        (p, c, Some(r))
-    } else {
-        let entries = catalog.entries(&users)?;
-        let (p, c) = plan_against(&root, &state, entries, &catalog.contents, &mut steps)?;
-        (p, c, None)
+    let ctx = Planning {
+        req,
+        site: &site,
+        catalog: &catalog,
+        root: &root,
+        state: &state,
+        users: &users,
     };
+    let (plan, current, run) = ctx.plan(false, false, &mut steps)?;
     let header = Header {
         kind: GenerationKind::Apply,
         replayed: None,

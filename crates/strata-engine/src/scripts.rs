@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use strata_core::{Catalog, ResourceKind, UserDb};
+use strata_core::{Catalog, ResourceKind, SandboxSettings, UserDb};
 use strata_fs::{Meter, Root};
 use strata_sandbox::{Lay, Merged, ModuleSpec, Observed, OutContents, Program, Spec, Template};
 use strata_state::State;
@@ -58,8 +58,7 @@ pub fn plan(
     root: &Root,
     state: &State<'_>,
     users: &UserDb,
-    intercept: &[String],
-    ignore: &[String],
+    settings: &SandboxSettings,
     mode: &Mode<'_>,
     steps: &mut Vec<Step>,
 ) -> Result<(Plan, Option<Generation>, SandboxRun), EngineError> {
@@ -235,8 +234,8 @@ pub fn plan(
         network: !mode.noop,
         env,
         params_json: serde_json::to_string(&catalog.params.values).unwrap_or_default(),
-        intercept: intercept.to_vec(),
-        ignore: ignore.to_vec(),
+        intercept: settings.intercept.clone(),
+        ignore: settings.ignore.clone(),
         pre,
         modules,
         watch,

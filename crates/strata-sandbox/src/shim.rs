@@ -89,6 +89,8 @@ exit 0
 
 /// Parses the records the shims appended to the calls file.
 pub fn parse(bytes: &[u8]) -> Vec<Vec<String>> {
+    // Every field ends with a NUL; the last one's is not a separator.
+    let bytes = bytes.strip_suffix(b"\0").unwrap_or(bytes);
     let mut fields = bytes
         .split(|b| *b == 0)
         .map(|f| String::from_utf8_lossy(f).into_owned());
