@@ -17,6 +17,21 @@ fn style(action: Action) -> Style {
     }
 }
 
+/// Prints an outcome of `verb` (`plan`, `apply`, `rollback`) as JSON or as text.
+pub fn outcome(
+    p: &Printer,
+    o: &Outcome,
+    root: &Path,
+    json: bool,
+    verb: &str,
+) -> std::io::Result<()> {
+    if json {
+        p.json(&plan_json(o, root))
+    } else {
+        p.out(&plan_text(p, o, verb))
+    }
+}
+
 /// The plan as a person reads it: one line per path, its attributes before → after, and
 /// a unified diff under each changed text file.
 pub fn plan_text(p: &Printer, o: &Outcome, verb: &str) -> String {
@@ -51,7 +66,7 @@ pub fn plan_text(p: &Printer, o: &Outcome, verb: &str) -> String {
             out.push_str(&paint_diff(p, diff));
         }
     }
-    if o.activations.is_empty() {
+    if verb == "plan" {
         for c in &o.calls {
             out.push_str(&format!(
                 "{} {}  {}\n",

@@ -140,9 +140,7 @@ pub struct Catalog {
     pub node: NodeInfo,
     /// The resolved parameters.
     pub params: ParamTree,
-    /// Module ids in application order.
-    pub modules: Vec<String>,
-    /// Each module's scripts and their settings, in application order.
+    /// Each module in application order: its id, scripts and their settings.
     pub runs: Vec<ModuleRun>,
     /// Every declared path, in path order.
     pub resources: Vec<Resource>,
@@ -311,7 +309,6 @@ pub fn compile(site: &Site, node: &str, opts: &CompileOptions) -> Result<Catalog
     Ok(Catalog {
         node: info,
         params,
-        modules: modules.iter().map(Module::id).collect(),
         runs,
         resources: builder.resources.into_values().collect(),
         contents: builder.contents,

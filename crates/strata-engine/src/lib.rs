@@ -2,6 +2,7 @@
 //! to a remote node and the agent all call these functions; none of them touches the
 //! terminal.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -11,7 +12,10 @@ use strata_core::{
 };
 use strata_fs::{FsError, Meter, Root};
 use strata_state::{GenerationInfo, Op, State, StateError};
-use strata_types::{Activation, Deferred, Generation, GenerationKind, Plan, Report, Step};
+use strata_types::{
+    Activation, Deferred, Entry, Generation, GenerationKind, Plan, Report, Snapshot, Step,
+    TargetPath,
+};
 
 pub use strata_core::NodeInfo;
 pub use strata_sandbox::{Call, Run};
@@ -167,14 +171,21 @@ fn plan_against(
 ) -> Result<(Plan, Option<Generation>), EngineError> {
     let meter = Meter::start();
     let current = state.current()?;
-    let (cur_entries, originals) = match &current {
-        Some(g) => (g.entries.as_slice(), g.originals.clone()),
-        None => (&[][..], Default::default()),
-    };
+    let (cur_entries, originals) = managed(current.as_ref());
     let store = state.store();
-    let plan = strata_core::plan(root, entries, cur_entries, &originals, &(contents, &store))?;
+    let plan = strata_core::plan(root, entries, cur_entries, originals, &(contents, &store))?;
     steps.push(meter.finish("plan"));
     Ok((plan, current))
+}
+
+/// What the last generation managed and the originals it recorded (nothing before the
+/// first generation).
+fn managed(current: Option<&Generation>) -> (&[Entry], &BTreeMap<TargetPath, Snapshot>) {
+    static NONE: BTreeMap<TargetPath, Snapshot> = BTreeMap::new();
+    match current {
+        Some(g) => (&g.entries, &g.originals),
+        None => (&[], &NONE),
+    }
 }
 
 /// The node's facts, when known: `--facts`, or live facts when the node is this machine;

@@ -11,7 +11,9 @@ use strata_core::{Catalog, ResourceKind, SandboxSettings, UserDb};
 use strata_fs::{Meter, Root};
 use strata_sandbox::{Lay, Merged, ModuleSpec, Observed, OutContents, Program, Spec, Template};
 use strata_state::State;
-use strata_types::{ContentSource, Entry, Generation, Plan, Snapshot, Step, TargetPath};
+use strata_types::{
+    ContentSource, Entry, Generation, Plan, Snapshot, Step, TargetPath, apply_order,
+};
 
 use crate::{EngineError, Request};
 
@@ -64,10 +66,7 @@ pub fn plan(
 ) -> Result<(Plan, Option<Generation>, SandboxRun), EngineError> {
     let meter = Meter::start();
     let current = state.current()?;
-    let (cur_entries, originals) = match &current {
-        Some(g) => (g.entries.as_slice(), g.originals.clone()),
-        None => (&[][..], Default::default()),
-    };
+    let (cur_entries, originals) = crate::managed(current.as_ref());
     let store = state.store();
     let catalog_contents = (&catalog.contents, &store);
 
@@ -118,7 +117,7 @@ pub fn plan(
         return Err(strata_core::SiteErrors(errors).into());
     }
     // What earlier runs of a module's scripts changed stays the module's while it is applied.
-    let applied: BTreeSet<&String> = catalog.modules.iter().collect();
+    let applied: BTreeSet<&String> = catalog.runs.iter().map(|r| &r.id).collect();
     let mut carried: BTreeSet<TargetPath> = BTreeSet::new();
     for e in cur_entries {
         if e.observed
@@ -131,7 +130,7 @@ pub fn plan(
             entries.push(e);
         }
     }
-    let first = strata_core::plan(root, entries, cur_entries, &originals, &catalog_contents)?;
+    let first = strata_core::plan(root, entries, cur_entries, originals, &catalog_contents)?;
     steps.push(meter.finish("plan declared"));
 
     let work = tempfile::Builder::new()
@@ -175,20 +174,7 @@ pub fn plan(
             }
         }
     }
-    // Creations parents first, removals deepest first.
-    pre.sort_by(|a, b| {
-        let (ra, rb) = (a.state.is_absent(), b.state.is_absent());
-        ra.cmp(&rb).then_with(|| {
-            if ra {
-                b.path
-                    .depth()
-                    .cmp(&a.path.depth())
-                    .then(a.path.cmp(&b.path))
-            } else {
-                a.path.cmp(&b.path)
-            }
-        })
-    });
+    pre.sort_by(|a, b| apply_order((&a.path, &a.state), (&b.path, &b.state)));
     let modules = catalog
         .runs
         .iter()
@@ -297,9 +283,6 @@ pub fn plan(
             continue;
         }
         let Some(module) = &c.module else { continue };
-        if module == "shell" && !mode.shell {
-            continue;
-        }
         last.push(Entry {
             path: c.path.clone(),
             state: c.state.clone(),
@@ -312,13 +295,13 @@ pub fn plan(
         });
     }
     let contents = (&catalog_contents, run.contents());
-    let plan = strata_core::plan(root, last, cur_entries, &originals, &contents)?;
+    let plan = strata_core::plan(root, last, cur_entries, originals, &contents)?;
     steps.push(meter.finish("plan observed"));
     Ok((plan, current, run))
 }
 
-/// `nginx.port = 8080` becomes `STRATA_P_nginx_port=8080`; lists and tables are also
-/// given whole as JSON.
+/// `nginx.port = 8080` becomes `STRATA_P_nginx_port=8080`; tables are flattened, lists
+/// are given as JSON.
 fn flatten(prefix: &str, v: &Value, out: &mut Vec<(String, String)>) {
     match v {
         Value::Object(map) => {

@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rustix::mount::MountFlags;
 use strata_fs::Root;
@@ -22,6 +22,9 @@ use crate::{Call, Failure, Lay, ModuleSpec, Observed, Program, Run, Spec, shim};
 /// How much of a program's output is kept with the run.
 const OUTPUT_LIMIT: u64 = 1 << 20;
 
+/// `PATH` inside the sandbox: the interception shims first.
+const PATH: &str = "/run/strata/shims:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 struct Ctx<'a> {
     spec: &'a Spec,
     merged: PathBuf,
@@ -29,11 +32,9 @@ struct Ctx<'a> {
     observed: Observed,
     calls_seen: usize,
     counter: usize,
-    overhead: Duration,
 }
 
 pub fn main(spec: &Spec) -> Result<i32, String> {
-    let started = Instant::now();
     // Programs must not reach the host through /proc/1/root: init is not dumpable, and
     // they run without CAP_SYS_PTRACE (see `program`).
     sys::not_dumpable().map_err(|e| format!("prctl: {e}"))?;
@@ -48,7 +49,9 @@ pub fn main(spec: &Spec) -> Result<i32, String> {
     )
     .map_err(|e| format!("mount /proc: {e}"))?;
     let out = spec.work.join("out");
-    std::fs::create_dir_all(&out).map_err(|e| format!("create {}: {e}", out.display()))?;
+    for dir in [&out, &spec.work.join("logs")] {
+        std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    }
     let tree = Root::open(&d.merged).map_err(|e| e.to_string())?;
     let mut cx = Ctx {
         spec,
@@ -57,28 +60,20 @@ pub fn main(spec: &Spec) -> Result<i32, String> {
         observed: Observed::default(),
         calls_seen: 0,
         counter: 0,
-        overhead: Duration::ZERO,
     };
     let lower = Root::open(&spec.root).map_err(|e| e.to_string())?;
     let upper = d.upper;
     let mut prints = Fingerprints::default();
     let mut owner: BTreeMap<TargetPath, Option<String>> = BTreeMap::new();
-    cx.overhead += started.elapsed();
 
-    let t = Instant::now();
     cx.lay_all(&spec.pre)?;
     prints.update(&upper, None, &mut owner);
-    cx.overhead += t.elapsed();
     for m in &spec.modules {
-        let t = Instant::now();
         cx.lay_all(&m.lay)?;
-        cx.overhead += t.elapsed();
         let ok = cx.module_programs(m)?;
-        let t = Instant::now();
         if !m.lay.is_empty() || !m.templates.is_empty() || !m.scripts.is_empty() {
             prints.update(&upper, Some(&m.id), &mut owner);
         }
-        cx.overhead += t.elapsed();
         if !ok {
             break;
         }
@@ -87,15 +82,12 @@ pub fn main(spec: &Spec) -> Result<i32, String> {
         cx.shell()?;
         prints.update(&upper, Some("shell"), &mut owner);
     }
-    let t = Instant::now();
     if cx.observed.failure.is_none() {
         let ignore = observe::ignore_set(&spec.ignore)?;
         let shimmed = crate::outer::shimmed(spec);
         cx.observed.changed = observe::changes(&upper, &lower, &ignore, &owner, &out, &shimmed)?;
         cx.observed.watched = observe::watched(&spec.watch, &upper, &cx.tree, &out)?;
     }
-    cx.overhead += t.elapsed();
-    cx.observed.overhead = cx.overhead.as_secs_f64();
     let result = spec.work.join("result.json");
     let json = serde_json::to_vec(&cx.observed).map_err(|e| e.to_string())?;
     std::fs::write(&result, json).map_err(|e| format!("write {}: {e}", result.display()))?;
@@ -165,7 +157,6 @@ impl Ctx<'_> {
             if !ok {
                 return Ok(false);
             }
-            let t = Instant::now();
             let dir = tpl.target.parent().unwrap_or_else(TargetPath::root);
             self.tree.create_dirs(&dir).map_err(|e| e.to_string())?;
             let bytes = std::fs::read(&content).map_err(|e| e.to_string())?;
@@ -180,7 +171,6 @@ impl Ctx<'_> {
             self.tree
                 .write_file_in(&dir, tpl.target.file_name(), &bytes, tpl.meta)
                 .map_err(|e| format!("write {}: {e}", tpl.target))?;
-            self.overhead += t.elapsed();
         }
         for s in &m.scripts {
             if !self.program(m, s, timeout, None)? {
@@ -192,9 +182,10 @@ impl Ctx<'_> {
 
     fn counter_path(&mut self, what: &str) -> PathBuf {
         self.counter += 1;
-        let logs = self.spec.work.join("logs");
-        let _ = std::fs::create_dir_all(&logs);
-        logs.join(format!("{}.{what}", self.counter))
+        self.spec
+            .work
+            .join("logs")
+            .join(format!("{}.{what}", self.counter))
     }
 
     /// Runs one program chrooted into the merged tree. For a template, its standard
@@ -206,7 +197,6 @@ impl Ctx<'_> {
         timeout: Duration,
         content: Option<&Path>,
     ) -> Result<bool, String> {
-        let t = Instant::now();
         let stdout_path = match content {
             Some(c) => c.to_path_buf(),
             None => self.counter_path("out"),
@@ -218,9 +208,11 @@ impl Ctx<'_> {
             .map_err(|e| format!("copy {}: {e}", p.path.display()))?;
         std::fs::set_permissions(&host_copy, std::fs::Permissions::from_mode(0o755))
             .map_err(|e| e.to_string())?;
-        let shebang = std::fs::read(&host_copy)
-            .map(|b| b.starts_with(b"#!"))
-            .unwrap_or(false);
+        let mut head = [0u8; 2];
+        let shebang = File::open(&host_copy)
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+            .is_ok()
+            && &head == b"#!";
         let mut cmd = if shebang {
             Command::new(&inside)
         } else {
@@ -229,10 +221,7 @@ impl Ctx<'_> {
             c
         };
         cmd.env_clear()
-            .env(
-                "PATH",
-                "/run/strata/shims:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            )
+            .env("PATH", PATH)
             .env("HOME", "/root")
             .env("STRATA_PARAMS", "/run/strata/params.json")
             .env("STRATA_MODULE", &m.id)
@@ -259,7 +248,6 @@ impl Ctx<'_> {
                 Ok(())
             });
         }
-        self.overhead += t.elapsed();
         let (exit, metrics) = match cmd.spawn() {
             Ok(child) => {
                 let pid = child.id() as i32;
@@ -279,7 +267,6 @@ impl Ctx<'_> {
                 return Ok(false);
             }
         };
-        let t = Instant::now();
         let read = |path: &Path| -> String {
             let bytes = std::fs::read(path).unwrap_or_default();
             let cut = &bytes[..bytes.len().min(OUTPUT_LIMIT as usize)];
@@ -291,7 +278,7 @@ impl Ctx<'_> {
         } else {
             read(&stdout_path)
         };
-        self.collect_calls(m, p)?;
+        self.collect_calls(&m.id, &p.name)?;
         let failed = match exit {
             Exit::Code(0) => None,
             Exit::Code(c) => Some(format!("exit status {c}")),
@@ -318,19 +305,18 @@ impl Ctx<'_> {
             stdout,
             stderr,
         });
-        self.overhead += t.elapsed();
         Ok(self.observed.failure.is_none())
     }
 
     /// Picks up the calls the shims recorded during the last program.
-    fn collect_calls(&mut self, m: &ModuleSpec, p: &Program) -> Result<(), String> {
+    fn collect_calls(&mut self, module: &str, program: &str) -> Result<(), String> {
         let path = self.merged.join(&shim::CALLS[1..]);
         let bytes = std::fs::read(&path).map_err(|e| format!("read the call log: {e}"))?;
         let all = shim::parse(&bytes);
         for argv in &all[self.calls_seen.min(all.len())..] {
             self.observed.calls.push(Call {
-                module: m.id.clone(),
-                program: p.name.clone(),
+                module: module.to_string(),
+                program: program.to_string(),
                 argv: argv.clone(),
             });
         }
@@ -344,10 +330,7 @@ impl Ctx<'_> {
         let mut cmd = Command::new("/bin/sh");
         cmd.arg("-i")
             .env_clear()
-            .env(
-                "PATH",
-                "/run/strata/shims:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            )
+            .env("PATH", PATH)
             .env("HOME", "/root")
             .env("PS1", "strata-sandbox# ")
             .env("STRATA_PARAMS", "/run/strata/params.json")
@@ -368,19 +351,7 @@ impl Ctx<'_> {
         let pid = child.id() as i32;
         let _ = sys::wait_child(pid, Duration::from_secs(u64::MAX / 4));
         sys::reap_zombies();
-        let shell = ModuleSpec {
-            id: "shell".into(),
-            lay: Vec::new(),
-            templates: Vec::new(),
-            scripts: Vec::new(),
-            timeout_ms: 0,
-            network: true,
-        };
-        let program = Program {
-            name: "sh".into(),
-            path: PathBuf::new(),
-        };
-        self.collect_calls(&shell, &program)
+        self.collect_calls("shell", "sh")
     }
 }
 

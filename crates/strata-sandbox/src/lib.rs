@@ -215,8 +215,6 @@ pub struct Observed {
     pub runs: Vec<Run>,
     /// Set when a program failed: nothing of the run may be committed.
     pub failure: Option<Failure>,
-    /// Wall time spent setting the sandbox up and observing it (not running programs).
-    pub overhead: f64,
 }
 
 /// Why a sandbox could not run.
@@ -417,14 +415,5 @@ impl ContentSource for OutContents {
         std::fs::read(self.0.join("out").join(hash.to_string()))
             .ok()
             .map(Cow::Owned)
-    }
-}
-
-/// Where a module's script of this name lives in the sandbox (for messages).
-pub fn describe_exit(exit: &StepMetrics) -> String {
-    match exit.exit {
-        Some(c) if c > 128 => format!("killed by signal {}", c - 128),
-        Some(c) => format!("exit status {c}"),
-        None => "no exit status".into(),
     }
 }

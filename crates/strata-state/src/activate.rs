@@ -72,12 +72,19 @@ fn run(root: &Path, command: &Deferred) -> Activation {
         .stdin(Stdio::null());
     let chroot = std::fs::canonicalize(root).map_or(true, |p| p != Path::new("/"));
     if chroot {
-        let root = root.to_path_buf();
-        // SAFETY: chroot and chdir are async-signal-safe system calls.
+        // Made before the fork: the child of a possibly multi-threaded process may not
+        // allocate.
+        let Ok(root) = std::ffi::CString::new(root.as_os_str().as_encoded_bytes()) else {
+            result.error = Some("the root path holds a NUL byte".into());
+            return result;
+        };
+        // SAFETY: chroot and chdir are async-signal-safe; both strings exist already.
         unsafe {
             cmd.pre_exec(move || {
-                rustix::process::chroot(&root)?;
-                std::env::set_current_dir("/")
+                if libc::chroot(root.as_ptr()) != 0 || libc::chdir(c"/".as_ptr()) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
             });
         }
     }

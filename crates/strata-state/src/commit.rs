@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use strata_fs::Meter;
 use strata_fs::Root;
 use strata_types::{
-    Activation, ContentSource, Deferred, Generation, Hash, Snapshot, Step, TargetPath,
+    Activation, ContentSource, Deferred, Generation, Hash, Snapshot, Step, TargetPath, apply_order,
 };
 
 use crate::state::state_path;
@@ -215,19 +215,7 @@ type Object<'c> = (Hash, Cow<'c, [u8]>);
 
 /// Creations and changes in path order (parents first), then removals deepest first.
 fn order(ops: &mut [Op]) {
-    ops.sort_by(|a, b| {
-        let (ra, rb) = (a.after.is_absent(), b.after.is_absent());
-        ra.cmp(&rb).then_with(|| {
-            if ra {
-                b.path
-                    .depth()
-                    .cmp(&a.path.depth())
-                    .then(a.path.cmp(&b.path))
-            } else {
-                a.path.cmp(&b.path)
-            }
-        })
-    });
+    ops.sort_by(|a, b| apply_order((&a.path, &a.after), (&b.path, &b.after)));
 }
 
 impl Commit<'_, '_> {

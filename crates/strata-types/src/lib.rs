@@ -14,5 +14,5 @@ pub use hash::Hash;
 pub use metrics::{Activation, Deferred, Report, Step, StepMetrics};
 pub use names::{NameError, NodeName};
 pub use path::{PathError, TargetPath};
-pub use plan::{Action, Change, Generation, GenerationKind, Plan, Summary};
+pub use plan::{Action, Change, Generation, GenerationKind, Plan, Summary, apply_order};
 pub use snapshot::{Entry, Snapshot};

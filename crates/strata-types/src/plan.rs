@@ -73,6 +73,22 @@ pub struct Change {
     pub note: Option<String>,
 }
 
+/// The order in which changes are carried out: creations and changes in path order
+/// (parents first), then removals deepest first (children before their directory).
+pub fn apply_order(
+    (pa, aa): (&TargetPath, &Snapshot),
+    (pb, ab): (&TargetPath, &Snapshot),
+) -> std::cmp::Ordering {
+    let (ra, rb) = (aa.is_absent(), ab.is_absent());
+    ra.cmp(&rb).then_with(|| {
+        if ra {
+            pb.depth().cmp(&pa.depth()).then(pa.cmp(pb))
+        } else {
+            pa.cmp(pb)
+        }
+    })
+}
+
 /// How many paths each action touches.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Summary {

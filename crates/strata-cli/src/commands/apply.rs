@@ -20,10 +20,6 @@ pub struct ApplyArgs {
 pub fn run(args: &ApplyArgs, printer: &Printer) -> CliResult {
     let req = args.node.request()?;
     let outcome = strata_engine::apply(&req)?;
-    if args.node.json {
-        printer.json(&show::plan_json(&outcome, &req.root))?;
-    } else {
-        printer.out(&show::plan_text(printer, &outcome, "apply"))?;
-    }
+    show::outcome(printer, &outcome, &req.root, args.node.json, "apply")?;
     Ok(())
 }

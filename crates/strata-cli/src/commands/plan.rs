@@ -19,11 +19,7 @@ pub struct PlanArgs {
 pub fn run(args: &PlanArgs, printer: &Printer) -> CliResult {
     let req = args.node.request()?;
     let outcome = strata_engine::plan(&req)?;
-    if args.node.json {
-        printer.json(&show::plan_json(&outcome, &req.root))?;
-    } else {
-        printer.out(&show::plan_text(printer, &outcome, "plan"))?;
-    }
+    show::outcome(printer, &outcome, &req.root, args.node.json, "plan")?;
     if outcome.has_changes() {
         Err(CliError::ChangesPending)
     } else {

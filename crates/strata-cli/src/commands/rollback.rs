@@ -24,10 +24,6 @@ pub struct RollbackArgs {
 pub fn run(args: &RollbackArgs, printer: &Printer) -> CliResult {
     let root = crate::cli::absolute(&args.root.root)?;
     let outcome = strata_engine::rollback(&root, args.to)?;
-    if args.json {
-        printer.json(&show::plan_json(&outcome, &root))?;
-    } else {
-        printer.out(&show::plan_text(printer, &outcome, "rollback"))?;
-    }
+    show::outcome(printer, &outcome, &root, args.json, "rollback")?;
     Ok(())
 }

@@ -19,10 +19,6 @@ pub struct ShellArgs {
 pub fn run(args: &ShellArgs, printer: &Printer) -> CliResult {
     let req = args.node.request()?;
     let outcome = strata_engine::shell(&req)?;
-    if args.node.json {
-        printer.json(&show::plan_json(&outcome, &req.root))?;
-    } else {
-        printer.out(&show::plan_text(printer, &outcome, "plan"))?;
-    }
+    show::outcome(printer, &outcome, &req.root, args.node.json, "plan")?;
     Ok(())
 }
