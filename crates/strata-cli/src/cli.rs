@@ -173,6 +173,12 @@ pub fn main() -> ExitCode {
 
 /// Prints an error: each site error on its own line with its hint, else the cause chain.
 fn report_error(printer: &Printer, e: &anyhow::Error) {
+    if let Some(strata_engine::EngineError::Script { output, .. }) =
+        e.downcast_ref::<strata_engine::EngineError>()
+    {
+        // What the scripts printed up to the failure, as a successful run shows it.
+        let _ = printer.out(&crate::show::runs_text(printer, output));
+    }
     if let Some(strata_engine::EngineError::Site(errors)) =
         e.downcast_ref::<strata_engine::EngineError>()
     {

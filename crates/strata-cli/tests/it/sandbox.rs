@@ -351,8 +351,15 @@ fn a_failing_script_commits_nothing_and_says_what_failed() {
         "20-fail.sh",
         "echo 'cannot reach the database' >&2\nexit 3",
     );
+    script(&e, "15-say.sh", "echo 'checking the database'");
     let before = e.tree();
     let run = e.run(&["apply", "--node", "n1"]).code(1);
+    assert!(
+        run.stdout
+            .contains("app scripts/15-say.sh: checking the database"),
+        "{}",
+        run.stdout
+    );
     assert!(
         run.stderr
             .contains("module app: scripts/20-fail.sh failed (exit status 3)"),
@@ -476,17 +483,35 @@ fn plan_scripts_have_no_network_but_loopback() {
     let e = env();
     require_busybox_root!(e);
     site(&e);
+    // In a plan the script sees loopback alone (else it fails the plan); in an apply, the
+    // host's interfaces.
     script(
         &e,
         "10-net.sh",
-        "grep -c ':' /proc/net/dev > /etc/ifaces\ngrep -q 'lo:' /proc/net/dev",
+        "n=$(grep -c ':' /proc/net/dev)\n\
+         if [ \"$STRATA_NOOP\" = 1 ]; then test \"$n\" = 1; grep -q 'lo:' /proc/net/dev; fi\n\
+         echo $n > /etc/ifaces",
     );
     e.run(&["plan", "--node", "n1"]).code(2);
     e.run(&["apply", "--node", "n1"]).code(0);
-    // The apply runs with the host's network: more interfaces than loopback alone is
-    // not guaranteed, but the plan's view must be loopback only.
-    e.write("nodes/n1.toml", "modules = [\"app\"]\n");
-    script(&e, "10-net.sh", "test \"$(grep -c ':' /proc/net/dev)\" = 1");
+    let host = std::fs::read_to_string("/proc/net/dev")
+        .expect("host interfaces")
+        .lines()
+        .filter(|l| l.contains(':'))
+        .count();
+    let applied = std::fs::read_to_string(e.root().join("etc/ifaces")).expect("ifaces");
+    assert_eq!(
+        applied.trim(),
+        host.to_string(),
+        "the apply saw the host's interfaces"
+    );
+    // `plan_network = true`: the module's scripts see the host's interfaces in a plan too,
+    // so the file the apply wrote is unchanged.
+    e.write(
+        "modules/app/module.toml",
+        "plan_network = true\n[params]\nport = 80\n",
+    );
+    script(&e, "10-net.sh", "grep -c ':' /proc/net/dev > /etc/ifaces");
     e.run(&["plan", "--node", "n1"]).code(0);
 }
 
@@ -495,10 +520,16 @@ fn scripts_cannot_see_or_signal_host_processes() {
     let e = env();
     require_busybox_root!(e);
     site(&e);
+    // This test's own process, seen from the host, must be out of reach.
+    let me = std::process::id();
     script(
         &e,
         "10-pid.sh",
-        "ls /proc | grep -E '^[0-9]+$' | wc -l > /etc/pids\ntest \"$(cat /proc/1/comm)\" != systemd\ntest ! -e /proc/1/root/work",
+        &format!(
+            "ls /proc | grep -E '^[0-9]+$' | wc -l > /etc/pids\n\
+             if ls /proc/1/root/ >/dev/null 2>&1; then echo 'reached the root of init' >&2; exit 1; fi\n\
+             if kill -0 {me} 2>/dev/null; then echo 'signalled a host process' >&2; exit 1; fi"
+        ),
     );
     e.run(&["apply", "--node", "n1"]).code(0);
     let pids: usize = std::fs::read_to_string(e.root().join("etc/pids"))
@@ -515,8 +546,10 @@ fn a_target_without_a_shell_is_refused_clearly() {
     strata_test::require_root!();
     site(&e);
     script(&e, "10-x.sh", "true");
-    let run = e.run(&["plan", "--node", "n1"]).code(1);
+    let before = e.tree();
+    let run = e.run(&["apply", "--node", "n1"]).code(1);
     assert!(run.stderr.contains("has no /bin/sh"), "{}", run.stderr);
+    assert_eq!(e.tree(), before);
 }
 
 #[test]
@@ -533,4 +566,83 @@ fn a_fifo_made_by_a_script_is_a_clear_error() {
         run.stderr
     );
     assert_eq!(e.tree(), before);
+}
+
+#[test]
+fn shell_shows_what_the_session_changed_and_commits_nothing() {
+    let e = env();
+    require_busybox_root!(e);
+    site(&e);
+    script(&e, "10-conf.sh", "sed -i 's/80/8080/' /etc/app.conf");
+    let before = e.tree();
+    let mut child = e
+        .cmd(&["shell", "--node", "n1"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run strata shell");
+    std::io::Write::write_all(
+        &mut child.stdin.take().expect("stdin"),
+        b"grep -q 8080 /etc/app.conf && echo from-shell > /etc/session\nexit\n",
+    )
+    .expect("type into the shell");
+    let out = child.wait_with_output().expect("strata shell");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("modify    /etc/app.conf"), "{stdout}");
+    assert!(stdout.contains("create    /etc/session"), "{stdout}");
+    assert_eq!(e.tree(), before, "a shell session committed something");
+}
+
+/// The apply dies once it marked the second of three deferred commands started: the next
+/// command finishes the commit and runs the third; none runs twice.
+#[cfg(feature = "failpoints")]
+#[test]
+fn deferred_commands_run_once_across_a_crash() {
+    let e = env();
+    require_busybox_root!(e);
+    site(&e);
+    e.write(
+        "strata.toml",
+        "[site]\nname = \"t\"\n[sandbox]\nintercept = [\"/usr/local/bin/hook\"]\n",
+    )
+    .write_root(
+        "usr/local/bin/hook",
+        "#!/bin/sh\necho \"$1\" >> /hook.log\n",
+        0o755,
+    );
+    script(
+        &e,
+        "10-conf.sh",
+        "sed -i 's/80/8080/' /etc/app.conf\nhook first\nhook second\nhook third",
+    );
+    let out = e
+        .cmd(&["apply", "--node", "n1"])
+        .env("FAILPOINTS", "activate-after-mark=1*off->return")
+        .output()
+        .expect("apply");
+    assert!(!out.status.success(), "the apply should have been stopped");
+    let log = || std::fs::read_to_string(e.root().join("hook.log")).unwrap_or_default();
+    assert_eq!(log(), "first\n");
+    e.run(&["generations"]).code(0);
+    assert_eq!(
+        log(),
+        "first\nthird\n",
+        "recovery runs what had not started, once"
+    );
+    e.run(&["generations"]).code(0);
+    assert_eq!(log(), "first\nthird\n");
+    let app = std::fs::read_to_string(e.root().join("etc/app.conf")).expect("app.conf");
+    assert!(app.contains("8080"), "the commit was finished");
+    let report = e.run(&["report", "--json"]).code(0);
+    assert!(
+        report.stdout.contains("not run a second time"),
+        "{}",
+        report.stdout
+    );
 }
