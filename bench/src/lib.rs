@@ -3,6 +3,7 @@
 #![allow(clippy::disallowed_methods)]
 
 pub mod hardware;
+pub mod sandbox;
 
 use std::path::Path;
 

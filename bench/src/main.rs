@@ -53,6 +53,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 struct Args {
     ns: Vec<usize>,
     runs: usize,
+    sections: Vec<String>,
     bin: PathBuf,
     out: PathBuf,
 }
@@ -61,6 +62,7 @@ fn args() -> Args {
     let mut a = Args {
         ns: vec![1000, 10000],
         runs: 5,
+        sections: vec!["files".into(), "hardware".into(), "sandbox".into()],
         bin: PathBuf::from("target/release"),
         out: PathBuf::from("bench/RESULTS.md"),
     };
@@ -75,9 +77,12 @@ fn args() -> Args {
                     .collect();
             }
             "--runs" => a.runs = value.parse().expect("--runs takes a number"),
+            "--sections" => a.sections = value.split(',').map(str::to_string).collect(),
             "--bin" => a.bin = PathBuf::from(value),
             "--out" => a.out = PathBuf::from(value),
-            other => panic!("unknown flag {other} (--n 1000,10000 --runs 5 --bin DIR --out FILE)"),
+            other => panic!(
+                "unknown flag {other} (--n 1000,10000 --runs 5 --sections files,hardware,sandbox --bin DIR --out FILE)"
+            ),
         }
     }
     a
@@ -195,6 +200,97 @@ fn hardware_section(work: &Path) -> String {
     out
 }
 
+/// The sandbox's cost beyond the scripts themselves (issue 3): `strata plan` of a node
+/// whose module has K scripts, against the same plan without scripts plus the same K
+/// scripts run directly (`chroot ROOT /bin/sh SCRIPT`), on a busybox root. Needs root and
+/// `/bin/busybox`.
+fn sandbox_section(a: &Args, work: &Path) -> String {
+    let mut out = String::from("\n## Sandbox overhead\n\n");
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || !Path::new("/bin/busybox").exists() {
+        out.push_str("Not measured: needs root and /bin/busybox.\n");
+        return out;
+    }
+    let strata = a.bin.join("strata");
+    let root = work.join("sandbox-root");
+    strata_bench::sandbox::busybox_root(&root).expect("busybox root");
+    let ks = [1usize, 20];
+    let mut plan: Vec<Vec<f64>> = vec![Vec::new(); ks.len()];
+    let mut bare: Vec<Vec<f64>> = vec![Vec::new(); ks.len()];
+    let mut direct: Vec<Vec<f64>> = vec![Vec::new(); ks.len()];
+    let sites: Vec<(PathBuf, PathBuf, Vec<PathBuf>)> = ks
+        .iter()
+        .map(|&k| {
+            let with = work.join(format!("sandbox-site-{k}"));
+            let without = work.join(format!("sandbox-bare-{k}"));
+            let scripts = strata_bench::sandbox::site(&with, &root, k, true).expect("site");
+            strata_bench::sandbox::site(&without, &root, k, false).expect("site");
+            (with, without, scripts)
+        })
+        .collect();
+    let plan_cmd = |site: &Path| {
+        let mut c = Command::new(&strata);
+        c.args(["plan", "--node", "bench", "--site"])
+            .arg(site)
+            .arg("--root")
+            .arg(&root);
+        c
+    };
+    for run in 0..=a.runs {
+        for (i, (with, without, scripts)) in sites.iter().enumerate() {
+            let p = measure(&mut plan_cmd(with));
+            assert_eq!(p.code, 2, "the plan with scripts must show their changes");
+            let b = measure(&mut plan_cmd(without));
+            assert_eq!(b.code, 2, "the plan without scripts must show the files");
+            // The same scripts, run directly on a scratch copy of the root.
+            let copy = work.join("sandbox-direct");
+            strata_bench::sandbox::busybox_root(&copy).expect("copy");
+            strata_bench::sandbox::fixture(&copy, scripts.len()).expect("fixture");
+            let start = Instant::now();
+            for s in scripts {
+                let inside = copy.join("script.sh");
+                std::fs::copy(s, &inside).expect("copy script");
+                let st = Command::new("chroot")
+                    .arg(&copy)
+                    .args(["/bin/sh", "/script.sh"])
+                    .status()
+                    .expect("chroot");
+                assert!(st.success(), "a script failed when run directly");
+            }
+            let d = start.elapsed().as_secs_f64();
+            std::fs::remove_dir_all(&copy).expect("clean");
+            if run > 0 {
+                plan[i].push(p.secs);
+                bare[i].push(b.secs);
+                direct[i].push(d);
+            }
+        }
+    }
+    let over: Vec<f64> = (0..ks.len())
+        .map(|i| median(plan[i].clone()) - median(bare[i].clone()) - median(direct[i].clone()))
+        .collect();
+    out.push_str("| scripts | plan with scripts | plan without scripts | scripts run directly | sandbox overhead |\n|---|---|---|---|---|\n");
+    for (i, k) in ks.iter().enumerate() {
+        out.push_str(&format!(
+            "| {k} | {} | {} | {} | {} |\n",
+            ms(median(plan[i].clone())),
+            ms(median(bare[i].clone())),
+            ms(median(direct[i].clone())),
+            ms(over[i])
+        ));
+    }
+    let per_script = (over[1] - over[0]) / (ks[1] - ks[0]) as f64;
+    let per_run = over[0] - per_script;
+    out.push_str(&format!(
+        "\nOverhead per run (set-up, laying files, observing, tear-down): {} (target ≤ 20 ms: {}); per script beyond the script itself: {} (target ≤ 5 ms: {}).\n",
+        ms(per_run),
+        if per_run <= 0.020 { "met" } else { "MISSED" },
+        ms(per_script),
+        if per_script <= 0.005 { "met" } else { "MISSED" },
+    ));
+    out
+}
+
 fn ms(s: f64) -> String {
     format!("{:.1} ms", s * 1e3)
 }
@@ -222,7 +318,8 @@ fn main() {
     md.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
     let mut rows = Vec::new();
     let mut verdicts = String::new();
-    for &n in &a.ns {
+    let files = a.sections.iter().any(|s| s == "files");
+    for &n in a.ns.iter().filter(|_| files) {
         eprintln!("N = {n} ...");
         let r = run_n(&a, n, work.path());
         let (ap, fw, pl, na, fc) = (
@@ -282,10 +379,18 @@ fn main() {
     }
     print!("{verdicts}");
     md.push_str(&verdicts);
-    eprintln!("hardware classification ...");
-    let hw = hardware_section(work.path());
-    print!("{hw}");
-    md.push_str(&hw);
+    if a.sections.iter().any(|s| s == "hardware") {
+        eprintln!("hardware classification ...");
+        let hw = hardware_section(work.path());
+        print!("{hw}");
+        md.push_str(&hw);
+    }
+    if a.sections.iter().any(|s| s == "sandbox") {
+        eprintln!("sandbox overhead ...");
+        let sb = sandbox_section(&a, work.path());
+        print!("{sb}");
+        md.push_str(&sb);
+    }
     md.push_str("\nTargets (issue 2): no-change plan ≤ 25 ms at 1,000 files and ≤ 250 ms at 10,000, within 3× of the\nread-and-hash floor; first apply within 2× of the write floor; peak RSS under 50 MiB; linear in N.\n");
     std::fs::write(&a.out, md).expect("write results");
     eprintln!("written {}", a.out.display());
