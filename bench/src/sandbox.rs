@@ -9,7 +9,9 @@ pub fn busybox_root(dir: &Path) -> std::io::Result<()> {
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin)?;
     std::fs::copy("/bin/busybox", bin.join("busybox"))?;
-    let list = std::process::Command::new("/bin/busybox").arg("--list").output()?;
+    let list = std::process::Command::new("/bin/busybox")
+        .arg("--list")
+        .output()?;
     for applet in String::from_utf8_lossy(&list.stdout).lines() {
         if !applet.is_empty() && applet != "busybox" && !bin.join(applet).exists() {
             std::os::unix::fs::symlink("busybox", bin.join(applet))?;

@@ -178,13 +178,19 @@ fn conflict(path: &TargetPath, want: &Snapshot, have: &Snapshot) -> Result<(), P
             "a {kind} stands where a {} is declared; strata does not replace it",
             want.kind()
         ),
-        (Snapshot::Dir { .. }, Snapshot::File { .. } | Snapshot::Link { .. }) => {
+        (
+            Snapshot::Dir { .. },
+            Snapshot::File { .. } | Snapshot::Link { .. } | Snapshot::Fifo { .. },
+        ) => {
             format!(
                 "a {} stands where a directory is declared; strata does not replace it",
                 have.kind()
             )
         }
-        (Snapshot::File { .. } | Snapshot::Link { .. }, Snapshot::Dir { .. }) => {
+        (
+            Snapshot::File { .. } | Snapshot::Link { .. } | Snapshot::Fifo { .. },
+            Snapshot::Dir { .. },
+        ) => {
             format!(
                 "a directory stands where a {} is declared; strata does not replace directories",
                 want.kind()

@@ -201,6 +201,7 @@ impl Root {
                 return Ok((snap, keep.then_some(buf)));
             }
             FileType::Directory => Snapshot::Dir { mode, uid, gid },
+            FileType::Fifo => Snapshot::Fifo { mode, uid, gid },
             FileType::Symlink => {
                 let target =
                     readlinkat(dirfd, name, Vec::new()).map_err(|e| self.err("read link", p, e))?;
@@ -432,6 +433,38 @@ impl Root {
             AtFlags::SYMLINK_NOFOLLOW,
         )
         .map_err(|e| self.err("change owner of", &path, e))
+    }
+
+    /// Creates a FIFO `name` in `dir` with this mode and owner, replacing what is there
+    /// (never following a link).
+    pub fn fifo_in(
+        &self,
+        dir: &TargetPath,
+        name: &str,
+        (mode, uid, gid): (u32, u32, u32),
+    ) -> Result<()> {
+        let path = dir.join(name).map_err(|e| {
+            FsError::new("make fifo", self.path.join(name), std::io::Error::other(e))
+        })?;
+        let dirfd = self
+            .open_raw(dir, OFlags::PATH | OFlags::DIRECTORY)
+            .map_err(|e| self.err("open directory", dir, e))?;
+        match unlinkat(&dirfd, name, AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => {}
+            Err(e) => return Err(self.err("remove", &path, e)),
+        }
+        rustix::fs::mkfifoat(&dirfd, name, Mode::from_raw_mode(0o600))
+            .map_err(|e| self.err("make fifo", &path, e))?;
+        rustix::fs::chownat(
+            &dirfd,
+            name,
+            Some(Uid::from_raw(uid)),
+            Some(Gid::from_raw(gid)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| self.err("change owner of", &path, e))?;
+        rustix::fs::chmodat(&dirfd, name, Mode::from_raw_mode(mode), AtFlags::empty())
+            .map_err(|e| self.err("change mode of", &path, e))
     }
 
     /// Renames `from` to `to`, both in directory `dir` (atomic; replaces what `to` was,

@@ -143,6 +143,13 @@ impl Ctx<'_> {
                 }
                 .map_err(|e| e.to_string())?;
             }
+            Snapshot::Fifo { mode, uid, gid } => {
+                if matches!(have, Snapshot::Dir { .. }) {
+                    remove_tree(t, p)?;
+                }
+                t.fifo_in(&dir, p.file_name(), (*mode, *uid, *gid))
+                    .map_err(|e| e.to_string())?;
+            }
             Snapshot::Other { kind } => return Err(format!("cannot lay a {kind}")),
         }
         Ok(())

@@ -228,14 +228,17 @@ impl Walk<'_> {
                 if !state.satisfied_by(&before) {
                     self.push(path, state, module);
                 }
-            } else {
-                let kind = if ft.is_fifo() {
-                    "fifo"
-                } else if ft.is_socket() {
-                    "socket"
-                } else {
-                    "device"
+            } else if ft.is_fifo() {
+                let state = Snapshot::Fifo {
+                    mode: md.mode() & 0o7777,
+                    uid: md.uid(),
+                    gid: md.gid(),
                 };
+                if state != before {
+                    self.push(path, state, module);
+                }
+            } else {
+                let kind = if ft.is_socket() { "socket" } else { "device" };
                 if before.kind() != kind {
                     self.push(path, Snapshot::Other { kind: kind.into() }, module);
                 }

@@ -368,7 +368,7 @@ impl Commit<'_, '_> {
     /// links under temporary names beside their targets.
     fn stage(&self, op: &Op, contents: &dyn ContentSource) -> Result<(), StateError> {
         match &op.after {
-            Snapshot::File { .. } | Snapshot::Link { .. } => {
+            Snapshot::File { .. } | Snapshot::Link { .. } | Snapshot::Fifo { .. } => {
                 self.write_temp(&op.path, &op.after, contents)?;
             }
             Snapshot::Dir { mode, uid, gid } if op.before.is_absent() => {
@@ -421,6 +421,10 @@ impl Commit<'_, '_> {
                 self.root()
                     .symlink_in(&dir, &temp_name(path), target, *uid, *gid)?;
             }
+            Snapshot::Fifo { mode, uid, gid } => {
+                self.root()
+                    .fifo_in(&dir, &temp_name(path), (*mode, *uid, *gid))?;
+            }
             _ => {}
         }
         Ok(())
@@ -451,7 +455,7 @@ impl Commit<'_, '_> {
                 },
                 _ => root.remove(path)?,
             },
-            Snapshot::File { .. } | Snapshot::Link { .. } => {
+            Snapshot::File { .. } | Snapshot::Link { .. } | Snapshot::Fifo { .. } => {
                 self.write_temp(path, want, store)?;
                 root.rename_in(&dir, &temp_name(path), path.file_name())?;
             }

@@ -3,7 +3,7 @@
 //! hash and link target, so that "unchanged" means unchanged.
 #![allow(clippy::disallowed_methods, clippy::print_stderr)]
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -225,6 +225,8 @@ pub fn tree(dir: &Path, skip: &[&str]) -> String {
         } else if m.is_file() {
             let hash = blake3::hash(&std::fs::read(entry.path()).expect("read")).to_hex();
             format!("/{rel} file {mode:04o} {owner} {} {}", m.len(), &hash[..12])
+        } else if m.file_type().is_fifo() {
+            format!("/{rel} fifo {mode:04o} {owner}")
         } else {
             format!("/{rel} other {mode:04o} {owner}")
         };

@@ -42,7 +42,16 @@ pub enum Snapshot {
         /// Group id.
         gid: u32,
     },
-    /// Anything else (FIFO, socket, device): strata never manages these.
+    /// A named pipe (FIFO).
+    Fifo {
+        /// Permission bits.
+        mode: u32,
+        /// Owner id.
+        uid: u32,
+        /// Group id.
+        gid: u32,
+    },
+    /// Anything else (socket, device): strata never manages these.
     Other {
         /// What it is.
         kind: String,
@@ -57,6 +66,7 @@ impl Snapshot {
             Snapshot::File { .. } => "file",
             Snapshot::Dir { .. } => "dir",
             Snapshot::Link { .. } => "link",
+            Snapshot::Fifo { .. } => "fifo",
             Snapshot::Other { kind } => kind,
         }
     }
@@ -83,20 +93,23 @@ impl Snapshot {
         }
     }
 
-    /// The permission bits, for files and directories.
+    /// The permission bits, for files, directories and FIFOs.
     pub fn mode(&self) -> Option<u32> {
         match self {
-            Snapshot::File { mode, .. } | Snapshot::Dir { mode, .. } => Some(*mode),
+            Snapshot::File { mode, .. }
+            | Snapshot::Dir { mode, .. }
+            | Snapshot::Fifo { mode, .. } => Some(*mode),
             _ => None,
         }
     }
 
-    /// Owner and group ids, for files, directories and links.
+    /// Owner and group ids, for files, directories, links and FIFOs.
     pub fn owner(&self) -> Option<(u32, u32)> {
         match self {
             Snapshot::File { uid, gid, .. }
             | Snapshot::Dir { uid, gid, .. }
-            | Snapshot::Link { uid, gid, .. } => Some((*uid, *gid)),
+            | Snapshot::Link { uid, gid, .. }
+            | Snapshot::Fifo { uid, gid, .. } => Some((*uid, *gid)),
             _ => None,
         }
     }

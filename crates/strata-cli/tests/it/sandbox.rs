@@ -69,6 +69,11 @@ fn predicted(before: &str, plan: &Value) -> BTreeMap<String, String> {
                 owner()
             ),
             "link" => format!("{path} link -> {}", a["target"].as_str().expect("target")),
+            "fifo" => format!(
+                "{path} fifo {} {}",
+                a["mode"].as_str().expect("mode"),
+                owner()
+            ),
             other => panic!("unexpected type {other}"),
         };
         tree.insert(path, line);
@@ -228,6 +233,7 @@ const CASES: &[(&str, &[(&str, &str)])] = &[
         ],
     ),
     ("rm /opt/tool", &[("remove", "/opt/tool")]),
+    ("mkfifo -m 0640 /etc/pipe", &[("create", "/etc/pipe")]),
     (
         "find /srv/old -type f -exec rm {} +",
         &[("remove", "/srv/old/a"), ("remove", "/srv/old/sub/b")],
@@ -305,7 +311,8 @@ fn idempotent_scripts_plan_nothing_after_an_apply_and_their_module_going_away_un
         "10-conf.sh",
         "sed -i \"s/listen .*/listen $STRATA_P_app_port/\" /etc/app.conf\n\
          grep -q db /etc/hosts || echo '10.0.0.5 db' >> /etc/hosts\n\
-         mkdir -p /srv/data\nrm -f /etc/old.conf\nln -sf /etc/app.conf /etc/app.link",
+         mkdir -p /srv/data\nrm -f /etc/old.conf\nln -sf /etc/app.conf /etc/app.link\n\
+         [ -p /srv/data/pipe ] || mkfifo /srv/data/pipe",
     );
     e.run(&["apply", "--node", "n1"]).code(0);
     let applied = e.tree();
@@ -553,15 +560,16 @@ fn a_target_without_a_shell_is_refused_clearly() {
 }
 
 #[test]
-fn a_fifo_made_by_a_script_is_a_clear_error() {
+fn a_device_node_made_by_a_script_is_a_clear_error() {
     let e = env();
     require_busybox_root!(e);
     site(&e);
-    script(&e, "10-fifo.sh", "mkfifo /etc/pipe");
+    script(&e, "10-dev.sh", "mknod /etc/null c 1 3");
     let before = e.tree();
     let run = e.run(&["apply", "--node", "n1"]).code(1);
     assert!(
-        run.stderr.contains("/etc/pipe: a script made a fifo here"),
+        run.stderr
+            .contains("/etc/null: a script made a device here"),
         "{}",
         run.stderr
     );
