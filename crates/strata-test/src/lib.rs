@@ -124,6 +124,27 @@ impl TestEnv {
         true
     }
 
+    /// Makes the target root a minimal Debian bookworm system, unpacked from the tarball
+    /// `scripts/debian-root` builds and caches (`$STRATA_DEBIAN_ROOT`, default
+    /// `/var/cache/strata-test/bookworm-minbase.tar`); `false` when it is not there.
+    pub fn debian_root(&self) -> bool {
+        let tarball = std::env::var_os("STRATA_DEBIAN_ROOT")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/var/cache/strata-test/bookworm-minbase.tar"));
+        if !tarball.is_file() {
+            return false;
+        }
+        let status = Command::new("tar")
+            .arg("-C")
+            .arg(self.root())
+            .arg("-xf")
+            .arg(&tarball)
+            .status()
+            .expect("run tar");
+        assert!(status.success(), "unpacking {} failed", tarball.display());
+        true
+    }
+
     /// A snapshot of the target tree, strata's own state excluded.
     pub fn tree(&self) -> String {
         tree(&self.root(), &["var/lib/strata"])
@@ -249,6 +270,18 @@ macro_rules! require_busybox_root {
         $crate::require_root!();
         if !$env.busybox_root() {
             eprintln!("skipped: needs /bin/busybox (apt-get install busybox-static)");
+            return;
+        }
+    };
+}
+
+/// Skips a test that needs root and a Debian root, visibly; else makes the root one.
+#[macro_export]
+macro_rules! require_debian_root {
+    ($env:expr) => {
+        $crate::require_root!();
+        if !$env.debian_root() {
+            eprintln!("skipped: needs the cached Debian root (run scripts/debian-root)");
             return;
         }
     };

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::Value;
-use strata_test::{TestEnv, require_busybox_root};
+use strata_test::{TestEnv, require_busybox_root, require_debian_root};
 
 use crate::env;
 
@@ -653,4 +653,61 @@ fn deferred_commands_run_once_across_a_crash() {
         "{}",
         report.stdout
     );
+}
+
+/// Scripts using Debian's own tools on a real Debian root (scripts/debian-root): what the
+/// plan reports is what the apply does, and the module going away takes it all back.
+#[test]
+fn debian_tools_in_scripts_plan_exactly_what_they_apply() {
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "id deploy >/dev/null 2>&1 || useradd --create-home --shell /bin/bash --groups users deploy",
+            &[
+                "/etc/passwd",
+                "/etc/shadow",
+                "/etc/group",
+                "/etc/gshadow",
+                "/home/deploy",
+            ],
+        ),
+        (
+            "grep -q '^ssl-cert:' /etc/group || groupadd --system ssl-cert",
+            &["/etc/group", "/etc/gshadow"],
+        ),
+        (
+            "echo 'Europe/Paris' > /etc/timezone && ln -sf /usr/share/zoneinfo/Europe/Paris /etc/localtime",
+            &["/etc/timezone", "/etc/localtime"],
+        ),
+        (
+            "dpkg-divert --list /etc/issue | grep -q local || dpkg-divert --local --rename --add /etc/issue\necho strata > /etc/issue",
+            &[
+                "/etc/issue",
+                "/etc/issue.distrib",
+                "/var/lib/dpkg/diversions",
+            ],
+        ),
+    ];
+    for (body, paths) in cases {
+        let e = env();
+        require_debian_root!(e);
+        site(&e);
+        let original = e.tree();
+        script(&e, "10-debian.sh", body);
+        let plan = plan_equals_apply(&e);
+        let changed: Vec<String> = changed_paths(&plan).into_iter().map(|(_, p)| p).collect();
+        for p in *paths {
+            assert!(
+                changed.iter().any(|c| c == p),
+                "`{body}`: {p} not in {changed:?}"
+            );
+        }
+        e.run(&["plan", "--node", "n1"]).code(0);
+        e.write("nodes/n1.toml", "modules = []\n");
+        e.run(&["apply", "--node", "n1"]).code(0);
+        assert_eq!(
+            e.tree(),
+            original,
+            "`{body}`: taking the module away restores the root"
+        );
+    }
 }
