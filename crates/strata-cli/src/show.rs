@@ -282,7 +282,7 @@ pub fn plan_json(o: &Outcome, root: &Path) -> serde_json::Value {
 }
 
 /// What the scripts printed, each line prefixed with module and script.
-pub fn runs_text(p: &Printer, runs: &[strata_engine::Run]) -> String {
+pub fn runs_text(p: &Printer, runs: &[strata_types::ProgramRun]) -> String {
     let mut out = String::new();
     for r in runs {
         let prefix = format!("{} {}:", r.module, r.program);
@@ -297,7 +297,7 @@ pub fn runs_text(p: &Printer, runs: &[strata_engine::Run]) -> String {
 }
 
 /// The steps of a run as a tree, as disco's report showed them.
-pub fn report_text(n: u64, report: &Report) -> String {
+pub fn report_text(p: &Printer, n: u64, report: &Report) -> String {
     let mut out = format!(
         "generation {n}\n{:<44} {:>10} {:>10} {:>10} {:>10} {:>12} {:>10} {:>10}\n",
         "step", "wall", "user", "sys", "max rss", "faults", "read", "written"
@@ -328,6 +328,10 @@ pub fn report_text(n: u64, report: &Report) -> String {
         }
     }
     walk(&mut out, &report.steps, 0);
+    if !report.programs.is_empty() {
+        out.push('\n');
+        out.push_str(&runs_text(p, &report.programs));
+    }
     for a in &report.activations {
         let status = match (&a.error, a.exit) {
             (Some(e), _) => e.clone(),

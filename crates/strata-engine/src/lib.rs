@@ -13,12 +13,11 @@ use strata_core::{
 use strata_fs::{FsError, Meter, Root};
 use strata_state::{GenerationInfo, Op, State, StateError};
 use strata_types::{
-    Activation, Deferred, Entry, Generation, GenerationKind, Plan, Report, Snapshot, Step,
-    TargetPath,
+    Activation, Deferred, Entry, Generation, GenerationKind, Plan, ProgramRun, Report, Snapshot,
+    Step, TargetPath,
 };
 
 pub use strata_core::NodeInfo;
-pub use strata_sandbox::{Call, Run};
 
 mod scripts;
 
@@ -61,7 +60,7 @@ pub enum EngineError {
         /// The last lines of its standard error.
         stderr: Vec<String>,
         /// Every program run until then, with its output.
-        output: Vec<Run>,
+        output: Vec<ProgramRun>,
     },
 }
 
@@ -115,9 +114,9 @@ pub struct Outcome {
     /// Per-step metrics.
     pub report: Report,
     /// Programs that ran in the sandbox, with their output.
-    pub runs: Vec<Run>,
+    pub runs: Vec<ProgramRun>,
     /// Intercepted calls: in a plan, what would run; in an apply, what ran after the commit.
-    pub calls: Vec<Call>,
+    pub calls: Vec<Deferred>,
     /// In an apply: how each intercepted call went on the target.
     pub activations: Vec<Activation>,
 }
@@ -289,7 +288,7 @@ fn run_plan(req: &Request, shell: bool) -> Result<Outcome, EngineError> {
         generation: None,
         report: Report {
             steps,
-            activations: Vec::new(),
+            ..Report::default()
         },
         runs,
         calls,
@@ -388,7 +387,7 @@ pub fn apply(req: &Request) -> Result<Outcome, EngineError> {
         current.as_ref(),
         header,
         &contents,
-        &calls,
+        (&calls, &runs),
         &mut steps,
     )?;
     Ok(Outcome {
@@ -399,7 +398,7 @@ pub fn apply(req: &Request) -> Result<Outcome, EngineError> {
         generation: number,
         report: Report {
             steps,
-            activations: Vec::new(),
+            ..Report::default()
         },
         runs,
         calls,
@@ -424,9 +423,10 @@ fn commit(
     current: Option<&Generation>,
     header: Header,
     contents: &dyn strata_types::ContentSource,
-    calls: &[Call],
+    scripted: (&[Deferred], &[ProgramRun]),
     steps: &mut Vec<Step>,
 ) -> Result<(Option<u64>, Vec<Activation>), EngineError> {
+    let (calls, programs) = scripted;
     let same_ownership = match current {
         Some(g) => g.entries == plan.entries && g.originals == plan.originals,
         None => plan.entries.is_empty() && plan.originals.is_empty(),
@@ -434,14 +434,6 @@ fn commit(
     if !plan.has_changes() && same_ownership && calls.is_empty() {
         return Ok((None, Vec::new()));
     }
-    let commands: Vec<Deferred> = calls
-        .iter()
-        .map(|c| Deferred {
-            module: c.module.clone(),
-            program: c.program.clone(),
-            argv: c.argv.clone(),
-        })
-        .collect();
     let ops: Vec<Op> = plan
         .changes
         .iter()
@@ -465,12 +457,12 @@ fn commit(
         originals: plan.originals.clone(),
         report: Report {
             steps: steps.clone(),
-            activations: Vec::new(),
+            ..Report::default()
         },
     };
     let store = state.store();
     let (generation, commit_steps, activations) =
-        state.commit(ops, generation, &(contents, &store), commands)?;
+        state.commit(ops, generation, &(contents, &store), calls.to_vec())?;
     steps.extend(commit_steps);
     // The full report is a convenience: a failure to save it does not undo the commit.
     let _ = state.save_report(
@@ -478,6 +470,7 @@ fn commit(
         &Report {
             steps: steps.clone(),
             activations: activations.clone(),
+            programs: programs.to_vec(),
         },
     );
     Ok((Some(generation.number), activations))
@@ -523,7 +516,7 @@ pub fn rollback(root: &Path, to: Option<u64>) -> Result<Outcome, EngineError> {
         current.as_ref(),
         header,
         &empty,
-        &[],
+        (&[], &[]),
         &mut steps,
     )?;
     Ok(Outcome {
@@ -534,7 +527,7 @@ pub fn rollback(root: &Path, to: Option<u64>) -> Result<Outcome, EngineError> {
         generation: number,
         report: Report {
             steps,
-            activations: Vec::new(),
+            ..Report::default()
         },
         runs: Vec::new(),
         calls: Vec::new(),

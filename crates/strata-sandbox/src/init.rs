@@ -17,7 +17,8 @@ use strata_types::{Snapshot, TargetPath};
 use crate::observe::{self, Fingerprints};
 use crate::outer::dirs;
 use crate::sys::{self, Exit};
-use crate::{Call, Failure, Lay, ModuleSpec, Observed, Program, Run, Spec, shim};
+use crate::{Failure, Lay, ModuleSpec, Observed, Program, Spec, shim};
+use strata_types::{Deferred, ProgramRun};
 
 /// How much of a program's output is kept with the run.
 const OUTPUT_LIMIT: u64 = 1 << 20;
@@ -305,7 +306,7 @@ impl Ctx<'_> {
                 stderr_tail: tail,
             });
         }
-        self.observed.runs.push(Run {
+        self.observed.runs.push(ProgramRun {
             module: m.id.clone(),
             program: p.name.clone(),
             metrics,
@@ -321,7 +322,7 @@ impl Ctx<'_> {
         let bytes = std::fs::read(&path).map_err(|e| format!("read the call log: {e}"))?;
         let all = shim::parse(&bytes);
         for argv in &all[self.calls_seen.min(all.len())..] {
-            self.observed.calls.push(Call {
+            self.observed.calls.push(Deferred {
                 module: module.to_string(),
                 program: program.to_string(),
                 argv: argv.clone(),

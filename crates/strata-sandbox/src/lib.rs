@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use serde::{Deserialize, Serialize};
-use strata_types::{ContentSource, Hash, Snapshot, StepMetrics, TargetPath};
+use strata_types::{ContentSource, Deferred, Hash, ProgramRun, Snapshot, TargetPath};
 
 /// The commands every sandbox intercepts (SITE-FORMAT.md, Scripts).
 pub const INTERCEPTED: &[&str] = &[
@@ -163,32 +163,6 @@ pub struct Changed {
     pub module: Option<String>,
 }
 
-/// A call of an intercepted command.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Call {
-    /// The module whose program made it.
-    pub module: String,
-    /// The program.
-    pub program: String,
-    /// The command and its arguments.
-    pub argv: Vec<String>,
-}
-
-/// One program's run.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Run {
-    /// The module.
-    pub module: String,
-    /// The program.
-    pub program: String,
-    /// What it cost, and its exit status.
-    pub metrics: StepMetrics,
-    /// What it printed on standard output (for a template: nothing, that is the content).
-    pub stdout: String,
-    /// What it printed on standard error.
-    pub stderr: String,
-}
-
 /// Why the run stopped.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Failure {
@@ -210,9 +184,9 @@ pub struct Observed {
     /// Every path whose final state differs from the target's, in path order.
     pub changed: Vec<Changed>,
     /// Intercepted calls, in call order.
-    pub calls: Vec<Call>,
+    pub calls: Vec<Deferred>,
     /// Every program run, in order.
-    pub runs: Vec<Run>,
+    pub runs: Vec<ProgramRun>,
     /// Set when a program failed: nothing of the run may be committed.
     pub failure: Option<Failure>,
 }

@@ -46,6 +46,24 @@ pub struct Report {
     /// Commands run on the target after the commit (intercepted calls of scripts).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub activations: Vec<Activation>,
+    /// What the scripts and executable templates printed, in run order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub programs: Vec<ProgramRun>,
+}
+
+/// One run of a script or executable template in the sandbox.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProgramRun {
+    /// The module.
+    pub module: String,
+    /// The program (`scripts/10-config.sh`).
+    pub program: String,
+    /// What it cost, and its exit status.
+    pub metrics: StepMetrics,
+    /// What it printed on standard output (for a template: nothing, that is the content).
+    pub stdout: String,
+    /// What it printed on standard error.
+    pub stderr: String,
 }
 
 /// A command a script called in the sandbox, deferred until after the commit.

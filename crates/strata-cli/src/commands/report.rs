@@ -27,9 +27,10 @@ pub fn run(args: &ReportArgs, printer: &Printer) -> CliResult {
             "generation": n,
             "steps": report.steps,
             "activations": report.activations,
+            "programs": report.programs,
         }))?;
     } else {
-        printer.out(&show::report_text(n, &report))?;
+        printer.out(&show::report_text(printer, n, &report))?;
     }
     Ok(())
 }

@@ -415,7 +415,7 @@ fn intercepted_commands_are_reported_by_plan_and_run_once_after_the_commit() {
     script(
         &e,
         "10-conf.sh",
-        "sed -i 's/80/8080/' /etc/app.conf\ndeploy-hook first\n/usr/local/bin/deploy-hook second\nsystemctl restart nginx",
+        "sed -i 's/80/8080/' /etc/app.conf\necho 'restarting the app'\ndeploy-hook first\n/usr/local/bin/deploy-hook second\nsystemctl restart nginx",
     );
     let plan = e.run(&["plan", "--node", "n1"]).code(2);
     assert!(
@@ -457,6 +457,19 @@ fn intercepted_commands_are_reported_by_plan_and_run_once_after_the_commit() {
         report.stdout.contains("\"activations\""),
         "{}",
         report.stdout
+    );
+    // What the scripts printed is kept with the run.
+    let text = e.run(&["report"]).code(0);
+    assert!(
+        text.stdout
+            .contains("app scripts/10-conf.sh: restarting the app"),
+        "{}",
+        text.stdout
+    );
+    assert!(
+        text.stdout.contains("ran systemctl restart nginx"),
+        "{}",
+        text.stdout
     );
 }
 
