@@ -4,7 +4,7 @@
 //! target. The commit then takes the same path as for declarative files.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::Value;
 use strata_core::{Catalog, ResourceKind, SandboxSettings, UserDb};
@@ -137,44 +137,7 @@ pub fn plan(
         .prefix("strata-sandbox")
         .tempdir()
         .map_err(|e| EngineError::Invalid(format!("cannot create a scratch dir: {e}")))?;
-    let input = work.path().join("in");
-    strata_fs::create_dir_all(&input)?;
-    let lay = |path: &TargetPath, state: &Snapshot| -> Result<Lay, EngineError> {
-        let content = match state.hash() {
-            Some(h) => {
-                let file = input.join(h.to_string());
-                let bytes = catalog_contents
-                    .content(&h)
-                    .ok_or_else(|| EngineError::Invalid(format!("no content for {path}")))?;
-                strata_fs::write_new(&file, &bytes)?;
-                Some(file)
-            }
-            None => None,
-        };
-        Ok(Lay {
-            path: path.clone(),
-            state: state.clone(),
-            content,
-        })
-    };
-    let owned: BTreeMap<&TargetPath, &Entry> = first.entries.iter().map(|e| (&e.path, e)).collect();
-    let mut pre = Vec::new();
-    let mut released: BTreeMap<TargetPath, Snapshot> = BTreeMap::new();
-    let mut by_module: BTreeMap<String, Vec<Lay>> = BTreeMap::new();
-    for c in first.changes.iter().filter(|c| c.action.changes_target()) {
-        match owned.get(&c.path) {
-            Some(e) if e.module.is_some() && !e.implicit => by_module
-                .entry(e.module.clone().expect("checked"))
-                .or_default()
-                .push(lay(&c.path, &c.after)?),
-            Some(_) => pre.push(lay(&c.path, &c.after)?),
-            None => {
-                released.insert(c.path.clone(), c.after.clone());
-                pre.push(lay(&c.path, &c.after)?);
-            }
-        }
-    }
-    pre.sort_by(|a, b| apply_order((&a.path, &a.state), (&b.path, &b.state)));
+    let (pre, mut by_module, released) = lays(&first, &catalog_contents, &work.path().join("in"))?;
     let modules = catalog
         .runs
         .iter()
@@ -213,7 +176,7 @@ pub fn plan(
         .chain(released.keys().cloned())
         .collect();
     let spec = Spec {
-        root: absolute(&req.root)?,
+        root: req.root.clone(),
         work: work.path().to_path_buf(),
         hostname: catalog.node.name.clone(),
         noop: mode.noop,
@@ -253,14 +216,84 @@ pub fn plan(
 
     // What the sandbox finally holds is what the apply must bring about.
     let meter = Meter::start();
+    let last = final_entries(
+        &first,
+        &run.observed,
+        |p| exec.contains(p) || carried.contains(p),
+        &released,
+    );
+    let contents = (&catalog_contents, run.contents());
+    let plan = strata_core::plan(root, last, cur_entries, originals, &contents)?;
+    steps.push(meter.finish("plan observed"));
+    Ok((plan, current, run))
+}
+
+/// Changes laid in before any module (implicit directories, and what the site no longer
+/// declares), each module's own, and the released paths with what they become. Contents
+/// are written to `input`.
+type Lays = (
+    Vec<Lay>,
+    BTreeMap<String, Vec<Lay>>,
+    BTreeMap<TargetPath, Snapshot>,
+);
+
+fn lays(first: &Plan, contents: &dyn ContentSource, input: &Path) -> Result<Lays, EngineError> {
+    strata_fs::create_dir_all(input)?;
+    let lay = |path: &TargetPath, state: &Snapshot| -> Result<Lay, EngineError> {
+        let content = match state.hash() {
+            Some(h) => {
+                let file = input.join(h.to_string());
+                let bytes = contents
+                    .content(&h)
+                    .ok_or_else(|| EngineError::Invalid(format!("no content for {path}")))?;
+                strata_fs::write_new(&file, &bytes)?;
+                Some(file)
+            }
+            None => None,
+        };
+        Ok(Lay {
+            path: path.clone(),
+            state: state.clone(),
+            content,
+        })
+    };
+    let owned: BTreeMap<&TargetPath, &Entry> = first.entries.iter().map(|e| (&e.path, e)).collect();
+    let (mut pre, mut by_module, mut released) = (Vec::new(), BTreeMap::new(), BTreeMap::new());
+    for c in first.changes.iter().filter(|c| c.action.changes_target()) {
+        match owned.get(&c.path).map(|e| &e.module) {
+            Some(Some(module)) => by_module
+                .entry(module.clone())
+                .or_insert_with(Vec::new)
+                .push(lay(&c.path, &c.after)?),
+            Some(None) => pre.push(lay(&c.path, &c.after)?),
+            None => {
+                released.insert(c.path.clone(), c.after.clone());
+                pre.push(lay(&c.path, &c.after)?);
+            }
+        }
+    }
+    pre.sort_by(|a, b| apply_order((&a.path, &a.state), (&b.path, &b.state)));
+    Ok((pre, by_module, released))
+}
+
+/// What the sandbox finally holds is what the apply must bring about: each planned entry
+/// with its final state (entries whose content is known only from the target, when the
+/// run left them alone, keep the target's), plus every other path a module's files or
+/// programs changed, as an observed entry of that module.
+fn final_entries(
+    first: &Plan,
+    observed: &Observed,
+    from_target: impl Fn(&TargetPath) -> bool,
+    released: &BTreeMap<TargetPath, Snapshot>,
+) -> Vec<Entry> {
     let before: BTreeMap<&TargetPath, &Snapshot> =
         first.changes.iter().map(|c| (&c.path, &c.before)).collect();
     let mut last = Vec::new();
-    for mut e in first.entries.clone() {
-        match run.observed.watched.get(&e.path) {
+    for mut e in first.entries.iter().cloned() {
+        match observed.watched.get(&e.path) {
             Some(Merged::State { state }) => e.state = state.clone(),
             Some(Merged::Lower) | None => {
-                if (exec.contains(&e.path) || carried.contains(&e.path))
+                if from_target(&e.path)
                     && let Some(b) = before.get(&e.path)
                 {
                     e.state = (*b).clone();
@@ -273,16 +306,13 @@ pub fn plan(
         last.push(e);
     }
     let known: BTreeSet<TargetPath> = last.iter().map(|e| e.path.clone()).collect();
-    for c in &run.observed.changed {
-        if known.contains(&c.path) {
+    for c in &observed.changed {
+        let undone = released
+            .get(&c.path)
+            .is_some_and(|want| want.satisfied_by(&c.state));
+        let (false, false, Some(module)) = (known.contains(&c.path), undone, &c.module) else {
             continue;
-        }
-        if let Some(want) = released.get(&c.path)
-            && want.satisfied_by(&c.state)
-        {
-            continue;
-        }
-        let Some(module) = &c.module else { continue };
+        };
         last.push(Entry {
             path: c.path.clone(),
             state: c.state.clone(),
@@ -294,10 +324,7 @@ pub fn plan(
             source: None,
         });
     }
-    let contents = (&catalog_contents, run.contents());
-    let plan = strata_core::plan(root, last, cur_entries, originals, &contents)?;
-    steps.push(meter.finish("plan observed"));
-    Ok((plan, current, run))
+    last
 }
 
 /// `nginx.port = 8080` becomes `STRATA_P_nginx_port=8080`; tables are flattened, lists
@@ -314,8 +341,4 @@ fn flatten(prefix: &str, v: &Value, out: &mut Vec<(String, String)>) {
         Value::Null => {}
         other => out.push((prefix.to_string(), other.to_string())),
     }
-}
-
-fn absolute(p: &Path) -> Result<PathBuf, EngineError> {
-    std::fs::canonicalize(p).map_err(|e| EngineError::Invalid(format!("{}: {e}", p.display())))
 }

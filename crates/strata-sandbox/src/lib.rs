@@ -247,6 +247,10 @@ pub fn run(spec: &Spec, helper: &Path) -> Result<Observed, SandboxError> {
     if uid != 0 {
         return Err(SandboxError::NotRoot(uid));
     }
+    // The overlay's lower dir and the mount table both name the target canonically.
+    let mut spec = spec.clone();
+    spec.root = std::fs::canonicalize(&spec.root).map_err(io_err("resolve", &spec.root))?;
+    let spec = &spec;
     check_target(&spec.root)?;
     let spec_path = spec.work.join("spec.json");
     let json = serde_json::to_vec(spec).expect("spec serialises");
