@@ -405,6 +405,37 @@ impl Root {
         written
     }
 
+    /// Opens `dir` and frees `name` in it (unlinking what stands there, never following
+    /// it); then `make` creates the new entry, which gets this owner.
+    fn replace_in(
+        &self,
+        dir: &TargetPath,
+        name: &str,
+        (what, uid, gid): (&'static str, u32, u32),
+        make: impl FnOnce(&OwnedFd) -> std::result::Result<(), Errno>,
+    ) -> Result<(OwnedFd, TargetPath)> {
+        let path = dir
+            .join(name)
+            .map_err(|e| FsError::new(what, self.path.join(name), std::io::Error::other(e)))?;
+        let dirfd = self
+            .open_raw(dir, OFlags::PATH | OFlags::DIRECTORY)
+            .map_err(|e| self.err("open directory", dir, e))?;
+        match unlinkat(&dirfd, name, AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => {}
+            Err(e) => return Err(self.err("remove", &path, e)),
+        }
+        make(&dirfd).map_err(|e| self.err(what, &path, e))?;
+        rustix::fs::chownat(
+            &dirfd,
+            name,
+            Some(Uid::from_raw(uid)),
+            Some(Gid::from_raw(gid)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| self.err("change owner of", &path, e))?;
+        Ok((dirfd, path))
+    }
+
     /// Creates a symlink `name` in `dir` pointing at `target`, replacing one already there.
     pub fn symlink_in(
         &self,
@@ -414,25 +445,10 @@ impl Root {
         uid: u32,
         gid: u32,
     ) -> Result<()> {
-        let path = dir
-            .join(name)
-            .map_err(|e| FsError::new("link", self.path.join(name), std::io::Error::other(e)))?;
-        let dirfd = self
-            .open_raw(dir, OFlags::PATH | OFlags::DIRECTORY)
-            .map_err(|e| self.err("open directory", dir, e))?;
-        match unlinkat(&dirfd, name, AtFlags::empty()) {
-            Ok(()) | Err(Errno::NOENT) => {}
-            Err(e) => return Err(self.err("remove", &path, e)),
-        }
-        symlinkat(target, &dirfd, name).map_err(|e| self.err("create link", &path, e))?;
-        rustix::fs::chownat(
-            &dirfd,
-            name,
-            Some(Uid::from_raw(uid)),
-            Some(Gid::from_raw(gid)),
-            AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .map_err(|e| self.err("change owner of", &path, e))
+        self.replace_in(dir, name, ("create link", uid, gid), |d| {
+            symlinkat(target, d, name)
+        })?;
+        Ok(())
     }
 
     /// Creates a FIFO `name` in `dir` with this mode and owner, replacing what is there
@@ -443,26 +459,9 @@ impl Root {
         name: &str,
         (mode, uid, gid): (u32, u32, u32),
     ) -> Result<()> {
-        let path = dir.join(name).map_err(|e| {
-            FsError::new("make fifo", self.path.join(name), std::io::Error::other(e))
+        let (dirfd, path) = self.replace_in(dir, name, ("make fifo", uid, gid), |d| {
+            rustix::fs::mkfifoat(d, name, Mode::from_raw_mode(0o600))
         })?;
-        let dirfd = self
-            .open_raw(dir, OFlags::PATH | OFlags::DIRECTORY)
-            .map_err(|e| self.err("open directory", dir, e))?;
-        match unlinkat(&dirfd, name, AtFlags::empty()) {
-            Ok(()) | Err(Errno::NOENT) => {}
-            Err(e) => return Err(self.err("remove", &path, e)),
-        }
-        rustix::fs::mkfifoat(&dirfd, name, Mode::from_raw_mode(0o600))
-            .map_err(|e| self.err("make fifo", &path, e))?;
-        rustix::fs::chownat(
-            &dirfd,
-            name,
-            Some(Uid::from_raw(uid)),
-            Some(Gid::from_raw(gid)),
-            AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .map_err(|e| self.err("change owner of", &path, e))?;
         rustix::fs::chmodat(&dirfd, name, Mode::from_raw_mode(mode), AtFlags::empty())
             .map_err(|e| self.err("change mode of", &path, e))
     }
