@@ -27,7 +27,7 @@ fn module_files(name: &str) -> Vec<(String, String)> {
         (
             format!("modules/{name}/module.toml"),
             format!(
-                "# Module {name}. Every table is optional.\ndescription = \"{name}\"\nrequires = []                  # modules applied before this one\n\n[params]                       # defaults, seen in templates as {key}.*\nbanner = \"Managed by strata\"\n\n# [[file]]                     # metadata for paths from files/ and templates/ (globs)\n# path = \"/etc/{name}/*\"\n# mode = \"0640\"\n# owner = \"root\"\n# group = \"root\"\n\n# [[dir]]\n# path = \"/var/lib/{name}\"\n\n# [[link]]\n# path = \"/etc/{name}/current\"\n# target = \"{name}.conf\"\n"
+                "# Module {name}. Every table is optional.\ndescription = \"{name}\"\nrequires = []                  # modules applied before this one\n\n[params]                       # defaults, seen in templates as {key}.*\nbanner = \"Managed by strata\"\n\n# [[file]]                     # metadata for paths from files/ and templates/ (globs)\n# path = \"/etc/{name}/*\"\n# mode = \"0640\"\n# owner = \"root\"\n# group = \"root\"\n\n# [[dir]]\n# path = \"/var/lib/{name}\"\n\n# [[link]]\n# path = \"/etc/{name}/current\"\n# target = \"{name}.conf\"\n\n# Executables in scripts/ run after this module's files, in lexical order, inside a\n# sandbox that a plan observes (needs root). templates/**/*.sh-template print a file.\n# timeout = \"10m\"              # per script\n# plan_network = false          # scripts get only loopback in a plan\n"
             ),
         ),
         (
