@@ -191,7 +191,15 @@ fn describe(o: &Outcome, c: &Change) -> String {
                     ));
                 }
             };
-            diff("content", hash(b), hash(a));
+            if c.sensitive && b.hash() != a.hash() {
+                diff(
+                    "content",
+                    Some("(sensitive)".into()),
+                    Some("(changed)".into()),
+                );
+            } else {
+                diff("content", hash(b), hash(a));
+            }
             diff(
                 "mode",
                 b.mode().map(|m| format!("{m:04o}")),

@@ -14,6 +14,7 @@ use crate::graph::{self, Wanted};
 use crate::module::Module;
 use crate::params::{ParamTree, Source, toml_to_json};
 use crate::render::Renderer;
+use crate::resources::{self, Declared};
 use crate::site::{NodeInfo, Ref, RoleToml, Site, candidates};
 use crate::tomlfile::{self, TomlFile, leaf_lines};
 
@@ -96,6 +97,10 @@ pub struct ModuleRun {
     pub timeout: std::time::Duration,
     /// `plan_network = true`: its scripts may use the network in a plan.
     pub plan_network: bool,
+    /// Its packages, groups, users, services and lines.
+    pub declared: Declared,
+    /// A digest of what its sandbox steps depend on (declarations and scripts).
+    pub digest: String,
 }
 
 /// One script of a module.
@@ -263,9 +268,12 @@ pub fn compile(site: &Site, node: &str, opts: &CompileOptions) -> Result<Catalog
     for m in &modules {
         match m.run() {
             Ok(r) => runs.push(r),
-            Err(e) => errors.push(e),
+            Err(e) => errors.extend(e),
         }
     }
+    let declared: Vec<(String, &Declared)> =
+        runs.iter().map(|r| (r.id.clone(), &r.declared)).collect();
+    errors.extend(resources::conflicts(&declared));
     let info = NodeInfo {
         name: node.to_string(),
         environment: environment.clone(),
@@ -303,6 +311,7 @@ pub fn compile(site: &Site, node: &str, opts: &CompileOptions) -> Result<Catalog
         builder.module(m, &renderer, &params, &info, &opts.facts);
     }
     builder.check_parents();
+    builder.check_lines(&runs);
     if !builder.errors.is_empty() {
         return Err(SiteErrors(builder.errors));
     }
@@ -653,6 +662,23 @@ impl Builder<'_> {
                     "{} is declared as a {kind} by {} ({}), but {} ({}, {}) needs it to be a directory",
                     parent.path, parent.module, parent.source, res.path, res.module, res.source
                 )));
+            }
+        }
+    }
+
+    /// A line cannot be managed in a file a module declares whole.
+    fn check_lines(&mut self, runs: &[ModuleRun]) {
+        for r in runs {
+            for l in &r.declared.lines {
+                let Ok(path) = TargetPath::parse(&l.path) else {
+                    continue;
+                };
+                if let Some(res) = self.resources.get(&path) {
+                    self.errors.push(SiteError::new(format!(
+                        "{path} is declared whole by {} ({}), so module {} cannot manage a line in it; put the line in that file",
+                        res.module, res.source, r.id
+                    )));
+                }
             }
         }
     }

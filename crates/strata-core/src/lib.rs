@@ -9,10 +9,10 @@ mod module;
 mod params;
 mod plan;
 mod render;
+mod resources;
 pub mod scaffold;
 mod site;
 mod tomlfile;
-mod users;
 
 pub use catalog::{
     Catalog, CompileOptions, DEFAULT_TIMEOUT, HardwareLayer, ModuleRun, Resource, ResourceKind,
@@ -21,5 +21,6 @@ pub use catalog::{
 pub use error::{SiteError, SiteErrors};
 pub use params::{ParamTree, Source};
 pub use plan::{PlanError, plan};
+pub use resources::{Declared, Group, Line, Package, Service, User};
 pub use site::{NodeInfo, SandboxSettings, Site};
-pub use users::UserDb;
+pub use strata_fs::UserDb;

@@ -8,8 +8,10 @@ use toml::Spanned;
 
 use crate::catalog::{DEFAULT_TIMEOUT, ModuleRun, ScriptDecl};
 use crate::error::SiteError;
+use crate::resources::{self, Group, Line, Package, Service, User};
 use crate::site::{Ref, Site};
 use crate::tomlfile::{self, TomlFile};
+use strata_types::Hash;
 
 /// `module.toml`; every table is optional.
 #[derive(Debug, Default, Deserialize)]
@@ -29,17 +31,17 @@ pub(crate) struct ModuleToml {
     #[serde(default)]
     pub link: Vec<LinkDecl>,
     #[serde(default)]
-    pub package: Vec<Spanned<toml::Table>>,
+    pub package: Vec<Spanned<Package>>,
     #[serde(default)]
-    pub user: Vec<Spanned<toml::Table>>,
+    pub user: Vec<Spanned<User>>,
     #[serde(default)]
-    pub group: Vec<Spanned<toml::Table>>,
+    pub group: Vec<Spanned<Group>>,
     #[serde(default)]
-    pub line: Vec<Spanned<toml::Table>>,
+    pub line: Vec<Spanned<Line>>,
     #[serde(default)]
     pub download: Vec<Spanned<toml::Table>>,
     #[serde(default)]
-    pub service: Vec<Spanned<toml::Table>>,
+    pub service: Vec<Spanned<Service>>,
     pub plan_network: Option<bool>,
     pub timeout: Option<Spanned<toml::Value>>,
 }
@@ -135,22 +137,12 @@ impl Module {
     /// refusing is better than silently ignoring a declaration.
     pub fn unsupported(&self) -> Vec<SiteError> {
         let v = &self.toml.value;
-        let kinds: [(&str, &Vec<Spanned<toml::Table>>); 6] = [
-            ("package", &v.package),
-            ("user", &v.user),
-            ("group", &v.group),
-            ("line", &v.line),
-            ("download", &v.download),
-            ("service", &v.service),
-        ];
         let mut out = Vec::new();
-        for (kind, list) in kinds {
-            for item in list {
-                out.push(self.toml.error_at(
-                    item.span().start,
-                    format!("[[{kind}]] resources are not supported by this version of strata yet"),
-                ));
-            }
+        for item in &v.download {
+            out.push(self.toml.error_at(
+                item.span().start,
+                "[[download]] resources are not supported by this version of strata yet",
+            ));
         }
         for d in &v.dir {
             if let Some(purge) = d.purge.as_ref().filter(|p| *p.get_ref()) {
@@ -165,7 +157,7 @@ impl Module {
 
     /// Its scripts (`scripts/*` in lexical order; hidden files and `~` backups skipped)
     /// and their settings.
-    pub fn run(&self) -> Result<ModuleRun, SiteError> {
+    pub fn run(&self) -> Result<ModuleRun, Vec<SiteError>> {
         let v = &self.toml.value;
         let timeout = match &v.timeout {
             None => DEFAULT_TIMEOUT,
@@ -178,14 +170,16 @@ impl Module {
                 };
                 match t.get_ref() {
                     toml::Value::Integer(n) if *n > 0 => Duration::from_secs(*n as u64),
-                    toml::Value::String(s) => humantime::parse_duration(s).map_err(|_| bad())?,
-                    _ => return Err(bad()),
+                    toml::Value::String(s) => {
+                        humantime::parse_duration(s).map_err(|_| vec![bad()])?
+                    }
+                    _ => return Err(vec![bad()]),
                 }
             }
         };
         let dir = self.dir.join("scripts");
         let mut scripts = Vec::new();
-        for name in strata_fs::list_dir(&dir).map_err(|e| SiteError::new(e.to_string()))? {
+        for name in strata_fs::list_dir(&dir).map_err(|e| vec![SiteError::new(e.to_string())])? {
             let path = dir.join(&name);
             if name.starts_with('.') || name.ends_with('~') || strata_fs::is_dir(&path) {
                 continue;
@@ -195,11 +189,25 @@ impl Module {
                 path,
             });
         }
+        let declared = resources::validate(
+            &self.toml, &v.package, &v.group, &v.user, &v.service, &v.line,
+        )?;
+        // What the module's sandbox steps depend on: when it changes, what they did before
+        // is undone and they run again from the target's original files.
+        let mut digest = serde_json::to_vec(&declared).unwrap_or_default();
+        for s in &scripts {
+            digest.extend_from_slice(s.name.as_bytes());
+            let bytes =
+                strata_fs::read(&s.path).map_err(|e| vec![SiteError::new(e.to_string())])?;
+            digest.extend_from_slice(Hash::of(&bytes).to_string().as_bytes());
+        }
         Ok(ModuleRun {
             id: self.id(),
             scripts,
             timeout,
             plan_network: v.plan_network.unwrap_or(false),
+            declared,
+            digest: Hash::of(&digest).to_string(),
         })
     }
 }

@@ -20,6 +20,7 @@ use strata_types::{
 pub use strata_core::NodeInfo;
 
 mod scripts;
+mod steps;
 
 /// Why a command failed.
 #[derive(Debug, thiserror::Error)]
@@ -277,6 +278,10 @@ fn run_plan(req: &Request, shell: bool) -> Result<Outcome, EngineError> {
         users: &users,
     };
     let (plan, _, run) = ctx.plan(true, shell, &mut steps)?;
+    let users = match &run {
+        Some(r) => r.users(&root)?,
+        None => users,
+    };
     let (runs, calls) = run
         .map(|r| (r.observed.runs, r.observed.calls))
         .unwrap_or_default();
@@ -367,6 +372,10 @@ pub fn apply(req: &Request) -> Result<Outcome, EngineError> {
         users: &users,
     };
     let (plan, current, run) = ctx.plan(false, false, &mut steps)?;
+    let users = match &run {
+        Some(r) => r.users(&root)?,
+        None => users,
+    };
     let header = Header {
         kind: GenerationKind::Apply,
         replayed: None,
@@ -374,6 +383,11 @@ pub fn apply(req: &Request) -> Result<Outcome, EngineError> {
         environment: catalog.node.environment.clone(),
         site: Some(site.dir.display().to_string()),
         revision: git_revision(&site.dir),
+        modules: catalog
+            .runs
+            .iter()
+            .map(|r| (r.id.clone(), r.digest.clone()))
+            .collect(),
     };
     let (runs, calls) = run
         .as_ref()
@@ -414,6 +428,7 @@ struct Header {
     environment: String,
     site: Option<String>,
     revision: Option<String>,
+    modules: BTreeMap<String, String>,
 }
 
 /// Commits a plan unless it changes nothing, on the target and in what strata manages.
@@ -428,7 +443,11 @@ fn commit(
 ) -> Result<(Option<u64>, Vec<Activation>), EngineError> {
     let (calls, programs) = scripted;
     let same_ownership = match current {
-        Some(g) => g.entries == plan.entries && g.originals == plan.originals,
+        Some(g) => {
+            g.entries == plan.entries
+                && g.originals == plan.originals
+                && (g.modules == header.modules || plan.entries.iter().all(|e| !e.observed))
+        }
         None => plan.entries.is_empty() && plan.originals.is_empty(),
     };
     if !plan.has_changes() && same_ownership && calls.is_empty() {
@@ -455,6 +474,7 @@ fn commit(
         revision: header.revision,
         entries: plan.entries.clone(),
         originals: plan.originals.clone(),
+        modules: header.modules,
         report: Report {
             steps: steps.clone(),
             ..Report::default()
@@ -509,6 +529,7 @@ pub fn rollback(root: &Path, to: Option<u64>) -> Result<Outcome, EngineError> {
         environment: old.environment.clone(),
         site: old.site.clone(),
         revision: old.revision.clone(),
+        modules: old.modules.clone(),
     };
     let (number, _) = commit(
         &state,

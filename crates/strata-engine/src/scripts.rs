@@ -8,14 +8,16 @@ use std::path::Path;
 
 use serde_json::Value;
 use strata_core::{Catalog, ResourceKind, SandboxSettings, UserDb};
-use strata_fs::{Meter, Root};
-use strata_sandbox::{Lay, Merged, ModuleSpec, Observed, OutContents, Program, Spec, Template};
+use strata_fs::{Meter, PENDING, Root};
+use strata_sandbox::{
+    Changed, Lay, Merged, ModuleSpec, Observed, OutContents, Program, Spec, Template,
+};
 use strata_state::State;
 use strata_types::{
     ContentSource, Entry, Generation, Plan, Snapshot, Step, TargetPath, apply_order,
 };
 
-use crate::{EngineError, Request};
+use crate::{EngineError, Request, steps};
 
 /// What a sandbox run leaves for the rest of the pipeline.
 #[derive(Debug)]
@@ -33,9 +35,33 @@ impl SandboxRun {
     }
 }
 
+impl SandboxRun {
+    /// The target's users and groups as they are once the plan is applied, to show owners
+    /// the run made by name.
+    pub fn users(&self, root: &Root) -> Result<UserDb, EngineError> {
+        let read = |file: &str| -> Result<Option<Vec<u8>>, EngineError> {
+            let path = TargetPath::parse(file).expect("a fixed path");
+            match self.observed.changed.iter().find(|c| c.path == path) {
+                Some(c) => Ok(c
+                    .state
+                    .hash()
+                    .and_then(|h| self.contents().content(&h).map(|b| b.into_owned()))),
+                None => Ok(root.read(&path)?),
+            }
+        };
+        Ok(UserDb::parse(
+            read("/etc/passwd")?.as_deref(),
+            read("/etc/group")?.as_deref(),
+        ))
+    }
+}
+
 /// Whether the catalog needs the sandbox.
 pub fn needed(catalog: &Catalog) -> bool {
-    catalog.runs.iter().any(|r| !r.scripts.is_empty())
+    catalog
+        .runs
+        .iter()
+        .any(|r| !r.scripts.is_empty() || !r.declared.is_empty())
         || catalog
             .resources
             .iter()
@@ -70,6 +96,9 @@ pub fn plan(
     let store = state.store();
     let catalog_contents = (&catalog.contents, &store);
 
+    // Owners the modules' own users and groups provide get placeholder ids until the
+    // sandbox made them.
+    let users = &pending(catalog, users);
     let mut entries = catalog.entries(users)?;
     let declared: BTreeSet<TargetPath> = catalog.resources.iter().map(|r| r.path.clone()).collect();
     let mut exec: BTreeSet<TargetPath> = BTreeSet::new();
@@ -96,9 +125,11 @@ pub fn plan(
                         .rsplit_once("/templates/")
                         .map_or(r.source.clone(), |(_, t)| format!("templates/{t}")),
                     path: program.clone(),
+                    network: false,
                 },
                 target: r.path.clone(),
                 meta: (r.mode, uid, gid),
+                names: names(users, uid, gid),
             });
         exec.insert(r.path.clone());
         // What the template prints is known after the run; until then, the target's.
@@ -117,7 +148,14 @@ pub fn plan(
         return Err(strata_core::SiteErrors(errors).into());
     }
     // What earlier runs of a module's scripts changed stays the module's while it is applied.
-    let applied: BTreeSet<&String> = catalog.runs.iter().map(|r| &r.id).collect();
+    // When what its steps depend on changed, they run again from the original files.
+    let digests = current.as_ref().map(|g| &g.modules);
+    let applied: BTreeSet<&String> = catalog
+        .runs
+        .iter()
+        .filter(|r| digests.and_then(|d| d.get(&r.id)) == Some(&r.digest))
+        .map(|r| &r.id)
+        .collect();
     let mut carried: BTreeSet<TargetPath> = BTreeSet::new();
     for e in cur_entries {
         if e.observed
@@ -137,13 +175,17 @@ pub fn plan(
         .prefix("strata-sandbox")
         .tempdir()
         .map_err(|e| EngineError::Invalid(format!("cannot create a scratch dir: {e}")))?;
-    let (pre, mut by_module, released) = lays(&first, &catalog_contents, &work.path().join("in"))?;
-    let modules = catalog
-        .runs
-        .iter()
-        .map(|r| ModuleSpec {
+    let (pre, mut by_module, released) =
+        lays(&first, &catalog_contents, users, &work.path().join("in"))?;
+    let mut modules = Vec::new();
+    for r in &catalog.runs {
+        let own = steps::module_steps(r, &work.path().join("steps"))?;
+        modules.push(ModuleSpec {
             id: r.id.clone(),
+            before: own.before,
             lay: by_module.remove(&r.id).unwrap_or_default(),
+            lines: own.lines,
+            after: own.after,
             templates: templates.remove(&r.id).unwrap_or_default(),
             scripts: r
                 .scripts
@@ -151,12 +193,17 @@ pub fn plan(
                 .map(|s| Program {
                     name: s.name.clone(),
                     path: s.path.clone(),
+                    network: false,
                 })
                 .collect(),
             timeout_ms: r.timeout.as_millis() as u64,
             network: r.plan_network,
-        })
-        .collect();
+        });
+    }
+    let cache = match catalog.runs.iter().any(|r| !r.declared.packages.is_empty()) {
+        true => Some(steps::cache_dir(root)?),
+        false => None,
+    };
     let mut env = vec![
         ("STRATA_NODE".to_string(), catalog.node.name.clone()),
         (
@@ -189,6 +236,7 @@ pub fn plan(
         modules,
         watch,
         shell: mode.shell,
+        cache,
     };
     let meter = Meter::start();
     let observed = strata_sandbox::run(&spec, mode.helper)?;
@@ -203,7 +251,7 @@ pub fn plan(
         })
         .collect();
     steps.push(step);
-    let run = SandboxRun { observed, work };
+    let mut run = SandboxRun { observed, work };
     if let Some(f) = &run.observed.failure {
         return Err(EngineError::Script {
             module: f.module.clone(),
@@ -225,6 +273,8 @@ pub fn plan(
     let contents = (&catalog_contents, run.contents());
     let plan = strata_core::plan(root, last, cur_entries, originals, &contents)?;
     steps.push(meter.finish("plan observed"));
+    let restarts = steps::restarts(&catalog.runs, &plan.changes);
+    run.observed.calls.extend(restarts);
     Ok((plan, current, run))
 }
 
@@ -237,7 +287,12 @@ type Lays = (
     BTreeMap<TargetPath, Snapshot>,
 );
 
-fn lays(first: &Plan, contents: &dyn ContentSource, input: &Path) -> Result<Lays, EngineError> {
+fn lays(
+    first: &Plan,
+    contents: &dyn ContentSource,
+    users: &UserDb,
+    input: &Path,
+) -> Result<Lays, EngineError> {
     strata_fs::create_dir_all(input)?;
     let lay = |path: &TargetPath, state: &Snapshot| -> Result<Lay, EngineError> {
         let content = match state.hash() {
@@ -255,6 +310,7 @@ fn lays(first: &Plan, contents: &dyn ContentSource, input: &Path) -> Result<Lays
             path: path.clone(),
             state: state.clone(),
             content,
+            names: state.owner().and_then(|(u, g)| names(users, u, g)),
         })
     };
     let owned: BTreeMap<&TargetPath, &Entry> = first.entries.iter().map(|e| (&e.path, e)).collect();
@@ -306,25 +362,70 @@ fn final_entries(
         last.push(e);
     }
     let known: BTreeSet<TargetPath> = last.iter().map(|e| e.path.clone()).collect();
-    for c in &observed.changed {
+    // A released path a module made again exactly as the target has it is not a change,
+    // but it stays that module's.
+    let remade = released
+        .keys()
+        .filter_map(|p| match observed.watched.get(p) {
+            Some(Merged::State { state }) => Some(Changed {
+                path: p.clone(),
+                state: state.clone(),
+                module: observed.touched.get(p).cloned(),
+            }),
+            _ => None,
+        });
+    let candidates: BTreeMap<TargetPath, Changed> = remade
+        .chain(observed.changed.iter().cloned())
+        .map(|c| (c.path.clone(), c))
+        .collect();
+    for c in candidates.values() {
         let undone = released
             .get(&c.path)
             .is_some_and(|want| want.satisfied_by(&c.state));
         let (false, false, Some(module)) = (known.contains(&c.path), undone, &c.module) else {
             continue;
         };
+        // What the target keeps from other users' eyes (shadow files, keys) is shown only
+        // as changed.
+        let private = matches!(c.state, Snapshot::File { mode, .. } if mode & 0o004 == 0);
         last.push(Entry {
             path: c.path.clone(),
             state: c.state.clone(),
             replace: true,
             implicit: false,
-            sensitive: false,
+            sensitive: private,
             observed: true,
             module: Some(module.clone()),
             source: None,
         });
     }
     last
+}
+
+/// The target's users and groups, plus placeholders for those the modules declare.
+fn pending(catalog: &Catalog, users: &UserDb) -> UserDb {
+    let declared = catalog.runs.iter().map(|r| &r.declared);
+    let user_names: Vec<&str> = declared
+        .clone()
+        .flat_map(|d| d.users.iter().map(|u| u.name.as_str()))
+        .collect();
+    // `useradd` makes a group of the user's name unless told another.
+    let group_names: Vec<&str> = declared
+        .flat_map(|d| {
+            d.groups.iter().map(|g| g.name.as_str()).chain(
+                d.users
+                    .iter()
+                    .filter(|u| u.group.is_none())
+                    .map(|u| u.name.as_str()),
+            )
+        })
+        .collect();
+    users.with_pending(user_names, group_names)
+}
+
+/// Owner and group names to resolve in the sandbox, when either is a placeholder.
+fn names(users: &UserDb, uid: u32, gid: u32) -> Option<(String, String)> {
+    (uid >= PENDING || gid >= PENDING).then(|| (users.user_name(uid), users.group_name(gid)))
 }
 
 /// `nginx.port = 8080` becomes `STRATA_P_nginx_port=8080`; tables are flattened, lists

@@ -14,6 +14,7 @@ mod lock;
 mod meter;
 mod root;
 mod site;
+mod users;
 
 pub use error::{FsError, Result};
 pub use lock::{Lock, LockError};
@@ -23,3 +24,4 @@ pub use site::{
     SiteFile, create_dir_all, exists, is_dir, list_dir, read, read_link, read_to_string,
     read_with_mode, self_io, walk_files, write_new,
 };
+pub use users::{PENDING, UserDb};

@@ -11,13 +11,13 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use rustix::mount::MountFlags;
-use strata_fs::Root;
+use strata_fs::{Root, UserDb};
 use strata_types::{Snapshot, TargetPath};
 
 use crate::observe::{self, Fingerprints};
 use crate::outer::dirs;
 use crate::sys::{self, Exit};
-use crate::{Failure, Lay, ModuleSpec, Observed, Program, Spec, shim};
+use crate::{Failure, Lay, LineEdit, ModuleSpec, Observed, Program, Spec, Template, shim};
 use strata_types::{Deferred, ProgramRun};
 
 /// How much of a program's output is kept with the run.
@@ -70,11 +70,8 @@ pub fn main(spec: &Spec) -> Result<i32, String> {
     cx.lay_all(&spec.pre)?;
     prints.update(&upper, None, &mut owner);
     for m in &spec.modules {
-        cx.lay_all(&m.lay)?;
-        let ok = cx.module_programs(m)?;
-        if !m.lay.is_empty() || !m.templates.is_empty() || !m.scripts.is_empty() {
-            prints.update(&upper, Some(&m.id), &mut owner);
-        }
+        let ok = cx.module(m)?;
+        prints.update(&upper, Some(&m.id), &mut owner);
         if !ok {
             break;
         }
@@ -88,6 +85,11 @@ pub fn main(spec: &Spec) -> Result<i32, String> {
         let shimmed = crate::outer::shimmed(spec);
         cx.observed.changed = observe::changes(&upper, &lower, &ignore, &owner, &out, &shimmed)?;
         cx.observed.watched = observe::watched(&spec.watch, &upper, &cx.tree, &out)?;
+        cx.observed.touched = spec
+            .watch
+            .iter()
+            .filter_map(|p| Some((p.clone(), owner.get(p)?.clone()?)))
+            .collect();
     }
     let result = spec.work.join("result.json");
     let json = serde_json::to_vec(&cx.observed).map_err(|e| e.to_string())?;
@@ -156,10 +158,149 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    /// Runs a module's executable templates, then its scripts. `false` when one failed.
-    fn module_programs(&mut self, m: &ModuleSpec) -> Result<bool, String> {
+    /// One module: its packages, groups and users, its files, lines and services, then its
+    /// executable templates and scripts. `false` when a step failed.
+    fn module(&mut self, m: &ModuleSpec) -> Result<bool, String> {
         let timeout = Duration::from_millis(m.timeout_ms);
-        for tpl in &m.templates {
+        for p in &m.before {
+            if !self.program(m, p, timeout, None)? {
+                return Ok(false);
+            }
+        }
+        let users = match m.lay.iter().any(|l| l.names.is_some())
+            || m.templates.iter().any(|t| t.names.is_some())
+        {
+            true => Some(UserDb::load(&self.tree).map_err(|e| e.to_string())?),
+            false => None,
+        };
+        let resolve = |names: &Option<(String, String)>, ids: (u32, u32)| match (names, &users) {
+            (Some((owner, group)), Some(db)) => match (db.uid(owner), db.gid(group)) {
+                (Some(u), Some(g)) => Ok((u, g)),
+                (None, _) => Err(format!(
+                    "user `{owner}` does not exist (declare it in this module or one it requires)"
+                )),
+                (_, None) => Err(format!(
+                    "group `{group}` does not exist (declare it in this module or one it requires)"
+                )),
+            },
+            _ => Ok(ids),
+        };
+        for l in &m.lay {
+            let mut l = l.clone();
+            if let Some((uid, gid)) = l.state.ids_mut() {
+                match resolve(&l.names, (*uid, *gid)) {
+                    Ok(ids) => (*uid, *gid) = ids,
+                    Err(e) => return Ok(self.fail(m, &format!("files ({})", l.path), e)),
+                }
+            }
+            self.lay(&l)
+                .map_err(|e| format!("laying {} into the sandbox: {e}", l.path))?;
+        }
+        for l in &m.lines {
+            if let Err(e) = self.line(l) {
+                return Ok(self.fail(m, &l.name, e));
+            }
+        }
+        for p in &m.after {
+            if !self.program(m, p, timeout, None)? {
+                return Ok(false);
+            }
+        }
+        let mut templates = Vec::new();
+        for t in &m.templates {
+            let mut t = t.clone();
+            match resolve(&t.names, (t.meta.1, t.meta.2)) {
+                Ok((u, g)) => (t.meta.1, t.meta.2) = (u, g),
+                Err(e) => return Ok(self.fail(m, &t.program.name, e)),
+            }
+            templates.push(t);
+        }
+        self.module_programs(m, &templates, timeout)
+    }
+
+    /// Records that a step of strata's own failed; returns `false`.
+    fn fail(&mut self, m: &ModuleSpec, step: &str, why: String) -> bool {
+        self.observed.failure = Some(Failure {
+            module: m.id.clone(),
+            program: step.to_string(),
+            status: why,
+            stderr_tail: Vec::new(),
+        });
+        false
+    }
+
+    /// Ensures a line: already there, or replacing the one line the pattern matches, or
+    /// appended.
+    fn line(&self, l: &LineEdit) -> Result<(), String> {
+        let (mode, uid, gid) = match self.tree.inspect(&l.path).map_err(|e| e.to_string())? {
+            Snapshot::File { mode, uid, gid, .. } => (mode, uid, gid),
+            // A missing file is made (0644, root), so its down removes it again.
+            Snapshot::Absent => (0o644, 0, 0),
+            other => {
+                return Err(format!(
+                    "{} is a {}, not a regular file",
+                    l.path,
+                    other.kind()
+                ));
+            }
+        };
+        let bytes = self
+            .tree
+            .read(&l.path)
+            .map_err(|e| e.to_string())?
+            .unwrap_or_default();
+        let text = String::from_utf8(bytes).map_err(|_| format!("{} is not UTF-8 text", l.path))?;
+        let mut lines: Vec<&str> = text.lines().collect();
+        if lines.contains(&l.line.as_str()) {
+            return Ok(());
+        }
+        let matching: Vec<usize> = match &l.pattern {
+            Some(p) => {
+                let re = regex::Regex::new(p).map_err(|e| format!("bad match pattern: {e}"))?;
+                (0..lines.len())
+                    .filter(|i| re.is_match(lines[*i]))
+                    .collect()
+            }
+            None => Vec::new(),
+        };
+        match matching.as_slice() {
+            [] => lines.push(&l.line),
+            [i] => lines[*i] = &l.line,
+            many => {
+                return Err(format!(
+                    "{} lines of {} match `{}` (lines {}); a [[line]] replaces exactly one",
+                    many.len(),
+                    l.path,
+                    l.pattern.as_deref().unwrap_or_default(),
+                    many.iter()
+                        .map(|i| (i + 1).to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        }
+        let mut out = lines.join("\n");
+        out.push('\n');
+        let dir = l.path.parent().unwrap_or_else(TargetPath::root);
+        if !matches!(
+            self.tree.inspect(&dir).map_err(|e| e.to_string())?,
+            Snapshot::Dir { .. }
+        ) {
+            return Err(format!("{dir} is not a directory"));
+        }
+        self.tree
+            .write_file_in(&dir, l.path.file_name(), out.as_bytes(), (mode, uid, gid))
+            .map_err(|e| e.to_string())
+    }
+
+    /// Runs a module's executable templates, then its scripts. `false` when one failed.
+    fn module_programs(
+        &mut self,
+        m: &ModuleSpec,
+        templates: &[Template],
+        timeout: Duration,
+    ) -> Result<bool, String> {
+        for tpl in templates {
             let content = self.counter_path("content");
             let ok = self.program(m, &tpl.program, timeout, Some(&content))?;
             if !ok {
@@ -241,7 +382,7 @@ impl Ctx<'_> {
             .stdout(File::create(&stdout_path).map_err(|e| e.to_string())?)
             .stderr(File::create(&stderr_path).map_err(|e| e.to_string())?);
         let merged = self.merged.clone();
-        let isolate = !(self.spec.network || m.network);
+        let isolate = !(self.spec.network || m.network || p.network);
         // SAFETY: init is single-threaded, so the child may do anything before exec.
         unsafe {
             cmd.pre_exec(move || {

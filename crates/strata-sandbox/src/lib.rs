@@ -89,7 +89,14 @@ pub struct Spec {
     pub watch: Vec<TargetPath>,
     /// Open an interactive shell after the modules ran (`strata shell`).
     pub shell: bool,
+    /// A host directory for strata's own download caches (package lists and packages),
+    /// mounted read-write at [`CACHE`] inside the sandbox; it outlives the run.
+    #[serde(default)]
+    pub cache: Option<PathBuf>,
 }
+
+/// Where [`Spec::cache`] is mounted inside the sandbox (under `/run`, so never reported).
+pub const CACHE: &str = "/run/strata/cache";
 
 /// One change laid into the overlay before a module's programs run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -100,6 +107,10 @@ pub struct Lay {
     pub state: Snapshot,
     /// For a file: where its content is (a host path).
     pub content: Option<PathBuf>,
+    /// Owner and group names to resolve inside the sandbox, after the module's users and
+    /// groups exist there (they replace the ids in `state`).
+    #[serde(default)]
+    pub names: Option<(String, String)>,
 }
 
 /// One module's part of the run.
@@ -107,9 +118,18 @@ pub struct Lay {
 pub struct ModuleSpec {
     /// `name@version`.
     pub id: String,
-    /// Its files, templates, directories and links, laid in first.
+    /// Programs strata wrote for the module's packages, groups and users, run first.
+    #[serde(default)]
+    pub before: Vec<Program>,
+    /// Its files, templates, directories and links, laid in next.
     pub lay: Vec<Lay>,
-    /// Its executable templates, run next.
+    /// Its lines, ensured next.
+    #[serde(default)]
+    pub lines: Vec<LineEdit>,
+    /// Programs strata wrote for the module's services, run next.
+    #[serde(default)]
+    pub after: Vec<Program>,
+    /// Its executable templates, run after that.
     pub templates: Vec<Template>,
     /// Its scripts, in lexical order, run last.
     pub scripts: Vec<Program>,
@@ -126,6 +146,22 @@ pub struct Program {
     pub name: String,
     /// The executable (a host path; copied into the sandbox).
     pub path: PathBuf,
+    /// Whether it has the network in a plan too (strata's own package fetches).
+    #[serde(default)]
+    pub network: bool,
+}
+
+/// A line to ensure in a file: present, or replacing the one line `pattern` matches.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LineEdit {
+    /// As shown to users: `line /etc/hosts`.
+    pub name: String,
+    /// The file (it must exist).
+    pub path: TargetPath,
+    /// The line, without its newline.
+    pub line: String,
+    /// A regular expression: the line it matches is replaced.
+    pub pattern: Option<String>,
 }
 
 /// An executable template: its standard output becomes a file.
@@ -137,6 +173,9 @@ pub struct Template {
     pub target: TargetPath,
     /// The file's permission bits, owner and group.
     pub meta: (u32, u32, u32),
+    /// Owner and group names to resolve inside the sandbox (see [`Lay::names`]).
+    #[serde(default)]
+    pub names: Option<(String, String)>,
 }
 
 /// What stands at a watched path after the run.
@@ -183,6 +222,10 @@ pub struct Observed {
     pub watched: BTreeMap<TargetPath, Merged>,
     /// Every path whose final state differs from the target's, in path order.
     pub changed: Vec<Changed>,
+    /// The module that first touched each watched path a module touched (also when the
+    /// path ended as the target has it).
+    #[serde(default)]
+    pub touched: BTreeMap<TargetPath, String>,
     /// Intercepted calls, in call order.
     pub calls: Vec<Deferred>,
     /// Every program run, in order.

@@ -138,6 +138,13 @@ pub fn main(spec: &Spec) -> Result<i32, String> {
     for sub in ["shims", "real", "programs"] {
         std::fs::create_dir_all(strata.join(sub)).map_err(err("create", &strata))?;
     }
+    if let Some(cache) = &spec.cache {
+        let inside = m.join(&crate::CACHE[1..]);
+        for dir in [cache, &inside] {
+            std::fs::create_dir_all(dir).map_err(err("create", dir))?;
+        }
+        bind(cache, &inside)?;
+    }
     write(&strata.join("calls"), b"", 0o666)?;
     write(
         &strata.join("params.json"),

@@ -180,6 +180,10 @@ pub struct Generation {
     pub entries: Vec<Entry>,
     /// For each managed path, how it was before strata first touched it.
     pub originals: BTreeMap<TargetPath, Snapshot>,
+    /// Each applied module's digest of what its sandbox steps depend on (its packages,
+    /// users… and scripts): when it changes, what the steps did before is undone first.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub modules: BTreeMap<String, String>,
     /// Per-step metrics of the run that made it.
     pub report: Report,
 }

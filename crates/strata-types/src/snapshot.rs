@@ -113,6 +113,17 @@ impl Snapshot {
             _ => None,
         }
     }
+
+    /// Owner and group ids, to change them.
+    pub fn ids_mut(&mut self) -> Option<(&mut u32, &mut u32)> {
+        match self {
+            Snapshot::File { uid, gid, .. }
+            | Snapshot::Dir { uid, gid, .. }
+            | Snapshot::Link { uid, gid, .. }
+            | Snapshot::Fifo { uid, gid, .. } => Some((uid, gid)),
+            _ => None,
+        }
+    }
 }
 
 /// One path a catalog or a generation manages, with what should stand there.

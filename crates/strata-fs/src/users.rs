@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use strata_fs::{FsError, Root};
+use crate::{FsError, Root};
 use strata_types::TargetPath;
 
 /// Names and ids of the target's users and groups.
@@ -15,21 +15,58 @@ pub struct UserDb {
     group_names: HashMap<u32, String>,
 }
 
+/// Ids from here up stand for users and groups a site declares that the target does not
+/// have yet; the sandbox resolves their names once it made them.
+pub const PENDING: u32 = 0xFFFF_0000;
+
 impl UserDb {
+    /// This database plus placeholder ids ([`PENDING`] and up) for the names it lacks.
+    pub fn with_pending<'a>(
+        &self,
+        users: impl IntoIterator<Item = &'a str>,
+        groups: impl IntoIterator<Item = &'a str>,
+    ) -> UserDb {
+        let mut db = self.clone();
+        let mut next = PENDING;
+        for name in users {
+            if db.uid(name).is_none() {
+                db.users.insert(name.to_string(), next);
+                db.user_names.insert(next, name.to_string());
+                next += 1;
+            }
+        }
+        for name in groups {
+            if db.gid(name).is_none() {
+                db.groups.insert(name.to_string(), next);
+                db.group_names.insert(next, name.to_string());
+                next += 1;
+            }
+        }
+        db
+    }
+
     /// Reads `/etc/passwd` and `/etc/group` of the target; a missing file knows only root.
     pub fn load(root: &Root) -> Result<UserDb, FsError> {
+        let read = |file: &str| root.read(&TargetPath::parse(file).expect("a fixed path"));
+        Ok(UserDb::parse(
+            read("/etc/passwd")?.as_deref(),
+            read("/etc/group")?.as_deref(),
+        ))
+    }
+
+    /// From the contents of `/etc/passwd` and `/etc/group`; a missing one knows only root.
+    pub fn parse(passwd: Option<&[u8]>, group: Option<&[u8]>) -> UserDb {
         let mut db = UserDb::default();
         db.users.insert("root".into(), 0);
         db.groups.insert("root".into(), 0);
-        for (file, names, ids) in [
-            ("/etc/passwd", &mut db.users, &mut db.user_names),
-            ("/etc/group", &mut db.groups, &mut db.group_names),
+        for (bytes, names, ids) in [
+            (passwd, &mut db.users, &mut db.user_names),
+            (group, &mut db.groups, &mut db.group_names),
         ] {
-            let path = TargetPath::parse(file).expect("a fixed path");
-            let Some(bytes) = root.read(&path)? else {
+            let Some(bytes) = bytes else {
                 continue;
             };
-            for line in String::from_utf8_lossy(&bytes).lines() {
+            for line in String::from_utf8_lossy(bytes).lines() {
                 let mut fields = line.split(':');
                 let (Some(name), Some(_), Some(id)) = (fields.next(), fields.next(), fields.next())
                 else {
@@ -43,7 +80,7 @@ impl UserDb {
         }
         db.user_names.entry(0).or_insert_with(|| "root".into());
         db.group_names.entry(0).or_insert_with(|| "root".into());
-        Ok(db)
+        db
     }
 
     /// The uid of a user name or numeric id.
