@@ -273,7 +273,7 @@ pub fn plan(
     let contents = (&catalog_contents, run.contents());
     let plan = strata_core::plan(root, last, cur_entries, originals, &contents)?;
     steps.push(meter.finish("plan observed"));
-    let restarts = steps::restarts(&catalog.runs, &plan.changes);
+    let restarts = steps::restarts(root, &catalog.runs, &plan.changes)?;
     run.observed.calls.extend(restarts);
     Ok((plan, current, run))
 }

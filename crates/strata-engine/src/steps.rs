@@ -203,8 +203,17 @@ exit 1
 }
 
 /// The restarts and reloads a commit of `changes` calls for, after the commit, as
-/// deferred commands of the declaring module.
-pub fn restarts(runs: &[ModuleRun], changes: &[Change]) -> Vec<Deferred> {
+/// deferred commands of the declaring module. A target whose systemd is not running (a
+/// root being provisioned) gets none: its services start as enabled when it boots.
+pub fn restarts(
+    root: &Root,
+    runs: &[ModuleRun],
+    changes: &[Change],
+) -> Result<Vec<Deferred>, EngineError> {
+    let booted = TargetPath::parse("/run/systemd/system").expect("a fixed path");
+    if !matches!(root.inspect(&booted)?, strata_types::Snapshot::Dir { .. }) {
+        return Ok(Vec::new());
+    }
     let changed: Vec<&TargetPath> = changes
         .iter()
         .filter(|c| c.action.changes_target())
@@ -233,7 +242,7 @@ pub fn restarts(runs: &[ModuleRun], changes: &[Change]) -> Vec<Deferred> {
             }
         }
     }
-    out
+    Ok(out)
 }
 
 /// Where strata keeps package lists and packages for this target, on the machine running
@@ -250,7 +259,11 @@ pub fn cache_dir(root: &Root) -> Result<PathBuf, EngineError> {
     let mut key = Vec::new();
     let mut add = |path: &TargetPath| -> Result<(), EngineError> {
         key.extend_from_slice(path.as_str().as_bytes());
-        key.extend(root.read(path)?.unwrap_or_default());
+        match root.inspect(path)? {
+            strata_types::Snapshot::File { .. } => key.extend(root.read(path)?.unwrap_or_default()),
+            strata_types::Snapshot::Link { target, .. } => key.extend_from_slice(target.as_bytes()),
+            _ => {}
+        }
         Ok(())
     };
     for p in [

@@ -56,6 +56,10 @@ pub const DEFAULT_IGNORE: &[&str] = &[
     "/var/lib/strata/**",
 ];
 
+/// Exceptions to [`DEFAULT_IGNORE`]: state that lives in a cache directory (debconf's
+/// database, which packages' maintainer scripts write).
+pub const DEFAULT_KEEP: &[&str] = &["/var/cache/debconf/*.dat"];
+
 /// The hidden first argument that makes a strata executable act as the sandbox helper.
 pub const HELPER_ARG: &str = "__sandbox";
 

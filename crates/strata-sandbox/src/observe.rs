@@ -73,17 +73,40 @@ fn host(base: &Path, p: &TargetPath) -> std::path::PathBuf {
     }
 }
 
-/// The default ignore list plus the site's.
-pub fn ignore_set(extra: &[String]) -> Result<GlobSet, String> {
-    let mut b = GlobSetBuilder::new();
-    for g in DEFAULT_IGNORE
-        .iter()
-        .copied()
-        .chain(extra.iter().map(String::as_str))
-    {
-        b.add(Glob::new(g).map_err(|e| format!("ignore pattern `{g}`: {e}"))?);
+/// What is not reported: the default ignore list plus the site's, except what the
+/// package manager keeps in a cache directory but is its state (debconf's answers).
+pub struct Ignore {
+    ignore: GlobSet,
+    keep: GlobSet,
+}
+
+impl Ignore {
+    pub fn is_match(&self, path: &str) -> bool {
+        self.ignore.is_match(path)
+            && !self.keep.is_match(path)
+            // Directories that hold what is kept are walked.
+            && !crate::DEFAULT_KEEP.iter().any(|k| {
+                k.strip_prefix(path).is_some_and(|rest| rest.starts_with('/'))
+            })
     }
-    b.build().map_err(|e| e.to_string())
+}
+
+/// The default ignore list plus the site's.
+pub fn ignore_set(extra: &[String]) -> Result<Ignore, String> {
+    let set = |globs: &mut dyn Iterator<Item = &str>| -> Result<GlobSet, String> {
+        let mut b = GlobSetBuilder::new();
+        for g in globs {
+            b.add(Glob::new(g).map_err(|e| format!("ignore pattern `{g}`: {e}"))?);
+        }
+        b.build().map_err(|e| e.to_string())
+    };
+    Ok(Ignore {
+        ignore: set(&mut DEFAULT_IGNORE
+            .iter()
+            .copied()
+            .chain(extra.iter().map(String::as_str)))?,
+        keep: set(&mut crate::DEFAULT_KEEP.iter().copied())?,
+    })
 }
 
 fn is_whiteout(md: &std::fs::Metadata) -> bool {
@@ -101,7 +124,7 @@ fn is_opaque(path: &Path) -> bool {
 struct Walk<'a> {
     upper: &'a Path,
     lower: &'a Root,
-    ignore: &'a GlobSet,
+    ignore: &'a Ignore,
     owners: &'a Owners,
     out: &'a Path,
     shimmed: &'a BTreeMap<TargetPath, Hash>,
@@ -113,7 +136,7 @@ struct Walk<'a> {
 pub fn changes(
     upper: &Path,
     lower: &Root,
-    ignore: &GlobSet,
+    ignore: &Ignore,
     owners: &Owners,
     out: &Path,
     shimmed: &BTreeMap<TargetPath, Hash>,

@@ -83,6 +83,11 @@ impl TestEnv {
         cmd.args(args)
             .env("NO_COLOR", "1")
             .env_remove("STRATA_SITE");
+        // Package lists and packages are kept between tests (and runs), beside the cached
+        // Debian root, never in this machine's own cache.
+        if std::env::var_os("STRATA_CACHE_DIR").is_none() {
+            cmd.env("STRATA_CACHE_DIR", "/var/cache/strata-test/cache");
+        }
         let verb = args.first().copied().unwrap_or("");
         if matches!(verb, "check" | "params" | "plan" | "apply" | "shell") {
             cmd.arg("--site").arg(self.site());
@@ -126,11 +131,11 @@ impl TestEnv {
 
     /// Makes the target root a minimal Debian bookworm system, unpacked from the tarball
     /// `scripts/debian-root` builds and caches (`$STRATA_DEBIAN_ROOT`, default
-    /// `/var/cache/strata-test/bookworm-minbase.tar`); `false` when it is not there.
+    /// `/var/cache/strata-test/bookworm-systemd.tar`); `false` when it is not there.
     pub fn debian_root(&self) -> bool {
         let tarball = std::env::var_os("STRATA_DEBIAN_ROOT")
             .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/var/cache/strata-test/bookworm-minbase.tar"));
+            .unwrap_or_else(|| PathBuf::from("/var/cache/strata-test/bookworm-systemd.tar"));
         if !tarball.is_file() {
             return false;
         }

@@ -9,6 +9,7 @@ mod failpoints;
 mod full_disk;
 mod hardware;
 mod plan;
+mod resources;
 mod sandbox;
 
 use strata_test::TestEnv;

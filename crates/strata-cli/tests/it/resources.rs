@@ -1,0 +1,459 @@
+//! Packages, users, groups, services and lines on real roots: the plan lists every file
+//! the target's own tools would change, the apply does it in one transaction, a second
+//! plan finds nothing to do, and undeclaring takes all of it back.
+
+use serde_json::Value;
+use strata_test::{TestEnv, require_busybox_root, require_debian_root};
+
+use crate::env;
+
+/// A site whose node `n1` applies the given modules.
+fn node(e: &TestEnv, modules: &[&str]) {
+    let list: Vec<String> = modules.iter().map(|m| format!("\"{m}\"")).collect();
+    e.write("strata.toml", "[site]\nname = \"t\"\n").write(
+        "nodes/n1.toml",
+        &format!("modules = [{}]\n", list.join(", ")),
+    );
+}
+
+fn plan_json(e: &TestEnv) -> Value {
+    let out = e.run(&["plan", "--node", "n1", "--json"]);
+    assert!(
+        out.code == 0 || out.code == 2,
+        "plan failed: {}",
+        out.stderr
+    );
+    serde_json::from_str(&out.stdout).expect("plan JSON")
+}
+
+/// Paths the plan changes, with their action.
+fn changes(plan: &Value) -> Vec<(String, String)> {
+    plan["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .filter(|c| c["action"] != "unchanged")
+        .map(|c| {
+            (
+                c["action"].as_str().expect("action").to_string(),
+                c["path"].as_str().expect("path").to_string(),
+            )
+        })
+        .collect()
+}
+
+fn changed(plan: &Value, path: &str) -> bool {
+    changes(plan).iter().any(|(_, p)| p == path)
+}
+
+fn read(e: &TestEnv, rel: &str) -> String {
+    std::fs::read_to_string(e.root().join(rel)).unwrap_or_default()
+}
+
+/// Asserts two tree snapshots are equal, showing only the lines that differ.
+#[track_caller]
+fn same_tree(have: &str, want: &str) {
+    let (h, w): (Vec<&str>, Vec<&str>) = (have.lines().collect(), want.lines().collect());
+    let extra: Vec<&&str> = h.iter().filter(|l| !w.contains(l)).collect();
+    let missing: Vec<&&str> = w.iter().filter(|l| !h.contains(l)).collect();
+    assert!(
+        extra.is_empty() && missing.is_empty(),
+        "trees differ\n--- not expected\n{extra:#?}\n--- missing\n{missing:#?}"
+    );
+}
+
+/// Applies, then a plan finds nothing left to do.
+fn apply_converges(e: &TestEnv) {
+    e.run(&["apply", "--node", "n1"]).code(0);
+    let again = e.run(&["plan", "--node", "n1"]);
+    assert_eq!(
+        again.code, 0,
+        "a second plan still changes:\n{}",
+        again.stdout
+    );
+}
+
+#[test]
+fn users_and_groups_come_from_the_targets_tools_and_are_taken_back() {
+    let e = env();
+    require_debian_root!(e);
+    node(&e, &["acct"]);
+    e.write(
+        "modules/acct/module.toml",
+        r#"
+[[group]]
+name = "ssl-cert"
+system = true
+
+[[user]]
+name = "deploy"
+groups = ["ssl-cert", "sudo"]
+shell = "/bin/bash"
+comment = "Deploy user"
+
+[[user]]
+name = "www-data"       # already there: only the shell changes
+shell = "/bin/sh"
+
+[[file]]
+path = "/srv/app/key"
+mode = "0640"
+owner = "deploy"
+group = "ssl-cert"
+"#,
+    )
+    .write("modules/acct/files/srv/app/key", "not really a key\n");
+    let original = e.tree();
+
+    let text = e.run(&["plan", "--node", "n1"]).code(2).stdout;
+    // Every account file the tools touch is listed; what is in shadow files never shows.
+    for path in ["/etc/passwd", "/etc/group", "/etc/shadow", "/etc/gshadow"] {
+        assert!(
+            text.contains(&format!("modify    {path} ")),
+            "{path} in\n{text}"
+        );
+    }
+    assert!(
+        text.contains("+deploy:x:1000:1000:Deploy user:/home/deploy:/bin/bash"),
+        "{text}"
+    );
+    assert!(
+        text.contains("-www-data:x:33:33:www-data:/var/www:/usr/sbin/nologin"),
+        "{text}"
+    );
+    assert!(text.contains("create    /home/deploy/.bashrc"), "{text}");
+    assert!(text.contains("deploy:ssl-cert"), "owners by name: {text}");
+    assert!(!text.contains("deploy:!"), "shadow content shown: {text}");
+    same_tree(&e.tree(), &original);
+
+    apply_converges(&e);
+    let passwd = read(&e, "etc/passwd");
+    let deploy: Vec<&str> = passwd
+        .lines()
+        .find(|l| l.starts_with("deploy:"))
+        .expect("deploy in /etc/passwd")
+        .split(':')
+        .collect();
+    assert_eq!(deploy[6], "/bin/bash");
+    let group = read(&e, "etc/group");
+    let ssl = group
+        .lines()
+        .find(|l| l.starts_with("ssl-cert:"))
+        .expect("ssl-cert in /etc/group");
+    assert!(ssl.ends_with(":deploy"), "{ssl}");
+    assert!(
+        ssl.split(':')
+            .nth(2)
+            .expect("gid")
+            .parse::<u32>()
+            .expect("gid")
+            < 1000,
+        "system group: {ssl}"
+    );
+    assert!(
+        group
+            .lines()
+            .any(|l| l.starts_with("sudo:") && l.ends_with(":deploy"))
+    );
+    assert!(passwd.contains("www-data:x:33:33:www-data:/var/www:/bin/sh"));
+    // The file belongs to the user and group made in the same run.
+    let md = std::fs::metadata(e.root().join("srv/app/key")).expect("key");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(md.uid().to_string(), deploy[2]);
+    assert_eq!(md.gid().to_string(), ssl.split(':').nth(2).expect("gid"));
+
+    // Taking the declarations away restores every account file and removes the home.
+    node(&e, &[]);
+    apply_converges(&e);
+    same_tree(&e.tree(), &original);
+}
+
+#[test]
+fn a_declaration_removed_from_a_module_that_stays_is_taken_back_alone() {
+    let e = env();
+    require_debian_root!(e);
+    node(&e, &["acct"]);
+    let both = "[[user]]\nname = \"alice\"\n\n[[user]]\nname = \"bob\"\n";
+    e.write("modules/acct/module.toml", both);
+    apply_converges(&e);
+    let with_both = e.tree();
+    assert!(read(&e, "etc/passwd").contains("bob:x:"));
+
+    e.write("modules/acct/module.toml", "[[user]]\nname = \"alice\"\n");
+    let plan = plan_json(&e);
+    let paths: Vec<String> = changes(&plan).into_iter().map(|(_, p)| p).collect();
+    assert!(paths.contains(&"/home/bob".to_string()), "{paths:?}");
+    assert!(
+        !paths.iter().any(|p| p.starts_with("/home/alice")),
+        "alice's home stays as it is: {paths:?}"
+    );
+    apply_converges(&e);
+    let passwd = read(&e, "etc/passwd");
+    assert!(passwd.contains("alice:x:1000:1000:"), "{passwd}");
+    assert!(!passwd.contains("bob:"), "{passwd}");
+    assert!(!e.root().join("home/bob").exists());
+    assert_ne!(e.tree(), with_both);
+}
+
+#[test]
+fn lines_are_added_or_replaced_and_put_back() {
+    let e = env();
+    require_busybox_root!(e);
+    node(&e, &["db", "cache"]);
+    // Where strata keeps its state: not part of the comparison.
+    std::fs::create_dir_all(e.root().join("var/lib")).expect("var/lib");
+    let hosts = "127.0.0.1 localhost\n10.0.0.9 db.internal\n";
+    e.write_root("etc/hosts", hosts, 0o644)
+        .write(
+            "modules/db/module.toml",
+            "[[line]]\npath = \"/etc/hosts\"\nline = \"10.0.0.5 db.internal\"\nmatch = '\\sdb\\.internal$'\n",
+        )
+        .write(
+            "modules/cache/module.toml",
+            "[[line]]\npath = \"/etc/hosts\"\nline = \"10.0.0.6 cache.internal\"\n\n[[line]]\npath = \"/etc/cache.conf\"\nline = \"size = 1G\"\n",
+        );
+    let original = e.tree();
+    let text = e.run(&["plan", "--node", "n1"]).code(2).stdout;
+    assert!(
+        text.contains("-10.0.0.9 db.internal\n+10.0.0.5 db.internal\n+10.0.0.6 cache.internal"),
+        "{text}"
+    );
+    assert!(text.contains("create    /etc/cache.conf"), "{text}");
+    apply_converges(&e);
+    assert_eq!(
+        read(&e, "etc/hosts"),
+        "127.0.0.1 localhost\n10.0.0.5 db.internal\n10.0.0.6 cache.internal\n"
+    );
+    assert_eq!(read(&e, "etc/cache.conf"), "size = 1G\n");
+
+    // Without module db, its replaced line comes back; cache's line stays.
+    node(&e, &["cache"]);
+    apply_converges(&e);
+    assert_eq!(
+        read(&e, "etc/hosts"),
+        "127.0.0.1 localhost\n10.0.0.9 db.internal\n10.0.0.6 cache.internal\n"
+    );
+    node(&e, &[]);
+    apply_converges(&e);
+    same_tree(&e.tree(), &original);
+}
+
+#[test]
+fn conflicting_or_impossible_lines_are_clear_errors_that_change_nothing() {
+    let e = env();
+    require_busybox_root!(e);
+    e.write_root("etc/hosts", "10.0.0.1 a\n10.0.0.2 a\n", 0o644);
+    let line = "[[line]]\npath = \"/etc/hosts\"\nline = \"10.0.0.5 db\"\n";
+    node(&e, &["one", "two"]);
+    e.write("modules/one/module.toml", line)
+        .write("modules/two/module.toml", line);
+    let before = e.tree();
+    let err = e.run(&["plan", "--node", "n1"]).code(1).stderr;
+    assert!(
+        err.contains("/etc/hosts is managed by both modules one and two"),
+        "{err}"
+    );
+
+    node(&e, &["one"]);
+    e.write(
+        "modules/one/module.toml",
+        "[[line]]\npath = \"/etc/hosts\"\nline = \"10.0.0.5 db\"\nmatch = \" a$\"\n",
+    );
+    let err = e.run(&["apply", "--node", "n1"]).code(1).stderr;
+    assert!(
+        err.contains("2 lines of /etc/hosts match ` a$` (lines 1, 2)"),
+        "{err}"
+    );
+
+    e.write(
+        "modules/one/module.toml",
+        "[[line]]\npath = \"/etc/hosts\"\nline = \"x\"\nmatch = \"(\"\n",
+    );
+    let err = e.run(&["apply", "--node", "n1"]).code(1).stderr;
+    assert!(err.contains("modules/one/module.toml:1"), "{err}");
+    assert!(err.contains("not a valid regular expression"), "{err}");
+
+    e.write(
+        "modules/one/module.toml",
+        "[[line]]\npath = \"/etc/motd\"\nline = \"hi\"\n",
+    )
+    .write("modules/one/files/etc/motd", "hello\n");
+    let err = e.run(&["apply", "--node", "n1"]).code(1).stderr;
+    assert!(err.contains("/etc/motd is declared whole by one"), "{err}");
+    same_tree(&e.tree(), &before);
+}
+
+#[test]
+fn bad_package_user_and_service_declarations_are_located_errors() {
+    let e = env();
+    node(&e, &["a", "b"]);
+    e.write(
+        "modules/a/module.toml",
+        "[[user]]\nname = \"Bad User\"\n\n[[package]]\nname = \"nginx\"\nversion = \"1.0\"\n",
+    )
+    .write(
+        "modules/b/module.toml",
+        "[[package]]\nname = \"nginx\"\nversion = \"2.0\"\n\n[[service]]\nname = \"x\"\nrestart_on = [\"[\"]\n",
+    );
+    let err = e.run(&["check"]).code(1).stderr;
+    assert!(err.contains("modules/a/module.toml:1"), "{err}");
+    assert!(err.contains("invalid user name `Bad User`"), "{err}");
+    assert!(err.contains("modules/b/module.toml:5"), "{err}");
+    assert!(err.contains("bad glob `[`"), "{err}");
+    e.write(
+        "modules/a/module.toml",
+        "[[package]]\nname = \"nginx\"\nversion = \"1.0\"\n",
+    )
+    .write(
+        "modules/b/module.toml",
+        "[[package]]\nname = \"nginx\"\nversion = \"2.0\"\n",
+    );
+    let err = e.run(&["check"]).code(1).stderr;
+    assert!(
+        err.contains("package `nginx` is declared differently by modules a and b"),
+        "{err}"
+    );
+    // The same declaration in two modules is one package.
+    e.write(
+        "modules/b/module.toml",
+        "[[package]]\nname = \"nginx\"\nversion = \"1.0\"\n",
+    );
+    e.run(&["check"]).code(0);
+}
+
+#[test]
+fn services_are_enabled_offline_and_restarted_after_commits_that_touch_their_files() {
+    let e = env();
+    require_debian_root!(e);
+    node(&e, &["net"]);
+    e.write(
+        "modules/net/module.toml",
+        r#"
+[[service]]
+name = "systemd-networkd"
+restart_on = ["/etc/systemd/network/**"]
+
+[[service]]
+name = "fstrim.timer"
+enable = false
+"#,
+    )
+    .write(
+        "modules/net/files/etc/systemd/network/10-eth.network",
+        "[Match]\nName=eth0\n[Network]\nDHCP=yes\n",
+    );
+    let original = e.tree();
+    let wants = "/etc/systemd/system/multi-user.target.wants/systemd-networkd.service";
+    let plan = plan_json(&e);
+    assert!(changed(&plan, wants), "{:?}", changes(&plan));
+    assert!(
+        changes(&plan).contains(&(
+            "remove".to_string(),
+            "/etc/systemd/system/timers.target.wants/fstrim.timer".to_string()
+        )),
+        "{:?}",
+        changes(&plan)
+    );
+    // A root that is not running gets no restarts: its services start when it boots.
+    assert_eq!(plan["calls"], serde_json::json!([]));
+    apply_converges(&e);
+    assert!(e.root().join(&wants[1..]).is_symlink());
+
+    // On a running system (systemd's own test: /run/systemd/system), a change under
+    // restart_on restarts the service after the commit.
+    std::fs::create_dir_all(e.root().join("run/systemd/system")).expect("mkdir");
+    e.write(
+        "modules/net/files/etc/systemd/network/10-eth.network",
+        "[Match]\nName=eth1\n[Network]\nDHCP=yes\n",
+    );
+    let text = e.run(&["plan", "--node", "n1"]).code(2).stdout;
+    assert!(
+        text.contains(
+            "would run systemctl restart systemd-networkd  (net service systemd-networkd)"
+        ),
+        "{text}"
+    );
+    let out = e.run(&["apply", "--node", "n1", "--json"]).code(0).stdout;
+    let applied: Value = serde_json::from_str(&out).expect("json");
+    let ran = &applied["activations"][0];
+    assert_eq!(
+        ran["command"]["argv"],
+        serde_json::json!(["systemctl", "restart", "systemd-networkd"])
+    );
+    // No systemd runs in this test root, so the restart itself fails, and says why.
+    assert!(
+        ran["output"].as_str().expect("output").contains("bus"),
+        "{ran}"
+    );
+    e.run(&["plan", "--node", "n1"]).code(0);
+
+    std::fs::remove_dir(e.root().join("run/systemd/system")).expect("rm");
+    node(&e, &[]);
+    apply_converges(&e);
+    same_tree(&e.tree(), &original);
+}
+
+#[test]
+fn packages_install_in_the_sandbox_and_their_down_removes_them_with_their_dependencies() {
+    let e = env();
+    require_debian_root!(e);
+    node(&e, &["tools"]);
+    // jq pulls in libjq1 and libonig5; bash was there before strata.
+    e.write(
+        "modules/tools/module.toml",
+        "[[package]]\nname = \"jq\"\n\n[[package]]\nname = \"bash\"\n",
+    );
+    let original = e.tree();
+    let status = read(&e, "var/lib/dpkg/status");
+    let plan = plan_json(&e);
+    for path in [
+        "/usr/bin/jq",
+        "/usr/lib/x86_64-linux-gnu/libonig.so.5",
+        "/var/lib/dpkg/status",
+        "/var/lib/dpkg/info/jq.list",
+    ] {
+        assert!(changed(&plan, path), "{path} not in {:?}", changes(&plan));
+    }
+    assert!(
+        !changes(&plan)
+            .iter()
+            .any(|(_, p)| p.starts_with("/usr/share/doc/bash"))
+    );
+    same_tree(&e.tree(), &original);
+
+    apply_converges(&e);
+    let out = std::process::Command::new("chroot")
+        .arg(e.root())
+        .args(["jq", "-n", "1+1"])
+        .output()
+        .expect("run jq");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "2");
+
+    node(&e, &[]);
+    apply_converges(&e);
+    assert_eq!(read(&e, "var/lib/dpkg/status"), status);
+    same_tree(&e.tree(), &original);
+    assert!(e.root().join("usr/bin/bash").exists());
+}
+
+#[test]
+fn an_unknown_package_is_a_clear_error_and_nothing_changes() {
+    let e = env();
+    require_debian_root!(e);
+    node(&e, &["tools"]);
+    e.write(
+        "modules/tools/module.toml",
+        "[[package]]\nname = \"no-such-package-strata\"\n",
+    );
+    let before = e.tree();
+    let err = e.run(&["apply", "--node", "n1"]).code(1).stderr;
+    assert!(
+        err.contains("module tools: package no-such-package-strata failed"),
+        "{err}"
+    );
+    assert!(
+        err.contains("Unable to locate package no-such-package-strata"),
+        "{err}"
+    );
+    same_tree(&e.tree(), &before);
+}
