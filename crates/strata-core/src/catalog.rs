@@ -1,12 +1,12 @@
 //! Compiling one node: the site, the node's facts and the command line's `--set`s become
 //! a catalog, the full desired state with rendered content.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 
 use globset::{Glob, GlobMatcher};
 use serde_json::{Map, Value, json};
-use strata_fs::Meter;
+use strata_fs::{FsError, Meter, Root};
 use strata_types::{Entry, Hash, Snapshot, Step, TargetPath};
 
 use crate::error::{SiteError, SiteErrors};
@@ -153,6 +153,21 @@ pub struct Catalog {
     pub contents: HashMap<Hash, Vec<u8>>,
     /// Metrics of the compile's own sub-steps (one per rendered template).
     pub steps: Vec<Step>,
+    /// Directories whose undeclared entries are removed (`[[dir]] purge = true`).
+    pub purges: Vec<Purge>,
+}
+
+/// A `[[dir]]` with `purge = true`.
+#[derive(Debug, Clone)]
+pub struct Purge {
+    /// The directory.
+    pub path: TargetPath,
+    /// Paths below it (relative to it) that are left alone.
+    pub keep: globset::GlobSet,
+    /// The declaring module.
+    pub module: String,
+    /// Where it is declared.
+    pub source: String,
 }
 
 impl Catalog {
@@ -207,6 +222,91 @@ impl Catalog {
             Err(SiteErrors(errors))
         }
     }
+}
+
+impl Catalog {
+    /// What `[[dir]] purge` removes: each path below a purged directory that no module
+    /// declares or needs as a parent, that no `keep` pattern matches (a kept directory
+    /// keeps its contents), and that is not in `also` (what the modules' scripts made);
+    /// plus what earlier purges removed, which stays removed.
+    pub fn purged(
+        &self,
+        root: &Root,
+        current: &[Entry],
+        also: &BTreeSet<TargetPath>,
+    ) -> Result<Vec<Entry>, FsError> {
+        let declared: BTreeSet<&TargetPath> = self
+            .resources
+            .iter()
+            .map(|r| &r.path)
+            .chain(also.iter())
+            .collect();
+        let needed: BTreeSet<TargetPath> = declared.iter().flat_map(|p| p.ancestors()).collect();
+        let mut out: BTreeMap<TargetPath, Entry> = BTreeMap::new();
+        for p in &self.purges {
+            let absent = |path: TargetPath| Entry {
+                path,
+                state: Snapshot::Absent,
+                replace: true,
+                implicit: false,
+                sensitive: false,
+                observed: false,
+                module: Some(p.module.clone()),
+                source: Some(p.source.clone()),
+            };
+            let mut gone = Vec::new();
+            purge_walk(root, p, &p.path, &declared, &needed, &mut gone)?;
+            for e in current {
+                if e.state.is_absent()
+                    && !e.observed
+                    && e.module.as_ref() == Some(&p.module)
+                    && e.path.starts_with(&p.path)
+                    && e.path != p.path
+                    && !declared.contains(&e.path)
+                    && !needed.contains(&e.path)
+                {
+                    gone.push(e.path.clone());
+                }
+            }
+            for path in gone {
+                out.insert(path.clone(), absent(path));
+            }
+        }
+        Ok(out.into_values().collect())
+    }
+}
+
+/// Collects what is to go below `dir`; `true` when all of it goes.
+fn purge_walk(
+    root: &Root,
+    p: &Purge,
+    dir: &TargetPath,
+    declared: &BTreeSet<&TargetPath>,
+    needed: &BTreeSet<TargetPath>,
+    gone: &mut Vec<TargetPath>,
+) -> Result<bool, FsError> {
+    let mut all = true;
+    for (name, kind) in root.list(dir)? {
+        let Ok(child) = dir.join(&name) else {
+            all = false;
+            continue;
+        };
+        let rel = &child.as_str()[p.path.as_str().len() + 1..];
+        let is_dir = kind == strata_fs::DirEntryKind::Dir;
+        if declared.contains(&child) || needed.contains(&child) {
+            if is_dir {
+                purge_walk(root, p, &child, declared, needed, gone)?;
+            }
+            all = false;
+        } else if p.keep.is_match(rel) || p.keep.is_match(&name) {
+            all = false;
+        } else if is_dir && !purge_walk(root, p, &child, declared, needed, gone)? {
+            all = false;
+        } else {
+            gone.push(child);
+        }
+    }
+    Ok(all)
 }
 
 /// Compiles `node`; every error found is returned, not only the first.
@@ -305,6 +405,7 @@ pub fn compile(site: &Site, node: &str, opts: &CompileOptions) -> Result<Catalog
         contents: HashMap::new(),
         errors: Vec::new(),
         steps: Vec::new(),
+        purges: Vec::new(),
     };
     let renderer = Renderer::new();
     for m in &modules {
@@ -322,6 +423,7 @@ pub fn compile(site: &Site, node: &str, opts: &CompileOptions) -> Result<Catalog
         resources: builder.resources.into_values().collect(),
         contents: builder.contents,
         steps: builder.steps,
+        purges: builder.purges,
     })
 }
 
@@ -502,6 +604,7 @@ struct Builder<'a> {
     contents: HashMap<Hash, Vec<u8>>,
     errors: Vec<SiteError>,
     steps: Vec<Step>,
+    purges: Vec<Purge>,
 }
 
 /// A file of a module before rendering: where it goes and where it comes from.
@@ -811,6 +914,33 @@ impl Builder<'_> {
                 }
             };
             let line = m.toml.line(d.path.span().start);
+            if d.purge.as_ref().is_some_and(|p| *p.get_ref()) {
+                let mut keep = globset::GlobSetBuilder::new();
+                for k in &d.keep {
+                    match Glob::new(k) {
+                        Ok(g) => {
+                            keep.add(g);
+                        }
+                        Err(e) => self.errors.push(m.toml.error_at(
+                            d.path.span().start,
+                            format!("[[dir]] {path}: bad keep pattern `{k}`: {e}"),
+                        )),
+                    }
+                }
+                if path.as_str() == "/" {
+                    self.errors.push(
+                        m.toml
+                            .error_at(d.path.span().start, "the root directory cannot be purged"),
+                    );
+                } else if let Ok(keep) = keep.build() {
+                    self.purges.push(Purge {
+                        path: path.clone(),
+                        keep,
+                        module: id.to_string(),
+                        source: format!("{}:{line}", m.toml.rel),
+                    });
+                }
+            }
             self.add(Resource {
                 path,
                 kind: ResourceKind::Dir,

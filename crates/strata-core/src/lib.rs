@@ -15,8 +15,8 @@ mod site;
 mod tomlfile;
 
 pub use catalog::{
-    Catalog, CompileOptions, DEFAULT_TIMEOUT, HardwareLayer, ModuleRun, Resource, ResourceKind,
-    ScriptDecl, compile,
+    Catalog, CompileOptions, DEFAULT_TIMEOUT, HardwareLayer, ModuleRun, Purge, Resource,
+    ResourceKind, ScriptDecl, compile,
 };
 pub use error::{SiteError, SiteErrors};
 pub use params::{ParamTree, Source};

@@ -67,7 +67,6 @@ pub(crate) struct DirDecl {
     pub group: Option<String>,
     pub purge: Option<Spanned<bool>>,
     #[serde(default)]
-    #[allow(dead_code)]
     pub keep: Vec<String>,
 }
 
@@ -143,14 +142,6 @@ impl Module {
                 item.span().start,
                 "[[download]] resources are not supported by this version of strata yet",
             ));
-        }
-        for d in &v.dir {
-            if let Some(purge) = d.purge.as_ref().filter(|p| *p.get_ref()) {
-                out.push(self.toml.error_at(
-                    purge.span().start,
-                    "[[dir]] purge is not supported by this version of strata yet",
-                ));
-            }
         }
         out
     }

@@ -318,7 +318,15 @@ impl Planning<'_> {
     /// templates (or a shell is wanted).
     fn plan(&self, noop: bool, shell: bool, steps: &mut Vec<Step>) -> Result<Planned, EngineError> {
         if !shell && !scripts::needed(self.catalog) {
-            let entries = self.catalog.entries(self.users)?;
+            let mut entries = self.catalog.entries(self.users)?;
+            if !self.catalog.purges.is_empty() {
+                let current = self.state.current()?;
+                let (cur_entries, _) = managed(current.as_ref());
+                entries.extend(
+                    self.catalog
+                        .purged(self.root, cur_entries, &Default::default())?,
+                );
+            }
             let (p, c) = plan_against(
                 self.root,
                 self.state,

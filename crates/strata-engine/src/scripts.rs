@@ -168,6 +168,7 @@ pub fn plan(
             entries.push(e);
         }
     }
+    entries.extend(catalog.purged(root, cur_entries, &carried)?);
     let first = strata_core::plan(root, entries, cur_entries, originals, &catalog_contents)?;
     steps.push(meter.finish("plan declared"));
 

@@ -457,3 +457,63 @@ fn an_unknown_package_is_a_clear_error_and_nothing_changes() {
     );
     same_tree(&e.tree(), &before);
 }
+
+#[test]
+fn a_purged_directory_loses_what_no_module_declares_and_gets_it_back_when_unpurged() {
+    let e = env();
+    node(&e, &["web"]);
+    std::fs::create_dir_all(e.root().join("var/lib")).expect("var/lib");
+    e.write_root("etc/nginx/conf.d/old.conf", "old\n", 0o644)
+        .write_root("etc/nginx/conf.d/site.local", "mine\n", 0o644)
+        .write_root("etc/nginx/conf.d/sub/deep.conf", "deep\n", 0o600)
+        .write("modules/web/files/etc/nginx/conf.d/app.conf", "ours\n")
+        .write(
+            "modules/web/module.toml",
+            "[[dir]]\npath = \"/etc/nginx/conf.d\"\npurge = true\nkeep = [\"*.local\"]\n",
+        );
+    let original = e.tree();
+    let plan = plan_json(&e);
+    let removed: Vec<String> = changes(&plan)
+        .into_iter()
+        .filter(|(a, _)| a == "remove")
+        .map(|(_, p)| p)
+        .collect();
+    assert_eq!(
+        removed,
+        [
+            "/etc/nginx/conf.d/old.conf",
+            "/etc/nginx/conf.d/sub",
+            "/etc/nginx/conf.d/sub/deep.conf"
+        ]
+    );
+    apply_converges(&e);
+    let mut names: Vec<String> = std::fs::read_dir(e.root().join("etc/nginx/conf.d"))
+        .expect("conf.d")
+        .map(|d| d.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["app.conf", "site.local"]);
+
+    // Something dropped in later goes on the next apply.
+    e.write_root("etc/nginx/conf.d/stray.conf", "stray\n", 0o644);
+    let plan = plan_json(&e);
+    assert_eq!(
+        changes(&plan),
+        [(
+            "remove".to_string(),
+            "/etc/nginx/conf.d/stray.conf".to_string()
+        )]
+    );
+    apply_converges(&e);
+
+    // Without the purge, everything it removed comes back from the store.
+    e.write("modules/web/module.toml", "");
+    apply_converges(&e);
+    assert_eq!(read(&e, "etc/nginx/conf.d/old.conf"), "old\n");
+    assert_eq!(read(&e, "etc/nginx/conf.d/sub/deep.conf"), "deep\n");
+    assert_eq!(read(&e, "etc/nginx/conf.d/stray.conf"), "stray\n");
+    node(&e, &[]);
+    apply_converges(&e);
+    std::fs::remove_file(e.root().join("etc/nginx/conf.d/stray.conf")).expect("rm");
+    same_tree(&e.tree(), &original);
+}
