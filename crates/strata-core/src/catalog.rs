@@ -298,9 +298,11 @@ fn purge_walk(
                 purge_walk(root, p, &child, declared, needed, gone)?;
             }
             all = false;
-        } else if p.keep.is_match(rel) || p.keep.is_match(&name) {
-            all = false;
-        } else if is_dir && !purge_walk(root, p, &child, declared, needed, gone)? {
+        } else if p.keep.is_match(rel)
+            || p.keep.is_match(&name)
+            || (is_dir && !purge_walk(root, p, &child, declared, needed, gone)?)
+        {
+            // Kept, or holding something kept.
             all = false;
         } else {
             gone.push(child);
