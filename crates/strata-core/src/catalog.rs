@@ -62,6 +62,13 @@ pub enum ResourceKind {
         /// The executable template in the site.
         program: PathBuf,
     },
+    /// A file strata fetches, pinned by its SHA-256.
+    Download {
+        /// Where from (`https://`, or `http://`).
+        url: String,
+        /// The SHA-256 of its content, lowercase hex.
+        sha256: String,
+    },
 }
 
 impl Resource {
@@ -203,7 +210,7 @@ impl Catalog {
                     gid,
                 },
                 // Its content is known only once it ran in the sandbox.
-                ResourceKind::Exec { .. } => continue,
+                ResourceKind::Exec { .. } | ResourceKind::Download { .. } => continue,
             };
             out.push(Entry {
                 path: r.path.clone(),
@@ -365,7 +372,7 @@ pub fn compile(site: &Site, node: &str, opts: &CompileOptions) -> Result<Catalog
     }
     let modules = graph::resolve(site, module_refs)?;
 
-    let mut errors: Vec<SiteError> = modules.iter().flat_map(Module::unsupported).collect();
+    let mut errors: Vec<SiteError> = Vec::new();
     let mut runs = Vec::new();
     for m in &modules {
         match m.run() {
@@ -946,6 +953,55 @@ impl Builder<'_> {
             self.add(Resource {
                 path,
                 kind: ResourceKind::Dir,
+                mode,
+                owner: d.owner.clone().unwrap_or_else(|| "root".into()),
+                group: d.group.clone().unwrap_or_else(|| "root".into()),
+                replace: true,
+                module: id.to_string(),
+                source: format!("{}:{line}", m.toml.rel),
+                sensitive: false,
+            });
+        }
+        for d in &m.toml.value.download {
+            let at = d.span().start;
+            let line = m.toml.line(at);
+            let d = d.get_ref();
+            let mut fail = |msg: String| self.errors.push(m.toml.error_at(at, msg));
+            let path = match TargetPath::parse(&d.path) {
+                Ok(p) => p,
+                Err(e) => {
+                    fail(e.to_string());
+                    continue;
+                }
+            };
+            let sha256 = d.sha256.to_ascii_lowercase();
+            if sha256.len() != 64 || !sha256.chars().all(|c| c.is_ascii_hexdigit()) {
+                fail(format!(
+                    "[[download]] {path}: sha256 must be 64 hexadecimal digits, not `{}`",
+                    d.sha256
+                ));
+                continue;
+            }
+            if !(d.url.starts_with("https://") || d.url.starts_with("http://")) {
+                fail(format!(
+                    "[[download]] {path}: url must start with https:// (or http://), not `{}`",
+                    d.url
+                ));
+                continue;
+            }
+            let mode = match d.mode.as_deref().map(parse_mode).transpose() {
+                Ok(mode) => mode.unwrap_or(0o644),
+                Err(msg) => {
+                    fail(msg);
+                    continue;
+                }
+            };
+            self.add(Resource {
+                path,
+                kind: ResourceKind::Download {
+                    url: d.url.clone(),
+                    sha256,
+                },
                 mode,
                 owner: d.owner.clone().unwrap_or_else(|| "root".into()),
                 group: d.group.clone().unwrap_or_else(|| "root".into()),

@@ -39,7 +39,7 @@ pub(crate) struct ModuleToml {
     #[serde(default)]
     pub line: Vec<Spanned<Line>>,
     #[serde(default)]
-    pub download: Vec<Spanned<toml::Table>>,
+    pub download: Vec<Spanned<DownloadDecl>>,
     #[serde(default)]
     pub service: Vec<Spanned<Service>>,
     pub plan_network: Option<bool>,
@@ -68,6 +68,18 @@ pub(crate) struct DirDecl {
     pub purge: Option<Spanned<bool>>,
     #[serde(default)]
     pub keep: Vec<String>,
+}
+
+/// `[[download]]`: a file fetched by strata, pinned by its SHA-256.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DownloadDecl {
+    pub url: String,
+    pub sha256: String,
+    pub path: String,
+    pub mode: Option<String>,
+    pub owner: Option<String>,
+    pub group: Option<String>,
 }
 
 /// `[[link]]`: a symbolic link.
@@ -130,20 +142,6 @@ impl Module {
             dir,
             toml,
         })
-    }
-
-    /// Errors for resource kinds that this version of strata does not implement yet:
-    /// refusing is better than silently ignoring a declaration.
-    pub fn unsupported(&self) -> Vec<SiteError> {
-        let v = &self.toml.value;
-        let mut out = Vec::new();
-        for item in &v.download {
-            out.push(self.toml.error_at(
-                item.span().start,
-                "[[download]] resources are not supported by this version of strata yet",
-            ));
-        }
-        out
     }
 
     /// Its scripts (`scripts/*` in lexical order; hidden files and `~` backups skipped)

@@ -19,6 +19,7 @@ use strata_types::{
 
 pub use strata_core::NodeInfo;
 
+mod downloads;
 mod scripts;
 mod steps;
 
@@ -277,7 +278,7 @@ fn run_plan(req: &Request, shell: bool) -> Result<Outcome, EngineError> {
         state: &state,
         users: &users,
     };
-    let (plan, _, run) = ctx.plan(true, shell, &mut steps)?;
+    let (plan, _, run, _) = ctx.plan(true, shell, &mut steps)?;
     let users = match &run {
         Some(r) => r.users(&root)?,
         None => users,
@@ -311,14 +312,42 @@ struct Planning<'a> {
     users: &'a UserDb,
 }
 
-type Planned = (Plan, Option<Generation>, Option<scripts::SandboxRun>);
+type Planned = (
+    Plan,
+    Option<Generation>,
+    Option<scripts::SandboxRun>,
+    downloads::Downloads,
+);
 
 impl Planning<'_> {
     /// Plans directly, or through the sandbox when the catalog has scripts or executable
     /// templates (or a shell is wanted).
     fn plan(&self, noop: bool, shell: bool, steps: &mut Vec<Step>) -> Result<Planned, EngineError> {
-        if !shell && !scripts::needed(self.catalog) {
+        let sandboxed = shell || scripts::needed(self.catalog);
+        // A plan fetches downloads only when scripts may need them in the sandbox.
+        let dl = downloads::resolve(self.catalog, self.root, self.users, !noop || sandboxed)?;
+        let (mut plan, current, run) = self.plan_with(&dl, noop, shell, sandboxed, steps)?;
+        for c in &mut plan.changes {
+            if let Some(url) = dl.pending.get(&c.path) {
+                c.note = Some(format!(
+                    "fetched from {url} and checked against its sha256 at apply"
+                ));
+            }
+        }
+        Ok((plan, current, run, dl))
+    }
+
+    fn plan_with(
+        &self,
+        dl: &downloads::Downloads,
+        noop: bool,
+        shell: bool,
+        sandboxed: bool,
+        steps: &mut Vec<Step>,
+    ) -> Result<(Plan, Option<Generation>, Option<scripts::SandboxRun>), EngineError> {
+        if !sandboxed {
             let mut entries = self.catalog.entries(self.users)?;
+            entries.extend(dl.entries.iter().cloned());
             if !self.catalog.purges.is_empty() {
                 let current = self.state.current()?;
                 let (cur_entries, _) = managed(current.as_ref());
@@ -331,7 +360,7 @@ impl Planning<'_> {
                 self.root,
                 self.state,
                 entries,
-                &self.catalog.contents,
+                &(&self.catalog.contents, &dl.contents),
                 steps,
             )?;
             return Ok((p, c, None));
@@ -348,6 +377,7 @@ impl Planning<'_> {
             self.root,
             self.state,
             self.users,
+            dl,
             &self.site.sandbox,
             &mode,
             steps,
@@ -379,7 +409,7 @@ pub fn apply(req: &Request) -> Result<Outcome, EngineError> {
         state: &state,
         users: &users,
     };
-    let (plan, current, run) = ctx.plan(false, false, &mut steps)?;
+    let (plan, current, run, dl) = ctx.plan(false, false, &mut steps)?;
     let users = match &run {
         Some(r) => r.users(&root)?,
         None => users,
@@ -402,7 +432,7 @@ pub fn apply(req: &Request) -> Result<Outcome, EngineError> {
         .map(|r| (r.observed.runs.clone(), r.observed.calls.clone()))
         .unwrap_or_default();
     let out = run.as_ref().map(|r| r.contents());
-    let contents = (&catalog.contents, out);
+    let contents = ((&catalog.contents, &dl.contents), out);
     let (number, activations) = commit(
         &state,
         &plan,

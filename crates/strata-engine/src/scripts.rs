@@ -86,6 +86,7 @@ pub fn plan(
     root: &Root,
     state: &State<'_>,
     users: &UserDb,
+    downloads: &crate::downloads::Downloads,
     settings: &SandboxSettings,
     mode: &Mode<'_>,
     steps: &mut Vec<Step>,
@@ -94,12 +95,13 @@ pub fn plan(
     let current = state.current()?;
     let (cur_entries, originals) = crate::managed(current.as_ref());
     let store = state.store();
-    let catalog_contents = (&catalog.contents, &store);
+    let catalog_contents = ((&catalog.contents, &downloads.contents), &store);
 
     // Owners the modules' own users and groups provide get placeholder ids until the
     // sandbox made them.
     let users = &pending(catalog, users);
     let mut entries = catalog.entries(users)?;
+    entries.extend(downloads.entries.iter().cloned());
     let declared: BTreeSet<TargetPath> = catalog.resources.iter().map(|r| r.path.clone()).collect();
     let mut exec: BTreeSet<TargetPath> = BTreeSet::new();
     let mut templates: BTreeMap<String, Vec<Template>> = BTreeMap::new();

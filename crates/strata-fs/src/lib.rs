@@ -22,6 +22,6 @@ pub use meter::Meter;
 pub use root::{DirEntryKind, Root};
 pub use site::{
     SiteFile, create_dir_all, exists, is_dir, list_dir, read, read_link, read_to_string,
-    read_with_mode, self_io, walk_files, write_new,
+    read_with_mode, self_io, walk_files, write_atomic, write_new,
 };
 pub use users::{PENDING, UserDb};

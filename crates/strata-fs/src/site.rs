@@ -100,6 +100,13 @@ pub fn write_new(path: &Path, content: &[u8]) -> Result<()> {
     std::fs::write(path, content).map_err(|e| FsError::new("write", path, e))
 }
 
+/// Writes a file whole or not at all: to a temporary name beside it, then renamed.
+pub fn write_atomic(path: &Path, content: &[u8]) -> Result<()> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    write_new(&tmp, content)?;
+    std::fs::rename(&tmp, path).map_err(|e| FsError::new("rename", path, e))
+}
+
 /// Bytes this process has read and written so far (`/proc/self/io`: `rchar`, `wchar`),
 /// or zeros when the kernel does not say.
 pub fn self_io() -> (u64, u64) {

@@ -103,7 +103,16 @@ impl TestEnv {
 
     /// Runs `strata` and returns its output.
     pub fn run(&self, args: &[&str]) -> Run {
-        let out = self.cmd(args).output().expect("run strata");
+        self.run_env(args, &[])
+    }
+
+    /// Runs `strata` with extra environment variables.
+    pub fn run_env(&self, args: &[&str], vars: &[(&str, &Path)]) -> Run {
+        let out = self
+            .cmd(args)
+            .envs(vars.iter().copied())
+            .output()
+            .expect("run strata");
         Run::new(&out, self)
     }
 

@@ -517,3 +517,161 @@ fn a_purged_directory_loses_what_no_module_declares_and_gets_it_back_when_unpurg
     std::fs::remove_file(e.root().join("etc/nginx/conf.d/stray.conf")).expect("rm");
     same_tree(&e.tree(), &original);
 }
+
+/// A tiny HTTP server on loopback serving `files` by path; counts the requests it answers,
+/// and answers 503 once `down` is set.
+struct Server {
+    port: u16,
+    files: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>>,
+    hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Server {
+    fn start() -> Server {
+        use std::io::{BufRead, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let server = Server {
+            port,
+            files: Default::default(),
+            hits: Default::default(),
+            down: Default::default(),
+        };
+        let (files, hits, down) = (
+            server.files.clone(),
+            server.hits.clone(),
+            server.down.clone(),
+        );
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = std::io::BufReader::new(stream.try_clone().expect("clone"));
+                let mut request = String::new();
+                let _ = reader.read_line(&mut request);
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let path = request.split(' ').nth(1).unwrap_or("/").to_string();
+                let body = files.lock().expect("files").get(&path).cloned();
+                let (status, body) = match body {
+                    _ if down.load(Ordering::SeqCst) => ("503 Unavailable", Vec::new()),
+                    Some(b) => {
+                        hits.fetch_add(1, Ordering::SeqCst);
+                        ("200 OK", b)
+                    }
+                    None => ("404 Not Found", Vec::new()),
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(&body);
+            }
+        });
+        server
+    }
+
+    fn serve(&self, path: &str, body: &str) -> String {
+        self.files
+            .lock()
+            .expect("files")
+            .insert(path.to_string(), body.as_bytes().to_vec());
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+fn sha256(text: &str) -> String {
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("f");
+    std::fs::write(&file, text).expect("write");
+    let out = std::process::Command::new("sha256sum")
+        .arg(&file)
+        .output()
+        .expect("sha256sum");
+    String::from_utf8_lossy(&out.stdout)[..64].to_string()
+}
+
+#[test]
+fn downloads_are_verified_before_anything_is_written_and_roll_back_offline() {
+    let e = env();
+    node(&e, &["dl"]);
+    std::fs::create_dir_all(e.root().join("var/lib")).expect("var/lib");
+    let cache = e.path().join("cache");
+    let run = |args: &[&str]| e.run_env(args, &[("STRATA_CACHE_DIR", cache.as_path())]);
+    let server = Server::start();
+    let declare = |url: &str, sum: &str| {
+        e.write(
+            "modules/dl/module.toml",
+            &format!(
+                "[[download]]\nurl = \"{url}\"\nsha256 = \"{sum}\"\npath = \"/opt/tool.txt\"\nmode = \"0750\"\n"
+            ),
+        );
+    };
+    let original = e.tree();
+
+    // A wrong checksum: a clear error, and nothing on the target or in the cache.
+    let url = server.serve("/v1", "tool v1\n");
+    declare(&url, &sha256("something else\n"));
+    let err = run(&["apply", "--node", "n1"]).code(1).stderr;
+    assert!(
+        err.contains(&format!("its sha256 is {}", sha256("tool v1\n"))),
+        "{err}"
+    );
+    assert!(err.contains("nothing was written"), "{err}");
+    same_tree(&e.tree(), &original);
+    assert!(
+        !cache.join("downloads").exists()
+            || std::fs::read_dir(cache.join("downloads"))
+                .expect("dir")
+                .count()
+                == 0
+    );
+
+    // A plan needs no network: it says the file will be fetched.
+    declare(&url, &sha256("tool v1\n"));
+    let hits = server.hits();
+    let text = run(&["plan", "--node", "n1"]).code(2).stdout;
+    assert!(text.contains("create    /opt/tool.txt"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "fetched from {url} and checked against its sha256 at apply"
+        )),
+        "{text}"
+    );
+    assert_eq!(server.hits(), hits, "a plan fetched");
+    run(&["apply", "--node", "n1"]).code(0);
+    assert_eq!(read(&e, "opt/tool.txt"), "tool v1\n");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(e.root().join("opt/tool.txt"))
+        .expect("md")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o7777, 0o750);
+    run(&["plan", "--node", "n1"]).code(0);
+
+    // Version 2, then a rollback with the server gone: the store has version 1.
+    let url2 = server.serve("/v2", "tool v2\n");
+    declare(&url2, &sha256("tool v2\n"));
+    let text = run(&["plan", "--node", "n1"]).code(2).stdout;
+    assert!(text.contains("modify    /opt/tool.txt"), "{text}");
+    run(&["apply", "--node", "n1"]).code(0);
+    assert_eq!(read(&e, "opt/tool.txt"), "tool v2\n");
+    server.down.store(true, std::sync::atomic::Ordering::SeqCst);
+    run(&["rollback"]).code(0);
+    assert_eq!(read(&e, "opt/tool.txt"), "tool v1\n");
+    // The cached copy makes a plan show the real change, offline.
+    let text = run(&["plan", "--node", "n1"]).code(2).stdout;
+    assert!(text.contains("-tool v1\n+tool v2"), "{text}");
+
+    node(&e, &[]);
+    run(&["apply", "--node", "n1"]).code(0);
+    same_tree(&e.tree(), &original);
+}
