@@ -220,6 +220,22 @@ pub fn restarts(
         .map(|c| &c.path)
         .collect();
     let mut out = Vec::new();
+    // Changed unit files are loaded before anything restarts.
+    let units = [
+        "/etc/systemd/system/",
+        "/lib/systemd/system/",
+        "/usr/lib/systemd/system/",
+    ];
+    if let Some(c) = changes
+        .iter()
+        .find(|c| c.action.changes_target() && units.iter().any(|u| c.path.as_str().starts_with(u)))
+    {
+        out.push(Deferred {
+            module: c.module.clone().unwrap_or_else(|| "strata".into()),
+            program: "unit files changed".into(),
+            argv: vec!["systemctl".into(), "daemon-reload".into()],
+        });
+    }
     for r in runs {
         for s in &r.declared.services {
             for (verb, globs) in [("restart", &s.restart_on), ("reload", &s.reload_on)] {

@@ -365,7 +365,12 @@ fn check_target(root: &Path) -> Result<(), SandboxError> {
             continue;
         };
         let point = PathBuf::from(unescape_mount(point));
-        if point != root && point.starts_with(root) && !outer::pseudo_fs(fstype) {
+        // The sandbox mounts its own /proc, /dev, /sys, /run and /tmp: what is mounted
+        // below those on the target (a container's /run/host…) is never seen anyway.
+        let replaced = outer::MOUNT_POINTS
+            .iter()
+            .any(|m| point.starts_with(root.join(&m[1..])));
+        if point != root && point.starts_with(root) && !outer::pseudo_fs(fstype) && !replaced {
             return Err(SandboxError::Submount {
                 root: root.to_path_buf(),
                 mount: point,

@@ -179,6 +179,19 @@ fn a_declaration_removed_from_a_module_that_stays_is_taken_back_alone() {
     let with_both = e.tree();
     assert!(read(&e, "etc/passwd").contains("bob:x:"));
 
+    // alice's home holds a file of her own: not strata's, so it stays.
+    e.write_root("home/alice/notes.txt", "mine\n", 0o644);
+    e.write("modules/acct/module.toml", "[[user]]\nname = \"bob\"\n");
+    let text = e.run(&["plan", "--node", "n1"]).code(2).stdout;
+    assert!(text.contains("left in place"), "{text}");
+    e.run(&["apply", "--node", "n1"]).code(0);
+    assert_eq!(read(&e, "home/alice/notes.txt"), "mine\n");
+    assert!(!e.root().join("home/alice/.bashrc").exists());
+    std::fs::remove_dir_all(e.root().join("home/alice")).expect("rm");
+    e.write("modules/acct/module.toml", both);
+    apply_converges(&e);
+    assert_eq!(e.tree(), with_both);
+
     e.write("modules/acct/module.toml", "[[user]]\nname = \"alice\"\n");
     let plan = plan_json(&e);
     let paths: Vec<String> = changes(&plan).into_iter().map(|(_, p)| p).collect();
