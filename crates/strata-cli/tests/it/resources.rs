@@ -688,3 +688,157 @@ fn downloads_are_verified_before_anything_is_written_and_roll_back_offline() {
     run(&["apply", "--node", "n1"]).code(0);
     same_tree(&e.tree(), &original);
 }
+
+/// The Debian root booted with its own systemd in a container (`systemd-nspawn --boot`),
+/// shut down when dropped.
+struct Booted {
+    nspawn: std::process::Child,
+    /// The container's PID 1, as this machine sees it.
+    init: u32,
+}
+
+impl Booted {
+    fn start(root: &std::path::Path) -> Option<Booted> {
+        let nspawn = std::process::Command::new("systemd-nspawn")
+            .arg("-D")
+            .arg(root)
+            .args([
+                "--boot",
+                "--register=no",
+                "--keep-unit",
+                "--console=pipe",
+                "-q",
+            ])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        let mut booted = Booted { nspawn, init: 0 };
+        for _ in 0..300 {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            let children = format!("/proc/{}/task/{0}/children", booted.nspawn.id());
+            booted.init = std::fs::read_to_string(children)
+                .ok()
+                .and_then(|c| c.split_whitespace().next()?.parse().ok())
+                .unwrap_or(0);
+            if booted.init != 0 {
+                let state = booted.sh("systemctl is-system-running");
+                if state.starts_with("running") || state.starts_with("degraded") {
+                    return Some(booted);
+                }
+            }
+        }
+        None
+    }
+
+    /// Runs a shell command inside the container; its standard output.
+    fn sh(&self, command: &str) -> String {
+        let out = std::process::Command::new("nsenter")
+            .args(["-t", &self.init.to_string(), "-a", "/bin/sh", "-c", command])
+            .output()
+            .expect("nsenter");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Booted {
+    fn drop(&mut self) {
+        // Killing the container's PID 1 ends every process in it; then nspawn exits.
+        if self.init != 0 {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &self.init.to_string()])
+                .status();
+        }
+        let _ = self.nspawn.kill();
+        let _ = self.nspawn.wait();
+    }
+}
+
+#[test]
+fn services_are_enabled_and_restarted_under_a_real_systemd() {
+    let e = env();
+    require_debian_root!(e);
+    if std::process::Command::new("systemd-nspawn")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: needs systemd-nspawn (apt-get install systemd-container)");
+        return;
+    }
+    // strata runs on the node itself, as it would there.
+    let root = e.root();
+    std::fs::copy(
+        env!("CARGO_BIN_EXE_strata"),
+        root.join("usr/local/bin/strata"),
+    )
+    .expect("copy strata");
+    node(&e, &["demo"]);
+    e.write(
+        "modules/demo/files/etc/systemd/system/strata-demo.service",
+        "[Unit]\nDescription=strata demo\n[Service]\nExecStart=/bin/sh -c 'cat /etc/demo/conf >> /var/lib/demo.log; exec sleep infinity'\n[Install]\nWantedBy=multi-user.target\n",
+    )
+    .write("modules/demo/files/etc/demo/conf", "v1\n")
+    .write(
+        "modules/demo/module.toml",
+        "[[service]]\nname = \"strata-demo\"\nrestart_on = [\"/etc/demo/**\"]\n",
+    );
+    strata_test::copy_tree(&e.site(), &root.join("srv/site"));
+    let Some(sys) = Booted::start(&root) else {
+        panic!("the Debian root did not boot under systemd-nspawn");
+    };
+    let strata = |verb: &str| {
+        sys.sh(&format!(
+            "strata {verb} --site /srv/site --node n1 --root / 2>&1; echo exit=$?"
+        ))
+    };
+
+    let plan = strata("plan");
+    assert!(plan.contains("would run systemctl daemon-reload"), "{plan}");
+    assert!(
+        plan.contains("would run systemctl restart strata-demo"),
+        "{plan}"
+    );
+    assert!(plan.ends_with("exit=2\n"), "{plan}");
+    let applied = strata("apply");
+    assert!(
+        applied.contains("ran systemctl restart strata-demo  (ok;"),
+        "{applied}"
+    );
+    assert_eq!(sys.sh("systemctl is-enabled strata-demo").trim(), "enabled");
+    assert_eq!(sys.sh("systemctl is-active strata-demo").trim(), "active");
+    assert_eq!(sys.sh("cat /var/lib/demo.log"), "v1\n");
+    assert!(strata("plan").ends_with("exit=0\n"), "nothing left to do");
+
+    // A change under restart_on restarts it; the new process reads the new file.
+    std::fs::write(
+        root.join("srv/site/modules/demo/files/etc/demo/conf"),
+        "v2\n",
+    )
+    .expect("write");
+    let applied = strata("apply");
+    assert!(
+        applied.contains("ran systemctl restart strata-demo  (ok;"),
+        "{applied}"
+    );
+    assert!(
+        !applied.contains("daemon-reload"),
+        "no unit file changed: {applied}"
+    );
+    assert_eq!(sys.sh("cat /var/lib/demo.log"), "v1\nv2\n");
+
+    // Undeclared: disabled again, its unit file gone.
+    std::fs::write(root.join("srv/site/nodes/n1.toml"), "modules = []\n").expect("write");
+    let applied = strata("apply");
+    assert!(applied.ends_with("exit=0\n"), "{applied}");
+    assert_ne!(
+        sys.sh("systemctl is-enabled strata-demo 2>&1").trim(),
+        "enabled"
+    );
+    assert!(
+        !root
+            .join("etc/systemd/system/multi-user.target.wants/strata-demo.service")
+            .exists()
+    );
+}
