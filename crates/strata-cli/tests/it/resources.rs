@@ -326,6 +326,20 @@ fn bad_package_user_and_service_declarations_are_located_errors() {
         err.contains("package `nginx` is declared differently by modules a and b"),
         "{err}"
     );
+    e.write(
+        "modules/a/module.toml",
+        "[[download]]\nurl = \"https://example.org/x\"\nsha256 = \"abc\"\npath = \"/opt/x\"\n",
+    );
+    let err = e.run(&["check"]).code(1).stderr;
+    assert!(err.contains("modules/a/module.toml:1"), "{err}");
+    assert!(
+        err.contains("sha256 must be 64 hexadecimal digits, not `abc`"),
+        "{err}"
+    );
+    e.write(
+        "modules/a/module.toml",
+        "[[package]]\nname = \"nginx\"\nversion = \"1.0\"\n",
+    );
     // The same declaration in two modules is one package.
     e.write(
         "modules/b/module.toml",
