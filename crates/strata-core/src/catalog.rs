@@ -72,6 +72,28 @@ pub enum ResourceKind {
 }
 
 impl Resource {
+    /// A path a module declares in its `module.toml`: mode, owner and group (root when
+    /// not given).
+    fn declared(
+        path: TargetPath,
+        kind: ResourceKind,
+        (mode, owner, group): (u32, &Option<String>, &Option<String>),
+        module: &str,
+        source: String,
+    ) -> Resource {
+        Resource {
+            path,
+            kind,
+            mode,
+            owner: owner.clone().unwrap_or_else(|| "root".into()),
+            group: group.clone().unwrap_or_else(|| "root".into()),
+            replace: true,
+            module: module.to_string(),
+            source,
+            sensitive: false,
+        }
+    }
+
     /// The owner and group ids on the target, from its own users and groups.
     pub fn ids(&self, users: &crate::UserDb) -> Result<(u32, u32), SiteError> {
         let (uid, gid) = (users.uid(&self.owner), users.gid(&self.group));
@@ -950,17 +972,13 @@ impl Builder<'_> {
                     });
                 }
             }
-            self.add(Resource {
+            self.add(Resource::declared(
                 path,
-                kind: ResourceKind::Dir,
-                mode,
-                owner: d.owner.clone().unwrap_or_else(|| "root".into()),
-                group: d.group.clone().unwrap_or_else(|| "root".into()),
-                replace: true,
-                module: id.to_string(),
-                source: format!("{}:{line}", m.toml.rel),
-                sensitive: false,
-            });
+                ResourceKind::Dir,
+                (mode, &d.owner, &d.group),
+                id,
+                format!("{}:{line}", m.toml.rel),
+            ));
         }
         for d in &m.toml.value.download {
             let at = d.span().start;
@@ -996,20 +1014,16 @@ impl Builder<'_> {
                     continue;
                 }
             };
-            self.add(Resource {
+            self.add(Resource::declared(
                 path,
-                kind: ResourceKind::Download {
+                ResourceKind::Download {
                     url: d.url.clone(),
                     sha256,
                 },
-                mode,
-                owner: d.owner.clone().unwrap_or_else(|| "root".into()),
-                group: d.group.clone().unwrap_or_else(|| "root".into()),
-                replace: true,
-                module: id.to_string(),
-                source: format!("{}:{line}", m.toml.rel),
-                sensitive: false,
-            });
+                (mode, &d.owner, &d.group),
+                id,
+                format!("{}:{line}", m.toml.rel),
+            ));
         }
         for l in &m.toml.value.link {
             let path = match TargetPath::parse(l.path.get_ref()) {
@@ -1021,19 +1035,15 @@ impl Builder<'_> {
                 }
             };
             let line = m.toml.line(l.path.span().start);
-            self.add(Resource {
+            self.add(Resource::declared(
                 path,
-                kind: ResourceKind::Link {
+                ResourceKind::Link {
                     target: l.target.clone(),
                 },
-                mode: 0o777,
-                owner: "root".into(),
-                group: "root".into(),
-                replace: true,
-                module: id.to_string(),
-                source: format!("{}:{line}", m.toml.rel),
-                sensitive: false,
-            });
+                (0o777, &None, &None),
+                id,
+                format!("{}:{line}", m.toml.rel),
+            ));
         }
     }
 }

@@ -6,6 +6,7 @@ use serde_json::Value;
 use strata_test::{TestEnv, require_busybox_root, require_debian_root};
 
 use crate::env;
+use crate::sandbox::changed_paths as changes;
 
 /// A site whose node `n1` applies the given modules.
 fn node(e: &TestEnv, modules: &[&str]) {
@@ -24,22 +25,6 @@ fn plan_json(e: &TestEnv) -> Value {
         out.stderr
     );
     serde_json::from_str(&out.stdout).expect("plan JSON")
-}
-
-/// Paths the plan changes, with their action.
-fn changes(plan: &Value) -> Vec<(String, String)> {
-    plan["changes"]
-        .as_array()
-        .expect("changes")
-        .iter()
-        .filter(|c| c["action"] != "unchanged")
-        .map(|c| {
-            (
-                c["action"].as_str().expect("action").to_string(),
-                c["path"].as_str().expect("path").to_string(),
-            )
-        })
-        .collect()
 }
 
 fn changed(plan: &Value, path: &str) -> bool {

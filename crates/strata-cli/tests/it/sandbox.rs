@@ -117,7 +117,8 @@ fn plan_equals_apply(e: &TestEnv) -> Value {
     json
 }
 
-fn changed_paths(plan: &Value) -> Vec<(String, String)> {
+/// The (action, path) pairs a plan changes.
+pub(crate) fn changed_paths(plan: &Value) -> Vec<(String, String)> {
     plan["changes"]
         .as_array()
         .expect("changes")
