@@ -163,6 +163,20 @@ fn describe(o: &Outcome, c: &Change) -> String {
         Snapshot::Link { target, .. } => Some(format!("-> {target}")),
         _ => None,
     };
+    // `user.a=0x6869 security.capability=(none)`: values shortened.
+    let xattrs = |s: &Snapshot| {
+        (!s.xattrs().is_empty()).then(|| {
+            s.xattrs()
+                .iter()
+                .map(|(k, v)| match v {
+                    Some(v) if v.len() > 16 => format!("{k}=0x{}…", &v[..16]),
+                    Some(v) => format!("{k}=0x{v}"),
+                    None => format!("{k}=(none)"),
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+    };
     let full = |s: &Snapshot| {
         let mut parts = vec![s.kind().to_string()];
         parts.extend(s.mode().map(|m| format!("{m:04o}")));
@@ -171,6 +185,7 @@ fn describe(o: &Outcome, c: &Change) -> String {
         }
         parts.extend(hash(s));
         parts.extend(target(s));
+        parts.extend(xattrs(s));
         parts.join(" ")
     };
     match c.action {
@@ -208,6 +223,7 @@ fn describe(o: &Outcome, c: &Change) -> String {
             if !matches!(a, Snapshot::Link { .. }) {
                 diff("owner", owner(b), owner(a));
             }
+            diff("xattrs", xattrs(b), xattrs(a));
             diff(
                 "target",
                 target(b).map(|t| t[3..].to_string()),

@@ -220,11 +220,13 @@ impl Catalog {
                     mode: r.mode,
                     uid,
                     gid,
+                    xattrs: Default::default(),
                 },
                 ResourceKind::Dir => Snapshot::Dir {
                     mode: r.mode,
                     uid,
                     gid,
+                    xattrs: Default::default(),
                 },
                 ResourceKind::Link { target } => Snapshot::Link {
                     target: target.clone(),

@@ -51,8 +51,9 @@ pub fn plan(
             .state
             .hash()
             .and_then(|h| contents.content(&h).map(|c| (h, c)));
-        let (before, old) =
+        let (mut before, old) =
             root.inspect_with_content(&path, want.as_ref().map(|(h, c)| (h, &c[..])))?;
+        root.fill_xattrs(&path, entry.state.xattrs(), &mut before)?;
         let created_by_us = originals.get(&path).is_some_and(Snapshot::is_absent);
         if !entry.replace {
             // Add-only: once there, never overwritten; keep what strata first wrote.
@@ -149,6 +150,7 @@ fn add_implicit_dirs(
                 mode: 0o755,
                 uid: 0,
                 gid: 0,
+                xattrs: Default::default(),
             };
             desired.insert(
                 dir.clone(),
@@ -223,7 +225,8 @@ fn release(
     let mut removed: BTreeSet<TargetPath> = BTreeSet::new();
     let mut changes = Vec::new();
     for (path, original) in gone {
-        let (before, old) = root.inspect_with_content(path, None)?;
+        let (mut before, old) = root.inspect_with_content(path, None)?;
+        root.fill_xattrs(path, original.xattrs(), &mut before)?;
         let was = current.get(path);
         let mut c = Change {
             path: path.clone(),

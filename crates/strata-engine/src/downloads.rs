@@ -103,6 +103,7 @@ fn entry(r: &strata_core::Resource, hash: Hash, size: u64, uid: u32, gid: u32) -
             mode: r.mode,
             uid,
             gid,
+            xattrs: Default::default(),
         },
         replace: true,
         implicit: false,

@@ -19,7 +19,7 @@ mod users;
 pub use error::{FsError, Result};
 pub use lock::{Lock, LockError};
 pub use meter::Meter;
-pub use root::{DirEntryKind, Root};
+pub use root::{DirEntryKind, Root, managed_xattr};
 pub use site::{
     SiteFile, create_dir_all, exists, is_dir, list_dir, read, read_link, read_to_string,
     read_with_mode, self_io, walk_files, write_atomic, write_new,

@@ -135,7 +135,7 @@ impl Ctx<'_> {
                 t.symlink_in(&dir, p.file_name(), target, *uid, *gid)
                     .map_err(|e| e.to_string())?;
             }
-            Snapshot::Dir { mode, uid, gid } => {
+            Snapshot::Dir { mode, uid, gid, .. } => {
                 if matches!(have, Snapshot::Dir { .. }) {
                     t.set_meta(p, Some(*mode), *uid, *gid)
                 } else {
@@ -155,7 +155,7 @@ impl Ctx<'_> {
             }
             Snapshot::Other { kind } => return Err(format!("cannot lay a {kind}")),
         }
-        Ok(())
+        t.set_xattrs(p, l.state.xattrs()).map_err(|e| e.to_string())
     }
 
     /// One module: its packages, groups and users, its files, lines and services, then its

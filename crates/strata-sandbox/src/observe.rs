@@ -10,7 +10,7 @@ use std::path::Path;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use strata_fs::Root;
-use strata_types::{Hash, Snapshot, TargetPath};
+use strata_types::{Hash, Snapshot, TargetPath, Xattrs};
 
 use crate::outer::MOUNT_POINTS;
 use crate::{Changed, DEFAULT_IGNORE, Merged};
@@ -123,6 +123,8 @@ fn is_opaque(path: &Path) -> bool {
 
 struct Walk<'a> {
     upper: &'a Path,
+    /// The upper dir as a tree, to read extended attributes.
+    upper_tree: Root,
     lower: &'a Root,
     ignore: &'a Ignore,
     owners: &'a Owners,
@@ -143,6 +145,7 @@ pub fn changes(
 ) -> Result<Vec<Changed>, String> {
     let mut w = Walk {
         upper,
+        upper_tree: Root::open(upper).map_err(|e| e.to_string())?,
         lower,
         ignore,
         owners,
@@ -157,6 +160,37 @@ pub fn changes(
 }
 
 impl Walk<'_> {
+    /// The extended attributes the run set or removed on a file or directory of the upper
+    /// dir, against the target's; `before` gets the target's values for those names.
+    fn xattrs(&self, path: &TargetPath, before: &mut Snapshot) -> Result<Xattrs, String> {
+        let now = self
+            .upper_tree
+            .xattrs(path, None)
+            .map_err(|e| e.to_string())?;
+        let was = match before {
+            Snapshot::File { .. } | Snapshot::Dir { .. } => {
+                self.lower.xattrs(path, None).map_err(|e| e.to_string())?
+            }
+            _ => Xattrs::new(),
+        };
+        let mut diff = Xattrs::new();
+        for (name, value) in &now {
+            if was.get(name) != Some(value) {
+                diff.insert(name.clone(), value.clone());
+            }
+        }
+        for name in was.keys().filter(|n| !now.contains_key(*n)) {
+            diff.insert(name.clone(), None);
+        }
+        if let Some(x) = before.xattrs_mut() {
+            *x = diff
+                .keys()
+                .map(|n| (n.clone(), was.get(n).cloned().flatten()))
+                .collect();
+        }
+        Ok(diff)
+    }
+
     fn owner(&self, p: &TargetPath) -> Option<String> {
         std::iter::once(p.clone())
             .chain(p.ancestors())
@@ -200,7 +234,7 @@ impl Walk<'_> {
             let host_path = host(self.upper, &path);
             let md = std::fs::symlink_metadata(&host_path)
                 .map_err(|e| format!("inspect {}: {e}", host_path.display()))?;
-            let before = if new {
+            let mut before = if new {
                 Snapshot::Absent
             } else {
                 self.lower.inspect(&path).map_err(|e| e.to_string())?
@@ -217,8 +251,9 @@ impl Walk<'_> {
                     mode: md.mode() & 0o7777,
                     uid: md.uid(),
                     gid: md.gid(),
+                    xattrs: self.xattrs(&path, &mut before)?,
                 };
-                if state != before {
+                if !state.satisfied_by(&before) {
                     self.push(path.clone(), state, module);
                 }
                 self.dir(&path, !matches!(before, Snapshot::Dir { .. }))?;
@@ -232,6 +267,7 @@ impl Walk<'_> {
                     mode: md.mode() & 0o7777,
                     uid: md.uid(),
                     gid: md.gid(),
+                    xattrs: self.xattrs(&path, &mut before)?,
                 };
                 if self.shimmed.get(&path) == Some(&hash) {
                     continue; // an interception shim, not the scripts' doing

@@ -371,7 +371,7 @@ impl Commit<'_, '_> {
             Snapshot::File { .. } | Snapshot::Link { .. } | Snapshot::Fifo { .. } => {
                 self.write_temp(&op.path, &op.after, contents)?;
             }
-            Snapshot::Dir { mode, uid, gid } if op.before.is_absent() => {
+            Snapshot::Dir { mode, uid, gid, .. } if op.before.is_absent() => {
                 // strata's own state directory may have just created it.
                 match self.root().mkdir(&op.path, *mode, *uid, *gid) {
                     Err(e)
@@ -382,6 +382,7 @@ impl Commit<'_, '_> {
                     }
                     other => other?,
                 }
+                self.root().set_xattrs(&op.path, op.after.xattrs())?;
             }
             _ => {}
         }
@@ -414,8 +415,12 @@ impl Commit<'_, '_> {
                         },
                     )?),
                 };
+                let temp = temp_name(path);
                 self.root()
-                    .write_file_in(&dir, &temp_name(path), &bytes, (*mode, *uid, *gid))?;
+                    .write_file_in(&dir, &temp, &bytes, (*mode, *uid, *gid))?;
+                // After the owner and mode: the kernel drops file capabilities on chown.
+                let temp = dir.join(&temp).expect("a plain name");
+                self.root().set_xattrs(&temp, state.xattrs())?;
             }
             Snapshot::Link { target, uid, gid } => {
                 self.root()
@@ -442,7 +447,8 @@ impl Commit<'_, '_> {
             return Ok(root.rename_in(&dir, &temp_name(path), path.file_name())?);
         }
         root.remove(&temp)?;
-        let have = root.inspect(path)?;
+        let mut have = root.inspect(path)?;
+        root.fill_xattrs(path, want.xattrs(), &mut have)?;
         if want.satisfied_by(&have) {
             return Ok(());
         }
@@ -459,12 +465,13 @@ impl Commit<'_, '_> {
                 self.write_temp(path, want, store)?;
                 root.rename_in(&dir, &temp_name(path), path.file_name())?;
             }
-            Snapshot::Dir { mode, uid, gid } => {
+            Snapshot::Dir { mode, uid, gid, .. } => {
                 if have.is_absent() {
                     root.mkdir(path, *mode, *uid, *gid)?;
                 } else {
                     root.set_meta(path, Some(*mode), *uid, *gid)?;
                 }
+                root.set_xattrs(path, want.xattrs())?;
             }
             Snapshot::Other { .. } => {}
         }
@@ -556,6 +563,7 @@ mod tests {
             mode: 0o755,
             uid: 0,
             gid: 0,
+            xattrs: Default::default(),
         };
         let mut ops = vec![
             op("/a/b", Snapshot::Absent),

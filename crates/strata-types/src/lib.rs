@@ -15,4 +15,4 @@ pub use metrics::{Activation, Deferred, ProgramRun, Report, Step, StepMetrics};
 pub use names::{NameError, NodeName};
 pub use path::{PathError, TargetPath};
 pub use plan::{Action, Change, Generation, GenerationKind, Plan, Summary, apply_order};
-pub use snapshot::{Entry, Snapshot};
+pub use snapshot::{Entry, Snapshot, Xattrs};

@@ -1,8 +1,14 @@
 //! The state of one path, observed on a target or desired by a catalog.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::{Hash, TargetPath};
+
+/// Extended attributes strata manages on a path, by name: the value in hex, or `None`
+/// for "must not be there". Only names listed are managed; others are left alone.
+pub type Xattrs = BTreeMap<String, Option<String>>;
 
 /// What stands at one path: its type and the attributes strata manages.
 /// Modes are the permission bits only (`0o7777`).
@@ -23,6 +29,9 @@ pub enum Snapshot {
         uid: u32,
         /// Group id.
         gid: u32,
+        /// Managed extended attributes.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        xattrs: Xattrs,
     },
     /// A directory.
     Dir {
@@ -32,6 +41,9 @@ pub enum Snapshot {
         uid: u32,
         /// Group id.
         gid: u32,
+        /// Managed extended attributes.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        xattrs: Xattrs,
     },
     /// A symbolic link.
     Link {
@@ -76,8 +88,42 @@ impl Snapshot {
     pub fn satisfied_by(&self, have: &Snapshot) -> bool {
         match (self, have) {
             (Snapshot::Link { target: a, .. }, Snapshot::Link { target: b, .. }) => a == b,
-            _ => self == have,
+            _ => {
+                // Each managed attribute as wanted; unmanaged ones do not matter.
+                let want = self.xattrs();
+                let got = have.xattrs();
+                let xattrs_ok = want
+                    .iter()
+                    .all(|(k, v)| got.get(k).cloned().flatten() == *v);
+                xattrs_ok && self.without_xattrs() == have.without_xattrs()
+            }
         }
+    }
+
+    /// The managed extended attributes (none for links, FIFOs and absent paths).
+    pub fn xattrs(&self) -> &Xattrs {
+        static NONE: Xattrs = BTreeMap::new();
+        match self {
+            Snapshot::File { xattrs, .. } | Snapshot::Dir { xattrs, .. } => xattrs,
+            _ => &NONE,
+        }
+    }
+
+    /// The managed extended attributes, to change them (files and directories).
+    pub fn xattrs_mut(&mut self) -> Option<&mut Xattrs> {
+        match self {
+            Snapshot::File { xattrs, .. } | Snapshot::Dir { xattrs, .. } => Some(xattrs),
+            _ => None,
+        }
+    }
+
+    /// The same without extended attributes.
+    pub fn without_xattrs(&self) -> Snapshot {
+        let mut s = self.clone();
+        if let Some(x) = s.xattrs_mut() {
+            x.clear();
+        }
+        s
     }
 
     /// Whether nothing stands there.

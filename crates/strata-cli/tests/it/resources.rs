@@ -841,3 +841,66 @@ fn services_are_enabled_and_restarted_under_a_real_systemd() {
             .exists()
     );
 }
+
+/// An extended attribute of a path under the root, if set.
+fn xattr(e: &TestEnv, rel: &str, name: &str) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; 256];
+    let n = rustix::fs::lgetxattr(e.root().join(rel), name, &mut buf[..]).ok()?;
+    buf.truncate(n);
+    Some(buf)
+}
+
+#[test]
+fn extended_attributes_set_or_removed_by_tools_are_planned_applied_and_taken_back() {
+    let e = env();
+    require_debian_root!(e);
+    node(&e, &["x"]);
+    rustix::fs::lsetxattr(
+        e.root().join("etc/issue"),
+        "user.old",
+        b"v",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .expect("set user.old");
+    e.write(
+        "modules/x/module.toml",
+        "[[package]]\nname = \"attr\"\n\n[[package]]\nname = \"libcap2-bin\"\n",
+    )
+    .write(
+        "modules/x/scripts/10-x.sh",
+        "#!/bin/sh\nset -e\necho hi > /etc/x.conf\nsetfattr -n user.strata -v hello /etc/x.conf\nsetfattr -n user.dir -v 1 /srv\nsetfattr -x user.old /etc/issue 2>/dev/null || true\ncp /bin/true /usr/local/bin/ping2\nsetcap cap_net_raw+ep /usr/local/bin/ping2\n",
+    );
+    let script = e.site().join("modules/x/scripts/10-x.sh");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+
+    let text = e.run(&["plan", "--node", "n1"]).code(2).stdout;
+    for line in [
+        "modify    /etc/issue",
+        "xattrs user.old=0x76 → user.old=(none)",
+        "user.strata=0x68656c6c6f",
+        "dir xattrs user.dir=(none) → user.dir=0x31",
+        "security.capability=0x",
+    ] {
+        assert!(text.contains(line), "{line} in\n{text}");
+    }
+    assert_eq!(xattr(&e, "srv", "user.dir"), None, "a plan changes nothing");
+
+    apply_converges(&e);
+    assert_eq!(
+        xattr(&e, "etc/x.conf", "user.strata").as_deref(),
+        Some(&b"hello"[..])
+    );
+    assert_eq!(xattr(&e, "srv", "user.dir").as_deref(), Some(&b"1"[..]));
+    assert_eq!(xattr(&e, "etc/issue", "user.old"), None);
+    assert!(xattr(&e, "usr/local/bin/ping2", "security.capability").is_some());
+
+    node(&e, &[]);
+    apply_converges(&e);
+    assert_eq!(
+        xattr(&e, "etc/issue", "user.old").as_deref(),
+        Some(&b"v"[..])
+    );
+    assert_eq!(xattr(&e, "srv", "user.dir"), None);
+    assert!(!e.root().join("etc/x.conf").exists());
+}
