@@ -4,6 +4,7 @@
 
 pub mod hardware;
 pub mod sandbox;
+pub mod tools;
 
 use std::path::Path;
 

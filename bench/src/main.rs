@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+mod anchors;
+
 struct Sample {
     secs: f64,
     rss: u64,
@@ -56,15 +58,29 @@ struct Args {
     sections: Vec<String>,
     bin: PathBuf,
     out: PathBuf,
+    /// The other tools (`--tools ansible,pyinfra,salt,puppet,cfengine`).
+    tools: Vec<strata_bench::tools::Tool>,
+    /// Runs per tool figure (`--tool-runs`).
+    tool_runs: usize,
+    /// Seconds a tool's run may take (`--tool-limit`).
+    tool_limit: u64,
 }
 
 fn args() -> Args {
     let mut a = Args {
         ns: vec![1000, 10000],
         runs: 5,
-        sections: vec!["files".into(), "hardware".into(), "sandbox".into()],
+        sections: vec![
+            "files".into(),
+            "hardware".into(),
+            "sandbox".into(),
+            "tools".into(),
+        ],
         bin: PathBuf::from("target/release"),
         out: PathBuf::from("bench/RESULTS.md"),
+        tools: strata_bench::tools::Tool::ALL.to_vec(),
+        tool_runs: 3,
+        tool_limit: 600,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -80,8 +96,19 @@ fn args() -> Args {
             "--sections" => a.sections = value.split(',').map(str::to_string).collect(),
             "--bin" => a.bin = PathBuf::from(value),
             "--out" => a.out = PathBuf::from(value),
+            "--tools" => {
+                a.tools = value
+                    .split(',')
+                    .map(|t| {
+                        strata_bench::tools::Tool::parse(t)
+                            .unwrap_or_else(|| panic!("unknown tool {t}"))
+                    })
+                    .collect();
+            }
+            "--tool-runs" => a.tool_runs = value.parse().expect("--tool-runs takes a number"),
+            "--tool-limit" => a.tool_limit = value.parse().expect("--tool-limit takes seconds"),
             other => panic!(
-                "unknown flag {other} (--n 1000,10000 --runs 5 --sections files,hardware,sandbox --bin DIR --out FILE)"
+                "unknown flag {other} (--n 1000,10000 --runs 5 --sections files,hardware,sandbox,tools --tools ansible,pyinfra,salt,puppet,cfengine --tool-runs 3 --tool-limit 600 --bin DIR --out FILE)"
             ),
         }
     }
@@ -297,10 +324,15 @@ fn ms(s: f64) -> String {
 
 fn main() {
     let a = args();
-    let work = tempfile::Builder::new()
+    let mut work = tempfile::Builder::new()
         .prefix("strata-bench")
         .tempdir_in("/var/tmp")
         .expect("work dir");
+    // STRATA_BENCH_KEEP=1 keeps the work dir (generated configurations, trees, logs).
+    if std::env::var_os("STRATA_BENCH_KEEP").is_some() {
+        work.disable_cleanup(true);
+        eprintln!("work dir: {}", work.path().display());
+    }
     let mut md = String::from("# Benchmark results\n\n");
     md.push_str(&format!(
         "Written by `bench/run` ({} runs per figure after one warm-up run, medians; page cache warm;\n`sync` after the write phases, then the three reading phases in an order that rotates\nfrom run to run).\n\
@@ -390,6 +422,27 @@ fn main() {
         let sb = sandbox_section(&a, work.path());
         print!("{sb}");
         md.push_str(&sb);
+    }
+    if a.sections.iter().any(|s| s == "tools") {
+        let (tmd, json) = anchors::section(&a, work.path());
+        print!("{tmd}");
+        let dir = a.out.parent().unwrap_or(Path::new("."));
+        let report = dir.join("TOOLS.md");
+        std::fs::write(&report, format!("# strata and the other tools\n{tmd}")).expect("write");
+        let data = dir.join("tools.json");
+        std::fs::write(&data, serde_json::to_string_pretty(&json).expect("json")).expect("write");
+        let plot = Command::new("bench/tools/plot")
+            .arg(&data)
+            .arg(dir.join("tools.png"))
+            .status();
+        if !plot.is_ok_and(|s| s.success()) {
+            eprintln!("the plot was not drawn (bench/tools/plot)");
+        }
+        md.push_str(&format!(
+            "\nSide by side with other tools: see {} ({} and tools.png).\n",
+            report.display(),
+            data.display()
+        ));
     }
     md.push_str("\nTargets (issue 2): no-change plan ≤ 25 ms at 1,000 files and ≤ 250 ms at 10,000, within 3× of the\nread-and-hash floor; first apply within 2× of the write floor; peak RSS under 50 MiB; linear in N.\n");
     std::fs::write(&a.out, md).expect("write results");

@@ -1,0 +1,249 @@
+//! `--sections tools`: strata side by side with Ansible, pyinfra, Salt, Puppet and
+//! CFEngine on the same workload (issue 6), with the floor. Writes `bench/TOOLS.md`,
+//! `bench/tools.json` and `bench/tools.png`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{Value, json};
+use strata_bench::tools::{self, Tool, Vars};
+
+use crate::{Args, Sample, measure, median, ms};
+
+/// One tool's (or strata's, or the floor's) figures at one N.
+#[derive(Default, Clone)]
+struct Figures {
+    first: Vec<f64>,
+    again: Vec<f64>,
+    dry: Vec<f64>,
+    rss: [u64; 3],
+    /// Why a phase was not measured (timed out, failed, not byte-identical).
+    problem: Option<String>,
+}
+
+const HOST: &str = "bench.example.com";
+const HOST2: &str = "other.example.com";
+
+/// Runs `cmd` with a time limit; a run over it is recorded, not waited for.
+fn timed(cmd: &mut Command, limit: u64, log: &Path) -> Sample {
+    let prog = cmd.get_program().to_owned();
+    // What the tool prints goes to `log`, for the report when it fails.
+    let mut t = Command::new("timeout");
+    t.args(["--kill-after=10", &limit.to_string(), "sh", "-c"])
+        .arg(format!("exec \"$0\" \"$@\" >'{}' 2>&1", log.display()))
+        .arg(prog)
+        .args(cmd.get_args())
+        .envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?))));
+    if let Some(d) = cmd.get_current_dir() {
+        t.current_dir(d);
+    }
+    measure(&mut t)
+}
+
+fn fresh(dir: &Path) {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).expect("mkdir");
+}
+
+pub fn section(a: &Args, work: &Path) -> (String, Value) {
+    let mut md = String::from("\n## Side by side with other tools\n\n");
+    let setup = Command::new("bench/tools/setup").output();
+    let venv = match setup {
+        Ok(o) if o.status.success() => PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()),
+        Ok(o) => {
+            md.push_str(&format!(
+                "Not measured: bench/tools/setup failed: {}\n",
+                String::from_utf8_lossy(&o.stderr).trim()
+            ));
+            return (md, Value::Null);
+        }
+        Err(e) => {
+            md.push_str(&format!("Not measured: bench/tools/setup: {e}\n"));
+            return (md, Value::Null);
+        }
+    };
+    let versions: Vec<(String, String)> = a
+        .tools
+        .iter()
+        .map(|t| (t.name().to_string(), t.version(&venv)))
+        .collect();
+    let strata = a.bin.join("strata");
+    let floor = a.bin.join("floor");
+    let mut results = Vec::new();
+    let mut table = String::from(
+        "| N | tool | (a) first apply | (b) apply, no change | (c) dry run with diffs | peak RSS | strata ÷ tool (a / b / c) |\n|---|---|---|---|---|---|---|\n",
+    );
+    for &n in &a.ns {
+        eprintln!("tools, N = {n} ...");
+        let site = work.join(format!("tools-site-{n}"));
+        let files = strata_bench::generate(&site, n, HOST).expect("generate");
+        let manifest = work.join(format!("tools-manifest-{n}"));
+        strata_bench::write_manifest(&manifest, &files).expect("manifest");
+        let root_of = |name: &str| work.join(format!("tools-root-{name}-{n}"));
+        // Each tool's configuration, for the apply and for the dry run's new host name.
+        for t in &a.tools {
+            for (host, suffix) in [(HOST, ""), (HOST2, "-dry")] {
+                let dir = work.join(format!("tools-{}-{n}{suffix}", t.name()));
+                tools::generate(*t, &dir, &root_of(t.name()), &files, &Vars { host })
+                    .expect("generate tool config");
+            }
+        }
+        let mut figs: Vec<(String, Figures)> = std::iter::once("strata".to_string())
+            .chain(std::iter::once("floor".to_string()))
+            .chain(a.tools.iter().map(|t| t.name().to_string()))
+            .map(|name| (name, Figures::default()))
+            .collect();
+        // strata and the floor get a warm-up run first (they are quick); the tools' runs all
+        // count, the configuration having been read by then from a warm page cache.
+        for run in 0..=a.tool_runs {
+            for (name, f) in figs.iter_mut() {
+                let quick = name == "strata" || name == "floor";
+                if f.problem.is_some() || (run == 0 && !quick) {
+                    continue;
+                }
+                let root = root_of(name);
+                fresh(&root);
+                let cmds: [Command; 3] = match name.as_str() {
+                    "strata" => {
+                        let c = |verb: &str, extra: &[&str]| {
+                            let mut c = Command::new(&strata);
+                            c.args([verb, "--node", "bench", "--site"])
+                                .arg(&site)
+                                .arg("--root")
+                                .arg(&root)
+                                .args(extra);
+                            c
+                        };
+                        [
+                            c("apply", &[]),
+                            c("apply", &[]),
+                            c("plan", &["--set", &format!("gen.host_name={HOST2}")]),
+                        ]
+                    }
+                    "floor" => {
+                        let c = |verb: &str| {
+                            let mut c = Command::new(&floor);
+                            c.arg(verb).arg(&manifest).arg(&root);
+                            c
+                        };
+                        [c("write"), c("check"), c("check")]
+                    }
+                    tool => {
+                        let t = Tool::parse(tool).expect("a tool");
+                        let dir = work.join(format!("tools-{tool}-{n}"));
+                        let dry = work.join(format!("tools-{tool}-{n}-dry"));
+                        [
+                            tools::command(t, &dir, &venv, false),
+                            tools::command(t, &dir, &venv, false),
+                            tools::command(t, &dry, &venv, true),
+                        ]
+                    }
+                };
+                let ok = |name: &str, phase: usize, code: i32| match name {
+                    "strata" => code == 0 || (phase == 2 && code == 2),
+                    "floor" => code == 0,
+                    t => {
+                        let t = Tool::parse(t).expect("a tool");
+                        tools::succeeded(t, code) || (phase == 2 && code == 2)
+                    }
+                };
+                let log = work.join(format!("tools-{name}-{n}.log"));
+                let tail = || {
+                    let text = std::fs::read_to_string(&log).unwrap_or_default();
+                    let last: Vec<&str> = text.lines().rev().take(3).collect();
+                    last.into_iter().rev().collect::<Vec<_>>().join(" / ")
+                };
+                for (phase, mut cmd) in cmds.into_iter().enumerate() {
+                    let s = timed(&mut cmd, a.tool_limit, &log);
+                    if s.code == 124 || s.code == 137 {
+                        f.problem = Some(format!("phase {} over {} s", phase, a.tool_limit));
+                        break;
+                    }
+                    if !ok(name, phase, s.code) {
+                        f.problem = Some(format!(
+                            "phase {phase} failed (exit {}): {}",
+                            s.code,
+                            tail()
+                        ));
+                        break;
+                    }
+                    if phase == 0 {
+                        // Every tool must have written exactly the expected bytes.
+                        let same = Command::new(&floor)
+                            .arg("check")
+                            .arg(&manifest)
+                            .arg(&root)
+                            .output()
+                            .expect("floor check");
+                        if !same.status.success() {
+                            f.problem = Some(format!(
+                                "its tree differs from the expected bytes: {}",
+                                String::from_utf8_lossy(&same.stderr).trim()
+                            ));
+                            break;
+                        }
+                        // SAFETY: sync has no preconditions.
+                        unsafe { libc::sync() };
+                    }
+                    f.rss[phase] = f.rss[phase].max(s.rss);
+                    if run > 0 {
+                        [&mut f.first, &mut f.again, &mut f.dry][phase].push(s.secs);
+                    }
+                }
+                if f.problem.is_none() {
+                    let _ = std::fs::remove_dir_all(&root);
+                }
+            }
+        }
+        let strata_fig = figs[0].1.clone();
+        for (name, f) in &figs {
+            let med = |v: &Vec<f64>| (!v.is_empty()).then(|| median(v.clone()));
+            let (fa, fb, fc) = (med(&f.first), med(&f.again), med(&f.dry));
+            let cell = |x: Option<f64>| x.map_or_else(|| "—".to_string(), ms);
+            let ratio = |s: &Vec<f64>, x: Option<f64>| match (med(s), x) {
+                (Some(s), Some(x)) if name != "strata" => format!("{:.3}", s / x),
+                _ => "—".into(),
+            };
+            table.push_str(&format!(
+                "| {n} | {name} | {} | {} | {} | {:.1} MiB | {} / {} / {} |{}\n",
+                cell(fa),
+                cell(fb),
+                cell(fc),
+                f.rss.iter().max().copied().unwrap_or(0) as f64 / 1048576.0,
+                ratio(&strata_fig.first, fa),
+                ratio(&strata_fig.again, fb),
+                ratio(&strata_fig.dry, fc),
+                f.problem
+                    .as_ref()
+                    .map(|p| format!(" {p}"))
+                    .unwrap_or_default(),
+            ));
+            results.push(json!({
+                "n": n, "tool": name,
+                "first_apply": {"median_s": fa, "runs": f.first},
+                "no_change_apply": {"median_s": fb, "runs": f.again},
+                "dry_run": {"median_s": fc, "runs": f.dry},
+                "peak_rss_bytes": f.rss,
+                "problem": f.problem,
+            }));
+        }
+    }
+    md.push_str(&format!(
+        "Each tool in its idiomatic fast form (bench/src/tools.rs), writing the same N files into its own\n\
+         directory; every first apply is checked byte for byte against the expected files (`floor check`).\n\
+         Phases: (a) first apply into an empty directory, (b) apply again with nothing changed, (c) dry run\n\
+         with diffs after changing the host name, so that every templated file would change (strata: `plan\n\
+         --set gen.host_name=…`). Medians of {} runs, tools interleaved (strata and the floor after a warm-up\n\
+         run). Peak RSS: the\n\
+         largest process of the run (wait4). A run over {} s is recorded, not waited for.\n\n",
+        a.tool_runs,
+        a.tool_limit
+    ));
+    md.push_str(&table);
+    md.push_str("\nVersions:\n\n");
+    for (t, v) in &versions {
+        md.push_str(&format!("- {t}: {v}\n"));
+    }
+    let value = json!({ "versions": versions, "results": results });
+    (md, value)
+}
