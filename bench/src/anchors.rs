@@ -70,8 +70,9 @@ pub fn section(a: &Args, work: &Path) -> (String, Value) {
     let strata = a.bin.join("strata");
     let floor = a.bin.join("floor");
     let mut results = Vec::new();
+    let mut verdicts = String::new();
     let mut table = String::from(
-        "| N | tool | (a) first apply | (b) apply, no change | (c) dry run with diffs | peak RSS | strata ÷ tool (a / b / c) |\n|---|---|---|---|---|---|---|\n",
+        "| N | tool | (a) first apply | (b) apply, no change | (c) dry run with diffs | peak RSS | tool ÷ strata (a / b / c) |\n|---|---|---|---|---|---|---|\n",
     );
     for &n in &a.ns {
         eprintln!("tools, N = {n} ...");
@@ -196,12 +197,13 @@ pub fn section(a: &Args, work: &Path) -> (String, Value) {
             }
         }
         let strata_fig = figs[0].1.clone();
+        verdicts.push_str(&verdict(n, &figs));
         for (name, f) in &figs {
             let med = |v: &Vec<f64>| (!v.is_empty()).then(|| median(v.clone()));
             let (fa, fb, fc) = (med(&f.first), med(&f.again), med(&f.dry));
             let cell = |x: Option<f64>| x.map_or_else(|| "—".to_string(), ms);
             let ratio = |s: &Vec<f64>, x: Option<f64>| match (med(s), x) {
-                (Some(s), Some(x)) if name != "strata" => format!("{:.3}", s / x),
+                (Some(s), Some(x)) if name != "strata" => format!("{:.1}×", x / s),
                 _ => "—".into(),
             };
             table.push_str(&format!(
@@ -240,10 +242,60 @@ pub fn section(a: &Args, work: &Path) -> (String, Value) {
         a.tool_limit
     ));
     md.push_str(&table);
+    md.push_str(&verdicts);
     md.push_str("\nVersions:\n\n");
     for (t, v) in &versions {
         md.push_str(&format!("- {t}: {v}\n"));
     }
     let value = json!({ "versions": versions, "results": results });
     (md, value)
+}
+
+/// The goals of issue 6 at one N, met or missed: (b) and (c) at least 10× faster than the
+/// fastest other tool and within 3× of the floor, (a) within 2× of the write floor, peak
+/// RSS at most 50 MiB.
+fn verdict(n: usize, figs: &[(String, Figures)]) -> String {
+    let med = |v: &Vec<f64>| (!v.is_empty()).then(|| median(v.clone()));
+    let get = |name: &str| figs.iter().find(|(t, _)| t == name).map(|(_, f)| f);
+    let (Some(s), Some(fl)) = (get("strata"), get("floor")) else {
+        return String::new();
+    };
+    let word = |ok: bool| if ok { "met" } else { "MISSED" };
+    let mut out = format!("\nN={n}:");
+    for (phase, label, sv, fv) in [(1, "(b)", &s.again, &fl.again), (2, "(c)", &s.dry, &fl.dry)] {
+        let Some(sm) = med(sv) else { continue };
+        let fastest = figs
+            .iter()
+            .filter(|(t, _)| t != "strata" && t != "floor")
+            .filter_map(|(t, f)| med([&f.first, &f.again, &f.dry][phase]).map(|m| (t, m)))
+            .min_by(|a, b| a.1.total_cmp(&b.1));
+        if let Some((t, m)) = fastest {
+            out.push_str(&format!(
+                " {label} {:.1}× faster than the fastest other tool ({t}) ({});",
+                m / sm,
+                word(m / sm >= 10.0)
+            ));
+        }
+        if let Some(f) = med(fv) {
+            out.push_str(&format!(
+                " {:.2}× the floor ({});",
+                sm / f,
+                word(sm / f <= 3.0)
+            ));
+        }
+    }
+    if let (Some(a), Some(f)) = (med(&s.first), med(&fl.first)) {
+        out.push_str(&format!(
+            " (a) {:.2}× the write floor ({});",
+            a / f,
+            word(a / f <= 2.0)
+        ));
+    }
+    let rss = s.rss.iter().max().copied().unwrap_or(0);
+    out.push_str(&format!(
+        " peak RSS {:.1} MiB ({}).\n",
+        rss as f64 / 1048576.0,
+        word(rss <= 50 << 20)
+    ));
+    out
 }

@@ -309,3 +309,42 @@ pub fn succeeded(tool: Tool, code: i32) -> bool {
         _ => code == 0,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The Jinja template renders to the expected bytes with and without `trim_blocks`
+    /// (Ansible sets it, Salt and pyinfra do not).
+    #[test]
+    fn jinja_templates_render_the_expected_bytes_whatever_trim_blocks_says() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let files = crate::generate(&dir.path().join("site"), 4, "h.example").expect("generate");
+        generate(
+            Tool::Salt,
+            &dir.path().join("salt"),
+            &dir.path().join("root"),
+            &files,
+            &Vars { host: "h.example" },
+        )
+        .expect("tool config");
+        let ctx = serde_json::json!({"gen": {"host_name": "h.example", "port": 8443, "log_level": "info", "upstreams": UPSTREAMS, "tls": true}});
+        for e in files.iter().filter(|e| templated(e)) {
+            let text =
+                std::fs::read_to_string(dir.path().join(format!("salt/templates/{}.j2", e.path)))
+                    .expect("template");
+            for trim in [false, true] {
+                let mut env = minijinja::Environment::new();
+                let syntax = minijinja::syntax::SyntaxConfig::builder()
+                    .trim_blocks(trim)
+                    .keep_trailing_newline(true)
+                    .build()
+                    .expect("syntax");
+                env.set_syntax(syntax);
+                let ctx = minijinja::Value::from(minijinja::value::Serde(&ctx));
+                let out = env.render_str(&text, ctx).expect("render");
+                assert_eq!(out.as_bytes(), &e.content[..], "trim_blocks = {trim}");
+            }
+        }
+    }
+}

@@ -2,6 +2,7 @@
 #![allow(clippy::disallowed_methods, clippy::print_stderr)]
 
 mod apply;
+mod bench;
 mod confinement;
 mod crash;
 mod errors;
