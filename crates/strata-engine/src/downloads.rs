@@ -38,6 +38,13 @@ pub fn resolve(
     fetch: bool,
 ) -> Result<Downloads, EngineError> {
     let mut out = Downloads::default();
+    if !catalog
+        .resources
+        .iter()
+        .any(|r| matches!(r.kind, ResourceKind::Download { .. }))
+    {
+        return Ok(out);
+    }
     let cache = steps::cache_base().join("downloads");
     for r in &catalog.resources {
         let ResourceKind::Download { url, sha256 } = &r.kind else {
@@ -127,8 +134,5 @@ fn get(url: &str) -> Result<Vec<u8>, String> {
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    strata_types::hex(&Sha256::digest(bytes))
 }

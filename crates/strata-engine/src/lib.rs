@@ -163,16 +163,19 @@ fn compile_site(
     Ok((site, catalog))
 }
 
+/// Plans `entries` plus what `more` derives from what the current generation manages.
 fn plan_against(
     root: &Root,
     state: &State<'_>,
-    entries: Vec<strata_types::Entry>,
+    mut entries: Vec<strata_types::Entry>,
+    more: impl FnOnce(&[Entry]) -> Result<Vec<Entry>, EngineError>,
     contents: &dyn strata_types::ContentSource,
     steps: &mut Vec<Step>,
 ) -> Result<(Plan, Option<Generation>), EngineError> {
     let meter = Meter::start();
     let current = state.current()?;
     let (cur_entries, originals) = managed(current.as_ref());
+    entries.extend(more(cur_entries)?);
     let store = state.store();
     let plan = strata_core::plan(root, entries, cur_entries, originals, &(contents, &store))?;
     steps.push(meter.finish("plan"));
@@ -278,11 +281,9 @@ fn run_plan(req: &Request, shell: bool) -> Result<Outcome, EngineError> {
         state: &state,
         users: &users,
     };
-    let (plan, _, run, _) = ctx.plan(true, shell, &mut steps)?;
-    let users = match &run {
-        Some(r) => r.users(&root)?,
-        None => users,
-    };
+    let Planned {
+        plan, run, users, ..
+    } = ctx.plan(true, shell, &mut steps)?;
     let (runs, calls) = run
         .map(|r| (r.observed.runs, r.observed.calls))
         .unwrap_or_default();
@@ -312,12 +313,18 @@ struct Planning<'a> {
     users: &'a UserDb,
 }
 
-type Planned = (
-    Plan,
-    Option<Generation>,
-    Option<scripts::SandboxRun>,
-    downloads::Downloads,
-);
+/// A plan and what came with it.
+struct Planned {
+    plan: Plan,
+    /// The generation it was planned against.
+    current: Option<Generation>,
+    /// The sandbox run, when there was one.
+    run: Option<scripts::SandboxRun>,
+    /// The downloads' contents.
+    downloads: downloads::Downloads,
+    /// The target's users and groups once the plan is applied (to show owners by name).
+    users: UserDb,
+}
 
 impl Planning<'_> {
     /// Plans directly, or through the sandbox when the catalog has scripts or executable
@@ -334,7 +341,17 @@ impl Planning<'_> {
                 ));
             }
         }
-        Ok((plan, current, run, dl))
+        let users = match &run {
+            Some(r) => r.users(self.root)?,
+            None => self.users.clone(),
+        };
+        Ok(Planned {
+            plan,
+            current,
+            run,
+            downloads: dl,
+            users,
+        })
     }
 
     fn plan_with(
@@ -348,18 +365,14 @@ impl Planning<'_> {
         if !sandboxed {
             let mut entries = self.catalog.entries(self.users)?;
             entries.extend(dl.entries.iter().cloned());
-            if !self.catalog.purges.is_empty() {
-                let current = self.state.current()?;
-                let (cur_entries, _) = managed(current.as_ref());
-                entries.extend(
-                    self.catalog
-                        .purged(self.root, cur_entries, &Default::default())?,
-                );
-            }
+            let purged = |cur: &[Entry]| -> Result<Vec<Entry>, EngineError> {
+                Ok(self.catalog.purged(self.root, cur, &Default::default())?)
+            };
             let (p, c) = plan_against(
                 self.root,
                 self.state,
                 entries,
+                purged,
                 &(&self.catalog.contents, &dl.contents),
                 steps,
             )?;
@@ -409,11 +422,13 @@ pub fn apply(req: &Request) -> Result<Outcome, EngineError> {
         state: &state,
         users: &users,
     };
-    let (plan, current, run, dl) = ctx.plan(false, false, &mut steps)?;
-    let users = match &run {
-        Some(r) => r.users(&root)?,
-        None => users,
-    };
+    let Planned {
+        plan,
+        current,
+        run,
+        downloads: dl,
+        users,
+    } = ctx.plan(false, false, &mut steps)?;
     let header = Header {
         kind: GenerationKind::Apply,
         replayed: None,
@@ -559,7 +574,14 @@ pub fn rollback(root: &Path, to: Option<u64>) -> Result<Outcome, EngineError> {
     let mut steps = Vec::new();
     let users = UserDb::load(&root)?;
     let empty = std::collections::HashMap::new();
-    let (plan, current) = plan_against(&root, &state, old.entries.clone(), &empty, &mut steps)?;
+    let (plan, current) = plan_against(
+        &root,
+        &state,
+        old.entries.clone(),
+        |_| Ok(Vec::new()),
+        &empty,
+        &mut steps,
+    )?;
     let header = Header {
         kind: GenerationKind::Rollback,
         replayed: Some(target),

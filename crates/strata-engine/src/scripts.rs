@@ -33,9 +33,7 @@ impl SandboxRun {
     pub fn contents(&self) -> OutContents {
         OutContents(self.work.path().to_path_buf())
     }
-}
 
-impl SandboxRun {
     /// The target's users and groups as they are once the plan is applied, to show owners
     /// the run made by name.
     pub fn users(&self, root: &Root) -> Result<UserDb, EngineError> {
@@ -367,8 +365,10 @@ fn final_entries(
     let known: BTreeSet<TargetPath> = last.iter().map(|e| e.path.clone()).collect();
     // A released path a module made again exactly as the target has it is not a change,
     // but it stays that module's.
-    let remade = released
+    let changed: BTreeSet<&TargetPath> = observed.changed.iter().map(|c| &c.path).collect();
+    let remade: Vec<Changed> = released
         .keys()
+        .filter(|p| !changed.contains(p))
         .filter_map(|p| match observed.watched.get(p) {
             Some(Merged::State { state }) => Some(Changed {
                 path: p.clone(),
@@ -376,12 +376,9 @@ fn final_entries(
                 module: observed.touched.get(p).cloned(),
             }),
             _ => None,
-        });
-    let candidates: BTreeMap<TargetPath, Changed> = remade
-        .chain(observed.changed.iter().cloned())
-        .map(|c| (c.path.clone(), c))
+        })
         .collect();
-    for c in candidates.values() {
+    for c in observed.changed.iter().chain(&remade) {
         let undone = released
             .get(&c.path)
             .is_some_and(|want| want.satisfied_by(&c.state));

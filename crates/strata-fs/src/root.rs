@@ -11,7 +11,7 @@ use rustix::fs::{
 };
 use rustix::io::Errno;
 use rustix::process::{Gid, Uid};
-use strata_types::{Hash, Snapshot, TargetPath, Xattrs};
+use strata_types::{Hash, Snapshot, TargetPath, Xattrs, hex};
 
 use crate::{FsError, Result};
 
@@ -679,10 +679,6 @@ impl Root {
 /// (`trusted.overlay.*`) and SELinux labels (the policy's).
 pub fn managed_xattr(name: &str) -> bool {
     !name.starts_with("trusted.overlay.") && name != "security.selinux"
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn unhex(s: &str) -> Vec<u8> {

@@ -71,7 +71,9 @@ pub fn main(spec: &Spec) -> Result<i32, String> {
     prints.update(&upper, None, &mut owner);
     for m in &spec.modules {
         let ok = cx.module(m)?;
-        prints.update(&upper, Some(&m.id), &mut owner);
+        if !m.is_empty() {
+            prints.update(&upper, Some(&m.id), &mut owner);
+        }
         if !ok {
             break;
         }
@@ -167,12 +169,10 @@ impl Ctx<'_> {
                 return Ok(false);
             }
         }
-        let users = match m.lay.iter().any(|l| l.names.is_some())
-            || m.templates.iter().any(|t| t.names.is_some())
-        {
-            true => Some(UserDb::load(&self.tree).map_err(|e| e.to_string())?),
-            false => None,
-        };
+        let users = (m.lay.iter().any(|l| l.names.is_some())
+            || m.templates.iter().any(|t| t.names.is_some()))
+        .then(|| UserDb::load(&self.tree).map_err(|e| e.to_string()))
+        .transpose()?;
         let resolve = |names: &Option<(String, String)>, ids: (u32, u32)| match (names, &users) {
             (Some((owner, group)), Some(db)) => match (db.uid(owner), db.gid(group)) {
                 (Some(u), Some(g)) => Ok((u, g)),

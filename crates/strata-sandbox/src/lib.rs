@@ -143,6 +143,18 @@ pub struct ModuleSpec {
     pub network: bool,
 }
 
+impl ModuleSpec {
+    /// Whether the module has nothing to do in the sandbox.
+    pub fn is_empty(&self) -> bool {
+        self.before.is_empty()
+            && self.lay.is_empty()
+            && self.lines.is_empty()
+            && self.after.is_empty()
+            && self.templates.is_empty()
+            && self.scripts.is_empty()
+    }
+}
+
 /// A script or executable template.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Program {

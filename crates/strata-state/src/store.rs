@@ -66,13 +66,8 @@ impl<'r> Store<'r> {
                 });
             }
             for rec in bytes.chunks_exact(RECORD) {
-                let hash = Hash::try_from(
-                    rec[..32]
-                        .iter()
-                        .map(|b| format!("{b:02x}"))
-                        .collect::<String>(),
-                )
-                .expect("32 bytes are a hash");
+                let hash =
+                    Hash::try_from(strata_types::hex(&rec[..32])).expect("32 bytes are a hash");
                 let off = u64::from_le_bytes(rec[32..40].try_into().expect("8 bytes"));
                 let len = u64::from_le_bytes(rec[40..48].try_into().expect("8 bytes"));
                 map.insert(hash, (format!("{stem}.pack"), off, len));

@@ -10,7 +10,7 @@ mod plan;
 mod snapshot;
 
 pub use content::ContentSource;
-pub use hash::Hash;
+pub use hash::{Hash, hex};
 pub use metrics::{Activation, Deferred, ProgramRun, Report, Step, StepMetrics};
 pub use names::{NameError, NodeName};
 pub use path::{PathError, TargetPath};

@@ -84,20 +84,54 @@ impl Snapshot {
     }
 
     /// Whether `have` (what stands at a path) already is `self` (what is wanted). Links
-    /// are compared by target only: their ownership is not managed.
+    /// are compared by target only: their ownership is not managed. Of extended
+    /// attributes, only those `self` manages count. Runs for every path of every plan, so
+    /// it compares in place.
     pub fn satisfied_by(&self, have: &Snapshot) -> bool {
         match (self, have) {
             (Snapshot::Link { target: a, .. }, Snapshot::Link { target: b, .. }) => a == b,
-            _ => {
-                // Each managed attribute as wanted; unmanaged ones do not matter.
-                let want = self.xattrs();
-                let got = have.xattrs();
-                let xattrs_ok = want
-                    .iter()
-                    .all(|(k, v)| got.get(k).cloned().flatten() == *v);
-                xattrs_ok && self.without_xattrs() == have.without_xattrs()
-            }
+            (
+                Snapshot::File {
+                    hash: a,
+                    size: s,
+                    mode: m,
+                    uid: u,
+                    gid: g,
+                    ..
+                },
+                Snapshot::File {
+                    hash: b,
+                    size: t,
+                    mode: n,
+                    uid: v,
+                    gid: h,
+                    ..
+                },
+            ) => (a, s, m, u, g) == (b, t, n, v, h) && self.xattrs_in(have),
+            (
+                Snapshot::Dir {
+                    mode: m,
+                    uid: u,
+                    gid: g,
+                    ..
+                },
+                Snapshot::Dir {
+                    mode: n,
+                    uid: v,
+                    gid: h,
+                    ..
+                },
+            ) => (m, u, g) == (n, v, h) && self.xattrs_in(have),
+            _ => self == have,
         }
+    }
+
+    /// Each attribute `self` manages is as wanted in `have`; unmanaged ones do not matter.
+    fn xattrs_in(&self, have: &Snapshot) -> bool {
+        let got = have.xattrs();
+        self.xattrs()
+            .iter()
+            .all(|(k, v)| got.get(k).and_then(Option::as_ref) == v.as_ref())
     }
 
     /// The managed extended attributes (none for links, FIFOs and absent paths).
@@ -115,15 +149,6 @@ impl Snapshot {
             Snapshot::File { xattrs, .. } | Snapshot::Dir { xattrs, .. } => Some(xattrs),
             _ => None,
         }
-    }
-
-    /// The same without extended attributes.
-    pub fn without_xattrs(&self) -> Snapshot {
-        let mut s = self.clone();
-        if let Some(x) = s.xattrs_mut() {
-            x.clear();
-        }
-        s
     }
 
     /// Whether nothing stands there.
@@ -210,4 +235,33 @@ fn is_true(b: &bool) -> bool {
 
 fn is_false(b: &bool) -> bool {
     !*b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(xattrs: &[(&str, Option<&str>)]) -> Snapshot {
+        Snapshot::File {
+            hash: Hash::of(b"x"),
+            size: 1,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            xattrs: xattrs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.map(str::to_string)))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn only_managed_extended_attributes_count() {
+        let want = file(&[("user.a", Some("01")), ("user.gone", None)]);
+        assert!(want.satisfied_by(&file(&[("user.a", Some("01")), ("user.other", Some("ff"))])));
+        assert!(!want.satisfied_by(&file(&[("user.a", Some("02"))])));
+        assert!(!want.satisfied_by(&file(&[])));
+        assert!(!want.satisfied_by(&file(&[("user.a", Some("01")), ("user.gone", Some("00"))])));
+        assert!(file(&[]).satisfied_by(&file(&[("user.x", Some("01"))])));
+    }
 }
