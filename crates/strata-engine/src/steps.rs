@@ -88,6 +88,8 @@ if command -v apt-get >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
   lists="$cache/apt/lists"; archives="$cache/apt/archives"
   mkdir -p "$lists/partial" "$archives/partial"
+  # Other strata runs share the cache, and apt does not wait for its locks: take turns.
+  if command -v flock >/dev/null 2>&1; then exec 9>"$cache/apt/strata.lock"; flock 9; fi
   set -- -q -y -o "Dir::State::Lists=$lists" -o "Dir::Cache::Archives=$archives" \
     -o APT::Sandbox::User=root -o Dpkg::Use-Pty=0 \
     -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold
