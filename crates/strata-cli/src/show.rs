@@ -1,5 +1,6 @@
 //! How plans and reports look: the human text and the JSON documents.
 
+use std::io::Write;
 use std::path::Path;
 
 use strata_engine::Outcome;
@@ -28,13 +29,16 @@ pub fn outcome(
     if json {
         p.json(&plan_json(o, root))
     } else {
-        p.out(&plan_text(p, o, verb))
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        plan_text(p, o, verb, &mut out)?;
+        out.flush()
     }
 }
 
 /// The plan as a person reads it: one line per path, its attributes before → after, and
-/// a unified diff under each changed text file.
-pub fn plan_text(p: &Printer, o: &Outcome, verb: &str) -> String {
+/// a unified diff under each changed text file. Written as it goes: a plan of many new
+/// files is never held twice in memory.
+pub fn plan_text(p: &Printer, o: &Outcome, verb: &str, w: &mut dyn Write) -> std::io::Result<()> {
     let mut out = runs_text(p, &o.runs);
     let shown = |c: &&Change| c.action != Action::Unchanged || p.verbose;
     let width = o
@@ -62,9 +66,11 @@ pub fn plan_text(p: &Printer, o: &Outcome, verb: &str) -> String {
         if let Some(note) = &c.note {
             out.push_str(&format!("          {}\n", p.paint(Style::Dim, note)));
         }
-        if let Some(diff) = &c.diff {
-            out.push_str(&paint_diff(p, diff));
+        if let Some(diff) = o.diff(c) {
+            out.push_str(&paint_diff(p, &diff));
         }
+        w.write_all(out.as_bytes())?;
+        out.clear();
     }
     if verb == "plan" {
         for c in &o.calls {
@@ -143,7 +149,7 @@ pub fn plan_text(p: &Printer, o: &Outcome, verb: &str) -> String {
     };
     out.push_str(&p.paint(Style::Bold, &head));
     out.push('\n');
-    out
+    w.write_all(out.as_bytes())
 }
 
 /// `file 0644 root:root 3f2a9c1e`, or for a change only what differs, `before → after`.
@@ -262,6 +268,9 @@ pub fn plan_json(o: &Outcome, root: &Path) -> serde_json::Value {
         .iter()
         .map(|c| {
             let mut v = serde_json::to_value(c).expect("a change serialises");
+            if let Some(d) = o.diff(c).filter(|_| c.diff.is_none()) {
+                v["diff"] = d.into_owned().into();
+            }
             if c.sensitive {
                 for side in ["before", "after"] {
                     if let Some(h) = v[side].get_mut("hash") {

@@ -640,6 +640,38 @@ struct Builder<'a> {
     purges: Vec<Purge>,
 }
 
+/// A file of the site read (and rendered, for a template).
+struct Loaded {
+    content: Vec<u8>,
+    /// Its mode in the site.
+    mode: u32,
+    hash: Hash,
+    /// The render's step, for a template.
+    render: Option<Step>,
+}
+
+/// Reads a file of the site, renders it when it is a template, and hashes the result.
+fn load(s: &Source0, renderer: &Renderer, ctx: &minijinja::Value) -> Result<Loaded, SiteError> {
+    let (bytes, mode) = strata_fs::read_with_mode(&s.path)
+        .map_err(|e| SiteError::in_file(&s.rel, format!("cannot read: {}", e.source)))?;
+    let (content, render) = if s.template {
+        let meter = Meter::light();
+        let text = String::from_utf8(bytes)
+            .map_err(|_| SiteError::in_file(&s.rel, "a template must be UTF-8 text"))?;
+        let out = renderer.render(&s.rel, &text, ctx)?;
+        let step = meter.finish(format!("render {}", s.target));
+        (out.into_bytes(), Some(step))
+    } else {
+        (bytes, None)
+    };
+    Ok(Loaded {
+        hash: Hash::of(&content),
+        content,
+        mode,
+        render,
+    })
+}
+
 /// A file of a module before rendering: where it goes and where it comes from.
 struct Source0 {
     target: TargetPath,
@@ -681,7 +713,11 @@ impl Builder<'_> {
         let ctx = minijinja::Value::from(minijinja::value::Serde(&ctx));
         let decls = self.file_decls(m);
         let mut used = vec![false; decls.len()];
-        for s in sources {
+        // Reading, rendering and hashing are independent from file to file.
+        let loaded = crate::par::map(&sources, |s| {
+            (!s.is_link && !s.exec).then(|| load(s, renderer, &ctx))
+        });
+        for (s, loaded) in sources.into_iter().zip(loaded) {
             let mut res = Resource {
                 path: s.target.clone(),
                 kind: ResourceKind::Dir,
@@ -711,17 +747,22 @@ impl Builder<'_> {
                     program: s.path.clone(),
                 };
             } else {
-                let (content, site_mode) = match self.content(&s, renderer, &ctx) {
+                let Loaded {
+                    content,
+                    mode: site_mode,
+                    hash,
+                    render,
+                } = match loaded.expect("loaded: neither a link nor executable") {
                     Ok(c) => c,
                     Err(e) => {
                         self.errors.push(e);
                         continue;
                     }
                 };
+                self.steps.extend(render);
                 if site_mode & 0o111 != 0 {
                     res.mode = 0o755;
                 }
-                let hash = Hash::of(&content);
                 res.kind = ResourceKind::File {
                     hash,
                     size: content.len() as u64,
@@ -759,27 +800,6 @@ impl Builder<'_> {
             }
         }
         self.dirs_and_links(m, &id);
-    }
-
-    /// The file's content (rendered for a template) and its mode in the site.
-    fn content(
-        &mut self,
-        s: &Source0,
-        renderer: &Renderer,
-        ctx: &minijinja::Value,
-    ) -> Result<(Vec<u8>, u32), SiteError> {
-        let (bytes, mode) = strata_fs::read_with_mode(&s.path)
-            .map_err(|e| SiteError::in_file(&s.rel, format!("cannot read: {}", e.source)))?;
-        if !s.template {
-            return Ok((bytes, mode));
-        }
-        let meter = Meter::light();
-        let text = String::from_utf8(bytes)
-            .map_err(|_| SiteError::in_file(&s.rel, "a template must be UTF-8 text"))?;
-        let out = renderer.render(&s.rel, &text, ctx)?;
-        self.steps
-            .push(meter.finish(format!("render {}", s.target)));
-        Ok((out.into_bytes(), mode))
     }
 
     /// A declared path whose parent is declared as a file or a link cannot exist.

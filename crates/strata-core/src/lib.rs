@@ -6,6 +6,7 @@ mod catalog;
 mod error;
 mod graph;
 mod module;
+mod par;
 mod params;
 mod plan;
 mod render;
@@ -20,7 +21,7 @@ pub use catalog::{
 };
 pub use error::{SiteError, SiteErrors};
 pub use params::{ParamTree, Source};
-pub use plan::{PlanError, plan};
+pub use plan::{PlanError, diff_text, plan};
 pub use resources::{Declared, Group, Line, Package, Service, User};
 pub use site::{NodeInfo, SandboxSettings, Site};
 pub use strata_fs::UserDb;

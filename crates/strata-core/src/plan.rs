@@ -282,7 +282,10 @@ fn release(
     Ok(())
 }
 
-/// A unified diff between the old and new content of a file, when both are text.
+/// A unified diff between the old and new content of a file, when both are text. A new
+/// file gets none here: its diff is its content, which the caller shows from the contents
+/// it holds anyway ([`diff_text`] with nothing before), so that a plan of many new files
+/// does not hold each of them twice.
 fn diff_for(
     path: &TargetPath,
     before: &Snapshot,
@@ -293,18 +296,24 @@ fn diff_for(
     if before.hash().is_some() && before.hash() == after.hash() {
         return None;
     }
-    if before.hash().is_none() && after.hash().is_none() {
-        return None;
-    }
     let old: Cow<'_, [u8]> = match before {
         Snapshot::File { .. } => Cow::Borrowed(old?),
+        Snapshot::Absent => return None,
         _ => Cow::Borrowed(&[]),
     };
     let new: Cow<'_, [u8]> = match after.hash() {
         Some(h) => contents.content(&h)?,
         None => Cow::Borrowed(&[]),
     };
-    let (old, new) = (text(&old)?, text(&new)?);
+    diff_text(path, &old, &new)
+}
+
+/// A unified diff between two contents of `path`, when both are text (and not too large).
+pub fn diff_text(path: &TargetPath, old: &[u8], new: &[u8]) -> Option<String> {
+    if old.is_empty() && new.is_empty() {
+        return None;
+    }
+    let (old, new) = (text(old)?, text(new)?);
     let name = path.as_str();
     let diff = similar::TextDiff::from_lines(old, new)
         .unified_diff()

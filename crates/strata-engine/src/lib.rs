@@ -2,7 +2,8 @@
 //! to a remote node and the agent all call these functions; none of them touches the
 //! terminal.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -13,8 +14,8 @@ use strata_core::{
 use strata_fs::{FsError, Meter, Root};
 use strata_state::{GenerationInfo, Op, State, StateError};
 use strata_types::{
-    Activation, Deferred, Entry, Generation, GenerationKind, Plan, ProgramRun, Report, Snapshot,
-    Step, TargetPath,
+    Action, Activation, Change, Deferred, Entry, Generation, GenerationKind, Hash, Plan,
+    ProgramRun, Report, Snapshot, Step, TargetPath,
 };
 
 pub use strata_core::NodeInfo;
@@ -121,6 +122,10 @@ pub struct Outcome {
     pub calls: Vec<Deferred>,
     /// In an apply: how each intercepted call went on the target.
     pub activations: Vec<Activation>,
+    /// The content of every file the plan creates (and more), for showing its diff:
+    /// plans leave those diffs out so as not to hold each new file twice
+    /// ([`Outcome::diff`]).
+    pub contents: HashMap<Hash, Vec<u8>>,
 }
 
 impl Outcome {
@@ -128,6 +133,39 @@ impl Outcome {
     pub fn has_changes(&self) -> bool {
         self.plan.has_changes() || !self.calls.is_empty()
     }
+
+    /// The unified diff of a change: the plan's, or for a new text file, its content.
+    pub fn diff<'a>(&self, c: &'a Change) -> Option<Cow<'a, str>> {
+        if let Some(d) = &c.diff {
+            return Some(Cow::Borrowed(d));
+        }
+        if c.action != Action::Create || c.sensitive {
+            return None;
+        }
+        let new = self.contents.get(&c.after.hash()?)?;
+        strata_core::diff_text(&c.path, &[], new).map(Cow::Owned)
+    }
+}
+
+/// `held` and, from `more`, the content of every other file `plan` creates (see
+/// [`Outcome::diff`]).
+fn with_new_contents(
+    plan: &Plan,
+    mut held: HashMap<Hash, Vec<u8>>,
+    more: &dyn strata_types::ContentSource,
+) -> HashMap<Hash, Vec<u8>> {
+    for c in &plan.changes {
+        if c.action != Action::Create || c.sensitive {
+            continue;
+        }
+        if let Some(h) = c.after.hash()
+            && !held.contains_key(&h)
+            && let Some(bytes) = more.content(&h)
+        {
+            held.insert(h, bytes.into_owned());
+        }
+    }
+    held
 }
 
 fn compile_site(
@@ -272,6 +310,7 @@ fn run_plan(req: &Request, shell: bool) -> Result<Outcome, EngineError> {
     let (site, catalog) = compile_site(req, false, &mut steps)?;
     let root = Root::open(&req.root)?;
     let state = State::open_for_read(&root)?;
+    root.use_stamps(state.stamps());
     let users = UserDb::load(&root)?;
     let ctx = Planning {
         req,
@@ -282,8 +321,14 @@ fn run_plan(req: &Request, shell: bool) -> Result<Outcome, EngineError> {
         users: &users,
     };
     let Planned {
-        plan, run, users, ..
+        plan,
+        run,
+        users,
+        downloads: dl,
+        ..
     } = ctx.plan(true, shell, &mut steps)?;
+    let out = run.as_ref().map(|r| r.contents());
+    let contents = with_new_contents(&plan, catalog.contents, &(&dl.contents, out));
     let (runs, calls) = run
         .map(|r| (r.observed.runs, r.observed.calls))
         .unwrap_or_default();
@@ -300,6 +345,7 @@ fn run_plan(req: &Request, shell: bool) -> Result<Outcome, EngineError> {
         runs,
         calls,
         activations: Vec::new(),
+        contents,
     })
 }
 
@@ -413,6 +459,7 @@ pub fn apply(req: &Request) -> Result<Outcome, EngineError> {
     let (site, catalog) = compile_site(req, true, &mut steps)?;
     let root = Root::open(&req.root)?;
     let state = State::open_for_commit(&root)?;
+    root.use_stamps(state.stamps());
     let users = UserDb::load(&root)?;
     let ctx = Planning {
         req,
@@ -423,7 +470,7 @@ pub fn apply(req: &Request) -> Result<Outcome, EngineError> {
         users: &users,
     };
     let Planned {
-        plan,
+        mut plan,
         current,
         run,
         downloads: dl,
@@ -450,13 +497,15 @@ pub fn apply(req: &Request) -> Result<Outcome, EngineError> {
     let contents = ((&catalog.contents, &dl.contents), out);
     let (number, activations) = commit(
         &state,
-        &plan,
+        &mut plan,
         current.as_ref(),
         header,
         &contents,
         (&calls, &runs),
         &mut steps,
     )?;
+    let out = run.as_ref().map(|r| r.contents());
+    let contents = with_new_contents(&plan, catalog.contents, &(&dl.contents, out));
     Ok(Outcome {
         node: catalog.node.name,
         environment: catalog.node.environment,
@@ -470,6 +519,7 @@ pub fn apply(req: &Request) -> Result<Outcome, EngineError> {
         runs,
         calls,
         activations,
+        contents,
     })
 }
 
@@ -485,9 +535,10 @@ struct Header {
 }
 
 /// Commits a plan unless it changes nothing, on the target and in what strata manages.
+/// The plan's entries and originals move into the generation.
 fn commit(
     state: &State<'_>,
-    plan: &Plan,
+    plan: &mut Plan,
     current: Option<&Generation>,
     header: Header,
     contents: &dyn strata_types::ContentSource,
@@ -525,11 +576,20 @@ fn commit(
         environment: header.environment,
         site: header.site,
         revision: header.revision,
-        entries: plan.entries.clone(),
-        originals: plan.originals.clone(),
+        entries: std::mem::take(&mut plan.entries),
+        originals: std::mem::take(&mut plan.originals),
         modules: header.modules,
+        // Top-level steps only: the generation is read by every plan, and the full report
+        // (every template render) is saved beside it.
         report: Report {
-            steps: steps.clone(),
+            steps: steps
+                .iter()
+                .map(|s| Step {
+                    name: s.name.clone(),
+                    metrics: s.metrics.clone(),
+                    steps: Vec::new(),
+                })
+                .collect(),
             ..Report::default()
         },
     };
@@ -537,6 +597,10 @@ fn commit(
     let (generation, commit_steps, activations) =
         state.commit(ops, generation, &(contents, &store), calls.to_vec())?;
     steps.extend(commit_steps);
+    // Stamps are a cache: a failure to take them costs the next plan time, nothing else.
+    let meter = Meter::start();
+    let _ = state.restamp(&generation.entries);
+    steps.push(meter.finish("stamp"));
     // The full report is a convenience: a failure to save it does not undo the commit.
     let _ = state.save_report(
         generation.number,
@@ -571,10 +635,11 @@ pub fn rollback(root: &Path, to: Option<u64>) -> Result<Outcome, EngineError> {
             })?,
     };
     let old = state.generation(target)?;
+    root.use_stamps(state.stamps());
     let mut steps = Vec::new();
     let users = UserDb::load(&root)?;
     let empty = std::collections::HashMap::new();
-    let (plan, current) = plan_against(
+    let (mut plan, current) = plan_against(
         &root,
         &state,
         old.entries.clone(),
@@ -593,13 +658,14 @@ pub fn rollback(root: &Path, to: Option<u64>) -> Result<Outcome, EngineError> {
     };
     let (number, _) = commit(
         &state,
-        &plan,
+        &mut plan,
         current.as_ref(),
         header,
         &empty,
         (&[], &[]),
         &mut steps,
     )?;
+    let contents = with_new_contents(&plan, HashMap::new(), &state.store());
     Ok(Outcome {
         node: old.node,
         environment: old.environment,
@@ -613,6 +679,7 @@ pub fn rollback(root: &Path, to: Option<u64>) -> Result<Outcome, EngineError> {
         runs: Vec::new(),
         calls: Vec::new(),
         activations: Vec::new(),
+        contents,
     })
 }
 

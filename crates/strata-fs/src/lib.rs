@@ -14,6 +14,7 @@ mod lock;
 mod meter;
 mod root;
 mod site;
+mod stamp;
 mod users;
 
 pub use error::{FsError, Result};
@@ -24,4 +25,5 @@ pub use site::{
     SiteFile, create_dir_all, exists, is_dir, list_dir, read, read_link, read_to_string,
     read_with_mode, self_io, walk_files, write_atomic, write_new,
 };
+pub use stamp::{Stamp, Stamps, StatKey, parse_stamps, write_stamps};
 pub use users::{PENDING, UserDb};

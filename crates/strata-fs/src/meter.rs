@@ -8,15 +8,17 @@ use strata_types::{Step, StepMetrics};
 #[derive(Debug)]
 pub struct Meter {
     start: Instant,
+    /// The whole process, or the calling thread only.
+    who: libc::c_int,
     usage: libc::rusage,
     io: Option<(u64, u64)>,
 }
 
-fn usage() -> libc::rusage {
+fn usage(who: libc::c_int) -> libc::rusage {
     // SAFETY: getrusage only writes into the struct we pass; all-zero is a valid rusage.
     unsafe {
         let mut ru: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+        libc::getrusage(who, &mut ru);
         ru
     }
 }
@@ -30,16 +32,19 @@ impl Meter {
     pub fn start() -> Meter {
         Meter {
             start: Instant::now(),
-            usage: usage(),
+            who: libc::RUSAGE_SELF,
+            usage: usage(libc::RUSAGE_SELF),
             io: Some(crate::self_io()),
         }
     }
 
-    /// Starts measuring without I/O, for many small in-memory steps.
+    /// Starts measuring the calling thread without I/O, for many small in-memory steps
+    /// (which may run side by side on several threads).
     pub fn light() -> Meter {
         Meter {
             start: Instant::now(),
-            usage: usage(),
+            who: libc::RUSAGE_THREAD,
+            usage: usage(libc::RUSAGE_THREAD),
             io: None,
         }
     }
@@ -51,7 +56,7 @@ impl Meter {
 
     /// Ends the measurement of a step that has sub-steps.
     pub fn finish_with(self, name: impl Into<String>, steps: Vec<Step>) -> Step {
-        let end = usage();
+        let end = usage(self.who);
         let (read_bytes, write_bytes) = match self.io {
             Some((r0, w0)) => {
                 let (r1, w1) = crate::self_io();

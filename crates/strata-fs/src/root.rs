@@ -1,18 +1,19 @@
 //! A target root where every path resolves as if chrooted.
 
-use std::cell::RefCell;
+use std::cell::{Ref, RefCell, RefMut};
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{
-    AtFlags, Dir, FileType, Mode, OFlags, ResolveFlags, fchmod, fchown, fstat, mkdirat, openat2,
-    readlinkat, renameat, statat, symlinkat, syncfs, unlinkat,
+    AtFlags, Dir, FileType, Mode, OFlags, ResolveFlags, Stat, fchmod, fchown, fstat, mkdirat,
+    openat2, readlinkat, renameat, statat, symlinkat, syncfs, unlinkat,
 };
 use rustix::io::Errno;
 use rustix::process::{Gid, Uid};
 use strata_types::{Hash, Snapshot, TargetPath, Xattrs, hex};
 
+use crate::stamp::{Stamp, Stamps, StatKey};
 use crate::{FsError, Result};
 
 const RESOLVE: ResolveFlags = ResolveFlags::IN_ROOT.union(ResolveFlags::NO_MAGICLINKS);
@@ -30,24 +31,32 @@ pub enum DirEntryKind {
     Other,
 }
 
+/// A directory of the target and a handle on it.
+type CachedDir = (TargetPath, OwnedFd);
+
 /// A target root, opened once. Paths given to it are as the node sees them.
 #[derive(Debug)]
 pub struct Root {
     fd: OwnedFd,
     path: PathBuf,
     /// The directory of the last path inspected, for its siblings.
-    dir_cache: RefCell<Option<(TargetPath, OwnedFd)>>,
+    dir_cache: RefCell<Option<CachedDir>>,
+    /// Files whose content is known from their metadata (see [`crate::stamp`]).
+    stamps: RefCell<Stamps>,
 }
 
 /// Reads a whole file whose size is probably `size`, with as few calls as possible: one
 /// read into a buffer one byte larger returns the file and proves its end.
-pub(crate) fn read_sized(fd: OwnedFd, size: usize) -> std::io::Result<Vec<u8>> {
-    let mut file = std::fs::File::from(fd);
+pub(crate) fn read_sized(fd: impl AsFd, size: usize) -> std::io::Result<Vec<u8>> {
     let mut buf = vec![0u8; size + 1];
     let mut len = 0;
     loop {
         let want = buf.len() - len;
-        let n = file.read(&mut buf[len..])?;
+        let n = match rustix::io::read(&fd, &mut buf[len..]) {
+            Ok(n) => n,
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
         len += n;
         // A short read of a regular file is its end.
         if n == 0 || n < want {
@@ -75,7 +84,92 @@ impl Root {
             fd,
             path: path.to_path_buf(),
             dir_cache: RefCell::new(None),
+            stamps: RefCell::new(Stamps::new()),
         })
+    }
+
+    /// Trusts `stamps` from now on: a file whose metadata matches its stamp is not read.
+    pub fn use_stamps(&self, stamps: Stamps) {
+        *self.stamps.borrow_mut() = stamps;
+    }
+
+    /// The stamps in use.
+    pub fn stamps(&self) -> Ref<'_, Stamps> {
+        self.stamps.borrow()
+    }
+
+    /// The current time as the file system holding `dir` records it (the times of a new,
+    /// anonymous file there); `None` where such files cannot be made.
+    pub fn fs_now(&self, dir: &TargetPath) -> Result<Option<(i64, u32)>> {
+        match self.open_raw(dir, OFlags::TMPFILE | OFlags::RDWR) {
+            Ok(fd) => {
+                let st = fstat(&fd).map_err(|e| self.err("stat", dir, e))?;
+                Ok(Some(StatKey::of(&st).ctime))
+            }
+            Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL) => Ok(None),
+            Err(e) => Err(self.err("create a temporary file in", dir, e)),
+        }
+    }
+
+    /// The metadata of what stands at `p` (not followed), when it is a regular file.
+    pub fn stat_key(&self, p: &TargetPath) -> Result<Option<StatKey>> {
+        let Some(parent) = p.parent() else {
+            return Ok(None);
+        };
+        Ok(self
+            .stat_in(&parent, p)?
+            .map(|(_, st)| st)
+            .filter(|st| FileType::from_raw_mode(st.st_mode) == FileType::RegularFile)
+            .map(|st| StatKey::of(&st)))
+    }
+
+    /// `lstat` of `p` through a handle on its directory `parent`, which is kept for its
+    /// siblings (usually looked at one after another). The last component is looked at
+    /// alone, never followed. `None` when nothing is there.
+    fn stat_in(
+        &self,
+        parent: &TargetPath,
+        p: &TargetPath,
+    ) -> Result<Option<(RefMut<'_, CachedDir>, Stat)>> {
+        let mut cache = self.dir_cache.borrow_mut();
+        if cache.as_ref().is_none_or(|(cached, _)| cached != parent) {
+            match self.open_raw(parent, OFlags::PATH | OFlags::DIRECTORY) {
+                Ok(fd) => *cache = Some((parent.clone(), fd)),
+                Err(Errno::NOENT | Errno::NOTDIR) => return Ok(None),
+                Err(e) => return Err(self.err("open directory", parent, e)),
+            }
+        }
+        let dir = RefMut::map(cache, |c| c.as_mut().expect("just filled"));
+        match statat(&dir.1, p.file_name(), AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => Ok(Some((dir, st))),
+            Err(Errno::NOENT | Errno::NOTDIR) => Ok(None),
+            Err(e) => Err(self.err("inspect", p, e)),
+        }
+    }
+
+    /// Reads the regular file `p` and stamps it with the hash of what was read, when its
+    /// metadata did not change during the reading and its ctime is older than `now` (from
+    /// [`Root::fs_now`], taken before). `None` otherwise, or when it is not a regular file.
+    pub fn stamp(&self, p: &TargetPath, now: (i64, u32)) -> Result<Option<Stamp>> {
+        let fd = match self.open_read(p, OFlags::NOFOLLOW | OFlags::NONBLOCK) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => return Ok(None),
+            Err(e) => return Err(self.err("open", p, e)),
+        };
+        let before = fstat(&fd).map_err(|e| self.err("stat", p, e))?;
+        if FileType::from_raw_mode(before.st_mode) != FileType::RegularFile {
+            return Ok(None);
+        }
+        let buf = read_sized(&fd, before.st_size as usize)
+            .map_err(|e| FsError::new("read", self.host_path(p), e))?;
+        let after = fstat(&fd).map_err(|e| self.err("stat", p, e))?;
+        let key = StatKey::of(&after);
+        Ok(
+            (StatKey::of(&before) == key && key.ctime < now).then(|| Stamp {
+                key,
+                hash: Hash::of(&buf),
+            }),
+        )
     }
 
     /// The host directory acting as `/`.
@@ -158,26 +252,38 @@ impl Root {
                 None,
             ));
         };
-        // Siblings are usually inspected one after another: their directory is resolved
-        // once. The last component is then looked at alone, never followed.
-        let mut cache = self.dir_cache.borrow_mut();
-        if cache.as_ref().is_none_or(|(cached, _)| *cached != parent) {
-            match self.open_raw(&parent, OFlags::PATH | OFlags::DIRECTORY) {
-                Ok(fd) => *cache = Some((parent.clone(), fd)),
-                Err(Errno::NOENT | Errno::NOTDIR) => return Ok((Snapshot::Absent, None)),
-                Err(e) => return Err(self.err("open directory", &parent, e)),
-            }
-        }
-        let dirfd = &cache.as_ref().expect("just filled").1;
-        let name = p.file_name();
-        let st = match statat(dirfd, name, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) => st,
-            Err(Errno::NOENT | Errno::NOTDIR) => return Ok((Snapshot::Absent, None)),
-            Err(e) => return Err(self.err("inspect", p, e)),
+        let Some((dir, st)) = self.stat_in(&parent, p)? else {
+            return Ok((Snapshot::Absent, None));
         };
+        let dirfd = &dir.1;
+        let name = p.file_name();
         let (uid, gid, mode) = (st.st_uid, st.st_gid, st.st_mode & 0o7777);
         let snap = match FileType::from_raw_mode(st.st_mode) {
             FileType::RegularFile => {
+                // Unchanged since strata read it: its hash is known. It is read anyway when
+                // its content is asked for, or differs from what is expected (for a diff).
+                if let Some(stamp) = self
+                    .stamps
+                    .borrow()
+                    .get(p)
+                    .filter(|s| s.key == StatKey::of(&st))
+                {
+                    let known = match expected {
+                        Some((hash, _)) => *hash == stamp.hash,
+                        None => !keep,
+                    };
+                    if known {
+                        let snap = Snapshot::File {
+                            hash: stamp.hash,
+                            size: stamp.key.size,
+                            mode,
+                            uid,
+                            gid,
+                            xattrs: Default::default(),
+                        };
+                        return Ok((snap, None));
+                    }
+                }
                 let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
                 let fd =
                     match rustix::fs::openat(dirfd, name, flags | OFlags::NOATIME, Mode::empty()) {
@@ -374,7 +480,21 @@ impl Root {
         dir: &TargetPath,
         name: &str,
         parts: &[&[u8]],
+        meta: (u32, u32, u32),
+    ) -> Result<()> {
+        self.write_with_in(dir, name, meta, |w| {
+            parts.iter().try_for_each(|part| w.write_all(part))
+        })
+    }
+
+    /// Like [`Root::write_file_in`], with the content written by `fill` through a buffer
+    /// (a large document is never held whole in memory).
+    pub fn write_with_in(
+        &self,
+        dir: &TargetPath,
+        name: &str,
         (mode, uid, gid): (u32, u32, u32),
+        fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
     ) -> Result<()> {
         let path = dir
             .join(name)
@@ -399,12 +519,11 @@ impl Root {
             other => other,
         }
         .map_err(|e| self.err("create", &path, e))?;
-        let mut file = std::fs::File::from(fd);
-        let written = parts
-            .iter()
-            .try_for_each(|part| file.write_all(part))
+        let mut file = std::io::BufWriter::with_capacity(1 << 16, std::fs::File::from(fd));
+        let written = fill(&mut file)
+            .and_then(|()| file.flush())
             .map_err(|e| FsError::new("write", self.host_path(&path), e))
-            .and_then(|()| self.set_fd_meta(&file, &path, mode, uid, gid));
+            .and_then(|()| self.set_fd_meta(file.get_ref(), &path, mode, uid, gid));
         if written.is_err() {
             // Never leave a partial file behind (a full disk, for one).
             let _ = unlinkat(&dirfd, name, AtFlags::empty());
@@ -619,9 +738,18 @@ impl Root {
     /// Replaces `p` with `content` atomically and durably: a temporary file, fsync,
     /// rename, fsync of the directory. For strata's own state files.
     pub fn write_atomic(&self, p: &TargetPath, content: &[u8]) -> Result<()> {
+        self.write_atomic_with(p, |w| w.write_all(content))
+    }
+
+    /// Like [`Root::write_atomic`], with the content written by `fill`.
+    pub fn write_atomic_with(
+        &self,
+        p: &TargetPath,
+        fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+    ) -> Result<()> {
         let dir = p.parent().unwrap_or_else(TargetPath::root);
         let tmp = format!(".{}.tmp", p.file_name());
-        self.write_file_in(&dir, &tmp, content, (0o644, 0, 0))?;
+        self.write_with_in(&dir, &tmp, (0o644, 0, 0), fill)?;
         let tmp_path = dir.join(&tmp).expect("a plain file name");
         self.fsync(&tmp_path)?;
         self.rename_in(&dir, &tmp, p.file_name())?;

@@ -9,14 +9,49 @@ pub fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| FsError::new("read", path, e))
 }
 
-/// Reads a whole file and its permission bits, with one open and one fstat.
+/// Reads a whole file and its permission bits, with one open and one fstat. The file is
+/// opened relative to a handle on its directory: each thread keeps the last few, so that
+/// the files of a directory (a module's `files/` and `templates/` trees are read side by
+/// side) cost one path walk in all.
 pub fn read_with_mode(path: &Path) -> Result<(Vec<u8>, u32)> {
-    let fd = rustix::fs::open(
-        path,
-        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )
-    .map_err(|e| FsError::new("open", path, e))?;
+    use rustix::fs::{Mode, OFlags};
+    const KEPT: usize = 8;
+    thread_local! {
+        static DIRS: std::cell::RefCell<Vec<(PathBuf, std::os::fd::OwnedFd)>> =
+            const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(FsError::new(
+            "open",
+            path,
+            std::io::Error::from(std::io::ErrorKind::InvalidInput),
+        ));
+    };
+    let fd = DIRS
+        .with_borrow_mut(|dirs| {
+            let i = match dirs.iter().position(|(d, _)| d == dir) {
+                Some(i) => i,
+                None => {
+                    let fd = rustix::fs::open(
+                        dir,
+                        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    )?;
+                    if dirs.len() == KEPT {
+                        dirs.remove(0);
+                    }
+                    dirs.push((dir.to_path_buf(), fd));
+                    dirs.len() - 1
+                }
+            };
+            rustix::fs::openat(
+                &dirs[i].1,
+                name,
+                OFlags::RDONLY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+        })
+        .map_err(|e| FsError::new("open", path, e))?;
     let st = rustix::fs::fstat(&fd).map_err(|e| FsError::new("stat", path, e))?;
     let bytes = crate::root::read_sized(fd, st.st_size as usize)
         .map_err(|e| FsError::new("read", path, e))?;

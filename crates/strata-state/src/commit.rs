@@ -119,13 +119,14 @@ impl<'r> State<'r> {
         };
         commit.journal.added = needed.iter().map(|(h, _)| *h).collect();
         commit.journal.pack = Some(format!("g{}", generation.number));
-        let journal = serde_json::to_vec(&commit.journal).expect("journal serialises");
         let written = (|| -> Result<(), StateError> {
             self.root.create_dirs(&state_path(""))?;
             for marker in ["commit", "undo"] {
                 self.root.remove(&state_path(marker))?;
             }
-            self.root.write_atomic(&state_path("journal"), &journal)?;
+            self.root.write_atomic_with(&state_path("journal"), |w| {
+                serde_json::to_writer(w, &commit.journal).map_err(std::io::Error::other)
+            })?;
             Ok(())
         })();
         if let Err(e) = written {
@@ -324,11 +325,12 @@ impl Commit<'_, '_> {
     ) -> Result<(), StateError> {
         let meter = Meter::start();
         let n = self.journal.generation;
-        let gen_json = serde_json::to_vec(generation).expect("generation serialises");
         let gens = state_path("generations");
         self.root().create_dirs(&gens)?;
         self.root()
-            .write_file_in(&gens, &format!("{n}.json"), &gen_json, (0o644, 0, 0))?;
+            .write_with_in(&gens, &format!("{n}.json"), (0o644, 0, 0), |w| {
+                serde_json::to_writer(w, generation).map_err(std::io::Error::other)
+            })?;
         let state_dir = state_path("");
         self.root().symlink_in(
             &state_dir,

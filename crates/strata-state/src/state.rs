@@ -2,8 +2,8 @@
 //! generations.
 
 use serde::Serialize;
-use strata_fs::{Lock, Root};
-use strata_types::{Generation, GenerationKind, TargetPath};
+use strata_fs::{Lock, Root, Stamps};
+use strata_types::{Entry, Generation, GenerationKind, Snapshot, TargetPath};
 
 use crate::StateError;
 use crate::commit::Journal;
@@ -96,6 +96,51 @@ impl<'r> State<'r> {
         }
     }
 
+    /// The stamps recorded after the last commit (a cache: none when missing or torn).
+    pub fn stamps(&self) -> Stamps {
+        match self.root.read(&state_path("stamps")) {
+            Ok(Some(bytes)) => std::str::from_utf8(&bytes)
+                .ok()
+                .and_then(strata_fs::parse_stamps)
+                .unwrap_or_default(),
+            _ => Stamps::new(),
+        }
+    }
+
+    /// After a commit: stamps the regular files `entries` manage, so that the next plans
+    /// read only those whose metadata changed. A stamp still valid is kept; other files
+    /// are read back. Not made durable: a torn stamps file is ignored, and a stale stamp
+    /// never matches a file that changed.
+    pub fn restamp(&self, entries: &[Entry]) -> Result<(), StateError> {
+        let path = state_path("stamps");
+        let dir = path.parent().expect("below the state directory");
+        let Some(now) = self.root.fs_now(&dir)? else {
+            return Ok(());
+        };
+        let old = self.root.stamps();
+        let mut new = Stamps::new();
+        for e in entries {
+            if !matches!(e.state, Snapshot::File { .. }) {
+                continue;
+            }
+            let stamp = match old.get(&e.path) {
+                Some(s) if self.root.stat_key(&e.path)? == Some(s.key) => Some(*s),
+                _ => self.root.stamp(&e.path, now)?,
+            };
+            if let Some(s) = stamp {
+                new.insert(e.path.clone(), s);
+            }
+        }
+        drop(old);
+        self.root
+            .write_with_in(&dir, ".stamps.tmp", (0o600, 0, 0), |w| {
+                strata_fs::write_stamps(&new, w)
+            })?;
+        self.root.rename_in(&dir, ".stamps.tmp", "stamps")?;
+        self.root.use_stamps(new);
+        Ok(())
+    }
+
     /// Reads generation `n`.
     pub fn generation(&self, n: u64) -> Result<Generation, StateError> {
         let path = state_path(&format!("generations/{n}.json"));
@@ -149,9 +194,10 @@ impl State<'_> {
     pub fn save_report(&self, n: u64, report: &strata_types::Report) -> Result<(), StateError> {
         let dir = state_path("reports");
         self.root.create_dirs(&dir)?;
-        let json = serde_json::to_vec_pretty(report).expect("report serialises");
-        self.root
-            .write_atomic(&dir.join(&format!("{n}.json")).expect("plain name"), &json)?;
+        let path = dir.join(&format!("{n}.json")).expect("plain name");
+        self.root.write_atomic_with(&path, |w| {
+            serde_json::to_writer_pretty(w, report).map_err(std::io::Error::other)
+        })?;
         Ok(())
     }
 

@@ -66,8 +66,8 @@ impl<'r> Store<'r> {
                 });
             }
             for rec in bytes.chunks_exact(RECORD) {
-                let hash =
-                    Hash::try_from(strata_types::hex(&rec[..32])).expect("32 bytes are a hash");
+                let bytes: [u8; 32] = rec[..32].try_into().expect("32 bytes");
+                let hash = Hash::from_bytes(bytes);
                 let off = u64::from_le_bytes(rec[32..40].try_into().expect("8 bytes"));
                 let len = u64::from_le_bytes(rec[40..48].try_into().expect("8 bytes"));
                 map.insert(hash, (format!("{stem}.pack"), off, len));
@@ -101,8 +101,11 @@ impl<'r> Store<'r> {
 
     /// Whether the store holds this hash (nothing is read).
     pub fn contains(&self, hash: &Hash) -> Result<bool, StateError> {
+        if self.index()?.contains_key(hash) {
+            return Ok(true);
+        }
         let (dir, name) = loose(hash);
-        Ok(self.root.exists(&dir.join(&name).expect("hex")) || self.index()?.contains_key(hash))
+        Ok(self.root.exists(&dir.join(&name).expect("hex")))
     }
 
     /// Adds objects: loose when few, else as the pack `name` (not yet durable: the commit
@@ -123,10 +126,7 @@ impl<'r> Store<'r> {
         let mut idx = Vec::with_capacity(objects.len() * RECORD);
         let mut offset = 0u64;
         for (hash, bytes) in objects {
-            let hex = hash.to_string();
-            idx.extend(
-                (0..32).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex")),
-            );
+            idx.extend(hash.as_bytes());
             idx.extend(offset.to_le_bytes());
             idx.extend((bytes.len() as u64).to_le_bytes());
             offset += bytes.len() as u64;

@@ -195,7 +195,9 @@ fn report_shows_each_step_and_each_render() {
         .collect();
     assert_eq!(
         names,
-        ["load", "compile", "plan", "store", "stage", "commit"]
+        [
+            "load", "compile", "plan", "store", "stage", "commit", "stamp"
+        ]
     );
     let renders: Vec<&str> = v["steps"][1]["steps"]
         .as_array()
