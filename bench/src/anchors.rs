@@ -202,9 +202,14 @@ pub fn section(a: &Args, work: &Path) -> (String, Value) {
             let med = |v: &Vec<f64>| (!v.is_empty()).then(|| median(v.clone()));
             let (fa, fb, fc) = (med(&f.first), med(&f.again), med(&f.dry));
             let cell = |x: Option<f64>| x.map_or_else(|| "—".to_string(), ms);
-            let ratio = |s: &Vec<f64>, x: Option<f64>| match (med(s), x) {
-                (Some(s), Some(x)) if name != "strata" => format!("{:.1}×", x / s),
-                _ => "—".into(),
+            // Pair by pair: run i of the tool against run i of strata (interleaved, so
+            // that drift hits both alike), then the median of those ratios.
+            let ratio = |s: &Vec<f64>, x: &Vec<f64>| {
+                let pairs: Vec<f64> = x.iter().zip(s).map(|(x, s)| x / s).collect();
+                match med(&pairs) {
+                    Some(r) if name != "strata" => format!("{r:.1}×"),
+                    _ => "—".into(),
+                }
             };
             table.push_str(&format!(
                 "| {n} | {name} | {} | {} | {} | {:.1} MiB | {} / {} / {} |{}\n",
@@ -212,9 +217,9 @@ pub fn section(a: &Args, work: &Path) -> (String, Value) {
                 cell(fb),
                 cell(fc),
                 f.rss.iter().max().copied().unwrap_or(0) as f64 / 1048576.0,
-                ratio(&strata_fig.first, fa),
-                ratio(&strata_fig.again, fb),
-                ratio(&strata_fig.dry, fc),
+                ratio(&strata_fig.first, &f.first),
+                ratio(&strata_fig.again, &f.again),
+                ratio(&strata_fig.dry, &f.dry),
                 f.problem
                     .as_ref()
                     .map(|p| format!(" {p}"))
@@ -243,11 +248,131 @@ pub fn section(a: &Args, work: &Path) -> (String, Value) {
     ));
     md.push_str(&table);
     md.push_str(&verdicts);
+    let scripted = if a.tools.contains(&Tool::Ansible) {
+        let (text, value) = scripts_part(a, work, &venv);
+        md.push_str(&text);
+        value
+    } else {
+        Value::Null
+    };
     md.push_str("\nVersions:\n\n");
     for (t, v) in &versions {
         md.push_str(&format!("- {t}: {v}\n"));
     }
-    let value = json!({ "versions": versions, "results": results });
+    let value = json!({ "versions": versions, "results": results, "scripts": scripted });
+    (md, value)
+}
+
+/// Scripts a plan really runs: (c) for a node whose module has K = 20 scripts doing
+/// typical edits (`sed -i`, an append) of K files, against Ansible `--check --diff` with the
+/// same commands as `shell` tasks (which check mode skips: it cannot say what they would
+/// change), and against Ansible running them for real. Needs root and `/bin/busybox` (the
+/// scripts run in a busybox root).
+fn scripts_part(a: &Args, work: &Path, venv: &Path) -> (String, Value) {
+    const K: usize = 20;
+    let mut md = format!(
+        "\n### A dry run that runs scripts\n\n\
+         A node whose module has {K} scripts, each `sed -i`-ing one file and appending a line to\n\
+         it (bench/src/sandbox.rs), on a busybox root. strata's `plan` runs them in its sandbox and\n\
+         shows every change they would make, with diffs. Ansible `--check --diff` with the same {K}\n\
+         commands as `shell` tasks skips them (check mode cannot know what a command would do), so\n\
+         it shows nothing; Ansible without `--check` runs them for real (on a scratch copy). Medians\n\
+         of {} runs; ratios pair by pair.\n\n",
+        a.tool_runs
+    );
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || !Path::new("/bin/busybox").exists() {
+        md.push_str("Not measured: needs root and /bin/busybox.\n");
+        return (md, Value::Null);
+    }
+    let strata = a.bin.join("strata");
+    let root = work.join("scripts-root");
+    let site = work.join("scripts-site");
+    let ansible_dir = work.join("scripts-ansible");
+    let copy = work.join("scripts-copy");
+    strata_bench::sandbox::busybox_root(&root).expect("busybox root");
+    strata_bench::sandbox::site(&site, &root, K, true).expect("site");
+    tools::ansible_shell_playbook(&ansible_dir, &copy, K).expect("playbook");
+    let (mut plan, mut check, mut real) = (Vec::new(), Vec::new(), Vec::new());
+    let mut rss = [0u64; 3];
+    let log = work.join("scripts.log");
+    for run in 0..=a.tool_runs {
+        let p = timed(
+            Command::new(&strata)
+                .args(["plan", "--node", "bench", "--site"])
+                .arg(&site)
+                .arg("--root")
+                .arg(&root),
+            a.tool_limit,
+            &log,
+        );
+        assert_eq!(p.code, 2, "the plan must show the scripts' changes");
+        fresh(&copy);
+        strata_bench::sandbox::fixture(&copy, K).expect("fixture");
+        let c = timed(
+            &mut tools::command(Tool::Ansible, &ansible_dir, venv, true),
+            a.tool_limit,
+            &log,
+        );
+        let r = timed(
+            &mut tools::command(Tool::Ansible, &ansible_dir, venv, false),
+            a.tool_limit,
+            &log,
+        );
+        let edited = std::fs::read_to_string(copy.join("etc/bench/conf0")).unwrap_or_default();
+        if c.code != 0 || r.code != 0 || !edited.contains("listen 8080") {
+            md.push_str(&format!(
+                "Not measured: Ansible failed (exit {} / {}); see {}.\n",
+                c.code,
+                r.code,
+                log.display()
+            ));
+            return (md, Value::Null);
+        }
+        for (i, s) in [&p, &c, &r].into_iter().enumerate() {
+            rss[i] = rss[i].max(s.rss);
+        }
+        if run > 0 {
+            plan.push(p.secs);
+            check.push(c.secs);
+            real.push(r.secs);
+        }
+    }
+    let pair = |x: &Vec<f64>| median(x.iter().zip(&plan).map(|(x, s)| x / s).collect());
+    md.push_str("| what | time | peak RSS | ÷ strata plan | shows the scripts' changes |\n|---|---|---|---|---|\n");
+    for (i, (what, v, shows)) in [
+        (
+            "strata plan (runs the scripts in its sandbox)",
+            &plan,
+            "yes, with diffs",
+        ),
+        ("ansible-playbook --check --diff", &check, "no (skipped)"),
+        (
+            "ansible-playbook (runs them for real)",
+            &real,
+            "it makes them",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        md.push_str(&format!(
+            "| {what} | {} | {:.1} MiB | {} | {shows} |\n",
+            ms(median(v.clone())),
+            rss[i] as f64 / 1048576.0,
+            if i == 0 {
+                "—".into()
+            } else {
+                format!("{:.1}×", pair(v))
+            }
+        ));
+    }
+    let value = json!({
+        "scripts": K,
+        "strata_plan": {"median_s": median(plan.clone()), "runs": plan, "peak_rss_bytes": rss[0]},
+        "ansible_check": {"median_s": median(check.clone()), "runs": check, "peak_rss_bytes": rss[1]},
+        "ansible_run": {"median_s": median(real.clone()), "runs": real, "peak_rss_bytes": rss[2]},
+    });
     (md, value)
 }
 

@@ -176,6 +176,9 @@ fn run_n(a: &Args, n: usize, work: &Path) -> Row {
         // strata produced exactly the expected bytes.
         let same = measure(Command::new(&floor).arg("check").arg(&manifest).arg(&rs));
         assert_eq!(same.code, 0, "strata's tree differs from the expected one");
+        if run == a.runs && Some(&n) == a.ns.iter().max() {
+            profile(a, n, &mut strata_cmd("plan", &rs));
+        }
         if run > 0 {
             // Run 0 warms the page cache and the binaries.
             row.apply.push(apply.secs);
@@ -189,6 +192,61 @@ fn run_n(a: &Args, n: usize, work: &Path) -> Row {
         std::fs::remove_dir_all(&rf).expect("clean");
     }
     row
+}
+
+/// Where a no-change plan's time goes: `perf record` of one plan, its hottest functions
+/// written to `profile-plan-<n>.txt` beside the report (when `perf` is installed).
+fn profile(a: &Args, n: usize, plan: &mut Command) {
+    let dir = a.out.parent().unwrap_or(Path::new("."));
+    let data = std::env::temp_dir().join(format!("strata-bench-perf-{n}.data"));
+    let mut rec = Command::new("perf");
+    rec.args(["record", "-q", "-F", "5000", "-g", "-o"])
+        .arg(&data)
+        .arg("--")
+        .arg(plan.get_program())
+        .args(plan.get_args())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    if !rec.status().is_ok_and(|s| s.success()) {
+        eprintln!("perf not available: no profile written");
+        return;
+    }
+    let mut text = format!(
+        "Where a no-change `strata plan` of N = {n} files spends its time: `perf record -F 5000 -g`,\n\
+         then `perf report --no-children --sort dso,symbol` (self time; [k] is the kernel:\n\
+         opening, stat-ing and reading files).\n\n"
+    );
+    for sort in ["dso", "symbol"] {
+        if let Ok(o) = Command::new("perf")
+            .args([
+                "report",
+                "--stdio",
+                "--no-children",
+                "-g",
+                "none",
+                "--percent-limit",
+                "0.7",
+            ])
+            .args(["--sort", sort, "-i"])
+            .arg(&data)
+            .output()
+        {
+            let body = String::from_utf8_lossy(&o.stdout);
+            text.extend(
+                body.lines()
+                    .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+                    // perf adds empty IPC columns (`-  -`) on machines without them.
+                    .map(|l| format!("{}\n", l.trim_end_matches([' ', '-']))),
+            );
+            text.push('\n');
+        }
+    }
+    let _ = std::fs::remove_file(&data);
+    let path = dir.join(format!("profile-plan-{n}.txt"));
+    match std::fs::write(&path, text) {
+        Ok(()) => eprintln!("written {}", path.display()),
+        Err(e) => eprintln!("{}: {e}", path.display()),
+    }
 }
 
 /// Classification time and enrolment rates (SQLite; PostgreSQL when STRATA_TEST_PG names a

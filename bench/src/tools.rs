@@ -234,6 +234,21 @@ pub fn generate(
 
 /// The command that applies (`dry`: shows with diffs what it would change) the tool's
 /// configuration in `dir`.
+/// An Ansible playbook for the scripts comparison: K `shell` tasks, each doing what
+/// script `i` of [`crate::sandbox::site`] does, to `<root>/etc/bench/conf<i>`.
+pub fn ansible_shell_playbook(dir: &Path, root: &Path, k: usize) -> std::io::Result<()> {
+    let mut yml =
+        String::from("- hosts: localhost\n  connection: local\n  gather_facts: false\n  tasks:\n");
+    for i in 0..k {
+        let f = root.join(format!("etc/bench/conf{i}"));
+        let f = f.display();
+        yml.push_str(&format!(
+            "    - name: edit {i}\n      shell: \"sed -i 's/listen .*/listen 8080/' {f} && echo 'log_level = info' >> {f}\"\n"
+        ));
+    }
+    write(&dir.join("playbook.yml"), &yml)
+}
+
 pub fn command(tool: Tool, dir: &Path, venv: &Path, dry: bool) -> Command {
     match tool {
         Tool::Ansible => {
