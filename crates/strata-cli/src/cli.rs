@@ -92,6 +92,11 @@ pub struct NodeArgs {
     /// [default: SITE/.strata/state.db].
     #[arg(long, value_name = "URL")]
     pub db: Option<String>,
+    /// Read and compare every file, of the site and of the target, trusting no metadata
+    /// (by default files whose inode, size, mtime and ctime are unchanged since strata last
+    /// read them are not read again: docs/state.md).
+    #[arg(long)]
+    pub checksum: bool,
 }
 
 /// Parses `KEY=VALUE`.
@@ -117,6 +122,7 @@ impl NodeArgs {
             local: node == host,
             db: self.db.clone(),
             helper: std::env::current_exe().ok(),
+            checksum: self.checksum,
             node,
         })
     }

@@ -1,13 +1,16 @@
 //! Compiling one node: the site, the node's facts and the command line's `--set`s become
 //! a catalog, the full desired state with rendered content.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 
 use globset::{Glob, GlobMatcher};
 use serde_json::{Map, Value, json};
 use strata_fs::{FsError, Meter, Root};
-use strata_types::{Entry, Hash, Snapshot, Step, TargetPath};
+use strata_types::{ContentSource, Entry, Hash, Snapshot, Step, TargetPath};
+
+use crate::compiled::{Compiled, Known, Lazy, LazyFile};
 
 use crate::error::{SiteError, SiteErrors};
 use crate::graph::{self, Wanted};
@@ -27,6 +30,10 @@ pub struct CompileOptions {
     pub facts: Map<String, Value>,
     /// What hardware classification assigned, if anything.
     pub hardware: Option<HardwareLayer>,
+    /// What an earlier compile of this node learnt of the site's files: unchanged files
+    /// are then neither read nor rendered until their content is needed. `None` reads
+    /// everything and learns nothing.
+    pub known: Option<Compiled>,
 }
 
 /// The role and `hw.*` parameters a hardware profile assigns (parameter layer 6).
@@ -178,12 +185,26 @@ pub struct Catalog {
     pub runs: Vec<ModuleRun>,
     /// Every declared path, in path order.
     pub resources: Vec<Resource>,
-    /// Content by hash.
+    /// Content by hash (what was read and rendered).
     pub contents: HashMap<Hash, Vec<u8>>,
+    /// Content by hash that is loaded only when asked for (files found unchanged).
+    pub lazy: Lazy,
+    /// What to remember of the site's files for the next compile (when asked to).
+    pub compiled: Option<Compiled>,
     /// Metrics of the compile's own sub-steps (one per rendered template).
     pub steps: Vec<Step>,
     /// Directories whose undeclared entries are removed (`[[dir]] purge = true`).
     pub purges: Vec<Purge>,
+}
+
+/// Every content of the catalog: what was read, else loaded on demand.
+impl ContentSource for Catalog {
+    fn content(&self, hash: &Hash) -> Option<Cow<'_, [u8]>> {
+        match self.contents.get(hash) {
+            Some(c) => Some(Cow::Borrowed(c)),
+            None => self.lazy.content(hash),
+        }
+    }
 }
 
 /// A `[[dir]]` with `purge = true`.
@@ -431,6 +452,11 @@ pub fn compile(site: &Site, node: &str, opts: &CompileOptions) -> Result<Catalog
     if !errors.is_empty() {
         return Err(SiteErrors(errors));
     }
+    // The site's clock before any file is looked at (see crate::compiled).
+    let now = opts
+        .known
+        .as_ref()
+        .and_then(|_| strata_fs::fs_now(&site.dir));
     let mut builder = Builder {
         site,
         env: &environment,
@@ -439,10 +465,18 @@ pub fn compile(site: &Site, node: &str, opts: &CompileOptions) -> Result<Catalog
         errors: Vec::new(),
         steps: Vec::new(),
         purges: Vec::new(),
+        lazy: Lazy::default(),
+        known: opts.known.as_ref(),
+        learnt: opts.known.as_ref().map(Compiled::sized_like),
+        now,
     };
     let renderer = Renderer::new();
     for m in &modules {
         builder.module(m, &renderer, &params, &info, &opts.facts);
+    }
+    builder.lazy.renderer = Some(renderer);
+    if let (Some(l), Some(k)) = (&mut builder.learnt, builder.known) {
+        l.finish(k);
     }
     builder.check_parents();
     builder.check_lines(&runs);
@@ -455,6 +489,8 @@ pub fn compile(site: &Site, node: &str, opts: &CompileOptions) -> Result<Catalog
         runs,
         resources: builder.resources.into_values().collect(),
         contents: builder.contents,
+        lazy: builder.lazy,
+        compiled: builder.learnt,
         steps: builder.steps,
         purges: builder.purges,
     })
@@ -638,22 +674,63 @@ struct Builder<'a> {
     errors: Vec<SiteError>,
     steps: Vec<Step>,
     purges: Vec<Purge>,
+    lazy: Lazy,
+    /// What earlier compiles learnt of the site's files.
+    known: Option<&'a Compiled>,
+    /// What this one learns: the files it looked at.
+    learnt: Option<Compiled>,
+    /// The site's clock before the compile began.
+    now: Option<(i64, u32)>,
 }
 
-/// A file of the site read (and rendered, for a template).
+/// A file of the site read (and rendered, for a template), or found unchanged.
 struct Loaded {
-    content: Vec<u8>,
+    /// `None` when found unchanged: loaded only if needed.
+    content: Option<Vec<u8>>,
     /// Its mode in the site.
     mode: u32,
     hash: Hash,
+    size: u64,
     /// The render's step, for a template.
     render: Option<Step>,
+    /// What to remember of it.
+    known: Option<Known>,
 }
 
-/// Reads a file of the site, renders it when it is a template, and hashes the result.
-fn load(s: &Source0, renderer: &Renderer, ctx: &minijinja::Value) -> Result<Loaded, SiteError> {
-    let (bytes, mode) = strata_fs::read_with_mode(&s.path)
-        .map_err(|e| SiteError::in_file(&s.rel, format!("cannot read: {}", e.source)))?;
+/// What a compile knows before loading a module's files: what earlier compiles learnt, the
+/// hash of the module's template context, and the site's clock.
+#[derive(Clone, Copy)]
+struct Prior<'a> {
+    known: &'a Compiled,
+    ctx: &'a Hash,
+    now: Option<(i64, u32)>,
+}
+
+/// Reads a file of the site, renders it when it is a template, and hashes the result;
+/// when `prior` knows it unchanged, only looks at its metadata.
+fn load(
+    s: &Source0,
+    renderer: &Renderer,
+    ctx: &minijinja::Value,
+    prior: Option<Prior<'_>>,
+) -> Result<Loaded, SiteError> {
+    let unreadable =
+        |e: strata_fs::FsError| SiteError::in_file(&s.rel, format!("cannot read: {}", e.source));
+    let ctx_hash = prior.filter(|_| s.template).map(|p| *p.ctx);
+    if let Some(p) = prior {
+        let (key, mode) = strata_fs::stat_key(&s.path).map_err(unreadable)?;
+        if let Some(k) = p.known.get(&s.path, &key, ctx_hash.as_ref()) {
+            return Ok(Loaded {
+                content: None,
+                mode,
+                hash: k.hash,
+                size: k.size,
+                render: None,
+                known: Some(*k),
+            });
+        }
+    }
+    let (bytes, key, mode) = strata_fs::read_with_key(&s.path).map_err(unreadable)?;
     let (content, render) = if s.template {
         let meter = Meter::light();
         let text = String::from_utf8(bytes)
@@ -664,11 +741,24 @@ fn load(s: &Source0, renderer: &Renderer, ctx: &minijinja::Value) -> Result<Load
     } else {
         (bytes, None)
     };
+    let hash = Hash::of(&content);
+    let now = prior.and_then(|p| p.now);
+    let known = match (key, now) {
+        (Some(key), Some(now)) if key.ctime < now => Some(Known {
+            key,
+            ctx: ctx_hash,
+            hash,
+            size: content.len() as u64,
+        }),
+        _ => None,
+    };
     Ok(Loaded {
-        hash: Hash::of(&content),
-        content,
+        size: content.len() as u64,
+        content: Some(content),
         mode,
+        hash,
         render,
+        known,
     })
 }
 
@@ -710,12 +800,24 @@ impl Builder<'_> {
             "module".into(),
             json!({"name": m.name, "version": m.version}),
         );
+        // Everything a template of this module sees, hashed: same text and context, same
+        // output.
+        let ctx_hash = self
+            .known
+            .map(|_| Hash::of(&serde_json::to_vec(&ctx).unwrap_or_default()));
         let ctx = minijinja::Value::from(minijinja::value::Serde(&ctx));
+        let ctx_index = self.lazy.ctxs.len();
+        self.lazy.ctxs.push(ctx.clone());
         let decls = self.file_decls(m);
         let mut used = vec![false; decls.len()];
+        let prior = self.known.zip(ctx_hash.as_ref()).map(|(known, ctx)| Prior {
+            known,
+            ctx,
+            now: self.now,
+        });
         // Reading, rendering and hashing are independent from file to file.
         let loaded = crate::par::map(&sources, |s| {
-            (!s.is_link && !s.exec).then(|| load(s, renderer, &ctx))
+            (!s.is_link && !s.exec).then(|| load(s, renderer, &ctx, prior))
         });
         for (s, loaded) in sources.into_iter().zip(loaded) {
             let mut res = Resource {
@@ -751,7 +853,9 @@ impl Builder<'_> {
                     content,
                     mode: site_mode,
                     hash,
+                    size,
                     render,
+                    known,
                 } = match loaded.expect("loaded: neither a link nor executable") {
                     Ok(c) => c,
                     Err(e) => {
@@ -763,11 +867,25 @@ impl Builder<'_> {
                 if site_mode & 0o111 != 0 {
                     res.mode = 0o755;
                 }
-                res.kind = ResourceKind::File {
-                    hash,
-                    size: content.len() as u64,
-                };
-                self.contents.insert(hash, content);
+                res.kind = ResourceKind::File { hash, size };
+                if let (Some(l), Some(before), Some(k)) = (&mut self.learnt, self.known, known) {
+                    l.learn(&s.path, k, before);
+                }
+                match content {
+                    Some(c) => {
+                        self.contents.insert(hash, c);
+                    }
+                    None => {
+                        self.lazy.files.insert(
+                            hash,
+                            LazyFile {
+                                path: s.path.clone(),
+                                rel: s.rel.clone(),
+                                ctx: s.template.then_some(ctx_index),
+                            },
+                        );
+                    }
+                }
             }
             for (i, (glob, decl)) in decls.iter().enumerate() {
                 if glob.is_match(s.target.as_str()) {

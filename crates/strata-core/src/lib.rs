@@ -3,6 +3,7 @@
 //! No terminal, no environment variables, no network.
 
 mod catalog;
+mod compiled;
 mod error;
 mod graph;
 mod module;
@@ -19,6 +20,7 @@ pub use catalog::{
     Catalog, CompileOptions, DEFAULT_TIMEOUT, HardwareLayer, ModuleRun, Purge, Resource,
     ResourceKind, ScriptDecl, compile,
 };
+pub use compiled::{Compiled, Lazy};
 pub use error::{SiteError, SiteErrors};
 pub use params::{ParamTree, Source};
 pub use plan::{PlanError, diff_text, plan};

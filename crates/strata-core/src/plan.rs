@@ -46,13 +46,12 @@ pub fn plan(
         originals: BTreeMap::new(),
     };
     for (path, mut entry) in desired {
-        // Compared with what is wanted: an identical file is neither hashed nor kept.
-        let want = entry
-            .state
-            .hash()
-            .and_then(|h| contents.content(&h).map(|c| (h, c)));
+        // Compared with what is wanted: an identical file is neither hashed nor kept (nor
+        // read, when its stamp says it is unchanged).
+        let want = entry.state.hash();
+        let bytes = || want.as_ref().and_then(|h| contents.content(h));
         let (mut before, old) =
-            root.inspect_with_content(&path, want.as_ref().map(|(h, c)| (h, &c[..])))?;
+            root.inspect_with_content(&path, want.as_ref().map(|h| (h, &bytes as _)))?;
         root.fill_xattrs(&path, entry.state.xattrs(), &mut before)?;
         let created_by_us = originals.get(&path).is_some_and(Snapshot::is_absent);
         if !entry.replace {

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use strata_core::{
-    Catalog, CompileOptions, HardwareLayer, ParamTree, PlanError, Site, SiteError, SiteErrors,
-    UserDb,
+    Catalog, CompileOptions, Compiled, HardwareLayer, ParamTree, PlanError, Site, SiteError,
+    SiteErrors, UserDb,
 };
 use strata_fs::{FsError, Meter, Root};
 use strata_state::{GenerationInfo, Op, State, StateError};
@@ -99,6 +99,9 @@ pub struct Request {
     pub db: Option<String>,
     /// The strata executable, run as the sandbox's helper when the site has scripts.
     pub helper: Option<PathBuf>,
+    /// Read every file of the site and of the target, trusting no stamp (docs/state.md);
+    /// what is read is still recorded for the next runs.
+    pub checksum: bool,
 }
 
 /// What a plan, apply or rollback found and did.
@@ -195,10 +198,35 @@ fn compile_site(
             _ => Default::default(),
         },
         hardware,
+        known: Some(if req.checksum {
+            Compiled::default()
+        } else {
+            Compiled::parse(
+                &strata_fs::read_to_string(&compiled_path(&site.dir, &req.node))
+                    .unwrap_or_default(),
+            )
+        }),
     };
     let mut catalog = strata_core::compile(&site, &req.node, &opts)?;
+    // A cache: when it cannot be saved, the next compile reads every file again.
+    if let Some(c) = catalog.compiled.take().filter(Compiled::changed) {
+        let mut text = Vec::new();
+        if c.write(&mut text).is_ok() {
+            let _ = strata_fs::write_atomic(&compiled_path(&site.dir, &req.node), &text);
+        }
+    }
     steps.push(meter.finish_with("compile", std::mem::take(&mut catalog.steps)));
     Ok((site, catalog))
+}
+
+/// Where what compiles of `node` learnt of the site's files is kept (see
+/// [`strata_core::Compiled`]): strata's cache directory, one file per site and node.
+fn compiled_path(site: &Path, node: &str) -> PathBuf {
+    let mut key = site.as_os_str().as_encoded_bytes().to_vec();
+    key.push(0);
+    key.extend_from_slice(node.as_bytes());
+    let name = Hash::of(&key).to_string();
+    steps::cache_base().join("compiled").join(&name[..32])
 }
 
 /// Plans `entries` plus what `more` derives from what the current generation manages.
@@ -307,10 +335,12 @@ pub fn shell(req: &Request) -> Result<Outcome, EngineError> {
 
 fn run_plan(req: &Request, shell: bool) -> Result<Outcome, EngineError> {
     let mut steps = Vec::new();
-    let (site, catalog) = compile_site(req, false, &mut steps)?;
+    let (site, mut catalog) = compile_site(req, false, &mut steps)?;
     let root = Root::open(&req.root)?;
     let state = State::open_for_read(&root)?;
-    root.use_stamps(state.stamps());
+    if !req.checksum {
+        root.use_stamps(state.stamps());
+    }
     let users = UserDb::load(&root)?;
     let ctx = Planning {
         req,
@@ -328,7 +358,8 @@ fn run_plan(req: &Request, shell: bool) -> Result<Outcome, EngineError> {
         ..
     } = ctx.plan(true, shell, &mut steps)?;
     let out = run.as_ref().map(|r| r.contents());
-    let contents = with_new_contents(&plan, catalog.contents, &(&dl.contents, out));
+    let held = std::mem::take(&mut catalog.contents);
+    let contents = with_new_contents(&plan, held, &(&catalog, (&dl.contents, out)));
     let (runs, calls) = run
         .map(|r| (r.observed.runs, r.observed.calls))
         .unwrap_or_default();
@@ -419,7 +450,7 @@ impl Planning<'_> {
                 self.state,
                 entries,
                 purged,
-                &(&self.catalog.contents, &dl.contents),
+                &(self.catalog, &dl.contents),
                 steps,
             )?;
             return Ok((p, c, None));
@@ -456,10 +487,12 @@ fn helper(req: &Request) -> Result<PathBuf, EngineError> {
 /// commit, in call order.
 pub fn apply(req: &Request) -> Result<Outcome, EngineError> {
     let mut steps = Vec::new();
-    let (site, catalog) = compile_site(req, true, &mut steps)?;
+    let (site, mut catalog) = compile_site(req, true, &mut steps)?;
     let root = Root::open(&req.root)?;
     let state = State::open_for_commit(&root)?;
-    root.use_stamps(state.stamps());
+    if !req.checksum {
+        root.use_stamps(state.stamps());
+    }
     let users = UserDb::load(&root)?;
     let ctx = Planning {
         req,
@@ -494,7 +527,7 @@ pub fn apply(req: &Request) -> Result<Outcome, EngineError> {
         .map(|r| (r.observed.runs.clone(), r.observed.calls.clone()))
         .unwrap_or_default();
     let out = run.as_ref().map(|r| r.contents());
-    let contents = ((&catalog.contents, &dl.contents), out);
+    let contents = ((&catalog, &dl.contents), out);
     let (number, activations) = commit(
         &state,
         &mut plan,
@@ -505,7 +538,8 @@ pub fn apply(req: &Request) -> Result<Outcome, EngineError> {
         &mut steps,
     )?;
     let out = run.as_ref().map(|r| r.contents());
-    let contents = with_new_contents(&plan, catalog.contents, &(&dl.contents, out));
+    let held = std::mem::take(&mut catalog.contents);
+    let contents = with_new_contents(&plan, held, &(&catalog, (&dl.contents, out)));
     Ok(Outcome {
         node: catalog.node.name,
         environment: catalog.node.environment,

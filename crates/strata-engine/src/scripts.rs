@@ -93,7 +93,7 @@ pub fn plan(
     let current = state.current()?;
     let (cur_entries, originals) = crate::managed(current.as_ref());
     let store = state.store();
-    let catalog_contents = ((&catalog.contents, &downloads.contents), &store);
+    let catalog_contents = ((catalog, &downloads.contents), &store);
 
     // Owners the modules' own users and groups provide get placeholder ids until the
     // sandbox made them.

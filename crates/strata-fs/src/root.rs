@@ -31,6 +31,9 @@ pub enum DirEntryKind {
     Other,
 }
 
+/// The content a file is expected to have: its hash, and its bytes when asked for.
+pub type Expected<'a> = (&'a Hash, &'a dyn Fn() -> Option<std::borrow::Cow<'a, [u8]>>);
+
 /// A directory of the target and a handle on it.
 type CachedDir = (TargetPath, OwnedFd);
 
@@ -223,13 +226,13 @@ impl Root {
         Ok(self.inspect_inner(p, false, None)?.0)
     }
 
-    /// What stands at `p`, and a file's content. When the content equals `expected`
-    /// (bytes and their hash), the hash is taken from it instead of being computed and the
-    /// content is not returned.
+    /// What stands at `p`, and a file's content. When the content is the `expected` one
+    /// (a hash, and a way to get its bytes, called only if the file has to be read), the
+    /// content is not returned, and a file read is compared rather than hashed.
     pub fn inspect_with_content(
         &self,
         p: &TargetPath,
-        expected: Option<(&Hash, &[u8])>,
+        expected: Option<Expected<'_>>,
     ) -> Result<(Snapshot, Option<Vec<u8>>)> {
         self.inspect_inner(p, true, expected)
     }
@@ -238,7 +241,7 @@ impl Root {
         &self,
         p: &TargetPath,
         keep: bool,
-        expected: Option<(&Hash, &[u8])>,
+        expected: Option<Expected<'_>>,
     ) -> Result<(Snapshot, Option<Vec<u8>>)> {
         let Some(parent) = p.parent() else {
             let st = fstat(&self.fd).map_err(|e| self.err("stat", p, e))?;
@@ -293,9 +296,10 @@ impl Root {
                     .map_err(|e| self.err("open", p, e))?;
                 let buf = read_sized(fd, st.st_size as usize)
                     .map_err(|e| FsError::new("read", self.host_path(p), e))?;
-                let (hash, keep) = match expected {
+                let want = expected.and_then(|(hash, bytes)| Some((hash, bytes()?)));
+                let (hash, keep) = match want {
                     // Equal to what is expected: no need to hash it, nor to keep it.
-                    Some((hash, bytes)) if bytes == buf.as_slice() => (*hash, false),
+                    Some((hash, bytes)) if *bytes == *buf.as_slice() => (*hash, false),
                     _ => (Hash::of(&buf), keep),
                 };
                 let snap = Snapshot::File {

@@ -9,11 +9,12 @@ pub fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| FsError::new("read", path, e))
 }
 
-/// Reads a whole file and its permission bits, with one open and one fstat. The file is
+/// Reads a whole file, with its metadata when it did not change during the reading (see
+/// [`crate::stamp`]) and its permission bits. The file is
 /// opened relative to a handle on its directory: each thread keeps the last few, so that
 /// the files of a directory (a module's `files/` and `templates/` trees are read side by
 /// side) cost one path walk in all.
-pub fn read_with_mode(path: &Path) -> Result<(Vec<u8>, u32)> {
+pub fn read_with_key(path: &Path) -> Result<(Vec<u8>, Option<crate::StatKey>, u32)> {
     use rustix::fs::{Mode, OFlags};
     const KEPT: usize = 8;
     thread_local! {
@@ -53,9 +54,32 @@ pub fn read_with_mode(path: &Path) -> Result<(Vec<u8>, u32)> {
         })
         .map_err(|e| FsError::new("open", path, e))?;
     let st = rustix::fs::fstat(&fd).map_err(|e| FsError::new("stat", path, e))?;
-    let bytes = crate::root::read_sized(fd, st.st_size as usize)
+    let bytes = crate::root::read_sized(&fd, st.st_size as usize)
         .map_err(|e| FsError::new("read", path, e))?;
-    Ok((bytes, st.st_mode & 0o7777))
+    let after = rustix::fs::fstat(&fd).map_err(|e| FsError::new("stat", path, e))?;
+    let key = crate::StatKey::of(&after);
+    let stable = (crate::StatKey::of(&st) == key).then_some(key);
+    Ok((bytes, stable, st.st_mode & 0o7777))
+}
+
+/// A site file's metadata (see [`crate::stamp`]) and permission bits.
+pub fn stat_key(path: &Path) -> Result<(crate::StatKey, u32)> {
+    let st = rustix::fs::stat(path).map_err(|e| FsError::new("stat", path, e))?;
+    Ok((crate::StatKey::of(&st), st.st_mode & 0o7777))
+}
+
+/// The current time as the file system holding `dir` records it (the times of a new,
+/// anonymous file there); `None` where such a file cannot be made (no write access).
+pub fn fs_now(dir: &Path) -> Option<(i64, u32)> {
+    use rustix::fs::{Mode, OFlags};
+    let fd = rustix::fs::open(
+        dir,
+        OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )
+    .ok()?;
+    let st = rustix::fs::fstat(&fd).ok()?;
+    Some(crate::StatKey::of(&st).ctime)
 }
 
 /// Reads a whole UTF-8 file.
@@ -101,29 +125,46 @@ pub struct SiteFile {
 }
 
 /// Every file and symlink below `dir`, in path order; an absent directory has none.
-/// Directories themselves are not listed.
+/// Directories themselves are not listed, and links are not followed.
 pub fn walk_files(dir: &Path) -> Result<Vec<SiteFile>> {
-    if !exists(dir) {
-        return Ok(Vec::new());
-    }
     let mut out = Vec::new();
-    for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
-        let entry = entry.map_err(|e| {
-            let path = e.path().unwrap_or(dir).to_path_buf();
-            FsError::new("walk", path, e)
-        })?;
-        let ft = entry.file_type();
-        if ft.is_dir() {
-            continue;
-        }
-        let rel = entry.path().strip_prefix(dir).unwrap_or(entry.path());
-        out.push(SiteFile {
-            rel: rel.to_string_lossy().into_owned(),
-            path: entry.path().to_path_buf(),
-            is_link: ft.is_symlink(),
-        });
+    match walk(dir, "", &mut out) {
+        Err(e) if e.source.kind() == std::io::ErrorKind::NotFound && !exists(dir) => Ok(out),
+        other => other.map(|()| out),
     }
-    Ok(out)
+}
+
+/// Lists `dir` (whose path relative to the walk's start is `rel`) into `out`, sorted by
+/// name, descending into directories as they come.
+fn walk(dir: &Path, rel: &str, out: &mut Vec<SiteFile>) -> Result<()> {
+    let err = |e| FsError::new("walk", dir, e);
+    let mut entries = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(err)? {
+        let entry = entry.map_err(err)?;
+        // From the directory entry itself: no stat, unless the file system does not say.
+        let ft = entry.file_type().map_err(err)?;
+        entries.push((entry.file_name(), ft));
+    }
+    entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    for (name, ft) in entries {
+        let name_str = name.to_string_lossy();
+        let r = if rel.is_empty() {
+            name_str.into_owned()
+        } else {
+            format!("{rel}/{name_str}")
+        };
+        let path = dir.join(&name);
+        if ft.is_dir() {
+            walk(&path, &r, out)?;
+        } else {
+            out.push(SiteFile {
+                rel: r,
+                path,
+                is_link: ft.is_symlink(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Creates a file that must not exist yet, with its parent directories (for scaffolding

@@ -107,6 +107,21 @@ fn a_plan_reads_only_the_files_whose_metadata_changed() {
         .unwrap();
     let read = plan["metrics"]["read_bytes"].as_u64().unwrap();
     assert!(read < 1 << 20, "the plan read {read} bytes of the target");
+    // Nor the site's copy: the compile knew it unchanged from its metadata.
+    let compile = &v["steps"][1];
+    assert_eq!(compile["name"], "compile");
+    let read = compile["metrics"]["read_bytes"].as_u64().unwrap();
+    assert!(read < 1 << 20, "the compile read {read} bytes of the site");
+    // --checksum trusts no metadata: both copies are read in full.
+    env.write_root("etc/motd", "drifted again\n", 0o644);
+    env.run(&["apply", "--node", WEB1, "--checksum"]).code(0);
+    let run = env.run(&["report", "--json"]).code(0);
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    for step in [1, 2] {
+        let s = &v["steps"][step];
+        let read = s["metrics"]["read_bytes"].as_u64().unwrap();
+        assert!(read >= 4 << 20, "{} read only {read} bytes", s["name"]);
+    }
     // Yet what is there is known: a verbose plan shows it unchanged with its hash.
     let run = env.run(&["plan", "--node", WEB1, "--json"]).code(0);
     let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
@@ -137,19 +152,79 @@ fn a_file_rewritten_with_the_same_size_and_mtime_is_still_seen() {
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[0] ^= 0x20;
     std::fs::write(&path, &bytes).unwrap();
-    std::fs::File::options()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_modified(mtime)
-        .unwrap();
-    assert_eq!(std::fs::metadata(&path).unwrap().modified().unwrap(), mtime);
+    set_mtime(&path, mtime);
     let run = env.run(&["plan", "--node", WEB1]).code(2);
     assert!(
         run.stdout.contains("modify    /etc/app/mime.types"),
         "{}",
         run.stdout
     );
+}
+
+/// Sets a file's modification time back to `mtime` (its ctime moves on regardless).
+fn set_mtime(path: &std::path::Path, mtime: std::time::SystemTime) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    assert_eq!(std::fs::metadata(path).unwrap().modified().unwrap(), mtime);
+}
+
+#[test]
+fn a_site_file_edited_in_place_with_the_same_size_and_mtime_is_still_seen() {
+    let env = example();
+    env.run(&["apply", "--node", WEB1]).code(0);
+    drift_and_apply(&env);
+    env.run(&["plan", "--node", WEB1]).code(0);
+    for (site_file, target) in [
+        (
+            "modules/app/2.0/files/etc/app/mime.types",
+            "/etc/app/mime.types",
+        ),
+        (
+            "modules/app/2.0/templates/etc/app/app.conf.j2",
+            "/etc/app/app.conf",
+        ),
+    ] {
+        let path = env.site().join(site_file);
+        let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        // Same size: one letter changes case.
+        let i = text.find(|c: char| c.is_ascii_lowercase()).unwrap();
+        let mut edited = text.clone();
+        edited.replace_range(i..=i, &text[i..=i].to_uppercase());
+        std::fs::write(&path, &edited).unwrap();
+        set_mtime(&path, mtime);
+        let run = env.run(&["plan", "--node", WEB1]).code(2);
+        assert!(
+            run.stdout.contains(&format!("modify    {target}")),
+            "{}",
+            run.stdout
+        );
+        std::fs::write(&path, &text).unwrap();
+    }
+}
+
+#[test]
+fn a_changed_parameter_renders_the_unchanged_template_again() {
+    let env = example();
+    env.run(&["apply", "--node", WEB1]).code(0);
+    drift_and_apply(&env);
+    env.run(&["plan", "--node", WEB1]).code(0);
+    let node = std::fs::read_to_string(env.site().join("nodes/web1.example.com.toml")).unwrap();
+    env.write(
+        "nodes/web1.example.com.toml",
+        &node.replace("app.port = 8080", "app.port = 9090"),
+    );
+    let run = env.run(&["plan", "--node", WEB1]).code(2);
+    assert!(run.stdout.contains("+listen = 9090"), "{}", run.stdout);
+    // And a --set, for this plan only.
+    let run = env
+        .run(&["plan", "--node", WEB1, "--set", "app.port=7070"])
+        .code(2);
+    assert!(run.stdout.contains("+listen = 7070"), "{}", run.stdout);
 }
 
 /// Every path with its mtime and ctime.

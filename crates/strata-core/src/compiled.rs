@@ -1,0 +1,204 @@
+//! What an earlier compile learnt of a node's site files, so that an unchanged file is
+//! neither read nor rendered again.
+//!
+//! For each file: the metadata it was read with, for a template the hash of everything it
+//! was rendered with (parameters, node, facts, module), and the hash and size of the
+//! result. The rules are those of the target's stamps ([`strata_fs::Stamp`]): an entry is
+//! only recorded when the file's ctime is older than the site's file system clock read
+//! before the compile began, and when its metadata was the same before and after the read,
+//! so any later edit (which no program can hide from ctime) makes the entry miss. A
+//! template sees nothing but its own text and that context (there is no `include`), so the
+//! same text and context render the same bytes.
+//!
+//! The content of a file found here is loaded only if something needs it (a diff, a
+//! write): see [`Lazy`].
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use strata_fs::StatKey;
+use strata_types::{ContentSource, Hash};
+
+use crate::render::Renderer;
+
+/// The first line of the file; another strata version starts afresh (rendering may differ).
+fn header() -> String {
+    format!("strata compiled 1 {}", env!("CARGO_PKG_VERSION"))
+}
+
+/// One site file, as an earlier compile found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Known {
+    /// The file's metadata when it was read.
+    pub key: StatKey,
+    /// For a template, the hash of its context.
+    pub ctx: Option<Hash>,
+    /// The hash of the (rendered) content.
+    pub hash: Hash,
+    /// Its size.
+    pub size: u64,
+}
+
+/// The known site files of one node (a cache: strata keeps it under its cache directory).
+#[derive(Debug, Clone, Default)]
+pub struct Compiled {
+    /// By path (a string: hashing a `Path` walks its components).
+    files: HashMap<String, Known>,
+    /// Whether it differs from what was loaded.
+    changed: bool,
+}
+
+impl Compiled {
+    /// What is known of `path`, when it still has this metadata and context.
+    pub(crate) fn get(&self, path: &Path, key: &StatKey, ctx: Option<&Hash>) -> Option<&Known> {
+        self.files
+            .get(path.to_str()?)
+            .filter(|k| k.key == *key && k.ctx.as_ref() == ctx)
+    }
+
+    /// An empty one with room for as many files as `other`.
+    pub(crate) fn sized_like(other: &Compiled) -> Compiled {
+        Compiled {
+            files: HashMap::with_capacity(other.files.len()),
+            changed: false,
+        }
+    }
+
+    /// Records a file looked at by a compile that started from `before`.
+    pub(crate) fn learn(&mut self, path: &Path, known: Known, before: &Compiled) {
+        let Some(path) = path.to_str().filter(|p| !p.contains('\n')) else {
+            return;
+        };
+        self.changed |= before.files.get(path) != Some(&known);
+        self.files.insert(path.to_string(), known);
+    }
+
+    /// Ends a compile that started from `before`: whatever it did not look at is forgotten.
+    pub(crate) fn finish(&mut self, before: &Compiled) {
+        self.changed |= self.files.len() != before.files.len();
+    }
+
+    /// Whether it is worth saving.
+    pub fn changed(&self) -> bool {
+        self.changed
+    }
+
+    /// Reads a saved one; empty when it is not one, torn, or from another strata version.
+    pub fn parse(text: &str) -> Compiled {
+        Self::parse_inner(text).unwrap_or_default()
+    }
+
+    fn parse_inner(text: &str) -> Option<Compiled> {
+        let mut lines = text.lines();
+        if lines.next()? != header() {
+            return None;
+        }
+        let mut files = HashMap::with_capacity(text.len() / 160);
+        for line in lines {
+            if let Some(n) = line.strip_prefix("end ") {
+                return (n.parse::<usize>().ok()? == files.len()).then_some(Compiled {
+                    files,
+                    changed: false,
+                });
+            }
+            let mut f = line.splitn(9, ' ');
+            let mut num = || f.next()?.parse::<u64>().ok();
+            let (dev, ino, size) = (num()?, num()?, num()?);
+            let mut time = || {
+                let (s, ns) = f.next()?.split_once('.')?;
+                Some((s.parse().ok()?, ns.parse().ok()?))
+            };
+            let (mtime, ctime) = (time()?, time()?);
+            let ctx = match f.next()? {
+                "-" => None,
+                h => Some(Hash::parse(h).ok()?),
+            };
+            let hash = Hash::parse(f.next()?).ok()?;
+            let out = f.next()?.parse().ok()?;
+            let path = f.next()?.to_string();
+            let key = StatKey {
+                dev,
+                ino,
+                size,
+                mtime,
+                ctime,
+            };
+            files.insert(
+                path,
+                Known {
+                    key,
+                    ctx,
+                    hash,
+                    size: out,
+                },
+            );
+        }
+        None
+    }
+
+    /// Writes it for [`Compiled::parse`]: a header, one line a file, and a trailer with
+    /// the count (so that a torn file is recognised).
+    pub fn write(&self, w: &mut dyn Write) -> std::io::Result<()> {
+        writeln!(w, "{}", header())?;
+        let mut n = 0;
+        for (p, k) in &self.files {
+            let ctx = k.ctx.map_or_else(|| "-".to_string(), |h| h.to_string());
+            let s = &k.key;
+            writeln!(
+                w,
+                "{} {} {} {}.{:09} {}.{:09} {ctx} {} {} {p}",
+                s.dev, s.ino, s.size, s.mtime.0, s.mtime.1, s.ctime.0, s.ctime.1, k.hash, k.size
+            )?;
+            n += 1;
+        }
+        writeln!(w, "end {n}")
+    }
+}
+
+/// A site file whose content was not loaded: where it is and how it is rendered.
+#[derive(Debug)]
+pub(crate) struct LazyFile {
+    pub path: PathBuf,
+    pub rel: String,
+    /// For a template, its context (an index into [`Lazy::ctxs`]).
+    pub ctx: Option<usize>,
+}
+
+/// Contents known by hash but loaded only when asked for, once.
+#[derive(Debug, Default)]
+pub struct Lazy {
+    pub(crate) renderer: Option<Renderer>,
+    pub(crate) ctxs: Vec<minijinja::Value>,
+    pub(crate) files: HashMap<Hash, LazyFile>,
+    loaded: RefCell<HashMap<Hash, Vec<u8>>>,
+}
+
+impl ContentSource for Lazy {
+    /// Reads (and renders) the file again; `None` if it no longer gives this hash (it
+    /// changed during the run).
+    fn content(&self, hash: &Hash) -> Option<Cow<'_, [u8]>> {
+        if let Some(b) = self.loaded.borrow().get(hash) {
+            return Some(Cow::Owned(b.clone()));
+        }
+        let f = self.files.get(hash)?;
+        let (bytes, _, _) = strata_fs::read_with_key(&f.path).ok()?;
+        let bytes = match f.ctx {
+            Some(i) => {
+                let text = String::from_utf8(bytes).ok()?;
+                let r = self.renderer.as_ref()?;
+                r.render(&f.rel, &text, self.ctxs.get(i)?)
+                    .ok()?
+                    .into_bytes()
+            }
+            None => bytes,
+        };
+        if Hash::of(&bytes) != *hash {
+            return None;
+        }
+        self.loaded.borrow_mut().insert(*hash, bytes.clone());
+        Some(Cow::Owned(bytes))
+    }
+}
