@@ -14,7 +14,7 @@
 //! write): see [`Lazy`].
 
 use std::borrow::Cow;
-use std::cell::RefCell;
+use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -165,6 +165,8 @@ pub(crate) struct LazyFile {
     pub rel: String,
     /// For a template, its context (an index into [`Lazy::ctxs`]).
     pub ctx: Option<usize>,
+    /// Its content, once loaded.
+    pub loaded: OnceCell<Vec<u8>>,
 }
 
 /// Contents known by hash but loaded only when asked for, once.
@@ -173,17 +175,12 @@ pub struct Lazy {
     pub(crate) renderer: Option<Renderer>,
     pub(crate) ctxs: Vec<minijinja::Value>,
     pub(crate) files: HashMap<Hash, LazyFile>,
-    loaded: RefCell<HashMap<Hash, Vec<u8>>>,
 }
 
-impl ContentSource for Lazy {
-    /// Reads (and renders) the file again; `None` if it no longer gives this hash (it
-    /// changed during the run).
-    fn content(&self, hash: &Hash) -> Option<Cow<'_, [u8]>> {
-        if let Some(b) = self.loaded.borrow().get(hash) {
-            return Some(Cow::Owned(b.clone()));
-        }
-        let f = self.files.get(hash)?;
+impl Lazy {
+    /// Reads (and renders) a file again; `None` if it no longer gives its hash (it changed
+    /// during the run) or cannot be read.
+    fn load(&self, f: &LazyFile, hash: &Hash) -> Option<Vec<u8>> {
         let (bytes, _, _) = strata_fs::read_with_key(&f.path).ok()?;
         let bytes = match f.ctx {
             Some(i) => {
@@ -195,10 +192,25 @@ impl ContentSource for Lazy {
             }
             None => bytes,
         };
-        if Hash::of(&bytes) != *hash {
-            return None;
+        (Hash::of(&bytes) == *hash).then_some(bytes)
+    }
+
+    /// The contents loaded so far, by hash.
+    pub fn into_loaded(self) -> HashMap<Hash, Vec<u8>> {
+        self.files
+            .into_iter()
+            .filter_map(|(h, f)| Some((h, f.loaded.into_inner()?)))
+            .collect()
+    }
+}
+
+impl ContentSource for Lazy {
+    fn content(&self, hash: &Hash) -> Option<Cow<'_, [u8]>> {
+        let f = self.files.get(hash)?;
+        if f.loaded.get().is_none() {
+            let bytes = self.load(f, hash)?;
+            let _ = f.loaded.set(bytes);
         }
-        self.loaded.borrow_mut().insert(*hash, bytes.clone());
-        Some(Cow::Owned(bytes))
+        f.loaded.get().map(|b| Cow::Borrowed(b.as_slice()))
     }
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use strata_core::{
-    Catalog, CompileOptions, Compiled, HardwareLayer, ParamTree, PlanError, Site, SiteError,
+    Catalog, CompileOptions, Compiled, HardwareLayer, Lazy, ParamTree, PlanError, Site, SiteError,
     SiteErrors, UserDb,
 };
 use strata_fs::{FsError, Meter, Root};
@@ -150,24 +150,26 @@ impl Outcome {
     }
 }
 
-/// `held` and, from `more`, the content of every other file `plan` creates (see
-/// [`Outcome::diff`]).
-fn with_new_contents(
+/// The contents the catalog holds (read, or loaded since), and from `more` those of the
+/// other files `plan` creates (see [`Outcome::diff`]). Nothing is copied that can be moved.
+fn new_contents(
     plan: &Plan,
-    mut held: HashMap<Hash, Vec<u8>>,
+    (mut held, lazy): (HashMap<Hash, Vec<u8>>, Lazy),
     more: &dyn strata_types::ContentSource,
 ) -> HashMap<Hash, Vec<u8>> {
     for c in &plan.changes {
         if c.action != Action::Create || c.sensitive {
             continue;
         }
-        if let Some(h) = c.after.hash()
-            && !held.contains_key(&h)
-            && let Some(bytes) = more.content(&h)
-        {
+        let Some(h) = c.after.hash() else { continue };
+        if held.contains_key(&h) || strata_types::ContentSource::content(&lazy, &h).is_some() {
+            continue;
+        }
+        if let Some(bytes) = more.content(&h) {
             held.insert(h, bytes.into_owned());
         }
     }
+    held.extend(lazy.into_loaded());
     held
 }
 
@@ -358,8 +360,11 @@ fn run_plan(req: &Request, shell: bool) -> Result<Outcome, EngineError> {
         ..
     } = ctx.plan(true, shell, &mut steps)?;
     let out = run.as_ref().map(|r| r.contents());
-    let held = std::mem::take(&mut catalog.contents);
-    let contents = with_new_contents(&plan, held, &(&catalog, (&dl.contents, out)));
+    let held = (
+        std::mem::take(&mut catalog.contents),
+        std::mem::take(&mut catalog.lazy),
+    );
+    let contents = new_contents(&plan, held, &(&dl.contents, out));
     let (runs, calls) = run
         .map(|r| (r.observed.runs, r.observed.calls))
         .unwrap_or_default();
@@ -538,8 +543,11 @@ pub fn apply(req: &Request) -> Result<Outcome, EngineError> {
         &mut steps,
     )?;
     let out = run.as_ref().map(|r| r.contents());
-    let held = std::mem::take(&mut catalog.contents);
-    let contents = with_new_contents(&plan, held, &(&catalog, (&dl.contents, out)));
+    let held = (
+        std::mem::take(&mut catalog.contents),
+        std::mem::take(&mut catalog.lazy),
+    );
+    let contents = new_contents(&plan, held, &(&dl.contents, out));
     Ok(Outcome {
         node: catalog.node.name,
         environment: catalog.node.environment,
@@ -699,7 +707,7 @@ pub fn rollback(root: &Path, to: Option<u64>) -> Result<Outcome, EngineError> {
         (&[], &[]),
         &mut steps,
     )?;
-    let contents = with_new_contents(&plan, HashMap::new(), &state.store());
+    let contents = new_contents(&plan, Default::default(), &state.store());
     Ok(Outcome {
         node: old.node,
         environment: old.environment,
