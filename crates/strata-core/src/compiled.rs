@@ -105,13 +105,7 @@ impl Compiled {
                 });
             }
             let mut f = line.splitn(9, ' ');
-            let mut num = || f.next()?.parse::<u64>().ok();
-            let (dev, ino, size) = (num()?, num()?, num()?);
-            let mut time = || {
-                let (s, ns) = f.next()?.split_once('.')?;
-                Some((s.parse().ok()?, ns.parse().ok()?))
-            };
-            let (mtime, ctime) = (time()?, time()?);
+            let key = StatKey::parse(&mut f)?;
             let ctx = match f.next()? {
                 "-" => None,
                 h => Some(Hash::parse(h).ok()?),
@@ -119,13 +113,6 @@ impl Compiled {
             let hash = Hash::parse(f.next()?).ok()?;
             let out = f.next()?.parse().ok()?;
             let path = f.next()?.to_string();
-            let key = StatKey {
-                dev,
-                ino,
-                size,
-                mtime,
-                ctime,
-            };
             files.insert(
                 path,
                 Known {
@@ -146,12 +133,7 @@ impl Compiled {
         let mut n = 0;
         for (p, k) in &self.files {
             let ctx = k.ctx.map_or_else(|| "-".to_string(), |h| h.to_string());
-            let s = &k.key;
-            writeln!(
-                w,
-                "{} {} {} {}.{:09} {}.{:09} {ctx} {} {} {p}",
-                s.dev, s.ino, s.size, s.mtime.0, s.mtime.1, s.ctime.0, s.ctime.1, k.hash, k.size
-            )?;
+            writeln!(w, "{} {ctx} {} {} {p}", k.key, k.hash, k.size)?;
             n += 1;
         }
         writeln!(w, "end {n}")

@@ -53,6 +53,37 @@ impl StatKey {
     }
 }
 
+/// As written in the stamps files: `dev ino size mtime ctime` (times as `s.ns`).
+impl std::fmt::Display for StatKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} {} {}.{:09} {}.{:09}",
+            self.dev, self.ino, self.size, self.mtime.0, self.mtime.1, self.ctime.0, self.ctime.1
+        )
+    }
+}
+
+impl StatKey {
+    /// Reads the five fields its `Display` writes, from a line's fields.
+    pub fn parse<'a>(f: &mut impl Iterator<Item = &'a str>) -> Option<StatKey> {
+        let mut num = || f.next()?.parse::<u64>().ok();
+        let (dev, ino, size) = (num()?, num()?, num()?);
+        let mut time = || {
+            let (s, ns) = f.next()?.split_once('.')?;
+            Some((s.parse().ok()?, ns.parse().ok()?))
+        };
+        let (mtime, ctime) = (time()?, time()?);
+        Some(StatKey {
+            dev,
+            ino,
+            size,
+            mtime,
+            ctime,
+        })
+    }
+}
+
 /// The stamps of a root's managed files, by path.
 pub type Stamps = HashMap<TargetPath, Stamp>;
 
@@ -69,12 +100,7 @@ pub fn write_stamps(stamps: &Stamps, w: &mut dyn std::io::Write) -> std::io::Res
         if path.as_str().contains('\n') {
             continue;
         }
-        let k = &s.key;
-        writeln!(
-            w,
-            "{} {} {} {}.{:09} {}.{:09} {} {}",
-            k.dev, k.ino, k.size, k.mtime.0, k.mtime.1, k.ctime.0, k.ctime.1, s.hash, path
-        )?;
+        writeln!(w, "{} {} {path}", s.key, s.hash)?;
         n += 1;
     }
     writeln!(w, "end {n}")
@@ -92,22 +118,9 @@ pub fn parse_stamps(text: &str) -> Option<Stamps> {
             return (n.parse::<usize>().ok()? == out.len()).then_some(out);
         }
         let mut f = line.splitn(7, ' ');
-        let mut num = || f.next()?.parse::<u64>().ok();
-        let (dev, ino, size) = (num()?, num()?, num()?);
-        let mut time = || {
-            let (s, ns) = f.next()?.split_once('.')?;
-            Some((s.parse().ok()?, ns.parse().ok()?))
-        };
-        let (mtime, ctime) = (time()?, time()?);
+        let key = StatKey::parse(&mut f)?;
         let hash = Hash::parse(f.next()?).ok()?;
         let path = TargetPath::parse(f.next()?).ok()?;
-        let key = StatKey {
-            dev,
-            ino,
-            size,
-            mtime,
-            ctime,
-        };
         out.insert(path, Stamp { key, hash });
     }
     None
