@@ -404,6 +404,8 @@ impl Ctx<'_> {
                 // What the program left running does not outlive it.
                 sys::kill_group(pid, libc::SIGKILL);
                 sys::reap_zombies();
+                // It may have changed the tree's directories behind `tree`'s back.
+                self.tree.forget_dirs();
                 r
             }
             Err(e) => {
@@ -500,6 +502,7 @@ impl Ctx<'_> {
         let pid = child.id() as i32;
         let _ = sys::wait_child(pid, Duration::from_secs(u64::MAX / 4));
         sys::reap_zombies();
+        self.tree.forget_dirs();
         self.collect_calls("shell", "sh")
     }
 }

@@ -48,6 +48,8 @@ pub(crate) fn run_pending(
         root.write_atomic(&progress, list.as_bytes())?;
         crate::crashpoint!("activate-after-mark");
         out.push(run(root.path(), command));
+        // The command may have changed the target's directories behind the root's back.
+        root.forget_dirs();
     }
     Ok(out)
 }
