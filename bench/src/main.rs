@@ -18,32 +18,28 @@ struct Sample {
     code: i32,
 }
 
-/// Runs a command and measures its wall time and peak RSS (wait4).
-// The child is reaped by wait4, which also gives its rusage; Child::wait would not.
-#[allow(clippy::zombie_processes)]
+/// Runs a command and measures its wall time and peak RSS, through `peak` (bench/src/bin/
+/// peak.rs: a child's `ru_maxrss` would otherwise start at this harness's own size).
 fn measure(cmd: &mut Command) -> Sample {
-    let start = Instant::now();
-    let child = cmd
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is valid; wait4 fills it for our own child.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    let pid = child.id() as libc::pid_t;
-    // SAFETY: waiting for our own child, with valid pointers.
-    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
-    assert_eq!(r, pid, "wait4");
-    let secs = start.elapsed().as_secs_f64();
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        -1
-    };
+    let peak = std::env::current_exe()
+        .expect("current exe")
+        .with_file_name("peak");
+    let mut c = Command::new(peak);
+    c.arg(cmd.get_program())
+        .args(cmd.get_args())
+        .envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .stderr(std::process::Stdio::inherit());
+    if let Some(d) = cmd.get_current_dir() {
+        c.current_dir(d);
+    }
+    let out = c.output().expect("run peak");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut f = text.split_whitespace();
+    let mut next = || f.next().unwrap_or_else(|| panic!("peak printed {text:?}"));
     Sample {
-        secs,
-        rss: ru.ru_maxrss as u64 * 1024,
-        code,
+        secs: next().parse().expect("seconds"),
+        rss: next().parse().expect("bytes"),
+        code: next().parse().expect("exit code"),
     }
 }
 
@@ -177,7 +173,7 @@ fn run_n(a: &Args, n: usize, work: &Path) -> Row {
         let same = measure(Command::new(&floor).arg("check").arg(&manifest).arg(&rs));
         assert_eq!(same.code, 0, "strata's tree differs from the expected one");
         if run == a.runs && Some(&n) == a.ns.iter().max() {
-            profile(a, n, &mut strata_cmd("plan", &rs));
+            profile(a, n, "plan", &strata_cmd("plan", &rs), "");
         }
         if run > 0 {
             // Run 0 warms the page cache and the binaries.
@@ -194,29 +190,41 @@ fn run_n(a: &Args, n: usize, work: &Path) -> Row {
     row
 }
 
-/// Where a no-change plan's time goes: `perf record` of one plan, its hottest functions
-/// written to `profile-plan-<n>.txt` beside the report (when `perf` is installed).
-fn profile(a: &Args, n: usize, plan: &mut Command) {
+/// Where strata's time goes in one phase: `perf record` of `repeat` runs of `cmd` (each
+/// after `prepare`, e.g. emptying the root for a first apply), strata's own samples only,
+/// its hottest functions written to `profile-<what>-<n>.txt` beside the report (when
+/// `perf` is installed).
+pub(crate) fn profile(a: &Args, n: usize, what: &str, cmd: &Command, prepare: &str) {
     let dir = a.out.parent().unwrap_or(Path::new("."));
-    let data = std::env::temp_dir().join(format!("strata-bench-perf-{n}.data"));
+    let data = std::env::temp_dir().join(format!("strata-bench-perf-{what}-{n}.data"));
+    let repeat = if n <= 1000 { 20 } else { 3 };
+    let quote = |s: &std::ffi::OsStr| format!("'{}'", s.to_string_lossy().replace('\'', "'\\''"));
+    let line: Vec<String> = std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(quote)
+        .collect();
+    let script = format!(
+        "for i in $(seq {repeat}); do {prepare} {} >/dev/null; done",
+        line.join(" ")
+    );
     let mut rec = Command::new("perf");
     rec.args(["record", "-q", "-F", "5000", "-g", "-o"])
         .arg(&data)
-        .arg("--")
-        .arg(plan.get_program())
-        .args(plan.get_args())
+        .args(["--", "sh", "-c", &script])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
     if !rec.status().is_ok_and(|s| s.success()) {
-        eprintln!("perf not available: no profile written");
+        eprintln!("perf not available: no profile of {what} written");
         return;
     }
     let mut text = format!(
-        "Where a no-change `strata plan` of N = {n} files spends its time: `perf record -F 5000 -g`,\n\
-         then `perf report --no-children --sort dso,symbol` (self time; [k] is the kernel:\n\
-         opening, stat-ing and reading files).\n\n"
+        "Where strata's {what} of N = {n} files spends its time: `perf record -F 5000 -g` of\n\
+         {repeat} runs, then `perf report --no-children --sort comm,dso` and `comm,symbol`: self\n\
+         time, in percent of all samples, of strata's process only (the loop's sh, and rm or\n\
+         mkdir that empty the root, are left out). [k] is the kernel: opening, stat-ing,\n\
+         reading, writing and syncing files.\n\n"
     );
-    for sort in ["dso", "symbol"] {
+    for sort in ["comm,dso", "comm,symbol"] {
         if let Ok(o) = Command::new("perf")
             .args([
                 "report",
@@ -234,7 +242,7 @@ fn profile(a: &Args, n: usize, plan: &mut Command) {
             let body = String::from_utf8_lossy(&o.stdout);
             text.extend(
                 body.lines()
-                    .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+                    .filter(|l| l.split_whitespace().nth(1) == Some("strata"))
                     // perf adds empty IPC columns (`-  -`) on machines without them.
                     .map(|l| format!("{}\n", l.trim_end_matches([' ', '-']))),
             );
@@ -242,11 +250,59 @@ fn profile(a: &Args, n: usize, plan: &mut Command) {
         }
     }
     let _ = std::fs::remove_file(&data);
-    let path = dir.join(format!("profile-plan-{n}.txt"));
+    let path = dir.join(format!("profile-{what}-{n}.txt"));
     match std::fs::write(&path, text) {
         Ok(()) => eprintln!("written {}", path.display()),
         Err(e) => eprintln!("{}: {e}", path.display()),
     }
+}
+
+/// This machine, for the reports: CPU, cores, memory, kernel, the work directory's file
+/// system.
+pub(crate) fn machine(work: &Path) -> String {
+    let first = |file: &str, key: &str| {
+        std::fs::read_to_string(file)
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find(|l| l.starts_with(key))
+                    .and_then(|l| l.split_once(':'))
+                    .map(|(_, v)| v.trim().to_string())
+            })
+            .unwrap_or_default()
+    };
+    let fs = Command::new("df")
+        .args(["--output=fstype,source", "-h"])
+        .arg(work)
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .nth(1)
+                .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" on "))
+        })
+        .unwrap_or_default();
+    format!(
+        "{}, {} cores, {} memory; kernel {}; work directory {} ({fs})",
+        first("/proc/cpuinfo", "model name"),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        first("/proc/meminfo", "MemTotal"),
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim(),
+        work.display(),
+    )
+}
+
+/// The command line this run was started with, as typed.
+pub(crate) fn invocation() -> String {
+    // bench/run passes `--bin target/release` before what the user typed.
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "--bin") {
+        args.drain(..2.min(args.len()));
+    }
+    format!("bench/run {}", args.join(" ")).trim_end().to_string()
 }
 
 /// Classification time and enrolment rates (SQLite; PostgreSQL when STRATA_TEST_PG names a
@@ -394,15 +450,14 @@ fn main() {
     let mut md = String::from("# Benchmark results\n\n");
     md.push_str(&format!(
         "Written by `bench/run` ({} runs per figure after one warm-up run, medians; page cache warm;\n`sync` after the write phases, then the three reading phases in an order that rotates\nfrom run to run).\n\
-         Machine: {} cores, {}; kernel {}.\n\n\
+         Machine: {}.\nCommand: `{}`.\n\n\
          Workload: N files, 50 per directory, half static (~1 KiB), half Jinja2 templates with\n\
          five variables; all 0644 root:root. Floor: `floor write` creates the same files with\n\
          one `syncfs` (the same durability as strata's apply); `floor check` opens, stats,\n\
          reads and hashes every file against the expected hash (what a no-change run must do).\n\n",
         a.runs,
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| m.lines().next().map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))).unwrap_or_default(),
-        std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
+        machine(work.path()),
+        invocation(),
     ));
     md.push_str("| N | first apply | floor write | ratio | no-change plan | no-change apply | floor check | plan ratio | apply ratio | peak RSS |\n");
     md.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
