@@ -522,7 +522,9 @@ fn describe(name: &str, cmds: &[Command; 3], work: &Path) -> String {
             .unwrap_or_default();
         let line: Vec<String> = env
             .into_iter()
-            .chain(std::iter::once(c.get_program().to_string_lossy().into_owned()))
+            .chain(std::iter::once(
+                c.get_program().to_string_lossy().into_owned(),
+            ))
             .chain(c.get_args().map(|a| a.to_string_lossy().into_owned()))
             .collect();
         format!("{cd}{}", line.join(" ")).replace(&*work, "$WORK")

@@ -302,7 +302,9 @@ pub(crate) fn invocation() -> String {
     if args.first().is_some_and(|a| a == "--bin") {
         args.drain(..2.min(args.len()));
     }
-    format!("bench/run {}", args.join(" ")).trim_end().to_string()
+    format!("bench/run {}", args.join(" "))
+        .trim_end()
+        .to_string()
 }
 
 /// Classification time and enrolment rates (SQLite; PostgreSQL when STRATA_TEST_PG names a

@@ -157,7 +157,8 @@ impl Root {
 
     /// [`Root::dir`], with the error naming the directory.
     fn dir_or_err(&self, dir: &TargetPath) -> Result<Rc<OwnedFd>> {
-        self.dir(dir).map_err(|e| self.err("open directory", dir, e))
+        self.dir(dir)
+            .map_err(|e| self.err("open directory", dir, e))
     }
 
     /// Forgets the cached directory handle when `name` in `dir` is it or one of its
@@ -165,7 +166,11 @@ impl Root {
     fn forget_dir(&self, dir: &TargetPath, name: &str) {
         let mut cache = self.dir_cache.borrow_mut();
         let stale = cache.as_ref().is_some_and(|(cached, _)| {
-            let above = if dir.as_str() == "/" { "" } else { dir.as_str() };
+            let above = if dir.as_str() == "/" {
+                ""
+            } else {
+                dir.as_str()
+            };
             cached
                 .as_str()
                 .strip_prefix(above)
@@ -894,17 +899,20 @@ mod tests {
         std::os::unix::fs::symlink("old", t.path().join("d")).unwrap();
         let root = Root::open(t.path()).unwrap();
         // Through the link: the handle on /d is the old directory.
-        root.write_file_in(&p("/d"), "a", b"1", (0o644, 0, 0)).unwrap();
+        root.write_file_in(&p("/d"), "a", b"1", (0o644, 0, 0))
+            .unwrap();
         assert!(t.path().join("old/a").is_file());
         // The link goes and a real directory takes its place.
         root.remove(&p("/d")).unwrap();
         root.mkdir(&p("/d"), 0o755, 0, 0).unwrap();
-        root.write_file_in(&p("/d"), "b", b"2", (0o644, 0, 0)).unwrap();
+        root.write_file_in(&p("/d"), "b", b"2", (0o644, 0, 0))
+            .unwrap();
         assert!(t.path().join("d/b").is_file());
         assert!(!t.path().join("old/b").exists());
         // Likewise when an ancestor of the cached directory is renamed over.
         std::fs::create_dir_all(t.path().join("x/y")).unwrap();
-        root.write_file_in(&p("/x/y"), "c", b"3", (0o644, 0, 0)).unwrap();
+        root.write_file_in(&p("/x/y"), "c", b"3", (0o644, 0, 0))
+            .unwrap();
         root.symlink_in(&p("/"), "x2", "old", 0, 0).unwrap();
         std::fs::rename(t.path().join("x"), t.path().join("gone")).unwrap();
         root.rename_in(&p("/"), "x2", "x").unwrap();
@@ -919,7 +927,8 @@ mod tests {
         let root = Root::open(t.path()).unwrap();
         assert!(root.inspect(&p("/d/f")).unwrap().is_absent());
         root.mkdir(&p("/d"), 0o755, 0, 0).unwrap();
-        root.write_file_in(&p("/d"), "f", b"x", (0o644, 0, 0)).unwrap();
+        root.write_file_in(&p("/d"), "f", b"x", (0o644, 0, 0))
+            .unwrap();
         assert!(!root.inspect(&p("/d/f")).unwrap().is_absent());
         // Made by another program (a deferred command, a script in the sandbox): seen
         // once the root is told that others ran.

@@ -115,13 +115,19 @@ fn a_plan_reads_only_the_files_whose_metadata_changed() {
     let read = bytes_read(&env);
     assert!(read["plan"] < 1 << 20, "the plan read the target: {read:?}");
     // Nor the site's copy: the compile knew it unchanged from its metadata.
-    assert!(read["compile"] < 1 << 20, "the compile read the site: {read:?}");
+    assert!(
+        read["compile"] < 1 << 20,
+        "the compile read the site: {read:?}"
+    );
     // --checksum trusts no metadata: both copies are read in full.
     env.write_root("etc/motd", "drifted again\n", 0o644);
     env.run(&["apply", "--node", WEB1, "--checksum"]).code(0);
     let read = bytes_read(&env);
     for step in ["compile", "plan"] {
-        assert!(read[step] >= 4 << 20, "{step} did not read it all: {read:?}");
+        assert!(
+            read[step] >= 4 << 20,
+            "{step} did not read it all: {read:?}"
+        );
     }
     // Yet what is there is known: a verbose plan shows it unchanged with its hash.
     let run = env.run(&["plan", "--node", WEB1, "--json"]).code(0);
