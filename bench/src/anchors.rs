@@ -40,8 +40,9 @@ fn timed(cmd: &mut Command, limit: u64, log: &Path) -> Sample {
     measure(&mut t)
 }
 
+/// An empty `dir`, what was there set aside (see [`strata_bench::set_aside`]).
 fn fresh(dir: &Path) {
-    let _ = std::fs::remove_dir_all(dir);
+    strata_bench::set_aside(dir).expect("set aside");
     std::fs::create_dir_all(dir).expect("mkdir");
 }
 
@@ -173,6 +174,10 @@ pub fn section(a: &Args, work: &Path) -> (String, Value) {
                 if run == 1 && n == a.ns[0] {
                     commands.push_str(&describe(name, &cmds, work));
                 }
+                // Each first apply starts on a quiet file system, not paying for writing
+                // back what the tool before it wrote or removed.
+                // SAFETY: sync has no preconditions.
+                unsafe { libc::sync() };
                 for (phase, mut cmd) in cmds.into_iter().enumerate() {
                     let s = timed(&mut cmd, a.tool_limit, &log);
                     if s.code == 124 || s.code == 137 {
@@ -211,9 +216,6 @@ pub fn section(a: &Args, work: &Path) -> (String, Value) {
                         [&mut f.first, &mut f.again, &mut f.dry][phase].push(s.secs);
                     }
                 }
-                if f.problem.is_none() {
-                    let _ = std::fs::remove_dir_all(&root);
-                }
             }
         }
         let strata_fig = figs[0].1.clone();
@@ -225,7 +227,8 @@ pub fn section(a: &Args, work: &Path) -> (String, Value) {
             let (what, prepare, verb, extra): (&str, String, &str, Vec<String>) = match phase {
                 0 => (
                     "first-apply",
-                    format!("rm -rf '{0}'; mkdir '{0}';", root.display()),
+                    // Set aside, not removed (see strata_bench::set_aside).
+                    format!("mv '{0}' '{0}.p'$i; mkdir '{0}';", root.display()),
                     "apply",
                     vec![],
                 ),
@@ -254,7 +257,6 @@ pub fn section(a: &Args, work: &Path) -> (String, Value) {
                 .args(extra);
             profile(a, n, what, &c, &prepare);
         }
-        let _ = std::fs::remove_dir_all(&root);
         for (name, f) in &figs {
             let med = |v: &Vec<f64>| (!v.is_empty()).then(|| median(v.clone()));
             let (fa, fb, fc) = (med(&f.first), med(&f.again), med(&f.dry));

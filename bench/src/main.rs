@@ -144,8 +144,14 @@ fn run_n(a: &Args, n: usize, work: &Path) -> Row {
         );
         std::fs::create_dir_all(&rs).expect("mkdir");
         std::fs::create_dir_all(&rf).expect("mkdir");
+        // Each first apply starts on a quiet file system: neither pays for writing back
+        // what came before it (the last round's removals, the other's writes).
+        // SAFETY: sync has no preconditions.
+        unsafe { libc::sync() };
         let apply = measure(&mut strata_cmd("apply", &rs));
         assert_eq!(apply.code, 0, "strata apply failed");
+        // SAFETY: as above.
+        unsafe { libc::sync() };
         let fw = measure(Command::new(&floor).arg("write").arg(&manifest).arg(&rf));
         assert_eq!(fw.code, 0, "floor write failed");
         // Writeback of the two writes must not slow the reads that follow.
@@ -184,8 +190,7 @@ fn run_n(a: &Args, n: usize, work: &Path) -> Row {
             row.floor_check.push(fc.secs);
             row.rss = row.rss.max(apply.rss).max(plan.rss).max(noop.rss);
         }
-        std::fs::remove_dir_all(&rs).expect("clean");
-        std::fs::remove_dir_all(&rf).expect("clean");
+        // Both roots stay until the run ends (see strata_bench::set_aside).
     }
     row
 }
@@ -451,7 +456,7 @@ fn main() {
     }
     let mut md = String::from("# Benchmark results\n\n");
     md.push_str(&format!(
-        "Written by `bench/run` ({} runs per figure after one warm-up run, medians; page cache warm;\n`sync` after the write phases, then the three reading phases in an order that rotates\nfrom run to run).\n\
+        "Written by `bench/run` ({} runs per figure after one warm-up run, medians; ratios pair by pair,\nthe median of run i of strata against run i of the floor; page cache warm; `sync` before\neach first apply and after the write phases, then the three reading phases in an order that\nrotates from run to run).\n\
          Machine: {}.\nCommand: `{}`.\n\n\
          Workload: N files, 50 per directory, half static (~1 KiB), half Jinja2 templates with\n\
          five variables; all 0644 root:root. Floor: `floor write` creates the same files with\n\
@@ -476,16 +481,24 @@ fn main() {
             median(r.noop_apply.clone()),
             median(r.floor_check.clone()),
         );
+        // Ratios pair by pair: run i of strata against run i of the floor, taken in the
+        // same minute, then their median.
+        let paired = |x: &[f64], y: &[f64]| median(x.iter().zip(y).map(|(x, y)| x / y).collect());
+        let (ra, rp, rn) = (
+            paired(&r.apply, &r.floor_write),
+            paired(&r.plan, &r.floor_check),
+            paired(&r.noop_apply, &r.floor_check),
+        );
         let line = format!(
             "| {n} | {} | {} | {:.2}× | {} | {} | {} | {:.2}× | {:.2}× | {:.1} MiB |\n",
             ms(ap),
             ms(fw),
-            ap / fw,
+            ra,
             ms(pl),
             ms(na),
             ms(fc),
-            pl / fc,
-            na / fc,
+            rp,
+            rn,
             r.rss as f64 / 1048576.0
         );
         print!("{line}");
@@ -496,16 +509,21 @@ fn main() {
         } else {
             0.025 * n as f64 / 1000.0
         };
-        let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
+        // Issue 2 sets its targets at 1,000 and 10,000 files.
+        let verdict = |ok: bool| match (n >= 1000, ok) {
+            (false, _) => "no target at this N",
+            (true, true) => "met",
+            (true, false) => "MISSED",
+        };
         let checks = format!(
             "\nN={n}: no-change plan {} ≤ {} ({}); plan within 3× of the floor ({:.2}×: {}); first apply within 2× of the write floor ({:.2}×: {}); peak RSS {:.1} MiB < 50 MiB ({}).\n",
             ms(pl),
             ms(budget),
             verdict(pl <= budget),
-            pl / fc,
-            verdict(pl / fc <= 3.0),
-            ap / fw,
-            verdict(ap / fw <= 2.0),
+            rp,
+            verdict(rp <= 3.0),
+            ra,
+            verdict(ra <= 2.0),
             r.rss as f64 / 1048576.0,
             verdict(r.rss < 50 << 20)
         );
