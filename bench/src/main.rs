@@ -225,8 +225,8 @@ pub(crate) fn profile(a: &Args, n: usize, what: &str, cmd: &Command, prepare: &s
     let mut text = format!(
         "Where strata's {what} of N = {n} files spends its time: `perf record -F 5000 -g` of\n\
          {repeat} runs, then `perf report --no-children --sort comm,dso` and `comm,symbol`: self\n\
-         time, in percent of all samples, of strata's process only (the loop's sh, and rm or\n\
-         mkdir that empty the root, are left out). [k] is the kernel: opening, stat-ing,\n\
+         time, in percent of all samples, of strata's process only (the loop's sh, and the mv\n\
+         and mkdir that give a first apply an empty root, are left out). [k] is the kernel: opening, stat-ing,\n\
          reading, writing and syncing files.\n\n"
     );
     for sort in ["comm,dso", "comm,symbol"] {

@@ -802,6 +802,42 @@ impl Root {
         }
     }
 
+    /// Removes what stands at `p`, a directory with everything below it (links are
+    /// removed, never followed); nothing there is fine.
+    pub fn remove_tree(&self, p: &TargetPath) -> Result<()> {
+        match self.inspect_kind(p)? {
+            None => Ok(()),
+            Some(DirEntryKind::Dir) => {
+                for (name, kind) in self.list(p)? {
+                    let child = p.join(&name).map_err(|e| {
+                        FsError::new("remove", self.host_path(p), std::io::Error::other(e))
+                    })?;
+                    match kind {
+                        DirEntryKind::Dir => self.remove_tree(&child)?,
+                        _ => self.remove(&child)?,
+                    }
+                }
+                self.remove_dir(p)
+            }
+            Some(_) => self.remove(p),
+        }
+    }
+
+    /// The type of what stands at `p` (not followed), without reading it.
+    fn inspect_kind(&self, p: &TargetPath) -> Result<Option<DirEntryKind>> {
+        let Some(parent) = p.parent() else {
+            return Ok(Some(DirEntryKind::Dir));
+        };
+        Ok(self
+            .stat_in(&parent, p)?
+            .map(|(_, st)| match FileType::from_raw_mode(st.st_mode) {
+                FileType::RegularFile => DirEntryKind::File,
+                FileType::Directory => DirEntryKind::Dir,
+                FileType::Symlink => DirEntryKind::Link,
+                _ => DirEntryKind::Other,
+            }))
+    }
+
     /// Replaces `p` with `content` atomically and durably: a temporary file, fsync,
     /// rename, fsync of the directory. For strata's own state files.
     pub fn write_atomic(&self, p: &TargetPath, content: &[u8]) -> Result<()> {

@@ -509,13 +509,5 @@ impl Ctx<'_> {
 
 /// Removes a directory and everything in it, confined to the tree.
 fn remove_tree(t: &Root, p: &TargetPath) -> Result<(), String> {
-    for (name, kind) in t.list(p).map_err(|e| e.to_string())? {
-        let child = p.join(&name).map_err(|e| e.to_string())?;
-        if kind == strata_fs::DirEntryKind::Dir {
-            remove_tree(t, &child)?;
-        } else {
-            t.remove(&child).map_err(|e| e.to_string())?;
-        }
-    }
-    t.remove_dir(p).map_err(|e| e.to_string())
+    t.remove_tree(p).map_err(|e| e.to_string())
 }

@@ -1,7 +1,8 @@
 //! The journaled commit and its recovery.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use serde::{Deserialize, Serialize};
 use strata_fs::Meter;
@@ -70,6 +71,9 @@ impl Journal {
 pub(crate) struct Commit<'s, 'r> {
     state: &'s State<'r>,
     journal: Journal,
+    /// New directories staged whole in this process: made under their temporary name,
+    /// with everything below them inside under final names (see [`Commit::stage`]).
+    whole: RefCell<HashSet<TargetPath>>,
 }
 
 fn temp_name(path: &TargetPath) -> String {
@@ -104,6 +108,7 @@ impl<'r> State<'r> {
             .collect();
         let mut commit = Commit {
             state: self,
+            whole: RefCell::default(),
             journal: Journal {
                 generation: generation.number,
                 ops,
@@ -178,6 +183,7 @@ impl<'r> State<'r> {
         let commit = Commit {
             state: self,
             journal,
+            whole: RefCell::default(),
         };
         let committed = !self.root.inspect(&state_path("commit"))?.is_absent();
         let undoing = !self.root.inspect(&state_path("undo"))?.is_absent();
@@ -340,11 +346,12 @@ impl Commit<'_, '_> {
             0,
         )?;
         let total = self.journal.ops.len();
+        let store = self.state.store();
         for (i, op) in self.journal.ops.iter().enumerate() {
             if i == total / 2 {
                 crashpoint!("commit-mid-stage");
             }
-            self.stage(op, contents)?;
+            self.stage(op, contents, &store)?;
         }
         self.sync_all()?;
         steps.push(meter.finish("stage"));
@@ -353,25 +360,84 @@ impl Commit<'_, '_> {
         self.root().write_atomic(&state_path("commit"), b"")?;
         *past_point = true;
         crashpoint!("commit-after-point");
-        let store = self.state.store();
+        let whole = self.whole.borrow();
         for (i, op) in self.journal.ops.iter().enumerate() {
             if i == total / 2 {
                 crashpoint!("commit-mid-apply");
             }
-            self.ensure(op, &op.after, &store)?;
+            if whole.contains(&op.path) {
+                // The whole new tree in one rename.
+                let dir = parent(&op.path);
+                self.root()
+                    .rename_in(&dir, &temp_name(&op.path), op.path.file_name())?;
+            } else if self.staged_top(&op.path, &whole).is_none() {
+                self.ensure(op, &op.after, &store)?;
+            }
         }
+        drop(whole);
         crashpoint!("commit-after-apply");
         self.publish()?;
         steps.push(meter.finish("commit"));
         Ok(())
     }
 
-    /// Writes what an op needs before the commit point: new directories, and new files and
-    /// links under temporary names beside their targets.
-    fn stage(&self, op: &Op, contents: &dyn ContentSource) -> Result<(), StateError> {
+    /// The new directory staged whole that `path` lies below, if any.
+    fn staged_top(&self, path: &TargetPath, whole: &HashSet<TargetPath>) -> Option<TargetPath> {
+        if whole.is_empty() {
+            return None;
+        }
+        path.ancestors().find(|a| whole.contains(a))
+    }
+
+    /// Where `path`, below the new directory `top` staged whole, is staged: its directory
+    /// inside `top`'s temporary name, and its own name.
+    fn staged_at(top: &TargetPath, path: &TargetPath) -> (TargetPath, String) {
+        let below = &path.as_str()[top.as_str().len() + 1..];
+        let inside = match below.rsplit_once('/') {
+            Some((dirs, _)) => format!("{}/{dirs}", temp_name(top)),
+            None => temp_name(top),
+        };
+        let dir = parent(top).join(&inside).expect("a path below the root");
+        (dir, path.file_name().to_string())
+    }
+
+    /// Writes what an op needs before the commit point, where nothing the node uses
+    /// changes: a new directory whose parent is not new is made under its temporary name
+    /// (`.<name>.strata-new`), and what lies below it is made inside under final names, so
+    /// one rename after the commit point puts the whole tree in place; other new files and
+    /// links go under temporary names beside their targets, and other new directories are
+    /// made in place.
+    fn stage(
+        &self,
+        op: &Op,
+        contents: &dyn ContentSource,
+        store: &Store<'_>,
+    ) -> Result<(), StateError> {
+        let top = self.staged_top(&op.path, &self.whole.borrow());
         match &op.after {
             Snapshot::File { .. } | Snapshot::Link { .. } | Snapshot::Fifo { .. } => {
-                self.write_temp(&op.path, &op.after, contents)?;
+                let (dir, name) = match &top {
+                    Some(top) => Self::staged_at(top, &op.path),
+                    None => (parent(&op.path), temp_name(&op.path)),
+                };
+                self.write_temp(&op.path, (&dir, &name), &op.after, contents, store)?;
+            }
+            Snapshot::Dir { mode, uid, gid, .. } if op.before.is_absent() && top.is_some() => {
+                let (dir, name) = Self::staged_at(top.as_ref().expect("below a top"), &op.path);
+                let at = dir.join(&name).expect("a plain name");
+                self.root().mkdir(&at, *mode, *uid, *gid)?;
+                self.root().set_xattrs(&at, op.after.xattrs())?;
+            }
+            Snapshot::Dir { mode, uid, gid, .. }
+                if op.before.is_absent() && !self.root().exists(&op.path) =>
+            {
+                let dir = parent(&op.path);
+                let temp = dir.join(&temp_name(&op.path)).expect("a plain name");
+                // What an earlier, undone commit may have left.
+                self.root().remove_tree(&temp)?;
+                self.root().mkdir(&temp, *mode, *uid, *gid)?;
+                self.root().set_xattrs(&temp, op.after.xattrs())?;
+                self.whole.borrow_mut().insert(op.path.clone());
             }
             Snapshot::Dir { mode, uid, gid, .. } if op.before.is_absent() => {
                 // strata's own state directory may have just created it.
@@ -391,15 +457,16 @@ impl Commit<'_, '_> {
         Ok(())
     }
 
-    /// Writes a file or link under its temporary name beside `path`, with its final mode
-    /// and owner; a file's content comes from `contents`, else from the store.
+    /// Writes the file or link `path` as `name` in `dir` (where it is staged), with its
+    /// final mode and owner; a file's content comes from `contents`, else from the store.
     fn write_temp(
         &self,
         path: &TargetPath,
+        (dir, temp): (&TargetPath, &str),
         state: &Snapshot,
         contents: &dyn ContentSource,
+        store: &Store<'_>,
     ) -> Result<(), StateError> {
-        let dir = parent(path);
         match state {
             Snapshot::File {
                 hash,
@@ -410,27 +477,22 @@ impl Commit<'_, '_> {
             } => {
                 let bytes = match contents.content(hash) {
                     Some(b) => b,
-                    None => Cow::Owned(self.state.store().get(hash)?.ok_or(
-                        StateError::MissingContent {
-                            hash: *hash,
-                            path: path.clone(),
-                        },
-                    )?),
+                    None => Cow::Owned(store.get(hash)?.ok_or(StateError::MissingContent {
+                        hash: *hash,
+                        path: path.clone(),
+                    })?),
                 };
-                let temp = temp_name(path);
                 self.root()
-                    .write_file_in(&dir, &temp, &bytes, (*mode, *uid, *gid))?;
+                    .write_file_in(dir, temp, &bytes, (*mode, *uid, *gid))?;
                 // After the owner and mode: the kernel drops file capabilities on chown.
-                let temp = dir.join(&temp).expect("a plain name");
+                let temp = dir.join(temp).expect("a plain name");
                 self.root().set_xattrs(&temp, state.xattrs())?;
             }
             Snapshot::Link { target, uid, gid } => {
-                self.root()
-                    .symlink_in(&dir, &temp_name(path), target, *uid, *gid)?;
+                self.root().symlink_in(dir, temp, target, *uid, *gid)?;
             }
             Snapshot::Fifo { mode, uid, gid } => {
-                self.root()
-                    .fifo_in(&dir, &temp_name(path), (*mode, *uid, *gid))?;
+                self.root().fifo_in(dir, temp, (*mode, *uid, *gid))?;
             }
             _ => {}
         }
@@ -444,11 +506,15 @@ impl Commit<'_, '_> {
         let path = &op.path;
         let dir = parent(path);
         let temp = dir.join(&temp_name(path)).expect("a plain name");
-        let staged = want == &op.after && root.exists(&temp);
-        if staged {
-            return Ok(root.rename_in(&dir, &temp_name(path), path.file_name())?);
+        if want == &op.after {
+            // The staged file, if it is there (it is not once a redo renamed it).
+            match root.rename_in(&dir, &temp_name(path), path.file_name()) {
+                Err(e) if e.is_not_found() => {}
+                other => return Ok(other?),
+            }
         }
-        root.remove(&temp)?;
+        // A staged file, or a new directory's staged tree (see `stage`).
+        root.remove_tree(&temp)?;
         let mut have = root.inspect(path)?;
         root.fill_xattrs(path, want.xattrs(), &mut have)?;
         if want.satisfied_by(&have) {
@@ -464,7 +530,7 @@ impl Commit<'_, '_> {
                 _ => root.remove(path)?,
             },
             Snapshot::File { .. } | Snapshot::Link { .. } | Snapshot::Fifo { .. } => {
-                self.write_temp(path, want, store)?;
+                self.write_temp(path, (&dir, &temp_name(path)), want, store, store)?;
                 root.rename_in(&dir, &temp_name(path), path.file_name())?;
             }
             Snapshot::Dir { mode, uid, gid, .. } => {

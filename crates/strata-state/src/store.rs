@@ -6,10 +6,10 @@
 //! (records of hash, offset and length), one file creation instead of thousands.
 
 use std::borrow::Cow;
-use std::cell::OnceCell;
-use std::collections::HashMap;
+use std::cell::{OnceCell, RefCell};
+use std::collections::{HashMap, HashSet};
 
-use strata_fs::Root;
+use strata_fs::{DirEntryKind, Root};
 use strata_types::{ContentSource, Hash, TargetPath};
 
 use crate::StateError;
@@ -23,6 +23,10 @@ const RECORD: usize = 32 + 8 + 8;
 pub struct Store<'r> {
     root: &'r Root,
     packs: OnceCell<HashMap<Hash, (String, u64, u64)>>,
+    /// The fan-out directories of loose objects (`store/<ab>`), listed once: an object
+    /// whose directory is not there is not looked for (a first apply of thousands of
+    /// files would otherwise look in a missing directory for each).
+    fanout: RefCell<Option<HashSet<String>>>,
 }
 
 pub(crate) fn store_dir() -> TargetPath {
@@ -44,7 +48,25 @@ impl<'r> Store<'r> {
         Store {
             root,
             packs: OnceCell::new(),
+            fanout: RefCell::new(None),
         }
+    }
+
+    /// Whether a loose object with this hash may exist (its fan-out directory does).
+    fn may_be_loose(&self, hash: &Hash) -> Result<bool, StateError> {
+        let mut fanout = self.fanout.borrow_mut();
+        let dirs = match fanout.as_mut() {
+            Some(d) => d,
+            None => fanout.insert(
+                self.root
+                    .list(&store_dir())?
+                    .into_iter()
+                    .filter(|(name, kind)| name.len() == 2 && *kind == DirEntryKind::Dir)
+                    .map(|(name, _)| name)
+                    .collect(),
+            ),
+        };
+        Ok(dirs.contains(&hash.to_string()[..2]))
     }
 
     /// Every packed object, read once from the pack indexes.
@@ -79,13 +101,17 @@ impl<'r> Store<'r> {
     /// The content with this hash, verified.
     pub fn get(&self, hash: &Hash) -> Result<Option<Vec<u8>>, StateError> {
         let (dir, name) = loose(hash);
-        let path = dir.join(&name).expect("hex");
-        let bytes = match self.root.read(&path)? {
+        let mut path = dir.join(&name).expect("hex");
+        let loose = match self.may_be_loose(hash)? {
+            true => self.root.read(&path)?,
+            false => None,
+        };
+        let bytes = match loose {
             Some(b) => b,
             None => match self.index()?.get(hash) {
                 Some((pack, off, len)) => {
-                    let p = packs_dir().join(pack).expect("a plain name");
-                    self.root.read_at(&p, *off, *len as usize)?
+                    path = packs_dir().join(pack).expect("a plain name");
+                    self.root.read_at(&path, *off, *len as usize)?
                 }
                 None => return Ok(None),
             },
@@ -103,6 +129,9 @@ impl<'r> Store<'r> {
     pub fn contains(&self, hash: &Hash) -> Result<bool, StateError> {
         if self.index()?.contains_key(hash) {
             return Ok(true);
+        }
+        if !self.may_be_loose(hash)? {
+            return Ok(false);
         }
         let (dir, name) = loose(hash);
         Ok(self.root.exists(&dir.join(&name).expect("hex")))
@@ -153,6 +182,9 @@ impl<'r> Store<'r> {
             }
             self.root.create_dirs(&dir)?;
             self.root.write_file_in(&dir, &tmp, bytes, (0o600, 0, 0))?;
+        }
+        if let Some(dirs) = self.fanout.borrow_mut().as_mut() {
+            dirs.insert(name[..2].to_string());
         }
         self.root.rename_in(&dir, &tmp, &name)?;
         Ok(())

@@ -78,3 +78,35 @@ fn a_recovery_stopped_halfway_is_finished_by_the_next_one() {
     crash_then_recover("commit-mid-apply", Some("recover-redo"), true);
     crash_then_recover("commit-mid-stage", Some("recover-undo"), false);
 }
+
+/// A first apply into an empty root stages each new directory tree whole and puts it in
+/// place with one rename: stopped anywhere, the next command leaves the root empty again
+/// or finishes every file.
+#[test]
+fn a_first_apply_stopped_anywhere_leaves_an_empty_root_or_every_file() {
+    let new = expected(N, &[("old", true)]);
+    for (point, ends_new) in [
+        ("commit-mid-stage", false),
+        ("commit-before-point", false),
+        ("commit-after-point", true),
+        ("commit-mid-apply", true),
+    ] {
+        let env = env();
+        let empty = env.tree();
+        bulk_site(&env, N, "old", true);
+        let out = env
+            .cmd(&["apply", "--node", NODE])
+            .env("FAILPOINTS", format!("{point}=return"))
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{point}: not stopped");
+        env.run(&["generations"]).code(0);
+        assert_clean(&env);
+        if ends_new {
+            assert!(env.tree() == new, "{point}: expected every file");
+            env.run(&["plan", "--node", NODE]).code(0);
+        } else {
+            assert_eq!(env.tree(), empty, "{point}: expected the empty root");
+        }
+    }
+}
