@@ -882,6 +882,7 @@ impl Builder<'_> {
                                 path: s.path.clone(),
                                 rel: s.rel.clone(),
                                 ctx: s.template.then_some(ctx_index),
+                                size: known.map_or(0, |k| k.key.size),
                                 loaded: Default::default(),
                             },
                         );

@@ -147,6 +147,8 @@ pub(crate) struct LazyFile {
     pub rel: String,
     /// For a template, its context (an index into [`Lazy::ctxs`]).
     pub ctx: Option<usize>,
+    /// The site file's size when it was last read.
+    pub size: u64,
     /// Its content, once loaded.
     pub loaded: OnceCell<Vec<u8>>,
 }
@@ -163,7 +165,8 @@ impl Lazy {
     /// Reads (and renders) a file again; `None` if it no longer gives its hash (it changed
     /// during the run) or cannot be read.
     fn load(&self, f: &LazyFile, hash: &Hash) -> Option<Vec<u8>> {
-        let (bytes, _, _) = strata_fs::read_with_key(&f.path).ok()?;
+        // What is read is checked against the hash below: no metadata is needed.
+        let bytes = strata_fs::read_sized_file(&f.path, f.size as usize).ok()?;
         let bytes = match f.ctx {
             Some(i) => {
                 let text = String::from_utf8(bytes).ok()?;

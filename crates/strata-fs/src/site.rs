@@ -15,6 +15,25 @@ pub fn read(path: &Path) -> Result<Vec<u8>> {
 /// the files of a directory (a module's `files/` and `templates/` trees are read side by
 /// side) cost one path walk in all.
 pub fn read_with_key(path: &Path) -> Result<(Vec<u8>, Option<crate::StatKey>, u32)> {
+    let fd = open_site(path)?;
+    let st = rustix::fs::fstat(&fd).map_err(|e| FsError::new("stat", path, e))?;
+    let bytes = crate::root::read_sized(&fd, st.st_size as usize)
+        .map_err(|e| FsError::new("read", path, e))?;
+    let after = rustix::fs::fstat(&fd).map_err(|e| FsError::new("stat", path, e))?;
+    let key = crate::StatKey::of(&after);
+    let stable = (crate::StatKey::of(&st) == key).then_some(key);
+    Ok((bytes, stable, st.st_mode & 0o7777))
+}
+
+/// Reads a site file whose size is probably `size` (known from an earlier compile), with
+/// three calls: open, one read, close. For content checked against a known hash.
+pub fn read_sized_file(path: &Path, size: usize) -> Result<Vec<u8>> {
+    let fd = open_site(path)?;
+    crate::root::read_sized(&fd, size).map_err(|e| FsError::new("read", path, e))
+}
+
+/// Opens a site file through a handle on its directory (see [`read_with_key`]).
+fn open_site(path: &Path) -> Result<std::os::fd::OwnedFd> {
     use rustix::fs::{Mode, OFlags};
     const KEPT: usize = 8;
     thread_local! {
@@ -28,38 +47,30 @@ pub fn read_with_key(path: &Path) -> Result<(Vec<u8>, Option<crate::StatKey>, u3
             std::io::Error::from(std::io::ErrorKind::InvalidInput),
         ));
     };
-    let fd = DIRS
-        .with_borrow_mut(|dirs| {
-            let i = match dirs.iter().position(|(d, _)| d == dir) {
-                Some(i) => i,
-                None => {
-                    let fd = rustix::fs::open(
-                        dir,
-                        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                        Mode::empty(),
-                    )?;
-                    if dirs.len() == KEPT {
-                        dirs.remove(0);
-                    }
-                    dirs.push((dir.to_path_buf(), fd));
-                    dirs.len() - 1
+    DIRS.with_borrow_mut(|dirs| {
+        let i = match dirs.iter().position(|(d, _)| d == dir) {
+            Some(i) => i,
+            None => {
+                let fd = rustix::fs::open(
+                    dir,
+                    OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )?;
+                if dirs.len() == KEPT {
+                    dirs.remove(0);
                 }
-            };
-            rustix::fs::openat(
-                &dirs[i].1,
-                name,
-                OFlags::RDONLY | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-        })
-        .map_err(|e| FsError::new("open", path, e))?;
-    let st = rustix::fs::fstat(&fd).map_err(|e| FsError::new("stat", path, e))?;
-    let bytes = crate::root::read_sized(&fd, st.st_size as usize)
-        .map_err(|e| FsError::new("read", path, e))?;
-    let after = rustix::fs::fstat(&fd).map_err(|e| FsError::new("stat", path, e))?;
-    let key = crate::StatKey::of(&after);
-    let stable = (crate::StatKey::of(&st) == key).then_some(key);
-    Ok((bytes, stable, st.st_mode & 0o7777))
+                dirs.push((dir.to_path_buf(), fd));
+                dirs.len() - 1
+            }
+        };
+        rustix::fs::openat(
+            &dirs[i].1,
+            name,
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+    })
+    .map_err(|e| FsError::new("open", path, e))
 }
 
 /// A site file's metadata (see [`crate::stamp`]) and permission bits.
