@@ -8,7 +8,9 @@ use std::process::Command;
 use serde_json::{Value, json};
 use strata_bench::tools::{self, Tool, Vars};
 
-use crate::{Args, Sample, invocation, machine, measure, median, ms, profile};
+use crate::{
+    Args, Sample, invocation, machine, measure, median, ms, paired_median, profile, strata_command,
+};
 
 /// One tool's (or strata's, or the floor's) figures at one N.
 #[derive(Default, Clone)]
@@ -124,12 +126,8 @@ pub fn section(a: &Args, work: &Path) -> (String, Value) {
                 let cmds: [Command; 3] = match name.as_str() {
                     "strata" => {
                         let c = |verb: &str, extra: &[&str]| {
-                            let mut c = Command::new(&strata);
-                            c.args([verb, "--node", "bench", "--site"])
-                                .arg(&site)
-                                .arg("--root")
-                                .arg(&root)
-                                .args(extra);
+                            let mut c = strata_command(&strata, verb, &site, &root);
+                            c.args(extra);
                             c
                         };
                         [
@@ -176,8 +174,7 @@ pub fn section(a: &Args, work: &Path) -> (String, Value) {
                 }
                 // Each first apply starts on a quiet file system, not paying for writing
                 // back what the tool before it wrote or removed.
-                // SAFETY: sync has no preconditions.
-                unsafe { libc::sync() };
+                strata_bench::sync();
                 for (phase, mut cmd) in cmds.into_iter().enumerate() {
                     let s = timed(&mut cmd, a.tool_limit, &log);
                     if s.code == 124 || s.code == 137 {
@@ -208,8 +205,7 @@ pub fn section(a: &Args, work: &Path) -> (String, Value) {
                             ));
                             break;
                         }
-                        // SAFETY: sync has no preconditions.
-                        unsafe { libc::sync() };
+                        strata_bench::sync();
                     }
                     f.rss[phase] = f.rss[phase].max(s.rss);
                     if run > 0 {
@@ -242,19 +238,10 @@ pub fn section(a: &Args, work: &Path) -> (String, Value) {
             };
             fresh(&root);
             if phase > 0 {
-                let _ = Command::new(&strata)
-                    .args(["apply", "--node", "bench", "--site"])
-                    .arg(&site)
-                    .arg("--root")
-                    .arg(&root)
-                    .output();
+                let _ = strata_command(&strata, "apply", &site, &root).output();
             }
-            let mut c = Command::new(&strata);
-            c.args([verb, "--node", "bench", "--site"])
-                .arg(&site)
-                .arg("--root")
-                .arg(&root)
-                .args(extra);
+            let mut c = strata_command(&strata, verb, &site, &root);
+            c.args(extra);
             profile(a, n, what, &c, &prepare);
         }
         for (name, f) in &figs {
@@ -263,12 +250,9 @@ pub fn section(a: &Args, work: &Path) -> (String, Value) {
             let cell = |x: Option<f64>| x.map_or_else(|| "—".to_string(), ms);
             // Pair by pair: run i of the tool against run i of strata (interleaved, so
             // that drift hits both alike), then the median of those ratios.
-            let ratio = |s: &Vec<f64>, x: &Vec<f64>| {
-                let pairs: Vec<f64> = x.iter().zip(s).map(|(x, s)| x / s).collect();
-                match med(&pairs) {
-                    Some(r) if name != "strata" => format!("{r:.1}×"),
-                    _ => "—".into(),
-                }
+            let ratio = |s: &Vec<f64>, x: &Vec<f64>| match paired_median(x, s) {
+                Some(r) if name != "strata" => format!("{r:.1}×"),
+                _ => "—".into(),
             };
             table.push_str(&format!(
                 "| {n} | {name} | {} | {} | {} | {:.1} MiB | {} / {} / {} |{}\n",
@@ -366,11 +350,7 @@ fn scripts_part(a: &Args, work: &Path, venv: &Path) -> (String, Value) {
     let log = work.join("scripts.log");
     for run in 0..=a.tool_runs {
         let p = timed(
-            Command::new(&strata)
-                .args(["plan", "--node", "bench", "--site"])
-                .arg(&site)
-                .arg("--root")
-                .arg(&root),
+            &mut strata_command(&strata, "plan", &site, &root),
             a.tool_limit,
             &log,
         );
@@ -406,7 +386,7 @@ fn scripts_part(a: &Args, work: &Path, venv: &Path) -> (String, Value) {
             real.push(r.secs);
         }
     }
-    let pair = |x: &Vec<f64>| median(x.iter().zip(&plan).map(|(x, s)| x / s).collect());
+    let pair = |x: &Vec<f64>| paired_median(x, &plan).expect("runs");
     md.push_str("| what | time | peak RSS | ÷ strata plan | shows the scripts' changes |\n|---|---|---|---|---|\n");
     for (i, (what, v, shows)) in [
         (
@@ -457,11 +437,7 @@ fn verdict(n: usize, figs: &[(String, Figures)]) -> (String, Vec<usize>) {
     };
     let mut missed = Vec::new();
     let goal = n >= 1000;
-    let word = |ok: bool| match (goal, ok) {
-        (false, _) => "no goal at this N",
-        (true, true) => "met",
-        (true, false) => "MISSED",
-    };
+    let word = |ok: bool| crate::verdict(n, ok);
     let mut out = format!("\nN={n}:");
     for (phase, label, sv, fv) in [(1, "(b)", &s.again, &fl.again), (2, "(c)", &s.dry, &fl.dry)] {
         let Some(sm) = med(sv) else { continue };

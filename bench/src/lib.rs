@@ -138,3 +138,10 @@ pub fn set_aside(dir: &Path) -> std::io::Result<()> {
     name.push(format!(".old{k}"));
     std::fs::rename(dir, dir.with_file_name(name))
 }
+
+/// Flushes every file system (`sync`), so that what is timed next does not pay for
+/// writing back what ran before it.
+pub fn sync() {
+    // SAFETY: sync has no preconditions.
+    unsafe { libc::sync() };
+}

@@ -43,6 +43,32 @@ fn measure(cmd: &mut Command) -> Sample {
     }
 }
 
+/// `strata VERB --node bench --site SITE --root ROOT`, the benchmark's node.
+pub(crate) fn strata_command(strata: &Path, verb: &str, site: &Path, root: &Path) -> Command {
+    let mut c = Command::new(strata);
+    c.args([verb, "--node", "bench", "--site"])
+        .arg(site)
+        .arg("--root")
+        .arg(root);
+    c
+}
+
+/// The median of the ratios `x[i] / y[i]`: figures taken side by side, paired; `None`
+/// when there is no pair.
+pub(crate) fn paired_median(x: &[f64], y: &[f64]) -> Option<f64> {
+    let pairs: Vec<f64> = x.iter().zip(y).map(|(x, y)| x / y).collect();
+    (!pairs.is_empty()).then(|| median(pairs))
+}
+
+/// A goal's verdict; below N = 1,000 the issues set none.
+pub(crate) fn verdict(n: usize, ok: bool) -> &'static str {
+    match (n >= 1000, ok) {
+        (false, _) => "no goal at this N",
+        (true, true) => "met",
+        (true, false) => "MISSED",
+    }
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -128,14 +154,7 @@ fn run_n(a: &Args, n: usize, work: &Path) -> Row {
     strata_bench::write_manifest(&manifest, &files).expect("manifest");
     let strata = a.bin.join("strata");
     let floor = a.bin.join("floor");
-    let strata_cmd = |verb: &str, root: &Path| {
-        let mut c = Command::new(&strata);
-        c.args([verb, "--node", "bench", "--site"])
-            .arg(&site)
-            .arg("--root")
-            .arg(root);
-        c
-    };
+    let strata_cmd = |verb: &str, root: &Path| strata_command(&strata, verb, &site, root);
     let mut row = Row::default();
     for run in 0..=a.runs {
         let (rs, rf) = (
@@ -146,17 +165,14 @@ fn run_n(a: &Args, n: usize, work: &Path) -> Row {
         std::fs::create_dir_all(&rf).expect("mkdir");
         // Each first apply starts on a quiet file system: neither pays for writing back
         // what came before it (the last round's removals, the other's writes).
-        // SAFETY: sync has no preconditions.
-        unsafe { libc::sync() };
+        strata_bench::sync();
         let apply = measure(&mut strata_cmd("apply", &rs));
         assert_eq!(apply.code, 0, "strata apply failed");
-        // SAFETY: as above.
-        unsafe { libc::sync() };
+        strata_bench::sync();
         let fw = measure(Command::new(&floor).arg("write").arg(&manifest).arg(&rf));
         assert_eq!(fw.code, 0, "floor write failed");
         // Writeback of the two writes must not slow the reads that follow.
-        // SAFETY: sync has no preconditions.
-        unsafe { libc::sync() };
+        strata_bench::sync();
         // The three reading phases in a rotating order, so that none is always the
         // first to read after the writes.
         let (mut plan, mut noop, mut fc) = (None, None, None);
@@ -226,8 +242,8 @@ pub(crate) fn profile(a: &Args, n: usize, what: &str, cmd: &Command, prepare: &s
         "Where strata's {what} of N = {n} files spends its time: `perf record -F 5000 -g` of\n\
          {repeat} runs, then `perf report --no-children --sort comm,dso` and `comm,symbol`: self\n\
          time, in percent of all samples, of strata's process only (the loop's sh, and the mv\n\
-         and mkdir that give a first apply an empty root, are left out). [k] is the kernel: opening, stat-ing,\n\
-         reading, writing and syncing files.\n\n"
+         and mkdir that give a first apply an empty root, are left out). [k] is the kernel:\n\
+         opening, stat-ing, reading, writing and syncing files.\n\n"
     );
     for sort in ["comm,dso", "comm,symbol"] {
         if let Ok(o) = Command::new("perf")
@@ -376,14 +392,7 @@ fn sandbox_section(a: &Args, work: &Path) -> String {
             (with, without, scripts)
         })
         .collect();
-    let plan_cmd = |site: &Path| {
-        let mut c = Command::new(&strata);
-        c.args(["plan", "--node", "bench", "--site"])
-            .arg(site)
-            .arg("--root")
-            .arg(&root);
-        c
-    };
+    let plan_cmd = |site: &Path| strata_command(&strata, "plan", site, &root);
     for run in 0..=a.runs {
         for (i, (with, without, scripts)) in sites.iter().enumerate() {
             let p = measure(&mut plan_cmd(with));
@@ -483,7 +492,7 @@ fn main() {
         );
         // Ratios pair by pair: run i of strata against run i of the floor, taken in the
         // same minute, then their median.
-        let paired = |x: &[f64], y: &[f64]| median(x.iter().zip(y).map(|(x, y)| x / y).collect());
+        let paired = |x: &[f64], y: &[f64]| paired_median(x, y).expect("runs");
         let (ra, rp, rn) = (
             paired(&r.apply, &r.floor_write),
             paired(&r.plan, &r.floor_check),
@@ -510,11 +519,7 @@ fn main() {
             0.025 * n as f64 / 1000.0
         };
         // Issue 2 sets its targets at 1,000 and 10,000 files.
-        let verdict = |ok: bool| match (n >= 1000, ok) {
-            (false, _) => "no target at this N",
-            (true, true) => "met",
-            (true, false) => "MISSED",
-        };
+        let verdict = |ok: bool| verdict(n, ok);
         let checks = format!(
             "\nN={n}: no-change plan {} ≤ {} ({}); plan within 3× of the floor ({:.2}×: {}); first apply within 2× of the write floor ({:.2}×: {}); peak RSS {:.1} MiB < 50 MiB ({}).\n",
             ms(pl),

@@ -32,6 +32,17 @@ pub enum DirEntryKind {
     Other,
 }
 
+impl DirEntryKind {
+    fn of(t: FileType) -> DirEntryKind {
+        match t {
+            FileType::RegularFile => DirEntryKind::File,
+            FileType::Directory => DirEntryKind::Dir,
+            FileType::Symlink => DirEntryKind::Link,
+            _ => DirEntryKind::Other,
+        }
+    }
+}
+
 /// The content a file is expected to have: its hash, and its bytes when asked for.
 pub type Expected<'a> = (&'a Hash, &'a dyn Fn() -> Option<std::borrow::Cow<'a, [u8]>>);
 
@@ -471,13 +482,7 @@ impl Root {
             if name == "." || name == ".." {
                 continue;
             }
-            let kind = match entry.file_type() {
-                FileType::RegularFile => DirEntryKind::File,
-                FileType::Directory => DirEntryKind::Dir,
-                FileType::Symlink => DirEntryKind::Link,
-                _ => DirEntryKind::Other,
-            };
-            out.push((name, kind));
+            out.push((name, DirEntryKind::of(entry.file_type())));
         }
         out.sort();
         Ok(out)
@@ -830,12 +835,7 @@ impl Root {
         };
         Ok(self
             .stat_in(&parent, p)?
-            .map(|(_, st)| match FileType::from_raw_mode(st.st_mode) {
-                FileType::RegularFile => DirEntryKind::File,
-                FileType::Directory => DirEntryKind::Dir,
-                FileType::Symlink => DirEntryKind::Link,
-                _ => DirEntryKind::Other,
-            }))
+            .map(|(_, st)| DirEntryKind::of(FileType::from_raw_mode(st.st_mode))))
     }
 
     /// Replaces `p` with `content` atomically and durably: a temporary file, fsync,

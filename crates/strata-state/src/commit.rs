@@ -80,6 +80,14 @@ fn temp_name(path: &TargetPath) -> String {
     format!(".{}.strata-new", path.file_name())
 }
 
+/// The new directory staged whole (see [`Commit::stage`]) that `path` lies below, if any.
+fn staged_top(path: &TargetPath, whole: &HashSet<TargetPath>) -> Option<TargetPath> {
+    if whole.is_empty() {
+        return None;
+    }
+    path.ancestors().find(|a| whole.contains(a))
+}
+
 fn parent(path: &TargetPath) -> TargetPath {
     path.parent().unwrap_or_else(TargetPath::root)
 }
@@ -366,11 +374,12 @@ impl Commit<'_, '_> {
                 crashpoint!("commit-mid-apply");
             }
             if whole.contains(&op.path) {
-                // The whole new tree in one rename.
+                // The whole new tree in one rename. Its failing is an error, not a reason
+                // to fall back: what lies below it is staged nowhere else.
                 let dir = parent(&op.path);
                 self.root()
                     .rename_in(&dir, &temp_name(&op.path), op.path.file_name())?;
-            } else if self.staged_top(&op.path, &whole).is_none() {
+            } else if staged_top(&op.path, &whole).is_none() {
                 self.ensure(op, &op.after, &store)?;
             }
         }
@@ -379,14 +388,6 @@ impl Commit<'_, '_> {
         self.publish()?;
         steps.push(meter.finish("commit"));
         Ok(())
-    }
-
-    /// The new directory staged whole that `path` lies below, if any.
-    fn staged_top(&self, path: &TargetPath, whole: &HashSet<TargetPath>) -> Option<TargetPath> {
-        if whole.is_empty() {
-            return None;
-        }
-        path.ancestors().find(|a| whole.contains(a))
     }
 
     /// Where `path`, below the new directory `top` staged whole, is staged: its directory
@@ -413,7 +414,7 @@ impl Commit<'_, '_> {
         contents: &dyn ContentSource,
         store: &Store<'_>,
     ) -> Result<(), StateError> {
-        let top = self.staged_top(&op.path, &self.whole.borrow());
+        let top = staged_top(&op.path, &self.whole.borrow());
         match &op.after {
             Snapshot::File { .. } | Snapshot::Link { .. } | Snapshot::Fifo { .. } => {
                 let (dir, name) = match &top {

@@ -7,13 +7,8 @@ use crate::env;
 
 const N: usize = 200;
 
-fn crash_then_recover(point: &str, recovery_crash: Option<&str>, ends_new: bool) {
-    let old = expected(N, &[("old", false)]);
-    let new = expected(N, &[("old", false), ("new", true)]);
-    let env = env();
-    bulk_site(&env, N, "old", false);
-    env.run(&["apply", "--node", NODE]).code(0);
-    bulk_site(&env, N, "new", true);
+/// An apply of the node stopped at the failpoint `point`.
+fn stopped_apply(env: &strata_test::TestEnv, point: &str) {
     let out = env
         .cmd(&["apply", "--node", NODE])
         .env("FAILPOINTS", format!("{point}=return"))
@@ -23,6 +18,16 @@ fn crash_then_recover(point: &str, recovery_crash: Option<&str>, ends_new: bool)
         !out.status.success(),
         "{point}: the apply should have been stopped"
     );
+}
+
+fn crash_then_recover(point: &str, recovery_crash: Option<&str>, ends_new: bool) {
+    let old = expected(N, &[("old", false)]);
+    let new = expected(N, &[("old", false), ("new", true)]);
+    let env = env();
+    bulk_site(&env, N, "old", false);
+    env.run(&["apply", "--node", NODE]).code(0);
+    bulk_site(&env, N, "new", true);
+    stopped_apply(&env, point);
     if let Some(rp) = recovery_crash {
         let out = env
             .cmd(&["generations"])
@@ -94,12 +99,7 @@ fn a_first_apply_stopped_anywhere_leaves_an_empty_root_or_every_file() {
         let env = env();
         let empty = env.tree();
         bulk_site(&env, N, "old", true);
-        let out = env
-            .cmd(&["apply", "--node", NODE])
-            .env("FAILPOINTS", format!("{point}=return"))
-            .output()
-            .unwrap();
-        assert!(!out.status.success(), "{point}: not stopped");
+        stopped_apply(&env, point);
         env.run(&["generations"]).code(0);
         assert_clean(&env);
         if ends_new {
