@@ -636,12 +636,16 @@ fn commit(
         },
     };
     let store = state.store();
-    let (generation, commit_steps, activations) =
-        state.commit(ops, generation, &(contents, &store), calls.to_vec())?;
+    let strata_state::Committed {
+        generation,
+        steps: commit_steps,
+        activations,
+        stamps,
+    } = state.commit(ops, generation, &(contents, &store), calls.to_vec())?;
     steps.extend(commit_steps);
     // Stamps are a cache: a failure to take them costs the next plan time, nothing else.
     let meter = Meter::start();
-    let _ = state.restamp(&generation.entries);
+    let _ = state.restamp(&generation.entries, stamps);
     steps.push(meter.finish("stamp"));
     // The full report is a convenience: a failure to save it does not undo the commit.
     let _ = state.save_report(

@@ -1,8 +1,8 @@
 //! A target root where every path resolves as if chrooted.
 
 use std::cell::{Ref, RefCell};
-use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::io::{IoSlice, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -49,6 +49,19 @@ pub type Expected<'a> = (&'a Hash, &'a dyn Fn() -> Option<std::borrow::Cow<'a, [
 /// A directory of the target and a handle on it, or why it could not be opened.
 type CachedDir = (TargetPath, std::result::Result<Rc<OwnedFd>, Errno>);
 
+/// Writes to a descriptor it does not own.
+struct FdWriter<'a>(BorrowedFd<'a>);
+
+impl Write for FdWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        Ok(rustix::io::write(self.0, buf)?)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// A target root, opened once. Paths given to it are as the node sees them.
 #[derive(Debug)]
 pub struct Root {
@@ -60,6 +73,8 @@ pub struct Root {
     dir_cache: RefCell<Option<CachedDir>>,
     /// Files whose content is known from their metadata (see [`crate::stamp`]).
     stamps: RefCell<Stamps>,
+    /// Who strata runs as (the owner of what it creates, before any chown).
+    me: (u32, u32),
 }
 
 /// Reads a whole file whose size is probably `size`, with as few calls as possible: one
@@ -112,6 +127,10 @@ impl Root {
             path: path.to_path_buf(),
             dir_cache: RefCell::new(None),
             stamps: RefCell::new(Stamps::new()),
+            me: (
+                rustix::process::geteuid().as_raw(),
+                rustix::process::getegid().as_raw(),
+            ),
         })
     }
 
@@ -501,7 +520,7 @@ impl Root {
             Mode::empty(),
         )
         .map_err(|e| self.err("open directory", p, e))?;
-        self.set_fd_meta(&fd, p, mode, uid, gid)
+        self.set_fd_meta(&fd, p, mode, uid, gid).map(drop)
     }
 
     /// Creates every missing directory of `p` (mode 0755, owned by root), for strata's own
@@ -520,6 +539,8 @@ impl Root {
         Ok(())
     }
 
+    /// Gives `fd` this mode and owner, changing only what differs (each change dirties
+    /// the inode), and returns its metadata then.
     fn set_fd_meta(
         &self,
         fd: impl AsFd,
@@ -527,36 +548,61 @@ impl Root {
         mode: u32,
         uid: u32,
         gid: u32,
-    ) -> Result<()> {
+    ) -> Result<Stat> {
+        let st = fstat(&fd).map_err(|e| self.err("stat", p, e))?;
+        let owned = (st.st_uid, st.st_gid) == (uid, gid);
+        if owned && st.st_mode & 0o7777 == mode {
+            return Ok(st);
+        }
         // chown first: it clears set-id bits that the chmod then sets.
-        fchown(&fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
-            .map_err(|e| self.err("change owner of", p, e))?;
-        fchmod(&fd, Mode::from_raw_mode(mode)).map_err(|e| self.err("change mode of", p, e))
+        if !owned {
+            fchown(&fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
+                .map_err(|e| self.err("change owner of", p, e))?;
+        }
+        fchmod(&fd, Mode::from_raw_mode(mode)).map_err(|e| self.err("change mode of", p, e))?;
+        fstat(&fd).map_err(|e| self.err("stat", p, e))
     }
 
     /// Writes a new file `name` in directory `dir` (which must exist), with this mode and
-    /// owner; fails if the name is taken unless `replace` (then the old file is unlinked
-    /// first, never written through).
+    /// owner (what stands at `name` is unlinked first, never written through). Returns
+    /// the new file's metadata.
     pub fn write_file_in(
         &self,
         dir: &TargetPath,
         name: &str,
         content: &[u8],
         meta: (u32, u32, u32),
-    ) -> Result<()> {
+    ) -> Result<StatKey> {
         self.write_parts_in(dir, name, &[content], meta)
     }
 
-    /// Like [`Root::write_file_in`], with the content given in parts (written in order).
+    /// Like [`Root::write_file_in`], with the content given in parts (written in order,
+    /// straight from them: a pack of thousands of objects is not copied again).
     pub fn write_parts_in(
         &self,
         dir: &TargetPath,
         name: &str,
         parts: &[&[u8]],
         meta: (u32, u32, u32),
-    ) -> Result<()> {
-        self.write_with_in(dir, name, meta, |w| {
-            parts.iter().try_for_each(|part| w.write_all(part))
+    ) -> Result<StatKey> {
+        self.create_in(dir, name, meta, |fd| {
+            for chunk in parts.chunks(512) {
+                let mut bufs: Vec<IoSlice<'_>> = chunk
+                    .iter()
+                    .filter(|b| !b.is_empty())
+                    .map(|b| IoSlice::new(b))
+                    .collect();
+                let mut bufs = &mut bufs[..];
+                while !bufs.is_empty() {
+                    match rustix::io::writev(fd, bufs) {
+                        Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                        Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+                        Err(Errno::INTR) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+            Ok(())
         })
     }
 
@@ -566,20 +612,44 @@ impl Root {
         &self,
         dir: &TargetPath,
         name: &str,
-        (mode, uid, gid): (u32, u32, u32),
+        meta: (u32, u32, u32),
         fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
-    ) -> Result<()> {
+    ) -> Result<StatKey> {
+        self.create_in(dir, name, meta, |fd| {
+            let mut w = std::io::BufWriter::with_capacity(1 << 16, FdWriter(fd));
+            fill(&mut w).and_then(|()| w.flush())
+        })
+    }
+
+    /// Creates `name` in `dir` (unlinking what stood there), lets `fill` write it, and
+    /// gives it its mode and owner; on any failure the partial file is removed (a full
+    /// disk, for one). Until it is written, nobody but its creator may write it, and
+    /// set-id bits come last.
+    fn create_in(
+        &self,
+        dir: &TargetPath,
+        name: &str,
+        (mode, uid, gid): (u32, u32, u32),
+        fill: impl FnOnce(BorrowedFd<'_>) -> std::io::Result<()>,
+    ) -> Result<StatKey> {
         let path = dir
             .join(name)
             .map_err(|e| FsError::new("write", self.path.join(name), std::io::Error::other(e)))?;
         let dirfd = self.dir_or_err(dir)?;
         self.forget_dir(dir, name);
+        // The final mode at once when strata owns the file (no chmod to pay for), less
+        // any write permission for others; owned by someone else, private until chown.
+        let first = if (uid, gid) == self.me {
+            mode & 0o755
+        } else {
+            0o600
+        };
         let create = || {
             rustix::fs::openat(
                 &*dirfd,
                 name,
                 OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::from_raw_mode(0o600),
+                Mode::from_raw_mode(first),
             )
         };
         let fd = match create() {
@@ -591,16 +661,16 @@ impl Root {
             other => other,
         }
         .map_err(|e| self.err("create", &path, e))?;
-        let mut file = std::io::BufWriter::with_capacity(1 << 16, std::fs::File::from(fd));
-        let written = fill(&mut file)
-            .and_then(|()| file.flush())
+        let written = fill(fd.as_fd())
             .map_err(|e| FsError::new("write", self.host_path(&path), e))
-            .and_then(|()| self.set_fd_meta(file.get_ref(), &path, mode, uid, gid));
-        if written.is_err() {
-            // Never leave a partial file behind (a full disk, for one).
-            let _ = unlinkat(&*dirfd, name, AtFlags::empty());
+            .and_then(|()| self.set_fd_meta(&fd, &path, mode, uid, gid));
+        match written {
+            Ok(st) => Ok(StatKey::of(&st)),
+            Err(e) => {
+                let _ = unlinkat(&*dirfd, name, AtFlags::empty());
+                Err(e)
+            }
         }
-        written
     }
 
     /// Opens `dir` and frees `name` in it (unlinking what stands there, never following
@@ -681,7 +751,7 @@ impl Root {
                 let fd = self
                     .open_read(p, OFlags::NOFOLLOW | OFlags::NONBLOCK)
                     .map_err(|e| self.err("open", p, e))?;
-                self.set_fd_meta(&fd, p, mode, uid, gid)
+                self.set_fd_meta(&fd, p, mode, uid, gid).map(drop)
             }
             None => {
                 let parent = self.parent(p)?;
@@ -954,6 +1024,39 @@ mod tests {
         root.rename_in(&p("/"), "x2", "x").unwrap();
         assert!(!root.exists(&p("/x/y/c")));
         assert!(root.exists(&p("/x/a")));
+    }
+
+    /// What is written is exactly the content given, in any number of parts (none,
+    /// empty ones, more than one `writev` takes), with exactly the mode asked for (set-id
+    /// and write bits for others included, whatever the umask), and the metadata
+    /// returned is the file's.
+    #[test]
+    fn a_written_file_has_its_content_and_mode_and_the_metadata_returned() {
+        use std::os::unix::fs::MetadataExt;
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::open(t.path()).unwrap();
+        let (uid, gid) = root.me;
+        let many: Vec<Vec<u8>> = (0..1500)
+            .map(|i| format!("part {i}\n").into_bytes())
+            .collect();
+        let mut parts: Vec<&[u8]> = many.iter().map(|b| &b[..]).collect();
+        parts.insert(7, b"");
+        let cases: [(&str, &[&[u8]], u32); 4] = [
+            ("empty", &[], 0o644),
+            ("blank", &[b"", b""], 0o600),
+            ("many", &parts, 0o4755),
+            ("shared", &[b"a", b"b"], 0o666),
+        ];
+        for (name, parts, mode) in cases {
+            let key = root
+                .write_parts_in(&p("/"), name, parts, (mode, uid, gid))
+                .unwrap();
+            let path = t.path().join(name);
+            assert_eq!(std::fs::read(&path).unwrap(), parts.concat(), "{name}");
+            let md = std::fs::metadata(&path).unwrap();
+            assert_eq!(md.mode() & 0o7777, mode, "{name}");
+            assert_eq!(Some(key), root.stat_key(&p(&format!("/{name}"))).unwrap());
+        }
     }
 
     /// A directory found missing is looked for again once it has been created.

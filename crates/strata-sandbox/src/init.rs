@@ -290,6 +290,7 @@ impl Ctx<'_> {
         }
         self.tree
             .write_file_in(&dir, l.path.file_name(), out.as_bytes(), (mode, uid, gid))
+            .map(drop)
             .map_err(|e| e.to_string())
     }
 

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use serde::{Deserialize, Serialize};
 use strata_fs::Meter;
-use strata_fs::Root;
+use strata_fs::{Root, Stamp, Stamps, StatKey};
 use strata_types::{
     Activation, ContentSource, Deferred, Generation, Hash, Snapshot, Step, TargetPath, apply_order,
 };
@@ -74,6 +74,26 @@ pub(crate) struct Commit<'s, 'r> {
     /// New directories staged whole in this process: made under their temporary name,
     /// with everything below them inside under final names (see [`Commit::stage`]).
     whole: RefCell<HashSet<TargetPath>>,
+    /// Stamps of the files written inside those trees, taken as they were written (see
+    /// [`Committed::stamps`]).
+    fresh: RefCell<Stamps>,
+}
+
+/// What a commit did.
+#[derive(Debug)]
+pub struct Committed {
+    /// The generation it recorded.
+    pub generation: Generation,
+    /// The metrics of its phases (store, stage, commit, activate).
+    pub steps: Vec<Step>,
+    /// How each deferred command went.
+    pub activations: Vec<Activation>,
+    /// Stamps of files strata wrote itself in a new directory tree, from the metadata
+    /// the file had once written (no read back): until the tree was renamed into place
+    /// after the commit point, no other program knew its staged name, and each ctime is
+    /// older than the file system's "now" read before that rename, so any later write
+    /// changes it (see docs/state.md).
+    pub stamps: Stamps,
 }
 
 fn temp_name(path: &TargetPath) -> String {
@@ -97,15 +117,15 @@ impl<'r> State<'r> {
     /// nothing, then runs `commands` on the target. On error the target is as it was,
     /// unless undoing also failed (then the error says so and the next command finishes
     /// the recovery).
-    /// Returns the generation, the metrics of the commit's phases (store, stage, apply)
-    /// and how each command went.
+    /// Returns the generation, the metrics of the commit's phases, how each command went
+    /// and the stamps taken while staging.
     pub fn commit(
         &self,
         mut ops: Vec<Op>,
         mut generation: Generation,
         contents: &dyn ContentSource,
         commands: Vec<Deferred>,
-    ) -> Result<(Generation, Vec<Step>, Vec<Activation>), StateError> {
+    ) -> Result<Committed, StateError> {
         let mut steps = Vec::new();
         let meter = Meter::start();
         generation.number = self.numbers()?.last().map_or(1, |n| n + 1);
@@ -117,6 +137,7 @@ impl<'r> State<'r> {
         let mut commit = Commit {
             state: self,
             whole: RefCell::default(),
+            fresh: RefCell::default(),
             journal: Journal {
                 generation: generation.number,
                 ops,
@@ -166,7 +187,12 @@ impl<'r> State<'r> {
                     steps.push(meter.finish("activate"));
                 }
                 commit.finish()?;
-                Ok((generation, steps, activations))
+                Ok(Committed {
+                    generation,
+                    steps,
+                    activations,
+                    stamps: commit.fresh.take(),
+                })
             }
             Err(first) => {
                 if past_point {
@@ -192,6 +218,7 @@ impl<'r> State<'r> {
             state: self,
             journal,
             whole: RefCell::default(),
+            fresh: RefCell::default(),
         };
         let committed = !self.root.inspect(&state_path("commit"))?.is_absent();
         let undoing = !self.root.inspect(&state_path("undo"))?.is_absent();
@@ -365,6 +392,11 @@ impl Commit<'_, '_> {
         steps.push(meter.finish("stage"));
         let meter = Meter::start();
         crashpoint!("commit-before-point");
+        // Any write from here on gets a ctime of at least `now`.
+        let now = self.root().fs_now(&state_path(""))?;
+        self.fresh
+            .borrow_mut()
+            .retain(|_, s| now.is_some_and(|now| s.key.ctime < now));
         self.root().write_atomic(&state_path("commit"), b"")?;
         *past_point = true;
         crashpoint!("commit-after-point");
@@ -421,7 +453,12 @@ impl Commit<'_, '_> {
                     Some(top) => Self::staged_at(top, &op.path),
                     None => (parent(&op.path), temp_name(&op.path)),
                 };
-                self.write_temp(&op.path, (&dir, &name), &op.after, contents, store)?;
+                let key = self.write_temp(&op.path, (&dir, &name), &op.after, contents, store)?;
+                if let (Some(key), Some(hash), Some(_)) = (key, op.after.hash(), top) {
+                    self.fresh
+                        .borrow_mut()
+                        .insert(op.path.clone(), Stamp { key, hash });
+                }
             }
             Snapshot::Dir { mode, uid, gid, .. } if op.before.is_absent() && top.is_some() => {
                 let (dir, name) = Self::staged_at(top.as_ref().expect("below a top"), &op.path);
@@ -460,6 +497,7 @@ impl Commit<'_, '_> {
 
     /// Writes the file or link `path` as `name` in `dir` (where it is staged), with its
     /// final mode and owner; a file's content comes from `contents`, else from the store.
+    /// Returns a file's metadata once written, when it has no extended attributes to set.
     fn write_temp(
         &self,
         path: &TargetPath,
@@ -467,7 +505,7 @@ impl Commit<'_, '_> {
         state: &Snapshot,
         contents: &dyn ContentSource,
         store: &Store<'_>,
-    ) -> Result<(), StateError> {
+    ) -> Result<Option<StatKey>, StateError> {
         match state {
             Snapshot::File {
                 hash,
@@ -483,8 +521,12 @@ impl Commit<'_, '_> {
                         path: path.clone(),
                     })?),
                 };
-                self.root()
+                let key = self
+                    .root()
                     .write_file_in(dir, temp, &bytes, (*mode, *uid, *gid))?;
+                if state.xattrs().is_empty() {
+                    return Ok(Some(key));
+                }
                 // After the owner and mode: the kernel drops file capabilities on chown.
                 let temp = dir.join(temp).expect("a plain name");
                 self.root().set_xattrs(&temp, state.xattrs())?;
@@ -497,7 +539,7 @@ impl Commit<'_, '_> {
             }
             _ => {}
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Brings `op.path` to `want`, using the staged file when there is one and the store

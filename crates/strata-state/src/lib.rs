@@ -16,7 +16,7 @@ mod error;
 mod state;
 mod store;
 
-pub use commit::Op;
+pub use commit::{Committed, Op};
 pub use error::StateError;
 pub use state::{GenerationInfo, State};
 pub use store::Store;

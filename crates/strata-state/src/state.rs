@@ -108,10 +108,11 @@ impl<'r> State<'r> {
     }
 
     /// After a commit: stamps the regular files `entries` manage, so that the next plans
-    /// read only those whose metadata changed. A stamp still valid is kept; other files
-    /// are read back. Not made durable: a torn stamps file is ignored, and a stale stamp
-    /// never matches a file that changed.
-    pub fn restamp(&self, entries: &[Entry]) -> Result<(), StateError> {
+    /// read only those whose metadata changed. The commit's own stamps (`fresh`, see
+    /// [`Committed::stamps`](crate::Committed::stamps)) are taken as they are, a stamp
+    /// still valid is kept, and other files are read back. Not made durable: a torn
+    /// stamps file is ignored, and a stale stamp never matches a file that changed.
+    pub fn restamp(&self, entries: &[Entry], mut fresh: Stamps) -> Result<(), StateError> {
         let path = state_path("stamps");
         let dir = path.parent().expect("below the state directory");
         let Some(now) = self.root.fs_now(&dir)? else {
@@ -123,8 +124,9 @@ impl<'r> State<'r> {
             if !matches!(e.state, Snapshot::File { .. }) {
                 continue;
             }
-            let stamp = match old.get(&e.path) {
-                Some(s) if self.root.stat_key(&e.path)? == Some(s.key) => Some(*s),
+            let stamp = match (fresh.remove(&e.path), old.get(&e.path)) {
+                (Some(s), _) if e.state.hash() == Some(s.hash) => Some(s),
+                (_, Some(s)) if self.root.stat_key(&e.path)? == Some(s.key) => Some(*s),
                 _ => self.root.stamp(&e.path, now)?,
             };
             if let Some(s) = stamp {

@@ -168,6 +168,40 @@ fn a_file_rewritten_with_the_same_size_and_mtime_is_still_seen() {
     );
 }
 
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_first_apply_stamps_what_it_wrote_without_reading_it_back_and_a_later_write_is_seen() {
+    let env = example();
+    env.write("modules/base/files/srv/big.bin", &"x".repeat(4 << 20));
+    // A pause after staging, longer than a clock tick, so that no file was written in the
+    // last tick before the commit (such a file would be read back instead).
+    let out = env
+        .cmd(&["apply", "--node", WEB1])
+        .env("FAILPOINTS", "commit-before-point=sleep(25)")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let read = bytes_read(&env);
+    assert!(
+        read["stamp"] < 1 << 20,
+        "the target was read back: {read:?}"
+    );
+    let stamps = std::fs::read_to_string(env.root().join("var/lib/strata/stamps")).unwrap();
+    assert!(stamps.contains(" /srv/big.bin\n"), "{stamps}");
+    env.run(&["plan", "--node", WEB1]).code(0);
+    // Changed at once, keeping size and mtime: the stamp does not hide it.
+    let path = env.root().join("srv/big.bin");
+    let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+    std::fs::write(&path, "y".repeat(4 << 20)).unwrap();
+    set_mtime(&path, mtime);
+    let run = env.run(&["plan", "--node", WEB1]).code(2);
+    assert!(
+        run.stdout.contains("modify    /srv/big.bin"),
+        "{}",
+        run.stdout
+    );
+}
+
 /// Sets a file's modification time back to `mtime` (its ctime moves on regardless).
 fn set_mtime(path: &std::path::Path, mtime: std::time::SystemTime) {
     std::fs::File::options()
