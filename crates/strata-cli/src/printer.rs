@@ -43,10 +43,21 @@ impl Style {
 impl Printer {
     /// Wraps text in a style when colour is on for stdout.
     pub fn paint(&self, style: Style, text: &str) -> String {
+        let mut out = String::new();
+        self.paint_into(&mut out, style, text);
+        out
+    }
+
+    /// Like [`Printer::paint`], appending to `out`.
+    pub fn paint_into(&self, out: &mut String, style: Style, text: &str) {
         if self.color {
-            format!("\x1b[{}m{text}\x1b[0m", style.code())
+            out.push_str("\x1b[");
+            out.push_str(style.code());
+            out.push('m');
+            out.push_str(text);
+            out.push_str("\x1b[0m");
         } else {
-            text.to_string()
+            out.push_str(text);
         }
     }
 

@@ -67,7 +67,7 @@ pub fn plan_text(p: &Printer, o: &Outcome, verb: &str, w: &mut dyn Write) -> std
             out.push_str(&format!("          {}\n", p.paint(Style::Dim, note)));
         }
         if let Some(diff) = o.diff(c) {
-            out.push_str(&paint_diff(p, &diff));
+            paint_diff(p, &diff, &mut out);
         }
         w.write_all(out.as_bytes())?;
         out.clear();
@@ -240,24 +240,26 @@ fn describe(o: &Outcome, c: &Change) -> String {
     }
 }
 
-fn paint_diff(p: &Printer, diff: &str) -> String {
-    let mut out = String::new();
+/// Appends `diff` to `out`, each line in the colour of its kind (as it is without colour).
+fn paint_diff(p: &Printer, diff: &str, out: &mut String) {
     for line in diff.lines() {
-        let styled = if line.starts_with("+++") || line.starts_with("---") {
-            p.paint(Style::Bold, line)
+        let style = if line.starts_with("+++") || line.starts_with("---") {
+            Some(Style::Bold)
         } else if line.starts_with('+') {
-            p.paint(Style::Green, line)
+            Some(Style::Green)
         } else if line.starts_with('-') {
-            p.paint(Style::Red, line)
+            Some(Style::Red)
         } else if line.starts_with("@@") {
-            p.paint(Style::Cyan, line)
+            Some(Style::Cyan)
         } else {
-            line.to_string()
+            None
         };
-        out.push_str(&styled);
+        match style {
+            Some(style) => p.paint_into(out, style, line),
+            None => out.push_str(line),
+        }
         out.push('\n');
     }
-    out
 }
 
 /// The plan as JSON (documented in docs/json.md).
