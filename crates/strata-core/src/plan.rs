@@ -40,9 +40,11 @@ pub fn plan(
     let current: BTreeMap<&TargetPath, &Entry> = current.iter().map(|e| (&e.path, e)).collect();
     add_implicit_dirs(root, &mut desired, &current, originals);
 
+    // Sized once: a plan of thousands of paths would otherwise copy its changes over and
+    // over as they grow.
     let mut plan = Plan {
-        changes: Vec::new(),
-        entries: Vec::new(),
+        changes: Vec::with_capacity(desired.len()),
+        entries: Vec::with_capacity(desired.len()),
         originals: BTreeMap::new(),
     };
     for (path, mut entry) in desired {
