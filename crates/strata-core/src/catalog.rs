@@ -972,49 +972,63 @@ impl Builder<'_> {
 
     /// The module's files and templates, with `env/<environment>/` overriding by target.
     fn sources(&self, m: &Module) -> Result<Vec<Source0>, SiteError> {
-        let mut by_target: BTreeMap<TargetPath, Source0> = BTreeMap::new();
+        // Each layer's files in target order (a stable sort: of two files with one target,
+        // the first found comes first), then the environment's layer over the base one.
+        let mut by_target: Vec<Source0> = Vec::new();
         let env_dir = format!("env/{}", self.env);
         for base in ["", env_dir.as_str()] {
-            let mut layer: BTreeMap<TargetPath, Source0> = BTreeMap::new();
+            let mut layer: Vec<Source0> = Vec::new();
             for (sub, template) in [("files", false), ("templates", true)] {
                 let dir = if base.is_empty() {
                     m.dir.join(sub)
                 } else {
                     m.dir.join(base).join(sub)
                 };
+                let dir_rel = self.site.rel(&dir);
                 for f in strata_fs::walk_files(&dir)? {
-                    let rel = self.site.rel(&f.path);
-                    let mut target_rel = f.rel.clone();
+                    let rel = format!("{dir_rel}/{}", f.rel);
+                    let mut target_rel = &f.rel[..];
                     let mut exec = false;
                     if template {
                         if let Some(stripped) = target_rel.strip_suffix(".sh-template") {
-                            target_rel = stripped.to_string();
+                            target_rel = stripped;
                             exec = true;
                         } else if let Some(stripped) = target_rel.strip_suffix(".j2") {
-                            target_rel = stripped.to_string();
+                            target_rel = stripped;
                         }
                     }
-                    let target = TargetPath::parse(&target_rel)
+                    let target = TargetPath::parse(target_rel)
                         .map_err(|e| SiteError::in_file(&rel, e.to_string()))?;
-                    let s = Source0 {
-                        target: target.clone(),
-                        rel: rel.clone(),
+                    layer.push(Source0 {
+                        target,
+                        rel,
                         path: f.path,
                         template: template && !f.is_link && !exec,
                         is_link: f.is_link,
                         exec: exec && !f.is_link,
-                    };
-                    if let Some(prev) = layer.insert(target.clone(), s) {
-                        return Err(SiteError::in_file(
-                            rel,
-                            format!("{target} also comes from {}", prev.rel),
-                        ));
-                    }
+                    });
                 }
+            }
+            layer.sort_by(|a, b| a.target.cmp(&b.target));
+            if let Some(w) = layer.windows(2).find(|w| w[0].target == w[1].target) {
+                return Err(SiteError::in_file(
+                    &w[1].rel,
+                    format!("{} also comes from {}", w[1].target, w[0].rel),
+                ));
             }
             by_target.extend(layer);
         }
-        Ok(by_target.into_values().collect())
+        // The base layer before the environment's: where both give a target, the last one
+        // found (the environment's) is kept.
+        by_target.sort_by(|a, b| a.target.cmp(&b.target));
+        let mut out: Vec<Source0> = Vec::with_capacity(by_target.len());
+        for s in by_target {
+            match out.last_mut() {
+                Some(last) if last.target == s.target => *last = s,
+                _ => out.push(s),
+            }
+        }
+        Ok(out)
     }
 
     fn file_decls(&mut self, m: &Module) -> Vec<(GlobMatcher, Decl)> {

@@ -112,7 +112,7 @@ pub fn parse_stamps(text: &str) -> Option<Stamps> {
     if lines.next()? != HEADER {
         return None;
     }
-    let mut out = Stamps::new();
+    let mut out = Stamps::with_capacity(text.len() / 160);
     for line in lines {
         if let Some(n) = line.strip_prefix("end ") {
             return (n.parse::<usize>().ok()? == out.len()).then_some(out);

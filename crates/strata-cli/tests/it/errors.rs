@@ -246,3 +246,14 @@ fn a_file_declared_where_a_directory_must_be_is_refused() {
         "/etc/motd is declared as a file by base (modules/base/templates/etc/motd.j2), but /etc/motd/README (base, modules/base/files/etc/motd/README) needs it to be a directory",
     );
 }
+
+#[test]
+fn a_file_and_a_template_for_one_path_name_both() {
+    let env = example();
+    env.write("modules/base/files/etc/twice.conf", "static\n");
+    env.write("modules/base/templates/etc/twice.conf.j2", "rendered\n");
+    fails(
+        &env,
+        "modules/base/templates/etc/twice.conf.j2: /etc/twice.conf also comes from modules/base/files/etc/twice.conf",
+    );
+}
