@@ -1028,8 +1028,7 @@ mod tests {
 
     /// What is written is exactly the content given, in any number of parts (none,
     /// empty ones, more than one `writev` takes), with exactly the mode asked for (set-id
-    /// and write bits for others included, whatever the umask), and the metadata
-    /// returned is the file's.
+    /// bits and write bits for others included), and the metadata returned is the file's.
     #[test]
     fn a_written_file_has_its_content_and_mode_and_the_metadata_returned() {
         use std::os::unix::fs::MetadataExt;
