@@ -2,7 +2,7 @@
 
 use std::cell::{Ref, RefCell};
 use std::io::{IoSlice, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -48,19 +48,6 @@ pub type Expected<'a> = (&'a Hash, &'a dyn Fn() -> Option<std::borrow::Cow<'a, [
 
 /// A directory of the target and a handle on it, or why it could not be opened.
 type CachedDir = (TargetPath, std::result::Result<Rc<OwnedFd>, Errno>);
-
-/// Writes to a descriptor it does not own.
-struct FdWriter<'a>(BorrowedFd<'a>);
-
-impl Write for FdWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        Ok(rustix::io::write(self.0, buf)?)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// A target root, opened once. Paths given to it are as the node sees them.
 #[derive(Debug)]
@@ -585,7 +572,7 @@ impl Root {
         parts: &[&[u8]],
         meta: (u32, u32, u32),
     ) -> Result<StatKey> {
-        self.create_in(dir, name, meta, |fd| {
+        self.create_in(dir, name, meta, |file| {
             for chunk in parts.chunks(512) {
                 let mut bufs: Vec<IoSlice<'_>> = chunk
                     .iter()
@@ -594,7 +581,7 @@ impl Root {
                     .collect();
                 let mut bufs = &mut bufs[..];
                 while !bufs.is_empty() {
-                    match rustix::io::writev(fd, bufs) {
+                    match rustix::io::writev(file, bufs) {
                         Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
                         Ok(n) => IoSlice::advance_slices(&mut bufs, n),
                         Err(Errno::INTR) => {}
@@ -615,8 +602,8 @@ impl Root {
         meta: (u32, u32, u32),
         fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
     ) -> Result<StatKey> {
-        self.create_in(dir, name, meta, |fd| {
-            let mut w = std::io::BufWriter::with_capacity(1 << 16, FdWriter(fd));
+        self.create_in(dir, name, meta, |mut file| {
+            let mut w = std::io::BufWriter::with_capacity(1 << 16, &mut file);
             fill(&mut w).and_then(|()| w.flush())
         })
     }
@@ -630,7 +617,7 @@ impl Root {
         dir: &TargetPath,
         name: &str,
         (mode, uid, gid): (u32, u32, u32),
-        fill: impl FnOnce(BorrowedFd<'_>) -> std::io::Result<()>,
+        fill: impl FnOnce(&std::fs::File) -> std::io::Result<()>,
     ) -> Result<StatKey> {
         let path = dir
             .join(name)
@@ -661,9 +648,10 @@ impl Root {
             other => other,
         }
         .map_err(|e| self.err("create", &path, e))?;
-        let written = fill(fd.as_fd())
+        let file = std::fs::File::from(fd);
+        let written = fill(&file)
             .map_err(|e| FsError::new("write", self.host_path(&path), e))
-            .and_then(|()| self.set_fd_meta(&fd, &path, mode, uid, gid));
+            .and_then(|()| self.set_fd_meta(&file, &path, mode, uid, gid));
         match written {
             Ok(st) => Ok(StatKey::of(&st)),
             Err(e) => {

@@ -23,10 +23,10 @@ const RECORD: usize = 32 + 8 + 8;
 pub struct Store<'r> {
     root: &'r Root,
     packs: OnceCell<HashMap<Hash, (String, u64, u64)>>,
-    /// The fan-out directories of loose objects (`store/<ab>`), listed once: an object
-    /// whose directory is not there is not looked for (a first apply of thousands of
-    /// files would otherwise look in a missing directory for each).
-    fanout: RefCell<Option<HashSet<String>>>,
+    /// The fan-out directories of loose objects (`store/<ab>`, by the hash's first byte),
+    /// listed once: an object whose directory is not there is not looked for (a first
+    /// apply of thousands of files would otherwise look in a missing directory for each).
+    fanout: RefCell<Option<HashSet<u8>>>,
 }
 
 pub(crate) fn store_dir() -> TargetPath {
@@ -62,11 +62,11 @@ impl<'r> Store<'r> {
                     .list(&store_dir())?
                     .into_iter()
                     .filter(|(name, kind)| name.len() == 2 && *kind == DirEntryKind::Dir)
-                    .map(|(name, _)| name)
+                    .filter_map(|(name, _)| u8::from_str_radix(&name, 16).ok())
                     .collect(),
             ),
         };
-        Ok(dirs.contains(&hash.to_string()[..2]))
+        Ok(dirs.contains(&hash.as_bytes()[0]))
     }
 
     /// Every packed object, read once from the pack indexes.
@@ -184,7 +184,7 @@ impl<'r> Store<'r> {
             self.root.write_file_in(&dir, &tmp, bytes, (0o600, 0, 0))?;
         }
         if let Some(dirs) = self.fanout.borrow_mut().as_mut() {
-            dirs.insert(name[..2].to_string());
+            dirs.insert(hash.as_bytes()[0]);
         }
         self.root.rename_in(&dir, &tmp, &name)?;
         Ok(())
