@@ -88,6 +88,11 @@ struct Args {
     tool_limit: u64,
 }
 
+/// The flags, with their defaults.
+const USAGE: &str = "[--n 1000,10000] [--runs 5] [--sections files,hardware,sandbox,tools] \
+[--tools ansible,pyinfra,salt,puppet,cfengine] [--tool-runs 3] [--tool-limit 600 (seconds)] \
+[--bin target/release] [--out bench/RESULTS.md]";
+
 fn args() -> Args {
     let mut a = Args {
         ns: vec![1000, 10000],
@@ -106,6 +111,10 @@ fn args() -> Args {
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
+        if flag == "--help" || flag == "-h" {
+            println!("usage: bench/run {USAGE}");
+            std::process::exit(0);
+        }
         let value = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
         match flag.as_str() {
             "--n" => {
@@ -129,9 +138,7 @@ fn args() -> Args {
             }
             "--tool-runs" => a.tool_runs = value.parse().expect("--tool-runs takes a number"),
             "--tool-limit" => a.tool_limit = value.parse().expect("--tool-limit takes seconds"),
-            other => panic!(
-                "unknown flag {other} (--n 1000,10000 --runs 5 --sections files,hardware,sandbox,tools --tools ansible,pyinfra,salt,puppet,cfengine --tool-runs 3 --tool-limit 600 --bin DIR --out FILE)"
-            ),
+            other => panic!("unknown flag {other} (usage: bench/run {USAGE})"),
         }
     }
     a

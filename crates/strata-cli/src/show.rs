@@ -242,6 +242,11 @@ fn describe(o: &Outcome, c: &Change) -> String {
 
 /// Appends `diff` to `out`, each line in the colour of its kind (as it is without colour).
 fn paint_diff(p: &Printer, diff: &str, out: &mut String) {
+    // Without colour each line goes out as it is (`lines` would also turn CRLF into LF).
+    if !p.color && diff.ends_with('\n') && !diff.contains('\r') {
+        out.push_str(diff);
+        return;
+    }
     for line in diff.lines() {
         let style = if line.starts_with("+++") || line.starts_with("---") {
             Some(Style::Bold)

@@ -14,10 +14,11 @@
 //! write): see [`Lazy`].
 
 use std::borrow::Cow;
-use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use strata_fs::StatKey;
 use strata_types::{ContentSource, Hash};
@@ -149,8 +150,8 @@ pub(crate) struct LazyFile {
     pub ctx: Option<usize>,
     /// The site file's size when it was last read.
     pub size: u64,
-    /// Its content, once loaded.
-    pub loaded: OnceCell<Vec<u8>>,
+    /// Its content, once loaded (`None`: it no longer gives its hash, or cannot be read).
+    pub loaded: OnceLock<Option<Vec<u8>>>,
 }
 
 /// Contents known by hash but loaded only when asked for, once.
@@ -184,7 +185,7 @@ impl Lazy {
     pub fn into_loaded(self) -> HashMap<Hash, Vec<u8>> {
         self.files
             .into_iter()
-            .filter_map(|(h, f)| Some((h, f.loaded.into_inner()?)))
+            .filter_map(|(h, f)| Some((h, f.loaded.into_inner()??)))
             .collect()
     }
 }
@@ -192,10 +193,96 @@ impl Lazy {
 impl ContentSource for Lazy {
     fn content(&self, hash: &Hash) -> Option<Cow<'_, [u8]>> {
         let f = self.files.get(hash)?;
-        if f.loaded.get().is_none() {
-            let bytes = self.load(f, hash)?;
-            let _ = f.loaded.set(bytes);
+        let bytes = f.loaded.get_or_init(|| self.load(f, hash)).as_deref()?;
+        Some(Cow::Borrowed(bytes))
+    }
+
+    fn ahead(&self, order: &[Hash], then: &mut dyn FnMut()) {
+        if crate::par::threads() < 2 || self.files.is_empty() {
+            return then();
         }
-        f.loaded.get().map(|b| Cow::Borrowed(b.as_slice()))
+        let done = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for hash in order {
+                    if done.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    if let Some(f) = self.files.get(hash) {
+                        f.loaded.get_or_init(|| self.load(f, hash));
+                    }
+                }
+            });
+            then();
+            done.store(true, Ordering::Relaxed);
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    fn lazy_of(dir: &Path) -> (Lazy, Hash, Hash) {
+        let stat = b"static\n".to_vec();
+        std::fs::write(dir.join("a"), &stat).unwrap();
+        std::fs::write(dir.join("b.j2"), "port {{ port }}\n").unwrap();
+        let rendered = b"port 8443\n";
+        let (a, b) = (Hash::of(&stat), Hash::of(rendered));
+        let file = |name: &str, ctx, size| LazyFile {
+            path: dir.join(name),
+            rel: name.to_string(),
+            ctx,
+            size,
+            loaded: OnceLock::new(),
+        };
+        let lazy = Lazy {
+            renderer: Some(Renderer::new()),
+            ctxs: vec![minijinja::context! { port => 8443 }],
+            files: HashMap::from([(a, file("a", None, 7)), (b, file("b.j2", Some(0), 16))]),
+        };
+        (lazy, a, b)
+    }
+
+    #[test]
+    fn contents_in_order_are_loaded_while_the_caller_works() {
+        let dir = tempfile::tempdir().unwrap();
+        let (lazy, a, b) = lazy_of(dir.path());
+        if crate::par::threads() < 2 {
+            eprintln!("skipped: one core, nothing is loaded ahead");
+            return;
+        }
+        let mut calls = 0;
+        lazy.ahead(&[b, a], &mut || {
+            calls += 1;
+            // Nobody asks for them here: the other thread loads (and renders) both.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while lazy.files.values().any(|f| f.loaded.get().is_none()) {
+                assert!(Instant::now() < deadline, "not loaded ahead");
+                std::thread::yield_now();
+            }
+            assert_eq!(lazy.content(&a).as_deref(), Some(&b"static\n"[..]));
+            assert_eq!(lazy.content(&b).as_deref(), Some(&b"port 8443\n"[..]));
+        });
+        assert_eq!(calls, 1);
+        let loaded = lazy.into_loaded();
+        assert_eq!(loaded.len(), 2);
+        assert_eq!(loaded[&b], b"port 8443\n");
+    }
+
+    #[test]
+    fn a_file_changed_since_the_compile_gives_nothing_ahead_or_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let (lazy, a, b) = lazy_of(dir.path());
+        std::fs::write(dir.path().join("a"), "edited\n").unwrap();
+        let mut seen = None;
+        lazy.ahead(&[a, b], &mut || seen = Some(lazy.content(&a).is_none()));
+        assert_eq!(seen, Some(true));
+        // What is not loaded ahead is loaded by the asker, as before.
+        let (lazy, _, b) = lazy_of(dir.path());
+        lazy.ahead(&[], &mut || {});
+        assert_eq!(lazy.content(&b).as_deref(), Some(&b"port 8443\n"[..]));
     }
 }

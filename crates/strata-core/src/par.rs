@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 /// Below this many items the work is done on the calling thread.
 const MIN_ITEMS: usize = 64;
 
-fn threads() -> usize {
+pub(crate) fn threads() -> usize {
     static N: OnceLock<usize> = OnceLock::new();
     *N.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(8)))
 }

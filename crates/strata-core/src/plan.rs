@@ -333,7 +333,7 @@ pub fn diff_text(path: &TargetPath, old: &[u8], new: &[u8]) -> Option<String> {
 fn creation_diff(name: &str, new: &str) -> String {
     use std::fmt::Write;
     let lines = new.split_inclusive('\n');
-    let n = lines.clone().count();
+    let n = new.bytes().filter(|&b| b == b'\n').count() + usize::from(!new.ends_with('\n'));
     let mut out = String::with_capacity(new.len() + n + 2 * name.len() + 64);
     let range = match n {
         1 => "1".to_string(),

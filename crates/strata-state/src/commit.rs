@@ -84,7 +84,7 @@ pub(crate) struct Commit<'s, 'r> {
 pub struct Committed {
     /// The generation it recorded.
     pub generation: Generation,
-    /// The metrics of its phases (store, stage, commit, activate).
+    /// The metrics of its phases (stage, store, commit, activate).
     pub steps: Vec<Step>,
     /// How each deferred command went.
     pub activations: Vec<Activation>,
@@ -147,11 +147,13 @@ impl<'r> State<'r> {
                 commands,
             },
         };
-        let needed = match commit.needed(&generation, contents) {
+        let needed = match commit.needed(&generation) {
             Ok(n) => n,
             Err(e) => return Err(commit.abandon(e)),
         };
-        commit.journal.added = needed.iter().map(|(h, _)| *h).collect();
+        commit.journal.added = (needed.read.iter().map(|(h, _)| *h))
+            .chain(needed.wanted.iter().map(|(h, _)| *h))
+            .collect();
         commit.journal.pack = Some(format!("g{}", generation.number));
         let written = (|| -> Result<(), StateError> {
             self.root.create_dirs(&state_path(""))?;
@@ -168,17 +170,13 @@ impl<'r> State<'r> {
         }
         crashpoint!("commit-after-journal");
         let mut past_point = false;
-        let stored = (|| -> Result<(), StateError> {
-            self.store().put_all(
-                &needed,
-                commit.journal.pack.as_deref().expect("named above"),
-            )?;
-            Ok(())
-        })();
-        drop(needed);
-        steps.push(meter.finish("store"));
-        crashpoint!("commit-after-store");
-        match stored.and_then(|()| commit.run(&generation, contents, &mut past_point, &mut steps)) {
+        match commit.run(
+            &generation,
+            (contents, needed),
+            meter,
+            &mut past_point,
+            &mut steps,
+        ) {
             Ok(()) => {
                 let meter = Meter::start();
                 let activations =
@@ -255,6 +253,15 @@ fn state_dirs() -> Vec<TargetPath> {
 /// A store object: its hash and its bytes.
 type Object<'c> = (Hash, Cow<'c, [u8]>);
 
+/// The objects a commit adds to the store.
+struct Needed {
+    /// Contents the commit replaces, read from the target (and checked) before the journal.
+    read: Vec<(Hash, Vec<u8>)>,
+    /// The rest, in the order they are staged, with a path where the target holds the
+    /// content if no source does.
+    wanted: Vec<(Hash, TargetPath)>,
+}
+
 /// Creations and changes in path order (parents first), then removals deepest first.
 fn order(ops: &mut [Op]) {
     ops.sort_by(|a, b| apply_order((&a.path, &a.after), (&b.path, &b.after)));
@@ -268,17 +275,14 @@ impl Commit<'_, '_> {
     /// What the store must gain so that an undo, a redo or a later rollback works offline:
     /// the content each op replaces or writes, and every file the new generation manages
     /// or may restore. Checks that what the plan saw is still on the target.
-    fn needed<'c>(
-        &self,
-        generation: &Generation,
-        contents: &'c dyn ContentSource,
-    ) -> Result<Vec<Object<'c>>, StateError> {
+    fn needed(&self, generation: &Generation) -> Result<Needed, StateError> {
         let store = self.state.store();
-        let mut out: BTreeMap<Hash, Cow<'c, [u8]>> = BTreeMap::new();
+        let mut seen = HashSet::new();
+        let mut read = Vec::new();
         for op in &self.journal.ops {
             if let Some(hash) = op.before.hash()
+                && !seen.contains(&hash)
                 && !store.contains(&hash)?
-                && !out.contains_key(&hash)
             {
                 let bytes = self.root().read(&op.path)?.unwrap_or_default();
                 if Hash::of(&bytes) != hash {
@@ -286,42 +290,50 @@ impl Commit<'_, '_> {
                         path: op.path.clone(),
                     });
                 }
-                out.insert(hash, Cow::Owned(bytes));
+                seen.insert(hash);
+                read.push((hash, bytes));
             }
         }
-        let wanted = generation
-            .entries
-            .iter()
-            .map(|e| (&e.path, e.state.hash()))
-            .chain(generation.originals.iter().map(|(p, s)| (p, s.hash())))
-            .chain(
-                self.journal
-                    .ops
-                    .iter()
-                    .map(|op| (&op.path, op.after.hash())),
-            );
+        // What is written first, in the order it is staged.
+        let wanted = (self.journal.ops.iter())
+            .map(|op| (&op.path, op.after.hash()))
+            .chain(generation.entries.iter().map(|e| (&e.path, e.state.hash())))
+            .chain(generation.originals.iter().map(|(p, s)| (p, s.hash())));
+        let mut out = Vec::new();
         for (path, hash) in wanted {
             let Some(hash) = hash else { continue };
-            if out.contains_key(&hash) || store.contains(&hash)? {
+            if seen.contains(&hash) || store.contains(&hash)? {
                 continue;
             }
+            seen.insert(hash);
+            out.push((hash, path.clone()));
+        }
+        Ok(Needed { read, wanted: out })
+    }
+
+    /// The needed objects' bytes: from `contents`, else (a file strata starts to manage
+    /// unchanged) from the target.
+    fn objects<'c>(
+        &self,
+        needed: Needed,
+        contents: &'c dyn ContentSource,
+    ) -> Result<Vec<Object<'c>>, StateError> {
+        let mut out: Vec<Object<'c>> = Vec::with_capacity(needed.read.len() + needed.wanted.len());
+        out.extend(needed.read.into_iter().map(|(h, b)| (h, Cow::Owned(b))));
+        for (hash, path) in needed.wanted {
             let bytes = match contents.content(&hash) {
                 Some(b) => b,
                 None => {
-                    // Unchanged files strata starts to manage: their content is on the target.
-                    let bytes = self.root().read(path)?.unwrap_or_default();
+                    let bytes = self.root().read(&path)?.unwrap_or_default();
                     if Hash::of(&bytes) != hash {
-                        return Err(StateError::MissingContent {
-                            hash,
-                            path: path.clone(),
-                        });
+                        return Err(StateError::MissingContent { hash, path });
                     }
                     Cow::Owned(bytes)
                 }
             };
-            out.insert(hash, bytes);
+            out.push((hash, bytes));
         }
-        Ok(out.into_iter().collect())
+        Ok(out)
     }
 
     /// Cleans up after a commit that failed before its journal was written.
@@ -356,15 +368,16 @@ impl Commit<'_, '_> {
         }
     }
 
-    /// Prepare, commit point, apply, publish.
+    /// Prepare (the generation file and the staged files, then the store's objects and one
+    /// sync), commit point, apply, publish. `meter` has measured the journal.
     fn run(
         &self,
         generation: &Generation,
-        contents: &dyn ContentSource,
+        (contents, needed): (&dyn ContentSource, Needed),
+        meter: Meter,
         past_point: &mut bool,
         steps: &mut Vec<Step>,
     ) -> Result<(), StateError> {
-        let meter = Meter::start();
         let n = self.journal.generation;
         let gens = state_path("generations");
         self.root().create_dirs(&gens)?;
@@ -382,14 +395,25 @@ impl Commit<'_, '_> {
         )?;
         let total = self.journal.ops.len();
         let store = self.state.store();
-        for (i, op) in self.journal.ops.iter().enumerate() {
-            if i == total / 2 {
-                crashpoint!("commit-mid-stage");
-            }
-            self.stage(op, contents, &store)?;
-        }
-        self.sync_all()?;
+        let order: Vec<Hash> = needed.wanted.iter().map(|(h, _)| *h).collect();
+        let mut staged = Ok(());
+        contents.ahead(&order, &mut || {
+            staged = self.journal.ops.iter().enumerate().try_for_each(|(i, op)| {
+                if i == total / 2 {
+                    crashpoint!("commit-mid-stage");
+                }
+                self.stage(op, contents, &store)
+            });
+        });
+        staged?;
         steps.push(meter.finish("stage"));
+        let meter = Meter::start();
+        let objects = self.objects(needed, contents)?;
+        store.put_all(&objects, self.journal.pack.as_deref().expect("named"))?;
+        drop(objects);
+        crashpoint!("commit-after-store");
+        self.sync_all()?;
+        steps.push(meter.finish("store"));
         let meter = Meter::start();
         crashpoint!("commit-before-point");
         // Any write from here on gets a ctime of at least `now`.

@@ -196,7 +196,7 @@ fn report_shows_each_step_and_each_render() {
     assert_eq!(
         names,
         [
-            "load", "compile", "plan", "store", "stage", "commit", "stamp"
+            "load", "compile", "plan", "stage", "store", "commit", "stamp"
         ]
     );
     let renders: Vec<&str> = v["steps"][1]["steps"]
@@ -206,7 +206,7 @@ fn report_shows_each_step_and_each_render() {
         .map(|s| s["name"].as_str().unwrap())
         .collect();
     assert!(renders.contains(&"render /etc/motd"), "{renders:?}");
-    let stage = &v["steps"][4]["metrics"];
+    let stage = &v["steps"][3]["metrics"];
     assert!(stage["write_bytes"].as_u64().unwrap() > 0, "{stage}");
     assert!(stage["max_rss"].as_u64().unwrap() > 0, "{stage}");
     let text = env.run(&["report"]).code(0);
