@@ -220,6 +220,7 @@ impl ContentSource for Lazy {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods, clippy::print_stderr)] // the test's own temporary files
 mod tests {
     use std::time::{Duration, Instant};
 

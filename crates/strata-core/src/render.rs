@@ -38,9 +38,13 @@ impl Renderer {
         source: &str,
         ctx: &minijinja::Value,
     ) -> Result<String, SiteError> {
-        self.env
+        let mut out = self
+            .env
             .render_named_str(name, source, ctx)
-            .map_err(|e| to_site_error(name, source, &e))
+            .map_err(|e| to_site_error(name, source, &e))?;
+        // The output grew by doubling: thousands of rendered files are kept until written.
+        out.shrink_to_fit();
+        Ok(out)
     }
 }
 

@@ -599,16 +599,14 @@ fn commit(
     if !plan.has_changes() && same_ownership && calls.is_empty() {
         return Ok((None, Vec::new()));
     }
-    let ops: Vec<Op> = plan
-        .changes
-        .iter()
-        .filter(|c| c.action.changes_target())
-        .map(|c| Op {
-            path: c.path.clone(),
-            before: c.before.clone(),
-            after: c.after.clone(),
-        })
-        .collect();
+    let changing = plan.changes.iter().filter(|c| c.action.changes_target());
+    // Sized once: a first apply has an op for every path.
+    let mut ops: Vec<Op> = Vec::with_capacity(changing.clone().count());
+    ops.extend(changing.map(|c| Op {
+        path: c.path.clone(),
+        before: c.before.clone(),
+        after: c.after.clone(),
+    }));
     let generation = Generation {
         number: 0,
         time: now(),

@@ -20,7 +20,7 @@ mod users;
 pub use error::{FsError, Result};
 pub use lock::{Lock, LockError};
 pub use meter::Meter;
-pub use root::{DirEntryKind, Expected, Root, managed_xattr};
+pub use root::{DirEntryKind, Expected, Flusher, Root, managed_xattr};
 pub use site::{
     SiteFile, create_dir_all, exists, fs_now, is_dir, list_dir, read, read_link, read_sized_file,
     read_to_string, read_with_key, self_io, stat_key, walk_files, write_atomic, write_new,

@@ -100,6 +100,20 @@ fn open_read_in(dir: impl AsFd, name: &str) -> std::result::Result<OwnedFd, Errn
     }
 }
 
+/// Flushes one file system (see [`Root::flusher`]).
+#[derive(Debug)]
+pub struct Flusher {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+impl Flusher {
+    /// `syncfs`: everything written to the file system so far is durable.
+    pub fn flush(&self) -> Result<()> {
+        syncfs(&self.fd).map_err(|e| FsError::new("sync file system of", self.path.clone(), e))
+    }
+}
+
 impl Root {
     /// Opens the directory that acts as `/`.
     pub fn open(path: &Path) -> Result<Root> {
@@ -936,10 +950,20 @@ impl Root {
 
     /// Flushes the whole file system holding `p` (one call instead of one fsync a file).
     pub fn syncfs(&self, p: &TargetPath) -> Result<()> {
+        self.flusher(p)?.flush()
+    }
+
+    /// A handle that flushes the file system holding the directory `p`, from any thread.
+    /// A write-back error is reported to a handle opened before it happened: open it before
+    /// the writes it is to make durable.
+    pub fn flusher(&self, p: &TargetPath) -> Result<Flusher> {
         let fd = self
             .open_raw(p, OFlags::RDONLY | OFlags::DIRECTORY)
             .map_err(|e| self.err("open", p, e))?;
-        syncfs(&fd).map_err(|e| self.err("sync file system of", p, e))
+        Ok(Flusher {
+            fd,
+            path: self.host_path(p),
+        })
     }
 
     /// The device id of the file system holding `p`.

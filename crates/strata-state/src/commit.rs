@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use serde::{Deserialize, Serialize};
 use strata_fs::Meter;
-use strata_fs::{Root, Stamp, Stamps, StatKey};
+use strata_fs::{Flusher, Root, Stamp, Stamps, StatKey};
 use strata_types::{
     Activation, ContentSource, Deferred, Generation, Hash, Snapshot, Step, TargetPath, apply_order,
 };
@@ -253,6 +253,9 @@ fn state_dirs() -> Vec<TargetPath> {
 /// A store object: its hash and its bytes.
 type Object<'c> = (Hash, Cow<'c, [u8]>);
 
+/// Below this many ops, a commit flushes only once staged (see [`Commit::run`]).
+const EARLY_FLUSH_MIN: usize = 512;
+
 /// The objects a commit adds to the store.
 struct Needed {
     /// Contents the commit replaces, read from the target (and checked) before the journal.
@@ -299,7 +302,7 @@ impl Commit<'_, '_> {
             .map(|op| (&op.path, op.after.hash()))
             .chain(generation.entries.iter().map(|e| (&e.path, e.state.hash())))
             .chain(generation.originals.iter().map(|(p, s)| (p, s.hash())));
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(self.journal.ops.len());
         for (path, hash) in wanted {
             let Some(hash) = hash else { continue };
             if seen.contains(&hash) || store.contains(&hash)? {
@@ -378,6 +381,8 @@ impl Commit<'_, '_> {
         past_point: &mut bool,
         steps: &mut Vec<Step>,
     ) -> Result<(), StateError> {
+        // Opened before anything is written, so that each sees every write-back error.
+        let flushers = self.flushers()?;
         let n = self.journal.generation;
         let gens = state_path("generations");
         self.root().create_dirs(&gens)?;
@@ -396,23 +401,54 @@ impl Commit<'_, '_> {
         let total = self.journal.ops.len();
         let store = self.state.store();
         let order: Vec<Hash> = needed.wanted.iter().map(|(h, _)| *h).collect();
+        let every = if total < EARLY_FLUSH_MIN {
+            usize::MAX
+        } else {
+            total / 4
+        };
         let mut staged = Ok(());
-        contents.ahead(&order, &mut || {
-            staged = self.journal.ops.iter().enumerate().try_for_each(|(i, op)| {
-                if i == total / 2 {
-                    crashpoint!("commit-mid-stage");
+        let (tick, ticks) = std::sync::mpsc::channel::<()>();
+        let early = std::thread::scope(|s| {
+            // Writes back what is staged so far while the rest is staged: the flush before
+            // the commit point then waits for little. It proves nothing (that flush does).
+            let flushers = &flushers;
+            let flusher = s.spawn(move || {
+                while ticks.recv().is_ok() {
+                    while ticks.try_recv().is_ok() {}
+                    for f in flushers {
+                        f.flush()?;
+                    }
                 }
-                self.stage(op, contents, &store)
+                Ok::<(), StateError>(())
             });
+            contents.ahead(&order, &mut || {
+                staged = self.journal.ops.iter().enumerate().try_for_each(|(i, op)| {
+                    if i == total / 2 {
+                        crashpoint!("commit-mid-stage");
+                    }
+                    if i > 0 && i % every == 0 {
+                        let _ = tick.send(());
+                    }
+                    self.stage(op, contents, &store)
+                });
+            });
+            drop(tick);
+            flusher
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p))
         });
         staged?;
+        // An early flush's write-back error is not reported again to the same handle.
+        early?;
         steps.push(meter.finish("stage"));
         let meter = Meter::start();
         let objects = self.objects(needed, contents)?;
         store.put_all(&objects, self.journal.pack.as_deref().expect("named"))?;
         drop(objects);
         crashpoint!("commit-after-store");
-        self.sync_all()?;
+        for f in &flushers {
+            f.flush()?;
+        }
         steps.push(meter.finish("store"));
         let meter = Meter::start();
         crashpoint!("commit-before-point");
@@ -613,8 +649,16 @@ impl Commit<'_, '_> {
         Ok(())
     }
 
-    /// Flushes every file system the commit wrote to.
+    /// Flushes every file system the commit writes to.
     fn sync_all(&self) -> Result<(), StateError> {
+        for f in self.flushers()? {
+            f.flush()?;
+        }
+        Ok(())
+    }
+
+    /// A flusher for each file system the commit writes to.
+    fn flushers(&self) -> Result<Vec<Flusher>, StateError> {
         let mut dirs: BTreeSet<TargetPath> =
             self.journal.ops.iter().map(|op| parent(&op.path)).collect();
         dirs.insert(state_path(""));
@@ -624,10 +668,10 @@ impl Commit<'_, '_> {
                 devices.entry(dev).or_insert(dir);
             }
         }
-        for dir in devices.values() {
-            self.root().syncfs(dir)?;
-        }
-        Ok(())
+        Ok(devices
+            .values()
+            .map(|dir| self.root().flusher(dir))
+            .collect::<Result<_, _>>()?)
     }
 
     /// Makes the new generation current.
