@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use strata_engine::Outcome;
+use strata_engine::{Outcome, Pending};
 use strata_types::{Action, Change, Report, Snapshot, Step};
 
 use crate::printer::{Printer, Style};
@@ -36,13 +36,18 @@ pub fn outcome(
 }
 
 /// The plan as a person reads it: one line per path, its attributes before → after, and
-/// a unified diff under each changed text file. Written as it goes: a plan of many new
-/// files is never held twice in memory.
+/// a unified diff under each changed text file; then what ran and a summary line.
 pub fn plan_text(p: &Printer, o: &Outcome, verb: &str, w: &mut dyn Write) -> std::io::Result<()> {
-    let mut out = runs_text(p, &o.runs);
+    changes_text(p, &o.pending(), w)?;
+    tail_text(p, o, verb, w)
+}
+
+/// What the scripts printed, then one line per path (with its diff). Written as it goes:
+/// a plan of many new files is never held twice in memory.
+pub fn changes_text(p: &Printer, o: &Pending<'_>, w: &mut dyn Write) -> std::io::Result<()> {
+    let mut out = runs_text(p, o.runs);
     let shown = |c: &&Change| c.action != Action::Unchanged || p.verbose;
     let width = o
-        .plan
         .changes
         .iter()
         .filter(shown)
@@ -50,7 +55,7 @@ pub fn plan_text(p: &Printer, o: &Outcome, verb: &str, w: &mut dyn Write) -> std
         .max()
         .unwrap_or(0)
         .min(40);
-    for c in o.plan.changes.iter().filter(shown) {
+    for c in o.changes.iter().filter(shown) {
         let action = p.paint(style(c.action), &format!("{:<9}", c.action.as_str()));
         let module = c
             .module
@@ -72,6 +77,12 @@ pub fn plan_text(p: &Printer, o: &Outcome, verb: &str, w: &mut dyn Write) -> std
         w.write_all(out.as_bytes())?;
         out.clear();
     }
+    w.write_all(out.as_bytes())
+}
+
+/// After the changes: the commands a plan would run or an apply ran, and the summary.
+pub fn tail_text(p: &Printer, o: &Outcome, verb: &str, w: &mut dyn Write) -> std::io::Result<()> {
+    let mut out = String::new();
     if verb == "plan" {
         for c in &o.calls {
             out.push_str(&format!(
@@ -153,7 +164,7 @@ pub fn plan_text(p: &Printer, o: &Outcome, verb: &str, w: &mut dyn Write) -> std
 }
 
 /// `file 0644 root:root 3f2a9c1e`, or for a change only what differs, `before → after`.
-fn describe(o: &Outcome, c: &Change) -> String {
+fn describe(o: &Pending<'_>, c: &Change) -> String {
     let owner = |s: &Snapshot| {
         s.owner()
             .map(|(u, g)| format!("{}:{}", o.users.user_name(u), o.users.group_name(g)))

@@ -291,6 +291,9 @@ impl Catalog {
         current: &[Entry],
         also: &BTreeSet<TargetPath>,
     ) -> Result<Vec<Entry>, FsError> {
+        if self.purges.is_empty() {
+            return Ok(Vec::new());
+        }
         let declared: BTreeSet<&TargetPath> = self
             .resources
             .iter()

@@ -132,12 +132,19 @@ fn add_implicit_dirs(
     current: &BTreeMap<&TargetPath, &Entry>,
     originals: &BTreeMap<TargetPath, Snapshot>,
 ) {
-    let parents: BTreeSet<TargetPath> = desired
-        .values()
-        .filter(|e| !e.state.is_absent())
-        .flat_map(|e| e.path.ancestors())
-        .filter(|p| !desired.contains_key(p))
-        .collect();
+    // Each entry's ancestors, up to the first one already seen (siblings come together).
+    let mut parents: BTreeSet<TargetPath> = BTreeSet::new();
+    for e in desired.values().filter(|e| !e.state.is_absent()) {
+        for dir in e.path.ancestors() {
+            if desired.contains_key(&dir) {
+                continue;
+            }
+            if parents.contains(&dir) {
+                break;
+            }
+            parents.insert(dir);
+        }
+    }
     let mut missing: BTreeSet<TargetPath> = BTreeSet::new();
     for dir in parents {
         let ours =

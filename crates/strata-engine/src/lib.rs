@@ -139,14 +139,51 @@ impl Outcome {
 
     /// The unified diff of a change: the plan's, or for a new text file, its content.
     pub fn diff<'a>(&self, c: &'a Change) -> Option<Cow<'a, str>> {
+        self.pending().diff(c)
+    }
+
+    /// What it changes, to show.
+    pub fn pending(&self) -> Pending<'_> {
+        Pending {
+            changes: &self.plan.changes,
+            users: &self.users,
+            runs: &self.runs,
+            contents: &self.contents,
+        }
+    }
+}
+
+/// What an apply is about to commit, to show while it commits (see [`apply_showing`]), or
+/// what an outcome changes ([`Outcome::pending`]).
+pub struct Pending<'a> {
+    /// Every managed or released path, in path order.
+    pub changes: &'a [Change],
+    /// The target's users and groups, to show owners by name.
+    pub users: &'a UserDb,
+    /// Programs that ran in the sandbox, with their output.
+    pub runs: &'a [ProgramRun],
+    contents: &'a (dyn strata_types::ContentSource + Sync),
+}
+
+impl std::fmt::Debug for Pending<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending")
+            .field("changes", &self.changes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pending<'_> {
+    /// The unified diff of a change: the plan's, or for a new text file, its content.
+    pub fn diff<'c>(&self, c: &'c Change) -> Option<Cow<'c, str>> {
         if let Some(d) = &c.diff {
             return Some(Cow::Borrowed(d));
         }
         if c.action != Action::Create || c.sensitive {
             return None;
         }
-        let new = self.contents.get(&c.after.hash()?)?;
-        strata_core::diff_text(&c.path, &[], new).map(Cow::Owned)
+        let new = self.contents.content(&c.after.hash()?)?;
+        strata_core::diff_text(&c.path, &[], &new).map(Cow::Owned)
     }
 }
 
@@ -491,6 +528,16 @@ fn helper(req: &Request) -> Result<PathBuf, EngineError> {
 /// nothing changes. Intercepted commands the scripts called run on the target after the
 /// commit, in call order.
 pub fn apply(req: &Request) -> Result<Outcome, EngineError> {
+    apply_showing(req, &|_| {})
+}
+
+/// [`apply`], calling `show` on another thread with what is about to be committed, while
+/// it commits (a plan of thousands of new files is shown on one core while the other
+/// writes them).
+pub fn apply_showing(
+    req: &Request,
+    show: &(dyn Fn(&Pending<'_>) + Sync),
+) -> Result<Outcome, EngineError> {
     let mut steps = Vec::new();
     let (site, mut catalog) = compile_site(req, true, &mut steps)?;
     let root = Root::open(&req.root)?;
@@ -533,15 +580,32 @@ pub fn apply(req: &Request) -> Result<Outcome, EngineError> {
         .unwrap_or_default();
     let out = run.as_ref().map(|r| r.contents());
     let contents = ((&catalog, &dl.contents), out);
-    let (number, activations) = commit(
-        &state,
-        &mut plan,
-        current.as_ref(),
-        header,
-        &contents,
-        (&calls, &runs),
-        &mut steps,
-    )?;
+    let owned = (
+        std::mem::take(&mut plan.entries),
+        std::mem::take(&mut plan.originals),
+    );
+    let (number, activations) = std::thread::scope(|s| {
+        let pending = Pending {
+            changes: &plan.changes,
+            users: &users,
+            runs: &runs,
+            contents: &contents,
+        };
+        let shown = s.spawn(move || show(&pending));
+        let committed = commit(
+            &state,
+            (&plan.changes, owned),
+            current.as_ref(),
+            header,
+            &contents,
+            (&calls, &runs),
+            &mut steps,
+        );
+        shown
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        committed
+    })?;
     let out = run.as_ref().map(|r| r.contents());
     let held = (
         std::mem::take(&mut catalog.contents),
@@ -576,11 +640,14 @@ struct Header {
     modules: BTreeMap<String, String>,
 }
 
+/// What a commit records: the plan's changes, and the entries and originals that move
+/// into the generation.
+type ToCommit<'p> = (&'p [Change], (Vec<Entry>, BTreeMap<TargetPath, Snapshot>));
+
 /// Commits a plan unless it changes nothing, on the target and in what strata manages.
-/// The plan's entries and originals move into the generation.
 fn commit(
     state: &State<'_>,
-    plan: &mut Plan,
+    (changes, (entries, originals)): ToCommit<'_>,
     current: Option<&Generation>,
     header: Header,
     contents: &dyn strata_types::ContentSource,
@@ -590,16 +657,16 @@ fn commit(
     let (calls, programs) = scripted;
     let same_ownership = match current {
         Some(g) => {
-            g.entries == plan.entries
-                && g.originals == plan.originals
-                && (g.modules == header.modules || plan.entries.iter().all(|e| !e.observed))
+            g.entries == entries
+                && g.originals == originals
+                && (g.modules == header.modules || entries.iter().all(|e| !e.observed))
         }
-        None => plan.entries.is_empty() && plan.originals.is_empty(),
+        None => entries.is_empty() && originals.is_empty(),
     };
-    if !plan.has_changes() && same_ownership && calls.is_empty() {
+    let changing = changes.iter().filter(|c| c.action.changes_target());
+    if changing.clone().next().is_none() && same_ownership && calls.is_empty() {
         return Ok((None, Vec::new()));
     }
-    let changing = plan.changes.iter().filter(|c| c.action.changes_target());
     // Sized once: a first apply has an op for every path.
     let mut ops: Vec<Op> = Vec::with_capacity(changing.clone().count());
     ops.extend(changing.map(|c| Op {
@@ -616,8 +683,8 @@ fn commit(
         environment: header.environment,
         site: header.site,
         revision: header.revision,
-        entries: std::mem::take(&mut plan.entries),
-        originals: std::mem::take(&mut plan.originals),
+        entries,
+        originals,
         modules: header.modules,
         // Top-level steps only: the generation is read by every plan, and the full report
         // (every template render) is saved beside it.
@@ -700,9 +767,13 @@ pub fn rollback(root: &Path, to: Option<u64>) -> Result<Outcome, EngineError> {
         revision: old.revision.clone(),
         modules: old.modules.clone(),
     };
+    let owned = (
+        std::mem::take(&mut plan.entries),
+        std::mem::take(&mut plan.originals),
+    );
     let (number, _) = commit(
         &state,
-        &mut plan,
+        (&plan.changes, owned),
         current.as_ref(),
         header,
         &empty,

@@ -622,6 +622,18 @@ impl Root {
         })
     }
 
+    /// Like [`Root::write_with_in`], handing `fill` the file itself (which another thread
+    /// may write while this one goes on with other work).
+    pub fn create_with_in(
+        &self,
+        dir: &TargetPath,
+        name: &str,
+        meta: (u32, u32, u32),
+        fill: impl FnOnce(&std::fs::File) -> std::io::Result<()>,
+    ) -> Result<StatKey> {
+        self.create_in(dir, name, meta, fill)
+    }
+
     /// Creates `name` in `dir` (unlinking what stood there), lets `fill` write it, and
     /// gives it its mode and owner; on any failure the partial file is removed (a full
     /// disk, for one). Until it is written, nobody but its creator may write it, and

@@ -383,21 +383,6 @@ impl Commit<'_, '_> {
     ) -> Result<(), StateError> {
         // Opened before anything is written, so that each sees every write-back error.
         let flushers = self.flushers()?;
-        let n = self.journal.generation;
-        let gens = state_path("generations");
-        self.root().create_dirs(&gens)?;
-        self.root()
-            .write_with_in(&gens, &format!("{n}.json"), (0o644, 0, 0), |w| {
-                serde_json::to_writer(w, generation).map_err(std::io::Error::other)
-            })?;
-        let state_dir = state_path("");
-        self.root().symlink_in(
-            &state_dir,
-            "current.new",
-            &format!("generations/{n}.json"),
-            0,
-            0,
-        )?;
         let total = self.journal.ops.len();
         let store = self.state.store();
         let order: Vec<Hash> = needed.wanted.iter().map(|(h, _)| *h).collect();
@@ -406,40 +391,65 @@ impl Commit<'_, '_> {
         } else {
             total / 4
         };
-        let mut staged = Ok(());
         let (tick, ticks) = std::sync::mpsc::channel::<()>();
-        let early = std::thread::scope(|s| {
-            // Writes back what is staged so far while the rest is staged: the flush before
-            // the commit point then waits for little. It proves nothing (that flush does).
-            let flushers = &flushers;
-            let flusher = s.spawn(move || {
-                while ticks.recv().is_ok() {
-                    while ticks.try_recv().is_ok() {}
-                    for f in flushers {
-                        f.flush()?;
-                    }
-                }
-                Ok::<(), StateError>(())
-            });
-            contents.ahead(&order, &mut || {
-                staged = self.journal.ops.iter().enumerate().try_for_each(|(i, op)| {
-                    if i == total / 2 {
-                        crashpoint!("commit-mid-stage");
-                    }
-                    if i > 0 && i % every == 0 {
-                        let _ = tick.send(());
-                    }
-                    self.stage(op, contents, &store)
+        let n = self.journal.generation;
+        let gens = state_path("generations");
+        self.root().create_dirs(&gens)?;
+        let mut staged = Ok(());
+        let mut early = Ok(());
+        // The generation file is written on another core while this one stages.
+        let written =
+            self.root()
+                .create_with_in(&gens, &format!("{n}.json"), (0o644, 0, 0), |file| {
+                    std::thread::scope(|s| {
+                        let json = s.spawn(move || {
+                            let mut w = std::io::BufWriter::with_capacity(1 << 16, file);
+                            serde_json::to_writer(&mut w, generation)
+                                .map_err(std::io::Error::other)?;
+                            std::io::Write::flush(&mut w)
+                        });
+                        // Writes back what is staged so far while the rest is staged: the flush
+                        // before the commit point then waits for little. It proves nothing
+                        // (that flush does).
+                        let flushers = &flushers;
+                        let flusher = s.spawn(move || {
+                            while ticks.recv().is_ok() {
+                                while ticks.try_recv().is_ok() {}
+                                for f in flushers {
+                                    f.flush()?;
+                                }
+                            }
+                            Ok::<(), StateError>(())
+                        });
+                        contents.ahead(&order, &mut || {
+                            staged = self.journal.ops.iter().enumerate().try_for_each(|(i, op)| {
+                                if i == total / 2 {
+                                    crashpoint!("commit-mid-stage");
+                                }
+                                if i > 0 && i % every == 0 {
+                                    let _ = tick.send(());
+                                }
+                                self.stage(op, contents, &store)
+                            });
+                        });
+                        drop(tick);
+                        early = flusher
+                            .join()
+                            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+                        json.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+                    })
                 });
-            });
-            drop(tick);
-            flusher
-                .join()
-                .unwrap_or_else(|p| std::panic::resume_unwind(p))
-        });
         staged?;
         // An early flush's write-back error is not reported again to the same handle.
         early?;
+        written?;
+        self.root().symlink_in(
+            &state_path(""),
+            "current.new",
+            &format!("generations/{n}.json"),
+            0,
+            0,
+        )?;
         steps.push(meter.finish("stage"));
         let meter = Meter::start();
         let objects = self.objects(needed, contents)?;

@@ -1,5 +1,8 @@
 //! `strata apply`.
 
+use std::io::Write;
+use std::sync::{Mutex, PoisonError};
+
 use clap::Args;
 
 use crate::cli::NodeArgs;
@@ -19,7 +22,24 @@ pub struct ApplyArgs {
 
 pub fn run(args: &ApplyArgs, printer: &Printer) -> CliResult {
     let req = args.node.request()?;
-    let outcome = strata_engine::apply(&req)?;
-    show::outcome(printer, &outcome, &req.root, args.node.json, "apply")?;
+    if args.node.json {
+        let outcome = strata_engine::apply(&req)?;
+        show::outcome(printer, &outcome, &req.root, true, "apply")?;
+        return Ok(());
+    }
+    // The changes are printed while they are committed; the last line says how it ended
+    // (a failure is reported after them, and the target is as it was).
+    let written = Mutex::new(Ok(()));
+    let outcome = strata_engine::apply_showing(&req, &|pending| {
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        let shown = show::changes_text(printer, pending, &mut out).and_then(|()| out.flush());
+        *written.lock().unwrap_or_else(PoisonError::into_inner) = shown;
+    })?;
+    written
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner)?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    show::tail_text(printer, &outcome, "apply", &mut out)?;
+    out.flush()?;
     Ok(())
 }

@@ -37,6 +37,9 @@ fn a_full_disk_fails_cleanly() {
         run.stderr
     );
     assert!(run.stderr.contains("error: cannot "), "{}", run.stderr);
+    // What it was committing was shown as it went; nothing says it was applied.
+    assert!(run.stdout.contains("\nmodify "), "{}", run.stdout);
+    assert!(!run.stdout.contains("Applied to"), "{}", run.stdout);
     assert!(
         run.stderr.contains("[ROOT]/"),
         "the message names the path: {}",
