@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 use strata_fs::{FsError, Meter, Root};
 use strata_types::{ContentSource, Entry, Hash, Snapshot, Step, TargetPath};
 
-use crate::compiled::{Compiled, Known, Lazy, LazyFile};
+use crate::compiled::{Compiled, Known, Lazy, LazyFile, Learnt};
 
 use crate::error::{SiteError, SiteErrors};
 use crate::graph::{self, Wanted};
@@ -474,7 +474,7 @@ pub fn compile(site: &Site, node: &str, opts: &CompileOptions) -> Result<Catalog
         purges: Vec::new(),
         lazy: Lazy::default(),
         known: opts.known.as_ref(),
-        learnt: opts.known.as_ref().map(Compiled::sized_like),
+        learnt: opts.known.as_ref().map(|_| Learnt::default()),
         now,
     };
     let renderer = Renderer::new();
@@ -482,9 +482,6 @@ pub fn compile(site: &Site, node: &str, opts: &CompileOptions) -> Result<Catalog
         builder.module(m, &renderer, &params, &info, &opts.facts);
     }
     builder.lazy.renderer = Some(renderer);
-    if let (Some(l), Some(k)) = (&mut builder.learnt, builder.known) {
-        l.finish(k);
-    }
     builder.check_parents();
     builder.check_lines(&runs);
     if !builder.errors.is_empty() {
@@ -497,7 +494,7 @@ pub fn compile(site: &Site, node: &str, opts: &CompileOptions) -> Result<Catalog
         resources: builder.resources.into_values().collect(),
         contents: builder.contents,
         lazy: builder.lazy,
-        compiled: builder.learnt,
+        compiled: (builder.learnt.zip(builder.known)).map(|(l, before)| l.finish(before)),
         steps: builder.steps,
         purges: builder.purges,
     })
@@ -685,7 +682,7 @@ struct Builder<'a> {
     /// What earlier compiles learnt of the site's files.
     known: Option<&'a Compiled>,
     /// What this one learns: the files it looked at.
-    learnt: Option<Compiled>,
+    learnt: Option<Learnt>,
     /// The site's clock before the compile began.
     now: Option<(i64, u32)>,
 }
@@ -822,6 +819,8 @@ impl Builder<'_> {
             ctx,
             now: self.now,
         });
+        // Most of them are found unchanged: room for all at once, not rehashed as it grows.
+        self.lazy.files.reserve(sources.len());
         // Reading, rendering and hashing are independent from file to file.
         let loaded = crate::par::map(&sources, |s| {
             (!s.is_link && !s.exec).then(|| load(s, renderer, &ctx, prior))
@@ -875,8 +874,9 @@ impl Builder<'_> {
                     res.mode = 0o755;
                 }
                 res.kind = ResourceKind::File { hash, size };
-                if let (Some(l), Some(before), Some(k)) = (&mut self.learnt, self.known, known) {
-                    l.learn(&s.path, k, before);
+                // (What was found unchanged is marked in `known` already.)
+                if let (Some(l), Some(k), true) = (&mut self.learnt, known, content.is_some()) {
+                    l.learn(&s.path, k);
                 }
                 match content {
                     Some(c) => {

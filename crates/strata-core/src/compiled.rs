@@ -44,42 +44,41 @@ pub struct Known {
 }
 
 /// The known site files of one node (a cache: strata keeps it under its cache directory).
+/// One compile uses it: what that compile finds unchanged is marked as it goes.
 #[derive(Debug, Clone, Default)]
 pub struct Compiled {
     /// By path (a string: hashing a `Path` walks its components).
-    files: HashMap<String, Known>,
+    files: HashMap<String, Entry>,
     /// Whether it differs from what was loaded.
     changed: bool,
 }
 
-impl Compiled {
-    /// What is known of `path`, when it still has this metadata and context.
-    pub(crate) fn get(&self, path: &Path, key: &StatKey, ctx: Option<&Hash>) -> Option<&Known> {
-        self.files
-            .get(path.to_str()?)
-            .filter(|k| k.key == *key && k.ctx.as_ref() == ctx)
-    }
+#[derive(Debug)]
+struct Entry {
+    known: Known,
+    /// Found unchanged by the compile using it.
+    seen: AtomicBool,
+}
 
-    /// An empty one with room for as many files as `other`.
-    pub(crate) fn sized_like(other: &Compiled) -> Compiled {
-        Compiled {
-            files: HashMap::with_capacity(other.files.len()),
-            changed: false,
+impl Clone for Entry {
+    fn clone(&self) -> Entry {
+        Entry {
+            known: self.known,
+            seen: AtomicBool::new(self.seen.load(Ordering::Relaxed)),
         }
     }
+}
 
-    /// Records a file looked at by a compile that started from `before`.
-    pub(crate) fn learn(&mut self, path: &Path, known: Known, before: &Compiled) {
-        let Some(path) = path.to_str().filter(|p| !p.contains('\n')) else {
-            return;
-        };
-        self.changed |= before.files.get(path) != Some(&known);
-        self.files.insert(path.to_string(), known);
-    }
-
-    /// Ends a compile that started from `before`: whatever it did not look at is forgotten.
-    pub(crate) fn finish(&mut self, before: &Compiled) {
-        self.changed |= self.files.len() != before.files.len();
+impl Compiled {
+    /// What is known of `path`, when it still has this metadata and context (which marks
+    /// it found unchanged).
+    pub(crate) fn get(&self, path: &Path, key: &StatKey, ctx: Option<&Hash>) -> Option<&Known> {
+        let e = self
+            .files
+            .get(path.to_str()?)
+            .filter(|e| e.known.key == *key && e.known.ctx.as_ref() == ctx)?;
+        e.seen.store(true, Ordering::Relaxed);
+        Some(&e.known)
     }
 
     /// Whether it is worth saving.
@@ -114,13 +113,17 @@ impl Compiled {
             let hash = Hash::parse(f.next()?).ok()?;
             let out = f.next()?.parse().ok()?;
             let path = f.next()?.to_string();
+            let known = Known {
+                key,
+                ctx,
+                hash,
+                size: out,
+            };
             files.insert(
                 path,
-                Known {
-                    key,
-                    ctx,
-                    hash,
-                    size: out,
+                Entry {
+                    known,
+                    seen: AtomicBool::new(false),
                 },
             );
         }
@@ -132,12 +135,49 @@ impl Compiled {
     pub fn write(&self, w: &mut dyn Write) -> std::io::Result<()> {
         writeln!(w, "{}", header())?;
         let mut n = 0;
-        for (p, k) in &self.files {
+        for (p, Entry { known: k, .. }) in &self.files {
             let ctx = k.ctx.map_or_else(|| "-".to_string(), |h| h.to_string());
             writeln!(w, "{} {ctx} {} {} {p}", k.key, k.hash, k.size)?;
             n += 1;
         }
         writeln!(w, "end {n}")
+    }
+}
+
+/// What a compile learns of the files it reads (those it finds unchanged are marked in the
+/// [`Compiled`] it started from): a new [`Compiled`] to save only when something changed.
+#[derive(Debug, Default)]
+pub(crate) struct Learnt {
+    read: Vec<(String, Known)>,
+}
+
+impl Learnt {
+    /// Records a file read (not found unchanged).
+    pub fn learn(&mut self, path: &Path, known: Known) {
+        if let Some(path) = path.to_str().filter(|p| !p.contains('\n')) {
+            self.read.push((path.to_string(), known));
+        }
+    }
+
+    /// Ends a compile that started from `before`: what it neither read nor found unchanged
+    /// is forgotten. Nothing is copied when nothing changed.
+    pub fn finish(self, before: &Compiled) -> Compiled {
+        let seen = |e: &Entry| e.seen.load(Ordering::Relaxed);
+        if self.read.is_empty() && before.files.values().all(seen) {
+            return Compiled::default();
+        }
+        let mut files: HashMap<String, Entry> = (before.files.iter())
+            .filter(|(_, e)| seen(e))
+            .map(|(p, e)| (p.clone(), e.clone()))
+            .collect();
+        for (path, known) in self.read {
+            let seen = AtomicBool::new(false);
+            files.insert(path, Entry { known, seen });
+        }
+        Compiled {
+            files,
+            changed: true,
+        }
     }
 }
 

@@ -119,7 +119,7 @@ impl<'r> State<'r> {
             return Ok(());
         };
         let old = self.root.stamps();
-        let mut new = Stamps::new();
+        let mut new = Stamps::with_capacity(entries.len());
         for e in entries {
             if !matches!(e.state, Snapshot::File { .. }) {
                 continue;

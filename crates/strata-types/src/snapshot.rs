@@ -13,7 +13,7 @@ pub type Xattrs = BTreeMap<String, Option<String>>;
 /// What stands at one path: its type and the attributes strata manages.
 /// Modes are the permission bits only (`0o7777`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
+#[serde(tag = "type", rename_all = "lowercase", try_from = "Flat")]
 pub enum Snapshot {
     /// Nothing is there.
     Absent,
@@ -68,6 +68,74 @@ pub enum Snapshot {
         /// What it is.
         kind: String,
     },
+}
+
+/// A snapshot as it is written, read in one pass: serde reads an internally tagged enum
+/// by buffering each object first, and a generation holds thousands of them.
+#[derive(Deserialize)]
+struct Flat {
+    #[serde(rename = "type")]
+    tag: Tag,
+    hash: Option<Hash>,
+    size: Option<u64>,
+    mode: Option<u32>,
+    uid: Option<u32>,
+    gid: Option<u32>,
+    #[serde(default)]
+    xattrs: Xattrs,
+    target: Option<String>,
+    kind: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Tag {
+    Absent,
+    File,
+    Dir,
+    Link,
+    Fifo,
+    Other,
+}
+
+impl TryFrom<Flat> for Snapshot {
+    type Error = String;
+
+    fn try_from(f: Flat) -> Result<Snapshot, String> {
+        fn need<T>(v: Option<T>, field: &str, kind: &str) -> Result<T, String> {
+            v.ok_or_else(|| format!("missing field `{field}` of a {kind}"))
+        }
+        Ok(match f.tag {
+            Tag::Absent => Snapshot::Absent,
+            Tag::File => Snapshot::File {
+                hash: need(f.hash, "hash", "file")?,
+                size: need(f.size, "size", "file")?,
+                mode: need(f.mode, "mode", "file")?,
+                uid: need(f.uid, "uid", "file")?,
+                gid: need(f.gid, "gid", "file")?,
+                xattrs: f.xattrs,
+            },
+            Tag::Dir => Snapshot::Dir {
+                mode: need(f.mode, "mode", "dir")?,
+                uid: need(f.uid, "uid", "dir")?,
+                gid: need(f.gid, "gid", "dir")?,
+                xattrs: f.xattrs,
+            },
+            Tag::Link => Snapshot::Link {
+                target: need(f.target, "target", "link")?,
+                uid: need(f.uid, "uid", "link")?,
+                gid: need(f.gid, "gid", "link")?,
+            },
+            Tag::Fifo => Snapshot::Fifo {
+                mode: need(f.mode, "mode", "fifo")?,
+                uid: need(f.uid, "uid", "fifo")?,
+                gid: need(f.gid, "gid", "fifo")?,
+            },
+            Tag::Other => Snapshot::Other {
+                kind: need(f.kind, "kind", "other")?,
+            },
+        })
+    }
 }
 
 impl Snapshot {
@@ -263,5 +331,51 @@ mod tests {
         assert!(!want.satisfied_by(&file(&[])));
         assert!(!want.satisfied_by(&file(&[("user.a", Some("01")), ("user.gone", Some("00"))])));
         assert!(file(&[]).satisfied_by(&file(&[("user.x", Some("01"))])));
+    }
+
+    /// What a generation or journal wrote reads back the same, every kind of it.
+    #[test]
+    fn every_kind_reads_back_as_written() {
+        let all = [
+            Snapshot::Absent,
+            file(&[]),
+            file(&[("user.a", Some("01")), ("security.capability", None)]),
+            Snapshot::Dir {
+                mode: 0o2750,
+                uid: 1,
+                gid: 2,
+                xattrs: Default::default(),
+            },
+            Snapshot::Link {
+                target: "../x".into(),
+                uid: 3,
+                gid: 4,
+            },
+            Snapshot::Fifo {
+                mode: 0o600,
+                uid: 0,
+                gid: 5,
+            },
+            Snapshot::Other {
+                kind: "socket".into(),
+            },
+        ];
+        for s in all {
+            let text = serde_json::to_string(&s).unwrap();
+            let back: Snapshot = serde_json::from_str(&text).unwrap();
+            assert_eq!(back, s, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_damaged_snapshot_says_what_is_missing() {
+        let err = serde_json::from_str::<Snapshot>(r#"{"type":"file","size":1,"mode":420}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing field `hash` of a file"), "{err}");
+        let err = serde_json::from_str::<Snapshot>(r#"{"type":"door"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown variant `door`"), "{err}");
     }
 }
