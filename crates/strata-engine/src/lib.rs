@@ -591,7 +591,10 @@ pub fn apply_showing(
             runs: &runs,
             contents: &contents,
         };
-        let shown = s.spawn(move || show(&pending));
+        let shown = s.spawn(move || {
+            strata_fs::background_thread();
+            show(&pending);
+        });
         let committed = commit(
             &state,
             (&plan.changes, owned),

@@ -19,7 +19,7 @@ mod users;
 
 pub use error::{FsError, Result};
 pub use lock::{Lock, LockError};
-pub use meter::Meter;
+pub use meter::{Meter, background_thread};
 pub use root::{DirEntryKind, Expected, Flusher, Root, managed_xattr};
 pub use site::{
     SiteFile, create_dir_all, exists, fs_now, is_dir, list_dir, read, read_link, read_sized_file,

@@ -155,7 +155,7 @@ impl<'r> State<'r> {
             .chain(needed.wanted.iter().map(|(h, _)| *h))
             .collect();
         commit.journal.pack = Some(format!("g{}", generation.number));
-        let written = (|| -> Result<(), StateError> {
+        let write_journal = || -> Result<(), StateError> {
             self.root.create_dirs(&state_path(""))?;
             for marker in ["commit", "undo"] {
                 self.root.remove(&state_path(marker))?;
@@ -164,19 +164,31 @@ impl<'r> State<'r> {
                 serde_json::to_writer(w, &commit.journal).map_err(std::io::Error::other)
             })?;
             Ok(())
-        })();
-        if let Err(e) = written {
-            return Err(commit.abandon(e));
-        }
-        crashpoint!("commit-after-journal");
+        };
+        let order: Vec<Hash> = needed.wanted.iter().map(|(h, _)| *h).collect();
         let mut past_point = false;
-        match commit.run(
-            &generation,
-            (contents, needed),
-            meter,
-            &mut past_point,
-            &mut steps,
-        ) {
+        let mut parts = Some((needed, meter));
+        let mut ran = None;
+        // From here on, what is to be written is read (and rendered) on another core, in
+        // the order it is staged: the journal's writing gives that core a head start.
+        contents.ahead(&order, &mut || {
+            let (needed, meter) = parts.take().expect("run once");
+            ran = Some(write_journal().map(|()| {
+                crashpoint!("commit-after-journal");
+                commit.run(
+                    &generation,
+                    (contents, needed),
+                    meter,
+                    &mut past_point,
+                    &mut steps,
+                )
+            }));
+        });
+        let ran = match ran.expect("ahead runs what it is given") {
+            Ok(ran) => ran,
+            Err(e) => return Err(commit.abandon(e)),
+        };
+        match ran {
             Ok(()) => {
                 let meter = Meter::start();
                 let activations =
@@ -385,7 +397,6 @@ impl Commit<'_, '_> {
         let flushers = self.flushers()?;
         let total = self.journal.ops.len();
         let store = self.state.store();
-        let order: Vec<Hash> = needed.wanted.iter().map(|(h, _)| *h).collect();
         let every = if total < EARLY_FLUSH_MIN {
             usize::MAX
         } else {
@@ -403,6 +414,7 @@ impl Commit<'_, '_> {
                 .create_with_in(&gens, &format!("{n}.json"), (0o644, 0, 0), |file| {
                     std::thread::scope(|s| {
                         let json = s.spawn(move || {
+                            strata_fs::background_thread();
                             let mut w = std::io::BufWriter::with_capacity(1 << 16, file);
                             serde_json::to_writer(&mut w, generation)
                                 .map_err(std::io::Error::other)?;
@@ -421,16 +433,14 @@ impl Commit<'_, '_> {
                             }
                             Ok::<(), StateError>(())
                         });
-                        contents.ahead(&order, &mut || {
-                            staged = self.journal.ops.iter().enumerate().try_for_each(|(i, op)| {
-                                if i == total / 2 {
-                                    crashpoint!("commit-mid-stage");
-                                }
-                                if i > 0 && i % every == 0 {
-                                    let _ = tick.send(());
-                                }
-                                self.stage(op, contents, &store)
-                            });
+                        staged = self.journal.ops.iter().enumerate().try_for_each(|(i, op)| {
+                            if i == total / 2 {
+                                crashpoint!("commit-mid-stage");
+                            }
+                            if i > 0 && i % every == 0 {
+                                let _ = tick.send(());
+                            }
+                            self.stage(op, contents, &store)
                         });
                         drop(tick);
                         early = flusher
