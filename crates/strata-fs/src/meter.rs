@@ -91,3 +91,24 @@ impl Meter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    fn nice() -> i32 {
+        // SAFETY: getpriority takes plain integers; `0` is the calling thread.
+        unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) }
+    }
+
+    #[test]
+    fn a_background_thread_yields_and_the_caller_does_not() {
+        let before = nice();
+        let theirs = std::thread::spawn(|| {
+            super::background_thread();
+            nice()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(theirs, (before + 10).min(19));
+        assert_eq!(nice(), before, "only the calling thread is lowered");
+    }
+}

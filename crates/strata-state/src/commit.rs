@@ -277,6 +277,28 @@ struct Needed {
     wanted: Vec<(Hash, TargetPath)>,
 }
 
+/// Writes the generation file (on a helper thread, at a lower priority).
+fn write_generation(file: &std::fs::File, generation: &Generation) -> std::io::Result<()> {
+    strata_fs::background_thread();
+    let mut w = std::io::BufWriter::with_capacity(1 << 16, file);
+    serde_json::to_writer(&mut w, generation).map_err(std::io::Error::other)?;
+    std::io::Write::flush(&mut w)
+}
+
+/// Flushes the file systems each time it is told to, until the sender goes.
+fn flush_on_tick(
+    ticks: &std::sync::mpsc::Receiver<()>,
+    flushers: &[Flusher],
+) -> Result<(), StateError> {
+    while ticks.recv().is_ok() {
+        while ticks.try_recv().is_ok() {}
+        for f in flushers {
+            f.flush()?;
+        }
+    }
+    Ok(())
+}
+
 /// Creations and changes in path order (parents first), then removals deepest first.
 fn order(ops: &mut [Op]) {
     ops.sort_by(|a, b| apply_order((&a.path, &a.after), (&b.path, &b.after)));
@@ -383,6 +405,55 @@ impl Commit<'_, '_> {
         }
     }
 
+    /// Stages every op while two other threads write the generation file and write back
+    /// what is staged so far (so that the flush before the commit point waits for little;
+    /// that flush is the one that proves it durable).
+    fn stage_all(
+        &self,
+        generation: &Generation,
+        contents: &dyn ContentSource,
+        flushers: &[Flusher],
+    ) -> Result<(), StateError> {
+        let total = self.journal.ops.len();
+        let every = if total < EARLY_FLUSH_MIN {
+            usize::MAX
+        } else {
+            total / 4
+        };
+        let gens = state_path("generations");
+        self.root().create_dirs(&gens)?;
+        let name = format!("{}.json", self.journal.generation);
+        let store = self.state.store();
+        let (mut staged, mut early) = (Ok(()), Ok(()));
+        let written = self
+            .root()
+            .create_with_in(&gens, &name, (0o644, 0, 0), |file| {
+                std::thread::scope(|s| {
+                    let json = s.spawn(move || write_generation(file, generation));
+                    let (tick, ticks) = std::sync::mpsc::channel::<()>();
+                    let flusher = s.spawn(move || flush_on_tick(&ticks, flushers));
+                    staged = self.journal.ops.iter().enumerate().try_for_each(|(i, op)| {
+                        if i == total / 2 {
+                            crashpoint!("commit-mid-stage");
+                        }
+                        if i > 0 && i % every == 0 {
+                            let _ = tick.send(());
+                        }
+                        self.stage(op, contents, &store)
+                    });
+                    drop(tick);
+                    early = flusher
+                        .join()
+                        .unwrap_or_else(|p| std::panic::resume_unwind(p));
+                    json.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+                })
+            });
+        staged?;
+        // An early flush's write-back error is not reported again to the same handle.
+        early?;
+        Ok(written.map(|_| ())?)
+    }
+
     /// Prepare (the generation file and the staged files, then the store's objects and one
     /// sync), commit point, apply, publish. `meter` has measured the journal.
     fn run(
@@ -395,64 +466,12 @@ impl Commit<'_, '_> {
     ) -> Result<(), StateError> {
         // Opened before anything is written, so that each sees every write-back error.
         let flushers = self.flushers()?;
-        let total = self.journal.ops.len();
-        let store = self.state.store();
-        let every = if total < EARLY_FLUSH_MIN {
-            usize::MAX
-        } else {
-            total / 4
-        };
-        let (tick, ticks) = std::sync::mpsc::channel::<()>();
-        let n = self.journal.generation;
-        let gens = state_path("generations");
-        self.root().create_dirs(&gens)?;
-        let mut staged = Ok(());
-        let mut early = Ok(());
-        // The generation file is written on another core while this one stages.
-        let written =
-            self.root()
-                .create_with_in(&gens, &format!("{n}.json"), (0o644, 0, 0), |file| {
-                    std::thread::scope(|s| {
-                        let json = s.spawn(move || {
-                            strata_fs::background_thread();
-                            let mut w = std::io::BufWriter::with_capacity(1 << 16, file);
-                            serde_json::to_writer(&mut w, generation)
-                                .map_err(std::io::Error::other)?;
-                            std::io::Write::flush(&mut w)
-                        });
-                        // Writes back what is staged so far while the rest is staged: the flush
-                        // before the commit point then waits for little. It proves nothing
-                        // (that flush does).
-                        let flushers = &flushers;
-                        let flusher = s.spawn(move || {
-                            while ticks.recv().is_ok() {
-                                while ticks.try_recv().is_ok() {}
-                                for f in flushers {
-                                    f.flush()?;
-                                }
-                            }
-                            Ok::<(), StateError>(())
-                        });
-                        staged = self.journal.ops.iter().enumerate().try_for_each(|(i, op)| {
-                            if i == total / 2 {
-                                crashpoint!("commit-mid-stage");
-                            }
-                            if i > 0 && i % every == 0 {
-                                let _ = tick.send(());
-                            }
-                            self.stage(op, contents, &store)
-                        });
-                        drop(tick);
-                        early = flusher
-                            .join()
-                            .unwrap_or_else(|p| std::panic::resume_unwind(p));
-                        json.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
-                    })
-                });
-        staged?;
-        // An early flush's write-back error is not reported again to the same handle.
-        early?;
-        written?;
+        self.stage_all(generation, contents, &flushers)?;
+        let (n, total, store) = (
+            self.journal.generation,
+            self.journal.ops.len(),
+            self.state.store(),
+        );
         self.root().symlink_in(
             &state_path(""),
             "current.new",
