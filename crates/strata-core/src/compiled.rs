@@ -244,7 +244,6 @@ impl ContentSource for Lazy {
         let done = AtomicBool::new(false);
         std::thread::scope(|s| {
             s.spawn(|| {
-                strata_fs::background_thread();
                 for hash in order {
                     if done.load(Ordering::Relaxed) {
                         break;

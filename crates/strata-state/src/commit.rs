@@ -30,7 +30,7 @@ pub struct Op {
 pub(crate) struct Journal {
     generation: u64,
     ops: Vec<Op>,
-    /// Store objects this commit adds (an undo removes them).
+    /// Loose store objects this commit adds (an undo removes them, and its pack).
     #[serde(default)]
     added: Vec<Hash>,
     /// State directories this commit creates (an undo removes them when empty).
@@ -151,9 +151,12 @@ impl<'r> State<'r> {
             Ok(n) => n,
             Err(e) => return Err(commit.abandon(e)),
         };
-        commit.journal.added = (needed.read.iter().map(|(h, _)| *h))
-            .chain(needed.wanted.iter().map(|(h, _)| *h))
-            .collect();
+        // Loose objects are listed for an undo to remove; a pack goes whole.
+        if !Store::packs(needed.read.len() + needed.wanted.len()) {
+            commit.journal.added = (needed.read.iter().map(|(h, _)| *h))
+                .chain(needed.wanted.iter().map(|(h, _)| *h))
+                .collect();
+        }
         commit.journal.pack = Some(format!("g{}", generation.number));
         let write_journal = || -> Result<(), StateError> {
             self.root.create_dirs(&state_path(""))?;

@@ -137,6 +137,11 @@ impl<'r> Store<'r> {
         Ok(self.root.exists(&dir.join(&name).expect("hex")))
     }
 
+    /// Whether [`Store::put_all`] stores this many objects as one pack (else loose).
+    pub fn packs(count: usize) -> bool {
+        count > PACK_THRESHOLD
+    }
+
     /// Adds objects: loose when few, else as the pack `name` (not yet durable: the commit
     /// syncs the file system once). Returns the pack's name when one was written.
     pub fn put_all(
@@ -144,7 +149,7 @@ impl<'r> Store<'r> {
         objects: &[(Hash, Cow<'_, [u8]>)],
         name: &str,
     ) -> Result<Option<String>, StateError> {
-        if objects.len() <= PACK_THRESHOLD {
+        if !Self::packs(objects.len()) {
             for (hash, bytes) in objects {
                 self.put(hash, bytes)?;
             }
