@@ -189,7 +189,8 @@ pub struct Catalog {
     pub contents: HashMap<Hash, Vec<u8>>,
     /// Content by hash that is loaded only when asked for (files found unchanged).
     pub lazy: Lazy,
-    /// What to remember of the site's files for the next compile (when asked to).
+    /// What to remember of the site's files for the next compile: when asked to, and only
+    /// when it differs from what the compile started from.
     pub compiled: Option<Compiled>,
     /// Metrics of the compile's own sub-steps (one per rendered template).
     pub steps: Vec<Step>,
@@ -474,7 +475,7 @@ pub fn compile(site: &Site, node: &str, opts: &CompileOptions) -> Result<Catalog
         purges: Vec::new(),
         lazy: Lazy::default(),
         known: opts.known.as_ref(),
-        learnt: opts.known.as_ref().map(|_| Learnt::default()),
+        learnt: Learnt::default(),
         now,
     };
     let renderer = Renderer::new();
@@ -494,7 +495,9 @@ pub fn compile(site: &Site, node: &str, opts: &CompileOptions) -> Result<Catalog
         resources: builder.resources.into_values().collect(),
         contents: builder.contents,
         lazy: builder.lazy,
-        compiled: (builder.learnt.zip(builder.known)).map(|(l, before)| l.finish(before)),
+        compiled: builder
+            .known
+            .and_then(|before| builder.learnt.finish(before)),
         steps: builder.steps,
         purges: builder.purges,
     })
@@ -681,8 +684,8 @@ struct Builder<'a> {
     lazy: Lazy,
     /// What earlier compiles learnt of the site's files.
     known: Option<&'a Compiled>,
-    /// What this one learns: the files it looked at.
-    learnt: Option<Learnt>,
+    /// What this one learns: the files it read.
+    learnt: Learnt,
     /// The site's clock before the compile began.
     now: Option<(i64, u32)>,
 }
@@ -875,8 +878,8 @@ impl Builder<'_> {
                 }
                 res.kind = ResourceKind::File { hash, size };
                 // (What was found unchanged is marked in `known` already.)
-                if let (Some(l), Some(k), true) = (&mut self.learnt, known, content.is_some()) {
-                    l.learn(&s.path, k);
+                if let (Some(k), true) = (known, content.is_some()) {
+                    self.learnt.learn(&s.path, k);
                 }
                 match content {
                     Some(c) => {

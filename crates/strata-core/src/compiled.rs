@@ -49,8 +49,6 @@ pub struct Known {
 pub struct Compiled {
     /// By path (a string: hashing a `Path` walks its components).
     files: HashMap<String, Entry>,
-    /// Whether it differs from what was loaded.
-    changed: bool,
 }
 
 #[derive(Debug)]
@@ -81,11 +79,6 @@ impl Compiled {
         Some(&e.known)
     }
 
-    /// Whether it is worth saving.
-    pub fn changed(&self) -> bool {
-        self.changed
-    }
-
     /// Reads a saved one; empty when it is not one, torn, or from another strata version.
     pub fn parse(text: &str) -> Compiled {
         Self::parse_inner(text).unwrap_or_default()
@@ -99,10 +92,7 @@ impl Compiled {
         let mut files = HashMap::with_capacity(text.len() / 160);
         for line in lines {
             if let Some(n) = line.strip_prefix("end ") {
-                return (n.parse::<usize>().ok()? == files.len()).then_some(Compiled {
-                    files,
-                    changed: false,
-                });
+                return (n.parse::<usize>().ok()? == files.len()).then_some(Compiled { files });
             }
             let mut f = line.splitn(9, ' ');
             let key = StatKey::parse(&mut f)?;
@@ -145,7 +135,7 @@ impl Compiled {
 }
 
 /// What a compile learns of the files it reads (those it finds unchanged are marked in the
-/// [`Compiled`] it started from): a new [`Compiled`] to save only when something changed.
+/// [`Compiled`] it started from): a new [`Compiled`] only when something changed.
 #[derive(Debug, Default)]
 pub(crate) struct Learnt {
     read: Vec<(String, Known)>,
@@ -160,11 +150,11 @@ impl Learnt {
     }
 
     /// Ends a compile that started from `before`: what it neither read nor found unchanged
-    /// is forgotten. Nothing is copied when nothing changed.
-    pub fn finish(self, before: &Compiled) -> Compiled {
+    /// is forgotten. `None` (nothing to save, nothing copied) when nothing changed.
+    pub fn finish(self, before: &Compiled) -> Option<Compiled> {
         let seen = |e: &Entry| e.seen.load(Ordering::Relaxed);
         if self.read.is_empty() && before.files.values().all(seen) {
-            return Compiled::default();
+            return None;
         }
         let mut files: HashMap<String, Entry> = (before.files.iter())
             .filter(|(_, e)| seen(e))
@@ -174,10 +164,7 @@ impl Learnt {
             let seen = AtomicBool::new(false);
             files.insert(path, Entry { known, seen });
         }
-        Compiled {
-            files,
-            changed: true,
-        }
+        Some(Compiled { files })
     }
 }
 
@@ -285,6 +272,73 @@ mod tests {
             files: HashMap::from([(a, file("a", None, 7)), (b, file("b.j2", Some(0), 16))]),
         };
         (lazy, a, b)
+    }
+
+    fn known(ino: u64) -> Known {
+        let key = StatKey {
+            dev: 1,
+            ino,
+            size: 3,
+            mtime: (1, 0),
+            ctime: (1, 0),
+        };
+        Known {
+            key,
+            ctx: None,
+            hash: Hash::of(&ino.to_le_bytes()),
+            size: 3,
+        }
+    }
+
+    /// A cache of `/s/a` and `/s/b`, as read back from its file.
+    fn cache() -> Compiled {
+        let mut text = Vec::new();
+        let files = [("/s/a", 1), ("/s/b", 2)].map(|(p, i)| {
+            let seen = AtomicBool::new(false);
+            (
+                p.to_string(),
+                Entry {
+                    known: known(i),
+                    seen,
+                },
+            )
+        });
+        Compiled {
+            files: HashMap::from(files),
+        }
+        .write(&mut text)
+        .unwrap();
+        Compiled::parse(std::str::from_utf8(&text).unwrap())
+    }
+
+    /// What the next compile would find of `path` in `c`.
+    fn lookup(c: &Compiled, path: &str, ino: u64) -> Option<Known> {
+        c.get(Path::new(path), &known(ino).key, None).copied()
+    }
+
+    #[test]
+    fn a_new_cache_only_when_a_file_was_read_or_went() {
+        // Every file found unchanged: nothing to save.
+        let before = cache();
+        assert_eq!(lookup(&before, "/s/a", 1), Some(known(1)));
+        assert_eq!(lookup(&before, "/s/b", 2), Some(known(2)));
+        assert!(Learnt::default().finish(&before).is_none());
+        // `/s/b` changed and was read again: the new cache has what was read.
+        let before = cache();
+        assert!(lookup(&before, "/s/a", 1).is_some());
+        assert!(lookup(&before, "/s/b", 9).is_none());
+        let mut learnt = Learnt::default();
+        learnt.learn(Path::new("/s/b"), known(9));
+        let after = learnt.finish(&before).expect("changed");
+        assert_eq!(lookup(&after, "/s/a", 1), Some(known(1)));
+        assert_eq!(lookup(&after, "/s/b", 9), Some(known(9)));
+        assert!(lookup(&after, "/s/b", 2).is_none());
+        // `/s/b` is gone from the site: forgotten.
+        let before = cache();
+        assert!(lookup(&before, "/s/a", 1).is_some());
+        let after = Learnt::default().finish(&before).expect("changed");
+        assert!(lookup(&after, "/s/b", 2).is_none());
+        assert_eq!(after.files.len(), 1);
     }
 
     #[test]

@@ -248,7 +248,7 @@ fn compile_site(
     };
     let mut catalog = strata_core::compile(&site, &req.node, &opts)?;
     // A cache: when it cannot be saved, the next compile reads every file again.
-    if let Some(c) = catalog.compiled.take().filter(Compiled::changed) {
+    if let Some(c) = catalog.compiled.take() {
         let mut text = Vec::new();
         if c.write(&mut text).is_ok() {
             let _ = strata_fs::write_atomic(&compiled_path(&site.dir, &req.node), &text);
@@ -528,16 +528,16 @@ fn helper(req: &Request) -> Result<PathBuf, EngineError> {
 /// nothing changes. Intercepted commands the scripts called run on the target after the
 /// commit, in call order.
 pub fn apply(req: &Request) -> Result<Outcome, EngineError> {
-    apply_showing(req, &|_| {})
+    apply_showing(req, |_| ()).map(|(o, ())| o)
 }
 
 /// [`apply`], calling `show` on another thread with what is about to be committed, while
 /// it commits (a plan of thousands of new files is shown on one core while the other
-/// writes them).
-pub fn apply_showing(
+/// writes them); returns what `show` returned beside the outcome.
+pub fn apply_showing<R: Send>(
     req: &Request,
-    show: &(dyn Fn(&Pending<'_>) + Sync),
-) -> Result<Outcome, EngineError> {
+    show: impl FnOnce(&Pending<'_>) -> R + Send,
+) -> Result<(Outcome, R), EngineError> {
     let mut steps = Vec::new();
     let (site, mut catalog) = compile_site(req, true, &mut steps)?;
     let root = Root::open(&req.root)?;
@@ -584,7 +584,7 @@ pub fn apply_showing(
         std::mem::take(&mut plan.entries),
         std::mem::take(&mut plan.originals),
     );
-    let (number, activations) = std::thread::scope(|s| {
+    let ((number, activations), shown) = std::thread::scope(|s| {
         let pending = Pending {
             changes: &plan.changes,
             users: &users,
@@ -593,7 +593,7 @@ pub fn apply_showing(
         };
         let shown = s.spawn(move || {
             strata_fs::background_thread();
-            show(&pending);
+            show(&pending)
         });
         let committed = commit(
             &state,
@@ -604,10 +604,10 @@ pub fn apply_showing(
             (&calls, &runs),
             &mut steps,
         );
-        shown
+        let shown = shown
             .join()
             .unwrap_or_else(|p| std::panic::resume_unwind(p));
-        committed
+        committed.map(|c| (c, shown))
     })?;
     let out = run.as_ref().map(|r| r.contents());
     let held = (
@@ -615,7 +615,7 @@ pub fn apply_showing(
         std::mem::take(&mut catalog.lazy),
     );
     let contents = new_contents(&plan, held, &(&dl.contents, out));
-    Ok(Outcome {
+    let outcome = Outcome {
         node: catalog.node.name,
         environment: catalog.node.environment,
         plan,
@@ -629,7 +629,8 @@ pub fn apply_showing(
         calls,
         activations,
         contents,
-    })
+    };
+    Ok((outcome, shown))
 }
 
 /// What a generation records besides the plan's entries and originals.

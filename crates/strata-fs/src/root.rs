@@ -586,7 +586,7 @@ impl Root {
         parts: &[&[u8]],
         meta: (u32, u32, u32),
     ) -> Result<StatKey> {
-        self.create_in(dir, name, meta, |file| {
+        self.create_with_in(dir, name, meta, |file| {
             for chunk in parts.chunks(512) {
                 let mut bufs: Vec<IoSlice<'_>> = chunk
                     .iter()
@@ -616,29 +616,17 @@ impl Root {
         meta: (u32, u32, u32),
         fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
     ) -> Result<StatKey> {
-        self.create_in(dir, name, meta, |mut file| {
+        self.create_with_in(dir, name, meta, |mut file| {
             let mut w = std::io::BufWriter::with_capacity(1 << 16, &mut file);
             fill(&mut w).and_then(|()| w.flush())
         })
     }
 
-    /// Like [`Root::write_with_in`], handing `fill` the file itself (which another thread
-    /// may write while this one goes on with other work).
+    /// Creates `name` in `dir` (unlinking what stood there), lets `fill` write the file
+    /// itself (another thread may write it while this one goes on), and gives it its mode
+    /// and owner; on any failure the partial file is removed (a full disk, for one). Until
+    /// it is written, nobody but its creator may write it, and set-id bits come last.
     pub fn create_with_in(
-        &self,
-        dir: &TargetPath,
-        name: &str,
-        meta: (u32, u32, u32),
-        fill: impl FnOnce(&std::fs::File) -> std::io::Result<()>,
-    ) -> Result<StatKey> {
-        self.create_in(dir, name, meta, fill)
-    }
-
-    /// Creates `name` in `dir` (unlinking what stood there), lets `fill` write it, and
-    /// gives it its mode and owner; on any failure the partial file is removed (a full
-    /// disk, for one). Until it is written, nobody but its creator may write it, and
-    /// set-id bits come last.
-    fn create_in(
         &self,
         dir: &TargetPath,
         name: &str,
@@ -928,6 +916,21 @@ impl Root {
         self.write_atomic_with(p, |w| w.write_all(content))
     }
 
+    /// Replaces `p` with what `fill` writes, whole (written under a temporary name and
+    /// renamed: a reader sees the old file or the new one) but not made durable: for
+    /// caches and conveniences that a crash may cost. Owned by root, with this mode.
+    pub fn replace_with(
+        &self,
+        p: &TargetPath,
+        mode: u32,
+        fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+    ) -> Result<()> {
+        let dir = p.parent().unwrap_or_else(TargetPath::root);
+        let tmp = format!(".{}.tmp", p.file_name());
+        self.write_with_in(&dir, &tmp, (mode, 0, 0), fill)?;
+        self.rename_in(&dir, &tmp, p.file_name())
+    }
+
     /// Like [`Root::write_atomic`], with the content written by `fill`.
     pub fn write_atomic_with(
         &self,
@@ -958,11 +961,6 @@ impl Root {
             .open_raw(p, OFlags::RDONLY | OFlags::NOFOLLOW)
             .map_err(|e| self.err("open", p, e))?;
         rustix::fs::fsync(&fd).map_err(|e| self.err("fsync", p, e))
-    }
-
-    /// Flushes the whole file system holding `p` (one call instead of one fsync a file).
-    pub fn syncfs(&self, p: &TargetPath) -> Result<()> {
-        self.flusher(p)?.flush()
     }
 
     /// A handle that flushes the file system holding the directory `p`, from any thread.

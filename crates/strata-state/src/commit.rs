@@ -1,7 +1,7 @@
 //! The journaled commit and its recovery.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use serde::{Deserialize, Serialize};
@@ -77,6 +77,9 @@ pub(crate) struct Commit<'s, 'r> {
     /// Stamps of the files written inside those trees, taken as they were written (see
     /// [`Committed::stamps`]).
     fresh: RefCell<Stamps>,
+    /// A flusher for each file system the commit writes to, opened once (see
+    /// [`Commit::flushers`]).
+    flushers: OnceCell<Vec<Flusher>>,
 }
 
 /// What a commit did.
@@ -138,6 +141,7 @@ impl<'r> State<'r> {
             state: self,
             whole: RefCell::default(),
             fresh: RefCell::default(),
+            flushers: OnceCell::new(),
             journal: Journal {
                 generation: generation.number,
                 ops,
@@ -232,6 +236,7 @@ impl<'r> State<'r> {
             journal,
             whole: RefCell::default(),
             fresh: RefCell::default(),
+            flushers: OnceCell::new(),
         };
         let committed = !self.root.inspect(&state_path("commit"))?.is_absent();
         let undoing = !self.root.inspect(&state_path("undo"))?.is_absent();
@@ -415,8 +420,8 @@ impl Commit<'_, '_> {
         &self,
         generation: &Generation,
         contents: &dyn ContentSource,
-        flushers: &[Flusher],
     ) -> Result<(), StateError> {
+        let flushers = self.flushers()?;
         let total = self.journal.ops.len();
         let every = if total < EARLY_FLUSH_MIN {
             usize::MAX
@@ -454,7 +459,8 @@ impl Commit<'_, '_> {
         staged?;
         // An early flush's write-back error is not reported again to the same handle.
         early?;
-        Ok(written.map(|_| ())?)
+        written?;
+        Ok(())
     }
 
     /// Prepare (the generation file and the staged files, then the store's objects and one
@@ -467,9 +473,7 @@ impl Commit<'_, '_> {
         past_point: &mut bool,
         steps: &mut Vec<Step>,
     ) -> Result<(), StateError> {
-        // Opened before anything is written, so that each sees every write-back error.
-        let flushers = self.flushers()?;
-        self.stage_all(generation, contents, &flushers)?;
+        self.stage_all(generation, contents)?;
         let (n, total, store) = (
             self.journal.generation,
             self.journal.ops.len(),
@@ -488,9 +492,7 @@ impl Commit<'_, '_> {
         store.put_all(&objects, self.journal.pack.as_deref().expect("named"))?;
         drop(objects);
         crashpoint!("commit-after-store");
-        for f in &flushers {
-            f.flush()?;
-        }
+        self.sync_all()?;
         steps.push(meter.finish("store"));
         let meter = Meter::start();
         crashpoint!("commit-before-point");
@@ -699,8 +701,12 @@ impl Commit<'_, '_> {
         Ok(())
     }
 
-    /// A flusher for each file system the commit writes to.
-    fn flushers(&self) -> Result<Vec<Flusher>, StateError> {
+    /// A flusher for each file system the commit writes to, opened at the first call:
+    /// before the staging, so that each sees every write-back error of the commit.
+    fn flushers(&self) -> Result<&[Flusher], StateError> {
+        if let Some(f) = self.flushers.get() {
+            return Ok(f);
+        }
         let mut dirs: BTreeSet<TargetPath> =
             self.journal.ops.iter().map(|op| parent(&op.path)).collect();
         dirs.insert(state_path(""));
@@ -710,10 +716,10 @@ impl Commit<'_, '_> {
                 devices.entry(dev).or_insert(dir);
             }
         }
-        Ok(devices
-            .values()
+        let opened = (devices.values())
             .map(|dir| self.root().flusher(dir))
-            .collect::<Result<_, _>>()?)
+            .collect::<Result<_, _>>()?;
+        Ok(self.flushers.get_or_init(|| opened))
     }
 
     /// Makes the new generation current.

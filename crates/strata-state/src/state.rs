@@ -135,10 +135,7 @@ impl<'r> State<'r> {
         }
         drop(old);
         self.root
-            .write_with_in(&dir, ".stamps.tmp", (0o600, 0, 0), |w| {
-                strata_fs::write_stamps(&new, w)
-            })?;
-        self.root.rename_in(&dir, ".stamps.tmp", "stamps")?;
+            .replace_with(&path, 0o600, |w| strata_fs::write_stamps(&new, w))?;
         self.root.use_stamps(new);
         Ok(())
     }
@@ -196,13 +193,12 @@ impl State<'_> {
     pub fn save_report(&self, n: u64, report: &strata_types::Report) -> Result<(), StateError> {
         let dir = state_path("reports");
         self.root.create_dirs(&dir)?;
-        // Whole or absent, but not flushed: a report lost to a crash leaves the one in the
-        // generation file (see `report`), so it is not worth two more fsyncs per apply.
-        let (tmp, name) = (format!(".{n}.json.tmp"), format!("{n}.json"));
-        self.root.write_with_in(&dir, &tmp, (0o644, 0, 0), |w| {
+        // Not flushed: a report lost to a crash leaves the one in the generation file (see
+        // `report`), so it is not worth two more fsyncs per apply.
+        let path = dir.join(&format!("{n}.json")).expect("plain name");
+        self.root.replace_with(&path, 0o644, |w| {
             serde_json::to_writer_pretty(w, report).map_err(std::io::Error::other)
         })?;
-        self.root.rename_in(&dir, &tmp, &name)?;
         Ok(())
     }
 

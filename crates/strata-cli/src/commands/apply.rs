@@ -1,7 +1,6 @@
 //! `strata apply`.
 
 use std::io::Write;
-use std::sync::{Mutex, PoisonError};
 
 use clap::Args;
 
@@ -29,15 +28,11 @@ pub fn run(args: &ApplyArgs, printer: &Printer) -> CliResult {
     }
     // The changes are printed while they are committed; the last line says how it ended
     // (a failure is reported after them, and the target is as it was).
-    let written = Mutex::new(Ok(()));
-    let outcome = strata_engine::apply_showing(&req, &|pending| {
+    let (outcome, shown) = strata_engine::apply_showing(&req, |pending| {
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-        let shown = show::changes_text(printer, pending, &mut out).and_then(|()| out.flush());
-        *written.lock().unwrap_or_else(PoisonError::into_inner) = shown;
+        show::changes_text(printer, pending, &mut out).and_then(|()| out.flush())
     })?;
-    written
-        .into_inner()
-        .unwrap_or_else(PoisonError::into_inner)?;
+    shown?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     show::tail_text(printer, &outcome, "apply", &mut out)?;
     out.flush()?;
