@@ -935,7 +935,7 @@ impl Builder<'_> {
     /// A declared path whose parent is declared as a file or a link cannot exist.
     fn check_parents(&mut self) {
         for res in self.resources.values() {
-            let Some(parent) = res.path.ancestors().find_map(|a| self.resources.get(&a)) else {
+            let Some(parent) = res.path.ancestor_strs().find_map(|a| self.resources.get(a)) else {
                 continue;
             };
             if !matches!(parent.kind, ResourceKind::Dir) {

@@ -15,19 +15,18 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use strata_fs::StatKey;
+use strata_fs::{RecordReader, Records, StatKey};
 use strata_types::{ContentSource, Hash};
 
 use crate::render::Renderer;
 
 /// The first line of the file; another strata version starts afresh (rendering may differ).
 fn header() -> String {
-    format!("strata compiled 1 {}", env!("CARGO_PKG_VERSION"))
+    format!("strata compiled 2 {}", env!("CARGO_PKG_VERSION"))
 }
 
 /// One site file, as an earlier compile found it.
@@ -80,57 +79,54 @@ impl Compiled {
     }
 
     /// Reads a saved one; empty when it is not one, torn, or from another strata version.
-    pub fn parse(text: &str) -> Compiled {
-        Self::parse_inner(text).unwrap_or_default()
+    pub fn parse(bytes: &[u8]) -> Compiled {
+        Self::parse_inner(bytes).unwrap_or_default()
     }
 
-    fn parse_inner(text: &str) -> Option<Compiled> {
-        let mut lines = text.lines();
-        if lines.next()? != header() {
-            return None;
-        }
-        let mut files = HashMap::with_capacity(text.len() / 160);
-        for line in lines {
-            if let Some(n) = line.strip_prefix("end ") {
-                return (n.parse::<usize>().ok()? == files.len()).then_some(Compiled { files });
-            }
-            let mut f = line.splitn(9, ' ');
-            let key = StatKey::parse(&mut f)?;
-            let ctx = match f.next()? {
-                "-" => None,
-                h => Some(Hash::parse(h).ok()?),
+    fn parse_inner(bytes: &[u8]) -> Option<Compiled> {
+        let (mut r, count) = RecordReader::open(bytes, &header())?;
+        let mut files = HashMap::with_capacity(usize::try_from(count).ok()?.min(bytes.len() / 100));
+        while !r.is_empty() {
+            let key = r.key()?;
+            let ctx = match r.u64()? {
+                0 => None,
+                _ => Some(r.hash()?),
             };
-            let hash = Hash::parse(f.next()?).ok()?;
-            let out = f.next()?.parse().ok()?;
-            let path = f.next()?.to_string();
+            let hash = r.hash()?;
+            let size = r.u64()?;
+            let path = r.str()?.to_string();
             let known = Known {
                 key,
                 ctx,
                 hash,
-                size: out,
+                size,
             };
-            files.insert(
-                path,
-                Entry {
-                    known,
-                    seen: AtomicBool::new(false),
-                },
-            );
+            let seen = AtomicBool::new(false);
+            files.insert(path, Entry { known, seen });
         }
-        None
+        (files.len() as u64 == count).then_some(Compiled { files })
     }
 
-    /// Writes it for [`Compiled::parse`]: a header, one line a file, and a trailer with
-    /// the count (so that a torn file is recognised).
-    pub fn write(&self, w: &mut dyn Write) -> std::io::Result<()> {
-        writeln!(w, "{}", header())?;
-        let mut n = 0;
+    /// The file [`Compiled::parse`] reads: per site file its metadata, its context's hash
+    /// (for a template), the hash and size of the result, and its path
+    /// ([`strata_fs::Records`]).
+    pub fn write(&self) -> Vec<u8> {
+        let mut r = Records::new(&header(), self.files.len() * 200);
         for (p, Entry { known: k, .. }) in &self.files {
-            let ctx = k.ctx.map_or_else(|| "-".to_string(), |h| h.to_string());
-            writeln!(w, "{} {ctx} {} {} {p}", k.key, k.hash, k.size)?;
-            n += 1;
+            r.key(&k.key);
+            match &k.ctx {
+                Some(h) => {
+                    r.u64(1);
+                    r.hash(h);
+                }
+                None => r.u64(0),
+            }
+            r.hash(&k.hash);
+            r.u64(k.size);
+            r.str(p);
+            r.end_record();
         }
-        writeln!(w, "end {n}")
+        r.finish()
     }
 }
 
@@ -292,7 +288,6 @@ mod tests {
 
     /// A cache of `/s/a` and `/s/b`, as read back from its file.
     fn cache() -> Compiled {
-        let mut text = Vec::new();
         let files = [("/s/a", 1), ("/s/b", 2)].map(|(p, i)| {
             let seen = AtomicBool::new(false);
             (
@@ -303,17 +298,40 @@ mod tests {
                 },
             )
         });
-        Compiled {
+        let text = Compiled {
             files: HashMap::from(files),
         }
-        .write(&mut text)
-        .unwrap();
-        Compiled::parse(std::str::from_utf8(&text).unwrap())
+        .write();
+        Compiled::parse(&text)
     }
 
     /// What the next compile would find of `path` in `c`.
     fn lookup(c: &Compiled, path: &str, ino: u64) -> Option<Known> {
         c.get(Path::new(path), &known(ino).key, None).copied()
+    }
+
+    #[test]
+    fn a_template_entry_survives_the_file_and_a_torn_file_is_empty() {
+        let mut k = known(7);
+        k.ctx = Some(Hash::of(b"context"));
+        let seen = AtomicBool::new(false);
+        let text = Compiled {
+            files: HashMap::from([("/s/t.j2".to_string(), Entry { known: k, seen })]),
+        }
+        .write();
+        let back = Compiled::parse(&text);
+        let ctx = k.ctx.as_ref();
+        assert_eq!(
+            back.get(Path::new("/s/t.j2"), &k.key, ctx).copied(),
+            Some(k)
+        );
+        // Another context is another render.
+        let other = Hash::of(b"other");
+        assert!(
+            back.get(Path::new("/s/t.j2"), &k.key, Some(&other))
+                .is_none()
+        );
+        assert!(Compiled::parse(&text[..text.len() - 1]).files.is_empty());
     }
 
     #[test]

@@ -135,14 +135,14 @@ fn add_implicit_dirs(
     // Each entry's ancestors, up to the first one already seen (siblings come together).
     let mut parents: BTreeSet<TargetPath> = BTreeSet::new();
     for e in desired.values().filter(|e| !e.state.is_absent()) {
-        for dir in e.path.ancestors() {
-            if desired.contains_key(&dir) {
+        for dir in e.path.ancestor_strs() {
+            if desired.contains_key(dir) {
                 continue;
             }
-            if parents.contains(&dir) {
+            if parents.contains(dir) {
                 break;
             }
-            parents.insert(dir);
+            parents.insert(TargetPath::parse(dir).expect("an ancestor of a valid path"));
         }
     }
     let mut missing: BTreeSet<TargetPath> = BTreeSet::new();

@@ -241,18 +241,14 @@ fn compile_site(
             Compiled::default()
         } else {
             Compiled::parse(
-                &strata_fs::read_to_string(&compiled_path(&site.dir, &req.node))
-                    .unwrap_or_default(),
+                &strata_fs::read(&compiled_path(&site.dir, &req.node)).unwrap_or_default(),
             )
         }),
     };
     let mut catalog = strata_core::compile(&site, &req.node, &opts)?;
     // A cache: when it cannot be saved, the next compile reads every file again.
     if let Some(c) = catalog.compiled.take() {
-        let mut text = Vec::new();
-        if c.write(&mut text).is_ok() {
-            let _ = strata_fs::write_atomic(&compiled_path(&site.dir, &req.node), &text);
-        }
+        let _ = strata_fs::write_atomic(&compiled_path(&site.dir, &req.node), &c.write());
     }
     steps.push(meter.finish_with("compile", std::mem::take(&mut catalog.steps)));
     Ok((site, catalog))

@@ -550,7 +550,17 @@ impl Root {
         uid: u32,
         gid: u32,
     ) -> Result<Stat> {
-        let st = fstat(&fd).map_err(|e| self.err("stat", p, e))?;
+        self.set_fd_meta_lazy(fd, &|| p.clone(), (mode, uid, gid))
+    }
+
+    /// [`Root::set_fd_meta`] where the path (for an error) is made only when needed.
+    fn set_fd_meta_lazy(
+        &self,
+        fd: impl AsFd,
+        p: &dyn Fn() -> TargetPath,
+        (mode, uid, gid): (u32, u32, u32),
+    ) -> Result<Stat> {
+        let st = fstat(&fd).map_err(|e| self.err("stat", &p(), e))?;
         let owned = (st.st_uid, st.st_gid) == (uid, gid);
         if owned && st.st_mode & 0o7777 == mode {
             return Ok(st);
@@ -558,10 +568,10 @@ impl Root {
         // chown first: it clears set-id bits that the chmod then sets.
         if !owned {
             fchown(&fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
-                .map_err(|e| self.err("change owner of", p, e))?;
+                .map_err(|e| self.err("change owner of", &p(), e))?;
         }
-        fchmod(&fd, Mode::from_raw_mode(mode)).map_err(|e| self.err("change mode of", p, e))?;
-        fstat(&fd).map_err(|e| self.err("stat", p, e))
+        fchmod(&fd, Mode::from_raw_mode(mode)).map_err(|e| self.err("change mode of", &p(), e))?;
+        fstat(&fd).map_err(|e| self.err("stat", &p(), e))
     }
 
     /// Writes a new file `name` in directory `dir` (which must exist), with this mode and
@@ -633,9 +643,18 @@ impl Root {
         (mode, uid, gid): (u32, u32, u32),
         fill: impl FnOnce(&std::fs::File) -> std::io::Result<()>,
     ) -> Result<StatKey> {
-        let path = dir
-            .join(name)
-            .map_err(|e| FsError::new("write", self.path.join(name), std::io::Error::other(e)))?;
+        // The full path is only for messages: made when one is needed.
+        let bad_name = |e| FsError::new("write", self.path.join(name), std::io::Error::other(e));
+        if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+            return Err(bad_name(strata_types::PathError {
+                path: name.to_string(),
+                why: "a file name is one path component",
+            }));
+        }
+        let path = || {
+            dir.join(name)
+                .expect("one plain component below a valid path")
+        };
         let dirfd = self.dir_or_err(dir)?;
         self.forget_dir(dir, name);
         // The final mode at once when strata owns the file (no chmod to pay for), less
@@ -656,16 +675,16 @@ impl Root {
         let fd = match create() {
             Err(Errno::EXIST) => {
                 unlinkat(&*dirfd, name, AtFlags::empty())
-                    .map_err(|e| self.err("remove", &path, e))?;
+                    .map_err(|e| self.err("remove", &path(), e))?;
                 create()
             }
             other => other,
         }
-        .map_err(|e| self.err("create", &path, e))?;
+        .map_err(|e| self.err("create", &path(), e))?;
         let file = std::fs::File::from(fd);
         let written = fill(&file)
-            .map_err(|e| FsError::new("write", self.host_path(&path), e))
-            .and_then(|()| self.set_fd_meta(&file, &path, mode, uid, gid));
+            .map_err(|e| FsError::new("write", self.host_path(&path()), e))
+            .and_then(|()| self.set_fd_meta_lazy(&file, &path, (mode, uid, gid)));
         match written {
             Ok(st) => Ok(StatKey::of(&st)),
             Err(e) => {

@@ -53,25 +53,111 @@ impl StatKey {
     }
 }
 
-/// As written in the stamps files: `dev ino size mtime ctime` (times as `s.ns`).
-impl std::fmt::Display for StatKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} {} {} {}.{:09} {}.{:09}",
-            self.dev, self.ino, self.size, self.mtime.0, self.mtime.1, self.ctime.0, self.ctime.1
-        )
+/// The stamps of a root's managed files, by path.
+pub type Stamps = HashMap<TargetPath, Stamp>;
+
+/// A file of binary records (the stamps, the compile cache): a header line naming the
+/// format, the records, then `end` and their count, so that a torn or zero-filled file is
+/// recognised and ignored. Numbers are little-endian. Both files are caches that strata
+/// reads whole on every run: fixed-width fields cost a few instructions each, where the
+/// text form they replace cost thousands a line.
+#[derive(Debug)]
+pub struct Records {
+    buf: Vec<u8>,
+    count: u64,
+}
+
+const TRAILER: &[u8; 4] = b"\nend";
+
+impl Records {
+    /// An empty file of the format named by `header` (one line, no newline).
+    pub fn new(header: &str, capacity: usize) -> Records {
+        let mut buf = Vec::with_capacity(header.len() + 1 + capacity + TRAILER.len() + 8);
+        buf.extend_from_slice(header.as_bytes());
+        buf.push(b'\n');
+        Records { buf, count: 0 }
+    }
+
+    /// Ends a record.
+    pub fn end_record(&mut self) {
+        self.count += 1;
+    }
+
+    /// A number.
+    pub fn u64(&mut self, n: u64) {
+        self.buf.extend_from_slice(&n.to_le_bytes());
+    }
+
+    /// A file's metadata.
+    pub fn key(&mut self, k: &StatKey) {
+        for n in [k.dev, k.ino, k.size] {
+            self.u64(n);
+        }
+        for (s, ns) in [k.mtime, k.ctime] {
+            self.buf.extend_from_slice(&s.to_le_bytes());
+            self.buf.extend_from_slice(&ns.to_le_bytes());
+        }
+    }
+
+    /// A hash.
+    pub fn hash(&mut self, h: &Hash) {
+        self.buf.extend_from_slice(h.as_bytes());
+    }
+
+    /// A string, after its length.
+    pub fn str(&mut self, s: &str) {
+        self.u64(s.len() as u64);
+        self.buf.extend_from_slice(s.as_bytes());
+    }
+
+    /// The whole file.
+    pub fn finish(mut self) -> Vec<u8> {
+        self.buf.extend_from_slice(TRAILER);
+        let count = self.count;
+        self.u64(count);
+        self.buf
     }
 }
 
-impl StatKey {
-    /// Reads the five fields its `Display` writes, from a line's fields.
-    pub fn parse<'a>(f: &mut impl Iterator<Item = &'a str>) -> Option<StatKey> {
-        let mut num = || f.next()?.parse::<u64>().ok();
-        let (dev, ino, size) = (num()?, num()?, num()?);
+/// Reads what [`Records`] wrote, field by field; every read is `None` past the end.
+#[derive(Debug)]
+pub struct RecordReader<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> RecordReader<'a> {
+    /// The records of `bytes` and their count, when it is a whole file of the format
+    /// `header` names.
+    pub fn open(bytes: &'a [u8], header: &str) -> Option<(RecordReader<'a>, u64)> {
+        let body = bytes.strip_prefix(header.as_bytes())?.strip_prefix(b"\n")?;
+        let (body, count) = body.split_at_checked(body.len().checked_sub(8)?)?;
+        let body = body.strip_suffix(TRAILER)?;
+        let count = u64::from_le_bytes(count.try_into().ok()?);
+        Some((RecordReader { rest: body }, count))
+    }
+
+    /// Whether every record was read.
+    pub fn is_empty(&self) -> bool {
+        self.rest.is_empty()
+    }
+
+    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let (head, rest) = self.rest.split_first_chunk::<N>()?;
+        self.rest = rest;
+        Some(*head)
+    }
+
+    /// A number.
+    pub fn u64(&mut self) -> Option<u64> {
+        self.take().map(u64::from_le_bytes)
+    }
+
+    /// A file's metadata.
+    pub fn key(&mut self) -> Option<StatKey> {
+        let (dev, ino, size) = (self.u64()?, self.u64()?, self.u64()?);
         let mut time = || {
-            let (s, ns) = f.next()?.split_once('.')?;
-            Some((s.parse().ok()?, ns.parse().ok()?))
+            let s = i64::from_le_bytes(self.take()?);
+            Some((s, u32::from_le_bytes(self.take()?)))
         };
         let (mtime, ctime) = (time()?, time()?);
         Some(StatKey {
@@ -82,48 +168,46 @@ impl StatKey {
             ctime,
         })
     }
+
+    /// A hash.
+    pub fn hash(&mut self) -> Option<Hash> {
+        self.take().map(Hash::from_bytes)
+    }
+
+    /// A string.
+    pub fn str(&mut self) -> Option<&'a str> {
+        let len = usize::try_from(self.u64()?).ok()?;
+        let (s, rest) = self.rest.split_at_checked(len)?;
+        self.rest = rest;
+        std::str::from_utf8(s).ok()
+    }
 }
 
-/// The stamps of a root's managed files, by path.
-pub type Stamps = HashMap<TargetPath, Stamp>;
+const HEADER: &str = "strata stamps 2";
 
-const HEADER: &str = "strata stamps 1";
-
-/// Writes the stamps file: a header, one line a file (`dev ino size mtime ctime hash
-/// path`), and a trailer with the count, so that a torn file is recognised and ignored.
-pub fn write_stamps(stamps: &Stamps, w: &mut dyn std::io::Write) -> std::io::Result<()> {
-    let mut sorted: Vec<_> = stamps.iter().collect();
-    sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    writeln!(w, "{HEADER}")?;
-    let mut n = 0;
-    for (path, s) in sorted {
-        if path.as_str().contains('\n') {
-            continue;
-        }
-        writeln!(w, "{} {} {path}", s.key, s.hash)?;
-        n += 1;
+/// The stamps file: per file its metadata, hash and path ([`Records`]).
+pub fn write_stamps(stamps: &Stamps) -> Vec<u8> {
+    let mut r = Records::new(HEADER, stamps.len() * 120);
+    for (path, s) in stamps {
+        r.key(&s.key);
+        r.hash(&s.hash);
+        r.str(path.as_str());
+        r.end_record();
     }
-    writeln!(w, "end {n}")
+    r.finish()
 }
 
 /// Reads a stamps file; `None` when it is not one, or torn.
-pub fn parse_stamps(text: &str) -> Option<Stamps> {
-    let mut lines = text.lines();
-    if lines.next()? != HEADER {
-        return None;
-    }
-    let mut out = Stamps::with_capacity(text.len() / 160);
-    for line in lines {
-        if let Some(n) = line.strip_prefix("end ") {
-            return (n.parse::<usize>().ok()? == out.len()).then_some(out);
-        }
-        let mut f = line.splitn(7, ' ');
-        let key = StatKey::parse(&mut f)?;
-        let hash = Hash::parse(f.next()?).ok()?;
-        let path = TargetPath::parse(f.next()?).ok()?;
+pub fn parse_stamps(bytes: &[u8]) -> Option<Stamps> {
+    let (mut r, count) = RecordReader::open(bytes, HEADER)?;
+    let mut out = Stamps::with_capacity(usize::try_from(count).ok()?.min(bytes.len() / 100));
+    while !r.is_empty() {
+        let key = r.key()?;
+        let hash = r.hash()?;
+        let path = TargetPath::parse(r.str()?).ok()?;
         out.insert(path, Stamp { key, hash });
     }
-    None
+    (out.len() as u64 == count).then_some(out)
 }
 
 #[cfg(test)]
@@ -146,13 +230,21 @@ mod tests {
                 hash: Hash::of(b"hello"),
             },
         );
-        let mut text = Vec::new();
-        write_stamps(&s, &mut text).unwrap();
-        let text = String::from_utf8(text).unwrap();
+        let text = write_stamps(&s);
         assert_eq!(parse_stamps(&text), Some(s));
         // Cut anywhere before the trailer: not a stamps file.
         for cut in [0, 10, text.len() / 2, text.len() - 3] {
             assert_eq!(parse_stamps(&text[..cut]), None, "cut at {cut}");
         }
+        // Zeros where the records were (a file torn by a crash) or a count that does not
+        // match: not one either.
+        let mut zeroed = text.clone();
+        zeroed[HEADER.len() + 1..text.len() - 12].fill(0);
+        assert_eq!(parse_stamps(&zeroed), None);
+        let mut miscounted = text;
+        *miscounted.last_mut().unwrap() = 1;
+        assert_eq!(parse_stamps(&miscounted), None);
+        // The text form of earlier versions is simply not trusted.
+        assert_eq!(parse_stamps(b"strata stamps 1\nend 0\n"), None);
     }
 }

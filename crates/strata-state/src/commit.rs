@@ -108,7 +108,8 @@ fn staged_top(path: &TargetPath, whole: &HashSet<TargetPath>) -> Option<TargetPa
     if whole.is_empty() {
         return None;
     }
-    path.ancestors().find(|a| whole.contains(a))
+    let top = path.ancestor_strs().find(|a| whole.contains(*a))?;
+    whole.get(top).cloned()
 }
 
 fn parent(path: &TargetPath) -> TargetPath {

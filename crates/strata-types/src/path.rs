@@ -84,6 +84,14 @@ impl TargetPath {
         TargetPath::parse(&format!("{}/{rel}", self.0))
     }
 
+    /// Every ancestor from the nearest to `/` excluded, as strings (nothing is allocated).
+    pub fn ancestor_strs(&self) -> impl Iterator<Item = &str> {
+        let s = self.0.as_str();
+        s.rmatch_indices('/')
+            .filter(|(i, _)| *i > 0)
+            .map(move |(i, _)| &s[..i])
+    }
+
     /// Every ancestor from the nearest to `/` excluded.
     pub fn ancestors(&self) -> impl Iterator<Item = TargetPath> {
         std::iter::successors(self.parent(), TargetPath::parent).filter(|p| p.0 != "/")
@@ -103,6 +111,13 @@ impl TargetPath {
         } else {
             self.0.matches('/').count()
         }
+    }
+}
+
+/// Sets and maps of paths can be searched by a `&str` (what [`TargetPath::as_str`] gives).
+impl std::borrow::Borrow<str> for TargetPath {
+    fn borrow(&self) -> &str {
+        &self.0
     }
 }
 
@@ -148,6 +163,8 @@ mod tests {
         let p = TargetPath::parse("/a/b/c").unwrap();
         let up: Vec<_> = p.ancestors().map(String::from).collect();
         assert_eq!(up, ["/a/b", "/a"]);
+        assert!(p.ancestor_strs().eq(["/a/b", "/a"]));
+        assert_eq!(TargetPath::root().ancestor_strs().count(), 0);
         assert_eq!(p.file_name(), "c");
         assert_eq!(p.depth(), 3);
         assert!(p.starts_with(&TargetPath::parse("/a").unwrap()));

@@ -24,6 +24,7 @@ pub fn run(args: &ApplyArgs, printer: &Printer) -> CliResult {
     if args.node.json {
         let outcome = strata_engine::apply(&req)?;
         show::outcome(printer, &outcome, &req.root, true, "apply")?;
+        show::release(outcome);
         return Ok(());
     }
     // The changes are printed while they are committed; the last line says how it ended
@@ -36,5 +37,6 @@ pub fn run(args: &ApplyArgs, printer: &Printer) -> CliResult {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     show::tail_text(printer, &outcome, "apply", &mut out)?;
     out.flush()?;
+    show::release(outcome);
     Ok(())
 }

@@ -20,7 +20,9 @@ pub fn run(args: &PlanArgs, printer: &Printer) -> CliResult {
     let req = args.node.request()?;
     let outcome = strata_engine::plan(&req)?;
     show::outcome(printer, &outcome, &req.root, args.node.json, "plan")?;
-    if outcome.has_changes() {
+    let pending = outcome.has_changes();
+    show::release(outcome);
+    if pending {
         Err(CliError::ChangesPending)
     } else {
         Ok(())
