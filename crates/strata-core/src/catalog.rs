@@ -829,34 +829,43 @@ impl Builder<'_> {
             (!s.is_link && !s.exec).then(|| load(s, renderer, &ctx, prior))
         });
         for (s, loaded) in sources.into_iter().zip(loaded) {
+            // Moved, not copied: each of these is a string per file.
+            let Source0 {
+                target,
+                rel,
+                path,
+                is_link,
+                exec,
+                template,
+            } = s;
             let mut res = Resource {
-                path: s.target.clone(),
+                path: target,
                 kind: ResourceKind::Dir,
                 mode: 0o644,
                 owner: "root".into(),
                 group: "root".into(),
                 replace: true,
                 module: id.clone(),
-                source: s.rel.clone(),
+                source: String::new(),
                 sensitive: false,
             };
-            if s.is_link {
-                match strata_fs::read_link(&s.path) {
+            if is_link {
+                match strata_fs::read_link(&path) {
                     Ok(target) => res.kind = ResourceKind::Link { target },
                     Err(e) => {
                         self.errors.push(SiteError::in_file(
-                            &s.rel,
+                            &rel,
                             format!("cannot read link: {}", e.source),
                         ));
                         continue;
                     }
                 }
                 res.mode = 0o777;
-            } else if s.exec {
+                res.source = rel;
+            } else if exec {
                 // Executable because it runs; what it prints is an ordinary 0644 file.
-                res.kind = ResourceKind::Exec {
-                    program: s.path.clone(),
-                };
+                res.kind = ResourceKind::Exec { program: path };
+                res.source = rel;
             } else {
                 let Loaded {
                     content,
@@ -879,19 +888,21 @@ impl Builder<'_> {
                 res.kind = ResourceKind::File { hash, size };
                 // (What was found unchanged is marked in `known` already.)
                 if let (Some(k), true) = (known, content.is_some()) {
-                    self.learnt.learn(&s.path, k);
+                    self.learnt.learn(&path, k);
                 }
                 match content {
                     Some(c) => {
                         self.contents.insert(hash, c);
+                        res.source = rel;
                     }
                     None => {
+                        res.source.clone_from(&rel);
                         self.lazy.files.insert(
                             hash,
                             LazyFile {
-                                path: s.path.clone(),
-                                rel: s.rel.clone(),
-                                ctx: s.template.then_some(ctx_index),
+                                path,
+                                rel,
+                                ctx: template.then_some(ctx_index),
                                 size: known.map_or(0, |k| k.key.size),
                                 loaded: Default::default(),
                             },
@@ -900,7 +911,7 @@ impl Builder<'_> {
                 }
             }
             for (i, (glob, decl)) in decls.iter().enumerate() {
-                if glob.is_match(s.target.as_str()) {
+                if glob.is_match(res.path.as_str()) {
                     used[i] = true;
                     if let Some((mode, _)) = &decl.mode {
                         res.mode = *mode;
@@ -970,14 +981,19 @@ impl Builder<'_> {
     }
 
     fn add(&mut self, res: Resource) {
-        if let Some(other) = self.resources.get(&res.path) {
-            self.errors.push(SiteError::new(format!(
-                "{} is declared by both {} ({}) and {} ({})",
-                res.path, other.module, other.source, res.module, res.source
-            )));
-            return;
+        // One search of the map, not a lookup and then an insert.
+        match self.resources.entry(res.path.clone()) {
+            std::collections::btree_map::Entry::Occupied(other) => {
+                let other = other.get();
+                self.errors.push(SiteError::new(format!(
+                    "{} is declared by both {} ({}) and {} ({})",
+                    res.path, other.module, other.source, res.module, res.source
+                )));
+            }
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert(res);
+            }
         }
-        self.resources.insert(res.path.clone(), res);
     }
 
     /// The module's files and templates, with `env/<environment>/` overriding by target.

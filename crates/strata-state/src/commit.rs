@@ -80,6 +80,9 @@ pub(crate) struct Commit<'s, 'r> {
     /// A flusher for each file system the commit writes to, opened once (see
     /// [`Commit::flushers`]).
     flushers: OnceCell<Vec<Flusher>>,
+    /// The last directory [`Commit::staged_at`] gave, by the directory it stands for:
+    /// siblings are staged one after another.
+    last_staged: RefCell<Option<(String, TargetPath)>>,
 }
 
 /// What a commit did.
@@ -143,6 +146,7 @@ impl<'r> State<'r> {
             whole: RefCell::default(),
             fresh: RefCell::default(),
             flushers: OnceCell::new(),
+            last_staged: RefCell::default(),
             journal: Journal {
                 generation: generation.number,
                 ops,
@@ -238,6 +242,7 @@ impl<'r> State<'r> {
             whole: RefCell::default(),
             fresh: RefCell::default(),
             flushers: OnceCell::new(),
+            last_staged: RefCell::default(),
         };
         let committed = !self.root.inspect(&state_path("commit"))?.is_absent();
         let undoing = !self.root.inspect(&state_path("undo"))?.is_absent();
@@ -529,14 +534,23 @@ impl Commit<'_, '_> {
 
     /// Where `path`, below the new directory `top` staged whole, is staged: its directory
     /// inside `top`'s temporary name, and its own name.
-    fn staged_at(top: &TargetPath, path: &TargetPath) -> (TargetPath, String) {
+    fn staged_at<'p>(&self, top: &TargetPath, path: &'p TargetPath) -> (TargetPath, &'p str) {
+        let name = path.file_name();
+        let above = &path.as_str()[..path.as_str().len() - name.len() - 1];
+        let mut last = self.last_staged.borrow_mut();
+        if let Some((dir, staged)) = &*last
+            && dir == above
+        {
+            return (staged.clone(), name);
+        }
         let below = &path.as_str()[top.as_str().len() + 1..];
         let inside = match below.rsplit_once('/') {
             Some((dirs, _)) => format!("{}/{dirs}", temp_name(top)),
             None => temp_name(top),
         };
         let dir = parent(top).join(&inside).expect("a path below the root");
-        (dir, path.file_name().to_string())
+        *last = Some((above.to_string(), dir.clone()));
+        (dir, name)
     }
 
     /// Writes what an op needs before the commit point, where nothing the node uses
@@ -555,8 +569,11 @@ impl Commit<'_, '_> {
         match &op.after {
             Snapshot::File { .. } | Snapshot::Link { .. } | Snapshot::Fifo { .. } => {
                 let (dir, name) = match &top {
-                    Some(top) => Self::staged_at(top, &op.path),
-                    None => (parent(&op.path), temp_name(&op.path)),
+                    Some(top) => {
+                        let (dir, name) = self.staged_at(top, &op.path);
+                        (dir, Cow::Borrowed(name))
+                    }
+                    None => (parent(&op.path), Cow::Owned(temp_name(&op.path))),
                 };
                 let key = self.write_temp(&op.path, (&dir, &name), &op.after, contents, store)?;
                 if let (Some(key), Some(hash), Some(_)) = (key, op.after.hash(), top) {
@@ -566,8 +583,8 @@ impl Commit<'_, '_> {
                 }
             }
             Snapshot::Dir { mode, uid, gid, .. } if op.before.is_absent() && top.is_some() => {
-                let (dir, name) = Self::staged_at(top.as_ref().expect("below a top"), &op.path);
-                let at = dir.join(&name).expect("a plain name");
+                let (dir, name) = self.staged_at(top.as_ref().expect("below a top"), &op.path);
+                let at = dir.join(name).expect("a plain name");
                 self.root().mkdir(&at, *mode, *uid, *gid)?;
                 self.root().set_xattrs(&at, op.after.xattrs())?;
             }
