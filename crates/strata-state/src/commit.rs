@@ -419,15 +419,16 @@ impl Commit<'_, '_> {
         }
     }
 
-    /// Stages every op while two other threads write the generation file and write back
-    /// what is staged so far (so that the flush before the commit point waits for little;
-    /// that flush is the one that proves it durable).
+    /// Stages every op while another thread writes the generation file; at each quarter
+    /// of a large commit, `tick` has the flusher of [`Commit::run`] write back what is
+    /// staged so far (so that the flush before the commit point, the one that proves it
+    /// durable, waits for little).
     fn stage_all(
         &self,
         generation: &Generation,
         contents: &dyn ContentSource,
+        tick: &std::sync::mpsc::Sender<()>,
     ) -> Result<(), StateError> {
-        let flushers = self.flushers()?;
         let total = self.journal.ops.len();
         let every = if total < EARLY_FLUSH_MIN {
             usize::MAX
@@ -438,14 +439,12 @@ impl Commit<'_, '_> {
         self.root().create_dirs(&gens)?;
         let name = format!("{}.json", self.journal.generation);
         let store = self.state.store();
-        let (mut staged, mut early) = (Ok(()), Ok(()));
+        let mut staged = Ok(());
         let written = self
             .root()
             .create_with_in(&gens, &name, (0o644, 0, 0), |file| {
                 std::thread::scope(|s| {
                     let json = s.spawn(move || write_generation(file, generation));
-                    let (tick, ticks) = std::sync::mpsc::channel::<()>();
-                    let flusher = s.spawn(move || flush_on_tick(&ticks, flushers));
                     staged = self.journal.ops.iter().enumerate().try_for_each(|(i, op)| {
                         if i == total / 2 {
                             crashpoint!("commit-mid-stage");
@@ -455,16 +454,10 @@ impl Commit<'_, '_> {
                         }
                         self.stage(op, contents, &store)
                     });
-                    drop(tick);
-                    early = flusher
-                        .join()
-                        .unwrap_or_else(|p| std::panic::resume_unwind(p));
                     json.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
                 })
             });
         staged?;
-        // An early flush's write-back error is not reported again to the same handle.
-        early?;
         written?;
         Ok(())
     }
@@ -479,24 +472,40 @@ impl Commit<'_, '_> {
         past_point: &mut bool,
         steps: &mut Vec<Step>,
     ) -> Result<(), StateError> {
-        self.stage_all(generation, contents)?;
         let (n, total, store) = (
             self.journal.generation,
             self.journal.ops.len(),
             self.state.store(),
         );
-        self.root().symlink_in(
-            &state_path(""),
-            "current.new",
-            &format!("generations/{n}.json"),
-            0,
-            0,
-        )?;
-        steps.push(meter.finish("stage"));
-        let meter = Meter::start();
-        let objects = self.objects(needed, contents)?;
-        store.put_all(&objects, self.journal.pack.as_deref().expect("named"))?;
-        drop(objects);
+        let flushers = self.flushers()?;
+        // The last early write-back still runs while the store is written.
+        let (prepared, early) = std::thread::scope(|s| {
+            let (tick, ticks) = std::sync::mpsc::channel::<()>();
+            let flusher = s.spawn(move || flush_on_tick(&ticks, flushers));
+            let prepared = (|| {
+                self.stage_all(generation, contents, &tick)?;
+                drop(tick);
+                self.root().symlink_in(
+                    &state_path(""),
+                    "current.new",
+                    &format!("generations/{n}.json"),
+                    0,
+                    0,
+                )?;
+                steps.push(meter.finish("stage"));
+                let meter = Meter::start();
+                let objects = self.objects(needed, contents)?;
+                store.put_all(&objects, self.journal.pack.as_deref().expect("named"))?;
+                Ok::<_, StateError>(meter)
+            })();
+            let early = flusher
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            (prepared, early)
+        });
+        let meter = prepared?;
+        // An early flush's write-back error is not reported again to the same handle.
+        early?;
         crashpoint!("commit-after-store");
         self.sync_all()?;
         steps.push(meter.finish("store"));
