@@ -645,7 +645,7 @@ impl Root {
     ) -> Result<StatKey> {
         // The full path is only for messages: made when one is needed.
         let bad_name = |e| FsError::new("write", self.path.join(name), std::io::Error::other(e));
-        if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        if name.is_empty() || name.contains(['/', '\0']) || name == "." || name == ".." {
             return Err(bad_name(strata_types::PathError {
                 path: name.to_string(),
                 why: "a file name is one path component",
@@ -1097,6 +1097,32 @@ mod tests {
             assert_eq!(md.mode() & 0o7777, mode, "{name}");
             assert_eq!(Some(key), root.stat_key(&p(&format!("/{name}"))).unwrap());
         }
+    }
+
+    /// A file is written in its directory under a name that is one path component:
+    /// anything else is refused, and nothing is written anywhere.
+    #[test]
+    fn a_name_that_is_not_one_component_is_refused() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("d/e")).unwrap();
+        let root = Root::open(t.path()).unwrap();
+        for name in ["", ".", "..", "e/f", "../f", "a\0b"] {
+            let err = root
+                .write_file_in(&p("/d"), name, b"x", (0o644, 0, 0))
+                .unwrap_err();
+            assert_eq!(err.op, "write", "{name:?}");
+        }
+        let names = |d: &str| -> Vec<String> {
+            let mut v: Vec<String> = std::fs::read_dir(t.path().join(d))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(names(""), ["d"]);
+        assert_eq!(names("d"), ["e"]);
+        assert!(names("d/e").is_empty());
     }
 
     /// A directory found missing is looked for again once it has been created.
