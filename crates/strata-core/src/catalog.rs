@@ -896,7 +896,7 @@ impl Builder<'_> {
                         res.source = rel;
                     }
                     None => {
-                        res.source.clone_from(&rel);
+                        res.source = rel.clone();
                         self.lazy.files.insert(
                             hash,
                             LazyFile {
@@ -945,8 +945,20 @@ impl Builder<'_> {
 
     /// A declared path whose parent is declared as a file or a link cannot exist.
     fn check_parents(&mut self) {
+        // The nearest declared ancestor of the last directory looked at: siblings come
+        // together, and only one of them needs the search.
+        let mut last: Option<(&str, Option<&Resource>)> = None;
         for res in self.resources.values() {
-            let Some(parent) = res.path.ancestor_strs().find_map(|a| self.resources.get(a)) else {
+            let dir = res.path.ancestor_strs().next().unwrap_or("/");
+            let nearest = match last {
+                Some((d, nearest)) if d == dir => nearest,
+                _ => {
+                    let nearest = res.path.ancestor_strs().find_map(|a| self.resources.get(a));
+                    last = Some((dir, nearest));
+                    nearest
+                }
+            };
+            let Some(parent) = nearest else {
                 continue;
             };
             if !matches!(parent.kind, ResourceKind::Dir) {
@@ -1012,7 +1024,7 @@ impl Builder<'_> {
                 };
                 let dir_rel = self.site.rel(&dir);
                 for f in strata_fs::walk_files(&dir)? {
-                    let rel = format!("{dir_rel}/{}", f.rel);
+                    let rel = strata_fs::join_rel(&dir_rel, &f.rel);
                     let mut target_rel = &f.rel[..];
                     let mut exec = false;
                     if template {

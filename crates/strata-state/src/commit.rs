@@ -144,7 +144,9 @@ impl<'r> State<'r> {
         let mut commit = Commit {
             state: self,
             whole: RefCell::default(),
-            fresh: RefCell::default(),
+            // Most ops of a large commit are files written in new trees: stamped as written,
+            // into a map sized once.
+            fresh: RefCell::new(Stamps::with_capacity(ops.len())),
             flushers: OnceCell::new(),
             last_staged: RefCell::default(),
             journal: Journal {
