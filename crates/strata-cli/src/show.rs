@@ -35,8 +35,6 @@ pub fn outcome(
     }
 }
 
-/// The plan as a person reads it: one line per path, its attributes before → after, and
-/// a unified diff under each changed text file; then what ran and a summary line.
 /// Lets go of a shown outcome without freeing it: the command ends next, and the process's
 /// memory goes back whole, where freeing a plan of 10,000 files piece by piece costs
 /// milliseconds.
@@ -44,6 +42,8 @@ pub fn release(o: Outcome) {
     std::mem::forget(o);
 }
 
+/// The plan as a person reads it: one line per path, its attributes before → after, and
+/// a unified diff under each changed text file; then what ran and a summary line.
 pub fn plan_text(p: &Printer, o: &Outcome, verb: &str, w: &mut dyn Write) -> std::io::Result<()> {
     changes_text(p, &o.pending(), w)?;
     tail_text(p, o, verb, w)

@@ -846,7 +846,7 @@ impl Builder<'_> {
                 group: "root".into(),
                 replace: true,
                 module: id.clone(),
-                source: String::new(),
+                source: rel,
                 sensitive: false,
             };
             if is_link {
@@ -854,18 +854,16 @@ impl Builder<'_> {
                     Ok(target) => res.kind = ResourceKind::Link { target },
                     Err(e) => {
                         self.errors.push(SiteError::in_file(
-                            &rel,
+                            &res.source,
                             format!("cannot read link: {}", e.source),
                         ));
                         continue;
                     }
                 }
                 res.mode = 0o777;
-                res.source = rel;
             } else if exec {
                 // Executable because it runs; what it prints is an ordinary 0644 file.
                 res.kind = ResourceKind::Exec { program: path };
-                res.source = rel;
             } else {
                 let Loaded {
                     content,
@@ -893,15 +891,13 @@ impl Builder<'_> {
                 match content {
                     Some(c) => {
                         self.contents.insert(hash, c);
-                        res.source = rel;
                     }
                     None => {
-                        res.source = rel.clone();
                         self.lazy.files.insert(
                             hash,
                             LazyFile {
                                 path,
-                                rel,
+                                rel: res.source.clone(),
                                 ctx: template.then_some(ctx_index),
                                 size: known.map_or(0, |k| k.key.size),
                                 loaded: Default::default(),
@@ -947,9 +943,9 @@ impl Builder<'_> {
     fn check_parents(&mut self) {
         // The nearest declared ancestor of the last directory looked at: siblings come
         // together, and only one of them needs the search.
-        let mut last: Option<(&str, Option<&Resource>)> = None;
+        let mut last: Option<(Option<&str>, Option<&Resource>)> = None;
         for res in self.resources.values() {
-            let dir = res.path.ancestor_strs().next().unwrap_or("/");
+            let dir = res.path.parent_str();
             let nearest = match last {
                 Some((d, nearest)) if d == dir => nearest,
                 _ => {

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use strata_fs::{RecordReader, Records, StatKey};
+use strata_fs::{Records, StatKey};
 use strata_types::{ContentSource, Hash};
 
 use crate::render::Renderer;
@@ -84,9 +84,7 @@ impl Compiled {
     }
 
     fn parse_inner(bytes: &[u8]) -> Option<Compiled> {
-        let (mut r, count) = RecordReader::open(bytes, &header())?;
-        let mut files = HashMap::with_capacity(usize::try_from(count).ok()?.min(bytes.len() / 100));
-        while !r.is_empty() {
+        let files = strata_fs::read_map(bytes, &header(), |r| {
             let key = r.key()?;
             let ctx = match r.u64()? {
                 0 => None,
@@ -102,9 +100,9 @@ impl Compiled {
                 size,
             };
             let seen = AtomicBool::new(false);
-            files.insert(path, Entry { known, seen });
-        }
-        (files.len() as u64 == count).then_some(Compiled { files })
+            Some((path, Entry { known, seen }))
+        })?;
+        Some(Compiled { files })
     }
 
     /// The file [`Compiled::parse`] reads: per site file its metadata, its context's hash

@@ -26,5 +26,7 @@ pub use site::{
     read_sized_file, read_to_string, read_with_key, self_io, stat_key, walk_files, write_atomic,
     write_new,
 };
-pub use stamp::{RecordReader, Records, Stamp, Stamps, StatKey, parse_stamps, write_stamps};
+pub use stamp::{
+    RecordReader, Records, Stamp, Stamps, StatKey, parse_stamps, read_map, write_stamps,
+};
 pub use users::{PENDING, UserDb};

@@ -521,7 +521,8 @@ impl Root {
             Mode::empty(),
         )
         .map_err(|e| self.err("open directory", p, e))?;
-        self.set_fd_meta(&fd, p, mode, uid, gid).map(drop)
+        self.set_fd_meta(&fd, &|| p.clone(), (mode, uid, gid))
+            .map(drop)
     }
 
     /// Creates every missing directory of `p` (mode 0755, owned by root), for strata's own
@@ -541,20 +542,9 @@ impl Root {
     }
 
     /// Gives `fd` this mode and owner, changing only what differs (each change dirties
-    /// the inode), and returns its metadata then.
+    /// the inode), and returns its metadata then. `p` makes the path for an error
+    /// message, only when there is one.
     fn set_fd_meta(
-        &self,
-        fd: impl AsFd,
-        p: &TargetPath,
-        mode: u32,
-        uid: u32,
-        gid: u32,
-    ) -> Result<Stat> {
-        self.set_fd_meta_lazy(fd, &|| p.clone(), (mode, uid, gid))
-    }
-
-    /// [`Root::set_fd_meta`] where the path (for an error) is made only when needed.
-    fn set_fd_meta_lazy(
         &self,
         fd: impl AsFd,
         p: &dyn Fn() -> TargetPath,
@@ -643,14 +633,9 @@ impl Root {
         (mode, uid, gid): (u32, u32, u32),
         fill: impl FnOnce(&std::fs::File) -> std::io::Result<()>,
     ) -> Result<StatKey> {
+        TargetPath::check_name(name)
+            .map_err(|e| FsError::new("write", self.path.join(name), std::io::Error::other(e)))?;
         // The full path is only for messages: made when one is needed.
-        let bad_name = |e| FsError::new("write", self.path.join(name), std::io::Error::other(e));
-        if name.is_empty() || name.contains(['/', '\0']) || name == "." || name == ".." {
-            return Err(bad_name(strata_types::PathError {
-                path: name.to_string(),
-                why: "a file name is one path component",
-            }));
-        }
         let path = || {
             dir.join(name)
                 .expect("one plain component below a valid path")
@@ -684,7 +669,7 @@ impl Root {
         let file = std::fs::File::from(fd);
         let written = fill(&file)
             .map_err(|e| FsError::new("write", self.host_path(&path()), e))
-            .and_then(|()| self.set_fd_meta_lazy(&file, &path, (mode, uid, gid)));
+            .and_then(|()| self.set_fd_meta(&file, &path, (mode, uid, gid)));
         match written {
             Ok(st) => Ok(StatKey::of(&st)),
             Err(e) => {
@@ -772,7 +757,8 @@ impl Root {
                 let fd = self
                     .open_read(p, OFlags::NOFOLLOW | OFlags::NONBLOCK)
                     .map_err(|e| self.err("open", p, e))?;
-                self.set_fd_meta(&fd, p, mode, uid, gid).map(drop)
+                self.set_fd_meta(&fd, &|| p.clone(), (mode, uid, gid))
+                    .map(drop)
             }
             None => {
                 let parent = self.parent(p)?;

@@ -183,6 +183,22 @@ impl<'a> RecordReader<'a> {
     }
 }
 
+/// Reads a whole file of `header`'s format, one entry per record (`one` reads a record);
+/// `None` when it is not one, torn, or holds another number of records than it says.
+pub fn read_map<K: std::hash::Hash + Eq, V>(
+    bytes: &[u8],
+    header: &str,
+    mut one: impl FnMut(&mut RecordReader<'_>) -> Option<(K, V)>,
+) -> Option<HashMap<K, V>> {
+    let (mut r, count) = RecordReader::open(bytes, header)?;
+    let mut out = HashMap::with_capacity(usize::try_from(count).ok()?.min(bytes.len() / 100));
+    while !r.is_empty() {
+        let (k, v) = one(&mut r)?;
+        out.insert(k, v);
+    }
+    (out.len() as u64 == count).then_some(out)
+}
+
 const HEADER: &str = "strata stamps 2";
 
 /// The stamps file: per file its metadata, hash and path ([`Records`]).
@@ -199,15 +215,12 @@ pub fn write_stamps(stamps: &Stamps) -> Vec<u8> {
 
 /// Reads a stamps file; `None` when it is not one, or torn.
 pub fn parse_stamps(bytes: &[u8]) -> Option<Stamps> {
-    let (mut r, count) = RecordReader::open(bytes, HEADER)?;
-    let mut out = Stamps::with_capacity(usize::try_from(count).ok()?.min(bytes.len() / 100));
-    while !r.is_empty() {
+    read_map(bytes, HEADER, |r| {
         let key = r.key()?;
         let hash = r.hash()?;
         let path = TargetPath::parse(r.str()?).ok()?;
-        out.insert(path, Stamp { key, hash });
-    }
-    (out.len() as u64 == count).then_some(out)
+        Some((path, Stamp { key, hash }))
+    })
 }
 
 #[cfg(test)]

@@ -547,7 +547,7 @@ impl Commit<'_, '_> {
     /// inside `top`'s temporary name, and its own name.
     fn staged_at<'p>(&self, top: &TargetPath, path: &'p TargetPath) -> (TargetPath, &'p str) {
         let name = path.file_name();
-        let above = &path.as_str()[..path.as_str().len() - name.len() - 1];
+        let above = path.parent_str().expect("below a staged top");
         let mut last = self.last_staged.borrow_mut();
         if let Some((dir, staged)) = &*last
             && dir == above

@@ -28,22 +28,34 @@ impl TargetPath {
             why,
         };
         let mut out = String::with_capacity(path.len() + 1);
-        for part in path.split('/') {
-            match part {
-                "" => {}
-                "." => return Err(bad("'.' components are not allowed")),
-                ".." => return Err(bad("'..' components are not allowed")),
-                p if p.contains('\0') => return Err(bad("NUL bytes are not allowed")),
-                p => {
-                    out.push('/');
-                    out.push_str(p);
-                }
+        for part in path.split('/').filter(|p| !p.is_empty()) {
+            if let Some(why) = refused(part) {
+                return Err(bad(why));
             }
+            out.push('/');
+            out.push_str(part);
         }
         if out.is_empty() {
             out.push('/');
         }
         Ok(TargetPath(out))
+    }
+
+    /// Checks that `name` is one component of a path, as [`TargetPath::join`] would take
+    /// it: not empty, no `/`, and none of what [`TargetPath::parse`] refuses.
+    pub fn check_name(name: &str) -> Result<(), PathError> {
+        let why = match name {
+            "" => Some("a name cannot be empty"),
+            n if n.contains('/') => Some("a name is one path component"),
+            n => refused(n),
+        };
+        match why {
+            Some(why) => Err(PathError {
+                path: name.to_string(),
+                why,
+            }),
+            None => Ok(()),
+        }
     }
 
     /// The root, `/`.
@@ -94,7 +106,14 @@ impl TargetPath {
 
     /// Every ancestor from the nearest to `/` excluded.
     pub fn ancestors(&self) -> impl Iterator<Item = TargetPath> {
-        std::iter::successors(self.parent(), TargetPath::parent).filter(|p| p.0 != "/")
+        // A prefix of a valid path up to a `/` is a valid path.
+        self.ancestor_strs().map(|a| TargetPath(a.to_string()))
+    }
+
+    /// The parent directory as a string (`/` for a path just below the root); `None` for
+    /// `/`. Nothing is allocated.
+    pub fn parent_str(&self) -> Option<&str> {
+        (self.0 != "/").then(|| self.ancestor_strs().next().unwrap_or("/"))
     }
 
     /// Whether `self` is `other` or lies below it.
@@ -111,6 +130,16 @@ impl TargetPath {
         } else {
             self.0.matches('/').count()
         }
+    }
+}
+
+/// Why a path component (not empty, no `/`) is refused, if it is.
+fn refused(part: &str) -> Option<&'static str> {
+    match part {
+        "." => Some("'.' components are not allowed"),
+        ".." => Some("'..' components are not allowed"),
+        p if p.contains('\0') => Some("NUL bytes are not allowed"),
+        _ => None,
     }
 }
 
@@ -165,6 +194,13 @@ mod tests {
         assert_eq!(up, ["/a/b", "/a"]);
         assert!(p.ancestor_strs().eq(["/a/b", "/a"]));
         assert_eq!(TargetPath::root().ancestor_strs().count(), 0);
+        assert_eq!(p.parent_str(), Some("/a/b"));
+        assert_eq!(TargetPath::parse("/a").unwrap().parent_str(), Some("/"));
+        assert_eq!(TargetPath::root().parent_str(), None);
+        for bad in ["", ".", "..", "a/b", "a\0b"] {
+            assert!(TargetPath::check_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(TargetPath::check_name("a.b").is_ok());
         assert_eq!(p.file_name(), "c");
         assert_eq!(p.depth(), 3);
         assert!(p.starts_with(&TargetPath::parse("/a").unwrap()));
