@@ -29,6 +29,50 @@ pub struct SandboxSettings {
     /// built-in list.
     #[serde(default)]
     pub ignore: Vec<String>,
+    /// Processes the scripts of one run may have at once.
+    #[serde(default)]
+    pub max_processes: Option<u64>,
+    /// Memory the scripts of one run may use together (`max_memory = "2G"`).
+    #[serde(default)]
+    pub max_memory: Option<Size>,
+}
+
+/// A size in bytes, written as a number of bytes or with a unit: `512M`, `2G`, `2GiB`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size(pub u64);
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bytes(u64),
+            Text(String),
+        }
+        let bad = |s: &str| {
+            serde::de::Error::custom(format!(
+                "`{s}` is not a size: write bytes (1048576) or a number with K, M, G or T (512M, 2G)"
+            ))
+        };
+        match Raw::deserialize(d)? {
+            Raw::Bytes(b) => Ok(Size(b)),
+            Raw::Text(t) => {
+                let s = t.trim();
+                let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+                let (num, unit) = s.split_at(digits);
+                let num: u64 = num.parse().map_err(|_| bad(&t))?;
+                let shift = match unit.trim().trim_end_matches("iB").trim_end_matches('B') {
+                    "" => 0,
+                    "K" | "k" => 10,
+                    "M" | "m" => 20,
+                    "G" | "g" => 30,
+                    "T" | "t" => 40,
+                    _ => return Err(bad(&t)),
+                };
+                num.checked_mul(1 << shift).map(Size).ok_or_else(|| bad(&t))
+            }
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -25,7 +25,7 @@ pub struct SandboxRun {
     /// What the programs did and called.
     pub observed: Observed,
     /// The run's scratch dir (the contents of what the scripts changed are in it).
-    work: tempfile::TempDir,
+    work: strata_sandbox::WorkDir,
 }
 
 impl SandboxRun {
@@ -51,6 +51,25 @@ impl SandboxRun {
             read("/etc/passwd")?.as_deref(),
             read("/etc/group")?.as_deref(),
         ))
+    }
+}
+
+/// The sandbox's limits: the site's, else a process limit and half of this machine's
+/// memory (a runaway script must not take the host down; docs/sandbox.md).
+fn limits(settings: &SandboxSettings) -> strata_sandbox::Limits {
+    // SAFETY: sysconf has no memory effects.
+    let ram = unsafe {
+        libc::sysconf(libc::_SC_PHYS_PAGES) as u64 * libc::sysconf(libc::_SC_PAGESIZE) as u64
+    };
+    strata_sandbox::Limits {
+        max_processes: settings
+            .max_processes
+            .unwrap_or(strata_sandbox::DEFAULT_MAX_PROCESSES),
+        max_memory: settings
+            .max_memory
+            .map(|s| s.0)
+            .or((ram > 0).then_some(ram / 2)),
+        required: settings.max_processes.is_some() || settings.max_memory.is_some(),
     }
 }
 
@@ -172,10 +191,7 @@ pub fn plan(
     let first = strata_core::plan(root, entries, cur_entries, originals, &catalog_contents)?;
     steps.push(meter.finish("plan declared"));
 
-    let work = tempfile::Builder::new()
-        .prefix("strata-sandbox")
-        .tempdir()
-        .map_err(|e| EngineError::Invalid(format!("cannot create a scratch dir: {e}")))?;
+    let work = strata_sandbox::WorkDir::create()?;
     let (pre, mut by_module, released) =
         lays(&first, &catalog_contents, users, &work.path().join("in"))?;
     let mut modules = Vec::new();
@@ -238,6 +254,7 @@ pub fn plan(
         watch,
         shell: mode.shell,
         cache,
+        limits: limits(settings),
     };
     let meter = Meter::start();
     let observed = strata_sandbox::run(&spec, mode.helper)?;
@@ -302,7 +319,9 @@ fn lays(
                 let bytes = contents
                     .content(&h)
                     .ok_or_else(|| EngineError::Invalid(format!("no content for {path}")))?;
-                strata_fs::write_new(&file, &bytes)?;
+                // Private from its creation: declared contents may be secret.
+                strata_sandbox::write_private(&file, &bytes)
+                    .map_err(|e| strata_fs::FsError::new("write", &file, e))?;
                 Some(file)
             }
             None => None,

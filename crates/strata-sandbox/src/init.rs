@@ -1,23 +1,26 @@
 //! The init helper: PID 1 of the sandbox. Lays each module's files into the overlay, runs
-//! its programs chrooted into it, keeps track of which module touched what, and finally
-//! turns the upper dir into the result.
+//! its programs confined to it (see `jail`), keeps track of which module touched what,
+//! collects the intercepted calls from the call channel, and finally turns the upper dir
+//! into the result.
 
 use std::collections::BTreeMap;
+use std::ffi::CString;
 use std::fs::File;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use rustix::mount::MountFlags;
 use strata_fs::{Root, UserDb};
 use strata_types::{Snapshot, TargetPath};
 
+use crate::cgroup::Cgroup;
+use crate::jail::{self, Event, Job, UserNs};
 use crate::observe::{self, Fingerprints};
-use crate::outer::dirs;
-use crate::sys::{self, Exit};
-use crate::{Failure, Lay, LineEdit, ModuleSpec, Observed, Program, Spec, Template, shim};
+use crate::outer::{dirs, own_dir};
+use crate::work::{create_private, write_private};
+use crate::{Failure, Lay, LineEdit, ModuleSpec, Observed, Program, Spec, Template, shim, sys};
 use strata_types::{Deferred, ProgramRun};
 
 /// How much of a program's output is kept with the run.
@@ -26,18 +29,27 @@ const OUTPUT_LIMIT: u64 = 1 << 20;
 /// `PATH` inside the sandbox: the interception shims first.
 const PATH: &str = "/run/strata/shims:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// The parts of `/proc` a root in another user namespace could still write to reach the
+/// host (sysctls, the magic SysRq key, interrupt affinities): read-only inside. Mounts
+/// made here are locked for the programs, which cannot make them writable again.
+const PROC_READ_ONLY: &[&str] = &["sys", "sysrq-trigger", "irq", "bus", "fs"];
+
 struct Ctx<'a> {
     spec: &'a Spec,
-    merged: PathBuf,
+    merged_c: CString,
     tree: Root,
     observed: Observed,
-    calls_seen: usize,
     counter: usize,
+    userns: UserNs,
+    filters: Vec<seccompiler::BpfProgram>,
+    cgroup: Option<Cgroup>,
+    calls: OwnedFd,
+    intercepted: Vec<String>,
 }
 
 pub fn main(spec: &Spec) -> Result<i32, String> {
     // Programs must not reach the host through /proc/1/root: init is not dumpable, and
-    // they run without CAP_SYS_PTRACE (see `program`).
+    // they run in another user namespace without CAP_SYS_PTRACE (see `jail`).
     sys::not_dumpable().map_err(|e| format!("prctl: {e}"))?;
     let d = dirs(spec);
     let proc = d.merged.join("proc");
@@ -49,18 +61,51 @@ pub fn main(spec: &Spec) -> Result<i32, String> {
         None,
     )
     .map_err(|e| format!("mount /proc: {e}"))?;
+    for part in PROC_READ_ONLY {
+        let p = proc.join(part);
+        if p.exists() {
+            rustix::mount::mount_bind(&p, &p)
+                .and_then(|()| {
+                    rustix::mount::mount_remount(
+                        &p,
+                        MountFlags::BIND
+                            | MountFlags::RDONLY
+                            | MountFlags::NOSUID
+                            | MountFlags::NODEV
+                            | MountFlags::NOEXEC,
+                        "",
+                    )
+                })
+                .map_err(|e| format!("make /proc/{part} read-only: {e}"))?;
+        }
+    }
     let out = spec.work.join("out");
     for dir in [&out, &spec.work.join("logs")] {
         std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
     }
     let tree = Root::open(&d.merged).map_err(|e| e.to_string())?;
+    let name = spec
+        .work
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let mut cx = Ctx {
         spec,
-        merged: d.merged.clone(),
+        merged_c: CString::new(d.merged.as_os_str().as_encoded_bytes())
+            .map_err(|e| e.to_string())?,
         tree,
         observed: Observed::default(),
-        calls_seen: 0,
         counter: 0,
+        userns: UserNs::create(&proc).map_err(|e| format!("user namespace: {e}"))?,
+        filters: jail::filters()?,
+        cgroup: Cgroup::create(&name, &spec.limits)?,
+        calls: jail::open_fifo(&own_dir(spec).join("calls"))
+            .map_err(|e| format!("open the call channel: {e}"))?,
+        intercepted: crate::INTERCEPTED
+            .iter()
+            .map(|s| s.to_string())
+            .chain(spec.intercept.iter().cloned())
+            .collect(),
     };
     let lower = Root::open(&spec.root).map_err(|e| e.to_string())?;
     let upper = d.upper;
@@ -95,7 +140,7 @@ pub fn main(spec: &Spec) -> Result<i32, String> {
     }
     let result = spec.work.join("result.json");
     let json = serde_json::to_vec(&cx.observed).map_err(|e| e.to_string())?;
-    std::fs::write(&result, json).map_err(|e| format!("write {}: {e}", result.display()))?;
+    write_private(&result, &json).map_err(|e| format!("write {}: {e}", result.display()))?;
     Ok(0)
 }
 
@@ -338,8 +383,8 @@ impl Ctx<'_> {
             .join(format!("{}.{what}", self.counter))
     }
 
-    /// Runs one program chrooted into the merged tree. For a template, its standard
-    /// output goes to `content`. `false` when it failed.
+    /// Runs one program confined to the merged tree. For a template, its standard output
+    /// goes to `content`. `false` when it failed.
     fn program(
         &mut self,
         m: &ModuleSpec,
@@ -353,7 +398,7 @@ impl Ctx<'_> {
         };
         let stderr_path = self.counter_path("err");
         let inside = format!("/run/strata/programs/{}", self.counter);
-        let host_copy = self.merged.join(&inside[1..]);
+        let host_copy = own_dir(self.spec).join(&inside["/run/strata/".len()..]);
         std::fs::copy(&p.path, &host_copy)
             .map_err(|e| format!("copy {}: {e}", p.path.display()))?;
         std::fs::set_permissions(&host_copy, std::fs::Permissions::from_mode(0o755))
@@ -363,62 +408,31 @@ impl Ctx<'_> {
             .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
             .is_ok()
             && &head == b"#!";
-        let mut cmd = if shebang {
-            Command::new(&inside)
-        } else {
-            let mut c = Command::new("/bin/sh");
-            c.arg(&inside);
-            c
-        };
-        cmd.env_clear()
-            .env("PATH", PATH)
-            .env("HOME", "/root")
-            .env("STRATA_PARAMS", "/run/strata/params.json")
-            .env("STRATA_MODULE", &m.id)
-            .env("STRATA_SCRIPT", &p.name)
-            .env("STRATA_ROOT", "/")
-            .env("STRATA_NOOP", if self.spec.noop { "1" } else { "0" })
-            .envs(self.spec.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(File::create(&stdout_path).map_err(|e| e.to_string())?)
-            .stderr(File::create(&stderr_path).map_err(|e| e.to_string())?);
-        let merged = self.merged.clone();
-        let isolate = !(self.spec.network || m.network || p.network);
-        // SAFETY: init is single-threaded, so the child may do anything before exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                rustix::process::chroot(&merged)?;
-                std::env::set_current_dir("/")?;
-                rustix::process::setsid()?;
-                sys::drop_ptrace()?;
-                if isolate {
-                    sys::unshare(libc::CLONE_NEWNET)?;
-                    sys::loopback_up()?;
-                }
-                Ok(())
-            });
+        let mut argv = vec![inside];
+        if !shebang {
+            argv.insert(0, "/bin/sh".into());
         }
-        let (exit, metrics) = match cmd.spawn() {
-            Ok(child) => {
-                let pid = child.id() as i32;
-                let r = sys::wait_child(pid, timeout).map_err(|e| format!("wait: {e}"))?;
-                // What the program left running does not outlive it.
-                sys::kill_group(pid, libc::SIGKILL);
-                sys::reap_zombies();
-                // It may have changed the tree's directories behind `tree`'s back.
-                self.tree.forget_dirs();
-                r
-            }
-            Err(e) => {
-                self.observed.failure = Some(Failure {
-                    module: m.id.clone(),
-                    program: p.name.clone(),
-                    status: format!("could not start: {e}"),
-                    stderr_tail: Vec::new(),
-                });
-                return Ok(false);
-            }
-        };
+        let env = self.env(&[
+            ("STRATA_MODULE", &m.id),
+            ("STRATA_SCRIPT", &p.name),
+            ("STRATA_ROOT", "/"),
+            ("STRATA_NOOP", if self.spec.noop { "1" } else { "0" }),
+        ]);
+        let stdout = create_private(&stdout_path).map_err(|e| e.to_string())?;
+        let stderr = create_private(&stderr_path).map_err(|e| e.to_string())?;
+        let isolate = !(self.spec.network || m.network || p.network);
+        let run = self.run(
+            argv,
+            env,
+            jail::Stdio {
+                stdin: None,
+                stdout: stdout.as_raw_fd(),
+                stderr: stderr.as_raw_fd(),
+            },
+            isolate,
+            timeout,
+        )?;
+        drop((stdout, stderr));
         let read = |path: &Path| -> String {
             let bytes = std::fs::read(path).unwrap_or_default();
             let cut = &bytes[..bytes.len().min(OUTPUT_LIMIT as usize)];
@@ -430,16 +444,30 @@ impl Ctx<'_> {
         } else {
             read(&stdout_path)
         };
-        self.collect_calls(&m.id, &p.name)?;
-        let failed = match exit {
-            Exit::Code(0) => None,
-            Exit::Code(c) => Some(format!("exit status {c}")),
-            Exit::Signal(s) => Some(format!("killed by signal {s}")),
-            Exit::Timeout => Some(format!(
-                "timed out after {}",
-                humantime::format_duration(timeout)
-            )),
-        };
+        let mut failed = self.collect_calls(&m.id, &p.name, &run);
+        let mut metrics = run.metrics;
+        metrics.exit = Some(match run.end {
+            End::Exit(c) => c,
+            End::Signal(s) => 128 + s,
+            End::Timeout | End::Error(_) => 128 + libc::SIGKILL,
+            End::Stopped => 0,
+        });
+        if failed.is_none() {
+            failed = match run.end {
+                End::Exit(0) | End::Stopped => None,
+                End::Exit(c) => Some(format!("exit status {c}")),
+                End::Signal(s) => Some(format!("killed by signal {s}")),
+                End::Timeout => Some(format!(
+                    "timed out after {}",
+                    humantime::format_duration(timeout)
+                )),
+                End::Error(e) => Some(format!("could not start: {e}")),
+            }
+            .map(|why| match self.cgroup.as_ref().and_then(Cgroup::reached) {
+                Some(limit) => format!("{why}: {limit}"),
+                None => why,
+            });
+        }
         if let Some(status) = failed {
             let lines: Vec<String> = stderr.lines().map(str::to_string).collect();
             let tail = lines[lines.len().saturating_sub(10)..].to_vec();
@@ -460,52 +488,165 @@ impl Ctx<'_> {
         Ok(self.observed.failure.is_none())
     }
 
-    /// Picks up the calls the shims recorded during the last program.
-    fn collect_calls(&mut self, module: &str, program: &str) -> Result<(), String> {
-        let path = self.merged.join(&shim::CALLS[1..]);
-        let bytes = std::fs::read(&path).map_err(|e| format!("read the call log: {e}"))?;
-        let all = shim::parse(&bytes);
-        for argv in &all[self.calls_seen.min(all.len())..] {
+    /// Every program's environment: the run's variables and `extra`.
+    fn env(&self, extra: &[(&str, &str)]) -> Vec<CString> {
+        [
+            ("PATH", PATH),
+            ("HOME", "/root"),
+            ("STRATA_PARAMS", "/run/strata/params.json"),
+        ]
+        .iter()
+        .copied()
+        .chain(extra.iter().copied())
+        .chain(self.spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .filter_map(|(k, v)| CString::new(format!("{k}={v}")).ok())
+        .collect()
+    }
+
+    /// Starts a program in the jail and waits for it, collecting its events and the calls
+    /// it made.
+    fn run(
+        &mut self,
+        argv: Vec<String>,
+        env: Vec<CString>,
+        stdio: jail::Stdio,
+        isolate_network: bool,
+        timeout: Duration,
+    ) -> Result<Run, String> {
+        let argv = argv
+            .into_iter()
+            .map(|a| CString::new(a).map_err(|e| e.to_string()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let session = stdio.stdin.is_none();
+        let job = Job {
+            argv,
+            env,
+            stdio,
+            isolate_network,
+            session,
+            merged: &self.merged_c,
+            cgroups: self.cgroup.as_ref().map_or(&[], Cgroup::procs),
+            filters: &self.filters,
+        };
+        let started = jail::spawn(&job, &self.userns).map_err(|e| format!("start: {e}"))?;
+        let mut events = Vec::new();
+        let mut calls = Vec::new();
+        let (timed_out, metrics) = sys::wait_child(
+            started.pid,
+            timeout,
+            &mut [(&started.events, &mut events), (&self.calls, &mut calls)],
+        )
+        .map_err(|e| format!("wait: {e}"))?;
+        // It may have changed the tree's directories behind `tree`'s back.
+        self.tree.forget_dirs();
+        let events = Event::parse(&events);
+        let mut stops = Vec::new();
+        let mut end = if timed_out { Some(End::Timeout) } else { None };
+        for e in events {
+            match e {
+                Event::Stop { what, how } => stops.push((what, how)),
+                Event::Exit(c) => {
+                    end.get_or_insert(End::Exit(c));
+                }
+                Event::Signal(s) => {
+                    end.get_or_insert(End::Signal(s));
+                }
+                Event::Error(e) => {
+                    end.get_or_insert(End::Error(e));
+                }
+            }
+        }
+        // A program that asked the kernel itself to reboot ended there, as it would on the
+        // machine: that is no failure, and the reboot is deferred like any other.
+        let end = end.unwrap_or(if stops.iter().any(|(_, how)| how == "reboot(2)") {
+            End::Stopped
+        } else {
+            End::Error("the sandbox's reaper ended without a status".into())
+        });
+        Ok(Run {
+            end,
+            metrics,
+            stops,
+            calls,
+        })
+    }
+
+    /// Turns the calls recorded on the channel and the stop requests into deferred
+    /// commands; a record that is not a call of an intercepted command is a failure.
+    fn collect_calls(&mut self, module: &str, program: &str, run: &Run) -> Option<String> {
+        let argvs = match shim::parse(&run.calls) {
+            Ok(a) => a,
+            Err(e) => return Some(format!("wrote to strata's call channel: {e}")),
+        };
+        for argv in &argvs {
+            if !self.intercepted.iter().any(|n| Some(n) == argv.first()) {
+                return Some(format!(
+                    "wrote a call of `{}` to strata's call channel, which is not an intercepted command",
+                    argv.first().map_or("", String::as_str)
+                ));
+            }
+        }
+        for argv in argvs {
             self.observed.calls.push(Deferred {
                 module: module.to_string(),
                 program: program.to_string(),
-                argv: argv.clone(),
+                argv,
             });
         }
-        self.calls_seen = all.len();
-        Ok(())
+        for (what, how) in &run.stops {
+            self.observed.calls.push(Deferred {
+                module: module.to_string(),
+                program: format!("{program} ({how})"),
+                argv: vec![what.clone()],
+            });
+        }
+        None
     }
 
     /// An interactive shell in the sandbox, on the caller's terminal.
     fn shell(&mut self) -> Result<(), String> {
-        let merged = self.merged.clone();
-        let mut cmd = Command::new("/bin/sh");
-        cmd.arg("-i")
-            .env_clear()
-            .env("PATH", PATH)
-            .env("HOME", "/root")
-            .env("PS1", "strata-sandbox# ")
-            .env("STRATA_PARAMS", "/run/strata/params.json")
-            .env("STRATA_NOOP", "1")
-            .envs(self.spec.env.iter().map(|(k, v)| (k, v)));
-        if let Ok(term) = std::env::var("TERM") {
-            cmd.env("TERM", term);
+        let mut extra = vec![("PS1", "strata-sandbox# "), ("STRATA_NOOP", "1")];
+        let term = std::env::var("TERM").unwrap_or_default();
+        if !term.is_empty() {
+            extra.push(("TERM", &term));
         }
-        // SAFETY: init is single-threaded.
-        unsafe {
-            cmd.pre_exec(move || {
-                rustix::process::chroot(&merged)?;
-                std::env::set_current_dir("/")?;
-                sys::drop_ptrace()
-            });
+        let env = self.env(&extra);
+        let run = self.run(
+            vec!["/bin/sh".into(), "-i".into()],
+            env,
+            jail::Stdio {
+                stdin: Some(0),
+                stdout: 1,
+                stderr: 2,
+            },
+            !self.spec.network,
+            Duration::from_secs(u64::MAX / 4),
+        )?;
+        match self.collect_calls("shell", "sh", &run) {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
-        let child = cmd.spawn().map_err(|e| format!("start /bin/sh: {e}"))?;
-        let pid = child.id() as i32;
-        let _ = sys::wait_child(pid, Duration::from_secs(u64::MAX / 4));
-        sys::reap_zombies();
-        self.tree.forget_dirs();
-        self.collect_calls("shell", "sh")
     }
+}
+
+/// How a program ended.
+enum End {
+    Exit(i32),
+    Signal(i32),
+    Timeout,
+    /// It called reboot(2) (its PID namespace ended with it).
+    Stopped,
+    Error(String),
+}
+
+/// What one program's run gave.
+struct Run {
+    end: End,
+    metrics: strata_types::StepMetrics,
+    /// Reboot, halt and power-off requests: (what, how).
+    stops: Vec<(String, String)>,
+    /// The bytes written to the call channel meanwhile.
+    calls: Vec<u8>,
 }
 
 /// Removes a directory and everything in it, confined to the tree.

@@ -17,11 +17,17 @@
 //! namespace.
 #![allow(clippy::disallowed_methods)] // reads the target and writes only the sandbox's own tmpfs
 
+mod cgroup;
 mod init;
+mod jail;
 mod observe;
 mod outer;
 mod shim;
 mod sys;
+mod work;
+
+pub use cgroup::{DEFAULT_MAX_PROCESSES, Limits};
+pub use work::{WorkDir, create_private, write_private};
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -97,6 +103,9 @@ pub struct Spec {
     /// mounted read-write at [`CACHE`] inside the sandbox; it outlives the run.
     #[serde(default)]
     pub cache: Option<PathBuf>,
+    /// What the programs may use together.
+    #[serde(default)]
+    pub limits: Limits,
 }
 
 /// Where [`Spec::cache`] is mounted inside the sandbox (under `/run`, so never reported).
@@ -313,7 +322,7 @@ pub fn run(spec: &Spec, helper: &Path) -> Result<Observed, SandboxError> {
     check_target(&spec.root)?;
     let spec_path = spec.work.join("spec.json");
     let json = serde_json::to_vec(spec).expect("spec serialises");
-    std::fs::write(&spec_path, json).map_err(io_err("write", &spec_path))?;
+    write_private(&spec_path, &json).map_err(io_err("write", &spec_path))?;
     let result_path = spec.work.join("result.json");
     let _ = std::fs::remove_file(&result_path);
     let mut cmd = Command::new(helper);

@@ -2,13 +2,14 @@
 //! namespace), builds the overlay and everything mounted inside it, then starts init.
 
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use rustix::mount::{MountFlags, MountPropagationFlags};
 use strata_types::{Hash, Snapshot, TargetPath};
 
-use crate::{HELPER_ARG, INTERCEPTED, Spec, shim};
+use crate::{HELPER_ARG, INTERCEPTED, Spec, shim, sys};
 
 /// File systems that are not part of a root's content (a target's `/proc`, `/run`…).
 pub fn pseudo_fs(fstype: &str) -> bool {
@@ -82,6 +83,7 @@ fn bind(src: &Path, target: &Path) -> Result<(), String> {
 
 /// Sets everything up and runs init; returns init's exit code.
 pub fn main(spec: &Spec) -> Result<i32, String> {
+    sys::die_with_parent().map_err(|e| format!("parent-death signal: {e}"))?;
     rustix::mount::mount_change(
         "/",
         MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
@@ -103,11 +105,13 @@ pub fn main(spec: &Spec) -> Result<i32, String> {
             ));
         }
     }
+    // No device nodes and no set-user-id programs of the target's take effect inside.
+    let nosuid = MountFlags::NOSUID | MountFlags::NODEV;
     mount(
         "overlay",
         &d.merged,
         "overlay",
-        MountFlags::empty(),
+        nosuid,
         &format!(
             "lowerdir={},upperdir={},workdir={}",
             spec.root.display(),
@@ -122,58 +126,77 @@ pub fn main(spec: &Spec) -> Result<i32, String> {
             std::fs::create_dir_all(&dir).map_err(err("create", &dir))?;
         }
     }
-    let nosuid = MountFlags::NOSUID | MountFlags::NODEV;
     mount("tmpfs", &m.join("run"), "tmpfs", nosuid, "mode=0755")?;
     mount("tmpfs", &m.join("tmp"), "tmpfs", nosuid, "mode=1777")?;
     minimal_dev(&m.join("dev"))?;
-    rustix::mount::mount_bind_recursive("/sys", m.join("sys"))
-        .map_err(|e| format!("bind /sys: {e}"))?;
-    rustix::mount::mount_remount(
-        m.join("sys"),
-        MountFlags::BIND | MountFlags::RDONLY | nosuid,
+    // A sysfs of its own, read-only, without the host's mounts under /sys (cgroups,
+    // debugfs, securityfs…), which a recursive bind would bring in writable.
+    mount(
+        "sysfs",
+        &m.join("sys"),
+        "sysfs",
+        MountFlags::RDONLY | MountFlags::NOEXEC | nosuid,
         "",
-    )
-    .map_err(|e| format!("make /sys read-only: {e}"))?;
-    let strata = m.join("run/strata");
-    for sub in ["shims", "real", "programs"] {
-        std::fs::create_dir_all(strata.join(sub)).map_err(err("create", &strata))?;
-    }
-    if let Some(cache) = &spec.cache {
-        let inside = m.join(&crate::CACHE[1..]);
-        for dir in [cache, &inside] {
-            std::fs::create_dir_all(dir).map_err(err("create", dir))?;
-        }
-        bind(cache, &inside)?;
-    }
-    write(&strata.join("calls"), b"", 0o666)?;
-    write(
-        &strata.join("params.json"),
-        spec.params_json.as_bytes(),
-        0o644,
     )?;
-    shims(spec, m)?;
+    // strata's own directory: built here, seen read-only inside (scripts can neither
+    // replace the shims nor the call channel), written by init through `own`.
+    let own = own_dir(spec);
+    for sub in ["shims", "real", "programs", "cache"] {
+        std::fs::create_dir_all(own.join(sub)).map_err(err("create", &own))?;
+    }
+    let calls = own.join("calls");
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        &calls,
+        rustix::fs::Mode::from_raw_mode(0o600),
+    )
+    .map_err(|e| format!("make the call channel {}: {e}", calls.display()))?;
+    write(&own.join("params.json"), spec.params_json.as_bytes(), 0o600)?;
+    shims(spec, m, &own)?;
+    let inside = m.join("run/strata");
+    std::fs::create_dir_all(&inside).map_err(err("create", &inside))?;
+    rustix::mount::mount_bind_recursive(&own, &inside)
+        .map_err(|e| format!("bind {} on {}: {e}", own.display(), inside.display()))?;
+    rustix::mount::mount_remount(&inside, MountFlags::BIND | MountFlags::RDONLY | nosuid, "")
+        .map_err(|e| format!("make {} read-only: {e}", inside.display()))?;
+    if let Some(cache) = &spec.cache {
+        std::fs::create_dir_all(cache).map_err(err("create", cache))?;
+        bind(cache, &m.join(&crate::CACHE[1..]))?;
+    }
     rustix::system::sethostname(spec.hostname.as_bytes())
         .map_err(|e| format!("set host name: {e}"))?;
     let exe = std::env::current_exe().map_err(|e| format!("own executable: {e}"))?;
     let spec_path = spec.work.join("spec.json");
-    let status = Command::new(exe)
-        .arg(HELPER_ARG)
-        .arg("init")
-        .arg(&spec_path)
-        .status()
-        .map_err(|e| format!("start init: {e}"))?;
+    let mut cmd = Command::new(exe);
+    cmd.arg(HELPER_ARG).arg("init").arg(&spec_path);
+    // SAFETY: prctl and getppid are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(sys::die_with_parent);
+    }
+    let status = cmd.status().map_err(|e| format!("start init: {e}"))?;
     Ok(status.code().unwrap_or(1))
 }
 
+/// strata's own directory for the run (`/run/strata` inside), as the helpers reach it.
+pub fn own_dir(spec: &Spec) -> PathBuf {
+    spec.work.join("sb/strata")
+}
+
 fn write(path: &Path, content: &[u8], mode: u32) -> Result<(), String> {
-    std::fs::write(path, content).map_err(err("write", path))?;
+    crate::work::write_private(path, content).map_err(err("write", path))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .map_err(err("chmod", path))
 }
 
 /// A tmpfs `/dev` with the harmless devices bound from the host.
 fn minimal_dev(dev: &Path) -> Result<(), String> {
-    mount("tmpfs", dev, "tmpfs", MountFlags::NOSUID, "mode=0755")?;
+    mount(
+        "tmpfs",
+        dev,
+        "tmpfs",
+        MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+        "mode=0755",
+    )?;
     for name in ["null", "zero", "full", "random", "urandom", "tty"] {
         let target = dev.join(name);
         write(&target, b"", 0o666)?;
@@ -205,7 +228,7 @@ fn minimal_dev(dev: &Path) -> Result<(), String> {
 /// regular file gets the shim bound over it; a symbolic link (often to a multi-call binary
 /// such as busybox or systemctl, which must keep working under its other names) is
 /// replaced by the shim in the overlay, and that replacement is never reported.
-fn shims(spec: &Spec, merged: &Path) -> Result<(), String> {
+fn shims(spec: &Spec, merged: &Path, own: &Path) -> Result<(), String> {
     let tree = strata_fs::Root::open(merged).map_err(|e| e.to_string())?;
     let names = INTERCEPTED
         .iter()
@@ -259,13 +282,13 @@ fn shims(spec: &Spec, merged: &Path) -> Result<(), String> {
                 }
             }
         }
-        let real_copy = merged.join("run/strata/real").join(&base);
+        let real_copy = own.join("real").join(&base);
         if let Some(r) = &real {
             write(&real_copy, b"", 0o755)?;
             bind(&merged.join(r.relative()), &real_copy)?;
         }
         let text = shim::script(&name, real.is_some());
-        let shim = merged.join("run/strata/shims").join(&base);
+        let shim = own.join("shims").join(&base);
         write(&shim, text.as_bytes(), 0o755)?;
         for f in files {
             bind(&shim, &merged.join(f.relative()))?;

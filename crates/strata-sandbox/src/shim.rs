@@ -1,9 +1,10 @@
 //! Interception shims: small shell scripts standing in for commands with effects outside
-//! the file system. Each appends its call to `/run/strata/calls` (fields separated by NUL:
-//! the argument count, the command, then each argument) and succeeds; read-only verbs go
-//! through to the real command, kept at `/run/strata/real/<name>`.
+//! the file system. Each writes its call to the call channel `/run/strata/calls`, a FIFO
+//! whose only reader is the sandbox's init (fields each ending with NUL: the argument
+//! count, the command, then each argument) and succeeds; read-only verbs go through to
+//! the real command, kept at `/run/strata/real/<name>`.
 
-/// Where the shims record calls, inside the sandbox.
+/// The call channel, inside the sandbox (read-only mount; writing to a FIFO is allowed).
 pub const CALLS: &str = "/run/strata/calls";
 
 /// `systemctl` verbs that only read, or only change files under `/etc` (observed like
@@ -87,23 +88,30 @@ exit 0
     )
 }
 
-/// Parses the records the shims appended to the calls file.
-pub fn parse(bytes: &[u8]) -> Vec<Vec<String>> {
-    // Every field ends with a NUL; the last one's is not a separator.
-    let bytes = bytes.strip_suffix(b"\0").unwrap_or(bytes);
-    let mut fields = bytes
-        .split(|b| *b == 0)
-        .map(|f| String::from_utf8_lossy(f).into_owned());
+/// Parses the records written to the call channel. Anything that is not a whole record is
+/// an error: only the shims (or a script imitating one) write there.
+pub fn parse(bytes: &[u8]) -> Result<Vec<Vec<String>>, String> {
     let mut out = Vec::new();
-    while let Some(count) = fields.next() {
-        let Ok(n) = count.parse::<usize>() else { break };
-        let argv: Vec<String> = fields.by_ref().take(n + 1).collect();
-        if argv.len() != n + 1 {
-            break;
-        }
+    let mut rest = bytes;
+    let field = |rest: &mut &[u8]| -> Option<String> {
+        let end = rest.iter().position(|b| *b == 0)?;
+        let f = String::from_utf8_lossy(&rest[..end]).into_owned();
+        *rest = &rest[end + 1..];
+        Some(f)
+    };
+    while !rest.is_empty() {
+        let bad = || format!("a malformed record after {} calls", out.len());
+        let n: usize = field(&mut rest)
+            .and_then(|c| c.parse().ok())
+            .filter(|n| *n < 100_000)
+            .ok_or_else(bad)?;
+        let argv = (0..=n)
+            .map(|_| field(&mut rest))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(bad)?;
         out.push(argv);
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -114,7 +122,7 @@ mod tests {
     fn records_parse_back_with_spaces_and_empty_arguments() {
         let bytes = b"2\0systemctl\0restart\0nginx\x003\0/usr/local/bin/x\0a b\0\0c\0";
         assert_eq!(
-            parse(bytes),
+            parse(bytes).expect("whole records"),
             vec![
                 vec!["systemctl", "restart", "nginx"],
                 vec!["/usr/local/bin/x", "a b", "", "c"],
@@ -123,7 +131,10 @@ mod tests {
     }
 
     #[test]
-    fn a_truncated_record_is_dropped() {
-        assert_eq!(parse(b"2\0reboot\0now\0"), Vec::<Vec<String>>::new());
+    fn a_truncated_or_malformed_record_is_an_error() {
+        assert!(parse(b"2\0reboot\0now\0").is_err());
+        assert!(parse(b"x\0reboot\0").is_err());
+        assert!(parse(b"0\0reboot").is_err());
+        assert_eq!(parse(b"").expect("empty"), Vec::<Vec<String>>::new());
     }
 }

@@ -1,9 +1,11 @@
 //! The few system calls neither std nor rustix wraps the way the sandbox needs them:
-//! `unshare` in a child before exec, `wait4` with the child's own resource usage, a poll
-//! on a pidfd with a timeout, and bringing up loopback in a fresh network namespace.
+//! `unshare`, `setns` and `pivot_root` in a forked child, `wait4` with the child's own
+//! resource usage, a poll on a pidfd (and the call and event pipes) with a timeout,
+//! signal handling for the reaper, and bringing up loopback in a fresh network namespace.
 
+use std::ffi::CStr;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use strata_types::StepMetrics;
@@ -18,13 +20,142 @@ pub fn unshare(flags: libc::c_int) -> io::Result<()> {
     }
 }
 
-/// Asks the kernel to kill this process when its parent dies.
-pub fn die_with_parent() -> io::Result<()> {
-    // SAFETY: prctl(PR_SET_PDEATHSIG) with a signal number has no memory effects.
-    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) } == 0 {
+fn check(r: libc::c_int) -> io::Result<()> {
+    if r == 0 {
         Ok(())
     } else {
         Err(io::Error::last_os_error())
+    }
+}
+
+/// Asks the kernel to kill this process when its parent dies; fails when the parent is
+/// already gone (it died before the request could take effect).
+pub fn die_with_parent() -> io::Result<()> {
+    // SAFETY: getppid and prctl(PR_SET_PDEATHSIG) have no memory effects.
+    let parent = unsafe { libc::getppid() };
+    check(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) })?;
+    // SAFETY: as above.
+    if unsafe { libc::getppid() } != parent {
+        return Err(io::Error::other("the parent process is gone"));
+    }
+    Ok(())
+}
+
+/// Joins the namespace `fd` refers to.
+pub fn setns(fd: RawFd, kind: libc::c_int) -> io::Result<()> {
+    // SAFETY: setns takes a descriptor and flags only.
+    check(unsafe { libc::setns(fd, kind) })
+}
+
+/// Makes `new_root` (a mount point) the root of this process's mount namespace and
+/// detaches the old root with everything mounted under it, so nothing leads back to it.
+pub fn pivot_into(new_root: &CStr) -> io::Result<()> {
+    // SAFETY: plain system calls on NUL-terminated strings that outlive them.
+    unsafe {
+        check(libc::chdir(new_root.as_ptr()))?;
+        // pivot_root(".", "."): the old root ends up mounted over the new one, at ".".
+        check(libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) as libc::c_int)?;
+        check(libc::umount2(c".".as_ptr(), libc::MNT_DETACH))?;
+        check(libc::chdir(c"/".as_ptr()))
+    }
+}
+
+/// A pipe, both ends close-on-exec.
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two descriptors into the array we pass.
+    check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    // SAFETY: both are fresh descriptors we now own.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Writes all of `bytes` to a descriptor.
+pub fn write_all_fd(fd: RawFd, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        // SAFETY: write reads only the slice we pass.
+        let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        bytes = &bytes[n as usize..];
+    }
+    Ok(())
+}
+
+/// `dup2`.
+pub fn dup2(from: RawFd, to: RawFd) -> io::Result<()> {
+    // SAFETY: dup2 takes descriptors only.
+    if unsafe { libc::dup2(from, to) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Waits for a child and returns its raw status.
+pub fn wait_status(pid: i32) -> io::Result<libc::c_int> {
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid writes only the status we pass.
+        if unsafe { libc::waitpid(pid, &mut status, 0) } == pid {
+            return Ok(status);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Waits for a child, ignoring how it ended.
+pub fn wait_quiet(pid: i32) {
+    let _ = wait_status(pid);
+}
+
+/// Runs `handler` on `signal`; system calls it interrupts fail with EINTR (no restart),
+/// so a waiting reaper sees it at once.
+pub fn catch(signal: libc::c_int, handler: extern "C" fn(libc::c_int)) -> io::Result<()> {
+    // SAFETY: all-zero is a valid sigaction; the handler only stores to an atomic.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = handler as usize;
+        libc::sigemptyset(&mut sa.sa_mask);
+        check(libc::sigaction(signal, &sa, std::ptr::null_mut()))
+    }
+}
+
+/// Puts every signal back to its default action and unblocks them all (before exec).
+pub fn default_signals() -> io::Result<()> {
+    // SAFETY: resets dispositions and the mask; no memory effects beyond the set we pass.
+    unsafe {
+        for s in 1..libc::SIGRTMIN() {
+            if s != libc::SIGKILL && s != libc::SIGSTOP {
+                libc::signal(s, libc::SIG_DFL);
+            }
+        }
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        check(libc::sigprocmask(
+            libc::SIG_SETMASK,
+            &set,
+            std::ptr::null_mut(),
+        ))
+    }
+}
+
+/// `SIGTERM` for 15…
+pub fn signal_name(signal: libc::c_int) -> &'static str {
+    match signal {
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGINT => "SIGINT",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGUSR2 => "SIGUSR2",
+        libc::SIGPWR => "SIGPWR",
+        libc::SIGHUP => "SIGHUP",
+        _ => "a signal",
     }
 }
 
@@ -50,69 +181,58 @@ pub fn drop_ptrace() -> io::Result<()> {
     }
 }
 
-/// Sends `signal` to a process group.
-pub fn kill_group(pgid: i32, signal: libc::c_int) {
-    // SAFETY: kill has no memory effects; an already-gone group is fine.
-    unsafe {
-        libc::kill(-pgid, signal);
-    }
-}
-
-/// Reaps every exited child without blocking (the sandbox's init adopts orphans).
-pub fn reap_zombies() {
-    loop {
-        let mut status = 0;
-        // SAFETY: waitpid writes only the status we pass.
-        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-        if pid <= 0 {
-            return;
-        }
-    }
-}
-
-/// How a process ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exit {
-    /// It exited with this code.
-    Code(i32),
-    /// A signal killed it.
-    Signal(i32),
-    /// It ran longer than its timeout and was killed.
-    Timeout,
-}
-
-/// Waits for `pid` at most `timeout` (then kills its process group), and returns how it
-/// ended with the resources it used.
-pub fn wait_child(pid: i32, timeout: Duration) -> io::Result<(Exit, StepMetrics)> {
+/// Waits for `pid` at most `timeout` (then kills it), draining each of `pipes` (non-blocking
+/// descriptors) into its buffer meanwhile so that no writer blocks, and returns whether it
+/// timed out, with the resources it and the descendants it reaped used.
+pub fn wait_child(
+    pid: i32,
+    timeout: Duration,
+    pipes: &mut [(&OwnedFd, &mut Vec<u8>)],
+) -> io::Result<(bool, StepMetrics)> {
     let pidfd: OwnedFd = rustix::process::pidfd_open(
         rustix::process::Pid::from_raw(pid).ok_or_else(|| io::Error::other("bad pid"))?,
         rustix::process::PidfdFlags::empty(),
     )?;
+    for (fd, _) in pipes.iter() {
+        // SAFETY: fcntl on a descriptor we hold.
+        unsafe {
+            let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+            libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK);
+        }
+    }
     let start = std::time::Instant::now();
     let mut timed_out = false;
     loop {
         let left = timeout.saturating_sub(start.elapsed());
         if left.is_zero() {
-            kill_group(pid, libc::SIGKILL);
+            // SAFETY: kill has no memory effects.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
             timed_out = true;
             break;
         }
-        let mut fds = [libc::pollfd {
-            fd: pidfd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        }];
+        let mut fds: Vec<libc::pollfd> = std::iter::once(pidfd.as_raw_fd())
+            .chain(pipes.iter().map(|(fd, _)| fd.as_raw_fd()))
+            .map(|fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
         let ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
         // SAFETY: poll reads and writes only the array we pass.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), 1, ms) };
-        if n > 0 {
-            break;
-        }
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
         if n < 0 {
             let e = io::Error::last_os_error();
             if e.kind() != io::ErrorKind::Interrupted {
                 return Err(e);
             }
+            continue;
+        }
+        for (fd, buf) in pipes.iter_mut() {
+            crate::jail::drain(fd, buf);
+        }
+        if fds[0].revents != 0 {
+            break;
         }
     }
     let mut status = 0;
@@ -129,17 +249,12 @@ pub fn wait_child(pid: i32, timeout: Duration) -> io::Result<(Exit, StepMetrics)
             return Err(e);
         }
     }
-    let wall = start.elapsed().as_secs_f64();
-    let exit = if timed_out {
-        Exit::Timeout
-    } else if libc::WIFEXITED(status) {
-        Exit::Code(libc::WEXITSTATUS(status))
-    } else {
-        Exit::Signal(libc::WTERMSIG(status))
-    };
+    for (fd, buf) in pipes.iter_mut() {
+        crate::jail::drain(fd, buf);
+    }
     let secs = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
     let metrics = StepMetrics {
-        wall,
+        wall: start.elapsed().as_secs_f64(),
         user: secs(ru.ru_utime),
         sys: secs(ru.ru_stime),
         max_rss: ru.ru_maxrss as u64 * 1024,
@@ -147,13 +262,9 @@ pub fn wait_child(pid: i32, timeout: Duration) -> io::Result<(Exit, StepMetrics)
         major_faults: ru.ru_majflt as u64,
         read_bytes: ru.ru_inblock as u64 * 512,
         write_bytes: ru.ru_oublock as u64 * 512,
-        exit: Some(match exit {
-            Exit::Code(c) => c,
-            Exit::Signal(s) => 128 + s,
-            Exit::Timeout => 128 + libc::SIGKILL,
-        }),
+        exit: None,
     };
-    Ok((exit, metrics))
+    Ok((timed_out, metrics))
 }
 
 /// Brings the loopback interface up (a new network namespace starts with it down).

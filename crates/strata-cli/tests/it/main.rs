@@ -12,6 +12,7 @@ mod hardware;
 mod plan;
 mod resources;
 mod sandbox;
+mod sandbox_attacks;
 
 use strata_test::TestEnv;
 

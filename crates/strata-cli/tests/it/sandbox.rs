@@ -588,16 +588,17 @@ fn a_target_without_a_shell_is_refused_clearly() {
 }
 
 #[test]
-fn a_device_node_made_by_a_script_is_a_clear_error() {
+fn a_device_node_made_by_a_script_is_refused_by_the_kernel() {
     let e = env();
     require_busybox_root!(e);
     site(&e);
+    // Scripts are root only in the sandbox's user namespace: the kernel refuses device
+    // nodes (the observation's own refusal of them stays behind it).
     script(&e, "10-dev.sh", "mknod /etc/null c 1 3");
     let before = e.tree();
     let run = e.run(&["apply", "--node", "n1"]).code(1);
     assert!(
-        run.stderr
-            .contains("/etc/null: a script made a device here"),
+        run.stderr.contains("scripts/10-dev.sh failed") && run.stderr.contains("not permitted"),
         "{}",
         run.stderr
     );

@@ -1,0 +1,194 @@
+//! The run's cgroup: a limit on the processes and on the memory of everything the
+//! programs start (`[sandbox] max_processes`, `max_memory`), on cgroup v2 or v1.
+//!
+//! A process limit cannot be had otherwise: RLIMIT_NPROC never applies to uid 0, and the
+//! programs are uid 0 (mapped to the host's) so that file owners come out right.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// What the programs of one run may use together.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Limits {
+    /// Processes and threads at once (`pids.max`).
+    pub max_processes: u64,
+    /// Bytes of memory (`memory.max`); `None`: no limit.
+    pub max_memory: Option<u64>,
+    /// The site set a limit: a host where it cannot be applied is an error, not a
+    /// silent run without it.
+    pub required: bool,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_processes: DEFAULT_MAX_PROCESSES,
+            max_memory: None,
+            required: false,
+        }
+    }
+}
+
+/// The default process limit: far above what package tools start (apt, dpkg and their
+/// maintainer scripts stay under a hundred), far below what exhausts a host.
+pub const DEFAULT_MAX_PROCESSES: u64 = 1024;
+
+/// Where strata's cgroups live, under each hierarchy's root.
+const PARENT: &str = "strata-sandbox";
+
+const ROOT: &str = "/sys/fs/cgroup";
+
+/// One run's cgroup directories (one for v2; one per controller for v1), removed when
+/// dropped.
+pub struct Cgroup {
+    dirs: Vec<PathBuf>,
+    procs: Vec<OwnedFd>,
+    limits: Limits,
+}
+
+fn unified() -> bool {
+    Path::new(ROOT).join("cgroup.controllers").exists()
+}
+
+/// The run's directories: `(dir, controller)` pairs; v2 has one directory for both.
+fn dirs(name: &str) -> Vec<(PathBuf, &'static str)> {
+    if unified() {
+        vec![(Path::new(ROOT).join(PARENT).join(name), "")]
+    } else {
+        ["pids", "memory"]
+            .into_iter()
+            .map(|c| (Path::new(ROOT).join(c).join(PARENT).join(name), c))
+            .collect()
+    }
+}
+
+fn write(path: &Path, value: &str) -> Result<(), String> {
+    File::options()
+        .write(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(value.as_bytes()))
+        .map_err(|e| format!("write {value:?} to {}: {e}", path.display()))
+}
+
+impl Cgroup {
+    /// Makes the cgroup `name` with `limits`. `Ok(None)` when this host offers no
+    /// writable cgroup hierarchy and the limits are only the defaults.
+    pub fn create(name: &str, limits: &Limits) -> Result<Option<Cgroup>, String> {
+        match Self::try_create(name, limits) {
+            Ok(c) => Ok(Some(c)),
+            Err(_) if !limits.required => Ok(None),
+            Err(e) => Err(format!(
+                "the sandbox limits ([sandbox] max_processes / max_memory) cannot be applied: {e}"
+            )),
+        }
+    }
+
+    fn try_create(name: &str, limits: &Limits) -> Result<Cgroup, String> {
+        let mut cg = Cgroup {
+            dirs: Vec::new(),
+            procs: Vec::new(),
+            limits: limits.clone(),
+        };
+        let v2 = unified();
+        for (dir, controller) in dirs(name) {
+            let parent = dir.parent().expect("under a parent");
+            if !parent.is_dir() {
+                std::fs::create_dir(parent)
+                    .map_err(|e| format!("create {}: {e}", parent.display()))?;
+            }
+            if v2 {
+                write(&parent.join("cgroup.subtree_control"), "+pids +memory")?;
+            }
+            std::fs::create_dir(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+            cg.dirs.push(dir.clone());
+            if v2 || controller == "pids" {
+                write(&dir.join("pids.max"), &limits.max_processes.to_string())?;
+            }
+            if let Some(bytes) = limits.max_memory {
+                if v2 {
+                    write(&dir.join("memory.max"), &bytes.to_string())?;
+                    write(&dir.join("memory.swap.max"), "0").ok();
+                } else if controller == "memory" {
+                    write(&dir.join("memory.limit_in_bytes"), &bytes.to_string())?;
+                }
+            }
+            let procs = dir.join("cgroup.procs");
+            let f = File::options()
+                .write(true)
+                .open(&procs)
+                .map_err(|e| format!("open {}: {e}", procs.display()))?;
+            cg.procs.push(f.into());
+        }
+        Ok(cg)
+    }
+
+    /// The `cgroup.procs` files a process writes `0` into to join.
+    pub fn procs(&self) -> &[OwnedFd] {
+        &self.procs
+    }
+
+    /// Why the kernel refused or killed something, when a limit was reached.
+    pub fn reached(&self) -> Option<String> {
+        let count = |file: &str, key: &str| -> u64 {
+            self.dirs
+                .iter()
+                .filter_map(|d| std::fs::read_to_string(d.join(file)).ok())
+                .flat_map(|t| {
+                    t.lines()
+                        .filter_map(|l| l.strip_prefix(key)?.trim().parse::<u64>().ok())
+                        .collect::<Vec<_>>()
+                })
+                .sum()
+        };
+        let oom = count("memory.events", "oom_kill ") + count("memory.oom_control", "oom_kill ");
+        if oom > 0 {
+            return Some(format!(
+                "the sandbox's memory limit of {} was reached ([sandbox] max_memory)",
+                self.limits.max_memory.map_or("?".into(), human)
+            ));
+        }
+        if count("pids.events", "max ") > 0 {
+            return Some(format!(
+                "the sandbox's limit of {} processes was reached ([sandbox] max_processes)",
+                self.limits.max_processes
+            ));
+        }
+        None
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        self.procs.clear();
+        for d in &self.dirs {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
+/// Removes the cgroups of a run that is gone (a cgroup with processes in it stays).
+pub fn remove_stale(name: &str) {
+    for (dir, _) in dirs(name) {
+        let _ = std::fs::remove_dir(dir);
+    }
+}
+
+/// `512 MiB`, `2 GiB`.
+pub fn human(bytes: u64) -> String {
+    const UNITS: &[&str] = &["bytes", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} bytes")
+    } else {
+        format!("{v:.1} {}", UNITS[unit]).replace(".0 ", " ")
+    }
+}

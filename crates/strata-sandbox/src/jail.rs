@@ -1,0 +1,512 @@
+//! Starts one program confined to the sandbox, so that nothing it does reaches the host
+//! even as root and even when it tries (docs/sandbox.md, "Confinement").
+//!
+//! Three processes per program, all forks of the single-threaded init (so they may
+//! allocate), only the last one exec'd:
+//! - the *entry* (host root, the sandbox's PID namespace) moves itself into the run's
+//!   cgroup, takes a mount namespace of its own whose root is the merged tree
+//!   (`pivot_root`, the old root detached: no `..` or `chroot` leads back), joins the
+//!   sandbox's user namespace (uid and gid 0–4294967294 mapped to themselves: file owners
+//!   work, while the kernel refuses device nodes, mounts and the host's sysctls to anyone
+//!   whose namespace is not the host's), and makes a PID (and, in a plan, network)
+//!   namespace owned by it;
+//! - the *reaper* is PID 1 of that PID namespace: it catches the signals that ask an init
+//!   to reboot, halt or power off (what `busybox reboot` sends), reaps orphans, and kills
+//!   whatever the program left when it ends; when the program calls reboot(2) itself, the
+//!   kernel kills the reaper with SIGHUP or SIGINT, which the entry sees;
+//! - the *program*: its own session, stdio set, CAP_SYS_PTRACE out of its bounding set,
+//!   `NO_NEW_PRIVS` and a seccomp filter (kernel modules, kexec, keyrings, swap, bpf,
+//!   mounts, new user namespaces…), then exec.
+//!
+//! The entry and the reaper report on a pipe whose write end no program holds (`Event`);
+//! they are forks of init, which is not dumpable and whose memory belongs to the host's
+//! user namespace, so a program cannot ptrace them or open their descriptors.
+
+use std::ffi::{CStr, CString};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use seccompiler::BpfProgram;
+
+use crate::sys;
+
+/// Signals an init takes as a request to stop the machine (sysvinit and busybox init;
+/// systemd takes SIGINT as ctrl-alt-del, a reboot), and what each asks for.
+const STOP_SIGNALS: &[(libc::c_int, &str)] = &[
+    (libc::SIGTERM, "reboot"),
+    (libc::SIGINT, "reboot"),
+    (libc::SIGUSR1, "halt"),
+    (libc::SIGUSR2, "poweroff"),
+    (libc::SIGPWR, "poweroff"),
+];
+
+/// Which stop signals the reaper received, one bit per entry of [`STOP_SIGNALS`].
+static STOPS: AtomicU32 = AtomicU32::new(0);
+
+/// The sandbox's user namespace: root mapped to root.
+pub struct UserNs(OwnedFd);
+
+impl UserNs {
+    /// Makes the namespace (a child unshares it and waits while the maps are written,
+    /// then exits; the descriptor keeps the namespace). `proc` is a proc file system of
+    /// the caller's PID namespace.
+    pub fn create(proc: &std::path::Path) -> io::Result<UserNs> {
+        let (ready_r, ready_w) = sys::pipe()?;
+        let (done_r, done_w) = sys::pipe()?;
+        let (mut ready_r, mut ready_w) =
+            (std::fs::File::from(ready_r), std::fs::File::from(ready_w));
+        let mut done_r = std::fs::File::from(done_r);
+        // SAFETY: init is single-threaded; the child only makes system calls and exits.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if pid == 0 {
+            drop(done_w);
+            let ok = sys::unshare(libc::CLONE_NEWUSER).is_ok();
+            let _ = ready_w.write_all(if ok { b"y" } else { b"n" });
+            let mut buf = [0u8; 1];
+            let _ = done_r.read(&mut buf);
+            // SAFETY: ends the child without running the parent's destructors.
+            unsafe { libc::_exit(0) };
+        }
+        drop(ready_w);
+        drop(done_r);
+        let result = (|| {
+            let mut buf = [0u8; 1];
+            ready_r.read_exact(&mut buf)?;
+            if &buf != b"y" {
+                return Err(io::Error::other("cannot create a user namespace"));
+            }
+            for map in ["uid_map", "gid_map"] {
+                std::fs::write(proc.join(format!("{pid}/{map}")), "0 0 4294967295\n")
+                    .map_err(|e| io::Error::other(format!("write {map}: {e}")))?;
+            }
+            let ns = std::fs::File::open(proc.join(format!("{pid}/ns/user")))?;
+            Ok(UserNs(ns.into()))
+        })();
+        drop(done_w);
+        sys::wait_quiet(pid);
+        result
+    }
+}
+
+/// Where a program's standard streams go.
+pub struct Stdio {
+    /// Standard input; `None`: `/dev/null` inside.
+    pub stdin: Option<RawFd>,
+    /// Standard output.
+    pub stdout: RawFd,
+    /// Standard error.
+    pub stderr: RawFd,
+}
+
+/// One program to start, everything prepared before the fork.
+pub struct Job<'a> {
+    /// The executable and its arguments, as seen inside.
+    pub argv: Vec<CString>,
+    /// Its whole environment.
+    pub env: Vec<CString>,
+    /// Its standard streams.
+    pub stdio: Stdio,
+    /// A network namespace with only loopback.
+    pub isolate_network: bool,
+    /// A session of its own (not for an interactive shell, which keeps the terminal).
+    pub session: bool,
+    /// The merged tree, which becomes `/`.
+    pub merged: &'a CStr,
+    /// The run's cgroup (`cgroup.procs`, or `tasks` in cgroup v1), if limits apply.
+    pub cgroups: &'a [OwnedFd],
+    /// The seccomp filters, applied in order.
+    pub filters: &'a [BpfProgram],
+}
+
+/// What the entry and the reaper report about a program.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The program asked for a reboot, halt or power-off (`how` says in which way).
+    Stop {
+        /// `reboot`, `halt` or `poweroff`.
+        what: String,
+        /// `signal SIGTERM to init`, `reboot(2)`.
+        how: String,
+    },
+    /// The program exited with this code.
+    Exit(i32),
+    /// A signal killed the program.
+    Signal(i32),
+    /// The program could not be started.
+    Error(String),
+}
+
+impl Event {
+    fn line(&self) -> String {
+        match self {
+            Event::Stop { what, how } => format!("stop {what} {how}\n"),
+            Event::Exit(c) => format!("exit {c}\n"),
+            Event::Signal(s) => format!("signal {s}\n"),
+            Event::Error(e) => format!("error {}\n", e.replace('\n', " ")),
+        }
+    }
+
+    /// Parses what the entry and reaper wrote (they are strata's own code: a line that
+    /// does not parse is dropped).
+    pub fn parse(bytes: &[u8]) -> Vec<Event> {
+        String::from_utf8_lossy(bytes)
+            .lines()
+            .filter_map(|l| {
+                let (kind, rest) = l.split_once(' ')?;
+                Some(match kind {
+                    "stop" => {
+                        let (what, how) = rest.split_once(' ')?;
+                        Event::Stop {
+                            what: what.to_string(),
+                            how: how.to_string(),
+                        }
+                    }
+                    "exit" => Event::Exit(rest.parse().ok()?),
+                    "signal" => Event::Signal(rest.parse().ok()?),
+                    "error" => Event::Error(rest.to_string()),
+                    _ => return None,
+                })
+            })
+            .collect()
+    }
+}
+
+/// A started program: the entry's pid (wait for it, kill it to end everything) and the
+/// read end of its report pipe.
+pub struct Started {
+    /// The entry process.
+    pub pid: i32,
+    /// Where the entry and the reaper report.
+    pub events: OwnedFd,
+}
+
+/// Starts `job` confined in `ns`.
+pub fn spawn(job: &Job<'_>, ns: &UserNs) -> io::Result<Started> {
+    let (events_r, events_w) = sys::pipe()?;
+    // SAFETY: init is single-threaded: the child may do anything; it never returns.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid == 0 {
+        drop(events_r);
+        let code = match entry(job, ns, &events_w) {
+            Ok(code) => code,
+            Err(e) => {
+                report(&events_w, &Event::Error(e.to_string()));
+                127
+            }
+        };
+        // SAFETY: ends the child without running the parent's destructors.
+        unsafe { libc::_exit(code) };
+    }
+    drop(events_w);
+    Ok(Started {
+        pid,
+        events: events_r,
+    })
+}
+
+fn report(to: &OwnedFd, event: &Event) {
+    let _ = sys::write_all_fd(to.as_raw_fd(), event.line().as_bytes());
+}
+
+fn step<T>(what: &str, r: io::Result<T>) -> io::Result<T> {
+    r.map_err(|e| io::Error::new(e.kind(), format!("{what}: {e}")))
+}
+
+/// The entry: namespaces, then the reaper; returns the exit code of the entry.
+fn entry(job: &Job<'_>, ns: &UserNs, events: &OwnedFd) -> io::Result<i32> {
+    step("parent-death signal", sys::die_with_parent())?;
+    for procs in job.cgroups {
+        step(
+            "join the cgroup",
+            sys::write_all_fd(procs.as_raw_fd(), b"0"),
+        )?;
+    }
+    step("mount namespace", sys::unshare(libc::CLONE_NEWNS))?;
+    step("enter the tree", sys::pivot_into(job.merged))?;
+    step(
+        "user namespace",
+        sys::setns(ns.0.as_raw_fd(), libc::CLONE_NEWUSER),
+    )?;
+    let mut flags = libc::CLONE_NEWPID;
+    if job.isolate_network {
+        flags |= libc::CLONE_NEWNET;
+    }
+    step("PID namespace", sys::unshare(flags))?;
+    if job.isolate_network {
+        step("loopback", sys::loopback_up())?;
+    }
+    // SAFETY: single-threaded, as above.
+    let reaper = unsafe { libc::fork() };
+    if reaper < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if reaper == 0 {
+        let code = match reap(job, events) {
+            Ok(c) => c,
+            Err(e) => {
+                report(events, &Event::Error(e.to_string()));
+                127
+            }
+        };
+        // SAFETY: as above.
+        unsafe { libc::_exit(code) };
+    }
+    let status = sys::wait_status(reaper)?;
+    if libc::WIFSIGNALED(status) {
+        // Only reboot(2) in the namespace kills its init with SIGHUP or SIGINT: the reaper
+        // has no handler for SIGHUP, catches SIGINT, and nothing outside sends either.
+        match libc::WTERMSIG(status) {
+            libc::SIGHUP => report(
+                events,
+                &Event::Stop {
+                    what: "reboot".into(),
+                    how: "reboot(2)".into(),
+                },
+            ),
+            libc::SIGINT => report(
+                events,
+                &Event::Stop {
+                    what: "poweroff".into(),
+                    how: "reboot(2)".into(),
+                },
+            ),
+            _ => {}
+        }
+    }
+    Ok(0)
+}
+
+extern "C" fn on_stop(signal: libc::c_int) {
+    if let Some(i) = STOP_SIGNALS.iter().position(|(s, _)| *s == signal) {
+        STOPS.fetch_or(1 << i, Ordering::SeqCst);
+    }
+}
+
+/// PID 1 of the program's PID namespace.
+fn reap(job: &Job<'_>, events: &OwnedFd) -> io::Result<i32> {
+    step("parent-death signal", sys::die_with_parent())?;
+    for (signal, _) in STOP_SIGNALS {
+        step("signal handler", sys::catch(*signal, on_stop))?;
+    }
+    // SAFETY: single-threaded, as above.
+    let program = unsafe { libc::fork() };
+    if program < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if program == 0 {
+        let e = exec(job);
+        report(events, &Event::Error(format!("{e}")));
+        // SAFETY: as above.
+        unsafe { libc::_exit(127) };
+    }
+    let mut ended = None;
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid writes only the status we pass.
+        let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
+        flush_stops(events);
+        if pid == program {
+            ended = Some(if libc::WIFEXITED(status) {
+                Event::Exit(libc::WEXITSTATUS(status))
+            } else {
+                Event::Signal(libc::WTERMSIG(status))
+            });
+            // What the program left running does not outlive it.
+            // SAFETY: kill(-1) from a PID namespace's init reaches every other process of
+            // the namespace and nothing outside it.
+            unsafe { libc::kill(-1, libc::SIGKILL) };
+        }
+        if pid < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD) {
+            break;
+        }
+    }
+    flush_stops(events);
+    if let Some(e) = ended {
+        report(events, &e);
+    }
+    Ok(0)
+}
+
+fn flush_stops(events: &OwnedFd) {
+    let bits = STOPS.swap(0, Ordering::SeqCst);
+    for (i, (signal, what)) in STOP_SIGNALS.iter().enumerate() {
+        if bits & (1 << i) != 0 {
+            report(
+                events,
+                &Event::Stop {
+                    what: what.to_string(),
+                    how: format!("signal {} to init", sys::signal_name(*signal)),
+                },
+            );
+        }
+    }
+}
+
+/// The program's last steps before exec; returns only on failure.
+fn exec(job: &Job<'_>) -> io::Error {
+    let r = (|| -> io::Result<()> {
+        step("signals", sys::default_signals())?;
+        if job.session {
+            step(
+                "setsid",
+                rustix::process::setsid().map(drop).map_err(Into::into),
+            )?;
+        }
+        let null;
+        let stdin = match job.stdio.stdin {
+            Some(fd) => fd,
+            None => {
+                null = std::fs::File::open("/dev/null")?;
+                null.as_raw_fd()
+            }
+        };
+        for (from, to) in [(stdin, 0), (job.stdio.stdout, 1), (job.stdio.stderr, 2)] {
+            step("standard streams", sys::dup2(from, to))?;
+        }
+        step("capabilities", sys::drop_ptrace())?;
+        for f in job.filters {
+            seccompiler::apply_filter(f).map_err(|e| io::Error::other(format!("seccomp: {e}")))?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = r {
+        return e;
+    }
+    let mut argv: Vec<*const libc::c_char> = job.argv.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let mut env: Vec<*const libc::c_char> = job.env.iter().map(|a| a.as_ptr()).collect();
+    env.push(std::ptr::null());
+    // SAFETY: both arrays are NUL-terminated and point to live C strings.
+    unsafe { libc::execve(argv[0], argv.as_ptr(), env.as_ptr()) };
+    let e = io::Error::last_os_error();
+    io::Error::new(
+        e.kind(),
+        format!("exec {}: {e}", job.argv[0].to_string_lossy()),
+    )
+}
+
+/// The seccomp filters every program runs under: system calls no configuration script
+/// needs and that reach the kernel or the host beyond the namespaces fail with EPERM;
+/// `clone3` fails with ENOSYS (its flags cannot be inspected, and the C library then
+/// falls back to `clone`, whose flags can).
+pub fn filters() -> Result<Vec<BpfProgram>, String> {
+    use seccompiler::{
+        SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
+    };
+    use std::collections::BTreeMap;
+    let arch = std::env::consts::ARCH
+        .try_into()
+        .map_err(|e| format!("seccomp on {}: {e:?}", std::env::consts::ARCH))?;
+    let mut deny: BTreeMap<i64, Vec<SeccompRule>> = [
+        libc::SYS_kexec_load,
+        libc::SYS_kexec_file_load,
+        libc::SYS_init_module,
+        libc::SYS_finit_module,
+        libc::SYS_delete_module,
+        libc::SYS_add_key,
+        libc::SYS_request_key,
+        libc::SYS_keyctl,
+        libc::SYS_swapon,
+        libc::SYS_swapoff,
+        libc::SYS_acct,
+        libc::SYS_bpf,
+        libc::SYS_perf_event_open,
+        libc::SYS_userfaultfd,
+        libc::SYS_open_by_handle_at,
+        libc::SYS_syslog,
+        libc::SYS_quotactl,
+        libc::SYS_vhangup,
+        libc::SYS_settimeofday,
+        libc::SYS_clock_settime,
+        libc::SYS_clock_adjtime,
+        libc::SYS_adjtimex,
+        libc::SYS_mount,
+        libc::SYS_umount2,
+        libc::SYS_pivot_root,
+        libc::SYS_fsopen,
+        libc::SYS_fsconfig,
+        libc::SYS_fsmount,
+        libc::SYS_fspick,
+        libc::SYS_move_mount,
+        libc::SYS_open_tree,
+        libc::SYS_mount_setattr,
+        libc::SYS_setns,
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_iopl,
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_ioperm,
+    ]
+    .into_iter()
+    .map(|n| (n, Vec::new()))
+    .collect();
+    // No new user namespaces (a fresh one would give back every capability over a fresh
+    // mount namespace, a larger kernel surface than scripts need).
+    let newuser = libc::CLONE_NEWUSER as u64;
+    for (call, arg) in [(libc::SYS_unshare, 0), (libc::SYS_clone, 0)] {
+        let cond = SeccompCondition::new(
+            arg,
+            SeccompCmpArgLen::Qword,
+            SeccompCmpOp::MaskedEq(newuser),
+            newuser,
+        )
+        .map_err(|e| e.to_string())?;
+        deny.insert(
+            call,
+            vec![SeccompRule::new(vec![cond]).map_err(|e| e.to_string())?],
+        );
+    }
+    let eperm = SeccompFilter::new(
+        deny,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EPERM as u32),
+        arch,
+    )
+    .map_err(|e| e.to_string())?;
+    let clone3 = SeccompFilter::new(
+        [(libc::SYS_clone3, Vec::new())].into_iter().collect(),
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::ENOSYS as u32),
+        arch,
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(vec![
+        eperm
+            .try_into()
+            .map_err(|e: seccompiler::BackendError| e.to_string())?,
+        clone3
+            .try_into()
+            .map_err(|e: seccompiler::BackendError| e.to_string())?,
+    ])
+}
+
+/// Reads whatever is in a non-blocking descriptor now.
+pub fn drain(fd: &OwnedFd, into: &mut Vec<u8>) {
+    let mut buf = [0u8; 8192];
+    loop {
+        // SAFETY: read writes only into the buffer we pass.
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n <= 0 {
+            return;
+        }
+        into.extend_from_slice(&buf[..n as usize]);
+    }
+}
+
+/// Opens a FIFO for reading without ever blocking or seeing end-of-file (the descriptor
+/// also counts as a writer).
+pub fn open_fifo(path: &std::path::Path) -> io::Result<OwnedFd> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    Ok(f.into())
+}
