@@ -35,6 +35,10 @@ pub struct SandboxSettings {
     /// Memory the scripts of one run may use together (`max_memory = "2G"`).
     #[serde(default)]
     pub max_memory: Option<Size>,
+    /// Network or FUSE file systems mounted in the target that scripts see read-only
+    /// and whose changes are not observed (else such a mount is refused).
+    #[serde(default)]
+    pub unobserved: Vec<String>,
 }
 
 /// A size in bytes, written as a number of bytes or with a unit: `512M`, `2G`, `2GiB`.

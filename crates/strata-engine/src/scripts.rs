@@ -255,6 +255,15 @@ pub fn plan(
         shell: mode.shell,
         cache,
         limits: limits(settings),
+        unobserved: settings
+            .unobserved
+            .iter()
+            .map(|p| {
+                TargetPath::parse(p).map_err(|e| {
+                    EngineError::Invalid(format!("strata.toml: [sandbox] unobserved: `{p}`: {e}"))
+                })
+            })
+            .collect::<Result<_, _>>()?,
     };
     let meter = Meter::start();
     let observed = strata_sandbox::run(&spec, mode.helper)?;

@@ -108,7 +108,7 @@ pub fn main(spec: &Spec) -> Result<i32, String> {
             .collect(),
     };
     let lower = Root::open(&spec.root).map_err(|e| e.to_string())?;
-    let upper = d.upper;
+    let upper = crate::outer::layers(spec)?;
     let mut prints = Fingerprints::default();
     let mut owner: BTreeMap<TargetPath, Option<String>> = BTreeMap::new();
 

@@ -20,6 +20,7 @@
 mod cgroup;
 mod init;
 mod jail;
+mod mounts;
 mod observe;
 mod outer;
 mod shim;
@@ -27,6 +28,7 @@ mod sys;
 mod work;
 
 pub use cgroup::{DEFAULT_MAX_PROCESSES, Limits};
+pub use mounts::{Show, SubMount};
 pub use work::{WorkDir, create_private, write_private};
 
 use std::borrow::Cow;
@@ -106,6 +108,9 @@ pub struct Spec {
     /// What the programs may use together.
     #[serde(default)]
     pub limits: Limits,
+    /// Mounted file systems shown read-only and not observed (`[sandbox] unobserved`).
+    #[serde(default)]
+    pub unobserved: Vec<TargetPath>,
 }
 
 /// Where [`Spec::cache`] is mounted inside the sandbox (under `/run`, so never reported).
@@ -270,9 +275,10 @@ pub enum SandboxError {
     /// No shell in the target.
     #[error("the target {0} has no /bin/sh: module scripts and executable templates cannot run")]
     NoShell(PathBuf),
-    /// Part of the target is another file system, which an overlay of the root would miss.
+    /// Part of the target is a network or FUSE file system, whose effects the sandbox
+    /// cannot observe faithfully.
     #[error(
-        "{mount} is a separate {fstype} mount inside the target {root}: the sandbox's overlay would not see it, so strata refuses to run scripts rather than miss their effects there"
+        "{mount} is a {fstype} mount inside the target {root}: strata cannot observe what scripts would do on a network or FUSE file system; add it to `[sandbox] unobserved` in strata.toml to show it to scripts read-only, unobserved"
     )]
     Submount {
         /// The target.
@@ -319,7 +325,7 @@ pub fn run(spec: &Spec, helper: &Path) -> Result<Observed, SandboxError> {
     let mut spec = spec.clone();
     spec.root = std::fs::canonicalize(&spec.root).map_err(io_err("resolve", &spec.root))?;
     let spec = &spec;
-    check_target(&spec.root)?;
+    check_target(spec)?;
     let spec_path = spec.work.join("spec.json");
     let json = serde_json::to_vec(spec).expect("spec serialises");
     write_private(&spec_path, &json).map_err(io_err("write", &spec_path))?;
@@ -365,7 +371,8 @@ pub fn run(spec: &Spec, helper: &Path) -> Result<Observed, SandboxError> {
 }
 
 /// Refuses targets the sandbox cannot represent faithfully.
-fn check_target(root: &Path) -> Result<(), SandboxError> {
+fn check_target(spec: &Spec) -> Result<(), SandboxError> {
+    let root = &spec.root;
     let sh = strata_fs::Root::open(root)
         .ok()
         .and_then(|r| {
@@ -376,49 +383,19 @@ fn check_target(root: &Path) -> Result<(), SandboxError> {
     if sh.is_none() {
         return Err(SandboxError::NoShell(root.to_path_buf()));
     }
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    for line in mounts.lines() {
-        let fields: Vec<&str> = line.split(' ').collect();
-        let Some(sep) = fields.iter().position(|f| *f == "-") else {
-            continue;
-        };
-        let (Some(point), Some(fstype)) = (fields.get(4), fields.get(sep + 1)) else {
-            continue;
-        };
-        let point = PathBuf::from(unescape_mount(point));
-        // The sandbox mounts its own /proc, /dev, /sys, /run and /tmp: what is mounted
-        // below those on the target (a container's /run/host…) is never seen anyway.
-        let replaced = outer::MOUNT_POINTS
-            .iter()
-            .any(|m| point.starts_with(root.join(&m[1..])));
-        if point != root && point.starts_with(root) && !outer::pseudo_fs(fstype) && !replaced {
-            return Err(SandboxError::Submount {
-                root: root.to_path_buf(),
-                mount: point,
-                fstype: fstype.to_string(),
-            });
-        }
-    }
-    Ok(())
+    submounts(spec).map(drop)
 }
 
-/// `/proc/self/mountinfo` escapes spaces and a few other bytes as `\ooo`.
-fn unescape_mount(s: &str) -> String {
-    let mut out = Vec::new();
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && let Some(Ok(v)) = s.get(i + 1..i + 4).map(|o| u8::from_str_radix(o, 8))
-        {
-            out.push(v);
-            i += 4;
-            continue;
+/// The file systems mounted inside the target, as the sandbox shows them.
+pub(crate) fn submounts(spec: &Spec) -> Result<Vec<SubMount>, SandboxError> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    mounts::below(&spec.root, &info, &spec.unobserved, outer::MOUNT_POINTS).map_err(|r| {
+        SandboxError::Submount {
+            root: spec.root.clone(),
+            mount: r.mount,
+            fstype: r.fstype,
         }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    })
 }
 
 /// The entry point of the helper processes: call it from `main` when the first argument

@@ -12,6 +12,7 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use strata_fs::Root;
 use strata_types::{Hash, Snapshot, TargetPath, Xattrs};
 
+use crate::mounts::Layer;
 use crate::outer::MOUNT_POINTS;
 use crate::{Changed, DEFAULT_IGNORE, Merged};
 
@@ -26,14 +27,16 @@ pub struct Fingerprints(BTreeMap<TargetPath, (u64, i64, i64, u32, u64)>);
 impl Fingerprints {
     /// Walks the upper dir and attributes every new or changed entry to `module`, unless
     /// a module already touched it.
-    pub fn update(&mut self, upper: &Path, module: Option<&str>, owners: &mut Owners) {
+    pub fn update(&mut self, layers: &[Layer], module: Option<&str>, owners: &mut Owners) {
         let mut now = BTreeMap::new();
-        walk_upper(upper, &TargetPath::root(), &mut |path, md| {
-            now.insert(
-                path,
-                (md.ino(), md.ctime(), md.ctime_nsec(), md.mode(), md.size()),
-            );
-        });
+        for layer in layers {
+            walk_upper(&layer.upper, &layer.at, &layer.at, &mut |path, md| {
+                now.insert(
+                    path,
+                    (md.ino(), md.ctime(), md.ctime_nsec(), md.mode(), md.size()),
+                );
+            });
+        }
         for (path, print) in &now {
             if self.0.get(path) != Some(print) && !matches!(owners.get(path), Some(Some(_))) {
                 owners.insert(path.clone(), module.map(str::to_string));
@@ -43,9 +46,15 @@ impl Fingerprints {
     }
 }
 
-/// Calls `f` for every entry below `dir` (depth first, parents before children).
-fn walk_upper(base: &Path, dir: &TargetPath, f: &mut dyn FnMut(TargetPath, std::fs::Metadata)) {
-    let host = host(base, dir);
+/// Calls `f` for every entry below `dir` of the layer at `at` whose upper dir is `base`
+/// (depth first, parents before children).
+fn walk_upper(
+    base: &Path,
+    at: &TargetPath,
+    dir: &TargetPath,
+    f: &mut dyn FnMut(TargetPath, std::fs::Metadata),
+) {
+    let host = host(base, at, dir);
     let Ok(entries) = std::fs::read_dir(&host) else {
         return;
     };
@@ -60,17 +69,32 @@ fn walk_upper(base: &Path, dir: &TargetPath, f: &mut dyn FnMut(TargetPath, std::
         let is_dir = md.is_dir();
         f(path.clone(), md);
         if is_dir {
-            walk_upper(base, &path, f);
+            walk_upper(base, at, &path, f);
         }
     }
 }
 
-fn host(base: &Path, p: &TargetPath) -> std::path::PathBuf {
-    if p.as_str() == "/" {
+/// Where `p` is in the upper dir `base` of the layer mounted at `at`.
+fn host(base: &Path, at: &TargetPath, p: &TargetPath) -> std::path::PathBuf {
+    let rel = if at.as_str() == "/" {
+        p.relative()
+    } else {
+        p.as_str()[at.as_str().len()..].trim_start_matches('/')
+    };
+    if rel.is_empty() {
         base.to_path_buf()
     } else {
-        base.join(p.relative())
+        base.join(rel)
     }
+}
+
+/// The layer `p` lies in: the deepest whose mount point is `p` or above it.
+fn layer_of<'a>(layers: &'a [Layer], p: &TargetPath) -> &'a Layer {
+    layers
+        .iter()
+        .filter(|l| p.starts_with(&l.at))
+        .max_by_key(|l| l.at.depth())
+        .expect("the root layer holds every path")
 }
 
 /// What is not reported: the default ignore list plus the site's, except what the
@@ -123,6 +147,8 @@ fn is_opaque(path: &Path) -> bool {
 
 struct Walk<'a> {
     upper: &'a Path,
+    /// Where the layer is mounted.
+    at: &'a TargetPath,
     /// The upper dir as a tree, to read extended attributes.
     upper_tree: Root,
     lower: &'a Root,
@@ -136,36 +162,49 @@ struct Walk<'a> {
 /// Every path whose state after the run differs from the target's, in path order, with
 /// the contents of changed files copied to `out/<hash>`.
 pub fn changes(
-    upper: &Path,
+    layers: &[Layer],
     lower: &Root,
     ignore: &Ignore,
     owners: &Owners,
     out: &Path,
     shimmed: &BTreeMap<TargetPath, Hash>,
 ) -> Result<Vec<Changed>, String> {
-    let mut w = Walk {
-        upper,
-        upper_tree: Root::open(upper).map_err(|e| e.to_string())?,
-        lower,
-        ignore,
-        owners,
-        out,
-        shimmed,
-        acc: Vec::new(),
-    };
-    w.dir(&TargetPath::root(), false)?;
-    w.acc.sort_by(|a, b| a.path.cmp(&b.path));
-    w.acc.dedup_by(|a, b| a.path == b.path);
-    Ok(w.acc)
+    let mut acc = Vec::new();
+    for layer in layers {
+        let mut w = Walk {
+            upper: &layer.upper,
+            at: &layer.at,
+            upper_tree: Root::open(&layer.upper).map_err(|e| e.to_string())?,
+            lower,
+            ignore,
+            owners,
+            out,
+            shimmed,
+            acc: Vec::new(),
+        };
+        if layer.at.as_str() != "/" {
+            w.top()?;
+        }
+        w.dir(&layer.at, false)?;
+        acc.append(&mut w.acc);
+    }
+    acc.sort_by(|a, b| a.path.cmp(&b.path));
+    acc.dedup_by(|a, b| a.path == b.path);
+    Ok(acc)
 }
 
 impl Walk<'_> {
     /// The extended attributes the run set or removed on a file or directory of the upper
     /// dir, against the target's; `before` gets the target's values for those names.
     fn xattrs(&self, path: &TargetPath, before: &mut Snapshot) -> Result<Xattrs, String> {
+        let inner = TargetPath::parse(&format!(
+            "/{}",
+            host(Path::new(""), self.at, path).to_string_lossy()
+        ))
+        .map_err(|e| e.to_string())?;
         let now = self
             .upper_tree
-            .xattrs(path, None)
+            .xattrs(&inner, None)
             .map_err(|e| e.to_string())?;
         let was = match before {
             Snapshot::File { .. } | Snapshot::Dir { .. } => {
@@ -206,16 +245,35 @@ impl Walk<'_> {
         });
     }
 
+    /// The top of a mounted file system's layer: its owner, group and mode (its contents
+    /// are walked by `dir`).
+    fn top(&mut self) -> Result<(), String> {
+        let md = std::fs::symlink_metadata(self.upper)
+            .map_err(|e| format!("inspect {}: {e}", self.upper.display()))?;
+        let mut before = self.lower.inspect(self.at).map_err(|e| e.to_string())?;
+        let state = Snapshot::Dir {
+            mode: md.mode() & 0o7777,
+            uid: md.uid(),
+            gid: md.gid(),
+            xattrs: self.xattrs(self.at, &mut before)?,
+        };
+        if !state.satisfied_by(&before) {
+            let module = self.owner(self.at);
+            self.push(self.at.clone(), state, module);
+        }
+        Ok(())
+    }
+
     /// Walks one upper directory; `new` when the lower has no directory there.
     fn dir(&mut self, dir: &TargetPath, new: bool) -> Result<(), String> {
-        let host_dir = host(self.upper, dir);
+        let host_dir = host(self.upper, self.at, dir);
         let mut names: Vec<String> = std::fs::read_dir(&host_dir)
             .map_err(|e| format!("read {}: {e}", host_dir.display()))?
             .flatten()
             .filter_map(|e| e.file_name().to_str().map(str::to_string))
             .collect();
         names.sort();
-        if !new && dir.as_str() != "/" && is_opaque(&host_dir) {
+        if !new && dir != self.at && is_opaque(&host_dir) {
             // Everything the lower directory held and the upper one lacks is gone.
             let present: BTreeSet<&String> = names.iter().collect();
             for (name, _) in self.lower.list(dir).map_err(|e| e.to_string())? {
@@ -231,7 +289,7 @@ impl Walk<'_> {
             if self.ignore.is_match(path.as_str()) {
                 continue;
             }
-            let host_path = host(self.upper, &path);
+            let host_path = host(self.upper, self.at, &path);
             let md = std::fs::symlink_metadata(&host_path)
                 .map_err(|e| format!("inspect {}: {e}", host_path.display()))?;
             let mut before = if new {
@@ -337,14 +395,14 @@ fn save(out: &Path, hash: &Hash, bytes: &[u8]) -> Result<(), String> {
 /// The final state of each watched path: `Lower` when the run left it alone.
 pub fn watched(
     watch: &[TargetPath],
-    upper: &Path,
+    layers: &[Layer],
     merged: &Root,
     out: &Path,
 ) -> Result<BTreeMap<TargetPath, Merged>, String> {
     let mut result = BTreeMap::new();
     for path in watch {
         let state = merged.inspect(path).map_err(|e| e.to_string())?;
-        let touched = state.is_absent() || in_upper(upper, path);
+        let touched = state.is_absent() || in_upper(layer_of(layers, path), path);
         let merged_state = if !touched {
             Merged::Lower
         } else {
@@ -360,15 +418,20 @@ pub fn watched(
     Ok(result)
 }
 
-/// Whether the upper dir holds `path` itself, reached through real directories only.
-fn in_upper(upper: &Path, path: &TargetPath) -> bool {
-    let mut ancestors: Vec<TargetPath> = path.ancestors().collect();
+/// Whether the layer's upper dir holds `path` itself, reached through real directories
+/// only.
+fn in_upper(layer: &Layer, path: &TargetPath) -> bool {
+    let mut ancestors: Vec<TargetPath> = path
+        .ancestors()
+        .filter(|a| a.starts_with(&layer.at) && *a != layer.at)
+        .collect();
     ancestors.reverse();
-    for a in ancestors.iter().filter(|a| a.as_str() != "/") {
-        match std::fs::symlink_metadata(host(upper, a)) {
+    for a in &ancestors {
+        match std::fs::symlink_metadata(host(&layer.upper, &layer.at, a)) {
             Ok(md) if md.is_dir() => {}
             _ => return false,
         }
     }
-    std::fs::symlink_metadata(host(upper, path)).is_ok()
+    // A layer's top is its upper dir itself, which always exists.
+    std::fs::symlink_metadata(host(&layer.upper, &layer.at, path)).is_ok()
 }

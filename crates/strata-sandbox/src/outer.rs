@@ -1,7 +1,7 @@
 //! The outer helper: runs in the new mount namespace (but still in the caller's PID
 //! namespace), builds the overlay and everything mounted inside it, then starts init.
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -9,36 +9,8 @@ use std::process::Command;
 use rustix::mount::{MountFlags, MountPropagationFlags};
 use strata_types::{Hash, Snapshot, TargetPath};
 
+use crate::mounts::{Layer, Show};
 use crate::{HELPER_ARG, INTERCEPTED, Spec, shim, sys};
-
-/// File systems that are not part of a root's content (a target's `/proc`, `/run`…).
-pub fn pseudo_fs(fstype: &str) -> bool {
-    matches!(
-        fstype,
-        "proc"
-            | "sysfs"
-            | "tmpfs"
-            | "devtmpfs"
-            | "devpts"
-            | "mqueue"
-            | "cgroup"
-            | "cgroup2"
-            | "securityfs"
-            | "debugfs"
-            | "tracefs"
-            | "pstore"
-            | "bpf"
-            | "hugetlbfs"
-            | "fusectl"
-            | "configfs"
-            | "binfmt_misc"
-            | "autofs"
-            | "efivarfs"
-            | "rpc_pipefs"
-            | "nsfs"
-            | "ramfs"
-    )
-}
 
 /// The sandbox's own directories, in the caller's work dir.
 pub struct Dirs {
@@ -97,29 +69,40 @@ pub fn main(spec: &Spec) -> Result<i32, String> {
     for dir in [&d.upper, &d.merged, &work] {
         std::fs::create_dir(dir).map_err(err("create", dir))?;
     }
-    for p in [&spec.root, &d.upper, &work] {
-        let s = p.to_string_lossy();
-        if s.contains([',', ':', '\\']) {
-            return Err(format!(
-                "{s}: overlayfs cannot take a path with `,`, `:` or `\\` as a layer"
-            ));
-        }
-    }
     // No device nodes and no set-user-id programs of the target's take effect inside.
     let nosuid = MountFlags::NOSUID | MountFlags::NODEV;
-    mount(
-        "overlay",
-        &d.merged,
-        "overlay",
-        nosuid,
-        &format!(
-            "lowerdir={},upperdir={},workdir={}",
-            spec.root.display(),
-            d.upper.display(),
-            work.display()
-        ),
-    )?;
+    overlay(&spec.root, &d.upper, &work, &d.merged, nosuid)?;
     let m = &d.merged;
+    let mut layers = vec![Layer {
+        at: TargetPath::root(),
+        upper: d.upper.clone(),
+    }];
+    // Every file system mounted inside the target, parents first, at its place.
+    let subs = crate::submounts(spec).map_err(|e| e.to_string())?;
+    for (i, sub) in subs.iter().enumerate() {
+        let at = m.join(sub.at.relative());
+        match sub.how {
+            Show::Overlay => {
+                let dir = base.join("layers").join(i.to_string());
+                let (upper, work) = (dir.join("upper"), dir.join("work"));
+                for d in [&upper, &work] {
+                    std::fs::create_dir_all(d).map_err(err("create", d))?;
+                }
+                overlay(&sub.host, &upper, &work, &at, nosuid)?;
+                layers.push(Layer {
+                    at: sub.at.clone(),
+                    upper,
+                });
+            }
+            Show::ReadOnly | Show::Unobserved => {
+                bind(&sub.host, &at)?;
+                rustix::mount::mount_remount(&at, MountFlags::BIND | MountFlags::RDONLY | nosuid, "")
+                    .map_err(|e| format!("make {} read-only: {e}", at.display()))?;
+            }
+        }
+    }
+    let json = serde_json::to_vec(&layers).map_err(|e| e.to_string())?;
+    write(&layers_file(spec), &json, 0o600)?;
     for point in MOUNT_POINTS {
         let dir = m.join(&point[1..]);
         if !dir.is_dir() {
@@ -175,6 +158,47 @@ pub fn main(spec: &Spec) -> Result<i32, String> {
     }
     let status = cmd.status().map_err(|e| format!("start init: {e}"))?;
     Ok(status.code().unwrap_or(1))
+}
+
+/// Mounts an overlay of `lower` at `at`, its upper dir showing `lower`'s own owner and
+/// mode at the top (an overlay's root takes its upper dir's).
+fn overlay(lower: &Path, upper: &Path, work: &Path, at: &Path, flags: MountFlags) -> Result<(), String> {
+    for p in [lower, upper, work] {
+        let s = p.to_string_lossy();
+        if s.contains([',', ':', '\\']) {
+            return Err(format!(
+                "{s}: overlayfs cannot take a path with `,`, `:` or `\\` as a layer"
+            ));
+        }
+    }
+    let md = std::fs::metadata(lower).map_err(err("inspect", lower))?;
+    std::os::unix::fs::chown(upper, Some(md.uid()), Some(md.gid())).map_err(err("chown", upper))?;
+    std::fs::set_permissions(upper, std::fs::Permissions::from_mode(md.mode() & 0o7777))
+        .map_err(err("chmod", upper))?;
+    mount(
+        "overlay",
+        at,
+        "overlay",
+        flags,
+        &format!(
+            "lowerdir={},upperdir={},workdir={}",
+            lower.display(),
+            upper.display(),
+            work.display()
+        ),
+    )
+}
+
+/// Where outer tells init the overlay layers it mounted.
+fn layers_file(spec: &Spec) -> PathBuf {
+    spec.work.join("sb/layers.json")
+}
+
+/// The overlay layers of the run, the root's first.
+pub fn layers(spec: &Spec) -> Result<Vec<Layer>, String> {
+    let path = layers_file(spec);
+    let bytes = std::fs::read(&path).map_err(err("read", &path))?;
+    serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// strata's own directory for the run (`/run/strata` inside), as the helpers reach it.
