@@ -21,6 +21,7 @@ use strata_types::{
 pub use strata_core::NodeInfo;
 
 mod downloads;
+mod intercept;
 mod scripts;
 mod steps;
 
@@ -64,6 +65,20 @@ pub enum EngineError {
         stderr: Vec<String>,
         /// Every program run until then, with its output.
         output: Vec<ProgramRun>,
+    },
+    /// A program's call is not to an intercepted command (a forged call record): nothing
+    /// is committed, nothing runs.
+    #[error(
+        "module {module}: {program} called {command:?}, which is not an intercepted command; \
+         nothing was committed"
+    )]
+    NotIntercepted {
+        /// The module.
+        module: String,
+        /// The program that made the call.
+        program: String,
+        /// What it called (`argv[0]`).
+        command: String,
     },
 }
 
@@ -449,6 +464,10 @@ impl Planning<'_> {
         // A plan fetches downloads only when scripts may need them in the sandbox.
         let dl = downloads::resolve(self.catalog, self.root, self.users, !noop || sandboxed)?;
         let (mut plan, current, run) = self.plan_with(&dl, noop, shell, sandboxed, steps)?;
+        // Before anything is committed: only intercepted commands ever run.
+        if let Some(r) = &run {
+            intercept::check(&r.observed.calls, &self.site.sandbox.intercept)?;
+        }
         for c in &mut plan.changes {
             if let Some(url) = dl.pending.get(&c.path) {
                 c.note = Some(format!(
