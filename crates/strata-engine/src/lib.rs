@@ -12,13 +12,14 @@ use strata_core::{
     SiteErrors, UserDb,
 };
 use strata_fs::{FsError, Meter, Root};
-use strata_state::{GenerationInfo, Op, State, StateError};
+use strata_state::{GenerationInfo, Op, Scheduled, State, StateError};
 use strata_types::{
     Action, Activation, Change, Deferred, Entry, Generation, GenerationKind, Hash, Plan,
     ProgramRun, Report, Snapshot, Step, TargetPath,
 };
 
 pub use strata_core::NodeInfo;
+pub use strata_state::Recovered;
 
 mod downloads;
 mod intercept;
@@ -593,6 +594,7 @@ pub fn apply_showing<R: Send>(
         .as_ref()
         .map(|r| (r.observed.runs.clone(), r.observed.calls.clone()))
         .unwrap_or_default();
+    let scheduled = scheduled(&catalog, &calls);
     let out = run.as_ref().map(|r| r.contents());
     let contents = ((&catalog, &dl.contents), out);
     let owned = (
@@ -616,7 +618,7 @@ pub fn apply_showing<R: Send>(
             current.as_ref(),
             header,
             &contents,
-            (&calls, &runs),
+            (&scheduled, &runs),
             &mut steps,
         );
         let shown = shown
@@ -648,6 +650,24 @@ pub fn apply_showing<R: Send>(
     Ok((outcome, shown))
 }
 
+/// The calls to run after the commit, each with the time limit of the module that made
+/// it (its scripts' `timeout`); calls of no module in the catalog get the default.
+fn scheduled(catalog: &Catalog, calls: &[Deferred]) -> Vec<Scheduled> {
+    let limits: HashMap<&str, std::time::Duration> = catalog
+        .runs
+        .iter()
+        .map(|r| (r.id.as_str(), r.timeout))
+        .collect();
+    calls
+        .iter()
+        .map(|c| Scheduled {
+            call: c.clone(),
+            timeout: (limits.get(c.module.as_str()).copied())
+                .unwrap_or(strata_state::DEFAULT_TIMEOUT),
+        })
+        .collect()
+}
+
 /// What a generation records besides the plan's entries and originals.
 struct Header {
     kind: GenerationKind,
@@ -670,7 +690,7 @@ fn commit(
     current: Option<&Generation>,
     header: Header,
     contents: &dyn strata_types::ContentSource,
-    scripted: (&[Deferred], &[ProgramRun]),
+    scripted: (&[Scheduled], &[ProgramRun]),
     steps: &mut Vec<Step>,
 ) -> Result<(Option<u64>, Vec<Activation>), EngineError> {
     let (calls, programs) = scripted;
@@ -705,6 +725,7 @@ fn commit(
         entries,
         originals,
         modules: header.modules,
+        commands: Vec::new(),
         // Top-level steps only: the generation is read by every plan, and the full report
         // (every template render) is saved beside it.
         report: Report {
@@ -815,6 +836,14 @@ pub fn rollback(root: &Path, to: Option<u64>) -> Result<Outcome, EngineError> {
         activations: Vec::new(),
         contents,
     })
+}
+
+/// Finishes a commit an earlier process left interrupted on `root`, if there is one, and
+/// says what finishing it did (when it was past its commit point): every entry point does
+/// this when it opens the root, this shows it.
+pub fn recover(root: &Path) -> Result<Option<Recovered>, EngineError> {
+    let root = Root::open(root)?;
+    Ok(State::open_for_read(&root)?.recovered().cloned())
 }
 
 /// Every generation recorded on a root.
