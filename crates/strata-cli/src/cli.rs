@@ -170,6 +170,17 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) | Err(CliError::BrokenPipe) => ExitCode::SUCCESS,
         Err(CliError::ChangesPending) => ExitCode::from(2),
+        Err(CliError::CommandsFailed(text)) => {
+            printer.error(
+                &text,
+                &[
+                    "the commit stands; once the cause is fixed, run the failed commands by hand \
+                   (`strata report` shows their output)"
+                        .to_string(),
+                ],
+            );
+            ExitCode::from(3)
+        }
         Err(CliError::Failed(e)) => {
             report_error(&printer, &e);
             ExitCode::from(1)

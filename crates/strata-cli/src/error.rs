@@ -9,6 +9,9 @@ pub enum CliError {
     Failed(anyhow::Error),
     /// A plan with changes pending: exit 2 (not an error).
     ChangesPending,
+    /// A commit stands, but commands run after it failed, timed out or could not start:
+    /// exit 3. The text names each.
+    CommandsFailed(String),
     /// Output went to a closed pipe: exit quietly.
     BrokenPipe,
 }

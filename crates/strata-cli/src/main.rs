@@ -2,6 +2,7 @@
 
 mod cli;
 mod commands;
+mod deferred;
 mod error;
 mod printer;
 mod show;

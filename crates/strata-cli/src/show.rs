@@ -6,6 +6,7 @@ use std::path::Path;
 use strata_engine::{Outcome, Pending};
 use strata_types::{Action, Change, Report, Snapshot, Step};
 
+use crate::deferred::{Recovery, argv_text, ran_text};
 use crate::printer::{Printer, Style};
 
 fn style(action: Action) -> Style {
@@ -18,16 +19,22 @@ fn style(action: Action) -> Style {
     }
 }
 
-/// Prints an outcome of `verb` (`plan`, `apply`, `rollback`) as JSON or as text.
+/// Prints an outcome of `verb` (`plan`, `apply`, `rollback`) as JSON or as text; the
+/// JSON also says what finishing an interrupted commit ran (`recovered`).
 pub fn outcome(
     p: &Printer,
     o: &Outcome,
     root: &Path,
     json: bool,
     verb: &str,
+    recovery: &Recovery,
 ) -> std::io::Result<()> {
     if json {
-        p.json(&plan_json(o, root))
+        let mut v = plan_json(o, root);
+        if let Some(r) = recovery.json() {
+            v["recovered"] = r;
+        }
+        p.json(&v)
     } else {
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());
         plan_text(p, o, verb, &mut out)?;
@@ -95,35 +102,13 @@ pub fn tail_text(p: &Printer, o: &Outcome, verb: &str, w: &mut dyn Write) -> std
             out.push_str(&format!(
                 "{} {}  {}\n",
                 p.paint(Style::Magenta, "would run"),
-                c.argv.join(" "),
+                argv_text(&c.argv),
                 p.paint(Style::Dim, &format!("({} {})", c.module, c.program))
             ));
         }
     }
     for a in &o.activations {
-        let status = match (&a.error, a.exit) {
-            (Some(e), _) => e.clone(),
-            (None, Some(0)) => "ok".to_string(),
-            (None, Some(c)) => format!("exit status {c}"),
-            (None, None) => "no exit status".to_string(),
-        };
-        let style = if a.exit == Some(0) {
-            Style::Magenta
-        } else {
-            Style::Red
-        };
-        out.push_str(&format!(
-            "{} {}  {}\n",
-            p.paint(style, "ran"),
-            a.command.argv.join(" "),
-            p.paint(
-                Style::Dim,
-                &format!("({}; {} {})", status, a.command.module, a.command.program)
-            )
-        ));
-        for line in a.output.lines() {
-            out.push_str(&format!("          {line}\n"));
-        }
+        ran_text(p, a, &mut out);
     }
     let s = o.plan.summary();
     let mut parts = vec![
@@ -390,13 +375,11 @@ pub fn report_text(p: &Printer, n: u64, report: &Report) -> String {
         out.push('\n');
         out.push_str(&runs_text(p, &report.programs));
     }
+    if !report.activations.is_empty() {
+        out.push('\n');
+    }
     for a in &report.activations {
-        let status = match (&a.error, a.exit) {
-            (Some(e), _) => e.clone(),
-            (None, Some(c)) => format!("exit status {c}"),
-            (None, None) => "no exit status".into(),
-        };
-        out.push_str(&format!("ran {}: {status}\n", a.command.argv.join(" ")));
+        ran_text(p, a, &mut out);
     }
     out
 }

@@ -12,15 +12,17 @@ use strata_core::{
     SiteErrors, UserDb,
 };
 use strata_fs::{FsError, Meter, Root};
-use strata_state::{GenerationInfo, Op, State, StateError};
+use strata_state::{GenerationInfo, Op, Scheduled, State, StateError};
 use strata_types::{
     Action, Activation, Change, Deferred, Entry, Generation, GenerationKind, Hash, Plan,
     ProgramRun, Report, Snapshot, Step, TargetPath,
 };
 
 pub use strata_core::NodeInfo;
+pub use strata_state::Recovered;
 
 mod downloads;
+mod intercept;
 mod scripts;
 mod steps;
 
@@ -64,6 +66,20 @@ pub enum EngineError {
         stderr: Vec<String>,
         /// Every program run until then, with its output.
         output: Vec<ProgramRun>,
+    },
+    /// A program's call is not to an intercepted command (a forged call record): nothing
+    /// is committed, nothing runs.
+    #[error(
+        "module {module}: {program} called {command:?}, which is not an intercepted command; \
+         nothing was committed"
+    )]
+    NotIntercepted {
+        /// The module.
+        module: String,
+        /// The program that made the call.
+        program: String,
+        /// What it called (`argv[0]`).
+        command: String,
     },
 }
 
@@ -449,6 +465,10 @@ impl Planning<'_> {
         // A plan fetches downloads only when scripts may need them in the sandbox.
         let dl = downloads::resolve(self.catalog, self.root, self.users, !noop || sandboxed)?;
         let (mut plan, current, run) = self.plan_with(&dl, noop, shell, sandboxed, steps)?;
+        // Before anything is committed: only intercepted commands ever run.
+        if let Some(r) = &run {
+            intercept::check(&r.observed.calls, &self.site.sandbox.intercept)?;
+        }
         for c in &mut plan.changes {
             if let Some(url) = dl.pending.get(&c.path) {
                 c.note = Some(format!(
@@ -574,6 +594,7 @@ pub fn apply_showing<R: Send>(
         .as_ref()
         .map(|r| (r.observed.runs.clone(), r.observed.calls.clone()))
         .unwrap_or_default();
+    let scheduled = scheduled(&catalog, &calls);
     let out = run.as_ref().map(|r| r.contents());
     let contents = ((&catalog, &dl.contents), out);
     let owned = (
@@ -597,7 +618,7 @@ pub fn apply_showing<R: Send>(
             current.as_ref(),
             header,
             &contents,
-            (&calls, &runs),
+            (&scheduled, &runs),
             &mut steps,
         );
         let shown = shown
@@ -629,6 +650,24 @@ pub fn apply_showing<R: Send>(
     Ok((outcome, shown))
 }
 
+/// The calls to run after the commit, each with the time limit of the module that made
+/// it (its scripts' `timeout`); calls of no module in the catalog get the default.
+fn scheduled(catalog: &Catalog, calls: &[Deferred]) -> Vec<Scheduled> {
+    let limits: HashMap<&str, std::time::Duration> = catalog
+        .runs
+        .iter()
+        .map(|r| (r.id.as_str(), r.timeout))
+        .collect();
+    calls
+        .iter()
+        .map(|c| Scheduled {
+            call: c.clone(),
+            timeout: (limits.get(c.module.as_str()).copied())
+                .unwrap_or(strata_state::DEFAULT_TIMEOUT),
+        })
+        .collect()
+}
+
 /// What a generation records besides the plan's entries and originals.
 struct Header {
     kind: GenerationKind,
@@ -651,7 +690,7 @@ fn commit(
     current: Option<&Generation>,
     header: Header,
     contents: &dyn strata_types::ContentSource,
-    scripted: (&[Deferred], &[ProgramRun]),
+    scripted: (&[Scheduled], &[ProgramRun]),
     steps: &mut Vec<Step>,
 ) -> Result<(Option<u64>, Vec<Activation>), EngineError> {
     let (calls, programs) = scripted;
@@ -686,6 +725,7 @@ fn commit(
         entries,
         originals,
         modules: header.modules,
+        commands: Vec::new(),
         // Top-level steps only: the generation is read by every plan, and the full report
         // (every template render) is saved beside it.
         report: Report {
@@ -796,6 +836,14 @@ pub fn rollback(root: &Path, to: Option<u64>) -> Result<Outcome, EngineError> {
         activations: Vec::new(),
         contents,
     })
+}
+
+/// Finishes a commit an earlier process left interrupted on `root`, if there is one, and
+/// says what finishing it did (when it was past its commit point): every entry point does
+/// this when it opens the root, this shows it.
+pub fn recover(root: &Path) -> Result<Option<Recovered>, EngineError> {
+    let root = Root::open(root)?;
+    Ok(State::open_for_read(&root)?.recovered().cloned())
 }
 
 /// Every generation recorded on a root.

@@ -1,68 +1,166 @@
 //! Commands deferred until after a commit (the intercepted calls of scripts). They are
-//! part of the commit's journal; before each one starts, its number is recorded (and
-//! flushed) in `activations`, so a commit interrupted after its commit point runs each
-//! command exactly once: the ones that had not started run on recovery, the one that was
-//! running when the process died is reported, never run a second time.
+//! part of the commit's journal, each with its time limit; before each one starts, its
+//! number is recorded (and flushed) in `activations`, and once it ended, how it went, so
+//! a commit interrupted after its commit point runs each command exactly once: the ones
+//! that had not started run on recovery, the one that was running when the process died
+//! is reported, never run a second time, and the ones that ended keep their result.
+//!
+//! Each command runs in a session (and process group) of its own; past its time limit the
+//! whole group is killed. Its output is kept up to [`Activation::OUTPUT_LIMIT`], and
+//! output still coming more than [`LINGER`] after it exited (a daemon it started that
+//! kept the pipe open) is not waited for.
 
-use std::collections::BTreeSet;
-use std::os::unix::process::CommandExt;
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
 use strata_fs::Root;
-use strata_types::{Activation, Deferred};
+use strata_types::{Activation, CommandStatus, Deferred};
 
 use crate::StateError;
 use crate::state::state_path;
 
+/// How long a deferred command may run when nothing says otherwise (also for commands a
+/// journal written by an older strata holds).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// How long output is still read once the command itself exited.
+pub const LINGER: Duration = Duration::from_secs(1);
+
+/// A command to run after the commit, with its time limit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scheduled {
+    /// The call.
+    #[serde(flatten)]
+    pub call: Deferred,
+    /// How long it may run before it is killed with its process group.
+    #[serde(with = "millis", default = "default_timeout")]
+    pub timeout: Duration,
+}
+
+impl Scheduled {
+    /// `call` with the default time limit.
+    pub fn new(call: Deferred) -> Scheduled {
+        Scheduled {
+            call,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+fn default_timeout() -> Duration {
+    DEFAULT_TIMEOUT
+}
+
+/// A duration as whole milliseconds (`timeout_ms` would repeat the unit in every name).
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis().try_into().unwrap_or(u64::MAX))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
 /// Runs the commands not started yet, in order, and says how each went.
 pub(crate) fn run_pending(
     root: &Root,
-    commands: &[Deferred],
+    commands: &[Scheduled],
 ) -> Result<Vec<Activation>, StateError> {
-    let progress = state_path("activations");
-    let mut started: BTreeSet<usize> = root
-        .read(&progress)?
-        .map(|b| {
-            String::from_utf8_lossy(&b)
-                .lines()
-                .filter_map(|l| l.trim().parse().ok())
-                .collect()
-        })
+    let path = state_path("activations");
+    let mut progress = root
+        .read(&path)?
+        .map(|b| parse_progress(&b))
         .unwrap_or_default();
     let mut out = Vec::new();
     for (i, command) in commands.iter().enumerate() {
-        if started.contains(&i) {
-            out.push(Activation {
-                command: command.clone(),
-                exit: None,
-                output: String::new(),
-                error: Some(
-                    "was running when strata was interrupted; not run a second time".into(),
-                ),
-            });
-            continue;
+        match progress.get(&i) {
+            Some(Some(done)) => {
+                out.push(done.clone());
+                continue;
+            }
+            Some(None) => {
+                out.push(Activation {
+                    command: command.call.clone(),
+                    status: CommandStatus::Interrupted,
+                    exit: None,
+                    signal: None,
+                    output: String::new(),
+                    error: Some(
+                        "was running when strata was interrupted; not run a second time".into(),
+                    ),
+                });
+                continue;
+            }
+            None => {}
         }
-        started.insert(i);
-        let list: String = started.iter().map(|n| format!("{n}\n")).collect();
-        root.write_atomic(&progress, list.as_bytes())?;
+        progress.insert(i, None);
+        root.write_atomic(&path, &write_progress(&progress))?;
         crate::crashpoint!("activate-after-mark");
-        out.push(run(root.path(), command));
+        let done = run(root.path(), command);
         // The command may have changed the target's directories behind the root's back.
         root.forget_dirs();
+        progress.insert(i, Some(done.clone()));
+        root.write_atomic(&path, &write_progress(&progress))?;
+        out.push(done);
     }
     Ok(out)
 }
 
-/// Runs one command on the target: chrooted into it unless it is this machine's `/`.
-fn run(root: &Path, command: &Deferred) -> Activation {
+/// The progress file: a line per started command, its number, then once it ended how it
+/// went (JSON). Lines that do not parse are dropped: a command not known to have started
+/// runs.
+fn parse_progress(bytes: &[u8]) -> BTreeMap<usize, Option<Activation>> {
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .filter_map(|l| {
+            let (n, done) = l.trim().split_once(' ').unwrap_or((l.trim(), ""));
+            let n: usize = n.parse().ok()?;
+            Some((n, serde_json::from_str(done).ok()))
+        })
+        .collect()
+}
+
+fn write_progress(progress: &BTreeMap<usize, Option<Activation>>) -> Vec<u8> {
+    let mut out = String::new();
+    for (n, done) in progress {
+        out.push_str(&n.to_string());
+        if let Some(a) = done.as_ref().and_then(|a| serde_json::to_string(a).ok()) {
+            out.push(' ');
+            out.push_str(&a);
+        }
+        out.push('\n');
+    }
+    out.into_bytes()
+}
+
+/// Runs one command on the target: chrooted into it unless it is this machine's `/`, in
+/// a session of its own, for at most its time limit.
+fn run(root: &Path, command: &Scheduled) -> Activation {
     let mut result = Activation {
-        command: command.clone(),
+        command: command.call.clone(),
         ..Activation::default()
     };
-    let Some((program, args)) = command.argv.split_first() else {
-        result.error = Some("empty command".into());
+    let Some((program, args)) = command.call.argv.split_first() else {
+        result.error = Some("could not start: an empty command".into());
         return result;
+    };
+    let (reader, writer) = match std::io::pipe() {
+        Ok(p) => p,
+        Err(e) => {
+            result.error = Some(format!("could not start: cannot make a pipe: {e}"));
+            return result;
+        }
     };
     let mut cmd = Command::new(program);
     cmd.args(args)
@@ -72,35 +170,353 @@ fn run(root: &Path, command: &Deferred) -> Activation {
             "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         )
         .stdin(Stdio::null());
-    let chroot = std::fs::canonicalize(root).map_or(true, |p| p != Path::new("/"));
-    if chroot {
-        // Made before the fork: the child of a possibly multi-threaded process may not
-        // allocate.
-        let Ok(root) = std::ffi::CString::new(root.as_os_str().as_encoded_bytes()) else {
-            result.error = Some("the root path holds a NUL byte".into());
+    match writer.try_clone() {
+        Ok(w) => cmd.stdout(w).stderr(writer),
+        Err(e) => {
+            result.error = Some(format!("could not start: cannot share the pipe: {e}"));
             return result;
-        };
-        // SAFETY: chroot and chdir are async-signal-safe; both strings exist already.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::chroot(root.as_ptr()) != 0 || libc::chdir(c"/".as_ptr()) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
         }
-    }
-    match cmd.output() {
-        Ok(o) => {
-            result.exit = o.status.code();
-            let mut text = String::from_utf8_lossy(&o.stdout).into_owned();
-            text.push_str(&String::from_utf8_lossy(&o.stderr));
-            result.output = text;
-            if o.status.code().is_none() {
-                result.error = Some(format!("{}", o.status));
+    };
+    let chroot = std::fs::canonicalize(root).map_or(true, |p| p != Path::new("/"));
+    // Made before the fork: the child of a possibly multi-threaded process may not
+    // allocate.
+    let root = match chroot {
+        true => match std::ffi::CString::new(root.as_os_str().as_encoded_bytes()) {
+            Ok(r) => Some(r),
+            Err(_) => {
+                result.error = Some("could not start: the root path holds a NUL byte".into());
+                return result;
             }
+        },
+        false => None,
+    };
+    // SAFETY: setsid, chroot and chdir are async-signal-safe; both strings exist already.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if let Some(root) = &root
+                && (libc::chroot(root.as_ptr()) != 0 || libc::chdir(c"/".as_ptr()) != 0)
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            result.error = Some(format!("could not start: {e}"));
+            return result;
         }
-        Err(e) => result.error = Some(format!("could not start: {e}")),
+    };
+    // The parent's copies of the pipe's write end went with `cmd`: only the command and
+    // what it started hold it now.
+    drop(cmd);
+    let (status, output, timed_out) = watch(&mut child, reader, command.timeout);
+    result.output = output;
+    match status {
+        Err(e) => {
+            result.status = CommandStatus::Killed;
+            result.error = Some(format!("cannot wait for it: {e}"));
+        }
+        Ok(s) if timed_out => {
+            result.status = CommandStatus::TimedOut;
+            result.signal = s.signal();
+            result.error = Some(format!("timed out after {}", duration(command.timeout)));
+        }
+        Ok(s) => {
+            result.exit = s.code();
+            result.signal = s.signal();
+            result.status = match s.code() {
+                Some(0) => CommandStatus::Ok,
+                Some(_) => CommandStatus::Failed,
+                None => CommandStatus::Killed,
+            };
+        }
     }
     result
+}
+
+/// Reads the command's output until it exited (and its output ended, or [`LINGER`]
+/// passed), killing its process group once `timeout` passed. Returns how it ended, what
+/// it printed, and whether it was killed for its time.
+fn watch(
+    child: &mut Child,
+    mut reader: std::io::PipeReader,
+    timeout: Duration,
+) -> (std::io::Result<ExitStatus>, String, bool) {
+    let start = Instant::now();
+    let mut output = Capped::default();
+    let mut ended: Option<(std::io::Result<ExitStatus>, Instant)> = None;
+    let mut timed_out = false;
+    let mut open = true;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let now = Instant::now();
+        if ended.is_none() {
+            match child.try_wait() {
+                Ok(Some(s)) => ended = Some((Ok(s), now)),
+                Ok(None) if now.duration_since(start) >= timeout => {
+                    // The whole group (the command leads it, see `run`): what it started
+                    // in the background too.
+                    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+                        // SAFETY: a plain system call.
+                        unsafe { libc::kill(-pid, libc::SIGKILL) };
+                    }
+                    timed_out = true;
+                    ended = Some((child.wait(), now));
+                }
+                Ok(None) => {}
+                Err(e) => ended = Some((Err(e), now)),
+            }
+        }
+        let wait = match &ended {
+            Some((_, at)) if !open || now.duration_since(*at) >= LINGER => break,
+            Some((_, at)) => LINGER.saturating_sub(now.duration_since(*at)),
+            None => timeout.saturating_sub(now.duration_since(start)),
+        }
+        .min(Duration::from_millis(if open { 100 } else { 10 }));
+        if !open {
+            std::thread::sleep(wait);
+            continue;
+        }
+        let mut fds = [libc::pollfd {
+            fd: reader.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        let ms = wait.as_millis().clamp(1, 100) as libc::c_int;
+        // SAFETY: one valid pollfd, for the length given.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), 1, ms) };
+        if ready > 0 {
+            match reader.read(&mut buf) {
+                Ok(0) => open = false,
+                Ok(n) => output.push(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => open = false,
+            }
+        }
+    }
+    let (status, _) = ended.expect("the loop ends once the command ended");
+    (status, output.into_text(), timed_out)
+}
+
+/// Output kept up to [`Activation::OUTPUT_LIMIT`]: the first half, and the last half in a
+/// ring, with the count of what fell between.
+#[derive(Default)]
+struct Capped {
+    head: Vec<u8>,
+    tail: std::collections::VecDeque<u8>,
+    dropped: u64,
+}
+
+impl Capped {
+    const HALF: usize = Activation::OUTPUT_LIMIT / 2;
+
+    fn push(&mut self, mut bytes: &[u8]) {
+        let room = Self::HALF - self.head.len();
+        let (first, rest) = bytes.split_at(room.min(bytes.len()));
+        self.head.extend_from_slice(first);
+        bytes = rest;
+        if bytes.len() >= Self::HALF {
+            self.dropped += (self.tail.len() + bytes.len() - Self::HALF) as u64;
+            self.tail.clear();
+            bytes = &bytes[bytes.len() - Self::HALF..];
+        }
+        let over = (self.tail.len() + bytes.len()).saturating_sub(Self::HALF);
+        self.tail.drain(..over);
+        self.dropped += over as u64;
+        self.tail.extend(bytes);
+    }
+
+    fn into_text(self) -> String {
+        let mut text = String::from_utf8_lossy(&self.head).into_owned();
+        if self.dropped > 0 {
+            if !text.ends_with('\n') {
+                text.push('\n');
+            }
+            text.push_str(&format!(
+                "[strata: {} bytes of output left out here]\n",
+                self.dropped
+            ));
+        }
+        let (a, b) = self.tail.as_slices();
+        let mut tail = a.to_vec();
+        tail.extend_from_slice(b);
+        text.push_str(&String::from_utf8_lossy(&tail));
+        text
+    }
+}
+
+/// `10m`, `90s`, `1m 30s`, `250ms`.
+fn duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if !ms.is_multiple_of(1000) {
+        return format!("{ms}ms");
+    }
+    let s = d.as_secs();
+    match (s / 3600, s / 60 % 60, s % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, 0) => format!("{m}m"),
+        (0, m, s) => format!("{m}m {s}s"),
+        (h, 0, 0) => format!("{h}h"),
+        (h, m, s) => format!("{h}h {m}m {s}s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str, timeout: Duration) -> Activation {
+        let command = Scheduled {
+            call: Deferred {
+                module: "app".into(),
+                program: "scripts/10-x.sh".into(),
+                argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
+            },
+            timeout,
+        };
+        run(Path::new("/"), &command)
+    }
+
+    fn alive(pid: &str) -> bool {
+        // A zombie has ended; only its parent has not reaped it yet.
+        #[allow(clippy::disallowed_methods)]
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            s.rsplit_once(") ")
+                .is_some_and(|(_, r)| !r.starts_with('Z'))
+        })
+    }
+
+    #[test]
+    fn a_command_past_its_time_is_killed_with_what_it_started() {
+        let start = Instant::now();
+        let a = sh("sleep 60 & echo $!; sleep 60", Duration::from_millis(500));
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            start.elapsed()
+        );
+        assert_eq!(a.status, CommandStatus::TimedOut);
+        assert_eq!(a.describe(), "timed out after 500ms");
+        assert!(!a.succeeded());
+        let pid = a.output.trim();
+        assert!(pid.parse::<u32>().is_ok(), "{a:?}");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while alive(pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!alive(pid), "the command's background process outlived it");
+    }
+
+    #[test]
+    fn a_chatty_command_keeps_only_the_first_and_last_half_mebibyte() {
+        // 3 MiB of numbered lines: the first and the last survive, the middle does not.
+        let a = sh(
+            "i=0; while [ $i -lt 3 ]; do echo first-$i; i=$((i+1)); done; \
+             head -c 3145728 /dev/zero | tr '\\0' x; echo; echo last-line",
+            Duration::from_secs(60),
+        );
+        assert_eq!(a.status, CommandStatus::Ok, "{}", a.describe());
+        assert!(
+            a.output.len() <= Activation::OUTPUT_LIMIT + 100,
+            "{} bytes kept",
+            a.output.len()
+        );
+        assert!(
+            a.output.starts_with("first-0\nfirst-1\n"),
+            "{}",
+            &a.output[..40]
+        );
+        assert!(a.output.ends_with("x\nlast-line\n"));
+        assert!(a.output.contains("bytes of output left out here]"));
+    }
+
+    #[test]
+    fn a_daemon_holding_the_output_open_does_not_hold_strata() {
+        let start = Instant::now();
+        let a = sh("sleep 30 & echo started", Duration::from_secs(60));
+        assert!(
+            start.elapsed() < LINGER + Duration::from_secs(3),
+            "{:?}",
+            start.elapsed()
+        );
+        assert_eq!(a.status, CommandStatus::Ok);
+        assert_eq!(a.output, "started\n");
+    }
+
+    #[test]
+    fn each_way_a_command_ends_has_its_status() {
+        let failed = sh("echo oops >&2; exit 4", Duration::from_secs(60));
+        assert_eq!(
+            (failed.status, failed.exit, failed.output.as_str()),
+            (CommandStatus::Failed, Some(4), "oops\n")
+        );
+        assert_eq!(failed.describe(), "exit status 4");
+        let killed = sh("kill -TERM $$", Duration::from_secs(60));
+        assert_eq!(
+            (killed.status, killed.signal),
+            (CommandStatus::Killed, Some(15))
+        );
+        let missing = run(
+            Path::new("/"),
+            &Scheduled::new(Deferred {
+                argv: vec!["/nonexistent/systemctl".into()],
+                ..Deferred::default()
+            }),
+        );
+        assert_eq!(missing.status, CommandStatus::NotStarted);
+        assert!(
+            missing.describe().starts_with("could not start"),
+            "{missing:?}"
+        );
+    }
+
+    #[test]
+    fn a_journal_without_time_limits_gets_the_default() {
+        let s: Scheduled =
+            serde_json::from_str(r#"{"module":"m","program":"p","argv":["systemctl"]}"#)
+                .expect("parse");
+        assert_eq!(s.timeout, DEFAULT_TIMEOUT);
+        let json = serde_json::to_string(&Scheduled {
+            timeout: Duration::from_secs(90),
+            ..s
+        })
+        .expect("serialise");
+        assert!(json.contains(r#""timeout":90000"#), "{json}");
+    }
+
+    #[test]
+    fn progress_keeps_how_each_ended_command_went_and_reads_older_files() {
+        let done = Activation {
+            command: Deferred {
+                module: "app".into(),
+                program: "scripts/10-x.sh".into(),
+                argv: vec!["systemctl".into(), "restart".into(), "app".into()],
+            },
+            status: CommandStatus::Failed,
+            exit: Some(4),
+            signal: None,
+            output: "line one\nline two\n".into(),
+            error: None,
+        };
+        let progress = BTreeMap::from([(0, Some(done)), (1, None)]);
+        assert_eq!(parse_progress(&write_progress(&progress)), progress);
+        // Written by a strata that recorded only what started.
+        assert_eq!(
+            parse_progress(b"0\n1\n"),
+            BTreeMap::from([(0, None), (1, None)])
+        );
+    }
+
+    #[test]
+    fn durations_read_as_a_person_writes_them() {
+        assert_eq!(duration(Duration::from_secs(600)), "10m");
+        assert_eq!(duration(Duration::from_secs(90)), "1m 30s");
+        assert_eq!(duration(Duration::from_secs(1)), "1s");
+        assert_eq!(duration(Duration::from_millis(250)), "250ms");
+    }
 }

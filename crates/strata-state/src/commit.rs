@@ -8,9 +8,10 @@ use serde::{Deserialize, Serialize};
 use strata_fs::Meter;
 use strata_fs::{Flusher, Root, Stamp, Stamps, StatKey};
 use strata_types::{
-    Activation, ContentSource, Deferred, Generation, Hash, Snapshot, Step, TargetPath, apply_order,
+    Activation, ContentSource, Generation, Hash, Report, Snapshot, Step, TargetPath, apply_order,
 };
 
+use crate::activate::Scheduled;
 use crate::state::state_path;
 use crate::{State, StateError, Store, crashpoint};
 
@@ -41,7 +42,7 @@ pub(crate) struct Journal {
     pack: Option<String>,
     /// Commands to run on the target once the commit is published.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    commands: Vec<Deferred>,
+    commands: Vec<Scheduled>,
 }
 
 impl Journal {
@@ -102,6 +103,15 @@ pub struct Committed {
     pub stamps: Stamps,
 }
 
+/// What finishing an interrupted commit did (see [`State::recovered`]).
+#[derive(Debug, Clone)]
+pub struct Recovered {
+    /// The generation whose commit was finished.
+    pub generation: u64,
+    /// How each of its deferred commands went: run now, or run (or interrupted) before.
+    pub activations: Vec<Activation>,
+}
+
 fn temp_name(path: &TargetPath) -> String {
     format!(".{}.strata-new", path.file_name())
 }
@@ -131,11 +141,12 @@ impl<'r> State<'r> {
         mut ops: Vec<Op>,
         mut generation: Generation,
         contents: &dyn ContentSource,
-        commands: Vec<Deferred>,
+        commands: Vec<Scheduled>,
     ) -> Result<Committed, StateError> {
         let mut steps = Vec::new();
         let meter = Meter::start();
         generation.number = self.numbers()?.last().map_or(1, |n| n + 1);
+        generation.commands = commands.iter().map(|c| c.call.clone()).collect();
         order(&mut ops);
         let created: Vec<TargetPath> = state_dirs()
             .into_iter()
@@ -209,6 +220,14 @@ impl<'r> State<'r> {
                     crate::activate::run_pending(self.root, &commit.journal.commands)?;
                 if !activations.is_empty() {
                     steps.push(meter.finish("activate"));
+                    // Recorded before the journal goes (the caller saves the full report
+                    // later); a failure to record it does not undo the commit.
+                    let report = Report {
+                        steps: steps.clone(),
+                        activations: activations.clone(),
+                        ..Report::default()
+                    };
+                    let _ = self.save_report(generation.number, &report);
                 }
                 commit.finish()?;
                 Ok(Committed {
@@ -234,9 +253,10 @@ impl<'r> State<'r> {
     }
 
     /// Finishes or undoes an interrupted commit. Idempotent, and safe to interrupt.
-    pub(crate) fn recover(&self) -> Result<(), StateError> {
+    /// Returns what finishing one did.
+    pub(crate) fn recover(&self) -> Result<Option<Recovered>, StateError> {
         let Some(journal) = Journal::read(self.root)? else {
-            return Ok(());
+            return Ok(None);
         };
         let commit = Commit {
             state: self,
@@ -256,15 +276,19 @@ impl<'r> State<'r> {
             }
             commit.publish()?;
             let activations = crate::activate::run_pending(self.root, &commit.journal.commands)?;
+            let n = commit.journal.generation;
             if !activations.is_empty() {
-                let n = commit.journal.generation;
                 let mut report = self.report(n).unwrap_or_default();
-                report.activations = activations;
+                report.activations = activations.clone();
                 let _ = self.save_report(n, &report);
             }
-            commit.finish()
+            commit.finish()?;
+            Ok(Some(Recovered {
+                generation: n,
+                activations,
+            }))
         } else {
-            commit.undo()
+            commit.undo().map(|()| None)
         }
     }
 }

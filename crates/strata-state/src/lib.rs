@@ -16,7 +16,8 @@ mod error;
 mod state;
 mod store;
 
-pub use commit::{Committed, Op};
+pub use activate::{DEFAULT_TIMEOUT, Scheduled};
+pub use commit::{Committed, Op, Recovered};
 pub use error::StateError;
-pub use state::{GenerationInfo, State};
+pub use state::{CommandInfo, GenerationInfo, State};
 pub use store::Store;

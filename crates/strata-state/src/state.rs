@@ -3,10 +3,12 @@
 
 use serde::Serialize;
 use strata_fs::{Lock, Root, Stamps};
-use strata_types::{Entry, Generation, GenerationKind, Snapshot, TargetPath};
+use strata_types::{
+    CommandStatus, Deferred, Entry, Generation, GenerationKind, Report, Snapshot, TargetPath,
+};
 
 use crate::StateError;
-use crate::commit::Journal;
+use crate::commit::{Journal, Recovered};
 
 pub(crate) fn state_path(rel: &str) -> TargetPath {
     TargetPath::parse("/var/lib/strata")
@@ -20,6 +22,7 @@ pub(crate) fn state_path(rel: &str) -> TargetPath {
 pub struct State<'r> {
     pub(crate) root: &'r Root,
     _lock: Option<Lock>,
+    recovered: Option<Recovered>,
 }
 
 /// One line of `strata generations`.
@@ -41,6 +44,59 @@ pub struct GenerationInfo {
     /// The site's git revision.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub revision: Option<String>,
+    /// The commands its commit ran after the commit point, and how each went.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub commands: Vec<CommandInfo>,
+}
+
+/// A command a generation's commit ran after the commit point (`strata generations`):
+/// an [`Activation`] without its output.
+#[derive(Debug, Clone, Serialize)]
+pub struct CommandInfo {
+    /// The command.
+    pub command: Deferred,
+    /// How it ended; none when no record of it was kept.
+    pub status: Option<CommandStatus>,
+    /// Its exit status.
+    pub exit: Option<i32>,
+    /// The signal that ended it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    /// Why it could not run or was stopped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl CommandInfo {
+    /// Whether the command ran and exited with status 0.
+    pub fn succeeded(&self) -> bool {
+        self.status == Some(CommandStatus::Ok)
+    }
+
+    fn of(generation: &Generation, report: Option<Report>) -> Vec<CommandInfo> {
+        let ran = report.map(|r| r.activations).unwrap_or_default();
+        let mut out: Vec<CommandInfo> = ran
+            .into_iter()
+            .map(|a| CommandInfo {
+                command: a.command,
+                status: Some(a.status),
+                exit: a.exit,
+                signal: a.signal,
+                error: a.error,
+            })
+            .collect();
+        // Commands the report does not account for (it could not be saved).
+        for c in generation.commands.iter().skip(out.len()) {
+            out.push(CommandInfo {
+                command: c.clone(),
+                status: None,
+                exit: None,
+                signal: None,
+                error: Some("no record of how it went".into()),
+            });
+        }
+        out
+    }
 }
 
 impl<'r> State<'r> {
@@ -48,12 +104,20 @@ impl<'r> State<'r> {
     /// when another process has it) and finishes or undoes an interrupted commit.
     pub fn open_for_commit(root: &'r Root) -> Result<State<'r>, StateError> {
         let lock = root.lock()?;
-        let state = State {
+        let mut state = State {
             root,
             _lock: Some(lock),
+            recovered: None,
         };
-        state.recover()?;
+        state.recovered = state.recover()?;
         Ok(state)
+    }
+
+    /// What opening the state did to finish a commit an earlier process left
+    /// interrupted past its commit point, if it did: the generation and how each of its
+    /// deferred commands went.
+    pub fn recovered(&self) -> Option<&Recovered> {
+        self.recovered.as_ref()
     }
 
     /// Opens the state to read. Writes nothing, unless an interrupted commit must be
@@ -62,7 +126,11 @@ impl<'r> State<'r> {
         if Journal::exists(root)? {
             return State::open_for_commit(root);
         }
-        Ok(State { root, _lock: None })
+        Ok(State {
+            root,
+            _lock: None,
+            recovered: None,
+        })
     }
 
     /// The root this state belongs to.
@@ -166,6 +234,10 @@ impl<'r> State<'r> {
         let mut out = Vec::new();
         for n in self.numbers()? {
             let g = self.generation(n)?;
+            let commands = match g.commands.is_empty() {
+                true => Vec::new(),
+                false => CommandInfo::of(&g, self.report(n).ok()),
+            };
             out.push(GenerationInfo {
                 number: g.number,
                 time: g.time,
@@ -174,6 +246,7 @@ impl<'r> State<'r> {
                 paths: g.entries.len(),
                 current: Some(n) == current,
                 revision: g.revision,
+                commands,
             });
         }
         Ok(out)
@@ -192,11 +265,17 @@ impl State<'_> {
         let dir = state_path("reports");
         self.root.create_dirs(&dir)?;
         // Not flushed: a report lost to a crash leaves the one in the generation file (see
-        // `report`), so it is not worth two more fsyncs per apply.
+        // `report`), so it is not worth two more fsyncs per apply. Unless it records
+        // commands run after the commit: it is their only record.
         let path = dir.join(&format!("{n}.json")).expect("plain name");
-        self.root.replace_with(&path, 0o644, |w| {
+        let fill = |w: &mut dyn std::io::Write| {
             serde_json::to_writer_pretty(w, report).map_err(std::io::Error::other)
-        })?;
+        };
+        if report.activations.is_empty() {
+            self.root.replace_with(&path, 0o644, fill)?;
+        } else {
+            self.root.write_atomic_with(&path, fill)?;
+        }
         Ok(())
     }
 

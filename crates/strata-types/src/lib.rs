@@ -11,7 +11,7 @@ mod snapshot;
 
 pub use content::ContentSource;
 pub use hash::{Hash, hex};
-pub use metrics::{Activation, Deferred, ProgramRun, Report, Step, StepMetrics};
+pub use metrics::{Activation, CommandStatus, Deferred, ProgramRun, Report, Step, StepMetrics};
 pub use names::{NameError, NodeName};
 pub use path::{PathError, TargetPath};
 pub use plan::{Action, Change, Generation, GenerationKind, Plan, Summary, apply_order};

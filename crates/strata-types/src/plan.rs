@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Entry, Report, Snapshot, TargetPath};
+use crate::{Deferred, Entry, Report, Snapshot, TargetPath};
 
 /// What happens to one path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -184,6 +184,10 @@ pub struct Generation {
     /// users… and scripts): when it changes, what the steps did before is undone first.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub modules: BTreeMap<String, String>,
+    /// The commands its commit ran on the target after the commit point (intercepted
+    /// calls of scripts, restarts), in order; how each went is in its report.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub commands: Vec<Deferred>,
     /// Per-step metrics of the run that made it.
     pub report: Report,
 }

@@ -5,14 +5,16 @@ use std::io::Write;
 use clap::Args;
 
 use crate::cli::NodeArgs;
-use crate::error::CliResult;
+use crate::deferred::{self, Recovery};
+use crate::error::{CliError, CliResult};
 use crate::printer::Printer;
 use crate::show;
 
 /// Apply the site to a node, all or nothing, and record a generation.
 ///
 /// On error nothing on the target changes (exit 1). With nothing to change, nothing is
-/// written.
+/// written. Exit 3: committed, but a command run after the commit (an intercepted call
+/// of a script, a restart) failed, timed out or could not start.
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
     #[command(flatten)]
@@ -21,15 +23,25 @@ pub struct ApplyArgs {
 
 pub fn run(args: &ApplyArgs, printer: &Printer) -> CliResult {
     let req = args.node.request()?;
+    let recovery = Recovery::open(printer, &req.root)?;
+    let result = apply(args, &req, printer, &recovery);
+    recovery.end(result)
+}
+
+fn apply(
+    args: &ApplyArgs,
+    req: &strata_engine::Request,
+    printer: &Printer,
+    recovery: &Recovery,
+) -> CliResult {
     if args.node.json {
-        let outcome = strata_engine::apply(&req)?;
-        show::outcome(printer, &outcome, &req.root, true, "apply")?;
-        show::release(outcome);
-        return Ok(());
+        let outcome = strata_engine::apply(req)?;
+        show::outcome(printer, &outcome, &req.root, true, "apply", recovery)?;
+        return finished(outcome);
     }
     // The changes are printed while they are committed; the last line says how it ended
     // (a failure is reported after them, and the target is as it was).
-    let (outcome, shown) = strata_engine::apply_showing(&req, |pending| {
+    let (outcome, shown) = strata_engine::apply_showing(req, |pending| {
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());
         show::changes_text(printer, pending, &mut out).and_then(|()| out.flush())
     })?;
@@ -37,6 +49,15 @@ pub fn run(args: &ApplyArgs, printer: &Printer) -> CliResult {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     show::tail_text(printer, &outcome, "apply", &mut out)?;
     out.flush()?;
+    finished(outcome)
+}
+
+/// Exit 3 when a command run after the commit did not succeed.
+fn finished(outcome: strata_engine::Outcome) -> CliResult {
+    let failed = deferred::failures(outcome.generation, &outcome.activations, "");
     show::release(outcome);
-    Ok(())
+    match failed {
+        Some(text) => Err(CliError::CommandsFailed(text)),
+        None => Ok(()),
+    }
 }

@@ -3,6 +3,7 @@
 use clap::Args;
 
 use crate::cli::RootArg;
+use crate::deferred::Recovery;
 use crate::error::CliResult;
 use crate::printer::{Printer, Style};
 
@@ -18,7 +19,12 @@ pub struct GenerationsArgs {
 
 pub fn run(args: &GenerationsArgs, printer: &Printer) -> CliResult {
     let root = crate::cli::absolute(&args.root.root)?;
-    let list = strata_engine::generations(&root)?;
+    let recovery = Recovery::open(printer, &root)?;
+    recovery.end(list(args, &root, printer))
+}
+
+fn list(args: &GenerationsArgs, root: &std::path::Path, printer: &Printer) -> CliResult {
+    let list = strata_engine::generations(root)?;
     if args.json {
         printer.json(&list)?;
         return Ok(());
@@ -38,8 +44,20 @@ pub fn run(args: &GenerationsArgs, printer: &Printer) -> CliResult {
         } else {
             String::new()
         };
+        let failed = g.commands.iter().filter(|c| !c.succeeded()).count();
+        let commands = match (g.commands.len(), failed) {
+            (0, _) => String::new(),
+            (n, 0) => format!(", {n} command{}", if n == 1 { "" } else { "s" }),
+            (n, f) => printer.paint(
+                Style::Red,
+                &format!(
+                    ", {n} command{} ({f} failed)",
+                    if n == 1 { "" } else { "s" }
+                ),
+            ),
+        };
         out.push_str(&format!(
-            "{:>4}  {}  {:<16} {:>6} paths{mark}\n",
+            "{:>4}  {}  {:<16} {:>6} paths{commands}{mark}\n",
             g.number, g.time, kind, g.paths
         ));
     }

@@ -3,13 +3,15 @@
 use clap::Args;
 
 use crate::cli::NodeArgs;
+use crate::deferred::Recovery;
 use crate::error::{CliError, CliResult};
 use crate::printer::Printer;
 use crate::show;
 
 /// Show what an apply would change, with diffs; writes nothing.
 ///
-/// Exit status: 0 nothing to change, 2 changes pending, 1 error.
+/// Exit status: 0 nothing to change, 2 changes pending, 1 error; 3 when it finished a
+/// commit an earlier run left interrupted and a command run after that commit failed.
 #[derive(Debug, Args)]
 pub struct PlanArgs {
     #[command(flatten)]
@@ -18,13 +20,24 @@ pub struct PlanArgs {
 
 pub fn run(args: &PlanArgs, printer: &Printer) -> CliResult {
     let req = args.node.request()?;
-    let outcome = strata_engine::plan(&req)?;
-    show::outcome(printer, &outcome, &req.root, args.node.json, "plan")?;
-    let pending = outcome.has_changes();
-    show::release(outcome);
-    if pending {
-        Err(CliError::ChangesPending)
-    } else {
-        Ok(())
-    }
+    let recovery = Recovery::open(printer, &req.root)?;
+    let result = (|| {
+        let outcome = strata_engine::plan(&req)?;
+        show::outcome(
+            printer,
+            &outcome,
+            &req.root,
+            args.node.json,
+            "plan",
+            &recovery,
+        )?;
+        let pending = outcome.has_changes();
+        show::release(outcome);
+        if pending {
+            Err(CliError::ChangesPending)
+        } else {
+            Ok(())
+        }
+    })();
+    recovery.end(result)
 }

@@ -3,6 +3,7 @@
 use clap::Args;
 
 use crate::cli::RootArg;
+use crate::deferred::Recovery;
 use crate::error::CliResult;
 use crate::printer::Printer;
 use crate::show;
@@ -21,16 +22,20 @@ pub struct ReportArgs {
 
 pub fn run(args: &ReportArgs, printer: &Printer) -> CliResult {
     let root = crate::cli::absolute(&args.root.root)?;
-    let (n, report) = strata_engine::report(&root, args.generation)?;
-    if args.json {
-        printer.json(&serde_json::json!({
-            "generation": n,
-            "steps": report.steps,
-            "activations": report.activations,
-            "programs": report.programs,
-        }))?;
-    } else {
-        printer.out(&show::report_text(printer, n, &report))?;
-    }
-    Ok(())
+    let recovery = Recovery::open(printer, &root)?;
+    let result = (|| {
+        let (n, report) = strata_engine::report(&root, args.generation)?;
+        if args.json {
+            printer.json(&serde_json::json!({
+                "generation": n,
+                "steps": report.steps,
+                "activations": report.activations,
+                "programs": report.programs,
+            }))?;
+        } else {
+            printer.out(&show::report_text(printer, n, &report))?;
+        }
+        Ok(())
+    })();
+    recovery.end(result)
 }

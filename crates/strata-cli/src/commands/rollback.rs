@@ -3,6 +3,7 @@
 use clap::Args;
 
 use crate::cli::RootArg;
+use crate::deferred::Recovery;
 use crate::error::CliResult;
 use crate::printer::Printer;
 use crate::show;
@@ -23,7 +24,11 @@ pub struct RollbackArgs {
 
 pub fn run(args: &RollbackArgs, printer: &Printer) -> CliResult {
     let root = crate::cli::absolute(&args.root.root)?;
-    let outcome = strata_engine::rollback(&root, args.to)?;
-    show::outcome(printer, &outcome, &root, args.json, "rollback")?;
-    Ok(())
+    let recovery = Recovery::open(printer, &root)?;
+    let result = (|| {
+        let outcome = strata_engine::rollback(&root, args.to)?;
+        show::outcome(printer, &outcome, &root, args.json, "rollback", &recovery)?;
+        Ok(())
+    })();
+    recovery.end(result)
 }

@@ -3,6 +3,7 @@
 use clap::Args;
 
 use crate::cli::NodeArgs;
+use crate::deferred::Recovery;
 use crate::error::CliResult;
 use crate::printer::Printer;
 use crate::show;
@@ -18,7 +19,18 @@ pub struct ShellArgs {
 
 pub fn run(args: &ShellArgs, printer: &Printer) -> CliResult {
     let req = args.node.request()?;
-    let outcome = strata_engine::shell(&req)?;
-    show::outcome(printer, &outcome, &req.root, args.node.json, "plan")?;
-    Ok(())
+    let recovery = Recovery::open(printer, &req.root)?;
+    let result = (|| {
+        let outcome = strata_engine::shell(&req)?;
+        show::outcome(
+            printer,
+            &outcome,
+            &req.root,
+            args.node.json,
+            "plan",
+            &recovery,
+        )?;
+        Ok(())
+    })();
+    recovery.end(result)
 }

@@ -385,17 +385,25 @@ enable = false
         ),
         "{text}"
     );
-    let out = e.run(&["apply", "--node", "n1", "--json"]).code(0).stdout;
-    let applied: Value = serde_json::from_str(&out).expect("json");
+    // No systemd runs in this test root, so the restart itself fails, says why, and the
+    // apply exits 3: committed, a command after the commit failed.
+    let run = e.run(&["apply", "--node", "n1", "--json"]).code(3);
+    let applied: Value = serde_json::from_str(&run.stdout).expect("json");
     let ran = &applied["activations"][0];
     assert_eq!(
         ran["command"]["argv"],
         serde_json::json!(["systemctl", "restart", "systemd-networkd"])
     );
-    // No systemd runs in this test root, so the restart itself fails, and says why.
+    assert_eq!(ran["status"], "failed", "{ran}");
     assert!(
         ran["output"].as_str().expect("output").contains("bus"),
         "{ran}"
+    );
+    assert!(
+        run.stderr
+            .contains("systemctl restart systemd-networkd: exit status"),
+        "{}",
+        run.stderr
     );
     e.run(&["plan", "--node", "n1"]).code(0);
 

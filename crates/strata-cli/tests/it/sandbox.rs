@@ -454,18 +454,29 @@ fn intercepted_commands_are_reported_by_plan_and_run_once_after_the_commit() {
         !e.root().join("hook.log").exists(),
         "a plan ran an intercepted command"
     );
-    let apply = e.run(&["apply", "--node", "n1", "--json"]).code(0);
+    // The busybox root has no systemctl: the restart is reported as failed, not hidden,
+    // and the apply exits 3 (committed; a command after the commit failed).
+    let apply = e.run(&["apply", "--node", "n1", "--json"]).code(3);
     let json: Value = serde_json::from_str(&apply.stdout).expect("json");
     let log = std::fs::read_to_string(e.root().join("hook.log")).expect("the hook ran");
     assert_eq!(log, "committed first\ncommitted second\n");
     let activations = json["activations"].as_array().expect("activations");
     assert_eq!(activations.len(), 3);
     assert_eq!(activations[0]["exit"], 0);
-    // The busybox root has no systemctl: the restart is reported as failed, not hidden.
+    assert_eq!(activations[0]["status"], "ok");
+    assert_eq!(activations[2]["status"], "not-started");
     assert!(
         activations[2]["error"]
             .as_str()
             .is_some_and(|e| e.contains("could not start"))
+    );
+    assert!(
+        apply.stderr.contains(
+            "generation 1 committed; 1 of 3 commands run after the commit failed:\n  \
+             systemctl restart nginx: could not start"
+        ),
+        "{}",
+        apply.stderr
     );
     let report = e.run(&["report", "--json"]).code(0);
     assert!(
@@ -666,11 +677,29 @@ fn deferred_commands_run_once_across_a_crash() {
     assert!(!out.status.success(), "the apply should have been stopped");
     let log = || std::fs::read_to_string(e.root().join("hook.log")).unwrap_or_default();
     assert_eq!(log(), "first\n");
-    e.run(&["generations"]).code(0);
+    // The command that finishes the commit says what it ran, and exits 3: the second
+    // command's outcome is unknown (it was marked started when the apply died).
+    let recovering = e.run(&["generations"]).code(3);
     assert_eq!(
         log(),
         "first\nthird\n",
         "recovery runs what had not started, once"
+    );
+    assert!(
+        recovering
+            .stderr
+            .contains("note: finished the commit of generation 1"),
+        "{}",
+        recovering.stderr
+    );
+    assert!(
+        recovering.stderr.contains(
+            "generation 1 committed (its interrupted commit was finished by this command); \
+             1 of 3 commands run after the commit failed:\n  \
+             /usr/local/bin/hook second: was running when strata was interrupted; not run a second time"
+        ),
+        "{}",
+        recovering.stderr
     );
     e.run(&["generations"]).code(0);
     assert_eq!(log(), "first\nthird\n");
@@ -682,6 +711,168 @@ fn deferred_commands_run_once_across_a_crash() {
         "{}",
         report.stdout
     );
+    // How the first command went before the crash is kept, not taken for interrupted.
+    let generations: Value =
+        serde_json::from_str(&e.run(&["generations", "--json"]).code(0).stdout).expect("json");
+    let statuses: Vec<&Value> = (generations[0]["commands"].as_array().expect("commands"))
+        .iter()
+        .map(|c| &c["status"])
+        .collect();
+    assert_eq!(statuses, ["ok", "interrupted", "ok"]);
+}
+
+/// A command run after the commit that fails does not make the apply a success: exit 3,
+/// the failure named with its status, and recorded with the generation.
+#[test]
+fn a_deferred_command_that_fails_makes_the_apply_exit_3_and_is_recorded() {
+    let e = env();
+    require_busybox_root!(e);
+    site(&e);
+    e.write(
+        "strata.toml",
+        "[site]\nname = \"t\"\n[sandbox]\nintercept = [\"/usr/local/bin/hook\"]\n",
+    )
+    .write_root(
+        "usr/local/bin/hook",
+        "#!/bin/sh\necho \"$1\" >> /hook.log\n\
+         if [ \"$1\" = second ]; then echo 'cannot reach the bus' >&2; exit 4; fi\n",
+        0o755,
+    );
+    script(
+        &e,
+        "10-conf.sh",
+        "sed -i 's/80/8080/' /etc/app.conf\nhook first\nhook second",
+    );
+    let apply = e.run(&["apply", "--node", "n1"]).code(3);
+    assert!(
+        apply.stderr.contains(
+            "error: generation 1 committed; 1 of 2 commands run after the commit failed:\n  \
+             /usr/local/bin/hook second: exit status 4 (app scripts/10-conf.sh)"
+        ),
+        "{}",
+        apply.stderr
+    );
+    assert!(
+        apply.stdout.contains("cannot reach the bus"),
+        "{}",
+        apply.stdout
+    );
+    let app = std::fs::read_to_string(e.root().join("etc/app.conf")).expect("app.conf");
+    assert!(app.contains("8080"), "the commit stands");
+
+    let generations: Value =
+        serde_json::from_str(&e.run(&["generations", "--json"]).code(0).stdout).expect("json");
+    let commands = &generations[0]["commands"];
+    assert_eq!(
+        commands[0]["command"]["argv"],
+        serde_json::json!(["/usr/local/bin/hook", "first"])
+    );
+    assert_eq!(commands[0]["status"], "ok");
+    assert_eq!(commands[1]["status"], "failed");
+    assert_eq!(commands[1]["exit"], 4);
+    let listed = e.run(&["generations"]).code(0);
+    assert!(
+        listed.stdout.contains("2 commands (1 failed)"),
+        "{}",
+        listed.stdout
+    );
+    let report = e.run(&["report"]).code(0);
+    assert!(
+        report
+            .stdout
+            .contains("ran /usr/local/bin/hook second  (exit status 4; app scripts/10-conf.sh)"),
+        "{}",
+        report.stdout
+    );
+    let generation = std::fs::read_to_string(e.root().join("var/lib/strata/generations/1.json"))
+        .expect("generation file");
+    let generation: Value = serde_json::from_str(&generation).expect("json");
+    assert_eq!(
+        generation["commands"][1]["argv"],
+        serde_json::json!(["/usr/local/bin/hook", "second"])
+    );
+}
+
+/// A deferred command gets the time limit of the module that called it; past it, it and
+/// everything it started are killed, and the apply exits 3.
+#[test]
+fn a_deferred_command_past_its_modules_timeout_is_killed_with_its_process_group() {
+    let e = env();
+    require_busybox_root!(e);
+    site(&e);
+    e.write(
+        "strata.toml",
+        "[site]\nname = \"t\"\n[sandbox]\nintercept = [\"/usr/local/bin/hook\"]\n",
+    )
+    .write(
+        "modules/app/module.toml",
+        "timeout = \"1s\"\n[params]\nport = 80\n",
+    )
+    .write_root(
+        "usr/local/bin/hook",
+        "#!/bin/sh\nsleep 60 &\necho $! > /bg.pid\nsleep 60\n",
+        0o755,
+    );
+    script(&e, "10-conf.sh", "sed -i 's/80/8080/' /etc/app.conf\nhook");
+    let start = std::time::Instant::now();
+    let apply = e.run(&["apply", "--node", "n1", "--json"]).code(3);
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(30),
+        "{:?}",
+        start.elapsed()
+    );
+    let json: Value = serde_json::from_str(&apply.stdout).expect("json");
+    assert_eq!(json["activations"][0]["status"], "timed-out");
+    assert_eq!(json["activations"][0]["error"], "timed out after 1s");
+    assert!(
+        apply
+            .stderr
+            .contains("/usr/local/bin/hook: timed out after 1s"),
+        "{}",
+        apply.stderr
+    );
+    let pid = std::fs::read_to_string(e.root().join("bg.pid")).expect("the hook ran");
+    let alive = || {
+        std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).is_ok_and(|s| {
+            s.rsplit_once(") ")
+                .is_some_and(|(_, r)| !r.starts_with('Z'))
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while alive() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(!alive(), "what the command started outlived it");
+}
+
+/// A call record that names something other than an intercepted command (as a hostile
+/// script forges by appending to the shims' log) fails the plan and the apply before
+/// anything is committed, and never runs.
+///
+/// Forged through the call log of today's shims (`/run/strata/calls`); the sandbox rewrite
+/// replaces that channel by a descriptor, and this test's forging line must follow it.
+/// The check itself is tested at the engine level (`intercept::tests`).
+#[test]
+fn a_forged_call_to_a_command_not_intercepted_fails_and_changes_nothing() {
+    let e = env();
+    require_busybox_root!(e);
+    site(&e);
+    script(
+        &e,
+        "10-forge.sh",
+        "sed -i 's/80/8080/' /etc/app.conf\n\
+         printf '%s\\0' 2 /bin/sh -c 'echo pwned > /pwned' >> /run/strata/calls",
+    );
+    let refused = "module app: scripts/10-forge.sh called \"/bin/sh\", which is not an \
+                   intercepted command; nothing was committed";
+    let plan = e.run(&["plan", "--node", "n1"]).code(1);
+    assert!(plan.stderr.contains(refused), "{}", plan.stderr);
+    let before = e.tree();
+    let apply = e.run(&["apply", "--node", "n1"]).code(1);
+    assert!(apply.stderr.contains(refused), "{}", apply.stderr);
+    assert_eq!(e.tree(), before, "the refused apply changed the target");
+    assert!(!e.root().join("pwned").exists(), "the forged call ran");
+    assert!(!e.root().join("var/lib/strata/current").exists());
 }
 
 /// Scripts using Debian's own tools on a real Debian root (scripts/debian-root): what the
