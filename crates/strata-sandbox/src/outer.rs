@@ -82,7 +82,9 @@ pub fn main(spec: &Spec) -> Result<i32, String> {
     for (i, sub) in subs.iter().enumerate() {
         let at = m.join(sub.at.relative());
         match sub.how {
-            Show::Overlay => {
+            // A file mounted on a file (a container's /etc/hosts) cannot be an overlay's
+            // layer: it is shown read-only.
+            Show::Overlay if sub.host.is_dir() => {
                 let dir = base.join("layers").join(i.to_string());
                 let (upper, work) = (dir.join("upper"), dir.join("work"));
                 for d in [&upper, &work] {
@@ -94,10 +96,14 @@ pub fn main(spec: &Spec) -> Result<i32, String> {
                     upper,
                 });
             }
-            Show::ReadOnly | Show::Unobserved => {
+            Show::Overlay | Show::ReadOnly | Show::Unobserved => {
                 bind(&sub.host, &at)?;
-                rustix::mount::mount_remount(&at, MountFlags::BIND | MountFlags::RDONLY | nosuid, "")
-                    .map_err(|e| format!("make {} read-only: {e}", at.display()))?;
+                rustix::mount::mount_remount(
+                    &at,
+                    MountFlags::BIND | MountFlags::RDONLY | nosuid,
+                    "",
+                )
+                .map_err(|e| format!("make {} read-only: {e}", at.display()))?;
             }
         }
     }
@@ -162,7 +168,13 @@ pub fn main(spec: &Spec) -> Result<i32, String> {
 
 /// Mounts an overlay of `lower` at `at`, its upper dir showing `lower`'s own owner and
 /// mode at the top (an overlay's root takes its upper dir's).
-fn overlay(lower: &Path, upper: &Path, work: &Path, at: &Path, flags: MountFlags) -> Result<(), String> {
+fn overlay(
+    lower: &Path,
+    upper: &Path,
+    work: &Path,
+    at: &Path,
+    flags: MountFlags,
+) -> Result<(), String> {
     for p in [lower, upper, work] {
         let s = p.to_string_lossy();
         if s.contains([',', ':', '\\']) {

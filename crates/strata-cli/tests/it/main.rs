@@ -13,6 +13,7 @@ mod plan;
 mod resources;
 mod sandbox;
 mod sandbox_attacks;
+mod submounts;
 
 use strata_test::TestEnv;
 
