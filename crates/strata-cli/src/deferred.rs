@@ -8,22 +8,12 @@ use strata_engine::Recovered;
 use strata_types::Activation;
 
 use crate::error::{CliError, CliResult};
-use crate::printer::{Printer, Style};
+use crate::printer::{Printer, Style, clean};
 
 /// A command line as shown: arguments joined by spaces, control characters escaped (a
 /// script chose them; they must not drive the terminal).
 pub fn argv_text(argv: &[String]) -> String {
-    argv.iter()
-        .map(|a| {
-            a.chars()
-                .flat_map(|c| match c.is_control() {
-                    true => c.escape_default().collect::<Vec<_>>(),
-                    false => vec![c],
-                })
-                .collect::<String>()
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+    argv.iter().map(|a| clean(a)).collect::<Vec<_>>().join(" ")
 }
 
 /// `ran systemctl restart nginx  (exit status 0; app scripts/10-x.sh)`, then its output
@@ -40,16 +30,16 @@ pub fn ran_text(p: &Printer, a: &Activation, out: &mut String) {
         argv_text(&a.command.argv),
         p.paint(
             Style::Dim,
-            &format!(
+            &clean(&format!(
                 "({}; {} {})",
                 a.describe(),
                 a.command.module,
                 a.command.program
-            )
+            ))
         )
     ));
     for line in a.output.lines() {
-        out.push_str(&format!("          {line}\n"));
+        out.push_str(&format!("          {}\n", clean(line)));
     }
 }
 

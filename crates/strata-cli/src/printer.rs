@@ -1,7 +1,52 @@
 //! All output goes through here: data on stdout, messages on stderr, colour only on a
 //! terminal and never with `NO_COLOR`.
 
+use std::borrow::Cow;
 use std::io::{self, Write};
+
+/// Whether `text` holds a control character other than tab (and newline, with `newline`): C0 (newline included), DEL,
+/// or C1 (U+0080–U+009F, two bytes in UTF-8). A byte scan, cheap enough for every diff.
+fn has_control(text: &str, newline: bool) -> bool {
+    let b = text.as_bytes();
+    b.iter().enumerate().any(|(i, &c)| {
+        (c < 0x20 && c != b'\t' && !(newline && c == b'\n'))
+            || c == 0x7f
+            || (c == 0xc2 && b.get(i + 1).is_some_and(|n| (0x80..=0x9f).contains(n)))
+    })
+}
+
+/// `text` with its control characters escaped (`\u{1b}`, `\n`), as `ls` does with file
+/// names: nothing that comes from a site, a target or a script may retitle, recolour or
+/// erase the terminal, or hide a line. Tab stays.
+pub fn clean(text: &str) -> Cow<'_, str> {
+    if !has_control(text, false) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c != '\t' && (c.is_control()) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Each line of `text` cleaned, the line breaks kept.
+pub fn clean_lines(text: &str) -> Cow<'_, str> {
+    if !has_control(text, true) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for (i, line) in text.split('\n').enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str(&clean(line));
+    }
+    Cow::Owned(out)
+}
 
 /// Where and how to print.
 #[derive(Debug, Clone, Copy)]
@@ -77,7 +122,7 @@ impl Printer {
 
     /// A message on stderr.
     pub fn note(&self, text: &str) {
-        let _ = writeln!(io::stderr().lock(), "{text}");
+        let _ = writeln!(io::stderr().lock(), "{}", clean_lines(text));
     }
 
     /// An error with its hints on stderr.
@@ -88,9 +133,22 @@ impl Printer {
             ("error:", "hint:")
         };
         let mut err = io::stderr().lock();
-        let _ = writeln!(err, "{e} {text}");
+        let _ = writeln!(err, "{e} {}", clean_lines(text));
         for hint in hints {
-            let _ = writeln!(err, "{h} {hint}");
+            let _ = writeln!(err, "{h} {}", clean_lines(hint));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_escaped_and_the_rest_kept() {
+        assert_eq!(clean("plain/path\twith tab"), "plain/path\twith tab");
+        assert_eq!(clean("a\x1b]0;x\x07b"), "a\\u{1b}]0;x\\u{7}b");
+        assert_eq!(clean("é\u{9b}2J\x7f\r\n"), "é\\u{9b}2J\\u{7f}\\r\\n");
+        assert_eq!(clean_lines("one\n\x1b[2Jtwo\n"), "one\n\\u{1b}[2Jtwo\n");
     }
 }

@@ -4,10 +4,10 @@ use std::io::Write;
 use std::path::Path;
 
 use strata_engine::{Outcome, Pending};
-use strata_types::{Action, Change, Report, Snapshot, Step};
+use strata_types::{Action, Change, Report, Snapshot, Step, StepMetrics};
 
 use crate::deferred::{Recovery, argv_text, ran_text};
-use crate::printer::{Printer, Style};
+use crate::printer::{Printer, Style, clean, clean_lines};
 
 fn style(action: Action) -> Style {
     match action {
@@ -65,7 +65,7 @@ pub fn changes_text(p: &Printer, o: &Pending<'_>, w: &mut dyn Write) -> std::io:
         .changes
         .iter()
         .filter(shown)
-        .map(|c| c.path.as_str().chars().count())
+        .map(|c| clean(c.path.as_str()).chars().count())
         .max()
         .unwrap_or(0)
         .min(40);
@@ -74,16 +74,19 @@ pub fn changes_text(p: &Printer, o: &Pending<'_>, w: &mut dyn Write) -> std::io:
         let module = c
             .module
             .as_deref()
-            .map(|m| format!("  ({m})"))
+            .map(|m| format!("  ({})", clean(m)))
             .unwrap_or_default();
         out.push_str(&format!(
             "{action} {:<width$}  {}{}\n",
-            c.path.as_str(),
-            describe(o, c),
+            clean(c.path.as_str()),
+            clean(&describe(o, c)),
             p.paint(Style::Dim, &module)
         ));
         if let Some(note) = &c.note {
-            out.push_str(&format!("          {}\n", p.paint(Style::Dim, note)));
+            out.push_str(&format!(
+                "          {}\n",
+                p.paint(Style::Dim, &clean_lines(note))
+            ));
         }
         if let Some(diff) = o.diff(c) {
             paint_diff(p, &diff, &mut out);
@@ -103,7 +106,7 @@ pub fn tail_text(p: &Printer, o: &Outcome, verb: &str, w: &mut dyn Write) -> std
                 "{} {}  {}\n",
                 p.paint(Style::Magenta, "would run"),
                 argv_text(&c.argv),
-                p.paint(Style::Dim, &format!("({} {})", c.module, c.program))
+                p.paint(Style::Dim, &clean(&format!("({} {})", c.module, c.program)))
             ));
         }
     }
@@ -245,9 +248,11 @@ fn describe(o: &Pending<'_>, c: &Change) -> String {
 
 /// Appends `diff` to `out`, each line in the colour of its kind (as it is without colour).
 fn paint_diff(p: &Printer, diff: &str, out: &mut String) {
-    // Without colour each line goes out as it is (`lines` would also turn CRLF into LF).
-    if !p.color && diff.ends_with('\n') && !diff.contains('\r') {
-        out.push_str(diff);
+    // Without colour and without control characters each line goes out as it is (`lines`
+    // would also turn CRLF into LF); otherwise each is cleaned (a `\r` shows as `\r`).
+    let diff = clean_lines(diff);
+    if !p.color && diff.ends_with('\n') {
+        out.push_str(&diff);
         return;
     }
     for line in diff.lines() {
@@ -328,49 +333,61 @@ pub fn plan_json(o: &Outcome, root: &Path) -> serde_json::Value {
 pub fn runs_text(p: &Printer, runs: &[strata_types::ProgramRun]) -> String {
     let mut out = String::new();
     for r in runs {
-        let prefix = format!("{} {}:", r.module, r.program);
+        let prefix = clean(&format!("{} {}:", r.module, r.program)).into_owned();
         for line in r.stdout.lines() {
-            out.push_str(&format!("{} {line}\n", p.paint(Style::Dim, &prefix)));
+            out.push_str(&format!(
+                "{} {}\n",
+                p.paint(Style::Dim, &prefix),
+                clean(line)
+            ));
         }
         for line in r.stderr.lines() {
-            out.push_str(&format!("{} {line}\n", p.paint(Style::Yellow, &prefix)));
+            out.push_str(&format!(
+                "{} {}\n",
+                p.paint(Style::Yellow, &prefix),
+                clean(line)
+            ));
         }
     }
     out
 }
 
-/// The steps of a run as a tree, as disco's report showed them.
+/// The steps of a run as a tree, as disco's report showed them. Step names are never cut:
+/// the column is as wide as the longest.
 pub fn report_text(p: &Printer, n: u64, report: &Report) -> String {
-    let mut out = format!(
-        "generation {n}\n{:<44} {:>10} {:>10} {:>10} {:>10} {:>12} {:>10} {:>10}\n",
-        "step", "wall", "user", "sys", "max rss", "faults", "read", "written"
-    );
-    fn walk(out: &mut String, steps: &[Step], depth: usize) {
+    fn names(out: &mut Vec<(String, StepMetrics)>, steps: &[Step], depth: usize) {
         for s in steps {
-            let m = &s.metrics;
-            let name = format!("{}{}", "  ".repeat(depth), s.name);
-            let name = if name.len() > 44 {
-                format!(
-                    "{}…",
-                    &name[..name.char_indices().nth(43).map_or(name.len(), |(i, _)| i)]
-                )
-            } else {
-                name
-            };
-            out.push_str(&format!(
-                "{name:<44} {:>10} {:>10} {:>10} {:>10} {:>12} {:>10} {:>10}\n",
-                secs(m.wall),
-                secs(m.user),
-                secs(m.sys),
-                bytes(m.max_rss),
-                format!("{}/{}", m.major_faults, m.minor_faults),
-                bytes(m.read_bytes),
-                bytes(m.write_bytes)
+            out.push((
+                format!("{}{}", "  ".repeat(depth), clean(&s.name)),
+                s.metrics.clone(),
             ));
-            walk(out, &s.steps, depth + 1);
+            names(out, &s.steps, depth + 1);
         }
     }
-    walk(&mut out, &report.steps, 0);
+    let mut rows = Vec::new();
+    names(&mut rows, &report.steps, 0);
+    let w = rows
+        .iter()
+        .map(|(name, _)| name.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(44);
+    let mut out = format!(
+        "generation {n}\n{:<w$} {:>10} {:>10} {:>10} {:>10} {:>12} {:>10} {:>10}\n",
+        "step", "wall", "user", "sys", "max rss", "faults", "read", "written"
+    );
+    for (name, m) in &rows {
+        out.push_str(&format!(
+            "{name:<w$} {:>10} {:>10} {:>10} {:>10} {:>12} {:>10} {:>10}\n",
+            secs(m.wall),
+            secs(m.user),
+            secs(m.sys),
+            bytes(m.max_rss),
+            format!("{}/{}", m.major_faults, m.minor_faults),
+            bytes(m.read_bytes),
+            bytes(m.write_bytes)
+        ));
+    }
     if !report.programs.is_empty() {
         out.push('\n');
         out.push_str(&runs_text(p, &report.programs));

@@ -216,10 +216,10 @@ mod tests {
             vec![
                 ("/boot".into(), "ext2", Show::Overlay),
                 ("/home".into(), "ext4", Show::Overlay),
-                ("/srv/data".into(), "tmpfs", Show::Overlay),
-                ("/mnt/nfs".into(), "nfs4", Show::Unobserved),
                 ("/var".into(), "xfs", Show::Overlay),
                 ("/home/shared dir".into(), "xfs", Show::ReadOnly),
+                ("/srv/data".into(), "tmpfs", Show::Overlay),
+                ("/mnt/nfs".into(), "nfs4", Show::Unobserved),
             ]
         );
     }

@@ -35,7 +35,7 @@ pub fn run(args: &CheckArgs, printer: &Printer) -> CliResult {
             }
         }
     }
-    printer.out(&out)?;
+    printer.out(&crate::printer::clean_lines(&out))?;
     if failed > 0 {
         return Err(anyhow::anyhow!("{failed} of {} nodes do not compile", nodes.len()).into());
     }

@@ -4,7 +4,7 @@ use clap::Args;
 
 use crate::cli::SiteArg;
 use crate::error::CliResult;
-use crate::printer::{Printer, Style};
+use crate::printer::{Printer, Style, clean};
 
 /// Show a node's resolved parameters and where each value was set.
 #[derive(Debug, Args)]
@@ -67,8 +67,9 @@ pub fn run(args: &ParamsArgs, printer: &Printer) -> CliResult {
             None => String::new(),
         };
         out.push_str(&format!(
-            "{assignment:<width$}  {}\n",
-            printer.paint(Style::Dim, &source)
+            "{:<width$}  {}\n",
+            clean(&assignment),
+            printer.paint(Style::Dim, &clean(&source))
         ));
     }
     printer.out(&out)?;

@@ -6,6 +6,7 @@ mod bench;
 mod confinement;
 mod crash;
 mod errors;
+mod escapes;
 mod failpoints;
 mod full_disk;
 mod hardware;
