@@ -36,7 +36,8 @@ pub fn die_with_parent() -> io::Result<()> {
     check(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) })?;
     // SAFETY: as above.
     if unsafe { libc::getppid() } != parent {
-        return Err(io::Error::other("the parent process is gone"));
+        // No allocation: this may run between fork and exec in a threaded process.
+        return Err(io::Error::from_raw_os_error(libc::ESRCH));
     }
     Ok(())
 }
