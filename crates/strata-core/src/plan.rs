@@ -86,6 +86,9 @@ pub fn plan(
         } else {
             Action::Modify
         };
+        // A file others may not read, before or after (`/etc/shadow`, a key at 0600), is
+        // shown only as changed: no diff, no hash, anywhere.
+        entry.sensitive |= private(&before) || private(&entry.state);
         let diff = if entry.sensitive {
             None
         } else {
@@ -177,6 +180,11 @@ fn add_implicit_dirs(
     }
 }
 
+/// Whether `s` is a file other users may not read: its contents are never shown.
+fn private(s: &Snapshot) -> bool {
+    matches!(s, Snapshot::File { mode, .. } if mode & 0o004 == 0)
+}
+
 /// Refuses to turn a directory into something else, or something else into a directory.
 fn conflict(path: &TargetPath, want: &Snapshot, have: &Snapshot) -> Result<(), PlanError> {
     let message = match (want, have) {
@@ -242,7 +250,7 @@ fn release(
             before: before.clone(),
             after: original.clone(),
             module: was.and_then(|e| e.module.clone()),
-            sensitive: was.is_some_and(|e| e.sensitive),
+            sensitive: was.is_some_and(|e| e.sensitive) || private(&before) || private(original),
             diff: None,
             note: None,
         };

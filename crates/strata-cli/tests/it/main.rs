@@ -14,6 +14,7 @@ mod plan;
 mod resources;
 mod sandbox;
 mod sandbox_attacks;
+mod sensitive;
 mod submounts;
 
 use strata_test::TestEnv;

@@ -35,7 +35,7 @@ fn a_plan_against_an_applied_root_exits_0_and_verbose_lists_unchanged_paths() {
 #[test]
 fn json_plan_has_the_documented_fields() {
     let env = example();
-    env.write_root("etc/motd", "old motd\n", 0o600);
+    env.write_root("etc/motd", "old motd\n", 0o664);
     let run = env.run(&["plan", "--json", "--node", WEB1]).code(2);
     let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(v["node"], WEB1);
@@ -49,7 +49,7 @@ fn json_plan_has_the_documented_fields() {
         .unwrap();
     assert_eq!(motd["action"], "modify");
     assert_eq!(motd["before"]["type"], "file");
-    assert_eq!(motd["before"]["mode"], "0600");
+    assert_eq!(motd["before"]["mode"], "0664");
     assert_eq!(motd["after"]["mode"], "0644");
     assert_eq!(motd["after"]["owner"], "root");
     assert_eq!(

@@ -631,7 +631,7 @@ fn downloads_are_verified_before_anything_is_written_and_roll_back_offline() {
         e.write(
             "modules/dl/module.toml",
             &format!(
-                "[[download]]\nurl = \"{url}\"\nsha256 = \"{sum}\"\npath = \"/opt/tool.txt\"\nmode = \"0750\"\n"
+                "[[download]]\nurl = \"{url}\"\nsha256 = \"{sum}\"\npath = \"/opt/tool.txt\"\nmode = \"0755\"\n"
             ),
         );
     };
@@ -674,7 +674,7 @@ fn downloads_are_verified_before_anything_is_written_and_roll_back_offline() {
         .expect("md")
         .permissions()
         .mode();
-    assert_eq!(mode & 0o7777, 0o750);
+    assert_eq!(mode & 0o7777, 0o755);
     run(&["plan", "--node", "n1"]).code(0);
 
     // Version 2, then a rollback with the server gone: the store has version 1.
