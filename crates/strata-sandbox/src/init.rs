@@ -26,6 +26,10 @@ use strata_types::{Deferred, ProgramRun};
 /// How much of a program's output is kept with the run.
 const OUTPUT_LIMIT: u64 = 1 << 20;
 
+/// The largest file an executable template may print (it is read whole by init, which no
+/// memory limit bounds).
+const TEMPLATE_LIMIT: u64 = 64 << 20;
+
 /// `PATH` inside the sandbox: the interception shims first.
 const PATH: &str = "/run/strata/shims:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -45,6 +49,10 @@ struct Ctx<'a> {
     cgroup: Option<Cgroup>,
     calls: OwnedFd,
     intercepted: Vec<String>,
+    /// strata's download cache and where it is bound for package programs.
+    cache: Option<(CString, CString)>,
+    /// The target's `/sbin/init` is systemd.
+    systemd: bool,
 }
 
 pub fn main(spec: &Spec) -> Result<i32, String> {
@@ -80,10 +88,34 @@ pub fn main(spec: &Spec) -> Result<i32, String> {
         }
     }
     let out = spec.work.join("out");
-    for dir in [&out, &spec.work.join("logs")] {
+    // Logs live on the sandbox's tmpfs: what a program prints counts against its memory
+    // limit, never against the host's disk.
+    for dir in [&out, &logs_dir(spec)] {
         std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
     }
     let tree = Root::open(&d.merged).map_err(|e| e.to_string())?;
+    let userns = UserNs::create(&proc).map_err(|e| format!("user namespace: {e}"))?;
+    // Read-only once the maps are written: nothing in /proc can be changed from inside,
+    // not even the permissions of its kernel-wide entries.
+    rustix::mount::mount_remount(
+        &proc,
+        MountFlags::BIND
+            | MountFlags::RDONLY
+            | MountFlags::NOSUID
+            | MountFlags::NODEV
+            | MountFlags::NOEXEC,
+        "",
+    )
+    .map_err(|e| format!("make /proc read-only: {e}"))?;
+    let systemd = TargetPath::parse("/sbin/init")
+        .ok()
+        .and_then(|p| tree.resolve(&p).ok().flatten())
+        .is_some_and(|p| p.as_str().contains("systemd"));
+    let cstr = |p: &Path| CString::new(p.as_os_str().as_encoded_bytes()).map_err(|e| e.to_string());
+    let cache = match &spec.cache {
+        Some(c) => Some((cstr(c)?, cstr(&d.merged.join(&crate::CACHE[1..]))?)),
+        None => None,
+    };
     let name = spec
         .work
         .file_name()
@@ -96,7 +128,7 @@ pub fn main(spec: &Spec) -> Result<i32, String> {
         tree,
         observed: Observed::default(),
         counter: 0,
-        userns: UserNs::create(&proc).map_err(|e| format!("user namespace: {e}"))?,
+        userns,
         filters: jail::filters()?,
         cgroup: Cgroup::create(&name, &spec.limits)?,
         calls: jail::open_fifo(&own_dir(spec).join("calls"))
@@ -106,6 +138,8 @@ pub fn main(spec: &Spec) -> Result<i32, String> {
             .map(|s| s.to_string())
             .chain(spec.intercept.iter().cloned())
             .collect(),
+        cache,
+        systemd,
     };
     let lower = Root::open(&spec.root).map_err(|e| e.to_string())?;
     let upper = crate::outer::layers(spec)?;
@@ -130,7 +164,9 @@ pub fn main(spec: &Spec) -> Result<i32, String> {
     if cx.observed.failure.is_none() {
         let ignore = observe::ignore_set(&spec.ignore)?;
         let shimmed = crate::outer::shimmed(spec);
-        cx.observed.changed = observe::changes(&upper, &lower, &ignore, &owner, &out, &shimmed)?;
+        let max_file = spec.limits.max_memory.unwrap_or(u64::MAX);
+        cx.observed.changed =
+            observe::changes(&upper, &lower, &ignore, &owner, &out, &shimmed, max_file)?;
         cx.observed.watched = observe::watched(&spec.watch, &upper, &cx.tree, &out)?;
         cx.observed.touched = spec
             .watch
@@ -354,6 +390,19 @@ impl Ctx<'_> {
             }
             let dir = tpl.target.parent().unwrap_or_else(TargetPath::root);
             self.tree.create_dirs(&dir).map_err(|e| e.to_string())?;
+            let size = std::fs::metadata(&content).map_or(0, |m| m.len());
+            if size > TEMPLATE_LIMIT {
+                return Ok(self.fail(
+                    m,
+                    &tpl.program.name,
+                    format!(
+                        "printed {} for {}, more than the {} an executable template may make",
+                        crate::cgroup::human(size),
+                        tpl.target,
+                        crate::cgroup::human(TEMPLATE_LIMIT)
+                    ),
+                ));
+            }
             let bytes = std::fs::read(&content).map_err(|e| e.to_string())?;
             if let Snapshot::Dir { .. } =
                 self.tree.inspect(&tpl.target).map_err(|e| e.to_string())?
@@ -377,10 +426,7 @@ impl Ctx<'_> {
 
     fn counter_path(&mut self, what: &str) -> PathBuf {
         self.counter += 1;
-        self.spec
-            .work
-            .join("logs")
-            .join(format!("{}.{what}", self.counter))
+        logs_dir(self.spec).join(format!("{}.{what}", self.counter))
     }
 
     /// Runs one program confined to the merged tree. For a template, its standard output
@@ -421,7 +467,10 @@ impl Ctx<'_> {
         let stdout = create_private(&stdout_path).map_err(|e| e.to_string())?;
         let stderr = create_private(&stderr_path).map_err(|e| e.to_string())?;
         let isolate = !(self.spec.network || m.network || p.network);
+        // Only strata's own package programs get the download cache.
+        let cache = p.network;
         let run = self.run(
+            cache,
             argv,
             env,
             jail::Stdio {
@@ -434,9 +483,11 @@ impl Ctx<'_> {
         )?;
         drop((stdout, stderr));
         let read = |path: &Path| -> String {
-            let bytes = std::fs::read(path).unwrap_or_default();
-            let cut = &bytes[..bytes.len().min(OUTPUT_LIMIT as usize)];
-            String::from_utf8_lossy(cut).into_owned()
+            let mut bytes = Vec::new();
+            let _ = File::open(path).and_then(|f| {
+                std::io::Read::read_to_end(&mut std::io::Read::take(f, OUTPUT_LIMIT), &mut bytes)
+            });
+            String::from_utf8_lossy(&bytes).into_owned()
         };
         let stderr = read(&stderr_path);
         let stdout = if content.is_some() {
@@ -505,8 +556,10 @@ impl Ctx<'_> {
 
     /// Starts a program in the jail and waits for it, collecting its events and the calls
     /// it made.
+    #[allow(clippy::too_many_arguments)]
     fn run(
         &mut self,
+        cache: bool,
         argv: Vec<String>,
         env: Vec<CString>,
         stdio: jail::Stdio,
@@ -527,6 +580,12 @@ impl Ctx<'_> {
             merged: &self.merged_c,
             cgroups: self.cgroup.as_ref().map_or(&[], Cgroup::procs),
             filters: &self.filters,
+            cache: self
+                .cache
+                .as_ref()
+                .filter(|_| cache)
+                .map(|(c, at)| (c.as_c_str(), at.as_c_str())),
+            systemd: self.systemd,
         };
         let started = jail::spawn(&job, &self.userns).map_err(|e| format!("start: {e}"))?;
         let mut events = Vec::new();
@@ -574,6 +633,12 @@ impl Ctx<'_> {
     /// Turns the calls recorded on the channel and the stop requests into deferred
     /// commands; a record that is not a call of an intercepted command is a failure.
     fn collect_calls(&mut self, module: &str, program: &str, run: &Run) -> Option<String> {
+        if run.calls.len() > jail::CHANNEL_LIMIT {
+            return Some(format!(
+                "wrote more than {} to strata's call channel",
+                crate::cgroup::human(jail::CHANNEL_LIMIT as u64)
+            ));
+        }
         let argvs = match shim::parse(&run.calls) {
             Ok(a) => a,
             Err(e) => return Some(format!("wrote to strata's call channel: {e}")),
@@ -612,6 +677,7 @@ impl Ctx<'_> {
         }
         let env = self.env(&extra);
         let run = self.run(
+            false,
             vec!["/bin/sh".into(), "-i".into()],
             env,
             jail::Stdio {
@@ -627,6 +693,11 @@ impl Ctx<'_> {
             None => Ok(()),
         }
     }
+}
+
+/// Where programs' output goes: the sandbox's own tmpfs.
+fn logs_dir(spec: &Spec) -> PathBuf {
+    spec.work.join("sb/logs")
 }
 
 /// How a program ended.

@@ -25,24 +25,40 @@
 use std::ffi::{CStr, CString};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use seccompiler::BpfProgram;
 
 use crate::sys;
 
-/// Signals an init takes as a request to stop the machine (sysvinit and busybox init;
-/// systemd takes SIGINT as ctrl-alt-del, a reboot), and what each asks for.
-const STOP_SIGNALS: &[(libc::c_int, &str)] = &[
-    (libc::SIGTERM, "reboot"),
-    (libc::SIGINT, "reboot"),
-    (libc::SIGUSR1, "halt"),
-    (libc::SIGUSR2, "poweroff"),
-    (libc::SIGPWR, "poweroff"),
-];
+/// The signals an init takes as a request to stop the machine: sysvinit's and busybox's
+/// (SIGTERM reboot, SIGUSR1 halt, SIGUSR2 poweroff, SIGINT ctrl-alt-del: reboot) or
+/// systemd's (SIGINT ctrl-alt-del, SIGRTMIN+3/+13 halt, +4/+14 poweroff, +5/+15 reboot;
+/// its SIGTERM re-executes itself, no stop).
+fn stop_signals(systemd: bool) -> Vec<(libc::c_int, &'static str)> {
+    if systemd {
+        let rt = libc::SIGRTMIN();
+        vec![
+            (libc::SIGINT, "reboot"),
+            (rt + 3, "halt"),
+            (rt + 4, "poweroff"),
+            (rt + 5, "reboot"),
+            (rt + 13, "halt"),
+            (rt + 14, "poweroff"),
+            (rt + 15, "reboot"),
+        ]
+    } else {
+        vec![
+            (libc::SIGTERM, "reboot"),
+            (libc::SIGINT, "reboot"),
+            (libc::SIGUSR1, "halt"),
+            (libc::SIGUSR2, "poweroff"),
+        ]
+    }
+}
 
-/// Which stop signals the reaper received, one bit per entry of [`STOP_SIGNALS`].
-static STOPS: AtomicU32 = AtomicU32::new(0);
+/// Which stop signals the reaper received, one bit per signal number.
+static STOPS: AtomicU64 = AtomicU64::new(0);
 
 /// The sandbox's user namespace: root mapped to root.
 pub struct UserNs(OwnedFd);
@@ -120,6 +136,11 @@ pub struct Job<'a> {
     pub cgroups: &'a [OwnedFd],
     /// The seccomp filters, applied in order.
     pub filters: &'a [BpfProgram],
+    /// strata's download cache and where to bind it (host paths), for strata's own
+    /// package programs only.
+    pub cache: Option<(&'a CStr, &'a CStr)>,
+    /// The target's init is systemd (which signals ask it to stop).
+    pub systemd: bool,
 }
 
 /// What the entry and the reaper report about a program.
@@ -229,6 +250,9 @@ fn entry(job: &Job<'_>, ns: &UserNs, events: &OwnedFd) -> io::Result<i32> {
         )?;
     }
     step("mount namespace", sys::unshare(libc::CLONE_NEWNS))?;
+    if let Some((cache, at)) = job.cache {
+        step("bind the download cache", sys::bind_private(cache, at))?;
+    }
     step("enter the tree", sys::pivot_into(job.merged))?;
     step(
         "user namespace",
@@ -284,15 +308,16 @@ fn entry(job: &Job<'_>, ns: &UserNs, events: &OwnedFd) -> io::Result<i32> {
 }
 
 extern "C" fn on_stop(signal: libc::c_int) {
-    if let Some(i) = STOP_SIGNALS.iter().position(|(s, _)| *s == signal) {
-        STOPS.fetch_or(1 << i, Ordering::SeqCst);
+    if (0..64).contains(&signal) {
+        STOPS.fetch_or(1 << signal, Ordering::SeqCst);
     }
 }
 
 /// PID 1 of the program's PID namespace.
 fn reap(job: &Job<'_>, events: &OwnedFd) -> io::Result<i32> {
     step("parent-death signal", sys::die_with_parent())?;
-    for (signal, _) in STOP_SIGNALS {
+    let stops = stop_signals(job.systemd);
+    for (signal, _) in &stops {
         step("signal handler", sys::catch(*signal, on_stop))?;
     }
     // SAFETY: single-threaded, as above.
@@ -311,7 +336,7 @@ fn reap(job: &Job<'_>, events: &OwnedFd) -> io::Result<i32> {
         let mut status = 0;
         // SAFETY: waitpid writes only the status we pass.
         let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
-        flush_stops(events);
+        flush_stops(events, &stops);
         if pid == program {
             ended = Some(if libc::WIFEXITED(status) {
                 Event::Exit(libc::WEXITSTATUS(status))
@@ -327,17 +352,17 @@ fn reap(job: &Job<'_>, events: &OwnedFd) -> io::Result<i32> {
             break;
         }
     }
-    flush_stops(events);
+    flush_stops(events, &stops);
     if let Some(e) = ended {
         report(events, &e);
     }
     Ok(0)
 }
 
-fn flush_stops(events: &OwnedFd) {
+fn flush_stops(events: &OwnedFd, stops: &[(libc::c_int, &str)]) {
     let bits = STOPS.swap(0, Ordering::SeqCst);
-    for (i, (signal, what)) in STOP_SIGNALS.iter().enumerate() {
-        if bits & (1 << i) != 0 {
+    for (signal, what) in stops {
+        if bits & (1 << signal) != 0 {
             report(
                 events,
                 &Event::Stop {
@@ -370,6 +395,7 @@ fn exec(job: &Job<'_>) -> io::Error {
         for (from, to) in [(stdin, 0), (job.stdio.stdout, 1), (job.stdio.stderr, 2)] {
             step("standard streams", sys::dup2(from, to))?;
         }
+        step("close descriptors", sys::cloexec_from(3))?;
         step("capabilities", sys::drop_ptrace())?;
         for f in job.filters {
             seccompiler::apply_filter(f).map_err(|e| io::Error::other(format!("seccomp: {e}")))?;
@@ -438,6 +464,10 @@ pub fn filters() -> Result<Vec<BpfProgram>, String> {
         libc::SYS_open_tree,
         libc::SYS_mount_setattr,
         libc::SYS_setns,
+        // A second way into the kernel that the filter does not see into.
+        libc::SYS_io_uring_setup,
+        libc::SYS_io_uring_enter,
+        libc::SYS_io_uring_register,
         #[cfg(target_arch = "x86_64")]
         libc::SYS_iopl,
         #[cfg(target_arch = "x86_64")]
@@ -462,6 +492,26 @@ pub fn filters() -> Result<Vec<BpfProgram>, String> {
             vec![SeccompRule::new(vec![cond]).map_err(|e| e.to_string())?],
         );
     }
+    // Typing into the caller's terminal (`strata shell`) and rewriting the console.
+    for request in [libc::TIOCSTI, libc::TIOCLINUX] {
+        let cond = SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, request)
+            .map_err(|e| e.to_string())?;
+        deny.entry(libc::SYS_ioctl)
+            .or_default()
+            .push(SeccompRule::new(vec![cond]).map_err(|e| e.to_string())?);
+    }
+    // Sockets to the hypervisor, which no network namespace separates.
+    let vsock = SeccompCondition::new(
+        0,
+        SeccompCmpArgLen::Dword,
+        SeccompCmpOp::Eq,
+        libc::AF_VSOCK as u64,
+    )
+    .map_err(|e| e.to_string())?;
+    deny.insert(
+        libc::SYS_socket,
+        vec![SeccompRule::new(vec![vsock]).map_err(|e| e.to_string())?],
+    );
     let eperm = SeccompFilter::new(
         deny,
         SeccompAction::Allow,
@@ -486,7 +536,12 @@ pub fn filters() -> Result<Vec<BpfProgram>, String> {
     ])
 }
 
-/// Reads whatever is in a non-blocking descriptor now.
+/// How much a program may write to the call channel (and the helpers to the event pipe):
+/// past it the rest is read and dropped, and the call channel's reader fails the run.
+pub const CHANNEL_LIMIT: usize = 1 << 20;
+
+/// Reads whatever is in a non-blocking descriptor now, keeping at most [`CHANNEL_LIMIT`]
+/// bytes (and one more, to tell that the limit was passed).
 pub fn drain(fd: &OwnedFd, into: &mut Vec<u8>) {
     let mut buf = [0u8; 8192];
     loop {
@@ -495,7 +550,8 @@ pub fn drain(fd: &OwnedFd, into: &mut Vec<u8>) {
         if n <= 0 {
             return;
         }
-        into.extend_from_slice(&buf[..n as usize]);
+        let room = (CHANNEL_LIMIT + 1).saturating_sub(into.len());
+        into.extend_from_slice(&buf[..(n as usize).min(room)]);
     }
 }
 

@@ -347,6 +347,8 @@ pub fn run(spec: &Spec, helper: &Path) -> Result<Observed, SandboxError> {
             sys::unshare(
                 libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS,
             )?;
+            // Nothing strata's caller left open reaches the sandbox.
+            sys::cloexec_from(3)?;
             sys::die_with_parent()
         });
     }

@@ -156,6 +156,8 @@ struct Walk<'a> {
     owners: &'a Owners,
     out: &'a Path,
     shimmed: &'a BTreeMap<TargetPath, Hash>,
+    /// The largest file a script may leave (the memory limit: a larger one is sparse).
+    max_file: u64,
     acc: Vec<Changed>,
 }
 
@@ -168,6 +170,7 @@ pub fn changes(
     owners: &Owners,
     out: &Path,
     shimmed: &BTreeMap<TargetPath, Hash>,
+    max_file: u64,
 ) -> Result<Vec<Changed>, String> {
     let mut acc = Vec::new();
     for layer in layers {
@@ -180,6 +183,7 @@ pub fn changes(
             owners,
             out,
             shimmed,
+            max_file,
             acc: Vec::new(),
         };
         if layer.at.as_str() != "/" {
@@ -316,12 +320,17 @@ impl Walk<'_> {
                 }
                 self.dir(&path, !matches!(before, Snapshot::Dir { .. }))?;
             } else if ft.is_file() {
-                let bytes = std::fs::read(&host_path)
-                    .map_err(|e| format!("read {}: {e}", host_path.display()))?;
-                let hash = Hash::of(&bytes);
+                if md.len() > self.max_file {
+                    return Err(format!(
+                        "{path}: a script made a file of {}, larger than the sandbox's memory limit of {} (a sparse file?)",
+                        crate::cgroup::human(md.len()),
+                        crate::cgroup::human(self.max_file)
+                    ));
+                }
+                let hash = hash_file(&host_path)?;
                 let state = Snapshot::File {
                     hash,
-                    size: bytes.len() as u64,
+                    size: md.len(),
                     mode: md.mode() & 0o7777,
                     uid: md.uid(),
                     gid: md.gid(),
@@ -331,7 +340,7 @@ impl Walk<'_> {
                     continue; // an interception shim, not the scripts' doing
                 }
                 if !state.satisfied_by(&before) {
-                    save(self.out, &hash, &bytes)?;
+                    copy_out(self.out, &hash, &host_path)?;
                     self.push(path, state, module);
                 }
             } else if ft.is_symlink() {
@@ -384,10 +393,38 @@ impl Walk<'_> {
     }
 }
 
+/// A file's content hash, read in pieces (a changed file may be large).
+fn hash_file(path: &Path) -> Result<Hash, String> {
+    let err = |e: std::io::Error| format!("read {}: {e}", path.display());
+    let mut f = std::fs::File::open(path).map_err(err)?;
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = std::io::Read::read(&mut f, &mut buf).map_err(err)?;
+        if n == 0 {
+            return Ok(Hash::from_blake3(hasher.finalize()));
+        }
+        hasher.update(&buf[..n]);
+    }
+}
+
+/// Copies a changed file's content to `out/<hash>`, privately.
+fn copy_out(out: &Path, hash: &Hash, from: &Path) -> Result<(), String> {
+    let p = out.join(hash.to_string());
+    if !p.exists() {
+        let mut src =
+            std::fs::File::open(from).map_err(|e| format!("read {}: {e}", from.display()))?;
+        let mut dst =
+            crate::work::create_private(&p).map_err(|e| format!("write {}: {e}", p.display()))?;
+        std::io::copy(&mut src, &mut dst).map_err(|e| format!("write {}: {e}", p.display()))?;
+    }
+    Ok(())
+}
+
 fn save(out: &Path, hash: &Hash, bytes: &[u8]) -> Result<(), String> {
     let p = out.join(hash.to_string());
     if !p.exists() {
-        std::fs::write(&p, bytes).map_err(|e| format!("write {}: {e}", p.display()))?;
+        crate::work::write_private(&p, bytes).map_err(|e| format!("write {}: {e}", p.display()))?;
     }
     Ok(())
 }

@@ -53,6 +53,18 @@ fn bind(src: &Path, target: &Path) -> Result<(), String> {
         .map_err(|e| format!("bind {} on {}: {e}", src.display(), target.display()))
 }
 
+/// Binds `src` on `target` read-only, without set-user-id or devices: what scripts must
+/// use but never change (a bind of a host inode would let root inside change it).
+fn bind_ro(src: &Path, target: &Path, dev: bool) -> Result<(), String> {
+    bind(src, target)?;
+    let mut flags = MountFlags::BIND | MountFlags::RDONLY | MountFlags::NOSUID;
+    if !dev {
+        flags |= MountFlags::NODEV;
+    }
+    rustix::mount::mount_remount(target, flags, "")
+        .map_err(|e| format!("make {} read-only: {e}", target.display()))
+}
+
 /// Sets everything up and runs init; returns init's exit code.
 pub fn main(spec: &Spec) -> Result<i32, String> {
     sys::die_with_parent().map_err(|e| format!("parent-death signal: {e}"))?;
@@ -149,8 +161,10 @@ pub fn main(spec: &Spec) -> Result<i32, String> {
     rustix::mount::mount_remount(&inside, MountFlags::BIND | MountFlags::RDONLY | nosuid, "")
         .map_err(|e| format!("make {} read-only: {e}", inside.display()))?;
     if let Some(cache) = &spec.cache {
+        // Bound per program, for strata's own package programs only (see `jail`).
         std::fs::create_dir_all(cache).map_err(err("create", cache))?;
-        bind(cache, &m.join(&crate::CACHE[1..]))?;
+        std::fs::set_permissions(cache, std::fs::Permissions::from_mode(0o700))
+            .map_err(err("chmod", cache))?;
     }
     rustix::system::sethostname(spec.hostname.as_bytes())
         .map_err(|e| format!("set host name: {e}"))?;
@@ -160,7 +174,10 @@ pub fn main(spec: &Spec) -> Result<i32, String> {
     cmd.arg(HELPER_ARG).arg("init").arg(&spec_path);
     // SAFETY: prctl and getppid are async-signal-safe.
     unsafe {
-        cmd.pre_exec(sys::die_with_parent);
+        cmd.pre_exec(|| {
+            sys::cloexec_from(3)?;
+            sys::die_with_parent()
+        });
     }
     let status = cmd.status().map_err(|e| format!("start init: {e}"))?;
     Ok(status.code().unwrap_or(1))
@@ -236,7 +253,9 @@ fn minimal_dev(dev: &Path) -> Result<(), String> {
     for name in ["null", "zero", "full", "random", "urandom", "tty"] {
         let target = dev.join(name);
         write(&target, b"", 0o666)?;
-        bind(&Path::new("/dev").join(name), &target)?;
+        // Read-only binds: the devices still read and write, but their owner, mode and
+        // times (the host's own inodes) cannot be changed.
+        bind_ro(&Path::new("/dev").join(name), &target, true)?;
     }
     for sub in ["pts", "shm"] {
         std::fs::create_dir(dev.join(sub)).map_err(err("create", dev))?;
@@ -321,13 +340,13 @@ fn shims(spec: &Spec, merged: &Path, own: &Path) -> Result<(), String> {
         let real_copy = own.join("real").join(&base);
         if let Some(r) = &real {
             write(&real_copy, b"", 0o755)?;
-            bind(&merged.join(r.relative()), &real_copy)?;
+            bind_ro(&merged.join(r.relative()), &real_copy, false)?;
         }
         let text = shim::script(&name, real.is_some());
         let shim = own.join("shims").join(&base);
         write(&shim, text.as_bytes(), 0o755)?;
         for f in files {
-            bind(&shim, &merged.join(f.relative()))?;
+            bind_ro(&shim, &merged.join(f.relative()), false)?;
         }
         for l in links {
             let dir = l.parent().unwrap_or_else(TargetPath::root);

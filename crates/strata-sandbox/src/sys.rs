@@ -61,6 +61,47 @@ pub fn pivot_into(new_root: &CStr) -> io::Result<()> {
     }
 }
 
+/// Marks every descriptor from `first` up close-on-exec: nothing the caller of strata left
+/// open (a lock, a pipe, a directory) reaches a program. Allocation-free.
+pub fn cloexec_from(first: libc::c_uint) -> io::Result<()> {
+    // SAFETY: close_range with a flag takes plain integers.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Binds `src` on `target` with `nosuid,nodev,noexec` (both NUL-terminated host paths).
+pub fn bind_private(src: &CStr, target: &CStr) -> io::Result<()> {
+    let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    // SAFETY: mount with NUL-terminated strings that outlive the calls.
+    unsafe {
+        check(libc::mount(
+            src.as_ptr(),
+            target.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND,
+            std::ptr::null(),
+        ))?;
+        check(libc::mount(
+            std::ptr::null(),
+            target.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND | libc::MS_REMOUNT | flags,
+            std::ptr::null(),
+        ))
+    }
+}
+
 /// A pipe, both ends close-on-exec.
 pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];

@@ -196,6 +196,16 @@ fn run(root: &Path, command: &Scheduled) -> Activation {
             if libc::setsid() < 0 {
                 return Err(std::io::Error::last_os_error());
             }
+            // Nothing strata's caller left open (a lock, a pipe) reaches the command.
+            if libc::syscall(
+                libc::SYS_close_range,
+                3 as libc::c_uint,
+                libc::c_uint::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
             if let Some(root) = &root
                 && (libc::chroot(root.as_ptr()) != 0 || libc::chdir(c"/".as_ptr()) != 0)
             {

@@ -267,10 +267,11 @@ fn a_reboot_asked_for_in_any_way_is_reported_by_the_plan() {
         "20-other-path.sh",
         "ln -s /bin/busybox /tmp/rb && cd /tmp && ./rb 2>/dev/null; ln -sf /bin/busybox /tmp/reboot && /tmp/reboot",
     );
+    // The kernel stops the namespace at once; the sleep keeps the shell from racing it.
     script(
         &e,
         "30-syscall.sh",
-        "busybox poweroff -f\necho not reached > /etc/after",
+        "busybox poweroff -f\nsleep 5\necho not reached > /etc/after",
     );
     script(&e, "40-next.sh", "echo ran > /etc/next");
     let json = plan(&e);
@@ -500,5 +501,172 @@ fn a_bad_memory_limit_names_the_file() {
         run.stderr.contains("strata.toml") && run.stderr.contains("`lots` is not a size"),
         "{}",
         run.stderr
+    );
+}
+
+#[test]
+fn only_package_programs_see_the_download_cache() {
+    let e = env();
+    require_busybox_root!(e);
+    site(&e, "");
+    e.write(
+        "modules/app/module.toml",
+        "timeout = 60\n[[package]]\nname = \"nginx\"\n",
+    );
+    // Stub package tools: "installed" already, after noting that the cache is there.
+    e.write_root("usr/bin/apt-get", "#!/bin/sh\nexit 0\n", 0o755)
+        .write_root(
+            "usr/bin/dpkg-query",
+            "#!/bin/sh\ntouch /run/strata/cache/seen-by-package\nprintf 'installed 1.0'\n",
+            0o755,
+        );
+    script(
+        &e,
+        "10-cache.sh",
+        "touch /run/strata/cache/planted 2>/dev/null && echo yes > /etc/wrote-cache || echo refused > /etc/refused-cache\nexit 0",
+    );
+    let cache = e.path().join("cache");
+    let run = e
+        .cmd(&["plan", "--node", "n1", "--json"])
+        .env("STRATA_CACHE_DIR", &cache)
+        .output()
+        .expect("plan");
+    let json: Value = serde_json::from_slice(&run.stdout)
+        .unwrap_or_else(|_| panic!("plan failed: {}", String::from_utf8_lossy(&run.stderr)));
+    let paths = changed_paths(&json);
+    assert!(
+        paths.contains(&"/etc/refused-cache".to_string()),
+        "a script wrote to the cache: {paths:?}"
+    );
+    let files: Vec<String> = walkdir::WalkDir::new(&cache)
+        .into_iter()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(files.contains(&"seen-by-package".to_string()), "{files:?}");
+    assert!(!files.contains(&"planted".to_string()), "{files:?}");
+    // The cache a package program writes to is root's alone.
+    for entry in std::fs::read_dir(cache.join("packages")).expect("packages") {
+        let path = entry.expect("entry").path();
+        let md = std::fs::metadata(&path).expect("stat");
+        assert_eq!(md.mode() & 0o077, 0, "{} is open to others", path.display());
+    }
+}
+
+#[test]
+fn descriptors_left_open_by_strata_s_caller_never_reach_a_script() {
+    use std::os::unix::process::CommandExt;
+    let e = env();
+    require_busybox_root!(e);
+    site(&e, "");
+    let outside = e.path().join("outside");
+    std::fs::create_dir_all(&outside).expect("outside");
+    script(
+        &e,
+        "10-fd.sh",
+        "for n in 3 4 5 6 7 8 9 10; do echo x > /proc/self/fd/$n/marker 2>/dev/null; done\nexit 0",
+    );
+    let dir = std::fs::File::open(&outside).expect("open dir");
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&dir);
+    let mut cmd = e.cmd(&["plan", "--node", "n1"]);
+    // SAFETY: dup2 in the child before exec; the new descriptor has no close-on-exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(fd, 7) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let run = cmd.output().expect("plan");
+    assert!(run.status.code().is_some_and(|c| c == 0 || c == 2));
+    assert!(
+        !outside.join("marker").exists(),
+        "a script wrote through a descriptor strata inherited"
+    );
+}
+
+#[test]
+fn host_devices_and_proc_entries_keep_their_permissions() {
+    let e = env();
+    require_busybox_root!(e);
+    site(&e, "");
+    let mode = |p: &str| std::fs::metadata(p).map(|m| m.mode() & 0o7777).ok();
+    let (full, slab) = (mode("/dev/full"), mode("/proc/slabinfo"));
+    script(
+        &e,
+        "10-perm.sh",
+        "chmod 0600 /dev/full 2>/dev/null || echo refused > /etc/refused-dev
+chmod 0444 /proc/slabinfo 2>/dev/null || echo refused > /etc/refused-proc
+exit 0",
+    );
+    let json = plan(&e);
+    let (full_after, slab_after) = (mode("/dev/full"), mode("/proc/slabinfo"));
+    // Put back what an old build changed before asserting.
+    if let (Some(m), true) = (full, full != full_after) {
+        std::fs::set_permissions("/dev/full", std::fs::Permissions::from_mode(m)).ok();
+    }
+    if let (Some(m), true) = (slab, slab != slab_after) {
+        std::fs::set_permissions("/proc/slabinfo", std::fs::Permissions::from_mode(m)).ok();
+    }
+    assert_eq!(full_after, full, "a plan changed the host's /dev/full");
+    assert_eq!(slab_after, slab, "a plan changed the host's /proc/slabinfo");
+    let paths = changed_paths(&json);
+    assert!(paths.contains(&"/etc/refused-dev".to_string()), "{paths:?}");
+    assert!(
+        paths.contains(&"/etc/refused-proc".to_string()),
+        "{paths:?}"
+    );
+}
+
+#[test]
+fn a_sparse_giant_and_a_flood_of_calls_are_refused() {
+    let e = env();
+    require_busybox_root!(e);
+    site(&e, "max_memory = \"64M\"");
+    script(&e, "10-sparse.sh", "truncate -s 3G /etc/big.img");
+    let run = e.run(&["plan", "--node", "n1"]).code(1);
+    assert!(
+        run.stderr.contains("/etc/big.img") && run.stderr.contains("memory limit"),
+        "{}",
+        run.stderr
+    );
+    script(
+        &e,
+        "10-sparse.sh",
+        "head -c 3000000 /dev/zero > /run/strata/calls",
+    );
+    let run = e.run(&["plan", "--node", "n1"]).code(1);
+    assert!(
+        run.stderr
+            .contains("more than 1 MiB to strata's call channel"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_shim_bound_over_a_real_command_cannot_be_rewritten() {
+    let e = env();
+    require_busybox_root!(e);
+    site(&e, "");
+    e.write_root("usr/sbin/poweroff", "#!/bin/sh\nexit 0\n", 0o755);
+    script(
+        &e,
+        "10-shim.sh",
+        "echo 'exit 0' > /usr/sbin/poweroff 2>/dev/null || echo refused > /etc/refused-shim\nexit 0",
+    );
+    script(&e, "20-call.sh", "/usr/sbin/poweroff");
+    let json = plan(&e);
+    assert!(
+        changed_paths(&json).contains(&"/etc/refused-shim".to_string()),
+        "{:?}",
+        changed_paths(&json)
+    );
+    assert!(
+        would_run(&json).contains(&"/usr/sbin/poweroff".to_string())
+            || would_run(&json).contains(&"poweroff".to_string()),
+        "{:?}",
+        would_run(&json)
     );
 }
