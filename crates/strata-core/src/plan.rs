@@ -55,6 +55,10 @@ pub fn plan(
         let (mut before, old) =
             root.inspect_with_content(&path, want.as_ref().map(|h| (h, &bytes as _)))?;
         root.fill_xattrs(&path, entry.state.xattrs(), &mut before)?;
+        // On vfat and its kind, what the file system will really keep.
+        if let Some(fixed) = root.fixed_meta(&path) {
+            fixed.apply(&mut entry.state);
+        }
         let created_by_us = originals.get(&path).is_some_and(Snapshot::is_absent);
         if !entry.replace {
             // Add-only: once there, never overwritten; keep what strata first wrote.

@@ -17,7 +17,9 @@ mod site;
 mod stamp;
 mod users;
 
+mod fatfs;
 pub use error::{FsError, Result};
+pub use fatfs::FixedMeta;
 pub use lock::{Lock, LockError};
 pub use meter::{Meter, background_thread};
 pub use root::{DirEntryKind, Expected, Flusher, Root, managed_xattr};

@@ -62,6 +62,8 @@ pub struct Root {
     stamps: RefCell<Stamps>,
     /// Who strata runs as (the owner of what it creates, before any chown).
     me: (u32, u32),
+    /// The FAT-like file systems mounted inside the root, read once when first asked.
+    fat: std::cell::OnceCell<Vec<(TargetPath, crate::fatfs::FixedMeta)>>,
 }
 
 /// Reads a whole file whose size is probably `size`, with as few calls as possible: one
@@ -132,7 +134,19 @@ impl Root {
                 rustix::process::geteuid().as_raw(),
                 rustix::process::getegid().as_raw(),
             ),
+            fat: std::cell::OnceCell::new(),
         })
+    }
+
+    /// The owner, group and mode a FAT-like file system (vfat on `/boot/efi`) gives every
+    /// entry at `p`, when `p` lies on one; such a file system keeps nothing else.
+    pub fn fixed_meta(&self, p: &TargetPath) -> Option<crate::fatfs::FixedMeta> {
+        let mounts = self.fat.get_or_init(|| {
+            let root = std::fs::canonicalize(&self.path).unwrap_or_else(|_| self.path.clone());
+            let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+            crate::fatfs::below(&root, &info)
+        });
+        crate::fatfs::for_path(mounts, p).copied()
     }
 
     /// Trusts `stamps` from now on: a file whose metadata matches its stamp is not read.

@@ -305,3 +305,40 @@ fn an_apply_stopped_anywhere_leaves_each_file_system_all_old_or_all_new() {
         );
     }
 }
+
+/// `/boot/efi` on vfat: a declared file and a script's file are planned as vfat stores
+/// them (its mount options' owner and mode), so the second plan is empty.
+#[test]
+#[ignore = "this kernel has no vfat; run with --ignored where mkfs.vfat and vfat exist"]
+fn a_vfat_boot_efi_is_planned_as_it_stores_files() {
+    let e = env();
+    require_busybox_root!(e);
+    let mut mounts = Mounts(Vec::new());
+    std::fs::create_dir_all(e.root().join("boot/efi")).expect("efi");
+    let img = e.path().join("efi.img");
+    sh(Command::new("truncate").arg("-s").arg("64M").arg(&img));
+    sh(Command::new("mkfs.vfat").arg(&img));
+    sh(Command::new("mount")
+        .args(["-o", "loop,fmask=0077,dmask=0077"])
+        .arg(&img)
+        .arg(e.root().join("boot/efi")));
+    mounts.0.push(e.root().join("boot/efi"));
+    e.write("strata.toml", "[site]\nname = \"t\"\n")
+        .write("nodes/n1.toml", "modules = [\"efi\"]\n")
+        .write(
+            "modules/efi/module.toml",
+            "[[file]]\npath = \"/boot/efi/startup.nsh\"\nmode = \"0644\"\n",
+        )
+        .write(
+            "modules/efi/files/boot/efi/startup.nsh",
+            "fs0:\\EFI\\boot.efi\n",
+        );
+    let path = e.site().join("modules/efi/scripts/10-grub.sh");
+    strata_test::write(
+        &path,
+        "#!/bin/sh\nmkdir -p /boot/efi/EFI/debian\necho efi > /boot/efi/EFI/debian/grubx64.efi\n",
+    );
+    sh(Command::new("chmod").arg("755").arg(&path));
+    e.run(&["apply", "--node", "n1"]).code(0);
+    e.run(&["plan", "--node", "n1"]).code(0);
+}
