@@ -94,7 +94,7 @@ pub fn below(root: &Path, mountinfo: &str) -> Vec<(TargetPath, FixedMeta)> {
             },
         ));
     }
-    found.sort_by(|a, b| b.0.depth().cmp(&a.0.depth()));
+    found.sort_by_key(|m| std::cmp::Reverse(m.0.depth()));
     found
 }
 

@@ -53,10 +53,25 @@ fn mount(e: &TestEnv, mounts: &mut Mounts, at: &str, fstype: &str, mb: u64, opti
         } else {
             format!("loop,{options}")
         };
-        sh(Command::new("mount")
-            .args(["-o", &opts])
-            .arg(&img)
-            .arg(&dir));
+        // Loop devices freed by other tests' lazy unmounts may be busy for a moment.
+        for attempt in 0.. {
+            let out = Command::new("mount")
+                .args(["-o", &opts])
+                .arg(&img)
+                .arg(&dir)
+                .output()
+                .expect("mount");
+            if out.status.success() {
+                break;
+            }
+            assert!(
+                attempt < 5,
+                "mount {}: {}",
+                img.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
     }
     mounts.0.push(dir);
 }
