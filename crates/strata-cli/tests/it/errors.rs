@@ -112,6 +112,38 @@ fn template_errors_name_the_template_and_line() {
     );
 }
 
+/// Issue 16: three nested loops of 100,000 in a template ran past 180 s and 2 GiB.
+/// Every path that renders (plan, apply, check) stops a template at its limits, with the
+/// template named, and the target untouched.
+#[test]
+fn a_template_past_its_limits_fails_naming_it() {
+    let env = example();
+    env.write(
+        "modules/ntp/templates/etc/ntp.conf.j2",
+        "# ok\n{% for a in range(100000) %}{% for b in range(100000) %}\
+         {% for c in range(100000) %}server {{ c }}\n{% endfor %}{% endfor %}{% endfor %}\n",
+    );
+    let stderr = fails(&env, "modules/ntp/templates/etc/ntp.conf.j2:2:");
+    assert!(
+        stderr.contains("the template does more work than a template may"),
+        "{stderr}"
+    );
+    env.write(
+        "modules/ntp/templates/etc/ntp.conf.j2",
+        "{% set ns = namespace(s=\"x\") %}\n{% for i in range(60) %}\
+         {% set ns.s = ns.s ~ ns.s %}{% endfor %}\n",
+    );
+    fails(&env, "modules/ntp/templates/etc/ntp.conf.j2:2:");
+    env.write(
+        "modules/ntp/templates/etc/ntp.conf.j2",
+        "{% for i in range(100000) %}{{ \"x\" * 1000 }}{% endfor %}\n",
+    );
+    fails(
+        &env,
+        "error: modules/ntp/templates/etc/ntp.conf.j2: the template renders more than 64 MiB",
+    );
+}
+
 #[test]
 fn dot_dot_and_bad_modes_are_refused() {
     let env = example();
