@@ -23,7 +23,7 @@ pub use catalog::{
 pub use compiled::{Compiled, Lazy};
 pub use error::{SiteError, SiteErrors};
 pub use params::{ParamTree, Source};
-pub use plan::{PlanError, diff_text, plan};
+pub use plan::{DIFF_LIMIT, PlanError, diff_text, plan};
 pub use resources::{Declared, Group, Line, Package, Service, User};
 pub use site::{NodeInfo, SandboxSettings, Site};
 pub use strata_fs::UserDb;

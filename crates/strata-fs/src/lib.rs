@@ -12,6 +12,7 @@
 mod error;
 mod lock;
 mod meter;
+mod private;
 mod root;
 mod site;
 mod stamp;
@@ -20,6 +21,7 @@ mod users;
 pub use error::{FsError, Result};
 pub use lock::{Lock, LockError};
 pub use meter::{Meter, background_thread};
+pub use private::{Mapped, create_private, private_dir, remove_file, rename, write_private};
 pub use root::{DirEntryKind, Expected, Flusher, Root, managed_xattr};
 pub use site::{
     SiteFile, create_dir_all, exists, fs_now, is_dir, join_rel, list_dir, read, read_link,

@@ -474,6 +474,16 @@ impl Root {
         self.open_raw(p, OFlags::PATH | OFlags::DIRECTORY).is_ok()
     }
 
+    /// A regular file opened to read, as a stream (a large file is never held whole);
+    /// `None` when nothing is there. A link at `p` is not followed (an error).
+    pub fn open_file(&self, p: &TargetPath) -> Result<Option<std::fs::File>> {
+        match self.open_read(p, OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC) {
+            Ok(fd) => Ok(Some(std::fs::File::from(fd))),
+            Err(Errno::NOENT | Errno::NOTDIR) => Ok(None),
+            Err(e) => Err(self.err("open", p, e)),
+        }
+    }
+
     /// A file's content; `None` when nothing is there.
     pub fn read(&self, p: &TargetPath) -> Result<Option<Vec<u8>>> {
         let file = match self.open_read(p, OFlags::NOFOLLOW | OFlags::NONBLOCK) {

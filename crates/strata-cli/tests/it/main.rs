@@ -5,6 +5,7 @@ mod apply;
 mod bench;
 mod confinement;
 mod crash;
+mod downloads;
 mod errors;
 mod failpoints;
 mod full_disk;
