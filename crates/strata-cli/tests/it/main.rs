@@ -11,6 +11,7 @@ mod failpoints;
 mod full_disk;
 mod hardware;
 mod plan;
+mod private;
 mod resources;
 mod sandbox;
 
