@@ -2,6 +2,7 @@
 //! template rendering, and the plan (desired state against what the target holds).
 //! No terminal, no environment variables, no network.
 
+mod budget;
 mod catalog;
 mod compiled;
 mod error;
@@ -16,6 +17,12 @@ pub mod scaffold;
 mod site;
 mod tomlfile;
 
+pub use budget::{RenderAllocator, TEMPLATE_MEMORY};
+
+/// The unit tests run with the memory backstop, as the `strata` binary does.
+#[cfg(test)]
+#[global_allocator]
+static ALLOCATOR: RenderAllocator = RenderAllocator;
 pub use catalog::{
     Catalog, CompileOptions, DEFAULT_TIMEOUT, HardwareLayer, ModuleRun, Purge, Resource,
     ResourceKind, ScriptDecl, compile,

@@ -82,6 +82,7 @@ impl Renderer {
         source: &str,
         ctx: &minijinja::Value,
     ) -> Result<String, SiteError> {
+        let _watch = crate::budget::watch(name);
         let template = self
             .env
             .template_from_named_str(name, source)

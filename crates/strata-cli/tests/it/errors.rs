@@ -144,6 +144,30 @@ fn a_template_past_its_limits_fails_naming_it() {
     );
 }
 
+/// A list built by doubling is what minijinja's fuel does not pay for: the memory
+/// backstop (1 GiB held by one render) ends the run, naming the template, before anything
+/// is written. (About 45 s in a debug build: it takes that long to build 1 GiB of list.)
+#[test]
+fn a_template_past_its_memory_ends_the_run_naming_it() {
+    let env = example();
+    env.write(
+        "modules/ntp/templates/etc/ntp.conf.j2",
+        "{% set ns = namespace(l=[1]) %}{% for i in range(40) %}\
+         {% set ns.l = ns.l + ns.l %}{% endfor %}{{ ns.l|length }}\n",
+    );
+    let before = env.tree();
+    let run = env.run(&["apply", "--node", WEB1]).code(1);
+    assert!(
+        run.stderr.contains(
+            "error: modules/ntp/templates/etc/ntp.conf.j2: the template holds more than 1024 \
+             MiB of memory, the most a template may take"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(env.tree(), before, "the apply changed the target");
+}
+
 #[test]
 fn dot_dot_and_bad_modes_are_refused() {
     let env = example();
