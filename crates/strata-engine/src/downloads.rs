@@ -139,9 +139,9 @@ fn from_target(
     want: &Wanted<'_>,
     cache: &Path,
 ) -> Result<Option<Mapped>, EngineError> {
-    match root.inspect(path)? {
-        Snapshot::File { size, .. }
-            if size <= want.limit() && want.size.is_none_or(|s| s == size) => {}
+    // A regular file of a size it may have (its metadata only: it is read below).
+    match root.stat_key(path)? {
+        Some(k) if k.size <= want.limit() && want.size.is_none_or(|s| s == k.size) => {}
         _ => return Ok(None),
     }
     let host = root.host_path(path);

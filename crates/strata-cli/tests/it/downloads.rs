@@ -212,3 +212,34 @@ fn a_download_of_its_declared_size_is_kept_private_in_the_cache() {
         .collect();
     assert_eq!(names, [sum]);
 }
+
+#[test]
+fn a_target_that_holds_the_pinned_content_needs_no_network() {
+    let e = env();
+    let cache = e.path().join("cache");
+    let sum = "84d89877f0d4041efb6bf91a16f0248f2fd573e6af05c19f96bedb9f882f7882";
+    // Nothing listens there: a fetch would fail.
+    declare_pinned(&e, "http://127.0.0.1:9/gone", sum, "size = 10\n");
+    e.write_root("opt/big", "0123456789", 0o644);
+    let vars = [("STRATA_CACHE_DIR", cache.as_path())];
+    let plan = e.run_env(&["plan", "--node", "n1"], &vars).stdout;
+    assert!(!plan.contains("fetched from"), "{plan}");
+    assert!(!plan.contains("/opt/big"), "{plan}");
+    e.run_env(&["apply", "--node", "n1"], &vars).code(0);
+    assert_eq!(
+        std::fs::read(e.root().join("opt/big")).expect("kept"),
+        b"0123456789"
+    );
+    // Read as a stream and kept in the cache, privately, for the next runs.
+    use std::os::unix::fs::PermissionsExt;
+    let cached = cache.join("downloads").join(sum);
+    assert_eq!(std::fs::read(&cached).expect("cached"), b"0123456789");
+    assert_eq!(
+        std::fs::metadata(&cached)
+            .expect("stat")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+}
