@@ -7,6 +7,11 @@ mod error;
 mod printer;
 mod show;
 
+/// The system allocator, with the memory a template render holds counted: past 1 GiB the
+/// process ends naming the template (strata_core::RenderAllocator).
+#[global_allocator]
+static ALLOCATOR: strata_core::RenderAllocator = strata_core::RenderAllocator;
+
 fn main() -> std::process::ExitCode {
     #[cfg(feature = "failpoints")]
     let _scenario = fail::FailScenario::setup();

@@ -75,6 +75,8 @@ pub enum ResourceKind {
         url: String,
         /// The SHA-256 of its content, lowercase hex.
         sha256: String,
+        /// Its size in bytes, when the site declares it.
+        size: Option<u64>,
     },
 }
 
@@ -1209,6 +1211,7 @@ impl Builder<'_> {
                 ResourceKind::Download {
                     url: d.url.clone(),
                     sha256,
+                    size: d.size,
                 },
                 (mode, &d.owner, &d.group),
                 id,

@@ -2,6 +2,7 @@
 //! template rendering, and the plan (desired state against what the target holds).
 //! No terminal, no environment variables, no network.
 
+mod budget;
 mod catalog;
 mod compiled;
 mod error;
@@ -16,6 +17,12 @@ pub mod scaffold;
 mod site;
 mod tomlfile;
 
+pub use budget::{RenderAllocator, TEMPLATE_MEMORY};
+
+/// The unit tests run with the memory backstop, as the `strata` binary does.
+#[cfg(test)]
+#[global_allocator]
+static ALLOCATOR: RenderAllocator = RenderAllocator;
 pub use catalog::{
     Catalog, CompileOptions, DEFAULT_TIMEOUT, HardwareLayer, ModuleRun, Purge, Resource,
     ResourceKind, ScriptDecl, compile,
@@ -23,7 +30,7 @@ pub use catalog::{
 pub use compiled::{Compiled, Lazy};
 pub use error::{SiteError, SiteErrors};
 pub use params::{ParamTree, Source};
-pub use plan::{PlanError, diff_text, plan};
+pub use plan::{DIFF_LIMIT, PlanError, diff_text, plan};
 pub use resources::{Declared, Group, Line, Package, Service, User};
 pub use site::{NodeInfo, SandboxSettings, Site, Size};
 pub use strata_fs::UserDb;

@@ -76,6 +76,8 @@ pub(crate) struct DirDecl {
 pub(crate) struct DownloadDecl {
     pub url: String,
     pub sha256: String,
+    /// Its size in bytes: a body longer or shorter is an error.
+    pub size: Option<u64>,
     pub path: String,
     pub mode: Option<String>,
     pub owner: Option<String>,

@@ -24,7 +24,7 @@ pub enum PlanError {
 }
 
 /// Diffs are shown for text up to this size.
-const DIFF_LIMIT: usize = 1 << 20;
+pub const DIFF_LIMIT: usize = 1 << 20;
 
 /// Compares the desired `entries` with the target and with what the last generation
 /// managed (`current` entries and the `originals` it recorded), and says what to do.

@@ -143,7 +143,7 @@ pub struct Outcome {
     pub activations: Vec<Activation>,
     /// The content of every file the plan creates (and more), for showing its diff:
     /// plans leave those diffs out so as not to hold each new file twice
-    /// ([`Outcome::diff`]).
+    /// ([`Outcome::diff`]). A content too large for a diff is not kept.
     pub contents: HashMap<Hash, Vec<u8>>,
 }
 
@@ -218,7 +218,12 @@ fn new_contents(
         if held.contains_key(&h) || strata_types::ContentSource::content(&lazy, &h).is_some() {
             continue;
         }
-        if let Some(bytes) = more.content(&h) {
+        // Only to show a diff: what is too large for one is not copied (a download may be
+        // gigabytes, mapped from the cache).
+        if let Some(bytes) = more
+            .content(&h)
+            .filter(|b| b.len() <= strata_core::DIFF_LIMIT)
+        {
             held.insert(h, bytes.into_owned());
         }
     }

@@ -23,13 +23,13 @@ pub struct ModuleSteps {
 
 /// Writes the module's step programs into `dir`.
 pub fn module_steps(run: &ModuleRun, dir: &Path) -> Result<ModuleSteps, EngineError> {
-    strata_fs::create_dir_all(dir)?;
+    strata_fs::private_dir(dir)?;
     let d = &run.declared;
     let mut n = 0;
     let mut write = |name: String, script: String, network: bool| -> Result<Program, EngineError> {
         n += 1;
         let path = dir.join(format!("{}-{n}.sh", Hash::of(run.id.as_bytes()).short()));
-        strata_fs::write_new(&path, script.as_bytes())?;
+        strata_fs::write_private(&path, script.as_bytes())?;
         Ok(Program {
             name,
             path,

@@ -12,6 +12,7 @@
 mod error;
 mod lock;
 mod meter;
+mod private;
 mod root;
 mod site;
 mod stamp;
@@ -22,11 +23,12 @@ pub use error::{FsError, Result};
 pub use fatfs::FixedMeta;
 pub use lock::{Lock, LockError};
 pub use meter::{Meter, background_thread};
+pub use private::{Mapped, create_private, private_dir, remove_file, rename, write_private};
 pub use root::{DirEntryKind, Expected, Flusher, Root, managed_xattr};
 pub use site::{
     SiteFile, create_dir_all, exists, fs_now, is_dir, join_rel, list_dir, read, read_link,
     read_sized_file, read_to_string, read_with_key, self_io, stat_key, walk_files, write_atomic,
-    write_new,
+    write_new, write_site_file,
 };
 pub use stamp::{
     RecordReader, Records, Stamp, Stamps, StatKey, parse_stamps, read_map, write_stamps,

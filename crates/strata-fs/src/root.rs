@@ -488,6 +488,16 @@ impl Root {
         self.open_raw(p, OFlags::PATH | OFlags::DIRECTORY).is_ok()
     }
 
+    /// A regular file opened to read, as a stream (a large file is never held whole);
+    /// `None` when nothing is there. A link at `p` is not followed (an error).
+    pub fn open_file(&self, p: &TargetPath) -> Result<Option<std::fs::File>> {
+        match self.open_read(p, OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC) {
+            Ok(fd) => Ok(Some(std::fs::File::from(fd))),
+            Err(Errno::NOENT | Errno::NOTDIR) => Ok(None),
+            Err(e) => Err(self.err("open", p, e)),
+        }
+    }
+
     /// A file's content; `None` when nothing is there.
     pub fn read(&self, p: &TargetPath) -> Result<Option<Vec<u8>>> {
         let file = match self.open_read(p, OFlags::NOFOLLOW | OFlags::NONBLOCK) {
@@ -550,6 +560,31 @@ impl Root {
                     Err(e) if e.source.kind() == std::io::ErrorKind::AlreadyExists => {}
                     other => other?,
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates every missing directory of `p` (owned by root) for strata's own private
+    /// state below `base`: `base` and what is below it 0700, what is above it (`/var`,
+    /// `/var/lib`) 0755. `base` is made 0700 when it stands open to others (made by an
+    /// older strata): nobody but root may look inside.
+    pub fn create_private_dirs(&self, p: &TargetPath, base: &TargetPath) -> Result<()> {
+        let mut todo: Vec<TargetPath> = std::iter::once(p.clone()).chain(p.ancestors()).collect();
+        todo.reverse();
+        for dir in todo {
+            let private = dir == *base || dir.as_str().starts_with(&format!("{}/", base.as_str()));
+            if !self.is_dir_followed(&dir) {
+                let mode = if private { 0o700 } else { 0o755 };
+                match self.mkdir(&dir, mode, 0, 0) {
+                    Err(e) if e.source.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    other => other?,
+                }
+            } else if dir == *base
+                && let Snapshot::Dir { mode, uid, gid, .. } = self.inspect(&dir)?
+                && mode & 0o077 != 0
+            {
+                self.set_meta(&dir, Some(mode & !0o077), uid, gid)?;
             }
         }
         Ok(())
@@ -930,7 +965,7 @@ impl Root {
     }
 
     /// Replaces `p` with `content` atomically and durably: a temporary file, fsync,
-    /// rename, fsync of the directory. For strata's own state files.
+    /// rename, fsync of the directory. For strata's own state files: 0600, owned by root.
     pub fn write_atomic(&self, p: &TargetPath, content: &[u8]) -> Result<()> {
         self.write_atomic_with(p, |w| w.write_all(content))
     }
@@ -958,7 +993,7 @@ impl Root {
     ) -> Result<()> {
         let dir = p.parent().unwrap_or_else(TargetPath::root);
         let tmp = format!(".{}.tmp", p.file_name());
-        self.write_with_in(&dir, &tmp, (0o644, 0, 0), fill)?;
+        self.write_with_in(&dir, &tmp, (0o600, 0, 0), fill)?;
         let tmp_path = dir.join(&tmp).expect("a plain file name");
         self.fsync(&tmp_path)?;
         self.rename_in(&dir, &tmp, p.file_name())?;

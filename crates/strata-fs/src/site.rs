@@ -188,19 +188,41 @@ pub fn join_rel(rel: &str, name: &str) -> String {
     r
 }
 
-/// Creates a file that must not exist yet, with its parent directories (for scaffolding
-/// and test fixtures, never for targets).
+/// Creates a scratch file of strata's (contents laid into a sandbox, programs it writes),
+/// private: 0600, its missing directories 0700 (see [`crate::write_private`]).
 pub fn write_new(path: &Path, content: &[u8]) -> Result<()> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| FsError::new("create directory", parent, e))?;
-    }
-    std::fs::write(path, content).map_err(|e| FsError::new("write", path, e))
+    crate::write_private(path, content)
 }
 
-/// Writes a file whole or not at all: to a temporary name beside it, then renamed.
+/// Creates a file of the user's own site that must not exist yet (scaffolding), with its
+/// missing directories: 0644 and 0755, as an editor would make them (less the umask),
+/// given at creation.
+pub fn write_site_file(path: &Path, content: &[u8]) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(parent) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(parent)
+            .map_err(|e| FsError::new("create directory", parent, e))?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(path)
+        .map_err(|e| FsError::new("create", path, e))?;
+    std::io::Write::write_all(&mut file, content).map_err(|e| FsError::new("write", path, e))
+}
+
+/// Writes one of strata's own files (its cache) whole or not at all: private (0600, in a
+/// 0700 directory), to a temporary name beside it, then renamed.
 pub fn write_atomic(path: &Path, content: &[u8]) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        crate::private_dir(parent)?;
+    }
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    write_new(&tmp, content)?;
+    crate::write_private(&tmp, content)?;
     std::fs::rename(&tmp, path).map_err(|e| FsError::new("rename", path, e))
 }
 
@@ -238,7 +260,7 @@ mod tests {
     fn a_walk_gives_every_file_with_its_relative_and_full_path_in_order() {
         let t = tempfile::tempdir().unwrap();
         for f in ["b/z", "b/c/d", "a", "b.txt"] {
-            write_new(&t.path().join(f), b"x").unwrap();
+            write_site_file(&t.path().join(f), b"x").unwrap();
         }
         std::os::unix::fs::symlink("a", t.path().join("l")).unwrap();
         let found: Vec<(String, PathBuf, bool)> = walk_files(t.path())

@@ -181,7 +181,7 @@ impl<'r> State<'r> {
         }
         commit.journal.pack = Some(format!("g{}", generation.number));
         let write_journal = || -> Result<(), StateError> {
-            self.root.create_dirs(&state_path(""))?;
+            crate::state::private_dirs(self.root, &state_path(""))?;
             for marker in ["commit", "undo"] {
                 self.root.remove(&state_path(marker))?;
             }
@@ -462,13 +462,13 @@ impl Commit<'_, '_> {
             total / 4
         };
         let gens = state_path("generations");
-        self.root().create_dirs(&gens)?;
+        crate::state::private_dirs(self.root(), &gens)?;
         let name = format!("{}.json", self.journal.generation);
         let store = self.state.store();
         let mut staged = Ok(());
         let written = self
             .root()
-            .create_with_in(&gens, &name, (0o644, 0, 0), |file| {
+            .create_with_in(&gens, &name, (0o600, 0, 0), |file| {
                 std::thread::scope(|s| {
                     let json = s.spawn(move || write_generation(file, generation));
                     staged = self.journal.ops.iter().enumerate().try_for_each(|(i, op)| {

@@ -17,6 +17,14 @@ pub(crate) fn state_path(rel: &str) -> TargetPath {
         .expect("fixed names")
 }
 
+/// Creates the missing state directories of `dir`: `/var/lib/strata` and everything
+/// below it are root's alone (0700; the state directory itself is closed if an older
+/// strata left it open), since what is kept there (originals of files such as
+/// `/etc/shadow`, scripts' output, commands with their arguments) is nobody else's to read.
+pub(crate) fn private_dirs(root: &Root, dir: &TargetPath) -> Result<(), StateError> {
+    Ok(root.create_private_dirs(dir, &state_path(""))?)
+}
+
 /// A root's state, opened. Writers hold the root's lock for as long as this lives.
 #[derive(Debug)]
 pub struct State<'r> {
@@ -263,16 +271,17 @@ impl State<'_> {
     /// the plan; the commit's own steps are only known after it).
     pub fn save_report(&self, n: u64, report: &strata_types::Report) -> Result<(), StateError> {
         let dir = state_path("reports");
-        self.root.create_dirs(&dir)?;
+        private_dirs(self.root, &dir)?;
         // Not flushed: a report lost to a crash leaves the one in the generation file (see
         // `report`), so it is not worth two more fsyncs per apply. Unless it records
-        // commands run after the commit: it is their only record.
+        // commands run after the commit: it is their only record. Private: it holds what
+        // the scripts printed.
         let path = dir.join(&format!("{n}.json")).expect("plain name");
         let fill = |w: &mut dyn std::io::Write| {
             serde_json::to_writer_pretty(w, report).map_err(std::io::Error::other)
         };
         if report.activations.is_empty() {
-            self.root.replace_with(&path, 0o644, fill)?;
+            self.root.replace_with(&path, 0o600, fill)?;
         } else {
             self.root.write_atomic_with(&path, fill)?;
         }

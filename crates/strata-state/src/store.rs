@@ -156,7 +156,7 @@ impl<'r> Store<'r> {
             return Ok(None);
         }
         let dir = packs_dir();
-        self.root.create_dirs(&dir)?;
+        crate::state::private_dirs(self.root, &dir)?;
         let mut idx = Vec::with_capacity(objects.len() * RECORD);
         let mut offset = 0u64;
         for (hash, bytes) in objects {
@@ -185,7 +185,7 @@ impl<'r> Store<'r> {
             if !e.is_not_found() {
                 return Err(e.into());
             }
-            self.root.create_dirs(&dir)?;
+            crate::state::private_dirs(self.root, &dir)?;
             self.root.write_file_in(&dir, &tmp, bytes, (0o600, 0, 0))?;
         }
         if let Some(dirs) = self.fanout.borrow_mut().as_mut() {

@@ -112,6 +112,62 @@ fn template_errors_name_the_template_and_line() {
     );
 }
 
+/// Issue 16: three nested loops of 100,000 in a template ran past 180 s and 2 GiB.
+/// Every path that renders (plan, apply, check) stops a template at its limits, with the
+/// template named, and the target untouched.
+#[test]
+fn a_template_past_its_limits_fails_naming_it() {
+    let env = example();
+    env.write(
+        "modules/ntp/templates/etc/ntp.conf.j2",
+        "# ok\n{% for a in range(100000) %}{% for b in range(100000) %}\
+         {% for c in range(100000) %}server {{ c }}\n{% endfor %}{% endfor %}{% endfor %}\n",
+    );
+    let stderr = fails(&env, "modules/ntp/templates/etc/ntp.conf.j2:2:");
+    assert!(
+        stderr.contains("the template does more work than a template may"),
+        "{stderr}"
+    );
+    env.write(
+        "modules/ntp/templates/etc/ntp.conf.j2",
+        "{% set ns = namespace(s=\"x\") %}\n{% for i in range(60) %}\
+         {% set ns.s = ns.s ~ ns.s %}{% endfor %}\n",
+    );
+    fails(&env, "modules/ntp/templates/etc/ntp.conf.j2:2:");
+    env.write(
+        "modules/ntp/templates/etc/ntp.conf.j2",
+        "{% for i in range(100000) %}{{ \"x\" * 1000 }}{% endfor %}\n",
+    );
+    fails(
+        &env,
+        "error: modules/ntp/templates/etc/ntp.conf.j2: the template renders more than 64 MiB",
+    );
+}
+
+/// A list built by doubling is what minijinja's fuel does not pay for: the memory
+/// backstop (1 GiB held by one render) ends the run, naming the template, before anything
+/// is written. (About 45 s in a debug build: it takes that long to build 1 GiB of list.)
+#[test]
+fn a_template_past_its_memory_ends_the_run_naming_it() {
+    let env = example();
+    env.write(
+        "modules/ntp/templates/etc/ntp.conf.j2",
+        "{% set ns = namespace(l=[1]) %}{% for i in range(40) %}\
+         {% set ns.l = ns.l + ns.l %}{% endfor %}{{ ns.l|length }}\n",
+    );
+    let before = env.tree();
+    let run = env.run(&["apply", "--node", WEB1]).code(1);
+    assert!(
+        run.stderr.contains(
+            "error: modules/ntp/templates/etc/ntp.conf.j2: the template holds more than 1024 \
+             MiB of memory, the most a template may take"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(env.tree(), before, "the apply changed the target");
+}
+
 #[test]
 fn dot_dot_and_bad_modes_are_refused() {
     let env = example();
