@@ -6,7 +6,7 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -126,9 +126,13 @@ impl Cgroup {
         Ok(cg)
     }
 
-    /// The `cgroup.procs` files a process writes `0` into to join.
-    pub fn procs(&self) -> &[OwnedFd] {
-        &self.procs
+    /// Moves the calling process (all its threads) into the cgroup.
+    pub fn join(&self) -> Result<(), String> {
+        for procs in &self.procs {
+            crate::sys::write_all_fd(procs.as_raw_fd(), b"0")
+                .map_err(|e| format!("join the cgroup: {e}"))?;
+        }
+        Ok(())
     }
 
     /// Why the kernel refused or killed something, when a limit was reached.
@@ -161,14 +165,8 @@ impl Cgroup {
     }
 }
 
-impl Drop for Cgroup {
-    fn drop(&mut self) {
-        self.procs.clear();
-        for d in &self.dirs {
-            let _ = std::fs::remove_dir(d);
-        }
-    }
-}
+// No Drop: the helpers are in the cgroup until they exit; its directories go with the
+// run's work dir (`WorkDir`'s drop calls `remove_stale`).
 
 /// Removes the cgroups of a run that is gone (a cgroup with processes in it stays).
 pub fn remove_stale(name: &str) {

@@ -59,41 +59,22 @@ pub fn main(spec: &Spec) -> Result<i32, String> {
     // Programs must not reach the host through /proc/1/root: init is not dumpable, and
     // they run in another user namespace without CAP_SYS_PTRACE (see `jail`).
     sys::not_dumpable().map_err(|e| format!("prctl: {e}"))?;
+    // Moving a process into a cgroup waits for an RCU grace period (milliseconds): init
+    // moves itself once, on a second thread while it mounts /proc (no fork meanwhile), and
+    // every program is then born in the cgroup.
+    let cgroup = Cgroup::create(&crate::outer::run_name(spec), &spec.limits)?;
     let d = dirs(spec);
     let proc = d.merged.join("proc");
-    rustix::mount::mount(
-        "proc",
-        &proc,
-        "proc",
-        MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
-        None,
-    )
-    .map_err(|e| format!("mount /proc: {e}"))?;
-    for part in PROC_READ_ONLY {
-        let p = proc.join(part);
-        if p.exists() {
-            rustix::mount::mount_bind(&p, &p)
-                .and_then(|()| {
-                    rustix::mount::mount_remount(
-                        &p,
-                        MountFlags::BIND
-                            | MountFlags::RDONLY
-                            | MountFlags::NOSUID
-                            | MountFlags::NODEV
-                            | MountFlags::NOEXEC,
-                        "",
-                    )
-                })
-                .map_err(|e| format!("make /proc/{part} read-only: {e}"))?;
-        }
-    }
+    let tree = std::thread::scope(|s| {
+        let joined = s.spawn(|| cgroup.as_ref().map_or(Ok(()), Cgroup::join));
+        let mounted =
+            mount_proc(spec, &proc).and_then(|()| Root::open(&d.merged).map_err(|e| e.to_string()));
+        joined
+            .join()
+            .map_err(|_| "join the cgroup: the thread panicked".to_string())??;
+        mounted
+    })?;
     let out = spec.work.join("out");
-    // Logs live on the sandbox's tmpfs: what a program prints counts against its memory
-    // limit, never against the host's disk.
-    for dir in [&out, &logs_dir(spec)] {
-        std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
-    }
-    let tree = Root::open(&d.merged).map_err(|e| e.to_string())?;
     let userns = UserNs::create(&proc).map_err(|e| format!("user namespace: {e}"))?;
     // Read-only once the maps are written: nothing in /proc can be changed from inside,
     // not even the permissions of its kernel-wide entries.
@@ -116,11 +97,6 @@ pub fn main(spec: &Spec) -> Result<i32, String> {
         Some(c) => Some((cstr(c)?, cstr(&d.merged.join(&crate::CACHE[1..]))?)),
         None => None,
     };
-    let name = spec
-        .work
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
     let mut cx = Ctx {
         spec,
         merged_c: CString::new(d.merged.as_os_str().as_encoded_bytes())
@@ -130,7 +106,7 @@ pub fn main(spec: &Spec) -> Result<i32, String> {
         counter: 0,
         userns,
         filters: jail::filters()?,
-        cgroup: Cgroup::create(&name, &spec.limits)?,
+        cgroup,
         calls: jail::open_fifo(&own_dir(spec).join("calls"))
             .map_err(|e| format!("open the call channel: {e}"))?,
         intercepted: crate::INTERCEPTED
@@ -578,7 +554,6 @@ impl Ctx<'_> {
             isolate_network,
             session,
             merged: &self.merged_c,
-            cgroups: self.cgroup.as_ref().map_or(&[], Cgroup::procs),
             filters: &self.filters,
             cache: self
                 .cache
@@ -693,6 +668,43 @@ impl Ctx<'_> {
             None => Ok(()),
         }
     }
+}
+
+/// Mounts the sandbox's `/proc` with its writable parts read-only, and makes the
+/// directories of the run's output.
+fn mount_proc(spec: &Spec, proc: &Path) -> Result<(), String> {
+    rustix::mount::mount(
+        "proc",
+        proc,
+        "proc",
+        MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+        None,
+    )
+    .map_err(|e| format!("mount /proc: {e}"))?;
+    for part in PROC_READ_ONLY {
+        let p = proc.join(part);
+        if p.exists() {
+            rustix::mount::mount_bind(&p, &p)
+                .and_then(|()| {
+                    rustix::mount::mount_remount(
+                        &p,
+                        MountFlags::BIND
+                            | MountFlags::RDONLY
+                            | MountFlags::NOSUID
+                            | MountFlags::NODEV
+                            | MountFlags::NOEXEC,
+                        "",
+                    )
+                })
+                .map_err(|e| format!("make /proc/{part} read-only: {e}"))?;
+        }
+    }
+    // Logs live on the sandbox's tmpfs: what a program prints counts against its memory
+    // limit, never against the host's disk.
+    for dir in [&spec.work.join("out"), &logs_dir(spec)] {
+        std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    }
+    Ok(())
 }
 
 /// Where programs' output goes: the sandbox's own tmpfs.

@@ -3,8 +3,8 @@
 //!
 //! Three processes per program, all forks of the single-threaded init (so they may
 //! allocate), only the last one exec'd:
-//! - the *entry* (host root, the sandbox's PID namespace) moves itself into the run's
-//!   cgroup, takes a mount namespace of its own whose root is the merged tree
+//! - the *entry* (host root, the sandbox's PID namespace, in the run's cgroup as init is)
+//!   takes a mount namespace of its own whose root is the merged tree
 //!   (`pivot_root`, the old root detached: no `..` or `chroot` leads back), joins the
 //!   sandbox's user namespace (uid and gid 0–4294967294 mapped to themselves: file owners
 //!   work, while the kernel refuses device nodes, mounts and the host's sysctls to anyone
@@ -132,8 +132,6 @@ pub struct Job<'a> {
     pub session: bool,
     /// The merged tree, which becomes `/`.
     pub merged: &'a CStr,
-    /// The run's cgroup (`cgroup.procs`, or `tasks` in cgroup v1), if limits apply.
-    pub cgroups: &'a [OwnedFd],
     /// The seccomp filters, applied in order.
     pub filters: &'a [BpfProgram],
     /// strata's download cache and where to bind it (host paths), for strata's own
@@ -243,12 +241,6 @@ fn step<T>(what: &str, r: io::Result<T>) -> io::Result<T> {
 /// The entry: namespaces, then the reaper; returns the exit code of the entry.
 fn entry(job: &Job<'_>, ns: &UserNs, events: &OwnedFd) -> io::Result<i32> {
     step("parent-death signal", sys::die_with_parent())?;
-    for procs in job.cgroups {
-        step(
-            "join the cgroup",
-            sys::write_all_fd(procs.as_raw_fd(), b"0"),
-        )?;
-    }
     step("mount namespace", sys::unshare(libc::CLONE_NEWNS))?;
     if let Some((cache, at)) = job.cache {
         step("bind the download cache", sys::bind_private(cache, at))?;

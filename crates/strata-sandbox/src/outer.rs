@@ -68,6 +68,32 @@ fn bind_ro(src: &Path, target: &Path, dev: bool) -> Result<(), String> {
 /// Sets everything up and runs init; returns init's exit code.
 pub fn main(spec: &Spec) -> Result<i32, String> {
     sys::die_with_parent().map_err(|e| format!("parent-death signal: {e}"))?;
+    build(spec)?;
+    let exe = std::env::current_exe().map_err(|e| format!("own executable: {e}"))?;
+    let spec_path = spec.work.join("spec.json");
+    let mut cmd = Command::new(exe);
+    cmd.arg(HELPER_ARG).arg("init").arg(&spec_path);
+    // SAFETY: prctl and getppid are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            sys::cloexec_from(3)?;
+            sys::die_with_parent()
+        });
+    }
+    let status = cmd.status().map_err(|e| format!("start init: {e}"))?;
+    Ok(status.code().unwrap_or(1))
+}
+
+/// The run's name (its work dir's), which its cgroup also has.
+pub fn run_name(spec: &Spec) -> String {
+    spec.work
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Everything mounted before init starts.
+fn build(spec: &Spec) -> Result<(), String> {
     rustix::mount::mount_change(
         "/",
         MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
@@ -166,21 +192,7 @@ pub fn main(spec: &Spec) -> Result<i32, String> {
         std::fs::set_permissions(cache, std::fs::Permissions::from_mode(0o700))
             .map_err(err("chmod", cache))?;
     }
-    rustix::system::sethostname(spec.hostname.as_bytes())
-        .map_err(|e| format!("set host name: {e}"))?;
-    let exe = std::env::current_exe().map_err(|e| format!("own executable: {e}"))?;
-    let spec_path = spec.work.join("spec.json");
-    let mut cmd = Command::new(exe);
-    cmd.arg(HELPER_ARG).arg("init").arg(&spec_path);
-    // SAFETY: prctl and getppid are async-signal-safe.
-    unsafe {
-        cmd.pre_exec(|| {
-            sys::cloexec_from(3)?;
-            sys::die_with_parent()
-        });
-    }
-    let status = cmd.status().map_err(|e| format!("start init: {e}"))?;
-    Ok(status.code().unwrap_or(1))
+    rustix::system::sethostname(spec.hostname.as_bytes()).map_err(|e| format!("set host name: {e}"))
 }
 
 /// Mounts an overlay of `lower` at `at`, its upper dir showing `lower`'s own owner and
