@@ -726,6 +726,7 @@ fn commit(
         originals,
         modules: header.modules,
         commands: Vec::new(),
+        keep_generations: None,
         // Top-level steps only: the generation is read by every plan, and the full report
         // (every template render) is saved beside it.
         report: Report {
