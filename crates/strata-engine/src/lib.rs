@@ -12,14 +12,14 @@ use strata_core::{
     SiteErrors, UserDb,
 };
 use strata_fs::{FsError, Meter, Root};
-use strata_state::{GenerationInfo, Op, Scheduled, State, StateError};
+use strata_state::{History, Op, Pruned, Scheduled, State, StateError, Sweep};
 use strata_types::{
     Action, Activation, Change, Deferred, Entry, Generation, GenerationKind, Hash, Plan,
     ProgramRun, Report, Snapshot, Step, TargetPath,
 };
 
 pub use strata_core::NodeInfo;
-pub use strata_state::Recovered;
+pub use strata_state::{DEFAULT_KEEP, Recovered};
 
 mod downloads;
 mod intercept;
@@ -775,18 +775,28 @@ pub fn rollback(root: &Path, to: Option<u64>) -> Result<Outcome, EngineError> {
     })?;
     let target = match to {
         Some(n) => n,
-        None => state
-            .numbers()?
-            .into_iter()
-            .filter(|n| *n < current)
-            .max()
-            .ok_or_else(|| {
-                EngineError::Invalid(format!(
+        None => match state.numbers()?.into_iter().rfind(|n| *n < current) {
+            Some(n) => n,
+            None if state.was_pruned(current - 1)? => {
+                return Err(EngineError::Invalid(format!(
+                    "generation {current} is the oldest one kept: those before it were \
+                     pruned (by `strata gc` or the site's `[state] keep_generations`); \
+                     nothing was changed"
+                )));
+            }
+            None => {
+                return Err(EngineError::Invalid(format!(
                     "generation {current} is the first one: there is none before it"
-                ))
-            })?,
+                )));
+            }
+        },
     };
-    let old = state.generation(target)?;
+    let old = state.generation(target).map_err(|e| match e {
+        StateError::Pruned { .. } => {
+            EngineError::Invalid(format!("cannot roll back: {e}; nothing was changed"))
+        }
+        e => e.into(),
+    })?;
     root.use_stamps(state.stamps());
     let mut steps = Vec::new();
     let users = UserDb::load(&root)?;
@@ -847,10 +857,25 @@ pub fn recover(root: &Path) -> Result<Option<Recovered>, EngineError> {
     Ok(State::open_for_read(&root)?.recovered().cloned())
 }
 
-/// Every generation recorded on a root.
-pub fn generations(root: &Path) -> Result<Vec<GenerationInfo>, EngineError> {
+/// Every generation recorded on a root, the size of its store and what was pruned.
+pub fn generations(root: &Path) -> Result<History, EngineError> {
     let root = Root::open(root)?;
-    Ok(State::open_for_read(&root)?.list()?)
+    Ok(State::open_for_read(&root)?.history()?)
+}
+
+/// Prunes the generations of a root beyond the newest `keep` (default: the retention
+/// the current generation recorded from its site, else [`DEFAULT_KEEP`]), and every store
+/// object only they used, or that interrupted commits and gcs left.
+pub fn gc(root: &Path, keep: Option<u64>) -> Result<Pruned, EngineError> {
+    let root = Root::open(root)?;
+    let state = State::open_for_commit(&root)?;
+    let keep = match keep {
+        Some(k) => k,
+        None => (state.current()?)
+            .and_then(|g| g.keep_generations)
+            .unwrap_or(DEFAULT_KEEP),
+    };
+    Ok(state.gc(keep, Sweep::Always)?)
 }
 
 /// The report of generation `n` (default: the current one).
