@@ -34,6 +34,12 @@ pub fn outcome(
         if let Some(r) = recovery.json() {
             v["recovered"] = r;
         }
+        match &o.pruned {
+            Some(Ok(g)) => v["pruned"] = serde_json::to_value(g).map_err(std::io::Error::other)?,
+            Some(Err(e)) => v["pruned"] = serde_json::json!({ "error": e.to_string() }),
+            None => {}
+        }
+        retention(p, o, &mut std::io::sink())?;
         p.json(&v)
     } else {
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -444,6 +450,22 @@ pub fn store_text(s: &strata_state::StoreSize) -> String {
         if s.objects == 1 { "" } else { "s" },
         bytes(s.bytes),
     )
+}
+
+/// After an apply: what its retention pruned (nothing when it pruned nothing); a
+/// retention that failed is a warning on stderr, since the apply stands.
+pub fn retention(p: &Printer, o: &Outcome, w: &mut dyn Write) -> std::io::Result<()> {
+    match &o.pruned {
+        Some(Ok(g)) if !g.pruned.is_empty() => w.write_all(pruned_text(p, g).as_bytes()),
+        Some(Err(e)) => {
+            p.note(&format!(
+                "warning: the apply stands, but pruning old generations failed: {e} \
+                 (`strata gc` tries again)"
+            ));
+            Ok(())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// What a gc or an apply's retention pruned, one or two lines.

@@ -141,6 +141,9 @@ pub struct Outcome {
     pub calls: Vec<Deferred>,
     /// In an apply: how each intercepted call went on the target.
     pub activations: Vec<Activation>,
+    /// In an apply: what the site's retention (`[state] keep_generations`) pruned once the
+    /// apply was done, or why it failed (the apply stands either way).
+    pub pruned: Option<Result<Pruned, StateError>>,
     /// The content of every file the plan creates (and more), for showing its diff:
     /// plans leave those diffs out so as not to hold each new file twice
     /// ([`Outcome::diff`]).
@@ -430,6 +433,7 @@ fn run_plan(req: &Request, shell: bool) -> Result<Outcome, EngineError> {
         runs,
         calls,
         activations: Vec::new(),
+        pruned: None,
         contents,
     })
 }
@@ -589,6 +593,8 @@ pub fn apply_showing<R: Send>(
             .iter()
             .map(|r| (r.id.clone(), r.digest.clone()))
             .collect(),
+        keep_generations: site.state.keep_generations.map(|k| k.0),
+        prune: true,
     };
     let (runs, calls) = run
         .as_ref()
@@ -601,7 +607,7 @@ pub fn apply_showing<R: Send>(
         std::mem::take(&mut plan.entries),
         std::mem::take(&mut plan.originals),
     );
-    let ((number, activations), shown) = std::thread::scope(|s| {
+    let (recorded, shown) = std::thread::scope(|s| {
         let pending = Pending {
             changes: &plan.changes,
             users: &users,
@@ -637,14 +643,15 @@ pub fn apply_showing<R: Send>(
         environment: catalog.node.environment,
         plan,
         users,
-        generation: number,
+        generation: recorded.generation,
         report: Report {
             steps,
             ..Report::default()
         },
         runs,
         calls,
-        activations,
+        activations: recorded.activations,
+        pruned: recorded.pruned,
         contents,
     };
     Ok((outcome, shown))
@@ -677,13 +684,30 @@ struct Header {
     site: Option<String>,
     revision: Option<String>,
     modules: BTreeMap<String, String>,
+    keep_generations: Option<u64>,
+    /// Whether to prune beyond `keep_generations` (else [`DEFAULT_KEEP`]) once committed:
+    /// an apply does, a rollback does not (it has no site to say how many to keep).
+    prune: bool,
+}
+
+/// What [`commit`] recorded.
+struct Recorded {
+    /// The new generation, unless nothing changed.
+    generation: Option<u64>,
+    /// How each command run after the commit went.
+    activations: Vec<Activation>,
+    /// What the retention pruned, when there was one to apply.
+    pruned: Option<Result<Pruned, StateError>>,
 }
 
 /// What a commit records: the plan's changes, and the entries and originals that move
 /// into the generation.
 type ToCommit<'p> = (&'p [Change], (Vec<Entry>, BTreeMap<TargetPath, Snapshot>));
 
-/// Commits a plan unless it changes nothing, on the target and in what strata manages.
+/// Commits a plan unless it changes nothing, on the target and in what strata manages;
+/// then, when the header says so, prunes the generations beyond the newest it keeps (even
+/// when nothing changed: a lowered `keep_generations` takes effect at once). A failed
+/// pruning does not undo the commit: it is returned beside it.
 fn commit(
     state: &State<'_>,
     (changes, (entries, originals)): ToCommit<'_>,
@@ -692,8 +716,9 @@ fn commit(
     contents: &dyn strata_types::ContentSource,
     scripted: (&[Scheduled], &[ProgramRun]),
     steps: &mut Vec<Step>,
-) -> Result<(Option<u64>, Vec<Activation>), EngineError> {
+) -> Result<Recorded, EngineError> {
     let (calls, programs) = scripted;
+    let keep = (header.prune).then(|| header.keep_generations.unwrap_or(DEFAULT_KEEP));
     let same_ownership = match current {
         Some(g) => {
             g.entries == entries
@@ -704,7 +729,11 @@ fn commit(
     };
     let changing = changes.iter().filter(|c| c.action.changes_target());
     if changing.clone().next().is_none() && same_ownership && calls.is_empty() {
-        return Ok((None, Vec::new()));
+        return Ok(Recorded {
+            generation: None,
+            activations: Vec::new(),
+            pruned: keep.map(|k| state.gc(k, Sweep::AfterPruning)),
+        });
     }
     // Sized once: a first apply has an op for every path.
     let mut ops: Vec<Op> = Vec::with_capacity(changing.clone().count());
@@ -726,7 +755,7 @@ fn commit(
         originals,
         modules: header.modules,
         commands: Vec::new(),
-        keep_generations: None,
+        keep_generations: header.keep_generations,
         // Top-level steps only: the generation is read by every plan, and the full report
         // (every template render) is saved beside it.
         report: Report {
@@ -753,6 +782,14 @@ fn commit(
     let meter = Meter::start();
     let _ = state.restamp(&generation.entries, stamps);
     steps.push(meter.finish("stamp"));
+    let meter = Meter::start();
+    let pruned = keep.map(|k| state.gc(k, Sweep::AfterPruning));
+    if pruned
+        .as_ref()
+        .is_some_and(|p| p.as_ref().map_or(true, |p| !p.pruned.is_empty()))
+    {
+        steps.push(meter.finish("prune"));
+    }
     // The full report is a convenience: a failure to save it does not undo the commit.
     let _ = state.save_report(
         generation.number,
@@ -762,7 +799,11 @@ fn commit(
             programs: programs.to_vec(),
         },
     );
-    Ok((Some(generation.number), activations))
+    Ok(Recorded {
+        generation: Some(generation.number),
+        activations,
+        pruned,
+    })
 }
 
 /// Replays generation `to` (default: the one before the current) through the same commit,
@@ -817,12 +858,15 @@ pub fn rollback(root: &Path, to: Option<u64>) -> Result<Outcome, EngineError> {
         site: old.site.clone(),
         revision: old.revision.clone(),
         modules: old.modules.clone(),
+        // The site's retention as the last apply recorded it: a rollback has no site.
+        keep_generations: current.as_ref().and_then(|g| g.keep_generations),
+        prune: false,
     };
     let owned = (
         std::mem::take(&mut plan.entries),
         std::mem::take(&mut plan.originals),
     );
-    let (number, _) = commit(
+    let recorded = commit(
         &state,
         (&plan.changes, owned),
         current.as_ref(),
@@ -837,7 +881,7 @@ pub fn rollback(root: &Path, to: Option<u64>) -> Result<Outcome, EngineError> {
         environment: old.environment,
         plan,
         users,
-        generation: number,
+        generation: recorded.generation,
         report: Report {
             steps,
             ..Report::default()
@@ -845,6 +889,7 @@ pub fn rollback(root: &Path, to: Option<u64>) -> Result<Outcome, EngineError> {
         runs: Vec::new(),
         calls: Vec::new(),
         activations: Vec::new(),
+        pruned: None,
         contents,
     })
 }

@@ -146,6 +146,61 @@ pub fn wipe_srv(env: &TestEnv) {
 }
 
 #[test]
+fn retention_keeps_exactly_n_generations_and_what_only_older_ones_used_goes() {
+    const KEEP: u64 = 3;
+    let (kept, all) = (env(), env());
+    // Each apply changes file 0 only: a new 300-byte content per generation. Few files,
+    // so that every content is stored loose (packs are for the test below).
+    let mut versions = [1u32; 4];
+    let mut sizes = Vec::new();
+    for v in 1..=7 {
+        versions[0] = v;
+        site(&kept, &versions, Some(KEEP));
+        let run = kept.run(&["apply", "--node", NODE]).code(0);
+        if v == 4 {
+            assert!(
+                run.stdout
+                    .contains("Pruned generation 1; kept 2-4 (the newest 3)."),
+                "{}",
+                run.stdout
+            );
+        }
+        site(&all, &versions, None);
+        all.run(&["apply", "--node", NODE]).code(0);
+        sizes.push(store_size(&kept));
+    }
+    assert_eq!(listed(&kept), [5, 6, 7]);
+    assert_eq!(history(&kept)["pruned"], serde_json::json!([[1, 4]]));
+    assert_eq!(listed(&all), [1, 2, 3, 4, 5, 6, 7], "the default keeps 50");
+    for v in 1..=7 {
+        assert_eq!(
+            store_holds(&kept, &content(0, v)),
+            v >= 5,
+            "file 0 at version {v}"
+        );
+        assert!(store_holds(&all, &content(0, v)));
+    }
+    // Measured: exactly the four contents only generations 1 to 4 used are gone.
+    let ((objects, bytes), (all_objects, all_bytes)) = (store_size(&kept), store_size(&all));
+    assert_eq!(all_objects - objects, 4);
+    let gone: u64 = (1..=4).map(|v| content(0, v).len() as u64).sum();
+    assert_eq!(
+        all_bytes - bytes,
+        gone,
+        "store bytes {bytes} against {all_bytes}"
+    );
+    assert_eq!(bytes, store_bytes_on_disk(&kept));
+    // Once three generations are recorded, every apply leaves the store as big as it was.
+    assert!(sizes[3..].iter().all(|s| *s == sizes[2]), "{sizes:?}");
+    // Keeping one: the store shrinks by the two contents generations 5 and 6 had alone.
+    kept.run(&["gc", "--keep", "1"]).code(0);
+    let shrunk = store_size(&kept);
+    assert_eq!(shrunk.0, objects - 2);
+    assert_eq!(bytes - shrunk.1, 2 * content(0, 5).len() as u64);
+    assert!(!store_holds(&kept, &content(0, 6)) && store_holds(&kept, &content(0, 7)));
+}
+
+#[test]
 fn gc_keeps_what_a_rollback_to_the_oldest_kept_generation_needs() {
     let env = env();
     let trees = scenario(&env);
@@ -322,6 +377,62 @@ fn a_lost_or_torn_cache_of_what_generations_use_is_rebuilt() {
     }
 }
 
+#[test]
+fn gc_without_keep_goes_by_what_the_last_apply_recorded() {
+    let env = env();
+    let mut versions = [1u32; FILES];
+    for v in 1..=4 {
+        versions[0] = v;
+        site(&env, &versions, None);
+        env.run(&["apply", "--node", NODE]).code(0);
+    }
+    // Lowered: the next apply prunes at once, even one that changes nothing.
+    site(&env, &versions, Some(2));
+    let run = env.run(&["apply", "--node", NODE]).code(0);
+    assert!(
+        run.stdout
+            .contains("Pruned generations 1-2; kept 3-4 (the newest 2)."),
+        "{}",
+        run.stdout
+    );
+    versions[0] = 5;
+    site(&env, &versions, Some(3));
+    env.run(&["apply", "--node", NODE]).code(0);
+    assert_eq!(listed(&env), [3, 4, 5]);
+    // Generation 5 recorded 3: a gc without --keep keeps 3, one with --keep as told.
+    let gc = env.run(&["gc"]).code(0);
+    assert!(
+        gc.stdout
+            .starts_with("Nothing to prune: 3 generations kept (up to 3).\n"),
+        "{}",
+        gc.stdout
+    );
+    env.run(&["gc", "--keep", "1"]).code(0);
+    assert_eq!(listed(&env), [5]);
+    let run = env.run(&["gc", "--keep", "0"]).code(1);
+    assert!(run.stderr.contains("--keep"), "{}", run.stderr);
+}
+
+#[test]
+fn keep_generations_below_one_is_refused_naming_strata_toml() {
+    let env = env();
+    site(&env, &[1; FILES], Some(1));
+    env.write(
+        "strata.toml",
+        "[site]\nname = \"gc\"\n[state]\nkeep_generations = 0\n",
+    );
+    let run = env.run(&["apply", "--node", NODE]).code(1);
+    assert!(
+        run.stderr.contains("strata.toml:4:")
+            && run
+                .stderr
+                .contains("keep at least 1 generation (the current one)"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(env.tree(), "", "nothing was applied");
+}
+
 /// Runs `args` stopped at the failpoint `point` as `kill -9` would stop it (`abort()`).
 #[cfg(feature = "failpoints")]
 fn stopped(env: &TestEnv, args: &[&str], point: &str) {
@@ -393,4 +504,29 @@ fn gc_stopped_at_any_point_loses_nothing_a_kept_generation_needs() {
         release_all(&env);
         assert_eq!(env.tree(), trees[0], "{point}: the root as strata found it");
     }
+}
+
+/// The retention runs once the apply's commit is done: stopped there, the apply's
+/// generation stands, and nothing a kept generation needs is lost.
+#[cfg(feature = "failpoints")]
+#[test]
+fn an_apply_whose_retention_is_stopped_keeps_its_generation() {
+    let env = env();
+    let trees = scenario(&env);
+    let mut versions = LAST;
+    versions[3] = 7;
+    site(&env, &versions, Some(2));
+    stopped(&env, &["apply", "--node", NODE], "gc-mid-sweep");
+    let seventh = env.tree();
+    assert_ne!(seventh, trees[6]);
+    assert_eq!(listed(&env), [6, 7]);
+    env.run(&["plan", "--node", NODE]).code(0);
+    wipe_srv(&env);
+    env.run(&["rollback", "--to", "6"]).code(0);
+    assert_eq!(env.tree(), trees[6]);
+    wipe_srv(&env);
+    env.run(&["rollback", "--to", "7"]).code(0);
+    assert_eq!(env.tree(), seventh);
+    release_all(&env);
+    assert_eq!(env.tree(), trees[0]);
 }
