@@ -34,6 +34,12 @@ pub fn outcome(
         if let Some(r) = recovery.json() {
             v["recovered"] = r;
         }
+        match &o.pruned {
+            Some(Ok(g)) => v["pruned"] = serde_json::to_value(g).map_err(std::io::Error::other)?,
+            Some(Err(e)) => v["pruned"] = serde_json::json!({ "error": e.to_string() }),
+            None => {}
+        }
+        retention(p, o, &mut std::io::sink())?;
         p.json(&v)
     } else {
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -407,6 +413,102 @@ fn secs(s: f64) -> String {
     } else {
         format!("{s:.2} s")
     }
+}
+
+/// `1-4, 7`: generation numbers, runs of consecutive ones as ranges.
+pub fn numbers_text(numbers: &[u64]) -> String {
+    let mut ranges: Vec<[u64; 2]> = Vec::new();
+    for n in numbers {
+        match ranges.last_mut() {
+            Some(r) if r[1] + 1 == *n => r[1] = *n,
+            _ => ranges.push([*n, *n]),
+        }
+    }
+    ranges_text(&ranges)
+}
+
+/// `1-4, 7` from inclusive ranges.
+pub fn ranges_text(ranges: &[[u64; 2]]) -> String {
+    (ranges.iter())
+        .map(|[a, b]| match a == b {
+            true => a.to_string(),
+            false => format!("{a}-{b}"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `21 objects, 45.2 KiB (46284 bytes)`.
+pub fn store_text(s: &strata_state::StoreSize) -> String {
+    let exact = match s.bytes < 1024 {
+        true => String::new(),
+        false => format!(" ({} bytes)", s.bytes),
+    };
+    format!(
+        "{} object{}, {}{exact}",
+        s.objects,
+        if s.objects == 1 { "" } else { "s" },
+        bytes(s.bytes),
+    )
+}
+
+/// After an apply: what its retention pruned (nothing when it pruned nothing); a
+/// retention that failed is a warning on stderr, since the apply stands.
+pub fn retention(p: &Printer, o: &Outcome, w: &mut dyn Write) -> std::io::Result<()> {
+    match &o.pruned {
+        Some(Ok(g)) if !g.pruned.is_empty() => w.write_all(pruned_text(p, g).as_bytes()),
+        Some(Err(e)) => {
+            p.note(&format!(
+                "warning: the apply stands, but pruning old generations failed: {e} \
+                 (`strata gc` tries again)"
+            ));
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// What a gc or an apply's retention pruned, one or two lines.
+pub fn pruned_text(p: &Printer, g: &strata_state::Pruned) -> String {
+    let mut out = if g.kept.is_empty() {
+        "No generation recorded on this root: nothing to prune.\n".to_string()
+    } else if g.pruned.is_empty() {
+        format!(
+            "Nothing to prune: {} generation{} kept (up to {}).\n",
+            g.kept.len(),
+            if g.kept.len() == 1 { "" } else { "s" },
+            g.keep
+        )
+    } else {
+        format!(
+            "Pruned generation{} {}; kept {} (the newest {}).\n",
+            if g.pruned.len() == 1 { "" } else { "s" },
+            numbers_text(&g.pruned),
+            numbers_text(&g.kept),
+            g.keep
+        )
+    };
+    if let (Some(store), Some(removed)) = (&g.store, &g.removed) {
+        let mut packs = Vec::new();
+        for (n, what) in [
+            (g.packs_rewritten, "rewritten"),
+            (g.packs_removed, "removed"),
+        ] {
+            if n > 0 {
+                packs.push(format!("{n} pack{} {what}", if n == 1 { "" } else { "s" }));
+            }
+        }
+        let packs = match packs.is_empty() {
+            true => String::new(),
+            false => format!("; {}", packs.join(", ")),
+        };
+        out.push_str(&format!(
+            "Store: {}; removed {}{packs}.\n",
+            store_text(store),
+            store_text(removed)
+        ));
+    }
+    p.paint(Style::Bold, out.trim_end()) + "\n"
 }
 
 fn bytes(b: u64) -> String {

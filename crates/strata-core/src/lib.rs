@@ -32,5 +32,5 @@ pub use error::{SiteError, SiteErrors};
 pub use params::{ParamTree, Source};
 pub use plan::{DIFF_LIMIT, PlanError, diff_text, plan};
 pub use resources::{Declared, Group, Line, Package, Service, User};
-pub use site::{NodeInfo, SandboxSettings, Site, Size};
+pub use site::{KeepGenerations, NodeInfo, SandboxSettings, Site, Size, StateSettings};
 pub use strata_fs::UserDb;

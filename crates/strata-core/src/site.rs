@@ -16,6 +16,33 @@ struct SiteToml {
     site: SiteSection,
     #[serde(default)]
     sandbox: SandboxSettings,
+    #[serde(default)]
+    state: StateSettings,
+}
+
+/// `[state]` in `strata.toml`: what a node keeps of its history.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateSettings {
+    /// How many generations to keep: after each apply, older ones are pruned with the
+    /// store objects only they use (unset: strata's default, see docs/state.md).
+    #[serde(default)]
+    pub keep_generations: Option<KeepGenerations>,
+}
+
+/// A number of generations to keep: at least 1, the current one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeepGenerations(pub u64);
+
+impl<'de> Deserialize<'de> for KeepGenerations {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match i64::deserialize(d)? {
+            n if n >= 1 => Ok(KeepGenerations(n as u64)),
+            n => Err(serde::de::Error::custom(format!(
+                "keep_generations = {n}: keep at least 1 generation (the current one)"
+            ))),
+        }
+    }
 }
 
 /// `[sandbox]` in `strata.toml`.
@@ -167,6 +194,8 @@ pub struct Site {
     pub default_environment: String,
     /// `[sandbox]`: what scripts' sandbox intercepts and ignores.
     pub sandbox: SandboxSettings,
+    /// `[state]`: how much history a node keeps.
+    pub state: StateSettings,
     pub(crate) groups: BTreeMap<String, TomlFile<GroupToml>>,
     pub(crate) roles: BTreeMap<String, Versions>,
     pub(crate) modules: BTreeMap<String, Versions>,
@@ -211,12 +240,14 @@ impl Site {
         let SiteToml {
             site: settings,
             sandbox,
+            state,
         } = settings.expect("no errors").value;
         let site = Site {
             dir: dir.to_path_buf(),
             name: settings.name,
             default_environment: settings.default_environment,
             sandbox,
+            state,
             groups,
             roles,
             modules,
@@ -610,5 +641,22 @@ mod tests {
         assert_eq!(pick(&v, Some("2")).unwrap().1.as_deref(), Some("2.1"));
         assert_eq!(pick(&v, None).unwrap().1.as_deref(), Some("20"));
         assert!(pick(&v, Some("3")).is_err());
+    }
+
+    #[test]
+    fn keep_generations_is_a_number_of_at_least_one() {
+        let parse = |keep: &str| {
+            let text = format!("[site]\nname = \"s\"\n[state]\nkeep_generations = {keep}\n");
+            tomlfile::parse::<SiteToml>("strata.toml", text)
+        };
+        let kept = parse("20").expect("20 generations").value.state;
+        assert_eq!(kept.keep_generations, Some(KeepGenerations(20)));
+        for bad in ["0", "-3"] {
+            let err = parse(bad).expect_err(bad).to_string();
+            assert!(err.starts_with("strata.toml:4:"), "{err}");
+            assert!(err.contains("keep at least 1 generation"), "{err}");
+        }
+        let err = parse("\"all\"").expect_err("a string").to_string();
+        assert!(err.starts_with("strata.toml:4:"), "{err}");
     }
 }

@@ -12,14 +12,14 @@ use strata_core::{
     SiteErrors, UserDb,
 };
 use strata_fs::{FsError, Meter, Root};
-use strata_state::{GenerationInfo, Op, Scheduled, State, StateError};
+use strata_state::{History, Op, Pruned, Scheduled, State, StateError, Sweep};
 use strata_types::{
     Action, Activation, Change, Deferred, Entry, Generation, GenerationKind, Hash, Plan,
     ProgramRun, Report, Snapshot, Step, TargetPath,
 };
 
 pub use strata_core::NodeInfo;
-pub use strata_state::Recovered;
+pub use strata_state::{DEFAULT_KEEP, Recovered};
 
 mod downloads;
 mod intercept;
@@ -141,6 +141,9 @@ pub struct Outcome {
     pub calls: Vec<Deferred>,
     /// In an apply: how each intercepted call went on the target.
     pub activations: Vec<Activation>,
+    /// In an apply: what the site's retention (`[state] keep_generations`) pruned once the
+    /// apply was done, or why it failed (the apply stands either way).
+    pub pruned: Option<Result<Pruned, StateError>>,
     /// The content of every file the plan creates (and more), for showing its diff:
     /// plans leave those diffs out so as not to hold each new file twice
     /// ([`Outcome::diff`]). A content too large for a diff is not kept.
@@ -435,6 +438,7 @@ fn run_plan(req: &Request, shell: bool) -> Result<Outcome, EngineError> {
         runs,
         calls,
         activations: Vec::new(),
+        pruned: None,
         contents,
     })
 }
@@ -594,6 +598,8 @@ pub fn apply_showing<R: Send>(
             .iter()
             .map(|r| (r.id.clone(), r.digest.clone()))
             .collect(),
+        keep_generations: site.state.keep_generations.map(|k| k.0),
+        prune: true,
     };
     let (runs, calls) = run
         .as_ref()
@@ -606,7 +612,7 @@ pub fn apply_showing<R: Send>(
         std::mem::take(&mut plan.entries),
         std::mem::take(&mut plan.originals),
     );
-    let ((number, activations), shown) = std::thread::scope(|s| {
+    let (recorded, shown) = std::thread::scope(|s| {
         let pending = Pending {
             changes: &plan.changes,
             users: &users,
@@ -642,14 +648,15 @@ pub fn apply_showing<R: Send>(
         environment: catalog.node.environment,
         plan,
         users,
-        generation: number,
+        generation: recorded.generation,
         report: Report {
             steps,
             ..Report::default()
         },
         runs,
         calls,
-        activations,
+        activations: recorded.activations,
+        pruned: recorded.pruned,
         contents,
     };
     Ok((outcome, shown))
@@ -682,13 +689,30 @@ struct Header {
     site: Option<String>,
     revision: Option<String>,
     modules: BTreeMap<String, String>,
+    keep_generations: Option<u64>,
+    /// Whether to prune beyond `keep_generations` (else [`DEFAULT_KEEP`]) once committed:
+    /// an apply does, a rollback does not (it has no site to say how many to keep).
+    prune: bool,
+}
+
+/// What [`commit`] recorded.
+struct Recorded {
+    /// The new generation, unless nothing changed.
+    generation: Option<u64>,
+    /// How each command run after the commit went.
+    activations: Vec<Activation>,
+    /// What the retention pruned, when there was one to apply.
+    pruned: Option<Result<Pruned, StateError>>,
 }
 
 /// What a commit records: the plan's changes, and the entries and originals that move
 /// into the generation.
 type ToCommit<'p> = (&'p [Change], (Vec<Entry>, BTreeMap<TargetPath, Snapshot>));
 
-/// Commits a plan unless it changes nothing, on the target and in what strata manages.
+/// Commits a plan unless it changes nothing, on the target and in what strata manages;
+/// then, when the header says so, prunes the generations beyond the newest it keeps (even
+/// when nothing changed: a lowered `keep_generations` takes effect at once). A failed
+/// pruning does not undo the commit: it is returned beside it.
 fn commit(
     state: &State<'_>,
     (changes, (entries, originals)): ToCommit<'_>,
@@ -697,8 +721,9 @@ fn commit(
     contents: &dyn strata_types::ContentSource,
     scripted: (&[Scheduled], &[ProgramRun]),
     steps: &mut Vec<Step>,
-) -> Result<(Option<u64>, Vec<Activation>), EngineError> {
+) -> Result<Recorded, EngineError> {
     let (calls, programs) = scripted;
+    let keep = (header.prune).then(|| header.keep_generations.unwrap_or(DEFAULT_KEEP));
     let same_ownership = match current {
         Some(g) => {
             g.entries == entries
@@ -709,7 +734,11 @@ fn commit(
     };
     let changing = changes.iter().filter(|c| c.action.changes_target());
     if changing.clone().next().is_none() && same_ownership && calls.is_empty() {
-        return Ok((None, Vec::new()));
+        return Ok(Recorded {
+            generation: None,
+            activations: Vec::new(),
+            pruned: keep.map(|k| state.gc(k, Sweep::AfterPruning)),
+        });
     }
     // Sized once: a first apply has an op for every path.
     let mut ops: Vec<Op> = Vec::with_capacity(changing.clone().count());
@@ -731,6 +760,7 @@ fn commit(
         originals,
         modules: header.modules,
         commands: Vec::new(),
+        keep_generations: header.keep_generations,
         // Top-level steps only: the generation is read by every plan, and the full report
         // (every template render) is saved beside it.
         report: Report {
@@ -757,6 +787,14 @@ fn commit(
     let meter = Meter::start();
     let _ = state.restamp(&generation.entries, stamps);
     steps.push(meter.finish("stamp"));
+    let meter = Meter::start();
+    let pruned = keep.map(|k| state.gc(k, Sweep::AfterPruning));
+    if pruned
+        .as_ref()
+        .is_some_and(|p| p.as_ref().map_or(true, |p| !p.pruned.is_empty()))
+    {
+        steps.push(meter.finish("prune"));
+    }
     // The full report is a convenience: a failure to save it does not undo the commit.
     let _ = state.save_report(
         generation.number,
@@ -766,7 +804,11 @@ fn commit(
             programs: programs.to_vec(),
         },
     );
-    Ok((Some(generation.number), activations))
+    Ok(Recorded {
+        generation: Some(generation.number),
+        activations,
+        pruned,
+    })
 }
 
 /// Replays generation `to` (default: the one before the current) through the same commit,
@@ -779,18 +821,28 @@ pub fn rollback(root: &Path, to: Option<u64>) -> Result<Outcome, EngineError> {
     })?;
     let target = match to {
         Some(n) => n,
-        None => state
-            .numbers()?
-            .into_iter()
-            .filter(|n| *n < current)
-            .max()
-            .ok_or_else(|| {
-                EngineError::Invalid(format!(
+        None => match state.numbers()?.into_iter().rfind(|n| *n < current) {
+            Some(n) => n,
+            None if state.was_pruned(current - 1)? => {
+                return Err(EngineError::Invalid(format!(
+                    "generation {current} is the oldest one kept: those before it were \
+                     pruned (by `strata gc` or the site's `[state] keep_generations`); \
+                     nothing was changed"
+                )));
+            }
+            None => {
+                return Err(EngineError::Invalid(format!(
                     "generation {current} is the first one: there is none before it"
-                ))
-            })?,
+                )));
+            }
+        },
     };
-    let old = state.generation(target)?;
+    let old = state.generation(target).map_err(|e| match e {
+        StateError::Pruned { .. } => {
+            EngineError::Invalid(format!("cannot roll back: {e}; nothing was changed"))
+        }
+        e => e.into(),
+    })?;
     root.use_stamps(state.stamps());
     let mut steps = Vec::new();
     let users = UserDb::load(&root)?;
@@ -811,12 +863,15 @@ pub fn rollback(root: &Path, to: Option<u64>) -> Result<Outcome, EngineError> {
         site: old.site.clone(),
         revision: old.revision.clone(),
         modules: old.modules.clone(),
+        // The site's retention as the last apply recorded it: a rollback has no site.
+        keep_generations: current.as_ref().and_then(|g| g.keep_generations),
+        prune: false,
     };
     let owned = (
         std::mem::take(&mut plan.entries),
         std::mem::take(&mut plan.originals),
     );
-    let (number, _) = commit(
+    let recorded = commit(
         &state,
         (&plan.changes, owned),
         current.as_ref(),
@@ -831,7 +886,7 @@ pub fn rollback(root: &Path, to: Option<u64>) -> Result<Outcome, EngineError> {
         environment: old.environment,
         plan,
         users,
-        generation: number,
+        generation: recorded.generation,
         report: Report {
             steps,
             ..Report::default()
@@ -839,6 +894,7 @@ pub fn rollback(root: &Path, to: Option<u64>) -> Result<Outcome, EngineError> {
         runs: Vec::new(),
         calls: Vec::new(),
         activations: Vec::new(),
+        pruned: None,
         contents,
     })
 }
@@ -851,10 +907,25 @@ pub fn recover(root: &Path) -> Result<Option<Recovered>, EngineError> {
     Ok(State::open_for_read(&root)?.recovered().cloned())
 }
 
-/// Every generation recorded on a root.
-pub fn generations(root: &Path) -> Result<Vec<GenerationInfo>, EngineError> {
+/// Every generation recorded on a root, the size of its store and what was pruned.
+pub fn generations(root: &Path) -> Result<History, EngineError> {
     let root = Root::open(root)?;
-    Ok(State::open_for_read(&root)?.list()?)
+    Ok(State::open_for_read(&root)?.history()?)
+}
+
+/// Prunes the generations of a root beyond the newest `keep` (default: the retention
+/// the current generation recorded from its site, else [`DEFAULT_KEEP`]), and every store
+/// object only they used, or that interrupted commits and gcs left.
+pub fn gc(root: &Path, keep: Option<u64>) -> Result<Pruned, EngineError> {
+    let root = Root::open(root)?;
+    let state = State::open_for_commit(&root)?;
+    let keep = match keep {
+        Some(k) => k,
+        None => (state.current()?)
+            .and_then(|g| g.keep_generations)
+            .unwrap_or(DEFAULT_KEEP),
+    };
+    Ok(state.gc(keep, Sweep::Always)?)
 }
 
 /// The report of generation `n` (default: the current one).

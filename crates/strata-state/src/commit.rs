@@ -50,7 +50,20 @@ impl Journal {
         Ok(!root.inspect(&state_path("journal"))?.is_absent())
     }
 
-    fn read(root: &Root) -> Result<Option<Journal>, StateError> {
+    /// Every store object an undo or a redo of this commit may read.
+    pub(crate) fn hashes(&self) -> impl Iterator<Item = Hash> + '_ {
+        (self.ops.iter())
+            .flat_map(|op| [op.before.hash(), op.after.hash()])
+            .flatten()
+            .chain(self.added.iter().copied())
+    }
+
+    /// The pack this commit writes, if it writes one.
+    pub(crate) fn pack(&self) -> Option<&str> {
+        self.pack.as_deref()
+    }
+
+    pub(crate) fn read(root: &Root) -> Result<Option<Journal>, StateError> {
         let path = state_path("journal");
         let Some(bytes) = root.read(&path)? else {
             return Ok(None);
@@ -145,7 +158,7 @@ impl<'r> State<'r> {
     ) -> Result<Committed, StateError> {
         let mut steps = Vec::new();
         let meter = Meter::start();
-        generation.number = self.numbers()?.last().map_or(1, |n| n + 1);
+        generation.number = self.next_number()?;
         generation.commands = commands.iter().map(|c| c.call.clone()).collect();
         order(&mut ops);
         let created: Vec<TargetPath> = state_dirs()

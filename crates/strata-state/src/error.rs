@@ -23,6 +23,21 @@ pub enum StateError {
     /// No such generation.
     #[error("no generation {0} on this root")]
     NoGeneration(u64),
+    /// The generation was pruned (by `strata gc` or the site's retention).
+    #[error(
+        "generation {generation} was pruned from this root (by `strata gc` or the site's \
+         `[state] keep_generations`){}",
+        match oldest {
+            Some(n) => format!("; the oldest generation kept is {n}"),
+            None => String::new(),
+        }
+    )]
+    Pruned {
+        /// The generation asked for.
+        generation: u64,
+        /// The oldest generation still recorded.
+        oldest: Option<u64>,
+    },
     /// Content a commit needs is neither in the catalog nor in the store.
     #[error("content {hash} for {path} is not in the store")]
     MissingContent {

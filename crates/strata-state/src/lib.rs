@@ -1,5 +1,6 @@
 //! A node's own record, under `<root>/var/lib/strata`: the content-addressed store, the
-//! generations, and the journaled all-or-nothing commit with its crash recovery.
+//! generations, the journaled all-or-nothing commit with its crash recovery, and the
+//! pruning of old generations (`gc`).
 //!
 //! A commit runs in two phases. *Prepare* writes every content it may need into the store,
 //! a journal of every operation (each path's state before and after), the new generation
@@ -13,11 +14,13 @@ mod activate;
 mod commit;
 mod crash;
 mod error;
+mod gc;
 mod state;
 mod store;
 
 pub use activate::{DEFAULT_TIMEOUT, Scheduled};
 pub use commit::{Committed, Op, Recovered};
 pub use error::StateError;
-pub use state::{CommandInfo, GenerationInfo, State};
-pub use store::Store;
+pub use gc::{DEFAULT_KEEP, Pruned, Sweep};
+pub use state::{CommandInfo, GenerationInfo, History, State};
+pub use store::{Store, StoreSize};

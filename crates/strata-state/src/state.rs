@@ -7,8 +7,8 @@ use strata_types::{
     CommandStatus, Deferred, Entry, Generation, GenerationKind, Report, Snapshot, TargetPath,
 };
 
-use crate::StateError;
 use crate::commit::{Journal, Recovered};
+use crate::{StateError, StoreSize};
 
 pub(crate) fn state_path(rel: &str) -> TargetPath {
     TargetPath::parse("/var/lib/strata")
@@ -29,7 +29,7 @@ pub(crate) fn private_dirs(root: &Root, dir: &TargetPath) -> Result<(), StateErr
 #[derive(Debug)]
 pub struct State<'r> {
     pub(crate) root: &'r Root,
-    _lock: Option<Lock>,
+    pub(crate) lock: Option<Lock>,
     recovered: Option<Recovered>,
 }
 
@@ -114,7 +114,7 @@ impl<'r> State<'r> {
         let lock = root.lock()?;
         let mut state = State {
             root,
-            _lock: Some(lock),
+            lock: Some(lock),
             recovered: None,
         };
         state.recovered = state.recover()?;
@@ -136,7 +136,7 @@ impl<'r> State<'r> {
         }
         Ok(State {
             root,
-            _lock: None,
+            lock: None,
             recovered: None,
         })
     }
@@ -214,8 +214,20 @@ impl<'r> State<'r> {
         Ok(())
     }
 
-    /// Reads generation `n`.
+    /// Reads generation `n`; one that was pruned is an error saying so, even when an
+    /// interrupted `gc` left its file.
     pub fn generation(&self, n: u64) -> Result<Generation, StateError> {
+        if self.pruned()?.contains(n) {
+            return Err(StateError::Pruned {
+                generation: n,
+                oldest: self.numbers()?.first().copied(),
+            });
+        }
+        self.read_generation(n)
+    }
+
+    /// Reads the file of generation `n`.
+    pub(crate) fn read_generation(&self, n: u64) -> Result<Generation, StateError> {
         let path = state_path(&format!("generations/{n}.json"));
         let bytes = self.root.read(&path)?.ok_or(StateError::NoGeneration(n))?;
         serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt {
@@ -224,8 +236,29 @@ impl<'r> State<'r> {
         })
     }
 
-    /// The numbers of every recorded generation, ascending.
+    /// The numbers of every recorded generation, ascending (not those pruned).
     pub fn numbers(&self) -> Result<Vec<u64>, StateError> {
+        let pruned = self.pruned()?;
+        let mut out = self.listed_numbers()?;
+        out.retain(|n| !pruned.contains(*n));
+        Ok(out)
+    }
+
+    /// Whether generation `n` was pruned (by `strata gc` or a site's retention).
+    pub fn was_pruned(&self, n: u64) -> Result<bool, StateError> {
+        Ok(self.pruned()?.contains(n))
+    }
+
+    /// The number the next generation gets: above every generation recorded or pruned,
+    /// so that a number never names two generations.
+    pub(crate) fn next_number(&self) -> Result<u64, StateError> {
+        let listed = self.listed_numbers()?.last().copied().unwrap_or(0);
+        Ok(listed.max(self.pruned()?.last().unwrap_or(0)) + 1)
+    }
+
+    /// The numbers of the generation files, ascending (a pruned one whose file an
+    /// interrupted `gc` left included).
+    pub(crate) fn listed_numbers(&self) -> Result<Vec<u64>, StateError> {
         let mut out: Vec<u64> = self
             .root
             .list(&state_path("generations"))?
@@ -241,7 +274,7 @@ impl<'r> State<'r> {
         let current = self.current_number()?;
         let mut out = Vec::new();
         for n in self.numbers()? {
-            let g = self.generation(n)?;
+            let g = self.read_generation(n)?;
             let commands = match g.commands.is_empty() {
                 true => Vec::new(),
                 false => CommandInfo::of(&g, self.report(n).ok()),
@@ -264,6 +297,27 @@ impl<'r> State<'r> {
     pub fn store(&self) -> crate::Store<'r> {
         crate::Store::new(self.root)
     }
+
+    /// What `strata generations` shows: every generation, the store's size and the
+    /// generations pruned.
+    pub fn history(&self) -> Result<History, StateError> {
+        Ok(History {
+            generations: self.list()?,
+            store: self.store().size()?,
+            pruned: self.pruned()?.ranges(),
+        })
+    }
+}
+
+/// A root's history: its generations, how big its store is, what was pruned.
+#[derive(Debug, Clone, Serialize)]
+pub struct History {
+    /// Every generation recorded (and not pruned), oldest first.
+    pub generations: Vec<GenerationInfo>,
+    /// The store's size.
+    pub store: StoreSize,
+    /// The generations pruned, as inclusive ranges `[first, last]`.
+    pub pruned: Vec<[u64; 2]>,
 }
 
 impl State<'_> {
@@ -291,6 +345,9 @@ impl State<'_> {
     /// The report of generation `n`: the full one when saved, else the one in the
     /// generation file.
     pub fn report(&self, n: u64) -> Result<strata_types::Report, StateError> {
+        if self.pruned()?.contains(n) {
+            return self.generation(n).map(|g| g.report);
+        }
         let path = state_path(&format!("reports/{n}.json"));
         if let Some(bytes) = self.root.read(&path)?
             && let Ok(r) = serde_json::from_slice(&bytes)

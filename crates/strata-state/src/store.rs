@@ -9,6 +9,7 @@ use std::borrow::Cow;
 use std::cell::{OnceCell, RefCell};
 use std::collections::{HashMap, HashSet};
 
+use serde::Serialize;
 use strata_fs::{DirEntryKind, Root};
 use strata_types::{ContentSource, Hash, TargetPath};
 
@@ -17,6 +18,31 @@ use crate::StateError;
 /// Above this many objects, a commit writes a pack.
 const PACK_THRESHOLD: usize = 16;
 const RECORD: usize = 32 + 8 + 8;
+
+/// One object of a pack: its hash, offset and length.
+pub(crate) type PackRecord = (Hash, u64, u64);
+
+/// A file of the store, as [`Store::files`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum StoreFile {
+    /// A loose object.
+    Loose(Hash),
+    /// A pack's index (its name without `.idx`).
+    Index(String),
+    /// A pack (its name without `.pack`).
+    Pack(String),
+    /// Anything else: a temporary file an interrupted write left.
+    Other,
+}
+
+/// How big a store is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct StoreSize {
+    /// Distinct contents held, loose or packed.
+    pub objects: u64,
+    /// The size of every file of the store (loose objects, packs, their indexes).
+    pub bytes: u64,
+}
 
 /// The store under `<root>/var/lib/strata/store`.
 #[derive(Debug)]
@@ -75,27 +101,42 @@ impl<'r> Store<'r> {
             return Ok(map);
         }
         let mut map = HashMap::new();
-        for (name, _) in self.root.list(&packs_dir())? {
-            let Some(stem) = name.strip_suffix(".idx") else {
-                continue;
-            };
-            let path = packs_dir().join(&name).expect("a plain name");
-            let bytes = self.root.read(&path)?.unwrap_or_default();
-            if bytes.len() % RECORD != 0 {
-                return Err(StateError::Corrupt {
-                    path: self.root.host_path(&path).display().to_string(),
-                    message: "truncated pack index".into(),
-                });
-            }
-            for rec in bytes.chunks_exact(RECORD) {
-                let bytes: [u8; 32] = rec[..32].try_into().expect("32 bytes");
-                let hash = Hash::from_bytes(bytes);
-                let off = u64::from_le_bytes(rec[32..40].try_into().expect("8 bytes"));
-                let len = u64::from_le_bytes(rec[40..48].try_into().expect("8 bytes"));
+        for stem in self.pack_names()? {
+            for (hash, off, len) in self.read_index(&stem)? {
                 map.insert(hash, (format!("{stem}.pack"), off, len));
             }
         }
         Ok(self.packs.get_or_init(|| map))
+    }
+
+    /// The names of the packs that have an index (`g3` for `g3.pack` and `g3.idx`).
+    pub(crate) fn pack_names(&self) -> Result<Vec<String>, StateError> {
+        Ok((self.root.list(&packs_dir())?.into_iter())
+            .filter_map(|(name, _)| Some(name.strip_suffix(".idx")?.to_string()))
+            .collect())
+    }
+
+    /// The records of a pack's index: hash, offset and length of each object.
+    pub(crate) fn read_index(&self, stem: &str) -> Result<Vec<PackRecord>, StateError> {
+        let path = packs_dir()
+            .join(&format!("{stem}.idx"))
+            .expect("a plain name");
+        let bytes = self.root.read(&path)?.unwrap_or_default();
+        if bytes.len() % RECORD != 0 {
+            return Err(StateError::Corrupt {
+                path: self.root.host_path(&path).display().to_string(),
+                message: "truncated pack index".into(),
+            });
+        }
+        Ok(bytes
+            .chunks_exact(RECORD)
+            .map(|rec| {
+                let bytes: [u8; 32] = rec[..32].try_into().expect("32 bytes");
+                let off = u64::from_le_bytes(rec[32..40].try_into().expect("8 bytes"));
+                let len = u64::from_le_bytes(rec[40..48].try_into().expect("8 bytes"));
+                (Hash::from_bytes(bytes), off, len)
+            })
+            .collect())
     }
 
     /// The content with this hash, verified.
@@ -215,10 +256,218 @@ impl<'r> Store<'r> {
         let _ = self.root.remove_dir(&packs_dir());
         Ok(())
     }
+
+    /// Every file of the store with its path and size, loose objects (by fan-out
+    /// directory) first, then the packs directory.
+    pub(crate) fn files(&self) -> Result<Vec<(StoreFile, TargetPath, u64)>, StateError> {
+        let mut out = Vec::new();
+        let mut dirs: Vec<TargetPath> = (self.root.list(&store_dir())?.into_iter())
+            .filter(|(name, kind)| name.len() == 2 && *kind == DirEntryKind::Dir)
+            .map(|(name, _)| store_dir().join(&name).expect("a plain name"))
+            .collect();
+        dirs.push(packs_dir());
+        for dir in dirs {
+            for (name, _) in self.root.list(&dir)? {
+                let path = dir.join(&name).expect("a plain name");
+                let Some(key) = self.root.stat_key(&path)? else {
+                    continue;
+                };
+                let kind = if dir == packs_dir() {
+                    match (name.strip_suffix(".idx"), name.strip_suffix(".pack")) {
+                        (Some(stem), _) => StoreFile::Index(stem.to_string()),
+                        (_, Some(stem)) => StoreFile::Pack(stem.to_string()),
+                        _ => StoreFile::Other,
+                    }
+                } else {
+                    match Hash::parse(&name) {
+                        Ok(h) if loose(&h).0 == dir => StoreFile::Loose(h),
+                        _ => StoreFile::Other,
+                    }
+                };
+                out.push((kind, path, key.size));
+            }
+        }
+        Ok(out)
+    }
+
+    /// How many distinct contents the store holds, and the size of its files.
+    pub fn size(&self) -> Result<StoreSize, StateError> {
+        let mut hashes = HashSet::new();
+        let mut bytes = 0;
+        for (file, _, size) in self.files()? {
+            bytes += size;
+            match file {
+                StoreFile::Loose(h) => {
+                    hashes.insert(h);
+                }
+                StoreFile::Index(stem) => {
+                    hashes.extend(self.read_index(&stem)?.into_iter().map(|(h, _, _)| h));
+                }
+                StoreFile::Pack(_) | StoreFile::Other => {}
+            }
+        }
+        Ok(StoreSize {
+            objects: hashes.len() as u64,
+            bytes,
+        })
+    }
+
+    /// Copies the objects `keep` of the pack `old` into a new pack `new`, each checked
+    /// against its hash, and makes it durable: written under temporary names, flushed,
+    /// renamed (the index last) and the directory flushed. `old` is left as it was.
+    pub(crate) fn repack(
+        &self,
+        old: &str,
+        keep: &[PackRecord],
+        new: &str,
+    ) -> Result<(), StateError> {
+        let dir = packs_dir();
+        let from = dir.join(&format!("{old}.pack")).expect("a plain name");
+        let (pack_tmp, idx_tmp) = (format!(".{new}.pack.tmp"), format!(".{new}.idx.tmp"));
+        let mut idx = Vec::with_capacity(keep.len() * RECORD);
+        let mut failed = None;
+        let written = self
+            .root
+            .create_with_in(&dir, &pack_tmp, (0o600, 0, 0), |file| {
+                let mut file = std::io::BufWriter::with_capacity(1 << 16, file);
+                let mut offset = 0u64;
+                for (hash, off, len) in keep {
+                    let bytes = match self.root.read_at(&from, *off, *len as usize) {
+                        Ok(b) if Hash::of(&b) == *hash => b,
+                        Ok(_) => {
+                            failed = Some(StateError::Corrupt {
+                                path: self.root.host_path(&from).display().to_string(),
+                                message: format!("object {hash} does not match its hash"),
+                            });
+                            return Err(std::io::Error::other("a damaged object"));
+                        }
+                        Err(e) => {
+                            failed = Some(e.into());
+                            return Err(std::io::Error::other("an unreadable object"));
+                        }
+                    };
+                    std::io::Write::write_all(&mut file, &bytes)?;
+                    idx.extend(hash.as_bytes());
+                    idx.extend(offset.to_le_bytes());
+                    idx.extend(len.to_le_bytes());
+                    offset += len;
+                }
+                std::io::Write::flush(&mut file)
+            });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        written?;
+        self.root
+            .write_file_in(&dir, &idx_tmp, &idx, (0o600, 0, 0))?;
+        for tmp in [&pack_tmp, &idx_tmp] {
+            self.root.fsync(&dir.join(tmp).expect("a plain name"))?;
+        }
+        self.root
+            .rename_in(&dir, &pack_tmp, &format!("{new}.pack"))?;
+        self.root.rename_in(&dir, &idx_tmp, &format!("{new}.idx"))?;
+        self.root.fsync(&dir)?;
+        Ok(())
+    }
+
+    /// A name for a pack rewritten from `old` that no pack has: `g3.1`, `g3.2`… (a commit
+    /// names its pack `g<n>`, so the two never meet).
+    pub(crate) fn rewritten_name(&self, old: &str) -> Result<String, StateError> {
+        let taken: HashSet<String> = (self.root.list(&packs_dir())?.into_iter())
+            .map(|(name, _)| name)
+            .collect();
+        let base = old.split_once('.').map_or(old, |(b, _)| b);
+        Ok((1u64..)
+            .map(|k| format!("{base}.{k}"))
+            .find(|n| !taken.contains(&format!("{n}.pack")) && !taken.contains(&format!("{n}.idx")))
+            .expect("a free name"))
+    }
 }
 
 impl ContentSource for Store<'_> {
     fn content(&self, hash: &Hash) -> Option<Cow<'_, [u8]>> {
         self.get(hash).ok().flatten().map(Cow::Owned)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn objects(n: usize) -> Vec<(Hash, Cow<'static, [u8]>)> {
+        (0..n)
+            .map(|i| {
+                let bytes = format!("object {i} {}", "x".repeat(i * 10)).into_bytes();
+                (Hash::of(&bytes), Cow::Owned(bytes))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_rewritten_pack_holds_exactly_the_objects_kept_and_the_old_one_is_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::open(dir.path()).unwrap();
+        let all = objects(20);
+        let store = Store::new(&root);
+        assert_eq!(store.put_all(&all, "g1").unwrap().as_deref(), Some("g1"));
+        let keep: Vec<PackRecord> = (store.read_index("g1").unwrap().into_iter())
+            .filter(|r| all[..5].iter().any(|(h, _)| *h == r.0))
+            .collect();
+        assert_eq!(keep.len(), 5);
+        let new = store.rewritten_name("g1").unwrap();
+        assert_eq!(new, "g1.1");
+        store.repack("g1", &keep, &new).unwrap();
+
+        let store = Store::new(&root);
+        assert_eq!(store.pack_names().unwrap(), ["g1.1", "g1"]);
+        assert_eq!(
+            store.read_index("g1").unwrap().len(),
+            20,
+            "the old pack stays"
+        );
+        assert_eq!(
+            store.size().unwrap().objects,
+            20,
+            "an object in two packs counts once"
+        );
+        store.remove_pack("g1").unwrap();
+        let store = Store::new(&root);
+        for (i, (hash, bytes)) in all.iter().enumerate() {
+            let got = store.get(hash).unwrap();
+            if i < 5 {
+                assert_eq!(got.as_deref(), Some(&bytes[..]), "object {i}");
+            } else {
+                assert_eq!(got, None, "object {i}");
+            }
+        }
+        let size = store.size().unwrap();
+        let kept_bytes: u64 = all[..5].iter().map(|(_, b)| b.len() as u64).sum();
+        assert_eq!(size.objects, 5);
+        assert_eq!(size.bytes, kept_bytes + 5 * RECORD as u64);
+        assert_eq!(store.rewritten_name("g1.1").unwrap(), "g1.2");
+    }
+
+    #[test]
+    fn a_damaged_object_stops_a_rewrite_and_leaves_no_new_pack() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::open(dir.path()).unwrap();
+        let all = objects(20);
+        let store = Store::new(&root);
+        store.put_all(&all, "g1").unwrap();
+        let pack = packs_dir().join("g1.pack").unwrap();
+        let mut bytes = root.read(&pack).unwrap().unwrap();
+        bytes[0] ^= 0xff;
+        root.write_file_in(&packs_dir(), "g1.pack", &bytes, (0o600, 0, 0))
+            .unwrap();
+        let keep = store.read_index("g1").unwrap();
+        let err = store.repack("g1", &keep, "g1.1").unwrap_err().to_string();
+        assert!(err.contains("g1.pack is damaged"), "{err}");
+        let names: Vec<String> = root
+            .list(&packs_dir())
+            .unwrap()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(names, ["g1.idx", "g1.pack"]);
     }
 }

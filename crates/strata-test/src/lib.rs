@@ -94,7 +94,7 @@ impl TestEnv {
         }
         if matches!(
             verb,
-            "plan" | "apply" | "shell" | "generations" | "rollback" | "report"
+            "plan" | "apply" | "shell" | "generations" | "rollback" | "report" | "gc"
         ) {
             cmd.arg("--root").arg(self.root());
         }

@@ -188,6 +188,10 @@ pub struct Generation {
     /// calls of scripts, restarts), in order; how each went is in its report.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub commands: Vec<Deferred>,
+    /// How many generations the site asked to keep (`[state] keep_generations`) when this
+    /// one was recorded; `strata gc` without `--keep` goes by the current generation's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_generations: Option<u64>,
     /// Per-step metrics of the run that made it.
     pub report: Report,
 }

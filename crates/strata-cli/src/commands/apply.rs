@@ -14,7 +14,8 @@ use crate::show;
 ///
 /// On error nothing on the target changes (exit 1). With nothing to change, nothing is
 /// written. Exit 3: committed, but a command run after the commit (an intercepted call
-/// of a script, a restart) failed, timed out or could not start.
+/// of a script, a restart) failed, timed out or could not start. Then generations beyond
+/// the site's `[state] keep_generations` (default 50) are pruned, as `strata gc` does.
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
     #[command(flatten)]
@@ -48,6 +49,7 @@ fn apply(
     shown?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     show::tail_text(printer, &outcome, "apply", &mut out)?;
+    show::retention(printer, &outcome, &mut out)?;
     out.flush()?;
     finished(outcome)
 }

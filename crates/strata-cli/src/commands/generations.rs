@@ -6,8 +6,10 @@ use crate::cli::RootArg;
 use crate::deferred::Recovery;
 use crate::error::CliResult;
 use crate::printer::{Printer, Style};
+use crate::show;
 
-/// List the generations recorded on a root.
+/// List the generations recorded on a root, the size of its store and the generations
+/// pruned.
 #[derive(Debug, Args)]
 pub struct GenerationsArgs {
     #[command(flatten)]
@@ -24,17 +26,17 @@ pub fn run(args: &GenerationsArgs, printer: &Printer) -> CliResult {
 }
 
 fn list(args: &GenerationsArgs, root: &std::path::Path, printer: &Printer) -> CliResult {
-    let list = strata_engine::generations(root)?;
+    let history = strata_engine::generations(root)?;
     if args.json {
-        printer.json(&list)?;
+        printer.json(&history)?;
         return Ok(());
     }
-    if list.is_empty() {
+    if history.generations.is_empty() {
         printer.note("no generation recorded on this root yet");
         return Ok(());
     }
     let mut out = String::new();
-    for g in &list {
+    for g in &history.generations {
         let kind = match (g.kind, g.replayed) {
             (strata_types::GenerationKind::Rollback, Some(n)) => format!("rollback to {n}"),
             _ => "apply".to_string(),
@@ -61,6 +63,16 @@ fn list(args: &GenerationsArgs, root: &std::path::Path, printer: &Printer) -> Cl
             g.number, g.time, kind, g.paths
         ));
     }
+    let pruned = match history.pruned.as_slice() {
+        [] => String::new(),
+        [[a, b]] if a == b => format!("; generation {a} pruned"),
+        ranges => format!("; generations {} pruned", show::ranges_text(ranges)),
+    };
+    out.push_str(&printer.paint(
+        Style::Dim,
+        &format!("store: {}{pruned}", show::store_text(&history.store)),
+    ));
+    out.push('\n');
     printer.out(&out)?;
     Ok(())
 }

@@ -4,6 +4,7 @@ pub mod apply;
 pub mod check;
 pub mod classify;
 pub mod facts;
+pub mod gc;
 pub mod generations;
 pub mod new;
 pub mod params;

@@ -113,7 +113,7 @@ fn rollback_replays_an_earlier_generation_without_the_site() {
 
     let list = env.run(&["generations", "--json"]).code(0);
     let list: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
-    let kinds: Vec<(u64, &str, Option<u64>, bool)> = list
+    let kinds: Vec<(u64, &str, Option<u64>, bool)> = list["generations"]
         .as_array()
         .unwrap()
         .iter()

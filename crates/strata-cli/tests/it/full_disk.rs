@@ -60,5 +60,7 @@ fn a_full_disk_fails_cleanly() {
         );
     }
     assert_clean(&env);
-    assert_eq!(env.run(&["generations"]).code(0).stdout.lines().count(), 1);
+    let listed = env.run(&["generations", "--json"]).code(0).stdout;
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed["generations"].as_array().unwrap().len(), 1);
 }

@@ -10,6 +10,7 @@ mod errors;
 mod escapes;
 mod failpoints;
 mod full_disk;
+mod gc;
 mod hardware;
 mod plan;
 mod private;

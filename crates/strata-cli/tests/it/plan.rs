@@ -80,7 +80,9 @@ fn an_apply_with_nothing_to_change_writes_nothing() {
         run.stdout
     );
     assert_eq!(mtimes(&env.root()), before, "mtimes or entries changed");
-    assert_eq!(env.run(&["generations"]).code(0).stdout.lines().count(), 1);
+    let listed = env.run(&["generations", "--json"]).code(0).stdout;
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed["generations"].as_array().unwrap().len(), 1);
 }
 
 /// Drifts the motd on the target and applies, so that strata commits once more.

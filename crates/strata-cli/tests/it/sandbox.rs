@@ -714,10 +714,12 @@ fn deferred_commands_run_once_across_a_crash() {
     // How the first command went before the crash is kept, not taken for interrupted.
     let generations: Value =
         serde_json::from_str(&e.run(&["generations", "--json"]).code(0).stdout).expect("json");
-    let statuses: Vec<&Value> = (generations[0]["commands"].as_array().expect("commands"))
-        .iter()
-        .map(|c| &c["status"])
-        .collect();
+    let statuses: Vec<&Value> = (generations["generations"][0]["commands"]
+        .as_array()
+        .expect("commands"))
+    .iter()
+    .map(|c| &c["status"])
+    .collect();
     assert_eq!(statuses, ["ok", "interrupted", "ok"]);
 }
 
@@ -762,7 +764,7 @@ fn a_deferred_command_that_fails_makes_the_apply_exit_3_and_is_recorded() {
 
     let generations: Value =
         serde_json::from_str(&e.run(&["generations", "--json"]).code(0).stdout).expect("json");
-    let commands = &generations[0]["commands"];
+    let commands = &generations["generations"][0]["commands"];
     assert_eq!(
         commands[0]["command"]["argv"],
         serde_json::json!(["/usr/local/bin/hook", "first"])
