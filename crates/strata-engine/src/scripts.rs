@@ -350,14 +350,15 @@ fn lays(
                 .entry(module.clone())
                 .or_insert_with(Vec::new)
                 .push(lay(&c.path, &c.after)?),
-            Some(None) => pre.push(lay(&c.path, &c.after)?),
+            Some(None) => pre.push((lay(&c.path, &c.after)?, &c.before)),
             None => {
                 released.insert(c.path.clone(), c.after.clone());
-                pre.push(lay(&c.path, &c.after)?);
+                pre.push((lay(&c.path, &c.after)?, &c.before));
             }
         }
     }
-    pre.sort_by(|a, b| apply_order((&a.path, &a.state), (&b.path, &b.state)));
+    pre.sort_by(|(a, ba), (b, bb)| apply_order((&a.path, ba, &a.state), (&b.path, bb, &b.state)));
+    let pre = pre.into_iter().map(|(l, _)| l).collect();
     Ok((pre, by_module, released))
 }
 

@@ -339,9 +339,15 @@ fn flush_on_tick(
     Ok(())
 }
 
-/// Creations and changes in path order (parents first), then removals deepest first.
+/// Creations and changes in path order (parents first), then removals deepest first; a
+/// directory that becomes something else after what it held (see [`apply_order`]).
 fn order(ops: &mut [Op]) {
-    ops.sort_by(|a, b| apply_order((&a.path, &a.after), (&b.path, &b.after)));
+    ops.sort_by(|a, b| {
+        apply_order(
+            (&a.path, &a.before, &a.after),
+            (&b.path, &b.before, &b.after),
+        )
+    });
 }
 
 impl Commit<'_, '_> {
@@ -855,5 +861,58 @@ mod tests {
         order(&mut ops);
         let paths: Vec<&str> = ops.iter().map(|o| o.path.as_str()).collect();
         assert_eq!(paths, ["/x", "/x/y", "/a/b/c", "/a/b", "/a"]);
+    }
+
+    /// A directory replaced by a link goes after what it held (removed with it), a file
+    /// replaced by a directory before what it will hold (staged inside it).
+    #[test]
+    fn a_replaced_directory_goes_after_its_tree_and_a_new_one_before() {
+        let dir = Snapshot::Dir {
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            xattrs: Default::default(),
+        };
+        let link = Snapshot::Link {
+            target: "usr/lib".into(),
+            uid: 0,
+            gid: 0,
+        };
+        let file = Snapshot::File {
+            hash: Hash::of(b"x"),
+            size: 1,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            xattrs: Default::default(),
+        };
+        let retyped = |path: &str, before: &Snapshot, after: &Snapshot| Op {
+            before: before.clone(),
+            ..op(path, after.clone())
+        };
+        let gone = |path: &str, before: &Snapshot| retyped(path, before, &Snapshot::Absent);
+        let mut ops = vec![
+            retyped("/lib", &dir, &link),
+            gone("/lib/a", &file),
+            op("/usr/lib/a", file.clone()),
+            gone("/lib/sub/b", &file),
+            gone("/lib/sub", &dir),
+            retyped("/srv/data", &file, &dir),
+            op("/srv/data/a", file.clone()),
+        ];
+        order(&mut ops);
+        let paths: Vec<&str> = ops.iter().map(|o| o.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "/srv/data",
+                "/srv/data/a",
+                "/usr/lib/a",
+                "/lib/sub/b",
+                "/lib/a",
+                "/lib/sub",
+                "/lib"
+            ]
+        );
     }
 }
