@@ -55,6 +55,9 @@ pub fn plan(
         let (mut before, old) =
             root.inspect_with_content(&path, want.as_ref().map(|h| (h, &bytes as _)))?;
         root.fill_xattrs(&path, entry.state.xattrs(), &mut before)?;
+        if entry.state.is_absent() {
+            keep_xattrs(root, &path, &mut before)?;
+        }
         let created_by_us = originals.get(&path).is_some_and(Snapshot::is_absent);
         if !entry.replace {
             // Add-only: once there, never overwritten; keep what strata first wrote.
@@ -177,6 +180,16 @@ fn add_implicit_dirs(
     }
 }
 
+/// Reads into `before`, the state of a file or directory that is to go, every extended
+/// attribute strata manages: the journal and the originals keep it whole, so an undo,
+/// "down" or a rollback brings it back with them (a program's capabilities included).
+fn keep_xattrs(root: &Root, path: &TargetPath, before: &mut Snapshot) -> Result<(), FsError> {
+    if let Some(x) = before.xattrs_mut() {
+        *x = root.xattrs(path, None)?;
+    }
+    Ok(())
+}
+
 /// Refuses to turn a directory into something else, or something else into a directory.
 fn conflict(path: &TargetPath, want: &Snapshot, have: &Snapshot) -> Result<(), PlanError> {
     let message = match (want, have) {
@@ -235,6 +248,9 @@ fn release(
     for (path, original) in gone {
         let (mut before, old) = root.inspect_with_content(path, None)?;
         root.fill_xattrs(path, original.xattrs(), &mut before)?;
+        if original.is_absent() {
+            keep_xattrs(root, path, &mut before)?;
+        }
         let was = current.get(path);
         let mut c = Change {
             path: path.clone(),
