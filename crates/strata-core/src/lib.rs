@@ -15,6 +15,7 @@ mod resources;
 pub mod scaffold;
 mod site;
 mod tomlfile;
+mod typechange;
 
 pub use catalog::{
     Catalog, CompileOptions, DEFAULT_TIMEOUT, HardwareLayer, ModuleRun, Purge, Resource,
@@ -27,3 +28,4 @@ pub use plan::{PlanError, diff_text, plan};
 pub use resources::{Declared, Group, Line, Package, Service, User};
 pub use site::{NodeInfo, SandboxSettings, Site, Size};
 pub use strata_fs::UserDb;
+pub use typechange::{Shadows, has_below};

@@ -176,13 +176,20 @@ pub fn plan(
         .map(|r| &r.id)
         .collect();
     let mut carried: BTreeSet<TargetPath> = BTreeSet::new();
+    // What stood below a directory a script replaced with a link is not looked at
+    // through that link.
+    let shadows =
+        strata_core::Shadows::new(cur_entries, |top| strata_core::has_below(originals, top));
     for e in cur_entries {
         if e.observed
             && !declared.contains(&e.path)
             && e.module.as_ref().is_some_and(|m| applied.contains(m))
         {
             let mut e = e.clone();
-            e.state = root.inspect(&e.path)?;
+            e.state = match shadows.covers(root, &e.path)? {
+                true => Snapshot::Absent,
+                false => root.inspect(&e.path)?,
+            };
             carried.insert(e.path.clone());
             entries.push(e);
         }

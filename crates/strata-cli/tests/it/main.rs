@@ -15,6 +15,7 @@ mod resources;
 mod sandbox;
 mod sandbox_attacks;
 mod submounts;
+mod typechange;
 
 use strata_test::TestEnv;
 

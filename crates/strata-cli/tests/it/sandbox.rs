@@ -29,7 +29,8 @@ fn site(e: &TestEnv) {
     std::fs::create_dir_all(e.root().join("var/lib")).expect("var/lib");
 }
 
-fn script(e: &TestEnv, name: &str, body: &str) {
+/// Writes an executable script of module `app` (`set -e` first).
+pub(crate) fn script(e: &TestEnv, name: &str, body: &str) {
     let path = e.site().join("modules/app/scripts").join(name);
     strata_test::write(&path, &format!("#!/bin/sh\nset -e\n{body}\n"));
     let mut perms = std::fs::metadata(&path).expect("script").permissions();
@@ -92,7 +93,7 @@ fn predicted(before: &str, plan: &Value) -> BTreeMap<String, String> {
 
 /// Plans, applies, and checks that the apply did exactly what the plan said. Returns the
 /// plan's JSON.
-fn plan_equals_apply(e: &TestEnv) -> Value {
+pub(crate) fn plan_equals_apply(e: &TestEnv) -> Value {
     let before = e.tree();
     let plan = e.run(&["plan", "--node", "n1", "--json"]);
     assert!(
