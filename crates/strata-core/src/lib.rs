@@ -16,6 +16,7 @@ mod resources;
 pub mod scaffold;
 mod site;
 mod tomlfile;
+mod typechange;
 
 pub use budget::{RenderAllocator, TEMPLATE_MEMORY};
 
@@ -34,3 +35,4 @@ pub use plan::{DIFF_LIMIT, PlanError, diff_text, plan};
 pub use resources::{Declared, Group, Line, Package, Service, User};
 pub use site::{KeepGenerations, NodeInfo, SandboxSettings, Site, Size, StateSettings};
 pub use strata_fs::UserDb;
+pub use typechange::{Shadows, has_below};

@@ -7,6 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use strata_fs::{FsError, Root};
 use strata_types::{Action, Change, ContentSource, Entry, Plan, Snapshot, TargetPath};
 
+use crate::typechange::{self, Shadows, has_below};
+
 /// Why no plan could be made.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
@@ -39,6 +41,10 @@ pub fn plan(
         entries.into_iter().map(|e| (e.path.clone(), e)).collect();
     let current: BTreeMap<&TargetPath, &Entry> = current.iter().map(|e| (&e.path, e)).collect();
     add_implicit_dirs(root, &mut desired, &current, originals);
+    typechange::complete(&mut desired, originals)?;
+    let shadows = Shadows::new(desired.values().chain(current.values().copied()), |top| {
+        has_below(&desired, top) || has_below(originals, top)
+    });
 
     // Sized once: a plan of thousands of paths would otherwise copy its changes over and
     // over as they grow.
@@ -47,17 +53,25 @@ pub fn plan(
         entries: Vec::with_capacity(desired.len()),
         originals: BTreeMap::new(),
     };
+    // Directories scripts replaced, with the module that did.
+    let mut replaced = Vec::new();
     for (path, mut entry) in desired {
         // Compared with what is wanted: an identical file is neither hashed nor kept (nor
         // read, when its stamp says it is unchanged).
         let want = entry.state.hash();
         let bytes = || want.as_ref().and_then(|h| contents.content(h));
-        let (mut before, old) =
-            root.inspect_with_content(&path, want.as_ref().map(|h| (h, &bytes as _)))?;
+        let (mut before, old) = if shadows.covers(root, &path)? {
+            (Snapshot::Absent, None)
+        } else {
+            root.inspect_with_content(&path, want.as_ref().map(|h| (h, &bytes as _)))?
+        };
         root.fill_xattrs(&path, entry.state.xattrs(), &mut before)?;
         // On vfat and its kind, what the file system will really keep.
         if let Some(fixed) = root.fixed_meta(&path) {
             fixed.apply(&mut entry.state);
+        }
+        if entry.state.is_absent() || before.dir_type_change(&entry.state) {
+            keep_xattrs(root, &path, &mut before)?;
         }
         let created_by_us = originals.get(&path).is_some_and(Snapshot::is_absent);
         if !entry.replace {
@@ -80,7 +94,10 @@ pub fn plan(
                 continue;
             }
         }
-        conflict(&path, &entry.state, &before)?;
+        conflict(&path, &entry.state, &before, entry.observed)?;
+        if entry.observed && before.is_dir() && before.dir_type_change(&entry.state) {
+            replaced.push((path.clone(), entry.module.clone()));
+        }
         let action = if entry.state.satisfied_by(&before) {
             Action::Unchanged
         } else if before.is_absent() {
@@ -107,8 +124,12 @@ pub fn plan(
             .push(change(&entry, action, before, entry.state.clone(), diff));
         plan.entries.push(entry);
     }
-    release(root, &mut plan, &current, originals, contents)?;
+    if !replaced.is_empty() {
+        typechange::name_replaced(root, &mut plan, &replaced, contents)?;
+    }
+    release(root, &mut plan, (&current, &shadows), originals, contents)?;
     plan.changes.sort_by(|a, b| a.path.cmp(&b.path));
+    typechange::note(&mut plan.changes);
     Ok(plan)
 }
 
@@ -189,8 +210,29 @@ fn private(s: &Snapshot) -> bool {
     matches!(s, Snapshot::File { mode, .. } if mode & 0o004 == 0)
 }
 
-/// Refuses to turn a directory into something else, or something else into a directory.
-fn conflict(path: &TargetPath, want: &Snapshot, have: &Snapshot) -> Result<(), PlanError> {
+/// Reads into `before`, the state of a file or directory that is to go, every extended
+/// attribute strata manages: the journal and the originals keep it whole, so an undo,
+/// "down" or a rollback brings it back with them (a program's capabilities included).
+pub(crate) fn keep_xattrs(
+    root: &Root,
+    path: &TargetPath,
+    before: &mut Snapshot,
+) -> Result<(), FsError> {
+    if let Some(x) = before.xattrs_mut() {
+        *x = root.xattrs(path, None)?;
+    }
+    Ok(())
+}
+
+/// Refuses to turn a directory into something else, or something else into a directory,
+/// unless a script did (`by_script`: the plan then replaces the whole tree, see
+/// [`typechange`]); never makes or replaces sockets and devices.
+fn conflict(
+    path: &TargetPath,
+    want: &Snapshot,
+    have: &Snapshot,
+    by_script: bool,
+) -> Result<(), PlanError> {
     let message = match (want, have) {
         (Snapshot::Absent, _) => return Ok(()),
         (Snapshot::Other { kind }, _) => {
@@ -200,6 +242,7 @@ fn conflict(path: &TargetPath, want: &Snapshot, have: &Snapshot) -> Result<(), P
             "a {kind} stands where a {} is declared; strata does not replace it",
             want.kind()
         ),
+        _ if by_script => return Ok(()),
         (
             Snapshot::Dir { .. },
             Snapshot::File { .. } | Snapshot::Link { .. } | Snapshot::Fifo { .. },
@@ -232,7 +275,7 @@ fn conflict(path: &TargetPath, want: &Snapshot, have: &Snapshot) -> Result<(), P
 fn release(
     root: &Root,
     plan: &mut Plan,
-    current: &BTreeMap<&TargetPath, &Entry>,
+    (current, shadows): (&BTreeMap<&TargetPath, &Entry>, &Shadows),
     originals: &BTreeMap<TargetPath, Snapshot>,
     contents: &dyn ContentSource,
 ) -> Result<(), PlanError> {
@@ -245,8 +288,15 @@ fn release(
     let mut removed: BTreeSet<TargetPath> = BTreeSet::new();
     let mut changes = Vec::new();
     for (path, original) in gone {
-        let (mut before, old) = root.inspect_with_content(path, None)?;
+        let (mut before, old) = if shadows.covers(root, path)? {
+            (Snapshot::Absent, None)
+        } else {
+            root.inspect_with_content(path, None)?
+        };
         root.fill_xattrs(path, original.xattrs(), &mut before)?;
+        if original.is_absent() {
+            keep_xattrs(root, path, &mut before)?;
+        }
         let was = current.get(path);
         let mut c = Change {
             path: path.clone(),
@@ -258,13 +308,11 @@ fn release(
             diff: None,
             note: None,
         };
-        if original.is_absent() {
-            if before.is_absent() {
-                continue;
-            }
-            let add_only_edited =
-                was.is_some_and(|e| !e.replace && before.hash() != e.state.hash());
-            let leftovers: Vec<String> = if matches!(before, Snapshot::Dir { .. }) {
+        // What a directory still holds that this plan does not remove: a directory
+        // strata created, or one a script made where a file or link stood, is taken away
+        // only when nothing else is left in it.
+        let leftovers = || -> Result<Vec<String>, PlanError> {
+            Ok(if before.is_dir() {
                 root.list(path)?
                     .into_iter()
                     .map(|(name, _)| name)
@@ -272,7 +320,15 @@ fn release(
                     .collect()
             } else {
                 Vec::new()
-            };
+            })
+        };
+        if original.is_absent() {
+            if before.is_absent() {
+                continue;
+            }
+            let add_only_edited =
+                was.is_some_and(|e| !e.replace && before.hash() != e.state.hash());
+            let leftovers = leftovers()?;
             if add_only_edited {
                 c.action = Action::Keep;
                 c.after = before.clone();
@@ -290,8 +346,21 @@ fn release(
                 removed.insert(path.clone());
             }
         } else if !original.satisfied_by(&before) {
-            conflict(path, original, &before)?;
-            c.action = Action::Restore;
+            conflict(path, original, &before, was.is_some_and(|e| e.observed))?;
+            let leftovers = match before.dir_type_change(original) {
+                true => leftovers()?,
+                false => Vec::new(),
+            };
+            if leftovers.is_empty() {
+                c.action = Action::Restore;
+            } else {
+                c.action = Action::Keep;
+                c.after = before.clone();
+                c.note = Some(format!(
+                    "directory still holds {} entries strata does not manage; left in place",
+                    leftovers.len()
+                ));
+            }
         }
         if !c.sensitive && c.action.changes_target() {
             c.diff = diff_for(path, &before, old.as_deref(), &c.after, contents);
@@ -306,7 +375,7 @@ fn release(
 /// file gets none here: its diff is its content, which the caller shows from the contents
 /// it holds anyway ([`diff_text`] with nothing before), so that a plan of many new files
 /// does not hold each of them twice.
-fn diff_for(
+pub(crate) fn diff_for(
     path: &TargetPath,
     before: &Snapshot,
     old: Option<&[u8]>,

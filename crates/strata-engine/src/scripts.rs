@@ -176,13 +176,20 @@ pub fn plan(
         .map(|r| &r.id)
         .collect();
     let mut carried: BTreeSet<TargetPath> = BTreeSet::new();
+    // What stood below a directory a script replaced with a link is not looked at
+    // through that link.
+    let shadows =
+        strata_core::Shadows::new(cur_entries, |top| strata_core::has_below(originals, top));
     for e in cur_entries {
         if e.observed
             && !declared.contains(&e.path)
             && e.module.as_ref().is_some_and(|m| applied.contains(m))
         {
             let mut e = e.clone();
-            e.state = root.inspect(&e.path)?;
+            e.state = match shadows.covers(root, &e.path)? {
+                true => Snapshot::Absent,
+                false => root.inspect(&e.path)?,
+            };
             carried.insert(e.path.clone());
             entries.push(e);
         }
@@ -350,14 +357,15 @@ fn lays(
                 .entry(module.clone())
                 .or_insert_with(Vec::new)
                 .push(lay(&c.path, &c.after)?),
-            Some(None) => pre.push(lay(&c.path, &c.after)?),
+            Some(None) => pre.push((lay(&c.path, &c.after)?, &c.before)),
             None => {
                 released.insert(c.path.clone(), c.after.clone());
-                pre.push(lay(&c.path, &c.after)?);
+                pre.push((lay(&c.path, &c.after)?, &c.before));
             }
         }
     }
-    pre.sort_by(|a, b| apply_order((&a.path, &a.state), (&b.path, &b.state)));
+    pre.sort_by(|(a, ba), (b, bb)| apply_order((&a.path, ba, &a.state), (&b.path, bb, &b.state)));
+    let pre = pre.into_iter().map(|(l, _)| l).collect();
     Ok((pre, by_module, released))
 }
 

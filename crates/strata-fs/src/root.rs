@@ -798,6 +798,18 @@ impl Root {
         renameat(&*dirfd, from, &*dirfd, to).map_err(|e| self.err("rename into", &path, e))
     }
 
+    /// Swaps `a` and `b`, both in directory `dir`, in one step (`RENAME_EXCHANGE`): each
+    /// name holds what the other held, whatever their types; a program looking at either
+    /// sees the old entry or the new one, never nothing. Both must exist.
+    pub fn exchange_in(&self, dir: &TargetPath, a: &str, b: &str) -> Result<()> {
+        let dirfd = self.dir_or_err(dir)?;
+        self.forget_dir(dir, a);
+        self.forget_dir(dir, b);
+        let path = dir.join(b).unwrap_or_else(|_| dir.clone());
+        rustix::fs::renameat_with(&*dirfd, a, &*dirfd, b, rustix::fs::RenameFlags::EXCHANGE)
+            .map_err(|e| self.err("exchange", &path, e))
+    }
+
     /// Sets mode (files and directories) and owner of what stands at `p`, never following
     /// a link there.
     pub fn set_meta(&self, p: &TargetPath, mode: Option<u32>, uid: u32, gid: u32) -> Result<()> {
@@ -954,8 +966,9 @@ impl Root {
         }
     }
 
-    /// The type of what stands at `p` (not followed), without reading it.
-    fn inspect_kind(&self, p: &TargetPath) -> Result<Option<DirEntryKind>> {
+    /// The type of what stands at `p` (not followed), without reading it; `None` when
+    /// nothing is there.
+    pub fn inspect_kind(&self, p: &TargetPath) -> Result<Option<DirEntryKind>> {
         let Some(parent) = p.parent() else {
             return Ok(Some(DirEntryKind::Dir));
         };
@@ -1158,6 +1171,38 @@ mod tests {
         assert_eq!(names(""), ["d"]);
         assert_eq!(names("d"), ["e"]);
         assert!(names("d/e").is_empty());
+    }
+
+    /// An exchange swaps a directory tree and a link whole, and what is then looked at
+    /// through either name is what stands there now, not a handle kept from before.
+    #[test]
+    fn an_exchange_swaps_a_tree_and_a_link_and_forgets_old_handles() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("lib/sub")).unwrap();
+        std::fs::write(t.path().join("lib/sub/f"), "old").unwrap();
+        std::fs::create_dir_all(t.path().join("usr/lib/sub")).unwrap();
+        std::fs::write(t.path().join("usr/lib/sub/f"), "new").unwrap();
+        std::os::unix::fs::symlink("usr/lib", t.path().join(".lib.new")).unwrap();
+        let root = Root::open(t.path()).unwrap();
+        assert_eq!(root.read(&p("/lib/sub/f")).unwrap().unwrap(), b"old");
+        root.exchange_in(&p("/"), ".lib.new", "lib").unwrap();
+        assert!(matches!(
+            root.inspect(&p("/lib")).unwrap(),
+            Snapshot::Link { .. }
+        ));
+        assert_eq!(root.read(&p("/lib/sub/f")).unwrap().unwrap(), b"new");
+        assert_eq!(root.read(&p("/.lib.new/sub/f")).unwrap().unwrap(), b"old");
+        assert_eq!(
+            root.inspect_kind(&p("/.lib.new")).unwrap(),
+            Some(DirEntryKind::Dir)
+        );
+        // Both names must exist: nothing is swapped with nothing.
+        let err = root.exchange_in(&p("/"), "missing", "lib").unwrap_err();
+        assert_eq!(err.op, "exchange");
+        assert!(matches!(
+            root.inspect(&p("/lib")).unwrap(),
+            Snapshot::Link { .. }
+        ));
     }
 
     /// A directory found missing is looked for again once it has been created.

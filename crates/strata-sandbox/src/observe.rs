@@ -306,6 +306,11 @@ impl Walk<'_> {
             }
             let module = self.owner(&path);
             let ft = md.file_type();
+            if !ft.is_dir() && !is_whiteout(&md) && before.is_dir() {
+                // A directory replaced by a file, link or FIFO (`/lib -> usr/lib`):
+                // everything it held is gone with it.
+                self.gone_below(&path, module.as_ref())?;
+            }
             if is_whiteout(&md) {
                 self.gone(&path, module)?;
             } else if ft.is_dir() {
@@ -382,13 +387,19 @@ impl Walk<'_> {
         if before.is_absent() {
             return Ok(());
         }
-        if matches!(before, Snapshot::Dir { .. }) {
-            for (name, _) in self.lower.list(path).map_err(|e| e.to_string())? {
-                let child = path.join(&name).map_err(|e| e.to_string())?;
-                self.gone(&child, module.clone())?;
-            }
+        if before.is_dir() {
+            self.gone_below(path, module.as_ref())?;
         }
         self.push(path.clone(), Snapshot::Absent, module);
+        Ok(())
+    }
+
+    /// Everything below a lower directory, which the run deleted or replaced.
+    fn gone_below(&mut self, dir: &TargetPath, module: Option<&String>) -> Result<(), String> {
+        for (name, _) in self.lower.list(dir).map_err(|e| e.to_string())? {
+            let child = dir.join(&name).map_err(|e| e.to_string())?;
+            self.gone(&child, module.cloned())?;
+        }
         Ok(())
     }
 }

@@ -12,6 +12,14 @@ use crate::{SandboxError, cgroup, io_err};
 /// The name every run directory starts with, in the temporary directory.
 const PREFIX: &str = "strata-sandbox.";
 
+/// The name a run directory has until its run holds its lock: the sweep of dead runs'
+/// directories does not take it for one (see [`remove_dead`]).
+const NEW_PREFIX: &str = "strata-sandbox-new.";
+
+/// How old a directory still under [`NEW_PREFIX`] must be before the sweep removes it: its
+/// run died between making it and locking it.
+const NEW_LEFT_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// A run's scratch directory; removed when dropped.
 #[derive(Debug)]
 pub struct WorkDir {
@@ -27,32 +35,48 @@ impl WorkDir {
         Self::create_in(&std::env::temp_dir())
     }
 
-    /// As [`WorkDir::create`], in `parent`.
+    /// As [`WorkDir::create`], in `parent`. The directory is made and locked under a
+    /// name the sweep of dead runs leaves alone, and only then renamed to its run name:
+    /// made under that name, another run's sweep could find it unlocked and remove it.
     pub fn create_in(parent: &Path) -> Result<WorkDir, SandboxError> {
         remove_dead(parent);
         for attempt in 0u32.. {
-            let name = format!(
-                "{PREFIX}{}.{:08x}",
-                std::process::id(),
-                rand(attempt) as u32
-            );
-            let path = parent.join(&name);
-            match std::fs::DirBuilder::new().mode(0o700).create(&path) {
+            let name = format!("{}.{:08x}", std::process::id(), rand(attempt) as u32);
+            let new = parent.join(format!("{NEW_PREFIX}{name}"));
+            let path = parent.join(format!("{PREFIX}{name}"));
+            let retry =
+                |e: &std::io::Error| e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 100;
+            match std::fs::DirBuilder::new().mode(0o700).create(&new) {
                 Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 100 => {
-                    continue;
-                }
-                Err(e) => return Err(io_err("create", &path)(e)),
+                Err(e) if retry(&e) => continue,
+                Err(e) => return Err(io_err("create", &new)(e)),
             }
             // The mode is exact whatever the umask; the directory is ours alone.
-            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-                .map_err(io_err("chmod", &path))?;
-            let lock = File::open(&path).map_err(io_err("open", &path))?;
+            std::fs::set_permissions(&new, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+                .map_err(io_err("chmod", &new))?;
+            let lock = File::open(&new).map_err(io_err("open", &new))?;
             // SAFETY: flock on a descriptor we hold.
             if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-                return Err(io_err("lock", &path)(std::io::Error::last_os_error()));
+                return Err(io_err("lock", &new)(std::io::Error::last_os_error()));
             }
-            return Ok(WorkDir { path, _lock: lock });
+            // The lock is the directory's, whatever its name.
+            let renamed = rustix::fs::renameat_with(
+                rustix::fs::CWD,
+                &new,
+                rustix::fs::CWD,
+                &path,
+                rustix::fs::RenameFlags::NOREPLACE,
+            )
+            .map_err(std::io::Error::from);
+            match renamed {
+                Ok(()) => return Ok(WorkDir { path, _lock: lock }),
+                Err(e) => {
+                    let _ = std::fs::remove_dir(&new);
+                    if !retry(&e) {
+                        return Err(io_err("rename", &path)(e));
+                    }
+                }
+            }
         }
         unreachable!("the loop returns")
     }
@@ -87,7 +111,8 @@ fn rand(attempt: u32) -> u64 {
 }
 
 /// Removes the run directories (and cgroups) whose run is gone: ours (same owner, a
-/// directory, not a link) whose lock nobody holds.
+/// directory, not a link) whose lock nobody holds. One still under its new name is being
+/// made and locked by a live run, unless it has been there for a while.
 fn remove_dead(parent: &Path) {
     let Ok(entries) = std::fs::read_dir(parent) else {
         return;
@@ -96,7 +121,8 @@ fn remove_dead(parent: &Path) {
     let me = unsafe { libc::geteuid() };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if !name.starts_with(PREFIX) {
+        let new = name.starts_with(NEW_PREFIX);
+        if !name.starts_with(PREFIX) && !new {
             continue;
         }
         let path = entry.path();
@@ -104,6 +130,12 @@ fn remove_dead(parent: &Path) {
             continue;
         };
         if !md.is_dir() || md.uid() != me {
+            continue;
+        }
+        let age = std::time::SystemTime::now()
+            .duration_since(md.modified().unwrap_or(std::time::UNIX_EPOCH))
+            .unwrap_or_default();
+        if new && age < NEW_LEFT_AFTER {
             continue;
         }
         let Ok(dir) = File::open(&path) else { continue };
@@ -129,4 +161,35 @@ pub fn create_private(path: &Path) -> std::io::Result<File> {
         .truncate(true)
         .mode(0o600)
         .open(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run that starts while another one sweeps away dead runs' directories keeps its
+    /// own: a new directory is never taken for a dead run's.
+    #[test]
+    fn a_new_run_directory_is_never_swept_away_by_another_run() {
+        let parent = WorkDir::create().unwrap();
+        let parent = parent.path();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let failed = std::thread::scope(|s| {
+            s.spawn(|| {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    remove_dead(parent);
+                }
+            });
+            let failed = (0..2000).find_map(|i| {
+                let made = WorkDir::create_in(parent);
+                match made {
+                    Ok(w) if w.path().is_dir() => None,
+                    other => Some(format!("run {i}: {other:?}")),
+                }
+            });
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            failed
+        });
+        assert_eq!(failed, None);
+    }
 }

@@ -13,7 +13,7 @@ use strata_types::{
 
 use crate::activate::Scheduled;
 use crate::state::state_path;
-use crate::{State, StateError, Store, crashpoint};
+use crate::{State, StateError, Store, crashpoint, failpoint};
 
 /// One path's change: the state before and after. The journal holds a list of these, so
 /// either state can be reached again from the journal and the store alone.
@@ -97,6 +97,11 @@ pub(crate) struct Commit<'s, 'r> {
     /// The last directory [`Commit::staged_at`] gave, by the directory it stands for:
     /// siblings are staged one after another.
     last_staged: RefCell<Option<(String, TargetPath)>>,
+    /// The paths of the ops that are type changes (a directory replaced by a file, link
+    /// or FIFO, or the reverse; see [`Commit::swap`]), and of those the directories
+    /// replaced. Empty in almost every commit.
+    typed: HashSet<TargetPath>,
+    replaced: HashSet<TargetPath>,
 }
 
 /// What a commit did.
@@ -165,15 +170,9 @@ impl<'r> State<'r> {
             .into_iter()
             .filter(|d| !self.root.is_dir_followed(d))
             .collect();
-        let mut commit = Commit {
-            state: self,
-            whole: RefCell::default(),
-            // Most ops of a large commit are files written in new trees: stamped as written,
-            // into a map sized once.
-            fresh: RefCell::new(Stamps::with_capacity(ops.len())),
-            flushers: OnceCell::new(),
-            last_staged: RefCell::default(),
-            journal: Journal {
+        let mut commit = Commit::new(
+            self,
+            Journal {
                 generation: generation.number,
                 ops,
                 added: Vec::new(),
@@ -181,7 +180,7 @@ impl<'r> State<'r> {
                 pack: None,
                 commands,
             },
-        };
+        );
         let needed = match commit.needed(&generation) {
             Ok(n) => n,
             Err(e) => return Err(commit.abandon(e)),
@@ -271,21 +270,17 @@ impl<'r> State<'r> {
         let Some(journal) = Journal::read(self.root)? else {
             return Ok(None);
         };
-        let commit = Commit {
-            state: self,
-            journal,
-            whole: RefCell::default(),
-            fresh: RefCell::default(),
-            flushers: OnceCell::new(),
-            last_staged: RefCell::default(),
-        };
+        let commit = Commit::new(self, journal);
         let committed = !self.root.inspect(&state_path("commit"))?.is_absent();
         let undoing = !self.root.inspect(&state_path("undo"))?.is_absent();
         if committed && !undoing {
             let store = self.store();
             for op in &commit.journal.ops {
                 crashpoint!("recover-redo");
-                commit.ensure(op, &op.after, &store)?;
+                // What lies below a replaced directory goes with it (see `swap`).
+                if !commit.below_replaced(&op.path) {
+                    commit.ensure(op, &op.after, &store)?;
+                }
             }
             commit.publish()?;
             let activations = crate::activate::run_pending(self.root, &commit.journal.commands)?;
@@ -352,9 +347,40 @@ fn flush_on_tick(
     Ok(())
 }
 
-/// Creations and changes in path order (parents first), then removals deepest first.
+/// Creations and changes in path order (parents first), then removals deepest first; a
+/// directory that becomes something else after what it held (see [`apply_order`]).
 fn order(ops: &mut [Op]) {
-    ops.sort_by(|a, b| apply_order((&a.path, &a.after), (&b.path, &b.after)));
+    ops.sort_by(|a, b| {
+        apply_order(
+            (&a.path, &a.before, &a.after),
+            (&b.path, &b.before, &b.after),
+        )
+    });
+}
+
+impl<'s, 'r> Commit<'s, 'r> {
+    fn new(state: &'s State<'r>, journal: Journal) -> Commit<'s, 'r> {
+        let typed: HashSet<TargetPath> = (journal.ops.iter())
+            .filter(|op| op.before.dir_type_change(&op.after))
+            .map(|op| op.path.clone())
+            .collect();
+        let replaced = (journal.ops.iter())
+            .filter(|op| typed.contains(&op.path) && op.before.is_dir())
+            .map(|op| op.path.clone())
+            .collect();
+        Commit {
+            state,
+            // Most ops of a large commit are files written in new trees: stamped as
+            // written, into a map sized once.
+            fresh: RefCell::new(Stamps::with_capacity(journal.ops.len())),
+            journal,
+            whole: RefCell::default(),
+            flushers: OnceCell::new(),
+            last_staged: RefCell::default(),
+            typed,
+            replaced,
+        }
+    }
 }
 
 impl Commit<'_, '_> {
@@ -563,13 +589,14 @@ impl Commit<'_, '_> {
             if i == total / 2 {
                 crashpoint!("commit-mid-apply");
             }
-            if whole.contains(&op.path) {
+            if whole.contains(&op.path) && op.before.is_absent() {
                 // The whole new tree in one rename. Its failing is an error, not a reason
                 // to fall back: what lies below it is staged nowhere else.
                 let dir = parent(&op.path);
                 self.root()
                     .rename_in(&dir, &temp_name(&op.path), op.path.file_name())?;
-            } else if staged_top(&op.path, &whole).is_none() {
+            } else if staged_top(&op.path, &whole).is_none() && !self.below_replaced(&op.path) {
+                // (A type change swaps its staged tree or file in: see `swap`.)
                 self.ensure(op, &op.after, &store)?;
             }
         }
@@ -604,9 +631,10 @@ impl Commit<'_, '_> {
     /// Writes what an op needs before the commit point, where nothing the node uses
     /// changes: a new directory whose parent is not new is made under its temporary name
     /// (`.<name>.strata-new`), and what lies below it is made inside under final names, so
-    /// one rename after the commit point puts the whole tree in place; other new files and
-    /// links go under temporary names beside their targets, and other new directories are
-    /// made in place.
+    /// one rename after the commit point puts the whole tree in place; so is a directory
+    /// that takes the place of a file or link (one exchange puts it in place, see
+    /// [`Commit::swap`]); other new files and links go under temporary names beside their
+    /// targets, and other new directories are made in place.
     fn stage(
         &self,
         op: &Op,
@@ -614,7 +642,20 @@ impl Commit<'_, '_> {
         store: &Store<'_>,
     ) -> Result<(), StateError> {
         let top = staged_top(&op.path, &self.whole.borrow());
+        let typed = self.typed.contains(&op.path);
+        if typed {
+            // What an earlier, undone commit may have left.
+            let temp = parent(&op.path).join(&temp_name(&op.path)).expect("a name");
+            self.root().remove_tree(&temp)?;
+        }
         match &op.after {
+            Snapshot::Dir { mode, uid, gid, .. } if typed => {
+                // A directory in place of a file or link: staged whole, as a new one.
+                let temp = parent(&op.path).join(&temp_name(&op.path)).expect("a name");
+                self.root().mkdir(&temp, *mode, *uid, *gid)?;
+                self.root().set_xattrs(&temp, op.after.xattrs())?;
+                self.whole.borrow_mut().insert(op.path.clone());
+            }
             Snapshot::File { .. } | Snapshot::Link { .. } | Snapshot::Fifo { .. } => {
                 let (dir, name) = match &top {
                     Some(top) => {
@@ -717,6 +758,21 @@ impl Commit<'_, '_> {
     fn ensure(&self, op: &Op, want: &Snapshot, store: &Store<'_>) -> Result<(), StateError> {
         let root = self.root();
         let path = &op.path;
+        if let Some(top) = self.shadowed(path)? {
+            // Below a type change whose path is not a directory (yet, or any more):
+            // nothing stands here of its own, and what the path leads to is not this op's.
+            return match want {
+                Snapshot::Absent => Ok(()),
+                _ => Err(StateError::Fs(strata_fs::FsError::new(
+                    "write",
+                    root.host_path(path),
+                    std::io::Error::other(format!("{top} is not a directory")),
+                ))),
+            };
+        }
+        if self.typed.contains(path) {
+            return self.swap(op, want, store);
+        }
         let dir = parent(path);
         let temp = dir.join(&temp_name(path)).expect("a plain name");
         if want == &op.after {
@@ -757,6 +813,92 @@ impl Commit<'_, '_> {
             Snapshot::Other { .. } => {}
         }
         Ok(())
+    }
+
+    /// Brings the path of a type change to `want` (its state before or after the commit)
+    /// by swapping it with what stands under its temporary name beside it: the staged file,
+    /// link or tree; or, in an undo, the original that the swap put there; or else a copy
+    /// made from the store. `RENAME_EXCHANGE` swaps the two in one step, whatever their
+    /// types, so a program looking at the path sees the whole old tree or the new entry,
+    /// never a tree half removed nor nothing (`/lib` in a usrmerge). What the swap put
+    /// aside is removed after it, deepest first. Doing it twice is the same as doing it
+    /// once: once the path is as wanted, only what lies aside is removed.
+    fn swap(&self, op: &Op, want: &Snapshot, store: &Store<'_>) -> Result<(), StateError> {
+        let root = self.root();
+        let path = &op.path;
+        let dir = parent(path);
+        let name = temp_name(path);
+        let temp = dir.join(&name).expect("a plain name");
+        let mut have = root.inspect(path)?;
+        root.fill_xattrs(path, want.xattrs(), &mut have)?;
+        if !want.satisfied_by(&have) {
+            let mut aside = root.inspect(&temp)?;
+            root.fill_xattrs(&temp, want.xattrs(), &mut aside)?;
+            // A directory aside is the one wanted: the staged tree, or the original one
+            // (what it held is restored by the ops below it, from the store).
+            let usable = match (want, &aside) {
+                (Snapshot::Dir { .. }, Snapshot::Dir { .. }) => true,
+                _ => want.satisfied_by(&aside),
+            };
+            if !usable {
+                root.remove_tree(&temp)?;
+                match want {
+                    Snapshot::Dir { mode, uid, gid, .. } => {
+                        root.mkdir(&temp, *mode, *uid, *gid)?;
+                        root.set_xattrs(&temp, want.xattrs())?;
+                    }
+                    _ => {
+                        self.write_temp(path, (&dir, &name), want, store, store)?;
+                    }
+                }
+            }
+            if have.is_absent() {
+                root.rename_in(&dir, &name, path.file_name())?;
+            } else {
+                root.exchange_in(&dir, &name, path.file_name())?;
+            }
+            crashpoint!("commit-after-exchange");
+        }
+        self.remove_aside(&temp)
+    }
+
+    /// Removes what a type change put aside under `temp` (or staged there and no longer
+    /// needs): a replaced directory's entries first, then the rest.
+    fn remove_aside(&self, temp: &TargetPath) -> Result<(), StateError> {
+        let root = self.root();
+        if root.inspect_kind(temp)? == Some(strata_fs::DirEntryKind::Dir) {
+            for (i, (name, _)) in root.list(temp)?.into_iter().enumerate() {
+                root.remove_tree(&temp.join(&name).expect("a listed name"))?;
+                if i == 0 {
+                    crashpoint!("commit-mid-replace");
+                    failpoint!("commit-mid-replace-fails", root.host_path(temp));
+                }
+            }
+        }
+        Ok(root.remove_tree(temp)?)
+    }
+
+    /// Whether `path` lies below a directory a type change replaces: it goes with that
+    /// directory (see [`Commit::swap`]), not on its own.
+    fn below_replaced(&self, path: &TargetPath) -> bool {
+        !self.replaced.is_empty() && path.ancestor_strs().any(|a| self.replaced.contains(a))
+    }
+
+    /// The path of a type change above `path` that is not a directory now, if any: then
+    /// nothing stands at `path` of its own, and looking there would follow a link
+    /// (`/lib/x` below `/lib -> usr/lib` is `/usr/lib/x`).
+    fn shadowed(&self, path: &TargetPath) -> Result<Option<&TargetPath>, StateError> {
+        if self.typed.is_empty() {
+            return Ok(None);
+        }
+        for a in path.ancestor_strs() {
+            if let Some(top) = self.typed.get(a)
+                && self.root().inspect_kind(top)? != Some(strata_fs::DirEntryKind::Dir)
+            {
+                return Ok(Some(top));
+            }
+        }
+        Ok(None)
     }
 
     /// Flushes every file system the commit writes to.
@@ -868,5 +1010,58 @@ mod tests {
         order(&mut ops);
         let paths: Vec<&str> = ops.iter().map(|o| o.path.as_str()).collect();
         assert_eq!(paths, ["/x", "/x/y", "/a/b/c", "/a/b", "/a"]);
+    }
+
+    /// A directory replaced by a link goes after what it held (removed with it), a file
+    /// replaced by a directory before what it will hold (staged inside it).
+    #[test]
+    fn a_replaced_directory_goes_after_its_tree_and_a_new_one_before() {
+        let dir = Snapshot::Dir {
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            xattrs: Default::default(),
+        };
+        let link = Snapshot::Link {
+            target: "usr/lib".into(),
+            uid: 0,
+            gid: 0,
+        };
+        let file = Snapshot::File {
+            hash: Hash::of(b"x"),
+            size: 1,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            xattrs: Default::default(),
+        };
+        let retyped = |path: &str, before: &Snapshot, after: &Snapshot| Op {
+            before: before.clone(),
+            ..op(path, after.clone())
+        };
+        let gone = |path: &str, before: &Snapshot| retyped(path, before, &Snapshot::Absent);
+        let mut ops = vec![
+            retyped("/lib", &dir, &link),
+            gone("/lib/a", &file),
+            op("/usr/lib/a", file.clone()),
+            gone("/lib/sub/b", &file),
+            gone("/lib/sub", &dir),
+            retyped("/srv/data", &file, &dir),
+            op("/srv/data/a", file.clone()),
+        ];
+        order(&mut ops);
+        let paths: Vec<&str> = ops.iter().map(|o| o.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "/srv/data",
+                "/srv/data/a",
+                "/usr/lib/a",
+                "/lib/sub/b",
+                "/lib/a",
+                "/lib/sub",
+                "/lib"
+            ]
+        );
     }
 }

@@ -6,7 +6,9 @@
 //! a journal of every operation (each path's state before and after), the new generation
 //! file, and stages new files under temporary names beside their targets; nothing the node
 //! uses has changed yet. A `commit` marker, made durable, is the commit point. *Apply*
-//! renames the staged files into place and removes what goes. Any strata command that
+//! renames the staged files into place and removes what goes; a type change (a directory
+//! replaced by a file or link, or the reverse) swaps the staged entry with the old one in
+//! one `RENAME_EXCHANGE`, then removes the old one. Any strata command that
 //! finds a journal first finishes it (marker present) or undoes it (marker absent), so
 //! every managed path ends at the old or at the new generation.
 

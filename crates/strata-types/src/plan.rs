@@ -74,12 +74,18 @@ pub struct Change {
 }
 
 /// The order in which changes are carried out: creations and changes in path order
-/// (parents first), then removals deepest first (children before their directory).
+/// (parents first), then removals deepest first (children before their directory). A
+/// directory that becomes a file or link goes with the removals, after what it held;
+/// a file or link that becomes a directory goes with the creations, before what it will
+/// hold.
 pub fn apply_order(
-    (pa, aa): (&TargetPath, &Snapshot),
-    (pb, ab): (&TargetPath, &Snapshot),
+    (pa, ba, aa): (&TargetPath, &Snapshot, &Snapshot),
+    (pb, bb, ab): (&TargetPath, &Snapshot, &Snapshot),
 ) -> std::cmp::Ordering {
-    let (ra, rb) = (aa.is_absent(), ab.is_absent());
+    let clears = |before: &Snapshot, after: &Snapshot| {
+        after.is_absent() || (before.is_dir() && before.dir_type_change(after))
+    };
+    let (ra, rb) = (clears(ba, aa), clears(bb, ab));
     ra.cmp(&rb).then_with(|| {
         if ra {
             pb.depth().cmp(&pa.depth()).then(pa.cmp(pb))

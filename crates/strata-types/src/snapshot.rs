@@ -224,6 +224,25 @@ impl Snapshot {
         matches!(self, Snapshot::Absent)
     }
 
+    /// Whether a directory stands there.
+    pub fn is_dir(&self) -> bool {
+        matches!(self, Snapshot::Dir { .. })
+    }
+
+    /// Whether turning `self` into `after` changes a directory into a file, link or FIFO,
+    /// or one of those into a directory: a *type change*, which replaces a whole tree
+    /// (docs/state.md). A file that becomes a link, or the reverse, is not one: one rename
+    /// replaces either.
+    pub fn dir_type_change(&self, after: &Snapshot) -> bool {
+        let plain = |s: &Snapshot| {
+            matches!(
+                s,
+                Snapshot::File { .. } | Snapshot::Link { .. } | Snapshot::Fifo { .. }
+            )
+        };
+        (self.is_dir() && plain(after)) || (plain(self) && after.is_dir())
+    }
+
     /// The content hash of a file.
     pub fn hash(&self) -> Option<Hash> {
         match self {

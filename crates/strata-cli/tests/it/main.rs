@@ -19,6 +19,7 @@ mod sandbox;
 mod sandbox_attacks;
 mod sensitive;
 mod submounts;
+mod typechange;
 
 use strata_test::TestEnv;
 

@@ -29,7 +29,8 @@ fn site(e: &TestEnv) {
     std::fs::create_dir_all(e.root().join("var/lib")).expect("var/lib");
 }
 
-fn script(e: &TestEnv, name: &str, body: &str) {
+/// Writes an executable script of module `app` (`set -e` first).
+pub(crate) fn script(e: &TestEnv, name: &str, body: &str) {
     let path = e.site().join("modules/app/scripts").join(name);
     strata_test::write(&path, &format!("#!/bin/sh\nset -e\n{body}\n"));
     let mut perms = std::fs::metadata(&path).expect("script").permissions();
@@ -92,7 +93,7 @@ fn predicted(before: &str, plan: &Value) -> BTreeMap<String, String> {
 
 /// Plans, applies, and checks that the apply did exactly what the plan said. Returns the
 /// plan's JSON.
-fn plan_equals_apply(e: &TestEnv) -> Value {
+pub(crate) fn plan_equals_apply(e: &TestEnv) -> Value {
     let before = e.tree();
     let plan = e.run(&["plan", "--node", "n1", "--json"]);
     assert!(
@@ -359,6 +360,47 @@ fn idempotent_scripts_plan_nothing_after_an_apply_and_their_module_going_away_un
     // And rolling back to generation 1 brings the scripts' effects back, without the site.
     e.run(&["rollback", "--to", "1"]).code(0);
     assert_eq!(e.tree(), applied);
+}
+
+/// A file or directory a script deletes comes back with every extended attribute it had
+/// when the module goes away, not only with its content, mode and owner.
+#[test]
+fn what_a_script_deletes_comes_back_with_its_extended_attributes() {
+    let e = env();
+    require_busybox_root!(e);
+    site(&e);
+    let xattr = |rel: &str, name: &str, value: &[u8]| {
+        rustix::fs::lsetxattr(
+            e.root().join(rel),
+            name,
+            value,
+            rustix::fs::XattrFlags::empty(),
+        )
+        .expect("setxattr");
+    };
+    xattr("srv/old/a", "user.kept", b"yes");
+    xattr("srv/old/sub", "user.dir", b"1");
+    let read = |rel: &str, name: &str| {
+        let mut buf = [0u8; 64];
+        rustix::fs::lgetxattr(e.root().join(rel), name, &mut buf[..])
+            .ok()
+            .map(|n| buf[..n].to_vec())
+    };
+    let original = e.tree();
+    script(&e, "10-rm.sh", "rm -rf /srv/old");
+    let plan = e.run(&["plan", "--node", "n1"]).code(2);
+    assert!(
+        plan.stdout.contains("/srv/old/a ") && plan.stdout.contains("user.kept=0x796573"),
+        "{}",
+        plan.stdout
+    );
+    e.run(&["apply", "--node", "n1"]).code(0);
+    assert!(!e.root().join("srv/old").exists());
+    e.write("nodes/n1.toml", "modules = []\n");
+    e.run(&["apply", "--node", "n1"]).code(0);
+    assert_eq!(e.tree(), original);
+    assert_eq!(read("srv/old/a", "user.kept").as_deref(), Some(&b"yes"[..]));
+    assert_eq!(read("srv/old/sub", "user.dir").as_deref(), Some(&b"1"[..]));
 }
 
 #[test]
