@@ -126,13 +126,24 @@ impl Cgroup {
         Ok(cg)
     }
 
-    /// Moves the calling process (all its threads) into the cgroup.
-    pub fn join(&self) -> Result<(), String> {
-        for procs in &self.procs {
-            crate::sys::write_all_fd(procs.as_raw_fd(), b"0")
-                .map_err(|e| format!("join the cgroup: {e}"))?;
-        }
-        Ok(())
+    /// Moves the calling process into the cgroup from a thread of its own, returned to be
+    /// waited for. Until then the process may only fork children that make system calls
+    /// and exit (they stay outside the cgroup).
+    pub fn join_in_background(
+        &self,
+    ) -> Result<std::thread::JoinHandle<Result<(), String>>, String> {
+        let fds = self
+            .procs
+            .iter()
+            .map(|f| f.try_clone().map_err(|e| format!("join the cgroup: {e}")))
+            .collect::<Result<Vec<OwnedFd>, String>>()?;
+        Ok(std::thread::spawn(move || {
+            for procs in &fds {
+                crate::sys::write_all_fd(procs.as_raw_fd(), b"0")
+                    .map_err(|e| format!("join the cgroup: {e}"))?;
+            }
+            Ok(())
+        }))
     }
 
     /// Why the kernel refused or killed something, when a limit was reached.

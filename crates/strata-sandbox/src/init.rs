@@ -16,7 +16,7 @@ use strata_fs::{Root, UserDb};
 use strata_types::{Snapshot, TargetPath};
 
 use crate::cgroup::Cgroup;
-use crate::jail::{self, Event, Job, UserNs};
+use crate::jail::{self, Event, Job, MountNs, UserNs};
 use crate::observe::{self, Fingerprints};
 use crate::outer::{dirs, own_dir};
 use crate::work::{create_private, write_private};
@@ -40,13 +40,20 @@ const PROC_READ_ONLY: &[&str] = &["sys", "sysrq-trigger", "irq", "bus", "fs"];
 
 struct Ctx<'a> {
     spec: &'a Spec,
+    /// The run's mount namespace, and the one with the download cache bound in (made when
+    /// a package program first needs it).
+    mounts: MountNs,
+    mounts_cache: Option<MountNs>,
     merged_c: CString,
+    proc: PathBuf,
     tree: Root,
     observed: Observed,
     counter: usize,
     userns: UserNs,
     filters: Vec<seccompiler::BpfProgram>,
     cgroup: Option<Cgroup>,
+    /// Init joining the cgroup, until its first program.
+    joining: Option<std::thread::JoinHandle<Result<(), String>>>,
     calls: OwnedFd,
     intercepted: Vec<String>,
     /// strata's download cache and where it is bound for package programs.
@@ -60,20 +67,17 @@ pub fn main(spec: &Spec) -> Result<i32, String> {
     // they run in another user namespace without CAP_SYS_PTRACE (see `jail`).
     sys::not_dumpable().map_err(|e| format!("prctl: {e}"))?;
     // Moving a process into a cgroup waits for an RCU grace period (milliseconds): init
-    // moves itself once, on a second thread while it mounts /proc (no fork meanwhile), and
-    // every program is then born in the cgroup.
+    // moves itself once, on a second thread while it sets up and lays the first files,
+    // and waits for it before its first program, which is then born in the cgroup.
     let cgroup = Cgroup::create(&crate::outer::run_name(spec), &spec.limits)?;
+    let joining = match &cgroup {
+        Some(c) => Some(c.join_in_background()?),
+        None => None,
+    };
     let d = dirs(spec);
     let proc = d.merged.join("proc");
-    let tree = std::thread::scope(|s| {
-        let joined = s.spawn(|| cgroup.as_ref().map_or(Ok(()), Cgroup::join));
-        let mounted =
-            mount_proc(spec, &proc).and_then(|()| Root::open(&d.merged).map_err(|e| e.to_string()));
-        joined
-            .join()
-            .map_err(|_| "join the cgroup: the thread panicked".to_string())??;
-        mounted
-    })?;
+    mount_proc(spec, &proc)?;
+    let tree = Root::open(&d.merged).map_err(|e| e.to_string())?;
     let out = spec.work.join("out");
     let userns = UserNs::create(&proc).map_err(|e| format!("user namespace: {e}"))?;
     // Read-only once the maps are written: nothing in /proc can be changed from inside,
@@ -99,14 +103,18 @@ pub fn main(spec: &Spec) -> Result<i32, String> {
     };
     let mut cx = Ctx {
         spec,
-        merged_c: CString::new(d.merged.as_os_str().as_encoded_bytes())
-            .map_err(|e| e.to_string())?,
+        mounts: MountNs::create(&proc, &cstr(&d.merged)?, None)
+            .map_err(|e| format!("mount namespace: {e}"))?,
+        mounts_cache: None,
+        merged_c: cstr(&d.merged)?,
+        proc: proc.clone(),
         tree,
         observed: Observed::default(),
         counter: 0,
         userns,
         filters: jail::filters()?,
         cgroup,
+        joining,
         calls: jail::open_fifo(&own_dir(spec).join("calls"))
             .map_err(|e| format!("open the call channel: {e}"))?,
         intercepted: crate::INTERCEPTED
@@ -547,21 +555,39 @@ impl Ctx<'_> {
             .map(|a| CString::new(a).map_err(|e| e.to_string()))
             .collect::<Result<Vec<_>, _>>()?;
         let session = stdio.stdin.is_none();
+        if cache
+            && self.mounts_cache.is_none()
+            && let Some((c, at)) = &self.cache
+        {
+            self.mounts_cache = Some(
+                MountNs::create(
+                    &self.proc,
+                    &self.merged_c,
+                    Some((c.as_c_str(), at.as_c_str())),
+                )
+                .map_err(|e| format!("mount namespace: {e}"))?,
+            );
+        }
+        let mounts = match (&self.mounts_cache, cache) {
+            (Some(m), true) => m,
+            _ => &self.mounts,
+        };
         let job = Job {
             argv,
             env,
             stdio,
             isolate_network,
             session,
-            merged: &self.merged_c,
+            mounts,
             filters: &self.filters,
-            cache: self
-                .cache
-                .as_ref()
-                .filter(|_| cache)
-                .map(|(c, at)| (c.as_c_str(), at.as_c_str())),
             systemd: self.systemd,
         };
+        if let Some(joining) = self.joining.take() {
+            // Also makes init single-threaded again before it forks a program.
+            joining
+                .join()
+                .map_err(|_| "join the cgroup: the thread panicked".to_string())??;
+        }
         let started = jail::spawn(&job, &self.userns).map_err(|e| format!("start: {e}"))?;
         let mut events = Vec::new();
         let mut calls = Vec::new();

@@ -4,8 +4,8 @@
 //! Three processes per program, all forks of the single-threaded init (so they may
 //! allocate), only the last one exec'd:
 //! - the *entry* (host root, the sandbox's PID namespace, in the run's cgroup as init is)
-//!   takes a mount namespace of its own whose root is the merged tree
-//!   (`pivot_root`, the old root detached: no `..` or `chroot` leads back), joins the
+//!   joins the run's mount namespace, whose root is the merged tree (`pivot_root`, the old
+//!   root detached: no `..` or `chroot` leads back; see [`MountNs`]), joins the
 //!   sandbox's user namespace (uid and gid 0–4294967294 mapped to themselves: file owners
 //!   work, while the kernel refuses device nodes, mounts and the host's sysctls to anyone
 //!   whose namespace is not the host's), and makes a PID (and, in a plan, network)
@@ -108,6 +108,60 @@ impl UserNs {
     }
 }
 
+/// A mount namespace whose root is the merged tree (`pivot_root`, the old root detached),
+/// made once per run and joined by every program: joining costs nothing, while making
+/// and dropping one per program costs a copy of the mount table and an RCU grace period.
+/// Programs cannot change it (it belongs to the host's user namespace).
+pub struct MountNs(OwnedFd);
+
+impl MountNs {
+    /// Makes the namespace: a child takes a copy of init's, binds `cache` (nosuid, nodev,
+    /// noexec) when given, pivots into `merged` and waits while its namespace is opened.
+    pub fn create(
+        proc: &std::path::Path,
+        merged: &CStr,
+        cache: Option<(&CStr, &CStr)>,
+    ) -> io::Result<MountNs> {
+        let (ready_r, ready_w) = sys::pipe()?;
+        let (done_r, done_w) = sys::pipe()?;
+        let (mut ready_r, mut ready_w) =
+            (std::fs::File::from(ready_r), std::fs::File::from(ready_w));
+        let mut done_r = std::fs::File::from(done_r);
+        // SAFETY: the child only makes system calls on strings made before the fork.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if pid == 0 {
+            drop(done_w);
+            let ok = sys::unshare(libc::CLONE_NEWNS).is_ok()
+                && cache.is_none_or(|(c, at)| sys::bind_private(c, at).is_ok())
+                && sys::pivot_into(merged).is_ok();
+            let _ = ready_w.write_all(if ok { b"y" } else { b"n" });
+            let mut buf = [0u8; 1];
+            let _ = done_r.read(&mut buf);
+            // SAFETY: ends the child without running the parent's destructors.
+            unsafe { libc::_exit(0) };
+        }
+        drop(ready_w);
+        drop(done_r);
+        let result = (|| {
+            let mut buf = [0u8; 1];
+            ready_r.read_exact(&mut buf)?;
+            if &buf != b"y" {
+                return Err(io::Error::other(
+                    "cannot make the sandbox's mount namespace",
+                ));
+            }
+            let ns = std::fs::File::open(proc.join(format!("{pid}/ns/mnt")))?;
+            Ok(MountNs(ns.into()))
+        })();
+        drop(done_w);
+        sys::wait_quiet(pid);
+        result
+    }
+}
+
 /// Where a program's standard streams go.
 pub struct Stdio {
     /// Standard input; `None`: `/dev/null` inside.
@@ -130,13 +184,10 @@ pub struct Job<'a> {
     pub isolate_network: bool,
     /// A session of its own (not for an interactive shell, which keeps the terminal).
     pub session: bool,
-    /// The merged tree, which becomes `/`.
-    pub merged: &'a CStr,
+    /// The mount namespace it joins (its root is the merged tree).
+    pub mounts: &'a MountNs,
     /// The seccomp filters, applied in order.
     pub filters: &'a [BpfProgram],
-    /// strata's download cache and where to bind it (host paths), for strata's own
-    /// package programs only.
-    pub cache: Option<(&'a CStr, &'a CStr)>,
     /// The target's init is systemd (which signals ask it to stop).
     pub systemd: bool,
 }
@@ -241,11 +292,12 @@ fn step<T>(what: &str, r: io::Result<T>) -> io::Result<T> {
 /// The entry: namespaces, then the reaper; returns the exit code of the entry.
 fn entry(job: &Job<'_>, ns: &UserNs, events: &OwnedFd) -> io::Result<i32> {
     step("parent-death signal", sys::die_with_parent())?;
-    step("mount namespace", sys::unshare(libc::CLONE_NEWNS))?;
-    if let Some((cache, at)) = job.cache {
-        step("bind the download cache", sys::bind_private(cache, at))?;
-    }
-    step("enter the tree", sys::pivot_into(job.merged))?;
+    // Joining a mount namespace sets the root and the working directory to its root.
+    step(
+        "enter the tree",
+        sys::setns(job.mounts.0.as_raw_fd(), libc::CLONE_NEWNS),
+    )?;
+    step("enter the tree", sys::chdir_root())?;
     step(
         "user namespace",
         sys::setns(ns.0.as_raw_fd(), libc::CLONE_NEWUSER),

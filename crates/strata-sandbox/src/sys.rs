@@ -102,6 +102,12 @@ pub fn bind_private(src: &CStr, target: &CStr) -> io::Result<()> {
     }
 }
 
+/// `chdir("/")`, allocation-free.
+pub fn chdir_root() -> io::Result<()> {
+    // SAFETY: chdir with a static NUL-terminated string.
+    check(unsafe { libc::chdir(c"/".as_ptr()) })
+}
+
 /// A pipe, both ends close-on-exec.
 pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
