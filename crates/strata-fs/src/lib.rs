@@ -1,9 +1,9 @@
 //! The one place that touches the file system. Two halves:
 //!
-//! - [`Root`]: a target root opened once, where every path is resolved as if chrooted
-//!   (`openat2` with `RESOLVE_IN_ROOT`), so no symlink in the target ever leads a read or
-//!   a write outside it, and a symlink standing at a managed path is replaced, never
-//!   followed.
+//! - [`Root`]: a target root opened once, where every path is resolved as if chrooted,
+//!   one component at a time (`walk`), so no symlink in the target ever leads a read or
+//!   a write outside it, nor from what one user owns to what another owns, and a symlink
+//!   standing at a managed path is replaced, never followed.
 //! - plain helpers for reading a site tree (which is the user's own directory).
 //!
 //! Every error carries the path and the operation that failed.
@@ -16,6 +16,7 @@ mod root;
 mod site;
 mod stamp;
 mod users;
+mod walk;
 
 pub use error::{FsError, Result};
 pub use lock::{Lock, LockError};
@@ -30,3 +31,4 @@ pub use stamp::{
     RecordReader, Records, Stamp, Stamps, StatKey, parse_stamps, read_map, write_stamps,
 };
 pub use users::{PENDING, UserDb};
+pub use walk::unsafe_transition;

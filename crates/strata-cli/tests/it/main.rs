@@ -10,6 +10,7 @@ mod escapes;
 mod failpoints;
 mod full_disk;
 mod hardware;
+mod paths;
 mod plan;
 mod resources;
 mod sandbox;

@@ -1,0 +1,196 @@
+//! Paths an attacker shapes (issue 17, item 1): a link from a user's directory into
+//! root's files.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use strata_test::{TestEnv, require_root};
+
+use crate::env;
+
+fn chown(path: &Path, id: u32) {
+    std::os::unix::fs::lchown(path, Some(id), Some(id)).expect("lchown");
+}
+
+/// (uid, gid, mode) of what stands at `path`, not followed.
+fn owner_mode(path: &Path) -> (u32, u32, u32) {
+    let md = std::fs::symlink_metadata(path).expect("lstat");
+    (md.uid(), md.gid(), md.mode() & 0o7777)
+}
+
+fn site(e: &TestEnv, module: &str, toml: &str) {
+    e.write("strata.toml", "[site]\nname = \"t\"\n")
+        .write("nodes/n1.toml", &format!("modules = [\"{module}\"]\n"))
+        .write(&format!("modules/{module}/module.toml"), toml);
+}
+
+/// A site giving alice her `authorized_keys` (0600, hers), and a target where root has
+/// its own and alice (uid 1000) owns `/home/alice`.
+fn alice(e: &TestEnv) {
+    site(
+        e,
+        "ssh",
+        "[[file]]\npath = \"/home/alice/.ssh/authorized_keys\"\nmode = \"0600\"\n\
+         owner = \"alice\"\ngroup = \"alice\"\n",
+    );
+    e.write(
+        "modules/ssh/files/home/alice/.ssh/authorized_keys",
+        "alice key\n",
+    )
+    .write_root(
+        "etc/passwd",
+        "root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1000::/home/alice:/bin/sh\n",
+        0o644,
+    )
+    .write_root("etc/group", "root:x:0:\nalice:x:1000:\n", 0o644)
+    .write_root("root/.ssh/authorized_keys", "root key\n", 0o600);
+    std::fs::create_dir_all(e.root().join("home/alice")).expect("home");
+    chown(&e.root().join("home/alice"), 1000);
+}
+
+/// Root's key: its content, owner and mode as they were, and nothing beside it.
+fn roots_key_is_untouched(e: &TestEnv) {
+    let keys = e.root().join("root/.ssh/authorized_keys");
+    assert_eq!(std::fs::read_to_string(&keys).unwrap(), "root key\n");
+    assert_eq!(owner_mode(&keys), (0, 0, 0o600), "root's key was chowned");
+    assert_eq!(owner_mode(&e.root().join("root/.ssh")).0, 0);
+    assert_eq!(
+        std::fs::read_dir(e.root().join("root/.ssh"))
+            .unwrap()
+            .count(),
+        1
+    );
+}
+
+/// Issue 17, item 1: alice replaced `.ssh` in her home with a link to `/root/.ssh`. Plan
+/// and apply refuse, naming the link, where it leads and both owners; root's key never
+/// shows in a plan, is never written, never chowned. Once `.ssh` is alice's own
+/// directory, the apply goes through.
+#[test]
+fn a_users_link_into_roots_ssh_is_refused_by_plan_and_apply() {
+    require_root!();
+    for (target, want) in [
+        (
+            "/root/.ssh",
+            "cannot open directory [ROOT]/home/alice/.ssh: unsafe path transition from \
+             /home/alice/.ssh (a link to /root/.ssh, owned by alice, uid 1000) to / (owned by \
+             root, uid 0)",
+        ),
+        (
+            "../../root/.ssh",
+            "unsafe path transition from /home/alice (owned by alice, uid 1000) to /home \
+             (owned by root, uid 0), following the link /home/alice/.ssh -> ../../root/.ssh",
+        ),
+    ] {
+        let e = env();
+        alice(&e);
+        let link = e.root().join("home/alice/.ssh");
+        std::os::unix::fs::symlink(target, &link).expect("symlink");
+        chown(&link, 1000);
+        let before = e.tree();
+        for verb in ["plan", "apply"] {
+            let run = e.run(&[verb, "--node", "n1"]).code(1);
+            assert!(
+                run.stderr.contains(want),
+                "{verb} {target}:\n{}",
+                run.stderr
+            );
+            assert!(
+                !run.stdout.contains("root key") && !run.stderr.contains("root key"),
+                "{verb} showed root's key:\n{}",
+                run.stdout
+            );
+            roots_key_is_untouched(&e);
+            assert_eq!(e.tree(), before, "{verb} changed the target");
+        }
+
+        // Alice makes it a directory of her own: now it is hers to get.
+        std::fs::remove_file(&link).unwrap();
+        std::fs::create_dir(&link).unwrap();
+        chown(&link, 1000);
+        e.run(&["apply", "--node", "n1"]).code(0);
+        let keys = link.join("authorized_keys");
+        assert_eq!(std::fs::read_to_string(&keys).unwrap(), "alice key\n");
+        assert_eq!(owner_mode(&keys), (1000, 1000, 0o600));
+        roots_key_is_untouched(&e);
+        e.run(&["plan", "--node", "n1"]).code(0);
+    }
+}
+
+/// A missing `.ssh` that strata makes in alice's home is hers (owner and group of the
+/// directory it is made in), so that the path stays one strata follows; the next plan
+/// reads it back and has nothing to do.
+#[test]
+fn a_directory_strata_makes_in_a_users_home_is_that_users() {
+    require_root!();
+    let e = env();
+    alice(&e);
+    let run = e.run(&["apply", "--node", "n1"]).code(0);
+    let line = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("create    /home/alice/.ssh "))
+        .expect("a line for .ssh");
+    assert!(line.ends_with("dir 0755 alice:alice"), "{line}");
+    assert_eq!(
+        owner_mode(&e.root().join("home/alice/.ssh")),
+        (1000, 1000, 0o755)
+    );
+    let keys = e.root().join("home/alice/.ssh/authorized_keys");
+    assert_eq!(std::fs::read_to_string(&keys).unwrap(), "alice key\n");
+    assert_eq!(owner_mode(&keys), (1000, 1000, 0o600));
+    e.run(&["plan", "--node", "n1"]).code(0);
+    roots_key_is_untouched(&e);
+}
+
+/// A site that would put a directory of root's inside alice's home, with a file below it,
+/// is refused by the plan before anything is written: the next plan could not follow that
+/// path.
+#[test]
+fn a_directory_declared_for_another_owner_in_a_users_home_is_refused() {
+    require_root!();
+    let e = env();
+    alice(&e);
+    e.write(
+        "modules/ssh/module.toml",
+        "[[dir]]\npath = \"/home/alice/.ssh\"\nowner = \"root\"\n",
+    );
+    let before = e.tree();
+    for verb in ["plan", "apply"] {
+        let run = e.run(&[verb, "--node", "n1"]).code(1);
+        assert!(
+            run.stderr.contains(
+                "/home/alice/.ssh: would be owned by root, uid 0 inside /home/alice, owned by \
+                 alice, uid 1000: strata does not follow"
+            ),
+            "{verb}:\n{}",
+            run.stderr
+        );
+        assert_eq!(e.tree(), before, "{verb} changed the target");
+    }
+}
+
+/// Debian's `/bin -> usr/bin` (root's link in root's directory), relative or absolute, is
+/// followed as before: a file declared under `/bin` lands in `/usr/bin`.
+#[test]
+fn debian_style_bin_and_sbin_links_are_followed() {
+    let e = env();
+    site(&e, "tools", "");
+    e.write("modules/tools/files/bin/hello", "hello\n")
+        .write("modules/tools/files/sbin/admin", "admin\n");
+    std::fs::create_dir_all(e.root().join("usr/bin")).unwrap();
+    std::fs::create_dir_all(e.root().join("usr/sbin")).unwrap();
+    std::os::unix::fs::symlink("usr/bin", e.root().join("bin")).unwrap();
+    std::os::unix::fs::symlink("/usr/sbin", e.root().join("sbin")).unwrap();
+    e.run(&["plan", "--node", "n1"]).code(2);
+    e.run(&["apply", "--node", "n1"]).code(0);
+    let read = |rel: &str| std::fs::read_to_string(e.root().join(rel)).unwrap();
+    assert_eq!(read("usr/bin/hello"), "hello\n");
+    assert_eq!(read("usr/sbin/admin"), "admin\n");
+    assert!(
+        std::fs::symlink_metadata(e.root().join("bin"))
+            .unwrap()
+            .is_symlink()
+    );
+    e.run(&["plan", "--node", "n1"]).code(0);
+}
