@@ -818,33 +818,55 @@ impl Root {
     }
 
     /// Opens `dir` and frees `name` in it (unlinking what stands there, never following
-    /// it); then `make` creates the new entry, which gets this owner.
+    /// it); then `make` creates the new entry, which is opened (never followed) with
+    /// `flags` and checked to be of the `kind` made: its owner and mode are set through
+    /// that handle, never through its path again.
     fn replace_in(
         &self,
-        dir: &TargetPath,
-        name: &str,
-        (what, uid, gid): (&'static str, u32, u32),
-        make: impl FnOnce(&OwnedFd) -> std::result::Result<(), Errno>,
-    ) -> Result<(Rc<OwnedFd>, TargetPath)> {
+        (dir, name): (&TargetPath, &str),
+        (what, kind, flags): (&'static str, FileType, OFlags),
+        make: impl FnOnce(&OwnedFd, &std::ffi::OsStr) -> std::result::Result<(), Errno>,
+    ) -> Result<(OwnedFd, TargetPath)> {
         let path = dir
             .join(name)
             .map_err(|e| FsError::new(what, self.path.join(name), std::io::Error::other(e)))?;
         let dirfd = self.dir_or_err(dir)?;
         self.forget_dir(dir, name);
-        match unlinkat(&*dirfd, name, AtFlags::empty()) {
+        let name = os(name);
+        match unlinkat(&*dirfd, &*name, AtFlags::empty()) {
             Ok(()) | Err(Errno::NOENT) => {}
             Err(e) => return Err(self.err("remove", &path, e)),
         }
-        make(&dirfd).map_err(|e| self.err(what, &path, e))?;
-        rustix::fs::chownat(
+        make(&dirfd, &name).map_err(|e| self.err(what, &path, e))?;
+        let fd = rustix::fs::openat(
             &*dirfd,
-            name,
+            &*name,
+            flags | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| self.err("open", &path, e))?;
+        let st = fstat(&fd).map_err(|e| self.err("stat", &path, e))?;
+        if FileType::from_raw_mode(st.st_mode) != kind {
+            // Replaced between its making and its opening: by someone else.
+            return Err(self.err(what, &path, Errno::EXIST));
+        }
+        Ok((fd, path))
+    }
+
+    /// Gives the link that `fd` (opened `O_PATH | O_NOFOLLOW`) is this owner.
+    fn chown_link(&self, fd: &OwnedFd, p: &TargetPath, (uid, gid): (u32, u32)) -> Result<()> {
+        let st = fstat(fd).map_err(|e| self.err("stat", p, e))?;
+        if (st.st_uid, st.st_gid) == (uid, gid) {
+            return Ok(());
+        }
+        rustix::fs::chownat(
+            fd,
+            "",
             Some(Uid::from_raw(uid)),
             Some(Gid::from_raw(gid)),
-            AtFlags::SYMLINK_NOFOLLOW,
+            AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
         )
-        .map_err(|e| self.err("change owner of", &path, e))?;
-        Ok((dirfd, path))
+        .map_err(|e| self.err("change owner of", p, e))
     }
 
     /// Creates a symlink `name` in `dir` pointing at `target`, replacing one already there.
@@ -856,10 +878,12 @@ impl Root {
         uid: u32,
         gid: u32,
     ) -> Result<()> {
-        self.replace_in(dir, name, ("create link", uid, gid), |d| {
-            symlinkat(target, d, name)
-        })?;
-        Ok(())
+        let (fd, path) = self.replace_in(
+            (dir, name),
+            ("create link", FileType::Symlink, OFlags::PATH),
+            |d, name| symlinkat(target, d, name),
+        )?;
+        self.chown_link(&fd, &path, (uid, gid))
     }
 
     /// Creates a FIFO `name` in `dir` with this mode and owner, replacing what is there
@@ -870,11 +894,19 @@ impl Root {
         name: &str,
         (mode, uid, gid): (u32, u32, u32),
     ) -> Result<()> {
-        let (dirfd, path) = self.replace_in(dir, name, ("make fifo", uid, gid), |d| {
-            rustix::fs::mkfifoat(d, name, Mode::from_raw_mode(0o600))
-        })?;
-        rustix::fs::chmodat(&*dirfd, name, Mode::from_raw_mode(mode), AtFlags::empty())
-            .map_err(|e| self.err("change mode of", &path, e))
+        // Opened for reading without waiting for a writer, so that its owner and mode are
+        // set through the handle.
+        let (fd, path) = self.replace_in(
+            (dir, name),
+            (
+                "make fifo",
+                FileType::Fifo,
+                OFlags::RDONLY | OFlags::NONBLOCK,
+            ),
+            |d, name| rustix::fs::mkfifoat(d, name, Mode::from_raw_mode(0o600)),
+        )?;
+        self.set_fd_meta(&fd, &|| path.clone(), (mode, uid, gid))
+            .map(drop)
     }
 
     /// Renames `from` to `to`, both in directory `dir` (atomic; replaces what `to` was,
@@ -884,11 +916,12 @@ impl Root {
         self.forget_dir(dir, from);
         self.forget_dir(dir, to);
         let path = dir.join(to).unwrap_or_else(|_| dir.clone());
-        renameat(&*dirfd, from, &*dirfd, to).map_err(|e| self.err("rename into", &path, e))
+        renameat(&*dirfd, &*os(from), &*dirfd, &*os(to))
+            .map_err(|e| self.err("rename into", &path, e))
     }
 
     /// Sets mode (files and directories) and owner of what stands at `p`, never following
-    /// a link there.
+    /// a link there: through a handle on it, never through its path.
     pub fn set_meta(&self, p: &TargetPath, mode: Option<u32>, uid: u32, gid: u32) -> Result<()> {
         match mode {
             Some(mode) => {
@@ -899,15 +932,10 @@ impl Root {
                     .map(drop)
             }
             None => {
-                let parent = self.parent(p)?;
-                rustix::fs::chownat(
-                    &parent,
-                    p.file_name(),
-                    Some(Uid::from_raw(uid)),
-                    Some(Gid::from_raw(gid)),
-                    AtFlags::SYMLINK_NOFOLLOW,
-                )
-                .map_err(|e| self.err("change owner of", p, e))
+                let fd = self
+                    .open_raw(p, OFlags::PATH | OFlags::NOFOLLOW)
+                    .map_err(|e| self.walk_err("open", p, e))?;
+                self.chown_link(&fd, p, (uid, gid))
             }
         }
     }
@@ -1417,6 +1445,31 @@ mod tests {
                 "{e}"
             );
         }
+        roots_key_is_untouched(&t);
+    }
+
+    /// Owners and modes of links and FIFOs are set through a handle on what strata made,
+    /// never through a path that could lead elsewhere: what a link points to keeps its own.
+    #[test]
+    fn links_and_fifos_get_their_owner_and_mode_through_a_handle() {
+        use std::os::unix::fs::MetadataExt;
+        if !can_chown() {
+            return;
+        }
+        let t = alice_and_root();
+        let root = Root::open(t.path()).unwrap();
+        root.symlink_in(&p("/"), "l", "/root/.ssh/authorized_keys", 1000, 1000)
+            .unwrap();
+        root.set_meta(&p("/l"), None, 1000, 0).unwrap();
+        root.fifo_in(&p("/"), "f", (0o640, 1000, 1000)).unwrap();
+        let link = std::fs::symlink_metadata(t.path().join("l")).unwrap();
+        assert_eq!((link.uid(), link.gid()), (1000, 0));
+        let fifo = std::fs::symlink_metadata(t.path().join("f")).unwrap();
+        assert!(std::os::unix::fs::FileTypeExt::is_fifo(&fifo.file_type()));
+        assert_eq!(
+            (fifo.uid(), fifo.gid(), fifo.mode() & 0o7777),
+            (1000, 1000, 0o640)
+        );
         roots_key_is_untouched(&t);
     }
 
