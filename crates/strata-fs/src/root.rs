@@ -636,7 +636,8 @@ impl Root {
         let mut out = Vec::new();
         for entry in Dir::new(fd).map_err(|e| self.err("list", p, e))? {
             let entry = entry.map_err(|e| self.err("list", p, e))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
+            // A name that is not UTF-8 in the form a path keeps it (see TargetPath).
+            let name = TargetPath::name_from_bytes(entry.file_name().to_bytes()).into_owned();
             if name == "." || name == ".." {
                 continue;
             }
@@ -1471,6 +1472,39 @@ mod tests {
             (1000, 1000, 0o640)
         );
         roots_key_is_untouched(&t);
+    }
+
+    /// A name that is not UTF-8 is listed in the form a path keeps it, and can be
+    /// inspected, written and removed under that name.
+    #[test]
+    fn a_name_that_is_not_utf8_is_listed_and_can_be_removed() {
+        use std::os::unix::ffi::OsStrExt;
+        let t = tempfile::tempdir().unwrap();
+        let raw = std::ffi::OsStr::from_bytes(b"bad\xffname");
+        std::fs::create_dir(t.path().join("d")).unwrap();
+        std::fs::write(t.path().join("d").join(raw), "x").unwrap();
+        let root = Root::open(t.path()).unwrap();
+        let listed = root.list(&p("/d")).unwrap();
+        assert_eq!(listed, [("bad\0ffname".to_string(), DirEntryKind::File)]);
+        let child = p("/d").join(&listed[0].0).unwrap();
+        assert!(matches!(
+            root.inspect(&child).unwrap(),
+            Snapshot::File { size: 1, .. }
+        ));
+        root.write_file_in(&p("/d"), "new\0fe", b"y", (0o644, 0, 0))
+            .unwrap();
+        assert_eq!(
+            std::fs::read(
+                t.path()
+                    .join("d")
+                    .join(std::ffi::OsStr::from_bytes(b"new\xfe"))
+            )
+            .unwrap(),
+            b"y"
+        );
+        root.remove(&child).unwrap();
+        root.remove(&p("/d/new\0fe")).unwrap();
+        assert_eq!(std::fs::read_dir(t.path().join("d")).unwrap().count(), 0);
     }
 
     /// A directory found missing is looked for again once it has been created.

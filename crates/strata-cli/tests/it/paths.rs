@@ -1,7 +1,8 @@
-//! Paths an attacker shapes (issue 17, item 1): a link from a user's directory into
-//! root's files.
+//! Paths an attacker shapes (issue 17, items 1 and 5b): a link from a user's directory
+//! into root's files, and names that are not UTF-8.
 
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use strata_test::{TestEnv, require_root};
@@ -193,4 +194,46 @@ fn debian_style_bin_and_sbin_links_are_followed() {
             .is_symlink()
     );
     e.run(&["plan", "--node", "n1"]).code(0);
+}
+
+/// Issue 17, item 5b: a name that is not UTF-8 in a purged directory is listed (escaped),
+/// removed, and comes back byte for byte when the purge goes.
+#[test]
+fn a_name_that_is_not_utf8_in_a_purged_directory_is_removed_and_shown_escaped() {
+    let e = env();
+    site(&e, "app", "[[dir]]\npath = \"/etc/app.d\"\npurge = true\n");
+    e.write("modules/app/files/etc/app.d/ours.conf", "ours\n");
+    let dir = e.root().join("etc/app.d");
+    std::fs::create_dir_all(&dir).unwrap();
+    let raw = std::ffi::OsStr::from_bytes(b"old\xff\x1b.conf");
+    std::fs::write(dir.join(raw), "stray\n").unwrap();
+    std::fs::set_permissions(dir.join(raw), std::fs::Permissions::from_mode(0o640)).unwrap();
+
+    let plan = e.run(&["plan", "--node", "n1"]).code(2);
+    assert!(
+        plan.stdout
+            .contains("remove    /etc/app.d/old\\xff\\u{1b}.conf  file 0640"),
+        "{}",
+        plan.stdout
+    );
+    let json = e.run(&["plan", "--node", "n1", "--json"]).code(2);
+    assert!(
+        json.stdout
+            .contains("\"/etc/app.d/old\\u0000ff\\u001b.conf\""),
+        "{}",
+        json.stdout
+    );
+    e.run(&["apply", "--node", "n1"]).code(0);
+    let names: Vec<Vec<u8>> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|d| d.unwrap().file_name().as_bytes().to_vec())
+        .collect();
+    assert_eq!(names, [b"ours.conf".to_vec()]);
+    e.run(&["plan", "--node", "n1"]).code(0);
+
+    // Without the purge it comes back, name, content and mode.
+    e.write("modules/app/module.toml", "");
+    e.run(&["apply", "--node", "n1"]).code(0);
+    assert_eq!(std::fs::read(dir.join(raw)).unwrap(), b"stray\n");
+    assert_eq!(owner_mode(&dir.join(raw)).2, 0o640);
 }
