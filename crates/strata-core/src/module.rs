@@ -52,8 +52,8 @@ pub(crate) struct ModuleToml {
 pub(crate) struct FileDecl {
     pub path: Spanned<String>,
     pub mode: Option<Spanned<String>>,
-    pub owner: Option<String>,
-    pub group: Option<String>,
+    pub owner: Option<Spanned<String>>,
+    pub group: Option<Spanned<String>>,
     pub replace: Option<bool>,
 }
 
@@ -63,8 +63,8 @@ pub(crate) struct FileDecl {
 pub(crate) struct DirDecl {
     pub path: Spanned<String>,
     pub mode: Option<Spanned<String>>,
-    pub owner: Option<String>,
-    pub group: Option<String>,
+    pub owner: Option<Spanned<String>>,
+    pub group: Option<Spanned<String>>,
     pub purge: Option<Spanned<bool>>,
     #[serde(default)]
     pub keep: Vec<String>,

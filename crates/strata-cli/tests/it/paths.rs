@@ -1,5 +1,6 @@
-//! Paths an attacker shapes (issue 17, items 1 and 5b): a link from a user's directory
-//! into root's files, and names that are not UTF-8.
+//! Paths an attacker shapes (issue 17, items 1, 5a and 5b): a link from a user's
+//! directory into root's files, owners that chown cannot give, and names that are not
+//! UTF-8.
 
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -194,6 +195,51 @@ fn debian_style_bin_and_sbin_links_are_followed() {
             .is_symlink()
     );
     e.run(&["plan", "--node", "n1"]).code(0);
+}
+
+/// Issue 17, item 5a: 4294967295 is `(uid_t)-1`, which chown takes as "leave unchanged":
+/// the file would never get it and drift for ever. It is refused with its line, as owner
+/// or group, in `[[file]]`, `[[dir]]` and `[[download]]` (and as a `[[user]]`'s uid), and
+/// nothing is written.
+#[test]
+fn an_owner_or_group_of_minus_one_is_refused_with_its_line() {
+    for (toml, want) in [
+        (
+            "[[file]]\npath = \"/etc/app.conf\"\nowner = \"4294967295\"\n",
+            "modules/app/module.toml:3:9: owner `4294967295` is the id -1, which chown takes \
+             as \"leave unchanged\"",
+        ),
+        (
+            "\n[[dir]]\npath = \"/etc/app\"\ngroup = \"4294967295\"\n",
+            "modules/app/module.toml:4:9: group `4294967295` is the id -1",
+        ),
+        (
+            "[[download]]\nurl = \"http://127.0.0.1:9/x\"\nsha256 = \"\
+             0000000000000000000000000000000000000000000000000000000000000000\"\n\
+             path = \"/opt/x\"\nowner = \"4294967295\"\n",
+            "modules/app/module.toml:1:1: [[download]] /opt/x: owner `4294967295` is the id -1",
+        ),
+        (
+            "[[user]]\nname = \"bob\"\nuid = 4294967295\n",
+            "modules/app/module.toml:1:1: uid `4294967295` is the id -1",
+        ),
+        (
+            "[[file]]\npath = \"/etc/app.conf\"\nowner = \"4294901760\"\n",
+            "modules/app/module.toml:3:9: owner `4294901760`: ids from 4294901760 up are \
+             reserved",
+        ),
+    ] {
+        let e = env();
+        site(&e, "app", toml);
+        e.write("modules/app/files/etc/app.conf", "x\n");
+        let check = e.run(&["check"]).code(1);
+        assert!(check.stderr.contains(want), "{}", check.stderr);
+        for verb in ["plan", "apply"] {
+            let run = e.run(&[verb, "--node", "n1"]).code(1);
+            assert!(run.stderr.contains(want), "{verb}:\n{}", run.stderr);
+            assert_eq!(e.tree(), "", "{verb} wrote to the target");
+        }
+    }
 }
 
 /// Issue 17, item 5b: a name that is not UTF-8 in a purged directory is listed (escaped),
