@@ -428,7 +428,7 @@ pub fn compile(site: &Site, node: &str, opts: &CompileOptions) -> Result<Catalog
     let mut errors: Vec<SiteError> = Vec::new();
     let mut runs = Vec::new();
     for m in &modules {
-        match m.run() {
+        match m.run(site) {
             Ok(r) => runs.push(r),
             Err(e) => errors.extend(e),
         }
@@ -1018,6 +1018,7 @@ impl Builder<'_> {
                 } else {
                     m.dir.join(base).join(sub)
                 };
+                self.site.inside(&dir)?;
                 let dir_rel = self.site.rel(&dir);
                 for f in strata_fs::walk_files(&dir)? {
                     let rel = strata_fs::join_rel(&dir_rel, &f.rel);

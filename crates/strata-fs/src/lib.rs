@@ -23,9 +23,9 @@ pub use lock::{Lock, LockError};
 pub use meter::{Meter, background_thread};
 pub use root::{DirEntryKind, Expected, Flusher, Root, managed_xattr};
 pub use site::{
-    SiteFile, create_dir_all, exists, fs_now, is_dir, join_rel, list_dir, read, read_link,
-    read_sized_file, read_to_string, read_with_key, self_io, stat_key, walk_files, write_atomic,
-    write_new,
+    SiteFile, canonical, create_dir_all, exists, fs_now, is_dir, is_link, join_rel, list_dir, read,
+    read_link, read_sized_file, read_to_string, read_with_key, self_io, stat_key, walk_files,
+    write_atomic, write_new,
 };
 pub use stamp::{
     RecordReader, Records, Stamp, Stamps, StatKey, parse_stamps, read_map, write_stamps,

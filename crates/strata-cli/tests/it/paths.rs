@@ -1,6 +1,6 @@
-//! Paths an attacker shapes (issue 17, items 1, 5a and 5b): a link from a user's
-//! directory into root's files, owners that chown cannot give, and names that are not
-//! UTF-8.
+//! Paths an attacker shapes (issue 17, items 1 and 5): a link from a user's directory
+//! into root's files, owners that chown cannot give, names that are not UTF-8, and site
+//! links that lead out of the site.
 
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -282,4 +282,48 @@ fn a_name_that_is_not_utf8_in_a_purged_directory_is_removed_and_shown_escaped() 
     e.run(&["apply", "--node", "n1"]).code(0);
     assert_eq!(std::fs::read(dir.join(raw)).unwrap(), b"stray\n");
     assert_eq!(owner_mode(&dir.join(raw)).2, 0o640);
+}
+
+/// Issue 17, item 5c: a module's `files/`, `templates/`, `scripts/` or a script that is a
+/// link leading out of the site is refused by `check`, `plan` and `apply`, naming the
+/// link; nothing of the host file shows. A link that stays inside the site is followed.
+#[test]
+fn a_module_link_out_of_the_site_is_refused_by_name() {
+    let host = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(host.path().join("etc")).unwrap();
+    std::fs::write(host.path().join("etc/secret"), "host secret\n").unwrap();
+    std::fs::write(host.path().join("run.sh"), "#!/bin/sh\necho host secret\n").unwrap();
+    let h = host.path().display().to_string();
+    for (link, target) in [
+        ("modules/app/files", h.clone()),
+        ("modules/app/templates", h.clone()),
+        ("modules/app/scripts", h.clone()),
+        ("modules/app/scripts/10-run", format!("{h}/run.sh")),
+    ] {
+        let e = env();
+        site(&e, "app", "");
+        let at = e.site().join(link);
+        std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(&target, &at).unwrap();
+        let want = format!("{link}: a link to {target}, which leads out of the site");
+        let check = e.run(&["check"]).code(1);
+        assert!(check.stderr.contains(&want), "{link}:\n{}", check.stderr);
+        for verb in ["plan", "apply"] {
+            let run = e.run(&[verb, "--node", "n1"]).code(1);
+            assert!(run.stderr.contains(&want), "{verb} {link}:\n{}", run.stderr);
+            assert!(!run.stdout.contains("host secret"), "{}", run.stdout);
+            assert_eq!(e.tree(), "", "{verb} wrote to the target");
+        }
+    }
+
+    // Inside the site: a version sharing another's files.
+    let e = env();
+    site(&e, "app", "");
+    e.write("shared/files/etc/shared.conf", "shared\n");
+    std::os::unix::fs::symlink("../../shared/files", e.site().join("modules/app/files")).unwrap();
+    e.run(&["apply", "--node", "n1"]).code(0);
+    assert_eq!(
+        std::fs::read_to_string(e.root().join("etc/shared.conf")).unwrap(),
+        "shared\n"
+    );
 }
