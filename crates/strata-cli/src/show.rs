@@ -71,7 +71,7 @@ pub fn changes_text(p: &Printer, o: &Pending<'_>, w: &mut dyn Write) -> std::io:
         .changes
         .iter()
         .filter(shown)
-        .map(|c| clean(c.path.as_str()).chars().count())
+        .map(|c| clean(&c.path.shown()).chars().count())
         .max()
         .unwrap_or(0)
         .min(40);
@@ -84,7 +84,7 @@ pub fn changes_text(p: &Printer, o: &Pending<'_>, w: &mut dyn Write) -> std::io:
             .unwrap_or_default();
         out.push_str(&format!(
             "{action} {:<width$}  {}{}\n",
-            clean(c.path.as_str()),
+            clean(&c.path.shown()),
             clean(&describe(o, c)),
             p.paint(Style::Dim, &module)
         ));

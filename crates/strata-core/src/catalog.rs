@@ -430,7 +430,7 @@ pub fn compile(site: &Site, node: &str, opts: &CompileOptions) -> Result<Catalog
     let mut errors: Vec<SiteError> = Vec::new();
     let mut runs = Vec::new();
     for m in &modules {
-        match m.run() {
+        match m.run(site) {
             Ok(r) => runs.push(r),
             Err(e) => errors.extend(e),
         }
@@ -1020,6 +1020,7 @@ impl Builder<'_> {
                 } else {
                     m.dir.join(base).join(sub)
                 };
+                self.site.inside(&dir)?;
                 let dir_rel = self.site.rel(&dir);
                 for f in strata_fs::walk_files(&dir)? {
                     let rel = strata_fs::join_rel(&dir_rel, &f.rel);
@@ -1101,19 +1102,45 @@ impl Builder<'_> {
                     continue;
                 }
             };
+            let (Some(owner), Some(group)) = (
+                self.owner(m, "owner", &d.owner),
+                self.owner(m, "group", &d.group),
+            ) else {
+                continue;
+            };
             out.push((
                 glob,
                 Decl {
                     pattern: pattern.clone(),
                     offset: d.path.span().start,
                     mode,
-                    owner: d.owner.clone(),
-                    group: d.group.clone(),
+                    owner,
+                    group,
                     replace: d.replace,
                 },
             ));
         }
         out
+    }
+
+    /// A declared owner or group (`what`), refused with its line when it is an id chown
+    /// cannot give (see [`crate::resources::bad_id`]): `None` then.
+    fn owner(
+        &mut self,
+        m: &Module,
+        what: &str,
+        value: &Option<toml::Spanned<String>>,
+    ) -> Option<Option<String>> {
+        let Some(v) = value else {
+            return Some(None);
+        };
+        match crate::resources::bad_id(what, v.get_ref()) {
+            Some(msg) => {
+                self.errors.push(m.toml.error_at(v.span().start, msg));
+                None
+            }
+            None => Some(Some(v.get_ref().clone())),
+        }
     }
 
     fn dirs_and_links(&mut self, m: &Module, id: &str) {
@@ -1135,6 +1162,12 @@ impl Builder<'_> {
                     );
                     continue;
                 }
+            };
+            let (Some(owner), Some(group)) = (
+                self.owner(m, "owner", &d.owner),
+                self.owner(m, "group", &d.group),
+            ) else {
+                continue;
             };
             let line = m.toml.line(d.path.span().start);
             if d.purge.as_ref().is_some_and(|p| *p.get_ref()) {
@@ -1167,7 +1200,7 @@ impl Builder<'_> {
             self.add(Resource::declared(
                 path,
                 ResourceKind::Dir,
-                (mode, &d.owner, &d.group),
+                (mode, &owner, &group),
                 id,
                 format!("{}:{line}", m.toml.rel),
             ));
@@ -1206,6 +1239,14 @@ impl Builder<'_> {
                     continue;
                 }
             };
+            let ids = [("owner", &d.owner), ("group", &d.group)];
+            if let Some(msg) = ids
+                .iter()
+                .find_map(|(what, v)| crate::resources::bad_id(what, v.as_deref()?))
+            {
+                fail(format!("[[download]] {path}: {msg}"));
+                continue;
+            }
             self.add(Resource::declared(
                 path,
                 ResourceKind::Download {

@@ -52,8 +52,8 @@ pub(crate) struct ModuleToml {
 pub(crate) struct FileDecl {
     pub path: Spanned<String>,
     pub mode: Option<Spanned<String>>,
-    pub owner: Option<String>,
-    pub group: Option<String>,
+    pub owner: Option<Spanned<String>>,
+    pub group: Option<Spanned<String>>,
     pub replace: Option<bool>,
 }
 
@@ -63,8 +63,8 @@ pub(crate) struct FileDecl {
 pub(crate) struct DirDecl {
     pub path: Spanned<String>,
     pub mode: Option<Spanned<String>>,
-    pub owner: Option<String>,
-    pub group: Option<String>,
+    pub owner: Option<Spanned<String>>,
+    pub group: Option<Spanned<String>>,
     pub purge: Option<Spanned<bool>>,
     #[serde(default)]
     pub keep: Vec<String>,
@@ -147,8 +147,9 @@ impl Module {
     }
 
     /// Its scripts (`scripts/*` in lexical order; hidden files and `~` backups skipped)
-    /// and their settings.
-    pub fn run(&self) -> Result<ModuleRun, Vec<SiteError>> {
+    /// and their settings. A script (or `scripts/`) reached through a link that leads out
+    /// of the site is refused.
+    pub fn run(&self, site: &Site) -> Result<ModuleRun, Vec<SiteError>> {
         let v = &self.toml.value;
         let timeout = match &v.timeout {
             None => DEFAULT_TIMEOUT,
@@ -169,10 +170,15 @@ impl Module {
             }
         };
         let dir = self.dir.join("scripts");
+        site.inside(&dir).map_err(|e| vec![e])?;
         let mut scripts = Vec::new();
         for name in strata_fs::list_dir(&dir).map_err(|e| vec![SiteError::new(e.to_string())])? {
             let path = dir.join(&name);
-            if name.starts_with('.') || name.ends_with('~') || strata_fs::is_dir(&path) {
+            if name.starts_with('.') || name.ends_with('~') {
+                continue;
+            }
+            site.inside(&path).map_err(|e| vec![e])?;
+            if strata_fs::is_dir(&path) {
                 continue;
             }
             scripts.push(ScriptDecl {

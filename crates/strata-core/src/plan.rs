@@ -40,7 +40,8 @@ pub fn plan(
     let mut desired: BTreeMap<TargetPath, Entry> =
         entries.into_iter().map(|e| (e.path.clone(), e)).collect();
     let current: BTreeMap<&TargetPath, &Entry> = current.iter().map(|e| (&e.path, e)).collect();
-    add_implicit_dirs(root, &mut desired, &current, originals);
+    add_implicit_dirs(root, &mut desired, &current, originals)?;
+    check_owners(root, &desired)?;
     typechange::complete(&mut desired, originals)?;
     let shadows = Shadows::new(desired.values().chain(current.values().copied()), |top| {
         has_below(&desired, top) || has_below(originals, top)
@@ -153,13 +154,15 @@ fn change(
 }
 
 /// Adds the missing parents of declared paths as implicit directories. A directory strata
-/// created before stays managed while something below it is declared.
+/// created before stays managed while something below it is declared. Each is 0755 and
+/// root's, unless the directory it is made in belongs to another (existing) user: then it
+/// is that user's, so that the path stays one strata follows (see [`check_owners`]).
 fn add_implicit_dirs(
     root: &Root,
     desired: &mut BTreeMap<TargetPath, Entry>,
     current: &BTreeMap<&TargetPath, &Entry>,
     originals: &BTreeMap<TargetPath, Snapshot>,
-) {
+) -> Result<(), PlanError> {
     // Each entry's ancestors, up to the first one already seen (siblings come together).
     let mut parents: BTreeSet<TargetPath> = BTreeSet::new();
     for e in desired.values().filter(|e| !e.state.is_absent()) {
@@ -173,19 +176,35 @@ fn add_implicit_dirs(
             parents.insert(TargetPath::parse(dir).expect("an ancestor of a valid path"));
         }
     }
-    let mut missing: BTreeSet<TargetPath> = BTreeSet::new();
+    // Each missing directory, with the owner it gets.
+    let mut missing: BTreeMap<TargetPath, (u32, u32)> = BTreeMap::new();
     for dir in parents {
         let ours =
             originals.get(&dir).is_some_and(Snapshot::is_absent) && current.contains_key(&dir);
-        let parent_missing = dir.parent().is_some_and(|p| missing.contains(&p));
-        if ours || parent_missing || !root.is_dir_followed(&dir) {
+        let parent = dir.parent().unwrap_or_else(TargetPath::root);
+        let made_in = missing.get(&parent).copied();
+        if ours || made_in.is_some() || root.dir_owner(&dir)?.is_none() {
+            let above = match (made_in, desired.get(&parent).map(|e| &e.state)) {
+                (Some(owner), _) => Some(owner),
+                (None, Some(Snapshot::Dir { uid, gid, .. })) => Some((*uid, *gid)),
+                (None, _) => root.dir_owner(&parent)?,
+            };
+            // Users the sandbox is yet to make are root's until then.
+            let (uid, gid) = match above {
+                Some((uid, gid))
+                    if uid != 0 && uid < strata_fs::PENDING && gid < strata_fs::PENDING =>
+                {
+                    (uid, gid)
+                }
+                _ => (0, 0),
+            };
             if !ours {
-                missing.insert(dir.clone());
+                missing.insert(dir.clone(), (uid, gid));
             }
             let state = Snapshot::Dir {
                 mode: 0o755,
-                uid: 0,
-                gid: 0,
+                uid,
+                gid,
                 xattrs: Default::default(),
             };
             desired.insert(
@@ -203,6 +222,58 @@ fn add_implicit_dirs(
             );
         }
     }
+    Ok(())
+}
+
+/// Refuses a directory the catalog would put (or keep) below one that a user other than
+/// root owns, owned by someone else, with declared paths below it: strata does not follow
+/// such a path (see `strata_fs::unsafe_transition`), so what is below could not be
+/// written, nor read by the next plan. Found here, before anything is written.
+fn check_owners(root: &Root, desired: &BTreeMap<TargetPath, Entry>) -> Result<(), PlanError> {
+    let mut last: Option<&str> = None;
+    for path in desired.keys().rev() {
+        // Directories with something declared below them: each checked once.
+        let Some(dir) = path.parent_str().filter(|d| *d != "/") else {
+            continue;
+        };
+        if last == Some(dir) {
+            continue;
+        }
+        last = Some(dir);
+        let Some((
+            dir,
+            Entry {
+                state: Snapshot::Dir { uid, .. },
+                ..
+            },
+        )) = desired.get_key_value(dir)
+        else {
+            continue;
+        };
+        let above = dir.parent().unwrap_or_else(TargetPath::root);
+        let owner = match desired.get(&above).map(|e| &e.state) {
+            Some(Snapshot::Dir { uid, .. }) => Some(*uid),
+            _ => root.dir_owner(&above)?.map(|(uid, _)| uid),
+        };
+        if let Some(owner) = owner
+            && strata_fs::unsafe_transition(owner, *uid)
+        {
+            let users =
+                crate::UserDb::load(root).unwrap_or_else(|_| crate::UserDb::parse(None, None));
+            let name = |uid: u32| users.describe_user(uid);
+            return Err(PlanError::Conflict {
+                path: dir.clone(),
+                message: format!(
+                    "would be owned by {} inside {above}, owned by {}: strata does not follow a \
+                     path from what a user other than root owns to what another user owns, so \
+                     what is declared below it could not be written; give it the owner of {above}",
+                    name(*uid),
+                    name(owner)
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Whether `s` is a file other users may not read: its contents are never shown.

@@ -161,10 +161,16 @@ pub(crate) fn validate<T>(
     }
     for g in groups {
         check(g.span(), bad_name("group", &g.get_ref().name, account_name));
+        let gid = g.get_ref().gid;
+        check(g.span(), gid.and_then(|id| bad_id("gid", &id.to_string())));
     }
     for u in users {
         let v = u.get_ref();
         check(u.span(), bad_name("user", &v.name, account_name));
+        check(
+            u.span(),
+            v.uid.and_then(|id| bad_id("uid", &id.to_string())),
+        );
         for g in v.group.iter().chain(v.groups.iter().flatten()) {
             check(u.span(), bad_name("group", g, account_name));
         }
@@ -241,6 +247,28 @@ pub(crate) fn validate<T>(
 
 fn plain<T: Clone>(v: &[Spanned<T>]) -> Vec<T> {
     v.iter().map(|x| x.get_ref().clone()).collect()
+}
+
+/// Why a numeric owner, group or id (`what`) cannot be used, if it cannot: 4294967295 is
+/// `(uid_t)-1`, which chown takes as "leave unchanged", so a path declared with it would
+/// never get it and show as drift on every plan; and ids from `strata_fs::PENDING` up are
+/// what strata stands in with for users and groups the site makes.
+pub(crate) fn bad_id(what: &str, value: &str) -> Option<String> {
+    let id: u32 = value.parse().ok()?;
+    if id == u32::MAX {
+        Some(format!(
+            "{what} `{value}` is the id -1, which chown takes as \"leave unchanged\": name \
+             the user or group, or give a real id"
+        ))
+    } else if id >= strata_fs::PENDING {
+        Some(format!(
+            "{what} `{value}`: ids from {} up are reserved for the users and groups a site \
+             makes",
+            strata_fs::PENDING
+        ))
+    } else {
+        None
+    }
 }
 
 fn bad_name(kind: &str, name: &str, ok: fn(&str) -> bool) -> Option<String> {

@@ -188,6 +188,8 @@ pub struct NodeInfo {
 pub struct Site {
     /// The site directory.
     pub dir: PathBuf,
+    /// Where it really is, links resolved (what a module's files must lie inside).
+    real: PathBuf,
     /// `site.name`.
     pub name: String,
     /// `site.default_environment`.
@@ -244,6 +246,7 @@ impl Site {
         } = settings.expect("no errors").value;
         let site = Site {
             dir: dir.to_path_buf(),
+            real: strata_fs::canonical(dir).unwrap_or_else(|_| dir.to_path_buf()),
             name: settings.name,
             default_environment: settings.default_environment,
             sandbox,
@@ -424,6 +427,42 @@ impl Site {
             .unwrap_or(path)
             .display()
             .to_string()
+    }
+
+    /// Refuses `path` (a module's `files/`, `templates/`, `scripts/` or a script) when a
+    /// link on its way leads out of the site: what strata reads to build a catalog or run
+    /// a script comes from the site, never from the machine running strata. The error
+    /// names the link. A link that stays inside the site is followed (see
+    /// docs/decisions.md); a path that does not exist is fine.
+    pub(crate) fn inside(&self, path: &Path) -> Result<(), SiteError> {
+        let real = match strata_fs::canonical(path) {
+            Ok(real) => real,
+            Err(e) if e.is_not_found() => return Ok(()),
+            Err(e) => return Err(SiteError::in_file(self.rel(path), e.source.to_string())),
+        };
+        if real.starts_with(&self.real) {
+            return Ok(());
+        }
+        // The first link on the way from the site's directory.
+        let below = path.strip_prefix(&self.dir).unwrap_or(path);
+        let link = below
+            .ancestors()
+            .filter(|a| !a.as_os_str().is_empty())
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .map(|a| self.dir.join(a))
+            .find(|a| strata_fs::is_link(a))
+            .unwrap_or_else(|| path.to_path_buf());
+        let target = strata_fs::read_link(&link).unwrap_or_default();
+        Err(SiteError::in_file(
+            self.rel(&link),
+            format!(
+                "a link to {target}, which leads out of the site (to {}): strata reads a \
+                 module's files, templates and scripts only from inside the site",
+                real.display()
+            ),
+        ))
     }
 }
 

@@ -1,9 +1,9 @@
 //! The one place that touches the file system. Two halves:
 //!
-//! - [`Root`]: a target root opened once, where every path is resolved as if chrooted
-//!   (`openat2` with `RESOLVE_IN_ROOT`), so no symlink in the target ever leads a read or
-//!   a write outside it, and a symlink standing at a managed path is replaced, never
-//!   followed.
+//! - [`Root`]: a target root opened once, where every path is resolved as if chrooted,
+//!   one component at a time (`walk`), so no symlink in the target ever leads a read or
+//!   a write outside it, nor from what one user owns to what another owns, and a symlink
+//!   standing at a managed path is replaced, never followed.
 //! - plain helpers for reading a site tree (which is the user's own directory).
 //!
 //! Every error carries the path and the operation that failed.
@@ -17,6 +17,7 @@ mod root;
 mod site;
 mod stamp;
 mod users;
+mod walk;
 
 mod fatfs;
 pub use error::{FsError, Result};
@@ -26,11 +27,12 @@ pub use meter::{Meter, background_thread};
 pub use private::{Mapped, create_private, private_dir, remove_file, rename, write_private};
 pub use root::{DirEntryKind, Expected, Flusher, Root, managed_xattr};
 pub use site::{
-    SiteFile, create_dir_all, exists, fs_now, is_dir, join_rel, list_dir, read, read_link,
-    read_sized_file, read_to_string, read_with_key, self_io, stat_key, walk_files, write_atomic,
-    write_new, write_site_file,
+    SiteFile, canonical, create_dir_all, exists, fs_now, is_dir, is_link, join_rel, list_dir, read,
+    read_link, read_sized_file, read_to_string, read_with_key, self_io, stat_key, walk_files,
+    write_atomic, write_new, write_site_file,
 };
 pub use stamp::{
     RecordReader, Records, Stamp, Stamps, StatKey, parse_stamps, read_map, write_stamps,
 };
 pub use users::{PENDING, UserDb};
+pub use walk::unsafe_transition;

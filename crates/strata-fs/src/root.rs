@@ -1,23 +1,23 @@
-//! A target root where every path resolves as if chrooted.
+//! A target root where every path resolves as if chrooted, and never from what one user
+//! owns to what another owns (see [`crate::walk`]).
 
 use std::cell::{Ref, RefCell};
 use std::io::{IoSlice, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use rustix::fs::{
-    AtFlags, Dir, FileType, Mode, OFlags, ResolveFlags, Stat, fchmod, fchown, fstat, mkdirat,
-    openat2, readlinkat, renameat, statat, symlinkat, syncfs, unlinkat,
+    AtFlags, Dir, FileType, Mode, OFlags, Stat, fchmod, fchown, fstat, mkdirat, readlinkat,
+    renameat, statat, symlinkat, syncfs, unlinkat,
 };
 use rustix::io::Errno;
 use rustix::process::{Gid, Uid};
 use strata_types::{Hash, Snapshot, TargetPath, Xattrs, hex};
 
 use crate::stamp::{Stamp, Stamps, StatKey};
-use crate::{FsError, Result};
-
-const RESOLVE: ResolveFlags = ResolveFlags::IN_ROOT.union(ResolveFlags::NO_MAGICLINKS);
+use crate::walk::{self, Node, WalkError, os};
+use crate::{FsError, Result, UserDb};
 
 /// The type of a directory entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -46,18 +46,28 @@ impl DirEntryKind {
 /// The content a file is expected to have: its hash, and its bytes when asked for.
 pub type Expected<'a> = (&'a Hash, &'a dyn Fn() -> Option<std::borrow::Cow<'a, [u8]>>);
 
-/// A directory of the target and a handle on it, or why it could not be opened.
-type CachedDir = (TargetPath, std::result::Result<Rc<OwnedFd>, Errno>);
+/// A directory of the target as a path names it, and how the walk reached it: the
+/// directories from the root down to it, links resolved.
+#[derive(Debug)]
+struct Walked {
+    path: TargetPath,
+    stack: Vec<Node>,
+    /// A link was followed to reach it or a directory above it.
+    linked: bool,
+}
 
 /// A target root, opened once. Paths given to it are as the node sees them.
 #[derive(Debug)]
 pub struct Root {
-    fd: OwnedFd,
+    fd: Rc<OwnedFd>,
     path: PathBuf,
-    /// The directory last looked or written in, for its siblings (paths come in order,
-    /// so siblings come one after another). Forgotten when that directory, or one above
-    /// it, is created, removed or replaced through this root.
-    dir_cache: RefCell<Option<CachedDir>>,
+    /// The directory last looked or written in and each one above it, from the root
+    /// down, for its siblings and cousins (paths come in order, so siblings come one after
+    /// another). A directory is forgotten when it, or one above it, is created, removed
+    /// or replaced through this root; one reached through a link, at any change.
+    walked: RefCell<Vec<Walked>>,
+    /// The directory last found missing (or not a directory), and why.
+    missing: RefCell<Option<(TargetPath, Errno)>>,
     /// Files whose content is known from their metadata (see [`crate::stamp`]).
     stamps: RefCell<Stamps>,
     /// Who strata runs as (the owner of what it creates, before any chown).
@@ -96,8 +106,9 @@ pub(crate) fn read_sized(fd: impl AsFd, size: usize) -> std::io::Result<Vec<u8>>
 /// access time where that is allowed (see [`Root::open_read`]).
 fn open_read_in(dir: impl AsFd, name: &str) -> std::result::Result<OwnedFd, Errno> {
     let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
-    match rustix::fs::openat(&dir, name, flags | OFlags::NOATIME, Mode::empty()) {
-        Err(Errno::PERM) => rustix::fs::openat(&dir, name, flags, Mode::empty()),
+    let name = os(name);
+    match rustix::fs::openat(&dir, &*name, flags | OFlags::NOATIME, Mode::empty()) {
+        Err(Errno::PERM) => rustix::fs::openat(&dir, &*name, flags, Mode::empty()),
         other => other,
     }
 }
@@ -125,10 +136,23 @@ impl Root {
             Mode::empty(),
         )
         .map_err(|e| FsError::new("open root", path, e))?;
+        let st = fstat(&fd).map_err(|e| FsError::new("open root", path, e))?;
+        let fd = Rc::new(fd);
+        let top = Node {
+            fd: fd.clone(),
+            uid: st.st_uid,
+            gid: st.st_gid,
+            path: TargetPath::root(),
+        };
         Ok(Root {
             fd,
             path: path.to_path_buf(),
-            dir_cache: RefCell::new(None),
+            walked: RefCell::new(vec![Walked {
+                path: TargetPath::root(),
+                stack: vec![top],
+                linked: false,
+            }]),
+            missing: RefCell::new(None),
             stamps: RefCell::new(Stamps::new()),
             me: (
                 rustix::process::geteuid().as_raw(),
@@ -167,8 +191,8 @@ impl Root {
                 let st = fstat(&fd).map_err(|e| self.err("stat", dir, e))?;
                 Ok(Some(StatKey::of(&st).ctime))
             }
-            Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL) => Ok(None),
-            Err(e) => Err(self.err("create a temporary file in", dir, e)),
+            Err(WalkError::Sys(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL)) => Ok(None),
+            Err(e) => Err(self.walk_err("create a temporary file in", dir, e)),
         }
     }
 
@@ -184,54 +208,123 @@ impl Root {
             .map(|st| StatKey::of(&st)))
     }
 
-    /// An `O_PATH` handle on the directory `dir` (links followed inside the root), kept
-    /// for the next call on the same directory.
-    fn dir(&self, dir: &TargetPath) -> std::result::Result<Rc<OwnedFd>, Errno> {
-        let mut cache = self.dir_cache.borrow_mut();
-        if let Some((cached, fd)) = cache.as_ref()
-            && cached == dir
+    /// Walks to the directory `d` (see [`crate::walk`]), from the deepest directory above
+    /// it already walked to: afterwards the last entry of `walked` is `d`.
+    fn walk_to(&self, d: &TargetPath) -> std::result::Result<(), WalkError> {
+        if let Some((p, e)) = self.missing.borrow().as_ref()
+            && p == d
         {
-            return fd.clone();
+            return Err(WalkError::Sys(*e));
         }
-        let fd = self
-            .open_raw(dir, OFlags::PATH | OFlags::DIRECTORY)
-            .map(Rc::new);
-        *cache = Some((dir.clone(), fd.clone()));
-        fd
+        let mut walked = self.walked.borrow_mut();
+        if walked.last().is_some_and(|w| &w.path == d) {
+            return Ok(());
+        }
+        let s = d.as_str();
+        // Where each of `d`'s ancestors (and `d`) ends.
+        let ends: Vec<usize> = if s == "/" {
+            Vec::new()
+        } else {
+            s.match_indices('/')
+                .skip(1)
+                .map(|(i, _)| i)
+                .chain([s.len()])
+                .collect()
+        };
+        let mut known = 0;
+        while known < ends.len()
+            && known + 1 < walked.len()
+            && walked[known + 1].path.as_str() == &s[..ends[known]]
+        {
+            known += 1;
+        }
+        walked.truncate(known + 1);
+        let mut links = 0;
+        for (i, &end) in ends.iter().enumerate().skip(known) {
+            let start = if i == 0 { 1 } else { ends[i - 1] + 1 };
+            let above = walked.last().expect("the root is always walked");
+            let mut stack = above.stack.clone();
+            let before = links;
+            let reached = match walk::step(&mut stack, &s[start..end], true, &mut links) {
+                Ok(None) => Ok(()),
+                Ok(Some(_)) => Err(WalkError::Sys(Errno::NOTDIR)),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = reached {
+                if let WalkError::Sys(errno @ (Errno::NOENT | Errno::NOTDIR)) = e {
+                    *self.missing.borrow_mut() = Some((d.clone(), errno));
+                }
+                return Err(e);
+            }
+            let linked = above.linked || links > before;
+            walked.push(Walked {
+                path: TargetPath::parse(&s[..end]).expect("a prefix of a valid path"),
+                stack,
+                linked,
+            });
+        }
+        Ok(())
+    }
+
+    /// An `O_PATH` handle on the directory `dir` (links followed inside the root, never
+    /// from one owner to another), kept for the next calls below it.
+    fn dir(&self, dir: &TargetPath) -> std::result::Result<Rc<OwnedFd>, WalkError> {
+        self.walk_to(dir)?;
+        let walked = self.walked.borrow();
+        let top = walked.last().and_then(|w| w.stack.last());
+        Ok(top.expect("a walk ends in a directory").fd.clone())
+    }
+
+    /// Where `p` leads once every link on the way, the last one too, is followed: the
+    /// directories from the root down to where it is, and its name in the last of them
+    /// (`None` when it is that directory).
+    fn chase(&self, p: &TargetPath) -> std::result::Result<(Vec<Node>, Option<String>), WalkError> {
+        let parent = p.parent().unwrap_or_else(TargetPath::root);
+        self.walk_to(&parent)?;
+        let mut stack = self.walked.borrow().last().expect("walked").stack.clone();
+        if p.parent().is_none() {
+            return Ok((stack, None));
+        }
+        let name = walk::step(&mut stack, p.file_name(), true, &mut 0)?;
+        Ok((stack, name))
     }
 
     /// [`Root::dir`], with the error naming the directory.
     fn dir_or_err(&self, dir: &TargetPath) -> Result<Rc<OwnedFd>> {
         self.dir(dir)
-            .map_err(|e| self.err("open directory", dir, e))
+            .map_err(|e| self.walk_err("open directory", dir, e))
     }
 
-    /// Forgets the cached directory handle when `name` in `dir` is it or one of its
-    /// ancestors: that entry is about to be replaced or removed.
+    /// Forgets the directory handles kept for `name` in `dir` and everything below it:
+    /// that entry is about to be replaced or removed. Those reached through a link are
+    /// forgotten too, since the change may lie on their way.
     fn forget_dir(&self, dir: &TargetPath, name: &str) {
-        let mut cache = self.dir_cache.borrow_mut();
-        let stale = cache.as_ref().is_some_and(|(cached, _)| {
-            let above = if dir.as_str() == "/" {
-                ""
-            } else {
-                dir.as_str()
-            };
-            cached
-                .as_str()
-                .strip_prefix(above)
-                .and_then(|r| r.strip_prefix('/'))
-                .and_then(|r| r.strip_prefix(name))
-                .is_some_and(|r| r.is_empty() || r.starts_with('/'))
-        });
-        if stale {
-            *cache = None;
+        *self.missing.borrow_mut() = None;
+        let above = if dir.as_str() == "/" {
+            ""
+        } else {
+            dir.as_str()
+        };
+        let stale = |w: &Walked| {
+            w.linked
+                || w.path
+                    .as_str()
+                    .strip_prefix(above)
+                    .and_then(|r| r.strip_prefix('/'))
+                    .and_then(|r| r.strip_prefix(name))
+                    .is_some_and(|r| r.is_empty() || r.starts_with('/'))
+        };
+        let mut walked = self.walked.borrow_mut();
+        if let Some(i) = walked.iter().skip(1).position(stale) {
+            walked.truncate(i + 1);
         }
     }
 
-    /// Forgets the cached directory handle, after another program may have changed the
+    /// Forgets the directory handles, after another program may have changed the
     /// target's directories.
     pub fn forget_dirs(&self) {
-        *self.dir_cache.borrow_mut() = None;
+        *self.missing.borrow_mut() = None;
+        self.walked.borrow_mut().truncate(1);
     }
 
     /// [`Root::forget_dir`] for the entry `p`.
@@ -248,10 +341,10 @@ impl Root {
     fn stat_in(&self, parent: &TargetPath, p: &TargetPath) -> Result<Option<(Rc<OwnedFd>, Stat)>> {
         let dir = match self.dir(parent) {
             Ok(fd) => fd,
-            Err(Errno::NOENT | Errno::NOTDIR) => return Ok(None),
-            Err(e) => return Err(self.err("open directory", parent, e)),
+            Err(e) if e.is_absent() => return Ok(None),
+            Err(e) => return Err(self.walk_err("open directory", parent, e)),
         };
-        match statat(&*dir, p.file_name(), AtFlags::SYMLINK_NOFOLLOW) {
+        match statat(&*dir, &*os(p.file_name()), AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => Ok(Some((dir, st))),
             Err(Errno::NOENT | Errno::NOTDIR) => Ok(None),
             Err(e) => Err(self.err("inspect", p, e)),
@@ -267,11 +360,11 @@ impl Root {
         };
         let opened = self
             .dir(&parent)
-            .and_then(|dir| open_read_in(&*dir, p.file_name()));
+            .and_then(|dir| Ok(open_read_in(&*dir, p.file_name())?));
         let fd = match opened {
             Ok(fd) => fd,
-            Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => return Ok(None),
-            Err(e) => return Err(self.err("open", p, e)),
+            Err(WalkError::Sys(Errno::NOENT | Errno::NOTDIR | Errno::LOOP)) => return Ok(None),
+            Err(e) => return Err(self.walk_err("open", p, e)),
         };
         let before = fstat(&fd).map_err(|e| self.err("stat", p, e))?;
         if FileType::from_raw_mode(before.st_mode) != FileType::RegularFile {
@@ -294,12 +387,13 @@ impl Root {
         &self.path
     }
 
-    /// Where a target path lies on the host (for messages).
+    /// Where a target path lies on the host, for messages (a byte of a name that is not
+    /// UTF-8 shows as `\\xNN`).
     pub fn host_path(&self, p: &TargetPath) -> PathBuf {
         if p.as_str() == "/" {
             self.path.clone()
         } else {
-            self.path.join(p.relative())
+            self.path.join(&p.shown()[1..])
         }
     }
 
@@ -307,22 +401,52 @@ impl Root {
         FsError::new(op, self.host_path(p), e)
     }
 
-    fn open_raw(&self, p: &TargetPath, flags: OFlags) -> std::result::Result<OwnedFd, Errno> {
-        openat2(
-            &self.fd,
-            p.relative(),
-            flags | OFlags::CLOEXEC,
-            Mode::empty(),
-            RESOLVE,
-        )
+    /// The error of a walk to `p`: a refused step names both ends and their owners.
+    fn walk_err(&self, op: &'static str, p: &TargetPath, e: WalkError) -> FsError {
+        match e {
+            WalkError::Sys(e) => self.err(op, p, e),
+            WalkError::Unsafe(t) => {
+                let users = UserDb::load(self).unwrap_or_else(|_| UserDb::parse(None, None));
+                FsError::new(
+                    op,
+                    self.host_path(p),
+                    std::io::Error::other(t.describe(&users)),
+                )
+            }
+        }
+    }
+
+    /// Opens `p`, walking to it as [`crate::walk`] says. With `O_NOFOLLOW` a link at `p`
+    /// is not followed; otherwise every link is.
+    fn open_raw(&self, p: &TargetPath, flags: OFlags) -> std::result::Result<OwnedFd, WalkError> {
+        let flags = flags | OFlags::CLOEXEC;
+        if flags.contains(OFlags::NOFOLLOW)
+            && let Some(parent) = p.parent()
+        {
+            let dir = self.dir(&parent)?;
+            return Ok(rustix::fs::openat(
+                &*dir,
+                &*os(p.file_name()),
+                flags,
+                Mode::empty(),
+            )?);
+        }
+        let (stack, name) = self.chase(p)?;
+        let top = &stack.last().expect("a walk ends in a directory").fd;
+        Ok(match name {
+            Some(name) => {
+                rustix::fs::openat(&**top, &*os(&name), flags | OFlags::NOFOLLOW, Mode::empty())
+            }
+            None => rustix::fs::openat(&**top, ".", flags, Mode::empty()),
+        }?)
     }
 
     /// Opens a file for reading without updating its access time: reading a target (a
     /// plan) must write nothing, not even inode times. Falls back to a plain open where
     /// `O_NOATIME` is not allowed (a file another user owns, without CAP_FOWNER).
-    fn open_read(&self, p: &TargetPath, flags: OFlags) -> std::result::Result<OwnedFd, Errno> {
+    fn open_read(&self, p: &TargetPath, flags: OFlags) -> std::result::Result<OwnedFd, WalkError> {
         match self.open_raw(p, flags | OFlags::RDONLY | OFlags::NOATIME) {
-            Err(Errno::PERM) => self.open_raw(p, flags | OFlags::RDONLY),
+            Err(WalkError::Sys(Errno::PERM)) => self.open_raw(p, flags | OFlags::RDONLY),
             other => other,
         }
     }
@@ -356,7 +480,7 @@ impl Root {
         expected: Option<Expected<'_>>,
     ) -> Result<(Snapshot, Option<Vec<u8>>)> {
         let Some(parent) = p.parent() else {
-            let st = fstat(&self.fd).map_err(|e| self.err("stat", p, e))?;
+            let st = fstat(&*self.fd).map_err(|e| self.err("stat", p, e))?;
             return Ok((
                 Snapshot::Dir {
                     mode: st.st_mode & 0o7777,
@@ -426,8 +550,8 @@ impl Root {
             },
             FileType::Fifo => Snapshot::Fifo { mode, uid, gid },
             FileType::Symlink => {
-                let target =
-                    readlinkat(dirfd, name, Vec::new()).map_err(|e| self.err("read link", p, e))?;
+                let target = readlinkat(dirfd, &*os(name), Vec::new())
+                    .map_err(|e| self.err("read link", p, e))?;
                 Snapshot::Link {
                     target: target.to_string_lossy().into_owned(),
                     uid,
@@ -453,7 +577,7 @@ impl Root {
     pub fn read_at(&self, p: &TargetPath, offset: u64, len: usize) -> Result<Vec<u8>> {
         let fd = self
             .open_raw(p, OFlags::RDONLY | OFlags::NOFOLLOW)
-            .map_err(|e| self.err("open", p, e))?;
+            .map_err(|e| self.walk_err("open", p, e))?;
         let mut buf = vec![0u8; len];
         let mut done = 0;
         while done < len {
@@ -470,22 +594,36 @@ impl Root {
     /// Where `p` leads once every link on the way (the last one too) is followed inside
     /// the root; `None` when nothing is there.
     pub fn resolve(&self, p: &TargetPath) -> Result<Option<TargetPath>> {
-        let fd = match self.open_raw(p, OFlags::PATH) {
-            Ok(fd) => fd,
-            Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => return Ok(None),
-            Err(e) => return Err(self.err("resolve", p, e)),
-        };
-        let proc = format!("/proc/self/fd/{}", fd.as_raw_fd());
-        let host = std::fs::read_link(&proc).map_err(|e| FsError::new("resolve", &proc, e))?;
-        let base = std::fs::read_link(format!("/proc/self/fd/{}", self.fd.as_raw_fd()))
-            .map_err(|e| FsError::new("resolve", &self.path, e))?;
-        let rel = host.strip_prefix(&base).unwrap_or(&host);
-        Ok(TargetPath::parse(&format!("/{}", rel.display())).ok())
+        match self.chase(p) {
+            Ok((stack, name)) => {
+                let dir = &stack.last().expect("a walk ends in a directory").path;
+                Ok(match name {
+                    Some(name) => dir.join(&name).ok(),
+                    None => Some(dir.clone()),
+                })
+            }
+            Err(WalkError::Sys(Errno::NOENT | Errno::NOTDIR | Errno::LOOP)) => Ok(None),
+            Err(e) => Err(self.walk_err("resolve", p, e)),
+        }
     }
 
     /// Whether `p` is a directory once links inside the root are followed.
     pub fn is_dir_followed(&self, p: &TargetPath) -> bool {
-        self.open_raw(p, OFlags::PATH | OFlags::DIRECTORY).is_ok()
+        matches!(self.chase(p), Ok((_, None)))
+    }
+
+    /// The owner and group of the directory `p` leads to once links inside the root are
+    /// followed; `None` when it is no directory. A path that crosses owners is an error.
+    pub fn dir_owner(&self, p: &TargetPath) -> Result<Option<(u32, u32)>> {
+        match self.chase(p) {
+            Ok((stack, None)) => {
+                let top = stack.last().expect("a walk ends in a directory");
+                Ok(Some((top.uid, top.gid)))
+            }
+            Ok((_, Some(_))) => Ok(None),
+            Err(WalkError::Sys(Errno::NOENT | Errno::NOTDIR | Errno::LOOP)) => Ok(None),
+            Err(e) => Err(self.walk_err("open directory", p, e)),
+        }
     }
 
     /// A regular file opened to read, as a stream (a large file is never held whole);
@@ -493,8 +631,8 @@ impl Root {
     pub fn open_file(&self, p: &TargetPath) -> Result<Option<std::fs::File>> {
         match self.open_read(p, OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC) {
             Ok(fd) => Ok(Some(std::fs::File::from(fd))),
-            Err(Errno::NOENT | Errno::NOTDIR) => Ok(None),
-            Err(e) => Err(self.err("open", p, e)),
+            Err(WalkError::Sys(Errno::NOENT | Errno::NOTDIR)) => Ok(None),
+            Err(e) => Err(self.walk_err("open", p, e)),
         }
     }
 
@@ -502,8 +640,8 @@ impl Root {
     pub fn read(&self, p: &TargetPath) -> Result<Option<Vec<u8>>> {
         let file = match self.open_read(p, OFlags::NOFOLLOW | OFlags::NONBLOCK) {
             Ok(fd) => fd,
-            Err(Errno::NOENT | Errno::NOTDIR) => return Ok(None),
-            Err(e) => return Err(self.err("open", p, e)),
+            Err(e) if e.is_absent() => return Ok(None),
+            Err(e) => return Err(self.walk_err("open", p, e)),
         };
         let mut buf = Vec::new();
         std::fs::File::from(file)
@@ -516,13 +654,14 @@ impl Root {
     pub fn list(&self, p: &TargetPath) -> Result<Vec<(String, DirEntryKind)>> {
         let fd = match self.open_raw(p, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW) {
             Ok(fd) => fd,
-            Err(Errno::NOENT | Errno::NOTDIR) => return Ok(Vec::new()),
-            Err(e) => return Err(self.err("list", p, e)),
+            Err(e) if e.is_absent() => return Ok(Vec::new()),
+            Err(e) => return Err(self.walk_err("list", p, e)),
         };
         let mut out = Vec::new();
         for entry in Dir::new(fd).map_err(|e| self.err("list", p, e))? {
             let entry = entry.map_err(|e| self.err("list", p, e))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
+            // A name that is not UTF-8 in the form a path keeps it (see TargetPath).
+            let name = TargetPath::name_from_bytes(entry.file_name().to_bytes()).into_owned();
             if name == "." || name == ".." {
                 continue;
             }
@@ -536,11 +675,11 @@ impl Root {
     pub fn mkdir(&self, p: &TargetPath, mode: u32, uid: u32, gid: u32) -> Result<()> {
         let parent = self.parent(p)?;
         self.forget_entry(p);
-        mkdirat(&*parent, p.file_name(), Mode::from_raw_mode(0o700))
+        mkdirat(&*parent, &*os(p.file_name()), Mode::from_raw_mode(0o700))
             .map_err(|e| self.err("create directory", p, e))?;
         let fd = rustix::fs::openat(
             &*parent,
-            p.file_name(),
+            &*os(p.file_name()),
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
         )
@@ -701,14 +840,14 @@ impl Root {
         let create = || {
             rustix::fs::openat(
                 &*dirfd,
-                name,
+                &*os(name),
                 OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                 Mode::from_raw_mode(first),
             )
         };
         let fd = match create() {
             Err(Errno::EXIST) => {
-                unlinkat(&*dirfd, name, AtFlags::empty())
+                unlinkat(&*dirfd, &*os(name), AtFlags::empty())
                     .map_err(|e| self.err("remove", &path(), e))?;
                 create()
             }
@@ -722,40 +861,62 @@ impl Root {
         match written {
             Ok(st) => Ok(StatKey::of(&st)),
             Err(e) => {
-                let _ = unlinkat(&*dirfd, name, AtFlags::empty());
+                let _ = unlinkat(&*dirfd, &*os(name), AtFlags::empty());
                 Err(e)
             }
         }
     }
 
     /// Opens `dir` and frees `name` in it (unlinking what stands there, never following
-    /// it); then `make` creates the new entry, which gets this owner.
+    /// it); then `make` creates the new entry, which is opened (never followed) with
+    /// `flags` and checked to be of the `kind` made: its owner and mode are set through
+    /// that handle, never through its path again.
     fn replace_in(
         &self,
-        dir: &TargetPath,
-        name: &str,
-        (what, uid, gid): (&'static str, u32, u32),
-        make: impl FnOnce(&OwnedFd) -> std::result::Result<(), Errno>,
-    ) -> Result<(Rc<OwnedFd>, TargetPath)> {
+        (dir, name): (&TargetPath, &str),
+        (what, kind, flags): (&'static str, FileType, OFlags),
+        make: impl FnOnce(&OwnedFd, &std::ffi::OsStr) -> std::result::Result<(), Errno>,
+    ) -> Result<(OwnedFd, TargetPath)> {
         let path = dir
             .join(name)
             .map_err(|e| FsError::new(what, self.path.join(name), std::io::Error::other(e)))?;
         let dirfd = self.dir_or_err(dir)?;
         self.forget_dir(dir, name);
-        match unlinkat(&*dirfd, name, AtFlags::empty()) {
+        let name = os(name);
+        match unlinkat(&*dirfd, &*name, AtFlags::empty()) {
             Ok(()) | Err(Errno::NOENT) => {}
             Err(e) => return Err(self.err("remove", &path, e)),
         }
-        make(&dirfd).map_err(|e| self.err(what, &path, e))?;
-        rustix::fs::chownat(
+        make(&dirfd, &name).map_err(|e| self.err(what, &path, e))?;
+        let fd = rustix::fs::openat(
             &*dirfd,
-            name,
+            &*name,
+            flags | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| self.err("open", &path, e))?;
+        let st = fstat(&fd).map_err(|e| self.err("stat", &path, e))?;
+        if FileType::from_raw_mode(st.st_mode) != kind {
+            // Replaced between its making and its opening: by someone else.
+            return Err(self.err(what, &path, Errno::EXIST));
+        }
+        Ok((fd, path))
+    }
+
+    /// Gives the link that `fd` (opened `O_PATH | O_NOFOLLOW`) is this owner.
+    fn chown_link(&self, fd: &OwnedFd, p: &TargetPath, (uid, gid): (u32, u32)) -> Result<()> {
+        let st = fstat(fd).map_err(|e| self.err("stat", p, e))?;
+        if (st.st_uid, st.st_gid) == (uid, gid) {
+            return Ok(());
+        }
+        rustix::fs::chownat(
+            fd,
+            "",
             Some(Uid::from_raw(uid)),
             Some(Gid::from_raw(gid)),
-            AtFlags::SYMLINK_NOFOLLOW,
+            AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
         )
-        .map_err(|e| self.err("change owner of", &path, e))?;
-        Ok((dirfd, path))
+        .map_err(|e| self.err("change owner of", p, e))
     }
 
     /// Creates a symlink `name` in `dir` pointing at `target`, replacing one already there.
@@ -767,10 +928,12 @@ impl Root {
         uid: u32,
         gid: u32,
     ) -> Result<()> {
-        self.replace_in(dir, name, ("create link", uid, gid), |d| {
-            symlinkat(target, d, name)
-        })?;
-        Ok(())
+        let (fd, path) = self.replace_in(
+            (dir, name),
+            ("create link", FileType::Symlink, OFlags::PATH),
+            |d, name| symlinkat(target, d, name),
+        )?;
+        self.chown_link(&fd, &path, (uid, gid))
     }
 
     /// Creates a FIFO `name` in `dir` with this mode and owner, replacing what is there
@@ -781,11 +944,19 @@ impl Root {
         name: &str,
         (mode, uid, gid): (u32, u32, u32),
     ) -> Result<()> {
-        let (dirfd, path) = self.replace_in(dir, name, ("make fifo", uid, gid), |d| {
-            rustix::fs::mkfifoat(d, name, Mode::from_raw_mode(0o600))
-        })?;
-        rustix::fs::chmodat(&*dirfd, name, Mode::from_raw_mode(mode), AtFlags::empty())
-            .map_err(|e| self.err("change mode of", &path, e))
+        // Opened for reading without waiting for a writer, so that its owner and mode are
+        // set through the handle.
+        let (fd, path) = self.replace_in(
+            (dir, name),
+            (
+                "make fifo",
+                FileType::Fifo,
+                OFlags::RDONLY | OFlags::NONBLOCK,
+            ),
+            |d, name| rustix::fs::mkfifoat(d, name, Mode::from_raw_mode(0o600)),
+        )?;
+        self.set_fd_meta(&fd, &|| path.clone(), (mode, uid, gid))
+            .map(drop)
     }
 
     /// Renames `from` to `to`, both in directory `dir` (atomic; replaces what `to` was,
@@ -795,7 +966,8 @@ impl Root {
         self.forget_dir(dir, from);
         self.forget_dir(dir, to);
         let path = dir.join(to).unwrap_or_else(|_| dir.clone());
-        renameat(&*dirfd, from, &*dirfd, to).map_err(|e| self.err("rename into", &path, e))
+        renameat(&*dirfd, &*os(from), &*dirfd, &*os(to))
+            .map_err(|e| self.err("rename into", &path, e))
     }
 
     /// Swaps `a` and `b`, both in directory `dir`, in one step (`RENAME_EXCHANGE`): each
@@ -811,26 +983,21 @@ impl Root {
     }
 
     /// Sets mode (files and directories) and owner of what stands at `p`, never following
-    /// a link there.
+    /// a link there: through a handle on it, never through its path.
     pub fn set_meta(&self, p: &TargetPath, mode: Option<u32>, uid: u32, gid: u32) -> Result<()> {
         match mode {
             Some(mode) => {
                 let fd = self
                     .open_read(p, OFlags::NOFOLLOW | OFlags::NONBLOCK)
-                    .map_err(|e| self.err("open", p, e))?;
+                    .map_err(|e| self.walk_err("open", p, e))?;
                 self.set_fd_meta(&fd, &|| p.clone(), (mode, uid, gid))
                     .map(drop)
             }
             None => {
-                let parent = self.parent(p)?;
-                rustix::fs::chownat(
-                    &parent,
-                    p.file_name(),
-                    Some(Uid::from_raw(uid)),
-                    Some(Gid::from_raw(gid)),
-                    AtFlags::SYMLINK_NOFOLLOW,
-                )
-                .map_err(|e| self.err("change owner of", p, e))
+                let fd = self
+                    .open_raw(p, OFlags::PATH | OFlags::NOFOLLOW)
+                    .map_err(|e| self.walk_err("open", p, e))?;
+                self.chown_link(&fd, p, (uid, gid))
             }
         }
     }
@@ -841,7 +1008,7 @@ impl Root {
     pub fn xattrs(&self, p: &TargetPath, names: Option<&[&String]>) -> Result<Xattrs> {
         let fd = self
             .open_read(p, OFlags::NOFOLLOW | OFlags::NONBLOCK)
-            .map_err(|e| self.err("open", p, e))?;
+            .map_err(|e| self.walk_err("open", p, e))?;
         let mut out = Xattrs::new();
         let listed: Vec<String>;
         let names: Vec<&str> = match names {
@@ -900,7 +1067,7 @@ impl Root {
         }
         let fd = self
             .open_read(p, OFlags::NOFOLLOW | OFlags::NONBLOCK)
-            .map_err(|e| self.err("open", p, e))?;
+            .map_err(|e| self.walk_err("open", p, e))?;
         for (name, value) in xattrs {
             let done = match value {
                 Some(v) => rustix::fs::fsetxattr(
@@ -926,7 +1093,7 @@ impl Root {
             other => other?,
         };
         self.forget_entry(p);
-        match unlinkat(&*parent, p.file_name(), AtFlags::empty()) {
+        match unlinkat(&*parent, &*os(p.file_name()), AtFlags::empty()) {
             Ok(()) | Err(Errno::NOENT) => Ok(()),
             Err(e) => Err(self.err("remove", p, e)),
         }
@@ -939,7 +1106,7 @@ impl Root {
             other => other?,
         };
         self.forget_entry(p);
-        match unlinkat(&*parent, p.file_name(), AtFlags::REMOVEDIR) {
+        match unlinkat(&*parent, &*os(p.file_name()), AtFlags::REMOVEDIR) {
             Ok(()) | Err(Errno::NOENT) => Ok(()),
             Err(e) => Err(self.err("remove directory", p, e)),
         }
@@ -1026,7 +1193,7 @@ impl Root {
     pub fn fsync(&self, p: &TargetPath) -> Result<()> {
         let fd = self
             .open_raw(p, OFlags::RDONLY | OFlags::NOFOLLOW)
-            .map_err(|e| self.err("open", p, e))?;
+            .map_err(|e| self.walk_err("open", p, e))?;
         rustix::fs::fsync(&fd).map_err(|e| self.err("fsync", p, e))
     }
 
@@ -1036,7 +1203,7 @@ impl Root {
     pub fn flusher(&self, p: &TargetPath) -> Result<Flusher> {
         let fd = self
             .open_raw(p, OFlags::RDONLY | OFlags::DIRECTORY)
-            .map_err(|e| self.err("open", p, e))?;
+            .map_err(|e| self.walk_err("open", p, e))?;
         Ok(Flusher {
             fd,
             path: self.host_path(p),
@@ -1047,18 +1214,17 @@ impl Root {
     pub fn device(&self, p: &TargetPath) -> Result<u64> {
         let fd = self
             .open_raw(p, OFlags::PATH)
-            .map_err(|e| self.err("open", p, e))?;
+            .map_err(|e| self.walk_err("open", p, e))?;
         Ok(fstat(&fd).map_err(|e| self.err("stat", p, e))?.st_dev)
     }
 
     /// Takes the root's commit lock (see [`crate::Lock`]).
     pub fn lock(&self) -> std::result::Result<crate::Lock, crate::LockError> {
-        let fd = openat2(
-            &self.fd,
+        let fd = rustix::fs::openat(
+            &*self.fd,
             ".",
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
-            RESOLVE,
         )
         .map_err(|e| self.err("open", &TargetPath::root(), e))?;
         crate::Lock::exclusive(fd, &self.path)
@@ -1203,6 +1369,236 @@ mod tests {
             root.inspect(&p("/lib")).unwrap(),
             Snapshot::Link { .. }
         ));
+    }
+
+    /// Whether this test may chown (it runs as root); otherwise it says it is skipped.
+    #[allow(clippy::print_stderr)]
+    fn can_chown() -> bool {
+        let root = rustix::process::geteuid().is_root();
+        if !root {
+            eprintln!("skipped: needs root");
+        }
+        root
+    }
+
+    fn lchown(path: &std::path::Path, id: u32) {
+        std::os::unix::fs::lchown(path, Some(id), Some(id)).unwrap();
+    }
+
+    /// A tree with root's `/root/.ssh/authorized_keys` and alice's (uid 1000) home.
+    fn alice_and_root() -> tempfile::TempDir {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let at = |rel: &str| t.path().join(rel);
+        std::fs::create_dir_all(at("root/.ssh")).unwrap();
+        std::fs::create_dir_all(at("home/alice")).unwrap();
+        std::fs::create_dir_all(at("etc")).unwrap();
+        std::fs::write(
+            at("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\nalice:x:1000:1000::/home/alice:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(at("root/.ssh/authorized_keys"), "root key\n").unwrap();
+        std::fs::set_permissions(
+            at("root/.ssh/authorized_keys"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        lchown(&at("home/alice"), 1000);
+        t
+    }
+
+    /// Root's `authorized_keys` as it was made: content, owner and mode.
+    fn roots_key_is_untouched(t: &tempfile::TempDir) {
+        use std::os::unix::fs::MetadataExt;
+        let f = t.path().join("root/.ssh/authorized_keys");
+        assert_eq!(std::fs::read_to_string(&f).unwrap(), "root key\n");
+        let md = std::fs::symlink_metadata(&f).unwrap();
+        assert_eq!((md.uid(), md.gid(), md.mode() & 0o7777), (0, 0, 0o600));
+        let names: Vec<_> = std::fs::read_dir(t.path().join("root/.ssh"))
+            .unwrap()
+            .collect();
+        assert_eq!(names.len(), 1, "nothing was added beside it");
+    }
+
+    /// Issue 17, item 1: alice, who owns /home/alice, replaced `.ssh` with a link to
+    /// root's. Reading, listing, writing and setting metadata through it are refused,
+    /// naming both ends and their owners, and root's file is left as it was.
+    #[test]
+    fn a_users_link_into_roots_files_is_refused_for_reading_and_writing() {
+        if !can_chown() {
+            return;
+        }
+        for (target, want) in [
+            (
+                "/root/.ssh",
+                "unsafe path transition from /home/alice/.ssh (a link to /root/.ssh, owned by \
+                 alice, uid 1000) to / (owned by root, uid 0)",
+            ),
+            (
+                "../../root/.ssh",
+                "unsafe path transition from /home/alice (owned by alice, uid 1000) to /home \
+                 (owned by root, uid 0), following the link /home/alice/.ssh -> ../../root/.ssh",
+            ),
+        ] {
+            let t = alice_and_root();
+            let link = t.path().join("home/alice/.ssh");
+            std::os::unix::fs::symlink(target, &link).unwrap();
+            lchown(&link, 1000);
+            let root = Root::open(t.path()).unwrap();
+            let ssh = p("/home/alice/.ssh");
+            let keys = p("/home/alice/.ssh/authorized_keys");
+            let errors = [
+                root.inspect(&keys).map(drop),
+                root.read(&keys).map(drop),
+                root.xattrs(&keys, None).map(drop),
+                root.write_file_in(&ssh, "authorized_keys", b"alice key\n", (0o600, 1000, 1000))
+                    .map(drop),
+                root.set_meta(&keys, Some(0o600), 1000, 1000),
+                root.symlink_in(&ssh, "authorized_keys", "x", 1000, 1000),
+                root.remove(&keys),
+                root.resolve(&keys).map(drop),
+            ];
+            for (i, e) in errors.into_iter().enumerate() {
+                let e = e.expect_err(&format!("call {i} through {target}"));
+                let msg = e.source.to_string();
+                assert!(msg.starts_with(want), "call {i} through {target}: {msg}");
+                assert!(
+                    e.path.starts_with(t.path().join("home/alice/.ssh")),
+                    "{}",
+                    e.path.display()
+                );
+            }
+            assert!(!root.is_dir_followed(&ssh));
+            assert!(root.dir_owner(&ssh).is_err());
+            // The link itself is alice's to have: it is seen, not followed.
+            assert!(matches!(
+                root.inspect(&ssh).unwrap(),
+                Snapshot::Link { uid: 1000, .. }
+            ));
+            roots_key_is_untouched(&t);
+        }
+    }
+
+    /// What CHASE_SAFE lets through: links that root owns in root's directories (Debian's
+    /// `/bin -> usr/bin`, absolute or relative), and a user's relative link to what the
+    /// same user owns. What it does not: a user's absolute link (it leads back to the
+    /// root, which root owns), and a directory root owns inside a user's directory.
+    #[test]
+    fn links_are_followed_only_within_one_owner_or_out_of_roots_hands() {
+        if !can_chown() {
+            return;
+        }
+        let t = alice_and_root();
+        let at = |rel: &str| t.path().join(rel);
+        std::fs::create_dir_all(at("usr/bin")).unwrap();
+        std::os::unix::fs::symlink("usr/bin", at("bin")).unwrap();
+        std::os::unix::fs::symlink("/usr/bin", at("sbin")).unwrap();
+        std::fs::create_dir_all(at("home/alice/dotfiles/ssh")).unwrap();
+        lchown(&at("home/alice/dotfiles"), 1000);
+        lchown(&at("home/alice/dotfiles/ssh"), 1000);
+        std::os::unix::fs::symlink("dotfiles/ssh", at("home/alice/.ssh")).unwrap();
+        lchown(&at("home/alice/.ssh"), 1000);
+        std::os::unix::fs::symlink("/home/alice/dotfiles", at("home/alice/abs")).unwrap();
+        lchown(&at("home/alice/abs"), 1000);
+        std::fs::create_dir_all(at("home/alice/rootdir")).unwrap();
+        let root = Root::open(t.path()).unwrap();
+        for dir in ["/bin", "/sbin"] {
+            root.write_file_in(&p(dir), "hello", b"hi\n", (0o755, 0, 0))
+                .unwrap();
+        }
+        assert_eq!(
+            std::fs::read_to_string(at("usr/bin/hello")).unwrap(),
+            "hi\n"
+        );
+        assert_eq!(
+            root.resolve(&p("/bin/hello")).unwrap(),
+            Some(p("/usr/bin/hello"))
+        );
+        assert_eq!(root.dir_owner(&p("/bin")).unwrap(), Some((0, 0)));
+        root.write_file_in(
+            &p("/home/alice/.ssh"),
+            "authorized_keys",
+            b"alice key\n",
+            (0o600, 1000, 1000),
+        )
+        .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(at("home/alice/dotfiles/ssh/authorized_keys")).unwrap(),
+            "alice key\n"
+        );
+        assert_eq!(
+            root.dir_owner(&p("/home/alice/.ssh")).unwrap(),
+            Some((1000, 1000))
+        );
+        for refused in ["/home/alice/abs/ssh/x", "/home/alice/rootdir/x"] {
+            let e = root.inspect(&p(refused)).unwrap_err();
+            assert!(
+                e.source
+                    .to_string()
+                    .starts_with("unsafe path transition from "),
+                "{e}"
+            );
+        }
+        roots_key_is_untouched(&t);
+    }
+
+    /// Owners and modes of links and FIFOs are set through a handle on what strata made,
+    /// never through a path that could lead elsewhere: what a link points to keeps its own.
+    #[test]
+    fn links_and_fifos_get_their_owner_and_mode_through_a_handle() {
+        use std::os::unix::fs::MetadataExt;
+        if !can_chown() {
+            return;
+        }
+        let t = alice_and_root();
+        let root = Root::open(t.path()).unwrap();
+        root.symlink_in(&p("/"), "l", "/root/.ssh/authorized_keys", 1000, 1000)
+            .unwrap();
+        root.set_meta(&p("/l"), None, 1000, 0).unwrap();
+        root.fifo_in(&p("/"), "f", (0o640, 1000, 1000)).unwrap();
+        let link = std::fs::symlink_metadata(t.path().join("l")).unwrap();
+        assert_eq!((link.uid(), link.gid()), (1000, 0));
+        let fifo = std::fs::symlink_metadata(t.path().join("f")).unwrap();
+        assert!(std::os::unix::fs::FileTypeExt::is_fifo(&fifo.file_type()));
+        assert_eq!(
+            (fifo.uid(), fifo.gid(), fifo.mode() & 0o7777),
+            (1000, 1000, 0o640)
+        );
+        roots_key_is_untouched(&t);
+    }
+
+    /// A name that is not UTF-8 is listed in the form a path keeps it, and can be
+    /// inspected, written and removed under that name.
+    #[test]
+    fn a_name_that_is_not_utf8_is_listed_and_can_be_removed() {
+        use std::os::unix::ffi::OsStrExt;
+        let t = tempfile::tempdir().unwrap();
+        let raw = std::ffi::OsStr::from_bytes(b"bad\xffname");
+        std::fs::create_dir(t.path().join("d")).unwrap();
+        std::fs::write(t.path().join("d").join(raw), "x").unwrap();
+        let root = Root::open(t.path()).unwrap();
+        let listed = root.list(&p("/d")).unwrap();
+        assert_eq!(listed, [("bad\0ffname".to_string(), DirEntryKind::File)]);
+        let child = p("/d").join(&listed[0].0).unwrap();
+        assert!(matches!(
+            root.inspect(&child).unwrap(),
+            Snapshot::File { size: 1, .. }
+        ));
+        root.write_file_in(&p("/d"), "new\0fe", b"y", (0o644, 0, 0))
+            .unwrap();
+        assert_eq!(
+            std::fs::read(
+                t.path()
+                    .join("d")
+                    .join(std::ffi::OsStr::from_bytes(b"new\xfe"))
+            )
+            .unwrap(),
+            b"y"
+        );
+        root.remove(&child).unwrap();
+        root.remove(&p("/d/new\0fe")).unwrap();
+        assert_eq!(std::fs::read_dir(t.path().join("d")).unwrap().count(), 0);
     }
 
     /// A directory found missing is looked for again once it has been created.

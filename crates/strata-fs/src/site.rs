@@ -247,6 +247,16 @@ pub fn read_link(path: &Path) -> Result<String> {
         .map_err(|e| FsError::new("read link", path, e))
 }
 
+/// Where `path` leads once every link on the way is followed (`realpath`).
+pub fn canonical(path: &Path) -> Result<PathBuf> {
+    std::fs::canonicalize(path).map_err(|e| FsError::new("resolve", path, e))
+}
+
+/// Whether `path` itself is a symlink (not followed).
+pub fn is_link(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
+}
+
 /// Creates a directory and its parents (for strata's own files outside any target).
 pub fn create_dir_all(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| FsError::new("create directory", dir, e))

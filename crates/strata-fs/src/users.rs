@@ -101,6 +101,14 @@ impl UserDb {
             .unwrap_or_else(|| uid.to_string())
     }
 
+    /// A uid for messages: `alice, uid 1000`, or `uid 1000` when it has no name.
+    pub fn describe_user(&self, uid: u32) -> String {
+        match self.user_names.get(&uid) {
+            Some(name) => format!("{name}, uid {uid}"),
+            None => format!("uid {uid}"),
+        }
+    }
+
     /// A gid's name, or the number.
     pub fn group_name(&self, gid: u32) -> String {
         self.group_names

@@ -1,5 +1,12 @@
 //! Paths as the node sees them: absolute, normalised, never `..`.
+//!
+//! A name on Linux is any bytes but `/` and NUL; a path here is a string. A name that is
+//! not UTF-8 (a purged directory may hold one) is kept with each byte that is not part of
+//! valid UTF-8 written as NUL and two lowercase hex digits: no real name holds a NUL, so
+//! the form cannot be confused with one, and it is undone at every system call
+//! ([`TargetPath::name_bytes`]). Such a path is displayed with `\xNN` for those bytes.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -56,6 +63,50 @@ impl TargetPath {
             }),
             None => Ok(()),
         }
+    }
+
+    /// A directory entry's name as a path component: UTF-8 as it is, each byte that is
+    /// not part of valid UTF-8 as NUL and two hex digits (see the module's documentation).
+    pub fn name_from_bytes(bytes: &[u8]) -> Cow<'_, str> {
+        if let Ok(s) = std::str::from_utf8(bytes) {
+            return Cow::Borrowed(s);
+        }
+        let mut out = String::with_capacity(bytes.len() + 8);
+        for chunk in bytes.utf8_chunks() {
+            out.push_str(chunk.valid());
+            for b in chunk.invalid() {
+                out.push(ESCAPE);
+                out.push_str(&format!("{b:02x}"));
+            }
+        }
+        Cow::Owned(out)
+    }
+
+    /// The bytes a name (or path) stands for, as system calls take them: what
+    /// [`TargetPath::name_from_bytes`] made, undone.
+    pub fn name_bytes(name: &str) -> Cow<'_, [u8]> {
+        if !name.contains(ESCAPE) {
+            return Cow::Borrowed(name.as_bytes());
+        }
+        Cow::Owned(unescape(name).unwrap_or_else(|| name.as_bytes().to_vec()))
+    }
+
+    /// The path as a person reads it: a byte that is not UTF-8 shows as `\xNN`.
+    pub fn shown(&self) -> Cow<'_, str> {
+        if !self.0.contains(ESCAPE) {
+            return Cow::Borrowed(&self.0);
+        }
+        let mut out = String::with_capacity(self.0.len() + 8);
+        let mut chars = self.0.chars();
+        while let Some(c) = chars.next() {
+            if c == ESCAPE {
+                out.push_str("\\x");
+                out.extend(chars.by_ref().take(2));
+            } else {
+                out.push(c);
+            }
+        }
+        Cow::Owned(out)
     }
 
     /// The root, `/`.
@@ -133,12 +184,41 @@ impl TargetPath {
     }
 }
 
+/// Stands for a byte that is not UTF-8 (see the module's documentation).
+const ESCAPE: char = '\0';
+
+/// The bytes `name` stands for; `None` when an escape is not NUL and two lowercase hex
+/// digits.
+fn unescape(name: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(name.len());
+    let mut rest = name.as_bytes();
+    while let Some((&b, tail)) = rest.split_first() {
+        if b == 0 {
+            let hex = tail.get(..2)?;
+            if !hex.iter().all(|h| matches!(h, b'0'..=b'9' | b'a'..=b'f')) {
+                return None;
+            }
+            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+            rest = &tail[2..];
+        } else {
+            out.push(b);
+            rest = tail;
+        }
+    }
+    Some(out)
+}
+
 /// Why a path component (not empty, no `/`) is refused, if it is.
 fn refused(part: &str) -> Option<&'static str> {
     match part {
         "." => Some("'.' components are not allowed"),
         ".." => Some("'..' components are not allowed"),
-        p if p.contains('\0') => Some("NUL bytes are not allowed"),
+        // Only as the form a name that is not UTF-8 takes, exactly as it is made.
+        p if p.contains(ESCAPE)
+            && unescape(p).is_none_or(|b| TargetPath::name_from_bytes(&b) != p) =>
+        {
+            Some("NUL bytes are not allowed")
+        }
         _ => None,
     }
 }
@@ -152,7 +232,7 @@ impl std::borrow::Borrow<str> for TargetPath {
 
 impl fmt::Display for TargetPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.shown())
     }
 }
 
@@ -209,5 +289,35 @@ mod tests {
                 .unwrap()
                 .starts_with(&TargetPath::parse("/a").unwrap())
         );
+    }
+
+    /// A name that is not UTF-8 has one form as a path, which gives its bytes back and
+    /// shows escaped; a NUL in any other form is refused, as before.
+    #[test]
+    fn a_name_that_is_not_utf8_round_trips_and_shows_escaped() {
+        let raw = b"bad\xff\xfename\xc3";
+        let name = TargetPath::name_from_bytes(raw);
+        assert_eq!(name, "bad\0ff\0fename\0c3");
+        assert_eq!(&*TargetPath::name_bytes(&name), raw);
+        let p = TargetPath::parse("/etc").unwrap().join(&name).unwrap();
+        assert_eq!(p.file_name(), name);
+        assert_eq!(p.to_string(), "/etc/bad\\xff\\xfename\\xc3");
+        let back: TargetPath = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+        assert_eq!(back, p);
+        assert_eq!(TargetPath::name_from_bytes("é".as_bytes()), "é");
+        assert_eq!(TargetPath::name_bytes("plain"), &b"plain"[..]);
+        // Not the form strata makes: a NUL, a bad digit, upper case, an escaped ASCII
+        // byte (`/`, NUL), bytes that are valid UTF-8 (`é`).
+        for bad in [
+            "a\x00b",
+            "a\x00",
+            "a\x00zz",
+            "a\x00FF",
+            "a\x002f",
+            "a\x0000",
+            "\x00c3\x00a9",
+        ] {
+            assert!(TargetPath::check_name(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -12,6 +12,7 @@ mod failpoints;
 mod full_disk;
 mod gc;
 mod hardware;
+mod paths;
 mod plan;
 mod private;
 mod resources;
