@@ -2,6 +2,7 @@
 //! template rendering, and the plan (desired state against what the target holds).
 //! No terminal, no environment variables, no network.
 
+mod ansible;
 mod budget;
 mod catalog;
 mod compiled;

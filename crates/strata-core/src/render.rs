@@ -71,6 +71,7 @@ impl Renderer {
             .build()
             .expect("the default delimiters are valid");
         env.set_syntax(syntax);
+        crate::ansible::register(&mut env);
         Renderer { env, limits }
     }
 

@@ -1,0 +1,162 @@
+//! Ansible's Jinja2 dialect on top of minijinja: the filters and tests Ansible roles and
+//! Salt formulas use, Python's methods on values, under their short and their fully
+//! qualified names (`comment`, `ansible.builtin.comment`), so that the templates users
+//! already have render as they did there.
+//!
+//! Everything is registered once per [`Environment`]; a render pays nothing for it.
+
+// minijinja hands a filter its arguments by value, as the filter's signature says.
+#![allow(clippy::needless_pass_by_value)]
+
+mod comment;
+mod dicts;
+mod indent;
+mod ipaddr;
+mod json;
+mod lists;
+mod logic;
+mod paths;
+mod regex;
+mod repr;
+mod text;
+mod version;
+mod yaml;
+
+use minijinja::value::{FunctionArgs, FunctionResult};
+use minijinja::{Environment, Error, ErrorKind};
+
+/// Adds the dialect to `env`.
+pub(crate) fn register(env: &mut Environment<'static>) {
+    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.set_formatter(repr::format);
+
+    builtin(env, "comment", comment::comment);
+    builtin(env, "ternary", logic::ternary);
+    builtin(env, "mandatory", logic::mandatory);
+    builtin(env, "regex_replace", regex::regex_replace);
+    builtin(env, "regex_search", regex::regex_search);
+    builtin(env, "regex_findall", regex::regex_findall);
+    builtin(env, "regex_escape", regex::regex_escape);
+    builtin(env, "flatten", lists::flatten);
+    builtin(env, "unique", lists::unique);
+    builtin(env, "union", lists::union);
+    builtin(env, "intersect", lists::intersect);
+    builtin(env, "difference", lists::difference);
+    builtin(env, "symmetric_difference", lists::symmetric_difference);
+    builtin(env, "combine", dicts::combine);
+    builtin(env, "dict2items", dicts::dict2items);
+    builtin(env, "items2dict", dicts::items2dict);
+    builtin(env, "to_json", json::to_json);
+    builtin(env, "to_nice_json", json::to_nice_json);
+    builtin(env, "from_json", json::from_json);
+    builtin(env, "to_yaml", yaml::to_yaml);
+    builtin(env, "to_nice_yaml", yaml::to_nice_yaml);
+    builtin(env, "from_yaml", yaml::from_yaml);
+    builtin(env, "b64encode", text::b64encode);
+    builtin(env, "b64decode", text::b64decode);
+    builtin(env, "quote", text::quote);
+    builtin(env, "basename", paths::basename);
+    builtin(env, "dirname", paths::dirname);
+    // Jinja2's own `indent`, which keeps a block's trailing newline.
+    env.add_filter("indent", indent::indent);
+
+    for prefix in ["", "ansible.utils.", "ansible.netcommon."] {
+        env.add_filter(format!("{prefix}ipaddr"), ipaddr::ipaddr);
+        env.add_filter(format!("{prefix}ipv4"), ipaddr::ipv4);
+        env.add_filter(format!("{prefix}ipv6"), ipaddr::ipv6);
+        env.add_filter(format!("{prefix}ipwrap"), ipaddr::ipwrap);
+    }
+
+    for name in ["version", "version_compare"] {
+        env.add_test(name, version::version);
+        env.add_test(format!("ansible.builtin.{name}"), version::version);
+    }
+    for (name, f) in [
+        ("match", regex::is_match as fn(_, _, _) -> _),
+        ("search", regex::is_search),
+        ("regex", regex::is_regex),
+    ] {
+        env.add_test(name, f);
+        env.add_test(format!("ansible.builtin.{name}"), f);
+    }
+}
+
+/// Registers `f` as `name` and `ansible.builtin.name`.
+fn builtin<F, Rv, Args>(env: &mut Environment<'static>, name: &'static str, f: F)
+where
+    F: minijinja::functions::Function<Rv, Args> + Clone,
+    Rv: FunctionResult,
+    Args: for<'a> FunctionArgs<'a>,
+{
+    env.add_filter(name, f.clone());
+    env.add_filter(format!("ansible.builtin.{name}"), f);
+}
+
+/// An error of a filter's own, as Ansible words it.
+fn fail(message: impl Into<String>) -> Error {
+    Error::new(ErrorKind::InvalidOperation, message.into())
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Renders one expression or template with the dialect, for the unit tests.
+
+    use minijinja::Environment;
+
+    fn env() -> Environment<'static> {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        super::register(&mut env);
+        env
+    }
+
+    /// Renders `src` with the JSON context `ctx`.
+    pub fn render(src: &str, ctx: serde_json::Value) -> String {
+        try_render(src, ctx).unwrap_or_else(|e| panic!("{src}: {e:#}"))
+    }
+
+    /// Renders `src`, or its error's text.
+    pub fn try_render(src: &str, ctx: serde_json::Value) -> Result<String, String> {
+        env()
+            .render_str(src, minijinja::value::Serde(ctx))
+            .map_err(|e| e.to_string())
+    }
+
+    /// Renders `src` with no variables.
+    pub fn r(src: &str) -> String {
+        render(src, serde_json::json!({}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{render, try_render};
+    use serde_json::json;
+
+    #[test]
+    fn python_methods_on_values() {
+        let ctx = json!({"d": {"b": 1, "a": 2}, "s": "a,b , c", "l": [1, 2, 1]});
+        let t = |src: &str| render(src, ctx.clone());
+        assert_eq!(
+            t("{% for k, v in d.items() %}{{ k }}={{ v }};{% endfor %}"),
+            "b=1;a=2;"
+        );
+        assert_eq!(
+            t("{{ d.keys() | list }} {{ d.values() | list }}"),
+            "['b', 'a'] [1, 2]"
+        );
+        assert_eq!(
+            t("{{ d.get('a') }} {{ d.get('x') }} {{ d.get('x', 5) }}"),
+            "2 None 5"
+        );
+        assert_eq!(t("{{ s.split(',') }}"), "['a', 'b ', ' c']");
+        assert_eq!(
+            t("{{ 'a b'.split() }} {{ s.upper() }} {{ l.count(1) }}"),
+            "['a', 'b'] A,B , C 2"
+        );
+        assert_eq!(t("{{ 'x'.startswith('x') }}"), "True");
+        // `{% do %}` runs an expression for nothing.
+        assert_eq!(t("{% do d.get('a') %}ok"), "ok");
+        assert!(try_render("{{ d.nosuch() }}", ctx.clone()).is_err());
+    }
+}
