@@ -10,6 +10,7 @@
 //! apply. The output has its own, smaller limit. docs/decisions.md gives the figures.
 
 use std::io::Write;
+use std::sync::OnceLock;
 
 use minijinja::{Environment, ErrorKind, UndefinedBehavior};
 
@@ -45,7 +46,86 @@ impl Default for Limits {
 /// One environment for all templates of a compile.
 pub(crate) struct Renderer {
     env: Environment<'static>,
+    /// The environment with other whitespace options, for templates whose `#jinja2:`
+    /// line asks for them, made when first needed; indexed by [`Whitespace::index`].
+    variants: [OnceLock<Environment<'static>>; 8],
     limits: Limits,
+}
+
+/// Jinja2's whitespace options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Whitespace {
+    trim_blocks: bool,
+    lstrip_blocks: bool,
+    keep_trailing_newline: bool,
+}
+
+impl Whitespace {
+    /// As Ansible renders templates: a block tag's own newline is dropped, and the file's
+    /// final newline is kept.
+    const ANSIBLE: Whitespace = Whitespace {
+        trim_blocks: true,
+        lstrip_blocks: false,
+        keep_trailing_newline: true,
+    };
+
+    fn index(self) -> usize {
+        usize::from(self.trim_blocks)
+            | usize::from(self.lstrip_blocks) << 1
+            | usize::from(self.keep_trailing_newline) << 2
+    }
+
+    fn syntax(self) -> minijinja::syntax::SyntaxConfig {
+        minijinja::syntax::SyntaxConfig::builder()
+            .trim_blocks(self.trim_blocks)
+            .lstrip_blocks(self.lstrip_blocks)
+            .keep_trailing_newline(self.keep_trailing_newline)
+            .build()
+            .expect("the default delimiters are valid")
+    }
+}
+
+/// The prefix of Ansible's first-line override of the environment's options.
+const OVERRIDE: &str = "#jinja2:";
+
+/// Splits a leading `#jinja2: trim_blocks: False, lstrip_blocks: True` line off
+/// `source`, as Ansible does: the options it sets, and the template without that line.
+fn header(source: &str) -> Result<(Whitespace, &str), String> {
+    let Some(rest) = source.strip_prefix(OVERRIDE) else {
+        return Ok((Whitespace::ANSIBLE, source));
+    };
+    let (line, body) = rest.split_once('\n').unwrap_or((rest, ""));
+    let mut ws = Whitespace::ANSIBLE;
+    for pair in line.trim_end_matches('\r').split(',') {
+        let Some((key, value)) = pair.split_once(':') else {
+            return Err(format!(
+                "`#jinja2:` expects `option: value` pairs separated by commas, not `{}`",
+                pair.trim()
+            ));
+        };
+        let slot = match key.trim() {
+            "trim_blocks" => &mut ws.trim_blocks,
+            "lstrip_blocks" => &mut ws.lstrip_blocks,
+            "keep_trailing_newline" => &mut ws.keep_trailing_newline,
+            other => {
+                return Err(format!(
+                    "`#jinja2:` option `{other}` is not supported (trim_blocks, lstrip_blocks, \
+                     keep_trailing_newline)"
+                ));
+            }
+        };
+        *slot = match value.trim() {
+            "True" => true,
+            "False" => false,
+            other => {
+                return Err(format!(
+                    "`#jinja2:` option `{}` must be True or False, not `{other}`",
+                    key.trim()
+                ));
+            }
+        };
+    }
+    Ok((ws, body))
 }
 
 impl std::fmt::Debug for Renderer {
@@ -63,16 +143,25 @@ impl Renderer {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_fuel(Some(limits.fuel));
-        // As Ansible renders templates: a block tag's own newline is dropped, and the
-        // file's final newline is kept.
-        let syntax = minijinja::syntax::SyntaxConfig::builder()
-            .trim_blocks(true)
-            .keep_trailing_newline(true)
-            .build()
-            .expect("the default delimiters are valid");
-        env.set_syntax(syntax);
+        env.set_syntax(Whitespace::ANSIBLE.syntax());
         crate::ansible::register(&mut env);
-        Renderer { env, limits }
+        Renderer {
+            env,
+            variants: Default::default(),
+            limits,
+        }
+    }
+
+    /// The environment for templates with these whitespace options.
+    fn env(&self, ws: Whitespace) -> &Environment<'static> {
+        if ws == Whitespace::ANSIBLE {
+            return &self.env;
+        }
+        self.variants[ws.index()].get_or_init(|| {
+            let mut env = self.env.clone();
+            env.set_syntax(ws.syntax());
+            env
+        })
     }
 
     /// Parses and renders a template; `name` is its site-relative path. The compiled
@@ -84,17 +173,25 @@ impl Renderer {
         ctx: &minijinja::Value,
     ) -> Result<String, SiteError> {
         let _watch = crate::budget::watch(name);
+        let (ws, body) = header(source).map_err(|m| SiteError::in_file(name, m).at(1, 1))?;
+        // The lines of the template's body follow the `#jinja2:` line.
+        let skipped = usize::from(body.len() != source.len());
+        let fail = |e: minijinja::Error| {
+            let mut err = to_site_error(name, body, &e, &self.limits);
+            err.line = err.line.map(|l| l + skipped);
+            err
+        };
         let template = self
-            .env
-            .template_from_named_str(name, source)
-            .map_err(|e| to_site_error(name, source, &e, &self.limits))?;
+            .env(ws)
+            .template_from_named_str(name, body)
+            .map_err(fail)?;
         let mut out = Capped {
             bytes: Vec::with_capacity(source.len()),
             limit: self.limits.output,
         };
         template
             .render_captured_to(ctx.clone(), &mut out)
-            .map_err(|e| to_site_error(name, source, &e, &self.limits))?;
+            .map_err(fail)?;
         let mut out = String::from_utf8(out.bytes).expect("minijinja writes UTF-8 text");
         // The output grew by doubling: thousands of rendered files are kept until written.
         out.shrink_to_fit();
@@ -289,6 +386,61 @@ mod tests {
             "0123456789"
         );
         assert!(r.render("t.j2", "0123456789!", &empty()).is_err());
+    }
+
+    #[test]
+    fn a_jinja2_first_line_sets_the_whitespace_options_and_is_not_printed() {
+        let r = Renderer::new();
+        let ctx = minijinja::Value::from(minijinja::value::Serde(serde_json::json!({"l": [1, 2]})));
+        let body = "a\n    {% for x in l %}\n{{ x }}\n    {% endfor %}\nb\n";
+        // Ansible's default: trim_blocks, no lstrip_blocks.
+        assert_eq!(
+            r.render("t.j2", body, &ctx).unwrap(),
+            "a\n    1\n    2\n    b\n"
+        );
+        let lstrip = format!("#jinja2: trim_blocks: True, lstrip_blocks: True\n{body}");
+        assert_eq!(r.render("t.j2", &lstrip, &ctx).unwrap(), "a\n1\n2\nb\n");
+        let neither = format!("#jinja2:trim_blocks:False,lstrip_blocks:False\n{body}");
+        assert_eq!(
+            r.render("t.j2", &neither, &ctx).unwrap(),
+            "a\n    \n1\n    \n2\n    \nb\n"
+        );
+        let no_nl = "#jinja2: keep_trailing_newline: False\nx\n";
+        assert_eq!(r.render("t.j2", no_nl, &ctx).unwrap(), "x");
+        // The default environment is untouched by a template's options.
+        assert_eq!(
+            r.render("t.j2", body, &ctx).unwrap(),
+            "a\n    1\n    2\n    b\n"
+        );
+    }
+
+    #[test]
+    fn errors_after_a_jinja2_line_keep_their_line_and_a_bad_line_is_named() {
+        let r = Renderer::new();
+        let err = r
+            .render(
+                "t.j2",
+                "#jinja2: lstrip_blocks: True\nok\n{{ nope }}\n",
+                &empty(),
+            )
+            .unwrap_err();
+        assert_eq!(err.line, Some(3));
+        for (line, says) in [
+            (
+                "#jinja2: lstrip_blocks: yes\n",
+                "must be True or False, not `yes`",
+            ),
+            ("#jinja2: lstrip_blocks\n", "`option: value` pairs"),
+            (
+                "#jinja2: newline_sequence: '\\r\\n'\n",
+                "`newline_sequence` is not supported",
+            ),
+        ] {
+            let err = r.render("m/t.j2", line, &empty()).unwrap_err();
+            assert_eq!(err.file.as_deref(), Some("m/t.j2"));
+            assert_eq!(err.line, Some(1));
+            assert!(err.message.contains(says), "{}", err.message);
+        }
     }
 
     #[test]
