@@ -17,6 +17,7 @@ mod resources;
 pub mod scaffold;
 mod site;
 mod tomlfile;
+mod yamlfile;
 
 pub use budget::{RenderAllocator, TEMPLATE_MEMORY};
 
