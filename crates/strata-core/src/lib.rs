@@ -33,6 +33,7 @@ pub use compiled::{Compiled, Lazy};
 pub use error::{SiteError, SiteErrors};
 pub use params::{ParamTree, Source};
 pub use plan::{DIFF_LIMIT, PlanError, diff_text, plan};
+pub use render::render_template;
 pub use resources::{Declared, Group, Line, Package, Service, User};
 pub use site::{NodeInfo, SandboxSettings, Site, Size};
 pub use strata_fs::UserDb;

@@ -199,6 +199,18 @@ impl Renderer {
     }
 }
 
+/// Renders one template as a compile does (Ansible's dialect, strict undefined, the same
+/// limits), with `vars` as its context; `name` names it in errors. For tools and tests
+/// that render a template outside a site; a compile keeps one environment for all.
+pub fn render_template(
+    name: &str,
+    source: &str,
+    vars: &serde_json::Value,
+) -> Result<String, SiteError> {
+    let ctx = minijinja::Value::from(minijinja::value::Serde(vars));
+    Renderer::new().render(name, source, &ctx)
+}
+
 /// A render's output, refused past its limit.
 struct Capped {
     bytes: Vec<u8>,
