@@ -18,6 +18,7 @@ mod logic;
 mod paths;
 mod regex;
 mod repr;
+mod salt;
 mod text;
 mod version;
 mod yaml;
@@ -29,6 +30,7 @@ use minijinja::{Environment, Error, ErrorKind};
 pub(crate) fn register(env: &mut Environment<'static>) {
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     env.set_formatter(repr::format);
+    env.add_global("salt", salt::global());
 
     builtin(env, "comment", comment::comment);
     builtin(env, "ternary", logic::ternary);
