@@ -52,10 +52,48 @@ pub(crate) fn parse(rel: &str, text: &str) -> Result<YamlParams, SiteError> {
             .at(1, 1));
         }
     };
-    Ok(YamlParams {
-        values,
-        lines: leaf_lines(text),
-    })
+    let lines = leaf_lines(text);
+    let mut values = values;
+    yaml11_booleans(&mut values, "", &lines, text);
+    Ok(YamlParams { values, lines })
+}
+
+/// YAML 1.1's booleans (`yes`, `no`, `on`, `off` in their three cases), which PyYAML, and
+/// so Ansible and Salt, read as true and false where serde_norway (YAML 1.2) reads
+/// strings: a value written plain, unquoted, as the whole value of a `key:` line, is made
+/// the boolean. (In a flow collection or a list item it stays a string.)
+fn yaml11_booleans(
+    map: &mut Map<String, Value>,
+    prefix: &str,
+    lines: &BTreeMap<String, usize>,
+    text: &str,
+) {
+    for (key, value) in map.iter_mut() {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match value {
+            Value::Object(inner) => yaml11_booleans(inner, &path, lines, text),
+            Value::String(s) => {
+                let truth = match s.as_str() {
+                    "yes" | "Yes" | "YES" | "on" | "On" | "ON" => true,
+                    "no" | "No" | "NO" | "off" | "Off" | "OFF" => false,
+                    _ => continue,
+                };
+                let written = lines
+                    .get(&path)
+                    .and_then(|l| text.lines().nth(l - 1))
+                    .and_then(|line| split_key(line.trim_start()))
+                    .map(|(_, rest)| rest.split(" #").next().unwrap_or("").trim().to_string());
+                if written.as_deref() == Some(s.as_str()) {
+                    *value = Value::Bool(truth);
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 fn kind(v: &Value) -> &'static str {
@@ -130,7 +168,7 @@ mod tests {
         let p = parse("params/common.yaml", text).unwrap();
         assert_eq!(
             Value::Object(p.values.clone()),
-            json!({"nginx": {"port": 8080, "user": null, "sites": ["a", "b"]}, "zeta": "yes",
+            json!({"nginx": {"port": 8080, "user": null, "sites": ["a", "b"]}, "zeta": true,
                    "quoted key": {"x": 1}, "alpha": null})
         );
         let keys: Vec<&String> = p.values.keys().collect();
@@ -139,6 +177,18 @@ mod tests {
         assert_eq!(p.lines.get("nginx.user"), Some(&5));
         assert_eq!(p.lines.get("nginx.sites"), Some(&6));
         assert_eq!(p.lines.get("alpha"), Some(&11));
+    }
+
+    /// Ansible reads `enabled: no` as false (YAML 1.1); serde_norway as the string "no".
+    #[test]
+    fn yaml_1_1_booleans_written_plain_are_booleans_as_in_ansible() {
+        let text = "a: yes\nb: 'yes'\nc: Off  # comment\nd:\n  e: ON\n  f: \"no\"\ng: [yes]\nh: yesterday\n";
+        let p = parse("p.yaml", text).unwrap();
+        assert_eq!(
+            Value::Object(p.values),
+            json!({"a": true, "b": "yes", "c": false, "d": {"e": true, "f": "no"}, "g": ["yes"],
+                   "h": "yesterday"})
+        );
     }
 
     #[test]
