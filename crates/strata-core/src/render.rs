@@ -562,4 +562,49 @@ mod measure {
             start.elapsed()
         );
     }
+
+    /// What Ansible's dialect (its formatter, the filters registered, preserve_order)
+    /// costs a render: the bench's kind of template, rendered 20,000 times with the
+    /// dialect and with a bare environment of the same syntax.
+    /// `cargo test --release -p strata-core dialect_cost -- --ignored --nocapture`
+    #[test]
+    #[ignore = "a measurement, not a test"]
+    fn dialect_cost() {
+        let ctx = minijinja::Value::from(minijinja::value::Serde(serde_json::json!({
+            "app": {"port": 8080, "workers": 4, "log_level": "info", "gzip": true,
+                    "upstreams": ["10.0.0.11:9000", "10.0.0.12:9000"]},
+            "node": {"name": "web1.example.com"}, "module": {"version": "2.0"}})));
+        let src = "# acme app {{ module.version }} on {{ node.name }}\nlisten = {{ app.port }}\n\
+                   workers = {{ app.workers }}\nlog_level = \"{{ app.log_level }}\"\n\
+                   gzip = {{ app.gzip | lower }}\n{% for u in app.upstreams %}\
+                   upstream = \"{{ u }}\"\n{% endfor %}";
+        let dialect = Renderer::new();
+        let mut bare = Environment::new();
+        bare.set_undefined_behavior(UndefinedBehavior::Strict);
+        bare.set_fuel(Some(TEMPLATE_FUEL));
+        bare.set_syntax(Whitespace::ANSIBLE.syntax());
+        for round in 0..2 {
+            let start = std::time::Instant::now();
+            for _ in 0..20_000 {
+                dialect.render("t.j2", src, &ctx).expect("renders");
+            }
+            let with = start.elapsed();
+            let start = std::time::Instant::now();
+            for _ in 0..20_000 {
+                let t = bare.template_from_named_str("t.j2", src).expect("parses");
+                t.render(ctx.clone()).expect("renders");
+            }
+            let without = start.elapsed();
+            eprintln!(
+                "round {round}: 20,000 renders: dialect {with:.3?}, bare {without:.3?} \
+                 ({:.2} µs more per render); Renderer::new {:.3?}",
+                (with.as_secs_f64() - without.as_secs_f64()) * 1e6 / 20_000.0,
+                {
+                    let s = std::time::Instant::now();
+                    let _ = Renderer::new();
+                    s.elapsed()
+                }
+            );
+        }
+    }
 }
