@@ -3,8 +3,9 @@
 //! `to_nice_yaml`'s indent of 4), a collection of scalars in flow style for `to_yaml`,
 //! and a string quoted only when plain it would read back as something else.
 //!
-//! Not followed: PyYAML's folding of lines past 80 columns, and its multi-line layout of
-//! long strings and flow collections.
+//! Lines past 80 columns fold at a single space, and flow collections wrap, as PyYAML
+//! does. Not followed: the folding of double-quoted strings (those holding control
+//! characters).
 
 use std::sync::LazyLock;
 
@@ -89,7 +90,42 @@ fn plain(s: &str, in_flow: bool) -> bool {
     !(in_flow && (s.chars().any(|c| flow_ind(c) || c == '?') || s.contains(':')))
 }
 
-fn scalar(v: &Json, in_flow: bool, indent: usize, out: &mut String) {
+/// The column `out` ends at.
+fn column(out: &str) -> usize {
+    out[out.rfind('\n').map_or(0, |i| i + 1)..].chars().count()
+}
+
+/// PyYAML's line width: past it, a single space may become a line break.
+const WIDTH: usize = 80;
+
+/// Writes the words of `text`, breaking at a lone space once past [`WIDTH`] (PyYAML's
+/// folding of plain and single-quoted scalars), the next line at column `indent`.
+fn fold(text: &str, indent: usize, split: bool, quoted: bool, out: &mut String) {
+    let chars: Vec<char> = text.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i] != ' ' {
+            out.push(chars[i]);
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < chars.len() && chars[i] == ' ' {
+            i += 1;
+        }
+        let lone = i - start == 1 && !(quoted && (start == 0 || i == chars.len()));
+        if lone && split && column(out) > WIDTH {
+            out.push('\n');
+            out.push_str(&" ".repeat(indent));
+        } else {
+            out.extend(&chars[start..i]);
+        }
+    }
+}
+
+/// Writes a scalar; `indent` is where a folded line goes on, `split` whether it may fold
+/// (not a key).
+fn scalar(v: &Json, in_flow: bool, indent: usize, split: bool, out: &mut String) {
     match v {
         Json::Null => out.push_str("null"),
         Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
@@ -102,7 +138,7 @@ fn scalar(v: &Json, in_flow: bool, indent: usize, out: &mut String) {
             }),
             _ => out.push_str(&n.to_string()),
         },
-        Json::String(s) if plain(s, in_flow) => out.push_str(s),
+        Json::String(s) if plain(s, in_flow) => fold(s, indent, split, false, out),
         Json::String(s) if s.chars().any(|c| c.is_control() && c != '\n') => {
             // Double quotes for what single quotes cannot hold.
             out.push_str(&serde_json::to_string(s).unwrap_or_default());
@@ -111,7 +147,7 @@ fn scalar(v: &Json, in_flow: bool, indent: usize, out: &mut String) {
             out.push('\'');
             let mut lines = s.split('\n').peekable();
             while let Some(line) = lines.next() {
-                out.push_str(&line.replace('\'', "''"));
+                fold(&line.replace('\'', "''"), indent, split, true, out);
                 if lines.peek().is_some() {
                     // A line break in a single-quoted scalar is written as an empty line.
                     out.push('\n');
@@ -126,31 +162,50 @@ fn scalar(v: &Json, in_flow: bool, indent: usize, out: &mut String) {
     }
 }
 
+/// Writes a collection in flow style; `indent` is the column its items wrap to once a
+/// line is past [`WIDTH`].
 fn flow_node(v: &Json, style: &Style, indent: usize, out: &mut String) {
+    let inner = indent + style.indent;
+    let next = |i: usize, out: &mut String| {
+        if i > 0 {
+            out.push(',');
+        }
+        if column(out) > WIDTH {
+            out.push('\n');
+            out.push_str(&" ".repeat(indent));
+        } else if i > 0 {
+            out.push(' ');
+        }
+    };
+    let child = |x: &Json, out: &mut String| {
+        if matches!(x, Json::Array(a) if !a.is_empty())
+            || matches!(x, Json::Object(m) if !m.is_empty())
+        {
+            flow_node(x, style, inner, out);
+        } else {
+            scalar(x, true, inner, true, out);
+        }
+    };
     match v {
         Json::Array(a) if !a.is_empty() => {
             out.push('[');
             for (i, x) in a.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                flow_node(x, style, indent, out);
+                next(i, out);
+                child(x, out);
             }
             out.push(']');
         }
         Json::Object(m) if !m.is_empty() => {
             out.push('{');
             for (i, (k, x)) in entries(m, style).into_iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                scalar(&Json::String(k.clone()), true, indent, out);
+                next(i, out);
+                scalar(&Json::String(k.clone()), true, inner, false, out);
                 out.push_str(": ");
-                flow_node(x, style, indent, out);
+                child(x, out);
             }
             out.push('}');
         }
-        _ => scalar(v, true, indent, out),
+        _ => scalar(v, true, inner, true, out),
     }
 }
 
@@ -165,7 +220,7 @@ fn block(v: &Json, style: &Style, indent: usize, out: &mut String) {
                     out.push_str(&" ".repeat(indent));
                 }
                 first = false;
-                scalar(&Json::String(k.clone()), false, indent, out);
+                scalar(&Json::String(k.clone()), false, indent, false, out);
                 out.push(':');
                 value_after(x, style, indent, true, out);
             }
@@ -178,16 +233,23 @@ fn block(v: &Json, style: &Style, indent: usize, out: &mut String) {
                 }
                 first = false;
                 out.push('-');
-                out.push_str(&" ".repeat(style.indent - 1));
+                // A block collection starts at the item's column; anything else after
+                // one space.
+                if flow(x, style) {
+                    out.push(' ');
+                } else {
+                    out.push_str(&" ".repeat(style.indent - 1));
+                }
                 item(x, style, indent + style.indent, out);
             }
         }
+        // At the top, what follows a folded line is indented as in a collection.
         _ if is_scalar(v) && !v.is_array() && !v.is_object() => {
-            scalar(v, false, indent, out);
+            scalar(v, false, indent.max(style.indent), true, out);
             out.push('\n');
         }
         _ => {
-            flow_node(v, style, indent, out);
+            flow_node(v, style, indent.max(style.indent), out);
             out.push('\n');
         }
     }
@@ -214,13 +276,11 @@ fn value_after(v: &Json, style: &Style, indent: usize, _in_map: bool, out: &mut 
         }
         _ => {
             out.push(' ');
-            let mut s = String::new();
             if v.is_array() || v.is_object() {
-                flow_node(v, style, indent + style.indent, &mut s);
+                flow_node(v, style, indent + style.indent, out);
             } else {
-                scalar(v, false, indent + style.indent, &mut s);
+                scalar(v, false, indent + style.indent, true, out);
             }
-            out.push_str(&s);
             out.push('\n');
         }
     }
@@ -283,7 +343,7 @@ mod tests {
         let ctx = json!({"cfg": {"server": {"port": 80, "names": ["a", "b"]}, "users": [{"name": "x", "uid": 1}], "empty": {}, "flag": true, "nothing": null}});
         assert_eq!(
             render("{{ cfg | to_nice_yaml }}", ctx),
-            "empty: {}\nflag: true\nnothing: null\nserver:\n    names:\n    -   a\n    -   b\n    port: 80\nusers:\n-   name: x\n    uid: 1\n"
+            "empty: {}\nflag: true\nnothing: null\nserver:\n    names:\n    - a\n    - b\n    port: 80\nusers:\n-   name: x\n    uid: 1\n"
         );
         assert_eq!(
             r("{{ {'b': [[1, 2]], 'a': 1} | to_nice_yaml(indent=2) }}"),
@@ -348,6 +408,80 @@ mod tests {
         assert_eq!(r("{{ ('b: 1\\na: 2' | from_yaml) | list }}"), "['b', 'a']");
         assert!(
             crate::ansible::testing::try_render("{{ 'a: [' | from_yaml }}", json!({})).is_err()
+        );
+    }
+
+    /// Expected outputs made by PyYAML 6 (`yaml.dump`, as Ansible calls it).
+    #[test]
+    fn long_lines_fold_and_items_align_as_pyyaml_writes_them() {
+        let long = "this is a fairly long description of a thing that goes on and on past the width of eighty columns for sure";
+        let t = |src: &str, v: serde_json::Value| render(src, json!({ "v": v }));
+        assert_eq!(
+            t("{{ v | to_nice_yaml }}", json!({"desc": long, "k": 1})),
+            "desc: this is a fairly long description of a thing that goes on and on past the width\n    of eighty columns for sure\nk: 1\n"
+        );
+        assert_eq!(
+            t(
+                "{{ v | to_nice_yaml(indent=2) }}",
+                json!({"a": {"b": long}})
+            ),
+            "a:\n  b: this is a fairly long description of a thing that goes on and on past the width\n    of eighty columns for sure\n"
+        );
+        assert_eq!(
+            t("{{ v | to_nice_yaml }}", json!([long, "short"])),
+            "- this is a fairly long description of a thing that goes on and on past the width\n    of eighty columns for sure\n- short\n"
+        );
+        assert_eq!(
+            t(
+                "{{ v | to_nice_yaml }}",
+                json!({"q": format!("it's: {long}")})
+            ),
+            "q: 'it''s: this is a fairly long description of a thing that goes on and on past the\n    width of eighty columns for sure'\n"
+        );
+        let forty: Vec<u32> = (0..40).collect();
+        assert_eq!(
+            t("{{ v | to_yaml }}", json!({"l": forty})),
+            "l: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21,\n  22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39]\n"
+        );
+        assert_eq!(
+            t("{{ v | to_yaml }}", json!(forty)),
+            "[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22,\n  23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39]\n"
+        );
+        for (v, two, four) in [
+            (
+                json!([["a", "b"], "c"]),
+                "- - a\n  - b\n- c\n",
+                "-   - a\n    - b\n- c\n",
+            ),
+            (
+                json!([{"n": 1, "m": [1, 2]}]),
+                "- m:\n  - 1\n  - 2\n  n: 1\n",
+                "-   m:\n    - 1\n    - 2\n    n: 1\n",
+            ),
+            (
+                json!({"k": [[1, 2], {"x": 1}]}),
+                "k:\n- - 1\n  - 2\n- x: 1\n",
+                "k:\n-   - 1\n    - 2\n-   x: 1\n",
+            ),
+            (
+                json!([[], {}, null, "x"]),
+                "- []\n- {}\n- null\n- x\n",
+                "- []\n- {}\n- null\n- x\n",
+            ),
+        ] {
+            assert_eq!(t("{{ v | to_nice_yaml(indent=2) }}", v.clone()), two, "{v}");
+            assert_eq!(
+                t("{{ v | to_nice_yaml(indent=4) }}", v.clone()),
+                four,
+                "{v}"
+            );
+        }
+        assert_eq!(
+            t(
+                "{{ v | to_yaml }}",
+                json!({"k": [[1, 2], {"x": 1}], "e": [], "s": "a b"})
+            ),
+            "e: []\nk:\n- [1, 2]\n- {x: 1}\ns: a b\n"
         );
     }
 }
