@@ -1,11 +1,12 @@
 //! Ansible's `comment` filter: text made into a comment block, `#` by default, in the
 //! styles and with the options Ansible has (`style=`, `decoration=`, `prefix=`, …).
 
-use minijinja::Error;
 use minijinja::value::Kwargs;
+use minijinja::{Error, State};
 
 /// `text | comment(style="plain", **options)`, as Ansible's `comment` filter.
 pub(super) fn comment(
+    state: &State,
     text: String,
     style: Option<String>,
     kwargs: Kwargs,
@@ -46,6 +47,10 @@ pub(super) fn comment(
     let postfix_count = count("postfix_count")?;
     let end = opt("end", end)?;
     kwargs.assert_all_used()?;
+    // The counts repeat text: paid for before it is made (issue 16's rule).
+    let repeated = (prefix.len() + newline.len()).saturating_mul(prefix_count)
+        + (postfix.len() + newline.len()).saturating_mul(postfix_count);
+    state.consume_fuel((repeated / 64) as u64)?;
 
     let mut out = String::new();
     if !beginning.is_empty() {
@@ -123,6 +128,24 @@ mod tests {
         assert_eq!(
             r("{{ 'x' | comment(prefix_count=2, postfix_count=0) }}"),
             "#\n#\n# x"
+        );
+    }
+
+    #[test]
+    fn a_huge_count_runs_out_of_fuel_before_it_is_made() {
+        let r = crate::render::Renderer::new();
+        let ctx = minijinja::Value::from(());
+        let err = r
+            .render(
+                "t.j2",
+                "{{ 'x' | comment(prefix_count=100000000000) }}",
+                &ctx,
+            )
+            .unwrap_err();
+        assert!(
+            err.message.starts_with("the template does more work"),
+            "{}",
+            err.message
         );
     }
 

@@ -45,7 +45,8 @@ fn string(s: &str, ascii: bool, out: &mut String) {
             '\t' => out.push_str("\\t"),
             '\x08' => out.push_str("\\b"),
             '\x0c' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 || (ascii && !c.is_ascii()) => {
+            // Python escapes what is not printable ASCII (all but space to `~`).
+            c if (c as u32) < 0x20 || (ascii && !(' '..='~').contains(&c)) => {
                 let mut buf = [0u16; 2];
                 for unit in c.encode_utf16(&mut buf) {
                     out.push_str(&format!("\\u{unit:04x}"));

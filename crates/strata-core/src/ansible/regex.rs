@@ -4,7 +4,7 @@
 //! Python's less look-around and back-references: such a pattern is an error naming it.
 
 use minijinja::value::{Kwargs, Rest};
-use minijinja::{Error, Value};
+use minijinja::{Error, State, Value};
 use regex::{Captures, Regex, RegexBuilder};
 
 use super::fail;
@@ -109,6 +109,7 @@ fn group<'h>(caps: &Captures<'h>, piece: &Piece) -> Result<&'h str, Error> {
 /// `s | regex_replace(pattern, replacement='', ignorecase=False, multiline=False,
 /// count=0)`: Python's `re.sub`.
 pub(super) fn regex_replace(
+    state: &State,
     value: String,
     pattern: String,
     replacement: Option<String>,
@@ -122,6 +123,7 @@ pub(super) fn regex_replace(
     let mut out = String::with_capacity(value.len());
     let mut last = 0;
     let mut n = 0;
+    let mut charged = 0;
     for caps in re.captures_iter(&value) {
         if count != 0 && n == count {
             break;
@@ -136,6 +138,11 @@ pub(super) fn regex_replace(
         }
         last = whole.end();
         n += 1;
+        // What the replacements add is paid for as it grows, not once it is all made.
+        if out.len() > charged + 64 * 1024 {
+            state.consume_fuel(((out.len() - charged) / 64) as u64)?;
+            charged = out.len();
+        }
     }
     if mandatory != 0 && n != mandatory {
         return Err(fail(format!(
@@ -319,6 +326,20 @@ mod tests {
         assert_eq!(r("{{ 'xhttp' is match('http') }}"), "False");
         assert_eq!(r("{{ 'xhttp' is search('http') }}"), "True");
         assert_eq!(r("{{ 'xhttp' is ansible.builtin.regex('^x') }}"), "True");
+    }
+
+    #[test]
+    fn replacements_that_blow_up_run_out_of_fuel() {
+        let r = crate::render::Renderer::new();
+        let src = "{{ ('a' * 1000000) | regex_replace('', 'x' * 100000) | length }}";
+        let err = r
+            .render("t.j2", src, &minijinja::Value::from(()))
+            .unwrap_err();
+        assert!(
+            err.message.starts_with("the template does more work"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

@@ -66,6 +66,59 @@ static IMPLICIT: LazyLock<Regex> = LazyLock::new(|| {
     .expect("a valid pattern")
 });
 
+/// A character PyYAML counts as a line break.
+fn line_break(c: char) -> bool {
+    matches!(c, '\n' | '\u{85}' | '\u{2028}' | '\u{2029}')
+}
+
+/// A character PyYAML will write only escaped, in double quotes.
+fn special(c: char) -> bool {
+    let printable = c == '\n'
+        || (' '..='~').contains(&c)
+        || c == '\u{85}'
+        || ('\u{A0}'..='\u{D7FF}').contains(&c)
+        || ('\u{E000}'..='\u{FFFD}').contains(&c)
+        || c >= '\u{10000}';
+    !printable || c == '\u{FEFF}'
+}
+
+/// PyYAML's double-quoted scalar.
+fn double_quoted(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        let short = match c {
+            '\0' => Some('0'),
+            '\x07' => Some('a'),
+            '\x08' => Some('b'),
+            '\t' => Some('t'),
+            '\n' => Some('n'),
+            '\x0b' => Some('v'),
+            '\x0c' => Some('f'),
+            '\r' => Some('r'),
+            '\x1b' => Some('e'),
+            '"' => Some('"'),
+            '\\' => Some('\\'),
+            '\u{85}' => Some('N'),
+            '\u{A0}' => Some('_'),
+            '\u{2028}' => Some('L'),
+            '\u{2029}' => Some('P'),
+            _ => None,
+        };
+        let escaped = c == '"' || c == '\\' || special(c) || line_break(c);
+        match (escaped, short) {
+            (false, _) => out.push(c),
+            (true, Some(e)) => {
+                out.push('\\');
+                out.push(e);
+            }
+            _ if (c as u32) <= 0xFF => out.push_str(&format!("\\x{:02X}", c as u32)),
+            _ if (c as u32) <= 0xFFFF => out.push_str(&format!("\\u{:04X}", c as u32)),
+            _ => out.push_str(&format!("\\U{:08X}", c as u32)),
+        }
+    }
+    out.push('"');
+}
+
 /// Whether `s` may be written plain (PyYAML's `analyze_scalar`, simplified).
 fn plain(s: &str, in_flow: bool) -> bool {
     let Some(first) = s.chars().next() else {
@@ -81,10 +134,7 @@ fn plain(s: &str, in_flow: bool) -> bool {
     {
         return false;
     }
-    if s.contains(": ")
-        || s.contains(" #")
-        || s.chars().any(|c| c == '\n' || c == '\t' || c.is_control())
-    {
+    if s.contains(": ") || s.contains(" #") || s.chars().any(|c| line_break(c) || special(c)) {
         return false;
     }
     !(in_flow && (s.chars().any(|c| flow_ind(c) || c == '?') || s.contains(':')))
@@ -92,7 +142,13 @@ fn plain(s: &str, in_flow: bool) -> bool {
 
 /// The column `out` ends at.
 fn column(out: &str) -> usize {
-    out[out.rfind('\n').map_or(0, |i| i + 1)..].chars().count()
+    // Every line break starts a column 0, as PyYAML counts.
+    let start = out
+        .char_indices()
+        .rev()
+        .find(|&(_, c)| line_break(c))
+        .map_or(0, |(i, c)| i + c.len_utf8());
+    out[start..].chars().count()
 }
 
 /// PyYAML's line width: past it, a single space may become a line break.
@@ -101,11 +157,14 @@ const WIDTH: usize = 80;
 /// Writes the words of `text`, breaking at a lone space once past [`WIDTH`] (PyYAML's
 /// folding of plain and single-quoted scalars), the next line at column `indent`.
 fn fold(text: &str, indent: usize, split: bool, quoted: bool, out: &mut String) {
+    // The column is counted as the text is written: once per scalar, not per space.
+    let mut col = column(out);
     let chars: Vec<char> = text.chars().collect();
     let mut i = 0;
     while i < chars.len() {
         if chars[i] != ' ' {
             out.push(chars[i]);
+            col += 1;
             i += 1;
             continue;
         }
@@ -114,11 +173,13 @@ fn fold(text: &str, indent: usize, split: bool, quoted: bool, out: &mut String) 
             i += 1;
         }
         let lone = i - start == 1 && !(quoted && (start == 0 || i == chars.len()));
-        if lone && split && column(out) > WIDTH {
+        if lone && split && col > WIDTH {
             out.push('\n');
             out.push_str(&" ".repeat(indent));
+            col = indent;
         } else {
             out.extend(&chars[start..i]);
+            col += i - start;
         }
     }
 }
@@ -134,25 +195,35 @@ fn scalar(v: &Json, in_flow: bool, indent: usize, split: bool, out: &mut String)
                 "NaN" => ".nan".to_string(),
                 "Infinity" => ".inf".to_string(),
                 "-Infinity" => "-.inf".to_string(),
+                // PyYAML: `repr(f).lower()`, with `.0` before an exponent that has no point.
+                s if s.contains('e') && !s.contains('.') => {
+                    s.to_lowercase().replacen('e', ".0e", 1)
+                }
                 s => s.to_lowercase(),
             }),
             _ => out.push_str(&n.to_string()),
         },
         Json::String(s) if plain(s, in_flow) => fold(s, indent, split, false, out),
-        Json::String(s) if s.chars().any(|c| c.is_control() && c != '\n') => {
-            // Double quotes for what single quotes cannot hold.
-            out.push_str(&serde_json::to_string(s).unwrap_or_default());
-        }
+        // Double quotes for what single quotes cannot hold.
+        Json::String(s) if s.chars().any(special) => double_quoted(s, out),
         Json::String(s) => {
             out.push('\'');
-            let mut lines = s.split('\n').peekable();
-            while let Some(line) = lines.next() {
-                fold(&line.replace('\'', "''"), indent, split, true, out);
-                if lines.peek().is_some() {
-                    // A line break in a single-quoted scalar is written as an empty line.
-                    out.push('\n');
-                    out.push('\n');
+            let text = s.replace('\'', "''");
+            let mut rest = text.as_str();
+            while !rest.is_empty() {
+                let end = rest.find(line_break).unwrap_or(rest.len());
+                fold(&rest[..end], indent, split, true, out);
+                rest = &rest[end..];
+                let breaks = rest.find(|c| !line_break(c)).unwrap_or(rest.len());
+                if breaks > 0 {
+                    // A `\n` in single quotes is written as an empty line; other breaks as
+                    // themselves; the text goes on indented.
+                    if rest.starts_with('\n') {
+                        out.push('\n');
+                    }
+                    out.push_str(&rest[..breaks]);
                     out.push_str(&" ".repeat(indent));
+                    rest = &rest[breaks..];
                 }
             }
             out.push('\'');
