@@ -252,6 +252,12 @@ fn to_site_error(name: &str, source: &str, e: &minijinja::Error, limits: &Limits
 fn describe(source: &str, e: &minijinja::Error, limits: &Limits) -> String {
     let expr = e.range().and_then(|r| source.get(r)).map(str::trim);
     match (e.kind(), expr) {
+        // `mandatory`'s own message, with the expression it guards.
+        (ErrorKind::UndefinedError, _) if mandatory(e).is_some() => format!(
+            "{} `{}`",
+            mandatory(e).unwrap_or_default(),
+            enclosing(source, e.range().map_or(0, |r| r.start))
+        ),
         (ErrorKind::UndefinedError, Some(expr)) => format!("undefined variable `{expr}`"),
         (ErrorKind::SyntaxError, _) => {
             format!(
@@ -277,6 +283,19 @@ fn describe(source: &str, e: &minijinja::Error, limits: &Limits) -> String {
             None => kind.to_string(),
         },
     }
+}
+
+/// The message of `mandatory`'s error (see [`crate::ansible::MANDATORY`]).
+fn mandatory(e: &minijinja::Error) -> Option<&str> {
+    e.detail()?.strip_prefix(crate::ansible::MANDATORY)
+}
+
+/// The `{{ … }}` expression around byte `at` of `source`, trimmed.
+fn enclosing(source: &str, at: usize) -> &str {
+    let at = at.min(source.len());
+    let start = source[..at].rfind("{{").map_or(at, |i| i + 2);
+    let end = source[at..].find("}}").map_or(source.len(), |i| at + i);
+    source.get(start..end).map_or("", str::trim)
 }
 
 /// Whether minijinja failed because [`Capped`] refused more output.
@@ -453,6 +472,29 @@ mod tests {
             assert_eq!(err.line, Some(1));
             assert!(err.message.contains(says), "{}", err.message);
         }
+    }
+
+    /// A filter's error is the template's error: its file, line and what went wrong.
+    #[test]
+    fn a_filter_error_names_the_template_and_line() {
+        let r = Renderer::new();
+        let err = r
+            .render("m/t.j2", "a\n{{ 'x' | comment('lisp') }}\n", &empty())
+            .unwrap_err();
+        assert_eq!(err.file.as_deref(), Some("m/t.j2"));
+        assert_eq!(err.line, Some(2));
+        assert_eq!(
+            err.message,
+            "invalid operation: comment: unknown style `lisp` (plain, erlang, c, cblock, xml)"
+        );
+        let err = r
+            .render("m/t.j2", "a\n\n{{ nope | mandatory }}\n", &empty())
+            .unwrap_err();
+        assert_eq!(err.line, Some(3));
+        assert_eq!(
+            err.message,
+            "Mandatory variable not defined. `nope | mandatory`"
+        );
     }
 
     #[test]

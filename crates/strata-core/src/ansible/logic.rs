@@ -20,8 +20,14 @@ pub(super) fn ternary(
 /// `x | mandatory(msg)`: the value, or an error when it is undefined.
 pub(super) fn mandatory(value: Value, msg: Option<String>) -> Result<Value, Error> {
     if value.is_undefined() {
-        return Err(super::fail(
-            msg.unwrap_or_else(|| "Mandatory variable not defined.".to_string()),
+        // An undefined error: the template's error then names the expression.
+        return Err(Error::new(
+            minijinja::ErrorKind::UndefinedError,
+            format!(
+                "{}{}",
+                super::MANDATORY,
+                msg.as_deref().unwrap_or("Mandatory variable not defined.")
+            ),
         ));
     }
     Ok(value)

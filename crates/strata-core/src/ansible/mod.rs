@@ -94,6 +94,10 @@ where
     env.add_filter(format!("ansible.builtin.{name}"), f);
 }
 
+/// The start of `mandatory`'s error, by which the render's error finds it and adds the
+/// expression it guards.
+pub(crate) const MANDATORY: &str = "mandatory: ";
+
 /// An error of a filter's own, as Ansible words it.
 fn fail(message: impl Into<String>) -> Error {
     Error::new(ErrorKind::InvalidOperation, message.into())
