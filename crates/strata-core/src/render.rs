@@ -497,6 +497,25 @@ mod tests {
         );
     }
 
+    /// minijinja escapes by the template's name; Ansible never does: a `config.yaml.j2`
+    /// had its strings written in JSON quotes, an `index.html.j2` its slashes as `&#x2f;`.
+    #[test]
+    fn no_template_is_escaped_whatever_its_name() {
+        let ctx = minijinja::Value::from(minijinja::value::Serde(
+            serde_json::json!({"a": "/etc/x <&'\""}),
+        ));
+        for name in [
+            "m/templates/etc/app/config.yaml.j2",
+            "m/templates/etc/app/config.yml",
+            "m/templates/etc/app/config.json.j2",
+            "m/templates/srv/www/index.html.j2",
+            "m/templates/etc/app/app.xml.j2",
+        ] {
+            let out = Renderer::new().render(name, "a: {{ a }}\n", &ctx).unwrap();
+            assert_eq!(out, "a: /etc/x <&'\"\n", "{name}");
+        }
+    }
+
     #[test]
     fn keeps_the_trailing_newline() {
         let r = Renderer::new();

@@ -30,6 +30,9 @@ use minijinja::{Environment, Error, ErrorKind};
 pub(crate) fn register(env: &mut Environment<'static>) {
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     env.set_formatter(repr::format);
+    // Jinja2 as Ansible configures it never escapes: minijinja would, by the template's
+    // name (`.yaml.j2`, `.json.j2` as JSON, `.html.j2`, `.xml.j2` as HTML).
+    env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
     env.add_global("salt", salt::global());
 
     builtin(env, "comment", comment::comment);
