@@ -8,6 +8,7 @@ mod catalog;
 mod compiled;
 mod error;
 mod graph;
+pub mod import;
 mod module;
 mod par;
 mod params;

@@ -5,6 +5,7 @@ pub mod check;
 pub mod classify;
 pub mod facts;
 pub mod generations;
+pub mod import;
 pub mod new;
 pub mod params;
 pub mod plan;

@@ -11,6 +11,7 @@ mod escapes;
 mod failpoints;
 mod full_disk;
 mod hardware;
+mod import;
 mod plan;
 mod private;
 mod resources;
