@@ -569,6 +569,29 @@ fn load_roles(
     }
 }
 
+/// The variables Ansible gives every template that a role's templates use, unless a
+/// parameter of the same name is set: `ansible_managed` (Ansible's default text),
+/// `inventory_hostname` (the node's name), `inventory_hostname_short` (up to its first
+/// dot) and `group_names` (its groups, sorted).
+fn ansible_variables(ctx: &mut serde_json::Map<String, Value>, node: &NodeInfo) {
+    let short = node
+        .name
+        .split('.')
+        .next()
+        .unwrap_or(&node.name)
+        .to_string();
+    let mut groups = node.groups.clone();
+    groups.sort();
+    for (key, value) in [
+        ("ansible_managed", json!("Ansible managed")),
+        ("inventory_hostname", json!(node.name)),
+        ("inventory_hostname_short", json!(short)),
+        ("group_names", json!(groups)),
+    ] {
+        ctx.entry(key).or_insert(value);
+    }
+}
+
 /// A parameter file read: its site-relative path, its values and the line of each leaf.
 type ParamFile = (
     String,
@@ -838,6 +861,7 @@ impl Builder<'_> {
             "module".into(),
             json!({"name": m.name, "version": m.version}),
         );
+        ansible_variables(&mut ctx, node);
         // Everything a template of this module sees, hashed: same text and context, same
         // output.
         let ctx_hash = self
@@ -1377,6 +1401,35 @@ mod tests {
             Some("params/env/prod.yml")
         );
         assert_eq!(compiled_text(&cat, "/etc/m.conf"), "port=8080\nno proxy\n");
+    }
+
+    /// Issue 25: a role's templates begin with `{{ ansible_managed | comment }}`.
+    #[test]
+    fn ansible_s_variables_are_given_unless_a_parameter_sets_them() {
+        let template = "{{ ansible_managed | comment }}\n{{ inventory_hostname }} \
+                        {{ inventory_hostname_short }} {{ group_names }}\n";
+        let files = |common: &'static str| {
+            site_of(&[
+                ("nodes/web1.example.com.toml", "modules = [\"m\"]\n"),
+                ("groups/web.toml", "nodes = [\"web1.example.com\"]\n"),
+                ("modules/m/module.toml", ""),
+                ("modules/m/templates/etc/m.conf.j2", template),
+                ("params/common.yaml", common),
+            ])
+        };
+        let render = |dir: &tempfile::TempDir| {
+            let site = Site::open(dir.path()).unwrap();
+            let cat = compile(&site, "web1.example.com", &CompileOptions::default()).unwrap();
+            compiled_text(&cat, "/etc/m.conf")
+        };
+        assert_eq!(
+            render(&files("{}\n")),
+            "#\n# Ansible managed\n#\nweb1.example.com web1 ['web']\n"
+        );
+        assert_eq!(
+            render(&files("ansible_managed: Managed by strata\n")),
+            "#\n# Managed by strata\n#\nweb1.example.com web1 ['web']\n"
+        );
     }
 
     #[test]
