@@ -16,6 +16,7 @@ mod json;
 mod lists;
 mod logic;
 mod paths;
+mod pystr;
 mod regex;
 mod repr;
 mod salt;
@@ -62,8 +63,11 @@ pub(crate) fn register(env: &mut Environment<'static>) {
     builtin(env, "quote", text::quote);
     builtin(env, "basename", paths::basename);
     builtin(env, "dirname", paths::dirname);
-    // Jinja2's own `indent`, which keeps a block's trailing newline.
+    // Jinja2's own `indent`, which keeps a block's trailing newline, and `string` and
+    // `join` through Python's `str` (`True`, `None`).
     env.add_filter("indent", indent::indent);
+    env.add_filter("string", pystr::string);
+    env.add_filter("join", pystr::join);
 
     for prefix in ["", "ansible.utils.", "ansible.netcommon."] {
         env.add_filter(format!("{prefix}ipaddr"), ipaddr::ipaddr);
