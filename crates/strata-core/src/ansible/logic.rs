@@ -1,4 +1,4 @@
-//! Ansible's `ternary` and `mandatory` filters.
+//! Ansible's `ternary`, `mandatory` and `bool` filters.
 
 use minijinja::{Error, Value};
 
@@ -15,6 +15,21 @@ pub(super) fn ternary(
         _ if value.is_true() => if_true,
         _ => if_false,
     }
+}
+
+/// `x | bool`, as Ansible reads a word: `yes`, `on`, `1`, `true` (any case) and the
+/// number 1 (or 1.0) are true, anything else false; a boolean or none is itself. (minijinja's
+/// `bool` is the value's truth: `"no" | bool` would be true.)
+pub(super) fn to_bool(value: Value) -> Value {
+    if value.is_none() || value.kind() == minijinja::value::ValueKind::Bool {
+        return value;
+    }
+    let truth = match value.as_str() {
+        Some(s) => matches!(s.to_lowercase().as_str(), "yes" | "on" | "1" | "true"),
+        // Python: `1.0 == 1`.
+        None => f64::try_from(value).is_ok_and(|f| f == 1.0),
+    };
+    Value::from(truth)
 }
 
 /// `x | mandatory(msg)`: the value, or an error when it is undefined.
@@ -51,6 +66,44 @@ mod tests {
         assert_eq!(t("{{ n | ternary('yes', 'no', 'unset') }}"), "unset");
         assert_eq!(t("{{ f | ternary('yes', 'no', 'unset') }}"), "no");
         assert_eq!(t("{{ (1 > 2) | ternary(1, 2) + 1 }}"), "3");
+    }
+
+    #[test]
+    fn bool_reads_words_as_ansible_does() {
+        let t = |v: serde_json::Value| render("{{ v | bool }}", json!({ "v": v }));
+        for yes in [
+            json!("yes"),
+            json!("On"),
+            json!("1"),
+            json!("TRUE"),
+            json!(1),
+            json!(1.0),
+            json!(true),
+        ] {
+            assert_eq!(t(yes.clone()), "True", "{yes}");
+        }
+        for no in [
+            json!("no"),
+            json!("off"),
+            json!("0"),
+            json!("false"),
+            json!(""),
+            json!("y"),
+            json!(2),
+            json!(0),
+            json!(false),
+            json!(1.5),
+        ] {
+            assert_eq!(t(no.clone()), "False", "{no}");
+        }
+        assert_eq!(t(json!(null)), "None");
+        assert_eq!(
+            render(
+                "{% if v | ansible.builtin.bool %}on{% else %}off{% endif %}",
+                json!({"v": "no"})
+            ),
+            "off"
+        );
     }
 
     #[test]

@@ -39,6 +39,7 @@ pub(crate) fn register(env: &mut Environment<'static>) {
     builtin(env, "comment", comment::comment);
     builtin(env, "ternary", logic::ternary);
     builtin(env, "mandatory", logic::mandatory);
+    builtin(env, "bool", logic::to_bool);
     builtin(env, "regex_replace", regex::regex_replace);
     builtin(env, "regex_search", regex::regex_search);
     builtin(env, "regex_findall", regex::regex_findall);
