@@ -24,12 +24,12 @@ mod text;
 mod version;
 mod yaml;
 
-use minijinja::value::{FunctionArgs, FunctionResult};
+use minijinja::value::{FunctionArgs, FunctionResult, ValueKind};
 use minijinja::{Environment, Error, ErrorKind};
 
 /// Adds the dialect to `env`.
 pub(crate) fn register(env: &mut Environment<'static>) {
-    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.set_unknown_method_callback(methods);
     env.set_formatter(repr::format);
     // Jinja2 as Ansible configures it never escapes: minijinja would, by the template's
     // name (`.yaml.j2`, `.json.j2` as JSON, `.html.j2`, `.xml.j2` as HTML).
@@ -89,6 +89,41 @@ pub(crate) fn register(env: &mut Environment<'static>) {
         env.add_test(name, f);
         env.add_test(format!("ansible.builtin.{name}"), f);
     }
+}
+
+/// Python's methods on values (minijinja-contrib's `pycompat`); the ones that change a
+/// value cannot work on minijinja's values, and say what to write instead.
+fn methods(
+    state: &mut minijinja::State,
+    value: &minijinja::Value,
+    method: &str,
+    args: &[minijinja::Value],
+) -> Result<minijinja::Value, Error> {
+    const MUTATING: &[&str] = &[
+        "append",
+        "extend",
+        "insert",
+        "pop",
+        "remove",
+        "clear",
+        "update",
+        "setdefault",
+        "popitem",
+        "sort",
+        "reverse",
+    ];
+    if MUTATING.contains(&method) && matches!(value.kind(), ValueKind::Seq | ValueKind::Map) {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!(
+                "`.{method}()` would change a {}, and template values cannot change here; \
+                 build a new one instead: {{% set ns = namespace(l=[]) %}} … \
+                 {{% set ns.l = ns.l + [x] %}}, or `d | combine({{'k': v}})` for a mapping",
+                value.kind()
+            ),
+        ));
+    }
+    minijinja_contrib::pycompat::unknown_method_callback(state, value, method, args)
 }
 
 /// Registers `f` as `name` and `ansible.builtin.name`.
@@ -172,5 +207,11 @@ mod tests {
         // `{% do %}` runs an expression for nothing.
         assert_eq!(t("{% do d.get('a') %}ok"), "ok");
         assert!(try_render("{{ d.nosuch() }}", ctx.clone()).is_err());
+        // What would change a value says how to build a new one.
+        let err = try_render("{% set l = [] %}{% do l.append(1) %}", ctx.clone()).unwrap_err();
+        assert!(err.contains("`.append()` would change a sequence"), "{err}");
+        assert!(err.contains("namespace"), "{err}");
+        let err = try_render("{% do d.update({'c': 3}) %}", ctx).unwrap_err();
+        assert!(err.contains("combine"), "{err}");
     }
 }
