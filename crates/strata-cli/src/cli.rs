@@ -44,6 +44,8 @@ enum Command {
     Pools(commands::pools::PoolsCommand),
     #[command(subcommand)]
     New(commands::new::NewCommand),
+    #[command(subcommand)]
+    Import(commands::import::ImportCommand),
 }
 
 /// `--site DIR`: the site, from the flag, `STRATA_SITE`, or the current directory.
@@ -168,6 +170,7 @@ pub fn main() -> ExitCode {
         Command::Classify(a) => commands::classify::run(a, &printer),
         Command::Pools(a) => commands::pools::run(a, &printer),
         Command::New(a) => commands::new::run(a, &printer),
+        Command::Import(a) => commands::import::run(a, &printer),
     };
     match result {
         Ok(()) | Err(CliError::BrokenPipe) => ExitCode::SUCCESS,

@@ -569,6 +569,64 @@ fn load_roles(
     }
 }
 
+/// The variables Ansible gives every template that a role's templates use, unless a
+/// parameter of the same name is set: `ansible_managed` (Ansible's default text),
+/// `inventory_hostname` (the node's name), `inventory_hostname_short` (up to its first
+/// dot) and `group_names` (its groups, sorted).
+fn ansible_variables(ctx: &mut serde_json::Map<String, Value>, node: &NodeInfo) {
+    let short = node
+        .name
+        .split('.')
+        .next()
+        .unwrap_or(&node.name)
+        .to_string();
+    let mut groups = node.groups.clone();
+    groups.sort();
+    for (key, value) in [
+        ("ansible_managed", json!("Ansible managed")),
+        ("inventory_hostname", json!(node.name)),
+        ("inventory_hostname_short", json!(short)),
+        ("group_names", json!(groups)),
+    ] {
+        ctx.entry(key).or_insert(value);
+    }
+}
+
+/// A parameter file read: its site-relative path, its values and the line of each leaf.
+type ParamFile = (
+    String,
+    serde_json::Map<String, Value>,
+    BTreeMap<String, usize>,
+);
+
+/// A parameter file under `params/` (`stem` without its extension): TOML, or YAML
+/// (`.yaml` or `.yml`); none if there is none, an error naming both if there are two.
+fn param_file(dir: &std::path::Path, stem: &str) -> Result<Option<ParamFile>, SiteError> {
+    let found: Vec<String> = ["toml", "yaml", "yml"]
+        .iter()
+        .map(|ext| format!("{stem}.{ext}"))
+        .filter(|rel| strata_fs::exists(&dir.join(rel)))
+        .collect();
+    let rel = match found.as_slice() {
+        [] => return Ok(None),
+        [one] => one.clone(),
+        [a, b, ..] => {
+            return Err(SiteError::in_file(
+                b.as_str(),
+                format!("{a} and {b} both hold these parameters: keep one"),
+            ));
+        }
+    };
+    if rel.ends_with(".toml") {
+        let f = tomlfile::load::<toml::Table>(dir, &rel)?;
+        let lines = leaf_lines(&f.text, &[]);
+        Ok(Some((rel, toml_to_json(&f.value), lines)))
+    } else {
+        let f = crate::yamlfile::load(dir, &rel)?;
+        Ok(Some((rel, f.values, f.lines)))
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn layer_params(
     site: &Site,
@@ -595,21 +653,15 @@ fn layer_params(
             &lines,
         );
     }
-    for (rel, layer) in [
-        ("params/common.toml".to_string(), "common".to_string()),
+    for (stem, layer) in [
+        ("params/common".to_string(), "common".to_string()),
         (
-            format!("params/env/{environment}.toml"),
+            format!("params/env/{environment}"),
             format!("env {environment}"),
         ),
     ] {
-        if strata_fs::exists(&site.dir.join(&rel)) {
-            let f = tomlfile::load::<toml::Table>(&site.dir, &rel)?;
-            tree.merge(
-                &[],
-                &toml_to_json(&f.value),
-                &src(layer, &rel),
-                &leaf_lines(&f.text, &[]),
-            );
+        if let Some((rel, values, lines)) = param_file(&site.dir, &stem)? {
+            tree.merge(&[], &values, &src(layer, &rel), &lines);
         }
     }
     for (id, role) in roles {
@@ -809,6 +861,7 @@ impl Builder<'_> {
             "module".into(),
             json!({"name": m.name, "version": m.version}),
         );
+        ansible_variables(&mut ctx, node);
         // Everything a template of this module sees, hashed: same text and context, same
         // output.
         let ctx_hash = self
@@ -1322,5 +1375,125 @@ mod tests {
         assert_eq!(parse_set_value("true"), json!(true));
         assert_eq!(parse_set_value("hello world"), json!("hello world"));
         assert_eq!(parse_set_value("[1, 2]"), json!([1, 2]));
+    }
+
+    /// Writes `files` (site-relative path, text) under a new temporary site.
+    #[allow(clippy::disallowed_methods)] // the test's own temporary files
+    fn site_of(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let site = [("strata.toml", "[site]\nname = \"t\"\n")];
+        for (rel, text) in site.iter().chain(files) {
+            let path = dir.path().join(rel);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        dir
+    }
+
+    fn compiled_text(cat: &Catalog, path: &str) -> String {
+        let res = cat
+            .resources
+            .iter()
+            .find(|r| r.path.to_string() == path)
+            .unwrap_or_else(|| panic!("no {path}"));
+        let ResourceKind::File { hash, .. } = &res.kind else {
+            panic!("{path} is not a file");
+        };
+        let bytes = match cat.contents.get(hash) {
+            Some(b) => b.clone(),
+            None => strata_types::ContentSource::content(&cat.lazy, hash)
+                .expect("loadable")
+                .to_vec(),
+        };
+        String::from_utf8(bytes).unwrap()
+    }
+
+    /// Issue 25: Ansible group_vars and Salt pillar data come over as YAML, null included.
+    #[test]
+    fn yaml_parameter_files_layer_like_toml_with_null_and_their_lines() {
+        let dir = site_of(&[
+            (
+                "nodes/n1.toml",
+                "environment = \"prod\"\nmodules = [\"m\"]\n",
+            ),
+            (
+                "modules/m/module.toml",
+                "[params]\nport = 80\nproxy = \"p\"\n",
+            ),
+            (
+                "params/common.yaml",
+                "---\nm:\n  port: 8080\n  proxy: ~\nzeta: 1\nalpha: 2\n",
+            ),
+            ("params/env/prod.yml", "alpha: 3\n"),
+            (
+                "modules/m/templates/etc/m.conf.j2",
+                "port={{ m.port }}\n{% if m.proxy is none %}no proxy\n{% endif %}",
+            ),
+        ]);
+        let site = Site::open(dir.path()).unwrap();
+        let cat = compile(&site, "n1", &CompileOptions::default()).unwrap();
+        assert_eq!(cat.params.get("m.proxy"), Some(&json!(null)));
+        assert_eq!(cat.params.get("alpha"), Some(&json!(3)));
+        let port = &cat.params.sources["m.port"];
+        assert_eq!(port.file.as_deref(), Some("params/common.yaml"));
+        assert_eq!(port.line, Some(3));
+        assert_eq!(
+            cat.params.sources["alpha"].file.as_deref(),
+            Some("params/env/prod.yml")
+        );
+        assert_eq!(compiled_text(&cat, "/etc/m.conf"), "port=8080\nno proxy\n");
+    }
+
+    /// Issue 25: a role's templates begin with `{{ ansible_managed | comment }}`.
+    #[test]
+    fn ansible_s_variables_are_given_unless_a_parameter_sets_them() {
+        let template = "{{ ansible_managed | comment }}\n{{ inventory_hostname }} \
+                        {{ inventory_hostname_short }} {{ group_names }}\n";
+        let files = |common: &'static str| {
+            site_of(&[
+                ("nodes/web1.example.com.toml", "modules = [\"m\"]\n"),
+                ("groups/web.toml", "nodes = [\"web1.example.com\"]\n"),
+                ("modules/m/module.toml", ""),
+                ("modules/m/templates/etc/m.conf.j2", template),
+                ("params/common.yaml", common),
+            ])
+        };
+        let render = |dir: &tempfile::TempDir| {
+            let site = Site::open(dir.path()).unwrap();
+            let cat = compile(&site, "web1.example.com", &CompileOptions::default()).unwrap();
+            compiled_text(&cat, "/etc/m.conf")
+        };
+        assert_eq!(
+            render(&files("{}\n")),
+            "#\n# Ansible managed\n#\nweb1.example.com web1 ['web']\n"
+        );
+        assert_eq!(
+            render(&files("ansible_managed: Managed by strata\n")),
+            "#\n# Managed by strata\n#\nweb1.example.com web1 ['web']\n"
+        );
+    }
+
+    #[test]
+    fn bad_or_doubled_yaml_parameter_files_are_named() {
+        let dir = site_of(&[
+            ("nodes/n1.toml", "modules = []\n"),
+            ("params/common.yaml", "a: 1\nb: [1\n"),
+        ]);
+        let site = Site::open(dir.path()).unwrap();
+        let err = compile(&site, "n1", &CompileOptions::default()).unwrap_err();
+        let e = &err.0[0];
+        assert_eq!(e.file.as_deref(), Some("params/common.yaml"));
+        assert!(e.line.is_some(), "{e:?}");
+        let dir = site_of(&[
+            ("nodes/n1.toml", "modules = []\n"),
+            ("params/common.toml", "a = 1\n"),
+            ("params/common.yaml", "a: 2\n"),
+        ]);
+        let site = Site::open(dir.path()).unwrap();
+        let err = compile(&site, "n1", &CompileOptions::default()).unwrap_err();
+        assert_eq!(
+            err.0[0].message,
+            "params/common.toml and params/common.yaml both hold these parameters: keep one"
+        );
     }
 }

@@ -2,11 +2,13 @@
 //! template rendering, and the plan (desired state against what the target holds).
 //! No terminal, no environment variables, no network.
 
+mod ansible;
 mod budget;
 mod catalog;
 mod compiled;
 mod error;
 mod graph;
+pub mod import;
 mod module;
 mod par;
 mod params;
@@ -17,6 +19,7 @@ pub mod scaffold;
 mod site;
 mod tomlfile;
 mod typechange;
+mod yamlfile;
 
 pub use budget::{RenderAllocator, TEMPLATE_MEMORY};
 
@@ -32,6 +35,7 @@ pub use compiled::{Compiled, Lazy};
 pub use error::{SiteError, SiteErrors};
 pub use params::{ParamTree, Source};
 pub use plan::{DIFF_LIMIT, PlanError, diff_text, plan};
+pub use render::render_template;
 pub use resources::{Declared, Group, Line, Package, Service, User};
 pub use site::{KeepGenerations, NodeInfo, SandboxSettings, Site, Size, StateSettings};
 pub use strata_fs::UserDb;

@@ -222,4 +222,36 @@ mod tests {
         assert_eq!(t.sources["a"].layer, "node");
         assert_eq!(t.leaves(), vec![("a".to_string(), json!(5))]);
     }
+
+    /// Issue 25: Ansible iterates a mapping in the order it was written; strata sorted.
+    #[test]
+    fn a_mapping_keeps_the_order_it_was_written_in_through_every_layer() {
+        let table: toml::Table =
+            toml::from_str("zeta = 1\nalpha = 2\n[mid]\ny = 1\nb = 2\n").unwrap();
+        let mut t = ParamTree::default();
+        t.merge(
+            &["m"],
+            &toml_to_json(&table),
+            &src("module"),
+            &BTreeMap::new(),
+        );
+        t.merge(
+            &[],
+            &obj(json!({"m": {"alpha": 3, "new": 4}})),
+            &src("node"),
+            &BTreeMap::new(),
+        );
+        let keys: Vec<String> = t.leaves().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["m.zeta", "m.alpha", "m.mid.y", "m.mid.b", "m.new"]);
+        assert_eq!(t.get("m.alpha"), Some(&json!(3)));
+        let ctx = minijinja::Value::from(minijinja::value::Serde(&t.values));
+        let out = crate::render::Renderer::new()
+            .render(
+                "t.j2",
+                "{% for k, v in m.items() %}{{ k }} {% endfor %}",
+                &ctx,
+            )
+            .unwrap();
+        assert_eq!(out, "zeta alpha mid new ");
+    }
 }

@@ -10,6 +10,7 @@
 //! apply. The output has its own, smaller limit. docs/decisions.md gives the figures.
 
 use std::io::Write;
+use std::sync::OnceLock;
 
 use minijinja::{Environment, ErrorKind, UndefinedBehavior};
 
@@ -45,7 +46,86 @@ impl Default for Limits {
 /// One environment for all templates of a compile.
 pub(crate) struct Renderer {
     env: Environment<'static>,
+    /// The environment with other whitespace options, for templates whose `#jinja2:`
+    /// line asks for them, made when first needed; indexed by [`Whitespace::index`].
+    variants: [OnceLock<Environment<'static>>; 8],
     limits: Limits,
+}
+
+/// Jinja2's whitespace options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Whitespace {
+    trim_blocks: bool,
+    lstrip_blocks: bool,
+    keep_trailing_newline: bool,
+}
+
+impl Whitespace {
+    /// As Ansible renders templates: a block tag's own newline is dropped, and the file's
+    /// final newline is kept.
+    const ANSIBLE: Whitespace = Whitespace {
+        trim_blocks: true,
+        lstrip_blocks: false,
+        keep_trailing_newline: true,
+    };
+
+    fn index(self) -> usize {
+        usize::from(self.trim_blocks)
+            | usize::from(self.lstrip_blocks) << 1
+            | usize::from(self.keep_trailing_newline) << 2
+    }
+
+    fn syntax(self) -> minijinja::syntax::SyntaxConfig {
+        minijinja::syntax::SyntaxConfig::builder()
+            .trim_blocks(self.trim_blocks)
+            .lstrip_blocks(self.lstrip_blocks)
+            .keep_trailing_newline(self.keep_trailing_newline)
+            .build()
+            .expect("the default delimiters are valid")
+    }
+}
+
+/// The prefix of Ansible's first-line override of the environment's options.
+const OVERRIDE: &str = "#jinja2:";
+
+/// Splits a leading `#jinja2: trim_blocks: False, lstrip_blocks: True` line off
+/// `source`, as Ansible does: the options it sets, and the template without that line.
+fn header(source: &str) -> Result<(Whitespace, &str), String> {
+    let Some(rest) = source.strip_prefix(OVERRIDE) else {
+        return Ok((Whitespace::ANSIBLE, source));
+    };
+    let (line, body) = rest.split_once('\n').unwrap_or((rest, ""));
+    let mut ws = Whitespace::ANSIBLE;
+    for pair in line.trim_end_matches('\r').split(',') {
+        let Some((key, value)) = pair.split_once(':') else {
+            return Err(format!(
+                "`#jinja2:` expects `option: value` pairs separated by commas, not `{}`",
+                pair.trim()
+            ));
+        };
+        let slot = match key.trim() {
+            "trim_blocks" => &mut ws.trim_blocks,
+            "lstrip_blocks" => &mut ws.lstrip_blocks,
+            "keep_trailing_newline" => &mut ws.keep_trailing_newline,
+            other => {
+                return Err(format!(
+                    "`#jinja2:` option `{other}` is not supported (trim_blocks, lstrip_blocks, \
+                     keep_trailing_newline)"
+                ));
+            }
+        };
+        *slot = match value.trim() {
+            "True" => true,
+            "False" => false,
+            other => {
+                return Err(format!(
+                    "`#jinja2:` option `{}` must be True or False, not `{other}`",
+                    key.trim()
+                ));
+            }
+        };
+    }
+    Ok((ws, body))
 }
 
 impl std::fmt::Debug for Renderer {
@@ -63,15 +143,25 @@ impl Renderer {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_fuel(Some(limits.fuel));
-        // As Ansible renders templates: a block tag's own newline is dropped, and the
-        // file's final newline is kept.
-        let syntax = minijinja::syntax::SyntaxConfig::builder()
-            .trim_blocks(true)
-            .keep_trailing_newline(true)
-            .build()
-            .expect("the default delimiters are valid");
-        env.set_syntax(syntax);
-        Renderer { env, limits }
+        env.set_syntax(Whitespace::ANSIBLE.syntax());
+        crate::ansible::register(&mut env);
+        Renderer {
+            env,
+            variants: Default::default(),
+            limits,
+        }
+    }
+
+    /// The environment for templates with these whitespace options.
+    fn env(&self, ws: Whitespace) -> &Environment<'static> {
+        if ws == Whitespace::ANSIBLE {
+            return &self.env;
+        }
+        self.variants[ws.index()].get_or_init(|| {
+            let mut env = self.env.clone();
+            env.set_syntax(ws.syntax());
+            env
+        })
     }
 
     /// Parses and renders a template; `name` is its site-relative path. The compiled
@@ -83,22 +173,42 @@ impl Renderer {
         ctx: &minijinja::Value,
     ) -> Result<String, SiteError> {
         let _watch = crate::budget::watch(name);
+        let (ws, body) = header(source).map_err(|m| SiteError::in_file(name, m).at(1, 1))?;
+        // The lines of the template's body follow the `#jinja2:` line.
+        let skipped = usize::from(body.len() != source.len());
+        let fail = |e: minijinja::Error| {
+            let mut err = to_site_error(name, body, &e, &self.limits);
+            err.line = err.line.map(|l| l + skipped);
+            err
+        };
         let template = self
-            .env
-            .template_from_named_str(name, source)
-            .map_err(|e| to_site_error(name, source, &e, &self.limits))?;
+            .env(ws)
+            .template_from_named_str(name, body)
+            .map_err(fail)?;
         let mut out = Capped {
             bytes: Vec::with_capacity(source.len()),
             limit: self.limits.output,
         };
         template
             .render_captured_to(ctx.clone(), &mut out)
-            .map_err(|e| to_site_error(name, source, &e, &self.limits))?;
+            .map_err(fail)?;
         let mut out = String::from_utf8(out.bytes).expect("minijinja writes UTF-8 text");
         // The output grew by doubling: thousands of rendered files are kept until written.
         out.shrink_to_fit();
         Ok(out)
     }
+}
+
+/// Renders one template as a compile does (Ansible's dialect, strict undefined, the same
+/// limits), with `vars` as its context; `name` names it in errors. For tools and tests
+/// that render a template outside a site; a compile keeps one environment for all.
+pub fn render_template(
+    name: &str,
+    source: &str,
+    vars: &serde_json::Value,
+) -> Result<String, SiteError> {
+    let ctx = minijinja::Value::from(minijinja::value::Serde(vars));
+    Renderer::new().render(name, source, &ctx)
 }
 
 /// A render's output, refused past its limit.
@@ -142,6 +252,12 @@ fn to_site_error(name: &str, source: &str, e: &minijinja::Error, limits: &Limits
 fn describe(source: &str, e: &minijinja::Error, limits: &Limits) -> String {
     let expr = e.range().and_then(|r| source.get(r)).map(str::trim);
     match (e.kind(), expr) {
+        // `mandatory`'s own message, with the expression it guards.
+        (ErrorKind::UndefinedError, _) if mandatory(e).is_some() => format!(
+            "{} `{}`",
+            mandatory(e).unwrap_or_default(),
+            enclosing(source, e.range().map_or(0, |r| r.start))
+        ),
         (ErrorKind::UndefinedError, Some(expr)) => format!("undefined variable `{expr}`"),
         (ErrorKind::SyntaxError, _) => {
             format!(
@@ -167,6 +283,19 @@ fn describe(source: &str, e: &minijinja::Error, limits: &Limits) -> String {
             None => kind.to_string(),
         },
     }
+}
+
+/// The message of `mandatory`'s error (see [`crate::ansible::MANDATORY`]).
+fn mandatory(e: &minijinja::Error) -> Option<&str> {
+    e.detail()?.strip_prefix(crate::ansible::MANDATORY)
+}
+
+/// The `{{ … }}` expression around byte `at` of `source`, trimmed.
+fn enclosing(source: &str, at: usize) -> &str {
+    let at = at.min(source.len());
+    let start = source[..at].rfind("{{").map_or(at, |i| i + 2);
+    let end = source[at..].find("}}").map_or(source.len(), |i| at + i);
+    source.get(start..end).map_or("", str::trim)
 }
 
 /// Whether minijinja failed because [`Capped`] refused more output.
@@ -291,6 +420,103 @@ mod tests {
     }
 
     #[test]
+    fn a_jinja2_first_line_sets_the_whitespace_options_and_is_not_printed() {
+        let r = Renderer::new();
+        let ctx = minijinja::Value::from(minijinja::value::Serde(serde_json::json!({"l": [1, 2]})));
+        let body = "a\n    {% for x in l %}\n{{ x }}\n    {% endfor %}\nb\n";
+        // Ansible's default: trim_blocks, no lstrip_blocks.
+        assert_eq!(
+            r.render("t.j2", body, &ctx).unwrap(),
+            "a\n    1\n    2\n    b\n"
+        );
+        let lstrip = format!("#jinja2: trim_blocks: True, lstrip_blocks: True\n{body}");
+        assert_eq!(r.render("t.j2", &lstrip, &ctx).unwrap(), "a\n1\n2\nb\n");
+        let neither = format!("#jinja2:trim_blocks:False,lstrip_blocks:False\n{body}");
+        assert_eq!(
+            r.render("t.j2", &neither, &ctx).unwrap(),
+            "a\n    \n1\n    \n2\n    \nb\n"
+        );
+        let no_nl = "#jinja2: keep_trailing_newline: False\nx\n";
+        assert_eq!(r.render("t.j2", no_nl, &ctx).unwrap(), "x");
+        // The default environment is untouched by a template's options.
+        assert_eq!(
+            r.render("t.j2", body, &ctx).unwrap(),
+            "a\n    1\n    2\n    b\n"
+        );
+    }
+
+    #[test]
+    fn errors_after_a_jinja2_line_keep_their_line_and_a_bad_line_is_named() {
+        let r = Renderer::new();
+        let err = r
+            .render(
+                "t.j2",
+                "#jinja2: lstrip_blocks: True\nok\n{{ nope }}\n",
+                &empty(),
+            )
+            .unwrap_err();
+        assert_eq!(err.line, Some(3));
+        for (line, says) in [
+            (
+                "#jinja2: lstrip_blocks: yes\n",
+                "must be True or False, not `yes`",
+            ),
+            ("#jinja2: lstrip_blocks\n", "`option: value` pairs"),
+            (
+                "#jinja2: newline_sequence: '\\r\\n'\n",
+                "`newline_sequence` is not supported",
+            ),
+        ] {
+            let err = r.render("m/t.j2", line, &empty()).unwrap_err();
+            assert_eq!(err.file.as_deref(), Some("m/t.j2"));
+            assert_eq!(err.line, Some(1));
+            assert!(err.message.contains(says), "{}", err.message);
+        }
+    }
+
+    /// A filter's error is the template's error: its file, line and what went wrong.
+    #[test]
+    fn a_filter_error_names_the_template_and_line() {
+        let r = Renderer::new();
+        let err = r
+            .render("m/t.j2", "a\n{{ 'x' | comment('lisp') }}\n", &empty())
+            .unwrap_err();
+        assert_eq!(err.file.as_deref(), Some("m/t.j2"));
+        assert_eq!(err.line, Some(2));
+        assert_eq!(
+            err.message,
+            "invalid operation: comment: unknown style `lisp` (plain, erlang, c, cblock, xml)"
+        );
+        let err = r
+            .render("m/t.j2", "a\n\n{{ nope | mandatory }}\n", &empty())
+            .unwrap_err();
+        assert_eq!(err.line, Some(3));
+        assert_eq!(
+            err.message,
+            "Mandatory variable not defined. `nope | mandatory`"
+        );
+    }
+
+    /// minijinja escapes by the template's name; Ansible never does: a `config.yaml.j2`
+    /// had its strings written in JSON quotes, an `index.html.j2` its slashes as `&#x2f;`.
+    #[test]
+    fn no_template_is_escaped_whatever_its_name() {
+        let ctx = minijinja::Value::from(minijinja::value::Serde(
+            serde_json::json!({"a": "/etc/x <&'\""}),
+        ));
+        for name in [
+            "m/templates/etc/app/config.yaml.j2",
+            "m/templates/etc/app/config.yml",
+            "m/templates/etc/app/config.json.j2",
+            "m/templates/srv/www/index.html.j2",
+            "m/templates/etc/app/app.xml.j2",
+        ] {
+            let out = Renderer::new().render(name, "a: {{ a }}\n", &ctx).unwrap();
+            assert_eq!(out, "a: /etc/x <&'\"\n", "{name}");
+        }
+    }
+
+    #[test]
     fn keeps_the_trailing_newline() {
         let r = Renderer::new();
         let ctx = minijinja::Value::from(minijinja::value::Serde(serde_json::json!({"a": 1})));
@@ -396,5 +622,50 @@ mod measure {
             out.len(),
             start.elapsed()
         );
+    }
+
+    /// What Ansible's dialect (its formatter, the filters registered, preserve_order)
+    /// costs a render: the bench's kind of template, rendered 20,000 times with the
+    /// dialect and with a bare environment of the same syntax.
+    /// `cargo test --release -p strata-core dialect_cost -- --ignored --nocapture`
+    #[test]
+    #[ignore = "a measurement, not a test"]
+    fn dialect_cost() {
+        let ctx = minijinja::Value::from(minijinja::value::Serde(serde_json::json!({
+            "app": {"port": 8080, "workers": 4, "log_level": "info", "gzip": true,
+                    "upstreams": ["10.0.0.11:9000", "10.0.0.12:9000"]},
+            "node": {"name": "web1.example.com"}, "module": {"version": "2.0"}})));
+        let src = "# acme app {{ module.version }} on {{ node.name }}\nlisten = {{ app.port }}\n\
+                   workers = {{ app.workers }}\nlog_level = \"{{ app.log_level }}\"\n\
+                   gzip = {{ app.gzip | lower }}\n{% for u in app.upstreams %}\
+                   upstream = \"{{ u }}\"\n{% endfor %}";
+        let dialect = Renderer::new();
+        let mut bare = Environment::new();
+        bare.set_undefined_behavior(UndefinedBehavior::Strict);
+        bare.set_fuel(Some(TEMPLATE_FUEL));
+        bare.set_syntax(Whitespace::ANSIBLE.syntax());
+        for round in 0..2 {
+            let start = std::time::Instant::now();
+            for _ in 0..20_000 {
+                dialect.render("t.j2", src, &ctx).expect("renders");
+            }
+            let with = start.elapsed();
+            let start = std::time::Instant::now();
+            for _ in 0..20_000 {
+                let t = bare.template_from_named_str("t.j2", src).expect("parses");
+                t.render(ctx.clone()).expect("renders");
+            }
+            let without = start.elapsed();
+            eprintln!(
+                "round {round}: 20,000 renders: dialect {with:.3?}, bare {without:.3?} \
+                 ({:.2} µs more per render); Renderer::new {:.3?}",
+                (with.as_secs_f64() - without.as_secs_f64()) * 1e6 / 20_000.0,
+                {
+                    let s = std::time::Instant::now();
+                    let _ = Renderer::new();
+                    s.elapsed()
+                }
+            );
+        }
     }
 }

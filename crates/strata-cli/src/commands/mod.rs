@@ -6,6 +6,7 @@ pub mod classify;
 pub mod facts;
 pub mod gc;
 pub mod generations;
+pub mod import;
 pub mod new;
 pub mod params;
 pub mod plan;

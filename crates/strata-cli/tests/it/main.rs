@@ -12,6 +12,7 @@ mod failpoints;
 mod full_disk;
 mod gc;
 mod hardware;
+mod import;
 mod paths;
 mod plan;
 mod private;

@@ -1,0 +1,776 @@
+//! `strata import ansible-role`: an Ansible role brought over as a module. Its templates
+//! and files go where its `template` and `copy` tasks put them, its defaults become the
+//! site's common parameters (Ansible's variables are global, as they are there), the
+//! services its handlers restart restart when those files change, and every task that
+//! could not be translated is listed with its file and line.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::{Map, Value};
+
+use crate::error::SiteError;
+use crate::site::Ref;
+
+/// What an import wrote, and what it could not translate.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Imported {
+    /// The files written, relative to the site.
+    pub written: Vec<String>,
+    /// What was left out, each with the role's file and line.
+    pub untranslated: Vec<Untranslated>,
+}
+
+/// One part of the role that has no translation.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Untranslated {
+    /// The file, relative to the role.
+    pub file: String,
+    /// The 1-based line, when known.
+    pub line: Option<usize>,
+    /// What it is and why.
+    pub what: String,
+}
+
+/// A `[[file]]` entry: a target path with its mode, owner and group.
+#[derive(Debug)]
+struct FileMeta {
+    path: String,
+    mode: Option<String>,
+    owner: Option<String>,
+    group: Option<String>,
+}
+
+/// Everything gathered from the role before anything is written.
+#[derive(Debug, Default)]
+struct Plan {
+    /// Site-relative path → content.
+    files: BTreeMap<String, Vec<u8>>,
+    /// `[[file]]` metadata.
+    meta: Vec<FileMeta>,
+    /// `[[package]]` names.
+    packages: Vec<String>,
+    /// Services a task starts or enables: `[[service]]` entries even without a handler.
+    services: Vec<String>,
+    /// Handler name → the target paths whose tasks notify it.
+    notified: BTreeMap<String, Vec<String>>,
+    untranslated: Vec<Untranslated>,
+}
+
+/// The actions that put a file in place.
+const TEMPLATE: &[&str] = &["template", "ansible.builtin.template"];
+const COPY: &[&str] = &["copy", "ansible.builtin.copy"];
+const INCLUDE: &[&str] = &[
+    "include_tasks",
+    "import_tasks",
+    "include",
+    "ansible.builtin.include_tasks",
+    "ansible.builtin.import_tasks",
+];
+const PACKAGE: &[&str] = &[
+    "package",
+    "apt",
+    "dnf",
+    "yum",
+    "ansible.builtin.package",
+    "ansible.builtin.apt",
+    "ansible.builtin.dnf",
+    "ansible.builtin.yum",
+];
+const SERVICE: &[&str] = &[
+    "service",
+    "systemd",
+    "systemd_service",
+    "ansible.builtin.service",
+    "ansible.builtin.systemd",
+    "ansible.builtin.systemd_service",
+];
+/// Task keywords that are not the action.
+const KEYWORDS: &[&str] = &[
+    "name",
+    "when",
+    "notify",
+    "tags",
+    "become",
+    "become_user",
+    "register",
+    "vars",
+    "listen",
+    "changed_when",
+    "failed_when",
+    "ignore_errors",
+    "no_log",
+    "check_mode",
+    "loop",
+    "with_items",
+    "loop_control",
+    "delegate_to",
+    "run_once",
+    "environment",
+    "args",
+];
+
+/// Imports the role at `role` into the site `site` as the module `module`.
+pub fn import_ansible_role(role: &Path, site: &Path, module: &str) -> Result<Imported, SiteError> {
+    let r = Ref::parse(module).map_err(|e| SiteError::new(format!("bad module name {e}")))?;
+    if r.version.is_some() {
+        return Err(SiteError::new(format!(
+            "`{module}`: give the module's name only; versions are directories"
+        )));
+    }
+    if !strata_fs::exists(&site.join("strata.toml")) {
+        return Err(SiteError::in_file(
+            site.join("strata.toml").display().to_string(),
+            "not a strata site: strata.toml is missing",
+        ));
+    }
+    let dir = format!("modules/{module}");
+    if strata_fs::exists(&site.join(&dir)) {
+        return Err(SiteError::in_file(
+            &dir,
+            "already exists; nothing was written",
+        ));
+    }
+    let mut plan = Plan::default();
+    let defaults = read_defaults(role, site, &mut plan)?;
+    // The role's vars/main.yml outranks its defaults where a dest names a variable.
+    let mut vars = defaults;
+    if let Some(text) = read(role, "vars/main.yml")? {
+        vars.extend(crate::yamlfile::parse("vars/main.yml", &text)?.values);
+    }
+    let vars = Value::Object(vars);
+    walk_tasks(role, "tasks/main.yml", &vars, &dir, &mut plan, 0)?;
+    let services = handlers(role, &mut plan)?;
+    let toml = module_toml(role, &plan, &services);
+    plan.files
+        .insert(format!("{dir}/module.toml"), toml.into_bytes());
+    let mut imported = Imported {
+        untranslated: plan.untranslated,
+        ..Imported::default()
+    };
+    for rel in plan.files.keys() {
+        if strata_fs::exists(&site.join(rel)) {
+            return Err(SiteError::in_file(
+                rel,
+                "already exists; nothing was written",
+            ));
+        }
+    }
+    for (rel, bytes) in &plan.files {
+        strata_fs::write_site_file(&site.join(rel), bytes)
+            .map_err(|e| SiteError::in_file(rel, e.source.to_string()))?;
+        imported.written.push(rel.clone());
+    }
+    Ok(imported)
+}
+
+/// A role's file, or `None` when it has none.
+fn read(role: &Path, rel: &str) -> Result<Option<String>, SiteError> {
+    for rel in [rel.to_string(), rel.replace(".yml", ".yaml")] {
+        let path = role.join(&rel);
+        if strata_fs::exists(&path) {
+            return strata_fs::read_to_string(&path)
+                .map(Some)
+                .map_err(|e| SiteError::in_file(path.display().to_string(), e.source.to_string()));
+        }
+    }
+    Ok(None)
+}
+
+fn note(plan: &mut Plan, file: &str, line: Option<usize>, what: impl Into<String>) {
+    plan.untranslated.push(Untranslated {
+        file: file.to_string(),
+        line,
+        what: what.into(),
+    });
+}
+
+/// The role's defaults: copied as the site's `params/common.yaml` (comments and order
+/// kept) when the site has no common parameters yet.
+fn read_defaults(
+    role: &Path,
+    site: &Path,
+    plan: &mut Plan,
+) -> Result<Map<String, Value>, SiteError> {
+    let rel = "defaults/main.yml";
+    let Some(text) = read(role, rel)? else {
+        return Ok(Map::new());
+    };
+    let parsed = crate::yamlfile::parse(rel, &text)?;
+    for (key, line) in &parsed.lines {
+        let holds = |v: &Value| v.to_string().contains("{{");
+        if key_value(&parsed.values, key).is_some_and(holds) {
+            note(
+                plan,
+                rel,
+                Some(*line),
+                format!("`{key}` holds a template expression, which parameters do not evaluate"),
+            );
+        }
+    }
+    let taken = ["toml", "yaml", "yml"]
+        .iter()
+        .find(|ext| strata_fs::exists(&site.join(format!("params/common.{ext}"))));
+    match taken {
+        None => {
+            plan.files
+                .insert("params/common.yaml".into(), text.into_bytes());
+        }
+        Some(ext) => note(
+            plan,
+            rel,
+            None,
+            format!("not copied: the site has params/common.{ext}; add the role's defaults to it"),
+        ),
+    }
+    Ok(parsed.values)
+}
+
+fn key_value<'a>(map: &'a Map<String, Value>, dotted: &str) -> Option<&'a Value> {
+    let mut parts = dotted.split('.');
+    let mut cur = map.get(parts.next()?)?;
+    for p in parts {
+        cur = cur.as_object()?.get(p)?;
+    }
+    Some(cur)
+}
+
+/// The 1-based line of each top-level item (`- `) of a YAML list, in order.
+fn item_lines(text: &str) -> Vec<usize> {
+    let dash = |l: &str| l.trim_start().starts_with("- ") || l.trim_start() == "-";
+    let indent = text
+        .lines()
+        .filter(|l| dash(l))
+        .map(|l| l.len() - l.trim_start().len())
+        .min()
+        .unwrap_or(0);
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| dash(l) && l.len() - l.trim_start().len() == indent)
+        .map(|(i, _)| i + 1)
+        .collect()
+}
+
+fn walk_tasks(
+    role: &Path,
+    rel: &str,
+    vars: &Value,
+    dir: &str,
+    plan: &mut Plan,
+    depth: usize,
+) -> Result<(), SiteError> {
+    let Some(text) = read(role, rel)? else {
+        if depth > 0 {
+            note(plan, rel, None, "included, but the role has no such file");
+        }
+        return Ok(());
+    };
+    let tasks: Value = serde_norway::from_str(&text).map_err(|e| {
+        let err = SiteError::in_file(rel, e.to_string());
+        match e.location() {
+            Some(l) => err.at(l.line(), l.column()),
+            None => err,
+        }
+    })?;
+    let lines = item_lines(&text);
+    let Some(tasks) = tasks.as_array() else {
+        return Ok(());
+    };
+    for (i, task) in tasks.iter().enumerate() {
+        let line = lines.get(i).copied();
+        task_of(role, rel, line, task, vars, dir, plan, depth)?;
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn task_of(
+    role: &Path,
+    rel: &str,
+    line: Option<usize>,
+    task: &Value,
+    vars: &Value,
+    dir: &str,
+    plan: &mut Plan,
+    depth: usize,
+) -> Result<(), SiteError> {
+    let Some(t) = task.as_object() else {
+        note(plan, rel, line, "not a task");
+        return Ok(());
+    };
+    let name = t.get("name").and_then(Value::as_str).unwrap_or("(unnamed)");
+    if let Some(Value::Array(block)) = t.get("block") {
+        for inner in block {
+            task_of(role, rel, line, inner, vars, dir, plan, depth)?;
+        }
+        if t.contains_key("rescue") || t.contains_key("always") {
+            note(
+                plan,
+                rel,
+                line,
+                format!("task `{name}`: rescue/always are not translated"),
+            );
+        }
+        return Ok(());
+    }
+    let Some((action, args)) = t.iter().find(|(k, _)| !KEYWORDS.contains(&k.as_str())) else {
+        note(plan, rel, line, format!("task `{name}` has no action"));
+        return Ok(());
+    };
+    if INCLUDE.contains(&action.as_str()) {
+        let file = args
+            .as_str()
+            .or_else(|| args.get("file").and_then(Value::as_str))
+            .unwrap_or_default();
+        if file.contains("{{") || file.is_empty() || depth > 8 {
+            note(
+                plan,
+                rel,
+                line,
+                format!("task `{name}`: `{action}: {file}` is not followed"),
+            );
+        } else {
+            walk_tasks(role, &format!("tasks/{file}"), vars, dir, plan, depth + 1)?;
+        }
+        return Ok(());
+    }
+    if SERVICE.contains(&action.as_str()) {
+        let a = arguments(args);
+        let unit = a.get("name").filter(|n| !n.contains("{{"));
+        let state = a.get("state").map_or("started", String::as_str);
+        let enabled = a
+            .get("enabled")
+            .is_none_or(|e| matches!(e.as_str(), "yes" | "true" | "True"));
+        match unit {
+            Some(unit) if state == "started" && enabled && !t.contains_key("when") => {
+                plan.services.push(unit.clone());
+            }
+            _ => note(
+                plan,
+                rel,
+                line,
+                format!(
+                    "task `{name}` (`{action}`) is not translated: only a service started and enabled is"
+                ),
+            ),
+        }
+        return Ok(());
+    }
+    if PACKAGE.contains(&action.as_str()) {
+        return package(rel, line, name, action, args, t, plan);
+    }
+    let (kind, base) = if TEMPLATE.contains(&action.as_str()) {
+        ("templates", "templates")
+    } else if COPY.contains(&action.as_str()) {
+        ("files", "files")
+    } else {
+        note(
+            plan,
+            rel,
+            line,
+            format!("task `{name}` (`{action}`) is not translated"),
+        );
+        return Ok(());
+    };
+    let args = arguments(args);
+    let (Some(src), Some(dest)) = (args.get("src"), args.get("dest")) else {
+        note(
+            plan,
+            rel,
+            line,
+            format!("task `{name}` (`{action}`) has no src and dest"),
+        );
+        return Ok(());
+    };
+    let dest = match crate::render::render_template(rel, dest, vars) {
+        Ok(d) if d.starts_with('/') && !d.ends_with('/') => d,
+        Ok(d) => {
+            note(
+                plan,
+                rel,
+                line,
+                format!("task `{name}`: dest `{d}` is not a file's absolute path"),
+            );
+            return Ok(());
+        }
+        Err(e) => {
+            note(
+                plan,
+                rel,
+                line,
+                format!("task `{name}`: dest: {}", e.message),
+            );
+            return Ok(());
+        }
+    };
+    if src.contains("{{") || t.contains_key("loop") || t.contains_key("with_items") {
+        note(
+            plan,
+            rel,
+            line,
+            format!("task `{name}`: a computed src or a loop is not translated"),
+        );
+        return Ok(());
+    }
+    let Some(content) = role_file(role, base, src)? else {
+        note(
+            plan,
+            rel,
+            line,
+            format!("task `{name}`: {base}/{src} is not in the role"),
+        );
+        return Ok(());
+    };
+    let suffix = if kind == "templates" { ".j2" } else { "" };
+    plan.files
+        .insert(format!("{dir}/{kind}{dest}{suffix}"), content);
+    if t.contains_key("when") {
+        note(
+            plan,
+            rel,
+            line,
+            format!("task `{name}`: its `when` is dropped: {dest} is always put in place"),
+        );
+    }
+    let (mode, owner, group) = (args.get("mode"), args.get("owner"), args.get("group"));
+    if mode.is_some() || owner.is_some() || group.is_some() {
+        plan.meta.push(FileMeta {
+            path: dest.clone(),
+            mode: mode.cloned(),
+            owner: owner.cloned(),
+            group: group.cloned(),
+        });
+    }
+    let notify = match t.get("notify") {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(String::from))
+            .collect(),
+        _ => Vec::new(),
+    };
+    for handler in notify {
+        plan.notified.entry(handler).or_default().push(dest.clone());
+    }
+    Ok(())
+}
+
+/// A package task: `[[package]]` for the names it installs.
+fn package(
+    rel: &str,
+    line: Option<usize>,
+    name: &str,
+    action: &str,
+    args: &Value,
+    task: &Map<String, Value>,
+    plan: &mut Plan,
+) -> Result<(), SiteError> {
+    let names: Vec<String> = match args.get("name").or(args.get("pkg")) {
+        Some(Value::String(s)) => s.split(',').map(|p| p.trim().to_string()).collect(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| v.as_str().unwrap_or("{{").to_string())
+            .collect(),
+        _ => match arguments(args).get("name") {
+            Some(s) => s.split(',').map(|p| p.trim().to_string()).collect(),
+            None => Vec::new(),
+        },
+    };
+    let state = arguments(args)
+        .get("state")
+        .cloned()
+        .unwrap_or("present".into());
+    let plain = !names.is_empty() && names.iter().all(|n| !n.contains("{{") && !n.is_empty());
+    if !plain
+        || !matches!(state.as_str(), "present" | "installed" | "latest")
+        || task.contains_key("loop")
+        || task.contains_key("with_items")
+    {
+        note(
+            plan,
+            rel,
+            line,
+            format!(
+                "task `{name}` (`{action}`, state {state}) is not translated: only named packages to install are"
+            ),
+        );
+        return Ok(());
+    }
+    if task.contains_key("when") {
+        note(
+            plan,
+            rel,
+            line,
+            format!("task `{name}`: its `when` is dropped: the packages are always installed"),
+        );
+    }
+    plan.packages.extend(names);
+    Ok(())
+}
+
+/// A task's arguments, as a mapping or Ansible's `k=v` string, as strings.
+fn arguments(args: &Value) -> BTreeMap<String, String> {
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        // A mode written 0644 in YAML 1.2 reads as the number 644.
+        Value::Number(n) => format!("0{n}"),
+        other => other.to_string(),
+    };
+    match args {
+        Value::Object(m) => m.iter().map(|(k, v)| (k.clone(), text(v))).collect(),
+        Value::String(s) => s
+            .split_whitespace()
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.trim_matches(['"', '\'']).to_string()))
+            .collect(),
+        _ => BTreeMap::new(),
+    }
+}
+
+/// A file of the role's `templates/` or `files/`, refusing paths that leave it.
+fn role_file(role: &Path, base: &str, src: &str) -> Result<Option<Vec<u8>>, SiteError> {
+    if src.starts_with('/') || src.split('/').any(|p| p == "..") {
+        return Ok(None);
+    }
+    let path = role.join(base).join(src);
+    if !strata_fs::exists(&path) {
+        return Ok(None);
+    }
+    strata_fs::read(&path)
+        .map(Some)
+        .map_err(|e| SiteError::in_file(path.display().to_string(), e.source.to_string()))
+}
+
+/// Handler name → service, for handlers that restart or reload one.
+fn handlers(role: &Path, plan: &mut Plan) -> Result<BTreeMap<String, (String, bool)>, SiteError> {
+    let rel = "handlers/main.yml";
+    let mut out = BTreeMap::new();
+    let Some(text) = read(role, rel)? else {
+        return Ok(out);
+    };
+    let list: Value =
+        serde_norway::from_str(&text).map_err(|e| SiteError::in_file(rel, e.to_string()))?;
+    let lines = item_lines(&text);
+    for (i, h) in list.as_array().into_iter().flatten().enumerate() {
+        let line = lines.get(i).copied();
+        let name = h.get("name").and_then(Value::as_str).unwrap_or_default();
+        let service = h.as_object().and_then(|m| {
+            m.iter()
+                .find(|(k, _)| SERVICE.contains(&k.as_str()))
+                .map(|(_, v)| arguments(v))
+        });
+        match service {
+            Some(a)
+                if matches!(
+                    a.get("state").map(String::as_str),
+                    Some("restarted" | "reloaded")
+                ) && a.contains_key("name")
+                    && !a["name"].contains("{{") =>
+            {
+                let reload = a["state"] == "reloaded";
+                let entry = (a["name"].clone(), reload);
+                for key in [Some(name), h.get("listen").and_then(Value::as_str)]
+                    .into_iter()
+                    .flatten()
+                {
+                    out.insert(key.to_string(), entry.clone());
+                }
+            }
+            _ => note(
+                plan,
+                rel,
+                line,
+                format!(
+                    "handler `{name}` is not translated (only a service's restart or reload is)"
+                ),
+            ),
+        }
+    }
+    Ok(out)
+}
+
+fn quoted(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_default()
+}
+
+/// The module's `module.toml`.
+fn module_toml(role: &Path, plan: &Plan, services: &BTreeMap<String, (String, bool)>) -> String {
+    let mut out = format!(
+        "# Imported from the Ansible role {} by `strata import ansible-role`.\n\
+         description = {}\n",
+        role.display(),
+        quoted(&format!(
+            "Ansible role {}",
+            role.file_name().map_or("".into(), |n| n.to_string_lossy())
+        ))
+    );
+    for name in &plan.packages {
+        out.push_str(&format!("\n[[package]]\nname = {}\n", quoted(name)));
+    }
+    for f in &plan.meta {
+        out.push_str(&format!("\n[[file]]\npath = {}\n", quoted(&f.path)));
+        for (k, v) in [("mode", &f.mode), ("owner", &f.owner), ("group", &f.group)] {
+            if let Some(v) = v {
+                out.push_str(&format!("{k} = {}\n", quoted(v)));
+            }
+        }
+    }
+    // One [[service]] per unit, with the paths of every handler that restarts it.
+    let mut units: BTreeMap<&str, (Vec<&str>, Vec<&str>)> = BTreeMap::new();
+    for (handler, paths) in &plan.notified {
+        if let Some((unit, reload)) = services.get(handler) {
+            let e = units.entry(unit.as_str()).or_default();
+            let list = if *reload { &mut e.1 } else { &mut e.0 };
+            list.extend(paths.iter().map(String::as_str));
+        }
+    }
+    for unit in &plan.services {
+        units.entry(unit.as_str()).or_default();
+    }
+    for (unit, (restart, reload)) in units {
+        out.push_str(&format!("\n[[service]]\nname = {}\n", quoted(unit)));
+        let list = |l: &[&str]| l.iter().map(|p| quoted(p)).collect::<Vec<_>>().join(", ");
+        if !restart.is_empty() {
+            out.push_str(&format!("restart_on = [{}]\n", list(&restart)));
+        }
+        if !reload.is_empty() {
+            out.push_str(&format!("reload_on = [{}]\n", list(&reload)));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::disallowed_methods)] // the test's own temporary files
+mod tests {
+    use super::*;
+
+    fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (rel, text) in files {
+            let path = dir.path().join(rel);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        dir
+    }
+
+    fn role() -> tempfile::TempDir {
+        tree(&[
+            (
+                "defaults/main.yml",
+                "---\n# Redis\nredis_port: 6379\nredis_conf: /etc/redis/redis.conf\nredis_extra: \"{{ redis_port }}\"\n",
+            ),
+            (
+                "tasks/main.yml",
+                "---\n- name: Install\n  package: name=redis state=present\n\n- name: Configure\n  template:\n    src: redis.conf.j2\n    dest: \"{{ redis_conf }}\"\n    mode: \"0640\"\n  notify: restart redis\n\n- import_tasks: extra.yml\n\n- name: Start\n  service: name=redis-server state=started enabled=yes\n- service:\n    name: other\n    state: stopped\n",
+            ),
+            (
+                "tasks/extra.yml",
+                "- name: Limits\n  copy: src=limits.conf dest=/etc/security/limits.d/redis.conf\n  when: redis_limits\n  notify: [restart redis]\n",
+            ),
+            (
+                "handlers/main.yml",
+                "- name: restart redis\n  service: name=redis-server state=restarted\n- name: say\n  debug: msg=hi\n",
+            ),
+            (
+                "templates/redis.conf.j2",
+                "port {{ redis_port }}\n{% for k, v in {'b': 1, 'a': 2}.items() %}{{ k }}{% endfor %}\n",
+            ),
+            ("files/limits.conf", "redis - nofile 65536\n"),
+        ])
+    }
+
+    fn site() -> tempfile::TempDir {
+        tree(&[
+            ("strata.toml", "[site]\nname = \"t\"\n"),
+            ("nodes/n1.toml", "modules = [\"redis\"]\n"),
+        ])
+    }
+
+    /// Issue 25: copy a role's templates, files and defaults; get the same bytes.
+    #[test]
+    fn a_role_becomes_a_module_that_compiles_and_renders_as_ansible_would() {
+        let (role, site) = (role(), site());
+        let imported = import_ansible_role(role.path(), site.path(), "redis").unwrap();
+        assert_eq!(
+            imported.written,
+            [
+                "modules/redis/files/etc/security/limits.d/redis.conf",
+                "modules/redis/module.toml",
+                "modules/redis/templates/etc/redis/redis.conf.j2",
+                "params/common.yaml",
+            ]
+        );
+        let module =
+            std::fs::read_to_string(site.path().join("modules/redis/module.toml")).unwrap();
+        assert!(
+            module.contains("[[file]]\npath = \"/etc/redis/redis.conf\"\nmode = \"0640\"\n"),
+            "{module}"
+        );
+        assert!(
+            module.contains("[[service]]\nname = \"redis-server\"\nrestart_on = [\"/etc/redis/redis.conf\", \"/etc/security/limits.d/redis.conf\"]\n"),
+            "{module}"
+        );
+        let notes: Vec<String> = imported
+            .untranslated
+            .iter()
+            .map(|u| format!("{}:{}: {}", u.file, u.line.unwrap_or(0), u.what))
+            .collect();
+        assert_eq!(
+            notes,
+            [
+                "defaults/main.yml:5: `redis_extra` holds a template expression, which parameters do not evaluate",
+                "tasks/extra.yml:1: task `Limits`: its `when` is dropped: /etc/security/limits.d/redis.conf is always put in place",
+                "tasks/main.yml:16: task `(unnamed)` (`service`) is not translated: only a service started and enabled is",
+                "handlers/main.yml:3: handler `say` is not translated (only a service's restart or reload is)",
+            ]
+        );
+        let s = crate::Site::open(site.path()).unwrap();
+        let cat = crate::compile(&s, "n1", &crate::CompileOptions::default()).unwrap();
+        let conf = cat
+            .resources
+            .iter()
+            .find(|r| r.path.to_string() == "/etc/redis/redis.conf")
+            .expect("the template is in the catalog");
+        let crate::ResourceKind::File { hash, .. } = &conf.kind else {
+            panic!("not a file");
+        };
+        let bytes = strata_types::ContentSource::content(&cat.lazy, hash)
+            .map(|c| c.to_vec())
+            .or_else(|| cat.contents.get(hash).cloned())
+            .unwrap();
+        // trim_blocks drops the newline after `{% endfor %}`, as in Ansible.
+        assert_eq!(String::from_utf8(bytes).unwrap(), "port 6379\nba");
+        assert_eq!(conf.mode, 0o640);
+    }
+
+    #[test]
+    fn nothing_is_written_over_a_module_or_outside_a_site() {
+        let (role, site) = (role(), site());
+        import_ansible_role(role.path(), site.path(), "redis").unwrap();
+        let err = import_ansible_role(role.path(), site.path(), "redis").unwrap_err();
+        assert_eq!(err.file.as_deref(), Some("modules/redis"));
+        let err = import_ansible_role(role.path(), role.path(), "redis").unwrap_err();
+        assert!(err.message.contains("not a strata site"), "{}", err.message);
+        assert!(import_ansible_role(role.path(), site.path(), "Bad/Name").is_err());
+    }
+
+    #[test]
+    fn a_site_with_common_parameters_keeps_them_and_is_told() {
+        let role = role();
+        let site = tree(&[
+            ("strata.toml", "[site]\nname = \"t\"\n"),
+            ("params/common.toml", "x = 1\n"),
+        ]);
+        let imported = import_ansible_role(role.path(), site.path(), "redis").unwrap();
+        assert!(!imported.written.iter().any(|w| w.starts_with("params/")));
+        assert!(
+            imported
+                .untranslated
+                .iter()
+                .any(|u| u.file == "defaults/main.yml"
+                    && u.what.contains("the site has params/common.toml"))
+        );
+    }
+}

@@ -1,0 +1,3 @@
+//! strata-core's integration tests.
+
+mod corpus;
