@@ -14,14 +14,7 @@ use crate::EngineError;
 
 /// The directories where a command named in the intercept list may be called by its
 /// full path; also the `PATH` the commands run with.
-pub const BIN_DIRS: [&str; 6] = [
-    "/usr/local/sbin",
-    "/usr/local/bin",
-    "/usr/sbin",
-    "/usr/bin",
-    "/sbin",
-    "/bin",
-];
+pub use strata_sandbox::BIN_DIRS;
 
 /// Whether `argv0` is a command that the intercept list (`extra` beyond
 /// [`strata_sandbox::INTERCEPTED`]) allows.

@@ -68,7 +68,7 @@ pub fn below(root: &Path, mountinfo: &str) -> Vec<(TargetPath, FixedMeta)> {
         if !matches!(*fstype, "vfat" | "msdos" | "exfat") {
             continue;
         }
-        let point = unescape(point);
+        let point = unescape_mountinfo(point);
         let Ok(rel) = Path::new(&point).strip_prefix(root) else {
             continue;
         };
@@ -109,8 +109,9 @@ pub fn for_path<'a>(
         .map(|(_, m)| m)
 }
 
-/// `/proc/self/mountinfo` escapes spaces and a few other bytes as `\ooo`.
-fn unescape(s: &str) -> String {
+/// A mount point as `/proc/self/mountinfo` writes it, with spaces and a few other bytes
+/// escaped as `\ooo`, unescaped.
+pub fn unescape_mountinfo(s: &str) -> String {
     let mut out = Vec::new();
     let b = s.as_bytes();
     let mut i = 0;

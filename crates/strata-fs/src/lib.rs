@@ -21,7 +21,7 @@ mod walk;
 
 mod fatfs;
 pub use error::{FsError, Result};
-pub use fatfs::FixedMeta;
+pub use fatfs::{FixedMeta, unescape_mountinfo};
 pub use lock::{Lock, LockError};
 pub use meter::{Meter, background_thread};
 pub use private::{Mapped, create_private, private_dir, remove_file, rename, write_private};

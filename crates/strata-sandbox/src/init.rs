@@ -33,6 +33,13 @@ const TEMPLATE_LIMIT: u64 = 64 << 20;
 /// `PATH` inside the sandbox: the interception shims first.
 const PATH: &str = "/run/strata/shims:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// A bind remounted read-only, with nothing to execute, no devices, no set-user-id.
+const READ_ONLY: MountFlags = MountFlags::BIND
+    .union(MountFlags::RDONLY)
+    .union(MountFlags::NOSUID)
+    .union(MountFlags::NODEV)
+    .union(MountFlags::NOEXEC);
+
 /// The parts of `/proc` a root in another user namespace could still write to reach the
 /// host (sysctls, the magic SysRq key, interrupt affinities): read-only inside. Mounts
 /// made here are locked for the programs, which cannot make them writable again.
@@ -82,16 +89,8 @@ pub fn main(spec: &Spec) -> Result<i32, String> {
     let userns = UserNs::create(&proc).map_err(|e| format!("user namespace: {e}"))?;
     // Read-only once the maps are written: nothing in /proc can be changed from inside,
     // not even the permissions of its kernel-wide entries.
-    rustix::mount::mount_remount(
-        &proc,
-        MountFlags::BIND
-            | MountFlags::RDONLY
-            | MountFlags::NOSUID
-            | MountFlags::NODEV
-            | MountFlags::NOEXEC,
-        "",
-    )
-    .map_err(|e| format!("make /proc read-only: {e}"))?;
+    rustix::mount::mount_remount(&proc, READ_ONLY, "")
+        .map_err(|e| format!("make /proc read-only: {e}"))?;
     let systemd = TargetPath::parse("/sbin/init")
         .ok()
         .and_then(|p| tree.resolve(&p).ok().flatten())
@@ -711,17 +710,7 @@ fn mount_proc(spec: &Spec, proc: &Path) -> Result<(), String> {
         let p = proc.join(part);
         if p.exists() {
             rustix::mount::mount_bind(&p, &p)
-                .and_then(|()| {
-                    rustix::mount::mount_remount(
-                        &p,
-                        MountFlags::BIND
-                            | MountFlags::RDONLY
-                            | MountFlags::NOSUID
-                            | MountFlags::NODEV
-                            | MountFlags::NOEXEC,
-                        "",
-                    )
-                })
+                .and_then(|()| rustix::mount::mount_remount(&p, READ_ONLY, ""))
                 .map_err(|e| format!("make /proc/{part} read-only: {e}"))?;
         }
     }

@@ -68,44 +68,60 @@ impl UserNs {
     /// then exits; the descriptor keeps the namespace). `proc` is a proc file system of
     /// the caller's PID namespace.
     pub fn create(proc: &std::path::Path) -> io::Result<UserNs> {
-        let (ready_r, ready_w) = sys::pipe()?;
-        let (done_r, done_w) = sys::pipe()?;
-        let (mut ready_r, mut ready_w) =
-            (std::fs::File::from(ready_r), std::fs::File::from(ready_w));
-        let mut done_r = std::fs::File::from(done_r);
-        // SAFETY: init is single-threaded; the child only makes system calls and exits.
-        let pid = unsafe { libc::fork() };
-        if pid < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if pid == 0 {
-            drop(done_w);
-            let ok = sys::unshare(libc::CLONE_NEWUSER).is_ok();
-            let _ = ready_w.write_all(if ok { b"y" } else { b"n" });
-            let mut buf = [0u8; 1];
-            let _ = done_r.read(&mut buf);
-            // SAFETY: ends the child without running the parent's destructors.
-            unsafe { libc::_exit(0) };
-        }
-        drop(ready_w);
-        drop(done_r);
-        let result = (|| {
-            let mut buf = [0u8; 1];
-            ready_r.read_exact(&mut buf)?;
-            if &buf != b"y" {
-                return Err(io::Error::other("cannot create a user namespace"));
-            }
-            for map in ["uid_map", "gid_map"] {
-                std::fs::write(proc.join(format!("{pid}/{map}")), "0 0 4294967295\n")
-                    .map_err(|e| io::Error::other(format!("write {map}: {e}")))?;
-            }
-            let ns = std::fs::File::open(proc.join(format!("{pid}/ns/user")))?;
-            Ok(UserNs(ns.into()))
-        })();
-        drop(done_w);
-        sys::wait_quiet(pid);
-        result
+        held_child(
+            || sys::unshare(libc::CLONE_NEWUSER).is_ok(),
+            |pid| {
+                for map in ["uid_map", "gid_map"] {
+                    std::fs::write(proc.join(format!("{pid}/{map}")), "0 0 4294967295\n")
+                        .map_err(|e| io::Error::other(format!("write {map}: {e}")))?;
+                }
+                let ns = std::fs::File::open(proc.join(format!("{pid}/ns/user")))?;
+                Ok(UserNs(ns.into()))
+            },
+            "cannot create a user namespace",
+        )
     }
+}
+
+/// Forks a child that runs `setup` (system calls only: the caller may have a second
+/// thread), says whether it worked, and waits while `then` uses it (by its pid); then
+/// lets it exit. What `then` returns is the result.
+fn held_child<T>(
+    setup: impl FnOnce() -> bool,
+    then: impl FnOnce(i32) -> io::Result<T>,
+    failed: &str,
+) -> io::Result<T> {
+    let (ready_r, ready_w) = sys::pipe()?;
+    let (done_r, done_w) = sys::pipe()?;
+    let (mut ready_r, mut ready_w) = (std::fs::File::from(ready_r), std::fs::File::from(ready_w));
+    let mut done_r = std::fs::File::from(done_r);
+    // SAFETY: the child only makes system calls and exits.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid == 0 {
+        drop(done_w);
+        let ok = setup();
+        let _ = ready_w.write_all(if ok { b"y" } else { b"n" });
+        let mut buf = [0u8; 1];
+        let _ = done_r.read(&mut buf);
+        // SAFETY: ends the child without running the parent's destructors.
+        unsafe { libc::_exit(0) };
+    }
+    drop(ready_w);
+    drop(done_r);
+    let result = (|| {
+        let mut buf = [0u8; 1];
+        ready_r.read_exact(&mut buf)?;
+        if &buf != b"y" {
+            return Err(io::Error::other(failed.to_string()));
+        }
+        then(pid)
+    })();
+    drop(done_w);
+    sys::wait_quiet(pid);
+    result
 }
 
 /// A mount namespace whose root is the merged tree (`pivot_root`, the old root detached),
@@ -122,43 +138,18 @@ impl MountNs {
         merged: &CStr,
         cache: Option<(&CStr, &CStr)>,
     ) -> io::Result<MountNs> {
-        let (ready_r, ready_w) = sys::pipe()?;
-        let (done_r, done_w) = sys::pipe()?;
-        let (mut ready_r, mut ready_w) =
-            (std::fs::File::from(ready_r), std::fs::File::from(ready_w));
-        let mut done_r = std::fs::File::from(done_r);
-        // SAFETY: the child only makes system calls on strings made before the fork.
-        let pid = unsafe { libc::fork() };
-        if pid < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if pid == 0 {
-            drop(done_w);
-            let ok = sys::unshare(libc::CLONE_NEWNS).is_ok()
-                && cache.is_none_or(|(c, at)| sys::bind_private(c, at).is_ok())
-                && sys::pivot_into(merged).is_ok();
-            let _ = ready_w.write_all(if ok { b"y" } else { b"n" });
-            let mut buf = [0u8; 1];
-            let _ = done_r.read(&mut buf);
-            // SAFETY: ends the child without running the parent's destructors.
-            unsafe { libc::_exit(0) };
-        }
-        drop(ready_w);
-        drop(done_r);
-        let result = (|| {
-            let mut buf = [0u8; 1];
-            ready_r.read_exact(&mut buf)?;
-            if &buf != b"y" {
-                return Err(io::Error::other(
-                    "cannot make the sandbox's mount namespace",
-                ));
-            }
-            let ns = std::fs::File::open(proc.join(format!("{pid}/ns/mnt")))?;
-            Ok(MountNs(ns.into()))
-        })();
-        drop(done_w);
-        sys::wait_quiet(pid);
-        result
+        held_child(
+            || {
+                sys::unshare(libc::CLONE_NEWNS).is_ok()
+                    && cache.is_none_or(|(c, at)| sys::bind_private(c, at).is_ok())
+                    && sys::pivot_into(merged).is_ok()
+            },
+            |pid| {
+                let ns = std::fs::File::open(proc.join(format!("{pid}/ns/mnt")))?;
+                Ok(MountNs(ns.into()))
+            },
+            "cannot make the sandbox's mount namespace",
+        )
     }
 }
 

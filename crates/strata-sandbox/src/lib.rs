@@ -54,6 +54,17 @@ pub const INTERCEPTED: &[&str] = &[
     "invoke-rc.d",
 ];
 
+/// The directories where the intercepted commands are looked for (and where a call may
+/// name one by its full path); also the tail of the sandbox's `PATH`.
+pub const BIN_DIRS: [&str; 6] = [
+    "/usr/local/sbin",
+    "/usr/local/bin",
+    "/usr/sbin",
+    "/usr/bin",
+    "/sbin",
+    "/bin",
+];
+
 /// What script changes are never reported: logs, caches, scratch space, and strata's
 /// own state. A site adds to it with `[sandbox] ignore`.
 pub const DEFAULT_IGNORE: &[&str] = &[

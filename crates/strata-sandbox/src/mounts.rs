@@ -121,7 +121,7 @@ pub fn below(
         else {
             continue;
         };
-        let host = PathBuf::from(unescape_mount(point));
+        let host = PathBuf::from(strata_fs::unescape_mountinfo(point));
         let Ok(rel) = host.strip_prefix(root) else {
             continue;
         };
@@ -160,25 +160,6 @@ pub fn below(
     }
     found.sort_by_key(|m| m.at.depth());
     Ok(found)
-}
-
-/// `/proc/self/mountinfo` escapes spaces and a few other bytes as `\ooo`.
-pub fn unescape_mount(s: &str) -> String {
-    let mut out = Vec::new();
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && let Some(Ok(v)) = s.get(i + 1..i + 4).map(|o| u8::from_str_radix(o, 8))
-        {
-            out.push(v);
-            i += 4;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

@@ -307,17 +307,10 @@ fn shims(spec: &Spec, merged: &Path, own: &Path) -> Result<(), String> {
         let candidates: Vec<String> = if name.starts_with('/') {
             vec![name.clone()]
         } else {
-            [
-                "/usr/local/sbin",
-                "/usr/local/bin",
-                "/usr/sbin",
-                "/usr/bin",
-                "/sbin",
-                "/bin",
-            ]
-            .iter()
-            .map(|d| format!("{d}/{name}"))
-            .collect()
+            crate::BIN_DIRS
+                .iter()
+                .map(|d| format!("{d}/{name}"))
+                .collect()
         };
         let mut files: Vec<TargetPath> = Vec::new();
         let mut links: Vec<TargetPath> = Vec::new();
