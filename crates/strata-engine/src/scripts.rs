@@ -54,8 +54,8 @@ impl SandboxRun {
     }
 }
 
-/// The sandbox's limits: the site's, else a process limit and half of this machine's
-/// memory (a runaway script must not take the host down; docs/sandbox.md).
+/// The sandbox's limits: the site's, else a process limit, and half of this machine's
+/// memory for what scripts write into the sandbox (docs/sandbox.md).
 fn limits(settings: &SandboxSettings) -> strata_sandbox::Limits {
     // SAFETY: sysconf has no memory effects.
     let ram = unsafe {
@@ -65,11 +65,9 @@ fn limits(settings: &SandboxSettings) -> strata_sandbox::Limits {
         max_processes: settings
             .max_processes
             .unwrap_or(strata_sandbox::DEFAULT_MAX_PROCESSES),
-        max_memory: settings
-            .max_memory
-            .map(|s| s.0)
-            .or((ram > 0).then_some(ram / 2)),
+        max_memory: settings.max_memory.map(|s| s.0),
         required: settings.max_processes.is_some() || settings.max_memory.is_some(),
+        scratch: (ram > 0).then_some(ram / 2),
     }
 }
 

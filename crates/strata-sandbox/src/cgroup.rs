@@ -1,8 +1,40 @@
-//! The run's cgroup: a limit on the processes and on the memory of everything the
-//! programs start (`[sandbox] max_processes`, `max_memory`), on cgroup v2 or v1.
+//! The run's limits: processes (`[sandbox] max_processes`) by the sandbox PID namespace's
+//! own `pid_max` where the kernel has it per namespace (6.14 and later), else by a
+//! cgroup; memory (`max_memory`) by a cgroup, on cgroup v2 or v1.
 //!
-//! A process limit cannot be had otherwise: RLIMIT_NPROC never applies to uid 0, and the
-//! programs are uid 0 (mapped to the host's) so that file owners come out right.
+//! RLIMIT_NPROC cannot limit processes: it never applies to uid 0, and the programs are
+//! uid 0 (mapped to the host's) so that file owners come out right. A cgroup costs a
+//! migration per run, which waits for an RCU grace period (7–20 ms on this kind of
+//! machine): it is made only when it is needed.
+
+/// Whether this kernel keeps `pid_max` per PID namespace (Linux 6.14): a write from inside
+/// the sandbox's namespace then limits that namespace alone. On an older kernel the same
+/// write, by init as the host's root, would set the host's: never tried there.
+pub fn pid_max_per_namespace() -> bool {
+    let uname = rustix::system::uname();
+    let release = uname.release().to_string_lossy();
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    (major, minor) >= (6, 14)
+}
+
+/// The lowest `pid_max` the kernel takes (its reserved PIDs and one).
+pub const PID_MAX_MIN: u64 = 301;
+
+/// Limits the processes (and threads) of the calling process's PID namespace to `max`,
+/// by its `pid_max`; `false` when that cannot be done here (an old kernel, a limit below
+/// what `pid_max` can express), and a cgroup must do it.
+pub fn limit_by_pid_max(max: u64) -> Result<bool, String> {
+    if !pid_max_per_namespace() || max + 1 < PID_MAX_MIN {
+        return Ok(false);
+    }
+    let path = Path::new("/proc/sys/kernel/pid_max");
+    write(path, &(max + 1).to_string())?;
+    let back =
+        std::fs::read_to_string(path).map_err(|e| format!("read {}: {e}", path.display()))?;
+    Ok(back.trim() == (max + 1).to_string())
+}
 
 use std::fs::File;
 use std::io::Write;
@@ -21,6 +53,10 @@ pub struct Limits {
     /// The site set a limit: a host where it cannot be applied is an error, not a
     /// silent run without it.
     pub required: bool,
+    /// The size of the sandbox's own tmpfs (the overlays' upper dirs, logs): what scripts
+    /// may write there together.
+    #[serde(default)]
+    pub scratch: Option<u64>,
 }
 
 impl Default for Limits {
@@ -29,6 +65,7 @@ impl Default for Limits {
             max_processes: DEFAULT_MAX_PROCESSES,
             max_memory: None,
             required: false,
+            scratch: None,
         }
     }
 }

@@ -59,6 +59,8 @@ struct Ctx<'a> {
     userns: UserNs,
     filters: Vec<seccompiler::BpfProgram>,
     cgroup: Option<Cgroup>,
+    /// The process limit is the PID namespace's `pid_max`.
+    by_pid_max: bool,
     /// Init joining the cgroup, until its first program.
     joining: Option<std::thread::JoinHandle<Result<(), String>>>,
     calls: OwnedFd,
@@ -76,7 +78,11 @@ pub fn main(spec: &Spec) -> Result<i32, String> {
     // Moving a process into a cgroup waits for an RCU grace period (milliseconds): init
     // moves itself once, on a second thread while it sets up and lays the first files,
     // and waits for it before its first program, which is then born in the cgroup.
-    let cgroup = Cgroup::create(&crate::outer::run_name(spec), &spec.limits)?;
+    let by_pid_max = crate::cgroup::limit_by_pid_max(spec.limits.max_processes)?;
+    let cgroup = match spec.limits.max_memory.is_some() || !by_pid_max {
+        true => Cgroup::create(&crate::outer::run_name(spec), &spec.limits)?,
+        false => None,
+    };
     let joining = match &cgroup {
         Some(c) => Some(c.join_in_background()?),
         None => None,
@@ -113,6 +119,7 @@ pub fn main(spec: &Spec) -> Result<i32, String> {
         userns,
         filters: jail::filters()?,
         cgroup,
+        by_pid_max,
         joining,
         calls: jail::open_fifo(&own_dir(spec).join("calls"))
             .map_err(|e| format!("open the call channel: {e}"))?,
@@ -147,7 +154,11 @@ pub fn main(spec: &Spec) -> Result<i32, String> {
     if cx.observed.failure.is_none() {
         let ignore = observe::ignore_set(&spec.ignore)?;
         let shimmed = crate::outer::shimmed(spec);
-        let max_file = spec.limits.max_memory.unwrap_or(u64::MAX);
+        let max_file = spec
+            .limits
+            .max_memory
+            .or(spec.limits.scratch)
+            .unwrap_or(u64::MAX);
         cx.observed.changed =
             observe::changes(&upper, &lower, &ignore, &owner, &out, &shimmed, max_file)?;
         cx.observed.watched = observe::watched(&spec.watch, &upper, &cx.tree, &out)?;
@@ -497,9 +508,21 @@ impl Ctx<'_> {
                 )),
                 End::Error(e) => Some(format!("could not start: {e}")),
             }
-            .map(|why| match self.cgroup.as_ref().and_then(Cgroup::reached) {
-                Some(limit) => format!("{why}: {limit}"),
-                None => why,
+            .map(|why| {
+                // A fork refused by the namespace's pid_max says only EAGAIN: a failure whose
+                // last words are about forking is put down to the limit.
+                let forked = self.by_pid_max && {
+                    let e = stderr.to_lowercase();
+                    e.contains("fork") || e.contains("resource temporarily unavailable")
+                };
+                match self.cgroup.as_ref().and_then(Cgroup::reached) {
+                    Some(limit) => format!("{why}: {limit}"),
+                    None if forked => format!(
+                        "{why}: the sandbox's limit of {} processes was reached ([sandbox] max_processes)",
+                        self.spec.limits.max_processes
+                    ),
+                    None => why,
+                }
             });
         }
         if let Some(status) = failed {

@@ -101,7 +101,18 @@ fn build(spec: &Spec) -> Result<(), String> {
     .map_err(|e| format!("make mounts private: {e}"))?;
     let base = spec.work.join("sb");
     std::fs::create_dir_all(&base).map_err(err("create", &base))?;
-    mount("tmpfs", &base, "tmpfs", MountFlags::empty(), "mode=0700")?;
+    let size = spec
+        .limits
+        .scratch
+        .map(|b| format!(",size={b}"))
+        .unwrap_or_default();
+    mount(
+        "tmpfs",
+        &base,
+        "tmpfs",
+        MountFlags::empty(),
+        &format!("mode=0700{size}"),
+    )?;
     let d = dirs(spec);
     let work = base.join("work");
     for dir in [&d.upper, &d.merged, &work] {

@@ -472,6 +472,31 @@ fn the_process_limit_stops_a_fork_bomb() {
     );
 }
 
+/// Above 300 processes the limit is the sandbox PID namespace's own `pid_max` (Linux
+/// 6.14 and later; a cgroup on older kernels), which costs no cgroup migration.
+#[test]
+fn a_large_process_limit_stops_a_fork_bomb_too() {
+    let e = env();
+    require_busybox_root!(e);
+    site(&e, "max_processes = 400");
+    script(
+        &e,
+        "10-bomb.sh",
+        "set -e\ni=0\nwhile [ $i -lt 700 ]; do sleep 30 & i=$((i+1)); done\nwait",
+    );
+    let started = Instant::now();
+    let run = e.run(&["plan", "--node", "n1"]).code(1);
+    assert!(
+        run.stderr.contains("limit of 400 processes"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "the bomb ran on"
+    );
+}
+
 #[test]
 fn the_memory_limit_stops_a_script_that_eats_memory() {
     let e = env();
