@@ -7,6 +7,13 @@
 //! migration per run, which waits for an RCU grace period (7–20 ms on this kind of
 //! machine): it is made only when it is needed.
 
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
 /// Whether this kernel keeps `pid_max` per PID namespace (Linux 6.14): a write from inside
 /// the sandbox's namespace then limits that namespace alone. On an older kernel the same
 /// write, by init as the host's root, would set the host's: never tried there.
@@ -24,24 +31,20 @@ pub const PID_MAX_MIN: u64 = 301;
 
 /// Limits the processes (and threads) of the calling process's PID namespace to `max`,
 /// by its `pid_max`; `false` when that cannot be done here (an old kernel, a limit below
-/// what `pid_max` can express), and a cgroup must do it.
+/// what `pid_max` can express, a read-only `/proc/sys`), and a cgroup must do it.
 pub fn limit_by_pid_max(max: u64) -> Result<bool, String> {
     if !pid_max_per_namespace() || max + 1 < PID_MAX_MIN {
         return Ok(false);
     }
+    // In a container /proc/sys is often read-only: the limit then falls to a cgroup.
     let path = Path::new("/proc/sys/kernel/pid_max");
-    write(path, &(max + 1).to_string())?;
+    if write(path, &(max + 1).to_string()).is_err() {
+        return Ok(false);
+    }
     let back =
         std::fs::read_to_string(path).map_err(|e| format!("read {}: {e}", path.display()))?;
     Ok(back.trim() == (max + 1).to_string())
 }
-
-use std::fs::File;
-use std::io::Write;
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
-
-use serde::{Deserialize, Serialize};
 
 /// What the programs of one run may use together.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
