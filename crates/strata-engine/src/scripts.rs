@@ -334,8 +334,7 @@ fn lays(
                     .content(&h)
                     .ok_or_else(|| EngineError::Invalid(format!("no content for {path}")))?;
                 // Private from its creation: declared contents may be secret.
-                strata_sandbox::write_private(&file, &bytes)
-                    .map_err(|e| strata_fs::FsError::new("write", &file, e))?;
+                strata_fs::write_private(&file, &bytes)?;
                 Some(file)
             }
             None => None,

@@ -1371,14 +1371,12 @@ mod tests {
         ));
     }
 
-    /// Whether this test may chown (it runs as root); otherwise it says it is skipped.
-    #[allow(clippy::print_stderr)]
-    fn can_chown() -> bool {
-        let root = rustix::process::geteuid().is_root();
-        if !root {
-            eprintln!("skipped: needs root");
-        }
-        root
+    /// These tests chown: they need root (scripts/test runs as root with `host-tests`).
+    fn assert_root() {
+        assert!(
+            rustix::process::geteuid().is_root(),
+            "this test chowns: run it as root"
+        );
     }
 
     fn lchown(path: &std::path::Path, id: u32) {
@@ -1425,10 +1423,12 @@ mod tests {
     /// root's. Reading, listing, writing and setting metadata through it are refused,
     /// naming both ends and their owners, and root's file is left as it was.
     #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "chowns: needs root, as scripts/test runs (feature host-tests)"
+    )]
     fn a_users_link_into_roots_files_is_refused_for_reading_and_writing() {
-        if !can_chown() {
-            return;
-        }
+        assert_root();
         for (target, want) in [
             (
                 "/root/.ssh",
@@ -1485,10 +1485,12 @@ mod tests {
     /// same user owns. What it does not: a user's absolute link (it leads back to the
     /// root, which root owns), and a directory root owns inside a user's directory.
     #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "chowns: needs root, as scripts/test runs (feature host-tests)"
+    )]
     fn links_are_followed_only_within_one_owner_or_out_of_roots_hands() {
-        if !can_chown() {
-            return;
-        }
+        assert_root();
         let t = alice_and_root();
         let at = |rel: &str| t.path().join(rel);
         std::fs::create_dir_all(at("usr/bin")).unwrap();
@@ -1546,11 +1548,13 @@ mod tests {
     /// Owners and modes of links and FIFOs are set through a handle on what strata made,
     /// never through a path that could lead elsewhere: what a link points to keeps its own.
     #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "chowns: needs root, as scripts/test runs (feature host-tests)"
+    )]
     fn links_and_fifos_get_their_owner_and_mode_through_a_handle() {
         use std::os::unix::fs::MetadataExt;
-        if !can_chown() {
-            return;
-        }
+        assert_root();
         let t = alice_and_root();
         let root = Root::open(t.path()).unwrap();
         root.symlink_in(&p("/"), "l", "/root/.ssh/authorized_keys", 1000, 1000)

@@ -19,8 +19,8 @@ use crate::cgroup::Cgroup;
 use crate::jail::{self, Event, Job, MountNs, UserNs};
 use crate::observe::{self, Fingerprints};
 use crate::outer::{dirs, own_dir};
-use crate::work::{create_private, write_private};
 use crate::{Failure, Lay, LineEdit, ModuleSpec, Observed, Program, Spec, Template, shim, sys};
+use strata_fs::{create_private, write_private};
 use strata_types::{Deferred, ProgramRun};
 
 /// How much of a program's output is kept with the run.
@@ -170,7 +170,7 @@ pub fn main(spec: &Spec) -> Result<i32, String> {
     }
     let result = spec.work.join("result.json");
     let json = serde_json::to_vec(&cx.observed).map_err(|e| e.to_string())?;
-    write_private(&result, &json).map_err(|e| format!("write {}: {e}", result.display()))?;
+    write_private(&result, &json).map_err(|e| e.to_string())?;
     Ok(0)
 }
 

@@ -29,7 +29,8 @@ mod work;
 
 pub use cgroup::{DEFAULT_MAX_PROCESSES, Limits};
 pub use mounts::{Show, SubMount};
-pub use work::{WorkDir, create_private, write_private};
+use strata_fs::write_private;
+pub use work::WorkDir;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -339,7 +340,7 @@ pub fn run(spec: &Spec, helper: &Path) -> Result<Observed, SandboxError> {
     check_target(spec)?;
     let spec_path = spec.work.join("spec.json");
     let json = serde_json::to_vec(spec).expect("spec serialises");
-    write_private(&spec_path, &json).map_err(io_err("write", &spec_path))?;
+    write_private(&spec_path, &json).map_err(|e| SandboxError::Setup(e.to_string()))?;
     let result_path = spec.work.join("result.json");
     let _ = std::fs::remove_file(&result_path);
     let mut cmd = Command::new(helper);

@@ -425,8 +425,7 @@ fn copy_out(out: &Path, hash: &Hash, from: &Path) -> Result<(), String> {
     if !p.exists() {
         let mut src =
             std::fs::File::open(from).map_err(|e| format!("read {}: {e}", from.display()))?;
-        let mut dst =
-            crate::work::create_private(&p).map_err(|e| format!("write {}: {e}", p.display()))?;
+        let mut dst = strata_fs::create_private(&p).map_err(|e| e.to_string())?;
         std::io::copy(&mut src, &mut dst).map_err(|e| format!("write {}: {e}", p.display()))?;
     }
     Ok(())
@@ -435,7 +434,7 @@ fn copy_out(out: &Path, hash: &Hash, from: &Path) -> Result<(), String> {
 fn save(out: &Path, hash: &Hash, bytes: &[u8]) -> Result<(), String> {
     let p = out.join(hash.to_string());
     if !p.exists() {
-        crate::work::write_private(&p, bytes).map_err(|e| format!("write {}: {e}", p.display()))?;
+        strata_fs::write_private(&p, bytes).map_err(|e| e.to_string())?;
     }
     Ok(())
 }

@@ -259,7 +259,7 @@ pub fn own_dir(spec: &Spec) -> PathBuf {
 }
 
 fn write(path: &Path, content: &[u8], mode: u32) -> Result<(), String> {
-    crate::work::write_private(path, content).map_err(err("write", path))?;
+    strata_fs::write_private(path, content).map_err(|e| e.to_string())?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .map_err(err("chmod", path))
 }

@@ -2,9 +2,8 @@
 //! run lives, and removed by the next run when a killed run left it behind.
 
 use std::fs::File;
-use std::io::Write;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use crate::{SandboxError, cgroup, io_err};
@@ -144,52 +143,5 @@ fn remove_dead(parent: &Path) {
             let _ = std::fs::remove_dir_all(&path);
             cgroup::remove_stale(&name);
         }
-    }
-}
-
-/// Writes a file only its owner can read (0600 from its creation, never wider).
-pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut f = create_private(path)?;
-    f.write_all(bytes)
-}
-
-/// Creates (or truncates) a file only its owner can read.
-pub fn create_private(path: &Path) -> std::io::Result<File> {
-    File::options()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A run that starts while another one sweeps away dead runs' directories keeps its
-    /// own: a new directory is never taken for a dead run's.
-    #[test]
-    fn a_new_run_directory_is_never_swept_away_by_another_run() {
-        let parent = WorkDir::create().unwrap();
-        let parent = parent.path();
-        let stop = std::sync::atomic::AtomicBool::new(false);
-        let failed = std::thread::scope(|s| {
-            s.spawn(|| {
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    remove_dead(parent);
-                }
-            });
-            let failed = (0..2000).find_map(|i| {
-                let made = WorkDir::create_in(parent);
-                match made {
-                    Ok(w) if w.path().is_dir() => None,
-                    other => Some(format!("run {i}: {other:?}")),
-                }
-            });
-            stop.store(true, std::sync::atomic::Ordering::Relaxed);
-            failed
-        });
-        assert_eq!(failed, None);
     }
 }

@@ -763,17 +763,20 @@ impl Drop for Booted {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs systemd-nspawn and the Debian root: scripts/test provides them (feature host-tests)"
+)]
 fn services_are_enabled_and_restarted_under_a_real_systemd() {
     let e = env();
     require_debian_root!(e);
-    if std::process::Command::new("systemd-nspawn")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("skipped: needs systemd-nspawn (apt-get install systemd-container)");
-        return;
-    }
+    assert!(
+        std::process::Command::new("systemd-nspawn")
+            .arg("--version")
+            .output()
+            .is_ok(),
+        "needs systemd-nspawn (apt-get install systemd-container; scripts/test does)"
+    );
     // strata runs on the node itself, as it would there.
     let root = e.root();
     std::fs::copy(
