@@ -9,6 +9,7 @@
 //! Every error carries the path and the operation that failed.
 #![allow(clippy::disallowed_methods)]
 
+mod durable;
 mod error;
 mod lock;
 mod meter;
@@ -20,6 +21,7 @@ mod users;
 mod walk;
 
 mod fatfs;
+pub use durable::{read_with_mode, remove_dir_all, set_mode, sync_dir, write_durable};
 pub use error::{FsError, Result};
 pub use fatfs::{FixedMeta, unescape_mountinfo};
 pub use lock::{Lock, LockError};
