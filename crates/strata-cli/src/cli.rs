@@ -46,6 +46,13 @@ enum Command {
     New(commands::new::NewCommand),
     #[command(subcommand)]
     Import(commands::import::ImportCommand),
+    Push(commands::push::PushArgs),
+    #[command(subcommand)]
+    Keys(commands::keys::KeysCommand),
+    #[command(hide = true)]
+    Receive(commands::receive::ReceiveArgs),
+    #[command(hide = true)]
+    SelfCheck(commands::self_check::SelfCheckArgs),
 }
 
 /// `--site DIR`: the site, from the flag, `STRATA_SITE`, or the current directory.
@@ -171,6 +178,10 @@ pub fn main() -> ExitCode {
         Command::Pools(a) => commands::pools::run(a, &printer),
         Command::New(a) => commands::new::run(a, &printer),
         Command::Import(a) => commands::import::run(a, &printer),
+        Command::Push(a) => commands::push::run(a, &printer),
+        Command::Keys(a) => commands::keys::run(a, &printer),
+        Command::Receive(a) => commands::receive::run(a, &printer),
+        Command::SelfCheck(a) => commands::self_check::run(a, &printer),
     };
     match result {
         Ok(()) | Err(CliError::BrokenPipe) => ExitCode::SUCCESS,

@@ -7,6 +7,7 @@ mod budget;
 mod catalog;
 mod compiled;
 mod error;
+mod fleet;
 mod graph;
 pub mod import;
 mod module;
@@ -33,6 +34,7 @@ pub use catalog::{
 };
 pub use compiled::{Compiled, Lazy};
 pub use error::{SiteError, SiteErrors};
+pub use fleet::{FleetSettings, NodeKeys, NodeReach, SecretsSettings, SshSettings};
 pub use params::{ParamTree, Source};
 pub use plan::{DIFF_LIMIT, PlanError, diff_text, plan};
 pub use render::render_template;

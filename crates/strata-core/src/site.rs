@@ -18,6 +18,10 @@ struct SiteToml {
     sandbox: SandboxSettings,
     #[serde(default)]
     state: StateSettings,
+    #[serde(default)]
+    fleet: crate::fleet::FleetSettings,
+    #[serde(default)]
+    secrets: crate::fleet::SecretsSettings,
 }
 
 /// `[state]` in `strata.toml`: what a node keeps of its history.
@@ -129,6 +133,10 @@ pub(crate) struct NodeToml {
     pub modules: Vec<Spanned<String>>,
     #[serde(default)]
     pub params: toml::Table,
+    #[serde(default)]
+    pub ssh: crate::fleet::SshSettings,
+    #[serde(default)]
+    pub keys: crate::fleet::NodeKeys,
 }
 
 /// `groups/<group>.toml`.
@@ -198,6 +206,10 @@ pub struct Site {
     pub sandbox: SandboxSettings,
     /// `[state]`: how much history a node keeps.
     pub state: StateSettings,
+    /// `[fleet]`: how push and publish reach nodes.
+    pub fleet: crate::fleet::FleetSettings,
+    /// `[secrets]`: who can always read secrets.
+    pub secrets: crate::fleet::SecretsSettings,
     pub(crate) groups: BTreeMap<String, TomlFile<GroupToml>>,
     pub(crate) roles: BTreeMap<String, Versions>,
     pub(crate) modules: BTreeMap<String, Versions>,
@@ -243,6 +255,8 @@ impl Site {
             site: settings,
             sandbox,
             state,
+            fleet,
+            secrets,
         } = settings.expect("no errors").value;
         let site = Site {
             dir: dir.to_path_buf(),
@@ -251,6 +265,8 @@ impl Site {
             default_environment: settings.default_environment,
             sandbox,
             state,
+            fleet,
+            secrets,
             groups,
             roles,
             modules,

@@ -45,7 +45,7 @@ pub fn read_with_mode(path: &Path, limit: u64) -> Result<(Vec<u8>, u32)> {
         return Err(FsError::new("read", path, too_big));
     }
     let mut out = Vec::with_capacity(md.len() as usize);
-    file.take(limit + 1)
+    file.take(limit.saturating_add(1))
         .read_to_end(&mut out)
         .map_err(|e| FsError::new("read", path, e))?;
     Ok((out, md.mode() & 0o7777))

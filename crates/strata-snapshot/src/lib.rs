@@ -38,3 +38,8 @@ pub fn now() -> UnixTime {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
+
+/// The manifest format this strata writes.
+pub fn manifest_format() -> u32 {
+    manifest::FORMAT
+}

@@ -3,6 +3,9 @@
 //! hash and link target, so that "unchanged" means unchanged.
 #![allow(clippy::disallowed_methods, clippy::print_stderr)]
 
+mod hosts;
+pub use hosts::{TestHost, TestHosts};
+
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -77,6 +80,14 @@ impl TestEnv {
         self
     }
 
+    /// Writes an executable site file (a script).
+    pub fn write_exec(&self, rel: &str, content: &str) -> &TestEnv {
+        let p = self.site().join(rel);
+        write(&p, content);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        self
+    }
+
     /// A `strata` command with `--site` and `--root` added for the verbs that take them.
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(&self.bin);
@@ -89,7 +100,10 @@ impl TestEnv {
             cmd.env("STRATA_CACHE_DIR", "/var/cache/strata-test/cache");
         }
         let verb = args.first().copied().unwrap_or("");
-        if matches!(verb, "check" | "params" | "plan" | "apply" | "shell") {
+        if matches!(
+            verb,
+            "check" | "params" | "plan" | "apply" | "shell" | "push"
+        ) {
             cmd.arg("--site").arg(self.site());
         }
         if matches!(

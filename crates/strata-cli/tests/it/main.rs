@@ -16,6 +16,8 @@ mod import;
 mod paths;
 mod plan;
 mod private;
+mod push;
+mod receive;
 mod resources;
 mod sandbox;
 mod sandbox_attacks;
