@@ -269,6 +269,25 @@ fn a_down_host_and_a_failing_host_leave_the_others_done() {
             ("h2.test".into(), "failed".into())
         ]
     );
+    // --max-failures 2, one node at a time: the third is never started.
+    let (code, nodes, _) = f.push_json(&[
+        "h3.test",
+        "h2.test",
+        "h1.test",
+        "--forks",
+        "1",
+        "--max-failures",
+        "2",
+    ]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        results(&nodes),
+        [
+            ("h1.test".into(), "skipped".into()),
+            ("h2.test".into(), "failed".into()),
+            ("h3.test".into(), "unreachable".into())
+        ]
+    );
 
     // Text output: the table names every host and the reasons.
     let out = f.push(&["all"]).output().unwrap();
@@ -363,8 +382,31 @@ fn an_unknown_target_is_named_before_anything_connects() {
     not(feature = "host-tests"),
     ignore = "needs root and the test hosts' Debian image: scripts/test provides them (feature host-tests)"
 )]
-fn a_changed_host_key_is_refused_for_that_host_only() {
-    let f = fleet(2);
+fn a_changed_host_key_a_refused_user_and_a_read_only_disk_fail_only_their_host() {
+    let f = fleet(4);
+    // h3: a user the host does not know (no key of ours is authorized for it).
+    f.env.write(
+        "nodes/h3.test.toml",
+        &format!(
+            "modules = [\"motd\"]\n{}user = \"nobody\"\n",
+            f.hosts.node_ssh(2)
+        ),
+    );
+    // h4: its root file system read-only.
+    let init = f.hosts.host("h4.test").root();
+    let pid = init
+        .parent()
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let ok = Command::new("nsenter")
+        .args(["-t", &pid, "-m", "mount", "-o", "remount,ro", "/"])
+        .status()
+        .unwrap();
+    assert!(ok.success(), "remount read-only");
     // The operator's known_hosts has another key for h2.
     let known = f.hosts.ssh_config().with_file_name("known_hosts");
     let text = std::fs::read_to_string(&known).unwrap();
@@ -395,9 +437,14 @@ fn a_changed_host_key_is_refused_for_that_host_only() {
         results(&nodes),
         [
             ("h1.test".into(), "changed".into()),
-            ("h2.test".into(), "unreachable".into())
+            ("h2.test".into(), "unreachable".into()),
+            ("h3.test".into(), "unreachable".into()),
+            ("h4.test".into(), "failed".into())
         ]
     );
     assert_eq!(nodes[1]["error"]["kind"], "host_key", "{}", nodes[1]);
+    assert_eq!(nodes[2]["error"]["kind"], "auth", "{}", nodes[2]);
+    let why = nodes[3]["error"]["message"].as_str().unwrap();
+    assert!(why.contains("Read-only file system"), "{}", nodes[3]);
     assert!(f.hosts.host("h2.test").read("/etc/stamp").is_none());
 }
