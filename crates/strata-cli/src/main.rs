@@ -4,6 +4,7 @@ mod cli;
 mod commands;
 mod deferred;
 mod error;
+mod node;
 mod printer;
 mod show;
 

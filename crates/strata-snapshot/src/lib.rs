@@ -12,13 +12,15 @@ mod error;
 mod keys;
 mod manifest;
 mod root;
+mod timestamp;
 mod trust;
 
 pub use blobs::{BlobStore, Materialized};
 pub use error::SnapshotError;
 pub use keys::{KeyId, KeyPair, Role};
-pub use manifest::{Entry, Manifest, build_entries, site_revision};
+pub use manifest::{Entry, Manifest, SiteFiles, build_entries, git_revision, site_revision};
 pub use root::{Root, RootKey, RootSet};
+pub use timestamp::Timestamp;
 pub use trust::{Floor, Trust, Verified};
 
 /// Limits before verification (FLEET.md): metadata (a root, an assignment) at most 1 MiB.

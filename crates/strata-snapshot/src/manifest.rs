@@ -234,3 +234,59 @@ mod tests {
         assert!(err.contains("listed twice"), "{err}");
     }
 }
+
+/// A site's files read for a release: the entries, where each blob's content is, and the
+/// site's revision; one read serves every environment's manifest.
+#[derive(Debug)]
+pub struct SiteFiles {
+    /// The entries, in path order.
+    pub entries: Vec<Entry>,
+    /// Where each blob's content is, by hash (hex).
+    pub paths: std::collections::HashMap<String, PathBuf>,
+    /// The site's revision.
+    pub revision: String,
+}
+
+impl SiteFiles {
+    /// Reads the site (see [`build_entries`]).
+    pub fn read(site: &Path) -> Result<SiteFiles, SnapshotError> {
+        let built = build_entries(site)?;
+        let entries: Vec<Entry> = built.iter().map(|(e, _)| e.clone()).collect();
+        let revision = site_revision(site, &entries);
+        let paths = built
+            .into_iter()
+            .map(|(e, p)| (e.blake3.to_string(), p))
+            .collect();
+        Ok(SiteFiles {
+            entries,
+            paths,
+            revision,
+        })
+    }
+
+    /// The manifest of `environment` at `version`, signed by `key`, valid from `created`
+    /// for `lifetime` seconds.
+    pub fn manifest(
+        &self,
+        site: &str,
+        environment: &str,
+        version: u64,
+        created: UnixTime,
+        lifetime: u64,
+        key: &KeyPair,
+    ) -> Vec<u8> {
+        Manifest {
+            kind: "manifest".into(),
+            format: FORMAT,
+            site: site.to_string(),
+            environment: environment.to_string(),
+            version,
+            revision: self.revision.clone(),
+            created,
+            expires: created + lifetime,
+            key: key.id(),
+            files: self.entries.clone(),
+        }
+        .seal(key)
+    }
+}

@@ -201,6 +201,17 @@ impl RootSet {
     }
 }
 
+impl RootSet {
+    /// The pinned root itself, parsed (it was verified when it was pinned).
+    pub(crate) fn verify_pinned(&self, pinned: &[u8]) -> Result<(Root, Vec<u8>), SnapshotError> {
+        let opened = envelope::open(pinned, "the pinned root", ROOT_TYPE, MAX_METADATA)?;
+        Ok((
+            Root::parse(opened.payload(), "the pinned root")?,
+            pinned.to_vec(),
+        ))
+    }
+}
+
 fn unsigned(what: &str, opened: &envelope::Opened) -> SnapshotError {
     SnapshotError::Unsigned {
         what: what.to_string(),

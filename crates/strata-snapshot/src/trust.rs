@@ -11,6 +11,7 @@ use strata_types::Hash;
 
 use crate::envelope;
 use crate::manifest::{MANIFEST_TYPE, Manifest};
+use crate::timestamp::{TIMESTAMP_TYPE, Timestamp};
 use crate::{
     CLOCK_TOLERANCE, MAX_MANIFEST, MAX_METADATA, Role, Root, RootSet, SnapshotError, UnixTime,
 };
@@ -46,6 +47,8 @@ pub struct Verified {
     /// The root that certified its key.
     pub root: Root,
     root_bytes: Vec<u8>,
+    /// The envelope as received, kept for stale re-applies.
+    bytes: Vec<u8>,
 }
 
 impl Trust {
@@ -89,62 +92,75 @@ impl Trust {
         manifest: &[u8],
         now: UnixTime,
     ) -> Result<Verified, SnapshotError> {
-        let pinned = self.pinned()?;
-        let (root, root_bytes) = roots.verify(pinned.as_deref())?;
-        let opened = envelope::open(manifest, "the manifest", MANIFEST_TYPE, MAX_MANIFEST)?;
-        if !root
-            .keys_for(Role::Signing)
-            .iter()
-            .any(|k| opened.signed_by(k))
-        {
-            return Err(SnapshotError::Unsigned {
-                what: "the manifest".into(),
-                role: "signing",
-                keys: opened.signers().into_iter().map(|k| k.0).collect(),
-            });
-        }
-        let hash = Hash::of(opened.payload());
-        let m = Manifest::parse(opened.payload())?;
-        if m.site != root.site {
-            return Err(SnapshotError::OtherSite {
-                got: m.site,
-                want: root.site,
-            });
-        }
+        let (root, root_bytes) = roots.verify(self.pinned()?.as_deref())?;
+        let (m, hash) = open_manifest(&root, manifest)?;
         let floors = self.floors()?;
-        let newest = floors.newest_created.max(m.created);
-        if now + CLOCK_TOLERANCE < newest {
-            return Err(SnapshotError::ClockBehind { by: newest - now });
-        }
-        if m.expires + CLOCK_TOLERANCE < now {
-            return Err(SnapshotError::Expired {
-                what: "the manifest".into(),
-                ago: now - m.expires,
-            });
-        }
-        if let Some(floor) = floors.environments.get(&m.environment) {
-            if m.version < floor.version {
-                return Err(SnapshotError::Replay {
-                    what: "the manifest".into(),
-                    environment: m.environment,
-                    version: m.version,
-                    floor: floor.version,
-                });
-            }
-            if m.version == floor.version && hash != floor.hash {
-                return Err(SnapshotError::Forked {
-                    what: "the manifest".into(),
-                    environment: m.environment,
-                    version: m.version,
-                });
-            }
-        }
+        check_times("the manifest", m.created, m.expires, now, &floors)?;
+        check_floor(
+            "the manifest",
+            &m.environment,
+            m.version,
+            Some(hash),
+            &floors,
+        )?;
         Ok(Verified {
             manifest: m,
             hash,
             root,
             root_bytes,
+            bytes: manifest.to_vec(),
         })
+    }
+
+    /// Checks an environment's timestamp as [`Trust::verify`] checks a manifest; it may
+    /// be signed by a signing key (`publish`) or the online key (`serve`).
+    pub fn verify_timestamp(
+        &self,
+        roots: &RootSet,
+        bytes: &[u8],
+        now: UnixTime,
+    ) -> Result<Timestamp, SnapshotError> {
+        let (root, _) = roots.verify(self.pinned()?.as_deref())?;
+        let what = "the timestamp";
+        let opened = envelope::open(bytes, what, TIMESTAMP_TYPE, MAX_METADATA)?;
+        let mut keys = root.keys_for(Role::Signing);
+        keys.extend(root.keys_for(Role::Online));
+        if !keys.iter().any(|k| opened.signed_by(k)) {
+            return Err(unsigned(what, "signing or online", &opened));
+        }
+        let t = Timestamp::parse(opened.payload())?;
+        if t.site != root.site {
+            return Err(SnapshotError::OtherSite {
+                got: t.site,
+                want: root.site,
+            });
+        }
+        let floors = self.floors()?;
+        check_times(what, t.created, t.expires, now, &floors)?;
+        check_floor(what, &t.environment, t.version, None, &floors)?;
+        Ok(t)
+    }
+
+    /// The manifest last applied, checked again against the pinned root but not against
+    /// the clock: what an agent enforces while newer metadata cannot be had ("stale").
+    pub fn last_applied(&self) -> Result<Option<Verified>, SnapshotError> {
+        let path = self.dir.join("manifest.json");
+        let Some(pinned) = self.pinned()? else {
+            return Ok(None);
+        };
+        if !strata_fs::exists(&path) {
+            return Ok(None);
+        }
+        let bytes = strata_fs::read_sized_file(&path, MAX_MANIFEST)?;
+        let (root, root_bytes) = RootSet(vec![]).verify_pinned(&pinned)?;
+        let (manifest, hash) = open_manifest(&root, &bytes)?;
+        Ok(Some(Verified {
+            manifest,
+            hash,
+            root,
+            root_bytes,
+            bytes,
+        }))
     }
 
     /// Pins the manifest's root and raises the environment's floor to it, durably: done
@@ -165,6 +181,88 @@ impl Trust {
         );
         let bytes = serde_json::to_vec_pretty(&floors).expect("floors serialize");
         strata_fs::write_durable(&self.dir.join("floors.json"), &bytes)?;
+        strata_fs::write_durable(&self.dir.join("manifest.json"), &v.bytes)?;
         Ok(())
     }
+}
+
+/// A manifest envelope signed by a signing key of `root`, parsed, for `root`'s site.
+fn open_manifest(root: &Root, bytes: &[u8]) -> Result<(Manifest, Hash), SnapshotError> {
+    let what = "the manifest";
+    let opened = envelope::open(bytes, what, MANIFEST_TYPE, MAX_MANIFEST)?;
+    if !root
+        .keys_for(Role::Signing)
+        .iter()
+        .any(|k| opened.signed_by(k))
+    {
+        return Err(unsigned(what, "signing", &opened));
+    }
+    let hash = Hash::of(opened.payload());
+    let m = Manifest::parse(opened.payload())?;
+    if m.site != root.site {
+        return Err(SnapshotError::OtherSite {
+            got: m.site,
+            want: root.site.clone(),
+        });
+    }
+    Ok((m, hash))
+}
+
+fn unsigned(what: &str, role: &'static str, opened: &envelope::Opened) -> SnapshotError {
+    SnapshotError::Unsigned {
+        what: what.into(),
+        role,
+        keys: opened.signers().into_iter().map(|k| k.0).collect(),
+    }
+}
+
+/// The clock against a document's creation and expiry, with [`CLOCK_TOLERANCE`].
+fn check_times(
+    what: &str,
+    created: UnixTime,
+    expires: UnixTime,
+    now: UnixTime,
+    floors: &Floors,
+) -> Result<(), SnapshotError> {
+    let newest = floors.newest_created.max(created);
+    if now + CLOCK_TOLERANCE < newest {
+        return Err(SnapshotError::ClockBehind { by: newest - now });
+    }
+    if expires + CLOCK_TOLERANCE < now {
+        return Err(SnapshotError::Expired {
+            what: what.into(),
+            ago: now - expires,
+        });
+    }
+    Ok(())
+}
+
+/// A version against the environment's floor: never below; equal only with the same
+/// content (when the content's hash is known).
+fn check_floor(
+    what: &str,
+    environment: &str,
+    version: u64,
+    hash: Option<Hash>,
+    floors: &Floors,
+) -> Result<(), SnapshotError> {
+    let Some(floor) = floors.environments.get(environment) else {
+        return Ok(());
+    };
+    if version < floor.version {
+        return Err(SnapshotError::Replay {
+            what: what.into(),
+            environment: environment.into(),
+            version,
+            floor: floor.version,
+        });
+    }
+    if version == floor.version && hash.is_some_and(|h| h != floor.hash) {
+        return Err(SnapshotError::Forked {
+            what: what.into(),
+            environment: environment.into(),
+            version,
+        });
+    }
+    Ok(())
 }

@@ -91,6 +91,35 @@ pub fn site_root(site: &Path) -> anyhow::Result<(Root, RootSet)> {
     Ok((root, set))
 }
 
+/// The operator's signing key (`--key FILE`, else `signing.key` in the key directory),
+/// checked to be certified by the site's root, and the site's root chain.
+pub fn signing_key(
+    site_dir: &Path,
+    site_name: &str,
+    key: Option<&Path>,
+    keys: &KeysDir,
+) -> anyhow::Result<(KeyPair, RootSet)> {
+    let (root, roots) = site_root(site_dir)?;
+    let path = match key {
+        Some(k) => k.to_path_buf(),
+        None => keys.resolve(site_name)?.join("signing.key"),
+    };
+    let key = KeyPair::load(&path, Role::Signing)
+        .context("the signing key (run `strata keys init`, or pass --key)")?;
+    if !root
+        .keys
+        .iter()
+        .any(|k| k.id == key.id() && k.role == Role::Signing)
+    {
+        return Err(anyhow::anyhow!(
+            "{} is not a signing key of the site's root ({})",
+            path.display(),
+            root.fingerprint()
+        ));
+    }
+    Ok((key, roots))
+}
+
 fn init(a: &InitArgs, printer: &Printer) -> CliResult {
     let site = strata_core::Site::open(&a.site.site)?;
     let root_dir = a.site.site.join(".strata/keys");

@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use strata_snapshot::{KeyPair, Manifest, Role, build_entries, site_revision};
+use strata_snapshot::SiteFiles;
 use strata_transport::{Endpoint, NodeJob, NodeReport, Outcome, Progress, PushJob, SshOptions};
 
 use crate::cli::{SiteArg, parse_set};
-use crate::commands::keys::{KeysDir, site_root};
+use crate::commands::keys::{KeysDir, signing_key};
 use crate::error::{CliError, CliResult};
 use crate::printer::{Printer, Style, clean, clean_lines};
 
@@ -85,55 +85,16 @@ pub fn run(args: &PushArgs, printer: &Printer) -> CliResult {
             environment: reach.environment,
         });
     }
-    let (root, roots) = site_root(&site_dir)?;
-    let key_path = match &args.key {
-        Some(k) => k.clone(),
-        None => args.keys.resolve(&site.name)?.join("signing.key"),
-    };
-    let key = KeyPair::load(&key_path, Role::Signing)
-        .context("the signing key (run `strata keys init`, or pass --key)")?;
-    if !root
-        .keys
-        .iter()
-        .any(|k| k.id == key.id() && k.role == Role::Signing)
-    {
-        return Err(anyhow::anyhow!(
-            "{} is not a signing key of the site's root ({})",
-            key_path.display(),
-            root.fingerprint()
-        )
-        .into());
-    }
-    let entries = build_entries(&site_dir)?;
-    let files: Vec<_> = entries.iter().map(|(e, _)| e.clone()).collect();
-    let revision = site_revision(&site_dir, &files);
+    let (key, roots) = signing_key(&site_dir, &site.name, args.key.as_deref(), &args.keys)?;
+    let files = SiteFiles::read(&site_dir)?;
     let now = strata_snapshot::now();
-    let expires = site
-        .fleet
-        .expires
-        .unwrap_or(Duration::from_secs(30 * 86400));
+    let lifetime = site.fleet.expires.unwrap_or(DEFAULT_EXPIRES).as_secs();
     let mut manifests = HashMap::new();
     for n in &nodes {
         manifests.entry(n.environment.clone()).or_insert_with(|| {
-            Manifest {
-                kind: "manifest".into(),
-                format: strata_snapshot::manifest_format(),
-                site: site.name.clone(),
-                environment: n.environment.clone(),
-                version: now,
-                revision: revision.clone(),
-                created: now,
-                expires: now + expires.as_secs(),
-                key: key.id(),
-                files: files.clone(),
-            }
-            .seal(&key)
+            files.manifest(&site.name, &n.environment, now, now, lifetime, &key)
         });
     }
-    let blobs = entries
-        .into_iter()
-        .map(|(e, path)| (e.blake3.to_string(), path))
-        .collect();
     let exe = std::env::current_exe()?;
     let shipment = strata_transport::ship::prepare(&exe, &cache_dir()?)
         .context("preparing the strata to ship")?;
@@ -155,7 +116,7 @@ pub fn run(args: &PushArgs, printer: &Printer) -> CliResult {
         shipment,
         roots: roots.0,
         manifests,
-        blobs,
+        blobs: files.paths,
         nodes,
     };
     let reports = if args.json {
@@ -179,6 +140,9 @@ pub fn run(args: &PushArgs, printer: &Printer) -> CliResult {
     }
     exit(&reports, args.noop)
 }
+
+/// How long a manifest is trusted unless `[fleet] expires` says otherwise.
+pub const DEFAULT_EXPIRES: Duration = Duration::from_secs(30 * 86400);
 
 /// One JSON Lines record.
 fn json_line(p: &Printer, v: &serde_json::Value) -> std::io::Result<()> {

@@ -10,19 +10,16 @@
 use std::collections::HashMap;
 use std::io::{BufRead, Read};
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use clap::Args;
-use strata_engine::{EngineError, Outcome, Request};
 use strata_snapshot::{BlobStore, MAX_MANIFEST, MAX_METADATA, RootSet, Trust};
-use strata_transport::wire::{self, ErrorInfo, NodeEvent, PathChange};
-use strata_types::{Action, Hash};
+use strata_transport::wire::{self, NodeEvent};
+use strata_types::Hash;
 
 use crate::cli::{RootArg, absolute, parse_set};
-use crate::deferred::{self, Recovery};
-use crate::error::{CliError, CliResult};
+use crate::error::CliResult;
+use crate::node::{self, Done, NodeRun, Refusal};
 use crate::printer::Printer;
-use crate::show;
 
 /// The node's side of `strata push` (run by push over SSH; not for people).
 #[derive(Debug, Args)]
@@ -40,9 +37,6 @@ pub struct ReceiveArgs {
     pub sets: Vec<(String, String)>,
 }
 
-/// How long a node's lock is waited for before the node reports `busy` (FLEET.md).
-const LOCK_WAIT: Duration = Duration::from_secs(60);
-
 /// Events to the operator; once a write fails (the operator went away), the rest are
 /// dropped and the work goes on.
 struct Events {
@@ -57,15 +51,6 @@ impl Events {
     }
 }
 
-/// A failure to report: its kind and message.
-struct Refusal(ErrorInfo);
-
-impl<E: std::fmt::Display> From<E> for Refusal {
-    fn from(e: E) -> Refusal {
-        Refusal(ErrorInfo::new("refused", e.to_string()))
-    }
-}
-
 pub fn run(args: &ReceiveArgs, _printer: &Printer) -> CliResult {
     // SAFETY: setting a signal's disposition to "ignore" at the start of a
     // single-threaded command; no handler runs.
@@ -77,26 +62,10 @@ pub fn run(args: &ReceiveArgs, _printer: &Printer) -> CliResult {
     let mut events = Events { gone: false };
     let mut input = std::io::BufReader::new(std::io::stdin().lock());
     let outcome = receive(args, &root, &mut input, &mut events);
-    let (event, result) = match outcome {
-        Ok(done) => done,
-        Err(Refusal(error)) => {
-            let busy = error.kind == "busy";
-            let event = NodeEvent::Result {
-                result: if busy { "busy" } else { "failed" }.into(),
-                changes: 0,
-                paths: Vec::new(),
-                generation: None,
-                text: String::new(),
-                error: Some(error.clone()),
-            };
-            (event, Err(CliError::Failed(anyhow::anyhow!(error.message))))
-        }
-    };
+    let (event, result) = outcome.unwrap_or_else(node::refused);
     events.send(&event);
     result
 }
-
-type Done = (NodeEvent, CliResult);
 
 fn receive(
     args: &ReceiveArgs,
@@ -116,169 +85,17 @@ fn receive(
     });
     read_blobs(input, &store, &missing)?;
     // From here on the operator is not needed.
-    if !args.noop {
-        trust.record(&verified)?;
-    }
-    events.send(&NodeEvent::Stage {
-        stage: "syncing the site".into(),
-    });
-    let site = store.materialize(&verified.manifest)?;
-    let req = Request {
-        site: site.dir,
-        node: args.node.clone(),
-        root: root.to_path_buf(),
-        sets: args.sets.clone(),
-        facts: None,
-        local: true,
-        db: None,
-        helper: std::env::current_exe().ok(),
-        checksum: false,
+    let run = NodeRun {
+        root,
+        node: &args.node,
+        noop: args.noop,
+        sets: &args.sets,
     };
-    let quiet = Printer {
-        color: false,
-        color_err: false,
-        verbose: false,
-    };
-    let recovery = Recovery::open(&quiet, root).map_err(|e| match e {
-        CliError::Failed(e) => Refusal(ErrorInfo::new("recover", format!("{e:#}"))),
-        _ => Refusal(ErrorInfo::new(
-            "recover",
-            "finishing an interrupted commit failed",
-        )),
-    })?;
-    let done = if args.noop {
+    node::apply_verified(&run, &trust, &store, &verified, !args.noop, &mut |stage| {
         events.send(&NodeEvent::Stage {
-            stage: "planning".into(),
+            stage: stage.to_string(),
         });
-        let outcome = with_lock(|| strata_engine::plan(&req))?;
-        let mut text = Vec::new();
-        show::plan_text(&quiet, &outcome, "plan", &mut text)?;
-        let pending = outcome.has_changes();
-        let result = if pending { "would_change" } else { "unchanged" };
-        let event = result_event(&outcome, result, &text, None);
-        let code = if pending {
-            Err(CliError::ChangesPending)
-        } else {
-            Ok(())
-        };
-        (event, code)
-    } else {
-        events.send(&NodeEvent::Stage {
-            stage: "applying".into(),
-        });
-        let mut text = Vec::new();
-        let outcome = with_lock(|| {
-            text.clear();
-            strata_engine::apply_showing(&req, |pending| {
-                events.send(&NodeEvent::Stage {
-                    stage: "committing".into(),
-                });
-                show::changes_text(&quiet, pending, &mut text)
-            })
-            .map(|(o, _)| o)
-        })?;
-        show::tail_text(&quiet, &outcome, "apply", &mut text)?;
-        let failed = deferred::failures(outcome.generation, &outcome.activations, "");
-        let result = if outcome.generation.is_some() {
-            "changed"
-        } else {
-            "unchanged"
-        };
-        let error = failed.clone().map(|m| ErrorInfo::new("commands", m));
-        let event = result_event(&outcome, result, &text, error);
-        if let Err(e) = store.prune(&verified.manifest) {
-            events.send(&NodeEvent::Stage {
-                stage: format!("note: {e}"),
-            });
-        }
-        (
-            event,
-            failed.map_or(Ok(()), |t| Err(CliError::CommandsFailed(t))),
-        )
-    };
-    let (event, result) = done;
-    Ok((event, recovery.end(result)))
-}
-
-fn result_event(o: &Outcome, result: &str, text: &[u8], error: Option<ErrorInfo>) -> NodeEvent {
-    let paths: Vec<PathChange> = o
-        .plan
-        .changes
-        .iter()
-        .filter(|c| c.action != Action::Unchanged)
-        .map(|c| PathChange {
-            path: c.path.to_string(),
-            kind: c.action.as_str().to_string(),
-            sensitive: c.sensitive,
-        })
-        .collect();
-    NodeEvent::Result {
-        result: result.into(),
-        changes: paths.len(),
-        paths,
-        generation: o.generation,
-        text: String::from_utf8_lossy(text).into_owned(),
-        error,
-    }
-}
-
-/// Runs `f`, waiting up to a minute while another strata holds the node's lock.
-fn with_lock(mut f: impl FnMut() -> Result<Outcome, EngineError>) -> Result<Outcome, Refusal> {
-    let start = Instant::now();
-    loop {
-        match f() {
-            Ok(o) => return Ok(o),
-            Err(e) => {
-                if let Some(held) = lock_held(&e) {
-                    if start.elapsed() < LOCK_WAIT {
-                        std::thread::sleep(Duration::from_millis(500));
-                        continue;
-                    }
-                    return Err(Refusal(ErrorInfo::new("busy", held)));
-                }
-                let kind = if matches!(e, EngineError::Site(_)) {
-                    "site"
-                } else {
-                    "apply"
-                };
-                return Err(Refusal(ErrorInfo::new(kind, error_text(&e))));
-            }
-        }
-    }
-}
-
-/// The lock error in `e`'s causes, found by type.
-fn lock_held(e: &EngineError) -> Option<String> {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(c) = cause {
-        if let Some(l) = c.downcast_ref::<strata_fs::LockError>() {
-            return Some(l.to_string());
-        }
-        cause = c.source();
-    }
-    None
-}
-
-/// An engine error as one text: each site error on its line, else the cause chain.
-fn error_text(e: &EngineError) -> String {
-    if let EngineError::Site(errors) = e {
-        return errors
-            .0
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("\n");
-    }
-    let mut parts = vec![e.to_string()];
-    let mut cause = std::error::Error::source(e);
-    while let Some(c) = cause {
-        let t = c.to_string();
-        if !parts.last().is_some_and(|l| l.ends_with(&t)) {
-            parts.push(t);
-        }
-        cause = c.source();
-    }
-    parts.join(": ")
+    })
 }
 
 /// Reads `root` frames, one `manifest`, then `end`, each within its limit.

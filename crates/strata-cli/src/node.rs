@@ -1,0 +1,225 @@
+//! A verified snapshot applied on this node, as `strata apply --site` would apply the
+//! site: the floor raised first, the site rebuilt from the blob store, the engine's
+//! plan or apply, its outcome as one [`NodeEvent::Result`]. Shared by `receive` (push)
+//! and `agent` (pull).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use strata_engine::{EngineError, Outcome, Request};
+use strata_snapshot::{BlobStore, Trust, Verified};
+use strata_transport::wire::{ErrorInfo, NodeEvent, PathChange};
+use strata_types::Action;
+
+use crate::deferred::{self, Recovery};
+use crate::error::{CliError, CliResult};
+use crate::printer::Printer;
+use crate::show;
+
+/// How long a node's lock is waited for before the node reports `busy` (FLEET.md).
+const LOCK_WAIT: Duration = Duration::from_secs(60);
+
+/// A failure to report: its kind and message.
+pub struct Refusal(pub ErrorInfo);
+
+impl<E: std::fmt::Display> From<E> for Refusal {
+    fn from(e: E) -> Refusal {
+        Refusal(ErrorInfo::new("refused", e.to_string()))
+    }
+}
+
+/// The result to report, and the command's own.
+pub type Done = (NodeEvent, CliResult);
+
+/// The result of a refusal.
+pub fn refused(Refusal(error): Refusal) -> Done {
+    let busy = error.kind == "busy";
+    let event = NodeEvent::Result {
+        result: if busy { "busy" } else { "failed" }.into(),
+        changes: 0,
+        paths: Vec::new(),
+        generation: None,
+        text: String::new(),
+        error: Some(error.clone()),
+    };
+    (event, Err(CliError::Failed(anyhow::anyhow!(error.message))))
+}
+
+/// What to apply, where.
+#[derive(Debug)]
+pub struct NodeRun<'a> {
+    /// The node's root.
+    pub root: &'a Path,
+    /// The node's name.
+    pub node: &'a str,
+    /// Plan instead of applying.
+    pub noop: bool,
+    /// `--set` pairs.
+    pub sets: &'a [(String, String)],
+}
+
+/// Applies (or plans) a verified snapshot whose blobs are all in `store`; with `record`,
+/// first pins its root and raises the environment's floor, durably.
+pub fn apply_verified(
+    run: &NodeRun<'_>,
+    trust: &Trust,
+    store: &BlobStore,
+    verified: &Verified,
+    record: bool,
+    stage: &mut (dyn FnMut(&str) + Send),
+) -> Result<Done, Refusal> {
+    let root = run.root;
+    if record {
+        trust.record(verified)?;
+    }
+    stage("syncing the site");
+    let site = store.materialize(&verified.manifest)?;
+    let req = Request {
+        site: site.dir,
+        node: run.node.to_string(),
+        root: root.to_path_buf(),
+        sets: run.sets.to_vec(),
+        facts: None,
+        local: true,
+        db: None,
+        helper: std::env::current_exe().ok(),
+        checksum: false,
+    };
+    let quiet = Printer {
+        color: false,
+        color_err: false,
+        verbose: false,
+    };
+    let recovery = Recovery::open(&quiet, root).map_err(|e| match e {
+        CliError::Failed(e) => Refusal(ErrorInfo::new("recover", format!("{e:#}"))),
+        _ => Refusal(ErrorInfo::new(
+            "recover",
+            "finishing an interrupted commit failed",
+        )),
+    })?;
+    let done = if run.noop {
+        stage("planning");
+        let outcome = with_lock(|| strata_engine::plan(&req))?;
+        let mut text = Vec::new();
+        show::plan_text(&quiet, &outcome, "plan", &mut text)?;
+        let pending = outcome.has_changes();
+        let result = if pending { "would_change" } else { "unchanged" };
+        let event = result_event(&outcome, result, &text, None);
+        let code = if pending {
+            Err(CliError::ChangesPending)
+        } else {
+            Ok(())
+        };
+        (event, code)
+    } else {
+        stage("applying");
+        let mut text = Vec::new();
+        let outcome = with_lock(|| {
+            text.clear();
+            strata_engine::apply_showing(&req, |pending| {
+                stage("committing");
+                show::changes_text(&quiet, pending, &mut text)
+            })
+            .map(|(o, _)| o)
+        })?;
+        show::tail_text(&quiet, &outcome, "apply", &mut text)?;
+        let failed = deferred::failures(outcome.generation, &outcome.activations, "");
+        let result = if outcome.generation.is_some() {
+            "changed"
+        } else {
+            "unchanged"
+        };
+        let error = failed.clone().map(|m| ErrorInfo::new("commands", m));
+        let event = result_event(&outcome, result, &text, error);
+        if let Err(e) = store.prune(&verified.manifest) {
+            stage(&format!("note: {e}"));
+        }
+        (
+            event,
+            failed.map_or(Ok(()), |t| Err(CliError::CommandsFailed(t))),
+        )
+    };
+    let (event, result) = done;
+    Ok((event, recovery.end(result)))
+}
+
+fn result_event(o: &Outcome, result: &str, text: &[u8], error: Option<ErrorInfo>) -> NodeEvent {
+    let paths: Vec<PathChange> = o
+        .plan
+        .changes
+        .iter()
+        .filter(|c| c.action != Action::Unchanged)
+        .map(|c| PathChange {
+            path: c.path.to_string(),
+            kind: c.action.as_str().to_string(),
+            sensitive: c.sensitive,
+        })
+        .collect();
+    NodeEvent::Result {
+        result: result.into(),
+        changes: paths.len(),
+        paths,
+        generation: o.generation,
+        text: String::from_utf8_lossy(text).into_owned(),
+        error,
+    }
+}
+
+/// Runs `f`, waiting up to a minute while another strata holds the node's lock.
+fn with_lock(mut f: impl FnMut() -> Result<Outcome, EngineError>) -> Result<Outcome, Refusal> {
+    let start = Instant::now();
+    loop {
+        match f() {
+            Ok(o) => return Ok(o),
+            Err(e) => {
+                if let Some(held) = lock_held(&e) {
+                    if start.elapsed() < LOCK_WAIT {
+                        std::thread::sleep(Duration::from_millis(500));
+                        continue;
+                    }
+                    return Err(Refusal(ErrorInfo::new("busy", held)));
+                }
+                let kind = if matches!(e, EngineError::Site(_)) {
+                    "site"
+                } else {
+                    "apply"
+                };
+                return Err(Refusal(ErrorInfo::new(kind, error_text(&e))));
+            }
+        }
+    }
+}
+
+/// The lock error in `e`'s causes, found by type.
+fn lock_held(e: &EngineError) -> Option<String> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(l) = c.downcast_ref::<strata_fs::LockError>() {
+            return Some(l.to_string());
+        }
+        cause = c.source();
+    }
+    None
+}
+
+/// An engine error as one text: each site error on its line, else the cause chain.
+fn error_text(e: &EngineError) -> String {
+    if let EngineError::Site(errors) = e {
+        return errors
+            .0
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n");
+    }
+    let mut parts = vec![e.to_string()];
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let t = c.to_string();
+        if !parts.last().is_some_and(|l| l.ends_with(&t)) {
+            parts.push(t);
+        }
+        cause = c.source();
+    }
+    parts.join(": ")
+}
