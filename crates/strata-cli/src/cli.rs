@@ -47,6 +47,8 @@ enum Command {
     #[command(subcommand)]
     Import(commands::import::ImportCommand),
     Push(commands::push::PushArgs),
+    Publish(commands::publish::PublishArgs),
+    Agent(commands::agent::AgentArgs),
     #[command(subcommand)]
     Keys(commands::keys::KeysCommand),
     #[command(hide = true)]
@@ -179,6 +181,8 @@ pub fn main() -> ExitCode {
         Command::New(a) => commands::new::run(a, &printer),
         Command::Import(a) => commands::import::run(a, &printer),
         Command::Push(a) => commands::push::run(a, &printer),
+        Command::Publish(a) => commands::publish::run(a, &printer),
+        Command::Agent(a) => commands::agent::run(a, &printer),
         Command::Keys(a) => commands::keys::run(a, &printer),
         Command::Receive(a) => commands::receive::run(a, &printer),
         Command::SelfCheck(a) => commands::self_check::run(a, &printer),
@@ -186,6 +190,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) | Err(CliError::BrokenPipe) => ExitCode::SUCCESS,
         Err(CliError::ChangesPending) => ExitCode::from(2),
+        Err(CliError::Stale) => ExitCode::from(4),
         Err(CliError::CommandsFailed(text)) => {
             printer.error(
                 &text,

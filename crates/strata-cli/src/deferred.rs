@@ -125,7 +125,9 @@ impl Recovery {
             Err(CliError::CommandsFailed(own)) => {
                 Err(CliError::CommandsFailed(format!("{text}\n{own}")))
             }
-            Ok(()) | Err(CliError::ChangesPending) => Err(CliError::CommandsFailed(text)),
+            Ok(()) | Err(CliError::ChangesPending | CliError::Stale) => {
+                Err(CliError::CommandsFailed(text))
+            }
         }
     }
 }

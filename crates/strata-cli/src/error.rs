@@ -12,6 +12,9 @@ pub enum CliError {
     /// A commit stands, but commands run after it failed, timed out or could not start:
     /// exit 3. The text names each.
     CommandsFailed(String),
+    /// An agent could only apply the last verified snapshot again: exit 4 (the reason
+    /// was printed).
+    Stale,
     /// Output went to a closed pipe: exit quietly.
     BrokenPipe,
 }

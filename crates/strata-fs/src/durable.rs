@@ -64,3 +64,24 @@ pub fn remove_dir_all(dir: &Path) -> Result<()> {
         _ => Ok(()),
     }
 }
+
+/// Creates `path` with `content` only if nothing is there, durably and atomically
+/// (written aside, fsynced, then hard-linked into place: a reader sees all of it or
+/// nothing, and a second writer of the same name loses). `false` when it existed.
+pub fn create_durable(path: &Path, content: &[u8]) -> Result<bool> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    crate::private_dir(dir)?;
+    let tmp = path.with_extension(format!("new{}", std::process::id()));
+    crate::remove_file(&tmp)?;
+    let mut file = crate::create_private(&tmp)?;
+    file.write_all(content)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| FsError::new("write", &tmp, e))?;
+    let linked = std::fs::hard_link(&tmp, path);
+    crate::remove_file(&tmp)?;
+    match linked {
+        Ok(()) => sync_dir(dir).map(|()| true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(FsError::new("create", path, e)),
+    }
+}

@@ -21,7 +21,9 @@ mod users;
 mod walk;
 
 mod fatfs;
-pub use durable::{read_with_mode, remove_dir_all, set_mode, sync_dir, write_durable};
+pub use durable::{
+    create_durable, read_with_mode, remove_dir_all, set_mode, sync_dir, write_durable,
+};
 pub use error::{FsError, Result};
 pub use fatfs::{FixedMeta, unescape_mountinfo};
 pub use lock::{Lock, LockError};

@@ -5,8 +5,8 @@
 use serde::{Deserialize, Serialize};
 use strata_types::Hash;
 
-use crate::envelope::seal;
-use crate::{KeyPair, SnapshotError, UnixTime};
+use crate::envelope::{self, seal};
+use crate::{KeyPair, MAX_METADATA, Role, Root, SnapshotError, UnixTime};
 
 /// The payload type of a timestamp.
 pub const TIMESTAMP_TYPE: &str = "application/vnd.strata.timestamp+json";
@@ -40,6 +40,30 @@ impl Timestamp {
             &serde_json::to_vec(self).expect("a timestamp serializes"),
             &[key],
         )
+    }
+
+    /// Checks a timestamp's signature (a signing or online key of `root`) and site, not
+    /// its times: what a publisher reads of its own bucket to pick the next version.
+    pub fn open_signed(root: &Root, bytes: &[u8]) -> Result<Timestamp, SnapshotError> {
+        let what = "the timestamp";
+        let opened = envelope::open(bytes, what, TIMESTAMP_TYPE, MAX_METADATA)?;
+        let mut keys = root.keys_for(Role::Signing);
+        keys.extend(root.keys_for(Role::Online));
+        if !keys.iter().any(|k| opened.signed_by(k)) {
+            return Err(SnapshotError::Unsigned {
+                what: what.into(),
+                role: "signing or online",
+                keys: opened.signers().into_iter().map(|k| k.0).collect(),
+            });
+        }
+        let t = Timestamp::parse(opened.payload())?;
+        if t.site != root.site {
+            return Err(SnapshotError::OtherSite {
+                got: t.site,
+                want: root.site.clone(),
+            });
+        }
+        Ok(t)
     }
 
     pub(crate) fn parse(payload: &[u8]) -> Result<Timestamp, SnapshotError> {

@@ -11,7 +11,7 @@ use strata_types::Hash;
 
 use crate::envelope;
 use crate::manifest::{MANIFEST_TYPE, Manifest};
-use crate::timestamp::{TIMESTAMP_TYPE, Timestamp};
+use crate::timestamp::Timestamp;
 use crate::{
     CLOCK_TOLERANCE, MAX_MANIFEST, MAX_METADATA, Role, Root, RootSet, SnapshotError, UnixTime,
 };
@@ -122,19 +122,7 @@ impl Trust {
     ) -> Result<Timestamp, SnapshotError> {
         let (root, _) = roots.verify(self.pinned()?.as_deref())?;
         let what = "the timestamp";
-        let opened = envelope::open(bytes, what, TIMESTAMP_TYPE, MAX_METADATA)?;
-        let mut keys = root.keys_for(Role::Signing);
-        keys.extend(root.keys_for(Role::Online));
-        if !keys.iter().any(|k| opened.signed_by(k)) {
-            return Err(unsigned(what, "signing or online", &opened));
-        }
-        let t = Timestamp::parse(opened.payload())?;
-        if t.site != root.site {
-            return Err(SnapshotError::OtherSite {
-                got: t.site,
-                want: root.site,
-            });
-        }
+        let t = Timestamp::open_signed(&root, bytes)?;
         let floors = self.floors()?;
         check_times(what, t.created, t.expires, now, &floors)?;
         check_floor(what, &t.environment, t.version, None, &floors)?;

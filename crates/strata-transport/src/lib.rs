@@ -6,6 +6,7 @@
 pub mod push;
 pub mod ship;
 pub mod ssh;
+pub mod storage;
 pub mod wire;
 
 pub use push::{NodeJob, NodeReport, Outcome, Progress, PushJob, run};

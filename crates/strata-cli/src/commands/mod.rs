@@ -1,5 +1,6 @@
 //! One file per verb: its arguments (the doc comment is the help) and its `run`.
 
+pub mod agent;
 pub mod apply;
 pub mod check;
 pub mod classify;
@@ -12,6 +13,7 @@ pub mod new;
 pub mod params;
 pub mod plan;
 pub mod pools;
+pub mod publish;
 pub mod push;
 pub mod receive;
 pub mod report;

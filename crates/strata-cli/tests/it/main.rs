@@ -16,6 +16,7 @@ mod import;
 mod paths;
 mod plan;
 mod private;
+mod pull;
 mod push;
 mod receive;
 mod resources;

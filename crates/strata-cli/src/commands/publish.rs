@@ -1,0 +1,122 @@
+//! `strata publish`: the release step (as `git push` is): each environment's snapshot
+//! signed and written where agents pull it, in an order that never shows a reader half a
+//! release.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use clap::Args;
+use strata_snapshot::{MAX_MANIFEST, MAX_METADATA, SiteFiles, Timestamp};
+use strata_transport::storage::{self, blob_key, manifest_key, timestamp_key};
+
+use crate::cli::{SiteArg, absolute};
+use crate::commands::keys::{KeysDir, signing_key};
+use crate::commands::push::DEFAULT_EXPIRES;
+use crate::error::CliResult;
+use crate::printer::Printer;
+
+/// Sign the site's snapshot of each environment and publish it for agents to pull.
+///
+/// Writes blobs (create-only), then `env/E/VERSION.json` (create-only), then
+/// `env/E/timestamp.json` last: a publish killed at any step leaves readers on the
+/// previous version. The version is the remote one + 1, or the time in seconds when
+/// that is higher.
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    #[command(flatten)]
+    pub site: SiteArg,
+    /// Where: file:///DIR (object storage and serve are not built yet).
+    #[arg(long, value_name = "URL")]
+    pub to: String,
+    /// Only these environments [default: every environment a node of the site is in,
+    /// and the default one].
+    #[arg(long = "env", value_name = "ENV")]
+    pub envs: Vec<String>,
+    /// How long the release is trusted [default: [fleet] expires, else 30d].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub expires: Option<Duration>,
+    /// The signing key [default: signing.key in the key directory].
+    #[arg(long, value_name = "FILE", env = "STRATA_SIGNING_KEY")]
+    pub key: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub keys: KeysDir,
+}
+
+pub fn run(args: &PublishArgs, printer: &Printer) -> CliResult {
+    let site_dir = absolute(&args.site.site)?;
+    let site = strata_core::Site::open(&site_dir)?;
+    let (key, roots) = signing_key(&site_dir, &site.name, args.key.as_deref(), &args.keys)?;
+    let (root, _) = roots.verify(None)?;
+    let store = storage::open(&args.to)?;
+    let envs: BTreeSet<String> = if args.envs.is_empty() {
+        let mut e: BTreeSet<String> = [site.default_environment.clone()].into();
+        for n in site.nodes()? {
+            e.insert(site.node_reach(&n)?.environment);
+        }
+        e
+    } else {
+        args.envs.iter().cloned().collect()
+    };
+    let files = SiteFiles::read(&site_dir)?;
+    let lifetime = args
+        .expires
+        .or(site.fleet.expires)
+        .unwrap_or(DEFAULT_EXPIRES)
+        .as_secs();
+    // The root chain first: an agent that follows a rotation needs it before the rest.
+    for (i, r) in roots.0.iter().enumerate() {
+        let key = format!("root/{}.json", i + 1);
+        if store.get(&key, MAX_METADATA as u64)?.as_deref() != Some(r.as_slice()) {
+            store.put(&key, r)?;
+        }
+    }
+    let mut new_blobs = 0;
+    for (hash, path) in &files.paths {
+        if !store.exists(&blob_key(hash))? {
+            let content = strata_fs::read(path)?;
+            if strata_types::Hash::of(&content).to_string() != *hash {
+                return Err(anyhow::anyhow!("{} changed while publishing", path.display()).into());
+            }
+            new_blobs += usize::from(store.put_new(&blob_key(hash), &content)?);
+        }
+    }
+    let mut out = String::new();
+    for env in &envs {
+        let now = strata_snapshot::now();
+        let remote = match store.get(&timestamp_key(env), MAX_METADATA as u64)? {
+            Some(bytes) => Timestamp::open_signed(&root, &bytes)?.version,
+            None => 0,
+        };
+        let mut version = (remote + 1).max(now);
+        let manifest = loop {
+            let m = files.manifest(&site.name, env, version, now, lifetime, &key);
+            if m.len() > MAX_MANIFEST {
+                return Err(anyhow::anyhow!("the manifest of {env} is over 64 MiB").into());
+            }
+            if store.put_new(&manifest_key(env, version), &m)? {
+                break m;
+            }
+            // Another publisher took this version: the next one.
+            version += 1;
+        };
+        let ts = Timestamp {
+            kind: "timestamp".into(),
+            site: site.name.clone(),
+            environment: env.clone(),
+            version,
+            manifest: strata_types::Hash::of(&manifest),
+            created: now,
+            expires: now + lifetime,
+        };
+        store.put(&timestamp_key(env), &ts.seal(&key))?;
+        out.push_str(&format!(
+            "Published {} {env} version {version} (revision {}): {} files\n",
+            site.name,
+            files.revision,
+            files.entries.len()
+        ));
+    }
+    out.push_str(&format!("{new_blobs} new blobs written to {}\n", args.to));
+    printer.out(&out)?;
+    Ok(())
+}
