@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 use strata_fs::Meter;
 use strata_fs::{Flusher, Root, Stamp, Stamps, StatKey};
 use strata_types::{
-    Activation, ContentSource, Generation, Hash, Report, Snapshot, Step, TargetPath, apply_order,
+    Activation, ContentSource, Generation, Hash, Meta, Report, Snapshot, Step, TargetPath,
+    apply_order,
 };
 
 use crate::activate::Scheduled;
@@ -145,6 +146,11 @@ fn staged_top(path: &TargetPath, whole: &HashSet<TargetPath>) -> Option<TargetPa
 
 fn parent(path: &TargetPath) -> TargetPath {
     path.parent().unwrap_or_else(TargetPath::root)
+}
+
+/// The mode, owner and group of a file, directory or FIFO that an op makes.
+fn meta(state: &Snapshot) -> Meta {
+    state.meta().expect("a file, directory or FIFO")
 }
 
 impl<'r> State<'r> {
@@ -507,7 +513,7 @@ impl Commit<'_, '_> {
         let mut staged = Ok(());
         let written = self
             .root()
-            .create_with_in(&gens, &name, (0o600, 0, 0), |file| {
+            .create_with_in(&gens, &name, Meta::root(0o600), |file| {
                 std::thread::scope(|s| {
                     let json = s.spawn(move || write_generation(file, generation));
                     staged = self.journal.ops.iter().enumerate().try_for_each(|(i, op)| {
@@ -649,10 +655,10 @@ impl Commit<'_, '_> {
             self.root().remove_tree(&temp)?;
         }
         match &op.after {
-            Snapshot::Dir { mode, uid, gid, .. } if typed => {
+            Snapshot::Dir { .. } if typed => {
                 // A directory in place of a file or link: staged whole, as a new one.
                 let temp = parent(&op.path).join(&temp_name(&op.path)).expect("a name");
-                self.root().mkdir(&temp, *mode, *uid, *gid)?;
+                self.root().mkdir(&temp, meta(&op.after))?;
                 self.root().set_xattrs(&temp, op.after.xattrs())?;
                 self.whole.borrow_mut().insert(op.path.clone());
             }
@@ -671,31 +677,29 @@ impl Commit<'_, '_> {
                         .insert(op.path.clone(), Stamp { key, hash });
                 }
             }
-            Snapshot::Dir { mode, uid, gid, .. } if op.before.is_absent() && top.is_some() => {
+            Snapshot::Dir { .. } if op.before.is_absent() && top.is_some() => {
                 let (dir, name) = self.staged_at(top.as_ref().expect("below a top"), &op.path);
                 let at = dir.join(name).expect("a plain name");
-                self.root().mkdir(&at, *mode, *uid, *gid)?;
+                self.root().mkdir(&at, meta(&op.after))?;
                 self.root().set_xattrs(&at, op.after.xattrs())?;
             }
-            Snapshot::Dir { mode, uid, gid, .. }
-                if op.before.is_absent() && !self.root().exists(&op.path) =>
-            {
+            Snapshot::Dir { .. } if op.before.is_absent() && !self.root().exists(&op.path) => {
                 let dir = parent(&op.path);
                 let temp = dir.join(&temp_name(&op.path)).expect("a plain name");
                 // What an earlier, undone commit may have left.
                 self.root().remove_tree(&temp)?;
-                self.root().mkdir(&temp, *mode, *uid, *gid)?;
+                self.root().mkdir(&temp, meta(&op.after))?;
                 self.root().set_xattrs(&temp, op.after.xattrs())?;
                 self.whole.borrow_mut().insert(op.path.clone());
             }
-            Snapshot::Dir { mode, uid, gid, .. } if op.before.is_absent() => {
+            Snapshot::Dir { .. } if op.before.is_absent() => {
                 // strata's own state directory may have just created it.
-                match self.root().mkdir(&op.path, *mode, *uid, *gid) {
+                match self.root().mkdir(&op.path, meta(&op.after)) {
                     Err(e)
                         if e.source.kind() == std::io::ErrorKind::AlreadyExists
                             && self.root().is_dir_followed(&op.path) =>
                     {
-                        self.root().set_meta(&op.path, Some(*mode), *uid, *gid)?;
+                        self.root().set_meta(&op.path, meta(&op.after))?;
                     }
                     other => other?,
                 }
@@ -718,13 +722,7 @@ impl Commit<'_, '_> {
         store: &Store<'_>,
     ) -> Result<Option<StatKey>, StateError> {
         match state {
-            Snapshot::File {
-                hash,
-                mode,
-                uid,
-                gid,
-                ..
-            } => {
+            Snapshot::File { hash, .. } => {
                 let bytes = match contents.content(hash) {
                     Some(b) => b,
                     None => Cow::Owned(store.get(hash)?.ok_or(StateError::MissingContent {
@@ -732,9 +730,7 @@ impl Commit<'_, '_> {
                         path: path.clone(),
                     })?),
                 };
-                let key = self
-                    .root()
-                    .write_file_in(dir, temp, &bytes, (*mode, *uid, *gid))?;
+                let key = self.root().write_file_in(dir, temp, &bytes, meta(state))?;
                 if state.xattrs().is_empty() {
                     return Ok(Some(key));
                 }
@@ -745,8 +741,8 @@ impl Commit<'_, '_> {
             Snapshot::Link { target, uid, gid } => {
                 self.root().symlink_in(dir, temp, target, *uid, *gid)?;
             }
-            Snapshot::Fifo { mode, uid, gid } => {
-                self.root().fifo_in(dir, temp, (*mode, *uid, *gid))?;
+            Snapshot::Fifo { .. } => {
+                self.root().fifo_in(dir, temp, meta(state))?;
             }
             _ => {}
         }
@@ -802,11 +798,11 @@ impl Commit<'_, '_> {
                 self.write_temp(path, (&dir, &temp_name(path)), want, store, store)?;
                 root.rename_in(&dir, &temp_name(path), path.file_name())?;
             }
-            Snapshot::Dir { mode, uid, gid, .. } => {
+            Snapshot::Dir { .. } => {
                 if have.is_absent() {
-                    root.mkdir(path, *mode, *uid, *gid)?;
+                    root.mkdir(path, meta(want))?;
                 } else {
-                    root.set_meta(path, Some(*mode), *uid, *gid)?;
+                    root.set_meta(path, meta(want))?;
                 }
                 root.set_xattrs(path, want.xattrs())?;
             }
@@ -843,8 +839,8 @@ impl Commit<'_, '_> {
             if !usable {
                 root.remove_tree(&temp)?;
                 match want {
-                    Snapshot::Dir { mode, uid, gid, .. } => {
-                        root.mkdir(&temp, *mode, *uid, *gid)?;
+                    Snapshot::Dir { .. } => {
+                        root.mkdir(&temp, meta(want))?;
                         root.set_xattrs(&temp, want.xattrs())?;
                     }
                     _ => {

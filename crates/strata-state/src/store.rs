@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 use strata_fs::{DirEntryKind, Root};
-use strata_types::{ContentSource, Hash, TargetPath};
+use strata_types::{ContentSource, Hash, Meta, TargetPath};
 
 use crate::StateError;
 
@@ -209,9 +209,9 @@ impl<'r> Store<'r> {
         let parts: Vec<&[u8]> = objects.iter().map(|(_, b)| &b[..]).collect();
         // The index names the pack's objects, so it is written last.
         self.root
-            .write_parts_in(&dir, &format!("{name}.pack"), &parts, (0o600, 0, 0))?;
+            .write_parts_in(&dir, &format!("{name}.pack"), &parts, Meta::root(0o600))?;
         self.root
-            .write_file_in(&dir, &format!("{name}.idx"), &idx, (0o600, 0, 0))?;
+            .write_file_in(&dir, &format!("{name}.idx"), &idx, Meta::root(0o600))?;
         Ok(Some(name.to_string()))
     }
 
@@ -222,12 +222,16 @@ impl<'r> Store<'r> {
         }
         let (dir, name) = loose(hash);
         let tmp = format!(".{name}.tmp");
-        if let Err(e) = self.root.write_file_in(&dir, &tmp, bytes, (0o600, 0, 0)) {
+        if let Err(e) = self
+            .root
+            .write_file_in(&dir, &tmp, bytes, Meta::root(0o600))
+        {
             if !e.is_not_found() {
                 return Err(e.into());
             }
             crate::state::private_dirs(self.root, &dir)?;
-            self.root.write_file_in(&dir, &tmp, bytes, (0o600, 0, 0))?;
+            self.root
+                .write_file_in(&dir, &tmp, bytes, Meta::root(0o600))?;
         }
         if let Some(dirs) = self.fanout.borrow_mut().as_mut() {
             dirs.insert(hash.as_bytes()[0]);
@@ -328,7 +332,7 @@ impl<'r> Store<'r> {
         let mut failed = None;
         let written = self
             .root
-            .create_with_in(&dir, &pack_tmp, (0o600, 0, 0), |file| {
+            .create_with_in(&dir, &pack_tmp, Meta::root(0o600), |file| {
                 let mut file = std::io::BufWriter::with_capacity(1 << 16, file);
                 let mut offset = 0u64;
                 for (hash, off, len) in keep {
@@ -359,7 +363,7 @@ impl<'r> Store<'r> {
         }
         written?;
         self.root
-            .write_file_in(&dir, &idx_tmp, &idx, (0o600, 0, 0))?;
+            .write_file_in(&dir, &idx_tmp, &idx, Meta::root(0o600))?;
         for tmp in [&pack_tmp, &idx_tmp] {
             self.root.fsync(&dir.join(tmp).expect("a plain name"))?;
         }
@@ -457,7 +461,7 @@ mod tests {
         let pack = packs_dir().join("g1.pack").unwrap();
         let mut bytes = root.read(&pack).unwrap().unwrap();
         bytes[0] ^= 0xff;
-        root.write_file_in(&packs_dir(), "g1.pack", &bytes, (0o600, 0, 0))
+        root.write_file_in(&packs_dir(), "g1.pack", &bytes, Meta::root(0o600))
             .unwrap();
         let keep = store.read_index("g1").unwrap();
         let err = store.repack("g1", &keep, "g1.1").unwrap_err().to_string();

@@ -15,4 +15,4 @@ pub use metrics::{Activation, CommandStatus, Deferred, ProgramRun, Report, Step,
 pub use names::{NameError, NodeName};
 pub use path::{PathError, TargetPath};
 pub use plan::{Action, Change, Generation, GenerationKind, Plan, Summary, apply_order};
-pub use snapshot::{Entry, Snapshot, Xattrs};
+pub use snapshot::{Entry, Meta, Snapshot, Xattrs};

@@ -6,7 +6,7 @@ use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
 use rustix::fs::{OFlags, syncfs};
-use strata_types::TargetPath;
+use strata_types::{Meta, TargetPath};
 
 use super::Root;
 use crate::{FsError, Result};
@@ -43,7 +43,7 @@ impl Root {
     ) -> Result<()> {
         let dir = p.parent().unwrap_or_else(TargetPath::root);
         let tmp = format!(".{}.tmp", p.file_name());
-        self.write_with_in(&dir, &tmp, (mode, 0, 0), fill)?;
+        self.write_with_in(&dir, &tmp, Meta::root(mode), fill)?;
         self.rename_in(&dir, &tmp, p.file_name())
     }
 
@@ -55,7 +55,7 @@ impl Root {
     ) -> Result<()> {
         let dir = p.parent().unwrap_or_else(TargetPath::root);
         let tmp = format!(".{}.tmp", p.file_name());
-        self.write_with_in(&dir, &tmp, (0o600, 0, 0), fill)?;
+        self.write_with_in(&dir, &tmp, Meta::root(0o600), fill)?;
         let tmp_path = dir.join(&tmp).expect("a plain file name");
         self.fsync(&tmp_path)?;
         self.rename_in(&dir, &tmp, p.file_name())?;

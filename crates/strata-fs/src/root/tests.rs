@@ -1,12 +1,16 @@
 //! Tests of the root: handles never outlive their path, writes are exact, and no walk
 //! crosses from one owner to another.
 
-use strata_types::Snapshot;
+use strata_types::{Meta, Snapshot};
 
 use super::*;
 
 fn p(s: &str) -> TargetPath {
     TargetPath::parse(s).unwrap()
+}
+
+fn meta(mode: u32, uid: u32, gid: u32) -> Meta {
+    Meta { mode, uid, gid }
 }
 
 /// The cached handle on a directory never outlives the directory's path: what is
@@ -18,19 +22,19 @@ fn a_replaced_directory_is_not_written_through_its_old_handle() {
     std::os::unix::fs::symlink("old", t.path().join("d")).unwrap();
     let root = Root::open(t.path()).unwrap();
     // Through the link: the handle on /d is the old directory.
-    root.write_file_in(&p("/d"), "a", b"1", (0o644, 0, 0))
+    root.write_file_in(&p("/d"), "a", b"1", Meta::root(0o644))
         .unwrap();
     assert!(t.path().join("old/a").is_file());
     // The link goes and a real directory takes its place.
     root.remove(&p("/d")).unwrap();
-    root.mkdir(&p("/d"), 0o755, 0, 0).unwrap();
-    root.write_file_in(&p("/d"), "b", b"2", (0o644, 0, 0))
+    root.mkdir(&p("/d"), Meta::root(0o755)).unwrap();
+    root.write_file_in(&p("/d"), "b", b"2", Meta::root(0o644))
         .unwrap();
     assert!(t.path().join("d/b").is_file());
     assert!(!t.path().join("old/b").exists());
     // Likewise when an ancestor of the cached directory is renamed over.
     std::fs::create_dir_all(t.path().join("x/y")).unwrap();
-    root.write_file_in(&p("/x/y"), "c", b"3", (0o644, 0, 0))
+    root.write_file_in(&p("/x/y"), "c", b"3", Meta::root(0o644))
         .unwrap();
     root.symlink_in(&p("/"), "x2", "old", 0, 0).unwrap();
     std::fs::rename(t.path().join("x"), t.path().join("gone")).unwrap();
@@ -61,7 +65,7 @@ fn a_written_file_has_its_content_and_mode_and_the_metadata_returned() {
     ];
     for (name, parts, mode) in cases {
         let key = root
-            .write_parts_in(&p("/"), name, parts, (mode, uid, gid))
+            .write_parts_in(&p("/"), name, parts, meta(mode, uid, gid))
             .unwrap();
         let path = t.path().join(name);
         assert_eq!(std::fs::read(&path).unwrap(), parts.concat(), "{name}");
@@ -80,7 +84,7 @@ fn a_name_that_is_not_one_component_is_refused() {
     let root = Root::open(t.path()).unwrap();
     for name in ["", ".", "..", "e/f", "../f", "a\0b"] {
         let err = root
-            .write_file_in(&p("/d"), name, b"x", (0o644, 0, 0))
+            .write_file_in(&p("/d"), name, b"x", Meta::root(0o644))
             .unwrap_err();
         assert_eq!(err.op, "write", "{name:?}");
     }
@@ -210,9 +214,14 @@ fn a_users_link_into_roots_files_is_refused_for_reading_and_writing() {
             root.inspect(&keys).map(drop),
             root.read(&keys).map(drop),
             root.xattrs(&keys, None).map(drop),
-            root.write_file_in(&ssh, "authorized_keys", b"alice key\n", (0o600, 1000, 1000))
-                .map(drop),
-            root.set_meta(&keys, Some(0o600), 1000, 1000),
+            root.write_file_in(
+                &ssh,
+                "authorized_keys",
+                b"alice key\n",
+                meta(0o600, 1000, 1000),
+            )
+            .map(drop),
+            root.set_meta(&keys, meta(0o600, 1000, 1000)),
             root.symlink_in(&ssh, "authorized_keys", "x", 1000, 1000),
             root.remove(&keys),
             root.resolve(&keys).map(drop),
@@ -264,7 +273,7 @@ fn links_are_followed_only_within_one_owner_or_out_of_roots_hands() {
     std::fs::create_dir_all(at("home/alice/rootdir")).unwrap();
     let root = Root::open(t.path()).unwrap();
     for dir in ["/bin", "/sbin"] {
-        root.write_file_in(&p(dir), "hello", b"hi\n", (0o755, 0, 0))
+        root.write_file_in(&p(dir), "hello", b"hi\n", Meta::root(0o755))
             .unwrap();
     }
     assert_eq!(
@@ -280,7 +289,7 @@ fn links_are_followed_only_within_one_owner_or_out_of_roots_hands() {
         &p("/home/alice/.ssh"),
         "authorized_keys",
         b"alice key\n",
-        (0o600, 1000, 1000),
+        meta(0o600, 1000, 1000),
     )
     .unwrap();
     assert_eq!(
@@ -317,8 +326,8 @@ fn links_and_fifos_get_their_owner_and_mode_through_a_handle() {
     let root = Root::open(t.path()).unwrap();
     root.symlink_in(&p("/"), "l", "/root/.ssh/authorized_keys", 1000, 1000)
         .unwrap();
-    root.set_meta(&p("/l"), None, 1000, 0).unwrap();
-    root.fifo_in(&p("/"), "f", (0o640, 1000, 1000)).unwrap();
+    root.set_link_owner(&p("/l"), 1000, 0).unwrap();
+    root.fifo_in(&p("/"), "f", meta(0o640, 1000, 1000)).unwrap();
     let link = std::fs::symlink_metadata(t.path().join("l")).unwrap();
     assert_eq!((link.uid(), link.gid()), (1000, 0));
     let fifo = std::fs::symlink_metadata(t.path().join("f")).unwrap();
@@ -347,7 +356,7 @@ fn a_name_that_is_not_utf8_is_listed_and_can_be_removed() {
         root.inspect(&child).unwrap(),
         Snapshot::File { size: 1, .. }
     ));
-    root.write_file_in(&p("/d"), "new\0fe", b"y", (0o644, 0, 0))
+    root.write_file_in(&p("/d"), "new\0fe", b"y", Meta::root(0o644))
         .unwrap();
     assert_eq!(
         std::fs::read(
@@ -369,8 +378,8 @@ fn a_directory_created_after_being_found_missing_is_seen() {
     let t = tempfile::tempdir().unwrap();
     let root = Root::open(t.path()).unwrap();
     assert!(root.inspect(&p("/d/f")).unwrap().is_absent());
-    root.mkdir(&p("/d"), 0o755, 0, 0).unwrap();
-    root.write_file_in(&p("/d"), "f", b"x", (0o644, 0, 0))
+    root.mkdir(&p("/d"), Meta::root(0o755)).unwrap();
+    root.write_file_in(&p("/d"), "f", b"x", Meta::root(0o644))
         .unwrap();
     assert!(!root.inspect(&p("/d/f")).unwrap().is_absent());
     // Made by another program (a deferred command, a script in the sandbox): seen

@@ -11,7 +11,7 @@ use rustix::fs::{
 };
 use rustix::io::Errno;
 use rustix::process::{Gid, Uid};
-use strata_types::{Snapshot, TargetPath};
+use strata_types::{Meta, Snapshot, TargetPath};
 
 use super::{DirEntryKind, Root};
 use crate::stamp::StatKey;
@@ -20,7 +20,7 @@ use crate::{FsError, Result};
 
 impl Root {
     /// Creates a directory with exactly this mode and owner.
-    pub fn mkdir(&self, p: &TargetPath, mode: u32, uid: u32, gid: u32) -> Result<()> {
+    pub fn mkdir(&self, p: &TargetPath, meta: Meta) -> Result<()> {
         let parent = self.parent(p)?;
         self.forget_entry(p);
         mkdirat(&*parent, &*os(p.file_name()), Mode::from_raw_mode(0o700))
@@ -32,8 +32,7 @@ impl Root {
             Mode::empty(),
         )
         .map_err(|e| self.err("open directory", p, e))?;
-        self.set_fd_meta(&fd, &|| p.clone(), (mode, uid, gid))
-            .map(drop)
+        self.set_fd_meta(&fd, &|| p.clone(), meta).map(drop)
     }
 
     /// Creates every missing directory of `p` (mode 0755, owned by root), for strata's own
@@ -43,7 +42,7 @@ impl Root {
         todo.reverse();
         for dir in todo {
             if !self.is_dir_followed(&dir) {
-                match self.mkdir(&dir, 0o755, 0, 0) {
+                match self.mkdir(&dir, Meta::root(0o755)) {
                     Err(e) if e.source.kind() == std::io::ErrorKind::AlreadyExists => {}
                     other => other?,
                 }
@@ -63,7 +62,7 @@ impl Root {
             let private = dir == *base || dir.as_str().starts_with(&format!("{}/", base.as_str()));
             if !self.is_dir_followed(&dir) {
                 let mode = if private { 0o700 } else { 0o755 };
-                match self.mkdir(&dir, mode, 0, 0) {
+                match self.mkdir(&dir, Meta::root(mode)) {
                     Err(e) if e.source.kind() == std::io::ErrorKind::AlreadyExists => {}
                     other => other?,
                 }
@@ -71,7 +70,8 @@ impl Root {
                 && let Snapshot::Dir { mode, uid, gid, .. } = self.inspect(&dir)?
                 && mode & 0o077 != 0
             {
-                self.set_meta(&dir, Some(mode & !0o077), uid, gid)?;
+                let mode = mode & !0o077;
+                self.set_meta(&dir, Meta { mode, uid, gid })?;
             }
         }
         Ok(())
@@ -84,7 +84,7 @@ impl Root {
         &self,
         fd: impl AsFd,
         p: &dyn Fn() -> TargetPath,
-        (mode, uid, gid): (u32, u32, u32),
+        Meta { mode, uid, gid }: Meta,
     ) -> Result<Stat> {
         let st = fstat(&fd).map_err(|e| self.err("stat", &p(), e))?;
         let owned = (st.st_uid, st.st_gid) == (uid, gid);
@@ -108,7 +108,7 @@ impl Root {
         dir: &TargetPath,
         name: &str,
         content: &[u8],
-        meta: (u32, u32, u32),
+        meta: Meta,
     ) -> Result<StatKey> {
         self.write_parts_in(dir, name, &[content], meta)
     }
@@ -120,7 +120,7 @@ impl Root {
         dir: &TargetPath,
         name: &str,
         parts: &[&[u8]],
-        meta: (u32, u32, u32),
+        meta: Meta,
     ) -> Result<StatKey> {
         self.create_with_in(dir, name, meta, |file| {
             for chunk in parts.chunks(512) {
@@ -149,7 +149,7 @@ impl Root {
         &self,
         dir: &TargetPath,
         name: &str,
-        meta: (u32, u32, u32),
+        meta: Meta,
         fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
     ) -> Result<StatKey> {
         self.create_with_in(dir, name, meta, |mut file| {
@@ -166,7 +166,7 @@ impl Root {
         &self,
         dir: &TargetPath,
         name: &str,
-        (mode, uid, gid): (u32, u32, u32),
+        meta: Meta,
         fill: impl FnOnce(&std::fs::File) -> std::io::Result<()>,
     ) -> Result<StatKey> {
         TargetPath::check_name(name)
@@ -180,8 +180,8 @@ impl Root {
         self.forget_dir(dir, name);
         // The final mode at once when strata owns the file (no chmod to pay for), less
         // any write permission for others; owned by someone else, private until chown.
-        let first = if (uid, gid) == self.me {
-            mode & 0o755
+        let first = if (meta.uid, meta.gid) == self.me {
+            meta.mode & 0o755
         } else {
             0o600
         };
@@ -205,7 +205,7 @@ impl Root {
         let file = std::fs::File::from(fd);
         let written = fill(&file)
             .map_err(|e| FsError::new("write", self.host_path(&path()), e))
-            .and_then(|()| self.set_fd_meta(&file, &path, (mode, uid, gid)));
+            .and_then(|()| self.set_fd_meta(&file, &path, meta));
         match written {
             Ok(st) => Ok(StatKey::of(&st)),
             Err(e) => {
@@ -286,12 +286,7 @@ impl Root {
 
     /// Creates a FIFO `name` in `dir` with this mode and owner, replacing what is there
     /// (never following a link).
-    pub fn fifo_in(
-        &self,
-        dir: &TargetPath,
-        name: &str,
-        (mode, uid, gid): (u32, u32, u32),
-    ) -> Result<()> {
+    pub fn fifo_in(&self, dir: &TargetPath, name: &str, meta: Meta) -> Result<()> {
         // Opened for reading without waiting for a writer, so that its owner and mode are
         // set through the handle.
         let (fd, path) = self.replace_in(
@@ -303,8 +298,7 @@ impl Root {
             ),
             |d, name| rustix::fs::mkfifoat(d, name, Mode::from_raw_mode(0o600)),
         )?;
-        self.set_fd_meta(&fd, &|| path.clone(), (mode, uid, gid))
-            .map(drop)
+        self.set_fd_meta(&fd, &|| path.clone(), meta).map(drop)
     }
 
     /// Renames `from` to `to`, both in directory `dir` (atomic; replaces what `to` was,
@@ -330,24 +324,22 @@ impl Root {
             .map_err(|e| self.err("exchange", &path, e))
     }
 
-    /// Sets mode (files and directories) and owner of what stands at `p`, never following
-    /// a link there: through a handle on it, never through its path.
-    pub fn set_meta(&self, p: &TargetPath, mode: Option<u32>, uid: u32, gid: u32) -> Result<()> {
-        match mode {
-            Some(mode) => {
-                let fd = self
-                    .open_read(p, OFlags::NOFOLLOW | OFlags::NONBLOCK)
-                    .map_err(|e| self.walk_err("open", p, e))?;
-                self.set_fd_meta(&fd, &|| p.clone(), (mode, uid, gid))
-                    .map(drop)
-            }
-            None => {
-                let fd = self
-                    .open_raw(p, OFlags::PATH | OFlags::NOFOLLOW)
-                    .map_err(|e| self.walk_err("open", p, e))?;
-                self.chown_link(&fd, p, (uid, gid))
-            }
-        }
+    /// Sets the mode and owner of the file, directory or FIFO at `p`, never following a
+    /// link there: through a handle on it, never through its path.
+    pub fn set_meta(&self, p: &TargetPath, meta: Meta) -> Result<()> {
+        let fd = self
+            .open_read(p, OFlags::NOFOLLOW | OFlags::NONBLOCK)
+            .map_err(|e| self.walk_err("open", p, e))?;
+        self.set_fd_meta(&fd, &|| p.clone(), meta).map(drop)
+    }
+
+    /// Sets the owner of the link at `p` (not of what it points to): through a handle on
+    /// the link itself.
+    pub fn set_link_owner(&self, p: &TargetPath, uid: u32, gid: u32) -> Result<()> {
+        let fd = self
+            .open_raw(p, OFlags::PATH | OFlags::NOFOLLOW)
+            .map_err(|e| self.walk_err("open", p, e))?;
+        self.chown_link(&fd, p, (uid, gid))
     }
 
     /// Removes a file or link; nothing there is fine.
