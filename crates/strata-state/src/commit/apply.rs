@@ -4,11 +4,34 @@
 
 use strata_types::{Snapshot, TargetPath};
 
-use super::{Commit, Op, meta, parent, temp_name};
+use super::{Commit, Op, meta, parent, staged_top, temp_name};
 use crate::state::state_path;
 use crate::{StateError, Store, crashpoint, failpoint};
 
 impl Commit<'_, '_> {
+    /// After the commit point: puts each new tree staged whole in place with one rename,
+    /// and brings every other path to its new state.
+    pub(super) fn apply_all(&self) -> Result<(), StateError> {
+        let (total, store) = (self.journal.ops.len(), self.state.store());
+        let whole = self.whole.borrow();
+        for (i, op) in self.journal.ops.iter().enumerate() {
+            if i == total / 2 {
+                crashpoint!("commit-mid-apply");
+            }
+            if whole.contains(&op.path) && op.before.is_absent() {
+                // The whole new tree in one rename. Its failing is an error, not a reason
+                // to fall back: what lies below it is staged nowhere else.
+                let dir = parent(&op.path);
+                self.root()
+                    .rename_in(&dir, &temp_name(&op.path), op.path.file_name())?;
+            } else if staged_top(&op.path, &whole).is_none() && !self.below_replaced(&op.path) {
+                // (A type change swaps its staged tree or file in: see `swap`.)
+                self.ensure(op, &op.after, &store)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Brings `op.path` to `want`, using the staged file when there is one and the store
     /// otherwise. Doing it twice is the same as doing it once.
     pub(super) fn ensure(

@@ -4,7 +4,7 @@
 use strata_fs::Root;
 use strata_types::{Hash, TargetPath};
 
-use super::{Commit, Op, Recovered};
+use super::{Commit, Op, Phase, Recovered};
 use crate::activate::Scheduled;
 use crate::state::state_path;
 use crate::{State, StateError, crashpoint};
@@ -69,7 +69,8 @@ impl<'r> State<'r> {
         let Some(journal) = Journal::read(self.root)? else {
             return Ok(None);
         };
-        let commit = Commit::new(self, journal);
+        // Whatever happens here, the journal stays until the recovery is finished.
+        let commit = Commit::new(self, journal, Phase::Done);
         let committed = !self.root.inspect(&state_path("commit"))?.is_absent();
         let undoing = !self.root.inspect(&state_path("undo"))?.is_absent();
         if committed && !undoing {
@@ -101,10 +102,33 @@ impl<'r> State<'r> {
 }
 
 impl Commit<'_, '_> {
-    /// Cleans up after a commit that failed before its journal was written.
-    pub(super) fn abandon(&self, e: StateError) -> StateError {
-        self.forget_state();
-        e
+    /// Writes the journal (durably, whole or not at all) once the markers an earlier
+    /// commit left are gone: from here on, a commit stopped anywhere is undone or finished
+    /// by the next command.
+    pub(super) fn write_journal(&self) -> Result<(), StateError> {
+        let root = self.root();
+        crate::state::private_dirs(root, &state_path(""))?;
+        for marker in ["commit", "undo"] {
+            root.remove(&state_path(marker))?;
+        }
+        root.write_atomic_with(&state_path("journal"), |w| {
+            serde_json::to_writer(w, &self.journal).map_err(std::io::Error::other)
+        })?;
+        self.phase.set(Phase::Journaled);
+        Ok(())
+    }
+
+    /// The commit point: the `commit` marker, made durable. The stamps taken while
+    /// staging are kept where their ctime is older than the file system's "now", read
+    /// first: any write from here on gets a ctime of at least that.
+    pub(super) fn mark_committed(&self) -> Result<(), StateError> {
+        let now = self.root().fs_now(&state_path(""))?;
+        self.fresh
+            .borrow_mut()
+            .retain(|_, s| now.is_some_and(|now| s.key.ctime < now));
+        self.root().write_atomic(&state_path("commit"), b"")?;
+        self.phase.set(Phase::Committed);
+        Ok(())
     }
 
     /// Removes the store objects and state directories this commit added.

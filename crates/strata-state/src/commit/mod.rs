@@ -8,7 +8,7 @@ mod flush;
 mod journal;
 mod stage;
 
-use std::cell::{OnceCell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
@@ -18,7 +18,6 @@ use strata_types::{
     apply_order,
 };
 
-use flush::flush_on_tick;
 pub(crate) use journal::Journal;
 use stage::Needed;
 
@@ -38,11 +37,29 @@ pub struct Op {
     pub after: Snapshot,
 }
 
-/// A commit in progress; see the crate documentation for its phases.
+/// How far a commit got, and so what is undone when it fails or is dropped unfinished
+/// (see [`Commit::settle`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Store objects and state directories may be written, nothing else: they go.
+    Preparing,
+    /// The journal is written, the commit point not reached: every op is undone.
+    Journaled,
+    /// Past the commit point, not yet published: the commit is marked undone (so that
+    /// no later command finishes it), then undone.
+    Committed,
+    /// Nothing is left to do in this process: published (should this process stop, the
+    /// journal finishes the commit), undone, or being recovered from its journal.
+    Done,
+}
+
+/// A commit in progress, which undoes itself unless it is finished (see [`Phase`]); see
+/// the crate documentation for its phases.
 #[derive(Debug)]
 pub(crate) struct Commit<'s, 'r> {
     state: &'s State<'r>,
     journal: Journal,
+    phase: Cell<Phase>,
     /// New directories staged whole in this process: made under their temporary name,
     /// with everything below them inside under final names (see [`Commit::stage`]).
     whole: RefCell<HashSet<TargetPath>>,
@@ -144,112 +161,63 @@ impl<'r> State<'r> {
         contents: &dyn ContentSource,
         commands: Vec<Scheduled>,
     ) -> Result<Committed, StateError> {
-        let mut steps = Vec::new();
         let meter = Meter::start();
         generation.number = self.next_number()?;
         generation.commands = commands.iter().map(|c| c.call.clone()).collect();
         order(&mut ops);
-        let created: Vec<TargetPath> = state_dirs()
-            .into_iter()
-            .filter(|d| !self.root.is_dir_followed(d))
-            .collect();
-        let mut commit = Commit::new(
-            self,
-            Journal {
-                generation: generation.number,
-                ops,
-                added: Vec::new(),
-                created,
-                pack: None,
-                commands,
-            },
-        );
-        let needed = match commit.needed(&generation) {
-            Ok(n) => n,
-            Err(e) => return Err(commit.abandon(e)),
-        };
-        // Loose objects are listed for an undo to remove; a pack goes whole.
-        if !Store::packs(needed.read.len() + needed.wanted.len()) {
-            commit.journal.added = (needed.read.iter().map(|(h, _)| *h))
-                .chain(needed.wanted.iter().map(|(h, _)| *h))
-                .collect();
-        }
-        commit.journal.pack = Some(format!("g{}", generation.number));
-        let write_journal = || -> Result<(), StateError> {
-            crate::state::private_dirs(self.root, &state_path(""))?;
-            for marker in ["commit", "undo"] {
-                self.root.remove(&state_path(marker))?;
-            }
-            self.root.write_atomic_with(&state_path("journal"), |w| {
-                serde_json::to_writer(w, &commit.journal).map_err(std::io::Error::other)
-            })?;
-            Ok(())
-        };
+        let mut commit = Commit::begin(self, ops, generation.number, commands);
+        let needed = commit.needed(&generation).map_err(|e| commit.fail(e))?;
+        commit.plan_store(&needed);
+        let mut steps = Vec::new();
         let order: Vec<Hash> = needed.wanted.iter().map(|(h, _)| *h).collect();
-        let mut past_point = false;
         let mut parts = Some((needed, meter));
         let mut ran = None;
         // From here on, what is to be written is read (and rendered) on another core, in
         // the order it is staged: the journal's writing gives that core a head start.
         contents.ahead(&order, &mut || {
             let (needed, meter) = parts.take().expect("run once");
-            ran = Some(write_journal().map(|()| {
+            ran = Some(commit.write_journal().and_then(|()| {
                 crashpoint!("commit-after-journal");
-                commit.run(
-                    &generation,
-                    (contents, needed),
-                    meter,
-                    &mut past_point,
-                    &mut steps,
-                )
+                commit.run(&generation, (contents, needed), meter, &mut steps)
             }));
         });
-        let ran = match ran.expect("ahead runs what it is given") {
-            Ok(ran) => ran,
-            Err(e) => return Err(commit.abandon(e)),
-        };
-        match ran {
-            Ok(()) => {
-                let meter = Meter::start();
-                let activations =
-                    crate::activate::run_pending(self.root, &commit.journal.commands)?;
-                if !activations.is_empty() {
-                    steps.push(meter.finish("activate"));
-                    // Recorded before the journal goes (the caller saves the full report
-                    // later); a failure to record it does not undo the commit.
-                    let report = Report {
-                        steps: steps.clone(),
-                        activations: activations.clone(),
-                        ..Report::default()
-                    };
-                    let _ = self.save_report(generation.number, &report);
-                }
-                commit.finish()?;
-                Ok(Committed {
-                    generation,
-                    steps,
-                    activations,
-                    stamps: commit.fresh.take(),
-                })
-            }
-            Err(first) => {
-                if past_point {
-                    let _ = self.root.write_atomic(&state_path("undo"), b"");
-                }
-                match commit.undo() {
-                    Ok(()) => Err(first),
-                    Err(undo) => Err(StateError::UndoFailed {
-                        first: Box::new(first),
-                        undo: Box::new(undo),
-                    }),
-                }
-            }
-        }
+        (ran.expect("ahead runs what it is given")).map_err(|e| commit.fail(e))?;
+        let activations = commit.activate(generation.number, &mut steps)?;
+        commit.finish()?;
+        Ok(Committed {
+            generation,
+            steps,
+            activations,
+            stamps: commit.fresh.take(),
+        })
     }
 }
 
 impl<'s, 'r> Commit<'s, 'r> {
-    fn new(state: &'s State<'r>, journal: Journal) -> Commit<'s, 'r> {
+    /// A commit of `ops` as generation `number`, before anything is written.
+    fn begin(
+        state: &'s State<'r>,
+        ops: Vec<Op>,
+        number: u64,
+        commands: Vec<Scheduled>,
+    ) -> Commit<'s, 'r> {
+        let created: Vec<TargetPath> = state_dirs()
+            .into_iter()
+            .filter(|d| !state.root.is_dir_followed(d))
+            .collect();
+        let journal = Journal {
+            generation: number,
+            ops,
+            added: Vec::new(),
+            created,
+            pack: None,
+            commands,
+        };
+        Commit::new(state, journal, Phase::Preparing)
+    }
+
+    /// The commit `journal` records, having got as far as `phase`.
+    fn new(state: &'s State<'r>, journal: Journal, phase: Phase) -> Commit<'s, 'r> {
         let typed: HashSet<TargetPath> = (journal.ops.iter())
             .filter(|op| op.before.dir_type_change(&op.after))
             .map(|op| op.path.clone())
@@ -264,6 +232,7 @@ impl<'s, 'r> Commit<'s, 'r> {
             // written, into a map sized once.
             fresh: RefCell::new(Stamps::with_capacity(journal.ops.len())),
             journal,
+            phase: Cell::new(phase),
             whole: RefCell::default(),
             flushers: OnceCell::new(),
             last_staged: RefCell::default(),
@@ -278,6 +247,17 @@ impl Commit<'_, '_> {
         self.state.root
     }
 
+    /// Names what the store gains, for an undo to remove: loose objects one by one, a
+    /// pack whole.
+    fn plan_store(&mut self, needed: &Needed) {
+        if !Store::packs(needed.read.len() + needed.wanted.len()) {
+            self.journal.added = (needed.read.iter().map(|(h, _)| *h))
+                .chain(needed.wanted.iter().map(|(h, _)| *h))
+                .collect();
+        }
+        self.journal.pack = Some(format!("g{}", self.journal.generation));
+    }
+
     /// Prepare (the generation file and the staged files, then the store's objects and one
     /// sync), commit point, apply, publish. `meter` has measured the journal.
     fn run(
@@ -285,77 +265,78 @@ impl Commit<'_, '_> {
         generation: &Generation,
         (contents, needed): (&dyn ContentSource, Needed),
         meter: Meter,
-        past_point: &mut bool,
         steps: &mut Vec<Step>,
     ) -> Result<(), StateError> {
-        let (n, total, store) = (
-            self.journal.generation,
-            self.journal.ops.len(),
-            self.state.store(),
-        );
-        let flushers = self.flushers()?;
-        // The last early write-back still runs while the store is written.
-        let (prepared, early) = std::thread::scope(|s| {
-            let (tick, ticks) = std::sync::mpsc::channel::<()>();
-            let flusher = s.spawn(move || flush_on_tick(&ticks, flushers));
-            let prepared = (|| {
-                self.stage_all(generation, contents, &tick)?;
-                drop(tick);
-                self.root().symlink_in(
-                    &state_path(""),
-                    "current.new",
-                    &format!("generations/{n}.json"),
-                    0,
-                    0,
-                )?;
-                steps.push(meter.finish("stage"));
-                let meter = Meter::start();
-                let objects = self.objects(needed, contents)?;
-                store.put_all(&objects, self.journal.pack.as_deref().expect("named"))?;
-                Ok::<_, StateError>(meter)
-            })();
-            let early = flusher
-                .join()
-                .unwrap_or_else(|p| std::panic::resume_unwind(p));
-            (prepared, early)
-        });
-        let meter = prepared?;
-        // An early flush's write-back error is not reported again to the same handle.
-        early?;
+        let meter = self.prepare(generation, (contents, needed), meter, steps)?;
         crashpoint!("commit-after-store");
         self.sync_all()?;
         steps.push(meter.finish("store"));
         let meter = Meter::start();
         crashpoint!("commit-before-point");
-        // Any write from here on gets a ctime of at least `now`.
-        let now = self.root().fs_now(&state_path(""))?;
-        self.fresh
-            .borrow_mut()
-            .retain(|_, s| now.is_some_and(|now| s.key.ctime < now));
-        self.root().write_atomic(&state_path("commit"), b"")?;
-        *past_point = true;
+        self.mark_committed()?;
         crashpoint!("commit-after-point");
-        let whole = self.whole.borrow();
-        for (i, op) in self.journal.ops.iter().enumerate() {
-            if i == total / 2 {
-                crashpoint!("commit-mid-apply");
-            }
-            if whole.contains(&op.path) && op.before.is_absent() {
-                // The whole new tree in one rename. Its failing is an error, not a reason
-                // to fall back: what lies below it is staged nowhere else.
-                let dir = parent(&op.path);
-                self.root()
-                    .rename_in(&dir, &temp_name(&op.path), op.path.file_name())?;
-            } else if staged_top(&op.path, &whole).is_none() && !self.below_replaced(&op.path) {
-                // (A type change swaps its staged tree or file in: see `swap`.)
-                self.ensure(op, &op.after, &store)?;
-            }
-        }
-        drop(whole);
+        self.apply_all()?;
         crashpoint!("commit-after-apply");
         self.publish()?;
+        // Published: should this process stop now, the journal finishes the commit.
+        self.phase.set(Phase::Done);
         steps.push(meter.finish("commit"));
         Ok(())
+    }
+
+    /// Runs the commands deferred to after the commit point. How they went is recorded
+    /// before the journal goes (the caller saves the full report later); a failure to
+    /// record it does not undo the commit.
+    fn activate(&self, number: u64, steps: &mut Vec<Step>) -> Result<Vec<Activation>, StateError> {
+        let meter = Meter::start();
+        let activations = crate::activate::run_pending(self.root(), &self.journal.commands)?;
+        if !activations.is_empty() {
+            steps.push(meter.finish("activate"));
+            let report = Report {
+                steps: steps.clone(),
+                activations: activations.clone(),
+                ..Report::default()
+            };
+            let _ = self.state.save_report(number, &report);
+        }
+        Ok(activations)
+    }
+
+    /// Ends a commit that failed with `first`, undoing what it did so far (see
+    /// [`Commit::settle`]). The error to report: `first`, or both it and the undo's when
+    /// undoing failed too (the journal then stays for the next command).
+    fn fail(&self, first: StateError) -> StateError {
+        match self.settle() {
+            Ok(()) => first,
+            Err(undo) => StateError::UndoFailed {
+                first: Box::new(first),
+                undo: Box::new(undo),
+            },
+        }
+    }
+
+    /// Undoes what the commit did so far, as far as its [`Phase`] says, once.
+    fn settle(&self) -> Result<(), StateError> {
+        match self.phase.replace(Phase::Done) {
+            Phase::Preparing => {
+                self.forget_state();
+                Ok(())
+            }
+            Phase::Journaled => self.undo(),
+            Phase::Committed => {
+                let _ = self.root().write_atomic(&state_path("undo"), b"");
+                self.undo()
+            }
+            Phase::Done => Ok(()),
+        }
+    }
+}
+
+/// The in-process guard: a commit dropped unfinished (a panic, a `?` that skipped
+/// [`Commit::fail`]) is undone as a failed one is. What survives `kill -9` is the journal.
+impl Drop for Commit<'_, '_> {
+    fn drop(&mut self) {
+        let _ = self.settle();
     }
 }
 

@@ -5,9 +5,10 @@
 use std::borrow::Cow;
 use std::collections::HashSet;
 
-use strata_fs::{Stamp, StatKey};
-use strata_types::{ContentSource, Generation, Hash, Meta, Snapshot, TargetPath};
+use strata_fs::{Meter, Stamp, StatKey};
+use strata_types::{ContentSource, Generation, Hash, Meta, Snapshot, Step, TargetPath};
 
+use super::flush::flush_on_tick;
 use super::{Commit, Op, meta, parent, staged_top, temp_name};
 use crate::state::state_path;
 use crate::{StateError, Store, crashpoint};
@@ -141,6 +142,50 @@ impl Commit<'_, '_> {
         staged?;
         written?;
         Ok(())
+    }
+
+    /// Stages everything while the flusher writes back early, then writes the `current.new`
+    /// link and the store's new objects. Returns the meter of the store's writing, which
+    /// ends with the sync the caller makes.
+    pub(super) fn prepare(
+        &self,
+        generation: &Generation,
+        (contents, needed): (&dyn ContentSource, Needed),
+        meter: Meter,
+        steps: &mut Vec<Step>,
+    ) -> Result<Meter, StateError> {
+        let n = self.journal.generation;
+        let flushers = self.flushers()?;
+        // The last early write-back still runs while the store is written.
+        let (prepared, early) = std::thread::scope(|s| {
+            let (tick, ticks) = std::sync::mpsc::channel::<()>();
+            let flusher = s.spawn(move || flush_on_tick(&ticks, flushers));
+            let prepared = (|| {
+                self.stage_all(generation, contents, &tick)?;
+                drop(tick);
+                self.root().symlink_in(
+                    &state_path(""),
+                    "current.new",
+                    &format!("generations/{n}.json"),
+                    0,
+                    0,
+                )?;
+                steps.push(meter.finish("stage"));
+                let meter = Meter::start();
+                let objects = self.objects(needed, contents)?;
+                let store = self.state.store();
+                store.put_all(&objects, self.journal.pack.as_deref().expect("named"))?;
+                Ok::<_, StateError>(meter)
+            })();
+            let early = flusher
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            (prepared, early)
+        });
+        let meter = prepared?;
+        // An early flush's write-back error is not reported again to the same handle.
+        early?;
+        Ok(meter)
     }
 
     /// Where `path`, below the new directory `top` staged whole, is staged: its directory
