@@ -17,6 +17,7 @@ mod commit;
 mod crash;
 mod error;
 mod gc;
+mod prefetch;
 mod state;
 mod store;
 
@@ -24,5 +25,6 @@ pub use activate::{DEFAULT_TIMEOUT, Scheduled};
 pub use commit::{Committed, Op, Recovered};
 pub use error::StateError;
 pub use gc::{DEFAULT_KEEP, Pruned, Sweep};
+pub use prefetch::Prefetching;
 pub use state::{CommandInfo, GenerationInfo, History, State};
 pub use store::{Store, StoreSize};

@@ -23,7 +23,7 @@ use stage::Needed;
 
 use crate::activate::Scheduled;
 use crate::state::state_path;
-use crate::{State, StateError, Store, crashpoint};
+use crate::{Prefetching, State, StateError, Store, crashpoint};
 
 /// One path's change: the state before and after. The journal holds a list of these, so
 /// either state can be reached again from the journal and the store alone.
@@ -158,7 +158,7 @@ impl<'r> State<'r> {
         &self,
         mut ops: Vec<Op>,
         mut generation: Generation,
-        contents: &dyn ContentSource,
+        contents: &Prefetching<'_>,
         commands: Vec<Scheduled>,
     ) -> Result<Committed, StateError> {
         let meter = Meter::start();
@@ -170,18 +170,14 @@ impl<'r> State<'r> {
         commit.plan_store(&needed);
         let mut steps = Vec::new();
         let order: Vec<Hash> = needed.wanted.iter().map(|(h, _)| *h).collect();
-        let mut parts = Some((needed, meter));
-        let mut ran = None;
         // From here on, what is to be written is read (and rendered) on another core, in
         // the order it is staged: the journal's writing gives that core a head start.
-        contents.ahead(&order, &mut || {
-            let (needed, meter) = parts.take().expect("run once");
-            ran = Some(commit.write_journal().and_then(|()| {
-                crashpoint!("commit-after-journal");
-                commit.run(&generation, (contents, needed), meter, &mut steps)
-            }));
+        let ran = contents.ahead(&order, || {
+            commit.write_journal()?;
+            crashpoint!("commit-after-journal");
+            commit.run(&generation, (contents, needed), meter, &mut steps)
         });
-        (ran.expect("ahead runs what it is given")).map_err(|e| commit.fail(e))?;
+        ran.map_err(|e| commit.fail(e))?;
         let activations = commit.activate(generation.number, &mut steps)?;
         commit.finish()?;
         Ok(Committed {
