@@ -31,8 +31,9 @@ pub use site::{
     read_link, read_sized_file, read_to_string, read_with_key, self_io, stat_key, walk_files,
     write_atomic, write_new, write_site_file,
 };
-pub use stamp::{
-    RecordReader, Records, Stamp, Stamps, StatKey, parse_stamps, read_map, write_stamps,
-};
+pub use stamp::{Stamp, Stamps};
+/// The record format and the metadata key moved to strata-types; re-exported here for
+/// the crates that still import them from strata-fs.
+pub use strata_types::{RecordReader, Records, StatKey, read_map};
 pub use users::{PENDING, UserDb};
 pub use walk::unsafe_transition;

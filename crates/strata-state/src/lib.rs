@@ -18,6 +18,7 @@ mod crash;
 mod error;
 mod gc;
 mod prefetch;
+mod stamps;
 mod state;
 mod store;
 
@@ -26,5 +27,6 @@ pub use commit::{Committed, Op, Recovered};
 pub use error::StateError;
 pub use gc::{DEFAULT_KEEP, Pruned, Sweep};
 pub use prefetch::Prefetching;
+pub use stamps::parse_stamps;
 pub use state::{CommandInfo, GenerationInfo, History, State};
 pub use store::{Store, StoreSize};

@@ -7,6 +7,7 @@ mod metrics;
 mod names;
 mod path;
 mod plan;
+mod records;
 mod snapshot;
 
 pub use content::ContentSource;
@@ -15,4 +16,5 @@ pub use metrics::{Activation, CommandStatus, Deferred, ProgramRun, Report, Step,
 pub use names::{NameError, NodeName};
 pub use path::{PathError, TargetPath};
 pub use plan::{Action, Change, Generation, GenerationKind, Plan, Summary, apply_order};
+pub use records::{RecordReader, Records, StatKey, read_map};
 pub use snapshot::{Entry, Meta, Snapshot, Xattrs};

@@ -8,10 +8,10 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use rustix::fs::{Dir, FileType, Mode, OFlags, Stat, fstat, readlinkat};
 use rustix::io::Errno;
-use strata_types::{Hash, Snapshot, TargetPath};
+use strata_types::{Hash, Snapshot, StatKey, TargetPath};
 
 use super::Root;
-use crate::stamp::{Stamp, Stamps, StatKey};
+use crate::stamp::{Stamp, Stamps, key_of};
 use crate::walk::{WalkError, os};
 use crate::{FsError, Result};
 
@@ -96,7 +96,7 @@ impl Root {
         match self.open_raw(dir, OFlags::TMPFILE | OFlags::RDWR) {
             Ok(fd) => {
                 let st = fstat(&fd).map_err(|e| self.err("stat", dir, e))?;
-                Ok(Some(StatKey::of(&st).ctime))
+                Ok(Some(key_of(&st).ctime))
             }
             Err(WalkError::Sys(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL)) => Ok(None),
             Err(e) => Err(self.walk_err("create a temporary file in", dir, e)),
@@ -112,7 +112,7 @@ impl Root {
             .stat_in(&parent, p)?
             .map(|(_, st)| st)
             .filter(|st| FileType::from_raw_mode(st.st_mode) == FileType::RegularFile)
-            .map(|st| StatKey::of(&st)))
+            .map(|st| key_of(&st)))
     }
 
     /// Reads the regular file `p` and stamps it with the hash of what was read, when its
@@ -137,13 +137,11 @@ impl Root {
         let buf = read_sized(&fd, before.st_size as usize)
             .map_err(|e| FsError::new("read", self.host_path(p), e))?;
         let after = fstat(&fd).map_err(|e| self.err("stat", p, e))?;
-        let key = StatKey::of(&after);
-        Ok(
-            (StatKey::of(&before) == key && key.ctime < now).then(|| Stamp {
-                key,
-                hash: Hash::of(&buf),
-            }),
-        )
+        let key = key_of(&after);
+        Ok((key_of(&before) == key && key.ctime < now).then(|| Stamp {
+            key,
+            hash: Hash::of(&buf),
+        }))
     }
 
     /// What stands at `p`, without following a link there. Files are hashed.
@@ -227,12 +225,7 @@ impl Root {
         let (uid, gid, mode) = (st.st_uid, st.st_gid, st.st_mode & 0o7777);
         // Unchanged since strata read it: its hash is known. It is read anyway when its
         // content is asked for, or differs from what is expected (for a diff).
-        if let Some(stamp) = self
-            .stamps
-            .borrow()
-            .get(p)
-            .filter(|s| s.key == StatKey::of(st))
-        {
+        if let Some(stamp) = self.stamps.borrow().get(p).filter(|s| s.key == key_of(st)) {
             let known = match expected {
                 Some((hash, _)) => *hash == stamp.hash,
                 None => !keep,

@@ -11,10 +11,10 @@ use rustix::fs::{
 };
 use rustix::io::Errno;
 use rustix::process::{Gid, Uid};
-use strata_types::{Meta, Snapshot, TargetPath};
+use strata_types::{Meta, Snapshot, StatKey, TargetPath};
 
 use super::{DirEntryKind, Root};
-use crate::stamp::StatKey;
+use crate::stamp::key_of;
 use crate::walk::os;
 use crate::{FsError, Result};
 
@@ -207,7 +207,7 @@ impl Root {
             .map_err(|e| FsError::new("write", self.host_path(&path()), e))
             .and_then(|()| self.set_fd_meta(&file, &path, meta));
         match written {
-            Ok(st) => Ok(StatKey::of(&st)),
+            Ok(st) => Ok(key_of(&st)),
             Err(e) => {
                 let _ = unlinkat(&*dirfd, &*os(name), AtFlags::empty());
                 Err(e)
