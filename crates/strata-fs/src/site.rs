@@ -226,20 +226,6 @@ pub fn write_atomic(path: &Path, content: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(|e| FsError::new("rename", path, e))
 }
 
-/// Bytes this process has read and written so far (`/proc/self/io`: `rchar`, `wchar`),
-/// or zeros when the kernel does not say.
-pub fn self_io() -> (u64, u64) {
-    let Ok(text) = std::fs::read_to_string("/proc/self/io") else {
-        return (0, 0);
-    };
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    (field("rchar:"), field("wchar:"))
-}
-
 /// Where a symlink in the site points, as written.
 pub fn read_link(path: &Path) -> Result<String> {
     std::fs::read_link(path)

@@ -12,7 +12,8 @@ use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
-use strata_fs::{Flusher, Meter, Root, Stamps};
+use strata_fs::{Flusher, Root, Stamps};
+use strata_meter::Meter;
 use strata_types::{
     Activation, ContentSource, Generation, Hash, Meta, Report, Snapshot, Step, TargetPath,
     apply_order,

@@ -5,8 +5,9 @@
 use std::borrow::Cow;
 use std::collections::HashSet;
 
-use strata_fs::{Meter, Stamp, StatKey};
-use strata_types::{ContentSource, Generation, Hash, Meta, Snapshot, Step, TargetPath};
+use strata_fs::Stamp;
+use strata_meter::Meter;
+use strata_types::{ContentSource, Generation, Hash, Meta, Snapshot, StatKey, Step, TargetPath};
 
 use super::flush::flush_on_tick;
 use super::{Commit, Op, meta, parent, staged_top, temp_name};
@@ -30,7 +31,7 @@ pub(super) struct Needed {
 
 /// Writes the generation file (on a helper thread, at a lower priority).
 fn write_generation(file: &std::fs::File, generation: &Generation) -> std::io::Result<()> {
-    strata_fs::background_thread();
+    strata_meter::background_thread();
     let mut w = std::io::BufWriter::with_capacity(1 << 16, file);
     serde_json::to_writer(&mut w, generation).map_err(std::io::Error::other)?;
     std::io::Write::flush(&mut w)
