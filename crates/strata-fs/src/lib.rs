@@ -15,7 +15,6 @@ mod private;
 mod root;
 mod site;
 mod stamp;
-mod users;
 mod walk;
 
 mod fatfs;
@@ -33,8 +32,10 @@ pub use stamp::{Stamp, Stamps};
 /// The step meter moved to strata-meter; re-exported here for the crates that still
 /// import it from strata-fs.
 pub use strata_meter::{Meter, background_thread};
+/// The target's user table moved to strata-types (a [`Root`] reads it); re-exported here
+/// for the crates that still import it from strata-fs.
+pub use strata_types::{PENDING, UserDb};
 /// The record format and the metadata key moved to strata-types; re-exported here for
 /// the crates that still import them from strata-fs.
 pub use strata_types::{RecordReader, Records, StatKey, read_map};
-pub use users::{PENDING, UserDb};
 pub use walk::unsafe_transition;

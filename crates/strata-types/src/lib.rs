@@ -9,6 +9,7 @@ mod path;
 mod plan;
 mod records;
 mod snapshot;
+mod users;
 
 pub use content::ContentSource;
 pub use hash::{Hash, hex};
@@ -18,3 +19,4 @@ pub use path::{PathError, TargetPath};
 pub use plan::{Action, Change, Generation, GenerationKind, Plan, Summary, apply_order};
 pub use records::{RecordReader, Records, StatKey, read_map};
 pub use snapshot::{Entry, Meta, Snapshot, Xattrs};
+pub use users::{PENDING, ReadTarget, UserDb};

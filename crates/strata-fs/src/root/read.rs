@@ -379,3 +379,12 @@ impl Root {
             .map(|(_, st)| DirEntryKind::of(FileType::from_raw_mode(st.st_mode))))
     }
 }
+
+/// How [`strata_types::UserDb::load`] reads the target's `/etc/passwd` and `/etc/group`.
+impl strata_types::ReadTarget for Root {
+    type Error = FsError;
+
+    fn read_target(&self, path: &TargetPath) -> Result<Option<Vec<u8>>> {
+        self.read(path)
+    }
+}
