@@ -17,6 +17,7 @@ mod commit;
 mod crash;
 mod error;
 mod gc;
+mod pack;
 mod prefetch;
 mod stamps;
 mod state;
