@@ -24,6 +24,20 @@ pub struct StatKey {
     pub ctime: (i64, u32),
 }
 
+impl StatKey {
+    /// The key of metadata the standard library read.
+    pub fn of_metadata(md: &std::fs::Metadata) -> StatKey {
+        use std::os::unix::fs::MetadataExt;
+        StatKey {
+            dev: md.dev(),
+            ino: md.ino(),
+            size: md.size(),
+            mtime: (md.mtime(), md.mtime_nsec() as u32),
+            ctime: (md.ctime(), md.ctime_nsec() as u32),
+        }
+    }
+}
+
 /// A file of records being written (see the module documentation).
 #[derive(Debug)]
 pub struct Records {
