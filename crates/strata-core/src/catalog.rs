@@ -208,10 +208,6 @@ impl ContentSource for Catalog {
             None => self.lazy.content(hash),
         }
     }
-
-    fn ahead(&self, order: &[Hash], then: &mut dyn FnMut()) {
-        self.lazy.ahead(order, then);
-    }
 }
 
 /// A `[[dir]]` with `purge = true`.

@@ -217,34 +217,11 @@ impl ContentSource for Lazy {
         let bytes = f.loaded.get_or_init(|| self.load(f, hash)).as_deref()?;
         Some(Cow::Borrowed(bytes))
     }
-
-    fn ahead(&self, order: &[Hash], then: &mut dyn FnMut()) {
-        if crate::par::threads() < 2 || self.files.is_empty() {
-            return then();
-        }
-        let done = AtomicBool::new(false);
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                for hash in order {
-                    if done.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    if let Some(f) = self.files.get(hash) {
-                        f.loaded.get_or_init(|| self.load(f, hash));
-                    }
-                }
-            });
-            then();
-            done.store(true, Ordering::Relaxed);
-        });
-    }
 }
 
 #[cfg(test)]
-#[allow(clippy::disallowed_methods, clippy::print_stderr)] // the test's own temporary files
+#[allow(clippy::disallowed_methods)] // the test's own temporary files
 mod tests {
-    use std::time::{Duration, Instant};
-
     use super::*;
 
     fn lazy_of(dir: &Path) -> (Lazy, Hash, Hash) {
@@ -357,43 +334,31 @@ mod tests {
         assert_eq!(after.files.len(), 1);
     }
 
+    /// Loaded when first asked for (by the commit, or by the thread that loads its
+    /// contents ahead of it: see `strata_state::Prefetching`), once.
     #[test]
-    fn contents_in_order_are_loaded_while_the_caller_works() {
+    fn contents_are_loaded_and_rendered_when_asked_for_and_kept() {
         let dir = tempfile::tempdir().unwrap();
         let (lazy, a, b) = lazy_of(dir.path());
-        if crate::par::threads() < 2 {
-            eprintln!("skipped: one core, nothing is loaded ahead");
-            return;
-        }
-        let mut calls = 0;
-        lazy.ahead(&[b, a], &mut || {
-            calls += 1;
-            // Nobody asks for them here: the other thread loads (and renders) both.
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while lazy.files.values().any(|f| f.loaded.get().is_none()) {
-                assert!(Instant::now() < deadline, "not loaded ahead");
-                std::thread::yield_now();
-            }
-            assert_eq!(lazy.content(&a).as_deref(), Some(&b"static\n"[..]));
-            assert_eq!(lazy.content(&b).as_deref(), Some(&b"port 8443\n"[..]));
-        });
-        assert_eq!(calls, 1);
+        assert!(lazy.files.values().all(|f| f.loaded.get().is_none()));
+        assert_eq!(lazy.content(&b).as_deref(), Some(&b"port 8443\n"[..]));
+        std::fs::write(dir.path().join("b.j2"), "edited\n").unwrap();
+        assert_eq!(
+            lazy.content(&b).as_deref(),
+            Some(&b"port 8443\n"[..]),
+            "kept"
+        );
         let loaded = lazy.into_loaded();
-        assert_eq!(loaded.len(), 2);
-        assert_eq!(loaded[&b], b"port 8443\n");
+        assert_eq!(loaded.len(), 1);
+        assert!(!loaded.contains_key(&a));
     }
 
     #[test]
-    fn a_file_changed_since_the_compile_gives_nothing_ahead_or_not() {
+    fn a_file_changed_since_the_compile_gives_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let (lazy, a, b) = lazy_of(dir.path());
         std::fs::write(dir.path().join("a"), "edited\n").unwrap();
-        let mut seen = None;
-        lazy.ahead(&[a, b], &mut || seen = Some(lazy.content(&a).is_none()));
-        assert_eq!(seen, Some(true));
-        // What is not loaded ahead is loaded by the asker, as before.
-        let (lazy, _, b) = lazy_of(dir.path());
-        lazy.ahead(&[], &mut || {});
+        assert!(lazy.content(&a).is_none());
         assert_eq!(lazy.content(&b).as_deref(), Some(&b"port 8443\n"[..]));
     }
 }

@@ -628,7 +628,8 @@ pub fn apply_showing<R: Send>(
             (&plan.changes, owned),
             current.as_ref(),
             header,
-            &contents,
+            // The catalog keeps what it reads and renders: loaded ahead of the commit.
+            strata_state::Prefetching::new(&contents, &catalog),
             (&scheduled, &runs),
             &mut steps,
         );
@@ -718,7 +719,7 @@ fn commit(
     (changes, (entries, originals)): ToCommit<'_>,
     current: Option<&Generation>,
     header: Header,
-    contents: &dyn strata_types::ContentSource,
+    contents: strata_state::Prefetching<'_>,
     scripted: (&[Scheduled], &[ProgramRun]),
     steps: &mut Vec<Step>,
 ) -> Result<Recorded, EngineError> {
@@ -775,13 +776,13 @@ fn commit(
             ..Report::default()
         },
     };
-    let store = state.store();
+    // (The commit looks in its own store for what `contents` lacks.)
     let strata_state::Committed {
         generation,
         steps: commit_steps,
         activations,
         stamps,
-    } = state.commit(ops, generation, &(contents, &store), calls.to_vec())?;
+    } = state.commit(ops, generation, &contents, calls.to_vec())?;
     steps.extend(commit_steps);
     // Stamps are a cache: a failure to take them costs the next plan time, nothing else.
     let meter = Meter::start();
@@ -876,7 +877,7 @@ pub fn rollback(root: &Path, to: Option<u64>) -> Result<Outcome, EngineError> {
         (&plan.changes, owned),
         current.as_ref(),
         header,
-        &empty,
+        strata_state::Prefetching::plain(&empty),
         (&[], &[]),
         &mut steps,
     )?;

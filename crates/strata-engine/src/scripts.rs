@@ -145,7 +145,11 @@ pub fn plan(
                     network: false,
                 },
                 target: r.path.clone(),
-                meta: (r.mode, uid, gid),
+                meta: strata_types::Meta {
+                    mode: r.mode,
+                    uid,
+                    gid,
+                },
                 names: names(users, uid, gid),
             });
         exec.insert(r.path.clone());

@@ -12,12 +12,10 @@
 mod durable;
 mod error;
 mod lock;
-mod meter;
 mod private;
 mod root;
 mod site;
 mod stamp;
-mod users;
 mod walk;
 
 mod fatfs;
@@ -27,16 +25,21 @@ pub use durable::{
 pub use error::{FsError, Result};
 pub use fatfs::{FixedMeta, unescape_mountinfo};
 pub use lock::{Lock, LockError};
-pub use meter::{Meter, background_thread};
 pub use private::{Mapped, create_private, private_dir, remove_file, rename, write_private};
 pub use root::{DirEntryKind, Expected, Flusher, Root, managed_xattr};
 pub use site::{
     SiteFile, canonical, create_dir_all, exists, fs_now, is_dir, is_link, join_rel, list_dir, read,
-    read_link, read_sized_file, read_to_string, read_with_key, self_io, stat_key, walk_files,
-    write_atomic, write_new, write_site_file,
+    read_link, read_sized_file, read_to_string, read_with_key, stat_key, walk_files, write_atomic,
+    write_new, write_site_file,
 };
-pub use stamp::{
-    RecordReader, Records, Stamp, Stamps, StatKey, parse_stamps, read_map, write_stamps,
-};
-pub use users::{PENDING, UserDb};
+pub use stamp::{Stamp, Stamps};
+/// The step meter moved to strata-meter; re-exported here for the crates that still
+/// import it from strata-fs.
+pub use strata_meter::{Meter, background_thread};
+/// The target's user table moved to strata-types (a [`Root`] reads it); re-exported here
+/// for the crates that still import it from strata-fs.
+pub use strata_types::{PENDING, UserDb};
+/// The record format and the metadata key moved to strata-types; re-exported here for
+/// the crates that still import them from strata-fs.
+pub use strata_types::{RecordReader, Records, StatKey, read_map};
 pub use walk::unsafe_transition;

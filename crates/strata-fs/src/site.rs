@@ -20,8 +20,8 @@ pub fn read_with_key(path: &Path) -> Result<(Vec<u8>, Option<crate::StatKey>, u3
     let bytes = crate::root::read_sized(&fd, st.st_size as usize)
         .map_err(|e| FsError::new("read", path, e))?;
     let after = rustix::fs::fstat(&fd).map_err(|e| FsError::new("stat", path, e))?;
-    let key = crate::StatKey::of(&after);
-    let stable = (crate::StatKey::of(&st) == key).then_some(key);
+    let key = crate::stamp::key_of(&after);
+    let stable = (crate::stamp::key_of(&st) == key).then_some(key);
     Ok((bytes, stable, st.st_mode & 0o7777))
 }
 
@@ -76,7 +76,7 @@ fn open_site(path: &Path) -> Result<std::os::fd::OwnedFd> {
 /// A site file's metadata (see [`crate::stamp`]) and permission bits.
 pub fn stat_key(path: &Path) -> Result<(crate::StatKey, u32)> {
     let st = rustix::fs::stat(path).map_err(|e| FsError::new("stat", path, e))?;
-    Ok((crate::StatKey::of(&st), st.st_mode & 0o7777))
+    Ok((crate::stamp::key_of(&st), st.st_mode & 0o7777))
 }
 
 /// The current time as the file system holding `dir` records it (the times of a new,
@@ -90,7 +90,7 @@ pub fn fs_now(dir: &Path) -> Option<(i64, u32)> {
     )
     .ok()?;
     let st = rustix::fs::fstat(&fd).ok()?;
-    Some(crate::StatKey::of(&st).ctime)
+    Some(crate::stamp::key_of(&st).ctime)
 }
 
 /// Reads a whole UTF-8 file.
@@ -224,20 +224,6 @@ pub fn write_atomic(path: &Path, content: &[u8]) -> Result<()> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     crate::write_private(&tmp, content)?;
     std::fs::rename(&tmp, path).map_err(|e| FsError::new("rename", path, e))
-}
-
-/// Bytes this process has read and written so far (`/proc/self/io`: `rchar`, `wchar`),
-/// or zeros when the kernel does not say.
-pub fn self_io() -> (u64, u64) {
-    let Ok(text) = std::fs::read_to_string("/proc/self/io") else {
-        return (0, 0);
-    };
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    (field("rchar:"), field("wchar:"))
 }
 
 /// Where a symlink in the site points, as written.

@@ -124,6 +124,10 @@ pub(crate) fn os(name: &str) -> Cow<'_, OsStr> {
 /// else all but a link that `name` itself is. A directory reached is pushed on `stack`;
 /// anything else is returned by its name in the directory on top. `links` counts the
 /// links followed.
+// One loop of about 85 lines, as systemd's `chase()` is: every check reads the state the
+// loop carries (the stack of directories, the components left, the link being followed),
+// and the order of the checks within one component is what makes the walk safe; split
+// into parts, each would take all of that state and hide the order.
 pub(crate) fn step(
     stack: &mut Vec<Node>,
     name: &str,

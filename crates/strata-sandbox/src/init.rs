@@ -195,14 +195,15 @@ impl Ctx<'_> {
                 Snapshot::Dir { .. } => remove_tree(t, p)?,
                 _ => t.remove(p).map_err(|e| e.to_string())?,
             },
-            Snapshot::File { mode, uid, gid, .. } => {
+            Snapshot::File { .. } => {
+                let meta = l.state.meta().expect("a file");
                 let from = l.content.as_ref().ok_or("no content given")?;
                 let bytes =
                     std::fs::read(from).map_err(|e| format!("read {}: {e}", from.display()))?;
                 if matches!(have, Snapshot::Dir { .. }) {
                     remove_tree(t, p)?;
                 }
-                t.write_file_in(&dir, p.file_name(), &bytes, (*mode, *uid, *gid))
+                t.write_file_in(&dir, p.file_name(), &bytes, meta)
                     .map_err(|e| e.to_string())?;
             }
             Snapshot::Link { target, uid, gid } => {
@@ -212,22 +213,23 @@ impl Ctx<'_> {
                 t.symlink_in(&dir, p.file_name(), target, *uid, *gid)
                     .map_err(|e| e.to_string())?;
             }
-            Snapshot::Dir { mode, uid, gid, .. } => {
+            Snapshot::Dir { .. } => {
+                let meta = l.state.meta().expect("a directory");
                 if matches!(have, Snapshot::Dir { .. }) {
-                    t.set_meta(p, Some(*mode), *uid, *gid)
+                    t.set_meta(p, meta)
                 } else {
                     if !have.is_absent() {
                         t.remove(p).map_err(|e| e.to_string())?;
                     }
-                    t.mkdir(p, *mode, *uid, *gid)
+                    t.mkdir(p, meta)
                 }
                 .map_err(|e| e.to_string())?;
             }
-            Snapshot::Fifo { mode, uid, gid } => {
+            Snapshot::Fifo { .. } => {
                 if matches!(have, Snapshot::Dir { .. }) {
                     remove_tree(t, p)?;
                 }
-                t.fifo_in(&dir, p.file_name(), (*mode, *uid, *gid))
+                t.fifo_in(&dir, p.file_name(), l.state.meta().expect("a FIFO"))
                     .map_err(|e| e.to_string())?;
             }
             Snapshot::Other { kind } => return Err(format!("cannot lay a {kind}")),
@@ -284,8 +286,8 @@ impl Ctx<'_> {
         let mut templates = Vec::new();
         for t in &m.templates {
             let mut t = t.clone();
-            match resolve(&t.names, (t.meta.1, t.meta.2)) {
-                Ok((u, g)) => (t.meta.1, t.meta.2) = (u, g),
+            match resolve(&t.names, (t.meta.uid, t.meta.gid)) {
+                Ok((u, g)) => (t.meta.uid, t.meta.gid) = (u, g),
                 Err(e) => return Ok(self.fail(m, &t.program.name, e)),
             }
             templates.push(t);
@@ -307,10 +309,10 @@ impl Ctx<'_> {
     /// Ensures a line: already there, or replacing the one line the pattern matches, or
     /// appended.
     fn line(&self, l: &LineEdit) -> Result<(), String> {
-        let (mode, uid, gid) = match self.tree.inspect(&l.path).map_err(|e| e.to_string())? {
-            Snapshot::File { mode, uid, gid, .. } => (mode, uid, gid),
+        let meta = match self.tree.inspect(&l.path).map_err(|e| e.to_string())? {
+            file @ Snapshot::File { .. } => file.meta().expect("a file"),
             // A missing file is made (0644, root), so its down removes it again.
-            Snapshot::Absent => (0o644, 0, 0),
+            Snapshot::Absent => strata_types::Meta::root(0o644),
             other => {
                 return Err(format!(
                     "{} is a {}, not a regular file",
@@ -364,7 +366,7 @@ impl Ctx<'_> {
             return Err(format!("{dir} is not a directory"));
         }
         self.tree
-            .write_file_in(&dir, l.path.file_name(), out.as_bytes(), (mode, uid, gid))
+            .write_file_in(&dir, l.path.file_name(), out.as_bytes(), meta)
             .map(drop)
             .map_err(|e| e.to_string())
     }

@@ -214,7 +214,7 @@ pub struct Template {
     /// The file it produces.
     pub target: TargetPath,
     /// The file's permission bits, owner and group.
-    pub meta: (u32, u32, u32),
+    pub meta: strata_types::Meta,
     /// Owner and group names to resolve inside the sandbox (see [`Lay::names`]).
     #[serde(default)]
     pub names: Option<(String, String)>,

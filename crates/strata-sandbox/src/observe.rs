@@ -10,7 +10,7 @@ use std::path::Path;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use strata_fs::Root;
-use strata_types::{Hash, Snapshot, TargetPath, Xattrs};
+use strata_types::{Hash, Snapshot, StatKey, TargetPath, Xattrs};
 
 use crate::mounts::Layer;
 use crate::outer::MOUNT_POINTS;
@@ -19,10 +19,17 @@ use crate::{Changed, DEFAULT_IGNORE, Merged};
 /// Who touched what: the first module whose phase created or changed each upper entry.
 pub type Owners = BTreeMap<TargetPath, Option<String>>;
 
-/// The upper dir's entries as last seen (inode, ctime, mode, size), to tell which phase
-/// touched which path.
+/// The upper dir's entries as last seen, to tell which phase touched which path.
 #[derive(Default)]
-pub struct Fingerprints(BTreeMap<TargetPath, (u64, i64, i64, u32, u64)>);
+pub struct Fingerprints(BTreeMap<TargetPath, Print>);
+
+/// How an upper-dir entry looked: the metadata that changes with its content (its ctime
+/// with any change at all), and its mode.
+#[derive(PartialEq, Eq)]
+struct Print {
+    key: StatKey,
+    mode: u32,
+}
 
 impl Fingerprints {
     /// Walks the upper dir and attributes every new or changed entry to `module`, unless
@@ -31,10 +38,11 @@ impl Fingerprints {
         let mut now = BTreeMap::new();
         for layer in layers {
             walk_upper(&layer.upper, &layer.at, &layer.at, &mut |path, md| {
-                now.insert(
-                    path,
-                    (md.ino(), md.ctime(), md.ctime_nsec(), md.mode(), md.size()),
-                );
+                let print = Print {
+                    key: StatKey::of_metadata(&md),
+                    mode: md.mode(),
+                };
+                now.insert(path, print);
             });
         }
         for (path, print) in &now {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use rustix::mount::{MountFlags, MountPropagationFlags};
-use strata_types::{Hash, Snapshot, TargetPath};
+use strata_types::{Hash, Meta, Snapshot, TargetPath};
 
 use crate::mounts::{Layer, Show};
 use crate::{HELPER_ARG, INTERCEPTED, Spec, shim, sys};
@@ -366,7 +366,7 @@ fn shims(spec: &Spec, merged: &Path, own: &Path) -> Result<(), String> {
         }
         for l in links {
             let dir = l.parent().unwrap_or_else(TargetPath::root);
-            tree.write_file_in(&dir, l.file_name(), text.as_bytes(), (0o755, 0, 0))
+            tree.write_file_in(&dir, l.file_name(), text.as_bytes(), Meta::root(0o755))
                 .map_err(|e| e.to_string())?;
             replaced.push_str(&format!("{} {}\n", l, Hash::of(text.as_bytes())));
         }

@@ -151,17 +151,49 @@ fn run(root: &Path, command: &Scheduled) -> Activation {
         command: command.call.clone(),
         ..Activation::default()
     };
-    let Some((program, args)) = command.call.argv.split_first() else {
-        result.error = Some("could not start: an empty command".into());
-        return result;
-    };
-    let (reader, writer) = match std::io::pipe() {
-        Ok(p) => p,
-        Err(e) => {
-            result.error = Some(format!("could not start: cannot make a pipe: {e}"));
+    let started = prepare(root, &command.call.argv)
+        .and_then(|(mut cmd, reader)| Ok((cmd.spawn().map_err(|e| e.to_string())?, reader)));
+    let (mut child, reader) = match started {
+        Ok(c) => c,
+        Err(why) => {
+            result.error = Some(format!("could not start: {why}"));
             return result;
         }
     };
+    // The parent's copies of the pipe's write end went with the `Command`: only the
+    // command and what it started hold it now.
+    let (status, output, timed_out) = watch(&mut child, reader, command.timeout);
+    result.output = output;
+    match status {
+        Err(e) => {
+            result.status = CommandStatus::Killed;
+            result.error = Some(format!("cannot wait for it: {e}"));
+        }
+        Ok(s) if timed_out => {
+            result.status = CommandStatus::TimedOut;
+            result.signal = s.signal();
+            result.error = Some(format!("timed out after {}", duration(command.timeout)));
+        }
+        Ok(s) => {
+            result.exit = s.code();
+            result.signal = s.signal();
+            result.status = match s.code() {
+                Some(0) => CommandStatus::Ok,
+                Some(_) => CommandStatus::Failed,
+                None => CommandStatus::Killed,
+            };
+        }
+    }
+    result
+}
+
+/// The command `argv`, ready to start as [`run`] says, and the read end of the pipe its
+/// output goes to; or why it cannot start.
+fn prepare(root: &Path, argv: &[String]) -> Result<(Command, std::io::PipeReader), String> {
+    let Some((program, args)) = argv.split_first() else {
+        return Err("an empty command".into());
+    };
+    let (reader, writer) = std::io::pipe().map_err(|e| format!("cannot make a pipe: {e}"))?;
     let mut cmd = Command::new(program);
     cmd.args(args)
         .env_clear()
@@ -170,24 +202,18 @@ fn run(root: &Path, command: &Scheduled) -> Activation {
             "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         )
         .stdin(Stdio::null());
-    match writer.try_clone() {
-        Ok(w) => cmd.stdout(w).stderr(writer),
-        Err(e) => {
-            result.error = Some(format!("could not start: cannot share the pipe: {e}"));
-            return result;
-        }
-    };
+    let shared = writer
+        .try_clone()
+        .map_err(|e| format!("cannot share the pipe: {e}"))?;
+    cmd.stdout(shared).stderr(writer);
     let chroot = std::fs::canonicalize(root).map_or(true, |p| p != Path::new("/"));
     // Made before the fork: the child of a possibly multi-threaded process may not
     // allocate.
     let root = match chroot {
-        true => match std::ffi::CString::new(root.as_os_str().as_encoded_bytes()) {
-            Ok(r) => Some(r),
-            Err(_) => {
-                result.error = Some("could not start: the root path holds a NUL byte".into());
-                return result;
-            }
-        },
+        true => Some(
+            std::ffi::CString::new(root.as_os_str().as_encoded_bytes())
+                .map_err(|_| "the root path holds a NUL byte".to_string())?,
+        ),
         false => None,
     };
     // SAFETY: setsid, chroot and chdir are async-signal-safe; both strings exist already.
@@ -214,39 +240,7 @@ fn run(root: &Path, command: &Scheduled) -> Activation {
             Ok(())
         });
     }
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            result.error = Some(format!("could not start: {e}"));
-            return result;
-        }
-    };
-    // The parent's copies of the pipe's write end went with `cmd`: only the command and
-    // what it started hold it now.
-    drop(cmd);
-    let (status, output, timed_out) = watch(&mut child, reader, command.timeout);
-    result.output = output;
-    match status {
-        Err(e) => {
-            result.status = CommandStatus::Killed;
-            result.error = Some(format!("cannot wait for it: {e}"));
-        }
-        Ok(s) if timed_out => {
-            result.status = CommandStatus::TimedOut;
-            result.signal = s.signal();
-            result.error = Some(format!("timed out after {}", duration(command.timeout)));
-        }
-        Ok(s) => {
-            result.exit = s.code();
-            result.signal = s.signal();
-            result.status = match s.code() {
-                Some(0) => CommandStatus::Ok,
-                Some(_) => CommandStatus::Failed,
-                None => CommandStatus::Killed,
-            };
-        }
-    }
-    result
+    Ok((cmd, reader))
 }
 
 /// Reads the command's output until it exited (and its output ended, or [`LINGER`]

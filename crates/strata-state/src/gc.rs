@@ -23,8 +23,9 @@ use strata_fs::{RecordReader, Records};
 use strata_types::{Hash, TargetPath};
 
 use crate::commit::Journal;
+use crate::pack::PackRecord;
 use crate::state::state_path;
-use crate::store::{PackRecord, StoreFile};
+use crate::store::StoreFile;
 use crate::{State, StateError, StoreSize, crashpoint};
 
 /// How many generations a root keeps when the site does not say (docs/state.md says why).
@@ -308,9 +309,9 @@ impl State<'_> {
                 continue;
             }
             let needed: Vec<PackRecord> = (store.read_index(&stem)?.into_iter())
-                .filter(|(h, ..)| live.objects.contains_key(h) && have.insert(*h))
+                .filter(|r| live.objects.contains_key(&r.hash) && have.insert(r.hash))
                 .collect();
-            let needed_bytes: u64 = needed.iter().map(|r| r.2).sum();
+            let needed_bytes: u64 = needed.iter().map(|r| r.len).sum();
             if needed.is_empty() {
                 self.remove_pack(&stem)?;
                 removed += 1;

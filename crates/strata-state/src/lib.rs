@@ -17,6 +17,9 @@ mod commit;
 mod crash;
 mod error;
 mod gc;
+mod pack;
+mod prefetch;
+mod stamps;
 mod state;
 mod store;
 
@@ -24,5 +27,7 @@ pub use activate::{DEFAULT_TIMEOUT, Scheduled};
 pub use commit::{Committed, Op, Recovered};
 pub use error::StateError;
 pub use gc::{DEFAULT_KEEP, Pruned, Sweep};
+pub use prefetch::Prefetching;
+pub use stamps::parse_stamps;
 pub use state::{CommandInfo, GenerationInfo, History, State};
 pub use store::{Store, StoreSize};

@@ -175,7 +175,7 @@ impl<'r> State<'r> {
     /// The stamps recorded after the last commit (a cache: none when missing or torn).
     pub fn stamps(&self) -> Stamps {
         match self.root.read(&state_path("stamps")) {
-            Ok(Some(bytes)) => strata_fs::parse_stamps(&bytes).unwrap_or_default(),
+            Ok(Some(bytes)) => crate::stamps::parse_stamps(&bytes).unwrap_or_default(),
             _ => Stamps::new(),
         }
     }
@@ -208,7 +208,7 @@ impl<'r> State<'r> {
         }
         drop(old);
         self.root.replace_with(&path, 0o600, |w| {
-            w.write_all(&strata_fs::write_stamps(&new))
+            w.write_all(&crate::stamps::write_stamps(&new))
         })?;
         self.root.use_stamps(new);
         Ok(())

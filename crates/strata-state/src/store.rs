@@ -8,19 +8,17 @@
 use std::borrow::Cow;
 use std::cell::{OnceCell, RefCell};
 use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
 
 use serde::Serialize;
 use strata_fs::{DirEntryKind, Root};
-use strata_types::{ContentSource, Hash, TargetPath};
+use strata_types::{ContentSource, Hash, Meta, TargetPath};
 
 use crate::StateError;
+use crate::pack::{IndexWriter, PackRecord, parse_index};
 
 /// Above this many objects, a commit writes a pack.
 const PACK_THRESHOLD: usize = 16;
-const RECORD: usize = 32 + 8 + 8;
-
-/// One object of a pack: its hash, offset and length.
-pub(crate) type PackRecord = (Hash, u64, u64);
 
 /// A file of the store, as [`Store::files`] lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,7 +46,8 @@ pub struct StoreSize {
 #[derive(Debug)]
 pub struct Store<'r> {
     root: &'r Root,
-    packs: OnceCell<HashMap<Hash, (String, u64, u64)>>,
+    /// Every packed object: the pack it is in, and where.
+    packs: OnceCell<HashMap<Hash, (Rc<str>, PackRecord)>>,
     /// The fan-out directories of loose objects (`store/<ab>`, by the hash's first byte),
     /// listed once: an object whose directory is not there is not looked for (a first
     /// apply of thousands of files would otherwise look in a missing directory for each).
@@ -96,14 +95,15 @@ impl<'r> Store<'r> {
     }
 
     /// Every packed object, read once from the pack indexes.
-    fn index(&self) -> Result<&HashMap<Hash, (String, u64, u64)>, StateError> {
+    fn index(&self) -> Result<&HashMap<Hash, (Rc<str>, PackRecord)>, StateError> {
         if let Some(map) = self.packs.get() {
             return Ok(map);
         }
         let mut map = HashMap::new();
         for stem in self.pack_names()? {
-            for (hash, off, len) in self.read_index(&stem)? {
-                map.insert(hash, (format!("{stem}.pack"), off, len));
+            let pack: Rc<str> = format!("{stem}.pack").into();
+            for r in self.read_index(&stem)? {
+                map.insert(r.hash, (pack.clone(), r));
             }
         }
         Ok(self.packs.get_or_init(|| map))
@@ -122,21 +122,10 @@ impl<'r> Store<'r> {
             .join(&format!("{stem}.idx"))
             .expect("a plain name");
         let bytes = self.root.read(&path)?.unwrap_or_default();
-        if bytes.len() % RECORD != 0 {
-            return Err(StateError::Corrupt {
-                path: self.root.host_path(&path).display().to_string(),
-                message: "truncated pack index".into(),
-            });
-        }
-        Ok(bytes
-            .chunks_exact(RECORD)
-            .map(|rec| {
-                let bytes: [u8; 32] = rec[..32].try_into().expect("32 bytes");
-                let off = u64::from_le_bytes(rec[32..40].try_into().expect("8 bytes"));
-                let len = u64::from_le_bytes(rec[40..48].try_into().expect("8 bytes"));
-                (Hash::from_bytes(bytes), off, len)
-            })
-            .collect())
+        parse_index(&bytes).ok_or_else(|| StateError::Corrupt {
+            path: self.root.host_path(&path).display().to_string(),
+            message: "truncated pack index".into(),
+        })
     }
 
     /// The content with this hash, verified.
@@ -150,9 +139,9 @@ impl<'r> Store<'r> {
         let bytes = match loose {
             Some(b) => b,
             None => match self.index()?.get(hash) {
-                Some((pack, off, len)) => {
+                Some((pack, r)) => {
                     path = packs_dir().join(pack).expect("a plain name");
-                    self.root.read_at(&path, *off, *len as usize)?
+                    self.root.read_at(&path, r.offset, r.len as usize)?
                 }
                 None => return Ok(None),
             },
@@ -198,20 +187,17 @@ impl<'r> Store<'r> {
         }
         let dir = packs_dir();
         crate::state::private_dirs(self.root, &dir)?;
-        let mut idx = Vec::with_capacity(objects.len() * RECORD);
-        let mut offset = 0u64;
+        let mut idx = IndexWriter::new(objects.len());
         for (hash, bytes) in objects {
-            idx.extend(hash.as_bytes());
-            idx.extend(offset.to_le_bytes());
-            idx.extend((bytes.len() as u64).to_le_bytes());
-            offset += bytes.len() as u64;
+            idx.push(hash, bytes.len() as u64);
         }
+        let idx = idx.finish();
         let parts: Vec<&[u8]> = objects.iter().map(|(_, b)| &b[..]).collect();
         // The index names the pack's objects, so it is written last.
         self.root
-            .write_parts_in(&dir, &format!("{name}.pack"), &parts, (0o600, 0, 0))?;
+            .write_parts_in(&dir, &format!("{name}.pack"), &parts, Meta::root(0o600))?;
         self.root
-            .write_file_in(&dir, &format!("{name}.idx"), &idx, (0o600, 0, 0))?;
+            .write_file_in(&dir, &format!("{name}.idx"), &idx, Meta::root(0o600))?;
         Ok(Some(name.to_string()))
     }
 
@@ -222,12 +208,16 @@ impl<'r> Store<'r> {
         }
         let (dir, name) = loose(hash);
         let tmp = format!(".{name}.tmp");
-        if let Err(e) = self.root.write_file_in(&dir, &tmp, bytes, (0o600, 0, 0)) {
+        if let Err(e) = self
+            .root
+            .write_file_in(&dir, &tmp, bytes, Meta::root(0o600))
+        {
             if !e.is_not_found() {
                 return Err(e.into());
             }
             crate::state::private_dirs(self.root, &dir)?;
-            self.root.write_file_in(&dir, &tmp, bytes, (0o600, 0, 0))?;
+            self.root
+                .write_file_in(&dir, &tmp, bytes, Meta::root(0o600))?;
         }
         if let Some(dirs) = self.fanout.borrow_mut().as_mut() {
             dirs.insert(hash.as_bytes()[0]);
@@ -301,7 +291,7 @@ impl<'r> Store<'r> {
                     hashes.insert(h);
                 }
                 StoreFile::Index(stem) => {
-                    hashes.extend(self.read_index(&stem)?.into_iter().map(|(h, _, _)| h));
+                    hashes.extend(self.read_index(&stem)?.into_iter().map(|r| r.hash));
                 }
                 StoreFile::Pack(_) | StoreFile::Other => {}
             }
@@ -324,16 +314,15 @@ impl<'r> Store<'r> {
         let dir = packs_dir();
         let from = dir.join(&format!("{old}.pack")).expect("a plain name");
         let (pack_tmp, idx_tmp) = (format!(".{new}.pack.tmp"), format!(".{new}.idx.tmp"));
-        let mut idx = Vec::with_capacity(keep.len() * RECORD);
+        let mut idx = IndexWriter::new(keep.len());
         let mut failed = None;
         let written = self
             .root
-            .create_with_in(&dir, &pack_tmp, (0o600, 0, 0), |file| {
+            .create_with_in(&dir, &pack_tmp, Meta::root(0o600), |file| {
                 let mut file = std::io::BufWriter::with_capacity(1 << 16, file);
-                let mut offset = 0u64;
-                for (hash, off, len) in keep {
-                    let bytes = match self.root.read_at(&from, *off, *len as usize) {
-                        Ok(b) if Hash::of(&b) == *hash => b,
+                for &PackRecord { hash, offset, len } in keep {
+                    let bytes = match self.root.read_at(&from, offset, len as usize) {
+                        Ok(b) if Hash::of(&b) == hash => b,
                         Ok(_) => {
                             failed = Some(StateError::Corrupt {
                                 path: self.root.host_path(&from).display().to_string(),
@@ -347,10 +336,7 @@ impl<'r> Store<'r> {
                         }
                     };
                     std::io::Write::write_all(&mut file, &bytes)?;
-                    idx.extend(hash.as_bytes());
-                    idx.extend(offset.to_le_bytes());
-                    idx.extend(len.to_le_bytes());
-                    offset += len;
+                    idx.push(&hash, len);
                 }
                 std::io::Write::flush(&mut file)
             });
@@ -359,7 +345,7 @@ impl<'r> Store<'r> {
         }
         written?;
         self.root
-            .write_file_in(&dir, &idx_tmp, &idx, (0o600, 0, 0))?;
+            .write_file_in(&dir, &idx_tmp, &idx.finish(), Meta::root(0o600))?;
         for tmp in [&pack_tmp, &idx_tmp] {
             self.root.fsync(&dir.join(tmp).expect("a plain name"))?;
         }
@@ -411,7 +397,7 @@ mod tests {
         let store = Store::new(&root);
         assert_eq!(store.put_all(&all, "g1").unwrap().as_deref(), Some("g1"));
         let keep: Vec<PackRecord> = (store.read_index("g1").unwrap().into_iter())
-            .filter(|r| all[..5].iter().any(|(h, _)| *h == r.0))
+            .filter(|r| all[..5].iter().any(|(h, _)| *h == r.hash))
             .collect();
         assert_eq!(keep.len(), 5);
         let new = store.rewritten_name("g1").unwrap();
@@ -443,7 +429,7 @@ mod tests {
         let size = store.size().unwrap();
         let kept_bytes: u64 = all[..5].iter().map(|(_, b)| b.len() as u64).sum();
         assert_eq!(size.objects, 5);
-        assert_eq!(size.bytes, kept_bytes + 5 * RECORD as u64);
+        assert_eq!(size.bytes, kept_bytes + crate::pack::index_size(5));
         assert_eq!(store.rewritten_name("g1.1").unwrap(), "g1.2");
     }
 
@@ -457,7 +443,7 @@ mod tests {
         let pack = packs_dir().join("g1.pack").unwrap();
         let mut bytes = root.read(&pack).unwrap().unwrap();
         bytes[0] ^= 0xff;
-        root.write_file_in(&packs_dir(), "g1.pack", &bytes, (0o600, 0, 0))
+        root.write_file_in(&packs_dir(), "g1.pack", &bytes, Meta::root(0o600))
             .unwrap();
         let keep = store.read_index("g1").unwrap();
         let err = store.repack("g1", &keep, "g1.1").unwrap_err().to_string();

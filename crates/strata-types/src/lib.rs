@@ -7,7 +7,9 @@ mod metrics;
 mod names;
 mod path;
 mod plan;
+mod records;
 mod snapshot;
+mod users;
 
 pub use content::ContentSource;
 pub use hash::{Hash, hex};
@@ -15,4 +17,6 @@ pub use metrics::{Activation, CommandStatus, Deferred, ProgramRun, Report, Step,
 pub use names::{NameError, NodeName};
 pub use path::{PathError, TargetPath};
 pub use plan::{Action, Change, Generation, GenerationKind, Plan, Summary, apply_order};
-pub use snapshot::{Entry, Snapshot, Xattrs};
+pub use records::{RecordReader, Records, StatKey, read_map};
+pub use snapshot::{Entry, Meta, Snapshot, Xattrs};
+pub use users::{PENDING, ReadTarget, UserDb};

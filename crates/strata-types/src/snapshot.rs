@@ -10,6 +10,29 @@ use crate::{Hash, TargetPath};
 /// for "must not be there". Only names listed are managed; others are left alone.
 pub type Xattrs = BTreeMap<String, Option<String>>;
 
+/// The permission bits (`0o7777`), owner and group that a file, directory or FIFO is
+/// given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meta {
+    /// Permission bits.
+    pub mode: u32,
+    /// Owner id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+}
+
+impl Meta {
+    /// Owned by root, with these permission bits (strata's own files).
+    pub const fn root(mode: u32) -> Meta {
+        Meta {
+            mode,
+            uid: 0,
+            gid: 0,
+        }
+    }
+}
+
 /// What stands at one path: its type and the attributes strata manages.
 /// Modes are the permission bits only (`0o7777`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -257,6 +280,20 @@ impl Snapshot {
             Snapshot::File { mode, .. }
             | Snapshot::Dir { mode, .. }
             | Snapshot::Fifo { mode, .. } => Some(*mode),
+            _ => None,
+        }
+    }
+
+    /// Permission bits, owner and group, for files, directories and FIFOs.
+    pub fn meta(&self) -> Option<Meta> {
+        match self {
+            Snapshot::File { mode, uid, gid, .. }
+            | Snapshot::Dir { mode, uid, gid, .. }
+            | Snapshot::Fifo { mode, uid, gid } => Some(Meta {
+                mode: *mode,
+                uid: *uid,
+                gid: *gid,
+            }),
             _ => None,
         }
     }

@@ -161,7 +161,7 @@ fn a_file_rewritten_with_the_same_size_and_mtime_is_still_seen() {
 /// The target's stamps file has an entry for `target`.
 fn assert_stamped(env: &strata_test::TestEnv, target: &str) {
     let bytes = std::fs::read(env.root().join("var/lib/strata/stamps")).unwrap();
-    let stamps = strata_fs::parse_stamps(&bytes).expect("a whole stamps file");
+    let stamps = strata_state::parse_stamps(&bytes).expect("a whole stamps file");
     let target = strata_types::TargetPath::parse(target).unwrap();
     assert!(stamps.contains_key(&target), "{:?}", stamps.keys());
 }

@@ -1,10 +1,20 @@
-//! The target's own users and groups (its `/etc/passwd` and `/etc/group`), so that owners
-//! are resolved as the node sees them, never as the machine running strata does.
+//! The target's own users and groups (its `/etc/passwd` and `/etc/group`) as a table of
+//! names and ids, so that owners are resolved as the node sees them, never as the
+//! machine running strata does. The files are read through [`ReadTarget`] (strata-fs's
+//! `Root`); the table itself is plain data.
 
 use std::collections::HashMap;
 
-use crate::{FsError, Root};
-use strata_types::TargetPath;
+use crate::TargetPath;
+
+/// Reads a file of the target as the node sees it (strata-fs's `Root` does).
+pub trait ReadTarget {
+    /// Why a file could not be read.
+    type Error;
+
+    /// The content of the file at `path`; `None` when nothing is there.
+    fn read_target(&self, path: &TargetPath) -> Result<Option<Vec<u8>>, Self::Error>;
+}
 
 /// Names and ids of the target's users and groups.
 #[derive(Debug, Default, Clone)]
@@ -46,8 +56,8 @@ impl UserDb {
     }
 
     /// Reads `/etc/passwd` and `/etc/group` of the target; a missing file knows only root.
-    pub fn load(root: &Root) -> Result<UserDb, FsError> {
-        let read = |file: &str| root.read(&TargetPath::parse(file).expect("a fixed path"));
+    pub fn load<R: ReadTarget + ?Sized>(root: &R) -> Result<UserDb, R::Error> {
+        let read = |file: &str| root.read_target(&TargetPath::parse(file).expect("a fixed path"));
         Ok(UserDb::parse(
             read("/etc/passwd")?.as_deref(),
             read("/etc/group")?.as_deref(),
@@ -115,5 +125,43 @@ impl UserDb {
             .get(&gid)
             .cloned()
             .unwrap_or_else(|| gid.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    /// A target of a few files.
+    struct Files(HashMap<&'static str, &'static str>);
+
+    impl ReadTarget for Files {
+        type Error = ();
+
+        fn read_target(&self, path: &TargetPath) -> Result<Option<Vec<u8>>, ()> {
+            Ok(self.0.get(path.as_str()).map(|t| t.as_bytes().to_vec()))
+        }
+    }
+
+    #[test]
+    fn names_and_ids_are_the_targets_and_missing_names_get_placeholder_ids() {
+        let target = Files(HashMap::from([(
+            "/etc/passwd",
+            "root:x:0:0::/root:/bin/sh\nalice:x:1000:1000::/home/alice:/bin/sh\nbroken\n",
+        )]));
+        let db = UserDb::load(&target).unwrap();
+        assert_eq!(db.uid("alice"), Some(1000));
+        assert_eq!(db.uid("1234"), Some(1234), "a number is an id");
+        assert_eq!(db.gid("alice"), None, "no /etc/group: only root");
+        assert_eq!(db.gid("root"), Some(0));
+        assert_eq!(db.describe_user(1000), "alice, uid 1000");
+        assert_eq!(db.user_name(7), "7");
+        let pending = db.with_pending(["alice", "bob"], ["staff"]);
+        assert_eq!(pending.uid("alice"), Some(1000));
+        assert_eq!(pending.uid("bob"), Some(PENDING));
+        assert_eq!(pending.gid("staff"), Some(PENDING + 1));
+        assert_eq!(pending.group_name(PENDING + 1), "staff");
     }
 }
