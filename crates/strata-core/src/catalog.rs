@@ -15,11 +15,11 @@ use crate::compiled::{Compiled, Known, Lazy, LazyFile, Learnt};
 use crate::error::{SiteError, SiteErrors};
 use crate::graph::{self, Wanted};
 use crate::module::Module;
-use crate::params::{ParamTree, Source, toml_to_json};
+use crate::params::{self, ParamTree};
 use crate::render::Renderer;
 use crate::resources::{self, Declared};
-use crate::site::{NodeInfo, Ref, RoleToml, Site, candidates};
-use crate::tomlfile::{self, TomlFile, leaf_lines};
+use crate::site::{NodeInfo, NodeToml, Ref, RoleToml, Site, candidates};
+use crate::tomlfile::{self, TomlFile};
 
 /// What a compile needs besides the site and the node's name.
 #[derive(Debug, Clone, Default)]
@@ -373,63 +373,27 @@ fn purge_walk(
     Ok(all)
 }
 
+/// Where a node's desired state comes from in the site: its own file, its environment,
+/// groups, roles and modules, each found once.
+pub(crate) struct NodeParts {
+    /// `nodes/<node>.toml`; none for a node named only in groups or by hardware.
+    pub file: Option<TomlFile<NodeToml>>,
+    /// Its environment: the node file's, else the site's default.
+    pub environment: String,
+    /// Its groups, least specific first.
+    pub groups: Vec<String>,
+    /// Its roles (`name@version` and file), each once.
+    pub roles: Vec<(String, TomlFile<RoleToml>)>,
+    /// Its modules in application order: each after what it requires.
+    pub modules: Vec<Module>,
+}
+
 /// Compiles `node`; every error found is returned, not only the first.
 pub fn compile(site: &Site, node: &str, opts: &CompileOptions) -> Result<Catalog, SiteErrors> {
-    if !site.knows_node(node) && opts.hardware.is_none() {
-        let known = site.nodes()?;
-        return Err(SiteError::new(format!(
-            "unknown node `{node}`: no nodes/{node}.toml and no group lists it{}",
-            candidates(known.iter(), node)
-        ))
-        .into());
-    }
-    let node_file = site.node(node)?;
-    let node_toml = node_file.as_ref().map(|f| &f.value);
-    let environment = node_toml
-        .and_then(|n| n.environment.as_ref().map(|e| e.get_ref().clone()))
-        .unwrap_or_else(|| site.default_environment.clone());
-    let groups = site.groups_of(node);
-
-    // Roles: the node's own, then its groups', each role once.
-    let mut role_refs: Vec<Wanted> = Vec::new();
-    if let Some(f) = &node_file {
-        role_refs.extend(wanted(f, &f.value.roles, &format!("node {node}")));
-    }
-    for g in &groups {
-        let f = &site.groups[g];
-        role_refs.extend(wanted(f, &f.value.roles, &format!("group {g}")));
-    }
-    if let Some(hw) = &opts.hardware
-        && let Some(role) = &hw.role
-    {
-        role_refs.push(Wanted {
-            text: role.clone(),
-            by: format!("hardware profile {}", hw.profile),
-            error: SiteError::in_file(
-                "hardware/profiles.toml",
-                format!("profile `{}`", hw.profile),
-            ),
-        });
-    }
-    let roles = load_roles(site, role_refs)?;
-
-    // Modules: the roles', the groups', then the node's own.
-    let mut module_refs: Vec<Wanted> = Vec::new();
-    for (id, role) in &roles {
-        module_refs.extend(wanted(role, &role.value.modules, &format!("role {id}")));
-    }
-    for g in &groups {
-        let f = &site.groups[g];
-        module_refs.extend(wanted(f, &f.value.modules, &format!("group {g}")));
-    }
-    if let Some(f) = &node_file {
-        module_refs.extend(wanted(f, &f.value.modules, &format!("node {node}")));
-    }
-    let modules = graph::resolve(site, module_refs)?;
-
+    let parts = NodeParts::find(site, node, opts)?;
     let mut errors: Vec<SiteError> = Vec::new();
     let mut runs = Vec::new();
-    for m in &modules {
+    for m in &parts.modules {
         match m.run(site) {
             Ok(r) => runs.push(r),
             Err(e) => errors.extend(e),
@@ -440,19 +404,11 @@ pub fn compile(site: &Site, node: &str, opts: &CompileOptions) -> Result<Catalog
     errors.extend(resources::conflicts(&declared));
     let info = NodeInfo {
         name: node.to_string(),
-        environment: environment.clone(),
-        roles: roles.iter().map(|(id, _)| id.clone()).collect(),
-        groups: groups.clone(),
+        environment: parts.environment.clone(),
+        roles: parts.roles.iter().map(|(id, _)| id.clone()).collect(),
+        groups: parts.groups.clone(),
     };
-    let params = match layer_params(
-        site,
-        &modules,
-        &roles,
-        &groups,
-        node_file.as_ref(),
-        &environment,
-        opts,
-    ) {
+    let params = match params::layer(site, &parts, opts) {
         Ok(p) => p,
         Err(e) => {
             errors.extend(e.0);
@@ -462,6 +418,7 @@ pub fn compile(site: &Site, node: &str, opts: &CompileOptions) -> Result<Catalog
     if !errors.is_empty() {
         return Err(SiteErrors(errors));
     }
+    let environment = &parts.environment;
     // The site's clock before any file is looked at (see crate::compiled).
     let now = opts
         .known
@@ -469,7 +426,7 @@ pub fn compile(site: &Site, node: &str, opts: &CompileOptions) -> Result<Catalog
         .and_then(|_| strata_fs::fs_now(&site.dir));
     let mut builder = Builder {
         site,
-        env: &environment,
+        env: environment,
         resources: BTreeMap::new(),
         contents: HashMap::new(),
         errors: Vec::new(),
@@ -481,7 +438,7 @@ pub fn compile(site: &Site, node: &str, opts: &CompileOptions) -> Result<Catalog
         now,
     };
     let renderer = Renderer::new();
-    for m in &modules {
+    for m in &parts.modules {
         builder.module(m, &renderer, &params, &info, &opts.facts);
     }
     builder.lazy.renderer = Some(renderer);
@@ -503,6 +460,70 @@ pub fn compile(site: &Site, node: &str, opts: &CompileOptions) -> Result<Catalog
         steps: builder.steps,
         purges: builder.purges,
     })
+}
+
+impl NodeParts {
+    /// Finds what `node` is made of: its roles (the node's own, then its groups', each
+    /// role once), then its modules (the roles', the groups', then the node's own) and
+    /// everything they require.
+    fn find(site: &Site, node: &str, opts: &CompileOptions) -> Result<NodeParts, SiteErrors> {
+        if !site.knows_node(node) && opts.hardware.is_none() {
+            let known = site.nodes()?;
+            return Err(SiteError::new(format!(
+                "unknown node `{node}`: no nodes/{node}.toml and no group lists it{}",
+                candidates(known.iter(), node)
+            ))
+            .into());
+        }
+        let file = site.node(node)?;
+        let environment = file
+            .as_ref()
+            .and_then(|f| f.value.environment.as_ref().map(|e| e.get_ref().clone()))
+            .unwrap_or_else(|| site.default_environment.clone());
+        let groups = site.groups_of(node);
+
+        let mut role_refs: Vec<Wanted> = Vec::new();
+        if let Some(f) = &file {
+            role_refs.extend(wanted(f, &f.value.roles, &format!("node {node}")));
+        }
+        for g in &groups {
+            let f = &site.groups[g];
+            role_refs.extend(wanted(f, &f.value.roles, &format!("group {g}")));
+        }
+        if let Some(hw) = &opts.hardware
+            && let Some(role) = &hw.role
+        {
+            role_refs.push(Wanted {
+                text: role.clone(),
+                by: format!("hardware profile {}", hw.profile),
+                error: SiteError::in_file(
+                    "hardware/profiles.toml",
+                    format!("profile `{}`", hw.profile),
+                ),
+            });
+        }
+        let roles = load_roles(site, role_refs)?;
+
+        let mut module_refs: Vec<Wanted> = Vec::new();
+        for (id, role) in &roles {
+            module_refs.extend(wanted(role, &role.value.modules, &format!("role {id}")));
+        }
+        for g in &groups {
+            let f = &site.groups[g];
+            module_refs.extend(wanted(f, &f.value.modules, &format!("group {g}")));
+        }
+        if let Some(f) = &file {
+            module_refs.extend(wanted(f, &f.value.modules, &format!("node {node}")));
+        }
+        let modules = graph::resolve(site, module_refs)?;
+        Ok(NodeParts {
+            file,
+            environment,
+            groups,
+            roles,
+            modules,
+        })
+    }
 }
 
 /// The references a file lists (roles or modules), each located in that file.
@@ -589,141 +610,6 @@ fn ansible_variables(ctx: &mut serde_json::Map<String, Value>, node: &NodeInfo) 
         ("group_names", json!(groups)),
     ] {
         ctx.entry(key).or_insert(value);
-    }
-}
-
-/// A parameter file read: its site-relative path, its values and the line of each leaf.
-type ParamFile = (
-    String,
-    serde_json::Map<String, Value>,
-    BTreeMap<String, usize>,
-);
-
-/// A parameter file under `params/` (`stem` without its extension): TOML, or YAML
-/// (`.yaml` or `.yml`); none if there is none, an error naming both if there are two.
-fn param_file(dir: &std::path::Path, stem: &str) -> Result<Option<ParamFile>, SiteError> {
-    let found: Vec<String> = ["toml", "yaml", "yml"]
-        .iter()
-        .map(|ext| format!("{stem}.{ext}"))
-        .filter(|rel| strata_fs::exists(&dir.join(rel)))
-        .collect();
-    let rel = match found.as_slice() {
-        [] => return Ok(None),
-        [one] => one.clone(),
-        [a, b, ..] => {
-            return Err(SiteError::in_file(
-                b.as_str(),
-                format!("{a} and {b} both hold these parameters: keep one"),
-            ));
-        }
-    };
-    if rel.ends_with(".toml") {
-        let f = tomlfile::load::<toml::Table>(dir, &rel)?;
-        let lines = leaf_lines(&f.text, &[]);
-        Ok(Some((rel, toml_to_json(&f.value), lines)))
-    } else {
-        let f = crate::yamlfile::load(dir, &rel)?;
-        Ok(Some((rel, f.values, f.lines)))
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn layer_params(
-    site: &Site,
-    modules: &[Module],
-    roles: &[(String, TomlFile<RoleToml>)],
-    groups: &[String],
-    node: Option<&TomlFile<crate::site::NodeToml>>,
-    environment: &str,
-    opts: &CompileOptions,
-) -> Result<ParamTree, SiteErrors> {
-    let mut tree = ParamTree::default();
-    let src = |layer: String, file: &str| Source {
-        layer,
-        file: Some(file.to_string()),
-        line: None,
-    };
-    for m in modules {
-        let lines = leaf_lines(&m.toml.text, &["params"]);
-        let key = m.param_key();
-        tree.merge(
-            &[&key],
-            &toml_to_json(&m.toml.value.params),
-            &src(format!("module {}", m.id()), &m.toml.rel),
-            &lines,
-        );
-    }
-    for (stem, layer) in [
-        ("params/common".to_string(), "common".to_string()),
-        (
-            format!("params/env/{environment}"),
-            format!("env {environment}"),
-        ),
-    ] {
-        if let Some((rel, values, lines)) = param_file(&site.dir, &stem)? {
-            tree.merge(&[], &values, &src(layer, &rel), &lines);
-        }
-    }
-    for (id, role) in roles {
-        tree.merge(
-            &[],
-            &toml_to_json(&role.value.params),
-            &src(format!("role {id}"), &role.rel),
-            &leaf_lines(&role.text, &["params"]),
-        );
-    }
-    for g in groups {
-        let f = &site.groups[g];
-        tree.merge(
-            &[],
-            &toml_to_json(&f.value.params),
-            &src(format!("group {g}"), &f.rel),
-            &leaf_lines(&f.text, &["params"]),
-        );
-    }
-    if let Some(hw) = &opts.hardware {
-        let source = src(
-            format!("hardware profile {}", hw.profile),
-            "hardware/profiles.toml",
-        );
-        tree.merge(&["hw"], &hw.params, &source, &BTreeMap::new());
-    }
-    if let Some(f) = node {
-        tree.merge(
-            &[],
-            &toml_to_json(&f.value.params),
-            &src("node".into(), &f.rel),
-            &leaf_lines(&f.text, &["params"]),
-        );
-    }
-    for (key, raw) in &opts.sets {
-        let parts: Vec<&str> = key.split('.').collect();
-        if parts.iter().any(|p| p.is_empty()) {
-            return Err(SiteError::new(format!("--set {key}={raw}: bad key `{key}`")).into());
-        }
-        let (last, prefix) = parts.split_last().expect("split gives one part");
-        let value = parse_set_value(raw);
-        let layer = Map::from_iter([(last.to_string(), value)]);
-        tree.merge(
-            prefix,
-            &layer,
-            &Source {
-                layer: "--set".into(),
-                file: None,
-                line: None,
-            },
-            &BTreeMap::new(),
-        );
-    }
-    Ok(tree)
-}
-
-/// A `--set` value is TOML when it parses as a TOML value (`8080`, `true`, `"x"`, `[1]`),
-/// else a plain string.
-fn parse_set_value(raw: &str) -> Value {
-    match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
-        Ok(t) => serde_json::to_value(&t["v"]).unwrap_or(Value::String(raw.to_string())),
-        Err(_) => Value::String(raw.to_string()),
     }
 }
 
@@ -1367,14 +1253,6 @@ mod tests {
         assert!(parse_mode("0999").is_err());
         assert!(parse_mode("").is_err());
         assert!(parse_mode("17777").is_err());
-    }
-
-    #[test]
-    fn set_values_are_toml_or_strings() {
-        assert_eq!(parse_set_value("8080"), json!(8080));
-        assert_eq!(parse_set_value("true"), json!(true));
-        assert_eq!(parse_set_value("hello world"), json!("hello world"));
-        assert_eq!(parse_set_value("[1, 2]"), json!([1, 2]));
     }
 
     /// Writes `files` (site-relative path, text) under a new temporary site.
