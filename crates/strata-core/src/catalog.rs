@@ -2,12 +2,12 @@
 //! a catalog, the full desired state with rendered content.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 use globset::{Glob, GlobMatcher};
 use serde_json::{Map, Value, json};
-use strata_fs::{FsError, Meter, Root};
+use strata_fs::Meter;
 use strata_types::{ContentSource, Entry, Hash, Snapshot, Step, TargetPath};
 
 use crate::compiled::{Compiled, Known, Lazy, LazyFile, Learnt};
@@ -16,6 +16,7 @@ use crate::error::{SiteError, SiteErrors};
 use crate::graph::{self, Wanted};
 use crate::module::Module;
 use crate::params::{self, ParamTree};
+use crate::purge::Purge;
 use crate::render::Renderer;
 use crate::resources::{self, Declared};
 use crate::site::{NodeInfo, NodeToml, Ref, RoleToml, Site, candidates};
@@ -214,19 +215,6 @@ impl ContentSource for Catalog {
     }
 }
 
-/// A `[[dir]]` with `purge = true`.
-#[derive(Debug, Clone)]
-pub struct Purge {
-    /// The directory.
-    pub path: TargetPath,
-    /// Paths below it (relative to it) that are left alone.
-    pub keep: globset::GlobSet,
-    /// The declaring module.
-    pub module: String,
-    /// Where it is declared.
-    pub source: String,
-}
-
 impl Catalog {
     /// The catalog's paths as generation entries, with owners resolved against the
     /// target's own users and groups.
@@ -281,96 +269,6 @@ impl Catalog {
             Err(SiteErrors(errors))
         }
     }
-}
-
-impl Catalog {
-    /// What `[[dir]] purge` removes: each path below a purged directory that no module
-    /// declares or needs as a parent, that no `keep` pattern matches (a kept directory
-    /// keeps its contents), and that is not in `also` (what the modules' scripts made);
-    /// plus what earlier purges removed, which stays removed.
-    pub fn purged(
-        &self,
-        root: &Root,
-        current: &[Entry],
-        also: &BTreeSet<TargetPath>,
-    ) -> Result<Vec<Entry>, FsError> {
-        if self.purges.is_empty() {
-            return Ok(Vec::new());
-        }
-        let declared: BTreeSet<&TargetPath> = self
-            .resources
-            .iter()
-            .map(|r| &r.path)
-            .chain(also.iter())
-            .collect();
-        let needed: BTreeSet<TargetPath> = declared.iter().flat_map(|p| p.ancestors()).collect();
-        let mut out: BTreeMap<TargetPath, Entry> = BTreeMap::new();
-        for p in &self.purges {
-            let absent = |path: TargetPath| Entry {
-                path,
-                state: Snapshot::Absent,
-                replace: true,
-                implicit: false,
-                sensitive: false,
-                observed: false,
-                module: Some(p.module.clone()),
-                source: Some(p.source.clone()),
-            };
-            let mut gone = Vec::new();
-            purge_walk(root, p, &p.path, &declared, &needed, &mut gone)?;
-            for e in current {
-                if e.state.is_absent()
-                    && !e.observed
-                    && e.module.as_ref() == Some(&p.module)
-                    && e.path.starts_with(&p.path)
-                    && e.path != p.path
-                    && !declared.contains(&e.path)
-                    && !needed.contains(&e.path)
-                {
-                    gone.push(e.path.clone());
-                }
-            }
-            for path in gone {
-                out.insert(path.clone(), absent(path));
-            }
-        }
-        Ok(out.into_values().collect())
-    }
-}
-
-/// Collects what is to go below `dir`; `true` when all of it goes.
-fn purge_walk(
-    root: &Root,
-    p: &Purge,
-    dir: &TargetPath,
-    declared: &BTreeSet<&TargetPath>,
-    needed: &BTreeSet<TargetPath>,
-    gone: &mut Vec<TargetPath>,
-) -> Result<bool, FsError> {
-    let mut all = true;
-    for (name, kind) in root.list(dir)? {
-        let Ok(child) = dir.join(&name) else {
-            all = false;
-            continue;
-        };
-        let rel = &child.as_str()[p.path.as_str().len() + 1..];
-        let is_dir = kind == strata_fs::DirEntryKind::Dir;
-        if declared.contains(&child) || needed.contains(&child) {
-            if is_dir {
-                purge_walk(root, p, &child, declared, needed, gone)?;
-            }
-            all = false;
-        } else if p.keep.is_match(rel)
-            || p.keep.is_match(&name)
-            || (is_dir && !purge_walk(root, p, &child, declared, needed, gone)?)
-        {
-            // Kept, or holding something kept.
-            all = false;
-        } else {
-            gone.push(child);
-        }
-    }
-    Ok(all)
 }
 
 /// Where a node's desired state comes from in the site: its own file, its environment,
@@ -1109,32 +1007,9 @@ impl Builder<'_> {
                 continue;
             };
             let line = m.toml.line(d.path.span().start);
-            if d.purge.as_ref().is_some_and(|p| *p.get_ref()) {
-                let mut keep = globset::GlobSetBuilder::new();
-                for k in &d.keep {
-                    match Glob::new(k) {
-                        Ok(g) => {
-                            keep.add(g);
-                        }
-                        Err(e) => self.errors.push(m.toml.error_at(
-                            d.path.span().start,
-                            format!("[[dir]] {path}: bad keep pattern `{k}`: {e}"),
-                        )),
-                    }
-                }
-                if path.as_str() == "/" {
-                    self.errors.push(
-                        m.toml
-                            .error_at(d.path.span().start, "the root directory cannot be purged"),
-                    );
-                } else if let Ok(keep) = keep.build() {
-                    self.purges.push(Purge {
-                        path: path.clone(),
-                        keep,
-                        module: id.to_string(),
-                        source: format!("{}:{line}", m.toml.rel),
-                    });
-                }
+            match Purge::declared(d, &path, &m.toml, id) {
+                Ok(purge) => self.purges.extend(purge),
+                Err(e) => self.errors.extend(e),
             }
             self.add(Resource::declared(
                 path,

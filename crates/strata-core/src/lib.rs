@@ -13,6 +13,7 @@ mod module;
 mod par;
 mod params;
 mod plan;
+mod purge;
 mod render;
 mod resources;
 pub mod scaffold;
@@ -28,13 +29,14 @@ pub use budget::{RenderAllocator, TEMPLATE_MEMORY};
 #[global_allocator]
 static ALLOCATOR: RenderAllocator = RenderAllocator;
 pub use catalog::{
-    Catalog, CompileOptions, DEFAULT_TIMEOUT, HardwareLayer, ModuleRun, Purge, Resource,
-    ResourceKind, ScriptDecl, compile,
+    Catalog, CompileOptions, DEFAULT_TIMEOUT, HardwareLayer, ModuleRun, Resource, ResourceKind,
+    ScriptDecl, compile,
 };
 pub use compiled::{Compiled, Lazy};
 pub use error::{SiteError, SiteErrors};
 pub use params::{ParamTree, Source};
 pub use plan::{DIFF_LIMIT, PlanError, diff_text, plan};
+pub use purge::Purge;
 pub use render::render_template;
 pub use resources::{Declared, Group, Line, Package, Service, User};
 pub use site::{KeepGenerations, NodeInfo, SandboxSettings, Site, Size, StateSettings};
