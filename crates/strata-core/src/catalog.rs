@@ -14,7 +14,7 @@ use crate::compiled::{Compiled, Known, Lazy, LazyFile, Learnt};
 
 use crate::error::{SiteError, SiteErrors};
 use crate::graph::{self, Wanted};
-use crate::module::Module;
+use crate::module::{Module, parse_mode};
 use crate::params::{self, ParamTree};
 use crate::purge::Purge;
 use crate::render::Renderer;
@@ -84,7 +84,7 @@ pub enum ResourceKind {
 impl Resource {
     /// A path a module declares in its `module.toml`: mode, owner and group (root when
     /// not given).
-    fn declared(
+    pub(crate) fn declared(
         path: TargetPath,
         kind: ResourceKind,
         (mode, owner, group): (u32, &Option<String>, &Option<String>),
@@ -775,7 +775,9 @@ impl Builder<'_> {
                 ));
             }
         }
-        self.dirs_and_links(m, &id);
+        self.dirs(m, &id);
+        self.downloads(m, &id);
+        self.links(m, &id);
     }
 
     /// A declared path whose parent is declared as a file or a link cannot exist.
@@ -980,7 +982,8 @@ impl Builder<'_> {
         }
     }
 
-    fn dirs_and_links(&mut self, m: &Module, id: &str) {
+    /// Each `[[dir]]` of module `m` (id `id`), and the purges they declare.
+    fn dirs(&mut self, m: &Module, id: &str) {
         for d in &m.toml.value.dir {
             let path = match TargetPath::parse(d.path.get_ref()) {
                 Ok(p) => p,
@@ -1019,60 +1022,22 @@ impl Builder<'_> {
                 format!("{}:{line}", m.toml.rel),
             ));
         }
+    }
+
+    /// Each `[[download]]` of module `m` (id `id`).
+    fn downloads(&mut self, m: &Module, id: &str) {
         for d in &m.toml.value.download {
             let at = d.span().start;
-            let line = m.toml.line(at);
-            let d = d.get_ref();
-            let mut fail = |msg: String| self.errors.push(m.toml.error_at(at, msg));
-            let path = match TargetPath::parse(&d.path) {
-                Ok(p) => p,
-                Err(e) => {
-                    fail(e.to_string());
-                    continue;
-                }
-            };
-            let sha256 = d.sha256.to_ascii_lowercase();
-            if sha256.len() != 64 || !sha256.chars().all(|c| c.is_ascii_hexdigit()) {
-                fail(format!(
-                    "[[download]] {path}: sha256 must be 64 hexadecimal digits, not `{}`",
-                    d.sha256
-                ));
-                continue;
+            let source = format!("{}:{}", m.toml.rel, m.toml.line(at));
+            match d.get_ref().resource(id, source) {
+                Ok(res) => self.add(res),
+                Err(msg) => self.errors.push(m.toml.error_at(at, msg)),
             }
-            if !(d.url.starts_with("https://") || d.url.starts_with("http://")) {
-                fail(format!(
-                    "[[download]] {path}: url must start with https:// (or http://), not `{}`",
-                    d.url
-                ));
-                continue;
-            }
-            let mode = match d.mode.as_deref().map(parse_mode).transpose() {
-                Ok(mode) => mode.unwrap_or(0o644),
-                Err(msg) => {
-                    fail(msg);
-                    continue;
-                }
-            };
-            let ids = [("owner", &d.owner), ("group", &d.group)];
-            if let Some(msg) = ids
-                .iter()
-                .find_map(|(what, v)| crate::resources::bad_id(what, v.as_deref()?))
-            {
-                fail(format!("[[download]] {path}: {msg}"));
-                continue;
-            }
-            self.add(Resource::declared(
-                path,
-                ResourceKind::Download {
-                    url: d.url.clone(),
-                    sha256,
-                    size: d.size,
-                },
-                (mode, &d.owner, &d.group),
-                id,
-                format!("{}:{line}", m.toml.rel),
-            ));
         }
+    }
+
+    /// Each `[[link]]` of module `m` (id `id`).
+    fn links(&mut self, m: &Module, id: &str) {
         for l in &m.toml.value.link {
             let path = match TargetPath::parse(l.path.get_ref()) {
                 Ok(p) => p,
@@ -1106,29 +1071,9 @@ struct Decl {
     replace: Option<bool>,
 }
 
-/// Parses an octal mode string such as `"0644"` or `"755"`.
-fn parse_mode(s: &str) -> Result<u32, String> {
-    let digits = s.strip_prefix("0o").unwrap_or(s);
-    match u32::from_str_radix(digits, 8) {
-        Ok(m) if m <= 0o7777 && !digits.is_empty() => Ok(m),
-        _ => Err(format!(
-            "bad mode `{s}`: expected octal digits such as \"0644\""
-        )),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn modes_are_octal() {
-        assert_eq!(parse_mode("0644"), Ok(0o644));
-        assert_eq!(parse_mode("4755"), Ok(0o4755));
-        assert!(parse_mode("0999").is_err());
-        assert!(parse_mode("").is_err());
-        assert!(parse_mode("17777").is_err());
-    }
 
     /// Writes `files` (site-relative path, text) under a new temporary site.
     #[allow(clippy::disallowed_methods)] // the test's own temporary files

@@ -6,6 +6,7 @@ mod ansible;
 mod budget;
 mod catalog;
 mod compiled;
+mod download;
 mod error;
 mod graph;
 pub mod import;

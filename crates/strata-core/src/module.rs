@@ -7,6 +7,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::catalog::{DEFAULT_TIMEOUT, ModuleRun, ScriptDecl};
+use crate::download::DownloadDecl;
 use crate::error::SiteError;
 use crate::resources::{self, Group, Line, Package, Service, User};
 use crate::site::{Ref, Site};
@@ -68,20 +69,6 @@ pub(crate) struct DirDecl {
     pub purge: Option<Spanned<bool>>,
     #[serde(default)]
     pub keep: Vec<String>,
-}
-
-/// `[[download]]`: a file fetched by strata, pinned by its SHA-256.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct DownloadDecl {
-    pub url: String,
-    pub sha256: String,
-    /// Its size in bytes: a body longer or shorter is an error.
-    pub size: Option<u64>,
-    pub path: String,
-    pub mode: Option<String>,
-    pub owner: Option<String>,
-    pub group: Option<String>,
 }
 
 /// `[[link]]`: a symbolic link.
@@ -206,5 +193,30 @@ impl Module {
             declared,
             digest: Hash::of(&digest).to_string(),
         })
+    }
+}
+
+/// Parses an octal mode string such as `"0644"` or `"755"`.
+pub(crate) fn parse_mode(s: &str) -> Result<u32, String> {
+    let digits = s.strip_prefix("0o").unwrap_or(s);
+    match u32::from_str_radix(digits, 8) {
+        Ok(m) if m <= 0o7777 && !digits.is_empty() => Ok(m),
+        _ => Err(format!(
+            "bad mode `{s}`: expected octal digits such as \"0644\""
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_are_octal() {
+        assert_eq!(parse_mode("0644"), Ok(0o644));
+        assert_eq!(parse_mode("4755"), Ok(0o4755));
+        assert!(parse_mode("0999").is_err());
+        assert!(parse_mode("").is_err());
+        assert!(parse_mode("17777").is_err());
     }
 }
