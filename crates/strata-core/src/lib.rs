@@ -4,12 +4,15 @@
 
 mod ansible;
 mod budget;
+mod builder;
 mod catalog;
+mod compile;
 mod compiled;
 mod download;
 mod error;
 mod graph;
 pub mod import;
+mod load;
 mod module;
 mod par;
 mod params;
@@ -29,10 +32,8 @@ pub use budget::{RenderAllocator, TEMPLATE_MEMORY};
 #[cfg(test)]
 #[global_allocator]
 static ALLOCATOR: RenderAllocator = RenderAllocator;
-pub use catalog::{
-    Catalog, CompileOptions, DEFAULT_TIMEOUT, HardwareLayer, ModuleRun, Resource, ResourceKind,
-    ScriptDecl, compile,
-};
+pub use catalog::{Catalog, DEFAULT_TIMEOUT, ModuleRun, Resource, ResourceKind, ScriptDecl};
+pub use compile::{CompileOptions, HardwareLayer, compile};
 pub use compiled::{Compiled, Lazy};
 pub use error::{SiteError, SiteErrors};
 pub use params::{ParamTree, Source};

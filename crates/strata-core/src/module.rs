@@ -1,4 +1,4 @@
-//! One module directory: its `module.toml` and where its files come from.
+//! One module directory: its `module.toml`, where its files come from, and its scripts.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,7 +12,7 @@ use crate::error::SiteError;
 use crate::resources::{self, Group, Line, Package, Service, User};
 use crate::site::{Ref, Site};
 use crate::tomlfile::{self, TomlFile};
-use strata_types::Hash;
+use strata_types::{Hash, TargetPath};
 
 /// `module.toml`; every table is optional.
 #[derive(Debug, Default, Deserialize)]
@@ -79,6 +79,32 @@ pub(crate) struct LinkDecl {
     pub target: String,
 }
 
+/// A file of a module, before it is loaded: where it goes on the target and where it
+/// comes from in the site.
+pub(crate) struct ModuleFile {
+    /// Its path on the target (`templates/etc/a.conf.j2` goes to `/etc/a.conf`).
+    pub target: TargetPath,
+    /// Its path in the site, for messages.
+    pub rel: String,
+    /// Its path on this machine.
+    pub path: PathBuf,
+    /// How its content is made.
+    pub kind: FileKind,
+}
+
+/// How a module's file becomes what its target holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FileKind {
+    /// In `files/`: copied as it is.
+    Copied,
+    /// In `templates/` (`.j2` or no suffix): rendered.
+    Template,
+    /// A symbolic link in either: the same link on the target.
+    Link,
+    /// A `.sh-template` in `templates/`: run in the sandbox, what it prints is the content.
+    Exec,
+}
+
 /// A module at one version, loaded.
 #[derive(Debug)]
 pub(crate) struct Module {
@@ -131,6 +157,73 @@ impl Module {
             dir,
             toml,
         })
+    }
+
+    /// Its files and templates, with `env/<environment>/` overriding the base ones by
+    /// target. Two files of one layer with one target are an error naming both.
+    pub fn files(&self, site: &Site, environment: &str) -> Result<Vec<ModuleFile>, SiteError> {
+        // Each layer's files in target order (a stable sort: of two files with one target,
+        // the first found comes first), then the environment's layer over the base one.
+        let mut by_target: Vec<ModuleFile> = Vec::new();
+        let env_dir = format!("env/{environment}");
+        for base in ["", env_dir.as_str()] {
+            let mut layer: Vec<ModuleFile> = Vec::new();
+            for (sub, template) in [("files", false), ("templates", true)] {
+                let dir = if base.is_empty() {
+                    self.dir.join(sub)
+                } else {
+                    self.dir.join(base).join(sub)
+                };
+                site.inside(&dir)?;
+                let dir_rel = site.rel(&dir);
+                for f in strata_fs::walk_files(&dir)? {
+                    let rel = strata_fs::join_rel(&dir_rel, &f.rel);
+                    let mut target_rel = &f.rel[..];
+                    let mut exec = false;
+                    if template {
+                        if let Some(stripped) = target_rel.strip_suffix(".sh-template") {
+                            target_rel = stripped;
+                            exec = true;
+                        } else if let Some(stripped) = target_rel.strip_suffix(".j2") {
+                            target_rel = stripped;
+                        }
+                    }
+                    let target = TargetPath::parse(target_rel)
+                        .map_err(|e| SiteError::in_file(&rel, e.to_string()))?;
+                    let kind = match (f.is_link, exec, template) {
+                        (true, _, _) => FileKind::Link,
+                        (false, true, _) => FileKind::Exec,
+                        (false, false, true) => FileKind::Template,
+                        (false, false, false) => FileKind::Copied,
+                    };
+                    layer.push(ModuleFile {
+                        target,
+                        rel,
+                        path: f.path,
+                        kind,
+                    });
+                }
+            }
+            layer.sort_by(|a, b| a.target.cmp(&b.target));
+            if let Some(w) = layer.windows(2).find(|w| w[0].target == w[1].target) {
+                return Err(SiteError::in_file(
+                    &w[1].rel,
+                    format!("{} also comes from {}", w[1].target, w[0].rel),
+                ));
+            }
+            by_target.extend(layer);
+        }
+        // The base layer before the environment's: where both give a target, the last one
+        // found (the environment's) is kept.
+        by_target.sort_by(|a, b| a.target.cmp(&b.target));
+        let mut out: Vec<ModuleFile> = Vec::with_capacity(by_target.len());
+        for f in by_target {
+            match out.last_mut() {
+                Some(last) if last.target == f.target => *last = f,
+                _ => out.push(f),
+            }
+        }
+        Ok(out)
     }
 
     /// Its scripts (`scripts/*` in lexical order; hidden files and `~` backups skipped)

@@ -9,7 +9,7 @@ use std::path::Path;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::catalog::{CompileOptions, NodeParts};
+use crate::compile::{CompileOptions, NodeParts};
 use crate::error::{SiteError, SiteErrors};
 use crate::site::{NodeToml, RoleToml, Site};
 use crate::tomlfile::{self, TomlFile, leaf_lines};
