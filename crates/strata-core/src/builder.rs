@@ -221,10 +221,10 @@ impl<'a> Builder<'a> {
                     res.mode = 0o777;
                 }
                 Err(e) => {
-                    self.errors.push(SiteError::in_file(
-                        &res.source,
-                        format!("cannot read link: {}", e.source),
-                    ));
+                    self.errors.push(
+                        SiteError::in_file(&res.source, format!("cannot read link: {}", e.source))
+                            .caused_by(e),
+                    );
                     return None;
                 }
             },

@@ -158,7 +158,7 @@ pub fn import_ansible_role(role: &Path, site: &Path, module: &str) -> Result<Imp
     }
     for (rel, bytes) in &plan.files {
         strata_fs::write_site_file(&site.join(rel), bytes)
-            .map_err(|e| SiteError::in_file(rel, e.source.to_string()))?;
+            .map_err(|e| SiteError::in_file(rel, e.source.to_string()).caused_by(e))?;
         imported.written.push(rel.clone());
     }
     Ok(imported)
@@ -171,10 +171,16 @@ fn read(role: &Path, rel: &str) -> Result<Option<String>, SiteError> {
         if strata_fs::exists(&path) {
             return strata_fs::read_to_string(&path)
                 .map(Some)
-                .map_err(|e| SiteError::in_file(path.display().to_string(), e.source.to_string()));
+                .map_err(|e| unreadable(&path, e));
         }
     }
     Ok(None)
+}
+
+/// A file of the role that could not be read: named by its path on this machine, the
+/// failure kept whole.
+fn unreadable(path: &Path, e: strata_fs::FsError) -> SiteError {
+    SiteError::in_file(path.display().to_string(), e.source.to_string()).caused_by(e)
 }
 
 fn note(plan: &mut Plan, file: &str, line: Option<usize>, what: impl Into<String>) {
@@ -538,7 +544,7 @@ fn role_file(role: &Path, base: &str, src: &str) -> Result<Option<Vec<u8>>, Site
     }
     strata_fs::read(&path)
         .map(Some)
-        .map_err(|e| SiteError::in_file(path.display().to_string(), e.source.to_string()))
+        .map_err(|e| unreadable(&path, e))
 }
 
 /// Handler name → service, for handlers that restart or reload one.

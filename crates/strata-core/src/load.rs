@@ -40,8 +40,9 @@ pub(crate) fn load(
     ctx: &minijinja::Value,
     prior: Option<Prior<'_>>,
 ) -> Result<Loaded, SiteError> {
-    let unreadable =
-        |e: strata_fs::FsError| SiteError::in_file(&f.rel, format!("cannot read: {}", e.source));
+    let unreadable = |e: strata_fs::FsError| {
+        SiteError::in_file(&f.rel, format!("cannot read: {}", e.source)).caused_by(e)
+    };
     let template = f.kind == FileKind::Template;
     let ctx_hash = prior.filter(|_| template).map(|p| *p.ctx);
     if let Some(p) = prior {

@@ -252,7 +252,7 @@ impl Module {
         let dir = self.dir.join("scripts");
         site.inside(&dir).map_err(|e| vec![e])?;
         let mut scripts = Vec::new();
-        for name in strata_fs::list_dir(&dir).map_err(|e| vec![SiteError::new(e.to_string())])? {
+        for name in strata_fs::list_dir(&dir).map_err(|e| vec![fs_error(e)])? {
             let path = dir.join(&name);
             if name.starts_with('.') || name.ends_with('~') {
                 continue;
@@ -274,8 +274,7 @@ impl Module {
         let mut digest = serde_json::to_vec(&declared).unwrap_or_default();
         for s in &scripts {
             digest.extend_from_slice(s.name.as_bytes());
-            let bytes =
-                strata_fs::read(&s.path).map_err(|e| vec![SiteError::new(e.to_string())])?;
+            let bytes = strata_fs::read(&s.path).map_err(|e| vec![fs_error(e)])?;
             digest.extend_from_slice(Hash::of(&bytes).to_string().as_bytes());
         }
         Ok(ModuleRun {
@@ -287,6 +286,11 @@ impl Module {
             digest: Hash::of(&digest).to_string(),
         })
     }
+}
+
+/// "cannot read /site/modules/m/scripts/x", the failure kept whole.
+fn fs_error(e: strata_fs::FsError) -> SiteError {
+    SiteError::new(e.to_string()).caused_by(e)
 }
 
 /// Parses an octal mode string such as `"0644"` or `"755"`.

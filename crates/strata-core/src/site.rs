@@ -438,7 +438,9 @@ impl Site {
         let real = match strata_fs::canonical(path) {
             Ok(real) => real,
             Err(e) if e.is_not_found() => return Ok(()),
-            Err(e) => return Err(SiteError::in_file(self.rel(path), e.source.to_string())),
+            Err(e) => {
+                return Err(SiteError::in_file(self.rel(path), e.source.to_string()).caused_by(e));
+            }
         };
         if real.starts_with(&self.real) {
             return Ok(());
