@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
+use strata_types::NodeName;
 
 use crate::builder::Builder;
 use crate::catalog::Catalog;
@@ -59,7 +60,7 @@ pub(crate) struct NodeParts {
 }
 
 /// Compiles `node`; every error found is returned, not only the first.
-pub fn compile(site: &Site, node: &str, opts: &CompileOptions) -> Result<Catalog, SiteErrors> {
+pub fn compile(site: &Site, node: &NodeName, opts: &CompileOptions) -> Result<Catalog, SiteErrors> {
     let parts = NodeParts::find(site, node, opts)?;
     let mut errors: Vec<SiteError> = Vec::new();
     let mut runs = Vec::new();
@@ -99,12 +100,12 @@ impl NodeParts {
     /// Finds what `node` is made of: its roles (the node's own, then its groups', each
     /// role once), then its modules (the roles', the groups', then the node's own) and
     /// everything they require.
-    fn find(site: &Site, node: &str, opts: &CompileOptions) -> Result<NodeParts, SiteErrors> {
+    fn find(site: &Site, node: &NodeName, opts: &CompileOptions) -> Result<NodeParts, SiteErrors> {
         if !site.knows_node(node) && opts.hardware.is_none() {
             let known = site.nodes()?;
             return Err(SiteError::new(format!(
                 "unknown node `{node}`: no nodes/{node}.toml and no group lists it{}",
-                candidates(known.iter(), node)
+                candidates(known.iter().map(NodeName::as_str), node.as_str())
             ))
             .into());
         }
@@ -230,6 +231,10 @@ mod tests {
     use super::*;
     use crate::catalog::ResourceKind;
 
+    fn node(name: &str) -> NodeName {
+        NodeName::parse(name).unwrap()
+    }
+
     /// Writes `files` (site-relative path, text) under a new temporary site.
     #[allow(clippy::disallowed_methods)] // the test's own temporary files
     fn site_of(files: &[(&str, &str)]) -> tempfile::TempDir {
@@ -284,7 +289,7 @@ mod tests {
             ),
         ]);
         let site = Site::open(dir.path()).unwrap();
-        let cat = compile(&site, "n1", &CompileOptions::default()).unwrap();
+        let cat = compile(&site, &node("n1"), &CompileOptions::default()).unwrap();
         assert_eq!(cat.params.get("m.proxy"), Some(&json!(null)));
         assert_eq!(cat.params.get("alpha"), Some(&json!(3)));
         let port = &cat.params.sources["m.port"];
@@ -313,7 +318,8 @@ mod tests {
         };
         let render = |dir: &tempfile::TempDir| {
             let site = Site::open(dir.path()).unwrap();
-            let cat = compile(&site, "web1.example.com", &CompileOptions::default()).unwrap();
+            let cat =
+                compile(&site, &node("web1.example.com"), &CompileOptions::default()).unwrap();
             compiled_text(&cat, "/etc/m.conf")
         };
         assert_eq!(
@@ -333,7 +339,7 @@ mod tests {
             ("params/common.yaml", "a: 1\nb: [1\n"),
         ]);
         let site = Site::open(dir.path()).unwrap();
-        let err = compile(&site, "n1", &CompileOptions::default()).unwrap_err();
+        let err = compile(&site, &node("n1"), &CompileOptions::default()).unwrap_err();
         let e = &err.0[0];
         assert_eq!(e.file.as_deref(), Some("params/common.yaml"));
         assert!(e.line.is_some(), "{e:?}");
@@ -343,10 +349,31 @@ mod tests {
             ("params/common.yaml", "a: 2\n"),
         ]);
         let site = Site::open(dir.path()).unwrap();
-        let err = compile(&site, "n1", &CompileOptions::default()).unwrap_err();
+        let err = compile(&site, &node("n1"), &CompileOptions::default()).unwrap_err();
         assert_eq!(
             err.0[0].message,
             "params/common.toml and params/common.yaml both hold these parameters: keep one"
         );
+    }
+
+    /// Issue 18: a node's name is parsed where the site gives it, so a name that is not
+    /// one (a path, a space) is refused there, with its file and line.
+    #[test]
+    fn a_name_that_is_not_a_node_s_is_refused_where_the_site_gives_it() {
+        let dir = site_of(&[("groups/web.toml", "nodes = [\"web1\", \"../etc\"]\n")]);
+        let e = &Site::open(dir.path()).unwrap_err().0[0];
+        // (At the list: toml locates an element's own error at the array it is in.)
+        assert_eq!(
+            (e.file.as_deref(), e.line),
+            (Some("groups/web.toml"), Some(1))
+        );
+        assert_eq!(
+            e.message,
+            "invalid node name \"../etc\": must start with a letter or digit"
+        );
+        let dir = site_of(&[("nodes/web 1.toml", "")]);
+        let e = &Site::open(dir.path()).unwrap().nodes().unwrap_err().0[0];
+        assert_eq!(e.file.as_deref(), Some("nodes/web 1.toml"));
+        assert!(e.message.starts_with("invalid node name \"web 1\""), "{e}");
     }
 }

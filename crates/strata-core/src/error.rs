@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use strata_fs::FsError;
+use strata_types::NameError;
 
 /// One problem in a site.
 #[derive(Debug, Clone)]
@@ -110,6 +111,13 @@ impl From<FsError> for SiteError {
     }
 }
 
+/// A node's name refused: "invalid node name \"../x\": must start with a letter or digit".
+impl From<NameError> for SiteError {
+    fn from(e: NameError) -> SiteError {
+        SiteError::new(e.to_string())
+    }
+}
+
 /// Every problem found in a site (at least one).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SiteErrors(pub Vec<SiteError>);
@@ -131,6 +139,12 @@ impl std::error::Error for SiteErrors {}
 impl From<SiteError> for SiteErrors {
     fn from(e: SiteError) -> SiteErrors {
         SiteErrors(vec![e])
+    }
+}
+
+impl From<NameError> for SiteErrors {
+    fn from(e: NameError) -> SiteErrors {
+        SiteErrors(vec![e.into()])
     }
 }
 

@@ -733,7 +733,12 @@ mod tests {
             ]
         );
         let s = crate::Site::open(site.path()).unwrap();
-        let cat = crate::compile(&s, "n1", &crate::CompileOptions::default()).unwrap();
+        let cat = crate::compile(
+            &s,
+            &strata_types::NodeName::parse("n1").unwrap(),
+            &crate::CompileOptions::default(),
+        )
+        .unwrap();
         let conf = cat
             .resources
             .iter()

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use strata_types::NodeName;
 use toml::Spanned;
 
 use crate::error::{SiteError, SiteErrors};
@@ -135,8 +136,9 @@ pub(crate) struct NodeToml {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct GroupToml {
+    /// Each parsed as it is read: a name that is not a node's is an error at its line.
     #[serde(default)]
-    pub nodes: Vec<Spanned<String>>,
+    pub nodes: Vec<Spanned<NodeName>>,
     #[serde(default)]
     pub groups: Vec<Spanned<String>>,
     #[serde(default)]
@@ -259,9 +261,25 @@ impl Site {
         Ok(site)
     }
 
-    /// Every node the site knows: those with a node file and those named in a group.
-    pub fn nodes(&self) -> Result<Vec<String>, SiteErrors> {
-        let mut names: BTreeSet<String> = toml_stems(&self.dir, "nodes")?.into_iter().collect();
+    /// Every node the site knows: those with a node file and those named in a group. A
+    /// node file whose name is not a node's is an error naming it.
+    pub fn nodes(&self) -> Result<Vec<NodeName>, SiteErrors> {
+        let mut names: BTreeSet<NodeName> = BTreeSet::new();
+        let mut errors = Vec::new();
+        for stem in toml_stems(&self.dir, "nodes")? {
+            match NodeName::parse(&stem) {
+                Ok(name) => {
+                    names.insert(name);
+                }
+                Err(e) => errors.push(SiteError::in_file(
+                    format!("nodes/{stem}.toml"),
+                    e.to_string(),
+                )),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(SiteErrors(errors));
+        }
         for g in self.groups.values() {
             names.extend(g.value.nodes.iter().map(|n| n.get_ref().clone()));
         }
@@ -269,7 +287,7 @@ impl Site {
     }
 
     /// Reads a node's file; a node named only in groups has an empty one.
-    pub(crate) fn node(&self, name: &str) -> Result<Option<TomlFile<NodeToml>>, SiteError> {
+    pub(crate) fn node(&self, name: &NodeName) -> Result<Option<TomlFile<NodeToml>>, SiteError> {
         let rel = format!("nodes/{name}.toml");
         if !strata_fs::exists(&self.dir.join(&rel)) {
             return Ok(None);
@@ -278,7 +296,7 @@ impl Site {
     }
 
     /// Whether a node is known at all.
-    pub fn knows_node(&self, name: &str) -> bool {
+    pub fn knows_node(&self, name: &NodeName) -> bool {
         strata_fs::exists(&self.dir.join(format!("nodes/{name}.toml")))
             || self
                 .groups
@@ -288,7 +306,7 @@ impl Site {
 
     /// The groups that contain `node`, directly or through nested groups, least specific
     /// (outermost) first, then by name.
-    pub(crate) fn groups_of(&self, node: &str) -> Vec<String> {
+    pub(crate) fn groups_of(&self, node: &NodeName) -> Vec<String> {
         let member: BTreeSet<&String> = self
             .groups
             .keys()
@@ -325,7 +343,7 @@ impl Site {
             .any(|n| n.get_ref() == inner || self.nests(n.get_ref(), inner, seen))
     }
 
-    fn expand(&self, group: &str, seen: &mut Vec<String>) -> BTreeSet<String> {
+    fn expand(&self, group: &str, seen: &mut Vec<String>) -> BTreeSet<NodeName> {
         let mut out = BTreeSet::new();
         if seen.iter().any(|s| s == group) {
             return out;
@@ -342,14 +360,14 @@ impl Site {
     }
 
     /// The members of a group in push order (nested groups expanded in place).
-    pub fn group_members(&self, group: &str) -> Option<Vec<String>> {
+    pub fn group_members(&self, group: &str) -> Option<Vec<NodeName>> {
         self.groups.get(group)?;
         let mut out = Vec::new();
         self.members_into(group, &mut Vec::new(), &mut out);
         Some(out)
     }
 
-    fn members_into(&self, group: &str, seen: &mut Vec<String>, out: &mut Vec<String>) {
+    fn members_into(&self, group: &str, seen: &mut Vec<String>, out: &mut Vec<NodeName>) {
         if seen.iter().any(|s| s == group) {
             return;
         }
@@ -480,7 +498,7 @@ impl SiteError {
 }
 
 /// ", did you mean `x`?" when a known name is close.
-pub(crate) fn candidates<'a>(names: impl Iterator<Item = &'a String>, wanted: &str) -> String {
+pub(crate) fn candidates<'a>(names: impl Iterator<Item = &'a str>, wanted: &str) -> String {
     names
         .map(|n| (strsim::jaro_winkler(n, wanted), n))
         .filter(|(s, _)| *s > 0.8)
@@ -496,9 +514,10 @@ fn find(
     name: &str,
     version: Option<&str>,
 ) -> Result<(PathBuf, Option<String>), String> {
-    let versions = index
-        .get(name)
-        .ok_or_else(|| format!("unknown {kind} `{name}`{}", candidates(index.keys(), name)))?;
+    let versions = index.get(name).ok_or_else(|| {
+        let known = index.keys().map(String::as_str);
+        format!("unknown {kind} `{name}`{}", candidates(known, name))
+    })?;
     pick(versions, version).map_err(|have| {
         format!(
             "{kind} `{name}` has no version {}{have}",
