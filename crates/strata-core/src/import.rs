@@ -139,7 +139,13 @@ pub fn import_ansible_role(role: &Path, site: &Path, module: &str) -> Result<Imp
         vars.extend(crate::yamlfile::parse("vars/main.yml", &text)?.values);
     }
     let vars = Value::Object(vars);
-    walk_tasks(role, "tasks/main.yml", &vars, &dir, &mut plan, 0)?;
+    Walk {
+        role,
+        vars: &vars,
+        dir: &dir,
+        plan: &mut plan,
+    }
+    .tasks("tasks/main.yml", 0)?;
     let services = handlers(role, &mut plan)?;
     let toml = module_toml(role, &plan, &services);
     plan.files
@@ -257,90 +263,136 @@ fn item_lines(text: &str) -> Vec<usize> {
         .collect()
 }
 
-fn walk_tasks(
-    role: &Path,
-    rel: &str,
-    vars: &Value,
-    dir: &str,
-    plan: &mut Plan,
-    depth: usize,
-) -> Result<(), SiteError> {
-    let Some(text) = read(role, rel)? else {
-        if depth > 0 {
-            note(plan, rel, None, "included, but the role has no such file");
-        }
-        return Ok(());
-    };
-    let tasks: Value = serde_norway::from_str(&text).map_err(|e| {
-        let err = SiteError::in_file(rel, e.to_string());
-        match e.location() {
-            Some(l) => err.at(l.line(), l.column()),
-            None => err,
-        }
-    })?;
-    let lines = item_lines(&text);
-    let Some(tasks) = tasks.as_array() else {
-        return Ok(());
-    };
-    for (i, task) in tasks.iter().enumerate() {
-        let line = lines.get(i).copied();
-        task_of(role, rel, line, task, vars, dir, plan, depth)?;
-    }
-    Ok(())
+/// A walk through the role's task files, gathering into `plan`.
+struct Walk<'a> {
+    role: &'a Path,
+    /// The role's variables, which a `dest` is rendered with.
+    vars: &'a Value,
+    /// The module's directory in the site (`modules/NAME`).
+    dir: &'a str,
+    plan: &'a mut Plan,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn task_of(
-    role: &Path,
-    rel: &str,
+/// Where a task is: its file, line and name, for what is noted of it.
+#[derive(Clone, Copy)]
+struct At<'t> {
+    rel: &'t str,
     line: Option<usize>,
-    task: &Value,
-    vars: &Value,
-    dir: &str,
-    plan: &mut Plan,
-    depth: usize,
-) -> Result<(), SiteError> {
-    let Some(t) = task.as_object() else {
-        note(plan, rel, line, "not a task");
-        return Ok(());
-    };
-    let name = t.get("name").and_then(Value::as_str).unwrap_or("(unnamed)");
-    if let Some(Value::Array(block)) = t.get("block") {
-        for inner in block {
-            task_of(role, rel, line, inner, vars, dir, plan, depth)?;
+    name: &'t str,
+}
+
+impl Walk<'_> {
+    /// Walks the task file `rel` (included `depth` deep).
+    fn tasks(&mut self, rel: &str, depth: usize) -> Result<(), SiteError> {
+        let Some(text) = read(self.role, rel)? else {
+            if depth > 0 {
+                note(
+                    self.plan,
+                    rel,
+                    None,
+                    "included, but the role has no such file",
+                );
+            }
+            return Ok(());
+        };
+        let tasks: Value = serde_norway::from_str(&text).map_err(|e| {
+            let err = SiteError::in_file(rel, e.to_string());
+            match e.location() {
+                Some(l) => err.at(l.line(), l.column()),
+                None => err,
+            }
+        })?;
+        let lines = item_lines(&text);
+        let Some(tasks) = tasks.as_array() else {
+            return Ok(());
+        };
+        for (i, task) in tasks.iter().enumerate() {
+            self.task(rel, lines.get(i).copied(), task, depth)?;
         }
-        if t.contains_key("rescue") || t.contains_key("always") {
-            note(
-                plan,
-                rel,
-                line,
-                format!("task `{name}`: rescue/always are not translated"),
-            );
-        }
-        return Ok(());
+        Ok(())
     }
-    let Some((action, args)) = t.iter().find(|(k, _)| !KEYWORDS.contains(&k.as_str())) else {
-        note(plan, rel, line, format!("task `{name}` has no action"));
-        return Ok(());
-    };
-    if INCLUDE.contains(&action.as_str()) {
+
+    /// Translates one task (a block's tasks each), or notes why it cannot.
+    fn task(
+        &mut self,
+        rel: &str,
+        line: Option<usize>,
+        task: &Value,
+        depth: usize,
+    ) -> Result<(), SiteError> {
+        let Some(t) = task.as_object() else {
+            note(self.plan, rel, line, "not a task");
+            return Ok(());
+        };
+        let name = t.get("name").and_then(Value::as_str).unwrap_or("(unnamed)");
+        let at = At { rel, line, name };
+        if let Some(Value::Array(block)) = t.get("block") {
+            for inner in block {
+                self.task(rel, line, inner, depth)?;
+            }
+            if t.contains_key("rescue") || t.contains_key("always") {
+                self.note(
+                    at,
+                    format!("task `{name}`: rescue/always are not translated"),
+                );
+            }
+            return Ok(());
+        }
+        let Some((action, args)) = t.iter().find(|(k, _)| !KEYWORDS.contains(&k.as_str())) else {
+            self.note(at, format!("task `{name}` has no action"));
+            return Ok(());
+        };
+        let action = action.as_str();
+        if INCLUDE.contains(&action) {
+            self.include(at, action, args, depth)
+        } else if SERVICE.contains(&action) {
+            self.service(at, action, args, t);
+            Ok(())
+        } else if PACKAGE.contains(&action) {
+            self.package(at, action, args, t);
+            Ok(())
+        } else if TEMPLATE.contains(&action) {
+            self.file(at, action, "templates", &arguments(args), t)
+        } else if COPY.contains(&action) {
+            self.file(at, action, "files", &arguments(args), t)
+        } else {
+            self.note(at, format!("task `{name}` (`{action}`) is not translated"));
+            Ok(())
+        }
+    }
+
+    /// Notes what of the task at `at` is not translated.
+    fn note(&mut self, at: At<'_>, what: String) {
+        note(self.plan, at.rel, at.line, what);
+    }
+
+    /// An `include_tasks` (or `import_tasks`): the file it names is walked, unless that
+    /// is computed or the includes go too deep.
+    fn include(
+        &mut self,
+        at: At<'_>,
+        action: &str,
+        args: &Value,
+        depth: usize,
+    ) -> Result<(), SiteError> {
         let file = args
             .as_str()
             .or_else(|| args.get("file").and_then(Value::as_str))
             .unwrap_or_default();
         if file.contains("{{") || file.is_empty() || depth > 8 {
-            note(
-                plan,
-                rel,
-                line,
+            let name = at.name;
+            self.note(
+                at,
                 format!("task `{name}`: `{action}: {file}` is not followed"),
             );
+            Ok(())
         } else {
-            walk_tasks(role, &format!("tasks/{file}"), vars, dir, plan, depth + 1)?;
+            self.tasks(&format!("tasks/{file}"), depth + 1)
         }
-        return Ok(());
     }
-    if SERVICE.contains(&action.as_str()) {
+
+    /// A service task: `[[service]]` for a service started and enabled.
+    fn service(&mut self, at: At<'_>, action: &str, args: &Value, task: &Map<String, Value>) {
         let a = arguments(args);
         let unit = a.get("name").filter(|n| !n.contains("{{"));
         let state = a.get("state").map_or("started", String::as_str);
@@ -348,170 +400,148 @@ fn task_of(
             .get("enabled")
             .is_none_or(|e| matches!(e.as_str(), "yes" | "true" | "True"));
         match unit {
-            Some(unit) if state == "started" && enabled && !t.contains_key("when") => {
-                plan.services.push(unit.clone());
+            Some(unit) if state == "started" && enabled && !task.contains_key("when") => {
+                self.plan.services.push(unit.clone());
             }
-            _ => note(
-                plan,
-                rel,
-                line,
+            _ => self.note(
+                at,
                 format!(
-                    "task `{name}` (`{action}`) is not translated: only a service started and enabled is"
+                    "task `{}` (`{action}`) is not translated: only a service started and enabled is",
+                    at.name
                 ),
             ),
         }
-        return Ok(());
     }
-    if PACKAGE.contains(&action.as_str()) {
-        return package(rel, line, name, action, args, t, plan);
+
+    /// A package task: `[[package]]` for the names it installs.
+    fn package(&mut self, at: At<'_>, action: &str, args: &Value, task: &Map<String, Value>) {
+        let names: Vec<String> = match args.get("name").or(args.get("pkg")) {
+            Some(Value::String(s)) => s.split(',').map(|p| p.trim().to_string()).collect(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|v| v.as_str().unwrap_or("{{").to_string())
+                .collect(),
+            _ => match arguments(args).get("name") {
+                Some(s) => s.split(',').map(|p| p.trim().to_string()).collect(),
+                None => Vec::new(),
+            },
+        };
+        let state = arguments(args)
+            .get("state")
+            .cloned()
+            .unwrap_or("present".into());
+        let plain = !names.is_empty() && names.iter().all(|n| !n.contains("{{") && !n.is_empty());
+        let name = at.name;
+        if !plain
+            || !matches!(state.as_str(), "present" | "installed" | "latest")
+            || task.contains_key("loop")
+            || task.contains_key("with_items")
+        {
+            self.note(
+                at,
+                format!(
+                    "task `{name}` (`{action}`, state {state}) is not translated: only named packages to install are"
+                ),
+            );
+            return;
+        }
+        if task.contains_key("when") {
+            self.note(
+                at,
+                format!("task `{name}`: its `when` is dropped: the packages are always installed"),
+            );
+        }
+        self.plan.packages.extend(names);
     }
-    let (kind, base) = if TEMPLATE.contains(&action.as_str()) {
-        ("templates", "templates")
-    } else if COPY.contains(&action.as_str()) {
-        ("files", "files")
-    } else {
-        note(
-            plan,
-            rel,
-            line,
-            format!("task `{name}` (`{action}`) is not translated"),
-        );
-        return Ok(());
-    };
-    let args = arguments(args);
-    let (Some(src), Some(dest)) = (args.get("src"), args.get("dest")) else {
-        note(
-            plan,
-            rel,
-            line,
-            format!("task `{name}` (`{action}`) has no src and dest"),
-        );
-        return Ok(());
-    };
-    let dest = match crate::render::render_template(rel, dest, vars) {
-        Ok(d) if d.starts_with('/') && !d.ends_with('/') => d,
-        Ok(d) => {
-            note(
-                plan,
-                rel,
-                line,
-                format!("task `{name}`: dest `{d}` is not a file's absolute path"),
+
+    /// A `template` or `copy` task: the role's file from `base` (`templates` or `files`)
+    /// goes where its `dest` says, with its mode, owner and group, and the handlers it
+    /// notifies learn that path.
+    fn file(
+        &mut self,
+        at: At<'_>,
+        action: &str,
+        base: &str,
+        args: &BTreeMap<String, String>,
+        task: &Map<String, Value>,
+    ) -> Result<(), SiteError> {
+        let name = at.name;
+        let (Some(src), Some(dest)) = (args.get("src"), args.get("dest")) else {
+            self.note(
+                at,
+                format!("task `{name}` (`{action}`) has no src and dest"),
+            );
+            return Ok(());
+        };
+        let dest = match crate::render::render_template(at.rel, dest, self.vars) {
+            Ok(d) if d.starts_with('/') && !d.ends_with('/') => d,
+            Ok(d) => {
+                self.note(
+                    at,
+                    format!("task `{name}`: dest `{d}` is not a file's absolute path"),
+                );
+                return Ok(());
+            }
+            Err(e) => {
+                self.note(at, format!("task `{name}`: dest: {}", e.message));
+                return Ok(());
+            }
+        };
+        if src.contains("{{") || task.contains_key("loop") || task.contains_key("with_items") {
+            self.note(
+                at,
+                format!("task `{name}`: a computed src or a loop is not translated"),
             );
             return Ok(());
         }
-        Err(e) => {
-            note(
-                plan,
-                rel,
-                line,
-                format!("task `{name}`: dest: {}", e.message),
+        let Some(content) = role_file(self.role, base, src)? else {
+            self.note(
+                at,
+                format!("task `{name}`: {base}/{src} is not in the role"),
             );
             return Ok(());
+        };
+        let suffix = if base == "templates" { ".j2" } else { "" };
+        let dir = self.dir;
+        self.plan
+            .files
+            .insert(format!("{dir}/{base}{dest}{suffix}"), content);
+        if task.contains_key("when") {
+            self.note(
+                at,
+                format!("task `{name}`: its `when` is dropped: {dest} is always put in place"),
+            );
         }
-    };
-    if src.contains("{{") || t.contains_key("loop") || t.contains_key("with_items") {
-        note(
-            plan,
-            rel,
-            line,
-            format!("task `{name}`: a computed src or a loop is not translated"),
-        );
-        return Ok(());
+        let (mode, owner, group) = (args.get("mode"), args.get("owner"), args.get("group"));
+        if mode.is_some() || owner.is_some() || group.is_some() {
+            self.plan.meta.push(FileMeta {
+                path: dest.clone(),
+                mode: mode.cloned(),
+                owner: owner.cloned(),
+                group: group.cloned(),
+            });
+        }
+        for handler in notified(task) {
+            self.plan
+                .notified
+                .entry(handler)
+                .or_default()
+                .push(dest.clone());
+        }
+        Ok(())
     }
-    let Some(content) = role_file(role, base, src)? else {
-        note(
-            plan,
-            rel,
-            line,
-            format!("task `{name}`: {base}/{src} is not in the role"),
-        );
-        return Ok(());
-    };
-    let suffix = if kind == "templates" { ".j2" } else { "" };
-    plan.files
-        .insert(format!("{dir}/{kind}{dest}{suffix}"), content);
-    if t.contains_key("when") {
-        note(
-            plan,
-            rel,
-            line,
-            format!("task `{name}`: its `when` is dropped: {dest} is always put in place"),
-        );
-    }
-    let (mode, owner, group) = (args.get("mode"), args.get("owner"), args.get("group"));
-    if mode.is_some() || owner.is_some() || group.is_some() {
-        plan.meta.push(FileMeta {
-            path: dest.clone(),
-            mode: mode.cloned(),
-            owner: owner.cloned(),
-            group: group.cloned(),
-        });
-    }
-    let notify = match t.get("notify") {
+}
+
+/// The handlers a task notifies.
+fn notified(task: &Map<String, Value>) -> Vec<String> {
+    match task.get("notify") {
         Some(Value::String(s)) => vec![s.clone()],
         Some(Value::Array(a)) => a
             .iter()
             .filter_map(|v| v.as_str().map(String::from))
             .collect(),
         _ => Vec::new(),
-    };
-    for handler in notify {
-        plan.notified.entry(handler).or_default().push(dest.clone());
     }
-    Ok(())
-}
-
-/// A package task: `[[package]]` for the names it installs.
-fn package(
-    rel: &str,
-    line: Option<usize>,
-    name: &str,
-    action: &str,
-    args: &Value,
-    task: &Map<String, Value>,
-    plan: &mut Plan,
-) -> Result<(), SiteError> {
-    let names: Vec<String> = match args.get("name").or(args.get("pkg")) {
-        Some(Value::String(s)) => s.split(',').map(|p| p.trim().to_string()).collect(),
-        Some(Value::Array(a)) => a
-            .iter()
-            .map(|v| v.as_str().unwrap_or("{{").to_string())
-            .collect(),
-        _ => match arguments(args).get("name") {
-            Some(s) => s.split(',').map(|p| p.trim().to_string()).collect(),
-            None => Vec::new(),
-        },
-    };
-    let state = arguments(args)
-        .get("state")
-        .cloned()
-        .unwrap_or("present".into());
-    let plain = !names.is_empty() && names.iter().all(|n| !n.contains("{{") && !n.is_empty());
-    if !plain
-        || !matches!(state.as_str(), "present" | "installed" | "latest")
-        || task.contains_key("loop")
-        || task.contains_key("with_items")
-    {
-        note(
-            plan,
-            rel,
-            line,
-            format!(
-                "task `{name}` (`{action}`, state {state}) is not translated: only named packages to install are"
-            ),
-        );
-        return Ok(());
-    }
-    if task.contains_key("when") {
-        note(
-            plan,
-            rel,
-            line,
-            format!("task `{name}`: its `when` is dropped: the packages are always installed"),
-        );
-    }
-    plan.packages.extend(names);
-    Ok(())
 }
 
 /// A task's arguments, as a mapping or Ansible's `k=v` string, as strings.
