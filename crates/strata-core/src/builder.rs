@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use globset::{Glob, GlobMatcher};
 use serde_json::{Map, Value, json};
 use strata_types::{Hash, Step, TargetPath};
+use toml::Spanned;
 
 use crate::catalog::{Catalog, ModuleRun, Resource, ResourceKind};
 use crate::compile::CompileOptions;
@@ -374,25 +375,7 @@ impl<'a> Builder<'a> {
                     continue;
                 }
             };
-            let mode = match d
-                .mode
-                .as_ref()
-                .map(|s| parse_mode(s.get_ref()).map(|v| (v, s.span().start)))
-                .transpose()
-            {
-                Ok(m) => m,
-                Err(msg) => {
-                    self.errors.push(
-                        m.toml
-                            .error_at(d.mode.as_ref().map_or(0, |s| s.span().start), msg),
-                    );
-                    continue;
-                }
-            };
-            let (Some(owner), Some(group)) = (
-                self.owner(m, "owner", &d.owner),
-                self.owner(m, "group", &d.group),
-            ) else {
+            let Some((mode, owner, group)) = self.meta(m, &d.mode, &d.owner, &d.group) else {
                 continue;
             };
             out.push((
@@ -410,13 +393,38 @@ impl<'a> Builder<'a> {
         out
     }
 
+    /// The mode, owner and group a `[[file]]` or `[[dir]]` declares, each checked; `None`
+    /// when one is refused (the error is kept, at its line).
+    fn meta(
+        &mut self,
+        m: &Module,
+        mode: &Option<Spanned<String>>,
+        owner: &Option<Spanned<String>>,
+        group: &Option<Spanned<String>>,
+    ) -> Option<(Option<u32>, Option<String>, Option<String>)> {
+        let mode = match mode.as_ref().map(|s| parse_mode(s.get_ref())).transpose() {
+            Ok(mode) => mode,
+            Err(msg) => {
+                let at = mode.as_ref().map_or(0, |s| s.span().start);
+                self.errors.push(m.toml.error_at(at, msg));
+                return None;
+            }
+        };
+        let (Some(owner), Some(group)) =
+            (self.owner(m, "owner", owner), self.owner(m, "group", group))
+        else {
+            return None;
+        };
+        Some((mode, owner, group))
+    }
+
     /// A declared owner or group (`what`), refused with its line when it is an id chown
     /// cannot give (see [`crate::resources::bad_id`]): `None` then.
     fn owner(
         &mut self,
         m: &Module,
         what: &str,
-        value: &Option<toml::Spanned<String>>,
+        value: &Option<Spanned<String>>,
     ) -> Option<Option<String>> {
         let Some(v) = value else {
             return Some(None);
@@ -430,33 +438,29 @@ impl<'a> Builder<'a> {
         }
     }
 
+    /// The target path a `[[dir]]` or `[[link]]` declares; `None` when it is not one (the
+    /// error is kept, at its line).
+    fn target(&mut self, m: &Module, path: &Spanned<String>) -> Option<TargetPath> {
+        match TargetPath::parse(path.get_ref()) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                self.errors
+                    .push(m.toml.error_at(path.span().start, e.to_string()));
+                None
+            }
+        }
+    }
+
     /// Each `[[dir]]` of module `m` (id `id`), and the purges they declare.
     fn dirs(&mut self, m: &Module, id: &str) {
         for d in &m.toml.value.dir {
-            let path = match TargetPath::parse(d.path.get_ref()) {
-                Ok(p) => p,
-                Err(e) => {
-                    self.errors
-                        .push(m.toml.error_at(d.path.span().start, e.to_string()));
-                    continue;
-                }
-            };
-            let mode = match d.mode.as_ref().map(|s| parse_mode(s.get_ref())).transpose() {
-                Ok(mode) => mode.unwrap_or(0o755),
-                Err(msg) => {
-                    self.errors.push(
-                        m.toml
-                            .error_at(d.mode.as_ref().map_or(0, |s| s.span().start), msg),
-                    );
-                    continue;
-                }
-            };
-            let (Some(owner), Some(group)) = (
-                self.owner(m, "owner", &d.owner),
-                self.owner(m, "group", &d.group),
-            ) else {
+            let Some(path) = self.target(m, &d.path) else {
                 continue;
             };
+            let Some((mode, owner, group)) = self.meta(m, &d.mode, &d.owner, &d.group) else {
+                continue;
+            };
+            let mode = mode.unwrap_or(0o755);
             let line = m.toml.line(d.path.span().start);
             match Purge::declared(d, &path, &m.toml, id) {
                 Ok(purge) => self.purges.extend(purge),
@@ -487,13 +491,8 @@ impl<'a> Builder<'a> {
     /// Each `[[link]]` of module `m` (id `id`).
     fn links(&mut self, m: &Module, id: &str) {
         for l in &m.toml.value.link {
-            let path = match TargetPath::parse(l.path.get_ref()) {
-                Ok(p) => p,
-                Err(e) => {
-                    self.errors
-                        .push(m.toml.error_at(l.path.span().start, e.to_string()));
-                    continue;
-                }
+            let Some(path) = self.target(m, &l.path) else {
+                continue;
             };
             let line = m.toml.line(l.path.span().start);
             self.add(Resource::declared(
@@ -532,9 +531,11 @@ fn ansible_variables(node: &NodeInfo) -> Vec<(&'static str, Value)> {
 
 /// A `[[file]]` declaration, compiled.
 struct Decl {
+    /// The glob as written.
     pattern: String,
+    /// Where in `module.toml`.
     offset: usize,
-    mode: Option<(u32, usize)>,
+    mode: Option<u32>,
     owner: Option<String>,
     group: Option<String>,
     replace: Option<bool>,
@@ -543,8 +544,8 @@ struct Decl {
 impl Decl {
     /// Gives a resource its `[[file]]` metadata.
     fn apply(&self, res: &mut Resource) {
-        if let Some((mode, _)) = &self.mode {
-            res.mode = *mode;
+        if let Some(mode) = self.mode {
+            res.mode = mode;
         }
         if let Some(o) = &self.owner {
             res.owner = o.clone();
