@@ -1,9 +1,13 @@
 //! Errors in a site, located by file, line and column.
 
 use std::fmt;
+use std::sync::Arc;
+
+use strata_fs::FsError;
+use strata_types::NameError;
 
 /// One problem in a site.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct SiteError {
     /// The file, relative to the site (or absolute when outside it).
     pub file: Option<String>,
@@ -15,7 +19,31 @@ pub struct SiteError {
     pub message: String,
     /// What to do about it.
     pub hint: Option<String>,
+    /// The file-system operation that failed, when one did: what was being done, to which
+    /// path on this machine, and the system's error. The message says it in words already;
+    /// this keeps it whole for whoever shows it otherwise (it is not the error's
+    /// `source()`, which a printer of the cause chain would show a second time).
+    pub fs: Option<Arc<FsError>>,
 }
+
+/// Two errors are the same when they say the same; a file-system cause compares by its
+/// operation, path and kind of system error (`io::Error` has no equality).
+impl PartialEq for SiteError {
+    fn eq(&self, other: &SiteError) -> bool {
+        let fs = |e: &SiteError| {
+            e.fs.as_ref()
+                .map(|f| (f.op, f.path.clone(), f.source.kind()))
+        };
+        self.file == other.file
+            && self.line == other.line
+            && self.column == other.column
+            && self.message == other.message
+            && self.hint == other.hint
+            && fs(self) == fs(other)
+    }
+}
+
+impl Eq for SiteError {}
 
 impl SiteError {
     /// An error not tied to a place in a file.
@@ -26,6 +54,7 @@ impl SiteError {
             column: None,
             message: message.into(),
             hint: None,
+            fs: None,
         }
     }
 
@@ -49,6 +78,12 @@ impl SiteError {
         self.hint = Some(hint.into());
         self
     }
+
+    /// Keeps the file-system failure the error comes from (see [`SiteError::fs`]).
+    pub fn caused_by(mut self, e: FsError) -> SiteError {
+        self.fs = Some(Arc::new(e));
+        self
+    }
 }
 
 impl fmt::Display for SiteError {
@@ -69,9 +104,17 @@ impl fmt::Display for SiteError {
 
 impl std::error::Error for SiteError {}
 
-impl From<strata_fs::FsError> for SiteError {
-    fn from(e: strata_fs::FsError) -> SiteError {
-        SiteError::new(format!("{e}: {}", e.source))
+/// "cannot read /site/x: No such file or directory (os error 2)", the failure kept whole.
+impl From<FsError> for SiteError {
+    fn from(e: FsError) -> SiteError {
+        SiteError::new(format!("{e}: {}", e.source)).caused_by(e)
+    }
+}
+
+/// A node's name refused: "invalid node name \"../x\": must start with a letter or digit".
+impl From<NameError> for SiteError {
+    fn from(e: NameError) -> SiteError {
+        SiteError::new(e.to_string())
     }
 }
 
@@ -99,8 +142,14 @@ impl From<SiteError> for SiteErrors {
     }
 }
 
-impl From<strata_fs::FsError> for SiteErrors {
-    fn from(e: strata_fs::FsError) -> SiteErrors {
+impl From<NameError> for SiteErrors {
+    fn from(e: NameError) -> SiteErrors {
+        SiteErrors(vec![e.into()])
+    }
+}
+
+impl From<FsError> for SiteErrors {
+    fn from(e: FsError) -> SiteErrors {
         SiteErrors(vec![e.into()])
     }
 }
@@ -114,4 +163,40 @@ pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
         .map_or(before.len(), |i| before.len() - i - 1)
         + 1;
     (line, col)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn a_file_system_failure_keeps_its_operation_and_path() {
+        let e = SiteError::from(FsError::new(
+            "list",
+            "/site/modules",
+            io::Error::from(io::ErrorKind::PermissionDenied),
+        ));
+        assert_eq!(e.message, "cannot list /site/modules: permission denied");
+        let fs = e.fs.as_deref().expect("the cause is kept");
+        assert_eq!(fs.op, "list");
+        assert_eq!(fs.path, Path::new("/site/modules"));
+        assert_eq!(e.clone(), e);
+    }
+
+    #[test]
+    fn a_site_file_that_cannot_be_read_names_it_and_keeps_the_host_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = crate::tomlfile::load::<toml::Table>(dir.path(), "nodes/n1.toml").unwrap_err();
+        assert!(
+            e.to_string().starts_with("nodes/n1.toml: cannot read: "),
+            "{e}"
+        );
+        let fs = e.fs.as_deref().expect("the cause is kept");
+        assert_eq!(fs.op, "read");
+        assert_eq!(fs.path, dir.path().join("nodes/n1.toml"));
+        assert!(fs.is_not_found());
+    }
 }

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use strata_types::NodeName;
+
 use crate::error::SiteError;
 use crate::site::Site;
 
@@ -76,7 +78,8 @@ pub struct NodeReach {
 impl Site {
     /// How to reach `name`, and its environment (without compiling it).
     pub fn node_reach(&self, name: &str) -> Result<NodeReach, SiteError> {
-        let file = self.node(name)?;
+        let parsed = NodeName::parse(name).map_err(|e| SiteError::new(e.to_string()))?;
+        let file = self.node(&parsed)?;
         let (environment, ssh, age) = match file {
             Some(f) => (
                 f.value.environment.map(toml::Spanned::into_inner),
@@ -104,15 +107,23 @@ impl Site {
     /// order, each once. An unknown target is refused by name, with a near name when
     /// there is one, before anything connects.
     pub fn resolve_targets(&self, targets: &[String]) -> Result<Vec<String>, SiteError> {
-        let nodes = self.nodes().map_err(|mut e| e.0.remove(0))?;
+        let nodes: Vec<String> = self
+            .nodes()
+            .map_err(|mut e| e.0.remove(0))?
+            .into_iter()
+            .map(|n| n.as_str().to_string())
+            .collect();
         let mut out: Vec<String> = Vec::new();
         for t in targets {
             let members = if let Some(m) = self.group_members(t) {
-                m
+                m.into_iter().map(|n| n.as_str().to_string()).collect()
             } else if nodes.contains(t) {
                 vec![t.clone()]
             } else {
-                let known = nodes.iter().chain(self.groups.keys());
+                let known = nodes
+                    .iter()
+                    .chain(self.groups.keys())
+                    .map(String::as_str);
                 return Err(SiteError::new(format!(
                     "no node or group is named `{t}`{}",
                     crate::site::candidates(known, t)

@@ -36,40 +36,24 @@ pub(crate) fn resolve(site: &Site, wanted: Vec<Wanted>) -> Result<Vec<Module>, S
             }
         };
         let idx = match chosen.get(&r.name) {
-            Some((idx, _)) => {
+            Some((idx, first)) => {
                 let have = &modules[*idx];
-                if let Some(v) = &r.version {
-                    let ok = have
-                        .version
-                        .as_ref()
-                        .is_some_and(|h| h == v || h.starts_with(&format!("{v}.")));
-                    if !ok {
-                        let first = &chosen[&r.name].1;
-                        errors.push(fail(format!(
-                            "{} wants module `{}`, but {first} already chose {}",
-                            w.by,
-                            w.text,
-                            have.id()
-                        )));
-                        continue;
-                    }
+                if !satisfies(have, &r) {
+                    errors.push(fail(format!(
+                        "{} wants module `{}`, but {first} already chose {}",
+                        w.by,
+                        w.text,
+                        have.id()
+                    )));
+                    continue;
                 }
                 *idx
             }
             None => match Module::load(site, &r) {
                 Ok(m) => {
                     let idx = modules.len();
-                    for req in m.toml.value.requires.iter().rev() {
-                        let error = m.toml.error_at(req.span().start, "");
-                        queue.push((
-                            Wanted {
-                                text: req.get_ref().clone(),
-                                by: format!("module {}", m.id()),
-                                error,
-                            },
-                            Some(idx),
-                        ));
-                    }
+                    // Pushed last first: they are taken in the order written.
+                    queue.extend(requires(&m).rev().map(|w| (w, Some(idx))));
                     chosen.insert(r.name.clone(), (idx, w.by.clone()));
                     modules.push(m);
                     edges.push(Vec::new());
@@ -101,6 +85,25 @@ pub(crate) fn resolve(site: &Site, wanted: Vec<Wanted>) -> Result<Vec<Module>, S
         .into_iter()
         .map(|i| slots[i].take().expect("each index once"))
         .collect())
+}
+
+/// Whether the module chosen for a name is a version the reference accepts (any, when
+/// it names none).
+fn satisfies(have: &Module, r: &Ref) -> bool {
+    r.version.as_ref().is_none_or(|v| {
+        have.version
+            .as_ref()
+            .is_some_and(|h| h == v || h.starts_with(&format!("{v}.")))
+    })
+}
+
+/// What a module requires, each located in its `module.toml`.
+fn requires(m: &Module) -> impl DoubleEndedIterator<Item = Wanted> + '_ {
+    m.toml.value.requires.iter().map(|req| Wanted {
+        text: req.get_ref().clone(),
+        by: format!("module {}", m.id()),
+        error: m.toml.error_at(req.span().start, ""),
+    })
 }
 
 /// Depth-first order where each node follows its requirements; a cycle is returned as

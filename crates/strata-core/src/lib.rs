@@ -4,19 +4,26 @@
 
 mod ansible;
 mod budget;
+mod builder;
 mod catalog;
+mod compile;
 mod compiled;
+mod diff;
+mod download;
 mod error;
 mod fleet;
 mod graph;
 pub mod import;
+mod load;
 mod module;
 mod par;
 mod params;
 mod plan;
+mod purge;
 mod render;
 mod resources;
 pub mod scaffold;
+mod settings;
 mod site;
 mod tomlfile;
 mod typechange;
@@ -28,17 +35,18 @@ pub use budget::{RenderAllocator, TEMPLATE_MEMORY};
 #[cfg(test)]
 #[global_allocator]
 static ALLOCATOR: RenderAllocator = RenderAllocator;
-pub use catalog::{
-    Catalog, CompileOptions, DEFAULT_TIMEOUT, HardwareLayer, ModuleRun, Purge, Resource,
-    ResourceKind, ScriptDecl, compile,
-};
+pub use catalog::{Catalog, DEFAULT_TIMEOUT, ModuleRun, Resource, ResourceKind, ScriptDecl};
+pub use compile::{CompileOptions, HardwareLayer, compile};
 pub use compiled::{Compiled, Lazy};
+pub use diff::{DIFF_LIMIT, diff_text};
 pub use error::{SiteError, SiteErrors};
 pub use fleet::{FleetSettings, NodeKeys, NodeReach, SecretsSettings, SshSettings};
 pub use params::{ParamTree, Source};
-pub use plan::{DIFF_LIMIT, PlanError, diff_text, plan};
+pub use plan::{PlanError, plan};
+pub use purge::Purge;
 pub use render::render_template;
 pub use resources::{Declared, Group, Line, Package, Service, User};
-pub use site::{KeepGenerations, NodeInfo, SandboxSettings, Site, Size, StateSettings};
+pub use settings::{KeepGenerations, SandboxSettings, Size, StateSettings};
+pub use site::{NodeInfo, Site};
 pub use strata_fs::UserDb;
 pub use typechange::{Shadows, has_below};

@@ -1,9 +1,18 @@
-//! One parameter tree built from layers, remembering where each value came from.
+//! One parameter tree built from layers, remembering where each value came from: the
+//! tree and its merge, then the layers of a node in their order of precedence (modules'
+//! defaults, `params/common`, `params/env/<env>`, roles, groups, a hardware profile, the
+//! node, `--set`).
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
+
+use crate::compile::{CompileOptions, NodeParts};
+use crate::error::{SiteError, SiteErrors};
+use crate::site::{NodeToml, RoleToml, Site};
+use crate::tomlfile::{self, TomlFile, leaf_lines};
 
 /// Where a parameter's value was set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -161,6 +170,153 @@ pub(crate) fn toml_to_json(table: &toml::Table) -> Map<String, Value> {
     }
 }
 
+/// A parameter file read: its values and the line of each leaf.
+struct ParamFile {
+    /// Its path, relative to the site.
+    rel: String,
+    values: Map<String, Value>,
+    lines: BTreeMap<String, usize>,
+}
+
+/// A parameter file under `params/` (`stem` without its extension): TOML, or YAML
+/// (`.yaml` or `.yml`); none if there is none, an error naming both if there are two.
+fn param_file(dir: &Path, stem: &str) -> Result<Option<ParamFile>, SiteError> {
+    let found: Vec<String> = ["toml", "yaml", "yml"]
+        .iter()
+        .map(|ext| format!("{stem}.{ext}"))
+        .filter(|rel| strata_fs::exists(&dir.join(rel)))
+        .collect();
+    let rel = match found.as_slice() {
+        [] => return Ok(None),
+        [one] => one.clone(),
+        [a, b, ..] => {
+            return Err(SiteError::in_file(
+                b.as_str(),
+                format!("{a} and {b} both hold these parameters: keep one"),
+            ));
+        }
+    };
+    if rel.ends_with(".toml") {
+        let f = tomlfile::load::<toml::Table>(dir, &rel)?;
+        let lines = leaf_lines(&f.text, &[]);
+        Ok(Some(ParamFile {
+            values: toml_to_json(&f.value),
+            rel,
+            lines,
+        }))
+    } else {
+        let f = crate::yamlfile::load(dir, &rel)?;
+        Ok(Some(ParamFile {
+            rel,
+            values: f.values,
+            lines: f.lines,
+        }))
+    }
+}
+
+/// Layers a node's parameters, lowest first: each module's defaults (under its key),
+/// `params/common`, `params/env/<environment>`, the roles, the groups (outermost first), the
+/// hardware profile's `hw.*`, the node's own, then each `--set`.
+pub(crate) fn layer(
+    site: &Site,
+    parts: &NodeParts,
+    opts: &CompileOptions,
+) -> Result<ParamTree, SiteErrors> {
+    let mut tree = ParamTree::default();
+    for m in &parts.modules {
+        let lines = leaf_lines(&m.toml.text, &["params"]);
+        let key = m.param_key();
+        tree.merge(
+            &[&key],
+            &toml_to_json(&m.toml.value.params),
+            &from_file(format!("module {}", m.id()), &m.toml.rel),
+            &lines,
+        );
+    }
+    let environment = &parts.environment;
+    for (stem, layer) in [
+        ("params/common".to_string(), "common".to_string()),
+        (
+            format!("params/env/{environment}"),
+            format!("env {environment}"),
+        ),
+    ] {
+        if let Some(f) = param_file(&site.dir, &stem)? {
+            tree.merge(&[], &f.values, &from_file(layer, &f.rel), &f.lines);
+        }
+    }
+    for (id, role) in &parts.roles {
+        tree.merge_file(format!("role {id}"), role, |r: &RoleToml| &r.params);
+    }
+    for g in &parts.groups {
+        tree.merge_file(format!("group {g}"), &site.groups[g], |g| &g.params);
+    }
+    if let Some(hw) = &opts.hardware {
+        let source = from_file(
+            format!("hardware profile {}", hw.profile),
+            "hardware/profiles.toml",
+        );
+        tree.merge(&["hw"], &hw.params, &source, &BTreeMap::new());
+    }
+    if let Some(f) = &parts.file {
+        tree.merge_file("node".into(), f, |n: &NodeToml| &n.params);
+    }
+    for (key, raw) in &opts.sets {
+        tree.merge_set(key, raw)?;
+    }
+    Ok(tree)
+}
+
+/// A layer read from a site file.
+fn from_file(layer: String, file: &str) -> Source {
+    Source {
+        layer,
+        file: Some(file.to_string()),
+        line: None,
+    }
+}
+
+impl ParamTree {
+    /// Lays the `[params]` table of a role, group or node file over the tree.
+    fn merge_file<T>(&mut self, layer: String, f: &TomlFile<T>, params: fn(&T) -> &toml::Table) {
+        self.merge(
+            &[],
+            &toml_to_json(params(&f.value)),
+            &from_file(layer, &f.rel),
+            &leaf_lines(&f.text, &["params"]),
+        );
+    }
+
+    /// Lays one `--set key=value` over the tree.
+    fn merge_set(&mut self, key: &str, raw: &str) -> Result<(), SiteError> {
+        let parts: Vec<&str> = key.split('.').collect();
+        if parts.iter().any(|p| p.is_empty()) {
+            return Err(SiteError::new(format!(
+                "--set {key}={raw}: bad key `{key}`"
+            )));
+        }
+        let (last, prefix) = parts.split_last().expect("split gives one part");
+        let value = parse_set_value(raw);
+        let layer = Map::from_iter([(last.to_string(), value)]);
+        let source = Source {
+            layer: "--set".into(),
+            file: None,
+            line: None,
+        };
+        self.merge(prefix, &layer, &source, &BTreeMap::new());
+        Ok(())
+    }
+}
+
+/// A `--set` value is TOML when it parses as a TOML value (`8080`, `true`, `"x"`, `[1]`),
+/// else a plain string.
+fn parse_set_value(raw: &str) -> Value {
+    match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
+        Ok(t) => serde_json::to_value(&t["v"]).unwrap_or(Value::String(raw.to_string())),
+        Err(_) => Value::String(raw.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,6 +335,14 @@ mod tests {
             Value::Object(m) => m,
             _ => panic!("not an object"),
         }
+    }
+
+    #[test]
+    fn set_values_are_toml_or_strings() {
+        assert_eq!(parse_set_value("8080"), json!(8080));
+        assert_eq!(parse_set_value("true"), json!(true));
+        assert_eq!(parse_set_value("hello world"), json!("hello world"));
+        assert_eq!(parse_set_value("[1, 2]"), json!([1, 2]));
     }
 
     #[test]

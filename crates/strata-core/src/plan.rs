@@ -1,12 +1,12 @@
 //! The plan: for every path the site declares or strata managed before, what stands there
 //! now, what must stand there, and what the apply will do about it.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use strata_fs::{FsError, Root};
 use strata_types::{Action, Change, ContentSource, Entry, Plan, Snapshot, TargetPath};
 
+use crate::diff::diff_for;
 use crate::typechange::{self, Shadows, has_below};
 
 /// Why no plan could be made.
@@ -24,9 +24,6 @@ pub enum PlanError {
         message: String,
     },
 }
-
-/// Diffs are shown for text up to this size.
-pub const DIFF_LIMIT: usize = 1 << 20;
 
 /// Compares the desired `entries` with the target and with what the last generation
 /// managed (`current` entries and the `originals` it recorded), and says what to do.
@@ -46,6 +43,13 @@ pub fn plan(
     let shadows = Shadows::new(desired.values().chain(current.values().copied()), |top| {
         has_below(&desired, top) || has_below(originals, top)
     });
+    let against = Against {
+        root,
+        current,
+        originals,
+        shadows,
+        contents,
+    };
 
     // Sized once: a plan of thousands of paths would otherwise copy its changes over and
     // over as they grow.
@@ -56,12 +60,45 @@ pub fn plan(
     };
     // Directories scripts replaced, with the module that did.
     let mut replaced = Vec::new();
-    for (path, mut entry) in desired {
+    for (path, entry) in desired {
+        against.desired(path, entry, &mut plan, &mut replaced)?;
+    }
+    if !replaced.is_empty() {
+        typechange::name_replaced(root, &mut plan, &replaced, contents)?;
+    }
+    against.release(&mut plan)?;
+    plan.changes.sort_by(|a, b| a.path.cmp(&b.path));
+    typechange::note(&mut plan.changes);
+    Ok(plan)
+}
+
+/// What a plan compares the desired state with: the target, what the last generation
+/// managed (its entries and the originals it recorded), and where contents come from.
+struct Against<'a> {
+    root: &'a Root,
+    current: BTreeMap<&'a TargetPath, &'a Entry>,
+    originals: &'a BTreeMap<TargetPath, Snapshot>,
+    /// Where nothing stands below a path a script made a file or link.
+    shadows: Shadows,
+    contents: &'a dyn ContentSource,
+}
+
+impl Against<'_> {
+    /// Plans one desired entry: its change, its entry and its original (what stood there
+    /// before strata first managed it). `replaced` gets a directory a script replaced.
+    fn desired(
+        &self,
+        path: TargetPath,
+        mut entry: Entry,
+        plan: &mut Plan,
+        replaced: &mut Vec<(TargetPath, Option<String>)>,
+    ) -> Result<(), PlanError> {
+        let root = self.root;
         // Compared with what is wanted: an identical file is neither hashed nor kept (nor
         // read, when its stamp says it is unchanged).
         let want = entry.state.hash();
-        let bytes = || want.as_ref().and_then(|h| contents.content(h));
-        let (mut before, old) = if shadows.covers(root, &path)? {
+        let bytes = || want.as_ref().and_then(|h| self.contents.content(h));
+        let (mut before, old) = if self.shadows.covers(root, &path)? {
             (Snapshot::Absent, None)
         } else {
             root.inspect_with_content(&path, want.as_ref().map(|h| (h, &bytes as _)))?
@@ -74,26 +111,8 @@ pub fn plan(
         if entry.state.is_absent() || before.dir_type_change(&entry.state) {
             keep_xattrs(root, &path, &mut before)?;
         }
-        let created_by_us = originals.get(&path).is_some_and(Snapshot::is_absent);
-        if !entry.replace {
-            // Add-only: once there, never overwritten; keep what strata first wrote.
-            if let Some(cur) = current.get(&path).filter(|c| !c.replace && created_by_us) {
-                entry.state = cur.state.clone();
-            }
-            if matches!(before, Snapshot::File { .. }) {
-                if created_by_us {
-                    plan.originals.insert(path.clone(), Snapshot::Absent);
-                    plan.entries.push(entry.clone());
-                }
-                plan.changes.push(change(
-                    &entry,
-                    Action::Unchanged,
-                    before.clone(),
-                    before,
-                    None,
-                ));
-                continue;
-            }
+        if !entry.replace && self.add_only(&path, &mut entry, &before, plan) {
+            return Ok(());
         }
         conflict(&path, &entry.state, &before, entry.observed)?;
         if entry.observed && before.is_dir() && before.dir_type_change(&entry.state) {
@@ -114,24 +133,54 @@ pub fn plan(
         let diff = if entry.sensitive {
             None
         } else {
-            diff_for(&path, &before, old.as_deref(), &entry.state, contents)
+            diff_for(&path, &before, old.as_deref(), &entry.state, self.contents)
         };
-        let original = originals
+        let original = self
+            .originals
             .get(&path)
             .cloned()
             .unwrap_or_else(|| before.clone());
-        plan.originals.insert(path.clone(), original);
+        plan.originals.insert(path, original);
         plan.changes
             .push(change(&entry, action, before, entry.state.clone(), diff));
         plan.entries.push(entry);
+        Ok(())
     }
-    if !replaced.is_empty() {
-        typechange::name_replaced(root, &mut plan, &replaced, contents)?;
+
+    /// An add-only entry (`replace = false`): once there, never overwritten, and what
+    /// strata first wrote stays its state. `true` when a file stands there, planned then
+    /// as unchanged; `false` when it is to be planned as any other entry.
+    fn add_only(
+        &self,
+        path: &TargetPath,
+        entry: &mut Entry,
+        before: &Snapshot,
+        plan: &mut Plan,
+    ) -> bool {
+        let created_by_us = self.originals.get(path).is_some_and(Snapshot::is_absent);
+        if let Some(cur) = self
+            .current
+            .get(path)
+            .filter(|c| !c.replace && created_by_us)
+        {
+            entry.state = cur.state.clone();
+        }
+        if !matches!(before, Snapshot::File { .. }) {
+            return false;
+        }
+        if created_by_us {
+            plan.originals.insert(path.clone(), Snapshot::Absent);
+            plan.entries.push(entry.clone());
+        }
+        plan.changes.push(change(
+            entry,
+            Action::Unchanged,
+            before.clone(),
+            before.clone(),
+            None,
+        ));
+        true
     }
-    release(root, &mut plan, (&current, &shadows), originals, contents)?;
-    plan.changes.sort_by(|a, b| a.path.cmp(&b.path));
-    typechange::note(&mut plan.changes);
-    Ok(plan)
 }
 
 fn change(
@@ -340,26 +389,57 @@ fn conflict(
     })
 }
 
-/// Takes back what the last generation managed and the site no longer declares: removed
-/// when strata created it, restored when it was there before. Deepest paths first, so a
-/// directory is removed only once what strata put in it is gone.
-fn release(
-    root: &Root,
-    plan: &mut Plan,
-    (current, shadows): (&BTreeMap<&TargetPath, &Entry>, &Shadows),
-    originals: &BTreeMap<TargetPath, Snapshot>,
-    contents: &dyn ContentSource,
-) -> Result<(), PlanError> {
-    let kept: BTreeSet<&TargetPath> = plan.originals.keys().collect();
-    let mut gone: Vec<(&TargetPath, &Snapshot)> = originals
-        .iter()
-        .filter(|(p, _)| !kept.contains(p))
-        .collect();
-    gone.sort_by(|a, b| b.0.depth().cmp(&a.0.depth()).then(a.0.cmp(b.0)));
-    let mut removed: BTreeSet<TargetPath> = BTreeSet::new();
-    let mut changes = Vec::new();
-    for (path, original) in gone {
-        let (mut before, old) = if shadows.covers(root, path)? {
+impl Against<'_> {
+    /// Takes back what the last generation managed and the site no longer declares:
+    /// removed when strata created it, restored when it was there before. Deepest paths
+    /// first, so a directory is removed only once what strata put in it is gone.
+    fn release(&self, plan: &mut Plan) -> Result<(), PlanError> {
+        let kept: BTreeSet<&TargetPath> = plan.originals.keys().collect();
+        let mut gone: Vec<(&TargetPath, &Snapshot)> = self
+            .originals
+            .iter()
+            .filter(|(p, _)| !kept.contains(p))
+            .collect();
+        gone.sort_by(|a, b| b.0.depth().cmp(&a.0.depth()).then(a.0.cmp(b.0)));
+        let mut removed: BTreeSet<TargetPath> = BTreeSet::new();
+        let mut changes = Vec::new();
+        for (path, original) in gone {
+            changes.extend(self.released(path, original, &mut removed)?);
+        }
+        plan.changes.extend(changes);
+        Ok(())
+    }
+
+    /// What a directory still holds that this plan does not remove (what `removed` does
+    /// not list): a directory strata created, or one a script made where a file or link
+    /// stood, is taken away only when nothing else is left in it.
+    fn leftovers(
+        &self,
+        path: &TargetPath,
+        before: &Snapshot,
+        removed: &BTreeSet<TargetPath>,
+    ) -> Result<usize, PlanError> {
+        if !before.is_dir() {
+            return Ok(0);
+        }
+        Ok(self
+            .root
+            .list(path)?
+            .into_iter()
+            .filter(|(name, _)| path.join(name).map_or(true, |p| !removed.contains(&p)))
+            .count())
+    }
+
+    /// The change that takes `path` back to its `original`, if any; `removed` holds what
+    /// the deeper ones removed (and gets `path` when it goes).
+    fn released(
+        &self,
+        path: &TargetPath,
+        original: &Snapshot,
+        removed: &mut BTreeSet<TargetPath>,
+    ) -> Result<Option<Change>, PlanError> {
+        let root = self.root;
+        let (mut before, old) = if self.shadows.covers(root, path)? {
             (Snapshot::Absent, None)
         } else {
             root.inspect_with_content(path, None)?
@@ -368,7 +448,7 @@ fn release(
         if original.is_absent() {
             keep_xattrs(root, path, &mut before)?;
         }
-        let was = current.get(path);
+        let was = self.current.get(path);
         let mut c = Change {
             path: path.clone(),
             action: Action::Unchanged,
@@ -379,39 +459,28 @@ fn release(
             diff: None,
             note: None,
         };
-        // What a directory still holds that this plan does not remove: a directory
-        // strata created, or one a script made where a file or link stood, is taken away
-        // only when nothing else is left in it.
-        let leftovers = || -> Result<Vec<String>, PlanError> {
-            Ok(if before.is_dir() {
-                root.list(path)?
-                    .into_iter()
-                    .map(|(name, _)| name)
-                    .filter(|name| path.join(name).map_or(true, |p| !removed.contains(&p)))
-                    .collect()
-            } else {
-                Vec::new()
-            })
+        let keep = |c: &mut Change, note: String| {
+            c.action = Action::Keep;
+            c.after = before.clone();
+            c.note = Some(note);
+        };
+        let still_holds = |n: usize| {
+            format!("directory still holds {n} entries strata does not manage; left in place")
         };
         if original.is_absent() {
             if before.is_absent() {
-                continue;
+                return Ok(None);
             }
             let add_only_edited =
                 was.is_some_and(|e| !e.replace && before.hash() != e.state.hash());
-            let leftovers = leftovers()?;
+            let leftovers = self.leftovers(path, &before, removed)?;
             if add_only_edited {
-                c.action = Action::Keep;
-                c.after = before.clone();
-                c.note =
-                    Some("add-only file changed since strata created it; left in place".into());
-            } else if !leftovers.is_empty() {
-                c.action = Action::Keep;
-                c.after = before.clone();
-                c.note = Some(format!(
-                    "directory still holds {} entries strata does not manage; left in place",
-                    leftovers.len()
-                ));
+                keep(
+                    &mut c,
+                    "add-only file changed since strata created it; left in place".into(),
+                );
+            } else if leftovers > 0 {
+                keep(&mut c, still_holds(leftovers));
             } else {
                 c.action = Action::Remove;
                 removed.insert(path.clone());
@@ -419,131 +488,18 @@ fn release(
         } else if !original.satisfied_by(&before) {
             conflict(path, original, &before, was.is_some_and(|e| e.observed))?;
             let leftovers = match before.dir_type_change(original) {
-                true => leftovers()?,
-                false => Vec::new(),
+                true => self.leftovers(path, &before, removed)?,
+                false => 0,
             };
-            if leftovers.is_empty() {
+            if leftovers == 0 {
                 c.action = Action::Restore;
             } else {
-                c.action = Action::Keep;
-                c.after = before.clone();
-                c.note = Some(format!(
-                    "directory still holds {} entries strata does not manage; left in place",
-                    leftovers.len()
-                ));
+                keep(&mut c, still_holds(leftovers));
             }
         }
         if !c.sensitive && c.action.changes_target() {
-            c.diff = diff_for(path, &before, old.as_deref(), &c.after, contents);
+            c.diff = diff_for(path, &before, old.as_deref(), &c.after, self.contents);
         }
-        changes.push(c);
-    }
-    plan.changes.extend(changes);
-    Ok(())
-}
-
-/// A unified diff between the old and new content of a file, when both are text. A new
-/// file gets none here: its diff is its content, which the caller shows from the contents
-/// it holds anyway ([`diff_text`] with nothing before), so that a plan of many new files
-/// does not hold each of them twice.
-pub(crate) fn diff_for(
-    path: &TargetPath,
-    before: &Snapshot,
-    old: Option<&[u8]>,
-    after: &Snapshot,
-    contents: &dyn ContentSource,
-) -> Option<String> {
-    if before.hash().is_some() && before.hash() == after.hash() {
-        return None;
-    }
-    let old: Cow<'_, [u8]> = match before {
-        Snapshot::File { .. } => Cow::Borrowed(old?),
-        Snapshot::Absent => return None,
-        _ => Cow::Borrowed(&[]),
-    };
-    let new: Cow<'_, [u8]> = match after.hash() {
-        Some(h) => contents.content(&h)?,
-        None => Cow::Borrowed(&[]),
-    };
-    diff_text(path, &old, &new)
-}
-
-/// A unified diff between two contents of `path`, when both are text (and not too large).
-pub fn diff_text(path: &TargetPath, old: &[u8], new: &[u8]) -> Option<String> {
-    if old.is_empty() && new.is_empty() {
-        return None;
-    }
-    let (old, new) = (text(old)?, text(new)?);
-    let name = path.as_str();
-    // (similar also ends a line at a lone `\r`: such texts take the long way.)
-    if old.is_empty() && !new.contains('\r') {
-        return Some(creation_diff(name, new));
-    }
-    let diff = similar::TextDiff::from_lines(old, new)
-        .unified_diff()
-        .context_radius(3)
-        .header(name, name)
-        .to_string();
-    Some(diff)
-}
-
-/// The diff of a new file's text exactly as `similar` writes it (one hunk adding every
-/// line), without diffing: a first apply of thousands of files shows one for each.
-fn creation_diff(name: &str, new: &str) -> String {
-    use std::fmt::Write;
-    let lines = new.split_inclusive('\n');
-    let n = new.bytes().filter(|&b| b == b'\n').count() + usize::from(!new.ends_with('\n'));
-    let mut out = String::with_capacity(new.len() + n + 2 * name.len() + 64);
-    let range = match n {
-        1 => "1".to_string(),
-        n => format!("1,{n}"),
-    };
-    let _ = write!(out, "--- {name}\n+++ {name}\n@@ -0,0 +{range} @@\n");
-    for line in lines {
-        out.push('+');
-        out.push_str(line);
-        if !line.ends_with('\n') {
-            out.push_str("\n\\ No newline at end of file\n");
-        }
-    }
-    out
-}
-
-fn text(bytes: &[u8]) -> Option<&str> {
-    if bytes.len() > DIFF_LIMIT || bytes.contains(&0) {
-        return None;
-    }
-    std::str::from_utf8(bytes).ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A new file's diff, written without diffing, is byte for byte what `similar` gives.
-    #[test]
-    fn a_new_files_diff_is_the_one_similar_writes() {
-        let path = TargetPath::parse("/etc/x").unwrap();
-        let long: String = (0..500).map(|i| format!("line {i}\n")).collect();
-        for new in [
-            "a\n",
-            "a",
-            "a\nb",
-            "a\nb\n",
-            "\n",
-            "\n\n",
-            "a\r\nb\r\n",
-            "a\rb\n",
-            "é\nü",
-            &long,
-        ] {
-            let want = similar::TextDiff::from_lines("", new)
-                .unified_diff()
-                .context_radius(3)
-                .header("/etc/x", "/etc/x")
-                .to_string();
-            let got = diff_text(&path, b"", new.as_bytes()).unwrap();
-            assert_eq!(got, want, "{new:?}");
-        }
+        Ok(Some(c))
     }
 }

@@ -136,102 +136,23 @@ pub(crate) fn validate<T>(
     lines: &[Spanned<Line>],
 ) -> Result<Declared, Vec<SiteError>> {
     let mut errors = Vec::new();
-    let mut check = |span: std::ops::Range<usize>, problem: Option<String>| {
-        if let Some(p) = problem {
-            errors.push(file.error_at(span.start, p));
-        }
+    let mut check = |span: std::ops::Range<usize>, problems: Vec<String>| {
+        errors.extend(problems.into_iter().map(|p| file.error_at(span.start, p)));
     };
     for p in packages {
-        let v = p.get_ref();
-        check(p.span(), bad_name("package", &v.name, package_name));
-        if let Some(version) = &v.version
-            && !(version.chars().next().is_some_and(|c| c.is_ascii_digit())
-                && version
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || ".+~:-".contains(c)))
-        {
-            check(
-                p.span(),
-                Some(format!(
-                    "invalid version `{version}` for package `{}`",
-                    v.name
-                )),
-            );
-        }
+        check(p.span(), p.get_ref().problems());
     }
     for g in groups {
-        check(g.span(), bad_name("group", &g.get_ref().name, account_name));
-        let gid = g.get_ref().gid;
-        check(g.span(), gid.and_then(|id| bad_id("gid", &id.to_string())));
+        check(g.span(), g.get_ref().problems());
     }
     for u in users {
-        let v = u.get_ref();
-        check(u.span(), bad_name("user", &v.name, account_name));
-        check(
-            u.span(),
-            v.uid.and_then(|id| bad_id("uid", &id.to_string())),
-        );
-        for g in v.group.iter().chain(v.groups.iter().flatten()) {
-            check(u.span(), bad_name("group", g, account_name));
-        }
-        for (what, path) in [("shell", &v.shell), ("home", &v.home)] {
-            if let Some(p) = path
-                && (!p.starts_with('/') || p.contains([':', '\n']))
-            {
-                check(
-                    u.span(),
-                    Some(format!(
-                        "user `{}`: {what} `{p}` must be an absolute path",
-                        v.name
-                    )),
-                );
-            }
-        }
-        if let Some(c) = &v.comment
-            && c.contains([':', '\n'])
-        {
-            check(
-                u.span(),
-                Some(format!(
-                    "user `{}`: a comment cannot hold `:` or a newline",
-                    v.name
-                )),
-            );
-        }
+        check(u.span(), u.get_ref().problems());
     }
     for s in services {
-        let v = s.get_ref();
-        check(s.span(), bad_name("service", &v.name, service_name));
-        for g in v.restart_on.iter().chain(&v.reload_on) {
-            if let Err(e) = globset::Glob::new(g) {
-                check(
-                    s.span(),
-                    Some(format!("service `{}`: bad glob `{g}`: {e}", v.name)),
-                );
-            }
-        }
+        check(s.span(), s.get_ref().problems());
     }
     for l in lines {
-        let v = l.get_ref();
-        if let Err(e) = TargetPath::parse(&v.path) {
-            check(l.span(), Some(format!("[[line]] path `{}`: {e}", v.path)));
-        }
-        if v.line.contains(['\n', '\r']) {
-            check(
-                l.span(),
-                Some("[[line]] line cannot hold a newline".to_string()),
-            );
-        }
-        if let Some(p) = &v.pattern
-            && let Err(e) = Regex::new(p)
-        {
-            check(
-                l.span(),
-                Some(format!(
-                    "[[line]] match `{p}` is not a valid regular expression: {e}"
-                )),
-            );
-        }
+        check(l.span(), l.get_ref().problems());
     }
     if !errors.is_empty() {
         return Err(errors);
@@ -243,6 +164,106 @@ pub(crate) fn validate<T>(
         services: plain(services),
         lines: plain(lines),
     })
+}
+
+impl Package {
+    /// What is wrong with the declaration, if anything.
+    fn problems(&self) -> Vec<String> {
+        let mut out: Vec<String> = bad_name("package", &self.name, package_name)
+            .into_iter()
+            .collect();
+        if let Some(version) = &self.version
+            && !(version.chars().next().is_some_and(|c| c.is_ascii_digit())
+                && version
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ".+~:-".contains(c)))
+        {
+            out.push(format!(
+                "invalid version `{version}` for package `{}`",
+                self.name
+            ));
+        }
+        out
+    }
+}
+
+impl Group {
+    /// What is wrong with the declaration, if anything.
+    fn problems(&self) -> Vec<String> {
+        let gid = self.gid.and_then(|id| bad_id("gid", &id.to_string()));
+        bad_name("group", &self.name, account_name)
+            .into_iter()
+            .chain(gid)
+            .collect()
+    }
+}
+
+impl User {
+    /// What is wrong with the declaration, if anything.
+    fn problems(&self) -> Vec<String> {
+        let mut out: Vec<String> = bad_name("user", &self.name, account_name)
+            .into_iter()
+            .chain(self.uid.and_then(|id| bad_id("uid", &id.to_string())))
+            .collect();
+        for g in self.group.iter().chain(self.groups.iter().flatten()) {
+            out.extend(bad_name("group", g, account_name));
+        }
+        for (what, path) in [("shell", &self.shell), ("home", &self.home)] {
+            if let Some(p) = path
+                && (!p.starts_with('/') || p.contains([':', '\n']))
+            {
+                out.push(format!(
+                    "user `{}`: {what} `{p}` must be an absolute path",
+                    self.name
+                ));
+            }
+        }
+        if let Some(c) = &self.comment
+            && c.contains([':', '\n'])
+        {
+            out.push(format!(
+                "user `{}`: a comment cannot hold `:` or a newline",
+                self.name
+            ));
+        }
+        out
+    }
+}
+
+impl Service {
+    /// What is wrong with the declaration, if anything.
+    fn problems(&self) -> Vec<String> {
+        let mut out: Vec<String> = bad_name("service", &self.name, service_name)
+            .into_iter()
+            .collect();
+        for g in self.restart_on.iter().chain(&self.reload_on) {
+            if let Err(e) = globset::Glob::new(g) {
+                out.push(format!("service `{}`: bad glob `{g}`: {e}", self.name));
+            }
+        }
+        out
+    }
+}
+
+impl Line {
+    /// What is wrong with the declaration, if anything.
+    fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Err(e) = TargetPath::parse(&self.path) {
+            out.push(format!("[[line]] path `{}`: {e}", self.path));
+        }
+        if self.line.contains(['\n', '\r']) {
+            out.push("[[line]] line cannot hold a newline".to_string());
+        }
+        if let Some(p) = &self.pattern
+            && let Err(e) = Regex::new(p)
+        {
+            out.push(format!(
+                "[[line]] match `{p}` is not a valid regular expression: {e}"
+            ));
+        }
+        out
+    }
 }
 
 fn plain<T: Clone>(v: &[Spanned<T>]) -> Vec<T> {

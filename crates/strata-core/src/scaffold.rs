@@ -66,6 +66,7 @@ fn write_all(dir: &Path, files: &[(String, String)]) -> Result<Vec<String>, Site
     for (rel, text) in files {
         strata_fs::write_site_file(&dir.join(rel), text.as_bytes()).map_err(|e| {
             SiteError::in_file(dir.join(rel).display().to_string(), e.source.to_string())
+                .caused_by(e)
         })?;
     }
     Ok(files.iter().map(|(rel, _)| rel.clone()).collect())

@@ -5,122 +5,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use strata_types::NodeName;
 use toml::Spanned;
 
 use crate::error::{SiteError, SiteErrors};
+use crate::settings::{SandboxSettings, SiteToml, StateSettings};
 use crate::tomlfile::{self, TomlFile};
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SiteToml {
-    site: SiteSection,
-    #[serde(default)]
-    sandbox: SandboxSettings,
-    #[serde(default)]
-    state: StateSettings,
-    #[serde(default)]
-    fleet: crate::fleet::FleetSettings,
-    #[serde(default)]
-    secrets: crate::fleet::SecretsSettings,
-}
-
-/// `[state]` in `strata.toml`: what a node keeps of its history.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StateSettings {
-    /// How many generations to keep: after each apply, older ones are pruned with the
-    /// store objects only they use (unset: strata's default, see docs/state.md).
-    #[serde(default)]
-    pub keep_generations: Option<KeepGenerations>,
-}
-
-/// A number of generations to keep: at least 1, the current one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KeepGenerations(pub u64);
-
-impl<'de> Deserialize<'de> for KeepGenerations {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match i64::deserialize(d)? {
-            n if n >= 1 => Ok(KeepGenerations(n as u64)),
-            n => Err(serde::de::Error::custom(format!(
-                "keep_generations = {n}: keep at least 1 generation (the current one)"
-            ))),
-        }
-    }
-}
-
-/// `[sandbox]` in `strata.toml`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SandboxSettings {
-    /// Commands intercepted beyond the built-in list (names or absolute paths).
-    #[serde(default)]
-    pub intercept: Vec<String>,
-    /// Globs of paths whose changes by scripts are not reported or committed, beyond the
-    /// built-in list.
-    #[serde(default)]
-    pub ignore: Vec<String>,
-    /// Processes the scripts of one run may have at once.
-    #[serde(default)]
-    pub max_processes: Option<u64>,
-    /// Memory the scripts of one run may use together (`max_memory = "2G"`).
-    #[serde(default)]
-    pub max_memory: Option<Size>,
-    /// Network or FUSE file systems mounted in the target that scripts see read-only
-    /// and whose changes are not observed (else such a mount is refused).
-    #[serde(default)]
-    pub unobserved: Vec<String>,
-}
-
-/// A size in bytes, written as a number of bytes or with a unit: `512M`, `2G`, `2GiB`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Size(pub u64);
-
-impl<'de> Deserialize<'de> for Size {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Bytes(u64),
-            Text(String),
-        }
-        let bad = |s: &str| {
-            serde::de::Error::custom(format!(
-                "`{s}` is not a size: write bytes (1048576) or a number with K, M, G or T (512M, 2G)"
-            ))
-        };
-        match Raw::deserialize(d)? {
-            Raw::Bytes(b) => Ok(Size(b)),
-            Raw::Text(t) => {
-                let s = t.trim();
-                let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-                let (num, unit) = s.split_at(digits);
-                let num: u64 = num.parse().map_err(|_| bad(&t))?;
-                let shift = match unit.trim().trim_end_matches("iB").trim_end_matches('B') {
-                    "" => 0,
-                    "K" | "k" => 10,
-                    "M" | "m" => 20,
-                    "G" | "g" => 30,
-                    "T" | "t" => 40,
-                    _ => return Err(bad(&t)),
-                };
-                num.checked_mul(1 << shift).map(Size).ok_or_else(|| bad(&t))
-            }
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SiteSection {
-    name: String,
-    #[serde(default = "production")]
-    default_environment: String,
-}
-
-fn production() -> String {
-    "production".to_string()
-}
 
 /// `nodes/<node>.toml`.
 #[derive(Debug, Default, Deserialize)]
@@ -143,8 +33,9 @@ pub(crate) struct NodeToml {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct GroupToml {
+    /// Each parsed as it is read: a name that is not a node's is an error at its line.
     #[serde(default)]
-    pub nodes: Vec<Spanned<String>>,
+    pub nodes: Vec<Spanned<NodeName>>,
     #[serde(default)]
     pub groups: Vec<Spanned<String>>,
     #[serde(default)]
@@ -275,9 +166,25 @@ impl Site {
         Ok(site)
     }
 
-    /// Every node the site knows: those with a node file and those named in a group.
-    pub fn nodes(&self) -> Result<Vec<String>, SiteErrors> {
-        let mut names: BTreeSet<String> = toml_stems(&self.dir, "nodes")?.into_iter().collect();
+    /// Every node the site knows: those with a node file and those named in a group. A
+    /// node file whose name is not a node's is an error naming it.
+    pub fn nodes(&self) -> Result<Vec<NodeName>, SiteErrors> {
+        let mut names: BTreeSet<NodeName> = BTreeSet::new();
+        let mut errors = Vec::new();
+        for stem in toml_stems(&self.dir, "nodes")? {
+            match NodeName::parse(&stem) {
+                Ok(name) => {
+                    names.insert(name);
+                }
+                Err(e) => errors.push(SiteError::in_file(
+                    format!("nodes/{stem}.toml"),
+                    e.to_string(),
+                )),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(SiteErrors(errors));
+        }
         for g in self.groups.values() {
             names.extend(g.value.nodes.iter().map(|n| n.get_ref().clone()));
         }
@@ -285,7 +192,7 @@ impl Site {
     }
 
     /// Reads a node's file; a node named only in groups has an empty one.
-    pub(crate) fn node(&self, name: &str) -> Result<Option<TomlFile<NodeToml>>, SiteError> {
+    pub(crate) fn node(&self, name: &NodeName) -> Result<Option<TomlFile<NodeToml>>, SiteError> {
         let rel = format!("nodes/{name}.toml");
         if !strata_fs::exists(&self.dir.join(&rel)) {
             return Ok(None);
@@ -294,7 +201,7 @@ impl Site {
     }
 
     /// Whether a node is known at all.
-    pub fn knows_node(&self, name: &str) -> bool {
+    pub fn knows_node(&self, name: &NodeName) -> bool {
         strata_fs::exists(&self.dir.join(format!("nodes/{name}.toml")))
             || self
                 .groups
@@ -304,7 +211,7 @@ impl Site {
 
     /// The groups that contain `node`, directly or through nested groups, least specific
     /// (outermost) first, then by name.
-    pub(crate) fn groups_of(&self, node: &str) -> Vec<String> {
+    pub(crate) fn groups_of(&self, node: &NodeName) -> Vec<String> {
         let member: BTreeSet<&String> = self
             .groups
             .keys()
@@ -341,7 +248,7 @@ impl Site {
             .any(|n| n.get_ref() == inner || self.nests(n.get_ref(), inner, seen))
     }
 
-    fn expand(&self, group: &str, seen: &mut Vec<String>) -> BTreeSet<String> {
+    fn expand(&self, group: &str, seen: &mut Vec<String>) -> BTreeSet<NodeName> {
         let mut out = BTreeSet::new();
         if seen.iter().any(|s| s == group) {
             return out;
@@ -358,14 +265,14 @@ impl Site {
     }
 
     /// The members of a group in push order (nested groups expanded in place).
-    pub fn group_members(&self, group: &str) -> Option<Vec<String>> {
+    pub fn group_members(&self, group: &str) -> Option<Vec<NodeName>> {
         self.groups.get(group)?;
         let mut out = Vec::new();
         self.members_into(group, &mut Vec::new(), &mut out);
         Some(out)
     }
 
-    fn members_into(&self, group: &str, seen: &mut Vec<String>, out: &mut Vec<String>) {
+    fn members_into(&self, group: &str, seen: &mut Vec<String>, out: &mut Vec<NodeName>) {
         if seen.iter().any(|s| s == group) {
             return;
         }
@@ -454,7 +361,9 @@ impl Site {
         let real = match strata_fs::canonical(path) {
             Ok(real) => real,
             Err(e) if e.is_not_found() => return Ok(()),
-            Err(e) => return Err(SiteError::in_file(self.rel(path), e.source.to_string())),
+            Err(e) => {
+                return Err(SiteError::in_file(self.rel(path), e.source.to_string()).caused_by(e));
+            }
         };
         if real.starts_with(&self.real) {
             return Ok(());
@@ -494,7 +403,7 @@ impl SiteError {
 }
 
 /// ", did you mean `x`?" when a known name is close.
-pub(crate) fn candidates<'a>(names: impl Iterator<Item = &'a String>, wanted: &str) -> String {
+pub(crate) fn candidates<'a>(names: impl Iterator<Item = &'a str>, wanted: &str) -> String {
     names
         .map(|n| (strsim::jaro_winkler(n, wanted), n))
         .filter(|(s, _)| *s > 0.8)
@@ -510,9 +419,10 @@ fn find(
     name: &str,
     version: Option<&str>,
 ) -> Result<(PathBuf, Option<String>), String> {
-    let versions = index
-        .get(name)
-        .ok_or_else(|| format!("unknown {kind} `{name}`{}", candidates(index.keys(), name)))?;
+    let versions = index.get(name).ok_or_else(|| {
+        let known = index.keys().map(String::as_str);
+        format!("unknown {kind} `{name}`{}", candidates(known, name))
+    })?;
     pick(versions, version).map_err(|have| {
         format!(
             "{kind} `{name}` has no version {}{have}",
@@ -696,22 +606,5 @@ mod tests {
         assert_eq!(pick(&v, Some("2")).unwrap().1.as_deref(), Some("2.1"));
         assert_eq!(pick(&v, None).unwrap().1.as_deref(), Some("20"));
         assert!(pick(&v, Some("3")).is_err());
-    }
-
-    #[test]
-    fn keep_generations_is_a_number_of_at_least_one() {
-        let parse = |keep: &str| {
-            let text = format!("[site]\nname = \"s\"\n[state]\nkeep_generations = {keep}\n");
-            tomlfile::parse::<SiteToml>("strata.toml", text)
-        };
-        let kept = parse("20").expect("20 generations").value.state;
-        assert_eq!(kept.keep_generations, Some(KeepGenerations(20)));
-        for bad in ["0", "-3"] {
-            let err = parse(bad).expect_err(bad).to_string();
-            assert!(err.starts_with("strata.toml:4:"), "{err}");
-            assert!(err.contains("keep at least 1 generation"), "{err}");
-        }
-        let err = parse("\"all\"").expect_err("a string").to_string();
-        assert!(err.starts_with("strata.toml:4:"), "{err}");
     }
 }

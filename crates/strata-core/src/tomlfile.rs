@@ -33,7 +33,7 @@ impl<T> TomlFile<T> {
 /// Reads and parses `site/rel`.
 pub(crate) fn load<T: DeserializeOwned>(site: &Path, rel: &str) -> Result<TomlFile<T>, SiteError> {
     let text = strata_fs::read_to_string(&site.join(rel))
-        .map_err(|e| SiteError::in_file(rel, format!("cannot read: {}", e.source)))?;
+        .map_err(|e| SiteError::in_file(rel, format!("cannot read: {}", e.source)).caused_by(e))?;
     parse(rel, text)
 }
 

@@ -9,7 +9,8 @@ use std::ops::Bound;
 use strata_fs::{DirEntryKind, FsError, Root};
 use strata_types::{Action, Change, ContentSource, Entry, Plan, Snapshot, TargetPath};
 
-use crate::plan::{PlanError, diff_for, keep_xattrs};
+use crate::diff::diff_for;
+use crate::plan::{PlanError, keep_xattrs};
 
 /// strata's own state directory (`strata-state` keeps it there): a type change must never
 /// replace a tree that holds it.

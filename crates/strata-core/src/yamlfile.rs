@@ -19,7 +19,7 @@ pub(crate) struct YamlParams {
 /// Reads and parses `site/rel`.
 pub(crate) fn load(site: &Path, rel: &str) -> Result<YamlParams, SiteError> {
     let text = strata_fs::read_to_string(&site.join(rel))
-        .map_err(|e| SiteError::in_file(rel, format!("cannot read: {}", e.source)))?;
+        .map_err(|e| SiteError::in_file(rel, format!("cannot read: {}", e.source)).caused_by(e))?;
     parse(rel, &text)
 }
 

@@ -14,7 +14,7 @@ use strata_core::{
 use strata_fs::{FsError, Meter, Root};
 use strata_state::{History, Op, Pruned, Scheduled, State, StateError, Sweep};
 use strata_types::{
-    Action, Activation, Change, Deferred, Entry, Generation, GenerationKind, Hash, Plan,
+    Action, Activation, Change, Deferred, Entry, Generation, GenerationKind, Hash, NodeName, Plan,
     ProgramRun, Report, Snapshot, Step, TargetPath,
 };
 
@@ -239,6 +239,8 @@ fn compile_site(
     commit: bool,
     steps: &mut Vec<Step>,
 ) -> Result<(Site, Catalog), EngineError> {
+    // Before anything is classified or allocated for it.
+    let node = NodeName::parse(&req.node).map_err(SiteErrors::from)?;
     let meter = Meter::start();
     let site = Site::open(&req.site)?;
     steps.push(meter.finish("load"));
@@ -269,7 +271,7 @@ fn compile_site(
             )
         }),
     };
-    let mut catalog = strata_core::compile(&site, &req.node, &opts)?;
+    let mut catalog = strata_core::compile(&site, &node, &opts)?;
     // A cache: when it cannot be saved, the next compile reads every file again.
     if let Some(c) = catalog.compiled.take() {
         let _ = strata_fs::write_atomic(&compiled_path(&site.dir, &req.node), &c.write());
@@ -375,7 +377,11 @@ fn hardware_layer(
             role: c.role,
         })),
         // A node the site describes itself needs no profile.
-        Err(strata_hardware::ClassifyError::NoProfile(_)) if site.knows_node(&req.node) => Ok(None),
+        Err(strata_hardware::ClassifyError::NoProfile(_))
+            if NodeName::parse(&req.node).is_ok_and(|n| site.knows_node(&n)) =>
+        {
+            Ok(None)
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -975,7 +981,10 @@ pub fn check(site: &Path) -> Result<Vec<NodeCheck>, EngineError> {
     for node in site.nodes()? {
         let result = strata_core::compile(&site, &node, &CompileOptions::default())
             .map(|c| c.resources.len());
-        out.push(NodeCheck { node, result });
+        out.push(NodeCheck {
+            node: node.into(),
+            result,
+        });
     }
     if out.is_empty() {
         return Err(SiteErrors::from(SiteError::new(
@@ -997,7 +1006,8 @@ pub fn params(
         sets: sets.to_vec(),
         ..Default::default()
     };
-    Ok(strata_core::compile(&site, node, &opts)?.params)
+    let node = NodeName::parse(node).map_err(SiteErrors::from)?;
+    Ok(strata_core::compile(&site, &node, &opts)?.params)
 }
 
 fn now() -> String {

@@ -3,6 +3,10 @@
 //! site's common parameters (Ansible's variables are global, as they are there), the
 //! services its handlers restart restart when those files change, and every task that
 //! could not be translated is listed with its file and line.
+//!
+//! Here: the import itself (what it checks, the defaults, the `module.toml` it writes,
+//! nothing written unless all of it can be); the reading of the role's tasks and
+//! handlers is in `tasks`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -11,6 +15,8 @@ use serde_json::{Map, Value};
 
 use crate::error::SiteError;
 use crate::site::Ref;
+
+mod tasks;
 
 /// What an import wrote, and what it could not translate.
 #[derive(Debug, Default, serde::Serialize)]
@@ -57,59 +63,6 @@ struct Plan {
     untranslated: Vec<Untranslated>,
 }
 
-/// The actions that put a file in place.
-const TEMPLATE: &[&str] = &["template", "ansible.builtin.template"];
-const COPY: &[&str] = &["copy", "ansible.builtin.copy"];
-const INCLUDE: &[&str] = &[
-    "include_tasks",
-    "import_tasks",
-    "include",
-    "ansible.builtin.include_tasks",
-    "ansible.builtin.import_tasks",
-];
-const PACKAGE: &[&str] = &[
-    "package",
-    "apt",
-    "dnf",
-    "yum",
-    "ansible.builtin.package",
-    "ansible.builtin.apt",
-    "ansible.builtin.dnf",
-    "ansible.builtin.yum",
-];
-const SERVICE: &[&str] = &[
-    "service",
-    "systemd",
-    "systemd_service",
-    "ansible.builtin.service",
-    "ansible.builtin.systemd",
-    "ansible.builtin.systemd_service",
-];
-/// Task keywords that are not the action.
-const KEYWORDS: &[&str] = &[
-    "name",
-    "when",
-    "notify",
-    "tags",
-    "become",
-    "become_user",
-    "register",
-    "vars",
-    "listen",
-    "changed_when",
-    "failed_when",
-    "ignore_errors",
-    "no_log",
-    "check_mode",
-    "loop",
-    "with_items",
-    "loop_control",
-    "delegate_to",
-    "run_once",
-    "environment",
-    "args",
-];
-
 /// Imports the role at `role` into the site `site` as the module `module`.
 pub fn import_ansible_role(role: &Path, site: &Path, module: &str) -> Result<Imported, SiteError> {
     let r = Ref::parse(module).map_err(|e| SiteError::new(format!("bad module name {e}")))?;
@@ -139,8 +92,8 @@ pub fn import_ansible_role(role: &Path, site: &Path, module: &str) -> Result<Imp
         vars.extend(crate::yamlfile::parse("vars/main.yml", &text)?.values);
     }
     let vars = Value::Object(vars);
-    walk_tasks(role, "tasks/main.yml", &vars, &dir, &mut plan, 0)?;
-    let services = handlers(role, &mut plan)?;
+    tasks::walk(role, &vars, &dir, &mut plan)?;
+    let services = tasks::handlers(role, &mut plan)?;
     let toml = module_toml(role, &plan, &services);
     plan.files
         .insert(format!("{dir}/module.toml"), toml.into_bytes());
@@ -158,7 +111,7 @@ pub fn import_ansible_role(role: &Path, site: &Path, module: &str) -> Result<Imp
     }
     for (rel, bytes) in &plan.files {
         strata_fs::write_site_file(&site.join(rel), bytes)
-            .map_err(|e| SiteError::in_file(rel, e.source.to_string()))?;
+            .map_err(|e| SiteError::in_file(rel, e.source.to_string()).caused_by(e))?;
         imported.written.push(rel.clone());
     }
     Ok(imported)
@@ -171,10 +124,16 @@ fn read(role: &Path, rel: &str) -> Result<Option<String>, SiteError> {
         if strata_fs::exists(&path) {
             return strata_fs::read_to_string(&path)
                 .map(Some)
-                .map_err(|e| SiteError::in_file(path.display().to_string(), e.source.to_string()));
+                .map_err(|e| unreadable(&path, e));
         }
     }
     Ok(None)
+}
+
+/// A file of the role that could not be read: named by its path on this machine, the
+/// failure kept whole.
+fn unreadable(path: &Path, e: strata_fs::FsError) -> SiteError {
+    SiteError::in_file(path.display().to_string(), e.source.to_string()).caused_by(e)
 }
 
 fn note(plan: &mut Plan, file: &str, line: Option<usize>, what: impl Into<String>) {
@@ -233,360 +192,6 @@ fn key_value<'a>(map: &'a Map<String, Value>, dotted: &str) -> Option<&'a Value>
         cur = cur.as_object()?.get(p)?;
     }
     Some(cur)
-}
-
-/// The 1-based line of each top-level item (`- `) of a YAML list, in order.
-fn item_lines(text: &str) -> Vec<usize> {
-    let dash = |l: &str| l.trim_start().starts_with("- ") || l.trim_start() == "-";
-    let indent = text
-        .lines()
-        .filter(|l| dash(l))
-        .map(|l| l.len() - l.trim_start().len())
-        .min()
-        .unwrap_or(0);
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| dash(l) && l.len() - l.trim_start().len() == indent)
-        .map(|(i, _)| i + 1)
-        .collect()
-}
-
-fn walk_tasks(
-    role: &Path,
-    rel: &str,
-    vars: &Value,
-    dir: &str,
-    plan: &mut Plan,
-    depth: usize,
-) -> Result<(), SiteError> {
-    let Some(text) = read(role, rel)? else {
-        if depth > 0 {
-            note(plan, rel, None, "included, but the role has no such file");
-        }
-        return Ok(());
-    };
-    let tasks: Value = serde_norway::from_str(&text).map_err(|e| {
-        let err = SiteError::in_file(rel, e.to_string());
-        match e.location() {
-            Some(l) => err.at(l.line(), l.column()),
-            None => err,
-        }
-    })?;
-    let lines = item_lines(&text);
-    let Some(tasks) = tasks.as_array() else {
-        return Ok(());
-    };
-    for (i, task) in tasks.iter().enumerate() {
-        let line = lines.get(i).copied();
-        task_of(role, rel, line, task, vars, dir, plan, depth)?;
-    }
-    Ok(())
-}
-
-#[allow(clippy::too_many_arguments)]
-fn task_of(
-    role: &Path,
-    rel: &str,
-    line: Option<usize>,
-    task: &Value,
-    vars: &Value,
-    dir: &str,
-    plan: &mut Plan,
-    depth: usize,
-) -> Result<(), SiteError> {
-    let Some(t) = task.as_object() else {
-        note(plan, rel, line, "not a task");
-        return Ok(());
-    };
-    let name = t.get("name").and_then(Value::as_str).unwrap_or("(unnamed)");
-    if let Some(Value::Array(block)) = t.get("block") {
-        for inner in block {
-            task_of(role, rel, line, inner, vars, dir, plan, depth)?;
-        }
-        if t.contains_key("rescue") || t.contains_key("always") {
-            note(
-                plan,
-                rel,
-                line,
-                format!("task `{name}`: rescue/always are not translated"),
-            );
-        }
-        return Ok(());
-    }
-    let Some((action, args)) = t.iter().find(|(k, _)| !KEYWORDS.contains(&k.as_str())) else {
-        note(plan, rel, line, format!("task `{name}` has no action"));
-        return Ok(());
-    };
-    if INCLUDE.contains(&action.as_str()) {
-        let file = args
-            .as_str()
-            .or_else(|| args.get("file").and_then(Value::as_str))
-            .unwrap_or_default();
-        if file.contains("{{") || file.is_empty() || depth > 8 {
-            note(
-                plan,
-                rel,
-                line,
-                format!("task `{name}`: `{action}: {file}` is not followed"),
-            );
-        } else {
-            walk_tasks(role, &format!("tasks/{file}"), vars, dir, plan, depth + 1)?;
-        }
-        return Ok(());
-    }
-    if SERVICE.contains(&action.as_str()) {
-        let a = arguments(args);
-        let unit = a.get("name").filter(|n| !n.contains("{{"));
-        let state = a.get("state").map_or("started", String::as_str);
-        let enabled = a
-            .get("enabled")
-            .is_none_or(|e| matches!(e.as_str(), "yes" | "true" | "True"));
-        match unit {
-            Some(unit) if state == "started" && enabled && !t.contains_key("when") => {
-                plan.services.push(unit.clone());
-            }
-            _ => note(
-                plan,
-                rel,
-                line,
-                format!(
-                    "task `{name}` (`{action}`) is not translated: only a service started and enabled is"
-                ),
-            ),
-        }
-        return Ok(());
-    }
-    if PACKAGE.contains(&action.as_str()) {
-        return package(rel, line, name, action, args, t, plan);
-    }
-    let (kind, base) = if TEMPLATE.contains(&action.as_str()) {
-        ("templates", "templates")
-    } else if COPY.contains(&action.as_str()) {
-        ("files", "files")
-    } else {
-        note(
-            plan,
-            rel,
-            line,
-            format!("task `{name}` (`{action}`) is not translated"),
-        );
-        return Ok(());
-    };
-    let args = arguments(args);
-    let (Some(src), Some(dest)) = (args.get("src"), args.get("dest")) else {
-        note(
-            plan,
-            rel,
-            line,
-            format!("task `{name}` (`{action}`) has no src and dest"),
-        );
-        return Ok(());
-    };
-    let dest = match crate::render::render_template(rel, dest, vars) {
-        Ok(d) if d.starts_with('/') && !d.ends_with('/') => d,
-        Ok(d) => {
-            note(
-                plan,
-                rel,
-                line,
-                format!("task `{name}`: dest `{d}` is not a file's absolute path"),
-            );
-            return Ok(());
-        }
-        Err(e) => {
-            note(
-                plan,
-                rel,
-                line,
-                format!("task `{name}`: dest: {}", e.message),
-            );
-            return Ok(());
-        }
-    };
-    if src.contains("{{") || t.contains_key("loop") || t.contains_key("with_items") {
-        note(
-            plan,
-            rel,
-            line,
-            format!("task `{name}`: a computed src or a loop is not translated"),
-        );
-        return Ok(());
-    }
-    let Some(content) = role_file(role, base, src)? else {
-        note(
-            plan,
-            rel,
-            line,
-            format!("task `{name}`: {base}/{src} is not in the role"),
-        );
-        return Ok(());
-    };
-    let suffix = if kind == "templates" { ".j2" } else { "" };
-    plan.files
-        .insert(format!("{dir}/{kind}{dest}{suffix}"), content);
-    if t.contains_key("when") {
-        note(
-            plan,
-            rel,
-            line,
-            format!("task `{name}`: its `when` is dropped: {dest} is always put in place"),
-        );
-    }
-    let (mode, owner, group) = (args.get("mode"), args.get("owner"), args.get("group"));
-    if mode.is_some() || owner.is_some() || group.is_some() {
-        plan.meta.push(FileMeta {
-            path: dest.clone(),
-            mode: mode.cloned(),
-            owner: owner.cloned(),
-            group: group.cloned(),
-        });
-    }
-    let notify = match t.get("notify") {
-        Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(|v| v.as_str().map(String::from))
-            .collect(),
-        _ => Vec::new(),
-    };
-    for handler in notify {
-        plan.notified.entry(handler).or_default().push(dest.clone());
-    }
-    Ok(())
-}
-
-/// A package task: `[[package]]` for the names it installs.
-fn package(
-    rel: &str,
-    line: Option<usize>,
-    name: &str,
-    action: &str,
-    args: &Value,
-    task: &Map<String, Value>,
-    plan: &mut Plan,
-) -> Result<(), SiteError> {
-    let names: Vec<String> = match args.get("name").or(args.get("pkg")) {
-        Some(Value::String(s)) => s.split(',').map(|p| p.trim().to_string()).collect(),
-        Some(Value::Array(a)) => a
-            .iter()
-            .map(|v| v.as_str().unwrap_or("{{").to_string())
-            .collect(),
-        _ => match arguments(args).get("name") {
-            Some(s) => s.split(',').map(|p| p.trim().to_string()).collect(),
-            None => Vec::new(),
-        },
-    };
-    let state = arguments(args)
-        .get("state")
-        .cloned()
-        .unwrap_or("present".into());
-    let plain = !names.is_empty() && names.iter().all(|n| !n.contains("{{") && !n.is_empty());
-    if !plain
-        || !matches!(state.as_str(), "present" | "installed" | "latest")
-        || task.contains_key("loop")
-        || task.contains_key("with_items")
-    {
-        note(
-            plan,
-            rel,
-            line,
-            format!(
-                "task `{name}` (`{action}`, state {state}) is not translated: only named packages to install are"
-            ),
-        );
-        return Ok(());
-    }
-    if task.contains_key("when") {
-        note(
-            plan,
-            rel,
-            line,
-            format!("task `{name}`: its `when` is dropped: the packages are always installed"),
-        );
-    }
-    plan.packages.extend(names);
-    Ok(())
-}
-
-/// A task's arguments, as a mapping or Ansible's `k=v` string, as strings.
-fn arguments(args: &Value) -> BTreeMap<String, String> {
-    let text = |v: &Value| match v {
-        Value::String(s) => s.clone(),
-        // A mode written 0644 in YAML 1.2 reads as the number 644.
-        Value::Number(n) => format!("0{n}"),
-        other => other.to_string(),
-    };
-    match args {
-        Value::Object(m) => m.iter().map(|(k, v)| (k.clone(), text(v))).collect(),
-        Value::String(s) => s
-            .split_whitespace()
-            .filter_map(|kv| kv.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.trim_matches(['"', '\'']).to_string()))
-            .collect(),
-        _ => BTreeMap::new(),
-    }
-}
-
-/// A file of the role's `templates/` or `files/`, refusing paths that leave it.
-fn role_file(role: &Path, base: &str, src: &str) -> Result<Option<Vec<u8>>, SiteError> {
-    if src.starts_with('/') || src.split('/').any(|p| p == "..") {
-        return Ok(None);
-    }
-    let path = role.join(base).join(src);
-    if !strata_fs::exists(&path) {
-        return Ok(None);
-    }
-    strata_fs::read(&path)
-        .map(Some)
-        .map_err(|e| SiteError::in_file(path.display().to_string(), e.source.to_string()))
-}
-
-/// Handler name → service, for handlers that restart or reload one.
-fn handlers(role: &Path, plan: &mut Plan) -> Result<BTreeMap<String, (String, bool)>, SiteError> {
-    let rel = "handlers/main.yml";
-    let mut out = BTreeMap::new();
-    let Some(text) = read(role, rel)? else {
-        return Ok(out);
-    };
-    let list: Value =
-        serde_norway::from_str(&text).map_err(|e| SiteError::in_file(rel, e.to_string()))?;
-    let lines = item_lines(&text);
-    for (i, h) in list.as_array().into_iter().flatten().enumerate() {
-        let line = lines.get(i).copied();
-        let name = h.get("name").and_then(Value::as_str).unwrap_or_default();
-        let service = h.as_object().and_then(|m| {
-            m.iter()
-                .find(|(k, _)| SERVICE.contains(&k.as_str()))
-                .map(|(_, v)| arguments(v))
-        });
-        match service {
-            Some(a)
-                if matches!(
-                    a.get("state").map(String::as_str),
-                    Some("restarted" | "reloaded")
-                ) && a.contains_key("name")
-                    && !a["name"].contains("{{") =>
-            {
-                let reload = a["state"] == "reloaded";
-                let entry = (a["name"].clone(), reload);
-                for key in [Some(name), h.get("listen").and_then(Value::as_str)]
-                    .into_iter()
-                    .flatten()
-                {
-                    out.insert(key.to_string(), entry.clone());
-                }
-            }
-            _ => note(
-                plan,
-                rel,
-                line,
-                format!(
-                    "handler `{name}` is not translated (only a service's restart or reload is)"
-                ),
-            ),
-        }
-    }
-    Ok(out)
 }
 
 fn quoted(s: &str) -> String {
@@ -727,7 +332,12 @@ mod tests {
             ]
         );
         let s = crate::Site::open(site.path()).unwrap();
-        let cat = crate::compile(&s, "n1", &crate::CompileOptions::default()).unwrap();
+        let cat = crate::compile(
+            &s,
+            &strata_types::NodeName::parse("n1").unwrap(),
+            &crate::CompileOptions::default(),
+        )
+        .unwrap();
         let conf = cat
             .resources
             .iter()

@@ -1,0 +1,91 @@
+//! Loading one file of a module: read, rendered when it is a template, and hashed; or,
+//! when an earlier compile knows it unchanged (crate::compiled), only looked at.
+
+use strata_fs::Meter;
+use strata_types::{Hash, Step};
+
+use crate::compiled::{Compiled, Known};
+use crate::error::SiteError;
+use crate::module::{FileKind, ModuleFile};
+use crate::render::Renderer;
+
+/// A file of the site read (and rendered, for a template), or found unchanged.
+pub(crate) struct Loaded {
+    /// `None` when found unchanged: loaded only if needed.
+    pub content: Option<Vec<u8>>,
+    /// Its mode in the site.
+    pub mode: u32,
+    pub hash: Hash,
+    pub size: u64,
+    /// The render's step, for a template.
+    pub render: Option<Step>,
+    /// What to remember of it.
+    pub known: Option<Known>,
+}
+
+/// What a compile knows before loading a module's files: what earlier compiles learnt, the
+/// hash of the module's template context, and the site's clock.
+#[derive(Clone, Copy)]
+pub(crate) struct Prior<'a> {
+    pub known: &'a Compiled,
+    pub ctx: &'a Hash,
+    pub now: Option<(i64, u32)>,
+}
+
+/// Reads a file of the site, renders it when it is a template, and hashes the result;
+/// when `prior` knows it unchanged, only looks at its metadata.
+pub(crate) fn load(
+    f: &ModuleFile,
+    renderer: &Renderer,
+    ctx: &minijinja::Value,
+    prior: Option<Prior<'_>>,
+) -> Result<Loaded, SiteError> {
+    let unreadable = |e: strata_fs::FsError| {
+        SiteError::in_file(&f.rel, format!("cannot read: {}", e.source)).caused_by(e)
+    };
+    let template = f.kind == FileKind::Template;
+    let ctx_hash = prior.filter(|_| template).map(|p| *p.ctx);
+    if let Some(p) = prior {
+        let (key, mode) = strata_fs::stat_key(&f.path).map_err(unreadable)?;
+        if let Some(k) = p.known.get(&f.path, &key, ctx_hash.as_ref()) {
+            return Ok(Loaded {
+                content: None,
+                mode,
+                hash: k.hash,
+                size: k.size,
+                render: None,
+                known: Some(*k),
+            });
+        }
+    }
+    let (bytes, key, mode) = strata_fs::read_with_key(&f.path).map_err(unreadable)?;
+    let (content, render) = if template {
+        let meter = Meter::light();
+        let text = String::from_utf8(bytes)
+            .map_err(|_| SiteError::in_file(&f.rel, "a template must be UTF-8 text"))?;
+        let out = renderer.render(&f.rel, &text, ctx)?;
+        let step = meter.finish(format!("render {}", f.target));
+        (out.into_bytes(), Some(step))
+    } else {
+        (bytes, None)
+    };
+    let hash = Hash::of(&content);
+    let now = prior.and_then(|p| p.now);
+    let known = match (key, now) {
+        (Some(key), Some(now)) if key.ctime < now => Some(Known {
+            key,
+            ctx: ctx_hash,
+            hash,
+            size: content.len() as u64,
+        }),
+        _ => None,
+    };
+    Ok(Loaded {
+        size: content.len() as u64,
+        content: Some(content),
+        mode,
+        hash,
+        render,
+        known,
+    })
+}
