@@ -12,6 +12,7 @@ use strata_core::{
     SiteErrors, UserDb,
 };
 use strata_fs::{FsError, Meter, Root};
+use strata_hardware::Allocate;
 use strata_state::{History, Op, Pruned, Scheduled, State, StateError, Sweep};
 use strata_types::{
     Action, Activation, Change, Deferred, Entry, Generation, GenerationKind, Hash, Plan,
@@ -236,7 +237,7 @@ fn new_contents(
 
 fn compile_site(
     req: &Request,
-    commit: bool,
+    allocate: Allocate,
     steps: &mut Vec<Step>,
 ) -> Result<(Site, Catalog), EngineError> {
     let meter = Meter::start();
@@ -248,7 +249,7 @@ fn compile_site(
         &site,
         req,
         facts.as_ref().map(|(_, t)| t.as_slice()),
-        commit,
+        allocate,
     )?;
     if hardware.is_some() {
         steps.push(meter.finish("classify"));
@@ -340,12 +341,12 @@ fn node_facts(req: &Request) -> Result<Option<NodeFacts>, EngineError> {
 }
 
 /// Classifies the node against the site's hardware profiles, when the site has some and
-/// the node's facts are known. A plan (`commit` false) allocates nothing.
+/// the node's facts are known. A plan ([`Allocate::DryRun`]) allocates nothing.
 fn hardware_layer(
     site: &Site,
     req: &Request,
     tuples: Option<&[strata_facts::Tuple]>,
-    commit: bool,
+    allocate: Allocate,
 ) -> Result<Option<HardwareLayer>, EngineError> {
     let hw = strata_hardware::Hardware::load(&site.dir)
         .map_err(|errs| SiteErrors(errs.into_iter().map(SiteError::new).collect()))?;
@@ -359,7 +360,7 @@ fn hardware_layer(
         .unwrap_or_else(|| default.display().to_string());
     let is_url = db.starts_with("postgres://") || db.starts_with("postgresql://");
     let mut store: Box<dyn strata_hardware::Store> =
-        if commit || is_url || strata_fs::exists(Path::new(&db)) {
+        if allocate == Allocate::Commit || is_url || strata_fs::exists(Path::new(&db)) {
             strata_hardware::open(&db).map_err(strata_hardware::ClassifyError::from)?
         } else {
             // A plan against a database that does not exist yet creates none.
@@ -368,7 +369,7 @@ fn hardware_layer(
                     .map_err(strata_hardware::ClassifyError::from)?,
             )
         };
-    match strata_hardware::classify(&hw, tuples, store.as_mut(), commit) {
+    match strata_hardware::classify(&hw, tuples, store.as_mut(), allocate) {
         Ok((c, _)) => Ok(Some(HardwareLayer {
             params: c.hw_params(),
             profile: c.profile,
@@ -394,7 +395,7 @@ pub fn shell(req: &Request) -> Result<Outcome, EngineError> {
 
 fn run_plan(req: &Request, shell: bool) -> Result<Outcome, EngineError> {
     let mut steps = Vec::new();
-    let (site, mut catalog) = compile_site(req, false, &mut steps)?;
+    let (site, mut catalog) = compile_site(req, Allocate::DryRun, &mut steps)?;
     let root = Root::open(&req.root)?;
     let state = State::open_for_read(&root)?;
     if !req.checksum {
@@ -564,7 +565,7 @@ pub fn apply_showing<R: Send>(
     show: impl FnOnce(&Pending<'_>) -> R + Send,
 ) -> Result<(Outcome, R), EngineError> {
     let mut steps = Vec::new();
-    let (site, mut catalog) = compile_site(req, true, &mut steps)?;
+    let (site, mut catalog) = compile_site(req, Allocate::Commit, &mut steps)?;
     let root = Root::open(&req.root)?;
     let state = State::open_for_commit(&root)?;
     if !req.checksum {
