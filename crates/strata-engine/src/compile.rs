@@ -72,10 +72,7 @@ type NodeFacts = (serde_json::Value, Vec<strata_facts::Tuple>);
 
 fn node_facts(req: &Request) -> Result<Option<NodeFacts>, EngineError> {
     match &req.facts {
-        Some(f) => Ok(Some(
-            strata_facts::read_file_with_view(f)
-                .map_err(|e| EngineError::Invalid(e.to_string()))?,
-        )),
+        Some(f) => Ok(Some(strata_facts::read_file_with_view(f)?)),
         None if req.local => {
             let (facts, _) = strata_facts::gather(Path::new("/"));
             let tuples = strata_facts::to_tuples(&facts);

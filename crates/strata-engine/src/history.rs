@@ -44,9 +44,7 @@ pub fn report(root: &Path, n: Option<u64>) -> Result<(u64, Report), EngineError>
     let state = State::open_for_read(&root)?;
     let n = match n {
         Some(n) => n,
-        None => state
-            .current_number()?
-            .ok_or_else(|| EngineError::Invalid("no generation recorded on this root".into()))?,
+        None => state.current_number()?.ok_or(EngineError::NoGeneration)?,
     };
     Ok((n, state.report(n)?))
 }

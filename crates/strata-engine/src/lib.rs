@@ -36,7 +36,7 @@ mod steps;
 
 pub use apply::{apply, apply_showing};
 pub use compile::{NodeCheck, check, params};
-pub use error::EngineError;
+pub use error::{DownloadError, EngineError, RollbackError};
 pub use history::{gc, generations, recover, report};
 pub use outcome::{Outcome, Pending};
 pub use plan::{plan, shell};

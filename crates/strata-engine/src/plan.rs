@@ -201,9 +201,7 @@ impl Planning<'_> {
         meter: Meter,
         steps: &mut Vec<Step>,
     ) -> Result<(Plan, SandboxRun), EngineError> {
-        let helper = self.req.helper.as_deref().ok_or_else(|| {
-            EngineError::Invalid("this program cannot run scripts: it has no sandbox helper".into())
-        })?;
+        let helper = self.req.helper.as_deref().ok_or(EngineError::NoHelper)?;
         let sandbox = scripts::Sandbox {
             req: self.req,
             purpose: self.purpose,

@@ -12,7 +12,7 @@ use strata_types::{GenerationKind, Report};
 use crate::commit::{Header, ToCommit};
 use crate::outcome::new_contents;
 use crate::plan::{Managed, against};
-use crate::{EngineError, Outcome};
+use crate::{EngineError, Outcome, RollbackError};
 
 /// Replays generation `to` (default: the one before the current) through the same commit,
 /// without the site; the result is a new generation.
@@ -21,10 +21,8 @@ pub fn rollback(root: &Path, to: Option<u64>) -> Result<Outcome, EngineError> {
     let state = State::open_for_commit(&root)?;
     let target = target(&state, to)?;
     let old = state.generation(target).map_err(|e| match e {
-        StateError::Pruned { .. } => {
-            EngineError::Invalid(format!("cannot roll back: {e}; nothing was changed"))
-        }
-        e => e.into(),
+        StateError::Pruned { .. } => RollbackError::Pruned(e).into(),
+        e => EngineError::from(e),
     })?;
     root.use_stamps(state.stamps());
     let mut steps = Vec::new();
@@ -84,20 +82,13 @@ pub fn rollback(root: &Path, to: Option<u64>) -> Result<Outcome, EngineError> {
 
 /// The generation to roll back to: `to`, else the one before the current.
 fn target(state: &State<'_>, to: Option<u64>) -> Result<u64, EngineError> {
-    let current = state.current_number()?.ok_or_else(|| {
-        EngineError::Invalid("no generation recorded on this root: nothing to roll back".into())
-    })?;
+    let current = state.current_number()?.ok_or(RollbackError::NoGeneration)?;
     if let Some(n) = to {
         return Ok(n);
     }
     match state.numbers()?.into_iter().rfind(|n| *n < current) {
         Some(n) => Ok(n),
-        None if state.was_pruned(current - 1)? => Err(EngineError::Invalid(format!(
-            "generation {current} is the oldest one kept: those before it were pruned (by \
-             `strata gc` or the site's `[state] keep_generations`); nothing was changed"
-        ))),
-        None => Err(EngineError::Invalid(format!(
-            "generation {current} is the first one: there is none before it"
-        ))),
+        None if state.was_pruned(current - 1)? => Err(RollbackError::OldestKept { current }.into()),
+        None => Err(RollbackError::First { current }.into()),
     }
 }

@@ -402,8 +402,9 @@ impl Sandbox<'_> {
 fn unobserved(settings: &SandboxSettings) -> Result<Vec<TargetPath>, EngineError> {
     (settings.unobserved.iter())
         .map(|p| {
-            TargetPath::parse(p).map_err(|e| {
-                EngineError::Invalid(format!("strata.toml: [sandbox] unobserved: `{p}`: {e}"))
+            TargetPath::parse(p).map_err(|reason| EngineError::Unobserved {
+                path: p.clone(),
+                reason,
             })
         })
         .collect()
@@ -431,7 +432,7 @@ fn lays(
             Some(h) => {
                 let file = input.join(h.to_string());
                 let bytes = (contents.content(&h))
-                    .ok_or_else(|| EngineError::Invalid(format!("no content for {path}")))?;
+                    .ok_or_else(|| EngineError::MissingContent { path: path.clone() })?;
                 // Private from its creation: declared contents may be secret.
                 strata_fs::write_private(&file, &bytes)?;
                 Some(file)

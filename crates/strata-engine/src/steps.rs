@@ -287,9 +287,7 @@ pub fn cache_dir(root: &Root) -> Result<PathBuf, EngineError> {
     }
     let dir = TargetPath::parse("/etc/apt/sources.list.d").expect("a fixed path");
     for (name, _) in root.list(&dir)? {
-        add(&dir
-            .join(&name)
-            .map_err(|e| EngineError::Invalid(e.to_string()))?)?;
+        add(&dir.join(&name)?)?;
     }
     Ok(base.join("packages").join(Hash::of(&key).short()))
 }
