@@ -32,7 +32,7 @@ pub(crate) fn compile(
         steps.push(meter.finish("classify"));
     }
     let meter = Meter::start();
-    let compiled = compiled_path(&site.dir, &req.node);
+    let compiled = compiled_path(&req.cache, &site.dir, &req.node);
     let opts = CompileOptions {
         sets: req.sets.clone(),
         facts: match facts {
@@ -55,15 +55,13 @@ pub(crate) fn compile(
 }
 
 /// Where what compiles of `node` learnt of the site's files is kept (see
-/// [`strata_core::Compiled`]): strata's cache directory, one file per site and node.
-fn compiled_path(site: &Path, node: &str) -> PathBuf {
+/// [`strata_core::Compiled`]): in the cache directory, one file per site and node.
+fn compiled_path(cache: &Path, site: &Path, node: &str) -> PathBuf {
     let mut key = site.as_os_str().as_encoded_bytes().to_vec();
     key.push(0);
     key.extend_from_slice(node.as_bytes());
     let name = Hash::of(&key).to_string();
-    crate::steps::cache_base()
-        .join("compiled")
-        .join(&name[..32])
+    cache.join("compiled").join(&name[..32])
 }
 
 /// The node's facts, when known: `--facts`, or live facts when the node is this machine;

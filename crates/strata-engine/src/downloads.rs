@@ -20,7 +20,7 @@ use strata_core::{Catalog, Resource, ResourceKind, UserDb};
 use strata_fs::{Mapped, Root};
 use strata_types::{ContentSource, Entry, Hash, Snapshot, TargetPath};
 
-use crate::{DownloadError, EngineError, steps};
+use crate::{DownloadError, EngineError};
 
 /// The most a download without a declared `size` may be: 1 GiB. Far above a release
 /// tarball or a binary a configuration fetches, and it bounds the disk an endless body
@@ -86,12 +86,13 @@ impl Wanted<'_> {
     }
 }
 
-/// Finds each download's content: in the cache, on the target, or (when `fetch`) from
-/// its URL.
+/// Finds each download's content: in `cache` (strata's cache directory), on the target,
+/// or (when `fetch`) from its URL.
 pub fn resolve(
     catalog: &Catalog,
     root: &Root,
     users: &UserDb,
+    cache: &Path,
     fetch: bool,
 ) -> Result<Downloads, EngineError> {
     let mut out = Downloads::default();
@@ -102,7 +103,7 @@ pub fn resolve(
     {
         return Ok(out);
     }
-    let cache = steps::cache_base().join("downloads");
+    let cache = cache.join("downloads");
     strata_fs::private_dir(&cache)?;
     for r in &catalog.resources {
         let ResourceKind::Download { url, sha256, size } = &r.kind else {

@@ -1,5 +1,6 @@
 //! The pipeline as a library: the CLI, a push to a remote node and the agent all call
-//! these functions; none of them touches the terminal.
+//! these functions; none of them touches the terminal or reads the environment (the
+//! caller resolves its settings into a [`Request`]).
 //!
 //! An apply walks down the stages once, one module each, in this order:
 //!

@@ -139,7 +139,8 @@ impl Planning<'_> {
         let sandboxed = self.purpose == Purpose::Shell || scripts::needed(self.catalog);
         // A plan fetches downloads only when scripts may need them in the sandbox.
         let fetch = self.purpose == Purpose::Apply || sandboxed;
-        let dl = downloads::resolve(self.catalog, self.root, self.users, fetch)?;
+        let cache = &self.req.cache;
+        let dl = downloads::resolve(self.catalog, self.root, self.users, cache, fetch)?;
         // The plan's step includes reading the last generation.
         let meter = Meter::start();
         let current = self.state.current()?;

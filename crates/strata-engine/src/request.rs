@@ -28,6 +28,11 @@ pub struct Request {
     /// Read every file of the site and of the target, trusting no stamp (docs/state.md);
     /// what is read is still recorded for the next runs.
     pub checksum: bool,
+    /// strata's cache directory on the machine running it (the CLI's default:
+    /// `$STRATA_CACHE_DIR`, else `/var/cache/strata` for root, else `~/.cache/strata`):
+    /// what compiling a node learnt of the site's files, checked downloads, and package
+    /// lists and packages per distribution. Created when first needed.
+    pub cache: PathBuf,
 }
 
 /// What a run of the pipeline is for. It decides what the run may do beyond reading: keep

@@ -329,7 +329,7 @@ impl Sandbox<'_> {
     ) -> Result<Spec, EngineError> {
         let packages = (self.catalog.runs.iter()).any(|r| !r.declared.packages.is_empty());
         let cache = match packages {
-            true => Some(steps::cache_dir(self.root)?),
+            true => Some(steps::cache_dir(self.root, &self.req.cache)?),
             false => None,
         };
         let noop = self.purpose.noop();
