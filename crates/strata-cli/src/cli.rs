@@ -127,6 +127,7 @@ impl NodeArgs {
             helper: std::env::current_exe().ok(),
             checksum: self.checksum,
             cache: cache_dir(),
+            terminal: std::env::var("TERM").ok(),
             node,
         })
     }

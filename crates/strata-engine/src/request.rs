@@ -33,6 +33,8 @@ pub struct Request {
     /// what compiling a node learnt of the site's files, checked downloads, and package
     /// lists and packages per distribution. Created when first needed.
     pub cache: PathBuf,
+    /// The caller's terminal type (`TERM`), for the interactive shell of `shell`.
+    pub terminal: Option<String>,
 }
 
 /// What a run of the pipeline is for. It decides what the run may do beyond reading: keep

@@ -347,6 +347,7 @@ impl Sandbox<'_> {
             modules,
             watch,
             shell: self.purpose == Purpose::Shell,
+            term: self.req.terminal.clone(),
             cache,
             limits: limits(self.settings),
             unobserved: unobserved(self.settings)?,
