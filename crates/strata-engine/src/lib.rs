@@ -1,6 +1,6 @@
 //! The pipeline as a library: the CLI, a push to a remote node and the agent all call
-//! these functions; none of them touches the terminal or reads the environment (the
-//! caller resolves its settings into a [`Request`]).
+//! these functions; none of them touches the terminal or reads a setting from the
+//! environment (the caller resolves its settings into a [`Request`]).
 //!
 //! An apply walks down the stages once, one module each, in this order:
 //!
@@ -9,17 +9,18 @@
 //! 2. `compile`: the site loaded, the node's facts classified against the site's
 //!    hardware profiles (allocating only for an apply), and the node's catalog compiled.
 //! 3. `plan`: the root and its state opened, the downloads resolved (`downloads`), and
-//!    the catalog planned against the target: directly, or through the sandbox when it
-//!    has scripts or executable templates (`scripts`, with the modules' own `steps` and
-//!    the `intercept` check of what the programs called).
+//!    the catalog planned against what the last generation manages (`managed`):
+//!    directly, or through the sandbox when it has scripts or executable templates
+//!    (`scripts`, with the modules' own `steps` and the `intercept` check of what the
+//!    programs called).
 //! 4. `commit`: the plan committed and recorded as a generation, the intercepted
 //!    commands run, the retention applied.
 //! 5. `outcome`: what was found and done, returned to the caller ([`Outcome`]).
 //!
-//! [`plan()`] and [`shell`] stop after stage 3 and [`apply`] goes through all five, each
-//! through the one preparation of stages 1 to 3 (`plan::prepare`); [`rollback`] replays a
-//! stored generation through stages 3 to 5 without the site. `history` reads and prunes
-//! what the stages recorded on a root; [`check`] and [`params`] stop after stage 2.
+//! [`plan()`] and [`shell`] skip stage 4, [`apply`] goes through all five; the three share
+//! one preparation of stages 1 to 3 (`plan::prepare`). [`rollback`] replays a stored
+//! generation through stages 3 to 5 without the site. `history` reads and prunes what the
+//! stages recorded on a root; [`check`] and [`params`] stop after stage 2.
 
 mod apply;
 mod commit;
@@ -28,6 +29,7 @@ mod downloads;
 mod error;
 mod history;
 mod intercept;
+mod managed;
 mod outcome;
 mod plan;
 mod request;

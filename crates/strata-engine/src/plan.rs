@@ -3,14 +3,13 @@
 //! state, resolves the downloads, and plans directly, or through the sandbox (`scripts`)
 //! when the catalog has scripts or executable templates.
 
-use std::collections::BTreeMap;
-
 use strata_core::{Catalog, Site, UserDb};
 use strata_fs::{Meter, Root};
 use strata_state::State;
-use strata_types::{Entry, Generation, Plan, Snapshot, Step, TargetPath};
+use strata_types::{Generation, Plan, Step};
 
 use crate::downloads::{self, Downloads};
+use crate::managed::Managed;
 use crate::request::Purpose;
 use crate::scripts::{self, SandboxRun};
 use crate::{EngineError, Outcome, Request, compile};
@@ -102,36 +101,6 @@ pub(crate) struct Planned {
     pub users: UserDb,
 }
 
-/// What the last generation manages: where every plan starts from (nothing before the
-/// first generation).
-pub(crate) struct Managed<'g> {
-    /// Its entries.
-    pub entries: &'g [Entry],
-    /// The originals it recorded.
-    pub originals: &'g BTreeMap<TargetPath, Snapshot>,
-    /// The digest of each module it applied.
-    pub modules: &'g BTreeMap<String, String>,
-}
-
-impl Managed<'_> {
-    pub(crate) fn of(current: Option<&Generation>) -> Managed<'_> {
-        static NONE: BTreeMap<TargetPath, Snapshot> = BTreeMap::new();
-        static NO_MODULES: BTreeMap<String, String> = BTreeMap::new();
-        match current {
-            Some(g) => Managed {
-                entries: &g.entries,
-                originals: &g.originals,
-                modules: &g.modules,
-            },
-            None => Managed {
-                entries: &[],
-                originals: &NONE,
-                modules: &NO_MODULES,
-            },
-        }
-    }
-}
-
 impl Planning<'_> {
     /// Plans directly, or through the sandbox when the catalog has scripts or executable
     /// templates (or a shell is wanted).
@@ -189,7 +158,7 @@ impl Planning<'_> {
         entries.extend(purged);
         let store = self.state.store();
         let contents = ((self.catalog, &dl.contents), &store);
-        let plan = against(self.root, entries, managed, &contents)?;
+        let plan = managed.plan(self.root, entries, &contents)?;
         steps.push(meter.finish("plan"));
         Ok(plan)
     }
@@ -220,16 +189,4 @@ impl Planning<'_> {
         crate::intercept::check(&run.observed.calls, &self.site.sandbox.intercept)?;
         Ok((plan, run))
     }
-}
-
-/// Plans `entries` against what the last generation manages, reading contents from
-/// `contents`.
-pub(crate) fn against(
-    root: &Root,
-    entries: Vec<Entry>,
-    managed: &Managed<'_>,
-    contents: &dyn strata_types::ContentSource,
-) -> Result<Plan, EngineError> {
-    let plan = strata_core::plan(root, entries, managed.entries, managed.originals, contents)?;
-    Ok(plan)
 }

@@ -10,8 +10,8 @@ use strata_state::{State, StateError};
 use strata_types::{GenerationKind, Report};
 
 use crate::commit::{Header, ToCommit};
+use crate::managed::Managed;
 use crate::outcome::new_contents;
-use crate::plan::{Managed, against};
 use crate::{EngineError, Outcome, RollbackError};
 
 /// Replays generation `to` (default: the one before the current) through the same commit,
@@ -30,12 +30,8 @@ pub fn rollback(root: &Path, to: Option<u64>) -> Result<Outcome, EngineError> {
     let empty = HashMap::new();
     let meter = Meter::start();
     let current = state.current()?;
-    let mut plan = against(
-        &root,
-        old.entries.clone(),
-        &Managed::of(current.as_ref()),
-        &(&empty, &state.store()),
-    )?;
+    let managed = Managed::of(current.as_ref());
+    let mut plan = managed.plan(&root, old.entries.clone(), &(&empty, &state.store()))?;
     steps.push(meter.finish("plan"));
     let header = Header {
         kind: GenerationKind::Rollback,

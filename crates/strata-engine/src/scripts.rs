@@ -18,7 +18,7 @@ use strata_state::State;
 use strata_types::{ContentSource, Entry, Plan, Snapshot, Step, TargetPath, apply_order};
 
 use crate::downloads::Downloads;
-use crate::plan::Managed;
+use crate::managed::Managed;
 use crate::request::Purpose;
 use crate::{EngineError, Request, steps};
 
@@ -105,13 +105,19 @@ pub struct Sandbox<'a> {
     pub managed: &'a Managed<'a>,
 }
 
+/// The catalog's executable templates.
+#[derive(Default)]
+struct Templates {
+    /// Each module's.
+    by_module: BTreeMap<String, Vec<Template>>,
+    /// The paths they print (known only after the run).
+    paths: BTreeSet<TargetPath>,
+}
+
 /// The plan of what the site declares, laid into the sandbox before the programs run.
 struct Declared {
     plan: Plan,
-    /// Each module's executable templates.
-    templates: BTreeMap<String, Vec<Template>>,
-    /// The paths executable templates print (known only after the run).
-    exec: BTreeSet<TargetPath>,
+    templates: Templates,
     /// The paths earlier runs of a module's scripts changed, carried while it is applied.
     carried: BTreeSet<TargetPath>,
 }
@@ -120,7 +126,7 @@ impl Declared {
     /// Whether what `path` holds is known only from the target until the run (the output
     /// of an executable template, or what an earlier run left).
     fn known_from_target(&self, path: &TargetPath) -> bool {
-        self.exec.contains(path) || self.carried.contains(path)
+        self.templates.paths.contains(path) || self.carried.contains(path)
     }
 }
 
@@ -144,7 +150,7 @@ impl Sandbox<'_> {
 
         let work = strata_sandbox::WorkDir::create()?;
         let lays = lays(&declared.plan, &contents, users, &work.path().join("in"))?;
-        let templates = std::mem::take(&mut declared.templates);
+        let templates = std::mem::take(&mut declared.templates.by_module);
         let modules = self.modules(templates, lays.by_module, work.path())?;
         let watch: Vec<TargetPath> = (declared.plan.entries.iter())
             .map(|e| e.path.clone())
@@ -162,7 +168,7 @@ impl Sandbox<'_> {
             &lays.released,
         );
         let contents = (&contents, run.contents());
-        let plan = crate::plan::against(self.root, last, self.managed, &contents)?;
+        let plan = self.managed.plan(self.root, last, &contents)?;
         steps.push(meter.finish("plan observed"));
         let restarts = steps::restarts(self.root, &self.catalog.runs, &plan.changes)?;
         run.observed.calls.extend(restarts);
@@ -179,17 +185,16 @@ impl Sandbox<'_> {
     ) -> Result<Declared, EngineError> {
         let mut entries = self.catalog.entries(users)?;
         entries.extend(self.downloads.entries.iter().cloned());
-        let (templates, exec) = self.templates(users, &mut entries)?;
+        let templates = self.templates(users, &mut entries)?;
         let carried = self.carried(&mut entries)?;
         entries.extend(
             self.catalog
                 .purged(self.root, self.managed.entries, &carried)?,
         );
-        let plan = crate::plan::against(self.root, entries, self.managed, contents)?;
+        let plan = self.managed.plan(self.root, entries, contents)?;
         Ok(Declared {
             plan,
             templates,
-            exec,
             carried,
         })
     }
@@ -197,14 +202,12 @@ impl Sandbox<'_> {
     /// Each module's executable templates, and the paths they print, each added to
     /// `entries` with what the target holds there (what the template prints is known
     /// after the run).
-    #[allow(clippy::type_complexity)]
     fn templates(
         &self,
         users: &UserDb,
         entries: &mut Vec<Entry>,
-    ) -> Result<(BTreeMap<String, Vec<Template>>, BTreeSet<TargetPath>), EngineError> {
-        let mut exec: BTreeSet<TargetPath> = BTreeSet::new();
-        let mut templates: BTreeMap<String, Vec<Template>> = BTreeMap::new();
+    ) -> Result<Templates, EngineError> {
+        let mut templates = Templates::default();
         let mut errors = Vec::new();
         for r in &self.catalog.resources {
             let ResourceKind::Exec { program } = &r.kind else {
@@ -217,7 +220,7 @@ impl Sandbox<'_> {
                     continue;
                 }
             };
-            templates
+            (templates.by_module)
                 .entry(r.module.clone())
                 .or_default()
                 .push(Template {
@@ -233,7 +236,7 @@ impl Sandbox<'_> {
                     meta: (r.mode, uid, gid),
                     names: names(users, uid, gid),
                 });
-            exec.insert(r.path.clone());
+            templates.paths.insert(r.path.clone());
             entries.push(Entry {
                 path: r.path.clone(),
                 state: self.root.inspect(&r.path)?,
@@ -248,7 +251,7 @@ impl Sandbox<'_> {
         if !errors.is_empty() {
             return Err(strata_core::SiteErrors(errors).into());
         }
-        Ok((templates, exec))
+        Ok(templates)
     }
 
     /// What earlier runs of a module's scripts changed stays the module's while it is
