@@ -157,7 +157,9 @@ pub fn enrolments_per_second(store: &mut dyn Store, n: usize) -> f64 {
             identity: &identity,
             pools: vec![("ips", &entries)],
         };
-        store.enroll(&req, true).expect("enrol");
+        store
+            .enroll(&req, strata_hardware::Allocate::Commit)
+            .expect("enrol");
     }
     n as f64 / start.elapsed().as_secs_f64()
 }

@@ -135,8 +135,23 @@ impl NodeArgs {
             db: self.db.clone(),
             helper: std::env::current_exe().ok(),
             checksum: self.checksum,
+            cache: cache_dir(),
+            terminal: std::env::var("TERM").ok(),
             node,
         })
+    }
+}
+
+/// strata's cache directory on this machine: `$STRATA_CACHE_DIR`, else
+/// `/var/cache/strata` for root, else `~/.cache/strata`.
+pub fn cache_dir() -> PathBuf {
+    match std::env::var_os("STRATA_CACHE_DIR") {
+        Some(d) => PathBuf::from(d),
+        None if rustix::process::geteuid().is_root() => PathBuf::from("/var/cache/strata"),
+        None => match std::env::var_os("HOME") {
+            Some(h) => PathBuf::from(h).join(".cache/strata"),
+            None => std::env::temp_dir().join("strata-cache"),
+        },
     }
 }
 

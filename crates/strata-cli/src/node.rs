@@ -84,6 +84,8 @@ pub fn apply_verified(
         db: None,
         helper: std::env::current_exe().ok(),
         checksum: false,
+        cache: crate::cli::cache_dir(),
+        terminal: None,
     };
     let quiet = Printer {
         color: false,

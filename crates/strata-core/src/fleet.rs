@@ -120,10 +120,7 @@ impl Site {
             } else if nodes.contains(t) {
                 vec![t.clone()]
             } else {
-                let known = nodes
-                    .iter()
-                    .chain(self.groups.keys())
-                    .map(String::as_str);
+                let known = nodes.iter().chain(self.groups.keys()).map(String::as_str);
                 return Err(SiteError::new(format!(
                     "no node or group is named `{t}`{}",
                     crate::site::candidates(known, t)

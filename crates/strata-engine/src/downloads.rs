@@ -16,11 +16,11 @@ use std::io::{Read, Write};
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
-use strata_core::{Catalog, ResourceKind, UserDb};
+use strata_core::{Catalog, Resource, ResourceKind, UserDb};
 use strata_fs::{Mapped, Root};
 use strata_types::{ContentSource, Entry, Hash, Snapshot, TargetPath};
 
-use crate::{EngineError, steps};
+use crate::{DownloadError, EngineError};
 
 /// The most a download without a declared `size` may be: 1 GiB. Far above a release
 /// tarball or a binary a configuration fetches, and it bounds the disk an endless body
@@ -54,7 +54,7 @@ struct Wanted<'a> {
     sha256: &'a str,
     size: Option<u64>,
     /// The target path and where it is declared, for messages.
-    what: String,
+    resource: &'a Resource,
 }
 
 impl Wanted<'_> {
@@ -64,19 +64,35 @@ impl Wanted<'_> {
     }
 
     fn failed(&self, why: &str) -> EngineError {
-        EngineError::Invalid(format!(
-            "download of {} for {} failed: {why}; nothing was written",
-            self.url, self.what
-        ))
+        Box::new(DownloadError::Failed {
+            url: self.url.to_string(),
+            path: self.resource.path.clone(),
+            source_file: self.resource.source.clone(),
+            why: why.to_string(),
+        })
+        .into()
+    }
+
+    /// Its body is `got`, not what its sha256 pins.
+    fn mismatch(&self, got: String) -> EngineError {
+        Box::new(DownloadError::Mismatch {
+            url: self.url.to_string(),
+            path: self.resource.path.clone(),
+            source_file: self.resource.source.clone(),
+            got,
+            sha256: self.sha256.to_string(),
+        })
+        .into()
     }
 }
 
-/// Finds each download's content: in the cache, on the target, or (when `fetch`) from
-/// its URL.
+/// Finds each download's content: in `cache` (strata's cache directory), on the target,
+/// or (when `fetch`) from its URL.
 pub fn resolve(
     catalog: &Catalog,
     root: &Root,
     users: &UserDb,
+    cache: &Path,
     fetch: bool,
 ) -> Result<Downloads, EngineError> {
     let mut out = Downloads::default();
@@ -87,7 +103,7 @@ pub fn resolve(
     {
         return Ok(out);
     }
-    let cache = steps::cache_base().join("downloads");
+    let cache = cache.join("downloads");
     strata_fs::private_dir(&cache)?;
     for r in &catalog.resources {
         let ResourceKind::Download { url, sha256, size } = &r.kind else {
@@ -98,7 +114,7 @@ pub fn resolve(
             url,
             sha256,
             size: *size,
-            what: format!("{} ({})", r.path, r.source),
+            resource: r,
         };
         let cached = cache.join(sha256);
         let mut body = checked(&cached, sha256)?;
@@ -194,10 +210,7 @@ fn get(want: &Wanted<'_>, cache: &Path) -> Result<Mapped, EngineError> {
     let body = response.body_mut().as_reader();
     match keep(body, want, cache, |e| want.failed(&e.to_string())) {
         Ok(body) => Ok(body),
-        Err(Kept::Other(got)) => Err(EngineError::Invalid(format!(
-            "download of {} for {}: its sha256 is {got}, not the declared {}; nothing was written",
-            want.url, want.what, want.sha256
-        ))),
+        Err(Kept::Other(got)) => Err(want.mismatch(got)),
         Err(Kept::Failed(e)) => Err(e),
     }
 }
@@ -292,7 +305,7 @@ fn pending(sha256: &str) -> Hash {
     Hash::of(format!("strata: not fetched yet, sha256 {sha256}").as_bytes())
 }
 
-fn entry(r: &strata_core::Resource, hash: Hash, size: u64, uid: u32, gid: u32) -> Entry {
+fn entry(r: &Resource, hash: Hash, size: u64, uid: u32, gid: u32) -> Entry {
     Entry {
         path: r.path.clone(),
         state: Snapshot::File {

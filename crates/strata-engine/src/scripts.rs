@@ -1,7 +1,9 @@
 //! Plans for catalogs with scripts or executable templates: the declarative plan is laid
 //! into an overlay sandbox module by module, the programs run there, and what the
 //! sandbox finally holds becomes the desired state, planned once more against the real
-//! target. The commit then takes the same path as for declarative files.
+//! target. The commit then takes the same path as for declarative files. [`Sandbox::plan`]
+//! walks down these steps in order: the declared plan, the lays, the sandbox's spec, the
+//! run, the observed plan.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -13,10 +15,11 @@ use strata_sandbox::{
     Changed, Lay, Merged, ModuleSpec, Observed, OutContents, Program, Spec, Template,
 };
 use strata_state::State;
-use strata_types::{
-    ContentSource, Entry, Generation, Plan, Snapshot, Step, TargetPath, apply_order,
-};
+use strata_types::{ContentSource, Entry, Plan, Snapshot, Step, TargetPath, apply_order};
 
+use crate::downloads::Downloads;
+use crate::managed::Managed;
+use crate::request::Purpose;
 use crate::{EngineError, Request, steps};
 
 /// What a sandbox run leaves for the rest of the pipeline.
@@ -83,246 +86,348 @@ pub fn needed(catalog: &Catalog) -> bool {
             .any(|r| matches!(r.kind, ResourceKind::Exec { .. }))
 }
 
-/// How a sandboxed plan should run.
-pub struct Mode<'a> {
-    /// A plan (`STRATA_NOOP=1`, no network unless a module allows it).
-    pub noop: bool,
-    /// Open an interactive shell at the end.
-    pub shell: bool,
+/// What planning through the sandbox needs.
+pub struct Sandbox<'a> {
+    pub req: &'a Request,
+    /// A plan's programs see `STRATA_NOOP=1` and no network; a shell opens at the end.
+    pub purpose: Purpose,
     /// The strata executable to use as the sandbox helper.
     pub helper: &'a Path,
+    pub catalog: &'a Catalog,
+    /// The site's `[sandbox]`.
+    pub settings: &'a SandboxSettings,
+    pub root: &'a Root,
+    pub state: &'a State<'a>,
+    /// The target's users and groups.
+    pub users: &'a UserDb,
+    pub downloads: &'a Downloads,
+    /// What the last generation manages.
+    pub managed: &'a Managed<'a>,
 }
 
-/// Plans `catalog` through the sandbox. Returns the final plan and the run.
-#[allow(clippy::too_many_arguments)]
-pub fn plan(
-    req: &Request,
-    catalog: &Catalog,
-    root: &Root,
-    state: &State<'_>,
-    users: &UserDb,
-    downloads: &crate::downloads::Downloads,
-    settings: &SandboxSettings,
-    mode: &Mode<'_>,
-    steps: &mut Vec<Step>,
-) -> Result<(Plan, Option<Generation>, SandboxRun), EngineError> {
-    let meter = Meter::start();
-    let current = state.current()?;
-    let (cur_entries, originals) = crate::managed(current.as_ref());
-    let store = state.store();
-    let catalog_contents = ((catalog, &downloads.contents), &store);
+/// The catalog's executable templates.
+#[derive(Default)]
+struct Templates {
+    /// Each module's.
+    by_module: BTreeMap<String, Vec<Template>>,
+    /// The paths they print (known only after the run).
+    paths: BTreeSet<TargetPath>,
+}
 
-    // Owners the modules' own users and groups provide get placeholder ids until the
-    // sandbox made them.
-    let users = &pending(catalog, users);
-    let mut entries = catalog.entries(users)?;
-    entries.extend(downloads.entries.iter().cloned());
-    let declared: BTreeSet<TargetPath> = catalog.resources.iter().map(|r| r.path.clone()).collect();
-    let mut exec: BTreeSet<TargetPath> = BTreeSet::new();
-    let mut templates: BTreeMap<String, Vec<Template>> = BTreeMap::new();
-    let mut errors = Vec::new();
-    for r in &catalog.resources {
-        let ResourceKind::Exec { program } = &r.kind else {
-            continue;
-        };
-        let (uid, gid) = match r.ids(users) {
-            Ok(ids) => ids,
-            Err(e) => {
-                errors.push(e);
-                continue;
-            }
-        };
-        templates
-            .entry(r.module.clone())
-            .or_default()
-            .push(Template {
-                program: Program {
-                    name: r
-                        .source
-                        .rsplit_once("/templates/")
-                        .map_or(r.source.clone(), |(_, t)| format!("templates/{t}")),
-                    path: program.clone(),
-                    network: false,
-                },
-                target: r.path.clone(),
-                meta: strata_types::Meta {
-                    mode: r.mode,
-                    uid,
-                    gid,
-                },
-                names: names(users, uid, gid),
-            });
-        exec.insert(r.path.clone());
-        // What the template prints is known after the run; until then, the target's.
-        entries.push(Entry {
-            path: r.path.clone(),
-            state: root.inspect(&r.path)?,
-            replace: r.replace,
-            implicit: false,
-            sensitive: false,
-            observed: false,
-            module: Some(r.module.clone()),
-            source: Some(r.source.clone()),
-        });
-    }
-    if !errors.is_empty() {
-        return Err(strata_core::SiteErrors(errors).into());
-    }
-    // What earlier runs of a module's scripts changed stays the module's while it is applied.
-    // When what its steps depend on changed, they run again from the original files.
-    let digests = current.as_ref().map(|g| &g.modules);
-    let applied: BTreeSet<&String> = catalog
-        .runs
-        .iter()
-        .filter(|r| digests.and_then(|d| d.get(&r.id)) == Some(&r.digest))
-        .map(|r| &r.id)
-        .collect();
-    let mut carried: BTreeSet<TargetPath> = BTreeSet::new();
-    // What stood below a directory a script replaced with a link is not looked at
-    // through that link.
-    let shadows =
-        strata_core::Shadows::new(cur_entries, |top| strata_core::has_below(originals, top));
-    for e in cur_entries {
-        if e.observed
-            && !declared.contains(&e.path)
-            && e.module.as_ref().is_some_and(|m| applied.contains(m))
-        {
-            let mut e = e.clone();
-            e.state = match shadows.covers(root, &e.path)? {
-                true => Snapshot::Absent,
-                false => root.inspect(&e.path)?,
-            };
-            carried.insert(e.path.clone());
-            entries.push(e);
-        }
-    }
-    entries.extend(catalog.purged(root, cur_entries, &carried)?);
-    let first = strata_core::plan(root, entries, cur_entries, originals, &catalog_contents)?;
-    steps.push(meter.finish("plan declared"));
+/// The plan of what the site declares, laid into the sandbox before the programs run.
+struct Declared {
+    plan: Plan,
+    templates: Templates,
+    /// The paths earlier runs of a module's scripts changed, carried while it is applied.
+    carried: BTreeSet<TargetPath>,
+}
 
-    let work = strata_sandbox::WorkDir::create()?;
-    let (pre, mut by_module, released) =
-        lays(&first, &catalog_contents, users, &work.path().join("in"))?;
-    let mut modules = Vec::new();
-    for r in &catalog.runs {
-        let own = steps::module_steps(r, &work.path().join("steps"))?;
-        modules.push(ModuleSpec {
-            id: r.id.clone(),
-            before: own.before,
-            lay: by_module.remove(&r.id).unwrap_or_default(),
-            lines: own.lines,
-            after: own.after,
-            templates: templates.remove(&r.id).unwrap_or_default(),
-            scripts: r
-                .scripts
-                .iter()
-                .map(|s| Program {
-                    name: s.name.clone(),
-                    path: s.path.clone(),
-                    network: false,
-                })
-                .collect(),
-            timeout_ms: r.timeout.as_millis() as u64,
-            network: r.plan_network,
-        });
+impl Declared {
+    /// Whether what `path` holds is known only from the target until the run (the output
+    /// of an executable template, or what an earlier run left).
+    fn known_from_target(&self, path: &TargetPath) -> bool {
+        self.templates.paths.contains(path) || self.carried.contains(path)
     }
-    let cache = match catalog.runs.iter().any(|r| !r.declared.packages.is_empty()) {
-        true => Some(steps::cache_dir(root)?),
-        false => None,
-    };
-    let mut env = vec![
-        ("STRATA_NODE".to_string(), catalog.node.name.clone()),
-        (
-            "STRATA_ENVIRONMENT".to_string(),
-            catalog.node.environment.clone(),
-        ),
-    ];
-    flatten(
-        "STRATA_P",
-        &Value::Object(catalog.params.values.clone()),
-        &mut env,
-    );
-    let watch: Vec<TargetPath> = first
-        .entries
-        .iter()
-        .map(|e| e.path.clone())
-        .chain(released.keys().cloned())
-        .collect();
-    let spec = Spec {
-        root: req.root.clone(),
-        work: work.path().to_path_buf(),
-        hostname: catalog.node.name.clone(),
-        noop: mode.noop,
-        network: !mode.noop,
-        env,
-        params_json: serde_json::to_string(&catalog.params.values).unwrap_or_default(),
-        intercept: settings.intercept.clone(),
-        ignore: settings.ignore.clone(),
-        pre,
-        modules,
-        watch,
-        shell: mode.shell,
-        cache,
-        limits: limits(settings),
-        unobserved: settings
-            .unobserved
-            .iter()
-            .map(|p| {
-                TargetPath::parse(p).map_err(|e| {
-                    EngineError::Invalid(format!("strata.toml: [sandbox] unobserved: `{p}`: {e}"))
-                })
-            })
-            .collect::<Result<_, _>>()?,
-    };
-    let meter = Meter::start();
-    let observed = strata_sandbox::run(&spec, mode.helper)?;
-    let mut step = meter.finish("sandbox");
-    step.steps = observed
-        .runs
-        .iter()
-        .map(|r| Step {
-            name: format!("run {} {}", r.module, r.program),
-            metrics: r.metrics.clone(),
-            steps: Vec::new(),
+}
+
+impl Sandbox<'_> {
+    /// Plans the catalog through the sandbox: what the site declares is planned and laid
+    /// into the overlay module by module, the programs run, and what the sandbox finally
+    /// holds is planned against the target. `meter` times the first plan (it was started
+    /// before the last generation was read). Returns the final plan and the run.
+    pub fn plan(
+        &self,
+        meter: Meter,
+        steps: &mut Vec<Step>,
+    ) -> Result<(Plan, SandboxRun), EngineError> {
+        let store = self.state.store();
+        let contents = ((self.catalog, &self.downloads.contents), &store);
+        // Owners the modules' own users and groups provide get placeholder ids until the
+        // sandbox made them.
+        let users = &pending(self.catalog, self.users);
+        let mut declared = self.declared(users, &contents)?;
+        steps.push(meter.finish("plan declared"));
+
+        let work = strata_sandbox::WorkDir::create()?;
+        let lays = lays(&declared.plan, &contents, users, &work.path().join("in"))?;
+        let templates = std::mem::take(&mut declared.templates.by_module);
+        let modules = self.modules(templates, lays.by_module, work.path())?;
+        let watch: Vec<TargetPath> = (declared.plan.entries.iter())
+            .map(|e| e.path.clone())
+            .chain(lays.released.keys().cloned())
+            .collect();
+        let spec = self.spec(lays.pre, modules, watch, work.path())?;
+        let mut run = self.run(&spec, work, steps)?;
+
+        // What the sandbox finally holds is what the apply must bring about.
+        let meter = Meter::start();
+        let last = final_entries(
+            &declared.plan,
+            &run.observed,
+            |p| declared.known_from_target(p),
+            &lays.released,
+        );
+        let contents = (&contents, run.contents());
+        let plan = self.managed.plan(self.root, last, &contents)?;
+        steps.push(meter.finish("plan observed"));
+        let restarts = steps::restarts(self.root, &self.catalog.runs, &plan.changes)?;
+        run.observed.calls.extend(restarts);
+        Ok((plan, run))
+    }
+
+    /// Plans what the site declares: the catalog's entries and downloads, what executable
+    /// templates print (the target's until the run), what earlier runs of its modules'
+    /// scripts changed, and what its purges remove.
+    fn declared(
+        &self,
+        users: &UserDb,
+        contents: &dyn ContentSource,
+    ) -> Result<Declared, EngineError> {
+        let mut entries = self.catalog.entries(users)?;
+        entries.extend(self.downloads.entries.iter().cloned());
+        let templates = self.templates(users, &mut entries)?;
+        let carried = self.carried(&mut entries)?;
+        entries.extend(
+            self.catalog
+                .purged(self.root, self.managed.entries, &carried)?,
+        );
+        let plan = self.managed.plan(self.root, entries, contents)?;
+        Ok(Declared {
+            plan,
+            templates,
+            carried,
         })
-        .collect();
-    steps.push(step);
-    let mut run = SandboxRun { observed, work };
-    if let Some(f) = &run.observed.failure {
-        return Err(EngineError::Script {
-            module: f.module.clone(),
-            program: f.program.clone(),
-            status: f.status.clone(),
-            stderr: f.stderr_tail.clone(),
-            output: run.observed.runs.clone(),
-        });
     }
 
-    // What the sandbox finally holds is what the apply must bring about.
-    let meter = Meter::start();
-    let last = final_entries(
-        &first,
-        &run.observed,
-        |p| exec.contains(p) || carried.contains(p),
-        &released,
-    );
-    let contents = (&catalog_contents, run.contents());
-    let plan = strata_core::plan(root, last, cur_entries, originals, &contents)?;
-    steps.push(meter.finish("plan observed"));
-    let restarts = steps::restarts(root, &catalog.runs, &plan.changes)?;
-    run.observed.calls.extend(restarts);
-    Ok((plan, current, run))
+    /// Each module's executable templates, and the paths they print, each added to
+    /// `entries` with what the target holds there (what the template prints is known
+    /// after the run).
+    fn templates(
+        &self,
+        users: &UserDb,
+        entries: &mut Vec<Entry>,
+    ) -> Result<Templates, EngineError> {
+        let mut templates = Templates::default();
+        let mut errors = Vec::new();
+        for r in &self.catalog.resources {
+            let ResourceKind::Exec { program } = &r.kind else {
+                continue;
+            };
+            let (uid, gid) = match r.ids(users) {
+                Ok(ids) => ids,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            };
+            (templates.by_module)
+                .entry(r.module.clone())
+                .or_default()
+                .push(Template {
+                    program: Program {
+                        name: r
+                            .source
+                            .rsplit_once("/templates/")
+                            .map_or(r.source.clone(), |(_, t)| format!("templates/{t}")),
+                        path: program.clone(),
+                        network: false,
+                    },
+                    target: r.path.clone(),
+                    meta: strata_types::Meta {
+                        mode: r.mode,
+                        uid,
+                        gid,
+                    },
+                    names: names(users, uid, gid),
+                });
+            templates.paths.insert(r.path.clone());
+            entries.push(Entry {
+                path: r.path.clone(),
+                state: self.root.inspect(&r.path)?,
+                replace: r.replace,
+                implicit: false,
+                sensitive: false,
+                observed: false,
+                module: Some(r.module.clone()),
+                source: Some(r.source.clone()),
+            });
+        }
+        if !errors.is_empty() {
+            return Err(strata_core::SiteErrors(errors).into());
+        }
+        Ok(templates)
+    }
+
+    /// What earlier runs of a module's scripts changed stays the module's while it is
+    /// applied: each such path the site does not declare is added to `entries` with what
+    /// the target holds there. When what a module's steps depend on changed (its digest),
+    /// they run again from the original files.
+    fn carried(&self, entries: &mut Vec<Entry>) -> Result<BTreeSet<TargetPath>, EngineError> {
+        let declared: BTreeSet<&TargetPath> =
+            self.catalog.resources.iter().map(|r| &r.path).collect();
+        let applied: BTreeSet<&String> = (self.catalog.runs.iter())
+            .filter(|r| self.managed.modules.get(&r.id) == Some(&r.digest))
+            .map(|r| &r.id)
+            .collect();
+        let mut carried: BTreeSet<TargetPath> = BTreeSet::new();
+        // What stood below a directory a script replaced with a link is not looked at
+        // through that link.
+        let originals = self.managed.originals;
+        let shadows = strata_core::Shadows::new(self.managed.entries, |top| {
+            strata_core::has_below(originals, top)
+        });
+        for e in self.managed.entries {
+            if e.observed
+                && !declared.contains(&e.path)
+                && e.module.as_ref().is_some_and(|m| applied.contains(m))
+            {
+                let mut e = e.clone();
+                e.state = match shadows.covers(self.root, &e.path)? {
+                    true => Snapshot::Absent,
+                    false => self.root.inspect(&e.path)?,
+                };
+                carried.insert(e.path.clone());
+                entries.push(e);
+            }
+        }
+        Ok(carried)
+    }
+
+    /// Each module's part of the run: its steps (their programs written under `work`),
+    /// lays, executable templates and scripts.
+    fn modules(
+        &self,
+        mut templates: BTreeMap<String, Vec<Template>>,
+        mut lays: BTreeMap<String, Vec<Lay>>,
+        work: &Path,
+    ) -> Result<Vec<ModuleSpec>, EngineError> {
+        let mut modules = Vec::new();
+        for r in &self.catalog.runs {
+            let own = steps::module_steps(r, &work.join("steps"))?;
+            modules.push(ModuleSpec {
+                id: r.id.clone(),
+                before: own.before,
+                lay: lays.remove(&r.id).unwrap_or_default(),
+                lines: own.lines,
+                after: own.after,
+                templates: templates.remove(&r.id).unwrap_or_default(),
+                scripts: (r.scripts.iter())
+                    .map(|s| Program {
+                        name: s.name.clone(),
+                        path: s.path.clone(),
+                        network: false,
+                    })
+                    .collect(),
+                timeout_ms: r.timeout.as_millis() as u64,
+                network: r.plan_network,
+            });
+        }
+        Ok(modules)
+    }
+
+    /// What the sandbox is to run: the changes laid in before any module (`pre`), then
+    /// the modules, reporting the final state of every path in `watch`.
+    fn spec(
+        &self,
+        pre: Vec<Lay>,
+        modules: Vec<ModuleSpec>,
+        watch: Vec<TargetPath>,
+        work: &Path,
+    ) -> Result<Spec, EngineError> {
+        let packages = (self.catalog.runs.iter()).any(|r| !r.declared.packages.is_empty());
+        let cache = match packages {
+            true => Some(steps::cache_dir(self.root, &self.req.cache)?),
+            false => None,
+        };
+        let noop = self.purpose.noop();
+        Ok(Spec {
+            root: self.req.root.clone(),
+            work: work.to_path_buf(),
+            hostname: self.catalog.node.name.clone(),
+            noop,
+            network: !noop,
+            env: self.env(),
+            params_json: serde_json::to_string(&self.catalog.params.values).unwrap_or_default(),
+            intercept: self.settings.intercept.clone(),
+            ignore: self.settings.ignore.clone(),
+            pre,
+            modules,
+            watch,
+            shell: self.purpose == Purpose::Shell,
+            term: self.req.terminal.clone(),
+            cache,
+            limits: limits(self.settings),
+            unobserved: unobserved(self.settings)?,
+        })
+    }
+
+    /// The variables every program sees: the node, its environment, and the parameters
+    /// (`STRATA_P_*`).
+    fn env(&self) -> Vec<(String, String)> {
+        let node = &self.catalog.node;
+        let mut env = vec![
+            ("STRATA_NODE".to_string(), node.name.clone()),
+            ("STRATA_ENVIRONMENT".to_string(), node.environment.clone()),
+        ];
+        let params = Value::Object(self.catalog.params.values.clone());
+        flatten("STRATA_P", &params, &mut env);
+        env
+    }
+
+    /// Runs `spec` in the sandbox, as a step with one sub-step per program; a program
+    /// that failed fails the plan.
+    fn run(
+        &self,
+        spec: &Spec,
+        work: strata_sandbox::WorkDir,
+        steps: &mut Vec<Step>,
+    ) -> Result<SandboxRun, EngineError> {
+        let meter = Meter::start();
+        let observed = strata_sandbox::run(spec, self.helper)?;
+        let mut step = meter.finish("sandbox");
+        step.steps = (observed.runs.iter())
+            .map(|r| Step {
+                name: format!("run {} {}", r.module, r.program),
+                metrics: r.metrics.clone(),
+                steps: Vec::new(),
+            })
+            .collect();
+        steps.push(step);
+        if let Some(f) = &observed.failure {
+            return Err(EngineError::Script {
+                module: f.module.clone(),
+                program: f.program.clone(),
+                status: f.status.clone(),
+                stderr: f.stderr_tail.clone(),
+                output: observed.runs.clone(),
+            });
+        }
+        Ok(SandboxRun { observed, work })
+    }
 }
 
-/// Changes laid in before any module (implicit directories, and what the site no longer
-/// declares), each module's own, and the released paths with what they become. Contents
-/// are written to `input`.
-type Lays = (
-    Vec<Lay>,
-    BTreeMap<String, Vec<Lay>>,
-    BTreeMap<TargetPath, Snapshot>,
-);
+/// `[sandbox] unobserved`, as target paths.
+fn unobserved(settings: &SandboxSettings) -> Result<Vec<TargetPath>, EngineError> {
+    (settings.unobserved.iter())
+        .map(|p| {
+            TargetPath::parse(p).map_err(|reason| EngineError::Unobserved {
+                path: p.clone(),
+                reason,
+            })
+        })
+        .collect()
+}
 
+/// What the first plan lays into the sandbox: the changes laid in before any module
+/// (implicit directories, and what the site no longer declares), each module's own, and
+/// the released paths with what they become.
+struct Lays {
+    pre: Vec<Lay>,
+    by_module: BTreeMap<String, Vec<Lay>>,
+    released: BTreeMap<TargetPath, Snapshot>,
+}
+
+/// The changes of `first` to lay into the sandbox, their contents written to `input`.
 fn lays(
     first: &Plan,
     contents: &dyn ContentSource,
@@ -334,9 +439,8 @@ fn lays(
         let content = match state.hash() {
             Some(h) => {
                 let file = input.join(h.to_string());
-                let bytes = contents
-                    .content(&h)
-                    .ok_or_else(|| EngineError::Invalid(format!("no content for {path}")))?;
+                let bytes = (contents.content(&h))
+                    .ok_or_else(|| EngineError::MissingContent { path: path.clone() })?;
                 // Private from its creation: declared contents may be secret.
                 strata_fs::write_private(&file, &bytes)?;
                 Some(file)
@@ -367,7 +471,11 @@ fn lays(
     }
     pre.sort_by(|(a, ba), (b, bb)| apply_order((&a.path, ba, &a.state), (&b.path, bb, &b.state)));
     let pre = pre.into_iter().map(|(l, _)| l).collect();
-    Ok((pre, by_module, released))
+    Ok(Lays {
+        pre,
+        by_module,
+        released,
+    })
 }
 
 /// What the sandbox finally holds is what the apply must bring about: each planned entry

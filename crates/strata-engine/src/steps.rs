@@ -263,10 +263,10 @@ pub fn restarts(
     Ok(out)
 }
 
-/// Where strata keeps package lists and packages for this target, on the machine running
-/// strata: one directory per distribution and set of package sources.
-pub fn cache_dir(root: &Root) -> Result<PathBuf, EngineError> {
-    let base = cache_base();
+/// Where strata keeps package lists and packages for this target, under the cache
+/// directory `cache` of the machine running strata: one directory per distribution and
+/// set of package sources.
+pub fn cache_dir(root: &Root, cache: &Path) -> Result<PathBuf, EngineError> {
     let mut key = Vec::new();
     let mut add = |path: &TargetPath| -> Result<(), EngineError> {
         key.extend_from_slice(path.as_str().as_bytes());
@@ -287,22 +287,7 @@ pub fn cache_dir(root: &Root) -> Result<PathBuf, EngineError> {
     }
     let dir = TargetPath::parse("/etc/apt/sources.list.d").expect("a fixed path");
     for (name, _) in root.list(&dir)? {
-        add(&dir
-            .join(&name)
-            .map_err(|e| EngineError::Invalid(e.to_string()))?)?;
+        add(&dir.join(&name)?)?;
     }
-    Ok(base.join("packages").join(Hash::of(&key).short()))
-}
-
-/// strata's download cache on the machine running it: `$STRATA_CACHE_DIR`, else
-/// `/var/cache/strata` for root, else `~/.cache/strata`.
-pub fn cache_base() -> PathBuf {
-    match std::env::var_os("STRATA_CACHE_DIR") {
-        Some(d) => PathBuf::from(d),
-        None if rustix::process::geteuid().is_root() => PathBuf::from("/var/cache/strata"),
-        None => match std::env::var_os("HOME") {
-            Some(h) => PathBuf::from(h).join(".cache/strata"),
-            None => std::env::temp_dir().join("strata-cache"),
-        },
-    }
+    Ok(cache.join("packages").join(Hash::of(&key).short()))
 }

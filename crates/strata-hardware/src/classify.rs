@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::matcher::{Bindings, Element, Outcome, match_spec};
 use crate::pools::PoolEntry;
 use crate::profiles::{Hardware, Profile};
-use crate::store::{Enrollment, Store, StoreError};
+use crate::store::{Allocate, Enrollment, Store, StoreError};
 
 /// What a machine gets.
 #[derive(Debug, Clone, Serialize)]
@@ -129,13 +129,13 @@ fn identity(
 }
 
 /// Classifies a machine and allocates its pool entries (once: a machine that holds an
-/// allocation gets the same one back). With `commit` false nothing is allocated: the
-/// answer is what an enrolment would give.
+/// allocation gets the same one back). With [`Allocate::DryRun`] nothing is allocated:
+/// the answer is what an enrolment would give.
 pub fn classify(
     hw: &Hardware,
     tuples: &[[String; 4]],
     store: &mut dyn Store,
-    commit: bool,
+    allocate: Allocate,
 ) -> Result<(Classification, Vec<Explanation>), ClassifyError> {
     let mut explained = Vec::new();
     for p in &hw.profiles {
@@ -160,7 +160,7 @@ pub fn classify(
             identity: &ids,
             pools,
         };
-        match store.enroll(&req, commit) {
+        match store.enroll(&req, allocate) {
             Ok(Some(alloc)) => {
                 explained.push(Explanation {
                     profile: p.name.clone(),

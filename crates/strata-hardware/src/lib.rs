@@ -12,4 +12,4 @@ mod store;
 pub use classify::{Classification, ClassifyError, Explanation, classify, explain};
 pub use pg::{PgStore, open};
 pub use profiles::{Hardware, Profile};
-pub use store::{Allocation, Enrollment, SqliteStore, Store, StoreError};
+pub use store::{Allocate, Allocation, Enrollment, SqliteStore, Store, StoreError};

@@ -98,23 +98,7 @@ impl Matcher {
                 _ => return Err(format!("`{text}`: range takes two numbers")),
             },
             "in" => Matcher::In(args.iter().map(|a| a.trim().to_string()).collect()),
-            "network" => {
-                let cidr = one(&args)?;
-                let (ip, bits) = cidr
-                    .trim()
-                    .split_once('/')
-                    .ok_or_else(|| format!("`{text}`: expected ADDRESS/PREFIX"))?;
-                let ip: IpAddr = ip
-                    .parse()
-                    .map_err(|_| format!("`{text}`: `{ip}` is not an IP address"))?;
-                let bits: u8 = bits
-                    .parse()
-                    .map_err(|_| format!("`{text}`: bad prefix `{bits}`"))?;
-                if bits > if ip.is_ipv4() { 32 } else { 128 } {
-                    return Err(format!("`{text}`: prefix /{bits} is too long"));
-                }
-                Matcher::Network(ip, bits)
-            }
+            "network" => Matcher::network(&one(&args)?, text)?,
             // The whole inner text is the expression: commas and parentheses included.
             "regexp" => Matcher::Regexp(
                 regex::Regex::new(&format!("^(?:{inner})$"))
@@ -135,6 +119,24 @@ impl Matcher {
             _ => unreachable!("names are checked above"),
         };
         Ok(Some(m))
+    }
+
+    /// `network(ADDRESS/PREFIX)`, its argument `cidr` of the matcher `whole`.
+    fn network(cidr: &str, whole: &str) -> Result<Matcher, String> {
+        let (ip, bits) = cidr
+            .trim()
+            .split_once('/')
+            .ok_or_else(|| format!("`{whole}`: expected ADDRESS/PREFIX"))?;
+        let ip: IpAddr = ip
+            .parse()
+            .map_err(|_| format!("`{whole}`: `{ip}` is not an IP address"))?;
+        let bits: u8 = bits
+            .parse()
+            .map_err(|_| format!("`{whole}`: bad prefix `{bits}`"))?;
+        if bits > if ip.is_ipv4() { 32 } else { 128 } {
+            return Err(format!("`{whole}`: prefix /{bits} is too long"));
+        }
+        Ok(Matcher::Network(ip, bits))
     }
 
     fn required(text: &str, whole: &str) -> Result<Matcher, String> {

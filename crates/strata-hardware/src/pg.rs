@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use postgres::{Client, NoTls};
 
 use crate::pools::PoolEntry;
-use crate::store::{Allocation, Enrollment, Store, StoreError};
+use crate::store::{Allocate, Allocation, Enrollment, Store, StoreError};
 
 /// A store on PostgreSQL.
 pub struct PgStore {
@@ -109,7 +109,7 @@ impl Store for PgStore {
     fn enroll(
         &mut self,
         req: &Enrollment<'_>,
-        commit: bool,
+        allocate: Allocate,
     ) -> Result<Option<Allocation>, StoreError> {
         let db = self.db();
         let mut tx = self.client.transaction().map_err(&db)?;
@@ -149,7 +149,7 @@ impl Store for PgStore {
             tx.execute("INSERT INTO strata_allocations (pool, idx, machine, entry) VALUES ($1, $2, $3, $4)", &[pool, &(idx as i32), &req.machine, &entry]).map_err(&db)?;
         }
         let out = read(&mut tx, req.machine).map_err(&db)?;
-        if commit {
+        if allocate == Allocate::Commit {
             tx.commit().map_err(&db)?;
         }
         Ok(out)

@@ -77,21 +77,11 @@ impl Hardware {
     /// Reads `site/hardware/`; a site without one has no profiles. Errors are
     /// `file:line: message`, every one found.
     pub fn load(site: &Path) -> Result<Hardware, Vec<String>> {
-        let mut hw = Hardware::default();
         let mut errors = Vec::new();
-        let pools_dir = site.join("hardware/pools");
-        for name in strata_fs::list_dir(&pools_dir).unwrap_or_default() {
-            let Some(pool) = name.strip_suffix(".toml") else {
-                continue;
-            };
-            let rel = format!("hardware/pools/{name}");
-            match load_pool(&site.join(&rel)) {
-                Ok(entries) => {
-                    hw.pools.insert(pool.to_string(), entries);
-                }
-                Err(e) => errors.push(format!("{rel}: {e}")),
-            }
-        }
+        let mut hw = Hardware {
+            pools: load_pools(site, &mut errors),
+            profiles: Vec::new(),
+        };
         let rel = "hardware/profiles.toml";
         let path = site.join(rel);
         if strata_fs::exists(&path) {
@@ -108,51 +98,8 @@ impl Hardware {
                 let at = |off: usize| {
                     format!("{rel}:{}: profile `{}`", line(&text, off), p.name.get_ref())
                 };
-                for pool in &p.pools {
-                    if !hw.pools.contains_key(pool.get_ref()) {
-                        errors.push(format!(
-                            "{}: unknown pool `{}` (no hardware/pools/{}.toml)",
-                            at(pool.span().start),
-                            pool.get_ref(),
-                            pool.get_ref()
-                        ));
-                    }
-                }
-                let mut spec = Vec::new();
-                let mut texts = Vec::new();
-                for (i, entry) in p.spec.iter().enumerate() {
-                    let Ok(words) = <[String; 4]>::try_from(entry.get_ref().clone()) else {
-                        errors.push(format!(
-                            "{}: spec entry {} must have 4 elements",
-                            at(entry.span().start),
-                            i + 1
-                        ));
-                        continue;
-                    };
-                    match words
-                        .iter()
-                        .map(|w| Element::parse(w))
-                        .collect::<Result<Vec<_>, _>>()
-                    {
-                        Ok(els) => {
-                            spec.push(<[Element; 4]>::try_from(els).expect("four"));
-                            texts.push(words);
-                        }
-                        Err(e) => errors.push(format!(
-                            "{}: spec entry {}: {e}",
-                            at(entry.span().start),
-                            i + 1
-                        )),
-                    }
-                }
-                hw.profiles.push(Profile {
-                    name: p.name.into_inner(),
-                    role: p.role,
-                    max: p.max,
-                    pools: p.pools.into_iter().map(Spanned::into_inner).collect(),
-                    spec,
-                    text: texts,
-                });
+                let profile = profile(&p, &hw.pools, at, &mut errors);
+                hw.profiles.push(profile);
             }
         }
         if errors.is_empty() {
@@ -160,6 +107,81 @@ impl Hardware {
         } else {
             Err(errors)
         }
+    }
+}
+
+/// Every `hardware/pools/*.toml` by pool name; those that do not load are left out, with
+/// an error in `errors`.
+fn load_pools(site: &Path, errors: &mut Vec<String>) -> BTreeMap<String, Vec<PoolEntry>> {
+    let mut pools = BTreeMap::new();
+    let pools_dir = site.join("hardware/pools");
+    for name in strata_fs::list_dir(&pools_dir).unwrap_or_default() {
+        let Some(pool) = name.strip_suffix(".toml") else {
+            continue;
+        };
+        let rel = format!("hardware/pools/{name}");
+        match load_pool(&site.join(&rel)) {
+            Ok(entries) => {
+                pools.insert(pool.to_string(), entries);
+            }
+            Err(e) => errors.push(format!("{rel}: {e}")),
+        }
+    }
+    pools
+}
+
+/// One `[[profile]]`, checked against the pools; what is wrong goes to `errors`, each
+/// message starting with `at(offset)` (the file, line and profile).
+fn profile(
+    p: &ProfileToml,
+    pools: &BTreeMap<String, Vec<PoolEntry>>,
+    at: impl Fn(usize) -> String,
+    errors: &mut Vec<String>,
+) -> Profile {
+    for pool in &p.pools {
+        if !pools.contains_key(pool.get_ref()) {
+            errors.push(format!(
+                "{}: unknown pool `{}` (no hardware/pools/{}.toml)",
+                at(pool.span().start),
+                pool.get_ref(),
+                pool.get_ref()
+            ));
+        }
+    }
+    let mut spec = Vec::new();
+    let mut texts = Vec::new();
+    for (i, entry) in p.spec.iter().enumerate() {
+        let Ok(words) = <[String; 4]>::try_from(entry.get_ref().clone()) else {
+            errors.push(format!(
+                "{}: spec entry {} must have 4 elements",
+                at(entry.span().start),
+                i + 1
+            ));
+            continue;
+        };
+        match words
+            .iter()
+            .map(|w| Element::parse(w))
+            .collect::<Result<Vec<_>, _>>()
+        {
+            Ok(els) => {
+                spec.push(<[Element; 4]>::try_from(els).expect("four"));
+                texts.push(words);
+            }
+            Err(e) => errors.push(format!(
+                "{}: spec entry {}: {e}",
+                at(entry.span().start),
+                i + 1
+            )),
+        }
+    }
+    Profile {
+        name: p.name.get_ref().clone(),
+        role: p.role.clone(),
+        max: p.max,
+        pools: p.pools.iter().map(|s| s.get_ref().clone()).collect(),
+        spec,
+        text: texts,
     }
 }
 

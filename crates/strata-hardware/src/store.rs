@@ -69,17 +69,26 @@ pub struct Enrollment<'a> {
     pub pools: Vec<(&'a str, &'a [PoolEntry])>,
 }
 
+/// Whether an enrolment keeps what it allocates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allocate {
+    /// Nothing is kept: the answer is what an enrolment would give (a plan).
+    DryRun,
+    /// The allocation is kept (an apply, `strata classify`).
+    Commit,
+}
+
 /// Allocation storage.
 pub trait Store {
     /// What the machine holds, if anything.
     fn holds(&mut self, machine: &str) -> Result<Option<Allocation>, StoreError>;
     /// Enrols the machine, all or nothing: the allocation it already holds for this
-    /// profile, else a new one; `None` when the profile's `max` is reached. With `commit`
-    /// false nothing is kept: the answer is what an enrolment would give (for a plan).
+    /// profile, else a new one; `None` when the profile's `max` is reached. With
+    /// [`Allocate::DryRun`] nothing is kept: the answer is what an enrolment would give.
     fn enroll(
         &mut self,
         req: &Enrollment<'_>,
-        commit: bool,
+        allocate: Allocate,
     ) -> Result<Option<Allocation>, StoreError>;
     /// Every allocation.
     fn list(&mut self) -> Result<Vec<Allocation>, StoreError>;
@@ -238,7 +247,7 @@ impl Store for SqliteStore {
     fn enroll(
         &mut self,
         req: &Enrollment<'_>,
-        commit: bool,
+        allocate: Allocate,
     ) -> Result<Option<Allocation>, StoreError> {
         let db = db_err(&self.path);
         // IMMEDIATE: the write lock is taken before reading, so two enrolments never pick
@@ -285,7 +294,7 @@ impl Store for SqliteStore {
             .map_err(db)?;
         }
         let out = read_allocation(&tx, req.machine).map_err(db)?;
-        if commit {
+        if allocate == Allocate::Commit {
             tx.commit().map_err(db)?;
         }
         Ok(out)

@@ -696,7 +696,7 @@ impl Ctx<'_> {
     /// An interactive shell in the sandbox, on the caller's terminal.
     fn shell(&mut self) -> Result<(), String> {
         let mut extra = vec![("PS1", "strata-sandbox# "), ("STRATA_NOOP", "1")];
-        let term = std::env::var("TERM").unwrap_or_default();
+        let term = self.spec.term.clone().unwrap_or_default();
         if !term.is_empty() {
             extra.push(("TERM", &term));
         }

@@ -113,6 +113,9 @@ pub struct Spec {
     pub watch: Vec<TargetPath>,
     /// Open an interactive shell after the modules ran (`strata shell`).
     pub shell: bool,
+    /// The caller's terminal type (`TERM`), given to that shell.
+    #[serde(default)]
+    pub term: Option<String>,
     /// A host directory for strata's own download caches (package lists and packages),
     /// mounted read-write at [`CACHE`] inside the sandbox; it outlives the run.
     #[serde(default)]

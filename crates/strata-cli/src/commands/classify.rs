@@ -48,7 +48,12 @@ pub fn run(args: &ClassifyArgs, printer: &Printer) -> CliResult {
     let hw = load_hardware(&site)?;
     let tuples = strata_facts::read_file(&args.facts)?;
     let mut store = open_store(&site, args.db.as_deref())?;
-    let (c, _) = strata_hardware::classify(&hw, &tuples, store.as_mut(), true)?;
+    let (c, _) = strata_hardware::classify(
+        &hw,
+        &tuples,
+        store.as_mut(),
+        strata_hardware::Allocate::Commit,
+    )?;
     if args.json {
         let mut v = serde_json::json!({
             "machine": c.machine,

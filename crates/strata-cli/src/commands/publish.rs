@@ -51,7 +51,7 @@ pub fn run(args: &PublishArgs, printer: &Printer) -> CliResult {
     let envs: BTreeSet<String> = if args.envs.is_empty() {
         let mut e: BTreeSet<String> = [site.default_environment.clone()].into();
         for n in site.nodes()? {
-            e.insert(site.node_reach(&n)?.environment);
+            e.insert(site.node_reach(n.as_str())?.environment);
         }
         e
     } else {

@@ -28,6 +28,7 @@ pub fn run(args: &RollbackArgs, printer: &Printer) -> CliResult {
     let result = (|| {
         let outcome = strata_engine::rollback(&root, args.to)?;
         show::outcome(printer, &outcome, &root, args.json, "rollback", &recovery)?;
+        show::release(outcome);
         Ok(())
     })();
     recovery.end(result)

@@ -30,6 +30,7 @@ pub fn run(args: &ShellArgs, printer: &Printer) -> CliResult {
             "plan",
             &recovery,
         )?;
+        show::release(outcome);
         Ok(())
     })();
     recovery.end(result)

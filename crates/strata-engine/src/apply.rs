@@ -1,0 +1,119 @@
+//! `apply`: the pipeline walked down once: prepared (compiled and planned, [`prepare`]),
+//! committed ([`ToCommit::commit`]) while the caller shows what is being committed, and
+//! returned as an [`Outcome`].
+
+use std::path::Path;
+
+use strata_core::{Catalog, Site};
+use strata_types::{GenerationKind, ProgramRun, Step};
+
+use crate::commit::{Header, Recorded, ToCommit, scheduled};
+use crate::outcome::Pending;
+use crate::plan::prepare;
+use crate::request::Purpose;
+use crate::{EngineError, Outcome, Request};
+
+/// Plans and commits, all or nothing, and records a generation. Nothing is written when
+/// nothing changes. Intercepted commands the scripts called run on the target after the
+/// commit, in call order.
+pub fn apply(req: &Request) -> Result<Outcome, EngineError> {
+    apply_showing(req, |_| ()).map(|(o, ())| o)
+}
+
+/// [`apply`], calling `show` on another thread with what is about to be committed, while
+/// it commits (a plan of thousands of new files is shown on one core while the other
+/// writes them); returns what `show` returned beside the outcome.
+pub fn apply_showing<R: Send>(
+    req: &Request,
+    show: impl FnOnce(&Pending<'_>) -> R + Send,
+) -> Result<(Outcome, R), EngineError> {
+    let mut root = None;
+    let mut prepared = prepare(req, Purpose::Apply, &mut root)?;
+    let p = &mut prepared;
+    let header = header(&p.site, &p.catalog);
+    let no_runs: &[ProgramRun] = &[];
+    let (calls, runs) = match &p.planned.run {
+        Some(r) => (
+            scheduled(&p.catalog, &r.observed.calls),
+            &r.observed.runs[..],
+        ),
+        None => (Vec::new(), no_runs),
+    };
+    let out = p.planned.run.as_ref().map(|r| r.contents());
+    let contents = ((&p.catalog, &p.planned.downloads.contents), out);
+    let plan = &mut p.planned.plan;
+    let to_commit = ToCommit {
+        state: &p.state,
+        entries: std::mem::take(&mut plan.entries),
+        originals: std::mem::take(&mut plan.originals),
+        changes: &plan.changes,
+        current: p.planned.current.as_ref(),
+        header,
+        // The catalog keeps what it reads and renders: loaded ahead of the commit.
+        contents: strata_state::Prefetching::new(&contents, &p.catalog),
+        calls,
+        programs: runs,
+    };
+    let pending = Pending {
+        changes: &plan.changes,
+        users: &p.planned.users,
+        runs,
+        contents: &contents,
+    };
+    let (recorded, shown) = commit_showing(to_commit, pending, show, &mut p.steps)?;
+    Ok((Outcome::new(prepared, Some(recorded)), shown))
+}
+
+/// Commits on this thread while `show` is given `pending` on another.
+fn commit_showing<R: Send>(
+    to_commit: ToCommit<'_>,
+    pending: Pending<'_>,
+    show: impl FnOnce(&Pending<'_>) -> R + Send,
+    steps: &mut Vec<Step>,
+) -> Result<(Recorded, R), EngineError> {
+    std::thread::scope(|s| {
+        let shown = s.spawn(move || {
+            strata_fs::background_thread();
+            show(&pending)
+        });
+        let committed = to_commit.commit(steps);
+        let shown = shown
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        committed.map(|c| (c, shown))
+    })
+}
+
+/// What an apply's generation records of the site and the catalog.
+fn header(site: &Site, catalog: &Catalog) -> Header {
+    Header {
+        kind: GenerationKind::Apply,
+        replayed: None,
+        node: catalog.node.name.clone(),
+        environment: catalog.node.environment.clone(),
+        site: Some(site.dir.display().to_string()),
+        revision: git_revision(&site.dir),
+        modules: (catalog.runs.iter())
+            .map(|r| (r.id.clone(), r.digest.clone()))
+            .collect(),
+        keep_generations: site.state.keep_generations.map(|k| k.0),
+        prune: true,
+    }
+}
+
+/// The commit the site's git checkout is at, read from `.git` without running git.
+fn git_revision(site: &Path) -> Option<String> {
+    let git = site.join(".git");
+    let head = strata_fs::read_to_string(&git.join("HEAD")).ok()?;
+    let head = head.trim();
+    let Some(reference) = head.strip_prefix("ref: ") else {
+        return Some(head.to_string());
+    };
+    if let Ok(rev) = strata_fs::read_to_string(&git.join(reference)) {
+        return Some(rev.trim().to_string());
+    }
+    let packed = strata_fs::read_to_string(&git.join("packed-refs")).ok()?;
+    packed
+        .lines()
+        .find_map(|l| l.strip_suffix(reference).map(|rev| rev.trim().to_string()))
+}
