@@ -303,8 +303,8 @@ pub enum SandboxError {
     /// The helper failed.
     #[error("sandbox: {0}")]
     Setup(String),
-    /// Reading or writing the work dir failed.
-    #[error("sandbox: {what} {path}: {source}")]
+    /// Reading or writing the work dir failed (the cause follows in the error's chain).
+    #[error("sandbox: {what} {}", .path.display())]
     Io {
         /// What was done.
         what: &'static str,
