@@ -9,7 +9,7 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -179,7 +179,7 @@ impl Cgroup {
             .collect::<Result<Vec<OwnedFd>, String>>()?;
         Ok(std::thread::spawn(move || {
             for procs in &fds {
-                crate::sys::write_all_fd(procs.as_raw_fd(), b"0")
+                crate::sys::write_all_fd(procs, b"0")
                     .map_err(|e| format!("join the cgroup: {e}"))?;
             }
             Ok(())

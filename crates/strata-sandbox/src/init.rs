@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::fs::File;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -74,7 +74,8 @@ struct Ctx<'a> {
 pub fn main(spec: &Spec) -> Result<i32, String> {
     // Programs must not reach the host through /proc/1/root: init is not dumpable, and
     // they run in another user namespace without CAP_SYS_PTRACE (see `jail`).
-    sys::not_dumpable().map_err(|e| format!("prctl: {e}"))?;
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+        .map_err(|e| format!("prctl: {e}"))?;
     // Moving a process into a cgroup waits for an RCU grace period (milliseconds): init
     // moves itself once, on a second thread while it sets up and lays the first files,
     // and waits for it before its first program, which is then born in the cgroup.
@@ -469,8 +470,8 @@ impl Ctx<'_> {
             env,
             jail::Stdio {
                 stdin: None,
-                stdout: stdout.as_raw_fd(),
-                stderr: stderr.as_raw_fd(),
+                stdout: stdout.as_fd(),
+                stderr: stderr.as_fd(),
             },
             isolate,
             timeout,
@@ -704,9 +705,9 @@ impl Ctx<'_> {
             vec!["/bin/sh".into(), "-i".into()],
             env,
             jail::Stdio {
-                stdin: Some(0),
-                stdout: 1,
-                stderr: 2,
+                stdin: Some(std::io::stdin().as_fd()),
+                stdout: std::io::stdout().as_fd(),
+                stderr: std::io::stderr().as_fd(),
             },
             !self.spec.network,
             Duration::from_secs(u64::MAX / 4),

@@ -356,8 +356,12 @@ pub fn run(spec: &Spec, helper: &Path) -> Result<Observed, SandboxError> {
     // SAFETY: the closure makes only async-signal-safe system calls.
     unsafe {
         cmd.pre_exec(|| {
+            use rustix::thread::UnshareFlags;
             sys::unshare(
-                libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS,
+                UnshareFlags::NEWNS
+                    | UnshareFlags::NEWPID
+                    | UnshareFlags::NEWIPC
+                    | UnshareFlags::NEWUTS,
             )?;
             // Nothing strata's caller left open reaches the sandbox.
             sys::cloexec_from(3)?;
