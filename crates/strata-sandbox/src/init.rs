@@ -16,6 +16,7 @@ use strata_fs::{Root, UserDb};
 use strata_types::{Snapshot, TargetPath};
 
 use crate::cgroup::Cgroup;
+use crate::helper_error::{HelperError, Result};
 use crate::jail::{self, Event, Job, MountNs, UserNs};
 use crate::observe::{self, Fingerprints};
 use crate::outer::{dirs, own_dir};
@@ -62,7 +63,7 @@ struct Ctx<'a> {
     /// The process limit is the PID namespace's `pid_max`.
     by_pid_max: bool,
     /// Init joining the cgroup, until its first program.
-    joining: Option<std::thread::JoinHandle<Result<(), String>>>,
+    joining: Option<std::thread::JoinHandle<Result<()>>>,
     calls: OwnedFd,
     intercepted: Vec<String>,
     /// strata's download cache and where it is bound for package programs.
@@ -71,11 +72,11 @@ struct Ctx<'a> {
     systemd: bool,
 }
 
-pub fn main(spec: &Spec) -> Result<i32, String> {
+pub fn main(spec: &Spec) -> Result<i32> {
     // Programs must not reach the host through /proc/1/root: init is not dumpable, and
     // they run in another user namespace without CAP_SYS_PTRACE (see `jail`).
     rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
-        .map_err(|e| format!("prctl: {e}"))?;
+        .map_err(HelperError::sys("prctl"))?;
     // Moving a process into a cgroup waits for an RCU grace period (milliseconds): init
     // moves itself once, on a second thread while it sets up and lays the first files,
     // and waits for it before its first program, which is then born in the cgroup.
@@ -91,13 +92,13 @@ pub fn main(spec: &Spec) -> Result<i32, String> {
     let d = dirs(spec);
     let proc = d.merged.join("proc");
     mount_proc(spec, &proc)?;
-    let tree = Root::open(&d.merged).map_err(|e| e.to_string())?;
+    let tree = Root::open(&d.merged)?;
     let out = spec.work.join("out");
-    let userns = UserNs::create(&proc).map_err(|e| format!("user namespace: {e}"))?;
+    let userns = UserNs::create(&proc).map_err(HelperError::sys("user namespace"))?;
     // Read-only once the maps are written: nothing in /proc can be changed from inside,
     // not even the permissions of its kernel-wide entries.
     rustix::mount::mount_remount(&proc, READ_ONLY, "")
-        .map_err(|e| format!("make /proc read-only: {e}"))?;
+        .map_err(HelperError::sys("make /proc read-only"))?;
     let systemd = TargetPath::parse("/sbin/init")
         .ok()
         .and_then(|p| tree.resolve(&p).ok().flatten())
@@ -110,7 +111,7 @@ pub fn main(spec: &Spec) -> Result<i32, String> {
     let mut cx = Ctx {
         spec,
         mounts: MountNs::create(&proc, &cstr(&d.merged)?, None)
-            .map_err(|e| format!("mount namespace: {e}"))?,
+            .map_err(HelperError::sys("mount namespace"))?,
         mounts_cache: None,
         merged_c: cstr(&d.merged)?,
         proc: proc.clone(),
@@ -123,7 +124,7 @@ pub fn main(spec: &Spec) -> Result<i32, String> {
         by_pid_max,
         joining,
         calls: jail::open_fifo(&own_dir(spec).join("calls"))
-            .map_err(|e| format!("open the call channel: {e}"))?,
+            .map_err(HelperError::sys("open the call channel"))?,
         intercepted: crate::INTERCEPTED
             .iter()
             .map(|s| s.to_string())
@@ -132,7 +133,7 @@ pub fn main(spec: &Spec) -> Result<i32, String> {
         cache,
         systemd,
     };
-    let lower = Root::open(&spec.root).map_err(|e| e.to_string())?;
+    let lower = Root::open(&spec.root)?;
     let upper = crate::outer::layers(spec)?;
     let mut prints = Fingerprints::default();
     let mut owner: BTreeMap<TargetPath, Option<String>> = BTreeMap::new();
@@ -170,75 +171,72 @@ pub fn main(spec: &Spec) -> Result<i32, String> {
             .collect();
     }
     let result = spec.work.join("result.json");
-    let json = serde_json::to_vec(&cx.observed).map_err(|e| e.to_string())?;
-    write_private(&result, &json).map_err(|e| e.to_string())?;
+    let json = serde_json::to_vec(&cx.observed).map_err(|source| HelperError::Json {
+        path: result.clone(),
+        source,
+    })?;
+    write_private(&result, &json)?;
     Ok(0)
 }
 
 impl Ctx<'_> {
-    fn lay_all(&self, lays: &[Lay]) -> Result<(), String> {
+    fn lay_all(&self, lays: &[Lay]) -> Result<()> {
         for l in lays {
-            self.lay(l)
-                .map_err(|e| format!("laying {} into the sandbox: {e}", l.path))?;
+            self.lay(l).map_err(laying(l))?;
         }
         Ok(())
     }
 
     /// Makes `l.path` in the merged tree what `l.state` says (parents must exist).
-    fn lay(&self, l: &Lay) -> Result<(), String> {
+    fn lay(&self, l: &Lay) -> Result<()> {
         let t = &self.tree;
         let p = &l.path;
         let dir = p.parent().unwrap_or_else(TargetPath::root);
-        let have = t.inspect(p).map_err(|e| e.to_string())?;
+        let have = t.inspect(p)?;
         match &l.state {
             Snapshot::Absent => match have {
                 Snapshot::Absent => {}
                 Snapshot::Dir { .. } => remove_tree(t, p)?,
-                _ => t.remove(p).map_err(|e| e.to_string())?,
+                _ => t.remove(p)?,
             },
             Snapshot::File { mode, uid, gid, .. } => {
                 let from = l.content.as_ref().ok_or("no content given")?;
-                let bytes =
-                    std::fs::read(from).map_err(|e| format!("read {}: {e}", from.display()))?;
+                let bytes = std::fs::read(from).map_err(HelperError::io("read", from))?;
                 if matches!(have, Snapshot::Dir { .. }) {
                     remove_tree(t, p)?;
                 }
-                t.write_file_in(&dir, p.file_name(), &bytes, (*mode, *uid, *gid))
-                    .map_err(|e| e.to_string())?;
+                t.write_file_in(&dir, p.file_name(), &bytes, (*mode, *uid, *gid))?;
             }
             Snapshot::Link { target, uid, gid } => {
                 if matches!(have, Snapshot::Dir { .. }) {
                     remove_tree(t, p)?;
                 }
-                t.symlink_in(&dir, p.file_name(), target, *uid, *gid)
-                    .map_err(|e| e.to_string())?;
+                t.symlink_in(&dir, p.file_name(), target, *uid, *gid)?;
             }
             Snapshot::Dir { mode, uid, gid, .. } => {
                 if matches!(have, Snapshot::Dir { .. }) {
                     t.set_meta(p, Some(*mode), *uid, *gid)
                 } else {
                     if !have.is_absent() {
-                        t.remove(p).map_err(|e| e.to_string())?;
+                        t.remove(p)?;
                     }
                     t.mkdir(p, *mode, *uid, *gid)
-                }
-                .map_err(|e| e.to_string())?;
+                }?;
             }
             Snapshot::Fifo { mode, uid, gid } => {
                 if matches!(have, Snapshot::Dir { .. }) {
                     remove_tree(t, p)?;
                 }
-                t.fifo_in(&dir, p.file_name(), (*mode, *uid, *gid))
-                    .map_err(|e| e.to_string())?;
+                t.fifo_in(&dir, p.file_name(), (*mode, *uid, *gid))?;
             }
-            Snapshot::Other { kind } => return Err(format!("cannot lay a {kind}")),
+            Snapshot::Other { kind } => return Err(format!("cannot lay a {kind}").into()),
         }
-        t.set_xattrs(p, l.state.xattrs()).map_err(|e| e.to_string())
+        Ok(t.set_xattrs(p, l.state.xattrs())?)
     }
 
     /// One module: its packages, groups and users, its files, lines and services, then its
     /// executable templates and scripts. `false` when a step failed.
-    fn module(&mut self, m: &ModuleSpec) -> Result<bool, String> {
+    fn module(&mut self, m: &ModuleSpec) -> Result<bool> {
         let timeout = Duration::from_millis(m.timeout_ms);
         for p in &m.before {
             if !self.program(m, p, timeout, None)? {
@@ -247,7 +245,7 @@ impl Ctx<'_> {
         }
         let users = (m.lay.iter().any(|l| l.names.is_some())
             || m.templates.iter().any(|t| t.names.is_some()))
-        .then(|| UserDb::load(&self.tree).map_err(|e| e.to_string()))
+        .then(|| UserDb::load(&self.tree))
         .transpose()?;
         let resolve = |names: &Option<(String, String)>, ids: (u32, u32)| match (names, &users) {
             (Some((owner, group)), Some(db)) => match (db.uid(owner), db.gid(group)) {
@@ -269,12 +267,11 @@ impl Ctx<'_> {
                     Err(e) => return Ok(self.fail(m, &format!("files ({})", l.path), e)),
                 }
             }
-            self.lay(&l)
-                .map_err(|e| format!("laying {} into the sandbox: {e}", l.path))?;
+            self.lay(&l).map_err(laying(&l))?;
         }
         for l in &m.lines {
             if let Err(e) = self.line(l) {
-                return Ok(self.fail(m, &l.name, e));
+                return Ok(self.fail(m, &l.name, e.text()));
             }
         }
         for p in &m.after {
@@ -307,24 +304,16 @@ impl Ctx<'_> {
 
     /// Ensures a line: already there, or replacing the one line the pattern matches, or
     /// appended.
-    fn line(&self, l: &LineEdit) -> Result<(), String> {
-        let (mode, uid, gid) = match self.tree.inspect(&l.path).map_err(|e| e.to_string())? {
+    fn line(&self, l: &LineEdit) -> Result<()> {
+        let (mode, uid, gid) = match self.tree.inspect(&l.path)? {
             Snapshot::File { mode, uid, gid, .. } => (mode, uid, gid),
             // A missing file is made (0644, root), so its down removes it again.
             Snapshot::Absent => (0o644, 0, 0),
             other => {
-                return Err(format!(
-                    "{} is a {}, not a regular file",
-                    l.path,
-                    other.kind()
-                ));
+                return Err(format!("{} is a {}, not a regular file", l.path, other.kind()).into());
             }
         };
-        let bytes = self
-            .tree
-            .read(&l.path)
-            .map_err(|e| e.to_string())?
-            .unwrap_or_default();
+        let bytes = self.tree.read(&l.path)?.unwrap_or_default();
         let text = String::from_utf8(bytes).map_err(|_| format!("{} is not UTF-8 text", l.path))?;
         let mut lines: Vec<&str> = text.lines().collect();
         if lines.contains(&l.line.as_str()) {
@@ -352,22 +341,19 @@ impl Ctx<'_> {
                         .map(|i| (i + 1).to_string())
                         .collect::<Vec<_>>()
                         .join(", ")
-                ));
+                )
+                .into());
             }
         }
         let mut out = lines.join("\n");
         out.push('\n');
         let dir = l.path.parent().unwrap_or_else(TargetPath::root);
-        if !matches!(
-            self.tree.inspect(&dir).map_err(|e| e.to_string())?,
-            Snapshot::Dir { .. }
-        ) {
-            return Err(format!("{dir} is not a directory"));
+        if !matches!(self.tree.inspect(&dir)?, Snapshot::Dir { .. }) {
+            return Err(format!("{dir} is not a directory").into());
         }
         self.tree
-            .write_file_in(&dir, l.path.file_name(), out.as_bytes(), (mode, uid, gid))
-            .map(drop)
-            .map_err(|e| e.to_string())
+            .write_file_in(&dir, l.path.file_name(), out.as_bytes(), (mode, uid, gid))?;
+        Ok(())
     }
 
     /// Runs a module's executable templates, then its scripts. `false` when one failed.
@@ -376,7 +362,7 @@ impl Ctx<'_> {
         m: &ModuleSpec,
         templates: &[Template],
         timeout: Duration,
-    ) -> Result<bool, String> {
+    ) -> Result<bool> {
         for tpl in templates {
             let content = self.counter_path("content");
             let ok = self.program(m, &tpl.program, timeout, Some(&content))?;
@@ -384,7 +370,7 @@ impl Ctx<'_> {
                 return Ok(false);
             }
             let dir = tpl.target.parent().unwrap_or_else(TargetPath::root);
-            self.tree.create_dirs(&dir).map_err(|e| e.to_string())?;
+            self.tree.create_dirs(&dir)?;
             let size = std::fs::metadata(&content).map_or(0, |m| m.len());
             if size > TEMPLATE_LIMIT {
                 return Ok(self.fail(
@@ -398,18 +384,17 @@ impl Ctx<'_> {
                     ),
                 ));
             }
-            let bytes = std::fs::read(&content).map_err(|e| e.to_string())?;
-            if let Snapshot::Dir { .. } =
-                self.tree.inspect(&tpl.target).map_err(|e| e.to_string())?
-            {
+            let bytes = std::fs::read(&content).map_err(HelperError::io("read", &content))?;
+            if let Snapshot::Dir { .. } = self.tree.inspect(&tpl.target)? {
                 return Err(format!(
                     "{} is a directory; the executable template {} cannot replace it",
                     tpl.target, tpl.program.name
-                ));
+                )
+                .into());
             }
             self.tree
                 .write_file_in(&dir, tpl.target.file_name(), &bytes, tpl.meta)
-                .map_err(|e| format!("write {}: {e}", tpl.target))?;
+                .map_err(|e| HelperError::inside(format!("write {}", tpl.target))(e.into()))?;
         }
         for s in &m.scripts {
             if !self.program(m, s, timeout, None)? {
@@ -432,7 +417,7 @@ impl Ctx<'_> {
         p: &Program,
         timeout: Duration,
         content: Option<&Path>,
-    ) -> Result<bool, String> {
+    ) -> Result<bool> {
         let stdout_path = match content {
             Some(c) => c.to_path_buf(),
             None => self.counter_path("out"),
@@ -440,10 +425,9 @@ impl Ctx<'_> {
         let stderr_path = self.counter_path("err");
         let inside = format!("/run/strata/programs/{}", self.counter);
         let host_copy = own_dir(self.spec).join(&inside["/run/strata/".len()..]);
-        std::fs::copy(&p.path, &host_copy)
-            .map_err(|e| format!("copy {}: {e}", p.path.display()))?;
+        std::fs::copy(&p.path, &host_copy).map_err(HelperError::io("copy", &p.path))?;
         std::fs::set_permissions(&host_copy, std::fs::Permissions::from_mode(0o755))
-            .map_err(|e| e.to_string())?;
+            .map_err(HelperError::io("chmod", &host_copy))?;
         let mut head = [0u8; 2];
         let shebang = File::open(&host_copy)
             .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
@@ -459,8 +443,8 @@ impl Ctx<'_> {
             ("STRATA_ROOT", "/"),
             ("STRATA_NOOP", if self.spec.noop { "1" } else { "0" }),
         ]);
-        let stdout = create_private(&stdout_path).map_err(|e| e.to_string())?;
-        let stderr = create_private(&stderr_path).map_err(|e| e.to_string())?;
+        let stdout = create_private(&stdout_path)?;
+        let stderr = create_private(&stderr_path)?;
         let isolate = !(self.spec.network || m.network || p.network);
         // Only strata's own package programs get the download cache.
         let cache = p.network;
@@ -569,10 +553,10 @@ impl Ctx<'_> {
         cache: bool,
         argv: Vec<String>,
         env: Vec<CString>,
-        stdio: jail::Stdio,
+        stdio: jail::Stdio<'_>,
         isolate_network: bool,
         timeout: Duration,
-    ) -> Result<Run, String> {
+    ) -> Result<Run> {
         let argv = argv
             .into_iter()
             .map(|a| CString::new(a).map_err(|e| e.to_string()))
@@ -588,7 +572,7 @@ impl Ctx<'_> {
                     &self.merged_c,
                     Some((c.as_c_str(), at.as_c_str())),
                 )
-                .map_err(|e| format!("mount namespace: {e}"))?,
+                .map_err(HelperError::sys("mount namespace"))?,
             );
         }
         let mounts = match (&self.mounts_cache, cache) {
@@ -611,7 +595,7 @@ impl Ctx<'_> {
                 .join()
                 .map_err(|_| "join the cgroup: the thread panicked".to_string())??;
         }
-        let started = jail::spawn(&job, &self.userns).map_err(|e| format!("start: {e}"))?;
+        let started = jail::spawn(&job, &self.userns).map_err(HelperError::sys("start"))?;
         let mut events = Vec::new();
         let mut calls = Vec::new();
         let (timed_out, metrics) = sys::wait_child(
@@ -619,7 +603,7 @@ impl Ctx<'_> {
             timeout,
             &mut [(&started.events, &mut events), (&self.calls, &mut calls)],
         )
-        .map_err(|e| format!("wait: {e}"))?;
+        .map_err(HelperError::sys("wait"))?;
         // It may have changed the tree's directories behind `tree`'s back.
         self.tree.forget_dirs();
         let events = Event::parse(&events);
@@ -693,7 +677,7 @@ impl Ctx<'_> {
     }
 
     /// An interactive shell in the sandbox, on the caller's terminal.
-    fn shell(&mut self) -> Result<(), String> {
+    fn shell(&mut self) -> Result<()> {
         let mut extra = vec![("PS1", "strata-sandbox# "), ("STRATA_NOOP", "1")];
         let term = std::env::var("TERM").unwrap_or_default();
         if !term.is_empty() {
@@ -713,7 +697,7 @@ impl Ctx<'_> {
             Duration::from_secs(u64::MAX / 4),
         )?;
         match self.collect_calls("shell", "sh", &run) {
-            Some(e) => Err(e),
+            Some(e) => Err(e.into()),
             None => Ok(()),
         }
     }
@@ -721,7 +705,7 @@ impl Ctx<'_> {
 
 /// Mounts the sandbox's `/proc` with its writable parts read-only, and makes the
 /// directories of the run's output.
-fn mount_proc(spec: &Spec, proc: &Path) -> Result<(), String> {
+fn mount_proc(spec: &Spec, proc: &Path) -> Result<()> {
     rustix::mount::mount(
         "proc",
         proc,
@@ -729,19 +713,19 @@ fn mount_proc(spec: &Spec, proc: &Path) -> Result<(), String> {
         MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
         None,
     )
-    .map_err(|e| format!("mount /proc: {e}"))?;
+    .map_err(HelperError::sys("mount /proc"))?;
     for part in PROC_READ_ONLY {
         let p = proc.join(part);
         if p.exists() {
             rustix::mount::mount_bind(&p, &p)
                 .and_then(|()| rustix::mount::mount_remount(&p, READ_ONLY, ""))
-                .map_err(|e| format!("make /proc/{part} read-only: {e}"))?;
+                .map_err(HelperError::sys(format!("make /proc/{part} read-only")))?;
         }
     }
     // Logs live on the sandbox's tmpfs: what a program prints counts against its memory
     // limit, never against the host's disk.
     for dir in [&spec.work.join("out"), &logs_dir(spec)] {
-        std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(HelperError::io("create", dir))?;
     }
     Ok(())
 }
@@ -772,6 +756,11 @@ struct Run {
 }
 
 /// Removes a directory and everything in it, confined to the tree.
-fn remove_tree(t: &Root, p: &TargetPath) -> Result<(), String> {
-    t.remove_tree(p).map_err(|e| e.to_string())
+fn remove_tree(t: &Root, p: &TargetPath) -> Result<()> {
+    Ok(t.remove_tree(p)?)
+}
+
+/// For `map_err`: laying `l` into the sandbox failed.
+fn laying(l: &Lay) -> impl FnOnce(HelperError) -> HelperError {
+    HelperError::inside(format!("laying {} into the sandbox", l.path))
 }

@@ -459,7 +459,7 @@ fn exec(job: &Job<'_>) -> io::Error {
 /// needs and that reach the kernel or the host beyond the namespaces fail with EPERM;
 /// `clone3` fails with ENOSYS (its flags cannot be inspected, and the C library then
 /// falls back to `clone`, whose flags can).
-pub fn filters() -> Result<Vec<BpfProgram>, String> {
+pub fn filters() -> crate::helper_error::Result<Vec<BpfProgram>> {
     use seccompiler::{
         SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
     };

@@ -18,6 +18,7 @@
 #![allow(clippy::disallowed_methods)] // reads the target and writes only the sandbox's own tmpfs
 
 mod cgroup;
+mod helper_error;
 mod init;
 mod jail;
 mod mounts;
@@ -340,7 +341,11 @@ pub fn run(spec: &Spec, helper: &Path) -> Result<Observed, SandboxError> {
     check_target(spec)?;
     let spec_path = spec.work.join("spec.json");
     let json = serde_json::to_vec(spec).expect("spec serialises");
-    write_private(&spec_path, &json).map_err(|e| SandboxError::Setup(e.to_string()))?;
+    write_private(&spec_path, &json).map_err(|e| SandboxError::Io {
+        what: e.op,
+        path: e.path,
+        source: e.source,
+    })?;
     let result_path = spec.work.join("result.json");
     let _ = std::fs::remove_file(&result_path);
     let mut cmd = Command::new(helper);
@@ -436,12 +441,12 @@ pub fn helper_main(args: &[OsString]) -> i32 {
     let result = match role.to_str() {
         Some("outer") => outer::main(&spec),
         Some("init") => init::main(&spec),
-        _ => Err("unknown helper role".to_string()),
+        _ => Err("unknown helper role".into()),
     };
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln_helper(&e);
+            eprintln_helper(&e.text());
             1
         }
     }
