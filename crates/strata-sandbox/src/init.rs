@@ -1,7 +1,8 @@
 //! The init helper: PID 1 of the sandbox. Lays each module's files into the overlay, runs
 //! its programs confined to it (see `jail`), keeps track of which module touched what,
 //! collects the intercepted calls from the call channel, and finally turns the upper dir
-//! into the result.
+//! into the result. (About 650 lines: the laying of files is in `lay`; what stays is one
+//! process's state, `Ctx`, and the steps that change it.)
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
@@ -20,7 +21,7 @@ use crate::helper_error::{HelperError, Result};
 use crate::jail::{self, Event, Job, MountNs, UserNs};
 use crate::observe::{self, Fingerprints};
 use crate::outer::{dirs, own_dir};
-use crate::{Failure, Lay, LineEdit, ModuleSpec, Observed, Program, Spec, Template, shim, sys};
+use crate::{Failure, ModuleSpec, Observed, Program, Spec, Template, lay, shim, sys};
 use strata_fs::{create_private, write_private};
 use strata_types::{Deferred, ProgramRun};
 
@@ -72,6 +73,9 @@ struct Ctx<'a> {
     systemd: bool,
 }
 
+/// Init's whole life, in order: limits, `/proc`, namespaces, the modules, the
+/// observation, the result. (Long: each step needs what the one before it made, and
+/// reads best as one sequence.)
 pub fn main(spec: &Spec) -> Result<i32> {
     // Programs must not reach the host through /proc/1/root: init is not dumpable, and
     // they run in another user namespace without CAP_SYS_PTRACE (see `jail`).
@@ -138,7 +142,7 @@ pub fn main(spec: &Spec) -> Result<i32> {
     let mut prints = Fingerprints::default();
     let mut owner: BTreeMap<TargetPath, Option<String>> = BTreeMap::new();
 
-    cx.lay_all(&spec.pre)?;
+    lay::lay_all(&cx.tree, &spec.pre)?;
     prints.update(&upper, None, &mut owner);
     for m in &spec.modules {
         let ok = cx.module(m)?;
@@ -180,60 +184,6 @@ pub fn main(spec: &Spec) -> Result<i32> {
 }
 
 impl Ctx<'_> {
-    fn lay_all(&self, lays: &[Lay]) -> Result<()> {
-        for l in lays {
-            self.lay(l).map_err(laying(l))?;
-        }
-        Ok(())
-    }
-
-    /// Makes `l.path` in the merged tree what `l.state` says (parents must exist).
-    fn lay(&self, l: &Lay) -> Result<()> {
-        let t = &self.tree;
-        let p = &l.path;
-        let dir = p.parent().unwrap_or_else(TargetPath::root);
-        let have = t.inspect(p)?;
-        match &l.state {
-            Snapshot::Absent => match have {
-                Snapshot::Absent => {}
-                Snapshot::Dir { .. } => remove_tree(t, p)?,
-                _ => t.remove(p)?,
-            },
-            Snapshot::File { mode, uid, gid, .. } => {
-                let from = l.content.as_ref().ok_or("no content given")?;
-                let bytes = std::fs::read(from).map_err(HelperError::io("read", from))?;
-                if matches!(have, Snapshot::Dir { .. }) {
-                    remove_tree(t, p)?;
-                }
-                t.write_file_in(&dir, p.file_name(), &bytes, (*mode, *uid, *gid))?;
-            }
-            Snapshot::Link { target, uid, gid } => {
-                if matches!(have, Snapshot::Dir { .. }) {
-                    remove_tree(t, p)?;
-                }
-                t.symlink_in(&dir, p.file_name(), target, *uid, *gid)?;
-            }
-            Snapshot::Dir { mode, uid, gid, .. } => {
-                if matches!(have, Snapshot::Dir { .. }) {
-                    t.set_meta(p, Some(*mode), *uid, *gid)
-                } else {
-                    if !have.is_absent() {
-                        t.remove(p)?;
-                    }
-                    t.mkdir(p, *mode, *uid, *gid)
-                }?;
-            }
-            Snapshot::Fifo { mode, uid, gid } => {
-                if matches!(have, Snapshot::Dir { .. }) {
-                    remove_tree(t, p)?;
-                }
-                t.fifo_in(&dir, p.file_name(), (*mode, *uid, *gid))?;
-            }
-            Snapshot::Other { kind } => return Err(format!("cannot lay a {kind}").into()),
-        }
-        Ok(t.set_xattrs(p, l.state.xattrs())?)
-    }
-
     /// One module: its packages, groups and users, its files, lines and services, then its
     /// executable templates and scripts. `false` when a step failed.
     fn module(&mut self, m: &ModuleSpec) -> Result<bool> {
@@ -267,10 +217,10 @@ impl Ctx<'_> {
                     Err(e) => return Ok(self.fail(m, &format!("files ({})", l.path), e)),
                 }
             }
-            self.lay(&l).map_err(laying(&l))?;
+            lay::lay(&self.tree, &l).map_err(lay::laying(&l))?;
         }
         for l in &m.lines {
-            if let Err(e) = self.line(l) {
+            if let Err(e) = lay::line(&self.tree, l) {
                 return Ok(self.fail(m, &l.name, e.text()));
             }
         }
@@ -300,60 +250,6 @@ impl Ctx<'_> {
             stderr_tail: Vec::new(),
         });
         false
-    }
-
-    /// Ensures a line: already there, or replacing the one line the pattern matches, or
-    /// appended.
-    fn line(&self, l: &LineEdit) -> Result<()> {
-        let (mode, uid, gid) = match self.tree.inspect(&l.path)? {
-            Snapshot::File { mode, uid, gid, .. } => (mode, uid, gid),
-            // A missing file is made (0644, root), so its down removes it again.
-            Snapshot::Absent => (0o644, 0, 0),
-            other => {
-                return Err(format!("{} is a {}, not a regular file", l.path, other.kind()).into());
-            }
-        };
-        let bytes = self.tree.read(&l.path)?.unwrap_or_default();
-        let text = String::from_utf8(bytes).map_err(|_| format!("{} is not UTF-8 text", l.path))?;
-        let mut lines: Vec<&str> = text.lines().collect();
-        if lines.contains(&l.line.as_str()) {
-            return Ok(());
-        }
-        let matching: Vec<usize> = match &l.pattern {
-            Some(p) => {
-                let re = regex::Regex::new(p).map_err(|e| format!("bad match pattern: {e}"))?;
-                (0..lines.len())
-                    .filter(|i| re.is_match(lines[*i]))
-                    .collect()
-            }
-            None => Vec::new(),
-        };
-        match matching.as_slice() {
-            [] => lines.push(&l.line),
-            [i] => lines[*i] = &l.line,
-            many => {
-                return Err(format!(
-                    "{} lines of {} match `{}` (lines {}); a [[line]] replaces exactly one",
-                    many.len(),
-                    l.path,
-                    l.pattern.as_deref().unwrap_or_default(),
-                    many.iter()
-                        .map(|i| (i + 1).to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-                .into());
-            }
-        }
-        let mut out = lines.join("\n");
-        out.push('\n');
-        let dir = l.path.parent().unwrap_or_else(TargetPath::root);
-        if !matches!(self.tree.inspect(&dir)?, Snapshot::Dir { .. }) {
-            return Err(format!("{dir} is not a directory").into());
-        }
-        self.tree
-            .write_file_in(&dir, l.path.file_name(), out.as_bytes(), (mode, uid, gid))?;
-        Ok(())
     }
 
     /// Runs a module's executable templates, then its scripts. `false` when one failed.
@@ -410,7 +306,8 @@ impl Ctx<'_> {
     }
 
     /// Runs one program confined to the merged tree. For a template, its standard output
-    /// goes to `content`. `false` when it failed.
+    /// goes to `content`. `false` when it failed. (Long: why a program failed is read
+    /// from its end, its output, its calls and the limits together.)
     fn program(
         &mut self,
         m: &ModuleSpec,
@@ -546,7 +443,7 @@ impl Ctx<'_> {
     }
 
     /// Starts a program in the jail and waits for it, collecting its events and the calls
-    /// it made.
+    /// it made. (Long: the events' order decides how the program ended.)
     #[allow(clippy::too_many_arguments)]
     fn run(
         &mut self,
@@ -753,14 +650,4 @@ struct Run {
     stops: Vec<(String, String)>,
     /// The bytes written to the call channel meanwhile.
     calls: Vec<u8>,
-}
-
-/// Removes a directory and everything in it, confined to the tree.
-fn remove_tree(t: &Root, p: &TargetPath) -> Result<()> {
-    Ok(t.remove_tree(p)?)
-}
-
-/// For `map_err`: laying `l` into the sandbox failed.
-fn laying(l: &Lay) -> impl FnOnce(HelperError) -> HelperError {
-    HelperError::inside(format!("laying {} into the sandbox", l.path))
 }

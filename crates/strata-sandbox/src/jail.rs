@@ -458,7 +458,7 @@ fn exec(job: &Job<'_>) -> io::Error {
 /// The seccomp filters every program runs under: system calls no configuration script
 /// needs and that reach the kernel or the host beyond the namespaces fail with EPERM;
 /// `clone3` fails with ENOSYS (its flags cannot be inspected, and the C library then
-/// falls back to `clone`, whose flags can).
+/// falls back to `clone`, whose flags can). (Long: mostly the list of system calls.)
 pub fn filters() -> crate::helper_error::Result<Vec<BpfProgram>> {
     use seccompiler::{
         SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,

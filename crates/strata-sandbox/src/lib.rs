@@ -21,6 +21,7 @@ mod cgroup;
 mod helper_error;
 mod init;
 mod jail;
+mod lay;
 mod mounts;
 mod observe;
 mod outer;

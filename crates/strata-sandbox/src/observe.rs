@@ -263,7 +263,8 @@ impl Walk<'_> {
         Ok(())
     }
 
-    /// Walks one upper directory; `new` when the lower has no directory there.
+    /// Walks one upper directory; `new` when the lower has no directory there. (Long: one
+    /// branch per kind of entry, each short.)
     fn dir(&mut self, dir: &TargetPath, new: bool) -> Result<()> {
         let host_dir = host(self.upper, self.at, dir);
         let mut names: Vec<String> = std::fs::read_dir(&host_dir)

@@ -90,7 +90,8 @@ pub fn run_name(spec: &Spec) -> String {
         .unwrap_or_default()
 }
 
-/// Everything mounted before init starts.
+/// Everything mounted before init starts. (Long: the mounts in the order the kernel
+/// needs them, each a line or two.)
 fn build(spec: &Spec) -> Result<()> {
     rustix::mount::mount_change(
         "/",
