@@ -277,37 +277,38 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// Skips a test that needs root and a busybox root, visibly; else makes the root one.
+/// Makes the target root a busybox root, failing the test when this process is not root
+/// or has no `/bin/busybox`. Tests that use it are ignored without feature `host-tests`
+/// (`#[cfg_attr(not(feature = "host-tests"), ignore = "…")]`), so that a missing
+/// dependency shows as ignored or failed, never as passed.
 #[macro_export]
 macro_rules! require_busybox_root {
     ($env:expr) => {
         $crate::require_root!();
-        if !$env.busybox_root() {
-            eprintln!("skipped: needs /bin/busybox (apt-get install busybox-static)");
-            return;
-        }
+        assert!(
+            $env.busybox_root(),
+            "needs /bin/busybox (apt-get install busybox-static; scripts/test does)"
+        );
     };
 }
 
-/// Skips a test that needs root and a Debian root, visibly; else makes the root one.
+/// Makes the target root a Debian root, failing the test when this process is not root or
+/// the cached Debian root is missing (see [`require_busybox_root`]).
 #[macro_export]
 macro_rules! require_debian_root {
     ($env:expr) => {
         $crate::require_root!();
-        if !$env.debian_root() {
-            eprintln!("skipped: needs the cached Debian root (run scripts/debian-root)");
-            return;
-        }
+        assert!(
+            $env.debian_root(),
+            "needs the cached Debian root (run scripts/debian-root; scripts/test does)"
+        );
     };
 }
 
-/// Skips a test that needs root, visibly.
+/// Fails the test when this process is not root (see [`require_busybox_root`]).
 #[macro_export]
 macro_rules! require_root {
     () => {
-        if !$crate::is_root() {
-            eprintln!("skipped: needs root");
-            return;
-        }
+        assert!($crate::is_root(), "needs root (scripts/test runs as root)");
     };
 }

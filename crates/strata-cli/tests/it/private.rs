@@ -108,6 +108,10 @@ fn a_state_directory_left_open_by_an_older_strata_is_closed() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and /bin/busybox: scripts/test provides them (feature host-tests)"
+)]
 fn the_report_of_a_script_s_output_is_root_s_alone() {
     let e = env();
     require_busybox_root!(e);

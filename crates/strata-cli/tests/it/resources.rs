@@ -59,6 +59,10 @@ fn apply_converges(e: &TestEnv) {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and the cached Debian root: scripts/test builds it (feature host-tests)"
+)]
 fn users_and_groups_come_from_the_targets_tools_and_are_taken_back() {
     let e = env();
     require_debian_root!(e);
@@ -154,6 +158,10 @@ group = "ssl-cert"
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and the cached Debian root: scripts/test builds it (feature host-tests)"
+)]
 fn a_declaration_removed_from_a_module_that_stays_is_taken_back_alone() {
     let e = env();
     require_debian_root!(e);
@@ -194,6 +202,10 @@ fn a_declaration_removed_from_a_module_that_stays_is_taken_back_alone() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and /bin/busybox: scripts/test provides them (feature host-tests)"
+)]
 fn lines_are_added_or_replaced_and_put_back() {
     let e = env();
     require_busybox_root!(e);
@@ -237,6 +249,10 @@ fn lines_are_added_or_replaced_and_put_back() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and /bin/busybox: scripts/test provides them (feature host-tests)"
+)]
 fn conflicting_or_impossible_lines_are_clear_errors_that_change_nothing() {
     let e = env();
     require_busybox_root!(e);
@@ -334,6 +350,10 @@ fn bad_package_user_and_service_declarations_are_located_errors() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and the cached Debian root: scripts/test builds it (feature host-tests)"
+)]
 fn services_are_enabled_offline_and_restarted_after_commits_that_touch_their_files() {
     let e = env();
     require_debian_root!(e);
@@ -414,6 +434,10 @@ enable = false
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and the cached Debian root: scripts/test builds it (feature host-tests)"
+)]
 fn packages_install_in_the_sandbox_and_their_down_removes_them_with_their_dependencies() {
     let e = env();
     require_debian_root!(e);
@@ -457,6 +481,10 @@ fn packages_install_in_the_sandbox_and_their_down_removes_them_with_their_depend
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and the cached Debian root: scripts/test builds it (feature host-tests)"
+)]
 fn an_unknown_package_is_a_clear_error_and_nothing_changes() {
     let e = env();
     require_debian_root!(e);
@@ -862,6 +890,10 @@ fn xattr(e: &TestEnv, rel: &str, name: &str) -> Option<Vec<u8>> {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and the cached Debian root: scripts/test builds it (feature host-tests)"
+)]
 fn extended_attributes_set_or_removed_by_tools_are_planned_applied_and_taken_back() {
     let e = env();
     require_debian_root!(e);
