@@ -46,6 +46,11 @@ impl TestEnv {
         self.dir.path().join("root")
     }
 
+    /// This test's own strata cache (`STRATA_CACHE_DIR` of every command it runs).
+    pub fn cache(&self) -> PathBuf {
+        self.dir.path().join("cache")
+    }
+
     /// The temporary directory holding both.
     pub fn path(&self) -> &Path {
         self.dir.path()
@@ -83,11 +88,9 @@ impl TestEnv {
         cmd.args(args)
             .env("NO_COLOR", "1")
             .env_remove("STRATA_SITE");
-        // Package lists and packages are kept between tests (and runs), beside the cached
-        // Debian root, never in this machine's own cache.
-        if std::env::var_os("STRATA_CACHE_DIR").is_none() {
-            cmd.env("STRATA_CACHE_DIR", "/var/cache/strata-test/cache");
-        }
+        // Each test its own cache (what one test's compile or download left never serves
+        // another); only package lists and packages are shared (`debian_root`).
+        cmd.env("STRATA_CACHE_DIR", self.cache());
         let verb = args.first().copied().unwrap_or("");
         if matches!(verb, "check" | "params" | "plan" | "apply" | "shell") {
             cmd.arg("--site").arg(self.site());
@@ -156,6 +159,12 @@ impl TestEnv {
             .status()
             .expect("run tar");
         assert!(status.success(), "unpacking {} failed", tarball.display());
+        // Package lists and packages come from deb.debian.org: kept between tests (and
+        // runs) beside the cached Debian root, so only the first run downloads them.
+        std::fs::create_dir_all(SHARED_PACKAGES).expect("shared package cache");
+        std::fs::create_dir_all(self.cache()).expect("cache dir");
+        std::os::unix::fs::symlink(SHARED_PACKAGES, self.cache().join("packages"))
+            .expect("link the shared package cache");
         true
     }
 
@@ -164,6 +173,9 @@ impl TestEnv {
         tree(&self.root(), &["var/lib/strata"])
     }
 }
+
+/// Where the package lists and packages of every test's Debian root are kept.
+const SHARED_PACKAGES: &str = "/var/cache/strata-test/cache/packages";
 
 /// A finished `strata` run, with temp paths replaced by `[SITE]`, `[ROOT]` and `[TMP]`.
 #[derive(Debug)]

@@ -652,8 +652,7 @@ fn downloads_are_verified_before_anything_is_written_and_roll_back_offline() {
     let e = env();
     node(&e, &["dl"]);
     std::fs::create_dir_all(e.root().join("var/lib")).expect("var/lib");
-    let cache = e.path().join("cache");
-    let run = |args: &[&str]| e.run_env(args, &[("STRATA_CACHE_DIR", cache.as_path())]);
+    let cache = e.cache();
     let server = Server::start();
     let declare = |url: &str, sum: &str| {
         e.write(
@@ -668,7 +667,7 @@ fn downloads_are_verified_before_anything_is_written_and_roll_back_offline() {
     // A wrong checksum: a clear error, and nothing on the target or in the cache.
     let url = server.serve("/v1", "tool v1\n");
     declare(&url, &sha256("something else\n"));
-    let err = run(&["apply", "--node", "n1"]).code(1).stderr;
+    let err = e.run(&["apply", "--node", "n1"]).code(1).stderr;
     assert!(
         err.contains(&format!("its sha256 is {}", sha256("tool v1\n"))),
         "{err}"
@@ -686,7 +685,7 @@ fn downloads_are_verified_before_anything_is_written_and_roll_back_offline() {
     // A plan needs no network: it says the file will be fetched.
     declare(&url, &sha256("tool v1\n"));
     let hits = server.hits();
-    let text = run(&["plan", "--node", "n1"]).code(2).stdout;
+    let text = e.run(&["plan", "--node", "n1"]).code(2).stdout;
     assert!(text.contains("create    /opt/tool.txt"), "{text}");
     assert!(
         text.contains(&format!(
@@ -695,7 +694,7 @@ fn downloads_are_verified_before_anything_is_written_and_roll_back_offline() {
         "{text}"
     );
     assert_eq!(server.hits(), hits, "a plan fetched");
-    run(&["apply", "--node", "n1"]).code(0);
+    e.run(&["apply", "--node", "n1"]).code(0);
     assert_eq!(read(&e, "opt/tool.txt"), "tool v1\n");
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(e.root().join("opt/tool.txt"))
@@ -703,24 +702,24 @@ fn downloads_are_verified_before_anything_is_written_and_roll_back_offline() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o7777, 0o755);
-    run(&["plan", "--node", "n1"]).code(0);
+    e.run(&["plan", "--node", "n1"]).code(0);
 
     // Version 2, then a rollback with the server gone: the store has version 1.
     let url2 = server.serve("/v2", "tool v2\n");
     declare(&url2, &sha256("tool v2\n"));
-    let text = run(&["plan", "--node", "n1"]).code(2).stdout;
+    let text = e.run(&["plan", "--node", "n1"]).code(2).stdout;
     assert!(text.contains("modify    /opt/tool.txt"), "{text}");
-    run(&["apply", "--node", "n1"]).code(0);
+    e.run(&["apply", "--node", "n1"]).code(0);
     assert_eq!(read(&e, "opt/tool.txt"), "tool v2\n");
     server.down.store(true, std::sync::atomic::Ordering::SeqCst);
-    run(&["rollback"]).code(0);
+    e.run(&["rollback"]).code(0);
     assert_eq!(read(&e, "opt/tool.txt"), "tool v1\n");
     // The cached copy makes a plan show the real change, offline.
-    let text = run(&["plan", "--node", "n1"]).code(2).stdout;
+    let text = e.run(&["plan", "--node", "n1"]).code(2).stdout;
     assert!(text.contains("-tool v1\n+tool v2"), "{text}");
 
     node(&e, &[]);
-    run(&["apply", "--node", "n1"]).code(0);
+    e.run(&["apply", "--node", "n1"]).code(0);
     same_tree(&e.tree(), &original);
 }
 

@@ -598,10 +598,9 @@ fn only_package_programs_see_the_download_cache() {
         "10-cache.sh",
         "touch /run/strata/cache/planted 2>/dev/null && echo yes > /etc/wrote-cache || echo refused > /etc/refused-cache\nexit 0",
     );
-    let cache = e.path().join("cache");
+    let cache = e.cache();
     let run = e
         .cmd(&["plan", "--node", "n1", "--json"])
-        .env("STRATA_CACHE_DIR", &cache)
         .output()
         .expect("plan");
     let json: Value = serde_json::from_slice(&run.stdout)
