@@ -228,11 +228,14 @@ fn a_second_writer_is_told_who_holds_the_lock() {
     let pid = format!("(pid {}: ", std::process::id());
     assert!(run.stderr.contains(&pid), "{}", run.stderr);
     let mut filters = crate::filters();
-    filters.add_filter(r"\(pid \d+: [^)\n]*\)", "(pid [PID]: [COMMAND])");
-    filters.bind(|| insta::assert_snapshot!(run.stderr, @r#"
-        error: [ROOT] is locked by another strata process (pid [PID]: /work/wt-clitests/target/debug/deps/it-89a90ee803ebd421 errors:: apply:: plan:: gc::retention gc::rollback_to_a_pruned gc::generations_reports)
+    // After the pid filter: its command line (the test binary, its arguments).
+    filters.add_filter(r"\(pid \[PID\]: [^)\n]*\)", "(pid [PID]: [COMMAND])");
+    filters.bind(|| {
+        insta::assert_snapshot!(run.stderr, @r#"
+        error: [ROOT] is locked by another strata process (pid [PID]: [COMMAND])
         hint: wait for it to finish; the lock goes away with its holder
-        "#));
+        "#);
+    });
     drop(lock);
     env.run(&["apply", "--node", WEB1, "--set", "app.port=1"])
         .code(0);
