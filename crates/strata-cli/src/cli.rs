@@ -7,7 +7,6 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use crate::commands;
-use crate::error::CliError;
 use crate::printer::Printer;
 
 /// Configuration management for Linux fleets: plan exactly, apply all or nothing, take
@@ -203,65 +202,7 @@ pub fn main() -> ExitCode {
         Command::SelfCheck(a) => commands::self_check::run(a, &printer),
     };
     match result {
-        Ok(()) | Err(CliError::BrokenPipe) => ExitCode::SUCCESS,
-        Err(CliError::ChangesPending) => ExitCode::from(2),
-        Err(CliError::Stale) => ExitCode::from(4),
-        Err(CliError::CommandsFailed(text)) => {
-            printer.error(
-                &text,
-                &[
-                    "the commit stands; once the cause is fixed, run the failed commands by hand \
-                   (`strata report` shows their output)"
-                        .to_string(),
-                ],
-            );
-            ExitCode::from(3)
-        }
-        Err(CliError::Failed(e)) => {
-            report_error(&printer, &e);
-            ExitCode::from(1)
-        }
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => ExitCode::from(e.report(&printer)),
     }
-}
-
-/// Prints an error: each site error on its own line with its hint, else the cause chain.
-fn report_error(printer: &Printer, e: &anyhow::Error) {
-    if let Some(strata_engine::EngineError::Script { output, .. }) =
-        e.downcast_ref::<strata_engine::EngineError>()
-    {
-        // What the scripts printed up to the failure, as a successful run shows it.
-        let _ = printer.out(&crate::show::runs_text(printer, output));
-    }
-    if let Some(strata_engine::EngineError::Site(errors)) =
-        e.downcast_ref::<strata_engine::EngineError>()
-    {
-        for err in &errors.0 {
-            printer.error(
-                &err.to_string(),
-                &err.hint.iter().cloned().collect::<Vec<_>>(),
-            );
-        }
-        return;
-    }
-    let chain: Vec<String> = e.chain().map(ToString::to_string).collect();
-    let mut hints = Vec::new();
-    if chain
-        .iter()
-        .any(|c| c.contains("is locked by another strata process"))
-    {
-        hints.push("wait for it to finish; the lock goes away with its holder".to_string());
-    }
-    printer.error(&dedup_chain(chain).join(": "), &hints);
-}
-
-/// Drops a cause whose text the previous message already ends with.
-fn dedup_chain(chain: Vec<String>) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for c in chain {
-        if out.last().is_some_and(|l| l.ends_with(&c)) {
-            continue;
-        }
-        out.push(c);
-    }
-    out
 }

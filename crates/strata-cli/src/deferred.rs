@@ -7,7 +7,7 @@ use std::path::Path;
 use strata_engine::Recovered;
 use strata_types::Activation;
 
-use crate::error::{CliError, CliResult};
+use crate::command_error::{CommandError, CommandErrorKind, CommandResult};
 use crate::printer::{Printer, Style, clean};
 
 /// A command line as shown: arguments joined by spaces, control characters escaped (a
@@ -76,7 +76,7 @@ pub struct Recovery(Option<Recovered>);
 impl Recovery {
     /// Finishes the commit an earlier strata run left interrupted on `root`, if any, and
     /// shows (on stderr) the commands that finishing it ran.
-    pub fn open(printer: &Printer, root: &Path) -> Result<Recovery, CliError> {
+    pub fn open(printer: &Printer, root: &Path) -> Result<Recovery, CommandError> {
         let recovered = strata_engine::recover(root)?.filter(|r| !r.activations.is_empty());
         if let Some(r) = &recovered {
             let mut text = format!(
@@ -110,7 +110,7 @@ impl Recovery {
     /// A command's result once the recovery is taken into account: an error stays an
     /// error (exit 1); otherwise failed commands of the finished commit make it exit 3,
     /// whatever the command's own result (0, or a plan's 2).
-    pub fn end(self, result: CliResult) -> CliResult {
+    pub fn end(self, result: CommandResult) -> CommandResult {
         let Some(r) = self.0 else { return result };
         let Some(text) = failures(
             Some(r.generation),
@@ -120,14 +120,19 @@ impl Recovery {
             return result;
         };
         match result {
-            Err(CliError::Failed(e)) => Err(CliError::Failed(e)),
-            Err(CliError::BrokenPipe) => Err(CliError::BrokenPipe),
-            Err(CliError::CommandsFailed(own)) => {
-                Err(CliError::CommandsFailed(format!("{text}\n{own}")))
+            Err(e) if e.kind == CommandErrorKind::CommandsFailed => Err(
+                CommandError::commands_failed(format!("{text}\n{}", e.error)),
+            ),
+            // An error stays an error; a closed pipe stays quiet.
+            Err(e)
+                if !matches!(
+                    e.kind,
+                    CommandErrorKind::ChangesPending | CommandErrorKind::Stale
+                ) =>
+            {
+                Err(e)
             }
-            Ok(()) | Err(CliError::ChangesPending | CliError::Stale) => {
-                Err(CliError::CommandsFailed(text))
-            }
+            Ok(()) | Err(_) => Err(CommandError::commands_failed(text)),
         }
     }
 }

@@ -1,9 +1,9 @@
 //! `strata`: configuration management whose dry run can be trusted.
 
 mod cli;
+mod command_error;
 mod commands;
 mod deferred;
-mod error;
 mod node;
 mod printer;
 mod show;

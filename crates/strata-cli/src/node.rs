@@ -11,8 +11,8 @@ use strata_snapshot::{BlobStore, Trust, Verified};
 use strata_transport::wire::{ErrorInfo, NodeEvent, PathChange};
 use strata_types::Action;
 
+use crate::command_error::{CommandError, CommandResult};
 use crate::deferred::{self, Recovery};
-use crate::error::{CliError, CliResult};
 use crate::printer::Printer;
 use crate::show;
 
@@ -29,7 +29,7 @@ impl<E: std::fmt::Display> From<E> for Refusal {
 }
 
 /// The result to report, and the command's own.
-pub type Done = (NodeEvent, CliResult);
+pub type Done = (NodeEvent, CommandResult);
 
 /// The result of a refusal.
 pub fn refused(Refusal(error): Refusal) -> Done {
@@ -42,7 +42,10 @@ pub fn refused(Refusal(error): Refusal) -> Done {
         text: String::new(),
         error: Some(error.clone()),
     };
-    (event, Err(CliError::Failed(anyhow::anyhow!(error.message))))
+    (
+        event,
+        Err(CommandError::from(anyhow::anyhow!(error.message))),
+    )
 }
 
 /// What to apply, where.
@@ -92,13 +95,8 @@ pub fn apply_verified(
         color_err: false,
         verbose: false,
     };
-    let recovery = Recovery::open(&quiet, root).map_err(|e| match e {
-        CliError::Failed(e) => Refusal(ErrorInfo::new("recover", format!("{e:#}"))),
-        _ => Refusal(ErrorInfo::new(
-            "recover",
-            "finishing an interrupted commit failed",
-        )),
-    })?;
+    let recovery = Recovery::open(&quiet, root)
+        .map_err(|e| Refusal(ErrorInfo::new("recover", format!("{:#}", e.error))))?;
     let done = if run.noop {
         stage("planning");
         let outcome = with_lock(|| strata_engine::plan(&req))?;
@@ -108,7 +106,7 @@ pub fn apply_verified(
         let result = if pending { "would_change" } else { "unchanged" };
         let event = result_event(&outcome, result, &text, None);
         let code = if pending {
-            Err(CliError::ChangesPending)
+            Err(CommandError::changes_pending())
         } else {
             Ok(())
         };
@@ -138,7 +136,7 @@ pub fn apply_verified(
         }
         (
             event,
-            failed.map_or(Ok(()), |t| Err(CliError::CommandsFailed(t))),
+            failed.map_or(Ok(()), |t| Err(CommandError::commands_failed(t))),
         )
     };
     let (event, result) = done;

@@ -167,6 +167,7 @@ pub fn tail_text(p: &Printer, o: &Outcome, verb: &str, w: &mut dyn Write) -> std
 }
 
 /// `file 0644 root:root 3f2a9c1e`, or for a change only what differs, `before → after`.
+/// (Long: one small closure per attribute, then the match that uses them.)
 fn describe(o: &Pending<'_>, c: &Change) -> String {
     let owner = |s: &Snapshot| {
         s.owner()

@@ -9,10 +9,12 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use crate::helper_error::{HelperError, Result};
 
 /// Whether this kernel keeps `pid_max` per PID namespace (Linux 6.14): a write from inside
 /// the sandbox's namespace then limits that namespace alone. On an older kernel the same
@@ -32,7 +34,7 @@ pub const PID_MAX_MIN: u64 = 301;
 /// Limits the processes (and threads) of the calling process's PID namespace to `max`,
 /// by its `pid_max`; `false` when that cannot be done here (an old kernel, a limit below
 /// what `pid_max` can express, a read-only `/proc/sys`), and a cgroup must do it.
-pub fn limit_by_pid_max(max: u64) -> Result<bool, String> {
+pub fn limit_by_pid_max(max: u64) -> Result<bool> {
     if !pid_max_per_namespace() || max + 1 < PID_MAX_MIN {
         return Ok(false);
     }
@@ -41,8 +43,7 @@ pub fn limit_by_pid_max(max: u64) -> Result<bool, String> {
     if write(path, &(max + 1).to_string()).is_err() {
         return Ok(false);
     }
-    let back =
-        std::fs::read_to_string(path).map_err(|e| format!("read {}: {e}", path.display()))?;
+    let back = std::fs::read_to_string(path).map_err(HelperError::io("read", path))?;
     Ok(back.trim() == (max + 1).to_string())
 }
 
@@ -106,28 +107,31 @@ fn dirs(name: &str) -> Vec<(PathBuf, &'static str)> {
     }
 }
 
-fn write(path: &Path, value: &str) -> Result<(), String> {
+fn write(path: &Path, value: &str) -> Result<()> {
     File::options()
         .write(true)
         .open(path)
         .and_then(|mut f| f.write_all(value.as_bytes()))
-        .map_err(|e| format!("write {value:?} to {}: {e}", path.display()))
+        .map_err(HelperError::sys(format!(
+            "write {value:?} to {}",
+            path.display()
+        )))
 }
 
 impl Cgroup {
     /// Makes the cgroup `name` with `limits`. `Ok(None)` when this host offers no
     /// writable cgroup hierarchy and the limits are only the defaults.
-    pub fn create(name: &str, limits: &Limits) -> Result<Option<Cgroup>, String> {
+    pub fn create(name: &str, limits: &Limits) -> Result<Option<Cgroup>> {
         match Self::try_create(name, limits) {
             Ok(c) => Ok(Some(c)),
             Err(_) if !limits.required => Ok(None),
-            Err(e) => Err(format!(
-                "the sandbox limits ([sandbox] max_processes / max_memory) cannot be applied: {e}"
-            )),
+            Err(e) => Err(HelperError::inside(
+                "the sandbox limits ([sandbox] max_processes / max_memory) cannot be applied",
+            )(e)),
         }
     }
 
-    fn try_create(name: &str, limits: &Limits) -> Result<Cgroup, String> {
+    fn try_create(name: &str, limits: &Limits) -> Result<Cgroup> {
         let mut cg = Cgroup {
             dirs: Vec::new(),
             procs: Vec::new(),
@@ -137,13 +141,12 @@ impl Cgroup {
         for (dir, controller) in dirs(name) {
             let parent = dir.parent().expect("under a parent");
             if !parent.is_dir() {
-                std::fs::create_dir(parent)
-                    .map_err(|e| format!("create {}: {e}", parent.display()))?;
+                std::fs::create_dir(parent).map_err(HelperError::io("create", parent))?;
             }
             if v2 {
                 write(&parent.join("cgroup.subtree_control"), "+pids +memory")?;
             }
-            std::fs::create_dir(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+            std::fs::create_dir(&dir).map_err(HelperError::io("create", &dir))?;
             cg.dirs.push(dir.clone());
             if v2 || controller == "pids" {
                 write(&dir.join("pids.max"), &limits.max_processes.to_string())?;
@@ -160,7 +163,7 @@ impl Cgroup {
             let f = File::options()
                 .write(true)
                 .open(&procs)
-                .map_err(|e| format!("open {}: {e}", procs.display()))?;
+                .map_err(HelperError::io("open", &procs))?;
             cg.procs.push(f.into());
         }
         Ok(cg)
@@ -169,18 +172,16 @@ impl Cgroup {
     /// Moves the calling process into the cgroup from a thread of its own, returned to be
     /// waited for. Until then the process may only fork children that make system calls
     /// and exit (they stay outside the cgroup).
-    pub fn join_in_background(
-        &self,
-    ) -> Result<std::thread::JoinHandle<Result<(), String>>, String> {
+    pub fn join_in_background(&self) -> Result<std::thread::JoinHandle<Result<()>>> {
         let fds = self
             .procs
             .iter()
-            .map(|f| f.try_clone().map_err(|e| format!("join the cgroup: {e}")))
-            .collect::<Result<Vec<OwnedFd>, String>>()?;
+            .map(|f| f.try_clone().map_err(HelperError::sys("join the cgroup")))
+            .collect::<Result<Vec<OwnedFd>>>()?;
         Ok(std::thread::spawn(move || {
             for procs in &fds {
-                crate::sys::write_all_fd(procs.as_raw_fd(), b"0")
-                    .map_err(|e| format!("join the cgroup: {e}"))?;
+                crate::sys::write_all_fd(procs, b"0")
+                    .map_err(HelperError::sys("join the cgroup"))?;
             }
             Ok(())
         }))

@@ -1,12 +1,13 @@
 //! The init helper: PID 1 of the sandbox. Lays each module's files into the overlay, runs
 //! its programs confined to it (see `jail`), keeps track of which module touched what,
 //! collects the intercepted calls from the call channel, and finally turns the upper dir
-//! into the result.
+//! into the result. (About 650 lines: the laying of files is in `lay`; what stays is one
+//! process's state, `Ctx`, and the steps that change it.)
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::fs::File;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -16,10 +17,11 @@ use strata_fs::{Root, UserDb};
 use strata_types::{Snapshot, TargetPath};
 
 use crate::cgroup::Cgroup;
+use crate::helper_error::{HelperError, Result};
 use crate::jail::{self, Event, Job, MountNs, UserNs};
 use crate::observe::{self, Fingerprints};
 use crate::outer::{dirs, own_dir};
-use crate::{Failure, Lay, LineEdit, ModuleSpec, Observed, Program, Spec, Template, shim, sys};
+use crate::{Failure, ModuleSpec, Observed, Program, Spec, Template, lay, shim, sys};
 use strata_fs::{create_private, write_private};
 use strata_types::{Deferred, ProgramRun};
 
@@ -62,7 +64,7 @@ struct Ctx<'a> {
     /// The process limit is the PID namespace's `pid_max`.
     by_pid_max: bool,
     /// Init joining the cgroup, until its first program.
-    joining: Option<std::thread::JoinHandle<Result<(), String>>>,
+    joining: Option<std::thread::JoinHandle<Result<()>>>,
     calls: OwnedFd,
     intercepted: Vec<String>,
     /// strata's download cache and where it is bound for package programs.
@@ -71,10 +73,14 @@ struct Ctx<'a> {
     systemd: bool,
 }
 
-pub fn main(spec: &Spec) -> Result<i32, String> {
+/// Init's whole life, in order: limits, `/proc`, namespaces, the modules, the
+/// observation, the result. (Long: each step needs what the one before it made, and
+/// reads best as one sequence.)
+pub fn main(spec: &Spec) -> Result<i32> {
     // Programs must not reach the host through /proc/1/root: init is not dumpable, and
     // they run in another user namespace without CAP_SYS_PTRACE (see `jail`).
-    sys::not_dumpable().map_err(|e| format!("prctl: {e}"))?;
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+        .map_err(HelperError::sys("prctl"))?;
     // Moving a process into a cgroup waits for an RCU grace period (milliseconds): init
     // moves itself once, on a second thread while it sets up and lays the first files,
     // and waits for it before its first program, which is then born in the cgroup.
@@ -90,13 +96,13 @@ pub fn main(spec: &Spec) -> Result<i32, String> {
     let d = dirs(spec);
     let proc = d.merged.join("proc");
     mount_proc(spec, &proc)?;
-    let tree = Root::open(&d.merged).map_err(|e| e.to_string())?;
+    let tree = Root::open(&d.merged)?;
     let out = spec.work.join("out");
-    let userns = UserNs::create(&proc).map_err(|e| format!("user namespace: {e}"))?;
+    let userns = UserNs::create(&proc).map_err(HelperError::sys("user namespace"))?;
     // Read-only once the maps are written: nothing in /proc can be changed from inside,
     // not even the permissions of its kernel-wide entries.
     rustix::mount::mount_remount(&proc, READ_ONLY, "")
-        .map_err(|e| format!("make /proc read-only: {e}"))?;
+        .map_err(HelperError::sys("make /proc read-only"))?;
     let systemd = TargetPath::parse("/sbin/init")
         .ok()
         .and_then(|p| tree.resolve(&p).ok().flatten())
@@ -109,7 +115,7 @@ pub fn main(spec: &Spec) -> Result<i32, String> {
     let mut cx = Ctx {
         spec,
         mounts: MountNs::create(&proc, &cstr(&d.merged)?, None)
-            .map_err(|e| format!("mount namespace: {e}"))?,
+            .map_err(HelperError::sys("mount namespace"))?,
         mounts_cache: None,
         merged_c: cstr(&d.merged)?,
         proc: proc.clone(),
@@ -122,7 +128,7 @@ pub fn main(spec: &Spec) -> Result<i32, String> {
         by_pid_max,
         joining,
         calls: jail::open_fifo(&own_dir(spec).join("calls"))
-            .map_err(|e| format!("open the call channel: {e}"))?,
+            .map_err(HelperError::sys("open the call channel"))?,
         intercepted: crate::INTERCEPTED
             .iter()
             .map(|s| s.to_string())
@@ -131,12 +137,12 @@ pub fn main(spec: &Spec) -> Result<i32, String> {
         cache,
         systemd,
     };
-    let lower = Root::open(&spec.root).map_err(|e| e.to_string())?;
+    let lower = Root::open(&spec.root)?;
     let upper = crate::outer::layers(spec)?;
     let mut prints = Fingerprints::default();
     let mut owner: BTreeMap<TargetPath, Option<String>> = BTreeMap::new();
 
-    cx.lay_all(&spec.pre)?;
+    lay::lay_all(&cx.tree, &spec.pre)?;
     prints.update(&upper, None, &mut owner);
     for m in &spec.modules {
         let ok = cx.module(m)?;
@@ -169,77 +175,18 @@ pub fn main(spec: &Spec) -> Result<i32, String> {
             .collect();
     }
     let result = spec.work.join("result.json");
-    let json = serde_json::to_vec(&cx.observed).map_err(|e| e.to_string())?;
-    write_private(&result, &json).map_err(|e| e.to_string())?;
+    let json = serde_json::to_vec(&cx.observed).map_err(|source| HelperError::Json {
+        path: result.clone(),
+        source,
+    })?;
+    write_private(&result, &json)?;
     Ok(0)
 }
 
 impl Ctx<'_> {
-    fn lay_all(&self, lays: &[Lay]) -> Result<(), String> {
-        for l in lays {
-            self.lay(l)
-                .map_err(|e| format!("laying {} into the sandbox: {e}", l.path))?;
-        }
-        Ok(())
-    }
-
-    /// Makes `l.path` in the merged tree what `l.state` says (parents must exist).
-    fn lay(&self, l: &Lay) -> Result<(), String> {
-        let t = &self.tree;
-        let p = &l.path;
-        let dir = p.parent().unwrap_or_else(TargetPath::root);
-        let have = t.inspect(p).map_err(|e| e.to_string())?;
-        match &l.state {
-            Snapshot::Absent => match have {
-                Snapshot::Absent => {}
-                Snapshot::Dir { .. } => remove_tree(t, p)?,
-                _ => t.remove(p).map_err(|e| e.to_string())?,
-            },
-            Snapshot::File { .. } => {
-                let meta = l.state.meta().expect("a file");
-                let from = l.content.as_ref().ok_or("no content given")?;
-                let bytes =
-                    std::fs::read(from).map_err(|e| format!("read {}: {e}", from.display()))?;
-                if matches!(have, Snapshot::Dir { .. }) {
-                    remove_tree(t, p)?;
-                }
-                t.write_file_in(&dir, p.file_name(), &bytes, meta)
-                    .map_err(|e| e.to_string())?;
-            }
-            Snapshot::Link { target, uid, gid } => {
-                if matches!(have, Snapshot::Dir { .. }) {
-                    remove_tree(t, p)?;
-                }
-                t.symlink_in(&dir, p.file_name(), target, *uid, *gid)
-                    .map_err(|e| e.to_string())?;
-            }
-            Snapshot::Dir { .. } => {
-                let meta = l.state.meta().expect("a directory");
-                if matches!(have, Snapshot::Dir { .. }) {
-                    t.set_meta(p, meta)
-                } else {
-                    if !have.is_absent() {
-                        t.remove(p).map_err(|e| e.to_string())?;
-                    }
-                    t.mkdir(p, meta)
-                }
-                .map_err(|e| e.to_string())?;
-            }
-            Snapshot::Fifo { .. } => {
-                if matches!(have, Snapshot::Dir { .. }) {
-                    remove_tree(t, p)?;
-                }
-                t.fifo_in(&dir, p.file_name(), l.state.meta().expect("a FIFO"))
-                    .map_err(|e| e.to_string())?;
-            }
-            Snapshot::Other { kind } => return Err(format!("cannot lay a {kind}")),
-        }
-        t.set_xattrs(p, l.state.xattrs()).map_err(|e| e.to_string())
-    }
-
     /// One module: its packages, groups and users, its files, lines and services, then its
     /// executable templates and scripts. `false` when a step failed.
-    fn module(&mut self, m: &ModuleSpec) -> Result<bool, String> {
+    fn module(&mut self, m: &ModuleSpec) -> Result<bool> {
         let timeout = Duration::from_millis(m.timeout_ms);
         for p in &m.before {
             if !self.program(m, p, timeout, None)? {
@@ -248,7 +195,7 @@ impl Ctx<'_> {
         }
         let users = (m.lay.iter().any(|l| l.names.is_some())
             || m.templates.iter().any(|t| t.names.is_some()))
-        .then(|| UserDb::load(&self.tree).map_err(|e| e.to_string()))
+        .then(|| UserDb::load(&self.tree))
         .transpose()?;
         let resolve = |names: &Option<(String, String)>, ids: (u32, u32)| match (names, &users) {
             (Some((owner, group)), Some(db)) => match (db.uid(owner), db.gid(group)) {
@@ -270,12 +217,11 @@ impl Ctx<'_> {
                     Err(e) => return Ok(self.fail(m, &format!("files ({})", l.path), e)),
                 }
             }
-            self.lay(&l)
-                .map_err(|e| format!("laying {} into the sandbox: {e}", l.path))?;
+            lay::lay(&self.tree, &l).map_err(lay::laying(&l))?;
         }
         for l in &m.lines {
-            if let Err(e) = self.line(l) {
-                return Ok(self.fail(m, &l.name, e));
+            if let Err(e) = lay::line(&self.tree, l) {
+                return Ok(self.fail(m, &l.name, e.text()));
             }
         }
         for p in &m.after {
@@ -306,78 +252,13 @@ impl Ctx<'_> {
         false
     }
 
-    /// Ensures a line: already there, or replacing the one line the pattern matches, or
-    /// appended.
-    fn line(&self, l: &LineEdit) -> Result<(), String> {
-        let meta = match self.tree.inspect(&l.path).map_err(|e| e.to_string())? {
-            file @ Snapshot::File { .. } => file.meta().expect("a file"),
-            // A missing file is made (0644, root), so its down removes it again.
-            Snapshot::Absent => strata_types::Meta::root(0o644),
-            other => {
-                return Err(format!(
-                    "{} is a {}, not a regular file",
-                    l.path,
-                    other.kind()
-                ));
-            }
-        };
-        let bytes = self
-            .tree
-            .read(&l.path)
-            .map_err(|e| e.to_string())?
-            .unwrap_or_default();
-        let text = String::from_utf8(bytes).map_err(|_| format!("{} is not UTF-8 text", l.path))?;
-        let mut lines: Vec<&str> = text.lines().collect();
-        if lines.contains(&l.line.as_str()) {
-            return Ok(());
-        }
-        let matching: Vec<usize> = match &l.pattern {
-            Some(p) => {
-                let re = regex::Regex::new(p).map_err(|e| format!("bad match pattern: {e}"))?;
-                (0..lines.len())
-                    .filter(|i| re.is_match(lines[*i]))
-                    .collect()
-            }
-            None => Vec::new(),
-        };
-        match matching.as_slice() {
-            [] => lines.push(&l.line),
-            [i] => lines[*i] = &l.line,
-            many => {
-                return Err(format!(
-                    "{} lines of {} match `{}` (lines {}); a [[line]] replaces exactly one",
-                    many.len(),
-                    l.path,
-                    l.pattern.as_deref().unwrap_or_default(),
-                    many.iter()
-                        .map(|i| (i + 1).to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
-            }
-        }
-        let mut out = lines.join("\n");
-        out.push('\n');
-        let dir = l.path.parent().unwrap_or_else(TargetPath::root);
-        if !matches!(
-            self.tree.inspect(&dir).map_err(|e| e.to_string())?,
-            Snapshot::Dir { .. }
-        ) {
-            return Err(format!("{dir} is not a directory"));
-        }
-        self.tree
-            .write_file_in(&dir, l.path.file_name(), out.as_bytes(), meta)
-            .map(drop)
-            .map_err(|e| e.to_string())
-    }
-
     /// Runs a module's executable templates, then its scripts. `false` when one failed.
     fn module_programs(
         &mut self,
         m: &ModuleSpec,
         templates: &[Template],
         timeout: Duration,
-    ) -> Result<bool, String> {
+    ) -> Result<bool> {
         for tpl in templates {
             let content = self.counter_path("content");
             let ok = self.program(m, &tpl.program, timeout, Some(&content))?;
@@ -385,7 +266,7 @@ impl Ctx<'_> {
                 return Ok(false);
             }
             let dir = tpl.target.parent().unwrap_or_else(TargetPath::root);
-            self.tree.create_dirs(&dir).map_err(|e| e.to_string())?;
+            self.tree.create_dirs(&dir)?;
             let size = std::fs::metadata(&content).map_or(0, |m| m.len());
             if size > TEMPLATE_LIMIT {
                 return Ok(self.fail(
@@ -399,18 +280,17 @@ impl Ctx<'_> {
                     ),
                 ));
             }
-            let bytes = std::fs::read(&content).map_err(|e| e.to_string())?;
-            if let Snapshot::Dir { .. } =
-                self.tree.inspect(&tpl.target).map_err(|e| e.to_string())?
-            {
+            let bytes = std::fs::read(&content).map_err(HelperError::io("read", &content))?;
+            if let Snapshot::Dir { .. } = self.tree.inspect(&tpl.target)? {
                 return Err(format!(
                     "{} is a directory; the executable template {} cannot replace it",
                     tpl.target, tpl.program.name
-                ));
+                )
+                .into());
             }
             self.tree
                 .write_file_in(&dir, tpl.target.file_name(), &bytes, tpl.meta)
-                .map_err(|e| format!("write {}: {e}", tpl.target))?;
+                .map_err(|e| HelperError::inside(format!("write {}", tpl.target))(e.into()))?;
         }
         for s in &m.scripts {
             if !self.program(m, s, timeout, None)? {
@@ -426,14 +306,15 @@ impl Ctx<'_> {
     }
 
     /// Runs one program confined to the merged tree. For a template, its standard output
-    /// goes to `content`. `false` when it failed.
+    /// goes to `content`. `false` when it failed. (Long: why a program failed is read
+    /// from its end, its output, its calls and the limits together.)
     fn program(
         &mut self,
         m: &ModuleSpec,
         p: &Program,
         timeout: Duration,
         content: Option<&Path>,
-    ) -> Result<bool, String> {
+    ) -> Result<bool> {
         let stdout_path = match content {
             Some(c) => c.to_path_buf(),
             None => self.counter_path("out"),
@@ -441,10 +322,9 @@ impl Ctx<'_> {
         let stderr_path = self.counter_path("err");
         let inside = format!("/run/strata/programs/{}", self.counter);
         let host_copy = own_dir(self.spec).join(&inside["/run/strata/".len()..]);
-        std::fs::copy(&p.path, &host_copy)
-            .map_err(|e| format!("copy {}: {e}", p.path.display()))?;
+        std::fs::copy(&p.path, &host_copy).map_err(HelperError::io("copy", &p.path))?;
         std::fs::set_permissions(&host_copy, std::fs::Permissions::from_mode(0o755))
-            .map_err(|e| e.to_string())?;
+            .map_err(HelperError::io("chmod", &host_copy))?;
         let mut head = [0u8; 2];
         let shebang = File::open(&host_copy)
             .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
@@ -460,8 +340,8 @@ impl Ctx<'_> {
             ("STRATA_ROOT", "/"),
             ("STRATA_NOOP", if self.spec.noop { "1" } else { "0" }),
         ]);
-        let stdout = create_private(&stdout_path).map_err(|e| e.to_string())?;
-        let stderr = create_private(&stderr_path).map_err(|e| e.to_string())?;
+        let stdout = create_private(&stdout_path)?;
+        let stderr = create_private(&stderr_path)?;
         let isolate = !(self.spec.network || m.network || p.network);
         // Only strata's own package programs get the download cache.
         let cache = p.network;
@@ -471,8 +351,8 @@ impl Ctx<'_> {
             env,
             jail::Stdio {
                 stdin: None,
-                stdout: stdout.as_raw_fd(),
-                stderr: stderr.as_raw_fd(),
+                stdout: stdout.as_fd(),
+                stderr: stderr.as_fd(),
             },
             isolate,
             timeout,
@@ -563,17 +443,17 @@ impl Ctx<'_> {
     }
 
     /// Starts a program in the jail and waits for it, collecting its events and the calls
-    /// it made.
+    /// it made. (Long: the events' order decides how the program ended.)
     #[allow(clippy::too_many_arguments)]
     fn run(
         &mut self,
         cache: bool,
         argv: Vec<String>,
         env: Vec<CString>,
-        stdio: jail::Stdio,
+        stdio: jail::Stdio<'_>,
         isolate_network: bool,
         timeout: Duration,
-    ) -> Result<Run, String> {
+    ) -> Result<Run> {
         let argv = argv
             .into_iter()
             .map(|a| CString::new(a).map_err(|e| e.to_string()))
@@ -589,7 +469,7 @@ impl Ctx<'_> {
                     &self.merged_c,
                     Some((c.as_c_str(), at.as_c_str())),
                 )
-                .map_err(|e| format!("mount namespace: {e}"))?,
+                .map_err(HelperError::sys("mount namespace"))?,
             );
         }
         let mounts = match (&self.mounts_cache, cache) {
@@ -612,7 +492,7 @@ impl Ctx<'_> {
                 .join()
                 .map_err(|_| "join the cgroup: the thread panicked".to_string())??;
         }
-        let started = jail::spawn(&job, &self.userns).map_err(|e| format!("start: {e}"))?;
+        let started = jail::spawn(&job, &self.userns).map_err(HelperError::sys("start"))?;
         let mut events = Vec::new();
         let mut calls = Vec::new();
         let (timed_out, metrics) = sys::wait_child(
@@ -620,7 +500,7 @@ impl Ctx<'_> {
             timeout,
             &mut [(&started.events, &mut events), (&self.calls, &mut calls)],
         )
-        .map_err(|e| format!("wait: {e}"))?;
+        .map_err(HelperError::sys("wait"))?;
         // It may have changed the tree's directories behind `tree`'s back.
         self.tree.forget_dirs();
         let events = Event::parse(&events);
@@ -694,7 +574,7 @@ impl Ctx<'_> {
     }
 
     /// An interactive shell in the sandbox, on the caller's terminal.
-    fn shell(&mut self) -> Result<(), String> {
+    fn shell(&mut self) -> Result<()> {
         let mut extra = vec![("PS1", "strata-sandbox# "), ("STRATA_NOOP", "1")];
         let term = self.spec.term.clone().unwrap_or_default();
         if !term.is_empty() {
@@ -706,15 +586,15 @@ impl Ctx<'_> {
             vec!["/bin/sh".into(), "-i".into()],
             env,
             jail::Stdio {
-                stdin: Some(0),
-                stdout: 1,
-                stderr: 2,
+                stdin: Some(std::io::stdin().as_fd()),
+                stdout: std::io::stdout().as_fd(),
+                stderr: std::io::stderr().as_fd(),
             },
             !self.spec.network,
             Duration::from_secs(u64::MAX / 4),
         )?;
         match self.collect_calls("shell", "sh", &run) {
-            Some(e) => Err(e),
+            Some(e) => Err(e.into()),
             None => Ok(()),
         }
     }
@@ -722,7 +602,7 @@ impl Ctx<'_> {
 
 /// Mounts the sandbox's `/proc` with its writable parts read-only, and makes the
 /// directories of the run's output.
-fn mount_proc(spec: &Spec, proc: &Path) -> Result<(), String> {
+fn mount_proc(spec: &Spec, proc: &Path) -> Result<()> {
     rustix::mount::mount(
         "proc",
         proc,
@@ -730,19 +610,19 @@ fn mount_proc(spec: &Spec, proc: &Path) -> Result<(), String> {
         MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
         None,
     )
-    .map_err(|e| format!("mount /proc: {e}"))?;
+    .map_err(HelperError::sys("mount /proc"))?;
     for part in PROC_READ_ONLY {
         let p = proc.join(part);
         if p.exists() {
             rustix::mount::mount_bind(&p, &p)
                 .and_then(|()| rustix::mount::mount_remount(&p, READ_ONLY, ""))
-                .map_err(|e| format!("make /proc/{part} read-only: {e}"))?;
+                .map_err(HelperError::sys(format!("make /proc/{part} read-only")))?;
         }
     }
     // Logs live on the sandbox's tmpfs: what a program prints counts against its memory
     // limit, never against the host's disk.
     for dir in [&spec.work.join("out"), &logs_dir(spec)] {
-        std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(HelperError::io("create", dir))?;
     }
     Ok(())
 }
@@ -770,9 +650,4 @@ struct Run {
     stops: Vec<(String, String)>,
     /// The bytes written to the call channel meanwhile.
     calls: Vec<u8>,
-}
-
-/// Removes a directory and everything in it, confined to the tree.
-fn remove_tree(t: &Root, p: &TargetPath) -> Result<(), String> {
-    t.remove_tree(p).map_err(|e| e.to_string())
 }

@@ -24,9 +24,12 @@
 
 use std::ffi::{CStr, CString};
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use rustix::pipe::{PipeFlags, pipe_with};
+use rustix::process::Pid;
+use rustix::thread::{CapabilitySet, LinkNameSpaceType, UnshareFlags};
 use seccompiler::BpfProgram;
 
 use crate::sys;
@@ -69,7 +72,7 @@ impl UserNs {
     /// the caller's PID namespace.
     pub fn create(proc: &std::path::Path) -> io::Result<UserNs> {
         held_child(
-            || sys::unshare(libc::CLONE_NEWUSER).is_ok(),
+            || sys::unshare(UnshareFlags::NEWUSER).is_ok(),
             |pid| {
                 for map in ["uid_map", "gid_map"] {
                     std::fs::write(proc.join(format!("{pid}/{map}")), "0 0 4294967295\n")
@@ -91,16 +94,12 @@ fn held_child<T>(
     then: impl FnOnce(i32) -> io::Result<T>,
     failed: &str,
 ) -> io::Result<T> {
-    let (ready_r, ready_w) = sys::pipe()?;
-    let (done_r, done_w) = sys::pipe()?;
+    let (ready_r, ready_w) = pipe_with(PipeFlags::CLOEXEC)?;
+    let (done_r, done_w) = pipe_with(PipeFlags::CLOEXEC)?;
     let (mut ready_r, mut ready_w) = (std::fs::File::from(ready_r), std::fs::File::from(ready_w));
     let mut done_r = std::fs::File::from(done_r);
     // SAFETY: the child only makes system calls and exits.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if pid == 0 {
+    let Some(pid) = (unsafe { sys::fork() })? else {
         drop(done_w);
         let ok = setup();
         let _ = ready_w.write_all(if ok { b"y" } else { b"n" });
@@ -108,7 +107,7 @@ fn held_child<T>(
         let _ = done_r.read(&mut buf);
         // SAFETY: ends the child without running the parent's destructors.
         unsafe { libc::_exit(0) };
-    }
+    };
     drop(ready_w);
     drop(done_r);
     let result = (|| {
@@ -117,7 +116,7 @@ fn held_child<T>(
         if &buf != b"y" {
             return Err(io::Error::other(failed.to_string()));
         }
-        then(pid)
+        then(pid.as_raw_nonzero().get())
     })();
     drop(done_w);
     sys::wait_quiet(pid);
@@ -140,7 +139,7 @@ impl MountNs {
     ) -> io::Result<MountNs> {
         held_child(
             || {
-                sys::unshare(libc::CLONE_NEWNS).is_ok()
+                sys::unshare(UnshareFlags::NEWNS).is_ok()
                     && cache.is_none_or(|(c, at)| sys::bind_private(c, at).is_ok())
                     && sys::pivot_into(merged).is_ok()
             },
@@ -154,13 +153,13 @@ impl MountNs {
 }
 
 /// Where a program's standard streams go.
-pub struct Stdio {
+pub struct Stdio<'a> {
     /// Standard input; `None`: `/dev/null` inside.
-    pub stdin: Option<RawFd>,
+    pub stdin: Option<BorrowedFd<'a>>,
     /// Standard output.
-    pub stdout: RawFd,
+    pub stdout: BorrowedFd<'a>,
     /// Standard error.
-    pub stderr: RawFd,
+    pub stderr: BorrowedFd<'a>,
 }
 
 /// One program to start, everything prepared before the fork.
@@ -170,7 +169,7 @@ pub struct Job<'a> {
     /// Its whole environment.
     pub env: Vec<CString>,
     /// Its standard streams.
-    pub stdio: Stdio,
+    pub stdio: Stdio<'a>,
     /// A network namespace with only loopback.
     pub isolate_network: bool,
     /// A session of its own (not for an interactive shell, which keeps the terminal).
@@ -240,20 +239,16 @@ impl Event {
 /// read end of its report pipe.
 pub struct Started {
     /// The entry process.
-    pub pid: i32,
+    pub pid: Pid,
     /// Where the entry and the reaper report.
     pub events: OwnedFd,
 }
 
 /// Starts `job` confined in `ns`.
 pub fn spawn(job: &Job<'_>, ns: &UserNs) -> io::Result<Started> {
-    let (events_r, events_w) = sys::pipe()?;
+    let (events_r, events_w) = pipe_with(PipeFlags::CLOEXEC)?;
     // SAFETY: init is single-threaded: the child may do anything; it never returns.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if pid == 0 {
+    let Some(pid) = (unsafe { sys::fork() })? else {
         drop(events_r);
         let code = match entry(job, ns, &events_w) {
             Ok(code) => code,
@@ -264,7 +259,7 @@ pub fn spawn(job: &Job<'_>, ns: &UserNs) -> io::Result<Started> {
         };
         // SAFETY: ends the child without running the parent's destructors.
         unsafe { libc::_exit(code) };
-    }
+    };
     drop(events_w);
     Ok(Started {
         pid,
@@ -273,7 +268,15 @@ pub fn spawn(job: &Job<'_>, ns: &UserNs) -> io::Result<Started> {
 }
 
 fn report(to: &OwnedFd, event: &Event) {
-    let _ = sys::write_all_fd(to.as_raw_fd(), event.line().as_bytes());
+    let _ = sys::write_all_fd(to, event.line().as_bytes());
+}
+
+/// Joins the namespace `ns` (a `/proc/PID/ns/…` descriptor) of type `kind`.
+fn move_into(ns: &OwnedFd, kind: LinkNameSpaceType) -> io::Result<()> {
+    Ok(rustix::thread::move_into_link_name_space(
+        ns.as_fd(),
+        Some(kind),
+    )?)
 }
 
 fn step<T>(what: &str, r: io::Result<T>) -> io::Result<T> {
@@ -286,27 +289,23 @@ fn entry(job: &Job<'_>, ns: &UserNs, events: &OwnedFd) -> io::Result<i32> {
     // Joining a mount namespace sets the root and the working directory to its root.
     step(
         "enter the tree",
-        sys::setns(job.mounts.0.as_raw_fd(), libc::CLONE_NEWNS),
+        move_into(&job.mounts.0, LinkNameSpaceType::Mount),
     )?;
-    step("enter the tree", sys::chdir_root())?;
     step(
-        "user namespace",
-        sys::setns(ns.0.as_raw_fd(), libc::CLONE_NEWUSER),
+        "enter the tree",
+        rustix::process::chdir(c"/").map_err(Into::into),
     )?;
-    let mut flags = libc::CLONE_NEWPID;
+    step("user namespace", move_into(&ns.0, LinkNameSpaceType::User))?;
+    let mut flags = UnshareFlags::NEWPID;
     if job.isolate_network {
-        flags |= libc::CLONE_NEWNET;
+        flags |= UnshareFlags::NEWNET;
     }
     step("PID namespace", sys::unshare(flags))?;
     if job.isolate_network {
         step("loopback", sys::loopback_up())?;
     }
     // SAFETY: single-threaded, as above.
-    let reaper = unsafe { libc::fork() };
-    if reaper < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if reaper == 0 {
+    let Some(reaper) = (unsafe { sys::fork() })? else {
         let code = match reap(job, events) {
             Ok(c) => c,
             Err(e) => {
@@ -316,12 +315,11 @@ fn entry(job: &Job<'_>, ns: &UserNs, events: &OwnedFd) -> io::Result<i32> {
         };
         // SAFETY: as above.
         unsafe { libc::_exit(code) };
-    }
-    let status = sys::wait_status(reaper)?;
-    if libc::WIFSIGNALED(status) {
-        // Only reboot(2) in the namespace kills its init with SIGHUP or SIGINT: the reaper
-        // has no handler for SIGHUP, catches SIGINT, and nothing outside sends either.
-        match libc::WTERMSIG(status) {
+    };
+    // Only reboot(2) in the namespace kills its init with SIGHUP or SIGINT: the reaper has
+    // no handler for SIGHUP, catches SIGINT, and nothing outside sends either.
+    if let Some(signal) = sys::wait_status(reaper)?.terminating_signal() {
+        match signal {
             libc::SIGHUP => report(
                 events,
                 &Event::Stop {
@@ -356,35 +354,30 @@ fn reap(job: &Job<'_>, events: &OwnedFd) -> io::Result<i32> {
         step("signal handler", sys::catch(*signal, on_stop))?;
     }
     // SAFETY: single-threaded, as above.
-    let program = unsafe { libc::fork() };
-    if program < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if program == 0 {
+    let Some(program) = (unsafe { sys::fork() })? else {
         let e = exec(job);
         report(events, &Event::Error(format!("{e}")));
         // SAFETY: as above.
         unsafe { libc::_exit(127) };
-    }
+    };
     let mut ended = None;
     loop {
-        let mut status = 0;
-        // SAFETY: waitpid writes only the status we pass.
-        let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
+        let waited = rustix::process::wait(rustix::process::WaitOptions::empty());
         flush_stops(events, &stops);
-        if pid == program {
-            ended = Some(if libc::WIFEXITED(status) {
-                Event::Exit(libc::WEXITSTATUS(status))
-            } else {
-                Event::Signal(libc::WTERMSIG(status))
-            });
-            // What the program left running does not outlive it.
-            // SAFETY: kill(-1) from a PID namespace's init reaches every other process of
-            // the namespace and nothing outside it.
-            unsafe { libc::kill(-1, libc::SIGKILL) };
-        }
-        if pid < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD) {
-            break;
+        match waited {
+            Ok(Some((pid, status))) if pid == program => {
+                ended = Some(match status.exit_status() {
+                    Some(code) => Event::Exit(code),
+                    None => Event::Signal(status.terminating_signal().unwrap_or(0)),
+                });
+                // What the program left running does not outlive it.
+                // libc: rustix has no kill(-1).
+                // SAFETY: kill(-1) from a PID namespace's init reaches every other process
+                // of the namespace and nothing outside it.
+                unsafe { libc::kill(-1, libc::SIGKILL) };
+            }
+            Err(rustix::io::Errno::CHILD) => break,
+            _ => {}
         }
     }
     flush_stops(events, &stops);
@@ -424,14 +417,23 @@ fn exec(job: &Job<'_>) -> io::Error {
             Some(fd) => fd,
             None => {
                 null = std::fs::File::open("/dev/null")?;
-                null.as_raw_fd()
+                null.as_fd()
             }
         };
-        for (from, to) in [(stdin, 0), (job.stdio.stdout, 1), (job.stdio.stderr, 2)] {
-            step("standard streams", sys::dup2(from, to))?;
-        }
+        step(
+            "standard streams",
+            rustix::stdio::dup2_stdin(stdin)
+                .and_then(|()| rustix::stdio::dup2_stdout(job.stdio.stdout))
+                .and_then(|()| rustix::stdio::dup2_stderr(job.stdio.stderr))
+                .map_err(Into::into),
+        )?;
         step("close descriptors", sys::cloexec_from(3))?;
-        step("capabilities", sys::drop_ptrace())?;
+        // What the program runs (as root) never gets CAP_SYS_PTRACE.
+        step(
+            "capabilities",
+            rustix::thread::remove_capability_from_bounding_set(CapabilitySet::SYS_PTRACE)
+                .map_err(Into::into),
+        )?;
         for f in job.filters {
             seccompiler::apply_filter(f).map_err(|e| io::Error::other(format!("seccomp: {e}")))?;
         }
@@ -456,8 +458,8 @@ fn exec(job: &Job<'_>) -> io::Error {
 /// The seccomp filters every program runs under: system calls no configuration script
 /// needs and that reach the kernel or the host beyond the namespaces fail with EPERM;
 /// `clone3` fails with ENOSYS (its flags cannot be inspected, and the C library then
-/// falls back to `clone`, whose flags can).
-pub fn filters() -> Result<Vec<BpfProgram>, String> {
+/// falls back to `clone`, whose flags can). (Long: mostly the list of system calls.)
+pub fn filters() -> crate::helper_error::Result<Vec<BpfProgram>> {
     use seccompiler::{
         SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
     };
@@ -579,14 +581,10 @@ pub const CHANNEL_LIMIT: usize = 1 << 20;
 /// bytes (and one more, to tell that the limit was passed).
 pub fn drain(fd: &OwnedFd, into: &mut Vec<u8>) {
     let mut buf = [0u8; 8192];
-    loop {
-        // SAFETY: read writes only into the buffer we pass.
-        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n <= 0 {
-            return;
-        }
+    // Until it would block (or fails, or is at its end).
+    while let Ok(n @ 1..) = rustix::io::read(fd, &mut buf) {
         let room = (CHANNEL_LIMIT + 1).saturating_sub(into.len());
-        into.extend_from_slice(&buf[..(n as usize).min(room)]);
+        into.extend_from_slice(&buf[..n.min(room)]);
     }
 }
 

@@ -18,8 +18,10 @@
 #![allow(clippy::disallowed_methods)] // reads the target and writes only the sandbox's own tmpfs
 
 mod cgroup;
+mod helper_error;
 mod init;
 mod jail;
+mod lay;
 mod mounts;
 mod observe;
 mod outer;
@@ -306,8 +308,8 @@ pub enum SandboxError {
     /// The helper failed.
     #[error("sandbox: {0}")]
     Setup(String),
-    /// Reading or writing the work dir failed.
-    #[error("sandbox: {what} {path}: {source}")]
+    /// Reading or writing the work dir failed (the cause follows in the error's chain).
+    #[error("sandbox: {what} {}", .path.display())]
     Io {
         /// What was done.
         what: &'static str,
@@ -343,7 +345,11 @@ pub fn run(spec: &Spec, helper: &Path) -> Result<Observed, SandboxError> {
     check_target(spec)?;
     let spec_path = spec.work.join("spec.json");
     let json = serde_json::to_vec(spec).expect("spec serialises");
-    write_private(&spec_path, &json).map_err(|e| SandboxError::Setup(e.to_string()))?;
+    write_private(&spec_path, &json).map_err(|e| SandboxError::Io {
+        what: e.op,
+        path: e.path,
+        source: e.source,
+    })?;
     let result_path = spec.work.join("result.json");
     let _ = std::fs::remove_file(&result_path);
     let mut cmd = Command::new(helper);
@@ -359,8 +365,12 @@ pub fn run(spec: &Spec, helper: &Path) -> Result<Observed, SandboxError> {
     // SAFETY: the closure makes only async-signal-safe system calls.
     unsafe {
         cmd.pre_exec(|| {
+            use rustix::thread::UnshareFlags;
             sys::unshare(
-                libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS,
+                UnshareFlags::NEWNS
+                    | UnshareFlags::NEWPID
+                    | UnshareFlags::NEWIPC
+                    | UnshareFlags::NEWUTS,
             )?;
             // Nothing strata's caller left open reaches the sandbox.
             sys::cloexec_from(3)?;
@@ -435,12 +445,12 @@ pub fn helper_main(args: &[OsString]) -> i32 {
     let result = match role.to_str() {
         Some("outer") => outer::main(&spec),
         Some("init") => init::main(&spec),
-        _ => Err("unknown helper role".to_string()),
+        _ => Err("unknown helper role".into()),
     };
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln_helper(&e);
+            eprintln_helper(&e.text());
             1
         }
     }

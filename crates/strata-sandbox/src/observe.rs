@@ -12,6 +12,7 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use strata_fs::Root;
 use strata_types::{Hash, Snapshot, StatKey, TargetPath, Xattrs};
 
+use crate::helper_error::{HelperError, Result};
 use crate::mounts::Layer;
 use crate::outer::MOUNT_POINTS;
 use crate::{Changed, DEFAULT_IGNORE, Merged};
@@ -124,13 +125,13 @@ impl Ignore {
 }
 
 /// The default ignore list plus the site's.
-pub fn ignore_set(extra: &[String]) -> Result<Ignore, String> {
-    let set = |globs: &mut dyn Iterator<Item = &str>| -> Result<GlobSet, String> {
+pub fn ignore_set(extra: &[String]) -> Result<Ignore> {
+    let set = |globs: &mut dyn Iterator<Item = &str>| -> Result<GlobSet> {
         let mut b = GlobSetBuilder::new();
         for g in globs {
             b.add(Glob::new(g).map_err(|e| format!("ignore pattern `{g}`: {e}"))?);
         }
-        b.build().map_err(|e| e.to_string())
+        Ok(b.build().map_err(|e| e.to_string())?)
     };
     Ok(Ignore {
         ignore: set(&mut DEFAULT_IGNORE
@@ -179,13 +180,13 @@ pub fn changes(
     out: &Path,
     shimmed: &BTreeMap<TargetPath, Hash>,
     max_file: u64,
-) -> Result<Vec<Changed>, String> {
+) -> Result<Vec<Changed>> {
     let mut acc = Vec::new();
     for layer in layers {
         let mut w = Walk {
             upper: &layer.upper,
             at: &layer.at,
-            upper_tree: Root::open(&layer.upper).map_err(|e| e.to_string())?,
+            upper_tree: Root::open(&layer.upper)?,
             lower,
             ignore,
             owners,
@@ -208,20 +209,14 @@ pub fn changes(
 impl Walk<'_> {
     /// The extended attributes the run set or removed on a file or directory of the upper
     /// dir, against the target's; `before` gets the target's values for those names.
-    fn xattrs(&self, path: &TargetPath, before: &mut Snapshot) -> Result<Xattrs, String> {
+    fn xattrs(&self, path: &TargetPath, before: &mut Snapshot) -> Result<Xattrs> {
         let inner = TargetPath::parse(&format!(
             "/{}",
             host(Path::new(""), self.at, path).to_string_lossy()
-        ))
-        .map_err(|e| e.to_string())?;
-        let now = self
-            .upper_tree
-            .xattrs(&inner, None)
-            .map_err(|e| e.to_string())?;
+        ))?;
+        let now = self.upper_tree.xattrs(&inner, None)?;
         let was = match before {
-            Snapshot::File { .. } | Snapshot::Dir { .. } => {
-                self.lower.xattrs(path, None).map_err(|e| e.to_string())?
-            }
+            Snapshot::File { .. } | Snapshot::Dir { .. } => self.lower.xattrs(path, None)?,
             _ => Xattrs::new(),
         };
         let mut diff = Xattrs::new();
@@ -259,10 +254,10 @@ impl Walk<'_> {
 
     /// The top of a mounted file system's layer: its owner, group and mode (its contents
     /// are walked by `dir`).
-    fn top(&mut self) -> Result<(), String> {
+    fn top(&mut self) -> Result<()> {
         let md = std::fs::symlink_metadata(self.upper)
-            .map_err(|e| format!("inspect {}: {e}", self.upper.display()))?;
-        let mut before = self.lower.inspect(self.at).map_err(|e| e.to_string())?;
+            .map_err(HelperError::io("inspect", self.upper))?;
+        let mut before = self.lower.inspect(self.at)?;
         let state = Snapshot::Dir {
             mode: md.mode() & 0o7777,
             uid: md.uid(),
@@ -276,11 +271,12 @@ impl Walk<'_> {
         Ok(())
     }
 
-    /// Walks one upper directory; `new` when the lower has no directory there.
-    fn dir(&mut self, dir: &TargetPath, new: bool) -> Result<(), String> {
+    /// Walks one upper directory; `new` when the lower has no directory there. (Long: one
+    /// branch per kind of entry, each short.)
+    fn dir(&mut self, dir: &TargetPath, new: bool) -> Result<()> {
         let host_dir = host(self.upper, self.at, dir);
         let mut names: Vec<String> = std::fs::read_dir(&host_dir)
-            .map_err(|e| format!("read {}: {e}", host_dir.display()))?
+            .map_err(HelperError::io("read", &host_dir))?
             .flatten()
             .filter_map(|e| e.file_name().to_str().map(str::to_string))
             .collect();
@@ -288,26 +284,26 @@ impl Walk<'_> {
         if !new && dir != self.at && is_opaque(&host_dir) {
             // Everything the lower directory held and the upper one lacks is gone.
             let present: BTreeSet<&String> = names.iter().collect();
-            for (name, _) in self.lower.list(dir).map_err(|e| e.to_string())? {
+            for (name, _) in self.lower.list(dir)? {
                 if !present.contains(&name) {
-                    let p = dir.join(&name).map_err(|e| e.to_string())?;
+                    let p = dir.join(&name)?;
                     let module = self.owner(dir);
                     self.gone(&p, module)?;
                 }
             }
         }
         for name in names {
-            let path = dir.join(&name).map_err(|e| e.to_string())?;
+            let path = dir.join(&name)?;
             if self.ignore.is_match(path.as_str()) {
                 continue;
             }
             let host_path = host(self.upper, self.at, &path);
             let md = std::fs::symlink_metadata(&host_path)
-                .map_err(|e| format!("inspect {}: {e}", host_path.display()))?;
+                .map_err(HelperError::io("inspect", &host_path))?;
             let mut before = if new {
                 Snapshot::Absent
             } else {
-                self.lower.inspect(&path).map_err(|e| e.to_string())?
+                self.lower.inspect(&path)?
             };
             if dir.as_str() == "/" && MOUNT_POINTS.contains(&path.as_str()) && before.is_absent() {
                 continue; // made by the sandbox to mount on
@@ -338,7 +334,8 @@ impl Walk<'_> {
                         "{path}: a script made a file of {}, larger than the sandbox's memory limit of {} (a sparse file?)",
                         crate::cgroup::human(md.len()),
                         crate::cgroup::human(self.max_file)
-                    ));
+                    )
+                    .into());
                 }
                 let hash = hash_file(&host_path)?;
                 let state = Snapshot::File {
@@ -358,7 +355,7 @@ impl Walk<'_> {
                 }
             } else if ft.is_symlink() {
                 let target = std::fs::read_link(&host_path)
-                    .map_err(|e| format!("read link {}: {e}", host_path.display()))?;
+                    .map_err(HelperError::io("read link", &host_path))?;
                 let state = Snapshot::Link {
                     target: target.to_string_lossy().into_owned(),
                     uid: md.uid(),
@@ -387,11 +384,11 @@ impl Walk<'_> {
     }
 
     /// A lower path (and everything below it) that the run deleted.
-    fn gone(&mut self, path: &TargetPath, module: Option<String>) -> Result<(), String> {
+    fn gone(&mut self, path: &TargetPath, module: Option<String>) -> Result<()> {
         if self.ignore.is_match(path.as_str()) {
             return Ok(());
         }
-        let before = self.lower.inspect(path).map_err(|e| e.to_string())?;
+        let before = self.lower.inspect(path)?;
         if before.is_absent() {
             return Ok(());
         }
@@ -403,9 +400,9 @@ impl Walk<'_> {
     }
 
     /// Everything below a lower directory, which the run deleted or replaced.
-    fn gone_below(&mut self, dir: &TargetPath, module: Option<&String>) -> Result<(), String> {
-        for (name, _) in self.lower.list(dir).map_err(|e| e.to_string())? {
-            let child = dir.join(&name).map_err(|e| e.to_string())?;
+    fn gone_below(&mut self, dir: &TargetPath, module: Option<&String>) -> Result<()> {
+        for (name, _) in self.lower.list(dir)? {
+            let child = dir.join(&name)?;
             self.gone(&child, module.cloned())?;
         }
         Ok(())
@@ -413,8 +410,8 @@ impl Walk<'_> {
 }
 
 /// A file's content hash, read in pieces (a changed file may be large).
-fn hash_file(path: &Path) -> Result<Hash, String> {
-    let err = |e: std::io::Error| format!("read {}: {e}", path.display());
+fn hash_file(path: &Path) -> Result<Hash> {
+    let err = |e| HelperError::io("read", path)(e);
     let mut f = std::fs::File::open(path).map_err(err)?;
     let mut hasher = blake3::Hasher::new();
     let mut buf = vec![0u8; 1 << 16];
@@ -428,21 +425,20 @@ fn hash_file(path: &Path) -> Result<Hash, String> {
 }
 
 /// Copies a changed file's content to `out/<hash>`, privately.
-fn copy_out(out: &Path, hash: &Hash, from: &Path) -> Result<(), String> {
+fn copy_out(out: &Path, hash: &Hash, from: &Path) -> Result<()> {
     let p = out.join(hash.to_string());
     if !p.exists() {
-        let mut src =
-            std::fs::File::open(from).map_err(|e| format!("read {}: {e}", from.display()))?;
-        let mut dst = strata_fs::create_private(&p).map_err(|e| e.to_string())?;
-        std::io::copy(&mut src, &mut dst).map_err(|e| format!("write {}: {e}", p.display()))?;
+        let mut src = std::fs::File::open(from).map_err(HelperError::io("read", from))?;
+        let mut dst = strata_fs::create_private(&p)?;
+        std::io::copy(&mut src, &mut dst).map_err(HelperError::io("write", &p))?;
     }
     Ok(())
 }
 
-fn save(out: &Path, hash: &Hash, bytes: &[u8]) -> Result<(), String> {
+fn save(out: &Path, hash: &Hash, bytes: &[u8]) -> Result<()> {
     let p = out.join(hash.to_string());
     if !p.exists() {
-        strata_fs::write_private(&p, bytes).map_err(|e| e.to_string())?;
+        strata_fs::write_private(&p, bytes)?;
     }
     Ok(())
 }
@@ -453,16 +449,16 @@ pub fn watched(
     layers: &[Layer],
     merged: &Root,
     out: &Path,
-) -> Result<BTreeMap<TargetPath, Merged>, String> {
+) -> Result<BTreeMap<TargetPath, Merged>> {
     let mut result = BTreeMap::new();
     for path in watch {
-        let state = merged.inspect(path).map_err(|e| e.to_string())?;
+        let state = merged.inspect(path)?;
         let touched = state.is_absent() || in_upper(layer_of(layers, path), path);
         let merged_state = if !touched {
             Merged::Lower
         } else {
             if let Some(hash) = state.hash()
-                && let Some(bytes) = merged.read(path).map_err(|e| e.to_string())?
+                && let Some(bytes) = merged.read(path)?
             {
                 save(out, &hash, &bytes)?;
             }

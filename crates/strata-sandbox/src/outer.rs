@@ -9,6 +9,7 @@ use std::process::Command;
 use rustix::mount::{MountFlags, MountPropagationFlags};
 use strata_types::{Hash, Meta, Snapshot, TargetPath};
 
+use crate::helper_error::{HelperError, Result};
 use crate::mounts::{Layer, Show};
 use crate::{HELPER_ARG, INTERCEPTED, Spec, shim, sys};
 
@@ -31,45 +32,42 @@ pub fn dirs(spec: &Spec) -> Dirs {
 /// target lacks them, and never reported.
 pub const MOUNT_POINTS: &[&str] = &["/proc", "/dev", "/sys", "/run", "/tmp"];
 
-fn err<'a>(what: &str, path: &'a Path) -> impl FnOnce(std::io::Error) -> String + 'a {
-    let what = what.to_string();
-    move |e| format!("{what} {}: {e}", path.display())
-}
-
-fn mount(
-    src: &str,
-    target: &Path,
-    fstype: &str,
-    flags: MountFlags,
-    data: &str,
-) -> Result<(), String> {
+fn mount(src: &str, target: &Path, fstype: &str, flags: MountFlags, data: &str) -> Result<()> {
     let data = std::ffi::CString::new(data).map_err(|e| e.to_string())?;
-    rustix::mount::mount(src, target, fstype, flags, Some(data.as_c_str()))
-        .map_err(|e| format!("mount {fstype} on {}: {e}", target.display()))
+    rustix::mount::mount(src, target, fstype, flags, Some(data.as_c_str())).map_err(
+        HelperError::sys(format!("mount {fstype} on {}", target.display())),
+    )
 }
 
-fn bind(src: &Path, target: &Path) -> Result<(), String> {
-    rustix::mount::mount_bind(src, target)
-        .map_err(|e| format!("bind {} on {}: {e}", src.display(), target.display()))
+fn bind(src: &Path, target: &Path) -> Result<()> {
+    rustix::mount::mount_bind(src, target).map_err(HelperError::sys(format!(
+        "bind {} on {}",
+        src.display(),
+        target.display()
+    )))
 }
 
 /// Binds `src` on `target` read-only, without set-user-id or devices: what scripts must
 /// use but never change (a bind of a host inode would let root inside change it).
-fn bind_ro(src: &Path, target: &Path, dev: bool) -> Result<(), String> {
+fn bind_ro(src: &Path, target: &Path, dev: bool) -> Result<()> {
     bind(src, target)?;
     let mut flags = MountFlags::BIND | MountFlags::RDONLY | MountFlags::NOSUID;
     if !dev {
         flags |= MountFlags::NODEV;
     }
-    rustix::mount::mount_remount(target, flags, "")
-        .map_err(|e| format!("make {} read-only: {e}", target.display()))
+    rustix::mount::mount_remount(target, flags, "").map_err(read_only(target))
+}
+
+/// For `map_err`: making `target` read-only failed.
+fn read_only(target: &Path) -> impl FnOnce(rustix::io::Errno) -> HelperError {
+    HelperError::sys(format!("make {} read-only", target.display()))
 }
 
 /// Sets everything up and runs init; returns init's exit code.
-pub fn main(spec: &Spec) -> Result<i32, String> {
-    sys::die_with_parent().map_err(|e| format!("parent-death signal: {e}"))?;
+pub fn main(spec: &Spec) -> Result<i32> {
+    sys::die_with_parent().map_err(HelperError::sys("parent-death signal"))?;
     build(spec)?;
-    let exe = std::env::current_exe().map_err(|e| format!("own executable: {e}"))?;
+    let exe = std::env::current_exe().map_err(HelperError::sys("own executable"))?;
     let spec_path = spec.work.join("spec.json");
     let mut cmd = Command::new(exe);
     cmd.arg(HELPER_ARG).arg("init").arg(&spec_path);
@@ -80,7 +78,7 @@ pub fn main(spec: &Spec) -> Result<i32, String> {
             sys::die_with_parent()
         });
     }
-    let status = cmd.status().map_err(|e| format!("start init: {e}"))?;
+    let status = cmd.status().map_err(HelperError::sys("start init"))?;
     Ok(status.code().unwrap_or(1))
 }
 
@@ -92,15 +90,16 @@ pub fn run_name(spec: &Spec) -> String {
         .unwrap_or_default()
 }
 
-/// Everything mounted before init starts.
-fn build(spec: &Spec) -> Result<(), String> {
+/// Everything mounted before init starts. (Long: the mounts in the order the kernel
+/// needs them, each a line or two.)
+fn build(spec: &Spec) -> Result<()> {
     rustix::mount::mount_change(
         "/",
         MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
     )
-    .map_err(|e| format!("make mounts private: {e}"))?;
+    .map_err(HelperError::sys("make mounts private"))?;
     let base = spec.work.join("sb");
-    std::fs::create_dir_all(&base).map_err(err("create", &base))?;
+    std::fs::create_dir_all(&base).map_err(HelperError::io("create", &base))?;
     let size = spec
         .limits
         .scratch
@@ -116,7 +115,7 @@ fn build(spec: &Spec) -> Result<(), String> {
     let d = dirs(spec);
     let work = base.join("work");
     for dir in [&d.upper, &d.merged, &work] {
-        std::fs::create_dir(dir).map_err(err("create", dir))?;
+        std::fs::create_dir(dir).map_err(HelperError::io("create", dir))?;
     }
     // No device nodes and no set-user-id programs of the target's take effect inside.
     let nosuid = MountFlags::NOSUID | MountFlags::NODEV;
@@ -137,7 +136,7 @@ fn build(spec: &Spec) -> Result<(), String> {
                 let dir = base.join("layers").join(i.to_string());
                 let (upper, work) = (dir.join("upper"), dir.join("work"));
                 for d in [&upper, &work] {
-                    std::fs::create_dir_all(d).map_err(err("create", d))?;
+                    std::fs::create_dir_all(d).map_err(HelperError::io("create", d))?;
                 }
                 overlay(&sub.host, &upper, &work, &at, nosuid)?;
                 layers.push(Layer {
@@ -152,16 +151,20 @@ fn build(spec: &Spec) -> Result<(), String> {
                     MountFlags::BIND | MountFlags::RDONLY | nosuid,
                     "",
                 )
-                .map_err(|e| format!("make {} read-only: {e}", at.display()))?;
+                .map_err(read_only(&at))?;
             }
         }
     }
-    let json = serde_json::to_vec(&layers).map_err(|e| e.to_string())?;
-    write(&layers_file(spec), &json, 0o600)?;
+    let path = layers_file(spec);
+    let json = serde_json::to_vec(&layers).map_err(|source| HelperError::Json {
+        path: path.clone(),
+        source,
+    })?;
+    write(&path, &json, 0o600)?;
     for point in MOUNT_POINTS {
         let dir = m.join(&point[1..]);
         if !dir.is_dir() {
-            std::fs::create_dir_all(&dir).map_err(err("create", &dir))?;
+            std::fs::create_dir_all(&dir).map_err(HelperError::io("create", &dir))?;
         }
     }
     mount("tmpfs", &m.join("run"), "tmpfs", nosuid, "mode=0755")?;
@@ -180,7 +183,7 @@ fn build(spec: &Spec) -> Result<(), String> {
     // replace the shims nor the call channel), written by init through `own`.
     let own = own_dir(spec);
     for sub in ["shims", "real", "programs", "cache"] {
-        std::fs::create_dir_all(own.join(sub)).map_err(err("create", &own))?;
+        std::fs::create_dir_all(own.join(sub)).map_err(HelperError::io("create", &own))?;
     }
     let calls = own.join("calls");
     rustix::fs::mkfifoat(
@@ -188,45 +191,47 @@ fn build(spec: &Spec) -> Result<(), String> {
         &calls,
         rustix::fs::Mode::from_raw_mode(0o600),
     )
-    .map_err(|e| format!("make the call channel {}: {e}", calls.display()))?;
+    .map_err(HelperError::sys(format!(
+        "make the call channel {}",
+        calls.display()
+    )))?;
     write(&own.join("params.json"), spec.params_json.as_bytes(), 0o600)?;
     shims(spec, m, &own)?;
     let inside = m.join("run/strata");
-    std::fs::create_dir_all(&inside).map_err(err("create", &inside))?;
-    rustix::mount::mount_bind_recursive(&own, &inside)
-        .map_err(|e| format!("bind {} on {}: {e}", own.display(), inside.display()))?;
+    std::fs::create_dir_all(&inside).map_err(HelperError::io("create", &inside))?;
+    rustix::mount::mount_bind_recursive(&own, &inside).map_err(HelperError::sys(format!(
+        "bind {} on {}",
+        own.display(),
+        inside.display()
+    )))?;
     rustix::mount::mount_remount(&inside, MountFlags::BIND | MountFlags::RDONLY | nosuid, "")
-        .map_err(|e| format!("make {} read-only: {e}", inside.display()))?;
+        .map_err(read_only(&inside))?;
     if let Some(cache) = &spec.cache {
         // Bound per program, for strata's own package programs only (see `jail`).
-        std::fs::create_dir_all(cache).map_err(err("create", cache))?;
+        std::fs::create_dir_all(cache).map_err(HelperError::io("create", cache))?;
         std::fs::set_permissions(cache, std::fs::Permissions::from_mode(0o700))
-            .map_err(err("chmod", cache))?;
+            .map_err(HelperError::io("chmod", cache))?;
     }
-    rustix::system::sethostname(spec.hostname.as_bytes()).map_err(|e| format!("set host name: {e}"))
+    rustix::system::sethostname(spec.hostname.as_bytes()).map_err(HelperError::sys("set host name"))
 }
 
 /// Mounts an overlay of `lower` at `at`, its upper dir showing `lower`'s own owner and
 /// mode at the top (an overlay's root takes its upper dir's).
-fn overlay(
-    lower: &Path,
-    upper: &Path,
-    work: &Path,
-    at: &Path,
-    flags: MountFlags,
-) -> Result<(), String> {
+fn overlay(lower: &Path, upper: &Path, work: &Path, at: &Path, flags: MountFlags) -> Result<()> {
     for p in [lower, upper, work] {
         let s = p.to_string_lossy();
         if s.contains([',', ':', '\\']) {
             return Err(format!(
                 "{s}: overlayfs cannot take a path with `,`, `:` or `\\` as a layer"
-            ));
+            )
+            .into());
         }
     }
-    let md = std::fs::metadata(lower).map_err(err("inspect", lower))?;
-    std::os::unix::fs::chown(upper, Some(md.uid()), Some(md.gid())).map_err(err("chown", upper))?;
+    let md = std::fs::metadata(lower).map_err(HelperError::io("inspect", lower))?;
+    std::os::unix::fs::chown(upper, Some(md.uid()), Some(md.gid()))
+        .map_err(HelperError::io("chown", upper))?;
     std::fs::set_permissions(upper, std::fs::Permissions::from_mode(md.mode() & 0o7777))
-        .map_err(err("chmod", upper))?;
+        .map_err(HelperError::io("chmod", upper))?;
     mount(
         "overlay",
         at,
@@ -247,10 +252,10 @@ fn layers_file(spec: &Spec) -> PathBuf {
 }
 
 /// The overlay layers of the run, the root's first.
-pub fn layers(spec: &Spec) -> Result<Vec<Layer>, String> {
+pub fn layers(spec: &Spec) -> Result<Vec<Layer>> {
     let path = layers_file(spec);
-    let bytes = std::fs::read(&path).map_err(err("read", &path))?;
-    serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+    let bytes = std::fs::read(&path).map_err(HelperError::io("read", &path))?;
+    serde_json::from_slice(&bytes).map_err(|source| HelperError::Json { path, source })
 }
 
 /// strata's own directory for the run (`/run/strata` inside), as the helpers reach it.
@@ -258,14 +263,14 @@ pub fn own_dir(spec: &Spec) -> PathBuf {
     spec.work.join("sb/strata")
 }
 
-fn write(path: &Path, content: &[u8], mode: u32) -> Result<(), String> {
-    strata_fs::write_private(path, content).map_err(|e| e.to_string())?;
+fn write(path: &Path, content: &[u8], mode: u32) -> Result<()> {
+    strata_fs::write_private(path, content)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .map_err(err("chmod", path))
+        .map_err(HelperError::io("chmod", path))
 }
 
 /// A tmpfs `/dev` with the harmless devices bound from the host.
-fn minimal_dev(dev: &Path) -> Result<(), String> {
+fn minimal_dev(dev: &Path) -> Result<()> {
     mount(
         "tmpfs",
         dev,
@@ -281,7 +286,7 @@ fn minimal_dev(dev: &Path) -> Result<(), String> {
         bind_ro(&Path::new("/dev").join(name), &target, true)?;
     }
     for sub in ["pts", "shm"] {
-        std::fs::create_dir(dev.join(sub)).map_err(err("create", dev))?;
+        std::fs::create_dir(dev.join(sub)).map_err(HelperError::io("create", dev))?;
     }
     mount(
         "tmpfs",
@@ -296,7 +301,7 @@ fn minimal_dev(dev: &Path) -> Result<(), String> {
         ("stdout", "/proc/self/fd/1"),
         ("stderr", "/proc/self/fd/2"),
     ] {
-        std::os::unix::fs::symlink(target, dev.join(name)).map_err(err("link", dev))?;
+        std::os::unix::fs::symlink(target, dev.join(name)).map_err(HelperError::io("link", dev))?;
     }
     Ok(())
 }
@@ -306,8 +311,8 @@ fn minimal_dev(dev: &Path) -> Result<(), String> {
 /// regular file gets the shim bound over it; a symbolic link (often to a multi-call binary
 /// such as busybox or systemctl, which must keep working under its other names) is
 /// replaced by the shim in the overlay, and that replacement is never reported.
-fn shims(spec: &Spec, merged: &Path, own: &Path) -> Result<(), String> {
-    let tree = strata_fs::Root::open(merged).map_err(|e| e.to_string())?;
+fn shims(spec: &Spec, merged: &Path, own: &Path) -> Result<()> {
+    let tree = strata_fs::Root::open(merged)?;
     let names = INTERCEPTED
         .iter()
         .map(|s| s.to_string())
@@ -366,13 +371,12 @@ fn shims(spec: &Spec, merged: &Path, own: &Path) -> Result<(), String> {
         }
         for l in links {
             let dir = l.parent().unwrap_or_else(TargetPath::root);
-            tree.write_file_in(&dir, l.file_name(), text.as_bytes(), Meta::root(0o755))
-                .map_err(|e| e.to_string())?;
+            tree.write_file_in(&dir, l.file_name(), text.as_bytes(), Meta::root(0o755))?;
             replaced.push_str(&format!("{} {}\n", l, Hash::of(text.as_bytes())));
         }
     }
     let list = spec.work.join("sb/shimmed");
-    std::fs::write(&list, replaced).map_err(err("write", &list))
+    std::fs::write(&list, replaced).map_err(HelperError::io("write", &list))
 }
 
 /// The links the shims replaced in the overlay, with the shim's hash: the observation

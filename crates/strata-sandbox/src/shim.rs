@@ -88,9 +88,17 @@ exit 0
     )
 }
 
+/// Bytes on the call channel that are not whole records.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("a malformed record after {calls} calls")]
+pub struct Malformed {
+    /// The whole records before it.
+    pub calls: usize,
+}
+
 /// Parses the records written to the call channel. Anything that is not a whole record is
 /// an error: only the shims (or a script imitating one) write there.
-pub fn parse(bytes: &[u8]) -> Result<Vec<Vec<String>>, String> {
+pub fn parse(bytes: &[u8]) -> Result<Vec<Vec<String>>, Malformed> {
     let mut out = Vec::new();
     let mut rest = bytes;
     let field = |rest: &mut &[u8]| -> Option<String> {
@@ -100,7 +108,7 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Vec<String>>, String> {
         Some(f)
     };
     while !rest.is_empty() {
-        let bad = || format!("a malformed record after {} calls", out.len());
+        let bad = || Malformed { calls: out.len() };
         let n: usize = field(&mut rest)
             .and_then(|c| c.parse().ok())
             .filter(|n| *n < 100_000)

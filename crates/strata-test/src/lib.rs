@@ -49,6 +49,11 @@ impl TestEnv {
         self.dir.path().join("root")
     }
 
+    /// This test's own strata cache (`STRATA_CACHE_DIR` of every command it runs).
+    pub fn cache(&self) -> PathBuf {
+        self.dir.path().join("cache")
+    }
+
     /// The temporary directory holding both.
     pub fn path(&self) -> &Path {
         self.dir.path()
@@ -94,11 +99,9 @@ impl TestEnv {
         cmd.args(args)
             .env("NO_COLOR", "1")
             .env_remove("STRATA_SITE");
-        // Package lists and packages are kept between tests (and runs), beside the cached
-        // Debian root, never in this machine's own cache.
-        if std::env::var_os("STRATA_CACHE_DIR").is_none() {
-            cmd.env("STRATA_CACHE_DIR", "/var/cache/strata-test/cache");
-        }
+        // Each test its own cache (what one test's compile or download left never serves
+        // another); only package lists and packages are shared (`debian_root`).
+        cmd.env("STRATA_CACHE_DIR", self.cache());
         let verb = args.first().copied().unwrap_or("");
         if matches!(
             verb,
@@ -170,6 +173,12 @@ impl TestEnv {
             .status()
             .expect("run tar");
         assert!(status.success(), "unpacking {} failed", tarball.display());
+        // Package lists and packages come from deb.debian.org: kept between tests (and
+        // runs) beside the cached Debian root, so only the first run downloads them.
+        std::fs::create_dir_all(SHARED_PACKAGES).expect("shared package cache");
+        std::fs::create_dir_all(self.cache()).expect("cache dir");
+        std::os::unix::fs::symlink(SHARED_PACKAGES, self.cache().join("packages"))
+            .expect("link the shared package cache");
         true
     }
 
@@ -178,6 +187,9 @@ impl TestEnv {
         tree(&self.root(), &["var/lib/strata"])
     }
 }
+
+/// Where the package lists and packages of every test's Debian root are kept.
+const SHARED_PACKAGES: &str = "/var/cache/strata-test/cache/packages";
 
 /// A finished `strata` run, with temp paths replaced by `[SITE]`, `[ROOT]` and `[TMP]`.
 #[derive(Debug)]
@@ -291,37 +303,38 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// Skips a test that needs root and a busybox root, visibly; else makes the root one.
+/// Makes the target root a busybox root, failing the test when this process is not root
+/// or has no `/bin/busybox`. Tests that use it are ignored without feature `host-tests`
+/// (`#[cfg_attr(not(feature = "host-tests"), ignore = "…")]`), so that a missing
+/// dependency shows as ignored or failed, never as passed.
 #[macro_export]
 macro_rules! require_busybox_root {
     ($env:expr) => {
         $crate::require_root!();
-        if !$env.busybox_root() {
-            eprintln!("skipped: needs /bin/busybox (apt-get install busybox-static)");
-            return;
-        }
+        assert!(
+            $env.busybox_root(),
+            "needs /bin/busybox (apt-get install busybox-static; scripts/test does)"
+        );
     };
 }
 
-/// Skips a test that needs root and a Debian root, visibly; else makes the root one.
+/// Makes the target root a Debian root, failing the test when this process is not root or
+/// the cached Debian root is missing (see [`require_busybox_root`]).
 #[macro_export]
 macro_rules! require_debian_root {
     ($env:expr) => {
         $crate::require_root!();
-        if !$env.debian_root() {
-            eprintln!("skipped: needs the cached Debian root (run scripts/debian-root)");
-            return;
-        }
+        assert!(
+            $env.debian_root(),
+            "needs the cached Debian root (run scripts/debian-root; scripts/test does)"
+        );
     };
 }
 
-/// Skips a test that needs root, visibly.
+/// Fails the test when this process is not root (see [`require_busybox_root`]).
 #[macro_export]
 macro_rules! require_root {
     () => {
-        if !$crate::is_root() {
-            eprintln!("skipped: needs root");
-            return;
-        }
+        assert!($crate::is_root(), "needs root (scripts/test runs as root)");
     };
 }

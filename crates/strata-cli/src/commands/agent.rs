@@ -11,7 +11,7 @@ use strata_transport::storage::{self, Storage, blob_key, manifest_key, timestamp
 use strata_transport::wire::NodeEvent;
 
 use crate::cli::{RootArg, absolute, parse_set};
-use crate::error::{CliError, CliResult};
+use crate::command_error::{CommandError, CommandErrorKind, CommandResult};
 use crate::node::{self, Done, NodeRun, Refusal};
 use crate::printer::{Printer, clean_lines};
 
@@ -62,7 +62,7 @@ enum Poll {
     Stale(Done, String),
 }
 
-pub fn run(args: &AgentArgs, printer: &Printer) -> CliResult {
+pub fn run(args: &AgentArgs, printer: &Printer) -> CommandResult {
     let root = absolute(&args.root.root)?;
     let node = match &args.node {
         Some(n) => n.clone(),
@@ -79,8 +79,8 @@ pub fn run(args: &AgentArgs, printer: &Printer) -> CliResult {
         if args.once {
             return result;
         }
-        if let Err(CliError::Failed(e)) = &result {
-            printer.error(&format!("{e:#}"), &[]);
+        if let Err(e) = &result {
+            e.report(printer);
         }
         std::thread::sleep(args.interval + Duration::from_secs(splay));
     }
@@ -92,7 +92,7 @@ fn poll_once(
     node: &str,
     store: &dyn Storage,
     printer: &Printer,
-) -> CliResult {
+) -> CommandResult {
     let run = NodeRun {
         root,
         node,
@@ -113,7 +113,8 @@ fn poll_once(
     }
     printer.note(&note);
     match result {
-        Ok(()) | Err(CliError::ChangesPending) if stale => Err(CliError::Stale),
+        Ok(()) if stale => Err(CommandError::stale()),
+        Err(e) if stale && e.kind == CommandErrorKind::ChangesPending => Err(CommandError::stale()),
         other => other,
     }
 }

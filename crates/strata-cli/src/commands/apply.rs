@@ -5,8 +5,8 @@ use std::io::Write;
 use clap::Args;
 
 use crate::cli::NodeArgs;
+use crate::command_error::{CommandError, CommandResult};
 use crate::deferred::{self, Recovery};
-use crate::error::{CliError, CliResult};
 use crate::printer::Printer;
 use crate::show;
 
@@ -22,7 +22,7 @@ pub struct ApplyArgs {
     pub node: NodeArgs,
 }
 
-pub fn run(args: &ApplyArgs, printer: &Printer) -> CliResult {
+pub fn run(args: &ApplyArgs, printer: &Printer) -> CommandResult {
     let req = args.node.request()?;
     let recovery = Recovery::open(printer, &req.root)?;
     let result = apply(args, &req, printer, &recovery);
@@ -34,7 +34,7 @@ fn apply(
     req: &strata_engine::Request,
     printer: &Printer,
     recovery: &Recovery,
-) -> CliResult {
+) -> CommandResult {
     if args.node.json {
         let outcome = strata_engine::apply(req)?;
         show::outcome(printer, &outcome, &req.root, true, "apply", recovery)?;
@@ -55,11 +55,11 @@ fn apply(
 }
 
 /// Exit 3 when a command run after the commit did not succeed.
-fn finished(outcome: strata_engine::Outcome) -> CliResult {
+fn finished(outcome: strata_engine::Outcome) -> CommandResult {
     let failed = deferred::failures(outcome.generation, &outcome.activations, "");
     show::release(outcome);
     match failed {
-        Some(text) => Err(CliError::CommandsFailed(text)),
+        Some(text) => Err(CommandError::commands_failed(text)),
         None => Ok(()),
     }
 }

@@ -3,7 +3,7 @@
 use clap::Args;
 
 use crate::cli::SiteArg;
-use crate::error::CliResult;
+use crate::command_error::CommandResult;
 use crate::printer::Printer;
 
 /// Validate the whole site: compile every node and report every error found.
@@ -15,7 +15,7 @@ pub struct CheckArgs {
     pub site: SiteArg,
 }
 
-pub fn run(args: &CheckArgs, printer: &Printer) -> CliResult {
+pub fn run(args: &CheckArgs, printer: &Printer) -> CommandResult {
     let site = crate::cli::absolute(&args.site.site)?;
     let nodes = strata_engine::check(&site)?;
     let mut failed = 0;

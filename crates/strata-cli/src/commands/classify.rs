@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use crate::cli::SiteArg;
-use crate::error::CliResult;
+use crate::command_error::CommandResult;
 use crate::printer::Printer;
 
 /// Match a machine's facts against the site's hardware profiles and allocate its pool
@@ -43,7 +43,7 @@ pub fn load_hardware(site: &Path) -> anyhow::Result<strata_hardware::Hardware> {
     strata_hardware::Hardware::load(site).map_err(|errors| anyhow::anyhow!("{}", errors.join("\n")))
 }
 
-pub fn run(args: &ClassifyArgs, printer: &Printer) -> CliResult {
+pub fn run(args: &ClassifyArgs, printer: &Printer) -> CommandResult {
     let site = crate::cli::absolute(&args.site.site)?;
     let hw = load_hardware(&site)?;
     let tuples = strata_facts::read_file(&args.facts)?;

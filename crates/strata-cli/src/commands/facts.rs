@@ -3,7 +3,7 @@
 use clap::Args;
 
 use crate::cli::RootArg;
-use crate::error::CliResult;
+use crate::command_error::CommandResult;
 use crate::printer::Printer;
 
 /// Show this machine's facts: CPU, memory, disks, NICs, PCI devices, DMI and OS.
@@ -22,7 +22,7 @@ pub struct FactsArgs {
     pub tuples: bool,
 }
 
-pub fn run(args: &FactsArgs, printer: &Printer) -> CliResult {
+pub fn run(args: &FactsArgs, printer: &Printer) -> CommandResult {
     let (facts, warnings) = strata_facts::gather(&args.root.root);
     for w in &warnings {
         printer.note(&format!("warning: {w}"));

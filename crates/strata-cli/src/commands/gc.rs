@@ -3,8 +3,8 @@
 use clap::Args;
 
 use crate::cli::RootArg;
+use crate::command_error::CommandResult;
 use crate::deferred::Recovery;
-use crate::error::CliResult;
 use crate::printer::Printer;
 use crate::show;
 
@@ -26,7 +26,7 @@ pub struct GcArgs {
     pub json: bool,
 }
 
-pub fn run(args: &GcArgs, printer: &Printer) -> CliResult {
+pub fn run(args: &GcArgs, printer: &Printer) -> CommandResult {
     let root = crate::cli::absolute(&args.root.root)?;
     let recovery = Recovery::open(printer, &root)?;
     let result = (|| {

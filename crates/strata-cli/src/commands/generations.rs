@@ -3,8 +3,8 @@
 use clap::Args;
 
 use crate::cli::RootArg;
+use crate::command_error::CommandResult;
 use crate::deferred::Recovery;
-use crate::error::CliResult;
 use crate::printer::{Printer, Style};
 use crate::show;
 
@@ -19,13 +19,13 @@ pub struct GenerationsArgs {
     pub json: bool,
 }
 
-pub fn run(args: &GenerationsArgs, printer: &Printer) -> CliResult {
+pub fn run(args: &GenerationsArgs, printer: &Printer) -> CommandResult {
     let root = crate::cli::absolute(&args.root.root)?;
     let recovery = Recovery::open(printer, &root)?;
     recovery.end(list(args, &root, printer))
 }
 
-fn list(args: &GenerationsArgs, root: &std::path::Path, printer: &Printer) -> CliResult {
+fn list(args: &GenerationsArgs, root: &std::path::Path, printer: &Printer) -> CommandResult {
     let history = strata_engine::generations(root)?;
     if args.json {
         printer.json(&history)?;

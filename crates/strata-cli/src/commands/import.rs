@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Subcommand;
 
 use crate::cli::SiteArg;
-use crate::error::CliResult;
+use crate::command_error::CommandResult;
 use crate::printer::Printer;
 
 /// Bring what another tool manages over as a module.
@@ -28,7 +28,7 @@ pub enum ImportCommand {
     },
 }
 
-pub fn run(cmd: &ImportCommand, printer: &Printer) -> CliResult {
+pub fn run(cmd: &ImportCommand, printer: &Printer) -> CommandResult {
     let ImportCommand::AnsibleRole {
         dir,
         module,

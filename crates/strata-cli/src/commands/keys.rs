@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use strata_snapshot::{KeyPair, Role, Root, RootSet};
 
 use crate::cli::SiteArg;
-use crate::error::CliResult;
+use crate::command_error::CommandResult;
 use crate::printer::Printer;
 
 /// Manage the keys that sign what push and publish send (FLEET.md, "Keys and their roles").
@@ -66,7 +66,7 @@ pub struct SiteOnly {
     pub site: SiteArg,
 }
 
-pub fn run(cmd: &KeysCommand, printer: &Printer) -> CliResult {
+pub fn run(cmd: &KeysCommand, printer: &Printer) -> CommandResult {
     match cmd {
         KeysCommand::Init(a) => init(a, printer),
         KeysCommand::Fingerprint(a) => {
@@ -120,7 +120,7 @@ pub fn signing_key(
     Ok((key, roots))
 }
 
-fn init(a: &InitArgs, printer: &Printer) -> CliResult {
+fn init(a: &InitArgs, printer: &Printer) -> CommandResult {
     let site = strata_core::Site::open(&a.site.site)?;
     let root_dir = a.site.site.join(".strata/keys");
     if strata_fs::exists(&root_dir.join("root/1.json")) {

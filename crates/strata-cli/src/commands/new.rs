@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Subcommand;
 
 use crate::cli::SiteArg;
-use crate::error::CliResult;
+use crate::command_error::CommandResult;
 use crate::printer::Printer;
 
 /// Create a working, commented skeleton.
@@ -25,7 +25,7 @@ pub enum NewCommand {
     },
 }
 
-pub fn run(cmd: &NewCommand, printer: &Printer) -> CliResult {
+pub fn run(cmd: &NewCommand, printer: &Printer) -> CommandResult {
     let (dir, made) = match cmd {
         NewCommand::Site { dir } => (dir, strata_core::scaffold::new_site(dir)?),
         NewCommand::Module { name, site } => (

@@ -3,7 +3,7 @@
 use clap::Args;
 
 use crate::cli::SiteArg;
-use crate::error::CliResult;
+use crate::command_error::CommandResult;
 use crate::printer::{Printer, Style, clean};
 
 /// Show a node's resolved parameters and where each value was set.
@@ -23,7 +23,7 @@ pub struct ParamsArgs {
     pub json: bool,
 }
 
-pub fn run(args: &ParamsArgs, printer: &Printer) -> CliResult {
+pub fn run(args: &ParamsArgs, printer: &Printer) -> CommandResult {
     let site = crate::cli::absolute(&args.site.site)?;
     let tree = strata_engine::params(&site, &args.node, &args.sets)?;
     let below = args.key.as_ref().map(|k| format!("{k}."));

@@ -3,8 +3,8 @@
 use clap::Args;
 
 use crate::cli::NodeArgs;
+use crate::command_error::{CommandError, CommandResult};
 use crate::deferred::Recovery;
-use crate::error::{CliError, CliResult};
 use crate::printer::Printer;
 use crate::show;
 
@@ -18,7 +18,7 @@ pub struct PlanArgs {
     pub node: NodeArgs,
 }
 
-pub fn run(args: &PlanArgs, printer: &Printer) -> CliResult {
+pub fn run(args: &PlanArgs, printer: &Printer) -> CommandResult {
     let req = args.node.request()?;
     let recovery = Recovery::open(printer, &req.root)?;
     let result = (|| {
@@ -34,7 +34,7 @@ pub fn run(args: &PlanArgs, printer: &Printer) -> CliResult {
         let pending = outcome.has_changes();
         show::release(outcome);
         if pending {
-            Err(CliError::ChangesPending)
+            Err(CommandError::changes_pending())
         } else {
             Ok(())
         }

@@ -3,7 +3,7 @@
 use clap::{Args, Subcommand};
 
 use crate::cli::SiteArg;
-use crate::error::CliResult;
+use crate::command_error::CommandResult;
 use crate::printer::Printer;
 
 /// The machines enrolled by `strata classify` and the pool entries they hold.
@@ -40,7 +40,7 @@ pub struct ReleaseArgs {
     pub machine: String,
 }
 
-pub fn run(cmd: &PoolsCommand, printer: &Printer) -> CliResult {
+pub fn run(cmd: &PoolsCommand, printer: &Printer) -> CommandResult {
     match cmd {
         PoolsCommand::List(a) => {
             let site = crate::cli::absolute(&a.site.site)?;

@@ -10,9 +10,9 @@ use strata_snapshot::{MAX_MANIFEST, MAX_METADATA, SiteFiles, Timestamp};
 use strata_transport::storage::{self, blob_key, manifest_key, timestamp_key};
 
 use crate::cli::{SiteArg, absolute};
+use crate::command_error::CommandResult;
 use crate::commands::keys::{KeysDir, signing_key};
 use crate::commands::push::DEFAULT_EXPIRES;
-use crate::error::CliResult;
 use crate::printer::Printer;
 
 /// Sign the site's snapshot of each environment and publish it for agents to pull.
@@ -42,7 +42,7 @@ pub struct PublishArgs {
     pub keys: KeysDir,
 }
 
-pub fn run(args: &PublishArgs, printer: &Printer) -> CliResult {
+pub fn run(args: &PublishArgs, printer: &Printer) -> CommandResult {
     let site_dir = absolute(&args.site.site)?;
     let site = strata_core::Site::open(&site_dir)?;
     let (key, roots) = signing_key(&site_dir, &site.name, args.key.as_deref(), &args.keys)?;

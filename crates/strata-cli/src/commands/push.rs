@@ -14,8 +14,8 @@ use strata_snapshot::SiteFiles;
 use strata_transport::{Endpoint, NodeJob, NodeReport, Outcome, Progress, PushJob, SshOptions};
 
 use crate::cli::{SiteArg, parse_set};
+use crate::command_error::{CommandError, CommandResult};
 use crate::commands::keys::{KeysDir, signing_key};
-use crate::error::{CliError, CliResult};
 use crate::printer::{Printer, Style, clean, clean_lines};
 
 /// Configure nodes and groups over SSH, in parallel, each all or nothing.
@@ -60,7 +60,7 @@ pub struct PushArgs {
     pub keys: KeysDir,
 }
 
-pub fn run(args: &PushArgs, printer: &Printer) -> CliResult {
+pub fn run(args: &PushArgs, printer: &Printer) -> CommandResult {
     let site_dir = crate::cli::absolute(&args.site.site)?;
     let site = strata_core::Site::open(&site_dir)?;
     let names = site.resolve_targets(&args.targets)?;
@@ -311,17 +311,17 @@ fn node_json(r: &NodeReport) -> serde_json::Value {
     })
 }
 
-fn exit(reports: &[NodeReport], noop: bool) -> CliResult {
+fn exit(reports: &[NodeReport], noop: bool) -> CommandResult {
     let failed = reports.iter().filter(|r| r.result.is_failure()).count();
     if failed > 0 {
-        return Err(CliError::Failed(anyhow::anyhow!(
+        return Err(CommandError::from(anyhow::anyhow!(
             "{failed} of {} nodes failed",
             reports.len()
         )));
     }
     if noop {
         if reports.iter().any(|r| r.result == Outcome::WouldChange) {
-            return Err(CliError::ChangesPending);
+            return Err(CommandError::changes_pending());
         }
         return Ok(());
     }
@@ -337,6 +337,6 @@ fn exit(reports: &[NodeReport], noop: bool) -> CliResult {
     if commands.is_empty() {
         Ok(())
     } else {
-        Err(CliError::CommandsFailed(commands.join("\n")))
+        Err(CommandError::commands_failed(commands.join("\n")))
     }
 }

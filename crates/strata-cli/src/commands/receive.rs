@@ -17,7 +17,7 @@ use strata_transport::wire::{self, NodeEvent};
 use strata_types::Hash;
 
 use crate::cli::{RootArg, absolute, parse_set};
-use crate::error::CliResult;
+use crate::command_error::CommandResult;
 use crate::node::{self, Done, NodeRun, Refusal};
 use crate::printer::Printer;
 
@@ -51,7 +51,7 @@ impl Events {
     }
 }
 
-pub fn run(args: &ReceiveArgs, _printer: &Printer) -> CliResult {
+pub fn run(args: &ReceiveArgs, _printer: &Printer) -> CommandResult {
     // SAFETY: setting a signal's disposition to "ignore" at the start of a
     // single-threaded command; no handler runs.
     unsafe {

@@ -3,8 +3,8 @@
 use clap::Args;
 
 use crate::cli::RootArg;
+use crate::command_error::CommandResult;
 use crate::deferred::Recovery;
-use crate::error::CliResult;
 use crate::printer::Printer;
 use crate::show;
 
@@ -20,7 +20,7 @@ pub struct ReportArgs {
     pub json: bool,
 }
 
-pub fn run(args: &ReportArgs, printer: &Printer) -> CliResult {
+pub fn run(args: &ReportArgs, printer: &Printer) -> CommandResult {
     let root = crate::cli::absolute(&args.root.root)?;
     let recovery = Recovery::open(printer, &root)?;
     let result = (|| {

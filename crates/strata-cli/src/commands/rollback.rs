@@ -3,8 +3,8 @@
 use clap::Args;
 
 use crate::cli::RootArg;
+use crate::command_error::CommandResult;
 use crate::deferred::Recovery;
-use crate::error::CliResult;
 use crate::printer::Printer;
 use crate::show;
 
@@ -22,7 +22,7 @@ pub struct RollbackArgs {
     pub json: bool,
 }
 
-pub fn run(args: &RollbackArgs, printer: &Printer) -> CliResult {
+pub fn run(args: &RollbackArgs, printer: &Printer) -> CommandResult {
     let root = crate::cli::absolute(&args.root.root)?;
     let recovery = Recovery::open(printer, &root)?;
     let result = (|| {

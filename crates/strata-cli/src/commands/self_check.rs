@@ -3,7 +3,7 @@
 
 use clap::Args;
 
-use crate::error::CliResult;
+use crate::command_error::CommandResult;
 use crate::printer::Printer;
 
 /// Check that this executable's blake3 is HASH (used by push; not for people).
@@ -13,7 +13,7 @@ pub struct SelfCheckArgs {
     pub hash: String,
 }
 
-pub fn run(args: &SelfCheckArgs, _printer: &Printer) -> CliResult {
+pub fn run(args: &SelfCheckArgs, _printer: &Printer) -> CommandResult {
     let exe = std::env::current_exe()?;
     let bytes = strata_fs::read(&exe)?;
     let got = blake3::hash(&bytes).to_hex();

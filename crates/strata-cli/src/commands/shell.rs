@@ -3,8 +3,8 @@
 use clap::Args;
 
 use crate::cli::NodeArgs;
+use crate::command_error::CommandResult;
 use crate::deferred::Recovery;
-use crate::error::CliResult;
 use crate::printer::Printer;
 use crate::show;
 
@@ -17,7 +17,7 @@ pub struct ShellArgs {
     pub node: NodeArgs,
 }
 
-pub fn run(args: &ShellArgs, printer: &Printer) -> CliResult {
+pub fn run(args: &ShellArgs, printer: &Printer) -> CommandResult {
     let req = args.node.request()?;
     let recovery = Recovery::open(printer, &req.root)?;
     let result = (|| {

@@ -2,17 +2,13 @@
 
 use insta::assert_snapshot;
 
-use crate::{WEB1, example};
+use crate::{WEB1, assert_output, example};
 
 #[test]
 fn apply_lays_out_the_tree_the_site_declares() {
     let env = example();
     let run = env.run(&["apply", "--node", WEB1]).code(0);
-    assert!(
-        run.stdout.contains("generation 1 recorded"),
-        "{}",
-        run.stdout
-    );
+    assert_output!("apply_web1_fresh", run.stdout);
     assert_snapshot!("tree_web1", env.tree());
     let conf = std::fs::read_to_string(env.root().join("etc/app/app.conf")).unwrap();
     assert!(
@@ -37,12 +33,7 @@ fn what_the_site_no_longer_declares_is_removed_and_originals_come_back() {
     );
     env.write("groups/webservers.toml", "nodes = [\"web2.example.com\"]\n");
     let run = env.run(&["apply", "--node", WEB1]).code(0);
-    assert!(run.stdout.contains("restore   /etc/motd"), "{}", run.stdout);
-    assert!(
-        run.stdout.contains("remove    /etc/app/app.conf"),
-        "{}",
-        run.stdout
-    );
+    assert_output!("apply_web1_released", run.stdout);
     assert_eq!(
         env.tree(),
         pristine,
@@ -67,11 +58,7 @@ fn switching_role_version_takes_back_what_the_old_version_had() {
         "roles = [\"webserver@2.0\"]\n",
     );
     let up = env.run(&["apply", "--node", WEB1]).code(0);
-    assert!(
-        up.stdout.contains("create    /etc/ntp.conf"),
-        "{}",
-        up.stdout
-    );
+    assert_output!("apply_web1_role_up", up.stdout);
     assert!(env.root().join("etc/app/local.conf").exists());
 
     env.write(
@@ -79,11 +66,7 @@ fn switching_role_version_takes_back_what_the_old_version_had() {
         "roles = [\"webserver@1.0\"]\n",
     );
     let down = env.run(&["apply", "--node", WEB1]).code(0);
-    assert!(
-        down.stdout.contains("remove    /etc/ntp.conf"),
-        "{}",
-        down.stdout
-    );
+    assert_output!("apply_web1_role_down", down.stdout);
     assert_eq!(env.tree(), v1);
 }
 
@@ -102,11 +85,7 @@ fn rollback_replays_an_earlier_generation_without_the_site() {
 
     std::fs::remove_dir_all(env.site()).unwrap();
     let back = env.run(&["rollback"]).code(0);
-    assert!(
-        back.stdout.contains("generation 3 recorded"),
-        "{}",
-        back.stdout
-    );
+    assert_output!("rollback_web1_to_1", back.stdout);
     assert_eq!(env.tree(), gen1);
     env.run(&["rollback", "--to", "2"]).code(0);
     assert_eq!(env.tree(), gen2);
@@ -135,6 +114,13 @@ fn rollback_replays_an_earlier_generation_without_the_site() {
             (4, "rollback", Some(2), true)
         ]
     );
+    assert_output!(env.run(&["generations"]).code(0).stdout, @r#"
+           1  [TIME]  apply                13 paths
+           2  [TIME]  apply                11 paths
+           3  [TIME]  rollback to 1        13 paths
+           4  [TIME]  rollback to 2        11 paths (current)
+        store: 8 objects, 831 B
+        "#);
 }
 
 #[test]
@@ -143,11 +129,18 @@ fn drift_is_shown_and_corrected() {
     env.run(&["apply", "--node", WEB1]).code(0);
     std::fs::write(env.root().join("etc/motd"), "hand edit\n").unwrap();
     let plan = env.run(&["plan", "--node", WEB1]).code(2);
-    assert!(
-        plan.stdout.contains("-hand edit\n+Welcome to acme\n"),
-        "{}",
-        plan.stdout
-    );
+    assert_output!(plan.stdout, @r#"
+        modify    /etc/motd  file content cfc7c7a4 → 7c6ceadb  (base)
+        --- /etc/motd
+        +++ /etc/motd
+        @@ -1 +1,4 @@
+        -hand edit
+        +Welcome to acme
+        +This is web1.example.com (production), managed by strata.
+        +Roles: webserver@2.0
+        +Questions: ops@acme.example
+        Plan for web1.example.com (production): 0 to create, 1 to modify, 0 to remove, 0 to restore, 12 unchanged.
+        "#);
     env.run(&["apply", "--node", WEB1]).code(0);
     env.run(&["plan", "--node", WEB1]).code(0);
 }
@@ -170,11 +163,7 @@ fn an_add_only_file_is_created_once_and_never_overwritten() {
         "roles = [\"webserver@1.0\"]\n",
     );
     let run = env.run(&["apply", "--node", WEB1]).code(0);
-    assert!(
-        run.stdout.contains("keep      /etc/app/local.conf"),
-        "{}",
-        run.stdout
-    );
+    assert_output!("apply_web1_keep", run.stdout);
     assert_eq!(
         std::fs::read_to_string(env.root().join("etc/app/local.conf")).unwrap(),
         "workers = 16\n"
@@ -210,9 +199,18 @@ fn report_shows_each_step_and_each_render() {
     assert!(stage["write_bytes"].as_u64().unwrap() > 0, "{stage}");
     assert!(stage["max_rss"].as_u64().unwrap() > 0, "{stage}");
     let text = env.run(&["report"]).code(0);
-    assert!(
-        text.stdout.contains("\n  render /etc/motd"),
-        "{}",
-        text.stdout
-    );
+    assert_output!(text.stdout, @r#"
+        generation 1
+        step                                               wall       user        sys    max rss       faults       read    written
+        load  [measured]
+        compile  [measured]
+          render /etc/motd  [measured]
+          render /etc/app/app.conf  [measured]
+          render /etc/ntp.conf  [measured]
+        plan  [measured]
+        stage  [measured]
+        store  [measured]
+        commit  [measured]
+        stamp  [measured]
+        "#);
 }

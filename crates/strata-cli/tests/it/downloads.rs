@@ -70,10 +70,9 @@ fn declare_pinned(e: &TestEnv, url: &str, sha256: &str, extra: &str) {
 
 /// Runs an apply that must fail: its standard error and its peak memory (KiB).
 #[allow(clippy::zombie_processes)] // reaped by `wait4`, which gives its peak memory
-fn failing_apply(e: &TestEnv, cache: &Path) -> (String, i64) {
+fn failing_apply(e: &TestEnv) -> (String, i64) {
     let mut child = e
         .cmd(&["apply", "--node", "n1"])
-        .env("STRATA_CACHE_DIR", cache)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -109,12 +108,12 @@ fn cache_is_empty(cache: &Path) {
 fn an_endless_download_is_cut_at_its_declared_size_in_flat_memory() {
     let e = env();
     std::fs::create_dir_all(e.root().join("opt")).expect("opt");
-    let cache = e.path().join("cache");
+    let cache = e.cache();
     let base = hostile_server(2);
     let original = e.tree();
     // 200 MiB declared: the old code held the body in memory until 4 GiB.
     declare(&e, &format!("{base}/endless"), "size = 209715200\n");
-    let (err, peak) = failing_apply(&e, &cache);
+    let (err, peak) = failing_apply(&e);
     assert!(
         err.contains(&format!(
             "download of {base}/endless for /opt/big (modules/dl/module.toml:1) failed: \
@@ -129,7 +128,7 @@ fn an_endless_download_is_cut_at_its_declared_size_in_flat_memory() {
 
     // A body announced larger than the default limit is refused before it is read.
     declare(&e, &format!("{base}/announced"), "");
-    let (err, _) = failing_apply(&e, &cache);
+    let (err, _) = failing_apply(&e);
     assert!(
         err.contains(
             "for /opt/big (modules/dl/module.toml:1) failed: the body is longer than 1024 MiB, \
@@ -145,11 +144,11 @@ fn an_endless_download_is_cut_at_its_declared_size_in_flat_memory() {
 fn a_download_shorter_than_declared_is_refused() {
     let e = env();
     std::fs::create_dir_all(e.root().join("opt")).expect("opt");
-    let cache = e.path().join("cache");
+    let cache = e.cache();
     let base = hostile_server(2);
     let original = e.tree();
     declare(&e, &format!("{base}/short"), "size = 20\n");
-    let (err, _) = failing_apply(&e, &cache);
+    let (err, _) = failing_apply(&e);
     assert!(
         err.contains(
             "/short for /opt/big (modules/dl/module.toml:1) failed: the server announces 10 \
@@ -160,7 +159,7 @@ fn a_download_shorter_than_declared_is_refused() {
     assert_eq!(e.tree(), original);
     cache_is_empty(&cache);
     declare(&e, &format!("{base}/closed"), "size = 20\n");
-    let (err, _) = failing_apply(&e, &cache);
+    let (err, _) = failing_apply(&e);
     assert!(
         err.contains(
             "/closed for /opt/big (modules/dl/module.toml:1) failed: the body ended after 10 \
@@ -188,15 +187,11 @@ fn a_download_of_its_declared_size_is_kept_private_in_the_cache() {
     use std::os::unix::fs::PermissionsExt;
     let e = env();
     std::fs::create_dir_all(e.root().join("opt")).expect("opt");
-    let cache = e.path().join("cache");
+    let cache = e.cache();
     let base = hostile_server(1);
     let sum = "84d89877f0d4041efb6bf91a16f0248f2fd573e6af05c19f96bedb9f882f7882";
     declare_pinned(&e, &format!("{base}/closed"), sum, "size = 10\n");
-    e.run_env(
-        &["apply", "--node", "n1"],
-        &[("STRATA_CACHE_DIR", cache.as_path())],
-    )
-    .code(0);
+    e.run(&["apply", "--node", "n1"]).code(0);
     assert_eq!(
         std::fs::read(e.root().join("opt/big")).expect("applied"),
         b"0123456789"
@@ -216,16 +211,15 @@ fn a_download_of_its_declared_size_is_kept_private_in_the_cache() {
 #[test]
 fn a_target_that_holds_the_pinned_content_needs_no_network() {
     let e = env();
-    let cache = e.path().join("cache");
+    let cache = e.cache();
     let sum = "84d89877f0d4041efb6bf91a16f0248f2fd573e6af05c19f96bedb9f882f7882";
     // Nothing listens there: a fetch would fail.
     declare_pinned(&e, "http://127.0.0.1:9/gone", sum, "size = 10\n");
     e.write_root("opt/big", "0123456789", 0o644);
-    let vars = [("STRATA_CACHE_DIR", cache.as_path())];
-    let plan = e.run_env(&["plan", "--node", "n1"], &vars).stdout;
+    let plan = e.run(&["plan", "--node", "n1"]).stdout;
     assert!(!plan.contains("fetched from"), "{plan}");
     assert!(!plan.contains("/opt/big"), "{plan}");
-    e.run_env(&["apply", "--node", "n1"], &vars).code(0);
+    e.run(&["apply", "--node", "n1"]).code(0);
     assert_eq!(
         std::fs::read(e.root().join("opt/big")).expect("kept"),
         b"0123456789"

@@ -9,6 +9,10 @@ use strata_test::require_busybox_root;
 use crate::env;
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and /bin/busybox: scripts/test provides them (feature host-tests)"
+)]
 fn escape_sequences_from_site_target_and_scripts_are_shown_escaped() {
     let e = env();
     require_busybox_root!(e);
@@ -56,6 +60,10 @@ fn escape_sequences_from_site_target_and_scripts_are_shown_escaped() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and /bin/busybox: scripts/test provides them (feature host-tests)"
+)]
 fn report_never_cuts_a_step_name() {
     let e = env();
     require_busybox_root!(e);

@@ -15,6 +15,10 @@ impl Drop for Mount {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root: scripts/test runs as root (feature host-tests)"
+)]
 fn a_full_disk_fails_cleanly() {
     strata_test::require_root!();
     let env = env();

@@ -5,7 +5,7 @@
 use serde_json::Value;
 use strata_test::TestEnv;
 
-use crate::env;
+use crate::{assert_output, env};
 
 pub const NODE: &str = "gc.test";
 /// Files of the scenario site.
@@ -157,12 +157,18 @@ fn retention_keeps_exactly_n_generations_and_what_only_older_ones_used_goes() {
         site(&kept, &versions, Some(KEEP));
         let run = kept.run(&["apply", "--node", NODE]).code(0);
         if v == 4 {
-            assert!(
-                run.stdout
-                    .contains("Pruned generation 1; kept 2-4 (the newest 3)."),
-                "{}",
-                run.stdout
-            );
+            assert_output!(run.stdout, @r#"
+                modify    /srv/gc/f00  file content 2acae8cc → 2003d43c  (files)
+                --- /srv/gc/f00
+                +++ /srv/gc/f00
+                @@ -1,2 +1,2 @@
+                -f00 v3
+                +f00 v4
+                 xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx
+                Applied to gc.test (production): 0 create, 1 modify, 0 remove, 0 restore, 7 unchanged; generation 4 recorded.
+                Pruned generation 1; kept 2-4 (the newest 3).
+                Store: 7 objects, 1.8 KiB (1866 bytes); removed 1 object, 308 B.
+                "#);
         }
         site(&all, &versions, None);
         all.run(&["apply", "--node", NODE]).code(0);
@@ -237,46 +243,24 @@ fn rollback_to_a_pruned_generation_says_so_and_changes_nothing() {
     let before = whole();
 
     let run = env.run(&["rollback", "--to", "3"]).code(1);
-    assert!(
-        run.stderr.contains(
-            "error: cannot roll back: generation 3 was pruned from this root (by `strata gc` \
-             or the site's `[state] keep_generations`); the oldest generation kept is 5; \
-             nothing was changed"
-        ),
-        "{}",
-        run.stderr
-    );
+    assert_output!(run.stderr, @"error: cannot roll back: generation 3 was pruned from this root (by `strata gc` or the site's `[state] keep_generations`); the oldest generation kept is 5; nothing was changed");
     assert_eq!(whole(), before, "the root and strata's state are unchanged");
     let run = env.run(&["report", "1"]).code(1);
-    assert!(
-        run.stderr.contains("generation 1 was pruned"),
-        "{}",
-        run.stderr
-    );
+    assert_output!(run.stderr, @"error: generation 1 was pruned from this root (by `strata gc` or the site's `[state] keep_generations`); the oldest generation kept is 5");
     let run = env.run(&["rollback", "--to", "9"]).code(1);
-    assert!(
-        run.stderr.contains("no generation 9 on this root"),
-        "{}",
-        run.stderr
-    );
+    assert_output!(run.stderr, @"error: no generation 9 on this root");
 
     // With only the current generation kept, there is nothing before it.
     env.run(&["gc", "--keep", "1"]).code(0);
     let before = whole();
     let run = env.run(&["rollback"]).code(1);
-    assert!(
-        run.stderr
-            .contains("generation 6 is the oldest one kept: those before it were pruned"),
-        "{}",
-        run.stderr
-    );
+    assert_output!(run.stderr, @"error: generation 6 is the oldest one kept: those before it were pruned (by `strata gc` or the site's `[state] keep_generations`); nothing was changed");
     assert_eq!(whole(), before);
     let listed = env.run(&["generations"]).code(0);
-    assert!(
-        listed.stdout.contains("; generations 1-5 pruned"),
-        "{}",
-        listed.stdout
-    );
+    assert_output!(listed.stdout, @r#"
+           6  [TIME]  apply                43 paths (current)
+        store: 45 objects, 14.9 KiB (15296 bytes); generations 1-5 pruned
+        "#);
 }
 
 #[test]
@@ -297,6 +281,10 @@ fn generations_reports_the_store_size_in_objects_and_bytes() {
         )),
         "{text}"
     );
+    assert_output!(text, @r#"
+           1  [TIME]  apply                43 paths (current)
+        store: 42 objects, 14.0 KiB (14372 bytes)
+        "#);
 }
 
 #[test]

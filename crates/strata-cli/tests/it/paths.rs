@@ -69,6 +69,10 @@ fn roots_key_is_untouched(e: &TestEnv) {
 /// shows in a plan, is never written, never chowned. Once `.ssh` is alice's own
 /// directory, the apply goes through.
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root: scripts/test runs as root (feature host-tests)"
+)]
 fn a_users_link_into_roots_ssh_is_refused_by_plan_and_apply() {
     require_root!();
     for (target, want) in [
@@ -123,6 +127,10 @@ fn a_users_link_into_roots_ssh_is_refused_by_plan_and_apply() {
 /// directory it is made in), so that the path stays one strata follows; the next plan
 /// reads it back and has nothing to do.
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root: scripts/test runs as root (feature host-tests)"
+)]
 fn a_directory_strata_makes_in_a_users_home_is_that_users() {
     require_root!();
     let e = env();
@@ -149,6 +157,10 @@ fn a_directory_strata_makes_in_a_users_home_is_that_users() {
 /// is refused by the plan before anything is written: the next plan could not follow that
 /// path.
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root: scripts/test runs as root (feature host-tests)"
+)]
 fn a_directory_declared_for_another_owner_in_a_users_home_is_refused() {
     require_root!();
     let e = env();

@@ -4,7 +4,7 @@ use std::os::unix::fs::MetadataExt;
 
 use insta::assert_snapshot;
 
-use crate::{WEB1, example};
+use crate::{WEB1, assert_output, example};
 
 #[test]
 fn a_plan_shows_every_path_with_attributes_and_diffs_and_writes_nothing() {
@@ -25,11 +25,7 @@ fn a_plan_against_an_applied_root_exits_0_and_verbose_lists_unchanged_paths() {
     let quiet = env.run(&["plan", "--node", WEB1]).code(0);
     assert_snapshot!("plan_web1_applied", quiet.stdout);
     let verbose = env.run(&["plan", "-v", "--node", WEB1]).code(0);
-    assert!(
-        verbose.stdout.contains("unchanged /etc/motd"),
-        "{}",
-        verbose.stdout
-    );
+    assert_output!("plan_web1_applied_verbose", verbose.stdout);
 }
 
 #[test]
@@ -74,11 +70,7 @@ fn an_apply_with_nothing_to_change_writes_nothing() {
     let before = mtimes(&env.root());
     std::thread::sleep(std::time::Duration::from_millis(20));
     let run = env.run(&["apply", "--node", WEB1]).code(0);
-    assert!(
-        run.stdout.contains("Nothing to do for web1.example.com"),
-        "{}",
-        run.stdout
-    );
+    assert_output!(run.stdout, @"Nothing to do for web1.example.com (production): 13 paths already as declared.");
     assert_eq!(mtimes(&env.root()), before, "mtimes or entries changed");
     let listed = env.run(&["generations", "--json"]).code(0).stdout;
     let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
@@ -337,11 +329,18 @@ fn a_new_site_checks_plans_and_applies_as_it_is() {
     let env = crate::env();
     let site = env.site();
     let run = env.run(&["new", "site", site.to_str().unwrap()]).code(0);
-    assert!(
-        run.stdout.contains("created [SITE]/strata.toml"),
-        "{}",
-        run.stdout
-    );
+    assert_output!(run.stdout, @r#"
+        created [SITE]/strata.toml
+        created [SITE]/params/common.toml
+        created [SITE]/params/env/production.toml
+        created [SITE]/nodes/node1.example.com.toml
+        created [SITE]/groups/all.toml
+        created [SITE]/roles/base.toml
+        created [SITE]/modules/motd/module.toml
+        created [SITE]/modules/motd/files/usr/share/doc/strata-motd/README
+        created [SITE]/modules/motd/templates/etc/motd.j2
+        "#);
+    assert_output!(run.stderr, @"next: strata check --site [SITE] && strata plan --site [SITE] --node node1.example.com --root /tmp/scratch");
     env.run(&[
         "new",
         "module",
@@ -359,17 +358,9 @@ fn a_new_site_checks_plans_and_applies_as_it_is() {
             site.to_str().unwrap(),
         ])
         .code(1);
-    assert!(
-        again.stderr.contains("already exists; nothing was written"),
-        "{}",
-        again.stderr
-    );
+    assert_output!(again.stderr, @"error: [SITE]/modules/nginx-conf/module.toml: already exists; nothing was written");
     let check = env.run(&["check"]).code(0);
-    assert!(
-        check.stdout.contains("ok      node1.example.com"),
-        "{}",
-        check.stdout
-    );
+    assert_output!(check.stdout, @"ok      node1.example.com (2 paths)");
     env.run(&["apply", "--node", "node1.example.com"]).code(0);
     let motd = std::fs::read_to_string(env.root().join("etc/motd")).unwrap();
     assert_eq!(

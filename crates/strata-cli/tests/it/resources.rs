@@ -59,6 +59,10 @@ fn apply_converges(e: &TestEnv) {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and the cached Debian root: scripts/test builds it (feature host-tests)"
+)]
 fn users_and_groups_come_from_the_targets_tools_and_are_taken_back() {
     let e = env();
     require_debian_root!(e);
@@ -154,6 +158,10 @@ group = "ssl-cert"
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and the cached Debian root: scripts/test builds it (feature host-tests)"
+)]
 fn a_declaration_removed_from_a_module_that_stays_is_taken_back_alone() {
     let e = env();
     require_debian_root!(e);
@@ -194,6 +202,10 @@ fn a_declaration_removed_from_a_module_that_stays_is_taken_back_alone() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and /bin/busybox: scripts/test provides them (feature host-tests)"
+)]
 fn lines_are_added_or_replaced_and_put_back() {
     let e = env();
     require_busybox_root!(e);
@@ -237,6 +249,10 @@ fn lines_are_added_or_replaced_and_put_back() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and /bin/busybox: scripts/test provides them (feature host-tests)"
+)]
 fn conflicting_or_impossible_lines_are_clear_errors_that_change_nothing() {
     let e = env();
     require_busybox_root!(e);
@@ -334,6 +350,10 @@ fn bad_package_user_and_service_declarations_are_located_errors() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and the cached Debian root: scripts/test builds it (feature host-tests)"
+)]
 fn services_are_enabled_offline_and_restarted_after_commits_that_touch_their_files() {
     let e = env();
     require_debian_root!(e);
@@ -414,6 +434,10 @@ enable = false
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and the cached Debian root: scripts/test builds it (feature host-tests)"
+)]
 fn packages_install_in_the_sandbox_and_their_down_removes_them_with_their_dependencies() {
     let e = env();
     require_debian_root!(e);
@@ -457,6 +481,10 @@ fn packages_install_in_the_sandbox_and_their_down_removes_them_with_their_depend
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and the cached Debian root: scripts/test builds it (feature host-tests)"
+)]
 fn an_unknown_package_is_a_clear_error_and_nothing_changes() {
     let e = env();
     require_debian_root!(e);
@@ -624,8 +652,7 @@ fn downloads_are_verified_before_anything_is_written_and_roll_back_offline() {
     let e = env();
     node(&e, &["dl"]);
     std::fs::create_dir_all(e.root().join("var/lib")).expect("var/lib");
-    let cache = e.path().join("cache");
-    let run = |args: &[&str]| e.run_env(args, &[("STRATA_CACHE_DIR", cache.as_path())]);
+    let cache = e.cache();
     let server = Server::start();
     let declare = |url: &str, sum: &str| {
         e.write(
@@ -640,7 +667,7 @@ fn downloads_are_verified_before_anything_is_written_and_roll_back_offline() {
     // A wrong checksum: a clear error, and nothing on the target or in the cache.
     let url = server.serve("/v1", "tool v1\n");
     declare(&url, &sha256("something else\n"));
-    let err = run(&["apply", "--node", "n1"]).code(1).stderr;
+    let err = e.run(&["apply", "--node", "n1"]).code(1).stderr;
     assert!(
         err.contains(&format!("its sha256 is {}", sha256("tool v1\n"))),
         "{err}"
@@ -658,7 +685,7 @@ fn downloads_are_verified_before_anything_is_written_and_roll_back_offline() {
     // A plan needs no network: it says the file will be fetched.
     declare(&url, &sha256("tool v1\n"));
     let hits = server.hits();
-    let text = run(&["plan", "--node", "n1"]).code(2).stdout;
+    let text = e.run(&["plan", "--node", "n1"]).code(2).stdout;
     assert!(text.contains("create    /opt/tool.txt"), "{text}");
     assert!(
         text.contains(&format!(
@@ -667,7 +694,7 @@ fn downloads_are_verified_before_anything_is_written_and_roll_back_offline() {
         "{text}"
     );
     assert_eq!(server.hits(), hits, "a plan fetched");
-    run(&["apply", "--node", "n1"]).code(0);
+    e.run(&["apply", "--node", "n1"]).code(0);
     assert_eq!(read(&e, "opt/tool.txt"), "tool v1\n");
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(e.root().join("opt/tool.txt"))
@@ -675,24 +702,24 @@ fn downloads_are_verified_before_anything_is_written_and_roll_back_offline() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o7777, 0o755);
-    run(&["plan", "--node", "n1"]).code(0);
+    e.run(&["plan", "--node", "n1"]).code(0);
 
     // Version 2, then a rollback with the server gone: the store has version 1.
     let url2 = server.serve("/v2", "tool v2\n");
     declare(&url2, &sha256("tool v2\n"));
-    let text = run(&["plan", "--node", "n1"]).code(2).stdout;
+    let text = e.run(&["plan", "--node", "n1"]).code(2).stdout;
     assert!(text.contains("modify    /opt/tool.txt"), "{text}");
-    run(&["apply", "--node", "n1"]).code(0);
+    e.run(&["apply", "--node", "n1"]).code(0);
     assert_eq!(read(&e, "opt/tool.txt"), "tool v2\n");
     server.down.store(true, std::sync::atomic::Ordering::SeqCst);
-    run(&["rollback"]).code(0);
+    e.run(&["rollback"]).code(0);
     assert_eq!(read(&e, "opt/tool.txt"), "tool v1\n");
     // The cached copy makes a plan show the real change, offline.
-    let text = run(&["plan", "--node", "n1"]).code(2).stdout;
+    let text = e.run(&["plan", "--node", "n1"]).code(2).stdout;
     assert!(text.contains("-tool v1\n+tool v2"), "{text}");
 
     node(&e, &[]);
-    run(&["apply", "--node", "n1"]).code(0);
+    e.run(&["apply", "--node", "n1"]).code(0);
     same_tree(&e.tree(), &original);
 }
 
@@ -862,6 +889,10 @@ fn xattr(e: &TestEnv, rel: &str, name: &str) -> Option<Vec<u8>> {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and the cached Debian root: scripts/test builds it (feature host-tests)"
+)]
 fn extended_attributes_set_or_removed_by_tools_are_planned_applied_and_taken_back() {
     let e = env();
     require_debian_root!(e);

@@ -273,6 +273,10 @@ const CASES: &[(&str, &[(&str, &str)])] = &[
 ];
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and /bin/busybox: scripts/test provides them (feature host-tests)"
+)]
 fn every_script_does_on_apply_exactly_what_its_plan_reported() {
     for (i, (body, want)) in CASES.iter().enumerate() {
         let e = env();
@@ -292,6 +296,10 @@ fn every_script_does_on_apply_exactly_what_its_plan_reported() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and /bin/busybox: scripts/test provides them (feature host-tests)"
+)]
 fn a_later_module_sees_what_an_earlier_one_wrote() {
     let e = env();
     require_busybox_root!(e);
@@ -317,6 +325,10 @@ fn a_later_module_sees_what_an_earlier_one_wrote() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and /bin/busybox: scripts/test provides them (feature host-tests)"
+)]
 fn idempotent_scripts_plan_nothing_after_an_apply_and_their_module_going_away_undoes_them() {
     let e = env();
     require_busybox_root!(e);
@@ -365,6 +377,10 @@ fn idempotent_scripts_plan_nothing_after_an_apply_and_their_module_going_away_un
 /// A file or directory a script deletes comes back with every extended attribute it had
 /// when the module goes away, not only with its content, mode and owner.
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and /bin/busybox: scripts/test provides them (feature host-tests)"
+)]
 fn what_a_script_deletes_comes_back_with_its_extended_attributes() {
     let e = env();
     require_busybox_root!(e);
@@ -404,6 +420,10 @@ fn what_a_script_deletes_comes_back_with_its_extended_attributes() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and /bin/busybox: scripts/test provides them (feature host-tests)"
+)]
 fn a_failing_script_commits_nothing_and_says_what_failed() {
     let e = env();
     require_busybox_root!(e);
@@ -440,6 +460,10 @@ fn a_failing_script_commits_nothing_and_says_what_failed() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and /bin/busybox: scripts/test provides them (feature host-tests)"
+)]
 fn a_script_running_past_its_timeout_fails_the_run() {
     let e = env();
     require_busybox_root!(e);
@@ -456,6 +480,10 @@ fn a_script_running_past_its_timeout_fails_the_run() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and /bin/busybox: scripts/test provides them (feature host-tests)"
+)]
 fn intercepted_commands_are_reported_by_plan_and_run_once_after_the_commit() {
     let e = env();
     require_busybox_root!(e);
@@ -542,6 +570,10 @@ fn intercepted_commands_are_reported_by_plan_and_run_once_after_the_commit() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and /bin/busybox: scripts/test provides them (feature host-tests)"
+)]
 fn executable_templates_print_their_content_and_are_idempotent() {
     let e = env();
     require_busybox_root!(e);
@@ -567,6 +599,10 @@ fn executable_templates_print_their_content_and_are_idempotent() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and /bin/busybox: scripts/test provides them (feature host-tests)"
+)]
 fn plan_scripts_have_no_network_but_loopback() {
     let e = env();
     require_busybox_root!(e);
@@ -604,6 +640,10 @@ fn plan_scripts_have_no_network_but_loopback() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and /bin/busybox: scripts/test provides them (feature host-tests)"
+)]
 fn scripts_cannot_see_or_signal_host_processes() {
     let e = env();
     require_busybox_root!(e);
@@ -629,6 +669,10 @@ fn scripts_cannot_see_or_signal_host_processes() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root: scripts/test runs as root (feature host-tests)"
+)]
 fn a_target_without_a_shell_is_refused_clearly() {
     let e = env();
     strata_test::require_root!();
@@ -641,6 +685,10 @@ fn a_target_without_a_shell_is_refused_clearly() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and /bin/busybox: scripts/test provides them (feature host-tests)"
+)]
 fn a_device_node_made_by_a_script_is_refused_by_the_kernel() {
     let e = env();
     require_busybox_root!(e);
@@ -659,6 +707,10 @@ fn a_device_node_made_by_a_script_is_refused_by_the_kernel() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and /bin/busybox: scripts/test provides them (feature host-tests)"
+)]
 fn shell_shows_what_the_session_changed_and_commits_nothing() {
     let e = env();
     require_busybox_root!(e);
@@ -693,6 +745,10 @@ fn shell_shows_what_the_session_changed_and_commits_nothing() {
 /// command finishes the commit and runs the third; none runs twice.
 #[cfg(feature = "failpoints")]
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and /bin/busybox: scripts/test provides them (feature host-tests)"
+)]
 fn deferred_commands_run_once_across_a_crash() {
     let e = env();
     require_busybox_root!(e);
@@ -768,6 +824,10 @@ fn deferred_commands_run_once_across_a_crash() {
 /// A command run after the commit that fails does not make the apply a success: exit 3,
 /// the failure named with its status, and recorded with the generation.
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and /bin/busybox: scripts/test provides them (feature host-tests)"
+)]
 fn a_deferred_command_that_fails_makes_the_apply_exit_3_and_is_recorded() {
     let e = env();
     require_busybox_root!(e);
@@ -840,6 +900,10 @@ fn a_deferred_command_that_fails_makes_the_apply_exit_3_and_is_recorded() {
 /// A deferred command gets the time limit of the module that called it; past it, it and
 /// everything it started are killed, and the apply exits 3.
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and /bin/busybox: scripts/test provides them (feature host-tests)"
+)]
 fn a_deferred_command_past_its_modules_timeout_is_killed_with_its_process_group() {
     let e = env();
     require_busybox_root!(e);
@@ -892,6 +956,10 @@ fn a_deferred_command_past_its_modules_timeout_is_killed_with_its_process_group(
 /// Scripts using Debian's own tools on a real Debian root (scripts/debian-root): what the
 /// plan reports is what the apply does, and the module going away takes it all back.
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and the cached Debian root: scripts/test builds it (feature host-tests)"
+)]
 fn debian_tools_in_scripts_plan_exactly_what_they_apply() {
     let cases: &[(&str, &[&str])] = &[
         (

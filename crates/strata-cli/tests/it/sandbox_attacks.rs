@@ -110,6 +110,10 @@ int main(int argc, char **argv) {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and /bin/busybox: scripts/test provides them (feature host-tests)"
+)]
 fn a_chroot_escape_stays_in_the_sandbox() {
     let e = env();
     require_busybox_root!(e);
@@ -158,6 +162,10 @@ fn device_of(path: &Path) -> (u64, u64) {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and /bin/busybox: scripts/test provides them (feature host-tests)"
+)]
 fn device_nodes_mounts_and_host_sysctls_are_refused() {
     let e = env();
     require_busybox_root!(e);
@@ -208,6 +216,10 @@ exit 0"
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and /bin/busybox: scripts/test provides them (feature host-tests)"
+)]
 fn a_forged_call_record_is_refused_and_nothing_runs() {
     let e = env();
     require_busybox_root!(e);
@@ -235,6 +247,10 @@ fn a_forged_call_record_is_refused_and_nothing_runs() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and /bin/busybox: scripts/test provides them (feature host-tests)"
+)]
 fn the_call_channel_and_shims_cannot_be_replaced() {
     let e = env();
     require_busybox_root!(e);
@@ -256,6 +272,10 @@ exit 0",
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and /bin/busybox: scripts/test provides them (feature host-tests)"
+)]
 fn a_reboot_asked_for_in_any_way_is_reported_by_the_plan() {
     let e = env();
     require_busybox_root!(e);
@@ -320,6 +340,10 @@ fn run_dirs(tmp: &Path) -> Vec<PathBuf> {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and /bin/busybox: scripts/test provides them (feature host-tests)"
+)]
 fn a_killed_plan_leaves_no_process_and_its_work_dir_goes_next_time() {
     let e = env();
     require_busybox_root!(e);
@@ -402,6 +426,10 @@ fn readable_with(dir: &Path, secret: &str) -> Vec<PathBuf> {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and /bin/busybox: scripts/test provides them (feature host-tests)"
+)]
 fn parameters_never_reach_a_file_others_can_read() {
     let e = env();
     require_busybox_root!(e);
@@ -450,6 +478,10 @@ fn parameters_never_reach_a_file_others_can_read() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and /bin/busybox: scripts/test provides them (feature host-tests)"
+)]
 fn the_process_limit_stops_a_fork_bomb() {
     let e = env();
     require_busybox_root!(e);
@@ -475,6 +507,10 @@ fn the_process_limit_stops_a_fork_bomb() {
 /// Above 300 processes the limit is the sandbox PID namespace's own `pid_max` (Linux
 /// 6.14 and later; a cgroup on older kernels), which costs no cgroup migration.
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and /bin/busybox: scripts/test provides them (feature host-tests)"
+)]
 fn a_large_process_limit_stops_a_fork_bomb_too() {
     let e = env();
     require_busybox_root!(e);
@@ -498,6 +534,10 @@ fn a_large_process_limit_stops_a_fork_bomb_too() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and /bin/busybox: scripts/test provides them (feature host-tests)"
+)]
 fn the_memory_limit_stops_a_script_that_eats_memory() {
     let e = env();
     require_busybox_root!(e);
@@ -516,6 +556,10 @@ fn the_memory_limit_stops_a_script_that_eats_memory() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and /bin/busybox: scripts/test provides them (feature host-tests)"
+)]
 fn a_bad_memory_limit_names_the_file() {
     let e = env();
     require_busybox_root!(e);
@@ -530,6 +574,10 @@ fn a_bad_memory_limit_names_the_file() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and /bin/busybox: scripts/test provides them (feature host-tests)"
+)]
 fn only_package_programs_see_the_download_cache() {
     let e = env();
     require_busybox_root!(e);
@@ -550,10 +598,9 @@ fn only_package_programs_see_the_download_cache() {
         "10-cache.sh",
         "touch /run/strata/cache/planted 2>/dev/null && echo yes > /etc/wrote-cache || echo refused > /etc/refused-cache\nexit 0",
     );
-    let cache = e.path().join("cache");
+    let cache = e.cache();
     let run = e
         .cmd(&["plan", "--node", "n1", "--json"])
-        .env("STRATA_CACHE_DIR", &cache)
         .output()
         .expect("plan");
     let json: Value = serde_json::from_slice(&run.stdout)
@@ -579,6 +626,10 @@ fn only_package_programs_see_the_download_cache() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and /bin/busybox: scripts/test provides them (feature host-tests)"
+)]
 fn descriptors_left_open_by_strata_s_caller_never_reach_a_script() {
     use std::os::unix::process::CommandExt;
     let e = env();
@@ -612,6 +663,10 @@ fn descriptors_left_open_by_strata_s_caller_never_reach_a_script() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and /bin/busybox: scripts/test provides them (feature host-tests)"
+)]
 fn host_devices_and_proc_entries_keep_their_permissions() {
     let e = env();
     require_busybox_root!(e);
@@ -645,6 +700,10 @@ exit 0",
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and /bin/busybox: scripts/test provides them (feature host-tests)"
+)]
 fn a_sparse_giant_and_a_flood_of_calls_are_refused() {
     let e = env();
     require_busybox_root!(e);
@@ -671,6 +730,10 @@ fn a_sparse_giant_and_a_flood_of_calls_are_refused() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and /bin/busybox: scripts/test provides them (feature host-tests)"
+)]
 fn a_shim_bound_over_a_real_command_cannot_be_rewritten() {
     let e = env();
     require_busybox_root!(e);

@@ -9,6 +9,10 @@ const NEW: &str = "root:$6$NEWSECRETHASH:19001:0:99999:7:::\n";
 const KEY: &str = "-----BEGIN PRIVATE KEY-----\nKEYMATERIALXYZ\n-----END PRIVATE KEY-----\n";
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root: scripts/test runs as root (feature host-tests)"
+)]
 fn unreadable_files_never_show_their_contents_or_hashes() {
     let e = env();
     strata_test::require_root!();

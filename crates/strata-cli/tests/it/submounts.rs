@@ -169,6 +169,10 @@ fn read(e: &TestEnv, rel: &str) -> String {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and /bin/busybox: scripts/test provides them (feature host-tests)"
+)]
 fn scripts_on_every_mounted_file_system_are_planned_applied_and_undone() {
     let e = env();
     require_busybox_root!(e);
@@ -240,6 +244,10 @@ fn scripts_on_every_mounted_file_system_are_planned_applied_and_undone() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and /bin/busybox: scripts/test provides them (feature host-tests)"
+)]
 fn a_read_only_mount_stays_read_only_in_the_sandbox() {
     let e = env();
     require_busybox_root!(e);
@@ -268,6 +276,10 @@ fn a_read_only_mount_stays_read_only_in_the_sandbox() {
 /// systems: once the next command ran, every file system is all old or all new.
 #[cfg(feature = "failpoints")]
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and /bin/busybox: scripts/test provides them (feature host-tests)"
+)]
 fn an_apply_stopped_anywhere_leaves_each_file_system_all_old_or_all_new() {
     let points = [
         "commit-after-journal",

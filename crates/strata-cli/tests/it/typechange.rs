@@ -357,16 +357,28 @@ fn round_trip(case: &Case) {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and /bin/busybox: scripts/test provides them (feature host-tests)"
+)]
 fn a_script_replacing_a_directory_with_a_file_commits_the_whole_tree() {
     round_trip(&CASES[0]);
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and /bin/busybox: scripts/test provides them (feature host-tests)"
+)]
 fn a_script_replacing_a_file_with_a_directory_commits_the_whole_tree() {
     round_trip(&CASES[1]);
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and /bin/busybox: scripts/test provides them (feature host-tests)"
+)]
 fn a_script_replacing_a_populated_directory_with_a_link_commits_the_whole_tree() {
     round_trip(&CASES[2]);
 }
@@ -374,6 +386,10 @@ fn a_script_replacing_a_populated_directory_with_a_link_commits_the_whole_tree()
 /// The plan as a person reads it: the type change on the directory's line, and each path
 /// below it as removed.
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and /bin/busybox: scripts/test provides them (feature host-tests)"
+)]
 fn the_plan_shows_the_type_change_and_every_path_below_it() {
     let e = env();
     require_busybox_root!(e);
@@ -410,6 +426,10 @@ fn the_plan_shows_the_type_change_and_every_path_below_it() {
 /// What the sandbox does not report below a replaced directory (paths the site ignores)
 /// goes with it all the same: the plan names it as removed, and "down" brings it back.
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and /bin/busybox: scripts/test provides them (feature host-tests)"
+)]
 fn paths_the_sandbox_ignores_below_a_replaced_directory_are_named_too() {
     let e = env();
     require_busybox_root!(e);
@@ -439,6 +459,10 @@ fn paths_the_sandbox_ignores_below_a_replaced_directory_are_named_too() {
 /// module goes away, is left in place (as a directory strata created would be) rather
 /// than replaced with the original file: what is left in it is not strata's to remove.
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and /bin/busybox: scripts/test provides them (feature host-tests)"
+)]
 fn a_directory_made_in_place_of_a_file_that_holds_other_entries_is_kept_on_the_way_down() {
     let e = env();
     require_busybox_root!(e);
@@ -471,6 +495,10 @@ fn a_directory_made_in_place_of_a_file_that_holds_other_entries_is_kept_on_the_w
 /// A script that replaces a directory holding strata's own state is refused before
 /// anything is written: the commit's journal and store live there.
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and /bin/busybox: scripts/test provides them (feature host-tests)"
+)]
 fn a_script_replacing_the_directory_of_stratas_state_is_refused() {
     let e = env();
     require_busybox_root!(e);
@@ -498,6 +526,10 @@ fn a_script_replacing_the_directory_of_stratas_state_is_refused() {
 /// A file the site declares below a directory that a script replaces with a link would
 /// end up through that link, somewhere else: refused, naming both, nothing written.
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and /bin/busybox: scripts/test provides them (feature host-tests)"
+)]
 fn a_declared_file_below_a_directory_a_script_replaces_is_refused() {
     let e = env();
     require_busybox_root!(e);
@@ -518,6 +550,10 @@ fn a_declared_file_below_a_directory_a_script_replaces_is_refused() {
 /// A site that declares a file where the target has a directory is still refused: a
 /// declaration does not replace a tree (only a script's own change does).
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root: scripts/test runs as root (feature host-tests)"
+)]
 fn a_declared_file_where_a_directory_stands_is_still_refused() {
     strata_test::require_root!();
     let e = env();
@@ -639,18 +675,30 @@ fn crashes(case: &Case) {
 
 #[cfg(feature = "failpoints")]
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and /bin/busybox: scripts/test provides them (feature host-tests)"
+)]
 fn a_directory_replaced_by_a_file_stopped_anywhere_is_all_old_or_all_new() {
     crashes(&CASES[0]);
 }
 
 #[cfg(feature = "failpoints")]
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and /bin/busybox: scripts/test provides them (feature host-tests)"
+)]
 fn a_file_replaced_by_a_directory_stopped_anywhere_is_all_old_or_all_new() {
     crashes(&CASES[1]);
 }
 
 #[cfg(feature = "failpoints")]
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and /bin/busybox: scripts/test provides them (feature host-tests)"
+)]
 fn a_usrmerge_stopped_anywhere_is_all_old_or_all_new() {
     crashes(&CASES[2]);
 }
