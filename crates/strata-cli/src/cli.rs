@@ -55,6 +55,8 @@ enum Command {
     Receive(commands::receive::ReceiveArgs),
     #[command(hide = true)]
     SelfCheck(commands::self_check::SelfCheckArgs),
+    #[command(hide = true)]
+    GenerateAssets(commands::generate_assets::GenerateAssetsArgs),
 }
 
 /// `--site DIR`: the site, from the flag, `STRATA_SITE`, or the current directory.
@@ -186,6 +188,7 @@ pub fn main() -> ExitCode {
         Command::Keys(a) => commands::keys::run(a, &printer),
         Command::Receive(a) => commands::receive::run(a, &printer),
         Command::SelfCheck(a) => commands::self_check::run(a, &printer),
+        Command::GenerateAssets(a) => commands::generate_assets::run(a, &printer),
     };
     match result {
         Ok(()) | Err(CliError::BrokenPipe) => ExitCode::SUCCESS,

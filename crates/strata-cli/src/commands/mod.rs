@@ -6,6 +6,7 @@ pub mod check;
 pub mod classify;
 pub mod facts;
 pub mod gc;
+pub mod generate_assets;
 pub mod generations;
 pub mod import;
 pub mod keys;
