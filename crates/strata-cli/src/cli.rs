@@ -48,6 +48,8 @@ enum Command {
     Import(commands::import::ImportCommand),
     Push(commands::push::PushArgs),
     Publish(commands::publish::PublishArgs),
+    #[command(subcommand)]
+    Export(commands::export::ExportCommand),
     Agent(commands::agent::AgentArgs),
     #[command(subcommand)]
     Keys(commands::keys::KeysCommand),
@@ -184,6 +186,7 @@ pub fn main() -> ExitCode {
         Command::Import(a) => commands::import::run(a, &printer),
         Command::Push(a) => commands::push::run(a, &printer),
         Command::Publish(a) => commands::publish::run(a, &printer),
+        Command::Export(a) => commands::export::run(a, &printer),
         Command::Agent(a) => commands::agent::run(a, &printer),
         Command::Keys(a) => commands::keys::run(a, &printer),
         Command::Receive(a) => commands::receive::run(a, &printer),
