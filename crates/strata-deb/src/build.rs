@@ -223,17 +223,8 @@ pub(crate) fn write(cx: &Context<'_>, spec: &Spec<'_>, out: &Path) -> Result<Pac
             let list: String = staged.conffiles.iter().map(|c| format!("{c}\n")).collect();
             control_file(&debian.join("conffiles"), &list, 0o644)?;
         }
-        let runner = staged.runner.as_deref();
-        for (name, text) in [
-            ("preinst", maint::preinst(&spec.name, &staged.conffiles)),
-            (
-                "postinst",
-                maint::postinst(&spec.name, &staged.owners, runner),
-            ),
-            ("postrm", maint::postrm(&spec.name)),
-        ] {
-            control_file(&debian.join(name), &text, 0o755)?;
-        }
+        let postinst = maint::postinst(&spec.name, &staged.owners, staged.runner.as_deref());
+        control_file(&debian.join("postinst"), &postinst, 0o755)?;
     }
     strata_fs::set_mode(&debian, 0o755)?;
     let path = out.join(format!("{}_{}_all.deb", spec.name, spec.version));

@@ -1,10 +1,11 @@
-//! The maintainer scripts of a module's package, and the program its `postinst` runs.
+//! The maintainer script of a module's package, and the program it runs.
 //!
-//! dpkg does the rest of the "down": on an upgrade it removes the files the new version
-//! no longer has, and on removal every file. Conffiles it keeps; so the scripts take away
-//! the conffiles a new version dropped, as `dpkg-maintscript-helper rm_conffile` does
-//! (unmodified: removed; modified: kept as `FILE.dpkg-bak`), with the list of those
-//! computed when the package is installed, since an export knows no earlier version.
+//! dpkg does most of the "down" itself: on an upgrade it removes the files the new
+//! version no longer has, on removal every file but the conffiles, on purge those too.
+//! The conffiles a new version dropped it keeps (as "obsolete") until purge; `postinst`
+//! removes those still as installed, so that an upgrade takes away what the new version
+//! lacks, and keeps an edited one (dpkg then removes it on purge), as strata keeps an
+//! edited add-only file.
 
 /// Quotes `s` for `sh`.
 pub(crate) fn quote(s: &str) -> String {
@@ -23,44 +24,11 @@ pub(crate) struct Owner {
 
 const HEADER: &str = "#!/bin/sh\n# Made by `strata export deb` (docs/packaging.md).\nset -e\n";
 
-/// For every conffile of the installed version dpkg lists, the lines between `do` and
-/// `done` run with `$path`, `$sum` and `$flag`.
-fn each_conffile(body: &str) -> String {
-    format!(
-        "\tdpkg-query -W -f='${{Conffiles}}\\n' \"$pkg\" 2>/dev/null | \
-         while read -r path sum flag; do\n\t\t[ -n \"$path\" ] || continue\n{body}\tdone\n"
-    )
-}
-
-/// `preinst`: on an upgrade (or a downgrade, or an install over a removed version's
-/// conffiles), sets aside each conffile the installed version has and this one has not.
-pub(crate) fn preinst(package: &str, conffiles: &[String]) -> String {
-    let keep: String = conffiles.iter().map(|c| format!("{c}\n")).collect();
-    format!(
-        "{HEADER}pkg={}\nkeep='\n{keep}'\n\
-         if {{ [ \"$1\" = install ] || [ \"$1\" = upgrade ]; }} && [ -n \"$2\" ]; then\n{}fi\n",
-        quote(package),
-        each_conffile(
-            "\t\t[ \"$flag\" != obsolete ] || continue\n\
-             \t\tcase \"$keep\" in *\"\n$path\n\"*) continue ;; esac\n\
-             \t\tdpkg-maintscript-helper rm_conffile \"$path\" \"$2\" \"$pkg\" -- \"$@\"\n"
-        )
-    )
-}
-
-/// `postinst`: on `configure`, removes the conffiles set aside (and the directories they
-/// leave empty that no package has), gives owners and modes, then runs the module's
-/// scripts.
+/// `postinst`: on `configure`, removes the obsolete conffiles still as installed (and
+/// the directories they leave empty that no package has), gives owners and modes, then
+/// runs the module's scripts.
 pub(crate) fn postinst(package: &str, owners: &[Owner], runner: Option<&str>) -> String {
-    let mut body = String::from("\tif [ -n \"$2\" ]; then\n");
-    body.push_str(&each_conffile(
-        "\t\t[ \"$flag\" = obsolete ] || continue\n\
-         \t\tdpkg-maintscript-helper rm_conffile \"$path\" \"$2\" \"$pkg\" -- \"$@\"\n\
-         \t\tdir=${path%/*}\n\
-         \t\twhile [ -n \"$dir\" ] && ! dpkg-query -S \"$dir\" >/dev/null 2>&1 && \
-         rmdir \"$dir\" 2>/dev/null; do\n\t\t\tdir=${dir%/*}\n\t\tdone\n",
-    ));
-    body.push_str("\tfi\n");
+    let mut body = String::from(OBSOLETE);
     for o in owners {
         let path = quote(&o.path);
         body.push_str(&format!(
@@ -78,17 +46,18 @@ pub(crate) fn postinst(package: &str, owners: &[Owner], runner: Option<&str>) ->
     )
 }
 
-/// `postrm`: when an install or upgrade fails, puts back what `preinst` set aside.
-pub(crate) fn postrm(package: &str) -> String {
-    format!(
-        "{HEADER}pkg={}\n\
-         if {{ [ \"$1\" = abort-install ] || [ \"$1\" = abort-upgrade ]; }} && [ -n \"$2\" ]; then\n{}fi\n",
-        quote(package),
-        each_conffile(
-            "\t\tdpkg-maintscript-helper rm_conffile \"$path\" \"$2\" \"$pkg\" -- \"$@\"\n"
-        )
-    )
-}
+/// The conffiles dpkg lists as obsolete, removed when unmodified, then each directory
+/// they leave that is empty and no package's.
+const OBSOLETE: &str = r#"	dpkg-query -W -f='${Conffiles}\n' "$pkg" | while read -r path sum flag; do
+		[ "$flag" = obsolete ] && [ -f "$path" ] || continue
+		[ "$(md5sum < "$path" | cut -d' ' -f1)" = "$sum" ] || continue
+		rm -f "$path"
+		dir=${path%/*}
+		while [ -n "$dir" ] && ! dpkg-query -S "$dir" >/dev/null 2>&1 && rmdir "$dir" 2>/dev/null; do
+			dir=${dir%/*}
+		done
+	done
+"#;
 
 /// The program `postinst` runs: the module's scripts in order, each with what strata
 /// gives a script (`STRATA_PARAMS`, `STRATA_P_*`, `STRATA_NODE`, …; `STRATA_ROOT` is
@@ -139,27 +108,22 @@ mod tests {
     }
 
     #[test]
-    fn scripts_parse_as_shell() {
+    fn postinst_parses_as_shell() {
         let owners = [Owner {
             path: "/var/www".into(),
             owner: "www-data".into(),
             group: "www-data".into(),
             mode: 0o750,
         }];
-        for text in [
-            preinst("strata-acme-app", &["/etc/app/app.conf".into()]),
-            postinst(
-                "strata-acme-app",
-                &owners,
-                Some("/usr/lib/strata-acme-app/run"),
-            ),
-            postrm("strata-acme-app"),
-        ] {
-            let status = std::process::Command::new("sh")
-                .args(["-n", "-c", &text])
-                .status()
-                .unwrap();
-            assert!(status.success(), "{text}");
-        }
+        let text = postinst(
+            "strata-acme-app",
+            &owners,
+            Some("/usr/lib/strata-acme-app/run"),
+        );
+        let status = std::process::Command::new("sh")
+            .args(["-n", "-c", &text])
+            .status()
+            .unwrap();
+        assert!(status.success(), "{text}");
     }
 }
