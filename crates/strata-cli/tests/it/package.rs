@@ -344,3 +344,102 @@ fn what_a_package_cannot_hold_is_refused_before_anything_is_written() {
         run.stderr
     );
 }
+
+#[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root, the cached Debian root, cargo-deb and lintian: scripts/test provides them (feature host-tests)"
+)]
+fn stratas_own_package_installs_into_a_debian_root_and_purges_as_policy_says() {
+    let e = env();
+    debian_root(&e);
+    // The binary under test, packed as scripts/package packs a release build.
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = e.path().join("deb");
+    let built = Command::new(repo.join("scripts/package"))
+        .args(["--profile", "dev", "--no-build", "--fast", "--out"])
+        .arg(&out)
+        .output()
+        .expect("run scripts/package");
+    assert!(
+        built.status.success(),
+        "scripts/package failed\n{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let deb = PathBuf::from(String::from_utf8_lossy(&built.stdout).trim());
+    assert_eq!(control(&deb, "Package"), "strata");
+
+    // Every error and warning lintian has is fixed or overridden with its reason
+    // (docs/packaging.md).
+    let lintian = Command::new("lintian")
+        .arg(&deb)
+        .output()
+        .expect("run lintian");
+    let said = String::from_utf8_lossy(&lintian.stdout);
+    let tags: Vec<&str> = said
+        .lines()
+        .filter(|l| l.starts_with("E:") || l.starts_with("W:"))
+        .collect();
+    assert!(tags.is_empty(), "lintian: {tags:#?}");
+
+    let before = root_tree(&e);
+    dpkg(&e.root(), &["-i"], std::slice::from_ref(&deb));
+    let version = Command::new("chroot")
+        .arg(e.root())
+        .args(["/usr/bin/strata", "--version"])
+        .output()
+        .expect("run chroot");
+    assert_eq!(
+        String::from_utf8_lossy(&version.stdout),
+        format!("strata {}\n", env!("CARGO_PKG_VERSION"))
+    );
+    for page in ["strata.1.gz", "strata-plan.1.gz", "strata-export-deb.1.gz"] {
+        assert!(
+            e.root().join("usr/share/man/man1").join(page).is_file(),
+            "{page}"
+        );
+    }
+    for completion in [
+        "usr/share/bash-completion/completions/strata",
+        "usr/share/zsh/vendor-completions/_strata",
+        "usr/share/fish/vendor_completions.d/strata.fish",
+    ] {
+        assert!(e.root().join(completion).is_file(), "{completion}");
+    }
+    // systemd sees both units; the timer is not enabled until the agent is configured.
+    let units = Command::new("systemctl")
+        .arg(format!("--root={}", e.root().display()))
+        .args(["list-unit-files", "--no-legend", "strata-agent.*"])
+        .output()
+        .expect("run systemctl");
+    let units = String::from_utf8_lossy(&units.stdout);
+    let states: Vec<Vec<&str>> = units
+        .lines()
+        .map(|l| l.split_whitespace().take(2).collect())
+        .collect();
+    assert_eq!(
+        states,
+        [
+            vec!["strata-agent.service", "static"],
+            vec!["strata-agent.timer", "disabled"]
+        ],
+        "{units}"
+    );
+
+    // What strata makes as it runs: its cache, and the node's state.
+    for dir in ["var/cache/strata/packages", "var/lib/strata/generations"] {
+        std::fs::create_dir_all(e.root().join(dir)).unwrap();
+        std::fs::write(e.root().join(dir).join("x"), "x").unwrap();
+    }
+    // Removed: the binary goes, the conffile stays.
+    dpkg(&e.root(), &["-r"], &[PathBuf::from("strata")]);
+    assert!(!e.root().join("usr/bin/strata").exists());
+    assert!(e.root().join("etc/default/strata-agent").is_file());
+    // Purged: the conffile and the cache go; the generations and originals stay.
+    dpkg(&e.root(), &["-P"], &[PathBuf::from("strata")]);
+    assert!(!e.root().join("etc/default/strata-agent").exists());
+    assert!(!e.root().join("var/cache/strata").exists());
+    assert!(e.root().join("var/lib/strata/generations/x").is_file());
+    std::fs::remove_dir_all(e.root().join("var/lib/strata")).unwrap();
+    same_as_before(&before, &root_tree(&e));
+}
