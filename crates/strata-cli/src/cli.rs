@@ -47,6 +47,8 @@ enum Command {
     Import(commands::import::ImportCommand),
     Push(commands::push::PushArgs),
     Publish(commands::publish::PublishArgs),
+    #[command(subcommand)]
+    Export(commands::export::ExportCommand),
     Agent(commands::agent::AgentArgs),
     #[command(subcommand)]
     Keys(commands::keys::KeysCommand),
@@ -54,6 +56,8 @@ enum Command {
     Receive(commands::receive::ReceiveArgs),
     #[command(hide = true)]
     SelfCheck(commands::self_check::SelfCheckArgs),
+    #[command(hide = true)]
+    GenerateAssets(commands::generate_assets::GenerateAssetsArgs),
 }
 
 /// `--site DIR`: the site, from the flag, `STRATA_SITE`, or the current directory.
@@ -196,10 +200,12 @@ pub fn main() -> ExitCode {
         Command::Import(a) => commands::import::run(a, &printer),
         Command::Push(a) => commands::push::run(a, &printer),
         Command::Publish(a) => commands::publish::run(a, &printer),
+        Command::Export(a) => commands::export::run(a, &printer),
         Command::Agent(a) => commands::agent::run(a, &printer),
         Command::Keys(a) => commands::keys::run(a, &printer),
         Command::Receive(a) => commands::receive::run(a, &printer),
         Command::SelfCheck(a) => commands::self_check::run(a, &printer),
+        Command::GenerateAssets(a) => commands::generate_assets::run(a, &printer),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -13,6 +13,7 @@ mod full_disk;
 mod gc;
 mod hardware;
 mod import;
+mod package;
 mod paths;
 mod plan;
 mod private;
