@@ -10,6 +10,8 @@ use std::path::Path;
 
 use strata_core::{Catalog, CompileOptions, Site};
 
+use strata_types::NodeName;
+
 use crate::ExportError;
 
 /// Whose configuration the packages hold.
@@ -49,7 +51,10 @@ pub(crate) struct Selection {
 pub(crate) fn select(site: &Site, what: &str, scope: &Scope) -> Result<Selection, ExportError> {
     let target = target(site, what)?;
     let node = match scope {
-        Scope::Node(n) => Some(strata_core::compile(site, n, &CompileOptions::default())?),
+        Scope::Node(n) => {
+            let n = NodeName::parse(n).map_err(|e| ExportError::Invalid(e.to_string()))?;
+            Some(strata_core::compile(site, &n, &CompileOptions::default())?)
+        }
         Scope::Environment(_) => None,
     };
     let environment = match (scope, &node) {
@@ -151,7 +156,8 @@ fn compile_alone(
         node.as_bytes(),
     )?;
     let copied = Site::open(&copy)?;
-    let catalog = strata_core::compile(&copied, STAND_IN, &CompileOptions::default())?;
+    let stand_in = NodeName::parse(STAND_IN).expect("a valid name");
+    let catalog = strata_core::compile(&copied, &stand_in, &CompileOptions::default())?;
     Ok((catalog, scratch))
 }
 

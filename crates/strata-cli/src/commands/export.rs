@@ -6,7 +6,7 @@ use clap::{Args, Subcommand};
 use strata_deb::{ExportError, Scope};
 
 use crate::cli::{SiteArg, absolute};
-use crate::error::CliResult;
+use crate::command_error::CommandResult;
 use crate::printer::Printer;
 
 /// Export a site's modules and roles as packages other tools install.
@@ -51,7 +51,7 @@ pub struct DebArgs {
     pub json: bool,
 }
 
-pub fn run(cmd: &ExportCommand, printer: &Printer) -> CliResult {
+pub fn run(cmd: &ExportCommand, printer: &Printer) -> CommandResult {
     let ExportCommand::Deb(args) = cmd;
     let req = strata_deb::Request {
         site: absolute(&args.site.site)?,

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, CommandFactory};
 use clap_complete::Shell;
 
-use crate::error::CliResult;
+use crate::command_error::CommandResult;
 use crate::printer::Printer;
 
 /// Write man pages (DIR/man/strata*.1) and completions for bash, zsh and fish
@@ -18,7 +18,7 @@ pub struct GenerateAssetsArgs {
     pub dir: PathBuf,
 }
 
-pub fn run(args: &GenerateAssetsArgs, printer: &Printer) -> CliResult {
+pub fn run(args: &GenerateAssetsArgs, printer: &Printer) -> CommandResult {
     let mut written = Vec::new();
     let cli = crate::cli::Cli::command();
     let mut pages = cli.clone().disable_help_subcommand(true);
