@@ -42,7 +42,7 @@ fn a_misspelt_key_gets_a_suggestion() {
         "roles = [\"webserver\"]\nmodles = [\"ntp\"]\n",
     );
     assert_output!(fails(&env), @r#"
-        error: nodes/web1.example.com.toml:2:1: unknown field `modles`, expected one of `environment`, `roles`, `modules`, `params`
+        error: nodes/web1.example.com.toml:2:1: unknown field `modles`, expected one of `environment`, `roles`, `modules`, `params`, `ssh`, `keys`
         hint: did you mean `modules`?
         "#);
 }
