@@ -140,6 +140,7 @@ impl NodeArgs {
             checksum: self.checksum,
             cache: cache_dir(),
             terminal: std::env::var("TERM").ok(),
+            classify: strata_engine::Classify::Here,
             node,
         })
     }

@@ -1,5 +1,6 @@
 //! `strata`: configuration management whose dry run can be trusted.
 
+mod assign;
 mod cli;
 mod command_error;
 mod commands;

@@ -6,8 +6,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use strata_engine::{EngineError, Outcome, Request};
-use strata_snapshot::{BlobStore, Trust, Verified};
+use strata_engine::{Classify, EngineError, Outcome, Request};
+use strata_snapshot::{Assignment, BlobStore, Trust, Verified, VerifiedAssignment};
 use strata_transport::wire::{ErrorInfo, NodeEvent, PathChange};
 use strata_types::Action;
 
@@ -61,19 +61,20 @@ pub struct NodeRun<'a> {
     pub sets: &'a [(String, String)],
 }
 
-/// Applies (or plans) a verified snapshot whose blobs are all in `store`; with `record`,
-/// first pins its root and raises the environment's floor, durably.
+/// Applies (or plans) a verified snapshot whose blobs are all in `store`, with the
+/// node's verified assignment if it got one; with `record`, first pins its root and
+/// raises the environment's floor (and the assignment's), durably.
 pub fn apply_verified(
     run: &NodeRun<'_>,
     trust: &Trust,
     store: &BlobStore,
-    verified: &Verified,
+    (verified, assignment): (&Verified, Option<&VerifiedAssignment>),
     record: bool,
     stage: &mut (dyn FnMut(&str) + Send),
 ) -> Result<Done, Refusal> {
     let root = run.root;
     if record {
-        trust.record(verified)?;
+        trust.record(verified, assignment)?;
     }
     stage("syncing the site");
     let site = store.materialize(&verified.manifest)?;
@@ -89,6 +90,7 @@ pub fn apply_verified(
         checksum: false,
         cache: crate::cli::cache_dir(),
         terminal: None,
+        classify: Classify::Assigned(assignment.map(|a| classification(&a.assignment))),
     };
     let quiet = Printer {
         color: false,
@@ -141,6 +143,18 @@ pub fn apply_verified(
     };
     let (event, result) = done;
     Ok((event, recovery.end(result)))
+}
+
+/// The classification an assignment carries, as the engine takes it.
+fn classification(a: &Assignment) -> strata_hardware::Classification {
+    let c = &a.classification;
+    strata_hardware::Classification {
+        machine: c.machine.clone(),
+        profile: c.profile.clone(),
+        role: c.role.clone(),
+        vars: c.vars.clone(),
+        pools: c.pools.clone(),
+    }
 }
 
 fn result_event(o: &Outcome, result: &str, text: &[u8], error: Option<ErrorInfo>) -> NodeEvent {

@@ -12,7 +12,7 @@ use strata_fs::Meter;
 use strata_hardware::{Allocate, ClassifyError, Hardware};
 use strata_types::{Hash, NodeName, Step};
 
-use crate::{EngineError, Request};
+use crate::{Classify, EngineError, Request};
 
 /// Loads the site and compiles the request's node, classifying its hardware first (with
 /// [`Allocate::Commit`], keeping what that allocates). Each part is a step.
@@ -92,7 +92,8 @@ fn hardware(site: &Site) -> Result<Hardware, EngineError> {
 }
 
 /// Classifies the node against the site's hardware profiles, when the site has some and
-/// the node's facts are known. A plan ([`Allocate::DryRun`]) allocates nothing.
+/// the node's facts are known, or confirms the classification it was assigned. A plan
+/// ([`Allocate::DryRun`]) allocates nothing.
 fn hardware_layer(
     site: &Site,
     req: &Request,
@@ -103,34 +104,35 @@ fn hardware_layer(
     let Some(tuples) = tuples.filter(|_| !hw.profiles.is_empty()) else {
         return Ok(None);
     };
-    let default = site.dir.join(".strata/state.db");
-    let db = req
-        .db
-        .clone()
-        .unwrap_or_else(|| default.display().to_string());
-    let is_url = db.starts_with("postgres://") || db.starts_with("postgresql://");
-    let keeps = allocate == Allocate::Commit;
-    let mut store: Box<dyn strata_hardware::Store> =
-        if keeps || is_url || strata_fs::exists(Path::new(&db)) {
-            strata_hardware::open(&db).map_err(ClassifyError::from)?
-        } else {
-            // A plan against a database that does not exist yet creates none.
-            Box::new(strata_hardware::SqliteStore::in_memory().map_err(ClassifyError::from)?)
-        };
-    match strata_hardware::classify(&hw, tuples, store.as_mut(), allocate) {
-        Ok((c, _)) => Ok(Some(HardwareLayer {
-            params: c.hw_params(),
-            profile: c.profile,
-            role: c.role,
-        })),
-        // A node the site describes itself needs no profile.
-        Err(ClassifyError::NoProfile(_))
-            if NodeName::parse(&req.node).is_ok_and(|n| site.knows_node(&n)) =>
-        {
-            Ok(None)
+    let known = || NodeName::parse(&req.node).is_ok_and(|n| site.knows_node(&n));
+    let classified = match &req.classify {
+        Classify::Here => {
+            let default = site.dir.join(".strata/state.db");
+            let db = req
+                .db
+                .clone()
+                .unwrap_or_else(|| default.display().to_string());
+            let mut store =
+                strata_hardware::open_for(&db, allocate).map_err(ClassifyError::from)?;
+            match strata_hardware::classify(&hw, tuples, store.as_mut(), allocate) {
+                Ok((c, _)) => c,
+                // A node the site describes itself needs no profile.
+                Err(ClassifyError::NoProfile(_)) if known() => return Ok(None),
+                Err(e) => return Err(e.into()),
+            }
         }
-        Err(e) => Err(e.into()),
-    }
+        Classify::Assigned(Some(c)) => {
+            strata_hardware::confirm(&hw, tuples, c)?;
+            c.clone()
+        }
+        Classify::Assigned(None) if known() => return Ok(None),
+        Classify::Assigned(None) => return Err(EngineError::Unassigned),
+    };
+    Ok(Some(HardwareLayer {
+        params: classified.hw_params(),
+        profile: classified.profile,
+        role: classified.role,
+    }))
 }
 
 /// One node's result in `check`.

@@ -27,6 +27,14 @@ pub enum EngineError {
     /// The node's saved facts (`--facts`) cannot be read or are not facts.
     #[error(transparent)]
     Facts(#[from] strata_facts::FactsFileError),
+    /// The node applies a snapshot without an assignment, and only the site's hardware
+    /// profiles describe it.
+    #[error(
+        "this node is described only by the site's hardware profiles, and it got no \
+         signed assignment with its classification (push classifies it; pull needs it \
+         enrolled)"
+    )]
+    Unassigned,
     /// Hardware classification failed.
     #[error(transparent)]
     Hardware(#[from] strata_hardware::ClassifyError),

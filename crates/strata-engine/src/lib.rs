@@ -43,7 +43,7 @@ pub use error::{DownloadError, EngineError, RollbackError};
 pub use history::{gc, generations, recover, report};
 pub use outcome::{Outcome, Pending};
 pub use plan::{plan, shell};
-pub use request::Request;
+pub use request::{Classify, Request};
 pub use rollback::rollback;
 pub use strata_core::NodeInfo;
 pub use strata_state::{DEFAULT_KEEP, Recovered};

@@ -35,6 +35,19 @@ pub struct Request {
     pub cache: PathBuf,
     /// The caller's terminal type (`TERM`), for the interactive shell of `shell`.
     pub terminal: Option<String>,
+    /// Where the node's hardware classification comes from.
+    pub classify: Classify,
+}
+
+/// Where a node's hardware classification comes from, when the site has profiles.
+#[derive(Debug, Clone)]
+pub enum Classify {
+    /// Here: the node's facts against the site's profiles, pools allocated in `db`.
+    Here,
+    /// From a signed assignment (push, pull), confirmed against the node's own facts;
+    /// nothing is allocated here. `None`: the node got none, so a node that only a
+    /// profile describes is refused.
+    Assigned(Option<strata_hardware::Classification>),
 }
 
 /// What a run of the pipeline is for. It decides what the run may do beyond reading: keep

@@ -63,6 +63,9 @@ pub enum ClassifyError {
         "the facts have no identity for this machine: no $$ variable, system serial or network MAC"
     )]
     NoIdentity,
+    /// A classification made elsewhere (a signed assignment) does not hold on this machine.
+    #[error("the assigned hardware profile does not hold here: {0}")]
+    Unconfirmed(String),
     /// Allocation failed; nothing was allocated.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -197,4 +200,51 @@ pub fn classify(
         }
     }
     Err(ClassifyError::NoProfile(explained))
+}
+
+/// Checks a classification made elsewhere (the operator's, sent in a signed assignment)
+/// against this machine's own facts and the site's profiles and pools: its profile is in
+/// the site with the same role, its spec matches these facts, and each pool entry is one
+/// of the profile's pools' entries. Nothing is allocated.
+pub fn confirm(
+    hw: &Hardware,
+    tuples: &[[String; 4]],
+    c: &Classification,
+) -> Result<(), ClassifyError> {
+    let wrong = |why: String| Err(ClassifyError::Unconfirmed(why));
+    let Some(p) = hw.profiles.iter().find(|p| p.name == c.profile) else {
+        return wrong(format!("the site has no profile {:?}", c.profile));
+    };
+    if p.role != c.role {
+        return wrong(format!(
+            "profile {:?} has role {:?} in the site, not {:?}",
+            p.name, p.role, c.role
+        ));
+    }
+    let outcome = match_spec(&p.spec, tuples);
+    if !matches!(outcome, Outcome::Matched(_)) {
+        return wrong(format!(
+            "this machine's facts do not match profile {:?}: {}",
+            p.name,
+            verdict(p, &outcome)
+        ));
+    }
+    for (pool, entry) in &c.pools {
+        if !p.pools.contains(pool) {
+            return wrong(format!(
+                "pool {pool:?} is not one of profile {:?}'s",
+                p.name
+            ));
+        }
+        if !hw
+            .pools
+            .get(pool)
+            .is_some_and(|entries| entries.contains(entry))
+        {
+            return wrong(format!(
+                "the entry of pool {pool:?} is not in the site's pool"
+            ));
+        }
+    }
+    Ok(())
 }

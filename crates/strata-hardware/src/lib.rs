@@ -9,7 +9,7 @@ pub mod pools;
 mod profiles;
 mod store;
 
-pub use classify::{Classification, ClassifyError, Explanation, classify, explain};
-pub use pg::{PgStore, open};
+pub use classify::{Classification, ClassifyError, Explanation, classify, confirm, explain};
+pub use pg::{PgStore, open, open_for};
 pub use profiles::{Hardware, Profile};
 pub use store::{Allocate, Allocation, Enrollment, SqliteStore, Store, StoreError};

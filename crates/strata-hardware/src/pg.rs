@@ -198,6 +198,18 @@ pub fn open(db: &str) -> Result<Box<dyn Store>, StoreError> {
     }
 }
 
+/// The store a classification uses: [`open`], except that a dry run against a SQLite
+/// file that does not exist yet uses an empty store in memory (a plan creates no
+/// database).
+pub fn open_for(db: &str, allocate: Allocate) -> Result<Box<dyn Store>, StoreError> {
+    let is_url = db.starts_with("postgres://") || db.starts_with("postgresql://");
+    if allocate == Allocate::Commit || is_url || strata_fs::exists(std::path::Path::new(db)) {
+        open(db)
+    } else {
+        Ok(Box::new(crate::SqliteStore::in_memory()?))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

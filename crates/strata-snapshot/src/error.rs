@@ -97,6 +97,14 @@ pub enum SnapshotError {
         /// The root's site.
         want: String,
     },
+    /// A document that is genuine but not for this node, environment or manifest.
+    #[error("{what} does not apply here: {why}")]
+    Mismatch {
+        /// What was received.
+        what: &'static str,
+        /// Why not.
+        why: String,
+    },
     /// A blob's content does not hash to its name.
     #[error("blob {hash} does not match its hash ({why})")]
     BadBlob {

@@ -6,6 +6,7 @@
 //! signature covers the exact payload bytes received ([`envelope`]), and only a verified
 //! payload is parsed into a [`Manifest`] or a [`Root`].
 
+mod assignment;
 mod blobs;
 pub mod envelope;
 mod error;
@@ -15,13 +16,14 @@ mod root;
 mod timestamp;
 mod trust;
 
+pub use assignment::{ASSIGNMENT_TYPE, Assignment, Classified};
 pub use blobs::{BlobStore, Materialized};
 pub use error::SnapshotError;
 pub use keys::{KeyId, KeyPair, Role};
 pub use manifest::{Entry, Manifest, SiteFiles, build_entries, git_revision, site_revision};
 pub use root::{Root, RootKey, RootSet};
 pub use timestamp::Timestamp;
-pub use trust::{Floor, Trust, Verified};
+pub use trust::{Floor, Trust, Verified, VerifiedAssignment};
 
 /// Limits before verification (FLEET.md): metadata (a root, an assignment) at most 1 MiB.
 pub const MAX_METADATA: usize = 1 << 20;

@@ -13,7 +13,8 @@ use crate::envelope;
 use crate::manifest::{MANIFEST_TYPE, Manifest};
 use crate::timestamp::Timestamp;
 use crate::{
-    CLOCK_TOLERANCE, MAX_MANIFEST, MAX_METADATA, Role, Root, RootSet, SnapshotError, UnixTime,
+    Assignment, CLOCK_TOLERANCE, KeyId, MAX_MANIFEST, MAX_METADATA, Role, Root, RootSet,
+    SnapshotError, UnixTime,
 };
 
 /// What a node last trusted for one environment.
@@ -29,6 +30,9 @@ pub struct Floor {
 struct Floors {
     environments: BTreeMap<String, Floor>,
     newest_created: UnixTime,
+    /// The node's assignment: one floor, whatever its environment.
+    #[serde(default)]
+    assignment: Option<Floor>,
 }
 
 /// The node's trust directory.
@@ -47,6 +51,18 @@ pub struct Verified {
     /// The root that certified its key.
     pub root: Root,
     root_bytes: Vec<u8>,
+    /// The envelope as received, kept for stale re-applies.
+    bytes: Vec<u8>,
+}
+
+/// An assignment whose signature, node, times and version were checked against the
+/// manifest it came with.
+#[derive(Debug)]
+pub struct VerifiedAssignment {
+    /// The assignment.
+    pub assignment: Assignment,
+    /// The blake3 of its payload.
+    pub hash: Hash,
     /// The envelope as received, kept for stale re-applies.
     bytes: Vec<u8>,
 }
@@ -112,6 +128,68 @@ impl Trust {
         })
     }
 
+    /// Checks the assignment that came with `manifest` (already verified): a signing or
+    /// online key of the manifest's root over its exact bytes, for this node (`node`,
+    /// whose own key is `node_key`) and the manifest's site and environment, in date, and
+    /// not older than the node's assignment floor.
+    pub fn verify_assignment(
+        &self,
+        manifest: &Verified,
+        bytes: &[u8],
+        node: &str,
+        node_key: Option<&KeyId>,
+        now: UnixTime,
+    ) -> Result<VerifiedAssignment, SnapshotError> {
+        let what = "the assignment";
+        let (a, hash) = Assignment::open(&manifest.root, bytes)?;
+        a.check_for(node, node_key, &manifest.manifest)?;
+        let floors = self.floors()?;
+        check_times(what, a.created, a.expires, now, &floors)?;
+        if let Some(floor) = &floors.assignment {
+            if a.version < floor.version {
+                return Err(SnapshotError::Replay {
+                    what: what.into(),
+                    environment: a.environment,
+                    version: a.version,
+                    floor: floor.version,
+                });
+            }
+            if a.version == floor.version && hash != floor.hash {
+                return Err(SnapshotError::Forked {
+                    what: what.into(),
+                    environment: a.environment,
+                    version: a.version,
+                });
+            }
+        }
+        Ok(VerifiedAssignment {
+            assignment: a,
+            hash,
+            bytes: bytes.to_vec(),
+        })
+    }
+
+    /// The assignment last applied, checked again against the pinned root and the last
+    /// applied manifest but not against the clock (a stale re-apply).
+    pub fn last_assignment(
+        &self,
+        manifest: &Verified,
+        node: &str,
+    ) -> Result<Option<VerifiedAssignment>, SnapshotError> {
+        let path = self.dir.join("assignment.json");
+        if !strata_fs::exists(&path) {
+            return Ok(None);
+        }
+        let bytes = strata_fs::read_sized_file(&path, MAX_METADATA)?;
+        let (a, hash) = Assignment::open(&manifest.root, &bytes)?;
+        a.check_for(node, a.node_key.as_ref(), &manifest.manifest)?;
+        Ok(Some(VerifiedAssignment {
+            assignment: a,
+            hash,
+            bytes,
+        }))
+    }
+
     /// Checks an environment's timestamp as [`Trust::verify`] checks a manifest; it may
     /// be signed by a signing key (`publish`) or the online key (`serve`).
     pub fn verify_timestamp(
@@ -151,9 +229,14 @@ impl Trust {
         }))
     }
 
-    /// Pins the manifest's root and raises the environment's floor to it, durably: done
-    /// before the manifest is applied, so a crash never lets an older one in again.
-    pub fn record(&self, v: &Verified) -> Result<(), SnapshotError> {
+    /// Pins the manifest's root and raises the environment's floor to it (and the
+    /// assignment's floor to the assignment's), durably: done before the manifest is
+    /// applied, so a crash never lets an older one in again.
+    pub fn record(
+        &self,
+        v: &Verified,
+        assignment: Option<&VerifiedAssignment>,
+    ) -> Result<(), SnapshotError> {
         if self.pinned()?.as_deref() != Some(v.root_bytes.as_slice()) {
             strata_fs::write_durable(&self.dir.join("root.json"), &v.root_bytes)?;
         }
@@ -167,9 +250,22 @@ impl Trust {
                 hash: v.hash,
             },
         );
+        if let Some(a) = assignment {
+            floors.newest_created = floors.newest_created.max(a.assignment.created);
+            floors.assignment = Some(Floor {
+                version: a.assignment.version,
+                hash: a.hash,
+            });
+        }
         let bytes = serde_json::to_vec_pretty(&floors).expect("floors serialize");
         strata_fs::write_durable(&self.dir.join("floors.json"), &bytes)?;
         strata_fs::write_durable(&self.dir.join("manifest.json"), &v.bytes)?;
+        let kept = self.dir.join("assignment.json");
+        match assignment {
+            Some(a) => strata_fs::write_durable(&kept, &a.bytes)?,
+            None if strata_fs::exists(&kept) => strata_fs::remove_file(&kept)?,
+            None => {}
+        }
         Ok(())
     }
 }

@@ -9,7 +9,7 @@ pub mod ssh;
 pub mod storage;
 pub mod wire;
 
-pub use push::{NodeJob, NodeReport, Outcome, Progress, PushJob, run};
+pub use push::{Assign, NodeJob, NodeReport, Outcome, Progress, PushJob, run};
 pub use ship::Shipment;
 pub use ssh::{Connection, Endpoint, ReachError, SshOptions};
 pub use wire::{ErrorInfo, NodeEvent, PathChange};

@@ -48,7 +48,21 @@ pub struct PushJob {
     pub manifests: HashMap<String, Vec<u8>>,
     /// Where each blob's content is, by hash.
     pub blobs: HashMap<String, PathBuf>,
+    /// When the site classifies hardware: what makes each node's signed assignment.
+    pub assign: Option<Box<dyn Assign>>,
 }
+
+/// What decides a node's signed assignment from its facts (FLEET.md: "gather facts if
+/// the site classifies hardware"): the CLI's, with the site's profiles and the operator's
+/// allocation database.
+pub trait Assign: Sync + std::fmt::Debug {
+    /// The signed assignment of `node`, whose facts (`strata facts --tuples`, as JSON)
+    /// are `facts`; none when the node needs none. An error fails that node only.
+    fn assign(&self, node: &NodeJob, facts: &[u8]) -> Result<Option<Vec<u8>>, String>;
+}
+
+/// The most a node's facts may be: they are read before anything checks them.
+const MAX_FACTS: usize = 16 << 20;
 
 /// How one node ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -235,10 +249,40 @@ fn steps(
         ship_strata(job, &conn)?;
         report.shipped = true;
     }
+    let assignment = match &job.assign {
+        Some(a) => {
+            step("classifying");
+            assignment(job, node, &conn, a.as_ref())?
+        }
+        None => None,
+    };
     step("sending");
-    let result = session(job, node, &conn, step, report);
+    let result = session(job, node, &conn, assignment.as_deref(), step, report);
     conn.close();
     result
+}
+
+/// The node's facts, read with its strata, and the assignment made of them.
+fn assignment(
+    job: &PushJob,
+    node: &NodeJob,
+    conn: &Connection,
+    assign: &dyn Assign,
+) -> Result<Option<Vec<u8>>, Failure> {
+    let cmd = format!("{} facts --tuples", job.shipment.remote_path());
+    let out = conn.run(&cmd, b"").map_err(|e| reach(&e))?;
+    let failed = |why: String| (Outcome::Failed, ErrorInfo::new("classify", why));
+    if !out.status.success() {
+        let why = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        return Err(failed(format!("reading the node's facts failed: {why}")));
+    }
+    if out.stdout.len() > MAX_FACTS {
+        return Err(failed(format!(
+            "the node's facts are {} bytes, over the limit of {MAX_FACTS}",
+            out.stdout.len()
+        )));
+    }
+    assign.assign(node, &out.stdout).map_err(failed)
 }
 
 fn ship_strata(job: &PushJob, conn: &Connection) -> Result<(), Failure> {
@@ -281,6 +325,7 @@ fn session(
     job: &PushJob,
     node: &NodeJob,
     conn: &Connection,
+    assignment: Option<&[u8]>,
     step: &dyn Fn(&str),
     report: &mut NodeReport,
 ) -> Result<(), Failure> {
@@ -295,6 +340,9 @@ fn session(
             wire::write_frame(&mut stdin, "root", "", r)?;
         }
         wire::write_frame(&mut stdin, "manifest", "", manifest)?;
+        if let Some(a) = assignment {
+            wire::write_frame(&mut stdin, "assignment", "", a)?;
+        }
         wire::write_frame(&mut stdin, "end", "", b"")?;
         stdin.flush()
     })();
@@ -420,6 +468,7 @@ mod tests {
             roots: Vec::new(),
             manifests: HashMap::new(),
             blobs: HashMap::new(),
+            assign: None,
         };
         let node = NodeJob {
             endpoint: Endpoint {

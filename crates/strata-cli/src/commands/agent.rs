@@ -142,9 +142,17 @@ fn poll(args: &AgentArgs, run: &NodeRun<'_>, store: &dyn Storage) -> Poll {
                     "agent: {} version {} (revision {}) from {}",
                     m.environment, m.version, m.revision, args.from
                 );
-                let done =
-                    node::apply_verified(run, &trust, &blobs, &verified, !args.noop, &mut |_| {})
-                        .unwrap_or_else(node::refused);
+                // Pulling from storage brings no assignment: a node that only the site's
+                // hardware profiles describe is refused by the engine (it must enroll).
+                let done = node::apply_verified(
+                    run,
+                    &trust,
+                    &blobs,
+                    (&verified, None),
+                    !args.noop,
+                    &mut |_| {},
+                )
+                .unwrap_or_else(node::refused);
                 return Poll::Fresh(done, note);
             }
             Err(Refusal(why)) => return stale(run, &trust, &blobs, &why.message),
@@ -165,7 +173,12 @@ fn stale(run: &NodeRun<'_>, trust: &Trust, blobs: &BlobStore, why: &str) -> Poll
                 m.environment,
                 m.version
             );
-            let done = node::apply_verified(run, trust, blobs, &last, false, &mut |_| {})
+            let done = trust
+                .last_assignment(&last, run.node)
+                .map_err(Refusal::from)
+                .and_then(|a| {
+                    node::apply_verified(run, trust, blobs, (&last, a.as_ref()), false, &mut |_| {})
+                })
                 .unwrap_or_else(node::refused);
             Poll::Stale(done, note)
         }

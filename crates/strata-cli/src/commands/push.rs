@@ -13,6 +13,10 @@ use clap::Args;
 use strata_snapshot::SiteFiles;
 use strata_transport::{Endpoint, NodeJob, NodeReport, Outcome, Progress, PushJob, SshOptions};
 
+use strata_hardware::{Allocate, Hardware};
+use strata_snapshot::{KeyPair, UnixTime};
+
+use crate::assign::Assigner;
 use crate::cli::{SiteArg, parse_set};
 use crate::command_error::{CommandError, CommandResult};
 use crate::commands::keys::{KeysDir, signing_key};
@@ -64,13 +68,6 @@ pub fn run(args: &PushArgs, printer: &Printer) -> CommandResult {
     let site_dir = crate::cli::absolute(&args.site.site)?;
     let site = strata_core::Site::open(&site_dir)?;
     let names = site.resolve_targets(&args.targets)?;
-    if strata_fs::exists(&site_dir.join("hardware/profiles.toml")) {
-        return Err(anyhow::anyhow!(
-            "this site classifies hardware (hardware/profiles.toml): pushing it needs signed \
-             assignments, which push does not make yet; apply on the node with --facts instead"
-        )
-        .into());
-    }
     let mut nodes = Vec::new();
     for name in &names {
         let reach = site.node_reach(name)?;
@@ -95,6 +92,7 @@ pub fn run(args: &PushArgs, printer: &Printer) -> CommandResult {
             files.manifest(&site.name, &n.environment, now, now, lifetime, &key)
         });
     }
+    let assign = assigner(&site, args.noop, key, now, lifetime)?;
     let exe = std::env::current_exe()?;
     let shipment = strata_transport::ship::prepare(&exe, &cache_dir()?)
         .context("preparing the strata to ship")?;
@@ -118,6 +116,7 @@ pub fn run(args: &PushArgs, printer: &Printer) -> CommandResult {
         manifests,
         blobs: files.paths,
         nodes,
+        assign,
     };
     let reports = if args.json {
         let out = Mutex::new(());
@@ -139,6 +138,45 @@ pub fn run(args: &PushArgs, printer: &Printer) -> CommandResult {
         summary_text(printer, &reports, args.noop)?;
     }
     exit(&reports, args.noop)
+}
+
+/// What classifies the nodes and signs their assignments, when the site has hardware
+/// profiles: the operator's database (`[fleet] db`, default `SITE/.strata/state.db`)
+/// allocates, once per machine; `--noop` allocates nothing.
+fn assigner(
+    site: &strata_core::Site,
+    noop: bool,
+    key: KeyPair,
+    now: UnixTime,
+    lifetime: u64,
+) -> Result<Option<Box<dyn strata_transport::Assign>>, CommandError> {
+    let hardware = Hardware::load(&site.dir).map_err(|errs| {
+        strata_core::SiteErrors(errs.into_iter().map(strata_core::SiteError::new).collect())
+    })?;
+    if hardware.profiles.is_empty() {
+        return Ok(None);
+    }
+    let default = site.dir.join(".strata/state.db");
+    Ok(Some(Box::new(Assigner {
+        site: site.name.clone(),
+        hardware,
+        db: site
+            .fleet
+            .db
+            .clone()
+            .unwrap_or_else(|| default.display().to_string()),
+        allocate: if noop {
+            Allocate::DryRun
+        } else {
+            Allocate::Commit
+        },
+        key,
+        now,
+        lifetime,
+        // Every manifest of this push has version `now`.
+        min_snapshot_version: now,
+        one: Mutex::new(()),
+    })))
 }
 
 /// How long a manifest is trusted unless `[fleet] expires` says otherwise.

@@ -1,5 +1,6 @@
 //! `strata receive` (hidden): the node's side of `strata push`. It reads the site's root
-//! chain and a signed manifest from stdin, verifies them before parsing them, asks for
+//! chain, a signed manifest and the node's signed assignment (when the site classifies
+//! hardware) from stdin, verifies them before parsing them, asks for
 //! the blobs it lacks, rebuilds the site from its blob store and runs the ordinary
 //! apply (or plan with `--noop`), telling the operator what happens as JSON lines.
 //!
@@ -75,9 +76,13 @@ fn receive(
 ) -> Result<Done, Refusal> {
     let now = strata_snapshot::now();
     let state = root.join("var/lib/strata");
-    let (roots, manifest) = read_metadata(input)?;
+    let (roots, manifest, assignment) = read_metadata(input)?;
     let trust = Trust::open(&state);
     let verified = trust.verify(&roots, &manifest, now)?;
+    // A pushed node has no key of its own: SSH identified it by its host key.
+    let assignment = assignment
+        .map(|a| trust.verify_assignment(&verified, &a, &args.node, None, now))
+        .transpose()?;
     let store = BlobStore::open(&state);
     let missing = store.missing(&verified.manifest);
     events.send(&NodeEvent::Need {
@@ -91,24 +96,33 @@ fn receive(
         noop: args.noop,
         sets: &args.sets,
     };
-    node::apply_verified(&run, &trust, &store, &verified, !args.noop, &mut |stage| {
+    let snapshot = (&verified, assignment.as_ref());
+    node::apply_verified(&run, &trust, &store, snapshot, !args.noop, &mut |stage| {
         events.send(&NodeEvent::Stage {
             stage: stage.to_string(),
         });
     })
 }
 
-/// Reads `root` frames, one `manifest`, then `end`, each within its limit.
-fn read_metadata(input: &mut impl BufRead) -> Result<(RootSet, Vec<u8>), Refusal> {
+/// The root chain, the signed manifest and the signed assignment (if any), unverified.
+type Metadata = (RootSet, Vec<u8>, Option<Vec<u8>>);
+
+/// Reads `root` frames, one `manifest`, at most one `assignment`, then `end`, each within
+/// its limit.
+fn read_metadata(input: &mut impl BufRead) -> Result<Metadata, Refusal> {
     let mut roots = Vec::new();
     let mut manifest = None;
+    let mut assignment = None;
     loop {
         let frame =
             wire::read_frame(input)?.ok_or_else(|| Refusal::from("the push ended early"))?;
         let limit = match frame.tag.as_str() {
-            "end" if manifest.is_some() => return Ok((RootSet(roots), manifest.expect("checked"))),
+            "end" if manifest.is_some() => {
+                return Ok((RootSet(roots), manifest.expect("checked"), assignment));
+            }
             "root" if manifest.is_none() && roots.len() < 1000 => MAX_METADATA,
             "manifest" if manifest.is_none() => MAX_MANIFEST,
+            "assignment" if manifest.is_some() && assignment.is_none() => MAX_METADATA,
             other => return Err(Refusal::from(format!("unexpected {other:?} in a push"))),
         };
         if frame.len > limit as u64 {
@@ -122,10 +136,10 @@ fn read_metadata(input: &mut impl BufRead) -> Result<(RootSet, Vec<u8>), Refusal
         if body.len() as u64 != frame.len {
             return Err(Refusal::from("the push ended early"));
         }
-        if frame.tag == "root" {
-            roots.push(body);
-        } else {
-            manifest = Some(body);
+        match frame.tag.as_str() {
+            "root" => roots.push(body),
+            "manifest" => manifest = Some(body),
+            _ => assignment = Some(body),
         }
     }
 }

@@ -448,3 +448,68 @@ fn a_changed_host_key_a_refused_user_and_a_read_only_disk_fail_only_their_host()
     assert!(why.contains("Read-only file system"), "{}", nodes[3]);
     assert!(f.hosts.host("h2.test").read("/etc/stamp").is_none());
 }
+
+#[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and the test hosts' Debian image: scripts/test provides them (feature host-tests)"
+)]
+fn a_site_that_classifies_hardware_is_pushed_with_signed_assignments() {
+    let f = fleet(2);
+    // Each host is its own machine by its hostname; each gets an address from the pool.
+    f.env.write(
+        "hardware/profiles.toml",
+        "[[profile]]\nname = \"host\"\nrole = \"net@1.0.0\"\npools = [\"ips\"]\n\
+         spec = [[\"system\", \"hostname\", \"name\", \"$$host\"]]\n",
+    );
+    f.env.write(
+        "hardware/pools/ips.toml",
+        "generate = [{ ip = \"10.0.0.1-9\" }]\n",
+    );
+    f.env.write("roles/net/1.0.0.toml", "modules = [\"net\"]\n");
+    f.env.write(
+        "modules/net/templates/etc/net.conf.j2",
+        "host {{ hw.host }} ip {{ hw.ips.ip }}\n",
+    );
+    let db = f.env.site().join(".strata/state.db");
+
+    // --noop: each host's plan shows its address; nothing is allocated anywhere.
+    let out = f.push(&["all", "--noop"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    for h in &f.hosts.hosts {
+        assert!(
+            text.contains(&format!("+host {} ip 10.0.0.", h.name)),
+            "{text}"
+        );
+    }
+    assert!(!db.exists(), "a noop push allocated");
+
+    let (code, nodes, _) = f.push_json(&["all"]);
+    assert_eq!(code, 0, "{nodes:?}");
+    let mut ips = Vec::new();
+    for h in &f.hosts.hosts {
+        let conf = h.read("/etc/net.conf").expect("net.conf rendered");
+        assert!(
+            conf.starts_with(&format!("host {} ip 10.0.0.", h.name)),
+            "{conf}"
+        );
+        ips.push(conf);
+    }
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), 2, "two hosts got one address: {ips:?}");
+
+    // Allocations are kept: the next push gives each host the same address.
+    let (code, nodes, summary) = f.push_json(&["all"]);
+    assert_eq!(code, 0);
+    assert_eq!(summary["unchanged"], 2, "{nodes:?}");
+    // The node keeps the assignment it applied, and its floor.
+    for h in &f.hosts.hosts {
+        assert!(
+            h.root()
+                .join("var/lib/strata/trust/assignment.json")
+                .exists()
+        );
+    }
+}

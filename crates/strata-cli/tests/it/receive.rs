@@ -331,3 +331,184 @@ fn a_noop_push_raises_no_floor_and_garbage_is_refused() {
     );
     refused(&env, b"", "ended early");
 }
+
+/// A site whose only node is described by a hardware profile that any machine matches
+/// (its hostname captured as its identity), with one pool of addresses.
+fn hardware_site() -> Vec<(String, Vec<u8>, bool)> {
+    let text = |p: &str, c: &str| (p.to_string(), c.as_bytes().to_vec(), false);
+    let mut files = vec![
+        text("strata.toml", "[site]\nname = \"s\"\n"),
+        text(
+            "hardware/profiles.toml",
+            "[[profile]]\nname = \"elsewhere\"\nrole = \"r@1.0.0\"\n\
+             spec = [[\"system\", \"hostname\", \"name\", \"no-such-host.invalid\"]]\n\n\
+             [[profile]]\nname = \"any\"\nrole = \"r@1.0.0\"\npools = [\"ips\"]\n\
+             spec = [[\"system\", \"hostname\", \"name\", \"$$host\"]]\n",
+        ),
+        text(
+            "hardware/pools/ips.toml",
+            "generate = [{ ip = \"10.0.0.1-3\" }]\n",
+        ),
+        text("roles/r/1.0.0.toml", "modules = [\"m\"]\n"),
+        text("modules/m/templates/etc/ip.j2", "ip {{ hw.ips.ip }}\n"),
+    ];
+    files.sort();
+    files
+}
+
+fn assignment(version: u64, profile: &str, ip: &str) -> strata_snapshot::Assignment {
+    let now = strata_snapshot::now();
+    strata_snapshot::Assignment {
+        kind: "assignment".into(),
+        site: "s".into(),
+        node: "n1".into(),
+        node_key: None,
+        environment: "production".into(),
+        version,
+        created: now,
+        expires: now + 3600,
+        min_snapshot_version: 1,
+        classification: strata_snapshot::Classified {
+            machine: "host=n1".into(),
+            profile: profile.into(),
+            role: Some("r@1.0.0".into()),
+            vars: [("host".to_string(), "n1".to_string())].into(),
+            pools: [(
+                "ips".to_string(),
+                [("ip".to_string(), ip.to_string())].into(),
+            )]
+            .into(),
+        },
+    }
+}
+
+/// A session with an assignment after the manifest, and every blob the node lacks.
+fn stream_assigned(env: &TestEnv, op: &Operator, manifest: &[u8], assignment: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for r in &op.roots {
+        frame(&mut out, "root", "", r);
+    }
+    frame(&mut out, "manifest", "", manifest);
+    frame(&mut out, "assignment", "", assignment);
+    frame(&mut out, "end", "", b"");
+    let store = env.root().join("var/lib/strata/snapshot/blobs");
+    for (h, b) in blobs(&hardware_site()) {
+        if !store.join(&h[..2]).join(&h).exists() {
+            frame(&mut out, "blob", &h, &b);
+        }
+    }
+    frame(&mut out, "end", "", b"");
+    out
+}
+
+#[test]
+fn an_assignment_is_checked_before_its_classification_is_used() {
+    let env = env();
+    let op = operator();
+    let files = hardware_site();
+    let m = manifest(&op, 5, &files).seal(&op.signing);
+
+    // Without an assignment, a node only a profile describes is refused; nothing applied.
+    let (event, code) = receive(&env, &stream(&env, &op.roots, &m, &blobs(&files)), false);
+    assert_eq!(
+        (event["result"].as_str(), code),
+        (Some("failed"), 1),
+        "{event}"
+    );
+    let why = event["error"]["message"].as_str().unwrap();
+    assert!(why.contains("no signed assignment"), "{why}");
+    assert!(!env.root().join("etc/ip").exists());
+
+    // The operator's classification, signed: its pool entry is what the node renders.
+    let a = assignment(10, "any", "10.0.0.2").seal(&op.signing);
+    let (event, code) = receive(&env, &stream_assigned(&env, &op, &m, &a), false);
+    assert_eq!(
+        (event["result"].as_str(), code),
+        (Some("changed"), 0),
+        "{event}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(env.root().join("etc/ip")).unwrap(),
+        "ip 10.0.0.2\n"
+    );
+
+    // Refused before anything is used: another node's, an unknown key's, an older one,
+    // the same version with other content, one that needs a newer manifest.
+    let mut other = assignment(11, "any", "10.0.0.3");
+    other.node = "n2".into();
+    refused(
+        &env,
+        &stream_assigned(&env, &op, &m, &other.seal(&op.signing)),
+        "it is for node \"n2\", not \"n1\"",
+    );
+    let stranger = KeyPair::generate(Role::Signing).unwrap();
+    refused(
+        &env,
+        &stream_assigned(
+            &env,
+            &op,
+            &m,
+            &assignment(11, "any", "10.0.0.3").seal(&stranger),
+        ),
+        "the assignment is not signed by a trusted signing or online key",
+    );
+    refused(
+        &env,
+        &stream_assigned(
+            &env,
+            &op,
+            &m,
+            &assignment(9, "any", "10.0.0.3").seal(&op.signing),
+        ),
+        "version 9, below this node's floor 10",
+    );
+    refused(
+        &env,
+        &stream_assigned(
+            &env,
+            &op,
+            &m,
+            &assignment(10, "any", "10.0.0.3").seal(&op.signing),
+        ),
+        "already trusts with other content",
+    );
+    let mut newer = assignment(11, "any", "10.0.0.3");
+    newer.min_snapshot_version = 6;
+    refused(
+        &env,
+        &stream_assigned(&env, &op, &m, &newer.seal(&op.signing)),
+        "needs a manifest of version 6 or later",
+    );
+
+    // Genuine, but not true of this node and site: an address outside the site's pool,
+    // and a profile whose spec the node's own facts do not match. The node keeps what it
+    // had.
+    for (version, profile, ip, want) in [
+        (
+            12,
+            "any",
+            "10.9.9.9",
+            "the entry of pool \"ips\" is not in the site's pool",
+        ),
+        (
+            13,
+            "elsewhere",
+            "10.0.0.3",
+            "facts do not match profile \"elsewhere\"",
+        ),
+    ] {
+        let a = assignment(version, profile, ip).seal(&op.signing);
+        let (event, code) = receive(&env, &stream_assigned(&env, &op, &m, &a), false);
+        assert_eq!(
+            (event["result"].as_str(), code),
+            (Some("failed"), 1),
+            "{event}"
+        );
+        let why = event["error"]["message"].as_str().unwrap();
+        assert!(why.contains(want), "wanted {want:?} in {why:?}");
+        assert_eq!(
+            std::fs::read_to_string(env.root().join("etc/ip")).unwrap(),
+            "ip 10.0.0.2\n"
+        );
+    }
+}
