@@ -27,7 +27,7 @@ const HOST: &str = "bench.example.com";
 const HOST2: &str = "other.example.com";
 
 /// Runs `cmd` with a time limit; a run over it is recorded, not waited for.
-fn timed(cmd: &mut Command, limit: u64, log: &Path) -> Sample {
+pub(crate) fn timed(cmd: &mut Command, limit: u64, log: &Path) -> Sample {
     let prog = cmd.get_program().to_owned();
     // What the tool prints goes to `log`, for the report when it fails.
     let mut t = Command::new("timeout");

@@ -11,20 +11,33 @@ use std::process::Command;
 use std::time::Instant;
 
 mod anchors;
+mod push;
 
 struct Sample {
     secs: f64,
     rss: u64,
     code: i32,
+    /// User + system CPU seconds of the command and the descendants it waited for.
+    cpu: f64,
+    /// The part of `cpu` those descendants used (to 10 ms).
+    children_cpu: f64,
 }
 
 /// Runs a command and measures its wall time and peak RSS, through `peak` (bench/src/bin/
 /// peak.rs: a child's `ru_maxrss` would otherwise start at this harness's own size).
 fn measure(cmd: &mut Command) -> Sample {
+    measure_to(cmd, None)
+}
+
+/// [`measure`], the command's stdout written to `stdout` instead of thrown away.
+fn measure_to(cmd: &mut Command, stdout: Option<&Path>) -> Sample {
     let peak = std::env::current_exe()
         .expect("current exe")
         .with_file_name("peak");
     let mut c = Command::new(peak);
+    if let Some(file) = stdout {
+        c.arg("--stdout").arg(file);
+    }
     c.arg(cmd.get_program())
         .args(cmd.get_args())
         .envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?))))
@@ -40,6 +53,8 @@ fn measure(cmd: &mut Command) -> Sample {
         secs: next().parse().expect("seconds"),
         rss: next().parse().expect("bytes"),
         code: next().parse().expect("exit code"),
+        cpu: next().parse().expect("CPU seconds"),
+        children_cpu: next().parse().expect("CPU seconds"),
     }
 }
 
@@ -86,12 +101,14 @@ struct Args {
     tool_runs: usize,
     /// Seconds a tool's run may take (`--tool-limit`).
     tool_limit: u64,
+    /// Host counts of the push section (`--hosts 1,4,8`).
+    hosts: Vec<usize>,
 }
 
 /// The flags, with their defaults.
-const USAGE: &str = "[--n 1000,10000] [--runs 5] [--sections files,hardware,sandbox,tools] \
-[--tools ansible,pyinfra,salt,puppet,cfengine] [--tool-runs 3] [--tool-limit 600 (seconds)] \
-[--bin target/release] [--out bench/RESULTS.md]";
+const USAGE: &str = "[--n 1000,10000] [--runs 5] [--sections files,hardware,sandbox,tools \
+(and push, not run by default)] [--tools ansible,pyinfra,salt,puppet,cfengine] [--tool-runs 3] \
+[--tool-limit 600 (seconds)] [--hosts 1,4,8 (push)] [--bin target/release] [--out bench/RESULTS.md]";
 
 fn args() -> Args {
     let mut a = Args {
@@ -108,6 +125,7 @@ fn args() -> Args {
         tools: strata_bench::tools::Tool::ALL.to_vec(),
         tool_runs: 3,
         tool_limit: 600,
+        hosts: vec![1, 4, 8],
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -138,6 +156,12 @@ fn args() -> Args {
             }
             "--tool-runs" => a.tool_runs = value.parse().expect("--tool-runs takes a number"),
             "--tool-limit" => a.tool_limit = value.parse().expect("--tool-limit takes seconds"),
+            "--hosts" => {
+                a.hosts = value
+                    .split(',')
+                    .map(|n| n.parse().expect("--hosts takes numbers"))
+                    .collect();
+            }
             other => panic!("unknown flag {other} (usage: bench/run {USAGE})"),
         }
     }
@@ -589,6 +613,21 @@ fn main() {
             report.display(),
             data.display()
         ));
+    }
+    if a.sections.iter().any(|s| s == "push") {
+        let pmd = push::section(&a, work.path());
+        print!("{pmd}");
+        let report = a.out.parent().unwrap_or(Path::new(".")).join("PUSH.md");
+        std::fs::write(&report, pmd).expect("write");
+        eprintln!("written {}", report.display());
+    }
+    // RESULTS.md is written whole: a run of other sections only (push) leaves it as it was.
+    if !a
+        .sections
+        .iter()
+        .any(|s| ["files", "hardware", "sandbox", "tools"].contains(&s.as_str()))
+    {
+        return;
     }
     md.push_str("\nTargets (issue 2): no-change plan ≤ 25 ms at 1,000 files and ≤ 250 ms at 10,000, within 3× of the\nread-and-hash floor; first apply within 2× of the write floor; peak RSS under 50 MiB; linear in N.\n");
     std::fs::write(&a.out, md).expect("write results");

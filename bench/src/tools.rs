@@ -107,7 +107,8 @@ fn parts(e: &Expected) -> (String, String) {
     (first, pad)
 }
 
-fn templated(e: &Expected) -> bool {
+/// Whether a workload file is rendered from a template (the odd ones), not copied.
+pub fn templated(e: &Expected) -> bool {
     e.content.starts_with(b"# templated")
 }
 

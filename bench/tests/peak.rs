@@ -6,6 +6,11 @@
 use std::process::Command;
 
 fn peak(args: &[&str]) -> (f64, u64, i32) {
+    let (secs, rss, code, _, _) = peak_cpu(args);
+    (secs, rss, code)
+}
+
+fn peak_cpu(args: &[&str]) -> (f64, u64, i32, f64, f64) {
     let out = Command::new(env!("CARGO_BIN_EXE_peak"))
         .args(args)
         .output()
@@ -17,6 +22,8 @@ fn peak(args: &[&str]) -> (f64, u64, i32) {
         f[0].parse().unwrap(),
         f[1].parse().unwrap(),
         f[2].parse().unwrap(),
+        f[3].parse().unwrap(),
+        f[4].parse().unwrap(),
     )
 }
 
@@ -41,4 +48,29 @@ fn a_command_that_grows_is_charged_its_growth_and_its_exit_code_comes_through() 
     ]);
     assert!(rss >= 48 << 20, "only {} MiB", rss >> 20);
     assert_eq!(code, 3);
+}
+
+#[test]
+fn the_cpu_of_waited_for_descendants_is_counted_and_told_apart_and_stdout_can_go_to_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    // The busy loop runs in a subshell: a child of the command, which waits for it.
+    let (secs, _, code, cpu, children) = peak_cpu(&[
+        "--stdout",
+        out.to_str().unwrap(),
+        "sh",
+        "-c",
+        "(i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done); echo done",
+    ]);
+    assert_eq!(code, 0);
+    assert!(
+        cpu > 0.05 && cpu <= secs * 2.0 + 0.05,
+        "cpu {cpu} s in {secs} s"
+    );
+    // Nearly all of it in the subshell, the command's child (to a clock tick or two).
+    assert!(
+        children > 0.0 && children <= cpu + 0.02 && cpu - children < 0.03,
+        "{children} of {cpu}"
+    );
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "done\n");
 }
