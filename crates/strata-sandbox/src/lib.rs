@@ -28,6 +28,7 @@ mod lay;
 mod mounts;
 mod observe;
 mod outer;
+mod seccomp;
 mod shim;
 mod sys;
 mod work;
