@@ -124,10 +124,7 @@ pub fn parse_set(s: &str) -> Result<(String, String), String> {
 impl NodeArgs {
     /// The request the engine takes.
     pub fn request(&self) -> anyhow::Result<strata_engine::Request> {
-        let host = rustix::system::uname()
-            .nodename()
-            .to_string_lossy()
-            .into_owned();
+        let host = crate::machine::host_name();
         let node = self.node.clone().unwrap_or_else(|| host.clone());
         Ok(strata_engine::Request {
             site: absolute(&self.site.site)?,

@@ -5,6 +5,7 @@ mod cli;
 mod command_error;
 mod commands;
 mod deferred;
+mod machine;
 mod node;
 mod printer;
 mod show;

@@ -15,8 +15,9 @@ use crate::graph::{self, Wanted};
 use crate::module::Module;
 use crate::params::{self, ParamTree};
 use crate::resources::{self, Declared};
-use crate::site::{NodeInfo, NodeToml, Ref, RoleToml, Site, candidates};
+use crate::site::{NodeInfo, NodeToml, RoleToml, Site, candidates};
 use crate::tomlfile::{self, TomlFile};
+use crate::versions::Ref;
 
 /// What a compile needs besides the site and the node's name.
 #[derive(Debug, Clone, Default)]

@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use crate::error::{SiteError, SiteErrors};
 use crate::module::Module;
-use crate::site::{Ref, Site};
+use crate::site::Site;
+use crate::versions::Ref;
 
 /// A module reference and where it was written.
 #[derive(Debug, Clone)]

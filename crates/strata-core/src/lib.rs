@@ -27,6 +27,7 @@ mod settings;
 mod site;
 mod tomlfile;
 mod typechange;
+mod versions;
 mod yamlfile;
 
 pub use budget::{RenderAllocator, TEMPLATE_MEMORY};

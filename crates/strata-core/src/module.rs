@@ -10,8 +10,9 @@ use crate::catalog::{DEFAULT_TIMEOUT, ModuleRun, ScriptDecl};
 use crate::download::DownloadDecl;
 use crate::error::SiteError;
 use crate::resources::{self, Group, Line, Package, Service, User};
-use crate::site::{Ref, Site};
+use crate::site::Site;
 use crate::tomlfile::{self, TomlFile};
+use crate::versions::Ref;
 use strata_types::{Hash, TargetPath};
 
 /// `module.toml`; every table is optional.

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use crate::error::SiteError;
-use crate::site::Ref;
+use crate::versions::Ref;
 
 /// The files of a new site, relative to its directory.
 fn site_files(name: &str) -> Vec<(String, String)> {

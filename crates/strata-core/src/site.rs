@@ -1,6 +1,6 @@
-//! The site tree: its settings, nodes, groups, roles and modules, read from disk.
+//! The site tree: its settings, nodes, groups, roles and modules, read from disk (how the
+//! roles and modules are versioned is in `versions`).
 
-use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -11,6 +11,7 @@ use toml::Spanned;
 use crate::error::{SiteError, SiteErrors};
 use crate::settings::{SandboxSettings, SiteToml, StateSettings};
 use crate::tomlfile::{self, TomlFile};
+use crate::versions::{Ref, Versions, find, index_modules, index_roles};
 
 /// `nodes/<node>.toml`.
 #[derive(Debug, Default, Deserialize)]
@@ -58,15 +59,6 @@ pub(crate) struct RoleToml {
     pub params: toml::Table,
 }
 
-/// Where the versions of a role or module live.
-#[derive(Debug, Clone)]
-pub(crate) enum Versions {
-    /// One unversioned file or directory.
-    Single(PathBuf),
-    /// Version → file or directory.
-    Many(Vec<(String, PathBuf)>),
-}
-
 /// A node's place in the site: its name, environment, roles and groups, as templates see
 /// them (`node.*`).
 #[derive(Debug, Clone, serde::Serialize)]
@@ -105,8 +97,6 @@ pub struct Site {
     pub(crate) roles: BTreeMap<String, Versions>,
     pub(crate) modules: BTreeMap<String, Versions>,
 }
-
-const MODULE_MARKERS: [&str; 5] = ["module.toml", "files", "templates", "scripts", "env"];
 
 impl Site {
     /// Opens a site: reads `strata.toml` and every group, indexes roles and modules.
@@ -412,199 +402,10 @@ pub(crate) fn candidates<'a>(names: impl Iterator<Item = &'a str>, wanted: &str)
         .unwrap_or_default()
 }
 
-/// Looks a role or module up by name, then picks the version.
-fn find(
-    kind: &str,
-    index: &BTreeMap<String, Versions>,
-    name: &str,
-    version: Option<&str>,
-) -> Result<(PathBuf, Option<String>), String> {
-    let versions = index.get(name).ok_or_else(|| {
-        let known = index.keys().map(String::as_str);
-        format!("unknown {kind} `{name}`{}", candidates(known, name))
-    })?;
-    pick(versions, version).map_err(|have| {
-        format!(
-            "{kind} `{name}` has no version {}{have}",
-            version.unwrap_or("")
-        )
-    })
-}
-
-fn pick(versions: &Versions, wanted: Option<&str>) -> Result<(PathBuf, Option<String>), String> {
-    match (versions, wanted) {
-        (Versions::Single(p), None) => Ok((p.clone(), None)),
-        (Versions::Single(p), Some(v)) => Ok((p.clone(), Some(v.to_string()))),
-        (Versions::Many(list), None) => {
-            let (v, p) = list.last().expect("a versioned directory has versions");
-            Ok((p.clone(), Some(v.clone())))
-        }
-        (Versions::Many(list), Some(want)) => list
-            .iter()
-            .rev()
-            .find(|(v, _)| v == want || v.starts_with(&format!("{want}.")))
-            .map(|(v, p)| (p.clone(), Some(v.clone())))
-            .ok_or_else(|| {
-                let have: Vec<&str> = list.iter().map(|(v, _)| v.as_str()).collect();
-                format!(" (available: {})", have.join(", "))
-            }),
-    }
-}
-
-/// Orders versions numerically part by part (`1.10` after `1.9`).
-pub(crate) fn cmp_versions(a: &str, b: &str) -> Ordering {
-    let mut pa = a.split('.');
-    let mut pb = b.split('.');
-    loop {
-        match (pa.next(), pb.next()) {
-            (None, None) => return Ordering::Equal,
-            (None, Some(_)) => return Ordering::Less,
-            (Some(_), None) => return Ordering::Greater,
-            (Some(x), Some(y)) => {
-                let ord = match (x.parse::<u64>(), y.parse::<u64>()) {
-                    (Ok(x), Ok(y)) => x.cmp(&y),
-                    _ => x.cmp(y),
-                };
-                if ord != Ordering::Equal {
-                    return ord;
-                }
-            }
-        }
-    }
-}
-
 /// File stems of `dir/*.toml`, sorted.
 fn toml_stems(site: &Path, dir: &str) -> Result<Vec<String>, SiteErrors> {
     Ok(strata_fs::list_dir(&site.join(dir))?
         .into_iter()
         .filter_map(|n| n.strip_suffix(".toml").map(str::to_string))
         .collect())
-}
-
-fn index_roles(
-    site: &Path,
-    errors: &mut Vec<SiteError>,
-) -> Result<BTreeMap<String, Versions>, SiteErrors> {
-    let dir = site.join("roles");
-    let mut out = BTreeMap::new();
-    for name in strata_fs::list_dir(&dir)? {
-        let path = dir.join(&name);
-        if let Some(stem) = name.strip_suffix(".toml") {
-            if strata_fs::is_dir(&dir.join(stem)) {
-                errors.push(SiteError::in_file(
-                    format!("roles/{name}"),
-                    format!("role `{stem}` is both a file and a versioned directory roles/{stem}/"),
-                ));
-            }
-            out.insert(stem.to_string(), Versions::Single(path));
-        } else if strata_fs::is_dir(&path) {
-            let mut versions: Vec<(String, PathBuf)> = strata_fs::list_dir(&path)?
-                .into_iter()
-                .filter_map(|f| {
-                    f.strip_suffix(".toml")
-                        .map(|v| (v.to_string(), path.join(&f)))
-                })
-                .collect();
-            versions.sort_by(|a, b| cmp_versions(&a.0, &b.0));
-            if versions.is_empty() {
-                errors.push(SiteError::in_file(
-                    format!("roles/{name}"),
-                    "a role directory with no <version>.toml",
-                ));
-            } else {
-                out.entry(name).or_insert(Versions::Many(versions));
-            }
-        }
-    }
-    Ok(out)
-}
-
-fn index_modules(site: &Path) -> Result<BTreeMap<String, Versions>, SiteErrors> {
-    let dir = site.join("modules");
-    let mut out = BTreeMap::new();
-    for name in strata_fs::list_dir(&dir)? {
-        let path = dir.join(&name);
-        if !strata_fs::is_dir(&path) {
-            continue;
-        }
-        let entries = strata_fs::list_dir(&path)?;
-        if entries.iter().any(|e| MODULE_MARKERS.contains(&e.as_str())) || entries.is_empty() {
-            out.insert(name, Versions::Single(path));
-        } else {
-            let mut versions: Vec<(String, PathBuf)> = entries
-                .into_iter()
-                .filter(|v| strata_fs::is_dir(&path.join(v)))
-                .map(|v| (v.clone(), path.join(v)))
-                .collect();
-            versions.sort_by(|a, b| cmp_versions(&a.0, &b.0));
-            out.insert(name, Versions::Many(versions));
-        }
-    }
-    Ok(out)
-}
-
-/// A reference `name` or `name@version`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Ref {
-    pub name: String,
-    pub version: Option<String>,
-}
-
-impl Ref {
-    /// Parses `name[@version]`; names are lowercase letters, digits, `-` and `_`.
-    pub fn parse(s: &str) -> Result<Ref, String> {
-        let (name, version) = match s.split_once('@') {
-            Some((n, v)) if !v.is_empty() => (n, Some(v.to_string())),
-            Some(_) => return Err(format!("`{s}`: empty version after '@'")),
-            None => (s, None),
-        };
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
-        {
-            return Err(format!(
-                "`{s}`: names are lowercase letters, digits, '-' and '_'"
-            ));
-        }
-        Ok(Ref {
-            name: name.to_string(),
-            version,
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn versions_order_numerically() {
-        let mut v = vec!["1.10", "1.9", "2", "1.9.1"];
-        v.sort_by(|a, b| cmp_versions(a, b));
-        assert_eq!(v, ["1.9", "1.9.1", "1.10", "2"]);
-    }
-
-    #[test]
-    fn refs_parse() {
-        assert_eq!(
-            Ref::parse("nginx@1.2").unwrap().version.as_deref(),
-            Some("1.2")
-        );
-        assert!(Ref::parse("Nginx").is_err());
-        assert!(Ref::parse("x@").is_err());
-    }
-
-    #[test]
-    fn a_prefix_picks_the_highest_matching_version() {
-        let v = Versions::Many(vec![
-            ("1.9".into(), "a".into()),
-            ("2.0".into(), "b".into()),
-            ("2.1".into(), "c".into()),
-            ("20".into(), "d".into()),
-        ]);
-        assert_eq!(pick(&v, Some("2")).unwrap().1.as_deref(), Some("2.1"));
-        assert_eq!(pick(&v, None).unwrap().1.as_deref(), Some("20"));
-        assert!(pick(&v, Some("3")).is_err());
-    }
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use strata_core::{Catalog, Site};
 use strata_types::{GenerationKind, ProgramRun, Step};
 
-use crate::commit::{Header, Recorded, ToCommit, scheduled};
+use crate::commit::{Clock, Header, Recorded, ToCommit, scheduled};
 use crate::outcome::Pending;
 use crate::plan::prepare;
 use crate::request::Purpose;
@@ -27,10 +27,20 @@ pub fn apply_showing<R: Send>(
     req: &Request,
     show: impl FnOnce(&Pending<'_>) -> R + Send,
 ) -> Result<(Outcome, R), EngineError> {
+    apply_showing_by(req, Clock::System, show)
+}
+
+/// [`apply_showing`], with the generation's time told by `clock` (which the CLI's tests
+/// fix) rather than by the system's.
+pub fn apply_showing_by<R: Send>(
+    req: &Request,
+    clock: Clock,
+    show: impl FnOnce(&Pending<'_>) -> R + Send,
+) -> Result<(Outcome, R), EngineError> {
     let mut root = None;
     let mut prepared = prepare(req, Purpose::Apply, &mut root)?;
     let p = &mut prepared;
-    let header = header(&p.site, &p.catalog);
+    let header = header(&p.site, &p.catalog, clock);
     let no_runs: &[ProgramRun] = &[];
     let (calls, runs) = match &p.planned.run {
         Some(r) => (
@@ -84,8 +94,9 @@ fn commit_showing<R: Send>(
     })
 }
 
-/// What an apply's generation records of the site and the catalog.
-fn header(site: &Site, catalog: &Catalog) -> Header {
+/// What an apply's generation records of the site and the catalog, its time told by
+/// `clock`.
+fn header(site: &Site, catalog: &Catalog, clock: Clock) -> Header {
     Header {
         kind: GenerationKind::Apply,
         replayed: None,
@@ -97,6 +108,7 @@ fn header(site: &Site, catalog: &Catalog) -> Header {
             .map(|r| (r.id.clone(), r.digest.clone()))
             .collect(),
         keep_generations: site.state.keep_generations.map(|k| k.0),
+        clock,
         prune: true,
     }
 }

@@ -25,9 +25,32 @@ pub(crate) struct Header {
     pub revision: Option<String>,
     pub modules: BTreeMap<String, String>,
     pub keep_generations: Option<u64>,
+    /// What tells the time the generation is recorded at.
+    pub clock: Clock,
     /// Whether to prune beyond `keep_generations` (else [`DEFAULT_KEEP`]) once committed:
     /// an apply does, a rollback does not (it has no site to say how many to keep).
     pub prune: bool,
+}
+
+/// What tells the time a generation is recorded at: the system's clock, or a time the
+/// caller fixed (the CLI's tests do, so that their snapshots show exact times).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Clock {
+    /// The system's clock, read when the generation is made.
+    #[default]
+    System,
+    /// Always this time.
+    Fixed(SystemTime),
+}
+
+impl Clock {
+    /// The time now, by this clock.
+    pub fn now(self) -> SystemTime {
+        match self {
+            Clock::System => SystemTime::now(),
+            Clock::Fixed(t) => t,
+        }
+    }
 }
 
 /// What a commit recorded.
@@ -131,7 +154,7 @@ impl ToCommit<'_> {
         let header = self.header;
         let generation = Generation {
             number: 0,
-            time: now(),
+            time: humantime::format_rfc3339_seconds(header.clock.now()).to_string(),
             kind: header.kind,
             replayed: header.replayed,
             node: header.node,
@@ -194,8 +217,4 @@ pub(crate) fn scheduled(catalog: &Catalog, calls: &[Deferred]) -> Vec<Scheduled>
                 .unwrap_or(strata_state::DEFAULT_TIMEOUT),
         })
         .collect()
-}
-
-fn now() -> String {
-    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }

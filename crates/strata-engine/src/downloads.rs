@@ -254,7 +254,7 @@ fn keep(
 /// limit (and, with a declared size, less). Returns the sha256.
 fn stream(
     mut body: impl Read,
-    mut file: std::fs::File,
+    mut file: impl Write,
     want: &Wanted<'_>,
     path: &Path,
     read_failed: impl Fn(std::io::Error) -> EngineError,

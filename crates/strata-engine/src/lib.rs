@@ -37,7 +37,8 @@ mod rollback;
 mod scripts;
 mod steps;
 
-pub use apply::{apply, apply_showing};
+pub use apply::{apply, apply_showing, apply_showing_by};
+pub use commit::Clock;
 pub use compile::{NodeCheck, check, params};
 pub use error::{DownloadError, EngineError, RollbackError};
 pub use history::{gc, generations, recover, report};

@@ -9,14 +9,14 @@ use strata_fs::{Meter, Root};
 use strata_state::{State, StateError};
 use strata_types::{GenerationKind, Report};
 
-use crate::commit::{Header, ToCommit};
+use crate::commit::{Clock, Header, ToCommit};
 use crate::managed::Managed;
 use crate::outcome::new_contents;
 use crate::{EngineError, Outcome, RollbackError};
 
 /// Replays generation `to` (default: the one before the current) through the same commit,
-/// without the site; the result is a new generation.
-pub fn rollback(root: &Path, to: Option<u64>) -> Result<Outcome, EngineError> {
+/// without the site; the result is a new generation, its time told by `clock`.
+pub fn rollback(root: &Path, to: Option<u64>, clock: Clock) -> Result<Outcome, EngineError> {
     let root = Root::open(root)?;
     let state = State::open_for_commit(&root)?;
     let target = target(&state, to)?;
@@ -43,6 +43,7 @@ pub fn rollback(root: &Path, to: Option<u64>) -> Result<Outcome, EngineError> {
         modules: old.modules.clone(),
         // The site's retention as the last apply recorded it: a rollback has no site.
         keep_generations: current.as_ref().and_then(|g| g.keep_generations),
+        clock,
         prune: false,
     };
     let recorded = ToCommit {

@@ -7,7 +7,7 @@
 //! - plain helpers for reading a site tree (which is the user's own directory).
 //!
 //! Every error carries the path and the operation that failed.
-#![allow(clippy::disallowed_methods)]
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 mod durable;
 mod error;

@@ -123,7 +123,7 @@ pub fn main(spec: &Spec) -> Result<i32> {
         observed: Observed::default(),
         counter: 0,
         userns,
-        filters: jail::filters()?,
+        filters: crate::seccomp::filters()?,
         cgroup,
         by_pid_max,
         joining,

@@ -15,7 +15,10 @@
 //! executable started with a hidden first argument (see [`helper_main`]). When init exits
 //! the kernel kills whatever the scripts left running and the mounts vanish with the
 //! namespace.
-#![allow(clippy::disallowed_methods)] // reads the target and writes only the sandbox's own tmpfs
+// Below strata-fs, like it: the helpers hold raw descriptors (flock'd scratch
+// directories, cgroup and /proc files, pidfds) inside namespaces of their own, read the
+// target and write only the sandbox's own tmpfs.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 mod cgroup;
 mod helper_error;
@@ -25,6 +28,7 @@ mod lay;
 mod mounts;
 mod observe;
 mod outer;
+mod seccomp;
 mod shim;
 mod sys;
 mod work;

@@ -6,6 +6,7 @@
 mod hosts;
 pub use hosts::{TestHost, TestHosts};
 
+use std::ffi::OsStr;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -93,12 +94,15 @@ impl TestEnv {
         self
     }
 
-    /// A `strata` command with `--site` and `--root` added for the verbs that take them.
+    /// A `strata` command with `--site` and `--root` added for the verbs that take them,
+    /// on a machine named [`HOST_NAME`] whose clock stands at [`NOW`].
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(&self.bin);
         cmd.args(args)
             .env("NO_COLOR", "1")
-            .env_remove("STRATA_SITE");
+            .env_remove("STRATA_SITE")
+            .env("STRATA_TEST_NOW", NOW)
+            .env("STRATA_TEST_HOSTNAME", HOST_NAME);
         // Each test its own cache (what one test's compile or download left never serves
         // another); only package lists and packages are shared (`debian_root`).
         cmd.env("STRATA_CACHE_DIR", self.cache());
@@ -120,14 +124,15 @@ impl TestEnv {
 
     /// Runs `strata` and returns its output.
     pub fn run(&self, args: &[&str]) -> Run {
-        self.run_env(args, &[])
+        self.run_env::<&str>(args, &[])
     }
 
-    /// Runs `strata` with extra environment variables.
-    pub fn run_env(&self, args: &[&str], vars: &[(&str, &Path)]) -> Run {
+    /// Runs `strata` with extra environment variables (which may replace [`NOW`] and
+    /// [`HOST_NAME`]).
+    pub fn run_env<V: AsRef<OsStr>>(&self, args: &[&str], vars: &[(&str, V)]) -> Run {
         let out = self
             .cmd(args)
-            .envs(vars.iter().copied())
+            .envs(vars.iter().map(|(k, v)| (*k, v)))
             .output()
             .expect("run strata");
         Run::new(&out, self)
@@ -187,6 +192,14 @@ impl TestEnv {
         tree(&self.root(), &["var/lib/strata"])
     }
 }
+
+/// The time every `strata` a [`TestEnv`] runs reads from its clock (`STRATA_TEST_NOW`):
+/// each generation it records has this time.
+pub const NOW: &str = "2024-05-01T12:00:00Z";
+
+/// The host name of the machine every `strata` a [`TestEnv`] runs sees
+/// (`STRATA_TEST_HOSTNAME`): the node when no `--node` is given.
+pub const HOST_NAME: &str = "testhost.example.com";
 
 /// Where the package lists and packages of every test's Debian root are kept.
 const SHARED_PACKAGES: &str = "/var/cache/strata-test/cache/packages";

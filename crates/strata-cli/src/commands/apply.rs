@@ -35,14 +35,15 @@ fn apply(
     printer: &Printer,
     recovery: &Recovery,
 ) -> CommandResult {
+    let clock = crate::machine::clock()?;
     if args.node.json {
-        let outcome = strata_engine::apply(req)?;
+        let (outcome, ()) = strata_engine::apply_showing_by(req, clock, |_| ())?;
         show::outcome(printer, &outcome, &req.root, true, "apply", recovery)?;
         return finished(outcome);
     }
     // The changes are printed while they are committed; the last line says how it ended
     // (a failure is reported after them, and the target is as it was).
-    let (outcome, shown) = strata_engine::apply_showing(req, |pending| {
+    let (outcome, shown) = strata_engine::apply_showing_by(req, clock, |pending| {
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());
         show::changes_text(printer, pending, &mut out).and_then(|()| out.flush())
     })?;

@@ -26,7 +26,7 @@ pub fn run(args: &RollbackArgs, printer: &Printer) -> CommandResult {
     let root = crate::cli::absolute(&args.root.root)?;
     let recovery = Recovery::open(printer, &root)?;
     let result = (|| {
-        let outcome = strata_engine::rollback(&root, args.to)?;
+        let outcome = strata_engine::rollback(&root, args.to, crate::machine::clock()?)?;
         show::outcome(printer, &outcome, &root, args.json, "rollback", &recovery)?;
         show::release(outcome);
         Ok(())

@@ -73,54 +73,44 @@ fn switching_role_version_takes_back_what_the_old_version_had() {
 #[test]
 fn rollback_replays_an_earlier_generation_without_the_site() {
     let env = example();
-    env.run(&["apply", "--node", WEB1]).code(0);
+    // Each command at its own time: a generation records the time it was committed at.
+    let at = |time: &str, args: &[&str]| env.run_env(args, &[("STRATA_TEST_NOW", time)]);
+    at("2024-05-01T12:00:00Z", &["apply", "--node", WEB1]).code(0);
     let gen1 = env.tree();
     env.write(
         "nodes/web1.example.com.toml",
         "roles = [\"webserver@1.0\"]\n",
     );
-    env.run(&["apply", "--node", WEB1]).code(0);
+    at("2024-05-01T12:05:00Z", &["apply", "--node", WEB1]).code(0);
     let gen2 = env.tree();
     assert_ne!(gen1, gen2);
 
     std::fs::remove_dir_all(env.site()).unwrap();
-    let back = env.run(&["rollback"]).code(0);
+    let back = at("2024-05-02T08:30:00Z", &["rollback"]).code(0);
     assert_output!("rollback_web1_to_1", back.stdout);
     assert_eq!(env.tree(), gen1);
-    env.run(&["rollback", "--to", "2"]).code(0);
+    at("2024-05-02T08:31:15Z", &["rollback", "--to", "2"]).code(0);
     assert_eq!(env.tree(), gen2);
 
     let list = env.run(&["generations", "--json"]).code(0);
-    let list: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
-    let kinds: Vec<(u64, &str, Option<u64>, bool)> = list["generations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|g| {
-            (
-                g["number"].as_u64().unwrap(),
-                g["kind"].as_str().unwrap(),
-                g["replayed"].as_u64(),
-                g["current"].as_bool().unwrap(),
-            )
-        })
-        .collect();
-    assert_eq!(
-        kinds,
-        [
-            (1, "apply", None, false),
-            (2, "apply", None, false),
-            (3, "rollback", Some(1), false),
-            (4, "rollback", Some(2), true)
-        ]
-    );
+    assert_output!("generations_web1_json", list.stdout);
     assert_output!(env.run(&["generations"]).code(0).stdout, @r#"
-           1  [TIME]  apply                13 paths
-           2  [TIME]  apply                11 paths
-           3  [TIME]  rollback to 1        13 paths
-           4  [TIME]  rollback to 2        11 paths (current)
+           1  2024-05-01T12:00:00Z  apply                13 paths
+           2  2024-05-01T12:05:00Z  apply                11 paths
+           3  2024-05-02T08:30:00Z  rollback to 1        13 paths
+           4  2024-05-02T08:31:15Z  rollback to 2        11 paths (current)
         store: 8 objects, 831 B
         "#);
+}
+
+#[test]
+fn a_test_clock_that_is_not_an_rfc_3339_time_is_refused() {
+    let env = example();
+    let run = env
+        .run_env(&["apply", "--node", WEB1], &[("STRATA_TEST_NOW", "noon")])
+        .code(1);
+    assert_output!(run.stderr, @"error: STRATA_TEST_NOW: `noon` is not an RFC 3339 time in UTC: timestamp format is invalid");
+    assert_eq!(env.tree(), "", "nothing was applied");
 }
 
 #[test]

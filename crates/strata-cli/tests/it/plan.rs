@@ -19,6 +19,20 @@ fn a_plan_shows_every_path_with_attributes_and_diffs_and_writes_nothing() {
 }
 
 #[test]
+fn without_node_the_plan_is_for_this_machine_by_its_host_name() {
+    // The harness names the machine `strata_test::HOST_NAME`.
+    let env = example();
+    let run = env.run(&["plan"]).code(1);
+    assert_output!(run.stderr, @"error: unknown node `testhost.example.com`: no nodes/testhost.example.com.toml and no group lists it");
+    env.write(
+        "nodes/testhost.example.com.toml",
+        "environment = \"test\"\nroles = [\"webserver@1.0\"]\n",
+    );
+    let run = env.run(&["plan"]).code(2);
+    assert_output!("plan_this_host", run.stdout);
+}
+
+#[test]
 fn a_plan_against_an_applied_root_exits_0_and_verbose_lists_unchanged_paths() {
     let env = example();
     env.run(&["apply", "--node", WEB1]).code(0);

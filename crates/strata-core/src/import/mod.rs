@@ -14,7 +14,7 @@ use std::path::Path;
 use serde_json::{Map, Value};
 
 use crate::error::SiteError;
-use crate::site::Ref;
+use crate::versions::Ref;
 
 mod tasks;
 

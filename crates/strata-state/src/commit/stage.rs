@@ -30,7 +30,7 @@ pub(super) struct Needed {
 }
 
 /// Writes the generation file (on a helper thread, at a lower priority).
-fn write_generation(file: &std::fs::File, generation: &Generation) -> std::io::Result<()> {
+fn write_generation(file: impl std::io::Write, generation: &Generation) -> std::io::Result<()> {
     strata_meter::background_thread();
     let mut w = std::io::BufWriter::with_capacity(1 << 16, file);
     serde_json::to_writer(&mut w, generation).map_err(std::io::Error::other)?;
