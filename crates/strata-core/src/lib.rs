@@ -45,7 +45,7 @@ pub use fleet::{FleetSettings, NodeKeys, NodeReach, SecretsSettings, SshSettings
 pub use params::{ParamTree, Source};
 pub use plan::{PlanError, plan};
 pub use purge::Purge;
-pub use render::render_template;
+pub use render::{Dialect, render_template, render_template_as};
 pub use resources::{Declared, Group, Line, Package, Service, User};
 pub use settings::{KeepGenerations, SandboxSettings, Size, StateSettings};
 pub use site::{NodeInfo, Site};

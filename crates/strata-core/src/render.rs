@@ -64,12 +64,13 @@ struct Whitespace {
 }
 
 impl Whitespace {
-    /// As Ansible renders templates: a block tag's own newline is dropped, and the file's
-    /// final newline is kept.
+    /// As Ansible renders templates: a block tag's own newline is dropped, and Jinja2
+    /// drops the template's final newline (Ansible then pads the output, see
+    /// [`pad_newlines`]).
     const ANSIBLE: Whitespace = Whitespace {
         trim_blocks: true,
         lstrip_blocks: false,
-        keep_trailing_newline: true,
+        keep_trailing_newline: false,
     };
 
     fn index(self) -> usize {
@@ -86,6 +87,30 @@ impl Whitespace {
             .build()
             .expect("the default delimiters are valid")
     }
+}
+
+/// Whose Jinja2 a template is written for. The filters, tests and methods are the same;
+/// the whitespace rules are not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Dialect {
+    /// Ansible's `template` module: trim_blocks, a `#jinja2:` first line obeyed, the
+    /// output padded to the template's count of final newlines.
+    #[default]
+    Ansible,
+    /// Salt's `file.managed` with `template: jinja` and its default options: no
+    /// trim_blocks or lstrip_blocks, no `#jinja2:` line (it is text), and one newline
+    /// appended when the template ends in one (Jinja2 drops it; Salt adds it back
+    /// whatever the output ends with).
+    Salt,
+}
+
+impl Whitespace {
+    /// Salt's defaults (`jinja_env` unset): Jinja2's own.
+    const SALT: Whitespace = Whitespace {
+        trim_blocks: false,
+        lstrip_blocks: false,
+        keep_trailing_newline: false,
+    };
 }
 
 /// The prefix of Ansible's first-line override of the environment's options.
@@ -175,8 +200,22 @@ impl Renderer {
         source: &str,
         ctx: &minijinja::Value,
     ) -> Result<String, SiteError> {
+        self.render_as(name, source, ctx, Dialect::Ansible)
+    }
+
+    /// [`Renderer::render`], with `dialect`'s whitespace rules.
+    pub fn render_as(
+        &self,
+        name: &str,
+        source: &str,
+        ctx: &minijinja::Value,
+        dialect: Dialect,
+    ) -> Result<String, SiteError> {
         let _watch = crate::budget::watch(name);
-        let (ws, body) = header(source).map_err(|m| SiteError::in_file(name, m).at(1, 1))?;
+        let (ws, body) = match dialect {
+            Dialect::Ansible => header(source).map_err(|m| SiteError::in_file(name, m).at(1, 1))?,
+            Dialect::Salt => (Whitespace::SALT, source),
+        };
         // The lines of the template's body follow the `#jinja2:` line.
         let skipped = usize::from(body.len() != source.len());
         let fail = |e: minijinja::Error| {
@@ -196,9 +235,27 @@ impl Renderer {
             .render_captured_to(ctx.clone(), &mut out)
             .map_err(fail)?;
         let mut out = String::from_utf8(out.bytes).expect("minijinja writes UTF-8 text");
+        match dialect {
+            Dialect::Ansible => pad_newlines(body, &mut out),
+            Dialect::Salt if body.ends_with('\n') => out.push('\n'),
+            Dialect::Salt => {}
+        }
         // The output grew by doubling: thousands of rendered files are kept until written.
         out.shrink_to_fit();
         Ok(out)
+    }
+}
+
+/// Ansible's `preserve_trailing_newlines`: the output ends in at least as many newlines
+/// as the template does. Jinja2 drops a template's final newline, and Ansible adds back
+/// only what the output lacks: a template ending in `{{ x | to_nice_yaml }}` and a
+/// newline ends in the YAML's own newline, not in two (keeping the template's newline
+/// instead, as `keep_trailing_newline` would, writes one more).
+fn pad_newlines(template: &str, out: &mut String) {
+    let trailing = |s: &str| s.len() - s.trim_end_matches('\n').len();
+    let (want, have) = (trailing(template), trailing(out));
+    if want > have {
+        out.extend(std::iter::repeat_n('\n', want - have));
     }
 }
 
@@ -210,8 +267,19 @@ pub fn render_template(
     source: &str,
     vars: &serde_json::Value,
 ) -> Result<String, SiteError> {
+    render_template_as(name, source, vars, Dialect::Ansible)
+}
+
+/// [`render_template`] in `dialect`: Salt's formulas' templates render with Salt's
+/// whitespace rules. (A site's modules cannot choose it yet: README, "Not built yet".)
+pub fn render_template_as(
+    name: &str,
+    source: &str,
+    vars: &serde_json::Value,
+    dialect: Dialect,
+) -> Result<String, SiteError> {
     let ctx = minijinja::Value::from(minijinja::value::Serde(vars));
-    Renderer::new().render(name, source, &ctx)
+    Renderer::new().render_as(name, source, &ctx, dialect)
 }
 
 /// A render's output, refused past its limit.
@@ -439,8 +507,12 @@ mod tests {
             r.render("t.j2", &neither, &ctx).unwrap(),
             "a\n    \n1\n    \n2\n    \nb\n"
         );
+        // Jinja2 keeps the final newline, and Ansible's padding adds none.
+        let keep = "#jinja2: keep_trailing_newline: True\nx\n\n";
+        assert_eq!(r.render("t.j2", keep, &ctx).unwrap(), "x\n\n");
+        // Jinja2 drops it, and Ansible adds it back.
         let no_nl = "#jinja2: keep_trailing_newline: False\nx\n";
-        assert_eq!(r.render("t.j2", no_nl, &ctx).unwrap(), "x");
+        assert_eq!(r.render("t.j2", no_nl, &ctx).unwrap(), "x\n");
         // The default environment is untouched by a template's options.
         assert_eq!(
             r.render("t.j2", body, &ctx).unwrap(),
@@ -500,6 +572,41 @@ mod tests {
         );
     }
 
+    /// Salt's `render_jinja_tmpl`: Jinja2's defaults (a block tag keeps its newline), a
+    /// `#jinja2:` line is text, and one newline is appended to the output when the
+    /// template ends in one, even after an output that ends in its own.
+    #[test]
+    fn salt_keeps_block_newlines_and_appends_one_final_newline() {
+        let r = Renderer::new();
+        let ctx = minijinja::Value::from(minijinja::value::Serde(
+            serde_json::json!({"l": [1, 2], "y": "a: 1\n"}),
+        ));
+        let t = |src: &str| r.render_as("t.jinja", src, &ctx, Dialect::Salt).unwrap();
+        assert_eq!(
+            t("a\n{% for x in l %}\n{{ x }}\n{% endfor %}\nb\n"),
+            "a\n\n1\n\n2\n\nb\n"
+        );
+        assert_eq!(
+            t("{%- for x in l %}\n  {{ x }}\n{%- endfor %}"),
+            "\n  1\n  2"
+        );
+        assert_eq!(t("{{ y }}\n"), "a: 1\n\n");
+        assert_eq!(t("x\n\n"), "x\n\n");
+        assert_eq!(t("x"), "x");
+        assert_eq!(t(""), "");
+        assert_eq!(
+            t("#jinja2: trim_blocks: False\nx\n"),
+            "#jinja2: trim_blocks: False\nx\n"
+        );
+        // Ansible's rules, for the same templates.
+        let a = |src: &str| r.render("t.j2", src, &ctx).unwrap();
+        assert_eq!(
+            a("a\n{% for x in l %}\n{{ x }}\n{% endfor %}\nb\n"),
+            "a\n1\n2\nb\n"
+        );
+        assert_eq!(a("{{ y }}\n"), "a: 1\n");
+    }
+
     /// minijinja escapes by the template's name; Ansible never does: a `config.yaml.j2`
     /// had its strings written in JSON quotes, an `index.html.j2` its slashes as `&#x2f;`.
     #[test]
@@ -524,6 +631,29 @@ mod tests {
         let r = Renderer::new();
         let ctx = minijinja::Value::from(minijinja::value::Serde(serde_json::json!({"a": 1})));
         assert_eq!(r.render("t.j2", "x={{ a }}\n", &ctx).unwrap(), "x=1\n");
+    }
+
+    /// Ansible pads the output to the template's count of final newlines, where Jinja2's
+    /// `keep_trailing_newline` would keep the template's one after the output's own: a
+    /// template ending in `{{ modules | to_nice_yaml }}` wrote a blank last line
+    /// (prometheus-community's blackbox_exporter.yml.j2, in the corpus).
+    #[test]
+    fn final_newlines_are_padded_as_ansible_pads_them() {
+        let r = Renderer::new();
+        let ctx = minijinja::Value::from(minijinja::value::Serde(
+            serde_json::json!({"y": "a: 1\n", "two": "b\n\n", "e": ""}),
+        ));
+        let t = |src: &str| r.render("t.j2", src, &ctx).unwrap();
+        assert_eq!(t("{{ y }}\n"), "a: 1\n");
+        assert_eq!(t("{{ y }}"), "a: 1\n");
+        assert_eq!(t("{{ two }}\n"), "b\n\n");
+        assert_eq!(t("{{ y }}\n\n\n"), "a: 1\n\n\n");
+        assert_eq!(t("x\n\n"), "x\n\n");
+        assert_eq!(t("{{ e }}\n"), "\n");
+        assert_eq!(t("\n\n"), "\n\n");
+        assert_eq!(t(""), "");
+        // A block's own newline, dropped by trim_blocks, is not a final newline.
+        assert_eq!(t("x\n{% if true %}{% endif %}\n"), "x\n");
     }
 }
 

@@ -1,4 +1,4 @@
-//! Ansible's `ternary`, `mandatory` and `bool` filters.
+//! Ansible's `ternary`, `mandatory` and `bool` filters, and its `any` and `all` tests.
 
 use minijinja::{Error, Value};
 
@@ -46,6 +46,29 @@ pub(super) fn mandatory(value: Value, msg: Option<String>) -> Result<Value, Erro
         ));
     }
     Ok(value)
+}
+
+/// `x is any` and `x is all`: Python's `any(x)` and `all(x)`, which Ansible registers as
+/// tests: whether some (every) item of a list, key of a mapping or character of a string
+/// is true. Not iterable is an error, as in Python.
+fn truths(value: &Value, test: &str) -> Result<Vec<bool>, Error> {
+    let items = value.try_iter().map_err(|_| {
+        super::fail(format!(
+            "`{test}` needs something to iterate over, not {}",
+            value.kind()
+        ))
+    })?;
+    Ok(items.map(|v| v.is_true()).collect())
+}
+
+/// `x is any`.
+pub(super) fn is_any(value: &Value) -> Result<bool, Error> {
+    Ok(truths(value, "any")?.into_iter().any(|t| t))
+}
+
+/// `x is all`.
+pub(super) fn is_all(value: &Value) -> Result<bool, Error> {
+    Ok(truths(value, "all")?.into_iter().all(|t| t))
 }
 
 #[cfg(test)]
@@ -103,6 +126,35 @@ mod tests {
                 json!({"v": "no"})
             ),
             "off"
+        );
+    }
+
+    /// Python's `any()` and `all()`, including the empty cases (`any([])` is false,
+    /// `all([])` true) and a mapping's keys.
+    #[test]
+    fn any_and_all_are_pythons() {
+        let ctx = json!({"l": [0, "", 3], "z": [0, false, null, ""], "e": [], "d": {"a": 1},
+                         "ok": [1, "x", [0]], "s": "ab"});
+        let t = |src: &str| render(src, ctx.clone());
+        assert_eq!(t("{{ l is any }} {{ l is all }}"), "True False");
+        assert_eq!(
+            t("{{ z is any }} {{ z is ansible.builtin.all }}"),
+            "False False"
+        );
+        assert_eq!(t("{{ e is any }} {{ e is all }}"), "False True");
+        assert_eq!(
+            t("{{ ok is all }} {{ d is any }} {{ s is all }}"),
+            "True True True"
+        );
+        assert_eq!(t("{{ '' is any }} {{ '' is all }}"), "False True");
+        assert_eq!(
+            t("{{ [[], [1]] | map('length') | select('gt', 0) | list is any }}"),
+            "True"
+        );
+        let err = try_render("{{ 3 is any }}", json!({})).unwrap_err();
+        assert!(
+            err.contains("`any` needs something to iterate over"),
+            "{err}"
         );
     }
 

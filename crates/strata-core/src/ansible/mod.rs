@@ -10,6 +10,7 @@
 
 mod comment;
 mod dicts;
+mod hash;
 mod indent;
 mod ipaddr;
 mod json;
@@ -62,6 +63,7 @@ pub(crate) fn register(env: &mut Environment<'static>) {
     builtin(env, "b64encode", text::b64encode);
     builtin(env, "b64decode", text::b64decode);
     builtin(env, "quote", text::quote);
+    builtin(env, "hash", hash::hash);
     builtin(env, "basename", paths::basename);
     builtin(env, "dirname", paths::dirname);
     // Jinja2's own `indent`, which keeps a block's trailing newline, and `string` and
@@ -80,6 +82,13 @@ pub(crate) fn register(env: &mut Environment<'static>) {
     for name in ["version", "version_compare"] {
         env.add_test(name, version::version);
         env.add_test(format!("ansible.builtin.{name}"), version::version);
+    }
+    for (name, f) in [
+        ("any", logic::is_any as fn(&_) -> _),
+        ("all", logic::is_all),
+    ] {
+        env.add_test(name, f);
+        env.add_test(format!("ansible.builtin.{name}"), f);
     }
     for (name, f) in [
         ("match", regex::is_match as fn(_, _, _) -> _),

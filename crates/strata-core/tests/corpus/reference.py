@@ -1,14 +1,27 @@
 #!/usr/bin/env python3
 """Renders a template as Ansible's `template` module does, for strata's corpus test.
 
-Usage: reference.py TEMPLATE VARS.json  (the output goes to stdout, byte for byte)
+Usage: reference.py TEMPLATE VARS.json [--salt]  (the output goes to stdout, byte for byte)
 
-Jinja2 is configured as Ansible configures it: trim_blocks, keep_trailing_newline,
-strict undefined, a leading `#jinja2:` line obeyed and removed. The few Ansible filters
-the corpus's templates use are written here after Ansible's documentation.
+Jinja2 is configured as Ansible configures it: trim_blocks, strict undefined, a leading
+`#jinja2:` line obeyed and removed, and the output padded with newlines to as many final
+newlines as the template has (Ansible's `preserve_trailing_newlines`: Jinja2 drops the
+template's final one). The Ansible filters and tests the corpus's templates use are
+written here after ansible-core's source (`plugins/filter/core.py`, `plugins/test/core.py`).
+
+With --salt, as Salt's `render_jinja_tmpl` (salt/utils/templates.py) renders a
+`file.managed` template with its default options: Jinja2's own whitespace (no trim_blocks,
+no lstrip_blocks, the final newline dropped), StrictUndefined, the `do` and `loopcontrols`
+extensions, and one newline appended when the template ends in one. What Salt's context
+holds is emulated: VARS.json is the pillar and the file's `context:` at once, so its keys
+are variables and `salt['pillar.get']('a:b', default, delimiter=':')` (and `config.get`)
+walks it as Salt's `traverse_dict_and_list` does (a missing key gives the default, '' when
+none is given); `grains` is whatever VARS.json gives under that name.
 """
 
+import hashlib
 import json
+import shlex
 import sys
 
 import jinja2
@@ -70,13 +83,73 @@ def version(value, other, operator="eq"):
     return {"eq": a == b, "ne": a != b, "lt": a < b, "le": a <= b, "gt": a > b, "ge": a >= b}[op]
 
 
+def mandatory(value, msg=None):
+    if isinstance(value, jinja2.Undefined):
+        raise jinja2.UndefinedError(msg or "Mandatory variable not defined.")
+    return value
+
+
+def quote(value):
+    """Ansible's `quote`: `shlex.quote` of the text, none as ''."""
+    return shlex.quote("" if value is None else str(value))
+
+
+def get_hash(data, hashtype="sha1"):
+    """Ansible's `hash`: the hex digest of the UTF-8 text."""
+    h = hashlib.new(hashtype)
+    h.update(str(data).encode("utf-8"))
+    return h.hexdigest()
+
+
+def to_bool(value):
+    """Ansible's `bool`: yes/on/1/true (any case) true, no/off/0/false false, the rest
+    by `== 1`; none stays none."""
+    if value is None or isinstance(value, bool):
+        return value
+    word = str(value).lower() if isinstance(value, (str, int)) else value
+    if word in ("yes", "on", "1", "true"):
+        return True
+    if word in ("no", "off", "0", "false"):
+        return False
+    return word == 1
+
+
+def salt_functions(pillar):
+    """The `salt` dict of execution functions that read the pillar."""
+    def pillar_get(key, default="", delimiter=":"):
+        value = pillar
+        for part in key.split(delimiter):
+            if isinstance(value, dict) and part in value:
+                value = value[part]
+            elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+                value = value[int(part)]
+            else:
+                return default
+        return value
+    return {"pillar.get": pillar_get, "config.get": pillar_get}
+
+
+def render_salt(source, variables):
+    env = jinja2.Environment(
+        undefined=jinja2.StrictUndefined,
+        extensions=["jinja2.ext.do", "jinja2.ext.loopcontrols"],
+    )
+    env.globals["salt"] = salt_functions(variables)
+    out = env.from_string(source).render(variables)
+    return out + "\n" if source.endswith("\n") else out
+
+
 def main():
     template_path, vars_path = sys.argv[1], sys.argv[2]
+    salt = sys.argv[3:] == ["--salt"]
     with open(template_path, encoding="utf-8") as f:
         source = f.read()
     with open(vars_path, encoding="utf-8") as f:
         variables = json.load(f)
-    options = {"trim_blocks": True, "keep_trailing_newline": True}
+    if salt:
+        sys.stdout.buffer.write(render_salt(source, variables).encode("utf-8"))
+        return
+    options = {"trim_blocks": True}
     if source.startswith("#jinja2:"):
         line, _, source = source.partition("\n")
         for pair in line[len("#jinja2:"):].split(","):
@@ -86,9 +159,13 @@ def main():
     env.filters.update({
         "comment": comment, "to_nice_yaml": to_nice_yaml, "to_yaml": to_yaml,
         "to_nice_json": to_nice_json, "to_json": json.dumps, "ternary": ternary,
+        "mandatory": mandatory, "quote": quote, "hash": get_hash, "bool": to_bool,
     })
-    env.tests["version"] = version
+    # Ansible's tests (`any` and `all` are Python's builtins there too).
+    env.tests.update({"version": version, "version_compare": version, "any": any, "all": all})
     out = env.from_string(source).render(variables)
+    trailing = lambda s: len(s) - len(s.rstrip("\n"))
+    out += "\n" * max(0, trailing(source) - trailing(out))
     sys.stdout.buffer.write(out.encode("utf-8"))
 
 
