@@ -22,9 +22,28 @@ const LOCK_WAIT: Duration = Duration::from_secs(60);
 /// A failure to report: its kind and message.
 pub struct Refusal(pub ErrorInfo);
 
-impl<E: std::fmt::Display> From<E> for Refusal {
+impl Refusal {
+    /// A refusal that says `why`.
+    pub fn new(why: impl Into<String>) -> Refusal {
+        Refusal(ErrorInfo::new("refused", why.into()))
+    }
+}
+
+/// An error and its causes, each once: "cannot create directory X: No space left on
+/// device".
+impl<E: std::error::Error> From<E> for Refusal {
     fn from(e: E) -> Refusal {
-        Refusal(ErrorInfo::new("refused", e.to_string()))
+        let mut text = e.to_string();
+        let mut cause = e.source();
+        while let Some(c) = cause {
+            let t = c.to_string();
+            if !text.ends_with(&t) {
+                text.push_str(": ");
+                text.push_str(&t);
+            }
+            cause = c.source();
+        }
+        Refusal::new(text)
     }
 }
 

@@ -224,7 +224,7 @@ fn fetch(
         // First contact: the root must be the one the operator named.
         let (first, _) = RootSet(roots.0.iter().take(1).cloned().collect()).verify(None)?;
         if first.fingerprint() != args.root_key {
-            return Err(Refusal::from(format!(
+            return Err(Refusal::new(format!(
                 "the published root's fingerprint is {}, not the {} given by --root-key",
                 first.fingerprint(),
                 args.root_key
@@ -238,10 +238,10 @@ fn fetch(
         .unwrap_or_else(|| "production".to_string());
     let ts_bytes = store
         .get(&timestamp_key(&env), MAX_METADATA as u64)?
-        .ok_or_else(|| Refusal::from(format!("nothing is published for environment {env:?}")))?;
+        .ok_or_else(|| Refusal::new(format!("nothing is published for environment {env:?}")))?;
     let ts = trust.verify_timestamp(&roots, &ts_bytes, now)?;
     if ts.environment != env {
-        return Err(Refusal::from(format!(
+        return Err(Refusal::new(format!(
             "the timestamp of {env:?} is for {:?}",
             ts.environment
         )));
@@ -249,20 +249,20 @@ fn fetch(
     let manifest = store
         .get(&manifest_key(&env, ts.version), MAX_MANIFEST as u64)?
         .ok_or_else(|| {
-            Refusal::from(format!(
+            Refusal::new(format!(
                 "version {} of {env:?} is missing; retry later",
                 ts.version
             ))
         })?;
     if strata_types::Hash::of(&manifest) != ts.manifest {
-        return Err(Refusal::from(format!(
+        return Err(Refusal::new(format!(
             "version {} of {env:?} is not the manifest its timestamp names",
             ts.version
         )));
     }
     let verified = trust.verify(&roots, &manifest, now)?;
     if verified.manifest.environment != env || verified.manifest.version != ts.version {
-        return Err(Refusal::from(
+        return Err(Refusal::new(
             "the manifest is not the one its timestamp names",
         ));
     }
@@ -270,7 +270,7 @@ fn fetch(
         let key = blob_key(&hash.to_string());
         let bytes = store
             .get(&key, size)?
-            .ok_or_else(|| Refusal::from(format!("{key} is missing; retry later")))?;
+            .ok_or_else(|| Refusal::new(format!("{key} is missing; retry later")))?;
         blobs.receive(&hash, size, &mut bytes.as_slice())?;
     }
     Ok(verified)

@@ -114,8 +114,7 @@ fn read_metadata(input: &mut impl BufRead) -> Result<Metadata, Refusal> {
     let mut manifest = None;
     let mut assignment = None;
     loop {
-        let frame =
-            wire::read_frame(input)?.ok_or_else(|| Refusal::from("the push ended early"))?;
+        let frame = wire::read_frame(input)?.ok_or_else(|| Refusal::new("the push ended early"))?;
         let limit = match frame.tag.as_str() {
             "end" if manifest.is_some() => {
                 return Ok((RootSet(roots), manifest.expect("checked"), assignment));
@@ -123,10 +122,10 @@ fn read_metadata(input: &mut impl BufRead) -> Result<Metadata, Refusal> {
             "root" if manifest.is_none() && roots.len() < 1000 => MAX_METADATA,
             "manifest" if manifest.is_none() => MAX_MANIFEST,
             "assignment" if manifest.is_some() && assignment.is_none() => MAX_METADATA,
-            other => return Err(Refusal::from(format!("unexpected {other:?} in a push"))),
+            other => return Err(Refusal::new(format!("unexpected {other:?} in a push"))),
         };
         if frame.len > limit as u64 {
-            return Err(Refusal::from(format!(
+            return Err(Refusal::new(format!(
                 "the push's {} is {} bytes, over the limit of {limit}",
                 frame.tag, frame.len
             )));
@@ -134,7 +133,7 @@ fn read_metadata(input: &mut impl BufRead) -> Result<Metadata, Refusal> {
         let mut body = Vec::with_capacity(frame.len as usize);
         input.take(frame.len).read_to_end(&mut body)?;
         if body.len() as u64 != frame.len {
-            return Err(Refusal::from("the push ended early"));
+            return Err(Refusal::new("the push ended early"));
         }
         match frame.tag.as_str() {
             "root" => roots.push(body),
@@ -156,27 +155,26 @@ fn read_blobs(
         .map(|(h, s)| (h.to_string(), (*h, *s)))
         .collect();
     loop {
-        let frame =
-            wire::read_frame(input)?.ok_or_else(|| Refusal::from("the push ended early"))?;
+        let frame = wire::read_frame(input)?.ok_or_else(|| Refusal::new("the push ended early"))?;
         match frame.tag.as_str() {
             "end" => break,
             "blob" => {
                 let (hash, size) = wanted.remove(&frame.arg).ok_or_else(|| {
-                    Refusal::from(format!("blob {:?} was not asked for", frame.arg))
+                    Refusal::new(format!("blob {:?} was not asked for", frame.arg))
                 })?;
                 if frame.len != size {
-                    return Err(Refusal::from(format!(
+                    return Err(Refusal::new(format!(
                         "blob {hash} is {} bytes; the manifest says {size}",
                         frame.len
                     )));
                 }
                 store.receive(&hash, size, input)?;
             }
-            other => return Err(Refusal::from(format!("unexpected {other:?} in a push"))),
+            other => return Err(Refusal::new(format!("unexpected {other:?} in a push"))),
         }
     }
     if let Some(h) = wanted.keys().next() {
-        return Err(Refusal::from(format!("blob {h} was never sent")));
+        return Err(Refusal::new(format!("blob {h} was never sent")));
     }
     Ok(())
 }

@@ -513,3 +513,64 @@ fn a_site_that_classifies_hardware_is_pushed_with_signed_assignments() {
         );
     }
 }
+
+/// Runs `script` with `sh` in host `name`'s mount namespace (its own `/`).
+fn in_host(f: &Fleet, name: &str, script: &str) -> std::process::Output {
+    let init = f.hosts.host(name).root();
+    let pid = init.parent().unwrap().file_name().unwrap().to_owned();
+    Command::new("nsenter")
+        .arg("-t")
+        .arg(pid)
+        .args(["-m", "sh", "-c", script])
+        .output()
+        .unwrap()
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and the test hosts' Debian image: scripts/test provides them (feature host-tests)"
+)]
+fn a_full_disk_fails_only_its_host_and_nothing_there_is_half_applied() {
+    let f = fleet(2);
+    // Ship strata first, so the disk fills up under the apply.
+    let (code, _, _) = f.push_json(&["all", "--noop"]);
+    assert_eq!(code, 2);
+    let before = host_tree(&f.hosts.host("h2.test").root());
+    // Every free block of h2's disk taken, root's reserve too.
+    let filled = in_host(
+        &f,
+        "h2.test",
+        "mkdir /fill && cd /fill && i=0; \
+         while fallocate -l 64M big$i 2>/dev/null; do i=$((i+1)); done; \
+         while fallocate -l 1M small$i 2>/dev/null; do i=$((i+1)); done; \
+         dd if=/dev/zero of=last bs=4096 2>/dev/null; sync; [ $i -gt 0 ]",
+    );
+    assert!(
+        filled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&filled.stderr)
+    );
+    let (code, nodes, _) = f.push_json(&["all"]);
+    assert_eq!(code, 1, "{nodes:?}");
+    assert_eq!(
+        results(&nodes),
+        [
+            ("h1.test".into(), "changed".into()),
+            ("h2.test".into(), "failed".into())
+        ]
+    );
+    let why = nodes[1]["error"]["message"].as_str().unwrap_or_default();
+    assert!(why.contains("No space left on device"), "{}", nodes[1]);
+    let h2 = f.hosts.host("h2.test");
+    assert_eq!(host_tree(&h2.root()), before, "h2 is half applied");
+    // Room again: the next push applies there.
+    let freed = in_host(&f, "h2.test", "rm -rf /fill");
+    assert!(freed.status.success());
+    let (code, nodes, _) = f.push_json(&["all"]);
+    assert_eq!(code, 0, "{nodes:?}");
+    assert_eq!(
+        h2.read("/etc/motd").unwrap(),
+        "Welcome to h2.test (production)\n"
+    );
+}
