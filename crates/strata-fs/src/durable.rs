@@ -31,6 +31,26 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(|e| FsError::new("sync", dir, e))
 }
 
+/// Opens a file for reading, not following a link: for contents streamed rather than
+/// held (a hash, a child's stdin).
+pub fn open_read(path: &Path) -> Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| FsError::new("open", path, e))
+}
+
+/// The blake3 of a file's content, read in chunks (never whole in memory).
+pub fn hash_file(path: &Path) -> Result<strata_types::Hash> {
+    let mut file = open_read(path)?;
+    let mut hasher = blake3::Hasher::new();
+    std::io::copy(&mut file, &mut hasher).map_err(|e| FsError::new("read", path, e))?;
+    Ok(strata_types::Hash::from_bytes(
+        *hasher.finalize().as_bytes(),
+    ))
+}
+
 /// Reads a file no larger than `limit` bytes, not following a link, with its permission
 /// bits: for key files, whose mode says whether others could have read them.
 pub fn read_with_mode(path: &Path, limit: u64) -> Result<(Vec<u8>, u32)> {

@@ -20,7 +20,8 @@ mod walk;
 
 mod fatfs;
 pub use durable::{
-    create_durable, read_with_mode, remove_dir_all, set_mode, sync_dir, write_durable,
+    create_durable, hash_file, open_read, read_with_mode, remove_dir_all, set_mode, sync_dir,
+    write_durable,
 };
 pub use error::{FsError, Result};
 pub use fatfs::{FixedMeta, unescape_mountinfo};

@@ -17,12 +17,14 @@ pub struct Meter {
     io: Option<(u64, u64)>,
 }
 
-/// Lowers the calling thread's priority (nice 10): what it does in the background yields
-/// the CPU to the thread the run waits for (on Linux, each thread has its own nice value).
+/// Lowers the calling thread's priority by 10 (to at most nice 19): what it does in the
+/// background yields the CPU to the thread the run waits for (on Linux, each thread has
+/// its own nice value). Relative, so a strata started with `nice` is never raised.
 pub fn background_thread() {
-    // SAFETY: setpriority takes plain integers; `0` is the calling thread.
+    // SAFETY: getpriority and setpriority take plain integers; `0` is the calling thread.
     unsafe {
-        libc::setpriority(libc::PRIO_PROCESS, 0, 10);
+        let now = libc::getpriority(libc::PRIO_PROCESS, 0);
+        libc::setpriority(libc::PRIO_PROCESS, 0, (now + 10).min(19));
     }
 }
 

@@ -286,10 +286,8 @@ fn assignment(
 }
 
 fn ship_strata(job: &PushJob, conn: &Connection) -> Result<(), Failure> {
-    let gz = strata_fs::read(&job.shipment.gz)
-        .map_err(|e| (Outcome::Failed, ErrorInfo::new("ship", e.to_string())))?;
     let out = conn
-        .run(&ship::install_script(&job.shipment), &gz)
+        .run_file(&ship::install_script(&job.shipment), &job.shipment.gz)
         .map_err(|e| reach(&e))?;
     if !out.status.success() {
         let why = String::from_utf8_lossy(&out.stderr).trim().to_string();

@@ -93,8 +93,11 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 
 /// Makes (or finds in `cache`) the shipment of the executable `exe`.
 pub fn prepare(exe: &Path, cache: &Path) -> std::io::Result<Shipment> {
-    let exe_bytes = strata_fs::read(exe).map_err(std::io::Error::other)?;
-    let id = blake3::hash(&exe_bytes).to_hex();
+    // Hashed in chunks: the release binary with its line tables is tens of MiB, and a
+    // push that finds its shipment cached need not hold it.
+    let id = strata_fs::hash_file(exe)
+        .map_err(std::io::Error::other)?
+        .to_string();
     let dir = cache.join("ship").join(&id[..32]);
     let meta = dir.join("shipment.json");
     if let Ok(text) = strata_fs::read(&meta)
@@ -106,7 +109,10 @@ pub fn prepare(exe: &Path, cache: &Path) -> std::io::Result<Shipment> {
     strata_fs::private_dir(&dir).map_err(std::io::Error::other)?;
     // Names of this process's own: two pushes may prepare the same shipment at once.
     let stripped_path = dir.join(format!("strata.{}", std::process::id()));
-    let stripped = strip(exe, &stripped_path).unwrap_or(exe_bytes);
+    let stripped = match strip(exe, &stripped_path) {
+        Some(s) => s,
+        None => strata_fs::read(exe).map_err(std::io::Error::other)?,
+    };
     let gz = dir.join("strata.gz");
     let tmp = dir.join(format!("strata.gz.{}", std::process::id()));
     let _ = strata_fs::remove_file(&tmp);

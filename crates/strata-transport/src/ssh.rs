@@ -183,6 +183,25 @@ impl Connection {
         let writer = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &input));
         let out = child.wait_with_output().map_err(ReachError::Spawn)?;
         let _ = writer.join();
+        self.finished(out)
+    }
+
+    /// Runs a shell command line on the node with the file at `input` as its stdin: ssh
+    /// reads it, so it is never in this process's memory (the shipped strata, to many
+    /// nodes at once).
+    pub fn run_file(&self, remote: &str, input: &std::path::Path) -> Result<Output, ReachError> {
+        let file =
+            strata_fs::open_read(input).map_err(|e| ReachError::Spawn(std::io::Error::other(e)))?;
+        let out = self
+            .command(remote)
+            .stdin(Stdio::from(file))
+            .output()
+            .map_err(ReachError::Spawn)?;
+        self.finished(out)
+    }
+
+    /// A command's output, or the connection lost (ssh's own exit status, 255).
+    fn finished(&self, out: Output) -> Result<Output, ReachError> {
         if out.status.code() == Some(255) {
             return Err(self.lost(&out.stderr));
         }
