@@ -162,6 +162,10 @@ pub fn check(site: &Path) -> Result<Vec<NodeCheck>, EngineError> {
     if !missing.is_empty() {
         return Err(SiteErrors(missing).into());
     }
+    let stale = stale_secrets(&site);
+    if !stale.is_empty() {
+        return Err(SiteErrors(stale).into());
+    }
     let mut out = Vec::new();
     for node in site.nodes()? {
         let result = strata_core::compile(&site, &node, &CompileOptions::default())
@@ -178,6 +182,33 @@ pub fn check(site: &Path) -> Result<Vec<NodeCheck>, EngineError> {
         .into());
     }
     Ok(out)
+}
+
+/// The site's secrets whose recipients are no longer who their selectors name (a node
+/// joined or left, a key or `[secrets] admins` changed), or that cannot be resolved.
+fn stale_secrets(site: &Site) -> Vec<SiteError> {
+    let files = strata_secrets::SecretFiles::of(&site.dir);
+    let names = match files.list() {
+        Ok(n) => n,
+        Err(e) => return vec![SiteError::new(e.to_string())],
+    };
+    let mut errors = Vec::new();
+    for name in names {
+        let toml = strata_secrets::SecretFiles::rel(&name, "toml");
+        let diff = files.meta(&name).and_then(|meta| {
+            let now = strata_secrets::resolve(site, &meta.to)?;
+            Ok(strata_secrets::stale(&meta, &now))
+        });
+        match diff {
+            Ok(d) if d.is_empty() => {}
+            Ok(d) => errors.push(
+                SiteError::in_file(toml, format!("secret `{name}` has stale recipients: {d}"))
+                    .hint(format!("run `strata secret rekey {name}`")),
+            ),
+            Err(e) => errors.push(SiteError::in_file(toml, format!("secret `{name}`: {e}"))),
+        }
+    }
+    errors
 }
 
 /// A node's resolved parameters with their sources.
