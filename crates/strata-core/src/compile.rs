@@ -31,6 +31,9 @@ pub struct CompileOptions {
     /// are then neither read nor rendered until their content is needed. `None` reads
     /// everything and learns nothing.
     pub known: Option<Compiled>,
+    /// Where `secret("NAME")` and modules' `secrets` are read from; `None`: a site
+    /// that uses a secret fails to compile, naming it.
+    pub secrets: Option<std::sync::Arc<dyn crate::SecretSource>>,
 }
 
 /// The role and `hw.*` parameters a hardware profile assigns (parameter layer 6).

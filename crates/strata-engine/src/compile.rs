@@ -46,6 +46,10 @@ pub(crate) fn compile(
             true => Compiled::default(),
             false => Compiled::parse(&strata_fs::read(&compiled).unwrap_or_default()),
         }),
+        // The node decrypts its own secrets, with its own key.
+        secrets: Some(std::sync::Arc::new(strata_secrets::NodeSource::new(
+            &site.dir, &req.root, &req.node,
+        ))),
     };
     let mut catalog = strata_core::compile(&site, &node, &opts)?;
     // A cache: when it cannot be saved, the next compile reads every file again.
@@ -168,8 +172,14 @@ pub fn check(site: &Path) -> Result<Vec<NodeCheck>, EngineError> {
     }
     let mut out = Vec::new();
     for node in site.nodes()? {
-        let result = strata_core::compile(&site, &node, &CompileOptions::default())
-            .map(|c| c.resources.len());
+        let opts = CompileOptions {
+            secrets: Some(std::sync::Arc::new(strata_secrets::CheckSource::new(
+                &site.dir,
+                node.as_str(),
+            ))),
+            ..Default::default()
+        };
+        let result = strata_core::compile(&site, &node, &opts).map(|c| c.resources.len());
         out.push(NodeCheck {
             node: node.into(),
             result,
