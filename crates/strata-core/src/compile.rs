@@ -69,7 +69,10 @@ pub fn compile(site: &Site, node: &NodeName, opts: &CompileOptions) -> Result<Ca
     let mut runs = Vec::new();
     for m in &parts.modules {
         match m.run(site) {
-            Ok(r) => runs.push(r),
+            Ok(mut r) => {
+                r.secrets = script_secrets(m, node, opts, &mut errors);
+                runs.push(r);
+            }
             Err(e) => errors.extend(e),
         }
     }
@@ -97,6 +100,41 @@ pub fn compile(site: &Site, node: &NodeName, opts: &CompileOptions) -> Result<Ca
         builder.module(m);
     }
     builder.finish(info, params, runs)
+}
+
+/// The secrets module `m` asks for its scripts (`secrets = [...]`), read from the
+/// compile's source; each that cannot be read is an error at its line naming it.
+fn script_secrets(
+    m: &Module,
+    node: &NodeName,
+    opts: &CompileOptions,
+    errors: &mut Vec<SiteError>,
+) -> Vec<crate::ScriptSecret> {
+    let mut out = Vec::new();
+    for s in &m.toml.value.secrets {
+        let name = s.get_ref();
+        let at = |message: String| m.toml.error_at(s.span().start, message);
+        if !crate::valid_secret_name(name) {
+            errors.push(at(format!(
+                "`{name}` is not a secret's name (letters, digits and `_`, starting with a letter)"
+            )));
+            continue;
+        }
+        let value = match &opts.secrets {
+            Some(source) => source.secret(name),
+            None => Err(format!(
+                "secret `{name}` cannot be read here: this compile has no secrets (node {node})"
+            )),
+        };
+        match value {
+            Ok(value) => out.push(crate::ScriptSecret {
+                name: name.clone(),
+                value,
+            }),
+            Err(e) => errors.push(at(e)),
+        }
+    }
+    out
 }
 
 impl NodeParts {

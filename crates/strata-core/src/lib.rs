@@ -36,7 +36,9 @@ pub use budget::{RenderAllocator, TEMPLATE_MEMORY};
 #[cfg(test)]
 #[global_allocator]
 static ALLOCATOR: RenderAllocator = RenderAllocator;
-pub use catalog::{Catalog, DEFAULT_TIMEOUT, ModuleRun, Resource, ResourceKind, ScriptDecl};
+pub use catalog::{
+    Catalog, DEFAULT_TIMEOUT, ModuleRun, Resource, ResourceKind, ScriptDecl, ScriptSecret,
+};
 pub use compile::{CompileOptions, HardwareLayer, compile};
 pub use compiled::{Compiled, Lazy};
 pub use diff::{DIFF_LIMIT, diff_text};

@@ -455,3 +455,64 @@ fn stale_recipients_fail_check_until_rekey() {
     let show = secret(&e, &["show", "db_password", "--identity", id], "").code(0);
     assert_eq!(show.stdout, CANARY);
 }
+
+#[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and /bin/busybox: scripts/test provides them (feature host-tests)"
+)]
+fn only_scripts_whose_module_asks_see_the_secret() {
+    let e = env();
+    strata_test::require_busybox_root!(e);
+    let key = node_key(&e, &e.root());
+    let script = |module: &str, body: &str| {
+        e.write_exec(
+            &format!("modules/{module}/scripts/10-run.sh"),
+            &format!("#!/bin/sh\nset -e\n{body}\n"),
+        );
+    };
+    e.write("strata.toml", "[site]\nname = \"t\"\n")
+        .write(
+            "nodes/db1.toml",
+            &format!("modules = [\"app\", \"other\"]\n\n[keys]\nage = \"{key}\"\n"),
+        )
+        .write("modules/app/module.toml", "secrets = [\"db_password\"]\n")
+        .write("modules/other/module.toml", "");
+    script(
+        "app",
+        "printf '%s' \"$STRATA_SECRET_DB_PASSWORD\" | wc -c > /etc/app-seen",
+    );
+    script(
+        "other",
+        "echo \"x${STRATA_SECRET_DB_PASSWORD:-unset}\" > /etc/other-seen; env | grep -c SECRET > /etc/other-env || true",
+    );
+    std::fs::create_dir_all(e.root().join("var/lib")).unwrap();
+    e.write_root("etc/hosts", "127.0.0.1 localhost\n", 0o644);
+    secret(&e, &["set", "db_password", "--to", "db1"], CANARY).code(0);
+    let plan = e.run(&["plan", "--node", "db1"]).code(2);
+    let apply = e.run(&["apply", "--node", "db1"]).code(0);
+    let report = e.run(&["report", "--json"]).code(0);
+    for (what, run) in [("plan", &plan), ("apply", &apply), ("report", &report)] {
+        assert_clean(what, &out(run));
+    }
+    let read = |p: &str| std::fs::read_to_string(e.root().join(p)).unwrap();
+    assert_eq!(read("etc/app-seen").trim(), CANARY.len().to_string());
+    assert_eq!(read("etc/other-seen"), "xunset\n");
+    assert_eq!(read("etc/other-env").trim(), "0");
+    let hits = files_with_canary(&e.root(), &[]);
+    assert!(hits.is_empty(), "the secret is in {hits:?}");
+    assert!(files_with_canary(&e.cache(), &[]).is_empty());
+    // The sandbox's scratch directories are gone; none of them kept it either.
+    let tmp = std::env::temp_dir();
+    let scratch: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|d| {
+            d.file_name()
+                .to_string_lossy()
+                .starts_with("strata-sandbox.")
+        })
+        .flat_map(|d| files_with_canary(&d.path(), &[]))
+        .collect();
+    assert!(scratch.is_empty(), "{scratch:?}");
+}
