@@ -234,6 +234,7 @@ fn a_secret_is_rendered_on_its_node_and_shown_nowhere_else() {
         .expect("db.conf in the plan");
     assert_eq!(db_conf["sensitive"], true, "{db_conf}");
     assert!(db_conf.get("diff").is_none(), "{db_conf}");
+    assert!(db_conf["after"]["hash"].is_null(), "{db_conf}");
     outputs.push(("plan --json", out(&json)));
     let apply = e.run(&["apply", "--node", "db1"]).code(0);
     outputs.push(("apply", out(&apply)));
@@ -284,8 +285,22 @@ fn a_secret_is_rendered_on_its_node_and_shown_nowhere_else() {
     );
     outputs.push(("a failing template", out(&failed)));
 
+    // Nor the hash of what was rendered from it.
+    let hashes: Vec<String> = [CANARY, CANARY2]
+        .iter()
+        .map(|c| {
+            let conf = format!("# app database\nuser = app\npassword = {c}\n");
+            blake3::hash(conf.as_bytes()).to_hex()[..8].to_string()
+        })
+        .collect();
     for (what, text) in &outputs {
         assert_clean(what, text);
+        for h in &hashes {
+            assert!(
+                !text.contains(h.as_str()),
+                "{what} shows the hash {h}:\n{text}"
+            );
+        }
     }
     // The target holds the value in the file it was rendered into, and, for rollback,
     // in strata's content store: the store does not encrypt sensitive contents yet
