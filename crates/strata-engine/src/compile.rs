@@ -195,8 +195,9 @@ pub fn check(site: &Path) -> Result<Vec<NodeCheck>, EngineError> {
 }
 
 /// The site's secrets whose recipients are no longer who their selectors name (a node
-/// joined or left, a key or `[secrets] admins` changed), or that cannot be resolved.
-fn stale_secrets(site: &Site) -> Vec<SiteError> {
+/// joined or left, a key or `[secrets] admins` changed), or that cannot be resolved:
+/// `check`, `push` and `publish` refuse to go on while there is one.
+pub fn stale_secrets(site: &Site) -> Vec<SiteError> {
     let files = strata_secrets::SecretFiles::of(&site.dir);
     let names = match files.list() {
         Ok(n) => n,

@@ -38,7 +38,7 @@ mod scripts;
 mod steps;
 
 pub use apply::{apply, apply_showing};
-pub use compile::{NodeCheck, check, params};
+pub use compile::{NodeCheck, check, params, stale_secrets};
 pub use error::{DownloadError, EngineError, RollbackError};
 pub use history::{gc, generations, recover, report};
 pub use outcome::{Outcome, Pending};

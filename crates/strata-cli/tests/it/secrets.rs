@@ -436,6 +436,13 @@ fn stale_recipients_fail_check_until_rekey() {
         "{}",
         run.stderr
     );
+    // Push refuses too, before it connects to anything.
+    let run = e.run(&["push", "dbs"]).code(1);
+    assert!(
+        run.stderr.contains("has stale recipients"),
+        "{}",
+        run.stderr
+    );
     // Not a terminal and no --yes: refused, nothing written.
     let toml = std::fs::read(e.site().join("secrets/db_password.toml")).unwrap();
     let identity = admin_identity(&e);
