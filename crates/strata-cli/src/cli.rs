@@ -52,6 +52,8 @@ enum Command {
     Agent(commands::agent::AgentArgs),
     #[command(subcommand)]
     Keys(commands::keys::KeysCommand),
+    #[command(subcommand)]
+    Secret(commands::secret::SecretCommand),
     #[command(hide = true)]
     Receive(commands::receive::ReceiveArgs),
     #[command(hide = true)]
@@ -195,6 +197,7 @@ pub fn main() -> ExitCode {
         Command::Classify(a) => commands::classify::run(a, &printer),
         Command::Pools(a) => commands::pools::run(a, &printer),
         Command::New(a) => commands::new::run(a, &printer),
+        Command::Secret(a) => commands::secret::run(a, &printer),
         Command::Import(a) => commands::import::run(a, &printer),
         Command::Push(a) => commands::push::run(a, &printer),
         Command::Publish(a) => commands::publish::run(a, &printer),

@@ -69,7 +69,7 @@ impl<'a> Builder<'a> {
             env: environment,
             vars,
             ansible: ansible_variables(node),
-            renderer: Renderer::new(),
+            renderer: Renderer::with_secrets(opts.secrets.clone()),
             resources: BTreeMap::new(),
             contents: HashMap::new(),
             errors: Vec::new(),
@@ -246,6 +246,7 @@ impl<'a> Builder<'a> {
                     hash: loaded.hash,
                     size: loaded.size,
                 };
+                res.sensitive = loaded.sensitive;
                 let ctx = (kind == FileKind::Template).then_some(ctx);
                 self.keep(loaded, path, &res.source, ctx);
             }

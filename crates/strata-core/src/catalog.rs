@@ -107,6 +107,17 @@ pub struct ModuleRun {
     pub declared: Declared,
     /// A digest of what its sandbox steps depend on (declarations and scripts).
     pub digest: String,
+    /// The secrets its scripts read (`secrets = [...]` in module.toml), with their values.
+    pub secrets: Vec<ScriptSecret>,
+}
+
+/// A secret a module's scripts see as `STRATA_SECRET_<NAME>`.
+#[derive(Debug, Clone)]
+pub struct ScriptSecret {
+    /// The secret's name.
+    pub name: String,
+    /// Its value (which never prints).
+    pub value: crate::SecretValue,
 }
 
 /// One script of a module.

@@ -32,6 +32,9 @@ pub struct CompileOptions {
     /// are then neither read nor rendered until their content is needed. `None` reads
     /// everything and learns nothing.
     pub known: Option<Compiled>,
+    /// Where `secret("NAME")` and modules' `secrets` are read from; `None`: a site
+    /// that uses a secret fails to compile, naming it.
+    pub secrets: Option<std::sync::Arc<dyn crate::SecretSource>>,
 }
 
 /// The role and `hw.*` parameters a hardware profile assigns (parameter layer 6).
@@ -67,7 +70,10 @@ pub fn compile(site: &Site, node: &NodeName, opts: &CompileOptions) -> Result<Ca
     let mut runs = Vec::new();
     for m in &parts.modules {
         match m.run(site) {
-            Ok(r) => runs.push(r),
+            Ok(mut r) => {
+                r.secrets = script_secrets(m, node, opts, &mut errors);
+                runs.push(r);
+            }
             Err(e) => errors.extend(e),
         }
     }
@@ -95,6 +101,41 @@ pub fn compile(site: &Site, node: &NodeName, opts: &CompileOptions) -> Result<Ca
         builder.module(m);
     }
     builder.finish(info, params, runs)
+}
+
+/// The secrets module `m` asks for its scripts (`secrets = [...]`), read from the
+/// compile's source; each that cannot be read is an error at its line naming it.
+fn script_secrets(
+    m: &Module,
+    node: &NodeName,
+    opts: &CompileOptions,
+    errors: &mut Vec<SiteError>,
+) -> Vec<crate::ScriptSecret> {
+    let mut out = Vec::new();
+    for s in &m.toml.value.secrets {
+        let name = s.get_ref();
+        let at = |message: String| m.toml.error_at(s.span().start, message);
+        if !crate::valid_secret_name(name) {
+            errors.push(at(format!(
+                "`{name}` is not a secret's name (letters, digits and `_`, starting with a letter)"
+            )));
+            continue;
+        }
+        let value = match &opts.secrets {
+            Some(source) => source.secret(name),
+            None => Err(format!(
+                "secret `{name}` cannot be read here: this compile has no secrets (node {node})"
+            )),
+        };
+        match value {
+            Ok(value) => out.push(crate::ScriptSecret {
+                name: name.clone(),
+                value,
+            }),
+            Err(e) => errors.push(at(e)),
+        }
+    }
+    out
 }
 
 impl NodeParts {

@@ -23,6 +23,7 @@ mod purge;
 mod render;
 mod resources;
 pub mod scaffold;
+mod secret;
 mod settings;
 mod site;
 mod tomlfile;
@@ -36,7 +37,9 @@ pub use budget::{RenderAllocator, TEMPLATE_MEMORY};
 #[cfg(test)]
 #[global_allocator]
 static ALLOCATOR: RenderAllocator = RenderAllocator;
-pub use catalog::{Catalog, DEFAULT_TIMEOUT, ModuleRun, Resource, ResourceKind, ScriptDecl};
+pub use catalog::{
+    Catalog, DEFAULT_TIMEOUT, ModuleRun, Resource, ResourceKind, ScriptDecl, ScriptSecret,
+};
 pub use compile::{CompileOptions, HardwareLayer, compile};
 pub use compiled::{Compiled, Lazy};
 pub use diff::{DIFF_LIMIT, diff_text};
@@ -47,6 +50,7 @@ pub use plan::{PlanError, plan};
 pub use purge::Purge;
 pub use render::{Dialect, render_template, render_template_as};
 pub use resources::{Declared, Group, Line, Package, Service, User};
+pub use secret::{SecretSource, SecretValue, secret_variable, valid_secret_name};
 pub use settings::{KeepGenerations, SandboxSettings, Size, StateSettings};
 pub use site::{NodeInfo, Site};
 pub use strata_fs::UserDb;

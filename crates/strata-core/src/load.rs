@@ -21,6 +21,8 @@ pub(crate) struct Loaded {
     pub render: Option<Step>,
     /// What to remember of it.
     pub known: Option<Known>,
+    /// A template that read a secret: its output is shown nowhere, and never cached.
+    pub sensitive: bool,
 }
 
 /// What a compile knows before loading a module's files: what earlier compiles learnt, the
@@ -55,23 +57,28 @@ pub(crate) fn load(
                 size: k.size,
                 render: None,
                 known: Some(*k),
+                sensitive: false,
             });
         }
     }
     let (bytes, key, mode) = strata_fs::read_with_key(&f.path).map_err(unreadable)?;
-    let (content, render) = if template {
+    let (content, render, sensitive) = if template {
         let meter = Meter::light();
         let text = String::from_utf8(bytes)
             .map_err(|_| SiteError::in_file(&f.rel, "a template must be UTF-8 text"))?;
-        let out = renderer.render(&f.rel, &text, ctx)?;
+        let (out, sensitive) =
+            renderer.render_marked(&f.rel, &text, ctx, crate::render::Dialect::Ansible)?;
         let step = meter.finish(format!("render {}", f.target));
-        (out.into_bytes(), Some(step))
+        (out.into_bytes(), Some(step), sensitive)
     } else {
-        (bytes, None)
+        (bytes, None, false)
     };
     let hash = Hash::of(&content);
     let now = prior.and_then(|p| p.now);
+    // What read a secret is rendered again by every compile: its hash is kept nowhere,
+    // and a changed secret is always seen.
     let known = match (key, now) {
+        _ if sensitive => None,
         (Some(key), Some(now)) if key.ctime < now => Some(Known {
             key,
             ctx: ctx_hash,
@@ -87,5 +94,6 @@ pub(crate) fn load(
         hash,
         render,
         known,
+        sensitive,
     })
 }

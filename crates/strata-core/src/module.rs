@@ -46,6 +46,9 @@ pub(crate) struct ModuleToml {
     pub service: Vec<Spanned<Service>>,
     pub plan_network: Option<bool>,
     pub timeout: Option<Spanned<toml::Value>>,
+    /// Secrets its scripts read, as `STRATA_SECRET_<NAME>`.
+    #[serde(default)]
+    pub secrets: Vec<Spanned<String>>,
 }
 
 /// `[[file]]`: metadata for paths from `files/` and `templates/` (a glob).
@@ -273,6 +276,9 @@ impl Module {
         // What the module's sandbox steps depend on: when it changes, what they did before
         // is undone and they run again from the target's original files.
         let mut digest = serde_json::to_vec(&declared).unwrap_or_default();
+        for s in &v.secrets {
+            digest.extend_from_slice(format!("secret {}\n", s.get_ref()).as_bytes());
+        }
         for s in &scripts {
             digest.extend_from_slice(s.name.as_bytes());
             let bytes = strata_fs::read(&s.path).map_err(|e| vec![fs_error(e)])?;
@@ -285,6 +291,7 @@ impl Module {
             plan_network: v.plan_network.unwrap_or(false),
             declared,
             digest: Hash::of(&digest).to_string(),
+            secrets: Vec::new(),
         })
     }
 }

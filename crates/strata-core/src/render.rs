@@ -12,12 +12,14 @@
 //! (Over 600 lines, with one job: the code is half of it, 310 lines; the rest is the
 //! tests of the limits and the measurement that chose them, which belong beside them.)
 
+use std::cell::Cell;
 use std::io::Write;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use minijinja::{Environment, ErrorKind, UndefinedBehavior};
 
 use crate::error::SiteError;
+use crate::secret::SecretSource;
 
 /// The fuel one render may burn: 5 million instructions (0.15 s of nested loops on this
 /// project's 2-core machine, release build), or 305 MiB of data made or walked; twelve
@@ -168,11 +170,24 @@ impl Renderer {
     }
 
     pub fn with_limits(limits: Limits) -> Renderer {
+        Renderer::build(limits, None)
+    }
+
+    /// A renderer whose templates read secrets from `secrets` with `secret("NAME")`;
+    /// without a source, a template that calls it fails naming the secret.
+    pub fn with_secrets(secrets: Option<Arc<dyn SecretSource>>) -> Renderer {
+        Renderer::build(Limits::default(), secrets)
+    }
+
+    fn build(limits: Limits, secrets: Option<Arc<dyn SecretSource>>) -> Renderer {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_fuel(Some(limits.fuel));
         env.set_syntax(Whitespace::ANSIBLE.syntax());
         crate::ansible::register(&mut env);
+        env.add_function("secret", move |name: String| {
+            secret(secrets.as_deref(), &name)
+        });
         Renderer {
             env,
             variants: Default::default(),
@@ -205,6 +220,40 @@ impl Renderer {
 
     /// [`Renderer::render`], with `dialect`'s whitespace rules.
     pub fn render_as(
+        &self,
+        name: &str,
+        source: &str,
+        ctx: &minijinja::Value,
+        dialect: Dialect,
+    ) -> Result<String, SiteError> {
+        self.render_marked(name, source, ctx, dialect)
+            .map(|(out, _)| out)
+    }
+
+    /// Renders as [`Renderer::render_as`] does, and says whether the template read a
+    /// secret (its output is then sensitive). An error of a template that read one names
+    /// the template and line but shows no detail that could hold the secret's value.
+    pub fn render_marked(
+        &self,
+        name: &str,
+        source: &str,
+        ctx: &minijinja::Value,
+        dialect: Dialect,
+    ) -> Result<(String, bool), SiteError> {
+        READ_SECRET.with(|r| r.set(false));
+        let out = self.render_inner(name, source, ctx, dialect);
+        let read = READ_SECRET.with(|r| r.replace(false));
+        match out {
+            Ok(out) => Ok((out, read)),
+            Err(mut e) if read => {
+                e.message = hide_details(&e.message);
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn render_inner(
         &self,
         name: &str,
         source: &str,
@@ -257,6 +306,54 @@ fn pad_newlines(template: &str, out: &mut String) {
     if want > have {
         out.extend(std::iter::repeat_n('\n', want - have));
     }
+}
+
+thread_local! {
+    /// Set when a template being rendered on this thread called `secret()`.
+    static READ_SECRET: Cell<bool> = const { Cell::new(false) };
+}
+
+/// What `secret()`'s own errors start with (they name the secret, never a value).
+const SECRET_ERROR: &str = "strata secret: ";
+
+/// `secret("NAME")`: the secret's value from the compile's source.
+fn secret(source: Option<&dyn SecretSource>, name: &str) -> Result<String, minijinja::Error> {
+    READ_SECRET.with(|r| r.set(true));
+    let fail = |m: String| {
+        minijinja::Error::new(ErrorKind::InvalidOperation, format!("{SECRET_ERROR}{m}"))
+    };
+    if !crate::valid_secret_name(name) {
+        return Err(fail(format!(
+            "`{name}` is not a secret's name (letters, digits and `_`, starting with a letter)"
+        )));
+    }
+    let Some(source) = source else {
+        return Err(fail(format!(
+            "secret `{name}` cannot be read here: this compile has no secrets"
+        )));
+    };
+    source
+        .secret(name)
+        .map(|v| v.expose().to_string())
+        .map_err(fail)
+}
+
+/// The message of an error in a template that read a secret: what minijinja says of a
+/// failed filter or operation may quote the value, so only the kind of error is kept,
+/// unless the message is one strata wrote without any value (undefined variables quote
+/// the template's text, secret() names the secret, limits name themselves).
+fn hide_details(message: &str) -> String {
+    let safe = [
+        "undefined variable",
+        "template syntax error",
+        "secret(",
+        "the template ",
+    ];
+    if safe.iter().any(|s| message.starts_with(s)) {
+        return message.to_string();
+    }
+    let kind = message.split(':').next().unwrap_or(message);
+    format!("{kind} (details not shown: this template reads a secret)")
 }
 
 /// Renders one template as a compile does (Ansible's dialect, strict undefined, the same
@@ -330,6 +427,12 @@ fn describe(source: &str, e: &minijinja::Error, limits: &Limits) -> String {
             enclosing(source, e.range().map_or(0, |r| r.start))
         ),
         (ErrorKind::UndefinedError, Some(expr)) => format!("undefined variable `{expr}`"),
+        (ErrorKind::InvalidOperation, _)
+            if e.detail().is_some_and(|d| d.starts_with(SECRET_ERROR)) =>
+        {
+            let detail = e.detail().unwrap_or_default();
+            format!("secret(): {}", &detail[SECRET_ERROR.len()..])
+        }
         (ErrorKind::SyntaxError, _) => {
             format!(
                 "template syntax error: {}",
@@ -624,6 +727,62 @@ mod tests {
             let out = Renderer::new().render(name, "a: {{ a }}\n", &ctx).unwrap();
             assert_eq!(out, "a: /etc/x <&'\"\n", "{name}");
         }
+    }
+
+    #[derive(Debug)]
+    struct OneSecret;
+
+    impl SecretSource for OneSecret {
+        fn secret(&self, name: &str) -> Result<crate::SecretValue, String> {
+            match name {
+                "pw" => Ok(crate::SecretValue::new("CANARY-not-a-number".into())),
+                _ => Err(format!("secret `{name}` does not exist")),
+            }
+        }
+    }
+
+    #[test]
+    fn a_template_that_reads_a_secret_is_marked_and_its_errors_hide_the_value() {
+        let r = Renderer::with_secrets(Some(Arc::new(OneSecret)));
+        let (out, read) = r
+            .render_marked(
+                "t.j2",
+                "pw={{ secret(\"pw\") }}\n",
+                &empty(),
+                Dialect::Ansible,
+            )
+            .unwrap();
+        assert_eq!(out, "pw=CANARY-not-a-number\n");
+        assert!(read);
+        let (_, read) = r
+            .render_marked("t.j2", "plain\n", &empty(), Dialect::Ansible)
+            .unwrap();
+        assert!(!read, "the mark is per render");
+        // A filter failing on the value would quote it: only the kind and the line remain.
+        for src in [
+            "a\n{{ secret(\"pw\") | from_json }}\n",
+            "a\n{{ \"x\" | regex_replace(secret(\"pw\") ~ \"(\", \"y\") }}\n",
+        ] {
+            let err = r
+                .render_marked("t.j2", src, &empty(), Dialect::Ansible)
+                .unwrap_err();
+            assert_eq!(err.file.as_deref(), Some("t.j2"));
+            assert_eq!(err.line, Some(2), "{src}");
+            assert!(!err.message.contains("CANARY"), "{}", err.message);
+            assert!(err.message.contains("details not shown"), "{}", err.message);
+        }
+        let err = r
+            .render_marked("t.j2", "{{ secret(\"nope\") }}", &empty(), Dialect::Ansible)
+            .unwrap_err();
+        assert_eq!(err.message, "secret(): secret `nope` does not exist");
+        let err = Renderer::new()
+            .render("t.j2", "{{ secret(\"pw\") }}", &empty())
+            .unwrap_err();
+        assert!(
+            err.message.contains("this compile has no secrets"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

@@ -46,6 +46,10 @@ pub(crate) fn compile(
             true => Compiled::default(),
             false => Compiled::parse(&strata_fs::read(&compiled).unwrap_or_default()),
         }),
+        // The node decrypts its own secrets, with its own key.
+        secrets: Some(std::sync::Arc::new(strata_secrets::NodeSource::new(
+            &site.dir, &req.root, &req.node,
+        ))),
     };
     let mut catalog = strata_core::compile(&site, &node, &opts)?;
     // A cache: when it cannot be saved, the next compile reads every file again.
@@ -162,10 +166,20 @@ pub fn check(site: &Path) -> Result<Vec<NodeCheck>, EngineError> {
     if !missing.is_empty() {
         return Err(SiteErrors(missing).into());
     }
+    let stale = stale_secrets(&site);
+    if !stale.is_empty() {
+        return Err(SiteErrors(stale).into());
+    }
     let mut out = Vec::new();
     for node in site.nodes()? {
-        let result = strata_core::compile(&site, &node, &CompileOptions::default())
-            .map(|c| c.resources.len());
+        let opts = CompileOptions {
+            secrets: Some(std::sync::Arc::new(strata_secrets::CheckSource::new(
+                &site.dir,
+                node.as_str(),
+            ))),
+            ..Default::default()
+        };
+        let result = strata_core::compile(&site, &node, &opts).map(|c| c.resources.len());
         out.push(NodeCheck {
             node: node.into(),
             result,
@@ -178,6 +192,34 @@ pub fn check(site: &Path) -> Result<Vec<NodeCheck>, EngineError> {
         .into());
     }
     Ok(out)
+}
+
+/// The site's secrets whose recipients are no longer who their selectors name (a node
+/// joined or left, a key or `[secrets] admins` changed), or that cannot be resolved:
+/// `check`, `push` and `publish` refuse to go on while there is one.
+pub fn stale_secrets(site: &Site) -> Vec<SiteError> {
+    let files = strata_secrets::SecretFiles::of(&site.dir);
+    let names = match files.list() {
+        Ok(n) => n,
+        Err(e) => return vec![SiteError::new(e.to_string())],
+    };
+    let mut errors = Vec::new();
+    for name in names {
+        let toml = strata_secrets::SecretFiles::rel(&name, "toml");
+        let diff = files.meta(&name).and_then(|meta| {
+            let now = strata_secrets::resolve(site, &meta.to)?;
+            Ok(strata_secrets::stale(&meta, &now))
+        });
+        match diff {
+            Ok(d) if d.is_empty() => {}
+            Ok(d) => errors.push(
+                SiteError::in_file(toml, format!("secret `{name}` has stale recipients: {d}"))
+                    .hint(format!("run `strata secret rekey {name}`")),
+            ),
+            Err(e) => errors.push(SiteError::in_file(toml, format!("secret `{name}`: {e}"))),
+        }
+    }
+    errors
 }
 
 /// A node's resolved parameters with their sources.

@@ -39,7 +39,7 @@ mod steps;
 
 pub use apply::{apply, apply_showing, apply_showing_by};
 pub use commit::Clock;
-pub use compile::{NodeCheck, check, params};
+pub use compile::{NodeCheck, check, params, stale_secrets};
 pub use error::{DownloadError, EngineError, RollbackError};
 pub use history::{gc, generations, recover, report};
 pub use outcome::{Outcome, Pending};

@@ -320,6 +320,9 @@ impl Sandbox<'_> {
                     .collect(),
                 timeout_ms: r.timeout.as_millis() as u64,
                 network: r.plan_network,
+                secrets: (r.secrets.iter())
+                    .map(|s| strata_core::secret_variable(&s.name))
+                    .collect(),
             });
         }
         Ok(modules)
@@ -358,6 +361,14 @@ impl Sandbox<'_> {
             cache,
             limits: limits(self.settings),
             unobserved: unobserved(self.settings)?,
+            secrets: strata_sandbox::SecretVars(
+                (self.catalog.runs.iter().flat_map(|r| &r.secrets))
+                    .map(|s| {
+                        let var = strata_core::secret_variable(&s.name);
+                        (var, s.value.expose().to_string())
+                    })
+                    .collect(),
+            ),
         })
     }
 

@@ -49,6 +49,8 @@ const PROC_READ_ONLY: &[&str] = &["sys", "sysrq-trigger", "irq", "bus", "fs"];
 
 struct Ctx<'a> {
     spec: &'a Spec,
+    /// The values of secrets that modules' scripts read (from stdin: never a file).
+    secrets: crate::SecretVars,
     /// The run's mount namespace, and the one with the download cache bound in (made when
     /// a package program first needs it).
     mounts: MountNs,
@@ -77,6 +79,8 @@ struct Ctx<'a> {
 /// observation, the result. (Long: each step needs what the one before it made, and
 /// reads best as one sequence.)
 pub fn main(spec: &Spec) -> Result<i32> {
+    // First, so that the caller's pipe is drained whatever happens next.
+    let secrets = crate::read_secrets(spec)?;
     // Programs must not reach the host through /proc/1/root: init is not dumpable, and
     // they run in another user namespace without CAP_SYS_PTRACE (see `jail`).
     rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
@@ -114,6 +118,7 @@ pub fn main(spec: &Spec) -> Result<i32> {
     };
     let mut cx = Ctx {
         spec,
+        secrets,
         mounts: MountNs::create(&proc, &cstr(&d.merged)?, None)
             .map_err(HelperError::sys("mount namespace"))?,
         mounts_cache: None,
@@ -334,12 +339,21 @@ impl Ctx<'_> {
         if !shebang {
             argv.insert(0, "/bin/sh".into());
         }
-        let env = self.env(&[
-            ("STRATA_MODULE", &m.id),
-            ("STRATA_SCRIPT", &p.name),
+        let mut extra = vec![
+            ("STRATA_MODULE", m.id.as_str()),
+            ("STRATA_SCRIPT", p.name.as_str()),
             ("STRATA_ROOT", "/"),
             ("STRATA_NOOP", if self.spec.noop { "1" } else { "0" }),
-        ]);
+        ];
+        // Secrets only for the module's own scripts, those it asked for.
+        if m.scripts.iter().any(|s| std::ptr::eq(s, p)) {
+            for var in &m.secrets {
+                if let Some(value) = self.secrets.0.get(var) {
+                    extra.push((var.as_str(), value.as_str()));
+                }
+            }
+        }
+        let env = self.env(&extra);
         let stdout = create_private(&stdout_path)?;
         let stderr = create_private(&stderr_path)?;
         let isolate = !(self.spec.network || m.network || p.network);

@@ -132,6 +132,10 @@ pub struct Spec {
     /// Mounted file systems shown read-only and not observed (`[sandbox] unobserved`).
     #[serde(default)]
     pub unobserved: Vec<TargetPath>,
+    /// The values of the variables modules' scripts read secrets from (`secrets` of
+    /// [`ModuleSpec`]). Never in the spec's file: the helpers get them through a pipe.
+    #[serde(skip)]
+    pub secrets: SecretVars,
 }
 
 /// Where [`Spec::cache`] is mounted inside the sandbox (under `/run`, so never reported).
@@ -176,6 +180,44 @@ pub struct ModuleSpec {
     pub timeout_ms: u64,
     /// `plan_network = true`: its programs get the network in a plan too.
     pub network: bool,
+    /// The variables (`STRATA_SECRET_<NAME>`) its scripts, and only they, get from
+    /// [`Spec::secrets`].
+    #[serde(default)]
+    pub secrets: Vec<String>,
+}
+
+/// Secrets' variables and values, which never print and never go to a file: the caller
+/// writes them to the helper's stdin, which init reads before running anything.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretVars(pub BTreeMap<String, String>);
+
+impl std::fmt::Debug for SecretVars {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.keys()).finish()
+    }
+}
+
+/// The most init reads of secrets from its stdin.
+const SECRETS_LIMIT: u64 = 64 << 20;
+
+impl Spec {
+    /// Whether a module's scripts read secrets (init then reads their values first).
+    fn wants_secrets(&self) -> bool {
+        !self.shell && self.modules.iter().any(|m| !m.secrets.is_empty())
+    }
+}
+
+/// Init's side: the secrets' values from its stdin, when the spec wants some.
+pub(crate) fn read_secrets(spec: &Spec) -> std::result::Result<SecretVars, String> {
+    if !spec.wants_secrets() {
+        return Ok(SecretVars::default());
+    }
+    let mut bytes = Vec::new();
+    use std::io::Read;
+    (std::io::stdin().lock().take(SECRETS_LIMIT))
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read the secrets' values: {e}"))?;
+    serde_json::from_slice(&bytes).map_err(|_| "the secrets' values are not readable".to_string())
 }
 
 impl ModuleSpec {
@@ -359,7 +401,13 @@ pub fn run(spec: &Spec, helper: &Path) -> Result<Observed, SandboxError> {
     let mut cmd = Command::new(helper);
     cmd.arg(HELPER_ARG).arg("outer").arg(&spec_path);
     if !spec.shell {
-        cmd.stdin(Stdio::null()).stdout(Stdio::null());
+        // The secrets' values, if any, go through the helper's stdin (outer leaves it
+        // to init): never through a file, an argument or the helpers' environment.
+        let stdin = match spec.wants_secrets() {
+            true => Stdio::piped(),
+            false => Stdio::null(),
+        };
+        cmd.stdin(stdin).stdout(Stdio::null());
     }
     cmd.stderr(if spec.shell {
         Stdio::inherit()
@@ -383,7 +431,14 @@ pub fn run(spec: &Spec, helper: &Path) -> Result<Observed, SandboxError> {
     }
     let out = cmd
         .spawn()
-        .and_then(|c| c.wait_with_output())
+        .and_then(|mut c| {
+            if let Some(mut stdin) = c.stdin.take() {
+                let json = serde_json::to_vec(&spec.secrets).expect("strings serialise");
+                // A helper that ended early says why below; its stdin is then closed.
+                let _ = std::io::Write::write_all(&mut stdin, &json);
+            }
+            c.wait_with_output()
+        })
         .map_err(|e| SandboxError::Setup(format!("cannot start {}: {e}", helper.display())))?;
     let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
     let bytes = match std::fs::read(&result_path) {

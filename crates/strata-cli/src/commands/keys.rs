@@ -19,6 +19,17 @@ pub enum KeysCommand {
     Init(InitArgs),
     /// Print the fingerprint of the site's root key (what nodes pin).
     Fingerprint(SiteOnly),
+    /// Make this node's age key once (ROOT/var/lib/strata/keys/age.key, 0600; never
+    /// printed) and print its public key, to record in the node's file as
+    /// `[keys] age = "age1…"` so that secrets can be encrypted to it.
+    Node(NodeKeyArgs),
+}
+
+/// `keys node`.
+#[derive(Debug, Args)]
+pub struct NodeKeyArgs {
+    #[command(flatten)]
+    pub root: crate::cli::RootArg,
 }
 
 /// `keys init`.
@@ -69,6 +80,18 @@ pub struct SiteOnly {
 pub fn run(cmd: &KeysCommand, printer: &Printer) -> CommandResult {
     match cmd {
         KeysCommand::Init(a) => init(a, printer),
+        KeysCommand::Node(a) => {
+            let root = crate::cli::absolute(&a.root.root)?;
+            let key = strata_secrets::NodeKey::ensure(&root)?;
+            if key.created {
+                printer.note(&format!(
+                    "made {}",
+                    strata_secrets::node_key_path(&root).display()
+                ));
+            }
+            printer.out(&format!("{}\n", key.public))?;
+            Ok(())
+        }
         KeysCommand::Fingerprint(a) => {
             let (root, _) = site_root(&a.site.site)?;
             printer.out(&format!("{}\n", root.fingerprint()))?;

@@ -20,5 +20,6 @@ pub mod push;
 pub mod receive;
 pub mod report;
 pub mod rollback;
+pub mod secret;
 pub mod self_check;
 pub mod shell;

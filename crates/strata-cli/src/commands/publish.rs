@@ -45,6 +45,10 @@ pub struct PublishArgs {
 pub fn run(args: &PublishArgs, printer: &Printer) -> CommandResult {
     let site_dir = absolute(&args.site.site)?;
     let site = strata_core::Site::open(&site_dir)?;
+    let stale = strata_engine::stale_secrets(&site);
+    if !stale.is_empty() {
+        return Err(strata_core::SiteErrors(stale).into());
+    }
     let (key, roots) = signing_key(&site_dir, &site.name, args.key.as_deref(), &args.keys)?;
     let (root, _) = roots.verify(None)?;
     let store = storage::open(&args.to)?;

@@ -68,6 +68,11 @@ pub fn run(args: &PushArgs, printer: &Printer) -> CommandResult {
     let site_dir = crate::cli::absolute(&args.site.site)?;
     let site = strata_core::Site::open(&site_dir)?;
     let names = site.resolve_targets(&args.targets)?;
+    // A node that joined a secret's group could not decrypt it: refused before connecting.
+    let stale = strata_engine::stale_secrets(&site);
+    if !stale.is_empty() {
+        return Err(strata_core::SiteErrors(stale).into());
+    }
     let mut nodes = Vec::new();
     for name in &names {
         let reach = site.node_reach(name)?;

@@ -29,6 +29,7 @@ mod receive;
 mod resources;
 mod sandbox;
 mod sandbox_attacks;
+mod secrets;
 mod sensitive;
 mod submounts;
 mod typechange;

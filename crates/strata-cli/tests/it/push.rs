@@ -11,15 +11,15 @@ use strata_test::{TestEnv, TestHosts, tree};
 use crate::env;
 
 /// A site whose nodes are the test hosts, in group `all`, with the keys to sign pushes.
-struct Fleet {
-    env: TestEnv,
-    hosts: TestHosts,
+pub(crate) struct Fleet {
+    pub(crate) env: TestEnv,
+    pub(crate) hosts: TestHosts,
     keys: PathBuf,
 }
 
 /// Starts hosts `h1`… and writes a site for them: module `motd` renders the node's name,
 /// and its script leaves a file of its own (a script's effects travel like files).
-fn fleet(n: usize) -> Fleet {
+pub(crate) fn fleet(n: usize) -> Fleet {
     let names: Vec<String> = (1..=n).map(|i| format!("h{i}.test")).collect();
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let hosts = TestHosts::start(&refs);
@@ -68,7 +68,10 @@ impl Fleet {
     }
 
     /// Runs a push with `--json`: its exit code and one object per node, by name.
-    fn push_json(&self, args: &[&str]) -> (i32, Vec<serde_json::Value>, serde_json::Value) {
+    pub(crate) fn push_json(
+        &self,
+        args: &[&str],
+    ) -> (i32, Vec<serde_json::Value>, serde_json::Value) {
         let out = self
             .push(&[args, &["--json"]].concat())
             .output()
