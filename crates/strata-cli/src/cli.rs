@@ -85,6 +85,30 @@ pub struct RootArg {
     pub root: PathBuf,
 }
 
+/// How `publish` and `agent` reach object storage (`s3://`): credentials, region and
+/// endpoint from the standard `AWS_*` variables (those object_store's
+/// `AmazonS3Builder::from_env` reads), the endpoint also from this flag.
+#[derive(Debug, Clone, Args)]
+pub struct S3Arg {
+    /// An S3-compatible server's URL for s3:// (over AWS_ENDPOINT_URL); plain http://
+    /// only to a loopback address.
+    #[arg(long, value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+}
+
+impl S3Arg {
+    /// The flag and the environment's `AWS_*` variables, for strata-bucket.
+    pub fn settings(&self) -> strata_bucket::S3Settings {
+        strata_bucket::S3Settings {
+            env: std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+                .filter(|(k, _)| k.starts_with("AWS_"))
+                .collect(),
+            endpoint: self.s3_endpoint.clone(),
+        }
+    }
+}
+
 /// What plan and apply share.
 #[derive(Debug, Clone, Args)]
 pub struct NodeArgs {

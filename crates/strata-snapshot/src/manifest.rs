@@ -64,6 +64,13 @@ impl Manifest {
         seal(MANIFEST_TYPE, &payload, &[key])
     }
 
+    /// Checks a manifest's signature (a signing key of `root`), site and entries, not its
+    /// times or any floor: what a publisher reads of its own bucket to know which blobs
+    /// a kept version still needs.
+    pub fn open_signed(root: &crate::Root, bytes: &[u8]) -> Result<Manifest, SnapshotError> {
+        crate::trust::open_manifest(root, bytes).map(|(m, _)| m)
+    }
+
     /// Parses a verified payload and checks every entry: relative `/`-separated paths
     /// with no `..`, `.` or empty component, in strictly increasing order (so none twice).
     pub(crate) fn parse(payload: &[u8]) -> Result<Manifest, SnapshotError> {

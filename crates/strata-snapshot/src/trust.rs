@@ -271,7 +271,7 @@ impl Trust {
 }
 
 /// A manifest envelope signed by a signing key of `root`, parsed, for `root`'s site.
-fn open_manifest(root: &Root, bytes: &[u8]) -> Result<(Manifest, Hash), SnapshotError> {
+pub(crate) fn open_manifest(root: &Root, bytes: &[u8]) -> Result<(Manifest, Hash), SnapshotError> {
     let what = "the manifest";
     let opened = envelope::open(bytes, what, MANIFEST_TYPE, MAX_MANIFEST)?;
     if !root

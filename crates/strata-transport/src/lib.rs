@@ -6,7 +6,6 @@
 pub mod push;
 pub mod ship;
 pub mod ssh;
-pub mod storage;
 pub mod wire;
 
 pub use push::{Assign, NodeJob, NodeReport, Outcome, Progress, PushJob, run};

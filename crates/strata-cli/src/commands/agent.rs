@@ -6,11 +6,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use clap::Args;
+use strata_bucket::{self as storage, Storage, blob_key, manifest_key, timestamp_key};
 use strata_snapshot::{BlobStore, MAX_MANIFEST, MAX_METADATA, RootSet, Trust, Verified};
-use strata_transport::storage::{self, Storage, blob_key, manifest_key, timestamp_key};
 use strata_transport::wire::NodeEvent;
 
-use crate::cli::{RootArg, absolute, parse_set};
+use crate::cli::{RootArg, S3Arg, absolute, parse_set};
 use crate::command_error::{CommandError, CommandErrorKind, CommandResult};
 use crate::node::{self, Done, NodeRun, Refusal};
 use crate::printer::{Printer, clean_lines};
@@ -21,9 +21,12 @@ use crate::printer::{Printer, clean_lines};
 /// only the last verified snapshot could be applied again (the reason is printed).
 #[derive(Debug, Args)]
 pub struct AgentArgs {
-    /// Where `publish` writes: file:///DIR.
+    /// Where `publish` writes: s3://BUCKET/PREFIX (credentials from AWS_*) or
+    /// file:///DIR.
     #[arg(long, value_name = "URL")]
     pub from: String,
+    #[command(flatten)]
+    pub s3: S3Arg,
     /// The fingerprint of the site's root key (`strata keys fingerprint`), checked on
     /// first contact; afterwards the node trusts the root it pinned and its rotations.
     #[arg(long, value_name = "FINGERPRINT")]
@@ -71,7 +74,7 @@ pub fn run(args: &AgentArgs, printer: &Printer) -> CommandResult {
             .to_string_lossy()
             .into_owned(),
     };
-    let store = storage::open(&args.from)?;
+    let store = storage::open(&args.from, &args.s3.settings())?;
     // The splay is fixed per node: its name's hash, spread over the splay.
     let splay = args.splay.as_secs() * u64::from(blake3::hash(node.as_bytes()).as_bytes()[0]) / 255;
     loop {

@@ -6,10 +6,10 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use clap::Args;
+use strata_bucket::{self as storage, blob_key, manifest_key, timestamp_key};
 use strata_snapshot::{MAX_MANIFEST, MAX_METADATA, SiteFiles, Timestamp};
-use strata_transport::storage::{self, blob_key, manifest_key, timestamp_key};
 
-use crate::cli::{SiteArg, absolute};
+use crate::cli::{S3Arg, SiteArg, absolute};
 use crate::command_error::CommandResult;
 use crate::commands::keys::{KeysDir, signing_key};
 use crate::commands::push::DEFAULT_EXPIRES;
@@ -20,14 +20,21 @@ use crate::printer::Printer;
 /// Writes blobs (create-only), then `env/E/VERSION.json` (create-only), then
 /// `env/E/timestamp.json` last: a publish killed at any step leaves readers on the
 /// previous version. The version is the remote one + 1, or the time in seconds when
-/// that is higher.
+/// that is higher. s3:// takes its credentials, region and endpoint from the AWS_*
+/// variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL).
 #[derive(Debug, Args)]
 pub struct PublishArgs {
     #[command(flatten)]
     pub site: SiteArg,
-    /// Where: file:///DIR (object storage and serve are not built yet).
+    /// Where: s3://BUCKET/PREFIX or file:///DIR.
     #[arg(long, value_name = "URL")]
     pub to: String,
+    #[command(flatten)]
+    pub s3: S3Arg,
+    /// Then delete the manifests beyond each environment's last 5 versions, and the
+    /// blobs that no kept version lists.
+    #[arg(long)]
+    pub gc: bool,
     /// Only these environments [default: every environment a node of the site is in,
     /// and the default one].
     #[arg(long = "env", value_name = "ENV")]
@@ -42,6 +49,18 @@ pub struct PublishArgs {
     pub keys: KeysDir,
 }
 
+/// How many versions of each environment `--gc` keeps (FLEET.md).
+const GC_KEEP: usize = 5;
+
+/// A publish killed here (`FAILPOINTS=NAME=return`, feature `failpoints`), for the tests
+/// of what readers see then.
+macro_rules! crash_point {
+    ($name:literal) => {
+        #[cfg(feature = "failpoints")]
+        fail::fail_point!($name, |_| std::process::abort());
+    };
+}
+
 pub fn run(args: &PublishArgs, printer: &Printer) -> CommandResult {
     let site_dir = absolute(&args.site.site)?;
     let site = strata_core::Site::open(&site_dir)?;
@@ -51,7 +70,7 @@ pub fn run(args: &PublishArgs, printer: &Printer) -> CommandResult {
     }
     let (key, roots) = signing_key(&site_dir, &site.name, args.key.as_deref(), &args.keys)?;
     let (root, _) = roots.verify(None)?;
-    let store = storage::open(&args.to)?;
+    let store = storage::open(&args.to, &args.s3.settings())?;
     let envs: BTreeSet<String> = if args.envs.is_empty() {
         let mut e: BTreeSet<String> = [site.default_environment.clone()].into();
         for n in site.nodes()? {
@@ -84,6 +103,7 @@ pub fn run(args: &PublishArgs, printer: &Printer) -> CommandResult {
             new_blobs += usize::from(store.put_new(&blob_key(hash), &content)?);
         }
     }
+    crash_point!("publish-after-blobs");
     let mut out = String::new();
     for env in &envs {
         let now = strata_snapshot::now();
@@ -103,6 +123,7 @@ pub fn run(args: &PublishArgs, printer: &Printer) -> CommandResult {
             // Another publisher took this version: the next one.
             version += 1;
         };
+        crash_point!("publish-after-manifest");
         let ts = Timestamp {
             kind: "timestamp".into(),
             site: site.name.clone(),
@@ -121,6 +142,14 @@ pub fn run(args: &PublishArgs, printer: &Printer) -> CommandResult {
         ));
     }
     out.push_str(&format!("{new_blobs} new blobs written to {}\n", args.to));
+    if args.gc {
+        let gc = strata_bucket::collect(store.as_ref(), &root, GC_KEEP)?;
+        out.push_str(&format!(
+            "gc: kept the last {GC_KEEP} versions of each environment; deleted {} manifests and {} blobs\n",
+            gc.manifests.len(),
+            gc.blobs
+        ));
+    }
     printer.out(&out)?;
     Ok(())
 }
