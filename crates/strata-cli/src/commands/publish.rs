@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 use strata_snapshot::{MAX_MANIFEST, MAX_METADATA, SiteFiles, Timestamp};
-use strata_transport::storage::{self, blob_key, manifest_key, timestamp_key};
+use strata_transport::storage::{blob_key, manifest_key, timestamp_key};
 
 use crate::cli::{SiteArg, absolute};
 use crate::command_error::CommandResult;
@@ -25,9 +25,13 @@ use crate::printer::Printer;
 pub struct PublishArgs {
     #[command(flatten)]
     pub site: SiteArg,
-    /// Where: file:///DIR (object storage and serve are not built yet).
+    /// Where: file:///DIR, or a server (https://HOST[:PORT]; http:// on loopback only)
+    /// running `strata serve`.
     #[arg(long, value_name = "URL")]
     pub to: String,
+    /// The CA certificate (PEM) that checks the server's [default: the system's roots].
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<std::path::PathBuf>,
     /// Only these environments [default: every environment a node of the site is in,
     /// and the default one].
     #[arg(long = "env", value_name = "ENV")]
@@ -47,7 +51,7 @@ pub fn run(args: &PublishArgs, printer: &Printer) -> CommandResult {
     let site = strata_core::Site::open(&site_dir)?;
     let (key, roots) = signing_key(&site_dir, &site.name, args.key.as_deref(), &args.keys)?;
     let (root, _) = roots.verify(None)?;
-    let store = storage::open(&args.to)?;
+    let store = crate::source::publish_target(&args.to, &key, args.ca.as_deref())?;
     let envs: BTreeSet<String> = if args.envs.is_empty() {
         let mut e: BTreeSet<String> = [site.default_environment.clone()].into();
         for n in site.nodes()? {

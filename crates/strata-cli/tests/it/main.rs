@@ -30,6 +30,7 @@ mod resources;
 mod sandbox;
 mod sandbox_attacks;
 mod sensitive;
+mod serve;
 mod submounts;
 mod typechange;
 
