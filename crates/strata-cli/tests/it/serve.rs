@@ -625,3 +625,169 @@ fn an_overloaded_server_answers_429_with_retry_after() {
     );
     drop(slow);
 }
+
+/// A test CA and a certificate for 127.0.0.1 it signed, made with `openssl`.
+fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl (Debian: apt-get install openssl) makes the test certificates");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=strata test CA",
+        ],
+    ]
+    .concat());
+    run(&[
+        &["req"][..],
+        &ec,
+        &[
+            "-keyout",
+            "key.pem",
+            "-out",
+            "req.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    ]
+    .concat());
+    std::fs::write(
+        dir.join("ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "req.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "cert.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext",
+    ]);
+    (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    )
+}
+
+#[test]
+fn over_tls_a_node_enrolls_and_applies_checking_the_servers_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = certificates(dir.path());
+    let s = served(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    assert!(s.url.starts_with("https://127.0.0.1:"), "{}", s.url);
+    let (code, out, err) = output(
+        s.env
+            .cmd(&["publish", "--to", &s.url, "--ca"])
+            .arg(&ca)
+            .arg("--site")
+            .arg(s.env.site())
+            .arg("--keys")
+            .arg(&s.keys),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let n1 = s.node_root("n1");
+    let token = s.token(&[]);
+    // Without the CA, the server's certificate is not trusted: nothing is sent.
+    let (code, _, err) = s.enroll(&n1, "n1", Some(&token));
+    assert_eq!(code, 1);
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    let ca_arg = ca.to_str().unwrap();
+    let (code, out, err) = s.enroll_with(&n1, "n1", Some(&token), &["--ca", ca_arg]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = s.agent(&n1);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(motd(&n1).unwrap(), "n1 in test: v1\n");
+    // Plain HTTP to the TLS port gets nothing.
+    let plain = s.url.replace("https://", "http://");
+    let (code, _, _) = output(
+        s.env
+            .cmd(&["enroll", "--server", &plain, "--node", "n2", "--token-file"])
+            .arg(s.token(&[]))
+            .arg("--root")
+            .arg(s.node_root("n2")),
+    );
+    assert_eq!(code, 1);
+}
+
+/// A fresh database on the test PostgreSQL server (`STRATA_TEST_PG`).
+fn pg_database() -> String {
+    let url = std::env::var("STRATA_TEST_PG")
+        .expect("STRATA_TEST_PG: needs PostgreSQL (scripts/test starts one and sets it)");
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let name = format!(
+        "strata_serve{}_{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    );
+    let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .unwrap();
+    format!("{}/{name}", url.rsplit_once('/').unwrap().0)
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs PostgreSQL on loopback: scripts/test starts one (feature host-tests)"
+)]
+fn the_inventory_on_postgresql_enrolls_serves_and_keeps_reports() {
+    let db = pg_database();
+    let s = served(&["--db", &db]);
+    s.publish();
+    let n1 = s.node_root("n1");
+    let token = s.token(&["--db", &db]);
+    assert_eq!(s.enroll(&n1, "n1", Some(&token)).0, 0);
+    let (code, _, err) = s.enroll(&s.node_root("n2"), "n2", Some(&token));
+    assert_eq!(code, 1);
+    assert!(err.contains("already used"), "{err}");
+    let (code, out, err) = s.agent(&n1);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(motd(&n1).unwrap(), "n1 in test: v1\n");
+    let (_, out, _) = s.site_cmd(&["runs", "n1", "--db", &db]);
+    assert!(out.contains("n1 changed test version"), "{out}");
+    let (_, out, _) = s.site_cmd(&["nodes", "--db", &db]);
+    assert!(out.contains("accepted"), "{out}");
+    // Nothing went to the SQLite file.
+    assert!(!s.env.site().join(".strata/state.db").exists());
+}
