@@ -9,6 +9,7 @@
 //! signing key the site's root certifies. `/v1/enroll` is signed with the key it
 //! enrolls.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -22,7 +23,7 @@ use axum::routing::{get, post};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
-use strata_snapshot::{KeyId, KeyPair, Role, public_from_hex};
+use strata_snapshot::{Assignment, Classified, KeyId, KeyPair, Role, public_from_hex};
 use strata_transport::storage::{blob_key, manifest_key};
 use tower::ServiceBuilder;
 use tower::limit::GlobalConcurrencyLimitLayer;
@@ -33,7 +34,7 @@ use crate::httpsig::{self, Target};
 use crate::inventory::{
     EnrollRequest, Enrolled, Inventory, MAX_REPORT_PATHS, NodeRecord, NodeState, RunReport,
 };
-use crate::published::{PublishError, Published};
+use crate::published::{PublishError, Published, TIMESTAMP_REFRESH};
 
 /// The server's limits.
 #[derive(Debug, Clone)]
@@ -78,7 +79,32 @@ pub struct Server {
     pub environment_of: Box<dyn Fn(&str) -> String + Send + Sync>,
     /// The clock, in seconds since the epoch.
     pub clock: Box<dyn Fn() -> u64 + Send + Sync>,
+    /// Classifies a node at acceptance (the site's hardware profiles and pools).
+    pub classify: Box<Classify>,
+    /// Each node's signed assignment, as last signed.
+    pub assignments: Mutex<HashMap<String, Signed>>,
 }
+
+/// A classifier a server holds: see [`crate::inventory::Classifier`].
+pub type Classify = dyn Fn(&mut dyn strata_hardware::Store, &str, &str) -> Result<Option<String>, String>
+    + Send
+    + Sync;
+
+/// A node's assignment as signed, and what it was signed from.
+#[derive(Debug, Clone)]
+pub struct Signed {
+    /// The envelope.
+    pub bytes: Vec<u8>,
+    /// Its version (the signing time, and more than the one before).
+    pub version: u64,
+    /// When it was signed.
+    pub signed: u64,
+    /// The classification and environment it carries.
+    pub from: (String, String),
+}
+
+/// How long an assignment the server signs is trusted.
+pub const ASSIGNMENT_LIFETIME: u64 = 24 * 3600;
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -386,7 +412,13 @@ fn enroll_now(s: &Server, r: &Received) -> Answer {
         facts: e.facts.to_string(),
         token: e.token.as_deref().map(token_hash),
     };
-    let done = s.inventory.lock().map_err(internal)?.enroll(&req, now)?;
+    let done =
+        s.inventory
+            .lock()
+            .map_err(internal)?
+            .enroll(&req, now, &mut |store, name, facts| {
+                (s.classify)(store, name, facts)
+            })?;
     let (status, node) = match done {
         Enrolled::Accepted(n) => (StatusCode::OK, n),
         Enrolled::Pending(n) => (StatusCode::ACCEPTED, n),
@@ -435,17 +467,28 @@ async fn poll(
 
 fn poll_now(s: &Server, r: &Received, node: &str) -> Answer {
     let rec = node_identity(s, r, node, false)?;
-    let env = rec.environment;
+    let env = rec.environment.clone();
     let now = (s.clock)();
     {
         let mut p = s.published.write().map_err(internal)?;
         p.refresh(&env, &s.online, now)?;
     }
     let p = s.published.read().map_err(internal)?;
+    let min_version = p.current(&env).map_or(0, |c| c.version);
+    let assignment = match &rec.classification {
+        Some(c) => Some(assignment_for(
+            s,
+            (&rec.name, &rec.key_id),
+            (p.site(), &env),
+            c,
+            (min_version, now),
+        )?),
+        None => None,
+    };
     let answer = PollAnswer {
         roots: p.roots().0.iter().map(|b| STANDARD.encode(b)).collect(),
         timestamp: p.current(&env).map(|c| STANDARD.encode(&c.timestamp)),
-        assignment: None,
+        assignment: assignment.map(|a| STANDARD.encode(a)),
         environment: env,
     };
     let body = serde_json::to_vec(&answer).expect("a poll answer serializes");
@@ -465,6 +508,48 @@ fn poll_now(s: &Server, r: &Received, node: &str) -> Answer {
         body,
     )
         .into_response())
+}
+
+/// The node's assignment: the one signed last while its classification and environment
+/// are the same and it is younger than 12 hours, else a new one with a higher version.
+fn assignment_for(
+    s: &Server,
+    (node, key_id): (&str, &str),
+    (site, env): (&str, &str),
+    classification: &str,
+    (min_version, now): (u64, u64),
+) -> Result<Vec<u8>, ApiError> {
+    let mut cache = s.assignments.lock().map_err(internal)?;
+    let from = (classification.to_string(), env.to_string());
+    let previous = cache.get(node);
+    if let Some(a) = previous.filter(|a| a.from == from && now < a.signed + TIMESTAMP_REFRESH) {
+        return Ok(a.bytes.clone());
+    }
+    let classified: Classified = serde_json::from_str(classification).map_err(internal)?;
+    let version = previous.map_or(now, |a| now.max(a.version + 1));
+    let bytes = Assignment {
+        kind: "assignment".into(),
+        site: site.to_string(),
+        node: node.to_string(),
+        node_key: Some(KeyId(key_id.to_string())),
+        environment: env.to_string(),
+        version,
+        created: now,
+        expires: now + ASSIGNMENT_LIFETIME,
+        min_snapshot_version: min_version,
+        classification: classified,
+    }
+    .seal(&s.online);
+    cache.insert(
+        node.to_string(),
+        Signed {
+            bytes: bytes.clone(),
+            version,
+            signed: now,
+            from,
+        },
+    );
+    Ok(bytes)
 }
 
 async fn manifest(

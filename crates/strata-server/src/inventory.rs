@@ -81,7 +81,17 @@ pub struct NodeRecord {
     pub enrolled: u64,
     /// When its state last changed.
     pub changed: u64,
+    /// Its hardware classification (a [`strata_snapshot::Classified`] as JSON), made
+    /// when it was accepted, if the site has hardware profiles and one took it.
+    #[serde(skip)]
+    pub classification: Option<String>,
 }
+
+/// Classifies a node being accepted, given the allocation store inside the inventory's
+/// own transaction (so acceptance and allocation are one), the node's name and facts:
+/// the classification to keep (JSON), none, or why the node cannot be accepted.
+pub type Classifier<'a> =
+    dyn FnMut(&mut dyn strata_hardware::Store, &str, &str) -> Result<Option<String>, String> + 'a;
 
 /// A token as stored: its hash, never the secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -174,7 +184,20 @@ pub trait Inventory: Send + std::fmt::Debug {
     /// Enrolls a node in one transaction: the token (if any) checked and consumed, the
     /// name bound to the key. A name already bound to another key is refused, token or
     /// not; the same key again answers as the node stands.
-    fn enroll(&mut self, req: &EnrollRequest, now: u64) -> Result<Enrolled, InventoryError>;
+    fn enroll(
+        &mut self,
+        req: &EnrollRequest,
+        now: u64,
+        classify: &mut Classifier<'_>,
+    ) -> Result<Enrolled, InventoryError>;
+    /// Accepts a node (pending, or revoked), classifying it in the same transaction;
+    /// `Ok(Err(why))` when it is unknown or its classification failed.
+    fn accept(
+        &mut self,
+        name: &str,
+        now: u64,
+        classify: &mut Classifier<'_>,
+    ) -> Result<Result<NodeRecord, String>, InventoryError>;
     /// The node holding this key.
     fn node_by_key(&mut self, key_id: &str) -> Result<Option<NodeRecord>, InventoryError>;
     /// The node of this name.

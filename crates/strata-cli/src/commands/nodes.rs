@@ -161,6 +161,26 @@ fn token(t: &TokenArgs, printer: &Printer) -> CommandResult {
 
 fn set(n: &NodeArg, state: Option<NodeState>, printer: &Printer) -> CommandResult {
     let mut inv = n.db.open()?;
+    if state == Some(NodeState::Accepted) {
+        // Classified (and its pool entries allocated) in the same transaction.
+        let site = absolute(&n.db.site.site)?;
+        let classify = crate::commands::serve::classifier(&site)?;
+        let node = inv
+            .accept(
+                &n.node,
+                strata_snapshot::now(),
+                &mut |store, name, facts| classify(store, name, facts),
+            )?
+            .map_err(|why| anyhow::anyhow!("{}: not accepted: {why}", n.node))?;
+        let profile = node
+            .classification
+            .as_deref()
+            .and_then(|c| serde_json::from_str::<strata_snapshot::Classified>(c).ok())
+            .map(|c| format!(", hardware profile {}", c.profile))
+            .unwrap_or_default();
+        printer.out(&format!("{}: accepted{profile}\n", n.node))?;
+        return Ok(());
+    }
     let found = match state {
         Some(s) => inv.set_state(&n.node, s, strata_snapshot::now())?,
         None => inv.forget(&n.node)?,

@@ -8,8 +8,11 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use anyhow::Context;
 use clap::Args;
+use strata_hardware::{Allocate, ClassifyError};
+use strata_server::app::Classify;
 use strata_server::published::Published;
 use strata_server::{Limits, Server};
+use strata_snapshot::Classified;
 use strata_snapshot::{KeyPair, Role};
 
 use crate::cli::{SiteArg, absolute};
@@ -85,6 +88,38 @@ fn refuse_other_keys(dirs: &[PathBuf]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How a node is classified when it is accepted: against the site's hardware profiles,
+/// its pool entries allocated in the store it is given (inside the inventory's
+/// transaction). A site without profiles classifies nothing; a node no profile takes is
+/// accepted without a classification (its own engine refuses it if only a profile
+/// would describe it); a pool exhausted or a machine without identity refuses it.
+pub fn classifier(site: &Path) -> anyhow::Result<Box<Classify>> {
+    let hw = crate::commands::classify::load_hardware(site)?;
+    Ok(Box::new(move |store, _node, facts| {
+        if hw.profiles.is_empty() {
+            return Ok(None);
+        }
+        let tuples: Vec<[String; 4]> = serde_json::from_str(facts)
+            .map_err(|e| format!("the node's facts are not `strata facts --tuples`: {e}"))?;
+        match strata_hardware::classify(&hw, &tuples, store, Allocate::Commit) {
+            Ok((c, _)) => {
+                let c = Classified {
+                    machine: c.machine,
+                    profile: c.profile,
+                    role: c.role,
+                    vars: c.vars,
+                    pools: c.pools,
+                };
+                Ok(Some(
+                    serde_json::to_string(&c).expect("a classification serializes"),
+                ))
+            }
+            Err(ClassifyError::NoProfile(_)) => Ok(None),
+            Err(e) => Err(e.to_string()),
+        }
+    }))
+}
+
 pub fn run(args: &ServeArgs, printer: &Printer) -> CommandResult {
     let site_dir = absolute(&args.site.site)?;
     let site = strata_core::Site::open(&site_dir)?;
@@ -124,17 +159,20 @@ pub fn run(args: &ServeArgs, printer: &Printer) -> CommandResult {
     let published = Published::open(&store, roots, &online, now)?;
     let inventory = strata_server::inventory::open(&db_url(&site_dir, args.db.as_deref()))?;
     let default_env = site.default_environment.clone();
+    let env_site = site_dir.clone();
     let server = Arc::new(Server {
         published: RwLock::new(published),
         inventory: Mutex::new(inventory),
         online,
         environment_of: Box::new(move |node| {
-            strata_core::Site::open(&site_dir)
+            strata_core::Site::open(&env_site)
                 .ok()
                 .and_then(|s| s.node_reach(node).ok())
                 .map_or_else(|| default_env.clone(), |r| r.environment)
         }),
         clock: Box::new(strata_snapshot::now),
+        classify: classifier(&site_dir)?,
+        assignments: Mutex::new(std::collections::HashMap::new()),
     });
     let limits = Limits {
         concurrency: args.max_requests,

@@ -47,6 +47,11 @@ fn output(cmd: &mut Command) -> Out {
 /// A site with nodes n1 and n2 in environment `test`, its keys (the online key apart),
 /// and `strata serve` on a free loopback port.
 fn served(extra: &[&str]) -> Served {
+    served_with(|_| {}, extra)
+}
+
+/// [`served`], with more site files written before the server starts.
+fn served_with(setup: impl FnOnce(&TestEnv), extra: &[&str]) -> Served {
     let env = env();
     env.write("strata.toml", "[site]\nname = \"s\"\n");
     for n in ["n1", "n2"] {
@@ -61,6 +66,7 @@ fn served(extra: &[&str]) -> Served {
     );
     let keys = env.path().join("keys");
     let online = env.path().join("server/online.key");
+    setup(&env);
     let (code, _, err) = output(
         env.cmd(&["keys", "init", "--site"])
             .arg(env.site())
@@ -790,4 +796,66 @@ fn the_inventory_on_postgresql_enrolls_serves_and_keeps_reports() {
     assert!(out.contains("accepted"), "{out}");
     // Nothing went to the SQLite file.
     assert!(!s.env.site().join(".strata/state.db").exists());
+}
+
+#[test]
+fn nodes_only_profiles_describe_are_classified_at_acceptance_and_get_signed_assignments() {
+    let s = served_with(
+        |env| {
+            env.write(
+                "hardware/profiles.toml",
+                "[[profile]]\nname = \"any\"\nrole = \"r@1.0.0\"\npools = [\"ips\"]\n\
+                 spec = [[\"system\", \"hostname\", \"name\", \"$$host\"]]\n",
+            );
+            env.write(
+                "hardware/pools/ips.toml",
+                "generate = [{ ip = \"10.0.0.1-2\" }]\n",
+            );
+            env.write("roles/r/1.0.0.toml", "modules = [\"m\"]\n");
+            env.write(
+                "modules/m/templates/etc/ip.j2",
+                "{{ node.name }} ip {{ hw.ips.ip }}\n",
+            );
+        },
+        &[],
+    );
+    s.publish();
+    let host = |name: &str| {
+        let root = s.node_root(name);
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::write(root.join("etc/hostname"), format!("{name}\n")).unwrap();
+        root
+    };
+    let (h1, h2, h3) = (host("h1"), host("h2"), host("h3"));
+    assert_eq!(s.enroll(&h1, "h1", Some(&s.token(&[]))).0, 0);
+    let (code, out, err) = s.agent(&h1);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        std::fs::read_to_string(h1.join("etc/ip")).unwrap(),
+        "h1 ip 10.0.0.1\n"
+    );
+    // Without a token, classified when accepted.
+    let (_, fingerprint, _) = s.site_cmd(&["keys", "fingerprint"]);
+    let root_key = ["--root-key", fingerprint.trim()];
+    assert_eq!(s.enroll_with(&h2, "h2", None, &root_key).0, 2);
+    let (code, out, err) = s.site_cmd(&["nodes", "accept", "h2"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("h2: accepted, hardware profile any"), "{out}");
+    assert_eq!(s.agent(&h2).0, 0);
+    assert_eq!(
+        std::fs::read_to_string(h2.join("etc/ip")).unwrap(),
+        "h2 ip 10.0.0.2\n"
+    );
+    // The pool is exhausted: refused, nothing allocated, the token not consumed.
+    let token = s.token(&[]);
+    let (code, _, err) = s.enroll(&h3, "h3", Some(&token));
+    assert_eq!(code, 1);
+    assert!(err.contains("exhausted"), "{err}");
+    let (_, out, _) = s.site_cmd(&["pools", "list"]);
+    assert!(!out.contains("h3"), "{out}");
+    // h1's assignment is h1's: its own key's, checked on the node. The next poll is
+    // still one unchanged request.
+    let (code, _, err) = s.agent(&h1);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("(not modified)"), "{err}");
 }

@@ -3,10 +3,11 @@
 //! (`SELECT … FOR UPDATE`) under one transaction-scoped advisory lock.
 
 use postgres::{Client, NoTls, Row};
+use strata_hardware::PgTx;
 
 use super::{
-    Decision, EnrollRequest, Enrolled, Inventory, InventoryError, NodeRecord, NodeState,
-    PENDING_TTL, RunReport, TokenRecord, decide, paths_from, paths_json, token_check,
+    Classifier, Decision, EnrollRequest, Enrolled, Inventory, InventoryError, NodeRecord,
+    NodeState, PENDING_TTL, RunReport, TokenRecord, decide, paths_from, paths_json, token_check,
 };
 use crate::httpsig::NONCE_TTL;
 
@@ -16,7 +17,7 @@ const LOCK: i64 = 0x5354_5241_5445; // "STRATE"
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS strata_nodes (
         name TEXT PRIMARY KEY, key_id TEXT NOT NULL UNIQUE, public TEXT NOT NULL, age TEXT,
         state TEXT NOT NULL, environment TEXT NOT NULL, facts TEXT NOT NULL,
-        enrolled BIGINT NOT NULL, changed BIGINT NOT NULL);
+        enrolled BIGINT NOT NULL, changed BIGINT NOT NULL, classification TEXT);
     CREATE TABLE IF NOT EXISTS strata_tokens (
         hash TEXT PRIMARY KEY, node TEXT, environment TEXT, expires BIGINT NOT NULL,
         used BIGINT);
@@ -32,7 +33,7 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS strata_nodes (
     CREATE INDEX IF NOT EXISTS strata_reports_node ON strata_reports (node, id);";
 
 const NODE_COLUMNS: &str =
-    "name, key_id, public, age, state, environment, facts, enrolled, changed";
+    "name, key_id, public, age, state, environment, facts, enrolled, changed, classification";
 
 /// The inventory on PostgreSQL.
 pub struct PgInventory {
@@ -77,6 +78,7 @@ fn node_row(r: &Row) -> NodeRecord {
         facts: r.get(6),
         enrolled: u(r.get(7)),
         changed: u(r.get(8)),
+        classification: r.get(9),
     }
 }
 
@@ -136,8 +138,14 @@ impl Inventory for PgInventory {
         Ok(())
     }
 
-    fn enroll(&mut self, req: &EnrollRequest, now: u64) -> Result<Enrolled, InventoryError> {
+    fn enroll(
+        &mut self,
+        req: &EnrollRequest,
+        now: u64,
+        classify: &mut Classifier<'_>,
+    ) -> Result<Enrolled, InventoryError> {
         let db = self.err();
+        let url = self.url.clone();
         let mut tx = self.client.transaction().map_err(&db)?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])
             .map_err(&db)?;
@@ -199,6 +207,20 @@ impl Inventory for PgInventory {
                 return Ok(Enrolled::Refused("the token was already used".into()));
             }
         }
+        let classification = match state {
+            NodeState::Accepted => {
+                let mut store = PgTx::new(&mut tx, &url).map_err(|e| InventoryError::Db {
+                    db: redact(&url),
+                    message: e.to_string(),
+                })?;
+                match classify(&mut store, &req.name, &req.facts) {
+                    Ok(c) => c,
+                    // Dropped: nothing allocated, no token consumed, nothing recorded.
+                    Err(why) => return Ok(Enrolled::Refused(why)),
+                }
+            }
+            _ => None,
+        };
         let environment = match &decision {
             Decision::Accept(Some(e)) => e.clone(),
             _ => existing
@@ -208,13 +230,14 @@ impl Inventory for PgInventory {
         if existing.is_some() {
             tx.execute(
                 "UPDATE strata_nodes SET state = $1, environment = $2, facts = $3, age = $4,
-                 changed = $5 WHERE name = $6",
+                 changed = $5, classification = $6 WHERE name = $7",
                 &[
                     &state.as_str(),
                     &environment,
                     &req.facts,
                     &req.age,
                     &i(now),
+                    &classification,
                     &req.name,
                 ],
             )
@@ -222,7 +245,7 @@ impl Inventory for PgInventory {
         } else {
             tx.execute(
                 &format!(
-                    "INSERT INTO strata_nodes ({NODE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                    "INSERT INTO strata_nodes ({NODE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
                 ),
                 &[
                     &req.name,
@@ -234,6 +257,7 @@ impl Inventory for PgInventory {
                     &req.facts,
                     &i(now),
                     &i(now),
+                    &classification,
                 ],
             )
             .map_err(&db)?;
@@ -246,6 +270,43 @@ impl Inventory for PgInventory {
             NodeState::Accepted => Enrolled::Accepted(node),
             _ => Enrolled::Pending(node),
         })
+    }
+
+    fn accept(
+        &mut self,
+        name: &str,
+        now: u64,
+        classify: &mut Classifier<'_>,
+    ) -> Result<Result<NodeRecord, String>, InventoryError> {
+        let db = self.err();
+        let url = self.url.clone();
+        let mut tx = self.client.transaction().map_err(&db)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])
+            .map_err(&db)?;
+        let Some(node) = node_where(&mut tx, "name", name, true).map_err(&db)? else {
+            return Ok(Err(format!("no node {name} in the inventory")));
+        };
+        let classification = {
+            let mut store = PgTx::new(&mut tx, &url).map_err(|e| InventoryError::Db {
+                db: redact(&url),
+                message: e.to_string(),
+            })?;
+            match classify(&mut store, name, &node.facts) {
+                Ok(c) => c,
+                Err(why) => return Ok(Err(why)),
+            }
+        };
+        tx.execute(
+            "UPDATE strata_nodes SET state = 'accepted', changed = $1, classification = $2
+             WHERE name = $3",
+            &[&i(now), &classification, &name],
+        )
+        .map_err(&db)?;
+        let node = node_where(&mut tx, "name", name, false)
+            .map_err(&db)?
+            .expect("just written");
+        tx.commit().map_err(&db)?;
+        Ok(Ok(node))
     }
 
     fn node_by_key(&mut self, key_id: &str) -> Result<Option<NodeRecord>, InventoryError> {

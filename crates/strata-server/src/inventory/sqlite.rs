@@ -6,9 +6,11 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
+use strata_hardware::SqliteTx;
+
 use super::{
-    Decision, EnrollRequest, Enrolled, Inventory, InventoryError, NodeRecord, NodeState,
-    PENDING_TTL, RunReport, TokenRecord, decide, paths_from, paths_json, token_check,
+    Classifier, Decision, EnrollRequest, Enrolled, Inventory, InventoryError, NodeRecord,
+    NodeState, PENDING_TTL, RunReport, TokenRecord, decide, paths_from, paths_json, token_check,
 };
 use crate::httpsig::NONCE_TTL;
 
@@ -17,7 +19,7 @@ const SCHEMA: &str = "PRAGMA journal_mode = WAL;
     CREATE TABLE IF NOT EXISTS strata_nodes (
         name TEXT PRIMARY KEY, key_id TEXT NOT NULL UNIQUE, public TEXT NOT NULL, age TEXT,
         state TEXT NOT NULL, environment TEXT NOT NULL, facts TEXT NOT NULL,
-        enrolled INTEGER NOT NULL, changed INTEGER NOT NULL);
+        enrolled INTEGER NOT NULL, changed INTEGER NOT NULL, classification TEXT);
     CREATE TABLE IF NOT EXISTS strata_tokens (
         hash TEXT PRIMARY KEY, node TEXT, environment TEXT, expires INTEGER NOT NULL,
         used INTEGER);
@@ -33,7 +35,7 @@ const SCHEMA: &str = "PRAGMA journal_mode = WAL;
     CREATE INDEX IF NOT EXISTS strata_reports_node ON strata_reports (node, id);";
 
 const NODE_COLUMNS: &str =
-    "name, key_id, public, age, state, environment, facts, enrolled, changed";
+    "name, key_id, public, age, state, environment, facts, enrolled, changed, classification";
 
 /// The inventory in a SQLite file.
 #[derive(Debug)]
@@ -53,6 +55,7 @@ fn node_row(r: &Row<'_>) -> rusqlite::Result<NodeRecord> {
         facts: r.get(6)?,
         enrolled: r.get(7)?,
         changed: r.get(8)?,
+        classification: r.get(9)?,
     })
 }
 
@@ -106,8 +109,14 @@ impl Inventory for SqliteInventory {
         Ok(())
     }
 
-    fn enroll(&mut self, req: &EnrollRequest, now: u64) -> Result<Enrolled, InventoryError> {
+    fn enroll(
+        &mut self,
+        req: &EnrollRequest,
+        now: u64,
+        classify: &mut Classifier<'_>,
+    ) -> Result<Enrolled, InventoryError> {
         let db = self.err();
+        let path = self.path.clone();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -170,6 +179,20 @@ impl Inventory for SqliteInventory {
                 return Ok(Enrolled::Refused("the token was already used".into()));
             }
         }
+        let classification = match state {
+            NodeState::Accepted => {
+                let mut store = SqliteTx::new(&tx, &path).map_err(|e| InventoryError::Db {
+                    db: path.clone(),
+                    message: e.to_string(),
+                })?;
+                match classify(&mut store, &req.name, &req.facts) {
+                    Ok(c) => c,
+                    // Dropped: nothing allocated, no token consumed, nothing recorded.
+                    Err(why) => return Ok(Enrolled::Refused(why)),
+                }
+            }
+            _ => None,
+        };
         let environment = match &decision {
             Decision::Accept(Some(e)) => e.clone(),
             _ => existing
@@ -178,13 +201,13 @@ impl Inventory for SqliteInventory {
         };
         if existing.is_some() {
             tx.execute(
-                "UPDATE strata_nodes SET state = ?1, environment = ?2, facts = ?3, age = ?4, changed = ?5 WHERE name = ?6",
-                params![state.as_str(), environment, req.facts, req.age, now, req.name],
+                "UPDATE strata_nodes SET state = ?1, environment = ?2, facts = ?3, age = ?4, changed = ?5, classification = ?6 WHERE name = ?7",
+                params![state.as_str(), environment, req.facts, req.age, now, classification, req.name],
             )
             .map_err(&db)?;
         } else {
             tx.execute(
-                &format!("INSERT INTO strata_nodes ({NODE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
+                &format!("INSERT INTO strata_nodes ({NODE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
                 params![
                     req.name,
                     req.key_id,
@@ -194,7 +217,8 @@ impl Inventory for SqliteInventory {
                     environment,
                     req.facts,
                     now,
-                    now
+                    now,
+                    classification
                 ],
             )
             .map_err(&db)?;
@@ -207,6 +231,41 @@ impl Inventory for SqliteInventory {
             NodeState::Accepted => Enrolled::Accepted(node),
             _ => Enrolled::Pending(node),
         })
+    }
+
+    fn accept(
+        &mut self,
+        name: &str,
+        now: u64,
+        classify: &mut Classifier<'_>,
+    ) -> Result<Result<NodeRecord, String>, InventoryError> {
+        let db = self.err();
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&db)?;
+        let Some(node) = node_where(&tx, "name", name).map_err(&db)? else {
+            return Ok(Err(format!("no node {name} in the inventory")));
+        };
+        let mut store = SqliteTx::new(&tx, &path).map_err(|e| InventoryError::Db {
+            db: path.clone(),
+            message: e.to_string(),
+        })?;
+        let classification = match classify(&mut store, name, &node.facts) {
+            Ok(c) => c,
+            Err(why) => return Ok(Err(why)),
+        };
+        tx.execute(
+            "UPDATE strata_nodes SET state = 'accepted', changed = ?1, classification = ?2 WHERE name = ?3",
+            params![now, classification, name],
+        )
+        .map_err(&db)?;
+        let node = node_where(&tx, "name", name)
+            .map_err(&db)?
+            .expect("just written");
+        tx.commit().map_err(&db)?;
+        Ok(Ok(node))
     }
 
     fn node_by_key(&mut self, key_id: &str) -> Result<Option<NodeRecord>, InventoryError> {

@@ -23,6 +23,14 @@ fn token(hash: &str, node: Option<&str>, expires: u64) -> TokenRecord {
     }
 }
 
+fn no_class(
+    _: &mut dyn strata_hardware::Store,
+    _: &str,
+    _: &str,
+) -> Result<Option<String>, String> {
+    Ok(None)
+}
+
 fn refused(e: Enrolled) -> String {
     match e {
         Enrolled::Refused(why) => why,
@@ -37,7 +45,10 @@ fn enrollment_decisions(inv: &mut dyn Inventory) {
     inv.add_token(&token("old", None, 1000)).unwrap();
 
     // A valid token: accepted at once, in the token's environment.
-    let Enrolled::Accepted(n) = inv.enroll(&req("web1", "k1", Some("t1")), 1000).unwrap() else {
+    let Enrolled::Accepted(n) = inv
+        .enroll(&req("web1", "k1", Some("t1")), 1000, &mut no_class)
+        .unwrap()
+    else {
         panic!("not accepted")
     };
     assert_eq!(
@@ -45,43 +56,67 @@ fn enrollment_decisions(inv: &mut dyn Inventory) {
         (NodeState::Accepted, "test")
     );
     // The same token again, for another node: used.
-    let why = refused(inv.enroll(&req("web3", "k3", Some("t1")), 1001).unwrap());
+    let why = refused(
+        inv.enroll(&req("web3", "k3", Some("t1")), 1001, &mut no_class)
+            .unwrap(),
+    );
     assert!(why.contains("already used"), "{why}");
     assert!(inv.node("web3").unwrap().is_none(), "nothing recorded");
     // Expired, unknown, bound to another name.
     assert!(
-        refused(inv.enroll(&req("web3", "k3", Some("old")), 1001).unwrap()).contains("expired")
+        refused(
+            inv.enroll(&req("web3", "k3", Some("old")), 1001, &mut no_class)
+                .unwrap()
+        )
+        .contains("expired")
     );
     assert!(
-        refused(inv.enroll(&req("web3", "k3", Some("nope")), 1001).unwrap())
-            .contains("not one this server issued")
+        refused(
+            inv.enroll(&req("web3", "k3", Some("nope")), 1001, &mut no_class)
+                .unwrap()
+        )
+        .contains("not one this server issued")
     );
     assert!(
-        refused(inv.enroll(&req("web3", "k3", Some("t2")), 1001).unwrap())
-            .contains("for node \"web2\"")
+        refused(
+            inv.enroll(&req("web3", "k3", Some("t2")), 1001, &mut no_class)
+                .unwrap()
+        )
+        .contains("for node \"web2\"")
     );
     // The token bound to web2 was not consumed by those refusals.
     assert!(matches!(
-        inv.enroll(&req("web2", "k2", Some("t2")), 1002).unwrap(),
+        inv.enroll(&req("web2", "k2", Some("t2")), 1002, &mut no_class)
+            .unwrap(),
         Enrolled::Accepted(_)
     ));
     // A second key for a known name: refused, token or not.
     inv.add_token(&token("t3", None, 2000)).unwrap();
-    let why = refused(inv.enroll(&req("web1", "evil", Some("t3")), 1003).unwrap());
+    let why = refused(
+        inv.enroll(&req("web1", "evil", Some("t3")), 1003, &mut no_class)
+            .unwrap(),
+    );
     assert!(why.contains("bound to another key"), "{why}");
     assert_eq!(inv.node("web1").unwrap().unwrap().key_id, "k1");
     // The same key again: as it stands.
     assert!(matches!(
-        inv.enroll(&req("web1", "k1", None), 1004).unwrap(),
+        inv.enroll(&req("web1", "k1", None), 1004, &mut no_class)
+            .unwrap(),
         Enrolled::Accepted(_)
     ));
     // One key, one name.
     assert!(
-        refused(inv.enroll(&req("web9", "k1", None), 1004).unwrap())
-            .contains("already enrolled as node \"web1\"")
+        refused(
+            inv.enroll(&req("web9", "k1", None), 1004, &mut no_class)
+                .unwrap()
+        )
+        .contains("already enrolled as node \"web1\"")
     );
     // Without a token: pending until accepted; a token later accepts it.
-    let Enrolled::Pending(p) = inv.enroll(&req("db1", "k4", None), 1005).unwrap() else {
+    let Enrolled::Pending(p) = inv
+        .enroll(&req("db1", "k4", None), 1005, &mut no_class)
+        .unwrap()
+    else {
         panic!("not pending")
     };
     assert_eq!(p.environment, "production");
@@ -92,14 +127,22 @@ fn enrollment_decisions(inv: &mut dyn Inventory) {
     );
     // Revoked: refused; forgotten: the name is free for another key.
     assert!(inv.set_state("db1", NodeState::Revoked, 1007).unwrap());
-    assert!(refused(inv.enroll(&req("db1", "k4", None), 1008).unwrap()).contains("revoked"));
+    assert!(
+        refused(
+            inv.enroll(&req("db1", "k4", None), 1008, &mut no_class)
+                .unwrap()
+        )
+        .contains("revoked")
+    );
     assert!(inv.forget("db1").unwrap());
     assert!(matches!(
-        inv.enroll(&req("db1", "k5", Some("t3")), 1009).unwrap(),
+        inv.enroll(&req("db1", "k5", Some("t3")), 1009, &mut no_class)
+            .unwrap(),
         Enrolled::Accepted(_)
     ));
     // A pending request expires after a day.
-    inv.enroll(&req("late", "k6", None), 1010).unwrap();
+    inv.enroll(&req("late", "k6", None), 1010, &mut no_class)
+        .unwrap();
     let names = |inv: &mut dyn Inventory, now| -> Vec<String> {
         inv.nodes(now)
             .unwrap()
@@ -109,6 +152,42 @@ fn enrollment_decisions(inv: &mut dyn Inventory) {
     };
     assert_eq!(names(inv, 2000), ["db1", "late", "web1", "web2"]);
     assert_eq!(names(inv, 1011 + PENDING_TTL), ["db1", "web1", "web2"]);
+
+    // Classified at acceptance, in the same transaction: a failed classification
+    // refuses the node and consumes nothing; `nodes accept` classifies too.
+    inv.add_token(&token("t4", None, 2000)).unwrap();
+    let mut full = |_: &mut dyn strata_hardware::Store, _: &str, _: &str| {
+        Err::<Option<String>, String>("pool `ips` is exhausted".into())
+    };
+    let why = refused(
+        inv.enroll(&req("hw1", "k7", Some("t4")), 1012, &mut full)
+            .unwrap(),
+    );
+    assert!(why.contains("exhausted"), "{why}");
+    assert!(inv.node("hw1").unwrap().is_none());
+    let mut profiled = |_: &mut dyn strata_hardware::Store, name: &str, facts: &str| {
+        Ok(Some(format!("{name} {facts}")))
+    };
+    let Enrolled::Accepted(n) = inv
+        .enroll(&req("hw1", "k7", Some("t4")), 1013, &mut profiled)
+        .unwrap()
+    else {
+        panic!("not accepted")
+    };
+    assert_eq!(n.classification.as_deref(), Some("hw1 []"));
+    inv.enroll(&req("hw2", "k8", None), 1014, &mut no_class)
+        .unwrap();
+    assert_eq!(
+        inv.accept("hw2", 1015, &mut full).unwrap(),
+        Err("pool `ips` is exhausted".into())
+    );
+    assert_eq!(inv.node("hw2").unwrap().unwrap().state, NodeState::Pending);
+    let n = inv.accept("hw2", 1016, &mut profiled).unwrap().unwrap();
+    assert_eq!(
+        (n.state, n.classification.as_deref()),
+        (NodeState::Accepted, Some("hw2 []"))
+    );
+    assert!(inv.accept("nobody", 1016, &mut profiled).unwrap().is_err());
 
     // Nonces: once per key, forgotten after their time.
     assert!(inv.fresh_nonce("k1", "n1", 5000).unwrap());
