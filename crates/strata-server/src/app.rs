@@ -469,7 +469,8 @@ fn poll_now(s: &Server, r: &Received, node: &str) -> Answer {
     let rec = node_identity(s, r, node, false)?;
     let env = rec.environment.clone();
     let now = (s.clock)();
-    {
+    // The write lock only when the timestamp is due to be signed again.
+    if s.published.read().map_err(internal)?.due(&env, now) {
         let mut p = s.published.write().map_err(internal)?;
         p.refresh(&env, &s.online, now)?;
     }

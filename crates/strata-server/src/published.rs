@@ -141,6 +141,13 @@ impl Published {
         self.current.get(env)
     }
 
+    /// Whether the environment's timestamp is older than [`TIMESTAMP_REFRESH`].
+    pub fn due(&self, env: &str, now: u64) -> bool {
+        self.current
+            .get(env)
+            .is_some_and(|c| now >= c.signed + TIMESTAMP_REFRESH)
+    }
+
     /// Signs the environment's timestamp again when it is older than
     /// [`TIMESTAMP_REFRESH`]; whether it did.
     pub fn refresh(&mut self, env: &str, online: &KeyPair, now: u64) -> Result<bool, PublishError> {
@@ -412,5 +419,143 @@ fn valid_name(env: &str) -> Result<(), PublishError> {
         Err(PublishError::Refused(format!(
             "{env:?} is not an environment name"
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_snapshot::{Role, SiteFiles};
+
+    struct Keys {
+        root: KeyPair,
+        signing: KeyPair,
+        online: KeyPair,
+        roots: RootSet,
+    }
+
+    fn keys() -> Keys {
+        let root = KeyPair::generate(Role::Root).unwrap();
+        let signing = KeyPair::generate(Role::Signing).unwrap();
+        let online = KeyPair::generate(Role::Online).unwrap();
+        let r1 = Root::new("s", 1, &[&root, &signing, &online]).seal(&[&root]);
+        Keys {
+            root,
+            signing,
+            online,
+            roots: RootSet(vec![r1]),
+        }
+    }
+
+    fn timestamp(k: &Keys, version: u64, manifest: &[u8]) -> Vec<u8> {
+        Timestamp {
+            kind: "timestamp".into(),
+            site: "s".into(),
+            environment: "test".into(),
+            version,
+            manifest: Hash::of(manifest),
+            created: 100,
+            expires: 10_000,
+        }
+        .seal(&k.signing)
+    }
+
+    #[test]
+    fn only_what_a_node_would_accept_is_kept_and_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let site = dir.path().join("site");
+        strata_fs::create_dir_all(&site).unwrap();
+        strata_fs::write_atomic(&site.join("a.txt"), b"a\n").unwrap();
+        let files = SiteFiles::read(&site).unwrap();
+        let k = keys();
+        let mut p =
+            Published::open(&dir.path().join("store"), k.roots.clone(), &k.online, 100).unwrap();
+        let put =
+            |p: &mut Published, key: &str, bytes: &[u8]| p.put(key, bytes, true, &k.online, 100);
+
+        // A blob under another name; then its own.
+        let hash = Hash::of(b"a\n").to_string();
+        let key = blob_key(&hash);
+        assert!(
+            put(&mut p, &key, b"b\n")
+                .unwrap_err()
+                .to_string()
+                .contains("blake3 is")
+        );
+        // A manifest before its blobs, by a stranger, or under another version.
+        let m = files.manifest("s", "test", 5, 100, 1000, &k.signing);
+        assert!(
+            put(&mut p, "env/test/5.json", &m)
+                .unwrap_err()
+                .to_string()
+                .contains("uploaded first")
+        );
+        assert!(put(&mut p, &key, b"a\n").unwrap());
+        assert!(!put(&mut p, &key, b"a\n").unwrap(), "create-only");
+        let stranger = KeyPair::generate(Role::Signing).unwrap();
+        let forged = files.manifest("s", "test", 5, 100, 1000, &stranger);
+        assert!(
+            put(&mut p, "env/test/5.json", &forged)
+                .unwrap_err()
+                .to_string()
+                .contains("not signed")
+        );
+        assert!(
+            put(&mut p, "env/test/6.json", &m)
+                .unwrap_err()
+                .to_string()
+                .contains("holds test version 5")
+        );
+        assert!(put(&mut p, "env/../5.json", &m).is_err());
+        assert!(put(&mut p, "env/test/5.json", &m).unwrap());
+        // Nothing is served before the release, which must name that manifest.
+        assert!(p.current("test").is_none() && !p.lists_blob("test", &hash));
+        let wrong = timestamp(&k, 5, b"other");
+        assert!(
+            put(&mut p, "env/test/timestamp.json", &wrong)
+                .unwrap_err()
+                .to_string()
+                .contains("not the manifest")
+        );
+        put(&mut p, "env/test/timestamp.json", &timestamp(&k, 5, &m)).unwrap();
+        assert_eq!(p.current("test").unwrap().version, 5);
+        assert!(p.lists_blob("test", &hash) && p.lists_version("test", 5));
+        assert!(!p.lists_blob("prod", &hash));
+        // The timestamp nodes get is the server's, signed with its online key.
+        let t = Timestamp::open_signed(p.root(), &p.current("test").unwrap().timestamp).unwrap();
+        assert_eq!(
+            (t.version, t.created, t.expires),
+            (5, 100, 100 + TIMESTAMP_LIFETIME)
+        );
+        // An older release is refused; a due timestamp is signed again.
+        let m4 = files.manifest("s", "test", 4, 100, 1000, &k.signing);
+        assert!(
+            put(&mut p, "env/test/4.json", &m4)
+                .unwrap_err()
+                .to_string()
+                .contains("already")
+        );
+        assert!(!p.due("test", 100 + TIMESTAMP_REFRESH - 1));
+        assert!(
+            p.refresh("test", &k.online, 100 + TIMESTAMP_REFRESH)
+                .unwrap()
+        );
+        assert_eq!(p.current("test").unwrap().signed, 100 + TIMESTAMP_REFRESH);
+
+        // A root that does not continue the chain; then a rotation that does.
+        let other = KeyPair::generate(Role::Root).unwrap();
+        let mut r2 = Root::new("s", 2, &[&other, &k.signing, &k.online]);
+        r2.version = 2;
+        assert!(put(&mut p, "root/2.json", &r2.seal(&[&other])).is_err());
+        assert!(put(&mut p, "root/3.json", &r2.seal(&[&k.root, &other])).is_err());
+        assert!(put(&mut p, "root/2.json", &r2.seal(&[&k.root, &other])).unwrap());
+        assert_eq!(p.roots().0.len(), 2);
+
+        // Opened again, the store serves the same release, timestamp signed anew.
+        let again =
+            Published::open(&dir.path().join("store"), k.roots.clone(), &k.online, 200).unwrap();
+        assert_eq!(again.current("test").unwrap().version, 5);
+        assert_eq!(again.current("test").unwrap().signed, 200);
+        assert_eq!(again.roots().0.len(), 2);
     }
 }

@@ -859,3 +859,58 @@ fn nodes_only_profiles_describe_are_classified_at_acceptance_and_get_signed_assi
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("(not modified)"), "{err}");
 }
+
+#[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and the test hosts' Debian image: scripts/test provides them (feature host-tests)"
+)]
+fn the_same_site_pushed_and_pulled_writes_the_same_bytes() {
+    let hosts = strata_test::TestHosts::start(&["h1.test"]);
+    let s = served_with(
+        |env| {
+            env.write(
+                "nodes/h1.test.toml",
+                &format!("modules = [\"app\"]\n{}", hosts.node_ssh(0)),
+            );
+            env.write(
+                "modules/app/templates/etc/app/app.conf.j2",
+                "# {{ node.name }} in {{ node.environment }}\nlisten = {{ port | default(8080) }}\n",
+            );
+            env.write_exec("modules/app/files/etc/app/run.sh", "#!/bin/sh\nexec true\n");
+            env.write(
+                "modules/app/files/etc/app/data.bin",
+                "\u{0}\u{1}\u{2}binary\n",
+            );
+        },
+        &[],
+    );
+    let (code, out, err) = output(
+        s.env
+            .cmd(&["push", "h1.test"])
+            .arg("--keys")
+            .arg(&s.keys)
+            .arg("--ssh-config")
+            .arg(hosts.ssh_config())
+            .env("XDG_CACHE_HOME", "/var/cache/strata-test/operator"),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    s.publish();
+    let pulled = s.node_root("pulled");
+    assert_eq!(s.enroll(&pulled, "h1.test", Some(&s.token(&[]))).0, 0);
+    let (code, out, err) = s.agent(&pulled);
+    assert_eq!(code, 0, "{out}{err}");
+    let pushed = hosts.host("h1.test").root();
+    assert_eq!(
+        strata_test::tree(&pushed.join("etc/app"), &[]),
+        strata_test::tree(&pulled.join("etc/app"), &[]),
+        "type, mode, owner, size and content hash of every file"
+    );
+    for f in ["app.conf", "run.sh", "data.bin"] {
+        assert_eq!(
+            std::fs::read(pushed.join("etc/app").join(f)).unwrap(),
+            std::fs::read(pulled.join("etc/app").join(f)).unwrap(),
+            "{f}"
+        );
+    }
+}
