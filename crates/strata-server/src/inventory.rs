@@ -236,14 +236,26 @@ pub(crate) fn decide(
     token: Option<Result<&TokenRecord, String>>,
     now: u64,
 ) -> Decision {
+    let token_ok = matches!(&token, Some(Ok(t))
+        if t.expires > now && t.node.as_ref().is_none_or(|n| *n == req.name));
+    let displaced = existing.is_some_and(|n| n.key_id != req.key_id);
     if let Some(n) = existing {
-        if n.key_id != req.key_id {
+        if displaced && n.state == NodeState::Pending && !token_ok {
+            return Decision::Refuse(format!(
+                "a request for node {:?} by another key ({}) is pending; accept or forget \
+                 it on the server, or enroll with a token",
+                n.name, n.key_id
+            ));
+        }
+        if displaced && n.state != NodeState::Pending {
             return Decision::Refuse(format!(
                 "node name {:?} is bound to another key ({}); run `strata nodes forget {}` on \
                  the server to free it",
                 n.name, n.key_id, n.name
             ));
         }
+        // Only an accepted key binds a name: a pending request by another key gives way
+        // to a valid token (below).
         match n.state {
             NodeState::Revoked => {
                 return Decision::Refuse(format!("node {:?} is revoked", n.name));
@@ -251,7 +263,8 @@ pub(crate) fn decide(
             NodeState::Accepted => return Decision::Already,
             NodeState::Pending => {}
         }
-    } else if let Some(other) = by_key {
+    }
+    if let Some(other) = by_key.filter(|o| o.name != req.name) {
         return Decision::Refuse(format!(
             "this key is already enrolled as node {:?}",
             other.name

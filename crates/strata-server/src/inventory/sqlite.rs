@@ -193,6 +193,15 @@ impl Inventory for SqliteInventory {
             }
             _ => None,
         };
+        // A pending request by another key, displaced by this one's valid token.
+        let existing = match existing {
+            Some(n) if n.key_id != req.key_id => {
+                tx.execute("DELETE FROM strata_nodes WHERE name = ?1", [&req.name])
+                    .map_err(&db)?;
+                None
+            }
+            other => other,
+        };
         let environment = match &decision {
             Decision::Accept(Some(e)) => e.clone(),
             _ => existing

@@ -125,6 +125,25 @@ fn enrollment_decisions(inv: &mut dyn Inventory) {
         inv.node_by_key("k4").unwrap().unwrap().state,
         NodeState::Accepted
     );
+    // A pending request binds nothing: another key with a valid token takes the name;
+    // without a token it is refused.
+    inv.enroll(&req("squat", "k10", None), 1007, &mut no_class)
+        .unwrap();
+    let why = refused(
+        inv.enroll(&req("squat", "k11", None), 1007, &mut no_class)
+            .unwrap(),
+    );
+    assert!(why.contains("is pending"), "{why}");
+    inv.add_token(&token("t5", Some("squat"), 2000)).unwrap();
+    assert!(matches!(
+        inv.enroll(&req("squat", "k11", Some("t5")), 1007, &mut no_class)
+            .unwrap(),
+        Enrolled::Accepted(_)
+    ));
+    assert_eq!(inv.node("squat").unwrap().unwrap().key_id, "k11");
+    assert!(inv.node_by_key("k10").unwrap().is_none());
+    assert!(inv.forget("squat").unwrap());
+
     // Revoked: refused; forgotten: the name is free for another key.
     assert!(inv.set_state("db1", NodeState::Revoked, 1007).unwrap());
     assert!(
