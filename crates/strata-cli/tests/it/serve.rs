@@ -914,3 +914,51 @@ fn the_same_site_pushed_and_pulled_writes_the_same_bytes() {
         );
     }
 }
+
+#[test]
+fn a_publish_cut_before_its_release_leaves_nodes_on_the_previous_one() {
+    use strata_transport::storage::Storage;
+    let s = served(&[]);
+    s.publish();
+    let n1 = s.node_root("n1");
+    assert_eq!(s.enroll(&n1, "n1", Some(&s.token(&[]))).0, 0);
+    assert_eq!(s.agent(&n1).0, 0);
+
+    // v2's blob and manifest reach the server, its release never does.
+    s.env.write("modules/m/templates/etc/motd.j2", "v2\n");
+    let signing = KeyPair::load(&s.keys.join("signing.key"), Role::Signing).unwrap();
+    let remote = strata_server::client::Remote(Client::new(&s.url, signing.clone(), None).unwrap());
+    let files = strata_snapshot::SiteFiles::read(&s.env.site()).unwrap();
+    for (hash, path) in &files.paths {
+        let key = strata_transport::storage::blob_key(hash);
+        remote.put_new(&key, &std::fs::read(path).unwrap()).unwrap();
+    }
+    let now = strata_snapshot::now();
+    let m = files.manifest("s", "test", now + 100, now, 3600, &signing);
+    assert!(
+        remote
+            .put_new(&format!("env/test/{}.json", now + 100), &m)
+            .unwrap()
+    );
+    let (code, out, err) = s.agent(&n1);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("(not modified)"), "{err}");
+    assert_eq!(motd(&n1).unwrap(), "n1 in test: v1\n");
+    // A node cannot fetch the unreleased manifest either.
+    let c = s.client_of(&n1);
+    let a = c
+        .send(
+            "GET",
+            &format!("/v1/nodes/n1/manifests/{}", now + 100),
+            b"",
+            false,
+            &[],
+            1 << 20,
+        )
+        .unwrap();
+    assert_eq!(a.status, 404);
+    // The next publish releases a newer version, and the node takes it.
+    s.publish();
+    assert_eq!(s.agent(&n1).0, 0);
+    assert_eq!(motd(&n1).unwrap(), "v2\n");
+}
