@@ -107,15 +107,18 @@ impl Published {
             current: BTreeMap::new(),
             blobs: BTreeMap::new(),
         };
-        for env in strata_fs::list_dir(&dir.join("env")).unwrap_or_default() {
-            let Some(ts) = p.store.get(&timestamp_key(&env), MAX_METADATA as u64)? else {
-                continue;
-            };
-            let Ok(t) = Timestamp::open_signed(&p.root, &ts) else {
-                continue;
-            };
-            if let Ok(m) = p.manifest_named(&env, t.version, t.manifest) {
-                p.release(&env, &m, t.manifest, online, now)?;
+        // What was current is the server's own record: its timestamps may be signed by
+        // an online key the root no longer certifies. Each manifest is checked again.
+        let index: BTreeMap<String, (u64, Hash)> = p
+            .store
+            .get(INDEX, MAX_METADATA as u64)?
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        for (env, (version, hash)) in index {
+            if valid_name(&env).is_ok()
+                && let Ok(m) = p.manifest_named(&env, version, hash)
+            {
+                p.release(&env, &m, hash, online, now)?;
             }
         }
         Ok(p)
@@ -400,9 +403,20 @@ impl Published {
                 manifest,
             },
         );
+        let index: BTreeMap<&String, (u64, Hash)> = self
+            .current
+            .iter()
+            .map(|(e, c)| (e, (c.version, c.manifest)))
+            .collect();
+        let bytes = serde_json::to_vec(&index).expect("an index serializes");
+        self.store.put(INDEX, &bytes)?;
         Ok(())
     }
 }
+
+/// The server's record of each environment's current release (not part of the layout
+/// nodes read): `{ "ENV": [version, manifest hash] }`.
+const INDEX: &str = "serve-current.json";
 
 /// An environment's name as a path component: letters, digits, `-`, `_`, `.`, not
 /// starting with a dot.

@@ -962,3 +962,58 @@ fn a_publish_cut_before_its_release_leaves_nodes_on_the_previous_one() {
     assert_eq!(s.agent(&n1).0, 0);
     assert_eq!(motd(&n1).unwrap(), "v2\n");
 }
+
+#[test]
+fn a_new_online_key_is_certified_by_the_next_root_and_nodes_follow_it() {
+    let mut s = served(&[]);
+    s.publish();
+    let n1 = s.node_root("n1");
+    assert_eq!(s.enroll(&n1, "n1", Some(&s.token(&[]))).0, 0);
+    assert_eq!(s.agent(&n1).0, 0);
+
+    // A new online key: root/2.json, signed by the root key, certifies it instead.
+    let new_key = s.env.path().join("server2/online.key");
+    let (code, out, err) = output(
+        s.env
+            .cmd(&["keys", "online", "--site"])
+            .arg(s.env.site())
+            .arg("--keys")
+            .arg(&s.keys)
+            .arg("--out")
+            .arg(&new_key),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("root version 2"), "{out}");
+    assert!(s.env.site().join(".strata/keys/root/2.json").exists());
+    let _ = s.server.kill();
+    let _ = s.server.wait();
+    // The old key is no longer the site's.
+    let (code, _, err) = output(
+        s.env
+            .cmd(&["serve", "--listen", "127.0.0.1:0", "--site"])
+            .arg(s.env.site())
+            .arg("--key")
+            .arg(&s.online),
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("is not an online key of the site's root"),
+        "{err}"
+    );
+    let (server, url) = start(&s.env, &new_key, &[]);
+    s.server = server;
+    s.url = url;
+    // The node, which pinned root 1, follows the rotation and takes the timestamps
+    // the new key signs.
+    s.env
+        .write("modules/m/templates/etc/motd.j2", "after rotation\n");
+    s.publish();
+    let (code, out, err) = s.agent(&n1);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(motd(&n1).unwrap(), "after rotation\n");
+    let pinned = std::fs::read(n1.join("var/lib/strata/trust/root.json")).unwrap();
+    assert_eq!(
+        pinned,
+        std::fs::read(s.env.site().join(".strata/keys/root/2.json")).unwrap()
+    );
+}
