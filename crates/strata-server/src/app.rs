@@ -83,6 +83,8 @@ pub struct Server {
     pub classify: Box<Classify>,
     /// Each node's signed assignment, as last signed.
     pub assignments: Mutex<HashMap<String, Signed>>,
+    /// Where each request's log line goes (the CLI: stderr).
+    pub log: Box<dyn Fn(&str) + Send + Sync>,
 }
 
 /// A classifier a server holds: see [`crate::inventory::Classifier`].
@@ -195,6 +197,7 @@ pub fn app(server: Arc<Server>, limits: &Limits) -> Router {
             limits.upload_timeout,
         ));
     let retry = limits.retry_after;
+    let logged = server.clone();
     nodes
         .merge(publish)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
@@ -215,7 +218,39 @@ pub fn app(server: Arc<Server>, limits: &Limits) -> Router {
                 // One limit for the whole server (a layer of its own per route otherwise).
                 .layer(GlobalConcurrencyLimitLayer::new(limits.concurrency)),
         )
+        .layer(axum::middleware::from_fn(move |req, next| {
+            log_request(logged.clone(), req, next)
+        }))
         .with_state(server)
+}
+
+/// One line per request: the client, the method, the path (never a query
+/// string: it could carry a secret), the status and how long it took.
+async fn log_request(
+    s: Arc<Server>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let start = std::time::Instant::now();
+    let peer = req
+        .extensions()
+        .get::<crate::listen::Peer>()
+        .map_or_else(|| "-".to_string(), |p| p.0.to_string());
+    let method = req.method().clone();
+    let path: String = req
+        .uri()
+        .path()
+        .chars()
+        .take(200)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    let response = next.run(req).await;
+    (s.log)(&format!(
+        "{peer} {method} {path} {} {:.1} ms",
+        response.status().as_u16(),
+        start.elapsed().as_secs_f64() * 1000.0
+    ));
+    response
 }
 
 /// Runs `f` on a blocking thread (the inventory and the published store do disk I/O).

@@ -86,7 +86,7 @@ pub async fn serve(
             .acquire_owned()
             .await
             .expect("the semaphore is never closed");
-        let (stream, _) = match listener.accept().await {
+        let (stream, peer) = match listener.accept().await {
             Ok(s) => s,
             // Out of descriptors, a connection reset before it was accepted: go on.
             Err(_) => {
@@ -102,19 +102,29 @@ pub async fn serve(
             match acceptor {
                 Some(a) => {
                     if let Ok(Ok(s)) = tokio::time::timeout(HANDSHAKE, a.accept(stream)).await {
-                        connection(TokioIo::new(s), app).await;
+                        connection(TokioIo::new(s), app, peer).await;
                     }
                 }
-                None => connection(TokioIo::new(stream), app).await,
+                None => connection(TokioIo::new(stream), app, peer).await,
             }
         });
     }
 }
 
-async fn connection<I>(io: TokioIo<I>, app: Router)
+/// The client's address, in each request's extensions (for the request log).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub SocketAddr);
+
+async fn connection<I>(io: TokioIo<I>, app: Router, peer: SocketAddr)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let app = tower::ServiceBuilder::new()
+        .map_request(move |mut r: axum::http::Request<hyper::body::Incoming>| {
+            r.extensions_mut().insert(Peer(peer));
+            r
+        })
+        .service(app);
     let service = TowerToHyperService::new(app);
     let _ = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())

@@ -2,6 +2,7 @@
 //! enrolled, signing each environment's timestamp with its online key; it reads the
 //! site only for its root chain and the environments of its nodes.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -173,6 +174,14 @@ pub fn run(args: &ServeArgs, printer: &Printer) -> CommandResult {
         clock: Box::new(strata_snapshot::now),
         classify: classifier(&site_dir)?,
         assignments: Mutex::new(std::collections::HashMap::new()),
+        log: Box::new(|line| {
+            let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "{now} {}",
+                crate::printer::clean(line)
+            );
+        }),
     });
     let limits = Limits {
         concurrency: args.max_requests,

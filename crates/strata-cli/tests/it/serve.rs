@@ -88,6 +88,14 @@ fn served_with(setup: impl FnOnce(&TestEnv), extra: &[&str]) -> Served {
 
 /// Starts `strata serve` and waits for the address it prints.
 fn start(env: &TestEnv, online: &Path, extra: &[&str]) -> (Child, String) {
+    // Its request log, one line per request, goes to a file (a pipe nobody reads would
+    // fill up and stop the server).
+    let log = env.path().join("serve.log");
+    let stderr = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .unwrap();
     let mut server = env
         .cmd(&["serve", "--listen", "127.0.0.1:0", "--site"])
         .arg(env.site())
@@ -96,7 +104,7 @@ fn start(env: &TestEnv, online: &Path, extra: &[&str]) -> (Child, String) {
         .args(extra)
         .env("XDG_CONFIG_HOME", env.path().join("xdg"))
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let mut line = String::new();
@@ -109,13 +117,8 @@ fn start(env: &TestEnv, online: &Path, extra: &[&str]) -> (Child, String) {
         .next()
         .filter(|u| u.starts_with("http"))
         .unwrap_or_else(|| {
-            let mut err = String::new();
-            server
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut err)
-                .unwrap();
+            let _ = server.wait();
+            let err = std::fs::read_to_string(&log).unwrap_or_default();
             panic!("serve did not start: {line}{err}")
         })
         .to_string();
@@ -504,9 +507,21 @@ fn replayed_aged_garbage_and_oversized_requests_are_refused_and_the_server_stays
         .starts_with("HTTP/1.1 405")
     );
     let q = c
-        .send("GET", "/v1/nodes/n1/poll?x=1", b"", false, &[], 1 << 20)
+        .send(
+            "GET",
+            "/v1/nodes/n1/poll?token=s3cret",
+            b"",
+            false,
+            &[],
+            1 << 20,
+        )
         .unwrap();
     assert_eq!(q.status, 400);
+    // The request log: one line per request, never a query string.
+    let log = std::fs::read_to_string(s.env.path().join("serve.log")).unwrap();
+    assert!(log.contains(" GET /v1/nodes/n1/poll 400 "), "{log}");
+    assert!(log.contains(" GET /etc/passwd 404 "), "{log}");
+    assert!(!log.contains("s3cret"), "{log}");
 
     // Oversized: 413 before the body is read; the server goes on.
     let big = vec![b'x'; 2 << 20];
