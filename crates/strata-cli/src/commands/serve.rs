@@ -1,6 +1,7 @@
 //! `strata serve`: the pull server. It serves what `publish` sent it to the nodes that
-//! enrolled, signing each environment's timestamp with its online key; it reads the
-//! site only for its root chain and the environments of its nodes.
+//! enrolled, signing each environment's timestamp and each classified node's assignment
+//! with its online key; it reads the site only for its root chain, its nodes'
+//! environments and its hardware profiles and pools.
 
 use std::io::Write;
 use std::net::SocketAddr;
