@@ -50,6 +50,10 @@ enum Command {
     #[command(subcommand)]
     Export(commands::export::ExportCommand),
     Agent(commands::agent::AgentArgs),
+    Serve(commands::serve::ServeArgs),
+    Enroll(commands::enroll::EnrollArgs),
+    Nodes(commands::nodes::NodesArgs),
+    Runs(commands::runs::RunsArgs),
     #[command(subcommand)]
     Keys(commands::keys::KeysCommand),
     #[command(subcommand)]
@@ -227,6 +231,10 @@ pub fn main() -> ExitCode {
         Command::Publish(a) => commands::publish::run(a, &printer),
         Command::Export(a) => commands::export::run(a, &printer),
         Command::Agent(a) => commands::agent::run(a, &printer),
+        Command::Serve(a) => commands::serve::run(a, &printer),
+        Command::Enroll(a) => commands::enroll::run(a, &printer),
+        Command::Nodes(a) => commands::nodes::run(a, &printer),
+        Command::Runs(a) => commands::runs::run(a, &printer),
         Command::Keys(a) => commands::keys::run(a, &printer),
         Command::Receive(a) => commands::receive::run(a, &printer),
         Command::SelfCheck(a) => commands::self_check::run(a, &printer),

@@ -32,6 +32,14 @@ fn redact(url: &str) -> String {
     }
 }
 
+/// The tables.
+const TABLES: &str = "CREATE TABLE IF NOT EXISTS strata_machines (
+         machine TEXT PRIMARY KEY, profile TEXT NOT NULL, identity TEXT NOT NULL);
+     CREATE TABLE IF NOT EXISTS strata_allocations (
+         pool TEXT NOT NULL, idx INTEGER NOT NULL,
+         machine TEXT NOT NULL REFERENCES strata_machines(machine) ON DELETE CASCADE,
+         entry TEXT NOT NULL, PRIMARY KEY (pool, idx));";
+
 /// Serialises enrolments: one transaction-scoped advisory lock for the whole store.
 const LOCK: i64 = 0x5354_5241_5441; // "STRATA"
 
@@ -47,15 +55,7 @@ impl PgStore {
         let mut tx = client.transaction().map_err(db)?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])
             .map_err(db)?;
-        tx.batch_execute(
-            "CREATE TABLE IF NOT EXISTS strata_machines (
-                 machine TEXT PRIMARY KEY, profile TEXT NOT NULL, identity TEXT NOT NULL);
-             CREATE TABLE IF NOT EXISTS strata_allocations (
-                 pool TEXT NOT NULL, idx INTEGER NOT NULL,
-                 machine TEXT NOT NULL REFERENCES strata_machines(machine) ON DELETE CASCADE,
-                 entry TEXT NOT NULL, PRIMARY KEY (pool, idx));",
-        )
-        .map_err(db)?;
+        tx.batch_execute(TABLES).map_err(db)?;
         tx.commit().map_err(db)?;
         Ok(PgStore {
             client,
@@ -113,42 +113,7 @@ impl Store for PgStore {
     ) -> Result<Option<Allocation>, StoreError> {
         let db = self.db();
         let mut tx = self.client.transaction().map_err(&db)?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])
-            .map_err(&db)?;
-        if let Some(held) = read(&mut tx, req.machine).map_err(&db)? {
-            return crate::store::keep_held(held, req);
-        }
-        let count: i64 = tx
-            .query_one(
-                "SELECT COUNT(*) FROM strata_machines WHERE profile = $1",
-                &[&req.profile],
-            )
-            .map_err(&db)?
-            .get(0);
-        if crate::store::full(count.unsigned_abs(), req) {
-            return Ok(None);
-        }
-        let identity = serde_json::to_string(req.identity).expect("strings serialise");
-        tx.execute(
-            "INSERT INTO strata_machines (machine, profile, identity) VALUES ($1, $2, $3)",
-            &[&req.machine, &req.profile, &identity],
-        )
-        .map_err(&db)?;
-        for (pool, entries) in &req.pools {
-            let taken: BTreeSet<i32> = tx
-                .query(
-                    "SELECT idx FROM strata_allocations WHERE pool = $1",
-                    &[pool],
-                )
-                .map_err(&db)?
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
-            let idx = crate::store::choose(req, pool, entries, |i| taken.contains(&(i as i32)))?;
-            let entry = serde_json::to_string(&entries[idx]).expect("strings serialise");
-            tx.execute("INSERT INTO strata_allocations (pool, idx, machine, entry) VALUES ($1, $2, $3, $4)", &[pool, &(idx as i32), &req.machine, &entry]).map_err(&db)?;
-        }
-        let out = read(&mut tx, req.machine).map_err(&db)?;
+        let out = enroll_on(&mut tx, &self.url, req)?;
         if allocate == Allocate::Commit {
             tx.commit().map_err(&db)?;
         }
@@ -156,35 +121,154 @@ impl Store for PgStore {
     }
 
     fn list(&mut self) -> Result<Vec<Allocation>, StoreError> {
-        let db = self.db();
-        let machines: Vec<String> = self
-            .client
-            .query("SELECT machine FROM strata_machines ORDER BY machine", &[])
-            .map_err(&db)?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        let mut out = Vec::new();
-        for m in machines {
-            out.extend(read(&mut self.client, &m).map_err(&db)?);
-        }
-        Ok(out)
+        list_on(&mut self.client, &self.url)
     }
 
     fn release(&mut self, machine: &str) -> Result<bool, StoreError> {
         let db = self.db();
         let mut tx = self.client.transaction().map_err(&db)?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])
-            .map_err(&db)?;
-        let n = tx
-            .execute(
-                "DELETE FROM strata_machines WHERE machine = $1",
-                &[&machine],
-            )
-            .map_err(&db)?;
+        let released = release_on(&mut tx, &self.url, machine)?;
         tx.commit().map_err(&db)?;
-        Ok(n > 0)
+        Ok(released)
     }
+}
+
+/// The allocation store inside a PostgreSQL transaction its caller opened and commits
+/// or drops: what `serve` uses, so that accepting a node and allocating its pool
+/// entries are one transaction. [`Allocate`] is the caller's.
+pub struct PgTx<'a, 'b> {
+    tx: &'a mut postgres::Transaction<'b>,
+    url: String,
+}
+
+impl std::fmt::Debug for PgTx<'_, '_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PgTx({})", redact(&self.url))
+    }
+}
+
+impl<'a, 'b> PgTx<'a, 'b> {
+    /// The store in `tx` (the tables are made when missing), named `url` in errors.
+    pub fn new(tx: &'a mut postgres::Transaction<'b>, url: &str) -> Result<Self, StoreError> {
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])
+            .and_then(|_| tx.batch_execute(TABLES))
+            .map_err(db_err(url))?;
+        Ok(PgTx {
+            tx,
+            url: url.to_string(),
+        })
+    }
+}
+
+impl Store for PgTx<'_, '_> {
+    fn holds(&mut self, machine: &str) -> Result<Option<Allocation>, StoreError> {
+        read(self.tx, machine).map_err(db_err(&self.url))
+    }
+
+    fn enroll(
+        &mut self,
+        req: &Enrollment<'_>,
+        _allocate: Allocate,
+    ) -> Result<Option<Allocation>, StoreError> {
+        enroll_on(self.tx, &self.url, req)
+    }
+
+    fn list(&mut self) -> Result<Vec<Allocation>, StoreError> {
+        list_on(self.tx, &self.url)
+    }
+
+    fn release(&mut self, machine: &str) -> Result<bool, StoreError> {
+        release_on(self.tx, &self.url, machine)
+    }
+}
+
+fn db_err(url: &str) -> impl Fn(postgres::Error) -> StoreError + use<> {
+    let name = redact(url);
+    move |e| StoreError::Db {
+        db: name.clone(),
+        message: e.to_string(),
+    }
+}
+
+/// An enrolment inside a transaction the caller holds (under the store's lock).
+fn enroll_on(
+    tx: &mut impl postgres::GenericClient,
+    url: &str,
+    req: &Enrollment<'_>,
+) -> Result<Option<Allocation>, StoreError> {
+    let db = db_err(url);
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])
+        .map_err(&db)?;
+    if let Some(held) = read(tx, req.machine).map_err(&db)? {
+        return crate::store::keep_held(held, req);
+    }
+    let count: i64 = tx
+        .query_one(
+            "SELECT COUNT(*) FROM strata_machines WHERE profile = $1",
+            &[&req.profile],
+        )
+        .map_err(&db)?
+        .get(0);
+    if crate::store::full(count.unsigned_abs(), req) {
+        return Ok(None);
+    }
+    let identity = serde_json::to_string(req.identity).expect("strings serialise");
+    tx.execute(
+        "INSERT INTO strata_machines (machine, profile, identity) VALUES ($1, $2, $3)",
+        &[&req.machine, &req.profile, &identity],
+    )
+    .map_err(&db)?;
+    for (pool, entries) in &req.pools {
+        let taken: BTreeSet<i32> = tx
+            .query(
+                "SELECT idx FROM strata_allocations WHERE pool = $1",
+                &[pool],
+            )
+            .map_err(&db)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let idx = crate::store::choose(req, pool, entries, |i| taken.contains(&(i as i32)))?;
+        let entry = serde_json::to_string(&entries[idx]).expect("strings serialise");
+        tx.execute(
+            "INSERT INTO strata_allocations (pool, idx, machine, entry) VALUES ($1, $2, $3, $4)",
+            &[pool, &(idx as i32), &req.machine, &entry],
+        )
+        .map_err(&db)?;
+    }
+    read(tx, req.machine).map_err(&db)
+}
+
+fn list_on(c: &mut impl postgres::GenericClient, url: &str) -> Result<Vec<Allocation>, StoreError> {
+    let db = db_err(url);
+    let machines: Vec<String> = c
+        .query("SELECT machine FROM strata_machines ORDER BY machine", &[])
+        .map_err(&db)?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut out = Vec::new();
+    for m in machines {
+        out.extend(read(c, &m).map_err(&db)?);
+    }
+    Ok(out)
+}
+
+fn release_on(
+    tx: &mut impl postgres::GenericClient,
+    url: &str,
+    machine: &str,
+) -> Result<bool, StoreError> {
+    let db = db_err(url);
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])
+        .map_err(&db)?;
+    let n = tx
+        .execute(
+            "DELETE FROM strata_machines WHERE machine = $1",
+            &[&machine],
+        )
+        .map_err(&db)?;
+    Ok(n > 0)
 }
 
 /// Opens the store a `--db` value names: a `postgres://` URL, else a SQLite file path.

@@ -104,6 +104,13 @@ const SCHEMA: &str = "PRAGMA journal_mode = WAL;
          pool TEXT NOT NULL, idx INTEGER NOT NULL, machine TEXT NOT NULL, entry TEXT NOT NULL,
          PRIMARY KEY (pool, idx));";
 
+/// The tables alone (what can be made inside a transaction).
+const TABLES: &str = "CREATE TABLE IF NOT EXISTS machines (
+         machine TEXT PRIMARY KEY, profile TEXT NOT NULL, identity TEXT NOT NULL);
+     CREATE TABLE IF NOT EXISTS allocations (
+         pool TEXT NOT NULL, idx INTEGER NOT NULL, machine TEXT NOT NULL, entry TEXT NOT NULL,
+         PRIMARY KEY (pool, idx));";
+
 fn is_busy(e: &rusqlite::Error) -> bool {
     matches!(
         e.sqlite_error_code(),
@@ -256,44 +263,7 @@ impl Store for SqliteStore {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db)?;
-        if let Some(held) = read_allocation(&tx, req.machine).map_err(&db)? {
-            return keep_held(held, req);
-        }
-        let count: u64 = tx
-            .query_row(
-                "SELECT COUNT(*) FROM machines WHERE profile = ?1",
-                [req.profile],
-                |r| r.get(0),
-            )
-            .map_err(&db)?;
-        if full(count, req) {
-            return Ok(None);
-        }
-        let identity = serde_json::to_string(req.identity).expect("strings serialise");
-        tx.execute(
-            "INSERT INTO machines (machine, profile, identity) VALUES (?1, ?2, ?3)",
-            params![req.machine, req.profile, identity],
-        )
-        .map_err(db)?;
-        for (pool, entries) in &req.pools {
-            let taken: std::collections::BTreeSet<u32> = {
-                let mut stmt = tx
-                    .prepare("SELECT idx FROM allocations WHERE pool = ?1")
-                    .map_err(db)?;
-                stmt.query_map([pool], |r| r.get(0))
-                    .map_err(db)?
-                    .collect::<rusqlite::Result<_>>()
-                    .map_err(db)?
-            };
-            let idx = choose(req, pool, entries, |i| taken.contains(&(i as u32)))?;
-            let entry = serde_json::to_string(&entries[idx]).expect("strings serialise");
-            tx.execute(
-                "INSERT INTO allocations (pool, idx, machine, entry) VALUES (?1, ?2, ?3, ?4)",
-                params![pool, idx as u32, req.machine, entry],
-            )
-            .map_err(db)?;
-        }
-        let out = read_allocation(&tx, req.machine).map_err(db)?;
+        let out = enroll_on(&tx, &self.path, req)?;
         if allocate == Allocate::Commit {
             tx.commit().map_err(db)?;
         }
@@ -301,21 +271,7 @@ impl Store for SqliteStore {
     }
 
     fn list(&mut self) -> Result<Vec<Allocation>, StoreError> {
-        let machines: Vec<String> = {
-            let mut stmt = self
-                .conn
-                .prepare("SELECT machine FROM machines ORDER BY machine")
-                .map_err(db_err(&self.path))?;
-            stmt.query_map([], |r| r.get(0))
-                .map_err(db_err(&self.path))?
-                .collect::<rusqlite::Result<_>>()
-                .map_err(db_err(&self.path))?
-        };
-        let mut out = Vec::new();
-        for m in machines {
-            out.extend(read_allocation(&self.conn, &m).map_err(db_err(&self.path))?);
-        }
-        Ok(out)
+        list_on(&self.conn, &self.path)
     }
 
     fn release(&mut self, machine: &str) -> Result<bool, StoreError> {
@@ -324,12 +280,125 @@ impl Store for SqliteStore {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db)?;
-        tx.execute("DELETE FROM allocations WHERE machine = ?1", [machine])
-            .map_err(db)?;
-        let n = tx
-            .execute("DELETE FROM machines WHERE machine = ?1", [machine])
-            .map_err(db)?;
+        let released = release_on(&tx, &self.path, machine)?;
         tx.commit().map_err(db)?;
-        Ok(n > 0)
+        Ok(released)
     }
+}
+
+/// The allocation store inside a SQLite transaction its caller opened (`BEGIN
+/// IMMEDIATE`) and commits or drops: what `serve` uses, so that accepting a node and
+/// allocating its pool entries are one transaction. [`Allocate`] is the caller's.
+#[derive(Debug)]
+pub struct SqliteTx<'a> {
+    conn: &'a Connection,
+    path: String,
+}
+
+impl<'a> SqliteTx<'a> {
+    /// The store on `conn` (the tables are made when missing), named `path` in errors.
+    pub fn new(conn: &'a Connection, path: &str) -> Result<SqliteTx<'a>, StoreError> {
+        conn.execute_batch(TABLES).map_err(db_err(path))?;
+        Ok(SqliteTx {
+            conn,
+            path: path.to_string(),
+        })
+    }
+}
+
+impl Store for SqliteTx<'_> {
+    fn holds(&mut self, machine: &str) -> Result<Option<Allocation>, StoreError> {
+        read_allocation(self.conn, machine).map_err(db_err(&self.path))
+    }
+
+    fn enroll(
+        &mut self,
+        req: &Enrollment<'_>,
+        _allocate: Allocate,
+    ) -> Result<Option<Allocation>, StoreError> {
+        enroll_on(self.conn, &self.path, req)
+    }
+
+    fn list(&mut self) -> Result<Vec<Allocation>, StoreError> {
+        list_on(self.conn, &self.path)
+    }
+
+    fn release(&mut self, machine: &str) -> Result<bool, StoreError> {
+        release_on(self.conn, &self.path, machine)
+    }
+}
+
+/// An enrolment on `conn`, inside a transaction the caller holds.
+fn enroll_on(
+    tx: &Connection,
+    path: &str,
+    req: &Enrollment<'_>,
+) -> Result<Option<Allocation>, StoreError> {
+    let db = db_err(path);
+    if let Some(held) = read_allocation(tx, req.machine).map_err(db)? {
+        return keep_held(held, req);
+    }
+    let count: u64 = tx
+        .query_row(
+            "SELECT COUNT(*) FROM machines WHERE profile = ?1",
+            [req.profile],
+            |r| r.get(0),
+        )
+        .map_err(&db)?;
+    if full(count, req) {
+        return Ok(None);
+    }
+    let identity = serde_json::to_string(req.identity).expect("strings serialise");
+    tx.execute(
+        "INSERT INTO machines (machine, profile, identity) VALUES (?1, ?2, ?3)",
+        params![req.machine, req.profile, identity],
+    )
+    .map_err(db)?;
+    for (pool, entries) in &req.pools {
+        let taken: std::collections::BTreeSet<u32> = {
+            let mut stmt = tx
+                .prepare("SELECT idx FROM allocations WHERE pool = ?1")
+                .map_err(db)?;
+            stmt.query_map([pool], |r| r.get(0))
+                .map_err(db)?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(db)?
+        };
+        let idx = choose(req, pool, entries, |i| taken.contains(&(i as u32)))?;
+        let entry = serde_json::to_string(&entries[idx]).expect("strings serialise");
+        tx.execute(
+            "INSERT INTO allocations (pool, idx, machine, entry) VALUES (?1, ?2, ?3, ?4)",
+            params![pool, idx as u32, req.machine, entry],
+        )
+        .map_err(db)?;
+    }
+    read_allocation(tx, req.machine).map_err(db)
+}
+
+fn list_on(conn: &Connection, path: &str) -> Result<Vec<Allocation>, StoreError> {
+    let db = db_err(path);
+    let machines: Vec<String> = {
+        let mut stmt = conn
+            .prepare("SELECT machine FROM machines ORDER BY machine")
+            .map_err(db)?;
+        stmt.query_map([], |r| r.get(0))
+            .map_err(db)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(db)?
+    };
+    let mut out = Vec::new();
+    for m in machines {
+        out.extend(read_allocation(conn, &m).map_err(db)?);
+    }
+    Ok(out)
+}
+
+fn release_on(tx: &Connection, path: &str, machine: &str) -> Result<bool, StoreError> {
+    let db = db_err(path);
+    tx.execute("DELETE FROM allocations WHERE machine = ?1", [machine])
+        .map_err(db)?;
+    let n = tx
+        .execute("DELETE FROM machines WHERE machine = ?1", [machine])
+        .map_err(db)?;
+    Ok(n > 0)
 }

@@ -19,6 +19,9 @@ pub enum Role {
     Signing,
     /// Signs assignments and timestamps (`serve`).
     Online,
+    /// A node's own key (made by `enroll`): signs its requests to `serve`; never
+    /// certified by a root.
+    Node,
 }
 
 impl Role {
@@ -28,6 +31,7 @@ impl Role {
             Role::Root => "root",
             Role::Signing => "signing",
             Role::Online => "online",
+            Role::Node => "node",
         }
     }
 }
@@ -51,6 +55,7 @@ impl fmt::Display for KeyId {
 }
 
 /// A private key and its role.
+#[derive(Clone)]
 pub struct KeyPair {
     /// What it signs.
     pub role: Role,
@@ -160,6 +165,14 @@ impl KeyPair {
     }
 }
 
+/// The role written in a strata key file, if `path` is one this process can read: what
+/// `serve` checks to refuse running beside a root or signing key.
+pub fn readable_key_role(path: &Path) -> Option<Role> {
+    let (text, _) = strata_fs::read_with_mode(path, crate::MAX_METADATA as u64).ok()?;
+    let file: KeyFile = serde_json::from_slice(&text).ok()?;
+    (file.kind == KEY_FILE_TYPE).then_some(file.role)
+}
+
 /// Lower-case hex.
 pub(crate) fn hex(bytes: &[u8]) -> String {
     strata_types::hex(bytes)
@@ -177,7 +190,7 @@ pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {
 }
 
 /// Parses a public key from hex.
-pub(crate) fn public_from_hex(s: &str) -> Option<VerifyingKey> {
+pub fn public_from_hex(s: &str) -> Option<VerifyingKey> {
     let bytes: [u8; 32] = unhex(s)?.try_into().ok()?;
     VerifyingKey::from_bytes(&bytes).ok()
 }

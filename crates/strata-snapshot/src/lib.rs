@@ -19,11 +19,11 @@ mod trust;
 pub use assignment::{ASSIGNMENT_TYPE, Assignment, Classified};
 pub use blobs::{BlobStore, Materialized};
 pub use error::SnapshotError;
-pub use keys::{KeyId, KeyPair, Role};
+pub use keys::{KeyId, KeyPair, Role, public_from_hex, readable_key_role};
 pub use manifest::{Entry, Manifest, SiteFiles, build_entries, git_revision, site_revision};
 pub use root::{Root, RootKey, RootSet};
 pub use timestamp::Timestamp;
-pub use trust::{Floor, Trust, Verified, VerifiedAssignment};
+pub use trust::{Floor, Trust, Verified, VerifiedAssignment, open_manifest};
 
 /// Limits before verification (FLEET.md): metadata (a root, an assignment) at most 1 MiB.
 pub const MAX_METADATA: usize = 1 << 20;

@@ -67,6 +67,13 @@ pub struct VerifiedAssignment {
     bytes: Vec<u8>,
 }
 
+impl Verified {
+    /// The envelope as received (what a timestamp's hash names).
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
 impl Trust {
     /// The trust directory of the node whose state is in `state` (`<root>/var/lib/strata`).
     pub fn open(state: &Path) -> Trust {
@@ -270,8 +277,9 @@ impl Trust {
     }
 }
 
-/// A manifest envelope signed by a signing key of `root`, parsed, for `root`'s site.
-pub(crate) fn open_manifest(root: &Root, bytes: &[u8]) -> Result<(Manifest, Hash), SnapshotError> {
+/// A manifest envelope signed by a signing key of `root`, parsed, for `root`'s site; with
+/// the blake3 of its payload. What `serve` checks of a manifest published to it.
+pub fn open_manifest(root: &Root, bytes: &[u8]) -> Result<(Manifest, Hash), SnapshotError> {
     let what = "the manifest";
     let opened = envelope::open(bytes, what, MANIFEST_TYPE, MAX_MANIFEST)?;
     if !root

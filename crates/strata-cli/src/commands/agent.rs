@@ -1,19 +1,21 @@
-//! `strata agent`: pull the node's environment from where `publish` put it, verify it,
-//! apply it, again every interval; when nothing newer can be verified, the last verified
-//! snapshot is applied again, so enforcement never stops ("stale since T").
+//! `strata agent`: pull the node's environment from where `publish` put it (storage, or
+//! a server the node enrolled with), verify it, apply it, again every interval; when
+//! nothing newer can be verified, the last verified snapshot is applied again, so
+//! enforcement never stops ("stale since T"). Where it pulls from is a [`Source`]; what
+//! is verified and how is the same for every source.
 
 use std::path::Path;
 use std::time::Duration;
 
 use clap::Args;
-use strata_bucket::{self as storage, Storage, blob_key, manifest_key, timestamp_key};
-use strata_snapshot::{BlobStore, MAX_MANIFEST, MAX_METADATA, RootSet, Trust, Verified};
+use strata_snapshot::{BlobStore, Trust, Verified, VerifiedAssignment};
 use strata_transport::wire::NodeEvent;
 
 use crate::cli::{RootArg, S3Arg, absolute, parse_set};
 use crate::command_error::{CommandError, CommandErrorKind, CommandResult};
 use crate::node::{self, Done, NodeRun, Refusal};
 use crate::printer::{Printer, clean_lines};
+use crate::source::{Enrollment, ServerSource, Source, StorageSource};
 
 /// Pull and apply this node's configuration from published snapshots.
 ///
@@ -23,14 +25,18 @@ use crate::printer::{Printer, clean_lines};
 pub struct AgentArgs {
     /// Where `publish` writes: s3://BUCKET/PREFIX (credentials from AWS_*) or
     /// file:///DIR.
-    #[arg(long, value_name = "URL")]
-    pub from: String,
+    #[arg(long, value_name = "URL", required_unless_present = "server")]
+    pub from: Option<String>,
     #[command(flatten)]
     pub s3: S3Arg,
+    /// The server this node enrolled with (`strata enroll`): its identity, the root it
+    /// pins and the server's CA come from the enrollment.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["from", "root_key"])]
+    pub server: Option<String>,
     /// The fingerprint of the site's root key (`strata keys fingerprint`), checked on
     /// first contact; afterwards the node trusts the root it pinned and its rotations.
-    #[arg(long, value_name = "FINGERPRINT")]
-    pub root_key: String,
+    #[arg(long, value_name = "FINGERPRINT", required_unless_present = "server")]
+    pub root_key: Option<String>,
     /// This node's name [default: the host name].
     #[arg(long, value_name = "NAME")]
     pub node: Option<String>,
@@ -60,25 +66,72 @@ pub struct AgentArgs {
 /// How one poll ended, beside the node's result.
 enum Poll {
     /// A newly verified snapshot was applied.
-    Fresh(Done, String),
+    Fresh(Done, String, Option<Applied>),
     /// Only the last verified one could be applied again, for this reason.
-    Stale(Done, String),
+    Stale(Done, String, Option<Applied>),
+}
+
+/// Which snapshot a run applied, for its report.
+struct Applied {
+    environment: String,
+    version: u64,
+    revision: String,
+    /// The node had applied this version before: what changed was drift.
+    again: bool,
+}
+
+/// Where the agent pulls from, the node's name and the root fingerprint to pin.
+type Opened = (Box<dyn Source>, String, Option<String>);
+
+fn open_source(args: &AgentArgs, root: &Path) -> anyhow::Result<Opened> {
+    let host = || {
+        rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned()
+    };
+    let Some(server) = &args.server else {
+        let url = args.from.clone().unwrap_or_default();
+        let store = strata_bucket::open(&url, &args.s3.settings())?;
+        let node = args.node.clone().unwrap_or_else(host);
+        return Ok((
+            Box::new(StorageSource { url, store }),
+            node,
+            args.root_key.clone(),
+        ));
+    };
+    let keys = root.join("var/lib/strata/keys");
+    let (e, key) = Enrollment::load(&keys)?;
+    if args.node.as_ref().is_some_and(|n| *n != e.node) {
+        return Err(anyhow::anyhow!(
+            "this node enrolled as {}, not {}",
+            e.node,
+            args.node.as_deref().unwrap_or_default()
+        ));
+    }
+    let key_id = key.id();
+    let client = strata_server::client::Client::new(server, key, e.ca.as_deref())?;
+    let source = ServerSource {
+        client,
+        node: e.node.clone(),
+        key_id,
+        cache: root.join("var/lib/strata/agent"),
+    };
+    Ok((Box::new(source), e.node, e.root_key))
 }
 
 pub fn run(args: &AgentArgs, printer: &Printer) -> CommandResult {
     let root = absolute(&args.root.root)?;
-    let node = match &args.node {
-        Some(n) => n.clone(),
-        None => rustix::system::uname()
-            .nodename()
-            .to_string_lossy()
-            .into_owned(),
-    };
-    let store = storage::open(&args.from, &args.s3.settings())?;
+    let (source, node, root_key) = open_source(args, &root)?;
     // The splay is fixed per node: its name's hash, spread over the splay.
     let splay = args.splay.as_secs() * u64::from(blake3::hash(node.as_bytes()).as_bytes()[0]) / 255;
     loop {
-        let result = poll_once(args, &root, &node, store.as_ref(), printer);
+        let result = poll_once(
+            args,
+            (&root, &node, root_key.as_deref()),
+            source.as_ref(),
+            printer,
+        );
         if args.once {
             return result;
         }
@@ -91,9 +144,8 @@ pub fn run(args: &AgentArgs, printer: &Printer) -> CommandResult {
 
 fn poll_once(
     args: &AgentArgs,
-    root: &Path,
-    node: &str,
-    store: &dyn Storage,
+    (root, node, root_key): (&Path, &str, Option<&str>),
+    source: &dyn Source,
     printer: &Printer,
 ) -> CommandResult {
     let run = NodeRun {
@@ -102,9 +154,9 @@ fn poll_once(
         noop: args.noop,
         sets: &args.sets,
     };
-    let (done, note, stale) = match poll(args, &run, store) {
-        Poll::Fresh(done, note) => (done, note, false),
-        Poll::Stale(done, note) => (done, note, true),
+    let (done, note, stale, applied) = match poll(args, &run, root_key, source) {
+        Poll::Fresh(done, note, applied) => (done, note, false, applied),
+        Poll::Stale(done, note, applied) => (done, note, true, applied),
     };
     let (event, result) = done;
     if let NodeEvent::Result { text, error, .. } = &event {
@@ -115,6 +167,11 @@ fn poll_once(
         printer.out(&out)?;
     }
     printer.note(&note);
+    if let Some(report) = run_report(&event, applied.as_ref(), stale.then_some(&note))
+        && let Err(Refusal(e)) = source.report(&report)
+    {
+        printer.note(&format!("agent: the report was not posted: {}", e.message));
+    }
     match result {
         Ok(()) if stale => Err(CommandError::stale()),
         Err(e) if stale && e.kind == CommandErrorKind::ChangesPending => Err(CommandError::stale()),
@@ -122,16 +179,55 @@ fn poll_once(
     }
 }
 
+/// The report of a run that changed something, failed, or could only re-apply stale
+/// metadata (FLEET.md, "Runs and reports"): paths and kinds, never contents.
+fn run_report(
+    event: &NodeEvent,
+    applied: Option<&Applied>,
+    stale: Option<&String>,
+) -> Option<strata_server::inventory::RunReport> {
+    let NodeEvent::Result {
+        result,
+        changes,
+        paths,
+        generation,
+        error,
+        ..
+    } = event
+    else {
+        return None;
+    };
+    if result == "unchanged" && error.is_none() && stale.is_none() {
+        return None;
+    }
+    Some(strata_server::inventory::RunReport {
+        id: 0,
+        node: String::new(),
+        time: strata_snapshot::now(),
+        environment: applied.map(|a| a.environment.clone()).unwrap_or_default(),
+        version: applied.map_or(0, |a| a.version),
+        revision: applied.map(|a| a.revision.clone()).unwrap_or_default(),
+        generation: *generation,
+        result: result.clone(),
+        changes: *changes,
+        paths: paths.clone(),
+        truncated: 0,
+        drift: result == "changed" && applied.is_some_and(|a| a.again),
+        error: error.as_ref().map(|e| e.message.clone()),
+        note: stale.cloned(),
+    })
+}
+
 /// One poll: fetch, verify, apply; or apply the last verified snapshot again.
-fn poll(args: &AgentArgs, run: &NodeRun<'_>, store: &dyn Storage) -> Poll {
+fn poll(args: &AgentArgs, run: &NodeRun<'_>, root_key: Option<&str>, source: &dyn Source) -> Poll {
     let state = run.root.join("var/lib/strata");
     let trust = Trust::open(&state);
     let blobs = BlobStore::open(&state);
     let mut env = args.env.clone();
     let mut followed = false;
     loop {
-        match fetch(args, &trust, &blobs, store, env.as_deref()) {
-            Ok(verified) => {
+        match fetch(run.node, root_key, &trust, &blobs, source, env.as_deref()) {
+            Ok((verified, assignment, unchanged)) => {
                 // The node's file may put it in another environment: follow it, once.
                 let wanted = node_environment(&blobs, &verified, run.node);
                 if let Some(w) = wanted.filter(|w| *w != verified.manifest.environment && !followed)
@@ -142,21 +238,35 @@ fn poll(args: &AgentArgs, run: &NodeRun<'_>, store: &dyn Storage) -> Poll {
                 }
                 let m = &verified.manifest;
                 let note = format!(
-                    "agent: {} version {} (revision {}) from {}",
-                    m.environment, m.version, m.revision, args.from
+                    "agent: {} version {} (revision {}) from {}{}",
+                    m.environment,
+                    m.version,
+                    m.revision,
+                    source.describe(),
+                    if unchanged { " (not modified)" } else { "" }
                 );
+                let applied = Applied {
+                    environment: m.environment.clone(),
+                    version: m.version,
+                    revision: m.revision.clone(),
+                    again: trust
+                        .floor(&m.environment)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|f| f.version == m.version),
+                };
                 // Pulling from storage brings no assignment: a node that only the site's
                 // hardware profiles describe is refused by the engine (it must enroll).
                 let done = node::apply_verified(
                     run,
                     &trust,
                     &blobs,
-                    (&verified, None),
+                    (&verified, assignment.as_ref()),
                     !args.noop,
                     &mut |_| {},
                 )
                 .unwrap_or_else(node::refused);
-                return Poll::Fresh(done, note);
+                return Poll::Fresh(done, note, Some(applied));
             }
             Err(Refusal(why)) => return stale(run, &trust, &blobs, &why.message),
         }
@@ -176,6 +286,12 @@ fn stale(run: &NodeRun<'_>, trust: &Trust, blobs: &BlobStore, why: &str) -> Poll
                 m.environment,
                 m.version
             );
+            let applied = Applied {
+                environment: m.environment.clone(),
+                version: m.version,
+                revision: m.revision.clone(),
+                again: true,
+            };
             let done = trust
                 .last_assignment(&last, run.node)
                 .map_err(Refusal::from)
@@ -183,11 +299,12 @@ fn stale(run: &NodeRun<'_>, trust: &Trust, blobs: &BlobStore, why: &str) -> Poll
                     node::apply_verified(run, trust, blobs, (&last, a.as_ref()), false, &mut |_| {})
                 })
                 .unwrap_or_else(node::refused);
-            Poll::Stale(done, note)
+            Poll::Stale(done, note, Some(applied))
         }
         Ok(None) => Poll::Fresh(
             node::refused(Refusal(strata_transport::ErrorInfo::new("refused", why))),
             "agent: nothing was ever verified on this node; nothing applied".into(),
+            None,
         ),
         Err(e) => Poll::Fresh(
             node::refused(Refusal(strata_transport::ErrorInfo::new(
@@ -195,6 +312,7 @@ fn stale(run: &NodeRun<'_>, trust: &Trust, blobs: &BlobStore, why: &str) -> Poll
                 format!("{why}; and the last snapshot: {e}"),
             ))),
             "agent: nothing applied".into(),
+            None,
         ),
     }
 }
@@ -206,41 +324,40 @@ fn node_environment(blobs: &BlobStore, v: &Verified, node: &str) -> Option<Strin
     Some(site.node_reach(node).ok()?.environment)
 }
 
-/// Fetches and verifies the current snapshot of `env` and the blobs the node lacks.
+/// Fetches and verifies the current snapshot of `env` (a server decides which: the
+/// node's), the node's assignment if the source gives one, and the blobs the node
+/// lacks; and whether the source said nothing changed.
 fn fetch(
-    args: &AgentArgs,
+    node: &str,
+    root_key: Option<&str>,
     trust: &Trust,
     blobs: &BlobStore,
-    store: &dyn Storage,
+    source: &dyn Source,
     env: Option<&str>,
-) -> Result<Verified, Refusal> {
+) -> Result<(Verified, Option<VerifiedAssignment>, bool), Refusal> {
     let now = strata_snapshot::now();
-    let mut chain = Vec::new();
-    while let Some(r) = store.get(
-        &format!("root/{}.json", chain.len() + 1),
-        MAX_METADATA as u64,
-    )? {
-        chain.push(r);
-    }
-    let roots = RootSet(chain);
-    if trust.pinned()?.is_none() {
-        // First contact: the root must be the one the operator named.
-        let (first, _) = RootSet(roots.0.iter().take(1).cloned().collect()).verify(None)?;
-        if first.fingerprint() != args.root_key {
-            return Err(Refusal::new(format!(
-                "the published root's fingerprint is {}, not the {} given by --root-key",
-                first.fingerprint(),
-                args.root_key
-            )));
-        }
-    }
     let last = trust.last_applied().ok().flatten();
     let env = env
         .map(str::to_string)
-        .or_else(|| last.map(|l| l.manifest.environment))
+        .or_else(|| last.as_ref().map(|l| l.manifest.environment.clone()))
         .unwrap_or_else(|| "production".to_string());
-    let ts_bytes = store
-        .get(&timestamp_key(&env), MAX_METADATA as u64)?
+    let head = source.head(&env)?;
+    let env = head.environment.clone().unwrap_or(env);
+    let roots = head.roots;
+    if trust.pinned()?.is_none() {
+        // First contact: the root must be the one the operator named (none: the node
+        // was enrolled with --insecure-tofu).
+        let (first, _) =
+            strata_snapshot::RootSet(roots.0.iter().take(1).cloned().collect()).verify(None)?;
+        if let Some(want) = root_key.filter(|k| first.fingerprint() != *k) {
+            return Err(Refusal::new(format!(
+                "the published root's fingerprint is {}, not the {want} given by --root-key",
+                first.fingerprint(),
+            )));
+        }
+    }
+    let ts_bytes = head
+        .timestamp
         .ok_or_else(|| Refusal::new(format!("nothing is published for environment {env:?}")))?;
     let ts = trust.verify_timestamp(&roots, &ts_bytes, now)?;
     if ts.environment != env {
@@ -249,14 +366,17 @@ fn fetch(
             ts.environment
         )));
     }
-    let manifest = store
-        .get(&manifest_key(&env, ts.version), MAX_MANIFEST as u64)?
-        .ok_or_else(|| {
+    // The manifest the node applied last, when the timestamp still names it: nothing
+    // to fetch (an unchanged poll is one small request).
+    let manifest = match last.filter(|l| strata_types::Hash::of(l.bytes()) == ts.manifest) {
+        Some(l) => l.bytes().to_vec(),
+        None => source.manifest(&env, ts.version)?.ok_or_else(|| {
             Refusal::new(format!(
                 "version {} of {env:?} is missing; retry later",
                 ts.version
             ))
-        })?;
+        })?,
+    };
     if strata_types::Hash::of(&manifest) != ts.manifest {
         return Err(Refusal::new(format!(
             "version {} of {env:?} is not the manifest its timestamp names",
@@ -269,12 +389,22 @@ fn fetch(
             "the manifest is not the one its timestamp names",
         ));
     }
+    let assignment = match &head.assignment {
+        Some(bytes) => Some(trust.verify_assignment(
+            &verified,
+            bytes,
+            node,
+            source.node_key().as_ref(),
+            now,
+        )?),
+        None => None,
+    };
     for (hash, size) in blobs.missing(&verified.manifest) {
-        let key = blob_key(&hash.to_string());
-        let bytes = store
-            .get(&key, size)?
-            .ok_or_else(|| Refusal::new(format!("{key} is missing; retry later")))?;
+        let key = hash.to_string();
+        let bytes = source
+            .blob(&key, size)?
+            .ok_or_else(|| Refusal::new(format!("blob {key} is missing; retry later")))?;
         blobs.receive(&hash, size, &mut bytes.as_slice())?;
     }
-    Ok(verified)
+    Ok((verified, assignment, head.unchanged))
 }

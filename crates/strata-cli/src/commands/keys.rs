@@ -13,9 +13,9 @@ use crate::printer::Printer;
 /// Manage the keys that sign what push and publish send (FLEET.md, "Keys and their roles").
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
-    /// Make the site's root key and a signing key: the root key signs
-    /// SITE/.strata/keys/root/1.json (public keys and roles only, to commit with the
-    /// site); both private keys stay outside the site (0600).
+    /// Make the site's root key, a signing key and an online key (for `strata serve`):
+    /// the root key signs SITE/.strata/keys/root/1.json (public keys and roles only, to
+    /// commit with the site); the private keys stay outside the site (0600).
     Init(InitArgs),
     /// Print the fingerprint of the site's root key (what nodes pin).
     Fingerprint(SiteOnly),
@@ -23,6 +23,10 @@ pub enum KeysCommand {
     /// printed) and print its public key, to record in the node's file as
     /// `[keys] age = "age1…"` so that secrets can be encrypted to it.
     Node(NodeKeyArgs),
+    /// Make a new online key for `strata serve` and certify it, in place of any other,
+    /// in a new root version signed by the root key (a site made before serve, or a
+    /// rotation).
+    Online(OnlineArgs),
 }
 
 /// `keys node`.
@@ -30,6 +34,21 @@ pub enum KeysCommand {
 pub struct NodeKeyArgs {
     #[command(flatten)]
     pub root: crate::cli::RootArg,
+}
+
+/// `keys online`.
+#[derive(Debug, Args)]
+pub struct OnlineArgs {
+    #[command(flatten)]
+    pub site: SiteArg,
+    /// The root key [default: the key directory's root.key].
+    #[arg(long, value_name = "PATH")]
+    pub root_key: Option<PathBuf>,
+    /// Where to write the online key [default: the key directory's online.key].
+    #[arg(long, value_name = "PATH")]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub keys: KeysDir,
 }
 
 /// `keys init`.
@@ -41,6 +60,10 @@ pub struct InitArgs {
     /// offline: it is needed only to rotate keys.
     #[arg(long, value_name = "PATH")]
     pub root_out: Option<PathBuf>,
+    /// Where to write the online key [default: the key directory's online.key]. It
+    /// belongs on the server alone, apart from the other two.
+    #[arg(long, value_name = "PATH")]
+    pub online_out: Option<PathBuf>,
     #[command(flatten)]
     pub keys: KeysDir,
 }
@@ -97,7 +120,65 @@ pub fn run(cmd: &KeysCommand, printer: &Printer) -> CommandResult {
             printer.out(&format!("{}\n", root.fingerprint()))?;
             Ok(())
         }
+        KeysCommand::Online(a) => online(a, printer),
     }
+}
+
+fn online(a: &OnlineArgs, printer: &Printer) -> CommandResult {
+    let site = strata_core::Site::open(&a.site.site)?;
+    let (root, roots) = site_root(&a.site.site)?;
+    let dir = a.keys.resolve(&site.name)?;
+    let root_path = a.root_key.clone().unwrap_or_else(|| dir.join("root.key"));
+    let out = a.out.clone().unwrap_or_else(|| dir.join("online.key"));
+    if strata_fs::exists(&out) {
+        return Err(anyhow::anyhow!(
+            "{} already exists; move it away or pass --out",
+            out.display()
+        )
+        .into());
+    }
+    let root_key = KeyPair::load(&root_path, Role::Root).context("the root key (--root-key)")?;
+    if !root
+        .keys
+        .iter()
+        .any(|k| k.id == root_key.id() && k.role == Role::Root)
+    {
+        return Err(anyhow::anyhow!(
+            "{} is not the site's root key ({})",
+            root_path.display(),
+            root.fingerprint()
+        )
+        .into());
+    }
+    let key = KeyPair::generate(Role::Online)?;
+    let mut next = root.clone();
+    next.version = root.version + 1;
+    next.created = strata_snapshot::now();
+    next.keys.retain(|k| k.role != Role::Online);
+    next.keys.extend(Root::new(&site.name, 0, &[&key]).keys);
+    // Signed by the root key of this version and of the previous one: the same key.
+    let sealed = next.seal(&[&root_key]);
+    let keys_dir = a.site.site.join(".strata/keys");
+    let mut chain = roots;
+    chain.0.push(sealed.clone());
+    chain.verify(None)?;
+    key.save(&out)?;
+    strata_fs::write_atomic(
+        &keys_dir.join(format!("root/{}.json", next.version)),
+        &sealed,
+    )?;
+    strata_fs::write_atomic(&keys_dir.join("root.json"), &sealed)?;
+    printer.out(&format!(
+        "Online key {} for site {} written to {}\n  certified in {} (root version {})\n",
+        key.id(),
+        site.name,
+        out.display(),
+        keys_dir
+            .join(format!("root/{}.json", next.version))
+            .display(),
+        next.version
+    ))?;
+    Ok(())
 }
 
 /// The site's trusted root (the newest of its chain) and the chain.
@@ -157,7 +238,11 @@ fn init(a: &InitArgs, printer: &Printer) -> CommandResult {
     let dir = a.keys.resolve(&site.name)?;
     let root_path = a.root_out.clone().unwrap_or_else(|| dir.join("root.key"));
     let signing_path = dir.join("signing.key");
-    for p in [&root_path, &signing_path] {
+    let online_path = a
+        .online_out
+        .clone()
+        .unwrap_or_else(|| dir.join("online.key"));
+    for p in [&root_path, &signing_path, &online_path] {
         if strata_fs::exists(p) {
             return Err(anyhow::anyhow!(
                 "{} already exists; move it away or pass --keys DIR",
@@ -168,20 +253,27 @@ fn init(a: &InitArgs, printer: &Printer) -> CommandResult {
     }
     let root_key = KeyPair::generate(Role::Root)?;
     let signing = KeyPair::generate(Role::Signing)?;
+    let online = KeyPair::generate(Role::Online)?;
     root_key.save(&root_path)?;
     signing.save(&signing_path)?;
-    let root = Root::new(&site.name, strata_snapshot::now(), &[&root_key, &signing]);
+    online.save(&online_path)?;
+    let root = Root::new(
+        &site.name,
+        strata_snapshot::now(),
+        &[&root_key, &signing, &online],
+    );
     let sealed = root.seal(&[&root_key]);
     strata_fs::create_dir_all(&root_dir.join("root"))?;
     strata_fs::write_atomic(&root_dir.join("root/1.json"), &sealed)?;
     strata_fs::write_atomic(&root_dir.join("root.json"), &sealed)?;
     printer.out(&format!(
         "Root of trust for site {}: fingerprint {}\n  root key     {} (keep it offline)\n  \
-         signing key  {}\n  certified in {}\n",
+         signing key  {}\n  online key   {} (for `strata serve` alone)\n  certified in {}\n",
         site.name,
         root.fingerprint(),
         root_path.display(),
         signing_path.display(),
+        online_path.display(),
         root_dir.join("root/1.json").display(),
     ))?;
     Ok(())

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use clap::Args;
-use strata_bucket::{self as storage, blob_key, manifest_key, timestamp_key};
+use strata_bucket::{blob_key, manifest_key, timestamp_key};
 use strata_snapshot::{MAX_MANIFEST, MAX_METADATA, SiteFiles, Timestamp};
 
 use crate::cli::{S3Arg, SiteArg, absolute};
@@ -26,13 +26,17 @@ use crate::printer::Printer;
 pub struct PublishArgs {
     #[command(flatten)]
     pub site: SiteArg,
-    /// Where: s3://BUCKET/PREFIX or file:///DIR.
+    /// Where: a server running `strata serve` (https://HOST[:PORT]; http:// on loopback
+    /// only), s3://BUCKET/PREFIX (credentials from AWS_*) or file:///DIR.
     #[arg(long, value_name = "URL")]
     pub to: String,
     #[command(flatten)]
     pub s3: S3Arg,
+    /// The CA certificate (PEM) that checks the server's [default: the system's roots].
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<std::path::PathBuf>,
     /// Then delete the manifests beyond each environment's last 5 versions, and the
-    /// blobs that no kept version lists.
+    /// blobs that no kept version lists (storage only: a server keeps its own).
     #[arg(long)]
     pub gc: bool,
     /// Only these environments [default: every environment a node of the site is in,
@@ -70,7 +74,8 @@ pub fn run(args: &PublishArgs, printer: &Printer) -> CommandResult {
     }
     let (key, roots) = signing_key(&site_dir, &site.name, args.key.as_deref(), &args.keys)?;
     let (root, _) = roots.verify(None)?;
-    let store = storage::open(&args.to, &args.s3.settings())?;
+    let store =
+        crate::source::publish_target(&args.to, &key, args.ca.as_deref(), &args.s3.settings())?;
     let envs: BTreeSet<String> = if args.envs.is_empty() {
         let mut e: BTreeSet<String> = [site.default_environment.clone()].into();
         for n in site.nodes()? {

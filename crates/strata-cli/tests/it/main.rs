@@ -31,6 +31,7 @@ mod sandbox;
 mod sandbox_attacks;
 mod secrets;
 mod sensitive;
+mod serve;
 mod submounts;
 mod typechange;
 

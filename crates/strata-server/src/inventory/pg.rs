@@ -1,0 +1,447 @@
+//! The inventory on a PostgreSQL server, shared by `serve` replicas: the same tables and
+//! the same decisions as the SQLite file; an enrollment locks the rows it reads
+//! (`SELECT … FOR UPDATE`) under one transaction-scoped advisory lock.
+
+use postgres::{Client, NoTls, Row};
+use strata_hardware::PgTx;
+
+use super::{
+    Classifier, Decision, EnrollRequest, Enrolled, Inventory, InventoryError, NodeRecord,
+    NodeState, PENDING_TTL, RunReport, TokenRecord, decide, paths_from, paths_json, token_check,
+};
+use crate::httpsig::NONCE_TTL;
+
+/// Serialises enrollments across replicas.
+const LOCK: i64 = 0x5354_5241_5445; // "STRATE"
+
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS strata_nodes (
+        name TEXT PRIMARY KEY, key_id TEXT NOT NULL UNIQUE, public TEXT NOT NULL, age TEXT,
+        state TEXT NOT NULL, environment TEXT NOT NULL, facts TEXT NOT NULL,
+        enrolled BIGINT NOT NULL, changed BIGINT NOT NULL, classification TEXT);
+    CREATE TABLE IF NOT EXISTS strata_tokens (
+        hash TEXT PRIMARY KEY, node TEXT, environment TEXT, expires BIGINT NOT NULL,
+        used BIGINT);
+    CREATE TABLE IF NOT EXISTS strata_nonces (
+        key_id TEXT NOT NULL, nonce TEXT NOT NULL, expires BIGINT NOT NULL,
+        PRIMARY KEY (key_id, nonce));
+    CREATE TABLE IF NOT EXISTS strata_reports (
+        id BIGSERIAL PRIMARY KEY, node TEXT NOT NULL, time BIGINT NOT NULL,
+        environment TEXT NOT NULL, version BIGINT NOT NULL, revision TEXT NOT NULL,
+        generation BIGINT, result TEXT NOT NULL, changes BIGINT NOT NULL,
+        paths TEXT NOT NULL, truncated BIGINT NOT NULL, drift BOOLEAN NOT NULL,
+        error TEXT, note TEXT);
+    CREATE INDEX IF NOT EXISTS strata_reports_node ON strata_reports (node, id);";
+
+const NODE_COLUMNS: &str =
+    "name, key_id, public, age, state, environment, facts, enrolled, changed, classification";
+
+/// The inventory on PostgreSQL.
+pub struct PgInventory {
+    client: Client,
+    url: String,
+}
+
+impl std::fmt::Debug for PgInventory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PgInventory({})", redact(&self.url))
+    }
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}{user}@{}", &url[..s + 3], &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+fn i(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn u(v: i64) -> u64 {
+    v.max(0).unsigned_abs()
+}
+
+fn node_row(r: &Row) -> NodeRecord {
+    NodeRecord {
+        name: r.get(0),
+        key_id: r.get(1),
+        public: r.get(2),
+        age: r.get(3),
+        state: NodeState::parse(r.get(4)),
+        environment: r.get(5),
+        facts: r.get(6),
+        enrolled: u(r.get(7)),
+        changed: u(r.get(8)),
+        classification: r.get(9),
+    }
+}
+
+fn node_where(
+    c: &mut impl postgres::GenericClient,
+    column: &str,
+    value: &str,
+    lock: bool,
+) -> Result<Option<NodeRecord>, postgres::Error> {
+    let lock = if lock { " FOR UPDATE" } else { "" };
+    Ok(c.query_opt(
+        &format!("SELECT {NODE_COLUMNS} FROM strata_nodes WHERE {column} = $1{lock}"),
+        &[&value],
+    )?
+    .as_ref()
+    .map(node_row))
+}
+
+impl PgInventory {
+    /// Connects and creates the tables when missing.
+    pub fn connect(url: &str) -> Result<PgInventory, InventoryError> {
+        let name = redact(url);
+        let db = |e: postgres::Error| InventoryError::Db {
+            db: name.clone(),
+            message: e.to_string(),
+        };
+        let mut client = Client::connect(url, NoTls).map_err(db)?;
+        let mut tx = client.transaction().map_err(db)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])
+            .map_err(db)?;
+        tx.batch_execute(SCHEMA).map_err(db)?;
+        tx.commit().map_err(db)?;
+        Ok(PgInventory {
+            client,
+            url: url.to_string(),
+        })
+    }
+
+    fn err(&self) -> impl Fn(postgres::Error) -> InventoryError + use<> {
+        let db = redact(&self.url);
+        move |e| InventoryError::Db {
+            db: db.clone(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl Inventory for PgInventory {
+    fn add_token(&mut self, t: &TokenRecord) -> Result<(), InventoryError> {
+        let db = self.err();
+        self.client
+            .execute(
+                "INSERT INTO strata_tokens (hash, node, environment, expires) VALUES ($1, $2, $3, $4)",
+                &[&t.hash, &t.node, &t.environment, &i(t.expires)],
+            )
+            .map_err(db)?;
+        Ok(())
+    }
+
+    fn enroll(
+        &mut self,
+        req: &EnrollRequest,
+        now: u64,
+        classify: &mut Classifier<'_>,
+    ) -> Result<Enrolled, InventoryError> {
+        let db = self.err();
+        let url = self.url.clone();
+        let mut tx = self.client.transaction().map_err(&db)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])
+            .map_err(&db)?;
+        tx.execute(
+            "DELETE FROM strata_nodes WHERE state = 'pending' AND changed < $1",
+            &[&i(now.saturating_sub(PENDING_TTL))],
+        )
+        .map_err(&db)?;
+        let existing = node_where(&mut tx, "name", &req.name, true).map_err(&db)?;
+        let by_key = node_where(&mut tx, "key_id", &req.key_id, true).map_err(&db)?;
+        let token = match &req.token {
+            None => None,
+            Some(hash) => {
+                let found = tx
+                    .query_opt(
+                        "SELECT hash, node, environment, expires, used FROM strata_tokens
+                         WHERE hash = $1 FOR UPDATE",
+                        &[hash],
+                    )
+                    .map_err(&db)?
+                    .map(|r| {
+                        (
+                            TokenRecord {
+                                hash: r.get(0),
+                                node: r.get(1),
+                                environment: r.get(2),
+                                expires: u(r.get(3)),
+                            },
+                            r.get::<_, Option<i64>>(4).map(u),
+                        )
+                    });
+                Some(token_check(found))
+            }
+        };
+        let decision = decide(
+            existing.as_ref(),
+            by_key.as_ref(),
+            req,
+            token.as_ref().map(|t| t.as_ref().map_err(Clone::clone)),
+            now,
+        );
+        let state = match decision {
+            Decision::Refuse(why) => return Ok(Enrolled::Refused(why)),
+            Decision::Already => {
+                return Ok(Enrolled::Accepted(existing.expect("an accepted node")));
+            }
+            Decision::Pending => NodeState::Pending,
+            Decision::Accept(_) => NodeState::Accepted,
+        };
+        if let Decision::Accept(_) = &decision {
+            let hash = req.token.clone().unwrap_or_default();
+            let n = tx
+                .execute(
+                    "UPDATE strata_tokens SET used = $1 WHERE hash = $2 AND used IS NULL",
+                    &[&i(now), &hash],
+                )
+                .map_err(&db)?;
+            if n != 1 {
+                return Ok(Enrolled::Refused("the token was already used".into()));
+            }
+        }
+        let classification = match state {
+            NodeState::Accepted => {
+                let mut store = PgTx::new(&mut tx, &url).map_err(|e| InventoryError::Db {
+                    db: redact(&url),
+                    message: e.to_string(),
+                })?;
+                match classify(&mut store, &req.name, &req.facts) {
+                    Ok(c) => c,
+                    // Dropped: nothing allocated, no token consumed, nothing recorded.
+                    Err(why) => return Ok(Enrolled::Refused(why)),
+                }
+            }
+            _ => None,
+        };
+        // A pending request by another key, displaced by this one's valid token.
+        let existing = match existing {
+            Some(n) if n.key_id != req.key_id => {
+                tx.execute("DELETE FROM strata_nodes WHERE name = $1", &[&req.name])
+                    .map_err(&db)?;
+                None
+            }
+            other => other,
+        };
+        let environment = match &decision {
+            Decision::Accept(Some(e)) => e.clone(),
+            _ => existing
+                .as_ref()
+                .map_or_else(|| req.environment.clone(), |n| n.environment.clone()),
+        };
+        if existing.is_some() {
+            tx.execute(
+                "UPDATE strata_nodes SET state = $1, environment = $2, facts = $3, age = $4,
+                 changed = $5, classification = $6 WHERE name = $7",
+                &[
+                    &state.as_str(),
+                    &environment,
+                    &req.facts,
+                    &req.age,
+                    &i(now),
+                    &classification,
+                    &req.name,
+                ],
+            )
+            .map_err(&db)?;
+        } else {
+            tx.execute(
+                &format!(
+                    "INSERT INTO strata_nodes ({NODE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+                ),
+                &[
+                    &req.name,
+                    &req.key_id,
+                    &req.public,
+                    &req.age,
+                    &state.as_str(),
+                    &environment,
+                    &req.facts,
+                    &i(now),
+                    &i(now),
+                    &classification,
+                ],
+            )
+            .map_err(&db)?;
+        }
+        let node = node_where(&mut tx, "name", &req.name, false)
+            .map_err(&db)?
+            .expect("just written");
+        tx.commit().map_err(&db)?;
+        Ok(match state {
+            NodeState::Accepted => Enrolled::Accepted(node),
+            _ => Enrolled::Pending(node),
+        })
+    }
+
+    fn accept(
+        &mut self,
+        name: &str,
+        now: u64,
+        classify: &mut Classifier<'_>,
+    ) -> Result<Result<NodeRecord, String>, InventoryError> {
+        let db = self.err();
+        let url = self.url.clone();
+        let mut tx = self.client.transaction().map_err(&db)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])
+            .map_err(&db)?;
+        let Some(node) = node_where(&mut tx, "name", name, true).map_err(&db)? else {
+            return Ok(Err(format!("no node {name} in the inventory")));
+        };
+        let classification = {
+            let mut store = PgTx::new(&mut tx, &url).map_err(|e| InventoryError::Db {
+                db: redact(&url),
+                message: e.to_string(),
+            })?;
+            match classify(&mut store, name, &node.facts) {
+                Ok(c) => c,
+                Err(why) => return Ok(Err(why)),
+            }
+        };
+        tx.execute(
+            "UPDATE strata_nodes SET state = 'accepted', changed = $1, classification = $2
+             WHERE name = $3",
+            &[&i(now), &classification, &name],
+        )
+        .map_err(&db)?;
+        let node = node_where(&mut tx, "name", name, false)
+            .map_err(&db)?
+            .expect("just written");
+        tx.commit().map_err(&db)?;
+        Ok(Ok(node))
+    }
+
+    fn node_by_key(&mut self, key_id: &str) -> Result<Option<NodeRecord>, InventoryError> {
+        let db = self.err();
+        node_where(&mut self.client, "key_id", key_id, false).map_err(db)
+    }
+
+    fn node(&mut self, name: &str) -> Result<Option<NodeRecord>, InventoryError> {
+        let db = self.err();
+        node_where(&mut self.client, "name", name, false).map_err(db)
+    }
+
+    fn nodes(&mut self, now: u64) -> Result<Vec<NodeRecord>, InventoryError> {
+        let db = self.err();
+        let rows = self
+            .client
+            .query(
+                &format!(
+                    "SELECT {NODE_COLUMNS} FROM strata_nodes
+                     WHERE state != 'pending' OR changed >= $1 ORDER BY name"
+                ),
+                &[&i(now.saturating_sub(PENDING_TTL))],
+            )
+            .map_err(db)?;
+        Ok(rows.iter().map(node_row).collect())
+    }
+
+    fn set_state(
+        &mut self,
+        name: &str,
+        state: NodeState,
+        now: u64,
+    ) -> Result<bool, InventoryError> {
+        let db = self.err();
+        let n = self
+            .client
+            .execute(
+                "UPDATE strata_nodes SET state = $1, changed = $2 WHERE name = $3",
+                &[&state.as_str(), &i(now), &name],
+            )
+            .map_err(db)?;
+        Ok(n > 0)
+    }
+
+    fn forget(&mut self, name: &str) -> Result<bool, InventoryError> {
+        let db = self.err();
+        let n = self
+            .client
+            .execute("DELETE FROM strata_nodes WHERE name = $1", &[&name])
+            .map_err(db)?;
+        Ok(n > 0)
+    }
+
+    fn fresh_nonce(&mut self, key_id: &str, nonce: &str, now: u64) -> Result<bool, InventoryError> {
+        let db = self.err();
+        self.client
+            .execute("DELETE FROM strata_nonces WHERE expires < $1", &[&i(now)])
+            .map_err(&db)?;
+        let n = self
+            .client
+            .execute(
+                "INSERT INTO strata_nonces (key_id, nonce, expires) VALUES ($1, $2, $3)
+                 ON CONFLICT DO NOTHING",
+                &[&key_id, &nonce, &i(now + NONCE_TTL)],
+            )
+            .map_err(&db)?;
+        Ok(n == 1)
+    }
+
+    fn add_report(&mut self, r: &RunReport) -> Result<i64, InventoryError> {
+        let db = self.err();
+        let row = self
+            .client
+            .query_one(
+                "INSERT INTO strata_reports (node, time, environment, version, revision,
+                 generation, result, changes, paths, truncated, drift, error, note)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
+                &[
+                    &r.node,
+                    &i(r.time),
+                    &r.environment,
+                    &i(r.version),
+                    &r.revision,
+                    &r.generation.map(i),
+                    &r.result,
+                    &i(r.changes as u64),
+                    &paths_json(&r.paths),
+                    &i(r.truncated as u64),
+                    &r.drift,
+                    &r.error,
+                    &r.note,
+                ],
+            )
+            .map_err(db)?;
+        Ok(row.get(0))
+    }
+
+    fn reports(&mut self, node: Option<&str>) -> Result<Vec<RunReport>, InventoryError> {
+        let db = self.err();
+        let rows = self
+            .client
+            .query(
+                "SELECT id, node, time, environment, version, revision, generation, result,
+                 changes, paths, truncated, drift, error, note FROM strata_reports
+                 WHERE $1::TEXT IS NULL OR node = $1 ORDER BY id",
+                &[&node],
+            )
+            .map_err(db)?;
+        Ok(rows
+            .iter()
+            .map(|r| RunReport {
+                id: r.get(0),
+                node: r.get(1),
+                time: u(r.get(2)),
+                environment: r.get(3),
+                version: u(r.get(4)),
+                revision: r.get(5),
+                generation: r.get::<_, Option<i64>>(6).map(u),
+                result: r.get(7),
+                changes: u(r.get(8)) as usize,
+                paths: paths_from(r.get(9)),
+                truncated: u(r.get(10)) as usize,
+                drift: r.get(11),
+                error: r.get(12),
+                note: r.get(13),
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,400 @@
+//! The inventory in a SQLite file (WAL, `synchronous = FULL`; each enrollment one
+//! `BEGIN IMMEDIATE` transaction, so two enrollments never both consume a token).
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+
+use strata_hardware::SqliteTx;
+
+use super::{
+    Classifier, Decision, EnrollRequest, Enrolled, Inventory, InventoryError, NodeRecord,
+    NodeState, PENDING_TTL, RunReport, TokenRecord, decide, paths_from, paths_json, token_check,
+};
+use crate::httpsig::NONCE_TTL;
+
+const SCHEMA: &str = "PRAGMA journal_mode = WAL;
+    PRAGMA synchronous = FULL;
+    CREATE TABLE IF NOT EXISTS strata_nodes (
+        name TEXT PRIMARY KEY, key_id TEXT NOT NULL UNIQUE, public TEXT NOT NULL, age TEXT,
+        state TEXT NOT NULL, environment TEXT NOT NULL, facts TEXT NOT NULL,
+        enrolled INTEGER NOT NULL, changed INTEGER NOT NULL, classification TEXT);
+    CREATE TABLE IF NOT EXISTS strata_tokens (
+        hash TEXT PRIMARY KEY, node TEXT, environment TEXT, expires INTEGER NOT NULL,
+        used INTEGER);
+    CREATE TABLE IF NOT EXISTS strata_nonces (
+        key_id TEXT NOT NULL, nonce TEXT NOT NULL, expires INTEGER NOT NULL,
+        PRIMARY KEY (key_id, nonce));
+    CREATE TABLE IF NOT EXISTS strata_reports (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, node TEXT NOT NULL, time INTEGER NOT NULL,
+        environment TEXT NOT NULL, version INTEGER NOT NULL, revision TEXT NOT NULL,
+        generation INTEGER, result TEXT NOT NULL, changes INTEGER NOT NULL,
+        paths TEXT NOT NULL, truncated INTEGER NOT NULL, drift INTEGER NOT NULL,
+        error TEXT, note TEXT);
+    CREATE INDEX IF NOT EXISTS strata_reports_node ON strata_reports (node, id);";
+
+const NODE_COLUMNS: &str =
+    "name, key_id, public, age, state, environment, facts, enrolled, changed, classification";
+
+/// The inventory in a SQLite file.
+#[derive(Debug)]
+pub struct SqliteInventory {
+    conn: Connection,
+    path: String,
+}
+
+fn node_row(r: &Row<'_>) -> rusqlite::Result<NodeRecord> {
+    Ok(NodeRecord {
+        name: r.get(0)?,
+        key_id: r.get(1)?,
+        public: r.get(2)?,
+        age: r.get(3)?,
+        state: NodeState::parse(&r.get::<_, String>(4)?),
+        environment: r.get(5)?,
+        facts: r.get(6)?,
+        enrolled: r.get(7)?,
+        changed: r.get(8)?,
+        classification: r.get(9)?,
+    })
+}
+
+fn node_where(
+    conn: &Connection,
+    column: &str,
+    value: &str,
+) -> rusqlite::Result<Option<NodeRecord>> {
+    conn.query_row(
+        &format!("SELECT {NODE_COLUMNS} FROM strata_nodes WHERE {column} = ?1"),
+        [value],
+        node_row,
+    )
+    .optional()
+}
+
+impl SqliteInventory {
+    /// Opens (creating) the database file.
+    pub fn open(path: &Path) -> Result<SqliteInventory, InventoryError> {
+        let name = path.display().to_string();
+        let db = |e: rusqlite::Error| InventoryError::Db {
+            db: name.clone(),
+            message: e.to_string(),
+        };
+        if let Some(dir) = path.parent() {
+            let _ = strata_fs::create_dir_all(dir);
+        }
+        let conn = Connection::open(path).map_err(db)?;
+        conn.busy_timeout(Duration::from_secs(30)).map_err(db)?;
+        conn.execute_batch(SCHEMA).map_err(db)?;
+        Ok(SqliteInventory { conn, path: name })
+    }
+
+    fn err(&self) -> impl Fn(rusqlite::Error) -> InventoryError + use<> {
+        let db = self.path.clone();
+        move |e| InventoryError::Db {
+            db: db.clone(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl Inventory for SqliteInventory {
+    fn add_token(&mut self, t: &TokenRecord) -> Result<(), InventoryError> {
+        self.conn
+            .execute(
+                "INSERT INTO strata_tokens (hash, node, environment, expires) VALUES (?1, ?2, ?3, ?4)",
+                params![t.hash, t.node, t.environment, t.expires],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    fn enroll(
+        &mut self,
+        req: &EnrollRequest,
+        now: u64,
+        classify: &mut Classifier<'_>,
+    ) -> Result<Enrolled, InventoryError> {
+        let db = self.err();
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&db)?;
+        tx.execute(
+            "DELETE FROM strata_nodes WHERE state = 'pending' AND changed < ?1",
+            [now.saturating_sub(PENDING_TTL)],
+        )
+        .map_err(&db)?;
+        let existing = node_where(&tx, "name", &req.name).map_err(&db)?;
+        let by_key = node_where(&tx, "key_id", &req.key_id).map_err(&db)?;
+        let token = match &req.token {
+            None => None,
+            Some(hash) => {
+                let found = tx
+                    .query_row(
+                        "SELECT hash, node, environment, expires, used FROM strata_tokens WHERE hash = ?1",
+                        [hash],
+                        |r| {
+                            Ok((
+                                TokenRecord {
+                                    hash: r.get(0)?,
+                                    node: r.get(1)?,
+                                    environment: r.get(2)?,
+                                    expires: r.get(3)?,
+                                },
+                                r.get::<_, Option<u64>>(4)?,
+                            ))
+                        },
+                    )
+                    .optional()
+                    .map_err(&db)?;
+                Some(token_check(found))
+            }
+        };
+        let decision = decide(
+            existing.as_ref(),
+            by_key.as_ref(),
+            req,
+            token.as_ref().map(|t| t.as_ref().map_err(Clone::clone)),
+            now,
+        );
+        let state = match decision {
+            Decision::Refuse(why) => return Ok(Enrolled::Refused(why)),
+            Decision::Already => {
+                return Ok(Enrolled::Accepted(existing.expect("an accepted node")));
+            }
+            Decision::Pending => NodeState::Pending,
+            Decision::Accept(_) => NodeState::Accepted,
+        };
+        if let Decision::Accept(_) = &decision {
+            let hash = req.token.as_deref().unwrap_or_default();
+            let n = tx
+                .execute(
+                    "UPDATE strata_tokens SET used = ?1 WHERE hash = ?2 AND used IS NULL",
+                    params![now, hash],
+                )
+                .map_err(&db)?;
+            if n != 1 {
+                return Ok(Enrolled::Refused("the token was already used".into()));
+            }
+        }
+        let classification = match state {
+            NodeState::Accepted => {
+                let mut store = SqliteTx::new(&tx, &path).map_err(|e| InventoryError::Db {
+                    db: path.clone(),
+                    message: e.to_string(),
+                })?;
+                match classify(&mut store, &req.name, &req.facts) {
+                    Ok(c) => c,
+                    // Dropped: nothing allocated, no token consumed, nothing recorded.
+                    Err(why) => return Ok(Enrolled::Refused(why)),
+                }
+            }
+            _ => None,
+        };
+        // A pending request by another key, displaced by this one's valid token.
+        let existing = match existing {
+            Some(n) if n.key_id != req.key_id => {
+                tx.execute("DELETE FROM strata_nodes WHERE name = ?1", [&req.name])
+                    .map_err(&db)?;
+                None
+            }
+            other => other,
+        };
+        let environment = match &decision {
+            Decision::Accept(Some(e)) => e.clone(),
+            _ => existing
+                .as_ref()
+                .map_or_else(|| req.environment.clone(), |n| n.environment.clone()),
+        };
+        if existing.is_some() {
+            tx.execute(
+                "UPDATE strata_nodes SET state = ?1, environment = ?2, facts = ?3, age = ?4, changed = ?5, classification = ?6 WHERE name = ?7",
+                params![state.as_str(), environment, req.facts, req.age, now, classification, req.name],
+            )
+            .map_err(&db)?;
+        } else {
+            tx.execute(
+                &format!("INSERT INTO strata_nodes ({NODE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
+                params![
+                    req.name,
+                    req.key_id,
+                    req.public,
+                    req.age,
+                    state.as_str(),
+                    environment,
+                    req.facts,
+                    now,
+                    now,
+                    classification
+                ],
+            )
+            .map_err(&db)?;
+        }
+        let node = node_where(&tx, "name", &req.name)
+            .map_err(&db)?
+            .expect("just written");
+        tx.commit().map_err(&db)?;
+        Ok(match state {
+            NodeState::Accepted => Enrolled::Accepted(node),
+            _ => Enrolled::Pending(node),
+        })
+    }
+
+    fn accept(
+        &mut self,
+        name: &str,
+        now: u64,
+        classify: &mut Classifier<'_>,
+    ) -> Result<Result<NodeRecord, String>, InventoryError> {
+        let db = self.err();
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&db)?;
+        let Some(node) = node_where(&tx, "name", name).map_err(&db)? else {
+            return Ok(Err(format!("no node {name} in the inventory")));
+        };
+        let mut store = SqliteTx::new(&tx, &path).map_err(|e| InventoryError::Db {
+            db: path.clone(),
+            message: e.to_string(),
+        })?;
+        let classification = match classify(&mut store, name, &node.facts) {
+            Ok(c) => c,
+            Err(why) => return Ok(Err(why)),
+        };
+        tx.execute(
+            "UPDATE strata_nodes SET state = 'accepted', changed = ?1, classification = ?2 WHERE name = ?3",
+            params![now, classification, name],
+        )
+        .map_err(&db)?;
+        let node = node_where(&tx, "name", name)
+            .map_err(&db)?
+            .expect("just written");
+        tx.commit().map_err(&db)?;
+        Ok(Ok(node))
+    }
+
+    fn node_by_key(&mut self, key_id: &str) -> Result<Option<NodeRecord>, InventoryError> {
+        node_where(&self.conn, "key_id", key_id).map_err(self.err())
+    }
+
+    fn node(&mut self, name: &str) -> Result<Option<NodeRecord>, InventoryError> {
+        node_where(&self.conn, "name", name).map_err(self.err())
+    }
+
+    fn nodes(&mut self, now: u64) -> Result<Vec<NodeRecord>, InventoryError> {
+        let db = self.err();
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT {NODE_COLUMNS} FROM strata_nodes
+                 WHERE state != 'pending' OR changed >= ?1 ORDER BY name"
+            ))
+            .map_err(&db)?;
+        stmt.query_map([now.saturating_sub(PENDING_TTL)], node_row)
+            .map_err(&db)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(&db)
+    }
+
+    fn set_state(
+        &mut self,
+        name: &str,
+        state: NodeState,
+        now: u64,
+    ) -> Result<bool, InventoryError> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE strata_nodes SET state = ?1, changed = ?2 WHERE name = ?3",
+                params![state.as_str(), now, name],
+            )
+            .map_err(self.err())?;
+        Ok(n > 0)
+    }
+
+    fn forget(&mut self, name: &str) -> Result<bool, InventoryError> {
+        let n = self
+            .conn
+            .execute("DELETE FROM strata_nodes WHERE name = ?1", [name])
+            .map_err(self.err())?;
+        Ok(n > 0)
+    }
+
+    fn fresh_nonce(&mut self, key_id: &str, nonce: &str, now: u64) -> Result<bool, InventoryError> {
+        let db = self.err();
+        self.conn
+            .execute("DELETE FROM strata_nonces WHERE expires < ?1", [now])
+            .map_err(&db)?;
+        let n = self
+            .conn
+            .execute(
+                "INSERT OR IGNORE INTO strata_nonces (key_id, nonce, expires) VALUES (?1, ?2, ?3)",
+                params![key_id, nonce, now + NONCE_TTL],
+            )
+            .map_err(&db)?;
+        Ok(n == 1)
+    }
+
+    fn add_report(&mut self, r: &RunReport) -> Result<i64, InventoryError> {
+        self.conn
+            .execute(
+                "INSERT INTO strata_reports (node, time, environment, version, revision,
+                 generation, result, changes, paths, truncated, drift, error, note)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                params![
+                    r.node,
+                    r.time,
+                    r.environment,
+                    r.version,
+                    r.revision,
+                    r.generation,
+                    r.result,
+                    r.changes,
+                    paths_json(&r.paths),
+                    r.truncated,
+                    r.drift,
+                    r.error,
+                    r.note
+                ],
+            )
+            .map_err(self.err())?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    fn reports(&mut self, node: Option<&str>) -> Result<Vec<RunReport>, InventoryError> {
+        let db = self.err();
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, node, time, environment, version, revision, generation, result,
+                 changes, paths, truncated, drift, error, note FROM strata_reports
+                 WHERE ?1 IS NULL OR node = ?1 ORDER BY id",
+            )
+            .map_err(&db)?;
+        stmt.query_map([node], |r| {
+            Ok(RunReport {
+                id: r.get(0)?,
+                node: r.get(1)?,
+                time: r.get(2)?,
+                environment: r.get(3)?,
+                version: r.get(4)?,
+                revision: r.get(5)?,
+                generation: r.get(6)?,
+                result: r.get(7)?,
+                changes: r.get(8)?,
+                paths: paths_from(&r.get::<_, String>(9)?),
+                truncated: r.get(10)?,
+                drift: r.get(11)?,
+                error: r.get(12)?,
+                note: r.get(13)?,
+            })
+        })
+        .map_err(&db)?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(&db)
+    }
+}

@@ -1,0 +1,18 @@
+//! Pull from a server (FLEET.md, "Pull from a server"): what `strata serve` answers and
+//! how, the inventory behind it, and the client `enroll`, `agent` and `publish` use.
+//!
+//! - [`httpsig`]: request signatures (RFC 9421) with ed25519 keys;
+//! - [`inventory`]: nodes, tokens, nonces and reports, in SQLite or PostgreSQL;
+//! - [`published`]: what `publish` sent, checked, and each environment's timestamp,
+//!   signed with the server's online key;
+//! - [`app`]: the routes and their limits; [`listen`]: the socket, TLS or loopback;
+//! - [`client`]: the signing client.
+
+pub mod app;
+pub mod client;
+pub mod httpsig;
+pub mod inventory;
+pub mod listen;
+pub mod published;
+
+pub use app::{Limits, Server, app};
