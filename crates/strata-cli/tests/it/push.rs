@@ -578,3 +578,50 @@ fn a_full_disk_fails_only_its_host_and_nothing_there_is_half_applied() {
         "Welcome to h2.test (production)\n"
     );
 }
+
+#[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and the test hosts' Debian image: scripts/test provides them (feature host-tests)"
+)]
+fn a_user_who_may_sudo_pushes_as_root_and_one_who_may_not_is_refused() {
+    let f = fleet(2);
+    // The image's `deploy` may run anything with `sudo -n`; h2's node file asks no sudo.
+    for (i, sudo) in [(0, true), (1, false)] {
+        f.env.write(
+            &format!("nodes/h{}.test.toml", i + 1),
+            &format!(
+                "modules = [\"motd\"]\n{}user = \"deploy\"\nsudo = {sudo}\n",
+                f.hosts.node_ssh(i)
+            ),
+        );
+    }
+    let (code, nodes, _) = f.push_json(&["all"]);
+    assert_eq!(code, 1, "{nodes:?}");
+    assert_eq!(
+        results(&nodes),
+        [
+            ("h1.test".into(), "changed".into()),
+            ("h2.test".into(), "failed".into())
+        ],
+        "{nodes:?}"
+    );
+    let h1 = f.hosts.host("h1.test");
+    assert_eq!(
+        h1.read("/etc/motd").unwrap(),
+        "Welcome to h1.test (production)\n"
+    );
+    // Installed and run as root, where the SSH user cannot write.
+    let bin = h1.root().join("var/lib/strata/bin");
+    let meta = std::fs::metadata(&bin).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        (meta.uid(), meta.mode() & 0o022),
+        (0, 0),
+        "{}",
+        bin.display()
+    );
+    let why = nodes[1]["error"]["message"].as_str().unwrap_or_default();
+    assert!(why.contains("Permission denied"), "{}", nodes[1]);
+    assert!(f.hosts.host("h2.test").read("/etc/stamp").is_none());
+}
