@@ -42,6 +42,8 @@ pub struct PushJob {
     pub ssh: SshOptions,
     /// The strata shipped to nodes that lack it.
     pub shipment: Shipment,
+    /// Ship it even to a node that has a newer strata.
+    pub allow_downgrade: bool,
     /// The site's root chain, `root/1.json`….
     pub roots: Vec<Vec<u8>>,
     /// The signed manifest of each environment.
@@ -229,7 +231,8 @@ fn steps(
         .map_err(|e| reach(&e))?;
     let text = String::from_utf8_lossy(&probe.stdout);
     let mut lines = text.lines();
-    let (arch, libc, have) = (
+    let (arch, libc, have, newest) = (
+        lines.next().unwrap_or_default(),
         lines.next().unwrap_or_default(),
         lines.next().unwrap_or_default(),
         lines.next().unwrap_or_default(),
@@ -245,6 +248,9 @@ fn steps(
         return Err((Outcome::Failed, ErrorInfo::new("platform", why)));
     }
     if have != "have" {
+        if let Some(why) = ship::downgrade(newest).filter(|_| !job.allow_downgrade) {
+            return Err((Outcome::Failed, ErrorInfo::new("downgrade", why)));
+        }
         step("shipping strata");
         ship_strata(job, &conn)?;
         report.shipped = true;
@@ -463,6 +469,7 @@ mod tests {
                 arch: "x86_64".into(),
                 glibc: None,
             },
+            allow_downgrade: false,
             roots: Vec::new(),
             manifests: HashMap::new(),
             blobs: HashMap::new(),

@@ -169,13 +169,36 @@ pub fn install_script(s: &Shipment) -> String {
 }
 
 /// The shell script that says what a node is: `uname -m`, its C library, whether it
-/// has this strata already.
+/// has this strata already, and the newest version among the stratas installed there
+/// (`none` when there is none).
 pub fn probe_script(s: &Shipment) -> String {
     format!(
         "uname -m; getconf GNU_LIBC_VERSION 2>/dev/null || echo none; \
-         if [ -x {p} ]; then echo have; else echo lack; fi",
+         if [ -x {p} ]; then echo have; else echo lack; fi; \
+         v=$(for f in /var/lib/strata/bin/strata-*; do [ -x \"$f\" ] && \"$f\" --version; \
+         done 2>/dev/null | sed -n 's/^strata //p' | sort -V | tail -n 1); echo \"${{v:-none}}\"",
         p = s.remote_path()
     )
+}
+
+/// This strata's version, what the node's installed ones are compared with.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Why shipping this strata to a node that has `installed` (its newest, from the probe)
+/// would be a downgrade, if it would.
+pub fn downgrade(installed: &str) -> Option<String> {
+    let parse = |v: &str| -> Option<Vec<u64>> {
+        let core = v.split(['-', '+']).next()?;
+        core.split('.').map(|n| n.parse().ok()).collect()
+    };
+    let (theirs, ours) = (parse(installed.trim())?, parse(VERSION)?);
+    (theirs > ours).then(|| {
+        format!(
+            "the node has strata {}, newer than this one ({VERSION}); push with \
+             --allow-downgrade to install {VERSION} there",
+            installed.trim()
+        )
+    })
 }
 
 #[cfg(test)]
@@ -207,6 +230,17 @@ mod tests {
         let e = s.unfit("x86_64", "none").unwrap();
         assert!(e.contains("no glibc"), "{e}");
         assert_eq!(shipment(None).unfit("x86_64", "none"), None);
+    }
+
+    #[test]
+    fn only_a_newer_strata_on_the_node_is_a_downgrade() {
+        assert!(downgrade("none").is_none());
+        assert!(downgrade(VERSION).is_none());
+        assert!(downgrade("0.0.1").is_none());
+        assert!(downgrade("garbage; rm -rf /").is_none());
+        let why = downgrade("99.0.0").unwrap();
+        assert!(why.contains("strata 99.0.0, newer than this one"), "{why}");
+        assert!(downgrade("99.0.0-rc1").is_some());
     }
 
     #[test]

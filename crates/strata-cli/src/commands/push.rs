@@ -51,6 +51,10 @@ pub struct PushArgs {
     /// Set a parameter on every node, above every layer of the site (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_set)]
     pub sets: Vec<(String, String)>,
+    /// Install this strata on nodes that have a newer one (otherwise those nodes fail,
+    /// saying which version they have).
+    #[arg(long)]
+    pub allow_downgrade: bool,
     /// Print JSON Lines: one object per node as it finishes, then a summary (docs/json.md).
     #[arg(long)]
     pub json: bool,
@@ -117,6 +121,7 @@ pub fn run(args: &PushArgs, printer: &Printer) -> CommandResult {
             connect_timeout: Duration::from_secs(10),
         },
         shipment,
+        allow_downgrade: args.allow_downgrade,
         roots: roots.0,
         manifests,
         blobs: files.paths,

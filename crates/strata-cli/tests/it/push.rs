@@ -625,3 +625,42 @@ fn a_user_who_may_sudo_pushes_as_root_and_one_who_may_not_is_refused() {
     assert!(why.contains("Permission denied"), "{}", nodes[1]);
     assert!(f.hosts.host("h2.test").read("/etc/stamp").is_none());
 }
+
+#[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and the test hosts' Debian image: scripts/test provides them (feature host-tests)"
+)]
+fn a_newer_strata_on_a_node_is_not_replaced_without_allow_downgrade() {
+    let f = fleet(2);
+    // h2 has a strata that says it is 99.0.0.
+    let fake = in_host(
+        &f,
+        "h2.test",
+        "mkdir -p /var/lib/strata/bin && printf '#!/bin/sh\\necho strata 99.0.0\\n' \
+         >/var/lib/strata/bin/strata-newer && chmod 0755 /var/lib/strata/bin/strata-newer",
+    );
+    assert!(
+        fake.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fake.stderr)
+    );
+    let (code, nodes, _) = f.push_json(&["all"]);
+    assert_eq!(code, 1, "{nodes:?}");
+    assert_eq!(
+        results(&nodes),
+        [
+            ("h1.test".into(), "changed".into()),
+            ("h2.test".into(), "failed".into())
+        ]
+    );
+    assert_eq!(nodes[1]["error"]["kind"], "downgrade", "{}", nodes[1]);
+    let why = nodes[1]["error"]["message"].as_str().unwrap();
+    assert!(why.contains("strata 99.0.0, newer than this one"), "{why}");
+    assert!(f.hosts.host("h2.test").read("/etc/stamp").is_none());
+
+    let (code, nodes, _) = f.push_json(&["all", "--allow-downgrade"]);
+    assert_eq!(code, 0, "{nodes:?}");
+    assert_eq!(nodes[1]["result"], "changed", "{}", nodes[1]);
+    assert_eq!(nodes[1]["shipped"], true, "{}", nodes[1]);
+}
