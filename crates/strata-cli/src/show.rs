@@ -87,7 +87,7 @@ pub fn changes_text(p: &Printer, o: &Pending<'_>, w: &mut dyn Write) -> std::io:
         out.push_str(&format!(
             "{action} {:<width$}  {}{}\n",
             clean(&c.path.shown()),
-            clean(&describe(o, c)),
+            clean(&describe(o.users, c)),
             p.paint(Style::Dim, &module)
         ));
         if let Some(note) = &c.note {
@@ -168,10 +168,10 @@ pub fn tail_text(p: &Printer, o: &Outcome, verb: &str, w: &mut dyn Write) -> std
 
 /// `file 0644 root:root 3f2a9c1e`, or for a change only what differs, `before → after`.
 /// (Long: one small closure per attribute, then the match that uses them.)
-fn describe(o: &Pending<'_>, c: &Change) -> String {
+pub fn describe(users: &strata_types::UserDb, c: &Change) -> String {
     let owner = |s: &Snapshot| {
         s.owner()
-            .map(|(u, g)| format!("{}:{}", o.users.user_name(u), o.users.group_name(g)))
+            .map(|(u, g)| format!("{}:{}", users.user_name(u), users.group_name(g)))
     };
     let hash = |s: &Snapshot| {
         if c.sensitive {
@@ -256,7 +256,7 @@ fn describe(o: &Pending<'_>, c: &Change) -> String {
 }
 
 /// Appends `diff` to `out`, each line in the colour of its kind (as it is without colour).
-fn paint_diff(p: &Printer, diff: &str, out: &mut String) {
+pub fn paint_diff(p: &Printer, diff: &str, out: &mut String) {
     // Without colour and without control characters each line goes out as it is (`lines`
     // would also turn CRLF into LF); otherwise each is cleaned (a `\r` shows as `\r`).
     let diff = clean_lines(diff);

@@ -20,12 +20,15 @@
 //! [`plan()`] and [`shell`] skip stage 4, [`apply`] goes through all five; the three share
 //! one preparation of stages 1 to 3 (`plan::prepare`). [`rollback`] replays a stored
 //! generation through stages 3 to 5 without the site. `history` reads and prunes what the
-//! stages recorded on a root; [`check`] and [`params`] stop after stage 2.
+//! stages recorded on a root; [`check`] and [`params`] stop after stage 2. [`drift`]
+//! plans the current generation's own entries (stage 3 alone, like a rollback to it) to
+//! find what was changed by hand.
 
 mod apply;
 mod commit;
 mod compile;
 mod downloads;
+mod drift;
 mod error;
 mod history;
 mod intercept;
@@ -40,6 +43,7 @@ mod steps;
 pub use apply::{apply, apply_showing, apply_showing_by};
 pub use commit::Clock;
 pub use compile::{NodeCheck, check, params, stale_secrets};
+pub use drift::{Drift, DriftKind, Drifted, drift};
 pub use error::{DownloadError, EngineError, RollbackError};
 pub use history::{gc, generations, recover, report};
 pub use outcome::{Outcome, Pending};

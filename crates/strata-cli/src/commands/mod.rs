@@ -4,6 +4,7 @@ pub mod agent;
 pub mod apply;
 pub mod check;
 pub mod classify;
+pub mod drift;
 pub mod export;
 pub mod facts;
 pub mod gc;

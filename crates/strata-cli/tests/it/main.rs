@@ -12,6 +12,7 @@ mod bench;
 mod confinement;
 mod crash;
 mod downloads;
+mod drift;
 mod errors;
 mod escapes;
 mod failpoints;

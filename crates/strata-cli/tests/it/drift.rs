@@ -1,0 +1,123 @@
+//! `strata drift`: hand edits of managed paths, found against the current generation and
+//! shown with diffs, except for sensitive files (no diff, no hash).
+
+use std::os::unix::fs::PermissionsExt;
+
+use strata_test::TestEnv;
+
+use crate::env;
+
+const KEY: &str = "-----BEGIN PRIVATE KEY-----\nKEYMATERIALXYZ\n-----END PRIVATE KEY-----\n";
+const EDITED_KEY: &str = "-----BEGIN PRIVATE KEY-----\nHANDEDITEDKEY\n-----END PRIVATE KEY-----\n";
+
+/// A site whose node `n1` manages a motd, an app config, a private key and a link, applied.
+fn applied() -> TestEnv {
+    let e = env();
+    e.write("strata.toml", "[site]\nname = \"t\"\n")
+        .write("nodes/n1.toml", "modules = [\"base\"]\n")
+        .write(
+            "modules/base/module.toml",
+            "[[file]]\npath = \"/etc/ssl/app.key\"\nmode = \"0600\"\n\
+             [[link]]\npath = \"/etc/app/current\"\ntarget = \"app.conf\"\n",
+        )
+        .write("modules/base/files/etc/motd", "welcome\nto n1\n")
+        .write("modules/base/files/etc/app/app.conf", "port = 80\n")
+        .write("modules/base/files/etc/ssl/app.key", KEY);
+    e.run(&["apply", "--node", "n1"]).code(0);
+    e
+}
+
+#[test]
+fn an_untouched_node_has_no_drift() {
+    let e = applied();
+    let run = e.run(&["drift"]).code(0);
+    assert!(
+        run.stdout
+            .contains("No drift on n1 (generation 1): all 7 managed paths as recorded."),
+        "{}",
+        run.stdout
+    );
+    let json = e.run(&["drift", "--json"]).code(0);
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).expect("json");
+    assert_eq!(v["drift"], false);
+    assert_eq!(v["paths"], serde_json::json!([]));
+}
+
+#[test]
+fn hand_edits_are_listed_with_their_diffs_and_kinds() {
+    let e = applied();
+    let r = e.root();
+    std::fs::write(r.join("etc/motd"), "welcome\nto n1, edited by hand\n").unwrap();
+    std::fs::set_permissions(
+        r.join("etc/app/app.conf"),
+        std::fs::Permissions::from_mode(0o666),
+    )
+    .unwrap();
+    std::fs::remove_file(r.join("etc/app/current")).unwrap();
+    std::fs::write(r.join("etc/ssl/app.key"), EDITED_KEY).unwrap();
+    let run = e.run(&["drift"]).code(2);
+    let want = "\
+metadata  /etc/app/app.conf  file mode 0644 → 0666  (base)
+missing   /etc/app/current   link -> app.conf → absent  (base)
+content   /etc/motd          file content ";
+    assert!(run.stdout.starts_with(want), "{}", run.stdout);
+    for line in [
+        "--- /etc/motd\n+++ /etc/motd\n",
+        " welcome\n-to n1\n+to n1, edited by hand\n",
+        "content   /etc/ssl/app.key   file content (sensitive) → (changed)  (base)\n",
+        "Drift on n1 (generation 1): 4 of 7 managed paths differ.\n",
+    ] {
+        assert!(run.stdout.contains(line), "{line}\n---\n{}", run.stdout);
+    }
+    // Nothing of the key, before or after, nor their hashes.
+    let json = e.run(&["drift", "--json"]).code(2);
+    for text in [&run.stdout, &json.stdout] {
+        for s in [KEY, EDITED_KEY] {
+            let hash = blake3::hash(s.as_bytes()).to_hex().to_string();
+            assert!(!text.contains(&hash[..8]), "{text}");
+            assert!(!text.contains("KEYMATERIAL") && !text.contains("HANDEDITED"));
+        }
+    }
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).expect("json");
+    assert_eq!(v["drift"], true);
+    let key = &v["paths"][3];
+    assert_eq!(key["path"], "/etc/ssl/app.key");
+    assert_eq!(key["sensitive"], true);
+    assert_eq!(key["recorded"]["hash"], serde_json::Value::Null);
+    assert!(key.get("diff").is_none());
+    assert_eq!(v["paths"][0]["kind"], "metadata");
+    assert_eq!(v["paths"][0]["found"]["mode"], "0666");
+    assert_eq!(v["paths"][1]["kind"], "missing");
+    assert_eq!(v["paths"][2]["kind"], "content");
+    // Drift writes nothing: the edits stay, and an apply puts everything back.
+    assert_eq!(
+        std::fs::read_to_string(r.join("etc/motd")).unwrap(),
+        "welcome\nto n1, edited by hand\n"
+    );
+    e.run(&["apply", "--node", "n1"]).code(0);
+    e.run(&["drift"]).code(0);
+}
+
+#[test]
+fn a_root_without_generations_has_nothing_to_drift() {
+    let e = env();
+    let run = e.run(&["drift"]).code(0);
+    assert!(
+        run.stdout.contains("No generation recorded"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn a_directory_where_a_file_was_is_a_change_of_type() {
+    let e = applied();
+    std::fs::remove_file(e.root().join("etc/motd")).unwrap();
+    std::fs::create_dir(e.root().join("etc/motd")).unwrap();
+    let run = e.run(&["drift"]).code(2);
+    assert!(
+        run.stdout.starts_with("type      /etc/motd"),
+        "{}",
+        run.stdout
+    );
+}
