@@ -121,6 +121,18 @@ pub fn tail_text(p: &Printer, o: &Outcome, verb: &str, w: &mut dyn Write) -> std
     for a in &o.activations {
         ran_text(p, a, &mut out);
     }
+    if verb == "plan" {
+        for h in &o.would_run_hooks {
+            out.push_str(&format!(
+                "{} {}\n",
+                p.paint(Style::Magenta, "would run hook"),
+                clean(h)
+            ));
+        }
+    }
+    for h in &o.hooks {
+        hook_text(p, h, &mut out);
+    }
     let s = o.plan.summary();
     let mut parts = vec![
         format!("{} to create", s.create),
@@ -335,6 +347,8 @@ pub fn plan_json(o: &Outcome, root: &Path) -> serde_json::Value {
         })).collect::<Vec<_>>(),
         "calls": o.calls,
         "activations": o.activations,
+        "hooks": o.hooks,
+        "would_run_hooks": o.would_run_hooks,
     })
 }
 
@@ -520,4 +534,39 @@ fn bytes(b: u64) -> String {
         1024..1_048_576 => format!("{:.1} KiB", b as f64 / 1024.0),
         _ => format!("{:.1} MiB", b as f64 / 1_048_576.0),
     }
+}
+
+/// A hook that ran, how it ended and what it printed.
+pub fn hook_text(p: &Printer, a: &strata_types::Activation, out: &mut String) {
+    let style = match a.succeeded() {
+        true => Style::Magenta,
+        false => Style::Red,
+    };
+    out.push_str(&format!(
+        "{} {}  {}\n",
+        p.paint(style, "hook"),
+        clean(&a.command.program),
+        p.paint(Style::Dim, &clean(&format!("({})", a.describe())))
+    ));
+    for line in a.output.lines() {
+        out.push_str(&format!("          {}\n", clean(line)));
+    }
+}
+
+/// The error for hooks that ran after a commit and did not all succeed, naming each with
+/// how it ended; none when they all succeeded.
+pub fn hook_failures(
+    generation: Option<u64>,
+    hooks: &[strata_types::Activation],
+) -> Option<String> {
+    let failed: Vec<_> = hooks.iter().filter(|a| !a.succeeded()).collect();
+    if failed.is_empty() {
+        return None;
+    }
+    let generation = generation.map_or("the generation".into(), |n| format!("generation {n}"));
+    let mut text = format!("{generation} committed; a hook run after the commit failed:");
+    for a in failed {
+        text.push_str(&format!("\n  {}: {}", a.command.program, a.describe()));
+    }
+    Some(text)
 }

@@ -74,6 +74,8 @@ pub fn rollback(root: &Path, to: Option<u64>, clock: Clock) -> Result<Outcome, E
         activations: Vec::new(),
         pruned: None,
         contents,
+        hooks: Vec::new(),
+        would_run_hooks: Vec::new(),
     })
 }
 

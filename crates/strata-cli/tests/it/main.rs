@@ -19,6 +19,7 @@ mod failpoints;
 mod full_disk;
 mod gc;
 mod hardware;
+mod hooks;
 mod import;
 mod package;
 mod paths;
