@@ -9,6 +9,7 @@ mod machine;
 mod node;
 mod printer;
 mod show;
+mod watch;
 
 /// The system allocator, with the memory a template render holds counted: past 1 GiB the
 /// process ends naming the template (strata_core::RenderAllocator).

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use strata_core::{Catalog, HookEvent, Site};
-use strata_types::{Activation, Deferred, GenerationKind, ProgramRun, Step};
+use strata_types::{Activation, GenerationKind, ProgramRun, Step};
 
 use crate::commit::{Clock, Header, Recorded, ToCommit, scheduled};
 use crate::hooks::{self, HookContext};
@@ -112,7 +112,7 @@ pub fn apply_showing_by<R: Send>(
         // The commit stands whatever its post-apply hooks do: their failures are reported.
         match hooks.run(HookEvent::PostApply, summary, false) {
             Ok(post) => ran.extend(post),
-            Err(e) => ran.push(unlisted(HookEvent::PostApply, &e)),
+            Err(e) => ran.push(hooks::unlisted(HookEvent::PostApply, &e)),
         }
     }
     let mut outcome = Outcome::new(prepared, Some(recorded));
@@ -139,25 +139,12 @@ pub fn on_failure(req: &Request, error: &EngineError) -> Vec<Activation> {
     });
     hooks
         .run(HookEvent::OnFailure, summary, false)
-        .unwrap_or_else(|e| vec![unlisted(HookEvent::OnFailure, &e)])
+        .unwrap_or_else(|e| vec![hooks::unlisted(HookEvent::OnFailure, &e)])
 }
 
 /// The site's revision as hooks are told it.
 fn hooks_revision(site: &Site) -> Option<String> {
     git_revision(&site.dir)
-}
-
-/// A hook directory that could not be listed, as a hook that could not start.
-fn unlisted(event: HookEvent, e: &EngineError) -> Activation {
-    Activation {
-        command: Deferred {
-            module: "hooks".into(),
-            program: format!("hooks/{}.d", event.as_str()),
-            argv: Vec::new(),
-        },
-        error: Some(format!("could not list: {e}")),
-        ..Activation::default()
-    }
 }
 
 /// Commits on this thread while `show` is given `pending` on another.

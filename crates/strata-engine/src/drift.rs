@@ -6,13 +6,13 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use serde::Serialize;
-use strata_core::{PlanError, UserDb};
+use strata_core::{HookEvent, PlanError, UserDb};
 use strata_fs::Root;
 use strata_state::State;
-use strata_types::{Action, Change, ContentSource, Snapshot, TargetPath};
+use strata_types::{Action, Activation, Change, ContentSource, Snapshot, TargetPath};
 
-use crate::EngineError;
 use crate::managed::Managed;
+use crate::{EngineError, HookContext};
 
 /// How a managed path differs from what the current generation recorded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -88,6 +88,12 @@ pub struct Drift {
     /// The node it was applied to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// Its environment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    /// The site it was applied from (whose `on-drift` hooks run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
     /// The site revision it was applied from.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub revision: Option<String>,
@@ -95,6 +101,9 @@ pub struct Drift {
     pub managed: usize,
     /// Every managed path that differs, in path order.
     pub paths: Vec<Drifted>,
+    /// Every path the generation manages (what a watch watches).
+    #[serde(skip)]
+    pub all: Vec<TargetPath>,
     /// The target's users and groups, to show owners by name.
     #[serde(skip)]
     pub users: UserDb,
@@ -112,9 +121,12 @@ pub fn drift(root: &Path) -> Result<Drift, EngineError> {
         return Ok(Drift {
             generation: None,
             node: None,
+            environment: None,
+            site: None,
             revision: None,
             managed: 0,
             paths: Vec::new(),
+            all: Vec::new(),
             users,
         });
     };
@@ -155,8 +167,11 @@ pub fn drift(root: &Path) -> Result<Drift, EngineError> {
     Ok(Drift {
         generation: Some(current.number),
         node: Some(current.node),
+        environment: Some(current.environment),
+        site: current.site,
         revision: current.revision,
         managed: current.entries.len(),
+        all: current.entries.iter().map(|e| e.path.clone()).collect(),
         paths,
         users,
     })
@@ -187,6 +202,27 @@ fn drifted(root: &Root, store: &dyn ContentSource, c: Change) -> Result<Drifted,
         sensitive: c.sensitive,
         diff,
     })
+}
+
+/// Runs the `on-drift` hooks of the site the current generation was applied from, with
+/// `summary` (what was found, as the caller shows it) on their standard input; how each
+/// went. None without a generation or a recorded site.
+pub fn on_drift(root: &Path, drift: &Drift, summary: serde_json::Value) -> Vec<Activation> {
+    let (Some(site), Some(node)) = (&drift.site, &drift.node) else {
+        return Vec::new();
+    };
+    let site = Path::new(site);
+    let settings = strata_core::Site::open(site).ok();
+    let hooks = HookContext {
+        site,
+        root,
+        node,
+        environment: drift.environment.as_deref().unwrap_or_default(),
+        timeout: crate::hooks::timeout_of(settings.as_ref().map(|s| &s.hooks)),
+    };
+    hooks
+        .run(HookEvent::OnDrift, summary, false)
+        .unwrap_or_else(|e| vec![crate::hooks::unlisted(HookEvent::OnDrift, &e)])
 }
 
 #[cfg(test)]

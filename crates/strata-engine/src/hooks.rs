@@ -113,3 +113,16 @@ pub(crate) fn failure(ran: &[Activation]) -> Option<EngineError> {
         output: bad.output.clone(),
     })
 }
+
+/// A hook directory that could not be listed, as a hook that could not start.
+pub(crate) fn unlisted(event: HookEvent, e: &EngineError) -> Activation {
+    Activation {
+        command: Deferred {
+            module: "hooks".into(),
+            program: format!("hooks/{}.d", event.as_str()),
+            argv: Vec::new(),
+        },
+        error: Some(format!("could not list: {e}")),
+        ..Activation::default()
+    }
+}

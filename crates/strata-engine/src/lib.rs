@@ -44,7 +44,7 @@ mod steps;
 pub use apply::{apply, apply_showing, apply_showing_by, on_failure};
 pub use commit::Clock;
 pub use compile::{NodeCheck, check, params, stale_secrets};
-pub use drift::{Drift, DriftKind, Drifted, drift};
+pub use drift::{Drift, DriftKind, Drifted, drift, on_drift};
 pub use error::{DownloadError, EngineError, RollbackError};
 pub use history::{gc, generations, recover, report};
 pub use hooks::HookContext;

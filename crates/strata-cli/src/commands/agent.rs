@@ -15,22 +15,39 @@ use crate::command_error::{CommandError, CommandErrorKind, CommandResult};
 use crate::node::{self, Done, NodeRun, Refusal};
 use crate::printer::{Printer, clean_lines};
 
-/// Pull and apply this node's configuration from published snapshots.
+/// Pull and apply this node's configuration from published snapshots; or watch its
+/// managed paths for drift.
 ///
 /// With --once: one poll, then exit with apply's codes (plan's with --noop), or 4 when
 /// only the last verified snapshot could be applied again (the reason is printed).
+///
+/// With --watch: report drift (hand edits of managed paths) within a second of the
+/// edit, run the site's on-drift hooks, and with --correct apply again to put the
+/// managed state back. With --for: stop after that long, exit 0 without drift left, 2
+/// with.
 #[derive(Debug, Args)]
 pub struct AgentArgs {
     /// Where `publish` writes: s3://BUCKET/PREFIX (credentials from AWS_*) or
     /// file:///DIR.
-    #[arg(long, value_name = "URL")]
-    pub from: String,
+    #[arg(long, value_name = "URL", required_unless_present = "watch")]
+    pub from: Option<String>,
     #[command(flatten)]
     pub s3: S3Arg,
     /// The fingerprint of the site's root key (`strata keys fingerprint`), checked on
     /// first contact; afterwards the node trusts the root it pinned and its rotations.
-    #[arg(long, value_name = "FINGERPRINT")]
-    pub root_key: String,
+    #[arg(long, value_name = "FINGERPRINT", required_unless_present = "watch")]
+    pub root_key: Option<String>,
+    /// Watch the current generation's managed paths (inotify) and report drift as it
+    /// happens, instead of polling.
+    #[arg(long, conflicts_with_all = ["from", "once", "noop"])]
+    pub watch: bool,
+    /// With --watch: put drifted paths back with an ordinary apply of the site the
+    /// current generation came from.
+    #[arg(long, requires = "watch")]
+    pub correct: bool,
+    /// With --watch: stop after this long (`90s`, `10m`) [default: never].
+    #[arg(long = "for", value_name = "DURATION", requires = "watch", value_parser = humantime::parse_duration)]
+    pub for_: Option<Duration>,
     /// This node's name [default: the host name].
     #[arg(long, value_name = "NAME")]
     pub node: Option<String>,
@@ -67,6 +84,17 @@ enum Poll {
 
 pub fn run(args: &AgentArgs, printer: &Printer) -> CommandResult {
     let root = absolute(&args.root.root)?;
+    if args.watch {
+        let watch = crate::watch::Watch {
+            root: &root,
+            correct: args.correct,
+            for_: args.for_,
+        };
+        return crate::watch::run(&watch, printer);
+    }
+    let (Some(from), Some(_)) = (&args.from, &args.root_key) else {
+        unreachable!("clap requires --from and --root-key without --watch");
+    };
     let node = match &args.node {
         Some(n) => n.clone(),
         None => rustix::system::uname()
@@ -74,7 +102,7 @@ pub fn run(args: &AgentArgs, printer: &Printer) -> CommandResult {
             .to_string_lossy()
             .into_owned(),
     };
-    let store = storage::open(&args.from, &args.s3.settings())?;
+    let store = storage::open(from, &args.s3.settings())?;
     // The splay is fixed per node: its name's hash, spread over the splay.
     let splay = args.splay.as_secs() * u64::from(blake3::hash(node.as_bytes()).as_bytes()[0]) / 255;
     loop {
@@ -143,7 +171,10 @@ fn poll(args: &AgentArgs, run: &NodeRun<'_>, store: &dyn Storage) -> Poll {
                 let m = &verified.manifest;
                 let note = format!(
                     "agent: {} version {} (revision {}) from {}",
-                    m.environment, m.version, m.revision, args.from
+                    m.environment,
+                    m.version,
+                    m.revision,
+                    args.from.as_deref().unwrap_or_default()
                 );
                 // Pulling from storage brings no assignment: a node that only the site's
                 // hardware profiles describe is refused by the engine (it must enroll).
@@ -226,11 +257,12 @@ fn fetch(
     if trust.pinned()?.is_none() {
         // First contact: the root must be the one the operator named.
         let (first, _) = RootSet(roots.0.iter().take(1).cloned().collect()).verify(None)?;
-        if first.fingerprint() != args.root_key {
+        let want = args.root_key.as_deref().unwrap_or_default();
+        if first.fingerprint() != want {
             return Err(Refusal::new(format!(
                 "the published root's fingerprint is {}, not the {} given by --root-key",
                 first.fingerprint(),
-                args.root_key
+                want
             )));
         }
     }

@@ -121,3 +121,102 @@ fn a_directory_where_a_file_was_is_a_change_of_type() {
         run.stdout
     );
 }
+
+/// `agent --watch --for SECS` on `e`'s root, started: once it says it is watching, `edit`
+/// runs; then its exit code, stdout and stderr, and how long after the edit the on-drift
+/// hook wrote its log.
+fn watch(e: &TestEnv, secs: u64, extra: &[&str], edit: impl FnOnce()) -> (i32, String, String) {
+    use std::io::BufRead;
+    let mut child = e
+        .cmd(&["agent", "--watch", "--for", &format!("{secs}s"), "--root"])
+        .arg(e.root())
+        .args(extra)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("agent: watching") {
+        let mut line = String::new();
+        if err.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        seen.push_str(&line);
+    }
+    edit();
+    let out = child.wait_with_output().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        seen + &rest,
+    )
+}
+
+#[test]
+fn agent_watch_reports_a_hand_edit_within_seconds_and_runs_the_on_drift_hooks() {
+    let e = applied();
+    let log = e.path().join("drift.log");
+    e.write_exec(
+        "hooks/on-drift.d/10-alert",
+        &format!("#!/bin/sh\ncat > {}\n", log.display()),
+    );
+    let mut edited = None;
+    let (code, out, err) = watch(&e, 6, &[], || {
+        std::fs::write(e.root().join("etc/motd"), "welcome\nedited\n").unwrap();
+        edited = Some(std::time::SystemTime::now());
+    });
+    assert_eq!(code, 2, "{out}\n{err}");
+    assert!(err.contains("agent: watching 7 managed paths"), "{err}");
+    assert!(out.contains("content   /etc/motd"), "{out}");
+    assert!(out.contains("+edited\n"), "{out}");
+    assert!(
+        out.contains("hook hooks/on-drift.d/10-alert  (ok)"),
+        "{out}"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&log).unwrap()).unwrap();
+    assert_eq!(summary["event"], "on-drift");
+    assert_eq!(summary["result"], "drift");
+    assert_eq!(summary["paths"][0]["path"], "/etc/motd");
+    let after = std::fs::metadata(&log)
+        .unwrap()
+        .modified()
+        .unwrap()
+        .duration_since(edited.unwrap())
+        .unwrap();
+    assert!(after < std::time::Duration::from_secs(5), "{after:?}");
+}
+
+#[test]
+fn agent_watch_correct_puts_the_managed_state_back() {
+    let e = applied();
+    let (code, out, err) = watch(&e, 5, &["--correct"], || {
+        std::fs::write(e.root().join("etc/motd"), "edited\n").unwrap();
+        std::fs::set_permissions(
+            e.root().join("etc/app/app.conf"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+    });
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(err.contains("agent: correcting"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(e.root().join("etc/motd")).unwrap(),
+        "welcome\nto n1\n"
+    );
+    e.run(&["drift"]).code(0);
+    let gens = e.run(&["generations"]).code(0);
+    assert!(gens.stdout.contains("   2  "), "{}", gens.stdout);
+}
+
+#[test]
+fn agent_watch_needs_no_bucket_and_refuses_a_bucket() {
+    let e = env();
+    let run = e.run(&["agent", "--watch", "--from", "file:///x"]).code(1);
+    assert!(run.stderr.contains("cannot be used with"), "{}", run.stderr);
+    let run = e.run(&["agent", "--correct"]).code(1);
+    assert!(run.stderr.contains("--watch"), "{}", run.stderr);
+}
