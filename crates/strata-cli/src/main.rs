@@ -8,6 +8,7 @@ mod deferred;
 mod machine;
 mod node;
 mod printer;
+mod revision;
 mod show;
 mod watch;
 

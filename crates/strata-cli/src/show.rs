@@ -395,8 +395,10 @@ pub fn report_text(p: &Printer, n: u64, report: &Report) -> String {
         .max()
         .unwrap_or(0)
         .max(44);
+    let revision =
+        crate::commands::generations::revision_text(report.revision.as_deref(), report.dirty);
     let mut out = format!(
-        "generation {n}\n{:<w$} {:>10} {:>10} {:>10} {:>10} {:>12} {:>10} {:>10}\n",
+        "generation {n}, site {revision}\n{:<w$} {:>10} {:>10} {:>10} {:>10} {:>12} {:>10} {:>10}\n",
         "step", "wall", "user", "sys", "max rss", "faults", "read", "written"
     );
     for (name, m) in &rows {

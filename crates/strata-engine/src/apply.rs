@@ -2,8 +2,6 @@
 //! committed ([`ToCommit::commit`]) while the caller shows what is being committed, and
 //! returned as an [`Outcome`].
 
-use std::path::Path;
-
 use strata_core::{Catalog, HookEvent, Site};
 use strata_types::{Activation, GenerationKind, ProgramRun, Step};
 
@@ -143,8 +141,8 @@ pub fn on_failure(req: &Request, error: &EngineError) -> Vec<Activation> {
 }
 
 /// The site's revision as hooks are told it.
-fn hooks_revision(site: &Site) -> Option<String> {
-    git_revision(&site.dir)
+fn hooks_revision(site: &Site) -> String {
+    strata_core::Revision::of(&site.dir).to_snapshot()
 }
 
 /// Commits on this thread while `show` is given `pending` on another.
@@ -170,13 +168,15 @@ fn commit_showing<R: Send>(
 /// What an apply's generation records of the site and the catalog, its time told by
 /// `clock`.
 fn header(site: &Site, catalog: &Catalog, clock: Clock) -> Header {
+    let revision = strata_core::Revision::of(&site.dir);
     Header {
         kind: GenerationKind::Apply,
         replayed: None,
         node: catalog.node.name.clone(),
         environment: catalog.node.environment.clone(),
         site: Some(site.dir.display().to_string()),
-        revision: git_revision(&site.dir),
+        revision: Some(revision.id),
+        dirty: revision.dirty,
         modules: (catalog.runs.iter())
             .map(|r| (r.id.clone(), r.digest.clone()))
             .collect(),
@@ -184,21 +184,4 @@ fn header(site: &Site, catalog: &Catalog, clock: Clock) -> Header {
         clock,
         prune: true,
     }
-}
-
-/// The commit the site's git checkout is at, read from `.git` without running git.
-fn git_revision(site: &Path) -> Option<String> {
-    let git = site.join(".git");
-    let head = strata_fs::read_to_string(&git.join("HEAD")).ok()?;
-    let head = head.trim();
-    let Some(reference) = head.strip_prefix("ref: ") else {
-        return Some(head.to_string());
-    };
-    if let Ok(rev) = strata_fs::read_to_string(&git.join(reference)) {
-        return Some(rev.trim().to_string());
-    }
-    let packed = strata_fs::read_to_string(&git.join("packed-refs")).ok()?;
-    packed
-        .lines()
-        .find_map(|l| l.strip_suffix(reference).map(|rev| rev.trim().to_string()))
 }

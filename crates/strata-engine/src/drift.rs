@@ -42,7 +42,7 @@ impl DriftKind {
         }
     }
 
-    fn of(recorded: &Snapshot, found: &Snapshot) -> DriftKind {
+    pub(crate) fn of(recorded: &Snapshot, found: &Snapshot) -> DriftKind {
         match (recorded, found) {
             (_, Snapshot::Absent) => DriftKind::Missing,
             (Snapshot::Absent, _) => DriftKind::Added,

@@ -46,7 +46,7 @@ pub use commit::Clock;
 pub use compile::{NodeCheck, check, params, stale_secrets};
 pub use drift::{Drift, DriftKind, Drifted, drift, on_drift};
 pub use error::{DownloadError, EngineError, RollbackError};
-pub use history::{gc, generations, recover, report};
+pub use history::{GenerationDiff, GenerationSide, diff, gc, generations, recover, report};
 pub use hooks::HookContext;
 pub use outcome::{Outcome, Pending};
 pub use plan::{plan, shell};

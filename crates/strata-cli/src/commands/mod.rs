@@ -4,6 +4,7 @@ pub mod agent;
 pub mod apply;
 pub mod check;
 pub mod classify;
+pub mod diff;
 pub mod drift;
 pub mod export;
 pub mod facts;

@@ -220,3 +220,132 @@ fn agent_watch_needs_no_bucket_and_refuses_a_bucket() {
     let run = e.run(&["agent", "--correct"]).code(1);
     assert!(run.stderr.contains("--watch"), "{}", run.stderr);
 }
+
+/// Runs git in the site.
+fn git(e: &TestEnv, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(e.site())
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn a_site_that_is_no_git_checkout_records_revision_none_without_error() {
+    let e = applied();
+    let list = e.run(&["generations"]).code(0);
+    assert!(
+        list.stdout
+            .contains("apply                 7 paths  rev none (current)"),
+        "{}",
+        list.stdout
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&e.run(&["generations", "--json"]).code(0).stdout).unwrap();
+    assert_eq!(json["generations"][0]["revision"], "none");
+    let report = e.run(&["report"]).code(0);
+    assert!(
+        report.stdout.starts_with("generation 1, site rev none\n"),
+        "{}",
+        report.stdout
+    );
+}
+
+#[test]
+fn each_generation_records_the_commit_and_whether_the_checkout_was_dirty() {
+    let e = applied();
+    git(&e, &["init", "-q"]);
+    git(&e, &["add", "-A"]);
+    git(&e, &["commit", "-q", "-m", "one"]);
+    let first = git(&e, &["rev-parse", "HEAD"]);
+    e.write("modules/base/files/etc/motd", "welcome\nto n1, committed\n");
+    git(&e, &["commit", "-q", "-am", "two"]);
+    let second = git(&e, &["rev-parse", "HEAD"]);
+    assert_ne!(first, second);
+    e.run(&["apply", "--node", "n1"]).code(0);
+    // Not committed: the generation says so.
+    e.write(
+        "modules/base/files/etc/motd",
+        "welcome\nto n1, not committed\n",
+    );
+    e.write("modules/base/files/etc/issue", "new\n");
+    e.remove("modules/base/files/etc/app/app.conf");
+    e.run(&["apply", "--node", "n1"]).code(0);
+    let json: serde_json::Value =
+        serde_json::from_str(&e.run(&["generations", "--json"]).code(0).stdout).unwrap();
+    let g = &json["generations"];
+    assert_eq!(g[1]["revision"], second.as_str());
+    assert!(g[1].get("dirty").is_none(), "{g}");
+    assert_eq!(g[2]["revision"], second.as_str());
+    assert_eq!(g[2]["dirty"], true);
+    let list = e.run(&["generations"]).code(0).stdout;
+    assert!(list.contains(&format!("rev {}\n", &second[..12])), "{list}");
+    assert!(
+        list.contains(&format!("rev {}+dirty (current)", &second[..12])),
+        "{list}"
+    );
+    let report = e.run(&["report", "--json"]).code(0).stdout;
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(report["revision"], second.as_str());
+    assert_eq!(report["dirty"], true);
+
+    // What changed between them, from the store.
+    let diff = e.run(&["diff", "2", "3"]).code(0).stdout;
+    assert!(
+        diff.starts_with(&format!(
+            "generation 2 (2024-05-01T12:00:00Z, rev {}) → generation 3 (2024-05-01T12:00:00Z, rev {}+dirty)\n",
+            &second[..12],
+            &second[..12]
+        )),
+        "{diff}"
+    );
+    for want in [
+        "removed   /etc/app/app.conf",
+        "added     /etc/issue",
+        "+new\n",
+        "content   /etc/motd",
+        "-to n1, committed\n+to n1, not committed\n",
+    ] {
+        assert!(diff.contains(want), "{want}\n---\n{diff}");
+    }
+    assert!(diff.ends_with("paths differ.\n"), "{diff}");
+    let same = e.run(&["diff", "3", "3"]).code(0).stdout;
+    assert_eq!(same.lines().last(), Some("0 paths differ."));
+    let json: serde_json::Value =
+        serde_json::from_str(&e.run(&["diff", "1", "3", "--json"]).code(0).stdout).unwrap();
+    assert_eq!(json["from"]["revision"], "none");
+    assert_eq!(json["to"]["dirty"], true);
+}
+
+#[test]
+fn a_diff_shows_no_content_of_sensitive_files_and_refuses_unknown_generations() {
+    let e = applied();
+    e.write("modules/base/files/etc/ssl/app.key", EDITED_KEY);
+    e.run(&["apply", "--node", "n1"]).code(0);
+    let diff = e.run(&["diff", "1", "2"]).code(0).stdout;
+    assert!(
+        diff.contains("content   /etc/ssl/app.key  file content (sensitive) → (changed)"),
+        "{diff}"
+    );
+    assert!(
+        !diff.contains("KEYMATERIAL") && !diff.contains("HANDEDITED"),
+        "{diff}"
+    );
+    let json = e.run(&["diff", "1", "2", "--json"]).code(0).stdout;
+    assert!(
+        !json.contains("KEYMATERIAL") && !json.contains("HANDEDITED"),
+        "{json}"
+    );
+    let hash = blake3::hash(KEY.as_bytes()).to_hex().to_string();
+    assert!(!json.contains(&hash[..8]) && !diff.contains(&hash[..8]));
+    let err = e.run(&["diff", "1", "9"]).code(1).stderr;
+    assert!(err.contains("no generation 9"), "{err}");
+}
