@@ -5,6 +5,7 @@
 mod ansible;
 mod budget;
 mod builder;
+pub mod capture;
 mod catalog;
 mod compile;
 mod compiled;

@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod apply;
+pub mod capture;
 pub mod check;
 pub mod classify;
 pub mod diff;

@@ -9,6 +9,7 @@
 
 mod apply;
 mod bench;
+mod capture;
 mod confinement;
 mod crash;
 mod downloads;
