@@ -190,3 +190,49 @@ fn a_bad_hooks_timeout_is_a_site_error() {
     let run = e.run(&["plan", "--node", "n1"]).code(1);
     assert!(run.stderr.contains("timeout must be"), "{}", run.stderr);
 }
+
+#[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs the test hosts scripts/test builds (feature host-tests)"
+)]
+fn a_pushed_node_runs_the_sites_hooks_on_the_node_and_a_failing_gate_stops_it() {
+    let f = crate::push::fleet(1);
+    // Run on the node: they see the node's own files, and write there.
+    f.env.write_exec(
+        "hooks/post-apply.d/10-mark",
+        "#!/bin/sh\ncat > /etc/post-apply.json\necho \"$STRATA_HOOK $STRATA_ROOT\" > /etc/post-apply.env\n",
+    );
+    let (code, nodes, _) = f.push_json(&["all"]);
+    assert_eq!(code, 0, "{nodes:?}");
+    let host = f.hosts.host("h1.test");
+    assert_eq!(
+        host.read("/etc/post-apply.env").as_deref(),
+        Some("post-apply /\n")
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&host.read("/etc/post-apply.json").unwrap()).unwrap();
+    assert_eq!(summary["node"], "h1.test");
+    assert_eq!(summary["generation"], 1);
+
+    // A pre-apply gate that fails: the node is reported failed, naming it, unchanged.
+    f.env.write_exec(
+        "hooks/pre-apply.d/10-freeze",
+        "#!/bin/sh\necho frozen; exit 1\n",
+    );
+    f.env.write(
+        "modules/motd/templates/etc/motd.j2",
+        "changed on {{ node.name }}\n",
+    );
+    let before = host.read("/etc/motd");
+    let (code, nodes, _) = f.push_json(&["all"]);
+    assert_eq!(code, 1, "{nodes:?}");
+    let message = nodes[0]["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(
+            "hook hooks/pre-apply.d/10-freeze exited with status 1; nothing was committed"
+        ),
+        "{message}"
+    );
+    assert_eq!(host.read("/etc/motd"), before);
+}
