@@ -49,6 +49,7 @@ enum Command {
     #[command(subcommand)]
     Import(commands::import::ImportCommand),
     Push(commands::push::PushArgs),
+    Rebuild(commands::rebuild::RebuildArgs),
     Publish(commands::publish::PublishArgs),
     #[command(subcommand)]
     Export(commands::export::ExportCommand),
@@ -230,6 +231,7 @@ pub fn main() -> ExitCode {
         Command::Secret(a) => commands::secret::run(a, &printer),
         Command::Import(a) => commands::import::run(a, &printer),
         Command::Push(a) => commands::push::run(a, &printer),
+        Command::Rebuild(a) => commands::rebuild::run(a, &printer),
         Command::Publish(a) => commands::publish::run(a, &printer),
         Command::Export(a) => commands::export::run(a, &printer),
         Command::Agent(a) => commands::agent::run(a, &printer),

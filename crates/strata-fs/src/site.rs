@@ -220,6 +220,14 @@ pub fn write_site_file_as(path: &Path, content: &[u8], executable: bool) -> Resu
     std::io::Write::write_all(&mut file, content).map_err(|e| FsError::new("write", path, e))
 }
 
+/// Replaces a file of the user's own site whole or not at all (0644: written beside it,
+/// then renamed over it).
+pub fn replace_site_file(path: &Path, content: &[u8]) -> Result<()> {
+    let tmp = path.with_extension(format!("strata-tmp{}", std::process::id()));
+    write_site_file(&tmp, content)?;
+    std::fs::rename(&tmp, path).map_err(|e| FsError::new("rename", path, e))
+}
+
 /// Writes one of strata's own files (its cache) whole or not at all: private (0600, in a
 /// 0700 directory), to a temporary name beside it, then renamed.
 pub fn write_atomic(path: &Path, content: &[u8]) -> Result<()> {

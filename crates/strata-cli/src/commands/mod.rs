@@ -20,6 +20,7 @@ pub mod plan;
 pub mod pools;
 pub mod publish;
 pub mod push;
+pub mod rebuild;
 pub mod receive;
 pub mod report;
 pub mod rollback;

@@ -323,3 +323,131 @@ fn a_capture_over_ssh_of_a_real_host_rebuilds_the_same_files() {
         strata_test::tree(&app, &["sock"]),
     );
 }
+
+#[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs the test hosts scripts/test builds (feature host-tests)"
+)]
+fn rebuild_makes_a_fresh_host_what_an_old_node_is() {
+    let f = crate::push::fleet(2);
+    // h2 is a fresh host the site does not know yet.
+    let port = f
+        .hosts
+        .node_ssh(1)
+        .lines()
+        .find_map(|l| l.strip_prefix("port = ").map(str::to_string))
+        .unwrap();
+    std::fs::remove_file(f.env.site().join("nodes/h2.test.toml")).unwrap();
+    f.env.write(
+        "groups/all.toml",
+        "# every host\nnodes = [\"h1.test\"]\n[params]\nx = 1\n",
+    );
+    f.env.write_exec(
+        "hooks/post-apply.d/10-mark",
+        "#!/bin/sh\necho \"$STRATA_NODE\" > /etc/rebuilt-by-hook\n",
+    );
+    let (code, nodes, _) = f.push_json(&["h1.test"]);
+    assert_eq!(code, 0, "{nodes:?}");
+    let out = f
+        .env
+        .cmd(&["rebuild", "h2.test", "--like", "h1.test", "--site"])
+        .arg(f.env.site())
+        .args(["--ssh-host", "127.0.0.1", "--ssh-port", &port])
+        .arg("--keys")
+        .arg(&f.keys)
+        .arg("--ssh-config")
+        .arg(f.hosts.ssh_config())
+        .env("XDG_CACHE_HOME", "/var/cache/strata-test/operator")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{}\n{err}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(err.contains("rebuild: h2.test added to group all"), "{err}");
+    let group = std::fs::read_to_string(f.env.site().join("groups/all.toml")).unwrap();
+    assert_eq!(
+        group,
+        "# every host\nnodes = [\"h1.test\", \"h2.test\"]\n[params]\nx = 1\n"
+    );
+    let node = std::fs::read_to_string(f.env.site().join("nodes/h2.test.toml")).unwrap();
+    assert!(
+        node.contains("modules = [\"motd\"]") && node.contains("port = "),
+        "{node}"
+    );
+    let (h1, h2) = (f.hosts.host("h1.test"), f.hosts.host("h2.test"));
+    assert_eq!(
+        h2.read("/etc/motd").as_deref(),
+        Some("Welcome to h2.test (production)\n")
+    );
+    assert_eq!(
+        h2.read("/etc/stamp").as_deref(),
+        Some("stamped for h2.test\n")
+    );
+    assert_eq!(
+        h2.read("/etc/rebuilt-by-hook").as_deref(),
+        Some("h2.test\n")
+    );
+    assert_eq!(
+        h1.read("/etc/rebuilt-by-hook").as_deref(),
+        Some("h1.test\n")
+    );
+    // Again: nothing to write, nothing to change.
+    let again = f
+        .env
+        .cmd(&["rebuild", "h2.test", "--like", "h1.test", "--site"])
+        .arg(f.env.site())
+        .args(["--ssh-host", "127.0.0.1", "--ssh-port", &port])
+        .arg("--keys")
+        .arg(&f.keys)
+        .arg("--ssh-config")
+        .arg(f.hosts.ssh_config())
+        .env("XDG_CACHE_HOME", "/var/cache/strata-test/operator")
+        .output()
+        .unwrap();
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+}
+
+#[test]
+fn rebuild_refuses_an_unknown_old_node_and_a_different_new_one() {
+    let e = env();
+    e.write("strata.toml", "[site]\nname = \"t\"\n")
+        .write("nodes/old.toml", "modules = [\"m\"]\n")
+        .write("nodes/new.toml", "modules = [\"other\"]\n");
+    let run = e.run(&[
+        "rebuild",
+        "new",
+        "--like",
+        "nope",
+        "--site",
+        &e.site().display().to_string(),
+    ]);
+    let run = run.code(1);
+    assert!(
+        run.stderr.contains("no node file for nope"),
+        "{}",
+        run.stderr
+    );
+    let run = e
+        .run(&[
+            "rebuild",
+            "new",
+            "--like",
+            "old",
+            "--site",
+            &e.site().display().to_string(),
+        ])
+        .code(1);
+    assert!(
+        run.stderr.contains("nodes/new.toml exists"),
+        "{}",
+        run.stderr
+    );
+}
