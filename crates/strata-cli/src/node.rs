@@ -242,7 +242,7 @@ fn with_lock(mut f: impl FnMut() -> Result<Outcome, EngineError>) -> Result<Outc
 }
 
 /// The lock error in `e`'s causes, found by type.
-fn lock_held(e: &EngineError) -> Option<String> {
+pub(crate) fn lock_held(e: &EngineError) -> Option<String> {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(c) = cause {
         if let Some(l) = c.downcast_ref::<strata_fs::LockError>() {

@@ -157,7 +157,11 @@ fn correct(root: &Path, drift: &Drift, printer: &Printer) -> CommandResult {
         }
         Err(e) => {
             let mut out = String::new();
-            for h in strata_engine::on_failure(&req, &e) {
+            let hooks = match crate::node::lock_held(&e) {
+                Some(_) => Vec::new(),
+                None => strata_engine::on_failure(&req, &e),
+            };
+            for h in hooks {
                 show::hook_text(printer, &h, &mut out);
             }
             printer.note(format!("agent: correcting failed: {e}\n{out}").trim_end());

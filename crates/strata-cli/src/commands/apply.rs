@@ -64,14 +64,20 @@ fn failed(
     req: &strata_engine::Request,
     e: strata_engine::EngineError,
 ) -> CommandError {
+    // Another strata holding the root is not a failure of this node's configuration.
+    if crate::node::lock_held(&e).is_some() {
+        return CommandError::from(e);
+    }
     let mut out = String::new();
-    for h in strata_engine::on_failure(req, &e) {
+    let hooks = strata_engine::on_failure(req, &e);
+    let error = CommandError::from(e);
+    for h in hooks {
         show::hook_text(printer, &h, &mut out);
     }
     if !out.is_empty() {
         printer.note(out.trim_end());
     }
-    CommandError::from(e)
+    error
 }
 
 /// Exit 3 when a command or a hook run after the commit did not succeed.
