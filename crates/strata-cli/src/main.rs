@@ -8,8 +8,10 @@ mod deferred;
 mod machine;
 mod node;
 mod printer;
+mod revision;
 mod show;
 mod source;
+mod watch;
 
 /// The system allocator, with the memory a template render holds counted: past 1 GiB the
 /// process ends naming the template (strata_core::RenderAllocator).

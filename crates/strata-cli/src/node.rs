@@ -135,6 +135,7 @@ pub fn apply_verified(
     } else {
         stage("applying");
         let mut text = Vec::new();
+        let mut after_failure = Vec::new();
         let outcome = with_lock(|| {
             text.clear();
             strata_engine::apply_showing(&req, |pending| {
@@ -142,9 +143,26 @@ pub fn apply_verified(
                 show::changes_text(&quiet, pending, &mut text)
             })
             .map(|(o, _)| o)
+            .inspect_err(|e| {
+                if lock_held(e).is_none() {
+                    after_failure = strata_engine::on_failure(&req, e);
+                }
+            })
+        })
+        .map_err(|mut r| {
+            let mut hooks = String::new();
+            for h in &after_failure {
+                show::hook_text(&quiet, h, &mut hooks);
+            }
+            if !hooks.is_empty() {
+                r.0.message.push('\n');
+                r.0.message.push_str(hooks.trim_end());
+            }
+            r
         })?;
         show::tail_text(&quiet, &outcome, "apply", &mut text)?;
-        let failed = deferred::failures(outcome.generation, &outcome.activations, "");
+        let failed = deferred::failures(outcome.generation, &outcome.activations, "")
+            .or_else(|| show::hook_failures(outcome.generation, &outcome.hooks));
         let result = if outcome.generation.is_some() {
             "changed"
         } else {
@@ -224,7 +242,7 @@ fn with_lock(mut f: impl FnMut() -> Result<Outcome, EngineError>) -> Result<Outc
 }
 
 /// The lock error in `e`'s causes, found by type.
-fn lock_held(e: &EngineError) -> Option<String> {
+pub(crate) fn lock_held(e: &EngineError) -> Option<String> {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(c) = cause {
         if let Some(l) = c.downcast_ref::<strata_fs::LockError>() {

@@ -87,7 +87,7 @@ pub fn changes_text(p: &Printer, o: &Pending<'_>, w: &mut dyn Write) -> std::io:
         out.push_str(&format!(
             "{action} {:<width$}  {}{}\n",
             clean(&c.path.shown()),
-            clean(&describe(o, c)),
+            clean(&describe(o.users, c)),
             p.paint(Style::Dim, &module)
         ));
         if let Some(note) = &c.note {
@@ -120,6 +120,18 @@ pub fn tail_text(p: &Printer, o: &Outcome, verb: &str, w: &mut dyn Write) -> std
     }
     for a in &o.activations {
         ran_text(p, a, &mut out);
+    }
+    if verb == "plan" {
+        for h in &o.would_run_hooks {
+            out.push_str(&format!(
+                "{} {}\n",
+                p.paint(Style::Magenta, "would run hook"),
+                clean(h)
+            ));
+        }
+    }
+    for h in &o.hooks {
+        hook_text(p, h, &mut out);
     }
     let s = o.plan.summary();
     let mut parts = vec![
@@ -168,10 +180,10 @@ pub fn tail_text(p: &Printer, o: &Outcome, verb: &str, w: &mut dyn Write) -> std
 
 /// `file 0644 root:root 3f2a9c1e`, or for a change only what differs, `before → after`.
 /// (Long: one small closure per attribute, then the match that uses them.)
-fn describe(o: &Pending<'_>, c: &Change) -> String {
+pub fn describe(users: &strata_types::UserDb, c: &Change) -> String {
     let owner = |s: &Snapshot| {
         s.owner()
-            .map(|(u, g)| format!("{}:{}", o.users.user_name(u), o.users.group_name(g)))
+            .map(|(u, g)| format!("{}:{}", users.user_name(u), users.group_name(g)))
     };
     let hash = |s: &Snapshot| {
         if c.sensitive {
@@ -256,7 +268,7 @@ fn describe(o: &Pending<'_>, c: &Change) -> String {
 }
 
 /// Appends `diff` to `out`, each line in the colour of its kind (as it is without colour).
-fn paint_diff(p: &Printer, diff: &str, out: &mut String) {
+pub fn paint_diff(p: &Printer, diff: &str, out: &mut String) {
     // Without colour and without control characters each line goes out as it is (`lines`
     // would also turn CRLF into LF); otherwise each is cleaned (a `\r` shows as `\r`).
     let diff = clean_lines(diff);
@@ -335,6 +347,8 @@ pub fn plan_json(o: &Outcome, root: &Path) -> serde_json::Value {
         })).collect::<Vec<_>>(),
         "calls": o.calls,
         "activations": o.activations,
+        "hooks": o.hooks,
+        "would_run_hooks": o.would_run_hooks,
     })
 }
 
@@ -381,8 +395,10 @@ pub fn report_text(p: &Printer, n: u64, report: &Report) -> String {
         .max()
         .unwrap_or(0)
         .max(44);
+    let revision =
+        crate::commands::generations::revision_text(report.revision.as_deref(), report.dirty);
     let mut out = format!(
-        "generation {n}\n{:<w$} {:>10} {:>10} {:>10} {:>10} {:>12} {:>10} {:>10}\n",
+        "generation {n}, site {revision}\n{:<w$} {:>10} {:>10} {:>10} {:>10} {:>12} {:>10} {:>10}\n",
         "step", "wall", "user", "sys", "max rss", "faults", "read", "written"
     );
     for (name, m) in &rows {
@@ -520,4 +536,39 @@ fn bytes(b: u64) -> String {
         1024..1_048_576 => format!("{:.1} KiB", b as f64 / 1024.0),
         _ => format!("{:.1} MiB", b as f64 / 1_048_576.0),
     }
+}
+
+/// A hook that ran, how it ended and what it printed.
+pub fn hook_text(p: &Printer, a: &strata_types::Activation, out: &mut String) {
+    let style = match a.succeeded() {
+        true => Style::Magenta,
+        false => Style::Red,
+    };
+    out.push_str(&format!(
+        "{} {}  {}\n",
+        p.paint(style, "hook"),
+        clean(&a.command.program),
+        p.paint(Style::Dim, &clean(&format!("({})", a.describe())))
+    ));
+    for line in a.output.lines() {
+        out.push_str(&format!("          {}\n", clean(line)));
+    }
+}
+
+/// The error for hooks that ran after a commit and did not all succeed, naming each with
+/// how it ended; none when they all succeeded.
+pub fn hook_failures(
+    generation: Option<u64>,
+    hooks: &[strata_types::Activation],
+) -> Option<String> {
+    let failed: Vec<_> = hooks.iter().filter(|a| !a.succeeded()).collect();
+    if failed.is_empty() {
+        return None;
+    }
+    let generation = generation.map_or("the generation".into(), |n| format!("generation {n}"));
+    let mut text = format!("{generation} committed; a hook run after the commit failed:");
+    for a in failed {
+        text.push_str(&format!("\n  {}: {}", a.command.program, a.describe()));
+    }
+    Some(text)
 }

@@ -17,6 +17,56 @@ pub(crate) struct SiteToml {
     pub fleet: crate::fleet::FleetSettings,
     #[serde(default)]
     pub secrets: crate::fleet::SecretsSettings,
+    #[serde(default)]
+    pub hooks: HookSettings,
+}
+
+/// `[hooks]` in `strata.toml`: how the site's hooks run (docs/drift.md).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HookSettings {
+    /// How long each hook may run before it is killed with its process group (a number
+    /// of seconds or a duration such as `"90s"`; unset: [`HookSettings::DEFAULT_TIMEOUT`]).
+    #[serde(default)]
+    pub timeout: Option<Timeout>,
+}
+
+impl HookSettings {
+    /// A hook's time limit when `[hooks] timeout` does not set one.
+    pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+    /// Each hook's time limit.
+    pub fn timeout(&self) -> std::time::Duration {
+        self.timeout.map_or(Self::DEFAULT_TIMEOUT, |t| t.0)
+    }
+}
+
+/// A time limit: a positive number of seconds, or a duration such as `"90s"` or `"5m"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeout(pub std::time::Duration);
+
+impl<'de> Deserialize<'de> for Timeout {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Seconds(i64),
+            Text(String),
+        }
+        let bad = || {
+            serde::de::Error::custom(
+                "timeout must be a number of seconds or a duration such as \"90s\" or \"5m\"",
+            )
+        };
+        match Raw::deserialize(d)? {
+            Raw::Seconds(n) if n > 0 => Ok(Timeout(std::time::Duration::from_secs(n as u64))),
+            Raw::Text(t) => match humantime::parse_duration(&t) {
+                Ok(d) if !d.is_zero() => Ok(Timeout(d)),
+                _ => Err(bad()),
+            },
+            Raw::Seconds(_) => Err(bad()),
+        }
+    }
 }
 
 /// `[state]` in `strata.toml`: what a node keeps of its history.

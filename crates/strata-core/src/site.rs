@@ -93,6 +93,8 @@ pub struct Site {
     pub fleet: crate::fleet::FleetSettings,
     /// `[secrets]`: who can always read secrets.
     pub secrets: crate::fleet::SecretsSettings,
+    /// `[hooks]`: how the site's hooks run.
+    pub hooks: crate::settings::HookSettings,
     pub(crate) groups: BTreeMap<String, TomlFile<GroupToml>>,
     pub(crate) roles: BTreeMap<String, Versions>,
     pub(crate) modules: BTreeMap<String, Versions>,
@@ -138,6 +140,7 @@ impl Site {
             state,
             fleet,
             secrets,
+            hooks,
         } = settings.expect("no errors").value;
         let site = Site {
             dir: dir.to_path_buf(),
@@ -148,6 +151,7 @@ impl Site {
             state,
             fleet,
             secrets,
+            hooks,
             groups,
             roles,
             modules,

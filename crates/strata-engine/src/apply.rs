@@ -2,12 +2,11 @@
 //! committed ([`ToCommit::commit`]) while the caller shows what is being committed, and
 //! returned as an [`Outcome`].
 
-use std::path::Path;
-
-use strata_core::{Catalog, Site};
-use strata_types::{GenerationKind, ProgramRun, Step};
+use strata_core::{Catalog, HookEvent, Site};
+use strata_types::{Activation, GenerationKind, ProgramRun, Step};
 
 use crate::commit::{Clock, Header, Recorded, ToCommit, scheduled};
+use crate::hooks::{self, HookContext};
 use crate::outcome::Pending;
 use crate::plan::prepare;
 use crate::request::Purpose;
@@ -41,6 +40,33 @@ pub fn apply_showing_by<R: Send>(
     let mut prepared = prepare(req, Purpose::Apply, &mut root)?;
     let p = &mut prepared;
     let header = header(&p.site, &p.catalog, clock);
+    let hooks = HookContext {
+        site: &req.site,
+        root: &req.root,
+        node: &p.catalog.node.name,
+        environment: &p.catalog.node.environment,
+        timeout: p.site.hooks.timeout(),
+    };
+    let changes = hooks::changes_json(&p.planned.plan);
+    let revision = header.revision.clone();
+    let mut ran = Vec::new();
+    // Hooks run around a commit: an apply with nothing to do runs none.
+    let committing = p.planned.plan.has_changes()
+        || p.planned
+            .run
+            .as_ref()
+            .is_some_and(|r| !r.observed.calls.is_empty());
+    if committing {
+        let summary = serde_json::json!({
+            "result": "pending",
+            "revision": revision,
+            "changes": changes,
+        });
+        ran = hooks.run(HookEvent::PreApply, summary, true)?;
+        if let Some(e) = hooks::failure(&ran) {
+            return Err(e);
+        }
+    }
     let no_runs: &[ProgramRun] = &[];
     let (calls, runs) = match &p.planned.run {
         Some(r) => (
@@ -71,7 +97,52 @@ pub fn apply_showing_by<R: Send>(
         contents: &contents,
     };
     let (recorded, shown) = commit_showing(to_commit, pending, show, &mut p.steps)?;
-    Ok((Outcome::new(prepared, Some(recorded)), shown))
+    if let Some(n) = recorded.generation {
+        let summary = serde_json::json!({
+            "result": "applied",
+            "generation": n,
+            "revision": revision,
+            "changes": changes,
+            "commands": recorded.activations.iter().map(|a| serde_json::json!({
+                "argv": a.command.argv, "status": a.status, "exit": a.exit,
+            })).collect::<Vec<_>>(),
+        });
+        // The commit stands whatever its post-apply hooks do: their failures are reported.
+        match hooks.run(HookEvent::PostApply, summary, false) {
+            Ok(post) => ran.extend(post),
+            Err(e) => ran.push(hooks::unlisted(HookEvent::PostApply, &e)),
+        }
+    }
+    let mut outcome = Outcome::new(prepared, Some(recorded));
+    outcome.hooks = ran;
+    Ok((outcome, shown))
+}
+
+/// Runs the site's `on-failure` hooks after an apply of `req` failed with `error`, and
+/// says how each went (their failures are the caller's to report: the apply failed
+/// anyway). The site's `[hooks] timeout` applies when its settings can be read.
+pub fn on_failure(req: &Request, error: &EngineError) -> Vec<Activation> {
+    let site = strata_core::Site::open(&req.site).ok();
+    let hooks = HookContext {
+        site: &req.site,
+        root: &req.root,
+        node: &req.node,
+        environment: "",
+        timeout: hooks::timeout_of(site.as_ref().map(|s| &s.hooks)),
+    };
+    let summary = serde_json::json!({
+        "result": "failed",
+        "revision": site.as_ref().map(hooks_revision),
+        "error": error.to_string(),
+    });
+    hooks
+        .run(HookEvent::OnFailure, summary, false)
+        .unwrap_or_else(|e| vec![hooks::unlisted(HookEvent::OnFailure, &e)])
+}
+
+/// The site's revision as hooks are told it.
+fn hooks_revision(site: &Site) -> String {
+    strata_core::Revision::of(&site.dir).to_snapshot()
 }
 
 /// Commits on this thread while `show` is given `pending` on another.
@@ -97,13 +168,15 @@ fn commit_showing<R: Send>(
 /// What an apply's generation records of the site and the catalog, its time told by
 /// `clock`.
 fn header(site: &Site, catalog: &Catalog, clock: Clock) -> Header {
+    let revision = strata_core::Revision::of(&site.dir);
     Header {
         kind: GenerationKind::Apply,
         replayed: None,
         node: catalog.node.name.clone(),
         environment: catalog.node.environment.clone(),
         site: Some(site.dir.display().to_string()),
-        revision: git_revision(&site.dir),
+        revision: Some(revision.id),
+        dirty: revision.dirty,
         modules: (catalog.runs.iter())
             .map(|r| (r.id.clone(), r.digest.clone()))
             .collect(),
@@ -111,21 +184,4 @@ fn header(site: &Site, catalog: &Catalog, clock: Clock) -> Header {
         clock,
         prune: true,
     }
-}
-
-/// The commit the site's git checkout is at, read from `.git` without running git.
-fn git_revision(site: &Path) -> Option<String> {
-    let git = site.join(".git");
-    let head = strata_fs::read_to_string(&git.join("HEAD")).ok()?;
-    let head = head.trim();
-    let Some(reference) = head.strip_prefix("ref: ") else {
-        return Some(head.to_string());
-    };
-    if let Ok(rev) = strata_fs::read_to_string(&git.join(reference)) {
-        return Some(rev.trim().to_string());
-    }
-    let packed = strata_fs::read_to_string(&git.join("packed-refs")).ok()?;
-    packed
-        .lines()
-        .find_map(|l| l.strip_suffix(reference).map(|rev| rev.trim().to_string()))
 }

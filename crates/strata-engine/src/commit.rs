@@ -23,6 +23,7 @@ pub(crate) struct Header {
     pub environment: String,
     pub site: Option<String>,
     pub revision: Option<String>,
+    pub dirty: bool,
     pub modules: BTreeMap<String, String>,
     pub keep_generations: Option<u64>,
     /// What tells the time the generation is recorded at.
@@ -124,6 +125,8 @@ impl ToCommit<'_> {
         let pruned = prune(state, keep, steps);
         // The full report is a convenience: a failure to save it does not undo the commit.
         let report = Report {
+            revision: generation.revision.clone(),
+            dirty: generation.dirty,
             steps: steps.clone(),
             activations: activations.clone(),
             programs: programs.to_vec(),
@@ -161,6 +164,7 @@ impl ToCommit<'_> {
             environment: header.environment,
             site: header.site,
             revision: header.revision,
+            dirty: header.dirty,
             entries: self.entries,
             originals: self.originals,
             modules: header.modules,

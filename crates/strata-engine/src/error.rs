@@ -86,6 +86,16 @@ pub enum EngineError {
         /// Every program run until then, with its output.
         output: Vec<ProgramRun>,
     },
+    /// A `pre-apply` hook failed, timed out or could not start: nothing is committed.
+    #[error("hook {hook} {how}; nothing was committed{}", output_tail(output))]
+    Hook {
+        /// The hook (`hooks/pre-apply.d/10-check`).
+        hook: String,
+        /// How it ended.
+        how: String,
+        /// What it printed.
+        output: String,
+    },
     /// A program's call is not to an intercepted command (a forged call record): nothing
     /// is committed, nothing runs.
     #[error(
@@ -173,4 +183,10 @@ fn tail(lines: &[String]) -> String {
         s.push_str(l);
     }
     s
+}
+
+/// The last lines a hook printed, under the message.
+fn output_tail(output: &str) -> String {
+    let lines: Vec<String> = output.lines().rev().take(5).map(str::to_string).collect();
+    tail(&lines.into_iter().rev().collect::<Vec<_>>()).replace("standard error", "output")
 }

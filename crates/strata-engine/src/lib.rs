@@ -20,14 +20,18 @@
 //! [`plan()`] and [`shell`] skip stage 4, [`apply`] goes through all five; the three share
 //! one preparation of stages 1 to 3 (`plan::prepare`). [`rollback`] replays a stored
 //! generation through stages 3 to 5 without the site. `history` reads and prunes what the
-//! stages recorded on a root; [`check`] and [`params`] stop after stage 2.
+//! stages recorded on a root; [`check`] and [`params`] stop after stage 2. [`drift`]
+//! plans the current generation's own entries (stage 3 alone, like a rollback to it) to
+//! find what was changed by hand.
 
 mod apply;
 mod commit;
 mod compile;
 mod downloads;
+mod drift;
 mod error;
 mod history;
+mod hooks;
 mod intercept;
 mod managed;
 mod outcome;
@@ -37,11 +41,13 @@ mod rollback;
 mod scripts;
 mod steps;
 
-pub use apply::{apply, apply_showing, apply_showing_by};
+pub use apply::{apply, apply_showing, apply_showing_by, on_failure};
 pub use commit::Clock;
 pub use compile::{NodeCheck, check, params, stale_secrets};
+pub use drift::{Drift, DriftKind, Drifted, drift, on_drift};
 pub use error::{DownloadError, EngineError, RollbackError};
-pub use history::{gc, generations, recover, report};
+pub use history::{GenerationDiff, GenerationSide, diff, gc, generations, recover, report};
+pub use hooks::HookContext;
 pub use outcome::{Outcome, Pending};
 pub use plan::{plan, shell};
 pub use request::{Classify, Request};

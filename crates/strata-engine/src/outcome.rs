@@ -41,6 +41,12 @@ pub struct Outcome {
     /// plans leave those diffs out so as not to hold each new file twice
     /// ([`Outcome::diff`]). A content too large for a diff is not kept.
     pub contents: HashMap<Hash, Vec<u8>>,
+    /// In an apply: the site's hooks that ran (`pre-apply`, then `post-apply`), and how
+    /// each went.
+    pub hooks: Vec<Activation>,
+    /// In a plan: the hooks an apply would run (`hooks/pre-apply.d/10-check`…); none
+    /// runs.
+    pub would_run_hooks: Vec<String>,
 }
 
 impl Outcome {
@@ -77,6 +83,8 @@ impl Outcome {
             activations: recorded.activations,
             pruned: recorded.pruned,
             contents,
+            hooks: Vec::new(),
+            would_run_hooks: Vec::new(),
         }
     }
 

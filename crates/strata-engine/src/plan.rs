@@ -3,7 +3,7 @@
 //! state, resolves the downloads, and plans directly, or through the sandbox (`scripts`)
 //! when the catalog has scripts or executable templates.
 
-use strata_core::{Catalog, Site, UserDb};
+use strata_core::{Catalog, HookEvent, Site, UserDb};
 use strata_fs::{Meter, Root};
 use strata_state::State;
 use strata_types::{Generation, Plan, Step};
@@ -18,7 +18,17 @@ use crate::{EngineError, Outcome, Request, compile};
 /// root must be finished first).
 pub fn plan(req: &Request) -> Result<Outcome, EngineError> {
     let mut root = None;
-    Ok(Outcome::new(prepare(req, Purpose::Plan, &mut root)?, None))
+    let mut outcome = Outcome::new(prepare(req, Purpose::Plan, &mut root)?, None);
+    // Listed, never run: those of an apply that would commit something.
+    if outcome.has_changes() {
+        for event in [HookEvent::PreApply, HookEvent::PostApply] {
+            let hooks = strata_core::hooks(&req.site, event)?;
+            outcome
+                .would_run_hooks
+                .extend(hooks.into_iter().map(|h| h.name));
+        }
+    }
+    Ok(outcome)
 }
 
 /// Opens an interactive shell in the plan's sandbox (after the modules ran), and reports

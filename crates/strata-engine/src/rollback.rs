@@ -40,6 +40,7 @@ pub fn rollback(root: &Path, to: Option<u64>, clock: Clock) -> Result<Outcome, E
         environment: old.environment.clone(),
         site: old.site.clone(),
         revision: old.revision.clone(),
+        dirty: old.dirty,
         modules: old.modules.clone(),
         // The site's retention as the last apply recorded it: a rollback has no site.
         keep_generations: current.as_ref().and_then(|g| g.keep_generations),
@@ -74,6 +75,8 @@ pub fn rollback(root: &Path, to: Option<u64>, clock: Clock) -> Result<Outcome, E
         activations: Vec::new(),
         pruned: None,
         contents,
+        hooks: Vec::new(),
+        would_run_hooks: Vec::new(),
     })
 }
 

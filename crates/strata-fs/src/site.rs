@@ -198,6 +198,11 @@ pub fn write_new(path: &Path, content: &[u8]) -> Result<()> {
 /// missing directories: 0644 and 0755, as an editor would make them (less the umask),
 /// given at creation.
 pub fn write_site_file(path: &Path, content: &[u8]) -> Result<()> {
+    write_site_file_as(path, content, false)
+}
+
+/// [`write_site_file`], executable (0755) when `executable` (a script, a hook).
+pub fn write_site_file_as(path: &Path, content: &[u8], executable: bool) -> Result<()> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     if let Some(parent) = path.parent() {
         std::fs::DirBuilder::new()
@@ -209,10 +214,18 @@ pub fn write_site_file(path: &Path, content: &[u8]) -> Result<()> {
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(0o644)
+        .mode(if executable { 0o755 } else { 0o644 })
         .open(path)
         .map_err(|e| FsError::new("create", path, e))?;
     std::io::Write::write_all(&mut file, content).map_err(|e| FsError::new("write", path, e))
+}
+
+/// Replaces a file of the user's own site whole or not at all (0644: written beside it,
+/// then renamed over it).
+pub fn replace_site_file(path: &Path, content: &[u8]) -> Result<()> {
+    let tmp = path.with_extension(format!("strata-tmp{}", std::process::id()));
+    write_site_file(&tmp, content)?;
+    std::fs::rename(&tmp, path).map_err(|e| FsError::new("rename", path, e))
 }
 
 /// Writes one of strata's own files (its cache) whole or not at all: private (0600, in a

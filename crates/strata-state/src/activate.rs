@@ -151,7 +151,7 @@ fn run(root: &Path, command: &Scheduled) -> Activation {
         command: command.call.clone(),
         ..Activation::default()
     };
-    let started = prepare(root, &command.call.argv)
+    let started = prepare(Some(root), &command.call.argv)
         .and_then(|(mut cmd, reader)| Ok((cmd.spawn().map_err(|e| e.to_string())?, reader)));
     let (mut child, reader) = match started {
         Ok(c) => c,
@@ -162,7 +162,57 @@ fn run(root: &Path, command: &Scheduled) -> Activation {
     };
     // The parent's copies of the pipe's write end went with the `Command`: only the
     // command and what it started hold it now.
-    let (status, output, timed_out) = watch(&mut child, reader, command.timeout);
+    let watched = watch(&mut child, reader, command.timeout);
+    ended(&mut result, watched, command.timeout);
+    result
+}
+
+/// Runs a site's hook on this machine: not chrooted, in a session of its own, with
+/// `env` added to a plain `PATH`, `input` on its standard input (what it does not read is
+/// dropped), for at most `timeout`; `call` names it in the result.
+pub fn run_hook(
+    call: Deferred,
+    program: &Path,
+    env: &[(String, String)],
+    input: &[u8],
+    timeout: Duration,
+) -> Activation {
+    let mut result = Activation {
+        command: call,
+        ..Activation::default()
+    };
+    let argv = [program.display().to_string()];
+    let started = prepare(None, &argv).and_then(|(mut cmd, reader)| {
+        cmd.envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::piped());
+        Ok((cmd.spawn().map_err(|e| e.to_string())?, reader))
+    });
+    let (mut child, reader) = match started {
+        Ok(c) => c,
+        Err(why) => {
+            result.error = Some(format!("could not start: {why}"));
+            return result;
+        }
+    };
+    let watched = std::thread::scope(|s| {
+        if let Some(mut stdin) = child.stdin.take() {
+            s.spawn(move || {
+                use std::io::Write;
+                let _ = stdin.write_all(input);
+            });
+        }
+        watch(&mut child, reader, timeout)
+    });
+    ended(&mut result, watched, timeout);
+    result
+}
+
+/// Records in `result` how a command that started ended.
+fn ended(
+    result: &mut Activation,
+    (status, output, timed_out): (std::io::Result<ExitStatus>, String, bool),
+    timeout: Duration,
+) {
     result.output = output;
     match status {
         Err(e) => {
@@ -172,7 +222,7 @@ fn run(root: &Path, command: &Scheduled) -> Activation {
         Ok(s) if timed_out => {
             result.status = CommandStatus::TimedOut;
             result.signal = s.signal();
-            result.error = Some(format!("timed out after {}", duration(command.timeout)));
+            result.error = Some(format!("timed out after {}", duration(timeout)));
         }
         Ok(s) => {
             result.exit = s.code();
@@ -184,12 +234,11 @@ fn run(root: &Path, command: &Scheduled) -> Activation {
             };
         }
     }
-    result
 }
 
 /// The command `argv`, ready to start as [`run`] says, and the read end of the pipe its
 /// output goes to; or why it cannot start.
-fn prepare(root: &Path, argv: &[String]) -> Result<(Command, std::io::PipeReader), String> {
+fn prepare(root: Option<&Path>, argv: &[String]) -> Result<(Command, std::io::PipeReader), String> {
     let Some((program, args)) = argv.split_first() else {
         return Err("an empty command".into());
     };
@@ -206,15 +255,15 @@ fn prepare(root: &Path, argv: &[String]) -> Result<(Command, std::io::PipeReader
         .try_clone()
         .map_err(|e| format!("cannot share the pipe: {e}"))?;
     cmd.stdout(shared).stderr(writer);
-    let chroot = std::fs::canonicalize(root).map_or(true, |p| p != Path::new("/"));
     // Made before the fork: the child of a possibly multi-threaded process may not
-    // allocate.
-    let root = match chroot {
-        true => Some(
+    // allocate. No root: not chrooted (a hook).
+    let root = match root.filter(|r| std::fs::canonicalize(r).map_or(true, |p| p != Path::new("/")))
+    {
+        Some(root) => Some(
             std::ffi::CString::new(root.as_os_str().as_encoded_bytes())
                 .map_err(|_| "the root path holds a NUL byte".to_string())?,
         ),
-        false => None,
+        None => None,
     };
     // SAFETY: setsid, chroot and chdir are async-signal-safe; both strings exist already.
     unsafe {

@@ -532,6 +532,7 @@ mod tests {
             environment: "production".into(),
             site: None,
             revision: None,
+            dirty: false,
             entries: vec![
                 entry("/etc/a", file("a")),
                 entry("/etc/b", file("b")),

@@ -23,7 +23,7 @@ mod stamps;
 mod state;
 mod store;
 
-pub use activate::{DEFAULT_TIMEOUT, Scheduled};
+pub use activate::{DEFAULT_TIMEOUT, Scheduled, run_hook};
 pub use commit::{Committed, Op, Recovered};
 pub use error::StateError;
 pub use gc::{DEFAULT_KEEP, Pruned, Sweep};

@@ -49,9 +49,13 @@ pub struct GenerationInfo {
     pub paths: usize,
     /// Whether it is the current one.
     pub current: bool,
-    /// The site's git revision.
+    /// The site's revision (`none`: not a git checkout; absent: recorded by an older
+    /// strata).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub revision: Option<String>,
+    /// The site's checkout had changes not committed.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dirty: bool,
     /// The commands its commit ran after the commit point, and how each went.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub commands: Vec<CommandInfo>,
@@ -287,6 +291,7 @@ impl<'r> State<'r> {
                 paths: g.entries.len(),
                 current: Some(n) == current,
                 revision: g.revision,
+                dirty: g.dirty,
                 commands,
             });
         }

@@ -115,7 +115,15 @@ impl TestEnv {
         }
         if matches!(
             verb,
-            "plan" | "apply" | "shell" | "generations" | "rollback" | "report" | "gc"
+            "plan"
+                | "apply"
+                | "shell"
+                | "generations"
+                | "rollback"
+                | "report"
+                | "gc"
+                | "drift"
+                | "diff"
         ) {
             cmd.arg("--root").arg(self.root());
         }

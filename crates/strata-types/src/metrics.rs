@@ -41,6 +41,12 @@ pub struct Step {
 /// The steps of one run, in order.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Report {
+    /// The site revision of the run (as its generation records it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// The site's checkout had changes not committed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dirty: bool,
     /// Top-level steps.
     pub steps: Vec<Step>,
     /// Commands run on the target after the commit (intercepted calls of scripts).

@@ -179,9 +179,13 @@ pub struct Generation {
     /// The site directory the catalog came from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub site: Option<String>,
-    /// The site's git revision, when it is a git checkout.
+    /// The site's revision: its git commit, a snapshot's revision (`blake3:…`), or
+    /// `none` when it is not a git checkout (absent in generations of older stratas).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<String>,
+    /// The site's checkout had changes not committed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dirty: bool,
     /// What strata manages, in path order.
     pub entries: Vec<Entry>,
     /// For each managed path, how it was before strata first touched it.

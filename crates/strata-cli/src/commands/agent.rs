@@ -17,15 +17,21 @@ use crate::node::{self, Done, NodeRun, Refusal};
 use crate::printer::{Printer, clean_lines};
 use crate::source::{Enrollment, ServerSource, Source, StorageSource};
 
-/// Pull and apply this node's configuration from published snapshots.
+/// Pull and apply this node's configuration from published snapshots; or watch its
+/// managed paths for drift.
 ///
 /// With --once: one poll, then exit with apply's codes (plan's with --noop), or 4 when
 /// only the last verified snapshot could be applied again (the reason is printed).
+///
+/// With --watch: report drift (hand edits of managed paths) within a second of the
+/// edit, run the site's on-drift hooks, and with --correct apply again to put the
+/// managed state back. With --for: stop after that long, exit 0 without drift left, 2
+/// with.
 #[derive(Debug, Args)]
 pub struct AgentArgs {
     /// Where `publish` writes: s3://BUCKET/PREFIX (credentials from AWS_*) or
     /// file:///DIR.
-    #[arg(long, value_name = "URL", required_unless_present = "server")]
+    #[arg(long, value_name = "URL", required_unless_present_any = ["server", "watch"])]
     pub from: Option<String>,
     #[command(flatten)]
     pub s3: S3Arg,
@@ -35,8 +41,19 @@ pub struct AgentArgs {
     pub server: Option<String>,
     /// The fingerprint of the site's root key (`strata keys fingerprint`), checked on
     /// first contact; afterwards the node trusts the root it pinned and its rotations.
-    #[arg(long, value_name = "FINGERPRINT", required_unless_present = "server")]
+    #[arg(long, value_name = "FINGERPRINT", required_unless_present_any = ["server", "watch"])]
     pub root_key: Option<String>,
+    /// Watch the current generation's managed paths (inotify) and report drift as it
+    /// happens, instead of polling.
+    #[arg(long, conflicts_with_all = ["from", "server", "once", "noop"])]
+    pub watch: bool,
+    /// With --watch: put drifted paths back with an ordinary apply of the site the
+    /// current generation came from.
+    #[arg(long, requires = "watch")]
+    pub correct: bool,
+    /// With --watch: stop after this long (`90s`, `10m`) [default: never].
+    #[arg(long = "for", value_name = "DURATION", requires = "watch", value_parser = humantime::parse_duration)]
+    pub for_: Option<Duration>,
     /// This node's name [default: the host name].
     #[arg(long, value_name = "NAME")]
     pub node: Option<String>,
@@ -122,6 +139,14 @@ fn open_source(args: &AgentArgs, root: &Path) -> anyhow::Result<Opened> {
 
 pub fn run(args: &AgentArgs, printer: &Printer) -> CommandResult {
     let root = absolute(&args.root.root)?;
+    if args.watch {
+        let watch = crate::watch::Watch {
+            root: &root,
+            correct: args.correct,
+            for_: args.for_,
+        };
+        return crate::watch::run(&watch, printer);
+    }
     let (source, node, root_key) = open_source(args, &root)?;
     // The splay is fixed per node: its name's hash, spread over the splay.
     let splay = args.splay.as_secs() * u64::from(blake3::hash(node.as_bytes()).as_bytes()[0]) / 255;

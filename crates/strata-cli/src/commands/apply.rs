@@ -37,7 +37,8 @@ fn apply(
 ) -> CommandResult {
     let clock = crate::machine::clock()?;
     if args.node.json {
-        let (outcome, ()) = strata_engine::apply_showing_by(req, clock, |_| ())?;
+        let (outcome, ()) = strata_engine::apply_showing_by(req, clock, |_| ())
+            .map_err(|e| failed(printer, req, e))?;
         show::outcome(printer, &outcome, &req.root, true, "apply", recovery)?;
         return finished(outcome);
     }
@@ -46,7 +47,8 @@ fn apply(
     let (outcome, shown) = strata_engine::apply_showing_by(req, clock, |pending| {
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());
         show::changes_text(printer, pending, &mut out).and_then(|()| out.flush())
-    })?;
+    })
+    .map_err(|e| failed(printer, req, e))?;
     shown?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     show::tail_text(printer, &outcome, "apply", &mut out)?;
@@ -55,9 +57,33 @@ fn apply(
     finished(outcome)
 }
 
-/// Exit 3 when a command run after the commit did not succeed.
+/// Runs the site's on-failure hooks after a failed apply (how each went on stderr), and
+/// returns the apply's error.
+fn failed(
+    printer: &Printer,
+    req: &strata_engine::Request,
+    e: strata_engine::EngineError,
+) -> CommandError {
+    // Another strata holding the root is not a failure of this node's configuration.
+    if crate::node::lock_held(&e).is_some() {
+        return CommandError::from(e);
+    }
+    let mut out = String::new();
+    let hooks = strata_engine::on_failure(req, &e);
+    let error = CommandError::from(e);
+    for h in hooks {
+        show::hook_text(printer, &h, &mut out);
+    }
+    if !out.is_empty() {
+        printer.note(out.trim_end());
+    }
+    error
+}
+
+/// Exit 3 when a command or a hook run after the commit did not succeed.
 fn finished(outcome: strata_engine::Outcome) -> CommandResult {
-    let failed = deferred::failures(outcome.generation, &outcome.activations, "");
+    let failed = deferred::failures(outcome.generation, &outcome.activations, "")
+        .or_else(|| show::hook_failures(outcome.generation, &outcome.hooks));
     show::release(outcome);
     match failed {
         Some(text) => Err(CommandError::commands_failed(text)),

@@ -5,7 +5,7 @@ use clap::Args;
 use crate::cli::RootArg;
 use crate::command_error::CommandResult;
 use crate::deferred::Recovery;
-use crate::printer::{Printer, Style};
+use crate::printer::{Printer, Style, clean};
 use crate::show;
 
 /// List the generations recorded on a root, the size of its store and the generations
@@ -59,8 +59,12 @@ fn list(args: &GenerationsArgs, root: &std::path::Path, printer: &Printer) -> Co
             ),
         };
         out.push_str(&format!(
-            "{:>4}  {}  {:<16} {:>6} paths{commands}{mark}\n",
-            g.number, g.time, kind, g.paths
+            "{:>4}  {}  {:<16} {:>6} paths  {}{commands}{mark}\n",
+            g.number,
+            g.time,
+            kind,
+            g.paths,
+            clean(&revision_text(g.revision.as_deref(), g.dirty))
         ));
     }
     let pruned = match history.pruned.as_slice() {
@@ -75,4 +79,15 @@ fn list(args: &GenerationsArgs, root: &std::path::Path, printer: &Printer) -> Co
     out.push('\n');
     printer.out(&out)?;
     Ok(())
+}
+
+/// A revision as a person reads it: `rev 3f2a9c1e0b7d`, `rev 3f2a9c1e0b7d+dirty`,
+/// `rev blake3:5e0c41aa9f3b` (a snapshot of a site that is no git checkout), `rev none`.
+pub fn revision_text(revision: Option<&str>, dirty: bool) -> String {
+    let id = revision.unwrap_or("none");
+    let short = match id.strip_prefix("blake3:") {
+        Some(h) => format!("blake3:{}", &h[..h.len().min(12)]),
+        None => id.chars().take(12).collect(),
+    };
+    format!("rev {short}{}", if dirty { "+dirty" } else { "" })
 }

@@ -2,8 +2,11 @@
 
 pub mod agent;
 pub mod apply;
+pub mod capture;
 pub mod check;
 pub mod classify;
+pub mod diff;
+pub mod drift;
 pub mod enroll;
 pub mod export;
 pub mod facts;
@@ -19,6 +22,7 @@ pub mod plan;
 pub mod pools;
 pub mod publish;
 pub mod push;
+pub mod rebuild;
 pub mod receive;
 pub mod report;
 pub mod rollback;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 use strata_bucket::{blob_key, manifest_key, timestamp_key};
-use strata_snapshot::{MAX_MANIFEST, MAX_METADATA, SiteFiles, Timestamp};
+use strata_snapshot::{MAX_MANIFEST, MAX_METADATA, Timestamp};
 
 use crate::cli::{S3Arg, SiteArg, absolute};
 use crate::command_error::CommandResult;
@@ -85,7 +85,7 @@ pub fn run(args: &PublishArgs, printer: &Printer) -> CommandResult {
     } else {
         args.envs.iter().cloned().collect()
     };
-    let files = SiteFiles::read(&site_dir)?;
+    let files = crate::revision::site_files(&site_dir)?;
     let lifetime = args
         .expires
         .or(site.fleet.expires)

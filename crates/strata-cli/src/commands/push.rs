@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use strata_snapshot::SiteFiles;
 use strata_transport::{Endpoint, NodeJob, NodeReport, Outcome, Progress, PushJob, SshOptions};
 
 use strata_hardware::{Allocate, Hardware};
@@ -92,7 +91,7 @@ pub fn run(args: &PushArgs, printer: &Printer) -> CommandResult {
         });
     }
     let (key, roots) = signing_key(&site_dir, &site.name, args.key.as_deref(), &args.keys)?;
-    let files = SiteFiles::read(&site_dir)?;
+    let files = crate::revision::site_files(&site_dir)?;
     let now = strata_snapshot::now();
     let lifetime = site.fleet.expires.unwrap_or(DEFAULT_EXPIRES).as_secs();
     let mut manifests = HashMap::new();

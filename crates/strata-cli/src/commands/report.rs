@@ -28,6 +28,8 @@ pub fn run(args: &ReportArgs, printer: &Printer) -> CommandResult {
         if args.json {
             printer.json(&serde_json::json!({
                 "generation": n,
+                "revision": report.revision,
+                "dirty": report.dirty,
                 "steps": report.steps,
                 "activations": report.activations,
                 "programs": report.programs,

@@ -95,10 +95,10 @@ fn rollback_replays_an_earlier_generation_without_the_site() {
     let list = env.run(&["generations", "--json"]).code(0);
     assert_output!("generations_web1_json", list.stdout);
     assert_output!(env.run(&["generations"]).code(0).stdout, @r#"
-           1  2024-05-01T12:00:00Z  apply                13 paths
-           2  2024-05-01T12:05:00Z  apply                11 paths
-           3  2024-05-02T08:30:00Z  rollback to 1        13 paths
-           4  2024-05-02T08:31:15Z  rollback to 2        11 paths (current)
+           1  2024-05-01T12:00:00Z  apply                13 paths  rev none
+           2  2024-05-01T12:05:00Z  apply                11 paths  rev none
+           3  2024-05-02T08:30:00Z  rollback to 1        13 paths  rev none
+           4  2024-05-02T08:31:15Z  rollback to 2        11 paths  rev none (current)
         store: 8 objects, 831 B
         "#);
 }
@@ -190,7 +190,7 @@ fn report_shows_each_step_and_each_render() {
     assert!(stage["max_rss"].as_u64().unwrap() > 0, "{stage}");
     let text = env.run(&["report"]).code(0);
     assert_output!(text.stdout, @r#"
-        generation 1
+        generation 1, site rev none
         step                                               wall       user        sys    max rss       faults       read    written
         load  [measured]
         compile  [measured]

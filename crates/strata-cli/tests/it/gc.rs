@@ -258,7 +258,7 @@ fn rollback_to_a_pruned_generation_says_so_and_changes_nothing() {
     assert_eq!(whole(), before);
     let listed = env.run(&["generations"]).code(0);
     assert_output!(listed.stdout, @r#"
-           6  2024-05-01T12:00:00Z  apply                43 paths (current)
+           6  2024-05-01T12:00:00Z  apply                43 paths  rev none (current)
         store: 45 objects, 15.0 KiB (15360 bytes); generations 1-5 pruned
         "#);
 }
@@ -282,7 +282,7 @@ fn generations_reports_the_store_size_in_objects_and_bytes() {
         "{text}"
     );
     assert_output!(text, @r#"
-           1  2024-05-01T12:00:00Z  apply                43 paths (current)
+           1  2024-05-01T12:00:00Z  apply                43 paths  rev none (current)
         store: 42 objects, 14.1 KiB (14404 bytes)
         "#);
 }

@@ -9,15 +9,18 @@
 
 mod apply;
 mod bench;
+mod capture;
 mod confinement;
 mod crash;
 mod downloads;
+mod drift;
 mod errors;
 mod escapes;
 mod failpoints;
 mod full_disk;
 mod gc;
 mod hardware;
+mod hooks;
 mod import;
 mod package;
 mod paths;

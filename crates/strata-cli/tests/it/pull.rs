@@ -691,3 +691,30 @@ fn bad_credentials_and_unreachable_endpoints_name_the_url_and_no_secret() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("only to a loopback address"), "{err}");
 }
+
+#[test]
+fn a_pulled_node_runs_the_sites_hooks_from_its_snapshot() {
+    let p = pull();
+    let log = p.env.path().join("hooks.log");
+    for event in ["pre-apply", "post-apply"] {
+        p.env.write_exec(
+            &format!("hooks/{event}.d/10-log"),
+            &format!(
+                "#!/bin/sh\necho \"$STRATA_HOOK $STRATA_NODE $STRATA_ROOT\" >> {}\n",
+                log.display()
+            ),
+        );
+    }
+    p.publish();
+    let (code, out, err) = p.agent(&p.fingerprint);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("hook hooks/post-apply.d/10-log  (ok)"),
+        "{out}"
+    );
+    let root = p.env.root().display().to_string();
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        format!("pre-apply n1 {root}\npost-apply n1 {root}\n")
+    );
+}

@@ -14,7 +14,7 @@ use crate::env;
 pub(crate) struct Fleet {
     pub(crate) env: TestEnv,
     pub(crate) hosts: TestHosts,
-    keys: PathBuf,
+    pub(crate) keys: PathBuf,
 }
 
 /// Starts hosts `h1`… and writes a site for them: module `motd` renders the node's name,

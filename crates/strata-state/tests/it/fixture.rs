@@ -247,6 +247,7 @@ fn generation(entries: Vec<Entry>) -> Generation {
         environment: "test".into(),
         site: None,
         revision: None,
+        dirty: false,
         entries,
         originals: BTreeMap::new(),
         modules: BTreeMap::new(),
