@@ -105,11 +105,14 @@ pub fn run(args: &EnrollArgs, printer: &Printer) -> CommandResult {
         k
     };
     let ca = args.ca.as_deref().map(absolute).transpose()?;
+    // Its age key too (FLEET.md: "ed25519 and age X25519"), so that the operator can
+    // encrypt secrets to it once it is accepted (`strata nodes --json` shows it).
+    let age = strata_secrets::NodeKey::ensure(&root)?.public;
     let (facts, _) = strata_facts::gather(&root);
     let body = EnrollBody {
         node: node.clone(),
         public: strata_types::hex(key.public().as_bytes()),
-        age: None,
+        age: Some(age),
         facts: serde_json::to_value(strata_facts::to_tuples(&facts))
             .map_err(anyhow::Error::from)?,
         token: token.map(|(_, secret)| secret),

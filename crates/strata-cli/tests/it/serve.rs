@@ -220,6 +220,17 @@ fn a_node_enrolls_with_a_token_applies_rests_and_reports() {
             & 0o777,
         0o600
     );
+    // Its age key too, recorded by the server for secrets.
+    let age = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["keys", "node", "--root"])
+        .arg(&n1)
+        .output()
+        .unwrap();
+    let age = String::from_utf8(age.stdout).unwrap().trim().to_string();
+    assert!(age.starts_with("age1"), "{age}");
+    let (_, json, _) = s.site_cmd(&["nodes", "--json"]);
+    let nodes: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(nodes[0]["age"], age, "{json}");
 
     let (code, out, err) = s.agent(&n1);
     assert_eq!(code, 0, "{out}{err}");
