@@ -181,6 +181,10 @@ pub const MAX_REPORT_PATHS: usize = 10_000;
 pub trait Inventory: Send + std::fmt::Debug {
     /// Stores a new token.
     fn add_token(&mut self, token: &TokenRecord) -> Result<(), InventoryError>;
+    /// Stores (or replaces) an operator's bearer token, by its hash.
+    fn add_operator(&mut self, name: &str, hash: &str, now: u64) -> Result<(), InventoryError>;
+    /// The operator whose bearer token has this hash.
+    fn operator(&mut self, hash: &str) -> Result<Option<String>, InventoryError>;
     /// Enrolls a node in one transaction: the token (if any) checked and consumed, the
     /// name bound to the key. A name already bound to another key is refused, token or
     /// not; the same key again answers as the node stands.

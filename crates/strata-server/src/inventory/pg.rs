@@ -30,7 +30,9 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS strata_nodes (
         generation BIGINT, result TEXT NOT NULL, changes BIGINT NOT NULL,
         paths TEXT NOT NULL, truncated BIGINT NOT NULL, drift BOOLEAN NOT NULL,
         error TEXT, note TEXT);
-    CREATE INDEX IF NOT EXISTS strata_reports_node ON strata_reports (node, id);";
+    CREATE INDEX IF NOT EXISTS strata_reports_node ON strata_reports (node, id);
+    CREATE TABLE IF NOT EXISTS strata_operators (
+        name TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, created BIGINT NOT NULL);";
 
 const NODE_COLUMNS: &str =
     "name, key_id, public, age, state, environment, facts, enrolled, changed, classification";
@@ -136,6 +138,30 @@ impl Inventory for PgInventory {
             )
             .map_err(db)?;
         Ok(())
+    }
+
+    fn add_operator(&mut self, name: &str, hash: &str, now: u64) -> Result<(), InventoryError> {
+        let db = self.err();
+        self.client
+            .execute(
+                "INSERT INTO strata_operators (name, hash, created) VALUES ($1, $2, $3)
+                 ON CONFLICT (name) DO UPDATE SET hash = excluded.hash, created = excluded.created",
+                &[&name, &hash, &i(now)],
+            )
+            .map_err(db)?;
+        Ok(())
+    }
+
+    fn operator(&mut self, hash: &str) -> Result<Option<String>, InventoryError> {
+        let db = self.err();
+        let row = self
+            .client
+            .query_opt(
+                "SELECT name FROM strata_operators WHERE hash = $1",
+                &[&hash],
+            )
+            .map_err(db)?;
+        Ok(row.map(|r| r.get(0)))
     }
 
     fn enroll(

@@ -32,7 +32,9 @@ const SCHEMA: &str = "PRAGMA journal_mode = WAL;
         generation INTEGER, result TEXT NOT NULL, changes INTEGER NOT NULL,
         paths TEXT NOT NULL, truncated INTEGER NOT NULL, drift INTEGER NOT NULL,
         error TEXT, note TEXT);
-    CREATE INDEX IF NOT EXISTS strata_reports_node ON strata_reports (node, id);";
+    CREATE INDEX IF NOT EXISTS strata_reports_node ON strata_reports (node, id);
+    CREATE TABLE IF NOT EXISTS strata_operators (
+        name TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, created INTEGER NOT NULL);";
 
 const NODE_COLUMNS: &str =
     "name, key_id, public, age, state, environment, facts, enrolled, changed, classification";
@@ -107,6 +109,28 @@ impl Inventory for SqliteInventory {
             )
             .map_err(self.err())?;
         Ok(())
+    }
+
+    fn add_operator(&mut self, name: &str, hash: &str, now: u64) -> Result<(), InventoryError> {
+        self.conn
+            .execute(
+                "INSERT INTO strata_operators (name, hash, created) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name) DO UPDATE SET hash = excluded.hash, created = excluded.created",
+                params![name, hash, now],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    fn operator(&mut self, hash: &str) -> Result<Option<String>, InventoryError> {
+        self.conn
+            .query_row(
+                "SELECT name FROM strata_operators WHERE hash = ?1",
+                [hash],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.err())
     }
 
     fn enroll(

@@ -244,6 +244,14 @@ fn enrollment_decisions(inv: &mut dyn Inventory) {
     let back = inv.reports(Some("web1")).unwrap();
     assert_eq!(back, vec![RunReport { id, ..r }]);
     assert_eq!(inv.reports(None).unwrap().len(), 2);
+
+    // Operators: a hash names one; adding a name again replaces its hash.
+    assert_eq!(inv.operator("h1").unwrap(), None);
+    inv.add_operator("alice", "h1", 1).unwrap();
+    assert_eq!(inv.operator("h1").unwrap().as_deref(), Some("alice"));
+    inv.add_operator("alice", "h2", 2).unwrap();
+    assert_eq!(inv.operator("h1").unwrap(), None);
+    assert_eq!(inv.operator("h2").unwrap().as_deref(), Some("alice"));
 }
 
 #[test]
