@@ -11,6 +11,7 @@ mod apply;
 mod bench;
 mod confinement;
 mod crash;
+mod dashboard;
 mod downloads;
 mod errors;
 mod escapes;
