@@ -4,8 +4,9 @@
 //! `/api/runs/ID`).
 //!
 //! Every route needs `Authorization: Bearer TOKEN`, a token `strata operators add`
-//! printed and the inventory keeps hashed; anything else, a node's signature included,
-//! is 401. Every answer carries `Referrer-Policy: no-referrer` and `Cache-Control:
+//! printed and the inventory keeps hashed, or (reads only) the session cookie a browser
+//! gets for `/?token=CODE`, a single-use code from `strata operators login`; anything
+//! else, a node's signature included, is 401. Every answer carries `Referrer-Policy: no-referrer` and `Cache-Control:
 //! no-store`; strings that came from nodes are escaped by maud.
 
 use std::collections::BTreeMap;
@@ -24,6 +25,13 @@ use crate::inventory::{NodeRecord, RunReport};
 
 /// The most rows a page or `/api/nodes` answers with, whatever `limit` asks.
 pub const MAX_LIMIT: usize = 500;
+/// How long a sign-in code from `strata operators login` may be used, in seconds.
+pub const LOGIN_TTL: u64 = 300;
+/// How long a browser's session lasts, in seconds.
+pub const SESSION_TTL: u64 = 8 * 3600;
+/// The session cookie's name (`__Host-`: only from this host, path `/`).
+pub const SESSION_COOKIE: &str = "__Host-strata-session";
+
 /// Rows per page when `limit` is not given.
 pub const DEFAULT_LIMIT: usize = 100;
 /// The runs a node's page and `/api/nodes/NODE` show, newest first.
@@ -53,24 +61,67 @@ async fn no_referrer(req: axum::extract::Request, next: axum::middleware::Next) 
     r
 }
 
-/// The operator a request's bearer token names, else 401 (a node's signature is not
-/// looked at: node keys never open these routes).
+fn refused() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "an operator's bearer token is needed",
+    )
+}
+
+/// The operator a request's bearer token names, else its session cookie's (every route
+/// here only reads), else 401 (a node's signature is not looked at: node keys never
+/// open these routes).
 fn operator(s: &Server, headers: &HeaderMap) -> Result<String, ApiError> {
-    let refused = || {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "an operator's bearer token is needed",
-        )
-    };
-    let token = headers
+    let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
-        .filter(|t| !t.is_empty() && t.len() <= 200)
-        .ok_or_else(refused)?;
+        .filter(|t| !t.is_empty() && t.len() <= 200);
     let mut inv = s.inventory.lock().map_err(internal)?;
-    inv.operator(&token_hash(token))?.ok_or_else(refused)
+    if let Some(token) = bearer {
+        return inv.operator(&token_hash(token))?.ok_or_else(refused);
+    }
+    let session = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == SESSION_COOKIE)
+        .map(|(_, v)| v)
+        .filter(|v| !v.is_empty() && v.len() <= 200)
+        .ok_or_else(refused)?;
+    inv.session(&token_hash(session), (s.clock)())?
+        .ok_or_else(refused)
+}
+
+/// `/?token=CODE`: uses the code once and answers with a session cookie and a
+/// redirect to `/` without the code.
+fn sign_in(s: &Server, code: &str, tls: bool) -> Answer {
+    let now = (s.clock)();
+    let mut inv = s.inventory.lock().map_err(internal)?;
+    let name = inv
+        .redeem_login(&token_hash(code), now)?
+        .ok_or_else(refused)?;
+    let mut secret = [0u8; 16];
+    getrandom::fill(&mut secret).map_err(internal)?;
+    let secret = strata_types::hex(&secret);
+    if !inv.add_operator_code(&token_hash(&secret), &name, true, now + SESSION_TTL)? {
+        return Err(refused());
+    }
+    let cookie = format!(
+        "{SESSION_COOKIE}={secret}; Path=/; Max-Age={SESSION_TTL}; HttpOnly; SameSite=Strict{}",
+        if tls { "; Secure" } else { "" }
+    );
+    Ok((
+        StatusCode::SEE_OTHER,
+        [
+            (header::LOCATION, "/".to_string()),
+            (header::SET_COOKIE, cookie),
+        ],
+    )
+        .into_response())
 }
 
 /// `?page=` (from 1), `?limit=` (capped at [`MAX_LIMIT`]), `?environment=`, `?status=`.
@@ -85,6 +136,8 @@ pub struct FleetQuery {
     /// Only nodes whose status is this: a last run's result, or `none`, `pending`,
     /// `revoked`.
     pub status: Option<String>,
+    /// A sign-in code (`/` only).
+    pub token: Option<String>,
 }
 
 /// One node in the fleet's list.
@@ -265,9 +318,14 @@ async fn run_json(
 async fn fleet_page(
     State(s): State<Arc<Server>>,
     headers: HeaderMap,
+    tls: Option<axum::Extension<crate::listen::Tls>>,
     Query(q): Query<FleetQuery>,
 ) -> Response {
+    let tls = tls.is_some_and(|t| t.0.0);
     blocking(s, move |s| {
+        if let Some(code) = &q.token {
+            return sign_in(s, code, tls);
+        }
         operator(s, &headers)?;
         let f = fleet(s, &q)?;
         Ok(page("strata: fleet", &fleet_html(&f, &q, (s.clock)())).into_response())

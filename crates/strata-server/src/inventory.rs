@@ -185,6 +185,19 @@ pub trait Inventory: Send + std::fmt::Debug {
     fn add_operator(&mut self, name: &str, hash: &str, now: u64) -> Result<(), InventoryError>;
     /// The operator whose bearer token has this hash.
     fn operator(&mut self, hash: &str) -> Result<Option<String>, InventoryError>;
+    /// Stores a browser sign-in code (single use) or a session (`session`), by its hash,
+    /// for an operator until `expires`; false when there is no such operator.
+    fn add_operator_code(
+        &mut self,
+        hash: &str,
+        name: &str,
+        session: bool,
+        expires: u64,
+    ) -> Result<bool, InventoryError>;
+    /// Uses a sign-in code: the operator it was for, once, before it expires.
+    fn redeem_login(&mut self, hash: &str, now: u64) -> Result<Option<String>, InventoryError>;
+    /// The operator of a session that has not expired.
+    fn session(&mut self, hash: &str, now: u64) -> Result<Option<String>, InventoryError>;
     /// Enrolls a node in one transaction: the token (if any) checked and consumed, the
     /// name bound to the key. A name already bound to another key is refused, token or
     /// not; the same key again answers as the node stands.

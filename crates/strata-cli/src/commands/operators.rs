@@ -13,6 +13,18 @@ pub enum OperatorsCommand {
     /// Make an operator's bearer token (128 random bits, stored hashed) and print it
     /// once; adding a name again replaces its token.
     Add(AddArgs),
+    /// Make a single-use browser sign-in code, valid 5 minutes: open
+    /// `https://SERVER/?token=CODE` and the server sets a session cookie (reads only).
+    Login(LoginArgs),
+}
+
+/// `operators login`.
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// The operator's name, as added.
+    pub name: String,
+    #[command(flatten)]
+    pub db: DbArgs,
 }
 
 /// `operators add`.
@@ -30,6 +42,7 @@ pub const TOKEN_PREFIX: &str = "strataop1";
 pub fn run(cmd: &OperatorsCommand, printer: &Printer) -> CommandResult {
     match cmd {
         OperatorsCommand::Add(a) => add(a, printer),
+        OperatorsCommand::Login(a) => login(a, printer),
     }
 }
 
@@ -59,5 +72,29 @@ fn add(a: &AddArgs, printer: &Printer) -> CommandResult {
         "operator {}: send it as `Authorization: Bearer TOKEN`; it is not shown again",
         a.name
     ));
+    Ok(())
+}
+
+fn login(a: &LoginArgs, printer: &Printer) -> CommandResult {
+    let mut secret = [0u8; 16];
+    getrandom::fill(&mut secret).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    let code = strata_types::hex(&secret);
+    let expires = strata_snapshot::now() + strata_server::dashboard::LOGIN_TTL;
+    let added = a.db.open()?.add_operator_code(
+        &strata_server::app::token_hash(&code),
+        &a.name,
+        false,
+        expires,
+    )?;
+    if !added {
+        return Err(anyhow::anyhow!(
+            "no operator {:?}; add one with `strata operators add {}`",
+            a.name,
+            a.name
+        )
+        .into());
+    }
+    printer.out(&format!("/?token={code}\n"))?;
+    printer.note("open it on the server within 5 minutes (single use); it signs this browser in");
     Ok(())
 }

@@ -75,6 +75,53 @@ fn operators_need_a_bearer_token_and_node_keys_open_nothing() {
     assert!(err.contains("operator name"), "{err}");
 }
 
+/// A GET with a cookie, over a plain socket.
+fn get_cookie(s: &Served, path: &str, cookie: &str) -> u16 {
+    let host = s.url.trim_start_matches("http://");
+    let mut raw = TcpStream::connect(host).unwrap();
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nhost: {host}\r\ncookie: {cookie}\r\nconnection: close\r\n\r\n"
+    );
+    raw.write_all(req.as_bytes()).unwrap();
+    let mut answer = String::new();
+    let _ = raw.read_to_string(&mut answer);
+    answer.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
+#[test]
+fn a_browser_signs_in_once_with_a_code_and_reads_with_its_cookie() {
+    let (s, _) = seeded();
+    let (code, _, err) = s.site_cmd(&["operators", "login", "bob"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("no operator \"bob\""), "{err}");
+    let (code, link, err) = s.site_cmd(&["operators", "login", "alice"]);
+    assert_eq!(code, 0, "{err}");
+    let link = link.trim();
+    assert!(link.starts_with("/?token="), "{link}");
+
+    let (status, head, _) = get(&s, link, None);
+    assert_eq!(status, 303, "{head}");
+    assert!(head.contains("\r\nlocation: /\r\n"), "{head}");
+    let set = head
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .unwrap();
+    assert!(set.starts_with("__host-strata-session="), "{set}");
+    for attr in ["; path=/", "; httponly", "; samesite=strict"] {
+        assert!(set.contains(attr), "{set}");
+    }
+    assert!(!set.contains("secure"), "plain HTTP on loopback: {set}");
+    // Single use.
+    assert_eq!(get(&s, link, None).0, 401);
+    // The header was lowercased above; the cookie's value is hex.
+    let value = set.split(';').next().unwrap().split_once('=').unwrap().1;
+    let cookie = format!("__Host-strata-session={value}");
+    assert_eq!(get_cookie(&s, "/", &cookie), 200);
+    assert_eq!(get_cookie(&s, "/api/nodes", &cookie), 200);
+    assert_eq!(get_cookie(&s, "/", "__Host-strata-session=00"), 401);
+    assert_eq!(get_cookie(&s, "/", &format!("other={value}")), 401);
+}
+
 #[test]
 fn the_json_twins_page_filter_and_show_runs() {
     let (s, token) = seeded();

@@ -32,7 +32,10 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS strata_nodes (
         error TEXT, note TEXT);
     CREATE INDEX IF NOT EXISTS strata_reports_node ON strata_reports (node, id);
     CREATE TABLE IF NOT EXISTS strata_operators (
-        name TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, created BIGINT NOT NULL);";
+        name TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, created BIGINT NOT NULL);
+    CREATE TABLE IF NOT EXISTS strata_operator_codes (
+        hash TEXT PRIMARY KEY, name TEXT NOT NULL, session BOOLEAN NOT NULL,
+        expires BIGINT NOT NULL, used BIGINT);";
 
 const NODE_COLUMNS: &str =
     "name, key_id, public, age, state, environment, facts, enrolled, changed, classification";
@@ -159,6 +162,52 @@ impl Inventory for PgInventory {
             .query_opt(
                 "SELECT name FROM strata_operators WHERE hash = $1",
                 &[&hash],
+            )
+            .map_err(db)?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    fn add_operator_code(
+        &mut self,
+        hash: &str,
+        name: &str,
+        session: bool,
+        expires: u64,
+    ) -> Result<bool, InventoryError> {
+        let db = self.err();
+        let n = self
+            .client
+            .execute(
+                "INSERT INTO strata_operator_codes (hash, name, session, expires)
+                 SELECT $1, name, $3, $4 FROM strata_operators WHERE name = $2",
+                &[&hash, &name, &session, &i(expires)],
+            )
+            .map_err(db)?;
+        Ok(n == 1)
+    }
+
+    fn redeem_login(&mut self, hash: &str, now: u64) -> Result<Option<String>, InventoryError> {
+        let db = self.err();
+        let row = self
+            .client
+            .query_opt(
+                "UPDATE strata_operator_codes SET used = $2
+                 WHERE hash = $1 AND NOT session AND used IS NULL AND expires > $2
+                 RETURNING name",
+                &[&hash, &i(now)],
+            )
+            .map_err(db)?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    fn session(&mut self, hash: &str, now: u64) -> Result<Option<String>, InventoryError> {
+        let db = self.err();
+        let row = self
+            .client
+            .query_opt(
+                "SELECT name FROM strata_operator_codes
+                 WHERE hash = $1 AND session AND expires > $2",
+                &[&hash, &i(now)],
             )
             .map_err(db)?;
         Ok(row.map(|r| r.get(0)))

@@ -34,7 +34,10 @@ const SCHEMA: &str = "PRAGMA journal_mode = WAL;
         error TEXT, note TEXT);
     CREATE INDEX IF NOT EXISTS strata_reports_node ON strata_reports (node, id);
     CREATE TABLE IF NOT EXISTS strata_operators (
-        name TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, created INTEGER NOT NULL);";
+        name TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, created INTEGER NOT NULL);
+    CREATE TABLE IF NOT EXISTS strata_operator_codes (
+        hash TEXT PRIMARY KEY, name TEXT NOT NULL, session INTEGER NOT NULL,
+        expires INTEGER NOT NULL, used INTEGER);";
 
 const NODE_COLUMNS: &str =
     "name, key_id, public, age, state, environment, facts, enrolled, changed, classification";
@@ -127,6 +130,49 @@ impl Inventory for SqliteInventory {
             .query_row(
                 "SELECT name FROM strata_operators WHERE hash = ?1",
                 [hash],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.err())
+    }
+
+    fn add_operator_code(
+        &mut self,
+        hash: &str,
+        name: &str,
+        session: bool,
+        expires: u64,
+    ) -> Result<bool, InventoryError> {
+        let n = self
+            .conn
+            .execute(
+                "INSERT INTO strata_operator_codes (hash, name, session, expires)
+                 SELECT ?1, name, ?3, ?4 FROM strata_operators WHERE name = ?2",
+                params![hash, name, session, expires],
+            )
+            .map_err(self.err())?;
+        Ok(n == 1)
+    }
+
+    fn redeem_login(&mut self, hash: &str, now: u64) -> Result<Option<String>, InventoryError> {
+        self.conn
+            .query_row(
+                "UPDATE strata_operator_codes SET used = ?2
+                 WHERE hash = ?1 AND session = 0 AND used IS NULL AND expires > ?2
+                 RETURNING name",
+                params![hash, now],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.err())
+    }
+
+    fn session(&mut self, hash: &str, now: u64) -> Result<Option<String>, InventoryError> {
+        self.conn
+            .query_row(
+                "SELECT name FROM strata_operator_codes
+                 WHERE hash = ?1 AND session = 1 AND expires > ?2",
+                params![hash, now],
                 |r| r.get(0),
             )
             .optional()

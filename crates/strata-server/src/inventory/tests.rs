@@ -252,6 +252,23 @@ fn enrollment_decisions(inv: &mut dyn Inventory) {
     inv.add_operator("alice", "h2", 2).unwrap();
     assert_eq!(inv.operator("h1").unwrap(), None);
     assert_eq!(inv.operator("h2").unwrap().as_deref(), Some("alice"));
+
+    // Sign-in codes: only for an operator, once, before they expire; sessions until
+    // they expire, and a code is not a session nor a session a code.
+    assert!(!inv.add_operator_code("c0", "bob", false, 100).unwrap());
+    assert!(inv.add_operator_code("c1", "alice", false, 100).unwrap());
+    assert!(inv.add_operator_code("c2", "alice", false, 100).unwrap());
+    assert!(inv.add_operator_code("s1", "alice", true, 100).unwrap());
+    assert_eq!(inv.session("c1", 50).unwrap(), None);
+    assert_eq!(inv.redeem_login("s1", 50).unwrap(), None);
+    assert_eq!(
+        inv.redeem_login("c1", 50).unwrap().as_deref(),
+        Some("alice")
+    );
+    assert_eq!(inv.redeem_login("c1", 51).unwrap(), None);
+    assert_eq!(inv.redeem_login("c2", 100).unwrap(), None);
+    assert_eq!(inv.session("s1", 99).unwrap().as_deref(), Some("alice"));
+    assert_eq!(inv.session("s1", 100).unwrap(), None);
 }
 
 #[test]
