@@ -58,6 +58,12 @@ async fn no_referrer(req: axum::extract::Request, next: axum::middleware::Next) 
     let h = r.headers_mut();
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if r.status() == StatusCode::UNAUTHORIZED {
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"strata\""),
+        );
+    }
     r
 }
 
@@ -269,9 +275,7 @@ fn node_view(s: &Server, name: &str) -> Result<NodeView, ApiError> {
 
 fn run(s: &Server, id: i64) -> Result<RunReport, ApiError> {
     let mut inv = s.inventory.lock().map_err(internal)?;
-    inv.reports(None)?
-        .into_iter()
-        .find(|r| r.id == id)
+    inv.report(id)?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such run"))
 }
 
@@ -478,7 +482,11 @@ fn run_html(r: &RunReport) -> Markup {
             @if let Some(n) = &r.note { dt { "note" } dd { (n) } }
         }
         h2 { (r.changes) " changed paths" @if r.truncated > 0 { " (" (r.truncated) " not kept)" } }
-        ul id="paths" { @for p in &r.paths { li { code { (serde_json::to_string(p).unwrap_or_default()) } } } }
+        ul id="paths" {
+            @for p in &r.paths {
+                li.path { (p.kind) " " code { (p.path) } @if p.sensitive { " (sensitive)" } }
+            }
+        }
     }
 }
 

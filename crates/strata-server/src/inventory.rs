@@ -233,6 +233,8 @@ pub trait Inventory: Send + std::fmt::Debug {
     fn add_report(&mut self, report: &RunReport) -> Result<i64, InventoryError>;
     /// Reports, oldest first, of one node or of all.
     fn reports(&mut self, node: Option<&str>) -> Result<Vec<RunReport>, InventoryError>;
+    /// One report, by its id.
+    fn report(&mut self, id: i64) -> Result<Option<RunReport>, InventoryError>;
 }
 
 /// Opens the inventory at `db`: a `postgres://` URL, else a SQLite file.

@@ -56,7 +56,9 @@ fn operators_need_a_bearer_token_and_node_keys_open_nothing() {
         "/api/runs/1",
         "/runs/1",
     ] {
-        assert_eq!(get(&s, path, None).0, 401, "{path}");
+        let (code, head, _) = get(&s, path, None);
+        assert_eq!(code, 401, "{path}");
+        assert!(head.contains("www-authenticate: bearer"), "{head}");
         assert_eq!(get(&s, path, Some("strataop1.00")).0, 401, "{path}");
         let (code, head, _) = get(&s, path, Some(&token));
         assert_eq!(code, 200, "{path}");
@@ -243,7 +245,7 @@ fn the_fleet_page_in_headless_chromium_shows_each_node_and_its_status() {
         }
     });
     let tmp = s.env.path();
-    let chromium = |extra: &str| {
+    let chromium = |extra: &str, path: &str| {
         output(
             std::process::Command::new("chromium")
                 .args(["--headless", "--no-sandbox", "--disable-gpu"])
@@ -253,10 +255,10 @@ fn the_fleet_page_in_headless_chromium_shows_each_node_and_its_status() {
                 ))
                 .arg("--window-size=1200,600")
                 .arg(extra)
-                .arg(&front),
+                .arg(format!("{front}{path}")),
         )
     };
-    let (code, dom, err) = chromium("--dump-dom");
+    let (code, dom, err) = chromium("--dump-dom", "");
     assert_eq!(code, 0, "{err}");
     for n in ["n1", "n2"] {
         assert!(
@@ -269,11 +271,21 @@ fn the_fleet_page_in_headless_chromium_shows_each_node_and_its_status() {
     // Cargo's temporary directory for integration tests outlives the test, for a
     // reviewer to look at.
     let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-fleet.png");
-    let (code, _, err) = chromium(&format!("--screenshot={}", shot.display()));
+    let (code, _, err) = chromium(&format!("--screenshot={}", shot.display()), "");
     assert_eq!(code, 0, "{err}");
     let png = std::fs::read(&shot).unwrap();
     assert!(png.starts_with(b"\x89PNG"), "{}", shot.display());
     eprintln!("screenshot: {}", shot.display());
+
+    // A node's page lists its run, linked to the run's page.
+    let (code, dom, err) = chromium("--dump-dom", "nodes/n1");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(dom.matches("<tr class=\"run\"").count(), 1, "{dom}");
+    let run = dom.split("href=\"/runs/").nth(1).unwrap();
+    let id = &run[..run.find('"').unwrap()];
+    let (code, dom, err) = chromium("--dump-dom", &format!("runs/{id}"));
+    assert_eq!(code, 0, "{err}");
+    assert!(dom.contains("<code>/etc/motd</code>"), "{dom}");
 }
 
 /// Relays one request to `back` with the operator's token added, and the answer back.

@@ -37,6 +37,28 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS strata_nodes (
         hash TEXT PRIMARY KEY, name TEXT NOT NULL, session BOOLEAN NOT NULL,
         expires BIGINT NOT NULL, used BIGINT);";
 
+const REPORT_COLUMNS: &str = "id, node, time, environment, version, revision, generation, \
+     result, changes, paths, truncated, drift, error, note";
+
+fn report_row(r: &Row) -> RunReport {
+    RunReport {
+        id: r.get(0),
+        node: r.get(1),
+        time: u(r.get(2)),
+        environment: r.get(3),
+        version: u(r.get(4)),
+        revision: r.get(5),
+        generation: r.get::<_, Option<i64>>(6).map(u),
+        result: r.get(7),
+        changes: u(r.get(8)) as usize,
+        paths: paths_from(r.get(9)),
+        truncated: u(r.get(10)) as usize,
+        drift: r.get(11),
+        error: r.get(12),
+        note: r.get(13),
+    }
+}
+
 const NODE_COLUMNS: &str =
     "name, key_id, public, age, state, environment, facts, enrolled, changed, classification";
 
@@ -493,30 +515,25 @@ impl Inventory for PgInventory {
         let rows = self
             .client
             .query(
-                "SELECT id, node, time, environment, version, revision, generation, result,
-                 changes, paths, truncated, drift, error, note FROM strata_reports
-                 WHERE $1::TEXT IS NULL OR node = $1 ORDER BY id",
+                &format!(
+                    "SELECT {REPORT_COLUMNS} FROM strata_reports
+                     WHERE $1::TEXT IS NULL OR node = $1 ORDER BY id"
+                ),
                 &[&node],
             )
             .map_err(db)?;
-        Ok(rows
-            .iter()
-            .map(|r| RunReport {
-                id: r.get(0),
-                node: r.get(1),
-                time: u(r.get(2)),
-                environment: r.get(3),
-                version: u(r.get(4)),
-                revision: r.get(5),
-                generation: r.get::<_, Option<i64>>(6).map(u),
-                result: r.get(7),
-                changes: u(r.get(8)) as usize,
-                paths: paths_from(r.get(9)),
-                truncated: u(r.get(10)) as usize,
-                drift: r.get(11),
-                error: r.get(12),
-                note: r.get(13),
-            })
-            .collect())
+        Ok(rows.iter().map(report_row).collect())
+    }
+
+    fn report(&mut self, id: i64) -> Result<Option<RunReport>, InventoryError> {
+        let db = self.err();
+        let row = self
+            .client
+            .query_opt(
+                &format!("SELECT {REPORT_COLUMNS} FROM strata_reports WHERE id = $1"),
+                &[&id],
+            )
+            .map_err(db)?;
+        Ok(row.as_ref().map(report_row))
     }
 }

@@ -64,6 +64,28 @@ fn node_row(r: &Row<'_>) -> rusqlite::Result<NodeRecord> {
     })
 }
 
+const REPORT_COLUMNS: &str = "id, node, time, environment, version, revision, generation, \
+     result, changes, paths, truncated, drift, error, note";
+
+fn report_row(r: &Row<'_>) -> rusqlite::Result<RunReport> {
+    Ok(RunReport {
+        id: r.get(0)?,
+        node: r.get(1)?,
+        time: r.get(2)?,
+        environment: r.get(3)?,
+        version: r.get(4)?,
+        revision: r.get(5)?,
+        generation: r.get(6)?,
+        result: r.get(7)?,
+        changes: r.get(8)?,
+        paths: paths_from(&r.get::<_, String>(9)?),
+        truncated: r.get(10)?,
+        drift: r.get(11)?,
+        error: r.get(12)?,
+        note: r.get(13)?,
+    })
+}
+
 fn node_where(
     conn: &Connection,
     column: &str,
@@ -439,32 +461,25 @@ impl Inventory for SqliteInventory {
         let db = self.err();
         let mut stmt = self
             .conn
-            .prepare(
-                "SELECT id, node, time, environment, version, revision, generation, result,
-                 changes, paths, truncated, drift, error, note FROM strata_reports
-                 WHERE ?1 IS NULL OR node = ?1 ORDER BY id",
-            )
+            .prepare(&format!(
+                "SELECT {REPORT_COLUMNS} FROM strata_reports
+                 WHERE ?1 IS NULL OR node = ?1 ORDER BY id"
+            ))
             .map_err(&db)?;
-        stmt.query_map([node], |r| {
-            Ok(RunReport {
-                id: r.get(0)?,
-                node: r.get(1)?,
-                time: r.get(2)?,
-                environment: r.get(3)?,
-                version: r.get(4)?,
-                revision: r.get(5)?,
-                generation: r.get(6)?,
-                result: r.get(7)?,
-                changes: r.get(8)?,
-                paths: paths_from(&r.get::<_, String>(9)?),
-                truncated: r.get(10)?,
-                drift: r.get(11)?,
-                error: r.get(12)?,
-                note: r.get(13)?,
-            })
-        })
-        .map_err(&db)?
-        .collect::<rusqlite::Result<_>>()
-        .map_err(&db)
+        stmt.query_map([node], report_row)
+            .map_err(&db)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(&db)
+    }
+
+    fn report(&mut self, id: i64) -> Result<Option<RunReport>, InventoryError> {
+        self.conn
+            .query_row(
+                &format!("SELECT {REPORT_COLUMNS} FROM strata_reports WHERE id = ?1"),
+                [id],
+                report_row,
+            )
+            .optional()
+            .map_err(self.err())
     }
 }

@@ -244,6 +244,8 @@ fn enrollment_decisions(inv: &mut dyn Inventory) {
     let back = inv.reports(Some("web1")).unwrap();
     assert_eq!(back, vec![RunReport { id, ..r }]);
     assert_eq!(inv.reports(None).unwrap().len(), 2);
+    assert_eq!(inv.report(id).unwrap(), Some(back[0].clone()));
+    assert_eq!(inv.report(id + 100).unwrap(), None);
 
     // Operators: a hash names one; adding a name again replaces its hash.
     assert_eq!(inv.operator("h1").unwrap(), None);
