@@ -7,7 +7,8 @@
 //! ([`crate::httpsig`]): the key names the node, never the body, and the path's NODE
 //! must be that node. Publish routes (`/v1/publish/…`) need a request signed with a
 //! signing key the site's root certifies. `/v1/enroll` is signed with the key it
-//! enrolls.
+//! enrolls. The dashboard's routes (`/`, `/nodes/…`, `/runs/…`, `/api/…`) need an
+//! operator instead, and never a node ([`crate::dashboard`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
