@@ -21,7 +21,8 @@ use maud::{DOCTYPE, Markup, html};
 use serde::{Deserialize, Serialize};
 
 use crate::app::{Answer, ApiError, Limits, Server, blocking, internal, token_hash};
-use crate::inventory::{NodeRecord, RunReport};
+pub use crate::inventory::LastRun;
+use crate::inventory::{self, NodeRecord, RunReport};
 
 /// The most rows a page or `/api/nodes` answers with, whatever `limit` asks.
 pub const MAX_LIMIT: usize = 500;
@@ -162,21 +163,6 @@ pub struct FleetRow {
     pub last: Option<LastRun>,
 }
 
-/// The gist of a node's last run.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct LastRun {
-    /// The report's id.
-    pub id: i64,
-    /// When it ended.
-    pub time: u64,
-    /// Its result.
-    pub result: String,
-    /// The site revision it applied.
-    pub revision: String,
-    /// Whether it found drift.
-    pub drift: bool,
-}
-
 /// `/api/nodes`: one page of the fleet.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Fleet {
@@ -201,63 +187,34 @@ pub struct NodeView {
     pub runs: Vec<RunReport>,
 }
 
-fn status_of(n: &NodeRecord, last: Option<&LastRun>) -> String {
-    match (n.state.as_str(), last) {
-        ("accepted", Some(l)) => l.result.clone(),
-        ("accepted", None) => "none".into(),
-        (state, _) => state.into(),
-    }
-}
-
-/// The fleet's page asked for, from the inventory.
+/// The fleet's page asked for, paged and filtered by the inventory.
 pub fn fleet(s: &Server, q: &FleetQuery) -> Result<Fleet, ApiError> {
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    let page = q.page.unwrap_or(1).clamp(1, 1 << 30);
+    let asked = inventory::FleetQuery {
+        environment: q.environment.as_deref(),
+        status: q.status.as_deref(),
+        offset: (page - 1).saturating_mul(limit),
+        limit,
+    };
     let now = (s.clock)();
-    let mut inv = s.inventory.lock().map_err(internal)?;
-    let nodes = inv.nodes(now)?;
-    let mut last: BTreeMap<String, LastRun> = BTreeMap::new();
-    for r in inv.reports(None)? {
-        let l = LastRun {
-            id: r.id,
-            time: r.time,
-            result: r.result,
-            revision: r.revision,
-            drift: r.drift,
-        };
-        last.insert(r.node, l);
-    }
-    drop(inv);
-    let mut counts = BTreeMap::new();
-    let mut rows = Vec::new();
-    for n in nodes {
-        let l = last.remove(&n.name);
-        let status = status_of(&n, l.as_ref());
-        *counts.entry(status.clone()).or_insert(0) += 1;
-        if q.environment.as_ref().is_some_and(|e| *e != n.environment)
-            || q.status.as_ref().is_some_and(|st| *st != status)
-        {
-            continue;
-        }
-        rows.push(FleetRow {
+    let f = s.inventory.lock().map_err(internal)?.fleet(&asked, now)?;
+    let nodes = f
+        .nodes
+        .into_iter()
+        .map(|n| FleetRow {
             name: n.name,
             state: n.state.as_str().into(),
             environment: n.environment,
-            status,
-            last: l,
-        });
-    }
-    let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
-    let page = q.page.unwrap_or(1).max(1);
-    let total = rows.len();
-    let nodes = rows
-        .into_iter()
-        .skip((page - 1).saturating_mul(limit))
-        .take(limit)
+            status: n.status,
+            last: n.last,
+        })
         .collect();
     Ok(Fleet {
-        total,
+        total: f.total,
         page,
         limit,
-        counts,
+        counts: f.counts,
         nodes,
     })
 }

@@ -9,6 +9,7 @@ use super::{
     Classifier, Decision, EnrollRequest, Enrolled, Inventory, InventoryError, NodeRecord,
     NodeState, PENDING_TTL, RunReport, TokenRecord, decide, paths_from, paths_json, token_check,
 };
+use super::{FleetPage, FleetQuery, LastRun, NodeSummary, fleet_cte, fleet_where};
 use crate::httpsig::NONCE_TTL;
 
 /// Serialises enrollments across replicas.
@@ -523,6 +524,67 @@ impl Inventory for PgInventory {
             )
             .map_err(db)?;
         Ok(rows.iter().map(report_row).collect())
+    }
+
+    fn fleet(&mut self, q: &FleetQuery<'_>, now: u64) -> Result<FleetPage, InventoryError> {
+        let db = self.err();
+        let cte = fleet_cte(|n| format!("${n}::BIGINT"));
+        let filter = fleet_where(|n| format!("${n}::TEXT"));
+        let oldest = i(now.saturating_sub(PENDING_TTL));
+        let counts = self
+            .client
+            .query(
+                &format!("{cte} SELECT status, count(*) FROM s GROUP BY status"),
+                &[&oldest],
+            )
+            .map_err(&db)?
+            .iter()
+            .map(|r| (r.get::<_, String>(0), u(r.get(1)) as usize))
+            .collect();
+        let total = self
+            .client
+            .query_one(
+                &format!("{cte} SELECT count(*) FROM s {filter}"),
+                &[&oldest, &q.environment, &q.status],
+            )
+            .map_err(&db)?;
+        let rows = self
+            .client
+            .query(
+                &format!(
+                    "{cte} SELECT name, state, environment, id, time, result, revision, drift,
+                     status FROM s {filter} ORDER BY name LIMIT $4 OFFSET $5"
+                ),
+                &[
+                    &oldest,
+                    &q.environment,
+                    &q.status,
+                    &i(q.limit as u64),
+                    &i(q.offset as u64),
+                ],
+            )
+            .map_err(&db)?;
+        let nodes = rows
+            .iter()
+            .map(|r| NodeSummary {
+                name: r.get(0),
+                state: NodeState::parse(r.get(1)),
+                environment: r.get(2),
+                status: r.get(8),
+                last: r.get::<_, Option<i64>>(3).map(|id| LastRun {
+                    id,
+                    time: u(r.get(4)),
+                    result: r.get(5),
+                    revision: r.get(6),
+                    drift: r.get(7),
+                }),
+            })
+            .collect();
+        Ok(FleetPage {
+            total: u(total.get(0)) as usize,
+            counts,
+            nodes,
+        })
     }
 
     fn report(&mut self, id: i64) -> Result<Option<RunReport>, InventoryError> {

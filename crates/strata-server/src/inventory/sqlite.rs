@@ -12,6 +12,7 @@ use super::{
     Classifier, Decision, EnrollRequest, Enrolled, Inventory, InventoryError, NodeRecord,
     NodeState, PENDING_TTL, RunReport, TokenRecord, decide, paths_from, paths_json, token_check,
 };
+use super::{FleetPage, FleetQuery, LastRun, NodeSummary, fleet_cte, fleet_where};
 use crate::httpsig::NONCE_TTL;
 
 const SCHEMA: &str = "PRAGMA journal_mode = WAL;
@@ -470,6 +471,76 @@ impl Inventory for SqliteInventory {
             .map_err(&db)?
             .collect::<rusqlite::Result<_>>()
             .map_err(&db)
+    }
+
+    fn fleet(&mut self, q: &FleetQuery<'_>, now: u64) -> Result<FleetPage, InventoryError> {
+        let db = self.err();
+        let p = |n: usize| format!("?{n}");
+        let (cte, filter) = (fleet_cte(p), fleet_where(p));
+        let oldest = now.saturating_sub(PENDING_TTL);
+        let mut counts = std::collections::BTreeMap::new();
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "{cte} SELECT status, count(*) FROM s GROUP BY status"
+            ))
+            .map_err(&db)?;
+        let rows = stmt
+            .query_map([oldest], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, usize>(1)?))
+            })
+            .map_err(&db)?;
+        for row in rows {
+            let (status, n) = row.map_err(&db)?;
+            counts.insert(status, n);
+        }
+        let filters = params![oldest, q.environment, q.status];
+        let total = self
+            .conn
+            .query_row(
+                &format!("{cte} SELECT count(*) FROM s {filter}"),
+                filters,
+                |r| r.get(0),
+            )
+            .map_err(&db)?;
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "{cte} SELECT name, state, environment, id, time, result, revision, drift, status
+                 FROM s {filter} ORDER BY name LIMIT ?4 OFFSET ?5"
+            ))
+            .map_err(&db)?;
+        let nodes = stmt
+            .query_map(
+                params![oldest, q.environment, q.status, q.limit, q.offset],
+                |r| {
+                    let last = match r.get::<_, Option<i64>>(3)? {
+                        None => None,
+                        Some(id) => Some(LastRun {
+                            id,
+                            time: r.get(4)?,
+                            result: r.get(5)?,
+                            revision: r.get(6)?,
+                            drift: r.get(7)?,
+                        }),
+                    };
+                    Ok(NodeSummary {
+                        name: r.get(0)?,
+                        state: NodeState::parse(&r.get::<_, String>(1)?),
+                        environment: r.get(2)?,
+                        status: r.get(8)?,
+                        last,
+                    })
+                },
+            )
+            .map_err(&db)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(&db)?;
+        Ok(FleetPage {
+            total,
+            counts,
+            nodes,
+        })
     }
 
     fn report(&mut self, id: i64) -> Result<Option<RunReport>, InventoryError> {
