@@ -57,6 +57,8 @@ enum Command {
     Serve(commands::serve::ServeArgs),
     Enroll(commands::enroll::EnrollArgs),
     Nodes(commands::nodes::NodesArgs),
+    #[command(subcommand)]
+    Operators(commands::operators::OperatorsCommand),
     Runs(commands::runs::RunsArgs),
     #[command(subcommand)]
     Keys(commands::keys::KeysCommand),
@@ -242,6 +244,7 @@ pub fn main() -> ExitCode {
         Command::Serve(a) => commands::serve::run(a, &printer),
         Command::Enroll(a) => commands::enroll::run(a, &printer),
         Command::Nodes(a) => commands::nodes::run(a, &printer),
+        Command::Operators(a) => commands::operators::run(a, &printer),
         Command::Runs(a) => commands::runs::run(a, &printer),
         Command::Keys(a) => commands::keys::run(a, &printer),
         Command::Receive(a) => commands::receive::run(a, &printer),

@@ -7,7 +7,8 @@
 //! ([`crate::httpsig`]): the key names the node, never the body, and the path's NODE
 //! must be that node. Publish routes (`/v1/publish/…`) need a request signed with a
 //! signing key the site's root certifies. `/v1/enroll` is signed with the key it
-//! enrolls.
+//! enrolls. The dashboard's routes (`/`, `/nodes/…`, `/runs/…`, `/api/…`) need an
+//! operator instead, and never a node ([`crate::dashboard`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -122,7 +123,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
             message: message.into(),
@@ -149,7 +150,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn internal(e: impl std::fmt::Display) -> ApiError {
+pub(crate) fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
 }
 
@@ -171,7 +172,7 @@ impl From<PublishError> for ApiError {
     }
 }
 
-type Answer = Result<Response, ApiError>;
+pub(crate) type Answer = Result<Response, ApiError>;
 
 /// The router.
 pub fn app(server: Arc<Server>, limits: &Limits) -> Router {
@@ -200,6 +201,7 @@ pub fn app(server: Arc<Server>, limits: &Limits) -> Router {
     let logged = server.clone();
     nodes
         .merge(publish)
+        .merge(crate::dashboard::routes(limits))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .layer(
             ServiceBuilder::new()
@@ -254,7 +256,10 @@ async fn log_request(
 }
 
 /// Runs `f` on a blocking thread (the inventory and the published store do disk I/O).
-async fn blocking(s: Arc<Server>, f: impl FnOnce(&Server) -> Answer + Send + 'static) -> Response {
+pub(crate) async fn blocking(
+    s: Arc<Server>,
+    f: impl FnOnce(&Server) -> Answer + Send + 'static,
+) -> Response {
     match tokio::task::spawn_blocking(move || f(&s)).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => e.into_response(),

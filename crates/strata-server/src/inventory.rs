@@ -174,6 +174,86 @@ pub struct RunReport {
     pub note: Option<String>,
 }
 
+/// A page of the fleet, as asked of the inventory.
+#[derive(Debug, Clone, Default)]
+pub struct FleetQuery<'a> {
+    /// Only nodes in this environment.
+    pub environment: Option<&'a str>,
+    /// Only nodes of this status (see [`NodeSummary::status`]).
+    pub status: Option<&'a str>,
+    /// Nodes skipped, by name.
+    pub offset: usize,
+    /// Nodes answered at most.
+    pub limit: usize,
+}
+
+/// A page of the fleet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetPage {
+    /// Nodes past the filters, on every page.
+    pub total: usize,
+    /// Nodes by status over the whole fleet, filters aside.
+    pub counts: std::collections::BTreeMap<String, usize>,
+    /// This page's nodes, by name.
+    pub nodes: Vec<NodeSummary>,
+}
+
+/// A node and the gist of its last run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeSummary {
+    /// Its name.
+    pub name: String,
+    /// Where it stands.
+    pub state: NodeState,
+    /// Its environment.
+    pub environment: String,
+    /// Its last run's result if it is accepted, `none` before a first report, else its
+    /// state.
+    pub status: String,
+    /// Its last run, if it reported one.
+    pub last: Option<LastRun>,
+}
+
+/// The gist of a node's last run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastRun {
+    /// The report's id.
+    pub id: i64,
+    /// When it ended.
+    pub time: u64,
+    /// Its result.
+    pub result: String,
+    /// The site revision it applied.
+    pub revision: String,
+    /// Whether it found drift.
+    pub drift: bool,
+}
+
+/// The fleet's rows with their status, as a `WITH s AS (…)` both stores run; `p(n)` is
+/// the store's n-th placeholder, 1 the oldest pending node's `changed` kept.
+pub(crate) fn fleet_cte(p: impl Fn(usize) -> String) -> String {
+    format!(
+        "WITH s AS (SELECT n.name AS name, n.state AS state, n.environment AS environment,
+           r.id AS id, r.time AS time, r.result AS result, r.revision AS revision,
+           r.drift AS drift,
+           CASE WHEN n.state <> 'accepted' THEN n.state WHEN r.id IS NULL THEN 'none'
+             ELSE r.result END AS status
+         FROM strata_nodes n LEFT JOIN strata_reports r
+           ON r.id = (SELECT max(x.id) FROM strata_reports x WHERE x.node = n.name)
+         WHERE n.state <> 'pending' OR n.changed >= {}) ",
+        p(1)
+    )
+}
+
+/// The filters of [`fleet_cte`]'s rows: `p(2)` the environment, `p(3)` the status.
+pub(crate) fn fleet_where(p: impl Fn(usize) -> String) -> String {
+    format!(
+        "WHERE ({e} IS NULL OR environment = {e}) AND ({st} IS NULL OR status = {st})",
+        e = p(2),
+        st = p(3)
+    )
+}
+
 /// The most paths a report keeps (FLEET.md: then `truncated: N`).
 pub const MAX_REPORT_PATHS: usize = 10_000;
 
@@ -181,6 +261,23 @@ pub const MAX_REPORT_PATHS: usize = 10_000;
 pub trait Inventory: Send + std::fmt::Debug {
     /// Stores a new token.
     fn add_token(&mut self, token: &TokenRecord) -> Result<(), InventoryError>;
+    /// Stores (or replaces) an operator's bearer token, by its hash.
+    fn add_operator(&mut self, name: &str, hash: &str, now: u64) -> Result<(), InventoryError>;
+    /// The operator whose bearer token has this hash.
+    fn operator(&mut self, hash: &str) -> Result<Option<String>, InventoryError>;
+    /// Stores a browser sign-in code (single use) or a session (`session`), by its hash,
+    /// for an operator until `expires`; false when there is no such operator.
+    fn add_operator_code(
+        &mut self,
+        hash: &str,
+        name: &str,
+        session: bool,
+        expires: u64,
+    ) -> Result<bool, InventoryError>;
+    /// Uses a sign-in code: the operator it was for, once, before it expires.
+    fn redeem_login(&mut self, hash: &str, now: u64) -> Result<Option<String>, InventoryError>;
+    /// The operator of a session that has not expired.
+    fn session(&mut self, hash: &str, now: u64) -> Result<Option<String>, InventoryError>;
     /// Enrolls a node in one transaction: the token (if any) checked and consumed, the
     /// name bound to the key. A name already bound to another key is refused, token or
     /// not; the same key again answers as the node stands.
@@ -216,6 +313,11 @@ pub trait Inventory: Send + std::fmt::Debug {
     fn add_report(&mut self, report: &RunReport) -> Result<i64, InventoryError>;
     /// Reports, oldest first, of one node or of all.
     fn reports(&mut self, node: Option<&str>) -> Result<Vec<RunReport>, InventoryError>;
+    /// One report, by its id.
+    fn report(&mut self, id: i64) -> Result<Option<RunReport>, InventoryError>;
+    /// One page of the fleet, by name, with each node's last run, paged and filtered in
+    /// the database (pending nodes past [`PENDING_TTL`] left out).
+    fn fleet(&mut self, q: &FleetQuery<'_>, now: u64) -> Result<FleetPage, InventoryError>;
 }
 
 /// Opens the inventory at `db`: a `postgres://` URL, else a SQLite file.

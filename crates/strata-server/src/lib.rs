@@ -6,10 +6,12 @@
 //! - [`published`]: what `publish` sent, checked, and each environment's timestamp,
 //!   signed with the server's online key;
 //! - [`app`]: the routes and their limits; [`listen`]: the socket, TLS or loopback;
+//! - [`dashboard`]: the operators' pages and their JSON twins, behind bearer tokens;
 //! - [`client`]: the signing client.
 
 pub mod app;
 pub mod client;
+pub mod dashboard;
 pub mod httpsig;
 pub mod inventory;
 pub mod listen;

@@ -102,10 +102,10 @@ pub async fn serve(
             match acceptor {
                 Some(a) => {
                     if let Ok(Ok(s)) = tokio::time::timeout(HANDSHAKE, a.accept(stream)).await {
-                        connection(TokioIo::new(s), app, peer).await;
+                        connection(TokioIo::new(s), app, peer, true).await;
                     }
                 }
-                None => connection(TokioIo::new(stream), app, peer).await,
+                None => connection(TokioIo::new(stream), app, peer, false).await,
             }
         });
     }
@@ -115,13 +115,19 @@ pub async fn serve(
 #[derive(Debug, Clone, Copy)]
 pub struct Peer(pub SocketAddr);
 
-async fn connection<I>(io: TokioIo<I>, app: Router, peer: SocketAddr)
+/// Whether the request came over TLS, in each request's extensions (the dashboard's
+/// session cookie is `Secure` then).
+#[derive(Debug, Clone, Copy)]
+pub struct Tls(pub bool);
+
+async fn connection<I>(io: TokioIo<I>, app: Router, peer: SocketAddr, tls: bool)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let app = tower::ServiceBuilder::new()
         .map_request(move |mut r: axum::http::Request<hyper::body::Incoming>| {
             r.extensions_mut().insert(Peer(peer));
+            r.extensions_mut().insert(Tls(tls));
             r
         })
         .service(app);

@@ -37,7 +37,7 @@ pub struct DbArgs {
 }
 
 impl DbArgs {
-    fn open(&self) -> anyhow::Result<Box<dyn inventory::Inventory>> {
+    pub(crate) fn open(&self) -> anyhow::Result<Box<dyn inventory::Inventory>> {
         let site = absolute(&self.site.site)?;
         Ok(inventory::open(&db_url(&site, self.db.as_deref()))?)
     }

@@ -12,6 +12,7 @@ mod bench;
 mod capture;
 mod confinement;
 mod crash;
+mod dashboard;
 mod downloads;
 mod drift;
 mod errors;

@@ -17,12 +17,12 @@ use strata_test::TestEnv;
 use crate::env;
 
 /// A site, its keys, and a server serving it.
-struct Served {
-    env: TestEnv,
+pub(crate) struct Served {
+    pub(crate) env: TestEnv,
     keys: PathBuf,
     online: PathBuf,
     server: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Drop for Served {
@@ -33,9 +33,9 @@ impl Drop for Served {
 }
 
 /// The output of a command: exit code, stdout, stderr.
-type Out = (i32, String, String);
+pub(crate) type Out = (i32, String, String);
 
-fn output(cmd: &mut Command) -> Out {
+pub(crate) fn output(cmd: &mut Command) -> Out {
     let out = cmd.output().unwrap();
     (
         out.status.code().unwrap_or(-1),
@@ -46,7 +46,7 @@ fn output(cmd: &mut Command) -> Out {
 
 /// A site with nodes n1 and n2 in environment `test`, its keys (the online key apart),
 /// and `strata serve` on a free loopback port.
-fn served(extra: &[&str]) -> Served {
+pub(crate) fn served(extra: &[&str]) -> Served {
     served_with(|_| {}, extra)
 }
 
@@ -126,7 +126,7 @@ fn start(env: &TestEnv, online: &Path, extra: &[&str]) -> (Child, String) {
 }
 
 impl Served {
-    fn publish(&self) {
+    pub(crate) fn publish(&self) {
         let (code, out, err) = output(
             self.env
                 .cmd(&["publish", "--to", &self.url, "--site"])
@@ -138,7 +138,7 @@ impl Served {
     }
 
     /// A token from `nodes token ARGS`, in a file.
-    fn token(&self, args: &[&str]) -> PathBuf {
+    pub(crate) fn token(&self, args: &[&str]) -> PathBuf {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let file = self.env.path().join(format!(
             "token{}",
@@ -157,13 +157,13 @@ impl Served {
     }
 
     /// A node's root directory.
-    fn node_root(&self, dir: &str) -> PathBuf {
+    pub(crate) fn node_root(&self, dir: &str) -> PathBuf {
         let p = self.env.path().join(dir);
         std::fs::create_dir_all(&p).unwrap();
         p
     }
 
-    fn enroll(&self, root: &Path, node: &str, token: Option<&Path>) -> Out {
+    pub(crate) fn enroll(&self, root: &Path, node: &str, token: Option<&Path>) -> Out {
         self.enroll_with(root, node, token, &[])
     }
 
@@ -178,7 +178,7 @@ impl Served {
         output(&mut cmd)
     }
 
-    fn agent(&self, root: &Path) -> Out {
+    pub(crate) fn agent(&self, root: &Path) -> Out {
         output(
             self.env
                 .cmd(&["agent", "--once", "--server", &self.url, "--root"])
@@ -186,17 +186,17 @@ impl Served {
         )
     }
 
-    fn site_cmd(&self, args: &[&str]) -> Out {
+    pub(crate) fn site_cmd(&self, args: &[&str]) -> Out {
         output(self.env.cmd(args).arg("--site").arg(self.env.site()))
     }
 
     /// A client signing with the key a node enrolled with.
-    fn client_of(&self, root: &Path) -> Client {
+    pub(crate) fn client_of(&self, root: &Path) -> Client {
         let key = KeyPair::load(&root.join("var/lib/strata/keys/node.key"), Role::Node).unwrap();
         Client::new(&self.url, key, None).unwrap()
     }
 
-    fn authority(&self) -> String {
+    pub(crate) fn authority(&self) -> String {
         self.url.trim_start_matches("http://").to_string()
     }
 }

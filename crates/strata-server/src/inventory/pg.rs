@@ -9,6 +9,7 @@ use super::{
     Classifier, Decision, EnrollRequest, Enrolled, Inventory, InventoryError, NodeRecord,
     NodeState, PENDING_TTL, RunReport, TokenRecord, decide, paths_from, paths_json, token_check,
 };
+use super::{FleetPage, FleetQuery, LastRun, NodeSummary, fleet_cte, fleet_where};
 use crate::httpsig::NONCE_TTL;
 
 /// Serialises enrollments across replicas.
@@ -30,7 +31,34 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS strata_nodes (
         generation BIGINT, result TEXT NOT NULL, changes BIGINT NOT NULL,
         paths TEXT NOT NULL, truncated BIGINT NOT NULL, drift BOOLEAN NOT NULL,
         error TEXT, note TEXT);
-    CREATE INDEX IF NOT EXISTS strata_reports_node ON strata_reports (node, id);";
+    CREATE INDEX IF NOT EXISTS strata_reports_node ON strata_reports (node, id);
+    CREATE TABLE IF NOT EXISTS strata_operators (
+        name TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, created BIGINT NOT NULL);
+    CREATE TABLE IF NOT EXISTS strata_operator_codes (
+        hash TEXT PRIMARY KEY, name TEXT NOT NULL, session BOOLEAN NOT NULL,
+        expires BIGINT NOT NULL, used BIGINT);";
+
+const REPORT_COLUMNS: &str = "id, node, time, environment, version, revision, generation, \
+     result, changes, paths, truncated, drift, error, note";
+
+fn report_row(r: &Row) -> RunReport {
+    RunReport {
+        id: r.get(0),
+        node: r.get(1),
+        time: u(r.get(2)),
+        environment: r.get(3),
+        version: u(r.get(4)),
+        revision: r.get(5),
+        generation: r.get::<_, Option<i64>>(6).map(u),
+        result: r.get(7),
+        changes: u(r.get(8)) as usize,
+        paths: paths_from(r.get(9)),
+        truncated: u(r.get(10)) as usize,
+        drift: r.get(11),
+        error: r.get(12),
+        note: r.get(13),
+    }
+}
 
 const NODE_COLUMNS: &str =
     "name, key_id, public, age, state, environment, facts, enrolled, changed, classification";
@@ -136,6 +164,76 @@ impl Inventory for PgInventory {
             )
             .map_err(db)?;
         Ok(())
+    }
+
+    fn add_operator(&mut self, name: &str, hash: &str, now: u64) -> Result<(), InventoryError> {
+        let db = self.err();
+        self.client
+            .execute(
+                "INSERT INTO strata_operators (name, hash, created) VALUES ($1, $2, $3)
+                 ON CONFLICT (name) DO UPDATE SET hash = excluded.hash, created = excluded.created",
+                &[&name, &hash, &i(now)],
+            )
+            .map_err(db)?;
+        Ok(())
+    }
+
+    fn operator(&mut self, hash: &str) -> Result<Option<String>, InventoryError> {
+        let db = self.err();
+        let row = self
+            .client
+            .query_opt(
+                "SELECT name FROM strata_operators WHERE hash = $1",
+                &[&hash],
+            )
+            .map_err(db)?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    fn add_operator_code(
+        &mut self,
+        hash: &str,
+        name: &str,
+        session: bool,
+        expires: u64,
+    ) -> Result<bool, InventoryError> {
+        let db = self.err();
+        let n = self
+            .client
+            .execute(
+                "INSERT INTO strata_operator_codes (hash, name, session, expires)
+                 SELECT $1, name, $3, $4 FROM strata_operators WHERE name = $2",
+                &[&hash, &name, &session, &i(expires)],
+            )
+            .map_err(db)?;
+        Ok(n == 1)
+    }
+
+    fn redeem_login(&mut self, hash: &str, now: u64) -> Result<Option<String>, InventoryError> {
+        let db = self.err();
+        let row = self
+            .client
+            .query_opt(
+                "UPDATE strata_operator_codes SET used = $2
+                 WHERE hash = $1 AND NOT session AND used IS NULL AND expires > $2
+                 RETURNING name",
+                &[&hash, &i(now)],
+            )
+            .map_err(db)?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    fn session(&mut self, hash: &str, now: u64) -> Result<Option<String>, InventoryError> {
+        let db = self.err();
+        let row = self
+            .client
+            .query_opt(
+                "SELECT name FROM strata_operator_codes
+                 WHERE hash = $1 AND session AND expires > $2",
+                &[&hash, &i(now)],
+            )
+            .map_err(db)?;
+        Ok(row.map(|r| r.get(0)))
     }
 
     fn enroll(
@@ -418,30 +516,86 @@ impl Inventory for PgInventory {
         let rows = self
             .client
             .query(
-                "SELECT id, node, time, environment, version, revision, generation, result,
-                 changes, paths, truncated, drift, error, note FROM strata_reports
-                 WHERE $1::TEXT IS NULL OR node = $1 ORDER BY id",
+                &format!(
+                    "SELECT {REPORT_COLUMNS} FROM strata_reports
+                     WHERE $1::TEXT IS NULL OR node = $1 ORDER BY id"
+                ),
                 &[&node],
             )
             .map_err(db)?;
-        Ok(rows
+        Ok(rows.iter().map(report_row).collect())
+    }
+
+    fn fleet(&mut self, q: &FleetQuery<'_>, now: u64) -> Result<FleetPage, InventoryError> {
+        let db = self.err();
+        let cte = fleet_cte(|n| format!("${n}::BIGINT"));
+        let filter = fleet_where(|n| format!("${n}::TEXT"));
+        let oldest = i(now.saturating_sub(PENDING_TTL));
+        let counts = self
+            .client
+            .query(
+                &format!("{cte} SELECT status, count(*) FROM s GROUP BY status"),
+                &[&oldest],
+            )
+            .map_err(&db)?
             .iter()
-            .map(|r| RunReport {
-                id: r.get(0),
-                node: r.get(1),
-                time: u(r.get(2)),
-                environment: r.get(3),
-                version: u(r.get(4)),
-                revision: r.get(5),
-                generation: r.get::<_, Option<i64>>(6).map(u),
-                result: r.get(7),
-                changes: u(r.get(8)) as usize,
-                paths: paths_from(r.get(9)),
-                truncated: u(r.get(10)) as usize,
-                drift: r.get(11),
-                error: r.get(12),
-                note: r.get(13),
+            .map(|r| (r.get::<_, String>(0), u(r.get(1)) as usize))
+            .collect();
+        let total = self
+            .client
+            .query_one(
+                &format!("{cte} SELECT count(*) FROM s {filter}"),
+                &[&oldest, &q.environment, &q.status],
+            )
+            .map_err(&db)?;
+        let rows = self
+            .client
+            .query(
+                &format!(
+                    "{cte} SELECT name, state, environment, id, time, result, revision, drift,
+                     status FROM s {filter} ORDER BY name LIMIT $4 OFFSET $5"
+                ),
+                &[
+                    &oldest,
+                    &q.environment,
+                    &q.status,
+                    &i(q.limit as u64),
+                    &i(q.offset as u64),
+                ],
+            )
+            .map_err(&db)?;
+        let nodes = rows
+            .iter()
+            .map(|r| NodeSummary {
+                name: r.get(0),
+                state: NodeState::parse(r.get(1)),
+                environment: r.get(2),
+                status: r.get(8),
+                last: r.get::<_, Option<i64>>(3).map(|id| LastRun {
+                    id,
+                    time: u(r.get(4)),
+                    result: r.get(5),
+                    revision: r.get(6),
+                    drift: r.get(7),
+                }),
             })
-            .collect())
+            .collect();
+        Ok(FleetPage {
+            total: u(total.get(0)) as usize,
+            counts,
+            nodes,
+        })
+    }
+
+    fn report(&mut self, id: i64) -> Result<Option<RunReport>, InventoryError> {
+        let db = self.err();
+        let row = self
+            .client
+            .query_opt(
+                &format!("SELECT {REPORT_COLUMNS} FROM strata_reports WHERE id = $1"),
+                &[&id],
+            )
+            .map_err(db)?;
+        Ok(row.as_ref().map(report_row))
     }
 }

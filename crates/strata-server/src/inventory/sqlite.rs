@@ -12,6 +12,7 @@ use super::{
     Classifier, Decision, EnrollRequest, Enrolled, Inventory, InventoryError, NodeRecord,
     NodeState, PENDING_TTL, RunReport, TokenRecord, decide, paths_from, paths_json, token_check,
 };
+use super::{FleetPage, FleetQuery, LastRun, NodeSummary, fleet_cte, fleet_where};
 use crate::httpsig::NONCE_TTL;
 
 const SCHEMA: &str = "PRAGMA journal_mode = WAL;
@@ -32,7 +33,12 @@ const SCHEMA: &str = "PRAGMA journal_mode = WAL;
         generation INTEGER, result TEXT NOT NULL, changes INTEGER NOT NULL,
         paths TEXT NOT NULL, truncated INTEGER NOT NULL, drift INTEGER NOT NULL,
         error TEXT, note TEXT);
-    CREATE INDEX IF NOT EXISTS strata_reports_node ON strata_reports (node, id);";
+    CREATE INDEX IF NOT EXISTS strata_reports_node ON strata_reports (node, id);
+    CREATE TABLE IF NOT EXISTS strata_operators (
+        name TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, created INTEGER NOT NULL);
+    CREATE TABLE IF NOT EXISTS strata_operator_codes (
+        hash TEXT PRIMARY KEY, name TEXT NOT NULL, session INTEGER NOT NULL,
+        expires INTEGER NOT NULL, used INTEGER);";
 
 const NODE_COLUMNS: &str =
     "name, key_id, public, age, state, environment, facts, enrolled, changed, classification";
@@ -56,6 +62,28 @@ fn node_row(r: &Row<'_>) -> rusqlite::Result<NodeRecord> {
         enrolled: r.get(7)?,
         changed: r.get(8)?,
         classification: r.get(9)?,
+    })
+}
+
+const REPORT_COLUMNS: &str = "id, node, time, environment, version, revision, generation, \
+     result, changes, paths, truncated, drift, error, note";
+
+fn report_row(r: &Row<'_>) -> rusqlite::Result<RunReport> {
+    Ok(RunReport {
+        id: r.get(0)?,
+        node: r.get(1)?,
+        time: r.get(2)?,
+        environment: r.get(3)?,
+        version: r.get(4)?,
+        revision: r.get(5)?,
+        generation: r.get(6)?,
+        result: r.get(7)?,
+        changes: r.get(8)?,
+        paths: paths_from(&r.get::<_, String>(9)?),
+        truncated: r.get(10)?,
+        drift: r.get(11)?,
+        error: r.get(12)?,
+        note: r.get(13)?,
     })
 }
 
@@ -107,6 +135,71 @@ impl Inventory for SqliteInventory {
             )
             .map_err(self.err())?;
         Ok(())
+    }
+
+    fn add_operator(&mut self, name: &str, hash: &str, now: u64) -> Result<(), InventoryError> {
+        self.conn
+            .execute(
+                "INSERT INTO strata_operators (name, hash, created) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name) DO UPDATE SET hash = excluded.hash, created = excluded.created",
+                params![name, hash, now],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    fn operator(&mut self, hash: &str) -> Result<Option<String>, InventoryError> {
+        self.conn
+            .query_row(
+                "SELECT name FROM strata_operators WHERE hash = ?1",
+                [hash],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.err())
+    }
+
+    fn add_operator_code(
+        &mut self,
+        hash: &str,
+        name: &str,
+        session: bool,
+        expires: u64,
+    ) -> Result<bool, InventoryError> {
+        let n = self
+            .conn
+            .execute(
+                "INSERT INTO strata_operator_codes (hash, name, session, expires)
+                 SELECT ?1, name, ?3, ?4 FROM strata_operators WHERE name = ?2",
+                params![hash, name, session, expires],
+            )
+            .map_err(self.err())?;
+        Ok(n == 1)
+    }
+
+    fn redeem_login(&mut self, hash: &str, now: u64) -> Result<Option<String>, InventoryError> {
+        self.conn
+            .query_row(
+                "UPDATE strata_operator_codes SET used = ?2
+                 WHERE hash = ?1 AND session = 0 AND used IS NULL AND expires > ?2
+                 RETURNING name",
+                params![hash, now],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.err())
+    }
+
+    fn session(&mut self, hash: &str, now: u64) -> Result<Option<String>, InventoryError> {
+        self.conn
+            .query_row(
+                "SELECT name FROM strata_operator_codes
+                 WHERE hash = ?1 AND session = 1 AND expires > ?2",
+                params![hash, now],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.err())
     }
 
     fn enroll(
@@ -369,32 +462,95 @@ impl Inventory for SqliteInventory {
         let db = self.err();
         let mut stmt = self
             .conn
-            .prepare(
-                "SELECT id, node, time, environment, version, revision, generation, result,
-                 changes, paths, truncated, drift, error, note FROM strata_reports
-                 WHERE ?1 IS NULL OR node = ?1 ORDER BY id",
+            .prepare(&format!(
+                "SELECT {REPORT_COLUMNS} FROM strata_reports
+                 WHERE ?1 IS NULL OR node = ?1 ORDER BY id"
+            ))
+            .map_err(&db)?;
+        stmt.query_map([node], report_row)
+            .map_err(&db)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(&db)
+    }
+
+    fn fleet(&mut self, q: &FleetQuery<'_>, now: u64) -> Result<FleetPage, InventoryError> {
+        let db = self.err();
+        let p = |n: usize| format!("?{n}");
+        let (cte, filter) = (fleet_cte(p), fleet_where(p));
+        let oldest = now.saturating_sub(PENDING_TTL);
+        let mut counts = std::collections::BTreeMap::new();
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "{cte} SELECT status, count(*) FROM s GROUP BY status"
+            ))
+            .map_err(&db)?;
+        let rows = stmt
+            .query_map([oldest], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, usize>(1)?))
+            })
+            .map_err(&db)?;
+        for row in rows {
+            let (status, n) = row.map_err(&db)?;
+            counts.insert(status, n);
+        }
+        let filters = params![oldest, q.environment, q.status];
+        let total = self
+            .conn
+            .query_row(
+                &format!("{cte} SELECT count(*) FROM s {filter}"),
+                filters,
+                |r| r.get(0),
             )
             .map_err(&db)?;
-        stmt.query_map([node], |r| {
-            Ok(RunReport {
-                id: r.get(0)?,
-                node: r.get(1)?,
-                time: r.get(2)?,
-                environment: r.get(3)?,
-                version: r.get(4)?,
-                revision: r.get(5)?,
-                generation: r.get(6)?,
-                result: r.get(7)?,
-                changes: r.get(8)?,
-                paths: paths_from(&r.get::<_, String>(9)?),
-                truncated: r.get(10)?,
-                drift: r.get(11)?,
-                error: r.get(12)?,
-                note: r.get(13)?,
-            })
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "{cte} SELECT name, state, environment, id, time, result, revision, drift, status
+                 FROM s {filter} ORDER BY name LIMIT ?4 OFFSET ?5"
+            ))
+            .map_err(&db)?;
+        let nodes = stmt
+            .query_map(
+                params![oldest, q.environment, q.status, q.limit, q.offset],
+                |r| {
+                    let last = match r.get::<_, Option<i64>>(3)? {
+                        None => None,
+                        Some(id) => Some(LastRun {
+                            id,
+                            time: r.get(4)?,
+                            result: r.get(5)?,
+                            revision: r.get(6)?,
+                            drift: r.get(7)?,
+                        }),
+                    };
+                    Ok(NodeSummary {
+                        name: r.get(0)?,
+                        state: NodeState::parse(&r.get::<_, String>(1)?),
+                        environment: r.get(2)?,
+                        status: r.get(8)?,
+                        last,
+                    })
+                },
+            )
+            .map_err(&db)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(&db)?;
+        Ok(FleetPage {
+            total,
+            counts,
+            nodes,
         })
-        .map_err(&db)?
-        .collect::<rusqlite::Result<_>>()
-        .map_err(&db)
+    }
+
+    fn report(&mut self, id: i64) -> Result<Option<RunReport>, InventoryError> {
+        self.conn
+            .query_row(
+                &format!("SELECT {REPORT_COLUMNS} FROM strata_reports WHERE id = ?1"),
+                [id],
+                report_row,
+            )
+            .optional()
+            .map_err(self.err())
     }
 }

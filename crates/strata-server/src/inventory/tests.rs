@@ -244,6 +244,106 @@ fn enrollment_decisions(inv: &mut dyn Inventory) {
     let back = inv.reports(Some("web1")).unwrap();
     assert_eq!(back, vec![RunReport { id, ..r }]);
     assert_eq!(inv.reports(None).unwrap().len(), 2);
+    assert_eq!(inv.report(id).unwrap(), Some(back[0].clone()));
+    assert_eq!(inv.report(id + 100).unwrap(), None);
+
+    // Operators: a hash names one; adding a name again replaces its hash.
+    assert_eq!(inv.operator("h1").unwrap(), None);
+    inv.add_operator("alice", "h1", 1).unwrap();
+    assert_eq!(inv.operator("h1").unwrap().as_deref(), Some("alice"));
+    inv.add_operator("alice", "h2", 2).unwrap();
+    assert_eq!(inv.operator("h1").unwrap(), None);
+    assert_eq!(inv.operator("h2").unwrap().as_deref(), Some("alice"));
+
+    // Sign-in codes: only for an operator, once, before they expire; sessions until
+    // they expire, and a code is not a session nor a session a code.
+    assert!(!inv.add_operator_code("c0", "bob", false, 100).unwrap());
+    assert!(inv.add_operator_code("c1", "alice", false, 100).unwrap());
+    assert!(inv.add_operator_code("c2", "alice", false, 100).unwrap());
+    assert!(inv.add_operator_code("s1", "alice", true, 100).unwrap());
+    assert_eq!(inv.session("c1", 50).unwrap(), None);
+    assert_eq!(inv.redeem_login("s1", 50).unwrap(), None);
+    assert_eq!(
+        inv.redeem_login("c1", 50).unwrap().as_deref(),
+        Some("alice")
+    );
+    assert_eq!(inv.redeem_login("c1", 51).unwrap(), None);
+    assert_eq!(inv.redeem_login("c2", 100).unwrap(), None);
+    assert_eq!(inv.session("s1", 99).unwrap().as_deref(), Some("alice"));
+    assert_eq!(inv.session("s1", 100).unwrap(), None);
+}
+
+/// The fleet's pages: each node's last run, statuses, counts, filters, paging, and
+/// pending nodes past their time left out, against a fresh `inv`.
+fn fleet_pages(inv: &mut dyn Inventory) {
+    inv.enroll(&req("d", "kd", None), 0, &mut no_class).unwrap();
+    for n in ["a", "b", "c"] {
+        inv.enroll(&req(n, &format!("k{n}"), None), 1000, &mut no_class)
+            .unwrap();
+    }
+    for n in ["a", "b"] {
+        inv.accept(n, 1000, &mut no_class).unwrap().unwrap();
+    }
+    let run = |result: &str| RunReport {
+        id: 0,
+        node: "a".into(),
+        time: 1001,
+        environment: "production".into(),
+        version: 1,
+        revision: "r1".into(),
+        generation: None,
+        result: result.into(),
+        changes: 0,
+        paths: vec![],
+        truncated: 0,
+        drift: true,
+        error: None,
+        note: None,
+    };
+    inv.add_report(&run("failed")).unwrap();
+    let last = inv.add_report(&run("changed")).unwrap();
+    let now = PENDING_TTL + 1000;
+    let all = FleetQuery {
+        limit: 10,
+        ..FleetQuery::default()
+    };
+    let page = inv.fleet(&all, now).unwrap();
+    assert_eq!(page.total, 3);
+    let names: Vec<(&str, &str)> = page
+        .nodes
+        .iter()
+        .map(|n| (n.name.as_str(), n.status.as_str()))
+        .collect();
+    assert_eq!(names, [("a", "changed"), ("b", "none"), ("c", "pending")]);
+    let a = page.nodes[0].last.clone().unwrap();
+    assert_eq!((a.id, a.result.as_str(), a.drift), (last, "changed", true));
+    assert_eq!(page.nodes[1].last, None);
+    assert_eq!(
+        page.counts.into_iter().collect::<Vec<_>>(),
+        [
+            ("changed".into(), 1),
+            ("none".into(), 1),
+            ("pending".into(), 1)
+        ]
+    );
+    let mut with = |q: FleetQuery<'_>| inv.fleet(&q, now).unwrap();
+    let none = with(FleetQuery {
+        status: Some("none"),
+        ..all.clone()
+    });
+    assert_eq!((none.total, none.nodes[0].name.as_str()), (1, "b"));
+    let elsewhere = with(FleetQuery {
+        environment: Some("x"),
+        ..all.clone()
+    });
+    assert_eq!((elsewhere.total, elsewhere.nodes.len()), (0, 0));
+    let second = with(FleetQuery {
+        offset: 1,
+        limit: 1,
+        ..all
+    });
+    assert_eq!((second.total, second.nodes.len()), (3, 1));
+    assert_eq!(second.nodes[0].name, "b");
 }
 
 #[test]
@@ -251,6 +351,8 @@ fn enrollment_tokens_names_nonces_and_reports_in_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let mut inv = SqliteInventory::open(&dir.path().join("state.db")).unwrap();
     enrollment_decisions(&mut inv);
+    let mut inv = SqliteInventory::open(&dir.path().join("fleet.db")).unwrap();
+    fleet_pages(&mut inv);
 }
 
 #[test]
@@ -269,4 +371,10 @@ fn enrollment_tokens_names_nonces_and_reports_in_postgresql() {
     let db = format!("{}/{name}", url.rsplit_once('/').unwrap().0);
     let mut inv = PgInventory::connect(&db).unwrap();
     enrollment_decisions(&mut inv);
+    let fleet = format!("{name}_fleet");
+    admin
+        .batch_execute(&format!("CREATE DATABASE {fleet}"))
+        .unwrap();
+    let db = format!("{}/{fleet}", url.rsplit_once('/').unwrap().0);
+    fleet_pages(&mut PgInventory::connect(&db).unwrap());
 }
