@@ -406,10 +406,11 @@ fn stratas_own_package_installs_into_a_debian_root_and_purges_as_policy_says() {
     ] {
         assert!(e.root().join(completion).is_file(), "{completion}");
     }
-    // systemd sees both units; the timer is not enabled until the agent is configured.
+    // systemd sees the units; the agent's timer and serve are not enabled until
+    // configured.
     let units = Command::new("systemctl")
         .arg(format!("--root={}", e.root().display()))
-        .args(["list-unit-files", "--no-legend", "strata-agent.*"])
+        .args(["list-unit-files", "--no-legend", "strata-*"])
         .output()
         .expect("run systemctl");
     let units = String::from_utf8_lossy(&units.stdout);
@@ -421,6 +422,7 @@ fn stratas_own_package_installs_into_a_debian_root_and_purges_as_policy_says() {
         states,
         [
             vec!["strata-agent.service", "static"],
+            vec!["strata-serve.service", "disabled"],
             vec!["strata-agent.timer", "disabled"]
         ],
         "{units}"
@@ -435,9 +437,11 @@ fn stratas_own_package_installs_into_a_debian_root_and_purges_as_policy_says() {
     dpkg(&e.root(), &["-r"], &[PathBuf::from("strata")]);
     assert!(!e.root().join("usr/bin/strata").exists());
     assert!(e.root().join("etc/default/strata-agent").is_file());
+    assert!(e.root().join("etc/default/strata-serve").is_file());
     // Purged: the conffile and the cache go; the generations and originals stay.
     dpkg(&e.root(), &["-P"], &[PathBuf::from("strata")]);
     assert!(!e.root().join("etc/default/strata-agent").exists());
+    assert!(!e.root().join("etc/default/strata-serve").exists());
     assert!(!e.root().join("var/cache/strata").exists());
     assert!(e.root().join("var/lib/strata/generations/x").is_file());
     std::fs::remove_dir_all(e.root().join("var/lib/strata")).unwrap();
