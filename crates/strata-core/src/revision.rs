@@ -55,7 +55,7 @@ impl Revision {
         if !snapshot_copy {
             return Revision::none();
         }
-        match head_of(dir) {
+        match strata_fs::git_head(dir) {
             Some(id) => match id.strip_suffix(DIRTY_SUFFIX) {
                 Some(commit) => Revision {
                     id: commit.to_string(),
@@ -92,23 +92,6 @@ fn git(dir: &Path, args: &[&str]) -> Option<String> {
         return None;
     }
     Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-/// The commit `.git/HEAD` names, read without git.
-fn head_of(site: &Path) -> Option<String> {
-    let git = site.join(".git");
-    let head = strata_fs::read_to_string(&git.join("HEAD")).ok()?;
-    let head = head.trim();
-    let Some(reference) = head.strip_prefix("ref: ") else {
-        return (!head.is_empty()).then(|| head.to_string());
-    };
-    if let Ok(rev) = strata_fs::read_to_string(&git.join(reference)) {
-        return Some(rev.trim().to_string());
-    }
-    let packed = strata_fs::read_to_string(&git.join("packed-refs")).ok()?;
-    packed
-        .lines()
-        .find_map(|l| l.strip_suffix(reference).map(|rev| rev.trim().to_string()))
 }
 
 #[cfg(test)]

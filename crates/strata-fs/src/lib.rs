@@ -29,9 +29,9 @@ pub use lock::{Lock, LockError};
 pub use private::{Mapped, create_private, private_dir, remove_file, rename, write_private};
 pub use root::{DirEntryKind, Expected, Flusher, Root, managed_xattr};
 pub use site::{
-    SiteFile, canonical, create_dir_all, exists, fs_now, is_dir, is_link, join_rel, list_dir, read,
-    read_link, read_sized_file, read_to_string, read_with_key, replace_site_file, stat_key,
-    walk_files, write_atomic, write_new, write_site_file, write_site_file_as,
+    SiteFile, canonical, create_dir_all, exists, fs_now, git_head, is_dir, is_link, join_rel,
+    list_dir, read, read_link, read_sized_file, read_to_string, read_with_key, replace_site_file,
+    stat_key, walk_files, write_atomic, write_new, write_site_file, write_site_file_as,
 };
 pub use stamp::{Stamp, Stamps};
 /// The step meter moved to strata-meter; re-exported here for the crates that still

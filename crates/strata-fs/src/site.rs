@@ -98,6 +98,24 @@ pub fn read_to_string(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).map_err(|e| FsError::new("read", path, e))
 }
 
+/// The commit a git checkout at `site` is at, read from its `.git` without git: `HEAD`,
+/// through its ref file or `packed-refs`. None when it is no checkout (or HEAD is empty).
+pub fn git_head(site: &Path) -> Option<String> {
+    let git = site.join(".git");
+    let head = read_to_string(&git.join("HEAD")).ok()?;
+    let head = head.trim();
+    let Some(reference) = head.strip_prefix("ref: ") else {
+        return (!head.is_empty()).then(|| head.to_string());
+    };
+    if let Ok(rev) = read_to_string(&git.join(reference)) {
+        return Some(rev.trim().to_string());
+    }
+    let packed = read_to_string(&git.join("packed-refs")).ok()?;
+    packed
+        .lines()
+        .find_map(|l| l.strip_suffix(reference).map(|rev| rev.trim().to_string()))
+}
+
 /// Whether anything exists at `path` (a dangling link counts).
 pub fn exists(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok()

@@ -174,19 +174,7 @@ pub fn site_revision(site: &Path, entries: &[Entry]) -> String {
 
 /// The commit a git checkout is at.
 pub fn git_revision(site: &Path) -> Option<String> {
-    let git = site.join(".git");
-    let head = strata_fs::read_to_string(&git.join("HEAD")).ok()?;
-    let head = head.trim();
-    let Some(reference) = head.strip_prefix("ref: ") else {
-        return Some(head.to_string());
-    };
-    if let Ok(rev) = strata_fs::read_to_string(&git.join(reference)) {
-        return Some(rev.trim().to_string());
-    }
-    let packed = strata_fs::read_to_string(&git.join("packed-refs")).ok()?;
-    packed
-        .lines()
-        .find_map(|l| l.strip_suffix(reference).map(|rev| rev.trim().to_string()))
+    strata_fs::git_head(site)
 }
 
 #[cfg(test)]
