@@ -9,10 +9,10 @@
 //! every machine and under any load: a template that renders in a plan renders in the
 //! apply. The output has its own, smaller limit. docs/decisions.md gives the figures.
 //!
-//! (Over 600 lines, with one job: the code is half of it, 310 lines; the rest is the
-//! tests of the limits and the measurement that chose them, which belong beside them.)
+//! (Over 600 lines, with one job: about 320 lines of code, the rest the tests of the
+//! limits, which belong beside them; the whitespace rules, `secret()` and the measurement
+//! that chose the limits are in render/.)
 
-use std::cell::Cell;
 use std::io::Write;
 use std::sync::{Arc, OnceLock};
 
@@ -20,6 +20,13 @@ use minijinja::{Environment, ErrorKind, UndefinedBehavior};
 
 use crate::error::SiteError;
 use crate::secret::SecretSource;
+
+mod secret;
+mod whitespace;
+
+use secret::{READ_SECRET, SECRET_ERROR, hide_details};
+pub use whitespace::Dialect;
+use whitespace::{Whitespace, header, pad_newlines};
 
 /// The fuel one render may burn: 5 million instructions (0.15 s of nested loops on this
 /// project's 2-core machine, release build), or 305 MiB of data made or walked; twelve
@@ -57,107 +64,6 @@ pub(crate) struct Renderer {
     limits: Limits,
 }
 
-/// Jinja2's whitespace options.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Whitespace {
-    trim_blocks: bool,
-    lstrip_blocks: bool,
-    keep_trailing_newline: bool,
-}
-
-impl Whitespace {
-    /// As Ansible renders templates: a block tag's own newline is dropped, and Jinja2
-    /// drops the template's final newline (Ansible then pads the output, see
-    /// [`pad_newlines`]).
-    const ANSIBLE: Whitespace = Whitespace {
-        trim_blocks: true,
-        lstrip_blocks: false,
-        keep_trailing_newline: false,
-    };
-
-    fn index(self) -> usize {
-        usize::from(self.trim_blocks)
-            | usize::from(self.lstrip_blocks) << 1
-            | usize::from(self.keep_trailing_newline) << 2
-    }
-
-    fn syntax(self) -> minijinja::syntax::SyntaxConfig {
-        minijinja::syntax::SyntaxConfig::builder()
-            .trim_blocks(self.trim_blocks)
-            .lstrip_blocks(self.lstrip_blocks)
-            .keep_trailing_newline(self.keep_trailing_newline)
-            .build()
-            .expect("the default delimiters are valid")
-    }
-}
-
-/// Whose Jinja2 a template is written for. The filters, tests and methods are the same;
-/// the whitespace rules are not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Dialect {
-    /// Ansible's `template` module: trim_blocks, a `#jinja2:` first line obeyed, the
-    /// output padded to the template's count of final newlines.
-    #[default]
-    Ansible,
-    /// Salt's `file.managed` with `template: jinja` and its default options: no
-    /// trim_blocks or lstrip_blocks, no `#jinja2:` line (it is text), and one newline
-    /// appended when the template ends in one (Jinja2 drops it; Salt adds it back
-    /// whatever the output ends with).
-    Salt,
-}
-
-impl Whitespace {
-    /// Salt's defaults (`jinja_env` unset): Jinja2's own.
-    const SALT: Whitespace = Whitespace {
-        trim_blocks: false,
-        lstrip_blocks: false,
-        keep_trailing_newline: false,
-    };
-}
-
-/// The prefix of Ansible's first-line override of the environment's options.
-const OVERRIDE: &str = "#jinja2:";
-
-/// Splits a leading `#jinja2: trim_blocks: False, lstrip_blocks: True` line off
-/// `source`, as Ansible does: the options it sets, and the template without that line.
-fn header(source: &str) -> Result<(Whitespace, &str), String> {
-    let Some(rest) = source.strip_prefix(OVERRIDE) else {
-        return Ok((Whitespace::ANSIBLE, source));
-    };
-    let (line, body) = rest.split_once('\n').unwrap_or((rest, ""));
-    let mut ws = Whitespace::ANSIBLE;
-    for pair in line.trim_end_matches('\r').split(',') {
-        let Some((key, value)) = pair.split_once(':') else {
-            return Err(format!(
-                "`#jinja2:` expects `option: value` pairs separated by commas, not `{}`",
-                pair.trim()
-            ));
-        };
-        let slot = match key.trim() {
-            "trim_blocks" => &mut ws.trim_blocks,
-            "lstrip_blocks" => &mut ws.lstrip_blocks,
-            "keep_trailing_newline" => &mut ws.keep_trailing_newline,
-            other => {
-                return Err(format!(
-                    "`#jinja2:` option `{other}` is not supported (trim_blocks, lstrip_blocks, \
-                     keep_trailing_newline)"
-                ));
-            }
-        };
-        *slot = match value.trim() {
-            "True" => true,
-            "False" => false,
-            other => {
-                return Err(format!(
-                    "`#jinja2:` option `{}` must be True or False, not `{other}`",
-                    key.trim()
-                ));
-            }
-        };
-    }
-    Ok((ws, body))
-}
-
 impl std::fmt::Debug for Renderer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Renderer")
@@ -186,7 +92,7 @@ impl Renderer {
         env.set_syntax(Whitespace::ANSIBLE.syntax());
         crate::ansible::register(&mut env);
         env.add_function("secret", move |name: String| {
-            secret(secrets.as_deref(), &name)
+            secret::secret(secrets.as_deref(), &name)
         });
         Renderer {
             env,
@@ -293,67 +199,6 @@ impl Renderer {
         out.shrink_to_fit();
         Ok(out)
     }
-}
-
-/// Ansible's `preserve_trailing_newlines`: the output ends in at least as many newlines
-/// as the template does. Jinja2 drops a template's final newline, and Ansible adds back
-/// only what the output lacks: a template ending in `{{ x | to_nice_yaml }}` and a
-/// newline ends in the YAML's own newline, not in two (keeping the template's newline
-/// instead, as `keep_trailing_newline` would, writes one more).
-fn pad_newlines(template: &str, out: &mut String) {
-    let trailing = |s: &str| s.len() - s.trim_end_matches('\n').len();
-    let (want, have) = (trailing(template), trailing(out));
-    if want > have {
-        out.extend(std::iter::repeat_n('\n', want - have));
-    }
-}
-
-thread_local! {
-    /// Set when a template being rendered on this thread called `secret()`.
-    static READ_SECRET: Cell<bool> = const { Cell::new(false) };
-}
-
-/// What `secret()`'s own errors start with (they name the secret, never a value).
-const SECRET_ERROR: &str = "strata secret: ";
-
-/// `secret("NAME")`: the secret's value from the compile's source.
-fn secret(source: Option<&dyn SecretSource>, name: &str) -> Result<String, minijinja::Error> {
-    READ_SECRET.with(|r| r.set(true));
-    let fail = |m: String| {
-        minijinja::Error::new(ErrorKind::InvalidOperation, format!("{SECRET_ERROR}{m}"))
-    };
-    if !crate::valid_secret_name(name) {
-        return Err(fail(format!(
-            "`{name}` is not a secret's name (letters, digits and `_`, starting with a letter)"
-        )));
-    }
-    let Some(source) = source else {
-        return Err(fail(format!(
-            "secret `{name}` cannot be read here: this compile has no secrets"
-        )));
-    };
-    source
-        .secret(name)
-        .map(|v| v.expose().to_string())
-        .map_err(fail)
-}
-
-/// The message of an error in a template that read a secret: what minijinja says of a
-/// failed filter or operation may quote the value, so only the kind of error is kept,
-/// unless the message is one strata wrote without any value (undefined variables quote
-/// the template's text, secret() names the secret, limits name themselves).
-fn hide_details(message: &str) -> String {
-    let safe = [
-        "undefined variable",
-        "template syntax error",
-        "secret(",
-        "the template ",
-    ];
-    if safe.iter().any(|s| message.starts_with(s)) {
-        return message.to_string();
-    }
-    let kind = message.split(':').next().unwrap_or(message);
-    format!("{kind} (details not shown: this template reads a secret)")
 }
 
 /// Renders one template as a compile does (Ansible's dialect, strict undefined, the same
@@ -817,147 +662,4 @@ mod tests {
 }
 
 #[cfg(test)]
-#[allow(clippy::print_stderr)] // the measurement's table
-mod measure {
-    use super::*;
-
-    /// Hostile templates that run until a limit stops them (or the process runs out of
-    /// memory, before fuel): what they cost, each in its own process.
-    const HOSTILE: &[(&str, &str)] = &[
-        (
-            "nested loops",
-            "{% for a in range(100000) %}{% for b in range(100000) %}{% for c in range(100000) %}{% endfor %}{% endfor %}{% endfor %}",
-        ),
-        (
-            "lines",
-            "{% for a in range(100000) %}{% for b in range(100000) %}host{{ a }}-{{ b }} 10.0.{{ a }}.{{ b }}\n{% endfor %}{% endfor %}",
-        ),
-        ("repeat", "{{ \"x\" * 10000000000 }}"),
-        (
-            "sort",
-            "{% for i in range(100000) %}{{ range(100000)|list|sort|length }}{% endfor %}",
-        ),
-        (
-            "in",
-            "{% set s = \"x\" * 50000000 %}{% for i in range(100000) %}{{ (s ~ \"y\") in s }}{% endfor %}",
-        ),
-        (
-            "doubling ~",
-            "{% set ns = namespace(s=\"x\") %}{% for i in range(60) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
-        ),
-        (
-            "doubling join",
-            "{% set ns = namespace(s=\"x\") %}{% for i in range(60) %}{% set ns.s = [ns.s, ns.s]|join %}{% endfor %}",
-        ),
-        (
-            "doubling format",
-            "{% set ns = namespace(s=\"x\") %}{% for i in range(60) %}{% set ns.s = \"%s%s\"|format(ns.s, ns.s) %}{% endfor %}",
-        ),
-        (
-            "doubling macro",
-            "{% macro d(s, n) %}{% if n %}{{ d(s ~ s, n - 1) }}{% endif %}{% endmacro %}{{ d(\"x\", 60) }}",
-        ),
-        (
-            "doubling sets",
-            "{% set s = \"x\" * 100000000 %}{% set s = s ~ s %}{% set s = s ~ s %}{% set s = s ~ s %}{% set s = s ~ s %}{{ s|length }}",
-        ),
-    ];
-
-    /// `cargo test --release -p strata-core measure -- --ignored --nocapture`, with
-    /// `CASE=name` for one case (the peak is the process's).
-    #[test]
-    #[ignore = "a measurement, not a test"]
-    fn what_the_limits_let_hostile_templates_take() {
-        let r = Renderer::new();
-        let ctx = minijinja::Value::from(minijinja::value::Serde(serde_json::json!({})));
-        let only = std::env::var("CASE").ok();
-        for (what, src) in HOSTILE {
-            if only.as_deref().is_some_and(|o| o != *what) {
-                continue;
-            }
-            let start = std::time::Instant::now();
-            let res = r.render("t.j2", src, &ctx);
-            let peak = strata_fs::read_to_string(std::path::Path::new("/proc/self/status"))
-                .unwrap_or_default()
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:").map(|v| v.trim().to_string()))
-                .unwrap_or_default();
-            let res = res.map_or_else(
-                |e| e.message[..40].to_string(),
-                |s| format!("{} bytes", s.len()),
-            );
-            eprintln!(
-                "{what:16} {:>10.3?} peak {peak:>12}  {res}",
-                start.elapsed()
-            );
-        }
-        // A large real template: an /etc/hosts of 10,000 nodes.
-        let hosts: Vec<_> = (0..10_000)
-            .map(|i| {
-                serde_json::json!({"name": format!("node{i}.example.com"),
-                "ip": format!("10.0.{}.{}", i / 256, i % 256), "aliases": ["a", "b"],
-                "enabled": i % 7 != 0})
-            })
-            .collect();
-        let ctx =
-            minijinja::Value::from(minijinja::value::Serde(serde_json::json!({"hosts": hosts})));
-        let src = "{% for h in hosts %}{% if h.enabled %}{{ h.ip }}\t{{ h.name }}{% for a in h.aliases %} {{ a }}.{{ h.name|replace('.example.com', '') }}{% endfor %}\n{% else %}# {{ h.name }} disabled\n{% endif %}{% endfor %}\n";
-        let mut env = minijinja::Environment::new();
-        env.set_fuel(Some(u64::MAX >> 8));
-        let t = env.template_from_str(src).expect("valid");
-        let start = std::time::Instant::now();
-        let mut out = Vec::new();
-        let done = t.render_captured_to(ctx, &mut out).expect("renders");
-        let fuel = done.state().fuel_levels().map_or(0, |f| f.0);
-        eprintln!(
-            "hosts of 10,000 nodes: {} bytes in {:.3?}, {fuel} fuel",
-            out.len(),
-            start.elapsed()
-        );
-    }
-
-    /// What Ansible's dialect (its formatter, the filters registered, preserve_order)
-    /// costs a render: the bench's kind of template, rendered 20,000 times with the
-    /// dialect and with a bare environment of the same syntax.
-    /// `cargo test --release -p strata-core dialect_cost -- --ignored --nocapture`
-    #[test]
-    #[ignore = "a measurement, not a test"]
-    fn dialect_cost() {
-        let ctx = minijinja::Value::from(minijinja::value::Serde(serde_json::json!({
-            "app": {"port": 8080, "workers": 4, "log_level": "info", "gzip": true,
-                    "upstreams": ["10.0.0.11:9000", "10.0.0.12:9000"]},
-            "node": {"name": "web1.example.com"}, "module": {"version": "2.0"}})));
-        let src = "# acme app {{ module.version }} on {{ node.name }}\nlisten = {{ app.port }}\n\
-                   workers = {{ app.workers }}\nlog_level = \"{{ app.log_level }}\"\n\
-                   gzip = {{ app.gzip | lower }}\n{% for u in app.upstreams %}\
-                   upstream = \"{{ u }}\"\n{% endfor %}";
-        let dialect = Renderer::new();
-        let mut bare = Environment::new();
-        bare.set_undefined_behavior(UndefinedBehavior::Strict);
-        bare.set_fuel(Some(TEMPLATE_FUEL));
-        bare.set_syntax(Whitespace::ANSIBLE.syntax());
-        for round in 0..2 {
-            let start = std::time::Instant::now();
-            for _ in 0..20_000 {
-                dialect.render("t.j2", src, &ctx).expect("renders");
-            }
-            let with = start.elapsed();
-            let start = std::time::Instant::now();
-            for _ in 0..20_000 {
-                let t = bare.template_from_named_str("t.j2", src).expect("parses");
-                t.render(ctx.clone()).expect("renders");
-            }
-            let without = start.elapsed();
-            eprintln!(
-                "round {round}: 20,000 renders: dialect {with:.3?}, bare {without:.3?} \
-                 ({:.2} µs more per render); Renderer::new {:.3?}",
-                (with.as_secs_f64() - without.as_secs_f64()) * 1e6 / 20_000.0,
-                {
-                    let s = std::time::Instant::now();
-                    let _ = Renderer::new();
-                    s.elapsed()
-                }
-            );
-        }
-    }
-}
+mod measure;
