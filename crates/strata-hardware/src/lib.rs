@@ -10,6 +10,6 @@ mod profiles;
 mod store;
 
 pub use classify::{Classification, ClassifyError, Explanation, classify, confirm, explain};
-pub use pg::{PgStore, PgTx, open, open_for};
+pub use pg::{PgStore, PgTx, connect_schema, open, open_for, redact};
 pub use profiles::{Hardware, Profile};
 pub use store::{Allocate, Allocation, Enrollment, SqliteStore, SqliteTx, Store, StoreError};

@@ -21,7 +21,7 @@ impl std::fmt::Debug for PgStore {
 }
 
 /// The URL without its password, for messages.
-fn redact(url: &str) -> String {
+pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => {
             let creds = &url[s + 3..at];
@@ -43,6 +43,17 @@ const TABLES: &str = "CREATE TABLE IF NOT EXISTS strata_machines (
 /// Serialises enrolments: one transaction-scoped advisory lock for the whole store.
 const LOCK: i64 = 0x5354_5241_5441; // "STRATA"
 
+/// Connects to `url` and creates `schema`'s tables when missing, holding the advisory
+/// lock `lock` meanwhile so that two processes starting at once do not both create them.
+pub fn connect_schema(url: &str, lock: i64, schema: &str) -> Result<Client, postgres::Error> {
+    let mut client = Client::connect(url, NoTls)?;
+    let mut tx = client.transaction()?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&lock])?;
+    tx.batch_execute(schema)?;
+    tx.commit()?;
+    Ok(client)
+}
+
 impl PgStore {
     /// Connects and creates the tables when missing.
     pub fn connect(url: &str) -> Result<PgStore, StoreError> {
@@ -51,12 +62,7 @@ impl PgStore {
             db: name.clone(),
             message: e.to_string(),
         };
-        let mut client = Client::connect(url, NoTls).map_err(db)?;
-        let mut tx = client.transaction().map_err(db)?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])
-            .map_err(db)?;
-        tx.batch_execute(TABLES).map_err(db)?;
-        tx.commit().map_err(db)?;
+        let client = connect_schema(url, LOCK, TABLES).map_err(db)?;
         Ok(PgStore {
             client,
             url: url.to_string(),

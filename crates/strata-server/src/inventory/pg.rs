@@ -2,7 +2,7 @@
 //! the same decisions as the SQLite file; an enrollment locks the rows it reads
 //! (`SELECT … FOR UPDATE`) under one transaction-scoped advisory lock.
 
-use postgres::{Client, NoTls, Row};
+use postgres::{Client, Row};
 use strata_hardware::PgTx;
 
 use super::{
@@ -13,6 +13,8 @@ use super::{FleetPage, FleetQuery, LastRun, NodeSummary, fleet_cte, fleet_where}
 use crate::httpsig::NONCE_TTL;
 
 /// Serialises enrollments across replicas.
+use strata_hardware::redact;
+
 const LOCK: i64 = 0x5354_5241_5445; // "STRATE"
 
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS strata_nodes (
@@ -75,18 +77,6 @@ impl std::fmt::Debug for PgInventory {
     }
 }
 
-/// The URL without its password, for messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            let user = creds.split(':').next().unwrap_or("");
-            format!("{}{user}@{}", &url[..s + 3], &url[at + 1..])
-        }
-        _ => url.to_string(),
-    }
-}
-
 fn i(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
@@ -133,12 +123,7 @@ impl PgInventory {
             db: name.clone(),
             message: e.to_string(),
         };
-        let mut client = Client::connect(url, NoTls).map_err(db)?;
-        let mut tx = client.transaction().map_err(db)?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])
-            .map_err(db)?;
-        tx.batch_execute(SCHEMA).map_err(db)?;
-        tx.commit().map_err(db)?;
+        let client = strata_hardware::connect_schema(url, LOCK, SCHEMA).map_err(db)?;
         Ok(PgInventory {
             client,
             url: url.to_string(),
