@@ -150,7 +150,10 @@ fn a_group_of_four_is_planned_applied_and_then_unchanged() {
             .iter()
             .map(|s| s["name"].as_str().unwrap())
             .collect();
-        assert!(steps.contains(&"compile") && steps.contains(&"commit"), "{v}");
+        assert!(
+            steps.contains(&"compile") && steps.contains(&"commit"),
+            "{v}"
+        );
         let paths: Vec<&str> = v["paths"]
             .as_array()
             .unwrap()
