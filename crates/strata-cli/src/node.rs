@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use strata_engine::{Classify, EngineError, Outcome, Request};
 use strata_snapshot::{Assignment, BlobStore, Trust, Verified, VerifiedAssignment};
-use strata_transport::wire::{ErrorInfo, NodeEvent, PathChange};
+use strata_transport::wire::{ErrorInfo, NodeEvent, PathChange, StepTime};
 use strata_types::Action;
 
 use crate::command_error::{CommandError, CommandResult};
@@ -60,6 +60,7 @@ pub fn refused(Refusal(error): Refusal) -> Done {
         generation: None,
         text: String::new(),
         error: Some(error.clone()),
+        steps: Vec::new(),
     };
     (
         event,
@@ -213,6 +214,7 @@ fn result_event(o: &Outcome, result: &str, text: &[u8], error: Option<ErrorInfo>
         generation: o.generation,
         text: String::from_utf8_lossy(text).into_owned(),
         error,
+        steps: StepTime::of(&o.report.steps),
     }
 }
 

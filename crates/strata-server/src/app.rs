@@ -679,6 +679,8 @@ async fn report(
             .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
         report.id = 0;
         report.node = rec.name;
+        crate::inventory::check_steps(&report.steps)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
         if report.paths.len() > MAX_REPORT_PATHS {
             report.truncated += report.paths.len() - MAX_REPORT_PATHS;
             report.paths.truncate(MAX_REPORT_PATHS);

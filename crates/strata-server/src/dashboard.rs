@@ -17,12 +17,19 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use maud::{DOCTYPE, Markup, html};
 use serde::{Deserialize, Serialize};
 
 use crate::app::{Answer, ApiError, Limits, Server, blocking, internal, token_hash};
-pub use crate::inventory::LastRun;
 use crate::inventory::{self, NodeRecord, RunReport};
+pub use crate::inventory::{LastRun, Sort};
+use crate::listen::ClientCert;
+
+mod chart;
+mod html;
+mod node;
+
+pub use chart::{Series, chart};
+pub use node::{Drift, Fact, GENERATIONS, Generation, drift, facts_summary, generations};
 
 /// The most rows a page or `/api/nodes` answers with, whatever `limit` asks.
 pub const MAX_LIMIT: usize = 500;
@@ -75,10 +82,32 @@ fn refused() -> ApiError {
     )
 }
 
-/// The operator a request's bearer token names, else its session cookie's (every route
-/// here only reads), else 401 (a node's signature is not looked at: node keys never
-/// open these routes).
-fn operator(s: &Server, headers: &HeaderMap) -> Result<String, ApiError> {
+/// Who asks: a request's headers and the client certificate its connection showed.
+struct Asker {
+    headers: HeaderMap,
+    cert: Option<ClientCert>,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Asker {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Asker, Self::Rejection> {
+        Ok(Asker {
+            headers: parts.headers.clone(),
+            cert: parts.extensions.get::<ClientCert>().cloned(),
+        })
+    }
+}
+
+/// The operator a request's bearer token names, else the one its client certificate
+/// (checked against `--operator-ca` in the handshake) is bound to, else its session
+/// cookie's (every route here only reads), else 401 (a node's signature is not looked
+/// at: node keys never open these routes).
+fn operator(s: &Server, asker: &Asker) -> Result<String, ApiError> {
+    let headers = &asker.headers;
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -88,6 +117,11 @@ fn operator(s: &Server, headers: &HeaderMap) -> Result<String, ApiError> {
     let mut inv = s.inventory.lock().map_err(internal)?;
     if let Some(token) = bearer {
         return inv.operator(&token_hash(token))?.ok_or_else(refused);
+    }
+    if let Some(ClientCert(fingerprint)) = &asker.cert
+        && let Some(name) = inv.operator_by_cert(fingerprint)?
+    {
+        return Ok(name);
     }
     let session = headers
         .get_all(header::COOKIE)
@@ -131,7 +165,8 @@ fn sign_in(s: &Server, code: &str, tls: bool) -> Answer {
         .into_response())
 }
 
-/// `?page=` (from 1), `?limit=` (capped at [`MAX_LIMIT`]), `?environment=`, `?status=`.
+/// `?page=` (from 1), `?limit=` (capped at [`MAX_LIMIT`]), `?environment=`, `?status=`,
+/// `?sort=` (a column of [`Sort::ALL`]) and `?order=` (`asc`, `desc`).
 #[derive(Debug, Default, Clone, Deserialize)]
 pub struct FleetQuery {
     /// The page, from 1.
@@ -143,6 +178,10 @@ pub struct FleetQuery {
     /// Only nodes whose status is this: a last run's result, or `none`, `pending`,
     /// `revoked`.
     pub status: Option<String>,
+    /// The column to sort by (default `name`).
+    pub sort: Option<String>,
+    /// `asc` (default) or `desc`.
+    pub order: Option<String>,
     /// A sign-in code (`/` only).
     pub token: Option<String>,
 }
@@ -172,28 +211,69 @@ pub struct Fleet {
     pub page: usize,
     /// Rows per page.
     pub limit: usize,
+    /// The column sorted by.
+    pub sort: String,
+    /// `asc` or `desc`.
+    pub order: String,
     /// Nodes by status, over the whole fleet (filters not applied).
     pub counts: BTreeMap<String, usize>,
     /// This page's rows, by name.
     pub nodes: Vec<FleetRow>,
 }
 
-/// `/api/nodes/NODE`: a node and its last runs, newest first.
+/// `?compare=ID1,ID2`: two of the node's runs whose steps the page charts side by side.
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct NodeQuery {
+    /// Two run ids, comma-separated.
+    pub compare: Option<String>,
+}
+
+/// `/api/nodes/NODE`: a node, what its reports say of it, and its last runs, newest
+/// first.
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeView {
     /// The node.
     pub node: NodeRecord,
+    /// Its facts, summed up (from what it sent when it enrolled).
+    pub facts: Vec<Fact>,
+    /// Its hardware profile and pool entries, if the site classified it.
+    pub hardware: Option<strata_snapshot::Classified>,
+    /// The generations its reports recorded, newest first, at most [`GENERATIONS`].
+    pub generations: Vec<Generation>,
+    /// The drift its reports found.
+    pub drift: Drift,
     /// Its last [`NODE_RUNS`] runs, newest first.
     pub runs: Vec<RunReport>,
+    /// The two runs `?compare=` asked for, in its order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub compare: Vec<RunReport>,
+}
+
+fn bad_request(why: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, why)
 }
 
 /// The fleet's page asked for, paged and filtered by the inventory.
 pub fn fleet(s: &Server, q: &FleetQuery) -> Result<Fleet, ApiError> {
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
     let page = q.page.unwrap_or(1).clamp(1, 1 << 30);
+    let sort = match q.sort.as_deref() {
+        None => Sort::Name,
+        Some(name) => Sort::parse(name).ok_or_else(|| {
+            let names: Vec<&str> = Sort::ALL.iter().map(|(n, _)| *n).collect();
+            bad_request(format!("sort: one of {}", names.join(", ")))
+        })?,
+    };
+    let descending = match q.order.as_deref() {
+        None | Some("asc") => false,
+        Some("desc") => true,
+        Some(_) => return Err(bad_request("order: asc or desc")),
+    };
     let asked = inventory::FleetQuery {
         environment: q.environment.as_deref(),
         status: q.status.as_deref(),
+        sort,
+        descending,
         offset: (page - 1).saturating_mul(limit),
         limit,
     };
@@ -214,20 +294,57 @@ pub fn fleet(s: &Server, q: &FleetQuery) -> Result<Fleet, ApiError> {
         total: f.total,
         page,
         limit,
+        sort: sort.as_str().into(),
+        order: if descending { "desc" } else { "asc" }.into(),
         counts: f.counts,
         nodes,
     })
 }
 
-fn node_view(s: &Server, name: &str) -> Result<NodeView, ApiError> {
+/// The two run ids of `?compare=ID1,ID2`.
+fn compared(q: &NodeQuery) -> Result<Option<[i64; 2]>, ApiError> {
+    let Some(text) = &q.compare else {
+        return Ok(None);
+    };
+    let ids: Vec<i64> = text
+        .split(',')
+        .map(|id| id.trim().parse())
+        .collect::<Result<_, _>>()
+        .map_err(|_| bad_request("compare: two run ids, ID1,ID2"))?;
+    match ids[..] {
+        [a, b] => Ok(Some([a, b])),
+        _ => Err(bad_request("compare: two run ids, ID1,ID2")),
+    }
+}
+
+fn node_view(s: &Server, name: &str, q: &NodeQuery) -> Result<NodeView, ApiError> {
+    let ids = compared(q)?;
     let mut inv = s.inventory.lock().map_err(internal)?;
     let node = inv
         .node(name)?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such node"))?;
-    let mut runs = inv.reports(Some(name))?;
-    runs.reverse();
-    runs.truncate(NODE_RUNS);
-    Ok(NodeView { node, runs })
+    let all = inv.reports(Some(name))?;
+    drop(inv);
+    let mut compare = Vec::new();
+    for id in ids.into_iter().flatten() {
+        let run = all.iter().find(|r| r.id == id).ok_or_else(|| {
+            ApiError::new(StatusCode::NOT_FOUND, format!("no run {id} of this node"))
+        })?;
+        compare.push(run.clone());
+    }
+    let runs: Vec<RunReport> = all.iter().rev().take(NODE_RUNS).cloned().collect();
+    Ok(NodeView {
+        facts: facts_summary(&node.facts),
+        hardware: node
+            .classification
+            .as_deref()
+            .and_then(|c| serde_json::from_str(c).ok()),
+        generations: generations(&all),
+        drift: drift(&all),
+        node,
+        runs,
+        compare,
+    })
 }
 
 fn run(s: &Server, id: i64) -> Result<RunReport, ApiError> {
@@ -242,11 +359,11 @@ fn json<T: Serialize>(v: &T) -> Answer {
 
 async fn fleet_json(
     State(s): State<Arc<Server>>,
-    headers: HeaderMap,
+    asker: Asker,
     Query(q): Query<FleetQuery>,
 ) -> Response {
     blocking(s, move |s| {
-        operator(s, &headers)?;
+        operator(s, &asker)?;
         json(&fleet(s, &q)?)
     })
     .await
@@ -254,23 +371,20 @@ async fn fleet_json(
 
 async fn node_json(
     State(s): State<Arc<Server>>,
-    headers: HeaderMap,
+    asker: Asker,
     Path(node): Path<String>,
+    Query(q): Query<NodeQuery>,
 ) -> Response {
     blocking(s, move |s| {
-        operator(s, &headers)?;
-        json(&node_view(s, &node)?)
+        operator(s, &asker)?;
+        json(&node_view(s, &node, &q)?)
     })
     .await
 }
 
-async fn run_json(
-    State(s): State<Arc<Server>>,
-    headers: HeaderMap,
-    Path(id): Path<i64>,
-) -> Response {
+async fn run_json(State(s): State<Arc<Server>>, asker: Asker, Path(id): Path<i64>) -> Response {
     blocking(s, move |s| {
-        operator(s, &headers)?;
+        operator(s, &asker)?;
         json(&run(s, id)?)
     })
     .await
@@ -278,7 +392,7 @@ async fn run_json(
 
 async fn fleet_page(
     State(s): State<Arc<Server>>,
-    headers: HeaderMap,
+    asker: Asker,
     tls: Option<axum::Extension<crate::listen::Tls>>,
     Query(q): Query<FleetQuery>,
 ) -> Response {
@@ -287,199 +401,32 @@ async fn fleet_page(
         if let Some(code) = &q.token {
             return sign_in(s, code, tls);
         }
-        operator(s, &headers)?;
+        operator(s, &asker)?;
         let f = fleet(s, &q)?;
-        Ok(page("strata: fleet", &fleet_html(&f, &q, (s.clock)())).into_response())
+        Ok(html::page("strata: fleet", &html::fleet(&f, &q, (s.clock)())).into_response())
     })
     .await
 }
 
 async fn node_page(
     State(s): State<Arc<Server>>,
-    headers: HeaderMap,
+    asker: Asker,
     Path(node): Path<String>,
+    Query(q): Query<NodeQuery>,
 ) -> Response {
     blocking(s, move |s| {
-        operator(s, &headers)?;
-        let v = node_view(s, &node)?;
-        Ok(page("strata: node", &node_html(&v, (s.clock)())).into_response())
+        operator(s, &asker)?;
+        let v = node_view(s, &node, &q)?;
+        Ok(html::page("strata: node", &html::node(&v, (s.clock)())).into_response())
     })
     .await
 }
 
-async fn run_page(
-    State(s): State<Arc<Server>>,
-    headers: HeaderMap,
-    Path(id): Path<i64>,
-) -> Response {
+async fn run_page(State(s): State<Arc<Server>>, asker: Asker, Path(id): Path<i64>) -> Response {
     blocking(s, move |s| {
-        operator(s, &headers)?;
+        operator(s, &asker)?;
         let r = run(s, id)?;
-        Ok(page("strata: run", &run_html(&r)).into_response())
+        Ok(html::page("strata: run", &html::run(&r)).into_response())
     })
     .await
-}
-
-const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}
-table{border-collapse:collapse}td,th{padding:.25em .8em;border-bottom:1px solid #ddd;text-align:left}
-.changed{color:#0a58ca}.unchanged{color:#198754}.failed{color:#dc3545;font-weight:bold}
-.would_change{color:#b8860b}.none,.pending,.revoked{color:#777}
-.counts span{margin-right:1.2em}code{font-size:12px}td.status a{color:inherit}";
-
-fn page(title: &str, body: &Markup) -> axum::response::Html<String> {
-    let m = html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="referrer" content="no-referrer";
-                title { (title) }
-                style { (maud::PreEscaped(STYLE)) }
-            }
-            body {
-                nav { a href="/" { "fleet" } }
-                (body)
-            }
-        }
-    };
-    axum::response::Html(m.into_string())
-}
-
-/// `42 s`, `5 min`, `3 h`, `2 d`.
-fn ago(now: u64, then: u64) -> String {
-    let d = now.saturating_sub(then);
-    match d {
-        0..60 => format!("{d} s"),
-        60..3600 => format!("{} min", d / 60),
-        3600..86400 => format!("{} h", d / 3600),
-        _ => format!("{} d", d / 86400),
-    }
-}
-
-fn fleet_html(f: &Fleet, q: &FleetQuery, now: u64) -> Markup {
-    let pages = f.total.div_ceil(f.limit).max(1);
-    let link = |page: usize| {
-        let mut s = format!("/?page={page}&limit={}", f.limit);
-        for (k, v) in [("environment", &q.environment), ("status", &q.status)] {
-            if let Some(v) = v {
-                s.push_str(&format!("&{k}={}", urlencode(v)));
-            }
-        }
-        s
-    };
-    html! {
-        h1 { "Fleet" }
-        p.counts {
-            @for (status, n) in &f.counts {
-                span class=(status) { (status) ": " strong { (n) } }
-            }
-        }
-        table id="nodes" {
-            thead { tr { th { "node" } th { "environment" } th { "last result" }
-                th { "revision" } th { "drift" } th { "last report" } } }
-            tbody {
-                @for n in &f.nodes {
-                    tr.node data-node=(n.name) data-status=(n.status) {
-                        td { a href={ "/nodes/" (urlencode(&n.name)) } { (n.name) } }
-                        td { (n.environment) }
-                        td.status class=(n.status) {
-                            @if let Some(l) = &n.last {
-                                a href={ "/runs/" (l.id) } { (n.status) }
-                            } @else { (n.status) }
-                        }
-                        @if let Some(l) = &n.last {
-                            td { code { (short(&l.revision)) } }
-                            td { @if l.drift { "drift" } }
-                            td { (ago(now, l.time)) " ago" }
-                        } @else { td {} td {} td { "never" } }
-                    }
-                }
-            }
-        }
-        p { "page " (f.page) " of " (pages) " (" (f.total) " nodes) "
-            @if f.page > 1 { a href=(link(f.page - 1)) { "previous" } " " }
-            @if f.page < pages { a href=(link(f.page + 1)) { "next" } } }
-    }
-}
-
-fn node_html(v: &NodeView, now: u64) -> Markup {
-    html! {
-        h1 { "Node " (v.node.name) }
-        p { "environment " (v.node.environment) ", " (v.node.state.as_str())
-            ", key " code { (v.node.key_id) } }
-        h2 { "Last runs" }
-        table id="runs" {
-            thead { tr { th { "run" } th { "result" } th { "revision" } th { "changes" }
-                th { "generation" } th { "ended" } } }
-            tbody {
-                @for r in &v.runs {
-                    tr.run {
-                        td { a href={ "/runs/" (r.id) } { (r.id) } }
-                        td class=(r.result) { (r.result) @if r.drift { " (drift)" } }
-                        td { code { (short(&r.revision)) } }
-                        td { (r.changes) }
-                        td { @if let Some(g) = r.generation { (g) } }
-                        td { (ago(now, r.time)) " ago" }
-                    }
-                }
-            }
-        }
-    }
-}
-
-fn run_html(r: &RunReport) -> Markup {
-    html! {
-        h1 { "Run " (r.id) " of " a href={ "/nodes/" (urlencode(&r.node)) } { (r.node) } }
-        p.status class=(r.result) { (r.result) @if r.drift { " (drift)" } }
-        dl {
-            dt { "environment" } dd { (r.environment) }
-            dt { "revision" } dd { code { (r.revision) } " (version " (r.version) ")" }
-            @if let Some(g) = r.generation { dt { "generation" } dd { (g) } }
-            @if let Some(e) = &r.error { dt { "error" } dd.failed { (e) } }
-            @if let Some(n) = &r.note { dt { "note" } dd { (n) } }
-        }
-        h2 { (r.changes) " changed paths" @if r.truncated > 0 { " (" (r.truncated) " not kept)" } }
-        ul id="paths" {
-            @for p in &r.paths {
-                li.path { (p.kind) " " code { (p.path) } @if p.sensitive { " (sensitive)" } }
-            }
-        }
-    }
-}
-
-/// A revision's first 12 hex digits, after its `blake3:` prefix.
-fn short(revision: &str) -> &str {
-    let digits = revision.find(':').map_or(0, |i| i + 1);
-    revision.get(..digits + 12).unwrap_or(revision)
-}
-
-/// Percent-encodes everything but unreserved characters, for a path segment or a query
-/// value.
-fn urlencode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ago_rounds_down_to_its_unit() {
-        assert_eq!(ago(100, 58), "42 s");
-        assert_eq!(ago(4000, 100), "1 h");
-        assert_eq!(ago(10, 20), "0 s");
-    }
-
-    #[test]
-    fn urlencode_leaves_no_markup() {
-        assert_eq!(urlencode("a<b>/c d"), "a%3Cb%3E%2Fc%20d");
-    }
 }

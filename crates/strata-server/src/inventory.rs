@@ -4,7 +4,7 @@
 //! classification uses), PostgreSQL for a shared one.
 
 use serde::{Deserialize, Serialize};
-use strata_transport::wire::PathChange;
+use strata_transport::wire::{PathChange, StepTime};
 
 mod pg;
 mod sqlite;
@@ -172,6 +172,34 @@ pub struct RunReport {
     /// `stale since T: …` when the node could only apply its last verified snapshot.
     #[serde(default)]
     pub note: Option<String>,
+    /// What each top-level step of the run cost, at most [`MAX_REPORT_STEPS`] (none in
+    /// reports from agents older than this field).
+    #[serde(default)]
+    pub steps: Vec<StepTime>,
+}
+
+/// The most steps a report may carry; a report with more is refused.
+pub const MAX_REPORT_STEPS: usize = 64;
+/// The longest step name a report may carry, in bytes.
+pub const MAX_STEP_NAME: usize = 64;
+
+/// Why a report's steps cannot be kept, if they cannot.
+pub fn check_steps(steps: &[StepTime]) -> Result<(), String> {
+    if steps.len() > MAX_REPORT_STEPS {
+        return Err(format!(
+            "the report has {} steps, more than {MAX_REPORT_STEPS}",
+            steps.len()
+        ));
+    }
+    for s in steps {
+        if s.name.is_empty() || s.name.len() > MAX_STEP_NAME || s.name.chars().any(char::is_control)
+        {
+            return Err(format!(
+                "a step's name must be 1 to {MAX_STEP_NAME} bytes without control characters"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A page of the fleet, as asked of the inventory.
@@ -181,10 +209,72 @@ pub struct FleetQuery<'a> {
     pub environment: Option<&'a str>,
     /// Only nodes of this status (see [`NodeSummary::status`]).
     pub status: Option<&'a str>,
-    /// Nodes skipped, by name.
+    /// Sort descending.
+    pub descending: bool,
+    /// The order of the rows.
+    pub sort: Sort,
+    /// Nodes skipped, in that order.
     pub offset: usize,
     /// Nodes answered at most.
     pub limit: usize,
+}
+
+/// A column the fleet's rows can be sorted by; the node's name breaks ties, so the
+/// order is total and pages neither repeat nor skip a node.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Sort {
+    /// The node's name.
+    #[default]
+    Name,
+    /// Its environment.
+    Environment,
+    /// Its status.
+    Status,
+    /// Its last run's revision (nodes without a run first).
+    Revision,
+    /// When it last reported (nodes without a run first).
+    Last,
+}
+
+impl Sort {
+    /// The columns by name, as `?sort=` takes them.
+    pub const ALL: [(&'static str, Sort); 5] = [
+        ("name", Sort::Name),
+        ("environment", Sort::Environment),
+        ("status", Sort::Status),
+        ("revision", Sort::Revision),
+        ("last", Sort::Last),
+    ];
+
+    /// The column named `name`, if it is one.
+    pub fn parse(name: &str) -> Option<Sort> {
+        Sort::ALL.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
+    }
+
+    /// Its name.
+    pub fn as_str(self) -> &'static str {
+        Sort::ALL
+            .iter()
+            .find(|(_, s)| *s == self)
+            .map_or("name", |(n, _)| n)
+    }
+
+    /// The `ORDER BY` clause over [`fleet_cte`]'s rows (both stores sort NULL alike), a
+    /// fixed text: never built from what a request sent.
+    pub(crate) fn order_by(self, descending: bool) -> &'static str {
+        match (self, descending) {
+            (Sort::Name, false) => "ORDER BY name",
+            (Sort::Name, true) => "ORDER BY name DESC",
+            (Sort::Environment, false) => "ORDER BY environment, name",
+            (Sort::Environment, true) => "ORDER BY environment DESC, name",
+            (Sort::Status, false) => "ORDER BY status, name",
+            (Sort::Status, true) => "ORDER BY status DESC, name",
+            (Sort::Revision, false) => "ORDER BY COALESCE(revision, ''), name",
+            (Sort::Revision, true) => "ORDER BY COALESCE(revision, '') DESC, name",
+            (Sort::Last, false) => "ORDER BY COALESCE(time, -1), name",
+            (Sort::Last, true) => "ORDER BY COALESCE(time, -1) DESC, name",
+        }
+    }
 }
 
 /// A page of the fleet.
@@ -265,6 +355,17 @@ pub trait Inventory: Send + std::fmt::Debug {
     fn add_operator(&mut self, name: &str, hash: &str, now: u64) -> Result<(), InventoryError>;
     /// The operator whose bearer token has this hash.
     fn operator(&mut self, hash: &str) -> Result<Option<String>, InventoryError>;
+    /// Binds a client certificate, by its SHA-256 fingerprint (hex), to an operator,
+    /// adding the operator (with no token) if new; a certificate bound to another
+    /// operator moves to this one.
+    fn add_operator_cert(
+        &mut self,
+        name: &str,
+        fingerprint: &str,
+        now: u64,
+    ) -> Result<(), InventoryError>;
+    /// The operator a client certificate's fingerprint is bound to.
+    fn operator_by_cert(&mut self, fingerprint: &str) -> Result<Option<String>, InventoryError>;
     /// Stores a browser sign-in code (single use) or a session (`session`), by its hash,
     /// for an operator until `expires`; false when there is no such operator.
     fn add_operator_code(
@@ -405,6 +506,16 @@ pub(crate) enum Decision {
 /// The text kept for a report's paths.
 pub(crate) fn paths_json(paths: &[PathChange]) -> String {
     serde_json::to_string(paths).expect("paths serialize")
+}
+
+/// The text kept for a report's steps.
+pub(crate) fn steps_json(steps: &[StepTime]) -> String {
+    serde_json::to_string(steps).expect("steps serialize")
+}
+
+/// A report's steps back from the text kept (none for a report stored without).
+pub(crate) fn steps_from(text: &str) -> Vec<StepTime> {
+    serde_json::from_str(text).unwrap_or_default()
 }
 
 /// A report's paths back from the text kept.

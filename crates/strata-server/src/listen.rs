@@ -1,7 +1,9 @@
 //! The socket: HTTP/1.1 over TLS (rustls with the ring provider, TLS 1.2 or 1.3) given a
 //! certificate and key, or plain HTTP on a loopback address only. Slow clients are cut:
 //! a TLS handshake and a request's headers each have 10 s; at most 4096 connections are
-//! open at once (the next waits to be accepted).
+//! open at once (the next waits to be accepted). Given an operators' CA, a client may
+//! show a certificate it issued (nodes show none): its SHA-256 fingerprint goes with each
+//! request of the connection ([`ClientCert`]), for the dashboard to map to an operator.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -39,8 +41,15 @@ pub enum ListenError {
     Fs(#[from] strata_fs::FsError),
 }
 
-/// A TLS configuration from PEM files: the certificate chain and its private key.
-pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, ListenError> {
+/// A TLS configuration from PEM files: the certificate chain and its private key, and
+/// the CA whose client certificates are checked, if operators may show one (a client
+/// without a certificate is still served; one with a certificate from another CA is
+/// refused during the handshake).
+pub fn tls_config(
+    cert: &Path,
+    key: &Path,
+    operator_ca: Option<&Path>,
+) -> Result<Arc<rustls::ServerConfig>, ListenError> {
     let tls = |e: String| ListenError::Tls(e);
     let cert_pem = strata_fs::read(cert)?;
     let key_pem = strata_fs::read(key)?;
@@ -53,10 +62,34 @@ pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, 
     let key = PrivateKeyDer::from_pem_slice(&key_pem)
         .map_err(|e| tls(format!("{}: {e}", key.display())))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| tls(e.to_string()))?
-        .with_no_client_auth()
+        .map_err(|e| tls(e.to_string()))?;
+    let builder = match operator_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let pem = strata_fs::read(ca)?;
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_slice_iter(&pem) {
+                let c = c.map_err(|e| tls(format!("{}: {e}", ca.display())))?;
+                roots
+                    .add(c)
+                    .map_err(|e| tls(format!("{}: {e}", ca.display())))?;
+            }
+            if roots.is_empty() {
+                return Err(tls(format!("{}: no certificate", ca.display())));
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| tls(format!("{}: {e}", ca.display())))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder
         .with_single_cert(certs, key)
         .map_err(|e| tls(e.to_string()))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -102,10 +135,16 @@ pub async fn serve(
             match acceptor {
                 Some(a) => {
                     if let Ok(Ok(s)) = tokio::time::timeout(HANDSHAKE, a.accept(stream)).await {
-                        connection(TokioIo::new(s), app, peer, true).await;
+                        let cert = s
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(<[_]>::first)
+                            .map(|c| ClientCert(fingerprint(c)));
+                        connection(TokioIo::new(s), app, peer, (true, cert)).await;
                     }
                 }
-                None => connection(TokioIo::new(stream), app, peer, false).await,
+                None => connection(TokioIo::new(stream), app, peer, (false, None)).await,
             }
         });
     }
@@ -120,14 +159,41 @@ pub struct Peer(pub SocketAddr);
 #[derive(Debug, Clone, Copy)]
 pub struct Tls(pub bool);
 
-async fn connection<I>(io: TokioIo<I>, app: Router, peer: SocketAddr, tls: bool)
-where
+/// The SHA-256 fingerprint (hex) of the certificate the client showed, verified against
+/// the operators' CA, in the extensions of each request of its connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCert(pub String);
+
+/// A certificate's SHA-256 fingerprint, hex: what `strata operators add --cert` binds.
+pub fn fingerprint(der: &[u8]) -> String {
+    use sha2::Digest;
+    strata_types::hex(&sha2::Sha256::digest(der))
+}
+
+/// The DER of the first certificate in a PEM file's text.
+pub fn pem_certificate(pem: &[u8]) -> Result<Vec<u8>, String> {
+    CertificateDer::pem_slice_iter(pem)
+        .next()
+        .ok_or_else(|| "no certificate".to_string())?
+        .map(|c| c.to_vec())
+        .map_err(|e| e.to_string())
+}
+
+async fn connection<I>(
+    io: TokioIo<I>,
+    app: Router,
+    peer: SocketAddr,
+    (tls, cert): (bool, Option<ClientCert>),
+) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let app = tower::ServiceBuilder::new()
         .map_request(move |mut r: axum::http::Request<hyper::body::Incoming>| {
             r.extensions_mut().insert(Peer(peer));
             r.extensions_mut().insert(Tls(tls));
+            if let Some(c) = &cert {
+                r.extensions_mut().insert(c.clone());
+            }
             r
         })
         .service(app);

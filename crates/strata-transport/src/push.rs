@@ -131,6 +131,8 @@ pub struct NodeReport {
     pub text: String,
     /// Whether strata was shipped to it.
     pub shipped: bool,
+    /// What each top-level step of its run cost, as the node measured it.
+    pub steps: Vec<crate::wire::StepTime>,
 }
 
 /// What the CLI hears while a push runs.
@@ -190,6 +192,7 @@ fn skipped(node: &NodeJob) -> NodeReport {
         error: None,
         text: String::new(),
         shipped: false,
+        steps: Vec::new(),
     }
 }
 
@@ -386,6 +389,7 @@ fn session(
             generation,
             text,
             error,
+            steps,
             ..
         }) => {
             report.result = match result.as_str() {
@@ -399,6 +403,7 @@ fn session(
             report.generation = generation;
             report.text = text;
             report.error = error;
+            report.steps = steps;
             Ok(())
         }
         _ if status.code() == Some(255) => Err(reach(&conn.lost(stderr.as_bytes()))),

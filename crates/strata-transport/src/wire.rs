@@ -70,6 +70,33 @@ pub struct PathChange {
     pub sensitive: bool,
 }
 
+/// What one top-level step of a run cost (`load`, `compile`, `plan`, `commit`…), as a
+/// report carries it: [`strata_types::Step`] without its sub-steps, CPU or I/O.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepTime {
+    /// The step's name.
+    pub name: String,
+    /// Its wall time, in microseconds.
+    pub wall_us: u64,
+    /// The peak resident set size of the process doing it, in bytes, at its end.
+    pub max_rss: u64,
+}
+
+impl StepTime {
+    /// The top-level steps of a run's metrics, in order.
+    pub fn of(steps: &[strata_types::Step]) -> Vec<StepTime> {
+        steps
+            .iter()
+            .map(|s| StepTime {
+                name: s.name.clone(),
+                // Saturating: a negative or NaN wall (never measured so) reads as 0.
+                wall_us: (s.metrics.wall * 1e6).round().clamp(0.0, u64::MAX as f64) as u64,
+                max_rss: s.metrics.max_rss,
+            })
+            .collect()
+    }
+}
+
 /// Why a node failed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorInfo {
@@ -118,6 +145,9 @@ pub enum NodeEvent {
         text: String,
         /// Why it failed, or which commands failed after the commit (`commands`).
         error: Option<ErrorInfo>,
+        /// What each top-level step cost (none from a node before this field existed).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        steps: Vec<StepTime>,
     },
 }
 

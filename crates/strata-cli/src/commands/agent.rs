@@ -217,6 +217,7 @@ fn run_report(
         paths,
         generation,
         error,
+        steps,
         ..
     } = event
     else {
@@ -240,6 +241,7 @@ fn run_report(
         drift: result == "changed" && applied.is_some_and(|a| a.again),
         error: error.as_ref().map(|e| e.message.clone()),
         note: stale.cloned(),
+        steps: steps.clone(),
     })
 }
 

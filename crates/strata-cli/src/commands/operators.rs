@@ -11,7 +11,8 @@ use crate::printer::Printer;
 #[derive(Debug, Subcommand)]
 pub enum OperatorsCommand {
     /// Make an operator's bearer token (128 random bits, stored hashed) and print it
-    /// once; adding a name again replaces its token.
+    /// once; adding a name again replaces its token. With --cert, bind a client
+    /// certificate to the operator instead (its token, if any, stays).
     Add(AddArgs),
     /// Make a single-use browser sign-in code, valid 5 minutes: open
     /// `https://SERVER/?token=CODE` and the server sets a session cookie (reads only).
@@ -32,6 +33,10 @@ pub struct LoginArgs {
 pub struct AddArgs {
     /// The operator's name (letters, digits, `.`, `_`, `-`; at most 64).
     pub name: String,
+    /// A client certificate (PEM) the operator shows over TLS, issued by `strata serve
+    /// --operator-ca`: bound by its SHA-256 fingerprint, printed.
+    #[arg(long, value_name = "FILE")]
+    pub cert: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub db: DbArgs,
 }
@@ -58,6 +63,21 @@ fn add(a: &AddArgs, printer: &Printer) -> CommandResult {
             a.name
         )
         .into());
+    }
+    if let Some(file) = &a.cert {
+        let pem = strata_fs::read(file)?;
+        let der = strata_server::listen::pem_certificate(&pem)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        let fingerprint = strata_server::listen::fingerprint(&der);
+        a.db.open()?
+            .add_operator_cert(&a.name, &fingerprint, strata_snapshot::now())?;
+        printer.out(&format!("sha256:{fingerprint}\n"))?;
+        printer.note(&format!(
+            "operator {}: this certificate, checked against serve's --operator-ca, signs \
+             them in",
+            a.name
+        ));
+        return Ok(());
     }
     let mut secret = [0u8; 16];
     getrandom::fill(&mut secret).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;

@@ -343,7 +343,7 @@ fn counts(reports: &[NodeReport]) -> serde_json::Map<String, serde_json::Value> 
 }
 
 /// One node's JSON line (FLEET.md): `{type, node, result, changes, paths, generation,
-/// seconds, error}`.
+/// seconds, error}`, and the node's `steps` (`{name, wall_us, max_rss}`).
 fn node_json(r: &NodeReport) -> serde_json::Value {
     serde_json::json!({
         "type": "node",
@@ -355,6 +355,7 @@ fn node_json(r: &NodeReport) -> serde_json::Value {
         "seconds": (r.seconds * 1000.0).round() / 1000.0,
         "error": r.error,
         "shipped": r.shipped,
+        "steps": r.steps,
     })
 }
 

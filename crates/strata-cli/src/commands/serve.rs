@@ -44,6 +44,10 @@ pub struct ServeArgs {
     /// The certificate's private key (PEM).
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// The CA (PEM) whose client certificates operators may show instead of a bearer
+    /// token (each bound with `strata operators add NAME --cert FILE`); needs --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub operator_ca: Option<PathBuf>,
     /// The online key [default: online.key in the key directory].
     #[arg(long, value_name = "FILE", env = "STRATA_ONLINE_KEY")]
     pub key: Option<PathBuf>,
@@ -149,7 +153,11 @@ pub fn run(args: &ServeArgs, printer: &Printer) -> CommandResult {
     let key_dir = absolute(key_path.parent().unwrap_or(Path::new(".")))?;
     refuse_other_keys(&[key_dir, keys_dir])?;
     let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(c), Some(k)) => Some(strata_server::listen::tls_config(c, k)?),
+        (Some(c), Some(k)) => Some(strata_server::listen::tls_config(
+            c,
+            k,
+            args.operator_ca.as_deref(),
+        )?),
         _ => None,
     };
     strata_server::listen::check_plain(args.listen, tls.is_some())?;

@@ -11,10 +11,15 @@ use strata_server::inventory::{self, EnrollRequest};
 
 use crate::serve::{Served, output, served};
 
-/// A server with n1 and n2 enrolled, each with a run from its agent, and an operator's
-/// token.
-fn seeded() -> (Served, String) {
-    let s = served(&[]);
+/// A server with n1 and n2 enrolled, each with a run from its agent (n1 a second one,
+/// of a second revision), and an operator's token.
+pub(crate) fn seeded() -> (Served, String) {
+    seeded_with(&[])
+}
+
+/// [`seeded`], with more arguments for `strata serve`.
+pub(crate) fn seeded_with(extra: &[&str]) -> (Served, String) {
+    let s = served(extra);
     s.publish();
     for n in ["n1", "n2"] {
         let root = s.node_root(n);
@@ -23,6 +28,13 @@ fn seeded() -> (Served, String) {
         let (code, out, err) = s.agent(&root);
         assert_eq!(code, 0, "{out}{err}");
     }
+    s.env.write(
+        "modules/m/templates/etc/motd.j2",
+        "{{ node.name }} in {{ node.environment }}: v2\n",
+    );
+    s.publish();
+    let (code, out, err) = s.agent(&s.node_root("n1"));
+    assert_eq!(code, 0, "{out}{err}");
     let (code, token, err) = s.site_cmd(&["operators", "add", "alice"]);
     assert_eq!(code, 0, "{err}");
     let token = token.trim().to_string();
@@ -31,7 +43,7 @@ fn seeded() -> (Served, String) {
 }
 
 /// A GET over a plain socket: the status line's code, the headers and the body.
-fn get(s: &Served, path: &str, token: Option<&str>) -> (u16, String, String) {
+pub(crate) fn get(s: &Served, path: &str, token: Option<&str>) -> (u16, String, String) {
     let host = s.url.trim_start_matches("http://");
     let mut raw = TcpStream::connect(host).unwrap();
     raw.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
@@ -161,7 +173,7 @@ fn the_json_twins_page_filter_and_show_runs() {
 
 /// Enrolls (straight into the inventory, past the name check a real enrollment makes) a
 /// node whose name and report carry markup.
-fn hostile_node(site: &Path) -> String {
+pub(crate) fn hostile_node(site: &Path) -> String {
     let name = "<script>alert(1)</script>".to_string();
     let mut inv = inventory::open(&site.join(".strata/state.db").display().to_string()).unwrap();
     let req = EnrollRequest {
@@ -169,19 +181,24 @@ fn hostile_node(site: &Path) -> String {
         key_id: "k".repeat(16),
         public: "00".repeat(32),
         age: None,
-        facts: String::new(),
+        facts: serde_json::json!([["system", "hostname", "name", "<i>h</i>"]]).to_string(),
         token: None,
         environment: "<b>env</b>".into(),
     };
     let now = strata_snapshot::now();
     inv.enroll(&req, now, &mut |_, _, _| Ok(None)).unwrap();
-    inv.accept(&name, now, &mut |_, _, _| Ok(None))
+    let classified = serde_json::json!({
+        "machine": "<u>m</u>", "profile": "<u>p</u>", "role": null, "vars": {},
+        "pools": {"ips": {"ip": "<u>10.0.0.9</u>"}}
+    });
+    inv.accept(&name, now, &mut |_, _, _| Ok(Some(classified.to_string())))
         .unwrap()
         .unwrap();
     let report: inventory::RunReport = serde_json::from_value(serde_json::json!({
         "node": name, "time": now, "environment": "<b>env</b>", "version": 1,
         "revision": "<img src=x>", "generation": null, "result": "failed\"><script>",
-        "changes": 0, "paths": [], "error": "<script>boom</script>"
+        "changes": 1, "error": "<script>boom</script>",
+        "paths": [{"path": "/etc/<s>secret</s>", "kind": "modify", "sensitive": true}]
     }))
     .unwrap();
     inv.add_report(&report).unwrap();
@@ -211,6 +228,16 @@ fn strings_from_nodes_are_escaped_in_pages() {
         !node.contains("<script") && !node.contains("<img"),
         "{node}"
     );
+    // Its facts, hardware and last changes, escaped; a sensitive file said to be one.
+    for escaped in [
+        "&lt;i&gt;h&lt;/i&gt;",
+        "&lt;u&gt;p&lt;/u&gt;",
+        "&lt;u&gt;10.0.0.9",
+    ] {
+        assert!(node.contains(escaped), "{escaped}: {node}");
+    }
+    assert!(!node.contains("<i>") && !node.contains("<u>") && !node.contains("<s>"));
+    assert!(node.contains("(sensitive: content not shown)"), "{node}");
     let api: serde_json::Value = serde_json::from_str(
         &get(
             &s,
@@ -280,7 +307,7 @@ fn the_fleet_page_in_headless_chromium_shows_each_node_and_its_status() {
     // A node's page lists its run, linked to the run's page.
     let (code, dom, err) = chromium("--dump-dom", "nodes/n1");
     assert_eq!(code, 0, "{err}");
-    assert_eq!(dom.matches("<tr class=\"run\"").count(), 1, "{dom}");
+    assert_eq!(dom.matches("<tr class=\"run\"").count(), 2, "{dom}");
     let run = dom.split("href=\"/runs/").nth(1).unwrap();
     let id = &run[..run.find('"').unwrap()];
     let (code, dom, err) = chromium("--dump-dom", &format!("runs/{id}"));
@@ -289,7 +316,7 @@ fn the_fleet_page_in_headless_chromium_shows_each_node_and_its_status() {
 }
 
 /// Relays one request to `back` with the operator's token added, and the answer back.
-fn relay(mut conn: TcpStream, back: &str, token: &str) {
+pub(crate) fn relay(mut conn: TcpStream, back: &str, token: &str) {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap_or(0) == 1 {

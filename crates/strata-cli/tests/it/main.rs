@@ -13,6 +13,8 @@ mod capture;
 mod confinement;
 mod crash;
 mod dashboard;
+mod dashboard_tls;
+mod dashboard_view;
 mod downloads;
 mod drift;
 mod errors;

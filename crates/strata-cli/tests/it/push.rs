@@ -143,6 +143,17 @@ fn a_group_of_four_is_planned_applied_and_then_unchanged() {
         assert_eq!(v["result"], "changed", "{v}");
         assert_eq!(v["generation"], 1, "{v}");
         assert_eq!(v["shipped"], false, "strata was shipped twice: {v}");
+        // The node's own steps, measured there, as its report to a server carries them.
+        let steps: Vec<&str> = v["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap())
+            .collect();
+        assert!(
+            steps.contains(&"compile") && steps.contains(&"commit"),
+            "{v}"
+        );
         let paths: Vec<&str> = v["paths"]
             .as_array()
             .unwrap()

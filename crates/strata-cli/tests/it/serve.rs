@@ -659,7 +659,7 @@ fn an_overloaded_server_answers_429_with_retry_after() {
 }
 
 /// A test CA and a certificate for 127.0.0.1 it signed, made with `openssl`.
-fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+pub(crate) fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let run = |args: &[&str]| {
         let out = Command::new("openssl")
             .args(args)

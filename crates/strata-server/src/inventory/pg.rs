@@ -10,6 +10,7 @@ use super::{
     NodeState, PENDING_TTL, RunReport, TokenRecord, decide, paths_from, paths_json, token_check,
 };
 use super::{FleetPage, FleetQuery, LastRun, NodeSummary, fleet_cte, fleet_where};
+use super::{steps_from, steps_json};
 use crate::httpsig::NONCE_TTL;
 
 /// Serialises enrollments across replicas.
@@ -34,14 +35,17 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS strata_nodes (
         paths TEXT NOT NULL, truncated BIGINT NOT NULL, drift BOOLEAN NOT NULL,
         error TEXT, note TEXT);
     CREATE INDEX IF NOT EXISTS strata_reports_node ON strata_reports (node, id);
+    ALTER TABLE strata_reports ADD COLUMN IF NOT EXISTS steps TEXT NOT NULL DEFAULT '[]';
     CREATE TABLE IF NOT EXISTS strata_operators (
         name TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, created BIGINT NOT NULL);
+    CREATE TABLE IF NOT EXISTS strata_operator_certs (
+        fingerprint TEXT PRIMARY KEY, name TEXT NOT NULL, created BIGINT NOT NULL);
     CREATE TABLE IF NOT EXISTS strata_operator_codes (
         hash TEXT PRIMARY KEY, name TEXT NOT NULL, session BOOLEAN NOT NULL,
         expires BIGINT NOT NULL, used BIGINT);";
 
 const REPORT_COLUMNS: &str = "id, node, time, environment, version, revision, generation, \
-     result, changes, paths, truncated, drift, error, note";
+     result, changes, paths, truncated, drift, error, note, steps";
 
 fn report_row(r: &Row) -> RunReport {
     RunReport {
@@ -59,6 +63,7 @@ fn report_row(r: &Row) -> RunReport {
         drift: r.get(11),
         error: r.get(12),
         note: r.get(13),
+        steps: steps_from(r.get(14)),
     }
 }
 
@@ -170,6 +175,42 @@ impl Inventory for PgInventory {
             .query_opt(
                 "SELECT name FROM strata_operators WHERE hash = $1",
                 &[&hash],
+            )
+            .map_err(db)?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    fn add_operator_cert(
+        &mut self,
+        name: &str,
+        fingerprint: &str,
+        now: u64,
+    ) -> Result<(), InventoryError> {
+        let db = self.err();
+        let mut tx = self.client.transaction().map_err(&db)?;
+        // No token hashes to `cert:…` (a token's hash is hex): the operator has none.
+        tx.execute(
+            "INSERT INTO strata_operators (name, hash, created)
+             VALUES ($1, 'cert:' || $2 || ':' || $1, $3) ON CONFLICT (name) DO NOTHING",
+            &[&name, &fingerprint, &i(now)],
+        )
+        .map_err(&db)?;
+        tx.execute(
+            "INSERT INTO strata_operator_certs (fingerprint, name, created) VALUES ($1, $2, $3)
+             ON CONFLICT (fingerprint) DO UPDATE SET name = excluded.name, created = excluded.created",
+            &[&fingerprint, &name, &i(now)],
+        )
+        .map_err(&db)?;
+        tx.commit().map_err(&db)
+    }
+
+    fn operator_by_cert(&mut self, fingerprint: &str) -> Result<Option<String>, InventoryError> {
+        let db = self.err();
+        let row = self
+            .client
+            .query_opt(
+                "SELECT name FROM strata_operator_certs WHERE fingerprint = $1",
+                &[&fingerprint],
             )
             .map_err(db)?;
         Ok(row.map(|r| r.get(0)))
@@ -474,8 +515,9 @@ impl Inventory for PgInventory {
             .client
             .query_one(
                 "INSERT INTO strata_reports (node, time, environment, version, revision,
-                 generation, result, changes, paths, truncated, drift, error, note)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
+                 generation, result, changes, paths, truncated, drift, error, note, steps)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                 RETURNING id",
                 &[
                     &r.node,
                     &i(r.time),
@@ -490,6 +532,7 @@ impl Inventory for PgInventory {
                     &r.drift,
                     &r.error,
                     &r.note,
+                    &steps_json(&r.steps),
                 ],
             )
             .map_err(db)?;
@@ -515,6 +558,7 @@ impl Inventory for PgInventory {
         let db = self.err();
         let cte = fleet_cte(|n| format!("${n}::BIGINT"));
         let filter = fleet_where(|n| format!("${n}::TEXT"));
+        let order = q.sort.order_by(q.descending);
         let oldest = i(now.saturating_sub(PENDING_TTL));
         let counts = self
             .client
@@ -538,7 +582,7 @@ impl Inventory for PgInventory {
             .query(
                 &format!(
                     "{cte} SELECT name, state, environment, id, time, result, revision, drift,
-                     status FROM s {filter} ORDER BY name LIMIT $4 OFFSET $5"
+                     status FROM s {filter} {order} LIMIT $4 OFFSET $5"
                 ),
                 &[
                     &oldest,

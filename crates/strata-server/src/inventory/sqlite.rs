@@ -13,6 +13,7 @@ use super::{
     NodeState, PENDING_TTL, RunReport, TokenRecord, decide, paths_from, paths_json, token_check,
 };
 use super::{FleetPage, FleetQuery, LastRun, NodeSummary, fleet_cte, fleet_where};
+use super::{steps_from, steps_json};
 use crate::httpsig::NONCE_TTL;
 
 const SCHEMA: &str = "PRAGMA journal_mode = WAL;
@@ -36,6 +37,8 @@ const SCHEMA: &str = "PRAGMA journal_mode = WAL;
     CREATE INDEX IF NOT EXISTS strata_reports_node ON strata_reports (node, id);
     CREATE TABLE IF NOT EXISTS strata_operators (
         name TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, created INTEGER NOT NULL);
+    CREATE TABLE IF NOT EXISTS strata_operator_certs (
+        fingerprint TEXT PRIMARY KEY, name TEXT NOT NULL, created INTEGER NOT NULL);
     CREATE TABLE IF NOT EXISTS strata_operator_codes (
         hash TEXT PRIMARY KEY, name TEXT NOT NULL, session INTEGER NOT NULL,
         expires INTEGER NOT NULL, used INTEGER);";
@@ -66,7 +69,7 @@ fn node_row(r: &Row<'_>) -> rusqlite::Result<NodeRecord> {
 }
 
 const REPORT_COLUMNS: &str = "id, node, time, environment, version, revision, generation, \
-     result, changes, paths, truncated, drift, error, note";
+     result, changes, paths, truncated, drift, error, note, steps";
 
 fn report_row(r: &Row<'_>) -> rusqlite::Result<RunReport> {
     Ok(RunReport {
@@ -84,6 +87,7 @@ fn report_row(r: &Row<'_>) -> rusqlite::Result<RunReport> {
         drift: r.get(11)?,
         error: r.get(12)?,
         note: r.get(13)?,
+        steps: steps_from(&r.get::<_, String>(14)?),
     })
 }
 
@@ -114,6 +118,20 @@ impl SqliteInventory {
         let conn = Connection::open(path).map_err(db)?;
         conn.busy_timeout(Duration::from_secs(30)).map_err(db)?;
         conn.execute_batch(SCHEMA).map_err(db)?;
+        // Reports kept before they carried steps: the column, added once.
+        let has_steps: bool = conn
+            .query_row(
+                "SELECT count(*) > 0 FROM pragma_table_info('strata_reports') WHERE name = 'steps'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(db)?;
+        if !has_steps {
+            conn.execute_batch(
+                "ALTER TABLE strata_reports ADD COLUMN steps TEXT NOT NULL DEFAULT '[]'",
+            )
+            .map_err(db)?;
+        }
         Ok(SqliteInventory { conn, path: name })
     }
 
@@ -153,6 +171,41 @@ impl Inventory for SqliteInventory {
             .query_row(
                 "SELECT name FROM strata_operators WHERE hash = ?1",
                 [hash],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.err())
+    }
+
+    fn add_operator_cert(
+        &mut self,
+        name: &str,
+        fingerprint: &str,
+        now: u64,
+    ) -> Result<(), InventoryError> {
+        let db = self.err();
+        let tx = self.conn.transaction().map_err(&db)?;
+        // No token hashes to `cert:…` (a token's hash is hex): the operator has none.
+        tx.execute(
+            "INSERT INTO strata_operators (name, hash, created)
+             VALUES (?1, 'cert:' || ?2 || ':' || ?1, ?3) ON CONFLICT (name) DO NOTHING",
+            params![name, fingerprint, now],
+        )
+        .map_err(&db)?;
+        tx.execute(
+            "INSERT INTO strata_operator_certs (fingerprint, name, created) VALUES (?1, ?2, ?3)
+             ON CONFLICT (fingerprint) DO UPDATE SET name = excluded.name, created = excluded.created",
+            params![fingerprint, name, now],
+        )
+        .map_err(&db)?;
+        tx.commit().map_err(&db)
+    }
+
+    fn operator_by_cert(&mut self, fingerprint: &str) -> Result<Option<String>, InventoryError> {
+        self.conn
+            .query_row(
+                "SELECT name FROM strata_operator_certs WHERE fingerprint = ?1",
+                [fingerprint],
                 |r| r.get(0),
             )
             .optional()
@@ -436,8 +489,8 @@ impl Inventory for SqliteInventory {
         self.conn
             .execute(
                 "INSERT INTO strata_reports (node, time, environment, version, revision,
-                 generation, result, changes, paths, truncated, drift, error, note)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                 generation, result, changes, paths, truncated, drift, error, note, steps)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
                 params![
                     r.node,
                     r.time,
@@ -451,7 +504,8 @@ impl Inventory for SqliteInventory {
                     r.truncated,
                     r.drift,
                     r.error,
-                    r.note
+                    r.note,
+                    steps_json(&r.steps)
                 ],
             )
             .map_err(self.err())?;
@@ -477,6 +531,7 @@ impl Inventory for SqliteInventory {
         let db = self.err();
         let p = |n: usize| format!("?{n}");
         let (cte, filter) = (fleet_cte(p), fleet_where(p));
+        let order = q.sort.order_by(q.descending);
         let oldest = now.saturating_sub(PENDING_TTL);
         let mut counts = std::collections::BTreeMap::new();
         let mut stmt = self
@@ -507,7 +562,7 @@ impl Inventory for SqliteInventory {
             .conn
             .prepare(&format!(
                 "{cte} SELECT name, state, environment, id, time, result, revision, drift, status
-                 FROM s {filter} ORDER BY name LIMIT ?4 OFFSET ?5"
+                 FROM s {filter} {order} LIMIT ?4 OFFSET ?5"
             ))
             .map_err(&db)?;
         let nodes = stmt

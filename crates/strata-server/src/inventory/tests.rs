@@ -234,6 +234,18 @@ fn enrollment_decisions(inv: &mut dyn Inventory) {
         drift: true,
         error: None,
         note: None,
+        steps: vec![
+            StepTime {
+                name: "load".into(),
+                wall_us: 1500,
+                max_rss: 10 << 20,
+            },
+            StepTime {
+                name: "commit".into(),
+                wall_us: 20,
+                max_rss: 11 << 20,
+            },
+        ],
     };
     let id = inv.add_report(&r).unwrap();
     inv.add_report(&RunReport {
@@ -254,6 +266,27 @@ fn enrollment_decisions(inv: &mut dyn Inventory) {
     inv.add_operator("alice", "h2", 2).unwrap();
     assert_eq!(inv.operator("h1").unwrap(), None);
     assert_eq!(inv.operator("h2").unwrap().as_deref(), Some("alice"));
+
+    // Client certificates: bound by fingerprint, a new operator added without a token,
+    // an existing one keeping hers; a certificate bound again moves.
+    assert_eq!(inv.operator_by_cert("f1").unwrap(), None);
+    inv.add_operator_cert("alice", "f1", 3).unwrap();
+    inv.add_operator_cert("carol", "f2", 3).unwrap();
+    assert_eq!(
+        inv.operator_by_cert("f1").unwrap().as_deref(),
+        Some("alice")
+    );
+    assert_eq!(
+        inv.operator_by_cert("f2").unwrap().as_deref(),
+        Some("carol")
+    );
+    assert_eq!(inv.operator("h2").unwrap().as_deref(), Some("alice"));
+    assert!(inv.add_operator_code("cc", "carol", false, 100).unwrap());
+    inv.add_operator_cert("alice", "f2", 4).unwrap();
+    assert_eq!(
+        inv.operator_by_cert("f2").unwrap().as_deref(),
+        Some("alice")
+    );
 
     // Sign-in codes: only for an operator, once, before they expire; sessions until
     // they expire, and a code is not a session nor a session a code.
@@ -299,6 +332,7 @@ fn fleet_pages(inv: &mut dyn Inventory) {
         drift: true,
         error: None,
         note: None,
+        steps: vec![],
     };
     inv.add_report(&run("failed")).unwrap();
     let last = inv.add_report(&run("changed")).unwrap();
@@ -340,10 +374,45 @@ fn fleet_pages(inv: &mut dyn Inventory) {
     let second = with(FleetQuery {
         offset: 1,
         limit: 1,
-        ..all
+        ..all.clone()
     });
     assert_eq!((second.total, second.nodes.len()), (3, 1));
     assert_eq!(second.nodes[0].name, "b");
+
+    // Sorted by each column, both ways, ties broken by name; paged, the pages make up
+    // the whole order with no node twice.
+    let order = |inv: &mut dyn Inventory, sort: Sort, descending: bool, limit: usize| {
+        let mut out = Vec::new();
+        for offset in (0..3).step_by(limit) {
+            let q = FleetQuery {
+                sort,
+                descending,
+                offset,
+                limit,
+                ..all.clone()
+            };
+            out.extend(
+                inv.fleet(&q, now)
+                    .unwrap()
+                    .nodes
+                    .into_iter()
+                    .map(|n| n.name),
+            );
+        }
+        out.join("")
+    };
+    for (sort, up, down) in [
+        (Sort::Name, "abc", "cba"),
+        (Sort::Status, "abc", "cba"),
+        (Sort::Environment, "abc", "abc"),
+        (Sort::Last, "bca", "abc"),
+        (Sort::Revision, "bca", "abc"),
+    ] {
+        for limit in [1, 2, 3] {
+            assert_eq!(order(inv, sort, false, limit), up, "{sort:?} {limit}");
+            assert_eq!(order(inv, sort, true, limit), down, "{sort:?} desc {limit}");
+        }
+    }
 }
 
 #[test]
@@ -377,4 +446,57 @@ fn enrollment_tokens_names_nonces_and_reports_in_postgresql() {
         .unwrap();
     let db = format!("{}/{fleet}", url.rsplit_once('/').unwrap().0);
     fleet_pages(&mut PgInventory::connect(&db).unwrap());
+}
+
+#[test]
+fn reports_kept_before_steps_existed_still_read_and_new_ones_keep_theirs() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("old.db");
+    // The reports table as it was before reports carried steps, with one report.
+    let old = rusqlite::Connection::open(&file).unwrap();
+    old.execute_batch(
+        "CREATE TABLE strata_reports (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, node TEXT NOT NULL, time INTEGER NOT NULL,
+            environment TEXT NOT NULL, version INTEGER NOT NULL, revision TEXT NOT NULL,
+            generation INTEGER, result TEXT NOT NULL, changes INTEGER NOT NULL,
+            paths TEXT NOT NULL, truncated INTEGER NOT NULL, drift INTEGER NOT NULL,
+            error TEXT, note TEXT);
+         INSERT INTO strata_reports (node, time, environment, version, revision, result,
+            changes, paths, truncated, drift)
+         VALUES ('web1', 5, 'test', 1, 'r', 'changed', 0, '[]', 0, 0);",
+    )
+    .unwrap();
+    drop(old);
+    let mut inv = SqliteInventory::open(&file).unwrap();
+    let before = inv.reports(None).unwrap();
+    assert_eq!(before.len(), 1);
+    assert!(before[0].steps.is_empty());
+    // Opened again: the column is not added twice.
+    let mut inv = SqliteInventory::open(&file).unwrap();
+    let steps = vec![StepTime {
+        name: "compile".into(),
+        wall_us: 7,
+        max_rss: 1,
+    }];
+    let id = inv
+        .add_report(&RunReport {
+            steps: steps.clone(),
+            ..before[0].clone()
+        })
+        .unwrap();
+    assert_eq!(inv.report(id).unwrap().unwrap().steps, steps);
+}
+
+#[test]
+fn a_reports_steps_are_checked() {
+    let step = |name: &str| StepTime {
+        name: name.into(),
+        wall_us: 1,
+        max_rss: 1,
+    };
+    assert!(check_steps(&[step("load"), step("plan observed")]).is_ok());
+    assert!(check_steps(&vec![step("x"); MAX_REPORT_STEPS + 1]).is_err());
+    assert!(check_steps(&[step("")]).is_err());
+    assert!(check_steps(&[step(&"x".repeat(MAX_STEP_NAME + 1))]).is_err());
+    assert!(check_steps(&[step("a\nb")]).is_err());
 }
