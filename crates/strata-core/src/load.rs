@@ -7,7 +7,7 @@ use strata_types::{Hash, Step};
 use crate::compiled::{Compiled, Known};
 use crate::error::SiteError;
 use crate::module::{FileKind, ModuleFile};
-use crate::render::Renderer;
+use crate::render::{Renderer, Setup};
 
 /// A file of the site read (and rendered, for a template), or found unchanged.
 pub(crate) struct Loaded {
@@ -40,6 +40,7 @@ pub(crate) fn load(
     f: &ModuleFile,
     renderer: &Renderer,
     ctx: &minijinja::Value,
+    setup: &Setup,
     prior: Option<Prior<'_>>,
 ) -> Result<Loaded, SiteError> {
     let unreadable = |e: strata_fs::FsError| {
@@ -62,23 +63,23 @@ pub(crate) fn load(
         }
     }
     let (bytes, key, mode) = strata_fs::read_with_key(&f.path).map_err(unreadable)?;
-    let (content, render, sensitive) = if template {
+    let (content, render, sensitive, loaded) = if template {
         let meter = Meter::light();
         let text = String::from_utf8(bytes)
             .map_err(|_| SiteError::in_file(&f.rel, "a template must be UTF-8 text"))?;
-        let (out, sensitive) =
-            renderer.render_marked(&f.rel, &text, ctx, crate::render::Dialect::Ansible)?;
+        let r = renderer.render_marked(&f.rel, &text, ctx, setup)?;
         let step = meter.finish(format!("render {}", f.target));
-        (out.into_bytes(), Some(step), sensitive)
+        (r.out.into_bytes(), Some(step), r.sensitive, r.loaded)
     } else {
-        (bytes, None, false)
+        (bytes, None, false, false)
     };
     let hash = Hash::of(&content);
     let now = prior.and_then(|p| p.now);
     // What read a secret is rendered again by every compile: its hash is kept nowhere,
-    // and a changed secret is always seen.
+    // and a changed secret is always seen. So is what loaded another template, whose
+    // change its own file's would not show.
     let known = match (key, now) {
-        _ if sensitive => None,
+        _ if sensitive || loaded => None,
         (Some(key), Some(now)) if key.ctime < now => Some(Known {
             key,
             ctx: ctx_hash,
