@@ -68,7 +68,10 @@ fn in_pillar(state: &State, key: &str, delimiter: &str) -> Option<Value> {
     }
 }
 
-/// `salt['pillar.get'](key, default='', delimiter=':')` (and `config.get`).
+/// `salt['pillar.get'](key, default='', merge=False, delimiter=':')` (and
+/// `config.get`). With `merge`, a mapping default is merged under the pillar's mapping
+/// (recursively, Salt's `dictupdate.update`), a list default followed by the pillar's
+/// items it lacks; any other pairing skips the merge, as Salt does.
 fn pillar_get(
     state: &State,
     key: String,
@@ -76,8 +79,41 @@ fn pillar_get(
     kwargs: Kwargs,
 ) -> Result<Value, Error> {
     let (default, delimiter) = default_and_delimiter(default, &kwargs)?;
+    let merge = kwargs.get::<Option<bool>>("merge")?.unwrap_or(false);
+    if kwargs.get::<Option<bool>>("merge_nested_lists")? == Some(true) {
+        return Err(fail(
+            "pillar.get: merge_nested_lists is not supported here; merge the lists with \
+             `combine(…, list_merge='append_rp')`",
+        ));
+    }
     kwargs.assert_all_used()?;
-    Ok(in_pillar(state, &key, &delimiter).unwrap_or(default))
+    let found = in_pillar(state, &key, &delimiter);
+    if merge {
+        match (default.kind(), found.as_ref().map(Value::kind)) {
+            (ValueKind::Map, Some(ValueKind::Map)) => {
+                return dicts::merge(
+                    &default,
+                    found.as_ref().unwrap_or(&default),
+                    true,
+                    "replace",
+                );
+            }
+            (ValueKind::Seq, Some(ValueKind::Seq)) => {
+                let mut out: Vec<Value> = default.try_iter()?.collect();
+                for v in found
+                    .iter()
+                    .flat_map(|f| f.try_iter().into_iter().flatten())
+                {
+                    if !out.contains(&v) {
+                        out.push(v);
+                    }
+                }
+                return Ok(Value::from(out));
+            }
+            _ => {}
+        }
+    }
+    Ok(found.unwrap_or(default))
 }
 
 /// The node's grains (`{}` when the template has none).
@@ -325,6 +361,41 @@ mod tests {
             "not a pillar"
         );
         assert_eq!(t("{{ pillar.a.b }}"), "1");
+    }
+
+    /// salt/modules/pillar.py's `get` with `merge=True`.
+    #[test]
+    fn pillar_get_merges_into_its_default() {
+        let ctx =
+            json!({"pillar": {"v": {"ng": {"config": {"a": 2, "c": 3}, "l": [2, 3]}}, "s": "x"}});
+        let t = |src: &str| render(src, ctx.clone());
+        assert_eq!(
+            t(
+                "{{ salt['pillar.get']('v:ng', default={'config': {'a': 1, 'b': 1}, 'pkg': 'v'}, merge=True) }}"
+            ),
+            "{'config': {'a': 2, 'b': 1, 'c': 3}, 'pkg': 'v', 'l': [2, 3]}"
+        );
+        assert_eq!(
+            t("{{ salt['pillar.get']('v:ng:l', [1, 2], merge=True) }}"),
+            "[1, 2, 3]"
+        );
+        // Nothing in the pillar: the default.
+        assert_eq!(
+            t("{{ salt['pillar.get']('v:nope', {'a': 1}, merge=True) }}"),
+            "{'a': 1}"
+        );
+        // A pairing that cannot merge: Salt logs and returns the pillar's value.
+        assert_eq!(
+            t("{{ salt['pillar.get']('s', {'a': 1}, merge=True) }}"),
+            "x"
+        );
+        assert!(
+            try_render(
+                "{{ salt['pillar.get']('v', {}, merge=True, merge_nested_lists=True) }}",
+                ctx
+            )
+            .is_err()
+        );
     }
 
     #[test]
