@@ -156,6 +156,16 @@ impl Renderer {
         ctx: &minijinja::Value,
         setup: &Setup,
     ) -> Result<Rendered, SiteError> {
+        // Salt's `file.managed` gives its template `source`, where it comes from (here
+        // its place in the site), unless a parameter is so named.
+        let with_source;
+        let ctx = if setup.dialect == Dialect::Salt {
+            let source = minijinja::context! { source => format!("salt://{name}") };
+            with_source = minijinja::value::merge_maps([ctx.clone(), source]);
+            &with_source
+        } else {
+            ctx
+        };
         READ_SECRET.with(|r| r.set(false));
         let current = loader::Current::set(setup.includes.clone());
         let out = self.render_inner(name, source, ctx, setup.dialect);
