@@ -161,7 +161,8 @@ impl Renderer {
         let with_source;
         let ctx = if setup.dialect == Dialect::Salt {
             let source = minijinja::context! { source => format!("salt://{name}") };
-            with_source = minijinja::value::merge_maps([ctx.clone(), source]);
+            // (The last map wins a key.)
+            with_source = minijinja::value::merge_maps([source, ctx.clone()]);
             &with_source
         } else {
             ctx
