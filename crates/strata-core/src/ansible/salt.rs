@@ -363,7 +363,8 @@ mod tests {
         assert_eq!(t("{{ pillar.a.b }}"), "1");
     }
 
-    /// salt/modules/pillar.py's `get` with `merge=True`.
+    /// salt/modules/pillar.py's `get` with `merge=True` (the values Salt 3008.4's own
+    /// returns for the same pillar and calls).
     #[test]
     fn pillar_get_merges_into_its_default() {
         let ctx =
@@ -420,7 +421,8 @@ mod tests {
         );
     }
 
-    /// salt.utils.data.filter_by, as its documentation and source have it.
+    /// salt.utils.data.filter_by, as its documentation and source have it (each value
+    /// here is what Salt 3008.4's own `grains.filter_by` returns for the same call).
     #[test]
     fn filter_by_chooses_by_grain_with_default_base_and_merge() {
         let ctx = json!({

@@ -42,6 +42,15 @@ fn site() -> tempfile::TempDir {
     )
     .unwrap();
     std::os::unix::fs::symlink(
+        dir.path().join("outside"),
+        dir.path().join("modules/a/include/dirlink"),
+    )
+    .unwrap();
+    w(
+        "modules/a/include/base.j2",
+        "<{% block body %}{% endblock %}>",
+    );
+    std::os::unix::fs::symlink(
         "part.j2",
         dir.path().join("modules/a/include/inside-link.j2"),
     )
@@ -105,6 +114,13 @@ fn a_template_includes_and_imports_the_modules_templates() {
         "part of a"
     );
     assert_eq!(t("x{% include 'nope.j2' ignore missing %}", "test"), "x");
+    assert_eq!(
+        t(
+            "{% extends 'base.j2' %}{% block body %}b{% endblock %}",
+            "test"
+        ),
+        "<b>"
+    );
     let plain = r
         .render_marked(NAME, "plain", &ctx(), &setup(site.path(), "a", "test"))
         .unwrap();
