@@ -214,6 +214,9 @@ impl<'a> Builder<'a> {
             for (key, value) in salt {
                 ctx.entry(*key).or_insert_with(|| value.clone());
             }
+            // template-formula's `map.jinja` finds its files by `tpldir.split('/')[0]`:
+            // the module's name, as the formula's directory under include/.
+            ctx.entry("tpldir").or_insert_with(|| json!(m.name));
         }
         let hash = self.known.map(|_| {
             let mut bytes = serde_json::to_vec(&ctx).unwrap_or_default();

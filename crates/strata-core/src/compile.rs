@@ -388,7 +388,7 @@ mod tests {
                         user {{ nginx.user }};\n\
                         {% if grains['os_family'] == 'Debian' %}\n\
                         # {{ grains.os }} {{ grains.osrelease }} {{ grains.host }} {{ opts.id }} {{ saltenv }}\n\
-                        # {{ source }}\n\
+                        # {{ source }} {{ tpldir }}\n\
                         {% endif %}\n\
                         workers {{ pillar.nginx.workers }};\n";
         let dir = site_of(&[
@@ -417,7 +417,7 @@ mod tests {
         assert_eq!(
             compiled_text(&cat, "/etc/nginx/nginx.conf"),
             "\nuser www-data;\n\n# Debian 12 web1 web1 prod\n\
-             # salt://modules/nginx/templates/etc/nginx/nginx.conf\n\nworkers 4;\n"
+             # salt://modules/nginx/templates/etc/nginx/nginx.conf nginx\n\nworkers 4;\n"
         );
         let paths: Vec<&str> = cat.resources.iter().map(|r| r.path.as_str()).collect();
         assert!(

@@ -22,6 +22,7 @@ use crate::error::SiteError;
 use crate::secret::SecretSource;
 
 mod loader;
+mod salt_tags;
 mod secret;
 mod whitespace;
 
@@ -95,6 +96,9 @@ impl Renderer {
         env.set_syntax(Whitespace::ANSIBLE.syntax());
         crate::ansible::register(&mut env);
         env.set_loader(loader::load);
+        // Salt's filters that its import tags use (render/salt_tags.rs).
+        env.add_filter("load_yaml", salt_tags::load_yaml);
+        env.add_filter("load_json", salt_tags::load_json);
         env.set_path_join_callback(loader::join);
         env.add_function("secret", move |name: String| {
             secret::secret(secrets.as_deref(), &name)
@@ -168,7 +172,7 @@ impl Renderer {
             ctx
         };
         READ_SECRET.with(|r| r.set(false));
-        let current = loader::Current::set(setup.includes.clone());
+        let current = loader::Current::set(setup.includes.clone(), setup.dialect);
         let out = self.render_inner(name, source, ctx, setup.dialect);
         let loaded = loader::LOADED.with(std::cell::Cell::get);
         drop(current);
@@ -201,6 +205,13 @@ impl Renderer {
         };
         // The lines of the template's body follow the `#jinja2:` line.
         let skipped = usize::from(body.len() != source.len());
+        // Salt's import tags, rewritten in place (each on its own line: lines keep their
+        // numbers).
+        let rewritten = match dialect {
+            Dialect::Salt => salt_tags::rewrite(body),
+            Dialect::Ansible => std::borrow::Cow::Borrowed(body),
+        };
+        let body = rewritten.as_ref();
         let fail = |e: minijinja::Error| {
             let mut err = to_site_error(name, body, &e, &self.limits);
             err.line = err.line.map(|l| l + skipped);

@@ -160,6 +160,9 @@ fn normalize(path: &Path) -> Option<PathBuf> {
 thread_local! {
     /// The render under way on this thread: where its templates are found.
     static CURRENT: RefCell<Option<Arc<Includes>>> = const { RefCell::new(None) };
+    /// The dialect of the render under way (a Salt module's loaded templates get Salt's
+    /// import tags too).
+    static DIALECT: Cell<super::Dialect> = const { Cell::new(super::Dialect::Ansible) };
     /// Whether the render under way asked for another template.
     pub(super) static LOADED: Cell<bool> = const { Cell::new(false) };
     /// The site-relative paths [`join`] found for the render under way: all the loader
@@ -171,8 +174,9 @@ thread_local! {
 pub(super) struct Current(());
 
 impl Current {
-    pub(super) fn set(includes: Option<Arc<Includes>>) -> Current {
+    pub(super) fn set(includes: Option<Arc<Includes>>, dialect: super::Dialect) -> Current {
         CURRENT.with(|c| *c.borrow_mut() = includes);
+        DIALECT.with(|d| d.set(dialect));
         LOADED.with(|l| l.set(false));
         RESOLVED.with(|r| r.borrow_mut().clear());
         Current(())
@@ -248,10 +252,14 @@ pub(super) fn load(name: &str) -> Result<Option<String>, Error> {
             format!("cannot read `{name}`: {}", e.source),
         )
     })?;
-    String::from_utf8(bytes).map(Some).map_err(|_| {
+    let text = String::from_utf8(bytes).map_err(|_| {
         Error::new(
             ErrorKind::InvalidOperation,
             format!("`{name}` is not UTF-8 text"),
         )
-    })
+    })?;
+    Ok(Some(match DIALECT.with(Cell::get) {
+        super::Dialect::Salt => super::salt_tags::rewrite(&text).into_owned(),
+        super::Dialect::Ansible => text,
+    }))
 }

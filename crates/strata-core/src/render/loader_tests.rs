@@ -296,3 +296,65 @@ fn a_template_that_includes_itself_stops() {
         assert!(start.elapsed().as_secs() < 60);
     }
 }
+
+/// Salt's `import_yaml` (template-formula's `map.jinja`): the file rendered with the
+/// context, then read as YAML 1.1 as PyYAML reads it, through the same confined loader.
+#[test]
+fn salt_s_import_yaml_reads_a_rendered_yaml_file_of_the_module() {
+    let site = site();
+    let dir = site.path().join("modules/a/include/f");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("defaults.yaml"),
+        "---\non: yes\nl: [1, 2]\n{{ who }}: x\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("bad.yaml"), "a: [1\n").unwrap();
+    std::fs::write(
+        dir.join("map.jinja"),
+        "{%- import_yaml tplroot ~ '/defaults.yaml' as d %}\n{%- import_json 'f/j.json' as j %}",
+    )
+    .unwrap();
+    std::fs::write(dir.join("j.json"), "{\"k\": [true]}").unwrap();
+    let mut salt = setup(site.path(), "a", "test");
+    salt.dialect = Dialect::Salt;
+    let ctx = minijinja::context! { who => "a", tplroot => "f" };
+    let r = Renderer::new();
+    let out = r
+        .render_marked(
+            NAME,
+            "{% from 'f/map.jinja' import d, j %}{{ d }} {{ j }}",
+            &ctx,
+            &salt,
+        )
+        .unwrap();
+    assert_eq!(out.out, "{'on': True, 'l': [1, 2], 'a': 'x'} {'k': [True]}");
+    for (src, says) in [
+        (
+            "x\n{% import_yaml 'f/bad.yaml' as b %}",
+            "load_yaml of `f/bad.yaml`: invalid YAML",
+        ),
+        (
+            "x\n{% import_yaml '../../b/include/b.j2' as b %}",
+            "leads out of the module",
+        ),
+        (
+            "x\n{% import_yaml 'link.j2' as b %}",
+            "is a link that leads out of the module",
+        ),
+    ] {
+        let err = r.render_marked(NAME, src, &ctx, &salt).unwrap_err();
+        assert_eq!(err.line, Some(2), "{src}: {err:?}");
+        assert!(err.message.contains(says), "{src}: {}", err.message);
+    }
+    // Ansible's dialect has no such tag.
+    let err = r
+        .render_marked(
+            NAME,
+            "{% import_yaml 'f/defaults.yaml' as d %}",
+            &ctx,
+            &setup(site.path(), "a", "test"),
+        )
+        .unwrap_err();
+    assert!(err.message.contains("syntax error"), "{}", err.message);
+}

@@ -34,6 +34,7 @@ import shlex
 import sys
 
 import jinja2
+import jinja2.ext
 import yaml
 
 
@@ -210,6 +211,29 @@ def salt_functions(pillar, grains):
             "grains.filter_by": grains_filter_by}
 
 
+class SaltImports(jinja2.ext.Extension):
+    """Salt's `{% import_yaml "x" as d %}` (and `import_json`, `import_text`), as its
+    SerializerExtension (salt/utils/jinja.py) parses them: an `import` of the file, then
+    the module's text loaded as YAML (JSON, or kept as text)."""
+
+    tags = {"import_yaml", "import_json", "import_text"}
+
+    def parse(self, parser):
+        converter = parser.stream.current.value[len("import_"):]
+        import_node = parser.parse_import()
+        target, lineno = import_node.target, import_node.lineno
+        return [
+            import_node,
+            jinja2.nodes.Assign(
+                jinja2.nodes.Name(target, "store").set_lineno(lineno),
+                jinja2.nodes.Filter(
+                    jinja2.nodes.Name(target, "load").set_lineno(lineno),
+                    f"load_{converter}", [], [], None, None,
+                ).set_lineno(lineno),
+            ).set_lineno(lineno),
+        ]
+
+
 def loader(template_path):
     """The case's `include/`, where its template finds the templates it imports."""
     include = os.path.join(os.path.dirname(template_path), "include")
@@ -219,9 +243,12 @@ def loader(template_path):
 def render_salt(source, variables, template_path):
     env = jinja2.Environment(
         undefined=jinja2.StrictUndefined,
-        extensions=["jinja2.ext.do", "jinja2.ext.loopcontrols"],
+        extensions=["jinja2.ext.do", "jinja2.ext.loopcontrols", SaltImports],
         loader=loader(template_path),
     )
+    env.filters["load_yaml"] = lambda v: yaml.safe_load(str(v))
+    env.filters["load_json"] = lambda v: json.loads(str(v))
+    env.filters["load_text"] = str
     env.globals["salt"] = salt_functions(variables, variables.get("grains", {}))
     # Salt makes the context globals, so that imported templates (map.jinja) see them.
     env.globals.update(variables)
