@@ -98,3 +98,51 @@ pub(crate) fn load(
         sensitive,
     })
 }
+
+#[cfg(test)]
+#[allow(clippy::disallowed_methods)] // the test's own temporary files
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::render::{Dialect, Includes};
+
+    /// A template that loads another is not remembered: the next compile would find its
+    /// own file unchanged and miss the loaded one's change.
+    #[test]
+    fn a_template_that_loads_another_is_not_remembered() {
+        let site = tempfile::tempdir().unwrap();
+        let module = site.path().join("modules/m");
+        std::fs::create_dir_all(module.join("templates")).unwrap();
+        std::fs::create_dir_all(module.join("include")).unwrap();
+        std::fs::write(module.join("include/part.j2"), "part").unwrap();
+        std::fs::write(module.join("templates/plain.j2"), "plain").unwrap();
+        std::fs::write(module.join("templates/loads.j2"), "{% include 'part.j2' %}").unwrap();
+        let setup = Setup {
+            dialect: Dialect::Ansible,
+            includes: Some(Arc::new(Includes::of_module(site.path(), &module, "e"))),
+        };
+        let (known, ctx) = (Compiled::default(), Hash::of(b"ctx"));
+        let prior = Prior {
+            known: &known,
+            ctx: &ctx,
+            // The site's clock far ahead: every file is old enough to be remembered.
+            now: Some((i64::MAX, 0)),
+        };
+        let load_one = |name: &str| {
+            let f = ModuleFile {
+                target: strata_types::TargetPath::parse(name).unwrap(),
+                rel: format!("modules/m/templates/{name}.j2"),
+                path: module.join(format!("templates/{name}.j2")),
+                kind: FileKind::Template,
+            };
+            let ctx = minijinja::Value::from(());
+            load(&f, &Renderer::new(), &ctx, &setup, Some(prior)).unwrap()
+        };
+        let plain = load_one("plain");
+        assert!(plain.known.is_some(), "an ordinary template is remembered");
+        let loads = load_one("loads");
+        assert_eq!(loads.content.as_deref(), Some(&b"part"[..]));
+        assert!(loads.known.is_none(), "one that loads another is not");
+    }
+}

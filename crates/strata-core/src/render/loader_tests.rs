@@ -358,3 +358,31 @@ fn salt_s_import_yaml_reads_a_rendered_yaml_file_of_the_module() {
         .unwrap_err();
     assert!(err.message.contains("syntax error"), "{}", err.message);
 }
+
+#[derive(Debug)]
+struct OneSecret;
+
+impl crate::secret::SecretSource for OneSecret {
+    fn secret(&self, _: &str) -> Result<crate::SecretValue, String> {
+        Ok(crate::SecretValue::new("CANARY".into()))
+    }
+}
+
+/// A secret read by a loaded template makes the loading template's output sensitive.
+#[test]
+fn a_secret_read_in_a_loaded_template_marks_the_output() {
+    let site = site();
+    let dir = site.path().join("modules/a/include");
+    std::fs::write(dir.join("pw.j2"), "pw={{ secret('pw') }}").unwrap();
+    let r = Renderer::with_secrets(Some(Arc::new(OneSecret)));
+    let out = r
+        .render_marked(
+            NAME,
+            "{% include 'pw.j2' %}",
+            &ctx(),
+            &setup(site.path(), "a", "t"),
+        )
+        .unwrap();
+    assert_eq!(out.out, "pw=CANARY");
+    assert!(out.sensitive);
+}
