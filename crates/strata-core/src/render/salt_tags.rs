@@ -14,7 +14,7 @@ use regex::Regex;
 
 static IMPORT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"\{%([-+]?)\s*import_(yaml|json|text)\s+(.+?)\s+as\s+([A-Za-z_][A-Za-z0-9_]*)\s*([-+]?)%\}",
+        r"\{%([-+]?)\s*import_(yaml|json|text)\s+(.+?)\s+as\s+([A-Za-z_][A-Za-z0-9_]*)(?:\s+(?:with|without)\s+context)?\s*([-+]?)%\}",
     )
     .expect("a valid pattern")
 });
@@ -94,6 +94,10 @@ mod tests {
         assert_eq!(
             rewrite("{% import_text 'x' as t %}"),
             "{% set t %}{% include 'x' %}{% endset %}{% set t = t %}"
+        );
+        assert_eq!(
+            rewrite("{% import_yaml 'x' as y with context %}"),
+            "{% set y %}{% include 'x' %}{% endset %}{% set y = y | load_yaml('x') %}"
         );
         assert_eq!(rewrite("{% import 'x' as y %}"), "{% import 'x' as y %}");
     }
