@@ -21,7 +21,7 @@ use crate::load::{Loaded, Prior, load};
 use crate::module::{FileKind, Module, ModuleFile, parse_mode};
 use crate::params::ParamTree;
 use crate::purge::Purge;
-use crate::render::Renderer;
+use crate::render::{Dialect, Includes, Renderer, Setup};
 use crate::site::{NodeInfo, Site};
 
 /// A catalog in the making.
@@ -34,6 +34,12 @@ pub(crate) struct Builder<'a> {
     vars: Map<String, Value>,
     /// Ansible's variables, for templates that use them unless a parameter is so named.
     ansible: Vec<(&'static str, Value)>,
+    /// Salt's (`pillar`, `grains`, `opts`, `saltenv`), for modules of Salt's dialect,
+    /// made when the first such module is met.
+    salt: std::sync::OnceLock<Vec<(&'static str, Value)>>,
+    /// The parameters and the node's name, from which Salt's variables are made.
+    params: Map<String, Value>,
+    node_name: String,
     renderer: Renderer,
     resources: BTreeMap<TargetPath, Resource>,
     contents: HashMap<Hash, Vec<u8>>,
@@ -69,6 +75,9 @@ impl<'a> Builder<'a> {
             env: environment,
             vars,
             ansible: ansible_variables(node),
+            salt: std::sync::OnceLock::new(),
+            params: params.values.clone(),
+            node_name: node.name.clone(),
             renderer: Renderer::with_secrets(opts.secrets.clone()),
             resources: BTreeMap::new(),
             contents: HashMap::new(),
@@ -122,9 +131,17 @@ impl<'a> Builder<'a> {
                 return;
             }
         };
-        let (ctx, ctx_hash) = self.context(m);
+        let setup = Setup {
+            dialect: m.toml.value.template_dialect,
+            includes: Some(std::sync::Arc::new(Includes::of_module(
+                &self.site.dir,
+                &m.dir,
+                self.env,
+            ))),
+        };
+        let (ctx, ctx_hash) = self.context(m, setup.dialect);
         let ctx_index = self.lazy.ctxs.len();
-        self.lazy.ctxs.push(ctx.clone());
+        self.lazy.ctxs.push((ctx.clone(), setup.clone()));
         let decls = self.file_decls(m);
         let mut used = vec![false; decls.len()];
         let prior = self.known.zip(ctx_hash.as_ref()).map(|(known, ctx)| Prior {
@@ -138,7 +155,7 @@ impl<'a> Builder<'a> {
         let renderer = &self.renderer;
         let loaded = crate::par::map(&files, |f| {
             matches!(f.kind, FileKind::Copied | FileKind::Template)
-                .then(|| load(f, renderer, &ctx, prior))
+                .then(|| load(f, renderer, &ctx, &setup, prior))
         });
         for (f, loaded) in files.into_iter().zip(loaded) {
             let Some(mut res) = self.file(f, loaded, &id, ctx_index) else {
@@ -169,9 +186,10 @@ impl<'a> Builder<'a> {
     }
 
     /// What the templates of module `m` see: the parameters, `node`, `facts`, `module`,
-    /// and Ansible's variables unless set; hashed when an earlier compile is to be
-    /// compared with (the same text and context render the same output).
-    fn context(&self, m: &Module) -> (minijinja::Value, Option<Hash>) {
+    /// Ansible's variables and, in Salt's dialect, Salt's, each unless a parameter is so
+    /// named; hashed with the dialect when an earlier compile is to be compared with (the
+    /// same text, context and dialect render the same output).
+    fn context(&self, m: &Module, dialect: Dialect) -> (minijinja::Value, Option<Hash>) {
         let mut ctx = self.vars.clone();
         ctx.insert(
             "module".into(),
@@ -180,9 +198,33 @@ impl<'a> Builder<'a> {
         for (key, value) in &self.ansible {
             ctx.entry(*key).or_insert_with(|| value.clone());
         }
-        let hash = self
-            .known
-            .map(|_| Hash::of(&serde_json::to_vec(&ctx).unwrap_or_default()));
+        if dialect == Dialect::Salt {
+            let salt = self.salt.get_or_init(|| {
+                let facts = match self.vars.get("facts") {
+                    Some(Value::Object(f)) => f.clone(),
+                    _ => Map::new(),
+                };
+                crate::ansible::grains::salt_variables(
+                    &self.params,
+                    &facts,
+                    &self.node_name,
+                    self.env,
+                )
+            });
+            for (key, value) in salt {
+                ctx.entry(*key).or_insert_with(|| value.clone());
+            }
+            // template-formula's `map.jinja` finds its files by `tpldir.split('/')[0]`:
+            // the module's name, as the formula's directory under include/.
+            ctx.entry("tpldir").or_insert_with(|| json!(m.name));
+        }
+        let hash = self.known.map(|_| {
+            let mut bytes = serde_json::to_vec(&ctx).unwrap_or_default();
+            if dialect == Dialect::Salt {
+                bytes.extend_from_slice(b"\0salt");
+            }
+            Hash::of(&bytes)
+        });
         (minijinja::Value::from(minijinja::value::Serde(&ctx)), hash)
     }
 

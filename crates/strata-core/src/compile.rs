@@ -374,6 +374,95 @@ mod tests {
         );
     }
 
+    /// Issue 25: a Salt formula brought over as a module: `template_dialect = "salt"`
+    /// gives its templates Salt's whitespace rules, `pillar`, `grains` (from the facts),
+    /// `opts`, `saltenv`, and its `map.jinja` under include/ (never deployed).
+    #[test]
+    #[allow(clippy::disallowed_methods)] // the test's own temporary files
+    fn a_module_of_salt_s_dialect_renders_a_formula_with_its_map_jinja() {
+        let map = "{% set nginx = salt['grains.filter_by']({\n\
+                   'Debian': {'user': 'www-data'},\n\
+                   'RedHat': {'user': 'nginx'},\n\
+                   }, merge=salt['pillar.get']('nginx:lookup')) %}\n";
+        let template = "{% from 'nginx/map.jinja' import nginx %}\n\
+                        user {{ nginx.user }};\n\
+                        {% if grains['os_family'] == 'Debian' %}\n\
+                        # {{ grains.os }} {{ grains.osrelease }} {{ grains.host }} {{ opts.id }} {{ saltenv }}\n\
+                        # {{ source }} {{ tpldir }}\n\
+                        {% endif %}\n\
+                        workers {{ pillar.nginx.workers }};\n";
+        let dir = site_of(&[
+            (
+                "nodes/web1.toml",
+                "environment = \"prod\"\nmodules = [\"nginx\"]\n",
+            ),
+            (
+                "modules/nginx/module.toml",
+                "template_dialect = \"salt\"\n[params]\nworkers = 4\n",
+            ),
+            ("modules/nginx/include/nginx/map.jinja", map),
+            ("modules/nginx/templates/etc/nginx/nginx.conf", template),
+        ]);
+        let site = Site::open(dir.path()).unwrap();
+        let facts = json!({
+            "hostname": "web1.example.org",
+            "os": {"id": "debian", "version_id": "12", "pretty_name": "Debian GNU/Linux 12 (bookworm)"}
+        });
+        let opts = CompileOptions {
+            facts: facts.as_object().unwrap().clone(),
+            ..CompileOptions::default()
+        };
+        let cat = compile(&site, &node("web1"), &opts).unwrap();
+        // Salt's whitespace: each block tag keeps its line's newline.
+        assert_eq!(
+            compiled_text(&cat, "/etc/nginx/nginx.conf"),
+            "\nuser www-data;\n\n# Debian 12 web1 web1 prod\n\
+             # salt://modules/nginx/templates/etc/nginx/nginx.conf nginx\n\nworkers 4;\n"
+        );
+        let paths: Vec<&str> = cat.resources.iter().map(|r| r.path.as_str()).collect();
+        assert!(
+            !paths.iter().any(|p| p.contains("map.jinja")),
+            "include/ is not deployed: {paths:?}"
+        );
+        // The pillar's lookup merges over the map; a RedHat node gets its own.
+        let facts = json!({"os": {"id": "rocky", "version_id": "9.3"}});
+        std::fs::create_dir_all(dir.path().join("params")).unwrap();
+        std::fs::write(
+            dir.path().join("params/common.toml"),
+            "[nginx.lookup]\nuser = \"web\"\n",
+        )
+        .unwrap();
+        let opts = CompileOptions {
+            facts: facts.as_object().unwrap().clone(),
+            ..CompileOptions::default()
+        };
+        let cat = compile(&site, &node("web1"), &opts).unwrap();
+        assert!(
+            compiled_text(&cat, "/etc/nginx/nginx.conf").starts_with("\nuser web;\n\nworkers"),
+            "{}",
+            compiled_text(&cat, "/etc/nginx/nginx.conf")
+        );
+    }
+
+    #[test]
+    fn a_bad_template_dialect_is_named_with_its_line() {
+        let dir = site_of(&[
+            ("nodes/n1.toml", "modules = [\"m\"]\n"),
+            ("modules/m/module.toml", "\ntemplate_dialect = \"puppet\"\n"),
+        ]);
+        let site = Site::open(dir.path()).unwrap();
+        let err = compile(&site, &node("n1"), &CompileOptions::default()).unwrap_err();
+        // (A module's file is named in the message of the error at its reference.)
+        let e = &err.0[0];
+        assert!(
+            e.message.starts_with(
+                "modules/m/module.toml:2:20: unknown variant `puppet`, expected `ansible` or `salt`"
+            ),
+            "{}",
+            e.message
+        );
+    }
+
     #[test]
     fn bad_or_doubled_yaml_parameter_files_are_named() {
         let dir = site_of(&[

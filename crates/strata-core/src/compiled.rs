@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use strata_fs::{Records, StatKey};
 use strata_types::{ContentSource, Hash};
 
-use crate::render::Renderer;
+use crate::render::{Renderer, Setup};
 
 /// The first line of the file; another strata version starts afresh (rendering may differ).
 fn header() -> String {
@@ -179,7 +179,8 @@ pub(crate) struct LazyFile {
 #[derive(Debug, Default)]
 pub struct Lazy {
     pub(crate) renderer: Option<Renderer>,
-    pub(crate) ctxs: Vec<minijinja::Value>,
+    /// Each module's template context and how its templates render.
+    pub(crate) ctxs: Vec<(minijinja::Value, Setup)>,
     pub(crate) files: HashMap<Hash, LazyFile>,
 }
 
@@ -193,8 +194,10 @@ impl Lazy {
             Some(i) => {
                 let text = String::from_utf8(bytes).ok()?;
                 let r = self.renderer.as_ref()?;
-                r.render(&f.rel, &text, self.ctxs.get(i)?)
+                let (ctx, setup) = self.ctxs.get(i)?;
+                r.render_marked(&f.rel, &text, ctx, setup)
                     .ok()?
+                    .out
                     .into_bytes()
             }
             None => bytes,
@@ -239,7 +242,7 @@ mod tests {
         };
         let lazy = Lazy {
             renderer: Some(Renderer::new()),
-            ctxs: vec![minijinja::context! { port => 8443 }],
+            ctxs: vec![(minijinja::context! { port => 8443 }, Setup::default())],
             files: HashMap::from([(a, file("a", None, 7)), (b, file("b.j2", Some(0), 16))]),
         };
         (lazy, a, b)

@@ -52,7 +52,9 @@ pub use hooks::{Hook, HookEvent, hooks};
 pub use params::{ParamTree, Source};
 pub use plan::{PlanError, plan};
 pub use purge::Purge;
-pub use render::{Dialect, render_template, render_template_as};
+pub use render::{
+    Dialect, Includes, Setup, render_template, render_template_as, render_template_with,
+};
 pub use resources::{Declared, Group, Line, Package, Service, User};
 pub use revision::{DIRTY_SUFFIX, Revision};
 pub use secret::{SecretSource, SecretValue, secret_variable, valid_secret_name};

@@ -49,6 +49,10 @@ pub(crate) struct ModuleToml {
     /// Secrets its scripts read, as `STRATA_SECRET_<NAME>`.
     #[serde(default)]
     pub secrets: Vec<Spanned<String>>,
+    /// Whose Jinja2 its templates are written for: `"ansible"` (the default) or
+    /// `"salt"` (a formula's templates: Salt's whitespace rules and objects).
+    #[serde(default)]
+    pub template_dialect: crate::render::Dialect,
 }
 
 /// `[[file]]`: metadata for paths from `files/` and `templates/` (a glob).

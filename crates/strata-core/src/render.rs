@@ -21,8 +21,12 @@ use minijinja::{Environment, ErrorKind, UndefinedBehavior};
 use crate::error::SiteError;
 use crate::secret::SecretSource;
 
+mod loader;
+mod salt_tags;
 mod secret;
 mod whitespace;
+
+pub use loader::Includes;
 
 use secret::{READ_SECRET, SECRET_ERROR, hide_details};
 pub use whitespace::Dialect;
@@ -91,6 +95,11 @@ impl Renderer {
         env.set_fuel(Some(limits.fuel));
         env.set_syntax(Whitespace::ANSIBLE.syntax());
         crate::ansible::register(&mut env);
+        env.set_loader(loader::load);
+        // Salt's filters that its import tags use (render/salt_tags.rs).
+        env.add_filter("load_yaml", salt_tags::load_yaml);
+        env.add_filter("load_json", salt_tags::load_json);
+        env.set_path_join_callback(loader::join);
         env.add_function("secret", move |name: String| {
             secret::secret(secrets.as_deref(), &name)
         });
@@ -115,6 +124,7 @@ impl Renderer {
 
     /// Parses and renders a template; `name` is its site-relative path. The compiled
     /// template is not kept: a site of thousands of templates stays small in memory.
+    #[cfg(test)]
     pub fn render(
         &self,
         name: &str,
@@ -125,6 +135,7 @@ impl Renderer {
     }
 
     /// [`Renderer::render`], with `dialect`'s whitespace rules.
+    #[cfg(test)]
     pub fn render_as(
         &self,
         name: &str,
@@ -132,25 +143,46 @@ impl Renderer {
         ctx: &minijinja::Value,
         dialect: Dialect,
     ) -> Result<String, SiteError> {
-        self.render_marked(name, source, ctx, dialect)
-            .map(|(out, _)| out)
+        let setup = Setup {
+            dialect,
+            includes: None,
+        };
+        self.render_marked(name, source, ctx, &setup).map(|r| r.out)
     }
 
-    /// Renders as [`Renderer::render_as`] does, and says whether the template read a
-    /// secret (its output is then sensitive). An error of a template that read one names
-    /// the template and line but shows no detail that could hold the secret's value.
+    /// Renders as `setup` says, and says whether the template read a secret (its output
+    /// is then sensitive) or loaded another template. An error of a template that read a
+    /// secret names the template and line but shows no detail that could hold its value.
     pub fn render_marked(
         &self,
         name: &str,
         source: &str,
         ctx: &minijinja::Value,
-        dialect: Dialect,
-    ) -> Result<(String, bool), SiteError> {
+        setup: &Setup,
+    ) -> Result<Rendered, SiteError> {
+        // Salt's `file.managed` gives its template `source`, where it comes from (here
+        // its place in the site), unless a parameter is so named.
+        let with_source;
+        let ctx = if setup.dialect == Dialect::Salt {
+            let source = minijinja::context! { source => format!("salt://{name}") };
+            // (The last map wins a key.)
+            with_source = minijinja::value::merge_maps([source, ctx.clone()]);
+            &with_source
+        } else {
+            ctx
+        };
         READ_SECRET.with(|r| r.set(false));
-        let out = self.render_inner(name, source, ctx, dialect);
+        let current = loader::Current::set(setup.includes.clone(), setup.dialect);
+        let out = self.render_inner(name, source, ctx, setup.dialect);
+        let loaded = loader::LOADED.with(std::cell::Cell::get);
+        drop(current);
         let read = READ_SECRET.with(|r| r.replace(false));
         match out {
-            Ok(out) => Ok((out, read)),
+            Ok(out) => Ok(Rendered {
+                out,
+                sensitive: read,
+                loaded,
+            }),
             Err(mut e) if read => {
                 e.message = hide_details(&e.message);
                 Err(e)
@@ -173,9 +205,25 @@ impl Renderer {
         };
         // The lines of the template's body follow the `#jinja2:` line.
         let skipped = usize::from(body.len() != source.len());
+        // Salt's import tags, rewritten in place (each on its own line: lines keep their
+        // numbers).
+        let rewritten = match dialect {
+            Dialect::Salt => salt_tags::rewrite(body),
+            Dialect::Ansible => std::borrow::Cow::Borrowed(body),
+        };
+        let body = rewritten.as_ref();
         let fail = |e: minijinja::Error| {
             let mut err = to_site_error(name, body, &e, &self.limits);
             err.line = err.line.map(|l| l + skipped);
+            // An error in a template this one loaded: that template's file and line, and
+            // where this one loaded it.
+            let inner = innermost(&e);
+            if let Some(file) = inner.name().filter(|n| *n != name) {
+                let from = err.line.map_or(String::new(), |l| format!(" line {l}"));
+                let source = inner.template_source().unwrap_or_default();
+                err = to_site_error(file, source, inner, &self.limits);
+                err.message = format!("{} (loaded by {name}{from})", err.message);
+            }
             err
         };
         let template = self
@@ -201,6 +249,26 @@ impl Renderer {
     }
 }
 
+/// How a module's templates render.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Setup {
+    /// Whose whitespace rules.
+    pub dialect: Dialect,
+    /// Where the templates they import or include are (none: they cannot).
+    pub includes: Option<Arc<Includes>>,
+}
+
+/// A template's output, and what its render did.
+#[derive(Debug)]
+pub(crate) struct Rendered {
+    pub out: String,
+    /// It read a secret.
+    pub sensitive: bool,
+    /// It imported or included another template (its output depends on more than its
+    /// own text and context).
+    pub loaded: bool,
+}
+
 /// Renders one template as a compile does (Ansible's dialect, strict undefined, the same
 /// limits), with `vars` as its context; `name` names it in errors. For tools and tests
 /// that render a template outside a site; a compile keeps one environment for all.
@@ -220,8 +288,29 @@ pub fn render_template_as(
     vars: &serde_json::Value,
     dialect: Dialect,
 ) -> Result<String, SiteError> {
+    render_template_with(
+        name,
+        source,
+        vars,
+        &Setup {
+            dialect,
+            includes: None,
+        },
+    )
+}
+
+/// [`render_template_as`] with the templates it imports or includes found as `setup`
+/// says (the corpus test's `include/`).
+pub fn render_template_with(
+    name: &str,
+    source: &str,
+    vars: &serde_json::Value,
+    setup: &Setup,
+) -> Result<String, SiteError> {
     let ctx = minijinja::Value::from(minijinja::value::Serde(vars));
-    Renderer::new().render_as(name, source, &ctx, dialect)
+    Renderer::new()
+        .render_marked(name, source, &ctx, setup)
+        .map(|r| r.out)
 }
 
 /// A render's output, refused past its limit.
@@ -278,6 +367,12 @@ fn describe(source: &str, e: &minijinja::Error, limits: &Limits) -> String {
             let detail = e.detail().unwrap_or_default();
             format!("secret(): {}", &detail[SECRET_ERROR.len()..])
         }
+        (ErrorKind::TemplateNotFound, _) => format!(
+            "{}: no such template in {}",
+            e.detail().unwrap_or("template not found"),
+            loader::looked_in()
+                .unwrap_or_else(|| "this render (it has no templates to load)".into())
+        ),
         (ErrorKind::SyntaxError, _) => {
             format!(
                 "template syntax error: {}",
@@ -302,6 +397,23 @@ fn describe(source: &str, e: &minijinja::Error, limits: &Limits) -> String {
             None => kind.to_string(),
         },
     }
+}
+
+/// The last error of `e`'s chain that knows its template's line: minijinja wraps an error
+/// in a template another loaded in one at the loading line.
+fn innermost(e: &minijinja::Error) -> &minijinja::Error {
+    let mut inner = e;
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(m) = s.downcast_ref::<minijinja::Error>()
+            && m.line().is_some()
+            && m.name().is_some()
+        {
+            inner = m;
+        }
+        source = s.source();
+    }
+    inner
 }
 
 /// The message of `mandatory`'s error (see [`crate::ansible::MANDATORY`]).
@@ -589,27 +701,24 @@ mod tests {
     #[test]
     fn a_template_that_reads_a_secret_is_marked_and_its_errors_hide_the_value() {
         let r = Renderer::with_secrets(Some(Arc::new(OneSecret)));
-        let (out, read) = r
-            .render_marked(
-                "t.j2",
-                "pw={{ secret(\"pw\") }}\n",
-                &empty(),
-                Dialect::Ansible,
-            )
+        let ansible = Setup::default();
+        let marked = r
+            .render_marked("t.j2", "pw={{ secret(\"pw\") }}\n", &empty(), &ansible)
             .unwrap();
+        let (out, read) = (marked.out, marked.sensitive);
         assert_eq!(out, "pw=CANARY-not-a-number\n");
         assert!(read);
-        let (_, read) = r
-            .render_marked("t.j2", "plain\n", &empty(), Dialect::Ansible)
+        let marked = r
+            .render_marked("t.j2", "plain\n", &empty(), &ansible)
             .unwrap();
-        assert!(!read, "the mark is per render");
+        assert!(!marked.sensitive, "the mark is per render");
         // A filter failing on the value would quote it: only the kind and the line remain.
         for src in [
             "a\n{{ secret(\"pw\") | from_json }}\n",
             "a\n{{ \"x\" | regex_replace(secret(\"pw\") ~ \"(\", \"y\") }}\n",
         ] {
             let err = r
-                .render_marked("t.j2", src, &empty(), Dialect::Ansible)
+                .render_marked("t.j2", src, &empty(), &ansible)
                 .unwrap_err();
             assert_eq!(err.file.as_deref(), Some("t.j2"));
             assert_eq!(err.line, Some(2), "{src}");
@@ -617,7 +726,7 @@ mod tests {
             assert!(err.message.contains("details not shown"), "{}", err.message);
         }
         let err = r
-            .render_marked("t.j2", "{{ secret(\"nope\") }}", &empty(), Dialect::Ansible)
+            .render_marked("t.j2", "{{ secret(\"nope\") }}", &empty(), &ansible)
             .unwrap_err();
         assert_eq!(err.message, "secret(): secret `nope` does not exist");
         let err = Renderer::new()
@@ -663,3 +772,6 @@ mod tests {
 
 #[cfg(test)]
 mod measure;
+
+#[cfg(test)]
+mod loader_tests;

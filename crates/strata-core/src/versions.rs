@@ -20,7 +20,14 @@ pub(crate) enum Versions {
 
 /// What a module's directory holds: a directory of `modules/` holding none of these is
 /// one of versions (`modules/<name>/<version>/`).
-const MODULE_MARKERS: [&str; 5] = ["module.toml", "files", "templates", "scripts", "env"];
+const MODULE_MARKERS: [&str; 6] = [
+    "module.toml",
+    "files",
+    "templates",
+    "include",
+    "scripts",
+    "env",
+];
 
 /// Looks a role or module up by name, then picks the version.
 pub(crate) fn find(

@@ -26,7 +26,12 @@ fn set(map: &mut Map, key: Value, value: Value) {
     }
 }
 
-fn merge(lower: &Value, upper: &Value, recursive: bool, list_merge: &str) -> Result<Value, Error> {
+pub(super) fn merge(
+    lower: &Value,
+    upper: &Value,
+    recursive: bool,
+    list_merge: &str,
+) -> Result<Value, Error> {
     let mut out = entries(lower, "combine")?;
     for (k, v) in entries(upper, "combine")? {
         let old = out

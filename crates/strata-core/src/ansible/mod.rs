@@ -10,6 +10,7 @@
 
 mod comment;
 mod dicts;
+pub(crate) mod grains;
 mod hash;
 mod indent;
 mod ipaddr;

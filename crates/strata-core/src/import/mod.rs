@@ -1,5 +1,6 @@
 //! `strata import ansible-role`: an Ansible role brought over as a module. Its templates
-//! and files go where its `template` and `copy` tasks put them, its defaults become the
+//! and files go where its `template` and `copy` tasks put them (and the templates they
+//! include or import to the module's `include/`, by crate::import's `includes`), its defaults become the
 //! site's common parameters (Ansible's variables are global, as they are there), the
 //! services its handlers restart restart when those files change, and every task that
 //! could not be translated is listed with its file and line.
@@ -16,6 +17,7 @@ use serde_json::{Map, Value};
 use crate::error::SiteError;
 use crate::versions::Ref;
 
+mod includes;
 mod tasks;
 
 /// What an import wrote, and what it could not translate.
@@ -58,6 +60,8 @@ struct Plan {
     packages: Vec<String>,
     /// Services a task starts or enables: `[[service]]` entries even without a handler.
     services: Vec<String>,
+    /// The role's templates its tasks use: role-relative path, text.
+    templates: Vec<(String, String)>,
     /// Handler name → the target paths whose tasks notify it.
     notified: BTreeMap<String, Vec<String>>,
     untranslated: Vec<Untranslated>,
@@ -93,6 +97,7 @@ pub fn import_ansible_role(role: &Path, site: &Path, module: &str) -> Result<Imp
     }
     let vars = Value::Object(vars);
     tasks::walk(role, &vars, &dir, &mut plan)?;
+    includes::copy_included(role, &dir, &mut plan)?;
     let services = tasks::handlers(role, &mut plan)?;
     let toml = module_toml(role, &plan, &services);
     plan.files
@@ -354,6 +359,87 @@ mod tests {
         // to the template's final newline (ansible-core 2.19 writes these bytes).
         assert_eq!(String::from_utf8(bytes).unwrap(), "port 6379\nba\n");
         assert_eq!(conf.mode, 0o640);
+    }
+
+    /// Issue 25: what a role's templates include or import comes along to include/, by
+    /// its name in the role's templates/, and renders as Ansible renders it.
+    #[test]
+    fn templates_a_role_s_templates_load_come_to_include() {
+        let role = tree(&[
+            (
+                "tasks/main.yml",
+                "- name: Configure\n  template: src=site.conf.j2 dest=/etc/site.conf\n",
+            ),
+            (
+                "templates/site.conf.j2",
+                "{% from 'macros.j2' import kv %}\n{{ kv('port', 80) }}\n\
+                 {% include \"parts/tail.j2\" %}\n{% include tail_name %}\n",
+            ),
+            (
+                "templates/macros.j2",
+                "{% macro kv(k, v) %}{{ k }} = {{ v }}{% endmacro %}\n\
+                 {% include 'gone.j2' ignore missing %}\n",
+            ),
+            ("templates/parts/tail.j2", "# tail\n"),
+            ("templates/unused.j2", "never copied\n"),
+        ]);
+        let site = site();
+        let imported = import_ansible_role(role.path(), site.path(), "app").unwrap();
+        assert_eq!(
+            imported.written,
+            [
+                "modules/app/include/macros.j2",
+                "modules/app/include/parts/tail.j2",
+                "modules/app/module.toml",
+                "modules/app/templates/etc/site.conf.j2",
+            ]
+        );
+        let notes: Vec<String> = imported
+            .untranslated
+            .iter()
+            .map(|u| format!("{}:{}: {}", u.file, u.line.unwrap_or(0), u.what))
+            .collect();
+        assert_eq!(
+            notes,
+            [
+                "templates/site.conf.j2:4: loads a computed template name `tail_name`: copy what it loads to include/",
+                "templates/macros.j2:2: loads `gone.j2`, which is not in the role's templates/",
+            ]
+        );
+        // The module compiles, and renders the bytes Jinja2 renders with Ansible's
+        // options and a FileSystemLoader at the role's templates/ (Ansible pads the final
+        // newline).
+        std::fs::create_dir_all(site.path().join("params")).unwrap();
+        std::fs::write(
+            site.path().join("params/common.toml"),
+            "tail_name = \"parts/tail.j2\"\n",
+        )
+        .unwrap();
+        std::fs::write(site.path().join("nodes/n1.toml"), "modules = [\"app\"]\n").unwrap();
+        let s = crate::Site::open(site.path()).unwrap();
+        let cat = crate::compile(
+            &s,
+            &strata_types::NodeName::parse("n1").unwrap(),
+            &crate::CompileOptions::default(),
+        )
+        .unwrap();
+        let conf = (cat.resources.iter())
+            .find(|r| r.path.to_string() == "/etc/site.conf")
+            .expect("the template is in the catalog");
+        let crate::ResourceKind::File { hash, .. } = &conf.kind else {
+            panic!("not a file");
+        };
+        let bytes = cat.contents.get(hash).cloned().unwrap();
+        assert_eq!(
+            String::from_utf8(bytes).unwrap(),
+            "port = 80\n# tail# tail\n"
+        );
+        assert!(
+            !cat.resources
+                .iter()
+                .any(|r| r.path.to_string().contains("macros")),
+            "include/ is not deployed"
+        );
     }
 
     #[test]

@@ -313,6 +313,10 @@ impl Walk<'_> {
             );
             return Ok(());
         };
+        if base == "templates" {
+            let text = String::from_utf8_lossy(&content).into_owned();
+            self.plan.templates.push((format!("templates/{src}"), text));
+        }
         let suffix = if base == "templates" { ".j2" } else { "" };
         let dir = self.dir;
         self.plan
@@ -376,7 +380,7 @@ fn arguments(args: &Value) -> BTreeMap<String, String> {
 }
 
 /// A file of the role's `templates/` or `files/`, refusing paths that leave it.
-fn role_file(role: &Path, base: &str, src: &str) -> Result<Option<Vec<u8>>, SiteError> {
+pub(super) fn role_file(role: &Path, base: &str, src: &str) -> Result<Option<Vec<u8>>, SiteError> {
     if src.starts_with('/') || src.split('/').any(|p| p == "..") {
         return Ok(None);
     }

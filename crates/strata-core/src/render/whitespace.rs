@@ -37,7 +37,8 @@ impl Whitespace {
 
 /// Whose Jinja2 a template is written for. The filters, tests and methods are the same;
 /// the whitespace rules are not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Dialect {
     /// Ansible's `template` module: trim_blocks, a `#jinja2:` first line obeyed, the
     /// output padded to the template's count of final newlines.

@@ -16,15 +16,25 @@ extensions, and one newline appended when the template ends in one. What Salt's 
 holds is emulated: VARS.json is the pillar and the file's `context:` at once, so its keys
 are variables and `salt['pillar.get']('a:b', default, delimiter=':')` (and `config.get`)
 walks it as Salt's `traverse_dict_and_list` does (a missing key gives the default, '' when
-none is given); `grains` is whatever VARS.json gives under that name.
+none is given; `merge=True` as Salt's `pillar.get`); `grains` is whatever VARS.json gives
+under that name, read by `salt['grains.get']` and `salt['grains.filter_by']`. These
+functions are a stand-in for Salt itself, written after its source (below). The context
+is also the environment's globals, as Salt makes it, so an imported `map.jinja` sees it.
+
+Templates a case imports or includes are in its directory's `include/` (Jinja2's
+FileSystemLoader there; strata finds them in a module's `include/`).
 """
 
+import copy
+import fnmatch
 import hashlib
 import json
+import os
 import shlex
 import sys
 
 import jinja2
+import jinja2.ext
 import yaml
 
 
@@ -114,27 +124,134 @@ def to_bool(value):
     return word == 1
 
 
-def salt_functions(pillar):
-    """The `salt` dict of execution functions that read the pillar."""
-    def pillar_get(key, default="", delimiter=":"):
-        value = pillar
-        for part in key.split(delimiter):
-            if isinstance(value, dict) and part in value:
-                value = value[part]
-            elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+# A stand-in for Salt itself (which is not installed here): the execution functions the
+# corpus's formulas call, written after Salt's source (salt/utils/data.py's
+# traverse_dict_and_list and filter_by, salt/utils/dictupdate.py's update,
+# salt/modules/pillar.py's get, salt/modules/grains.py's get and filter_by).
+_MISSING = object()
+
+
+def traverse(data, key, default, delimiter=":"):
+    """salt.utils.data.traverse_dict_and_list."""
+    value = data
+    for part in key.split(delimiter):
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list):
+            try:
                 value = value[int(part)]
-            else:
+            except (ValueError, IndexError):
                 return default
-        return value
-    return {"pillar.get": pillar_get, "config.get": pillar_get}
+        else:
+            return default
+    return value
 
 
-def render_salt(source, variables):
+def dict_update(dest, upd):
+    """salt.utils.dictupdate.update(dest, upd), recursive, lists replaced."""
+    for key, val in upd.items():
+        sub = dest.get(key)
+        if isinstance(sub, dict) and isinstance(val, dict):
+            dest[key] = dict_update(sub, val)
+        else:
+            dest[key] = val
+    return dest
+
+
+def filter_by(lookup_dict, lookup, traverse_data, merge=None, default="default", base=None):
+    """salt.utils.data.filter_by."""
+    ret = None
+    val = traverse(traverse_data, lookup, [])
+    for each in val if isinstance(val, list) else [val]:
+        for key in lookup_dict:
+            if fnmatch.fnmatchcase(str(each), str(key)):
+                ret = lookup_dict[key]
+                break
+        if ret is not None:
+            break
+    if ret is None:
+        ret = lookup_dict.get(default, None)
+    if base and base in lookup_dict:
+        base_values = lookup_dict[base]
+        if ret is None:
+            ret = base_values
+        elif isinstance(base_values, dict):
+            ret = dict_update(copy.deepcopy(base_values), ret)
+    if merge:
+        if ret is None:
+            ret = merge
+        else:
+            dict_update(ret, copy.deepcopy(merge))
+    return ret
+
+
+def salt_functions(pillar, grains):
+    """The `salt` dict of execution functions that read the pillar and the grains."""
+    def pillar_get(key, default="", merge=False, delimiter=":"):
+        if merge:
+            if isinstance(default, dict):
+                ret = traverse(pillar, key, {}, delimiter)
+                if isinstance(ret, dict):
+                    return dict_update(copy.deepcopy(default), ret)
+            elif isinstance(default, list):
+                ret = traverse(pillar, key, [], delimiter)
+                if isinstance(ret, list):
+                    default = copy.deepcopy(default)
+                    default.extend([x for x in ret if x not in default])
+                    return default
+        return traverse(pillar, key, default, delimiter)
+
+    def grains_get(key, default="", delimiter=":"):
+        return traverse(grains, key, default, delimiter)
+
+    def grains_filter_by(lookup_dict, grain="os_family", merge=None, default="default", base=None):
+        return filter_by(lookup_dict, grain, grains, merge, default, base)
+
+    return {"pillar.get": pillar_get, "config.get": pillar_get, "grains.get": grains_get,
+            "grains.filter_by": grains_filter_by}
+
+
+class SaltImports(jinja2.ext.Extension):
+    """Salt's `{% import_yaml "x" as d %}` (and `import_json`, `import_text`), as its
+    SerializerExtension (salt/utils/jinja.py) parses them: an `import` of the file, then
+    the module's text loaded as YAML (JSON, or kept as text)."""
+
+    tags = {"import_yaml", "import_json", "import_text"}
+
+    def parse(self, parser):
+        converter = parser.stream.current.value[len("import_"):]
+        import_node = parser.parse_import()
+        target, lineno = import_node.target, import_node.lineno
+        return [
+            import_node,
+            jinja2.nodes.Assign(
+                jinja2.nodes.Name(target, "store").set_lineno(lineno),
+                jinja2.nodes.Filter(
+                    jinja2.nodes.Name(target, "load").set_lineno(lineno),
+                    f"load_{converter}", [], [], None, None,
+                ).set_lineno(lineno),
+            ).set_lineno(lineno),
+        ]
+
+
+def loader(template_path):
+    """The case's `include/`, where its template finds the templates it imports."""
+    include = os.path.join(os.path.dirname(template_path), "include")
+    return jinja2.FileSystemLoader(include) if os.path.isdir(include) else None
+
+
+def render_salt(source, variables, template_path):
     env = jinja2.Environment(
         undefined=jinja2.StrictUndefined,
-        extensions=["jinja2.ext.do", "jinja2.ext.loopcontrols"],
+        extensions=["jinja2.ext.do", "jinja2.ext.loopcontrols", SaltImports],
+        loader=loader(template_path),
     )
-    env.globals["salt"] = salt_functions(variables)
+    env.filters["load_yaml"] = lambda v: yaml.safe_load(str(v))
+    env.filters["load_json"] = lambda v: json.loads(str(v))
+    env.filters["load_text"] = str
+    env.globals["salt"] = salt_functions(variables, variables.get("grains", {}))
+    # Salt makes the context globals, so that imported templates (map.jinja) see them.
+    env.globals.update(variables)
     out = env.from_string(source).render(variables)
     return out + "\n" if source.endswith("\n") else out
 
@@ -147,7 +264,7 @@ def main():
     with open(vars_path, encoding="utf-8") as f:
         variables = json.load(f)
     if salt:
-        sys.stdout.buffer.write(render_salt(source, variables).encode("utf-8"))
+        sys.stdout.buffer.write(render_salt(source, variables, template_path).encode("utf-8"))
         return
     options = {"trim_blocks": True}
     if source.startswith("#jinja2:"):
@@ -155,7 +272,7 @@ def main():
         for pair in line[len("#jinja2:"):].split(","):
             key, value = pair.split(":", 1)
             options[key.strip()] = {"True": True, "False": False}[value.strip()]
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, **options)
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, loader=loader(template_path), **options)
     env.filters.update({
         "comment": comment, "to_nice_yaml": to_nice_yaml, "to_yaml": to_yaml,
         "to_nice_json": to_nice_json, "to_json": json.dumps, "ternary": ternary,
