@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use clap::Args;
+use clap::{Args, Subcommand};
 use strata_snapshot::{BlobStore, Trust, Verified, VerifiedAssignment};
 use strata_transport::wire::NodeEvent;
 
@@ -27,8 +27,13 @@ use crate::source::{Enrollment, ServerSource, Source, StorageSource};
 /// edit, run the site's on-drift hooks, and with --correct apply again to put the
 /// managed state back. With --for: stop after that long, exit 0 without drift left, 2
 /// with.
+///
+/// `strata agent install` writes and enables the systemd units that run it.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct AgentArgs {
+    #[command(subcommand)]
+    pub action: Option<AgentCommand>,
     /// Where `publish` writes: s3://BUCKET/PREFIX (credentials from AWS_*) or
     /// file:///DIR.
     #[arg(long, value_name = "URL", required_unless_present_any = ["server", "watch"])]
@@ -78,6 +83,11 @@ pub struct AgentArgs {
     /// Set a parameter (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_set)]
     pub sets: Vec<(String, String)>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    Install(Box<crate::commands::agent_install::InstallArgs>),
 }
 
 /// How one poll ended, beside the node's result.
@@ -138,6 +148,9 @@ fn open_source(args: &AgentArgs, root: &Path) -> anyhow::Result<Opened> {
 }
 
 pub fn run(args: &AgentArgs, printer: &Printer) -> CommandResult {
+    if let Some(AgentCommand::Install(install)) = &args.action {
+        return crate::commands::agent_install::run(install, printer);
+    }
     let root = absolute(&args.root.root)?;
     if args.watch {
         let watch = crate::watch::Watch {
