@@ -7,8 +7,10 @@
     clippy::print_stderr
 )]
 
+mod agent_install;
 mod apply;
 mod bench;
+mod branches;
 mod capture;
 mod confinement;
 mod crash;
