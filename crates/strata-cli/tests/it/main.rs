@@ -32,6 +32,7 @@ mod private;
 mod pull;
 mod push;
 mod receive;
+mod replicas;
 mod resources;
 mod sandbox;
 mod sandbox_attacks;

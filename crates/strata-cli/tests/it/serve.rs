@@ -201,7 +201,7 @@ impl Served {
     }
 }
 
-fn motd(root: &Path) -> Option<String> {
+pub(crate) fn motd(root: &Path) -> Option<String> {
     std::fs::read_to_string(root.join("etc/motd")).ok()
 }
 
@@ -782,7 +782,7 @@ fn over_tls_a_node_enrolls_and_applies_checking_the_servers_certificate() {
 }
 
 /// A fresh database on the test PostgreSQL server (`STRATA_TEST_PG`).
-fn pg_database() -> String {
+pub(crate) fn pg_database() -> String {
     let url = std::env::var("STRATA_TEST_PG")
         .expect("STRATA_TEST_PG: needs PostgreSQL (scripts/test starts one and sets it)");
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
