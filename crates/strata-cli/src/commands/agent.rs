@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use strata_snapshot::{BlobStore, Trust, Verified, VerifiedAssignment};
+use strata_snapshot::{BlobStore, KeyPair, Role, Trust, Verified, VerifiedAssignment};
 use strata_transport::wire::NodeEvent;
 
 use crate::cli::{RootArg, S3Arg, absolute, parse_set};
@@ -121,8 +121,18 @@ fn open_source(args: &AgentArgs, root: &Path) -> anyhow::Result<Opened> {
         let url = args.from.clone().unwrap_or_default();
         let store = strata_bucket::open(&url, &args.s3.settings())?;
         let node = args.node.clone().unwrap_or_else(host);
+        // A node that enrolled reads its assignment from the bucket by its key.
+        let key = root.join("var/lib/strata/keys/node.key");
+        let node_key = match strata_fs::exists(&key) {
+            true => Some(KeyPair::load(&key, Role::Node)?.id()),
+            false => None,
+        };
         return Ok((
-            Box::new(StorageSource { url, store }),
+            Box::new(StorageSource {
+                url,
+                store,
+                node_key,
+            }),
             node,
             args.root_key.clone(),
         ));

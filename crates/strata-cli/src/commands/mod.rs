@@ -23,6 +23,7 @@ pub mod params;
 pub mod plan;
 pub mod pools;
 pub mod publish;
+pub mod publish_assign;
 pub mod push;
 pub mod rebuild;
 pub mod receive;

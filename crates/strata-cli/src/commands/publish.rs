@@ -13,6 +13,7 @@ use strata_snapshot::{MAX_MANIFEST, MAX_METADATA, SiteFiles, Timestamp};
 use crate::cli::{S3Arg, SiteArg, absolute};
 use crate::command_error::CommandResult;
 use crate::commands::keys::{KeysDir, signing_key};
+use crate::commands::publish_assign;
 use crate::commands::push::DEFAULT_EXPIRES;
 use crate::printer::Printer;
 
@@ -52,6 +53,11 @@ pub struct PublishArgs {
     pub key: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub keys: KeysDir,
+    /// The inventory (a SQLite file or postgres:// URL) whose accepted nodes the site's
+    /// hardware profiles classified: their signed assignments are written beside the
+    /// snapshot (buckets only) [default: SITE/.strata/state.db when it exists].
+    #[arg(long, value_name = "URL")]
+    pub db: Option<String>,
 }
 
 /// How many versions of each environment `--gc` keeps (FLEET.md).
@@ -84,6 +90,7 @@ pub fn run(args: &PublishArgs, printer: &Printer) -> CommandResult {
     // Each environment's files: its branch's commit when strata.toml maps it to one,
     // else the checkout as it is. Every one checked before anything is written.
     let sources = Sources::read(&site_dir, &site, &envs)?;
+    let classified = publish_assign::classified(&site_dir, &args.to, args.db.as_deref())?;
     let store =
         crate::source::publish_target(&args.to, &key, args.ca.as_deref(), &args.s3.settings())?;
     let lifetime = args
@@ -134,6 +141,15 @@ pub fn run(args: &PublishArgs, printer: &Printer) -> CommandResult {
             version += 1;
         };
         crash_point!("publish-after-manifest");
+        // Assignments after the manifest they name, before the release.
+        let assigned = publish_assign::write(
+            store.as_ref(),
+            &classified,
+            (&site.name, env),
+            version,
+            (now, lifetime),
+            &key,
+        )?;
         let ts = Timestamp {
             kind: "timestamp".into(),
             site: site.name.clone(),
@@ -145,10 +161,15 @@ pub fn run(args: &PublishArgs, printer: &Printer) -> CommandResult {
         };
         store.put(&timestamp_key(env), &ts.seal(&key))?;
         out.push_str(&format!(
-            "Published {} {env} version {version} (revision {}{from}): {} files\n",
+            "Published {} {env} version {version} (revision {}{from}): {} files{}\n",
             site.name,
             files.revision,
-            files.entries.len()
+            files.entries.len(),
+            match assigned {
+                0 => String::new(),
+                1 => ", 1 assignment".into(),
+                n => format!(", {n} assignments"),
+            }
         ));
     }
     out.push_str(&format!("{new_blobs} new blobs written to {}\n", args.to));

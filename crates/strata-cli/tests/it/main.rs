@@ -11,6 +11,7 @@ mod agent_install;
 mod apply;
 mod bench;
 mod branches;
+mod bucket_assign;
 mod capture;
 mod confinement;
 mod crash;
