@@ -73,6 +73,97 @@ fn replica(e: &TestEnv, online: &Path, db: &str, url: &str, endpoint: &str, n: u
     Replica(child, addr)
 }
 
+/// Keys made for the site in `e`: the operator's directory and the online key's file.
+fn keys(e: &TestEnv) -> (std::path::PathBuf, std::path::PathBuf) {
+    let keys = e.path().join("keys");
+    let online = e.path().join("server/online.key");
+    let (code, _, err) = output(
+        e.cmd(&["keys", "init", "--site"])
+            .arg(e.site())
+            .arg("--keys")
+            .arg(&keys)
+            .arg("--online-out")
+            .arg(&online),
+    );
+    assert_eq!(code, 0, "{err}");
+    (keys, online)
+}
+
+/// A token from the shared database, in a file.
+fn token(e: &TestEnv, db: &str) -> std::path::PathBuf {
+    let token = e.path().join("token");
+    let (code, _, err) = output(
+        e.cmd(&["nodes", "token", "--db", db, "--out"])
+            .arg(&token)
+            .arg("--site")
+            .arg(e.site()),
+    );
+    assert_eq!(code, 0, "{err}");
+    token
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs PostgreSQL and the S3-compatible server scripts/test starts (feature host-tests)"
+)]
+fn classified_nodes_get_the_same_assignment_from_every_replica() {
+    let e = env();
+    e.write("strata.toml", "[site]\nname = \"s\"\n")
+        .write(
+            "hardware/profiles.toml",
+            "[[profile]]\nname = \"any\"\nrole = \"r@1.0.0\"\npools = [\"ips\"]\n\
+             spec = [[\"system\", \"hostname\", \"name\", \"$$host\"]]\n",
+        )
+        .write(
+            "hardware/pools/ips.toml",
+            "generate = [{ ip = \"10.0.0.1-2\" }]\n",
+        )
+        .write("roles/r/1.0.0.toml", "modules = [\"m\"]\n")
+        .write(
+            "modules/m/templates/etc/ip.j2",
+            "{{ node.name }} ip {{ hw.ips.ip }}\n",
+        );
+    let (keys, online) = keys(&e);
+    let db = pg_database();
+    let (url, endpoint) = bucket();
+    let a = replica(&e, &online, &db, &url, &endpoint, 1);
+    let b = replica(&e, &online, &db, &url, &endpoint, 2);
+    let h1 = e.path().join("h1");
+    std::fs::create_dir_all(h1.join("etc")).unwrap();
+    std::fs::write(h1.join("etc/hostname"), "h1\n").unwrap();
+    let (code, out, err) = output(
+        e.cmd(&["enroll", "--server", &a.1, "--node", "h1", "--root"])
+            .arg(&h1)
+            .arg("--token-file")
+            .arg(token(&e, &db)),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    // Classified at enrollment in PostgreSQL; publish writes its assignment to the bucket.
+    let mut cmd = e.cmd(&["publish", "--to", &url, "--db", &db, "--site"]);
+    cmd.arg(e.site()).arg("--keys").arg(&keys);
+    s3(&mut cmd, &endpoint);
+    let (code, out, err) = output(&mut cmd);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(", 1 assignment"), "{out}");
+    let agent = |server: &str| {
+        output(
+            e.cmd(&["agent", "--once", "--server", server, "--root"])
+                .arg(&h1),
+        )
+    };
+    let (code, out, err) = agent(&b.1);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        std::fs::read_to_string(h1.join("etc/ip")).unwrap(),
+        "h1 ip 10.0.0.1\n"
+    );
+    // The other replica answers with the same bytes: not modified.
+    let (code, out, err) = agent(&a.1);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("(not modified)"), "{err}");
+}
+
 #[test]
 #[cfg_attr(
     not(feature = "host-tests"),
@@ -89,17 +180,7 @@ fn two_replicas_on_one_database_and_one_bucket_serve_the_same_releases() {
             "modules/m/templates/etc/motd.j2",
             "{{ node.name }} in {{ node.environment }}: v1\n",
         );
-    let keys = e.path().join("keys");
-    let online = e.path().join("server/online.key");
-    let (code, _, err) = output(
-        e.cmd(&["keys", "init", "--site"])
-            .arg(e.site())
-            .arg("--keys")
-            .arg(&keys)
-            .arg("--online-out")
-            .arg(&online),
-    );
-    assert_eq!(code, 0, "{err}");
+    let (keys, online) = keys(&e);
     let db = pg_database();
     let (url, endpoint) = bucket();
     let publish = |to: &str| {
@@ -116,14 +197,7 @@ fn two_replicas_on_one_database_and_one_bucket_serve_the_same_releases() {
     let b = replica(&e, &online, &db, &url, &endpoint, 2);
 
     // Enrolled through A (the token made in the shared database)...
-    let token = e.path().join("token");
-    let (code, _, err) = output(
-        e.cmd(&["nodes", "token", "--db", &db, "--out"])
-            .arg(&token)
-            .arg("--site")
-            .arg(e.site()),
-    );
-    assert_eq!(code, 0, "{err}");
+    let token = token(&e, &db);
     let n1 = e.path().join("n1");
     let (code, out, err) = output(
         e.cmd(&["enroll", "--server", &a.1, "--node", "n1", "--root"])

@@ -7,7 +7,8 @@
 //! timestamp, not one the replica signs, so every replica answers a poll with the same
 //! bytes and the same `ETag`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
 
 use strata_bucket::{Storage, timestamp_key};
 use strata_snapshot::{MAX_METADATA, RootSet, Timestamp};
@@ -26,6 +27,9 @@ pub(super) struct Mirror {
     checked: BTreeMap<String, u64>,
     /// Why the last read failed, if it did (the last good release is served meanwhile).
     pub(super) error: Option<String>,
+    /// Classified nodes' assignments as `publish` wrote them, by key id: when read, and
+    /// what was there.
+    assignments: Mutex<HashMap<String, (u64, Option<Vec<u8>>)>>,
 }
 
 impl Mirror {
@@ -65,6 +69,7 @@ impl Published {
                 url,
                 checked: BTreeMap::new(),
                 error: None,
+                assignments: Mutex::new(HashMap::new()),
             }),
         };
         p.follow_roots()?;
@@ -74,6 +79,32 @@ impl Published {
     /// A replica: why its last read of the bucket failed, if it did.
     pub fn mirror_error(&self) -> Option<&str> {
         self.mirror.as_ref().and_then(|m| m.error.as_deref())
+    }
+
+    /// A replica: the assignment `publish` wrote to the bucket for the node whose key is
+    /// `key_id` (`assignments/<key id>.json`), read again at most every
+    /// [`MIRROR_RECHECK`] seconds. Every replica serves these same bytes, where
+    /// assignments each signed itself would differ in version; the node verifies it as
+    /// any other. None when there is none (or the bucket cannot say): the replica then
+    /// signs the node's own.
+    pub fn mirrored_assignment(&self, key_id: &str, now: u64) -> Option<Vec<u8>> {
+        let m = self.mirror.as_ref()?;
+        if key_id.is_empty() || !key_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let mut cache = m.assignments.lock().ok()?;
+        if let Some((at, bytes)) = cache.get(key_id)
+            && now < at + MIRROR_RECHECK
+        {
+            return bytes.clone();
+        }
+        let bytes = self
+            .store
+            .get(&format!("assignments/{key_id}.json"), MAX_METADATA as u64)
+            .ok()
+            .flatten();
+        cache.insert(key_id.to_string(), (now, bytes.clone()));
+        bytes
     }
 
     /// Reads the environment's release from the bucket again; whether it changed. A
