@@ -18,6 +18,9 @@ use super::{Current, KEPT_VERSIONS, PublishError, Published, valid_name};
 /// How long a replica serves an environment's release before it reads the bucket again.
 pub const MIRROR_RECHECK: u64 = 5;
 
+/// An object read from the bucket: when, and what was there.
+type Read = (u64, Option<Vec<u8>>);
+
 /// A replica's view of the bucket.
 #[derive(Debug)]
 pub(super) struct Mirror {
@@ -29,7 +32,7 @@ pub(super) struct Mirror {
     pub(super) error: Option<String>,
     /// Classified nodes' assignments as `publish` wrote them, by key id: when read, and
     /// what was there.
-    assignments: Mutex<HashMap<String, (u64, Option<Vec<u8>>)>>,
+    assignments: Mutex<HashMap<String, Read>>,
 }
 
 impl Mirror {
