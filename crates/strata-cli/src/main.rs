@@ -1,6 +1,7 @@
 //! `strata`: configuration management whose dry run can be trusted.
 
 mod assign;
+mod branch;
 mod cli;
 mod command_error;
 mod commands;

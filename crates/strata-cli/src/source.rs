@@ -56,6 +56,8 @@ pub struct StorageSource {
     pub url: String,
     /// The bucket.
     pub store: Box<dyn Storage>,
+    /// The node's own key, when it enrolled: its assignment is read from the bucket.
+    pub node_key: Option<KeyId>,
 }
 
 impl Source for StorageSource {
@@ -71,11 +73,28 @@ impl Source for StorageSource {
         )? {
             chain.push(r);
         }
+        // A classified node's assignment names its environment (checked against the
+        // manifest once both are verified).
+        let assignment = match &self.node_key {
+            Some(k) => self.store.get(
+                &crate::commands::publish_assign::assignment_key(&k.0),
+                MAX_METADATA as u64,
+            )?,
+            None => None,
+        };
+        let environment = assignment.as_deref().and_then(assigned_environment);
+        let env = environment.as_deref().unwrap_or(env);
         Ok(Head {
             roots: RootSet(chain),
             timestamp: self.store.get(&timestamp_key(env), MAX_METADATA as u64)?,
+            assignment,
+            environment,
             ..Head::default()
         })
+    }
+
+    fn node_key(&self) -> Option<KeyId> {
+        self.node_key.clone()
     }
 
     fn manifest(&self, env: &str, version: u64) -> Result<Option<Vec<u8>>, Refusal> {
@@ -88,6 +107,26 @@ impl Source for StorageSource {
     fn blob(&self, hash: &str, size: u64) -> Result<Option<Vec<u8>>, Refusal> {
         Ok(self.store.get(&blob_key(hash), size)?)
     }
+}
+
+/// The environment an assignment names, read before it is verified (only to know which
+/// environment to fetch: the verified assignment must name the verified manifest's).
+fn assigned_environment(bytes: &[u8]) -> Option<String> {
+    let opened = strata_snapshot::envelope::open(
+        bytes,
+        "the assignment",
+        strata_snapshot::ASSIGNMENT_TYPE,
+        MAX_METADATA,
+    )
+    .ok()?;
+    let a: strata_snapshot::Assignment = serde_json::from_slice(opened.payload()).ok()?;
+    let e = a.environment;
+    let valid = !e.is_empty()
+        && e.len() <= 253
+        && !e.starts_with('.')
+        && e.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    valid.then_some(e)
 }
 
 /// What `enroll` leaves on the node for its agent: `<root>/var/lib/strata/keys/`.

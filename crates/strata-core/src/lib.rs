@@ -58,7 +58,7 @@ pub use render::{
 pub use resources::{Declared, Group, Line, Package, Service, User};
 pub use revision::{DIRTY_SUFFIX, Revision};
 pub use secret::{SecretSource, SecretValue, secret_variable, valid_secret_name};
-pub use settings::{HookSettings, KeepGenerations, SandboxSettings, Size, StateSettings};
+pub use settings::{Branch, HookSettings, KeepGenerations, SandboxSettings, Size, StateSettings};
 pub use site::{NodeInfo, Site};
 pub use strata_fs::UserDb;
 pub use typechange::{Shadows, has_below};

@@ -19,6 +19,36 @@ pub(crate) struct SiteToml {
     pub secrets: crate::fleet::SecretsSettings,
     #[serde(default)]
     pub hooks: HookSettings,
+    /// `[environments]`: the git branch each environment is published from.
+    #[serde(default)]
+    pub environments: std::collections::BTreeMap<String, Branch>,
+}
+
+/// A git branch an environment is published from (`[environments] production =
+/// "main"`): a name git would take for a branch, never an option or a range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Branch(pub String);
+
+impl<'de> Deserialize<'de> for Branch {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        let bad = name.is_empty()
+            || name.starts_with(['-', '/', '.'])
+            || name.ends_with(['/', '.'])
+            || name.ends_with(".lock")
+            || name.contains("..")
+            || name.contains("//")
+            || name.contains("@{")
+            || name
+                .chars()
+                .any(|c| c.is_control() || c.is_whitespace() || "~^:?*[\\".contains(c));
+        if bad {
+            return Err(serde::de::Error::custom(format!(
+                "{name:?} is not a git branch name"
+            )));
+        }
+        Ok(Branch(name))
+    }
 }
 
 /// `[hooks]` in `strata.toml`: how the site's hooks run (docs/drift.md).

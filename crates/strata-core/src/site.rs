@@ -95,6 +95,8 @@ pub struct Site {
     pub secrets: crate::fleet::SecretsSettings,
     /// `[hooks]`: how the site's hooks run.
     pub hooks: crate::settings::HookSettings,
+    /// `[environments]`: the git branch each environment is published from.
+    pub environments: BTreeMap<String, crate::settings::Branch>,
     pub(crate) groups: BTreeMap<String, TomlFile<GroupToml>>,
     pub(crate) roles: BTreeMap<String, Versions>,
     pub(crate) modules: BTreeMap<String, Versions>,
@@ -141,6 +143,7 @@ impl Site {
             fleet,
             secrets,
             hooks,
+            environments,
         } = settings.expect("no errors").value;
         let site = Site {
             dir: dir.to_path_buf(),
@@ -152,6 +155,7 @@ impl Site {
             fleet,
             secrets,
             hooks,
+            environments,
             groups,
             roles,
             modules,

@@ -516,14 +516,18 @@ fn poll_now(s: &Server, r: &Received, node: &str) -> Answer {
     }
     let p = s.published.read().map_err(internal)?;
     let min_version = p.current(&env).map_or(0, |c| c.version);
+    // A replica serves the one `publish` wrote to the shared bucket, if there is one.
     let assignment = match &rec.classification {
-        Some(c) => Some(assignment_for(
-            s,
-            (&rec.name, &rec.key_id),
-            (p.site(), &env),
-            c,
-            (min_version, now),
-        )?),
+        Some(c) => Some(match p.mirrored_assignment(&rec.key_id, now) {
+            Some(a) => a,
+            None => assignment_for(
+                s,
+                (&rec.name, &rec.key_id),
+                (p.site(), &env),
+                c,
+                (min_version, now),
+            )?,
+        }),
         None => None,
     };
     let answer = PollAnswer {

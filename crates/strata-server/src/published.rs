@@ -18,6 +18,9 @@ use strata_snapshot::{
 };
 use strata_types::Hash;
 
+mod mirror;
+pub use mirror::MIRROR_RECHECK;
+
 /// How long a timestamp the server signs is trusted (FLEET.md: a day).
 pub const TIMESTAMP_LIFETIME: u64 = 24 * 3600;
 /// A timestamp older than this is signed again when a node polls.
@@ -68,6 +71,9 @@ pub struct Published {
     current: BTreeMap<String, Current>,
     /// Per environment, the blobs of its last few versions.
     blobs: BTreeMap<String, VecDeque<(u64, HashSet<String>)>>,
+    /// A replica's: what `publish` wrote to a shared bucket, read and never written
+    /// (mirror.rs).
+    mirror: Option<mirror::Mirror>,
 }
 
 impl Published {
@@ -109,6 +115,7 @@ impl Published {
             root,
             current: BTreeMap::new(),
             blobs: BTreeMap::new(),
+            mirror: None,
         };
         // What was current is the server's own record: its timestamps may be signed by
         // an online key the root no longer certifies. Each manifest is checked again.
@@ -147,16 +154,23 @@ impl Published {
         self.current.get(env)
     }
 
-    /// Whether the environment's timestamp is older than [`TIMESTAMP_REFRESH`].
+    /// Whether the environment's timestamp is older than [`TIMESTAMP_REFRESH`] (a
+    /// replica: whether the bucket was last read [`MIRROR_RECHECK`] ago or more).
     pub fn due(&self, env: &str, now: u64) -> bool {
+        if let Some(m) = &self.mirror {
+            return m.due(env, now);
+        }
         self.current
             .get(env)
             .is_some_and(|c| now >= c.signed + TIMESTAMP_REFRESH)
     }
 
     /// Signs the environment's timestamp again when it is older than
-    /// [`TIMESTAMP_REFRESH`]; whether it did.
+    /// [`TIMESTAMP_REFRESH`]; whether it did. A replica reads the bucket again instead.
     pub fn refresh(&mut self, env: &str, online: &KeyPair, now: u64) -> Result<bool, PublishError> {
+        if self.mirror.is_some() {
+            return Ok(self.reload(env, now));
+        }
         let Some(c) = self.current.get(env) else {
             return Ok(false);
         };
@@ -203,6 +217,12 @@ impl Published {
         online: &KeyPair,
         now: u64,
     ) -> Result<bool, PublishError> {
+        if let Some(m) = &self.mirror {
+            return Err(PublishError::Refused(format!(
+                "this server serves what `publish` writes to {}: publish there",
+                m.url
+            )));
+        }
         let parts: Vec<&str> = key.split('/').collect();
         match parts.as_slice() {
             ["root", n] => self.put_root(n, bytes),

@@ -279,17 +279,19 @@ fn assignment(
     assign: &dyn Assign,
 ) -> Result<Option<Vec<u8>>, Failure> {
     let cmd = format!("{} facts --tuples", job.shipment.remote_path());
-    let out = conn.run(&cmd, b"").map_err(|e| reach(&e))?;
+    // Read no more than the limit: a node could send without end.
+    let out = conn
+        .run_limited(&cmd, b"", MAX_FACTS)
+        .map_err(|e| reach(&e))?;
     let failed = |why: String| (Outcome::Failed, ErrorInfo::new("classify", why));
+    if out.stdout.len() > MAX_FACTS {
+        return Err(failed(format!(
+            "the node's facts are over the limit of {MAX_FACTS} bytes"
+        )));
+    }
     if !out.status.success() {
         let why = String::from_utf8_lossy(&out.stderr).trim().to_string();
         return Err(failed(format!("reading the node's facts failed: {why}")));
-    }
-    if out.stdout.len() > MAX_FACTS {
-        return Err(failed(format!(
-            "the node's facts are {} bytes, over the limit of {MAX_FACTS}",
-            out.stdout.len()
-        )));
     }
     assign.assign(node, &out.stdout).map_err(failed)
 }

@@ -99,6 +99,48 @@ pub struct Connection {
     master: Option<Child>,
 }
 
+/// How much of a command's stderr is kept (the rest is read and dropped).
+pub const STDERR_LIMIT: usize = 1 << 20;
+
+/// Feeds `input` to a child's stdin while reading at most `limit + 1` bytes of its
+/// stdout and [`STDERR_LIMIT`] of its stderr; a child that sends more stdout is killed
+/// (the child is ssh: killing it closes both pipes, no local process of its holds them).
+fn collect_bounded(mut child: Child, input: &[u8], limit: usize) -> std::io::Result<Output> {
+    let mut stdin = child.stdin.take().expect("piped");
+    let input = input.to_vec();
+    // Written beside the reads: a large input and a chatty command would block each
+    // other through two full pipes.
+    let writer = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &input));
+    let mut stderr = child.stderr.take().expect("piped");
+    let errors = std::thread::spawn(move || {
+        let mut kept = Vec::new();
+        let _ = (&mut stderr)
+            .take(STDERR_LIMIT as u64)
+            .read_to_end(&mut kept);
+        let _ = std::io::copy(&mut stderr, &mut std::io::sink());
+        kept
+    });
+    let mut stdout = Vec::new();
+    let read = child
+        .stdout
+        .take()
+        .expect("piped")
+        .take((limit as u64).saturating_add(1))
+        .read_to_end(&mut stdout);
+    if read.is_err() || stdout.len() > limit {
+        let _ = child.kill();
+    }
+    let status = child.wait()?;
+    let stderr = errors.join().unwrap_or_default();
+    let _ = writer.join();
+    read?;
+    Ok(Output {
+        status,
+        stdout,
+        stderr,
+    })
+}
+
 /// Quotes a word for the remote shell.
 pub fn quote(word: &str) -> String {
     if !word.is_empty()
@@ -169,20 +211,27 @@ impl Connection {
 
     /// Runs a shell command line on the node with `input` on its stdin.
     pub fn run(&self, remote: &str, input: &[u8]) -> Result<Output, ReachError> {
-        let mut child = self
+        self.run_limited(remote, input, usize::MAX)
+    }
+
+    /// [`Connection::run`], reading at most `limit` bytes of its stdout (and
+    /// [`STDERR_LIMIT`] of its stderr): past that the command is killed and its stdout
+    /// holds `limit + 1` bytes, so this process never buffers more than a node decides
+    /// to send (a hostile node's endless `facts`).
+    pub fn run_limited(
+        &self,
+        remote: &str,
+        input: &[u8],
+        limit: usize,
+    ) -> Result<Output, ReachError> {
+        let child = self
             .command(remote)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .map_err(ReachError::Spawn)?;
-        let mut stdin = child.stdin.take().expect("piped");
-        let input = input.to_vec();
-        // Written beside the reads: a large input and a chatty command would block each
-        // other through two full pipes.
-        let writer = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &input));
-        let out = child.wait_with_output().map_err(ReachError::Spawn)?;
-        let _ = writer.join();
+        let out = collect_bounded(child, input, limit).map_err(ReachError::Spawn)?;
         self.finished(out)
     }
 
@@ -334,6 +383,36 @@ mod tests {
         assert_eq!(quote("it's"), r"'it'\''s'");
         assert_eq!(quote("$(reboot)"), "'$(reboot)'");
         assert_eq!(quote(""), "''");
+    }
+
+    fn sh(script: &str) -> Child {
+        Command::new("sh")
+            .args(["-c", script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_command_that_never_stops_talking_is_cut_at_the_limit_and_killed() {
+        // An endless stdout (what a hostile node's `facts --tuples` could send) after
+        // 5 MB of stderr: at most limit + 1 and STDERR_LIMIT bytes are kept, and the
+        // command is killed rather than read to its end.
+        let out =
+            collect_bounded(sh("head -c 5000000 /dev/zero >&2; exec yes"), b"", 1 << 16).unwrap();
+        assert_eq!(out.stdout.len(), (1 << 16) + 1);
+        assert!(!out.status.success(), "killed: {:?}", out.status);
+        assert!(out.stderr.len() <= STDERR_LIMIT);
+    }
+
+    #[test]
+    fn a_command_within_the_limit_is_read_whole_with_its_input() {
+        let out = collect_bounded(sh("cat; echo done >&2"), b"facts\n", 6).unwrap();
+        assert_eq!(out.stdout, b"facts\n");
+        assert_eq!(out.stderr, b"done\n");
+        assert!(out.status.success());
     }
 
     #[test]

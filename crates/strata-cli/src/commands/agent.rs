@@ -7,8 +7,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use clap::Args;
-use strata_snapshot::{BlobStore, Trust, Verified, VerifiedAssignment};
+use clap::{Args, Subcommand};
+use strata_snapshot::{BlobStore, KeyPair, Role, Trust, Verified, VerifiedAssignment};
 use strata_transport::wire::NodeEvent;
 
 use crate::cli::{RootArg, S3Arg, absolute, parse_set};
@@ -27,8 +27,13 @@ use crate::source::{Enrollment, ServerSource, Source, StorageSource};
 /// edit, run the site's on-drift hooks, and with --correct apply again to put the
 /// managed state back. With --for: stop after that long, exit 0 without drift left, 2
 /// with.
+///
+/// `strata agent install` writes and enables the systemd units that run it.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct AgentArgs {
+    #[command(subcommand)]
+    pub action: Option<AgentCommand>,
     /// Where `publish` writes: s3://BUCKET/PREFIX (credentials from AWS_*) or
     /// file:///DIR.
     #[arg(long, value_name = "URL", required_unless_present_any = ["server", "watch"])]
@@ -80,6 +85,11 @@ pub struct AgentArgs {
     pub sets: Vec<(String, String)>,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    Install(Box<crate::commands::agent_install::InstallArgs>),
+}
+
 /// How one poll ended, beside the node's result.
 enum Poll {
     /// A newly verified snapshot was applied.
@@ -111,8 +121,18 @@ fn open_source(args: &AgentArgs, root: &Path) -> anyhow::Result<Opened> {
         let url = args.from.clone().unwrap_or_default();
         let store = strata_bucket::open(&url, &args.s3.settings())?;
         let node = args.node.clone().unwrap_or_else(host);
+        // A node that enrolled reads its assignment from the bucket by its key.
+        let key = root.join("var/lib/strata/keys/node.key");
+        let node_key = match strata_fs::exists(&key) {
+            true => Some(KeyPair::load(&key, Role::Node)?.id()),
+            false => None,
+        };
         return Ok((
-            Box::new(StorageSource { url, store }),
+            Box::new(StorageSource {
+                url,
+                store,
+                node_key,
+            }),
             node,
             args.root_key.clone(),
         ));
@@ -138,6 +158,9 @@ fn open_source(args: &AgentArgs, root: &Path) -> anyhow::Result<Opened> {
 }
 
 pub fn run(args: &AgentArgs, printer: &Printer) -> CommandResult {
+    if let Some(AgentCommand::Install(install)) = &args.action {
+        return crate::commands::agent_install::run(install, printer);
+    }
     let root = absolute(&args.root.root)?;
     if args.watch {
         let watch = crate::watch::Watch {

@@ -1,6 +1,7 @@
 //! One file per verb: its arguments (the doc comment is the help) and its `run`.
 
 pub mod agent;
+pub mod agent_install;
 pub mod apply;
 pub mod capture;
 pub mod check;
@@ -22,6 +23,7 @@ pub mod params;
 pub mod plan;
 pub mod pools;
 pub mod publish;
+pub mod publish_assign;
 pub mod push;
 pub mod rebuild;
 pub mod receive;

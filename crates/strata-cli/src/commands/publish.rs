@@ -2,16 +2,18 @@
 //! signed and written where agents pull it, in an order that never shows a reader half a
 //! release.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::time::Duration;
 
 use clap::Args;
 use strata_bucket::{blob_key, manifest_key, timestamp_key};
-use strata_snapshot::{MAX_MANIFEST, MAX_METADATA, Timestamp};
+use strata_snapshot::{MAX_MANIFEST, MAX_METADATA, SiteFiles, Timestamp};
 
 use crate::cli::{S3Arg, SiteArg, absolute};
 use crate::command_error::CommandResult;
 use crate::commands::keys::{KeysDir, signing_key};
+use crate::commands::publish_assign;
 use crate::commands::push::DEFAULT_EXPIRES;
 use crate::printer::Printer;
 
@@ -51,6 +53,11 @@ pub struct PublishArgs {
     pub key: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub keys: KeysDir,
+    /// The inventory (a SQLite file or postgres:// URL) whose accepted nodes the site's
+    /// hardware profiles classified: their signed assignments are written beside the
+    /// snapshot (buckets only) [default: SITE/.strata/state.db when it exists].
+    #[arg(long, value_name = "URL")]
+    pub db: Option<String>,
 }
 
 /// How many versions of each environment `--gc` keeps (FLEET.md).
@@ -68,24 +75,24 @@ macro_rules! crash_point {
 pub fn run(args: &PublishArgs, printer: &Printer) -> CommandResult {
     let site_dir = absolute(&args.site.site)?;
     let site = strata_core::Site::open(&site_dir)?;
-    let stale = strata_engine::stale_secrets(&site);
-    if !stale.is_empty() {
-        return Err(strata_core::SiteErrors(stale).into());
-    }
     let (key, roots) = signing_key(&site_dir, &site.name, args.key.as_deref(), &args.keys)?;
     let (root, _) = roots.verify(None)?;
-    let store =
-        crate::source::publish_target(&args.to, &key, args.ca.as_deref(), &args.s3.settings())?;
     let envs: BTreeSet<String> = if args.envs.is_empty() {
         let mut e: BTreeSet<String> = [site.default_environment.clone()].into();
         for n in site.nodes()? {
             e.insert(site.node_reach(n.as_str())?.environment);
         }
+        e.extend(site.environments.keys().cloned());
         e
     } else {
         args.envs.iter().cloned().collect()
     };
-    let files = crate::revision::site_files(&site_dir)?;
+    // Each environment's files: its branch's commit when strata.toml maps it to one,
+    // else the checkout as it is. Every one checked before anything is written.
+    let sources = Sources::read(&site_dir, &site, &envs)?;
+    let classified = publish_assign::classified(&site_dir, &args.to, args.db.as_deref())?;
+    let store =
+        crate::source::publish_target(&args.to, &key, args.ca.as_deref(), &args.s3.settings())?;
     let lifetime = args
         .expires
         .or(site.fleet.expires)
@@ -99,8 +106,12 @@ pub fn run(args: &PublishArgs, printer: &Printer) -> CommandResult {
         }
     }
     let mut new_blobs = 0;
-    for (hash, path) in &files.paths {
-        if !store.exists(&blob_key(hash))? {
+    let mut seen = BTreeSet::new();
+    for files in &sources.files {
+        for (hash, path) in &files.paths {
+            if !seen.insert(hash.clone()) || store.exists(&blob_key(hash))? {
+                continue;
+            }
             let content = strata_fs::read(path)?;
             if strata_types::Hash::of(&content).to_string() != *hash {
                 return Err(anyhow::anyhow!("{} changed while publishing", path.display()).into());
@@ -111,6 +122,7 @@ pub fn run(args: &PublishArgs, printer: &Printer) -> CommandResult {
     crash_point!("publish-after-blobs");
     let mut out = String::new();
     for env in &envs {
+        let (files, from) = sources.of(env);
         let now = strata_snapshot::now();
         let remote = match store.get(&timestamp_key(env), MAX_METADATA as u64)? {
             Some(bytes) => Timestamp::open_signed(&root, &bytes)?.version,
@@ -129,6 +141,15 @@ pub fn run(args: &PublishArgs, printer: &Printer) -> CommandResult {
             version += 1;
         };
         crash_point!("publish-after-manifest");
+        // Assignments after the manifest they name, before the release.
+        let assigned = publish_assign::write(
+            store.as_ref(),
+            &classified,
+            (&site.name, env),
+            version,
+            (now, lifetime),
+            &key,
+        )?;
         let ts = Timestamp {
             kind: "timestamp".into(),
             site: site.name.clone(),
@@ -140,10 +161,15 @@ pub fn run(args: &PublishArgs, printer: &Printer) -> CommandResult {
         };
         store.put(&timestamp_key(env), &ts.seal(&key))?;
         out.push_str(&format!(
-            "Published {} {env} version {version} (revision {}): {} files\n",
+            "Published {} {env} version {version} (revision {}{from}): {} files{}\n",
             site.name,
             files.revision,
-            files.entries.len()
+            files.entries.len(),
+            match assigned {
+                0 => String::new(),
+                1 => ", 1 assignment".into(),
+                n => format!(", {n} assignments"),
+            }
         ));
     }
     out.push_str(&format!("{new_blobs} new blobs written to {}\n", args.to));
@@ -157,4 +183,87 @@ pub fn run(args: &PublishArgs, printer: &Printer) -> CommandResult {
     }
     printer.out(&out)?;
     Ok(())
+}
+
+/// The files each environment is published from, read once per source: the checkout as
+/// it is, or a branch's commit.
+struct Sources {
+    files: Vec<SiteFiles>,
+    /// Per environment: which of `files`, and the branch it came from.
+    of: BTreeMap<String, (usize, Option<String>)>,
+    /// The branches' checkouts, kept until the blobs are written.
+    _checkouts: Vec<crate::branch::BranchSite>,
+}
+
+impl Sources {
+    fn read(
+        site_dir: &Path,
+        site: &strata_core::Site,
+        envs: &BTreeSet<String>,
+    ) -> anyhow::Result<Sources> {
+        let mut out = Sources {
+            files: Vec::new(),
+            of: BTreeMap::new(),
+            _checkouts: Vec::new(),
+        };
+        let mut by_branch: BTreeMap<String, usize> = BTreeMap::new();
+        let mut plain: Option<usize> = None;
+        for env in envs {
+            let Some(branch) = site.environments.get(env).map(|b| b.0.clone()) else {
+                let i = match plain {
+                    Some(i) => i,
+                    None => {
+                        check_secrets(site)?;
+                        out.files.push(crate::revision::site_files(site_dir)?);
+                        *plain.insert(out.files.len() - 1)
+                    }
+                };
+                out.of.insert(env.clone(), (i, None));
+                continue;
+            };
+            let i = match by_branch.get(&branch) {
+                Some(i) => *i,
+                None => {
+                    let checkout = crate::branch::checkout(site_dir, env, &branch)?;
+                    let theirs = strata_core::Site::open(&checkout.site)?;
+                    if theirs.name != site.name {
+                        anyhow::bail!(
+                            "environment {env}: branch {branch:?} is site {:?}, not {:?}",
+                            theirs.name,
+                            site.name
+                        );
+                    }
+                    check_secrets(&theirs)?;
+                    let mut files = SiteFiles::read(&checkout.site)?;
+                    files.revision.clone_from(&checkout.commit);
+                    out.files.push(files);
+                    out._checkouts.push(checkout);
+                    by_branch.insert(branch.clone(), out.files.len() - 1);
+                    out.files.len() - 1
+                }
+            };
+            out.of.insert(env.clone(), (i, Some(branch)));
+        }
+        Ok(out)
+    }
+
+    /// An environment's files, and `" from branch B"` when they came from one.
+    fn of(&self, env: &str) -> (&SiteFiles, String) {
+        let (i, branch) = &self.of[env];
+        let from = branch
+            .as_ref()
+            .map(|b| format!(" from branch {b}"))
+            .unwrap_or_default();
+        (&self.files[*i], from)
+    }
+}
+
+/// Refuses a site whose secrets must be encrypted again first.
+fn check_secrets(site: &strata_core::Site) -> anyhow::Result<()> {
+    let stale = strata_engine::stale_secrets(site);
+    if stale.is_empty() {
+        Ok(())
+    } else {
+        Err(strata_core::SiteErrors(stale).into())
+    }
 }

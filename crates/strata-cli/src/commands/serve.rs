@@ -17,7 +17,7 @@ use strata_server::{Limits, Server};
 use strata_snapshot::Classified;
 use strata_snapshot::{KeyPair, Role};
 
-use crate::cli::{SiteArg, absolute};
+use crate::cli::{S3Arg, SiteArg, absolute};
 use crate::command_error::CommandResult;
 use crate::commands::keys::{KeysDir, site_root};
 use crate::printer::Printer;
@@ -56,6 +56,12 @@ pub struct ServeArgs {
     /// Where published snapshots are kept [default: SITE/.strata/serve].
     #[arg(long, value_name = "DIR")]
     pub store: Option<PathBuf>,
+    /// A replica: serve what `publish --to URL` wrote there (s3://BUCKET/PREFIX or
+    /// file:///DIR, shared by every replica), read only; publish to the bucket, not here.
+    #[arg(long, value_name = "URL", conflicts_with = "store")]
+    pub published: Option<String>,
+    #[command(flatten)]
+    pub s3: S3Arg,
     /// Requests handled at once; past that the server answers 429.
     #[arg(long, value_name = "N", default_value_t = 256)]
     pub max_requests: usize,
@@ -161,12 +167,19 @@ pub fn run(args: &ServeArgs, printer: &Printer) -> CommandResult {
         _ => None,
     };
     strata_server::listen::check_plain(args.listen, tls.is_some())?;
-    let store = match &args.store {
-        Some(s) => absolute(s)?,
-        None => site_dir.join(".strata/serve"),
+    let published = match &args.published {
+        Some(url) => {
+            let bucket = strata_bucket::open(url, &args.s3.settings())?;
+            Published::mirror(bucket, roots)?
+        }
+        None => {
+            let store = match &args.store {
+                Some(s) => absolute(s)?,
+                None => site_dir.join(".strata/serve"),
+            };
+            Published::open(&store, roots, &online, strata_snapshot::now())?
+        }
     };
-    let now = strata_snapshot::now();
-    let published = Published::open(&store, roots, &online, now)?;
     let inventory = strata_server::inventory::open(&db_url(&site_dir, args.db.as_deref()))?;
     let default_env = site.default_environment.clone();
     let env_site = site_dir.clone();

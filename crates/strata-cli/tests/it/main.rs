@@ -7,8 +7,11 @@
     clippy::print_stderr
 )]
 
+mod agent_install;
 mod apply;
 mod bench;
+mod branches;
+mod bucket_assign;
 mod capture;
 mod confinement;
 mod crash;
@@ -32,6 +35,7 @@ mod private;
 mod pull;
 mod push;
 mod receive;
+mod replicas;
 mod resources;
 mod sandbox;
 mod sandbox_attacks;

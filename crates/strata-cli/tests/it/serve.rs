@@ -19,7 +19,7 @@ use crate::env;
 /// A site, its keys, and a server serving it.
 pub(crate) struct Served {
     pub(crate) env: TestEnv,
-    keys: PathBuf,
+    pub(crate) keys: PathBuf,
     online: PathBuf,
     server: Child,
     pub(crate) url: String,
@@ -51,7 +51,7 @@ pub(crate) fn served(extra: &[&str]) -> Served {
 }
 
 /// [`served`], with more site files written before the server starts.
-fn served_with(setup: impl FnOnce(&TestEnv), extra: &[&str]) -> Served {
+pub(crate) fn served_with(setup: impl FnOnce(&TestEnv), extra: &[&str]) -> Served {
     let env = env();
     env.write("strata.toml", "[site]\nname = \"s\"\n");
     for n in ["n1", "n2"] {
@@ -167,7 +167,13 @@ impl Served {
         self.enroll_with(root, node, token, &[])
     }
 
-    fn enroll_with(&self, root: &Path, node: &str, token: Option<&Path>, extra: &[&str]) -> Out {
+    pub(crate) fn enroll_with(
+        &self,
+        root: &Path,
+        node: &str,
+        token: Option<&Path>,
+        extra: &[&str],
+    ) -> Out {
         let mut cmd = self
             .env
             .cmd(&["enroll", "--server", &self.url, "--node", node]);
@@ -201,7 +207,7 @@ impl Served {
     }
 }
 
-fn motd(root: &Path) -> Option<String> {
+pub(crate) fn motd(root: &Path) -> Option<String> {
     std::fs::read_to_string(root.join("etc/motd")).ok()
 }
 
@@ -782,7 +788,7 @@ fn over_tls_a_node_enrolls_and_applies_checking_the_servers_certificate() {
 }
 
 /// A fresh database on the test PostgreSQL server (`STRATA_TEST_PG`).
-fn pg_database() -> String {
+pub(crate) fn pg_database() -> String {
     let url = std::env::var("STRATA_TEST_PG")
         .expect("STRATA_TEST_PG: needs PostgreSQL (scripts/test starts one and sets it)");
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
