@@ -19,6 +19,10 @@ pub(crate) struct SiteToml {
     pub secrets: crate::fleet::SecretsSettings,
     #[serde(default)]
     pub hooks: HookSettings,
+    /// `[provision]`: read and checked by strata-provision (docs/provision.md).
+    #[serde(default)]
+    #[allow(dead_code, reason = "only accepted here; strata-provision reads it")]
+    pub provision: Option<toml::Table>,
 }
 
 /// `[hooks]` in `strata.toml`: how the site's hooks run (docs/drift.md).

@@ -141,6 +141,7 @@ impl Site {
             fleet,
             secrets,
             hooks,
+            provision: _,
         } = settings.expect("no errors").value;
         let site = Site {
             dir: dir.to_path_buf(),

@@ -21,6 +21,7 @@ pub mod operators;
 pub mod params;
 pub mod plan;
 pub mod pools;
+pub mod provision;
 pub mod publish;
 pub mod push;
 pub mod rebuild;
