@@ -228,7 +228,9 @@ pub fn provision(
     }
     disk.sync()?;
     lap("partition table", &mut times);
-    drop(work);
+    progress("removing the temporary tree");
+    work.close().map_err(|e| ProvisionError::io(&work_dir, e))?;
+    lap("clean up", &mut times);
     Ok(Provisioned {
         generation,
         made,
