@@ -45,7 +45,7 @@ pub fn place(
 ) -> Result<Vec<Placed>, String> {
     let total = disk_bytes / SECTOR;
     // The backup entries and header take the last 33 sectors.
-    let last_usable = total.checked_sub(ENTRY_SECTORS + 2).unwrap_or(0);
+    let last_usable = total.saturating_sub(ENTRY_SECTORS + 2);
     let fixed: u64 = layout
         .partitions
         .iter()

@@ -89,7 +89,7 @@ pub fn provision(
     let layout = Layout::read(job.site, &settings.layout)?;
     if layout.boot == Boot::Uefi {
         return Err(ProvisionError::Config {
-            file: layout.file.clone(),
+            file: layout.file,
             field: "boot".into(),
             message: "\"uefi\" layouts are not provisioned yet: use \"bios\"".into(),
         });

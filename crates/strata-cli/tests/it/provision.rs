@@ -17,12 +17,24 @@ const LAYOUT: &str = "boot = \"bios\"\n\
     [[partition]]\nsize = \"1MiB\"\ntype = \"bios_grub\"\n\
     [[partition]]\nmount = \"/\"\nfs = \"ext4\"\nsize = \"rest\"\n";
 
-/// Prints its marker on the serial console once the machine is up, then powers it off.
+/// What the machine boots from: GRUB's core, a separate /boot, the root, swap.
+const FULL_LAYOUT: &str = "boot = \"bios\"\n\
+    [[partition]]\nsize = \"1MiB\"\ntype = \"bios_grub\"\n\
+    [[partition]]\nmount = \"/boot\"\nfs = \"ext2\"\nsize = \"256MiB\"\n\
+    [[partition]]\nmount = \"/\"\nfs = \"ext4\"\nsize = \"rest\"\n\
+    [[partition]]\ntype = \"swap\"\nsize = \"64MiB\"\n";
+
+/// Prints its marker on the serial console once the machine is up (with what /boot is
+/// and which swap is on, both found through fstab by UUID), then powers it off.
 const UNIT: &str = "[Unit]\nDescription=strata provision test marker\n\
     [Service]\nType=oneshot\n\
-    ExecStart=/bin/sh -c 'echo STRATA-BOOTED-$(cat /etc/hostname) >/dev/ttyS0'\n\
+    ExecStart=/bin/sh /usr/local/lib/strata-marker.sh\n\
     ExecStartPost=/bin/systemctl poweroff --no-block\n\
     [Install]\nWantedBy=multi-user.target\n";
+
+const MARKER: &str = "boot=$(awk '$2 == \"/boot\" { print $3 }' /proc/mounts)\n\
+    swap=$(awk 'NR > 1 { print $1 }' /proc/swaps)\n\
+    echo \"STRATA-BOOTED-$(cat /etc/hostname) boot=$boot swap=$swap\" >/dev/ttyS0\n";
 
 /// A site whose node `db1` has a unit that says it booted.
 fn site(e: &TestEnv, layout: &str) {
@@ -40,6 +52,10 @@ fn site(e: &TestEnv, layout: &str) {
     e.write(
         "modules/marker/files/etc/systemd/system/strata-marker.service",
         UNIT,
+    );
+    e.write(
+        "modules/marker/files/usr/local/lib/strata-marker.sh",
+        MARKER,
     );
 }
 
@@ -165,7 +181,7 @@ fn a_provisioned_image_boots_by_itself_runs_the_sites_unit_and_plans_nothing() {
     let e = env();
     assert!(strata_test::is_root(), "needs root");
     shared_cache(&e);
-    site(&e, LAYOUT);
+    site(&e, FULL_LAYOUT);
     let disk = image(&e, 3 << 30);
 
     // Killed while it makes the file systems: no partition table, no boot code.
@@ -181,7 +197,7 @@ fn a_provisioned_image_boots_by_itself_runs_the_sites_unit_and_plans_nothing() {
         let line = line.unwrap();
         seen.push_str(&line);
         seen.push('\n');
-        if line.starts_with("making ext4") {
+        if line.starts_with("making ") {
             rustix::process::kill_process_group(
                 rustix::process::Pid::from_raw(pgid as i32).unwrap(),
                 rustix::process::Signal::KILL,
@@ -192,7 +208,7 @@ fn a_provisioned_image_boots_by_itself_runs_the_sites_unit_and_plans_nothing() {
     }
     child.wait().unwrap();
     assert!(
-        seen.contains("making ext4"),
+        seen.contains("making ext2 for /boot"),
         "never reached the disk:\n{seen}"
     );
     let h = head(&disk);
@@ -211,9 +227,17 @@ fn a_provisioned_image_boots_by_itself_runs_the_sites_unit_and_plans_nothing() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("as db1: 2 changes from the catalog, generation 1"),
+        stdout.contains("as db1: 3 changes from the catalog, generation 1"),
         "{stdout}"
     );
+    // "  /            ext4  UUID=… at OFFSET (SIZE)": where the root file system is.
+    let root_offset: u64 = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("/ "))
+        .and_then(|l| l.split(" at ").nth(1))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no root file system in:\n{stdout}"));
     let h = head(&disk);
     assert_eq!(&h[512..520], b"EFI PART");
     assert_eq!(&h[510..512], &[0x55, 0xAA]);
@@ -240,7 +264,7 @@ fn a_provisioned_image_boots_by_itself_runs_the_sites_unit_and_plans_nothing() {
     let started = Instant::now();
     let booted = loop {
         let log = std::fs::read(&serial).unwrap_or_default();
-        if String::from_utf8_lossy(&log).contains("STRATA-BOOTED-db1") {
+        if String::from_utf8_lossy(&log).contains("STRATA-BOOTED-db1 boot=ext2 swap=/dev/sda4") {
             break true;
         }
         if qemu.try_wait().unwrap().is_some() || started.elapsed() > Duration::from_secs(600) {
@@ -269,7 +293,7 @@ fn a_provisioned_image_boots_by_itself_runs_the_sites_unit_and_plans_nothing() {
     let out = Command::new("unshare")
         .args(["--mount", "--propagation", "private", "sh", "-c"])
         .arg(
-            "mount -o loop,offset=$((4096*512)) \"$1\" \"$2\" && shift 2 && \
+            "mount -o loop,offset=$OFFSET \"$1\" \"$2\" && shift 2 && \
              \"$@\"; code=$?; umount \"$MNT\"; exit $code",
         )
         .arg("sh")
@@ -281,6 +305,7 @@ fn a_provisioned_image_boots_by_itself_runs_the_sites_unit_and_plans_nothing() {
         .arg("--root")
         .arg(&mnt)
         .env("MNT", &mnt)
+        .env("OFFSET", root_offset.to_string())
         .env("NO_COLOR", "1")
         .env("STRATA_CACHE_DIR", e.cache())
         .output()
