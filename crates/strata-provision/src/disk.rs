@@ -43,11 +43,25 @@ impl Disk {
         if !(meta.is_file() || meta.file_type().is_block_device()) {
             return Err(fail("neither a block device nor an image file".into()));
         }
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .map_err(|e| ProvisionError::io(path, e))?;
+        // A block device is opened exclusively: the kernel refuses (EBUSY) while it or one
+        // of its partitions is mounted, swapped on or held by another exclusive opener.
+        let mut open = OpenOptions::new();
+        open.read(true).write(true);
+        if meta.file_type().is_block_device() {
+            use std::os::unix::fs::OpenOptionsExt;
+            open.custom_flags(rustix::fs::OFlags::EXCL.bits().cast_signed());
+        }
+        let mut file = open.open(path).map_err(|e| {
+            if e.raw_os_error() == Some(rustix::io::Errno::BUSY.raw_os_error()) {
+                fail(
+                    "the disk is in use (mounted, swapped on, or held by another program): \
+                     strata provision never writes a disk in use"
+                        .into(),
+                )
+            } else {
+                ProvisionError::io(path, e)
+            }
+        })?;
         let bytes = file
             .seek(SeekFrom::End(0))
             .map_err(|e| ProvisionError::io(path, e))?;

@@ -138,6 +138,17 @@ pub fn grub_cfg(
         ));
         args.push_str(&format!(" console=tty0 console={},{}", c.device, c.speed));
     }
+    // The title is GRUB script: only a plain name goes in.
+    let node: String = node
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
     out.push_str(&format!(
         "menuentry '{node}' {{\n  search --no-floppy --fs-uuid --set=root {boot_uuid}\n  \
          linux {boot_dir}/{kernel} {args}\n  initrd {boot_dir}/{initrd}\n}}\n"
@@ -177,6 +188,7 @@ pub fn split(
             continue;
         }
         let inside = tree.join(m.trim_start_matches('/'));
+        no_link_on_the_way(tree, m)?;
         let dest = staging.join(format!("volume-{i}"));
         if strata_fs::is_dir(&inside) {
             strata_fs::rename(&inside, &dest)?;
@@ -187,6 +199,24 @@ pub fn split(
         sources.push((i, dest));
     }
     Ok(sources)
+}
+
+/// A mount point reached through a symbolic link of the tree (`/lib` is one on Debian
+/// since bookworm) would take the link's target, not the directory the layout means.
+fn no_link_on_the_way(tree: &Path, mount: &str) -> Result<(), ProvisionError> {
+    let mut at = tree.to_path_buf();
+    for part in mount.split('/').filter(|p| !p.is_empty()) {
+        at.push(part);
+        if strata_fs::is_link(&at) {
+            let to = strata_fs::read_link(&at).unwrap_or_default();
+            return Err(ProvisionError::Tree(format!(
+                "mount point {mount}: {} is a symbolic link in the new tree (to {to}); \
+                 mount the directory it leads to instead",
+                at.strip_prefix(tree).unwrap_or(&at).display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Makes the volume's file system from `source` at its partition, in place on the disk.
@@ -294,6 +324,44 @@ mod tests {
             "{g}"
         );
         assert!(g.contains("--set=root B"), "{g}");
+        let g = grub_cfg("x'; reboot; '", "B", "", "R", ("k", "i"), None);
+        assert!(g.contains("menuentry 'x___reboot___' {"), "{g}");
+        assert!(g.contains("linux /k root=UUID=R ro\n"), "{g}");
+    }
+
+    #[test]
+    fn a_mount_point_through_a_link_is_refused_and_the_tree_left_whole() {
+        let t = tempfile::tempdir().unwrap();
+        let tree = t.path().join("tree");
+        write_tree_file(&tree.join("usr/lib/x"), b"x", 0o644).unwrap();
+        write_tree_file(&tree.join("var/log/y"), b"y", 0o644).unwrap();
+        std::os::unix::fs::symlink("usr/lib", tree.join("lib")).unwrap();
+        let staging = t.path().join("staging");
+        strata_fs::create_dir_all(&staging).unwrap();
+        let e = split(
+            &tree,
+            &staging,
+            &[vol(0, Some("/lib/modules"), PartType::Linux)],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("lib is a symbolic link") && e.contains("usr/lib"),
+            "{e}"
+        );
+        assert!(strata_fs::is_link(&tree.join("lib")));
+        let s = split(
+            &tree,
+            &staging,
+            &[
+                vol(0, Some("/"), PartType::Linux),
+                vol(1, Some("/var"), PartType::Linux),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.len(), 2);
+        assert!(strata_fs::exists(&staging.join("volume-1/log/y")));
+        assert!(strata_fs::list_dir(&tree.join("var")).unwrap().is_empty());
     }
 
     #[test]

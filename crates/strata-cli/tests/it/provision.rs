@@ -130,6 +130,69 @@ fn a_bad_layout_or_a_disk_too_small_fails_before_the_disk_is_written() {
     assert!(stderr.contains("empty.img: the disk is empty"), "{stderr}");
 }
 
+#[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and loop devices: scripts/test provides them (feature host-tests)"
+)]
+fn a_disk_in_use_is_refused_and_left_as_it_was() {
+    let e = env();
+    assert!(strata_test::is_root(), "needs root");
+    site(&e, LAYOUT);
+    let disk = e.path().join("used.img");
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
+    let mkfs = Command::new("mkfs.ext4")
+        .arg("-q")
+        .arg(&disk)
+        .status()
+        .unwrap();
+    assert!(mkfs.success());
+    let mnt = e.path().join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    // The file system on a loop device, mounted while strata is asked to provision it.
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(
+            "dev=$(losetup -f --show \"$1\") || exit 99; mount \"$dev\" \"$2\" || \
+             { losetup -d \"$dev\"; exit 98; }; shift 2; \"$@\" --disk \"$dev\"; code=$?; \
+             umount \"$MNT\"; losetup -d \"$dev\"; exit $code",
+        )
+        .arg("sh")
+        .arg(&disk)
+        .arg(&mnt)
+        .arg(env!("CARGO_BIN_EXE_strata"))
+        .args(["provision", "--node", "db1", "--site"])
+        .arg(e.site())
+        .env("MNT", &mnt)
+        .env("NO_COLOR", "1")
+        .env("STRATA_CACHE_DIR", e.cache())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the disk is in use") && stderr.contains("/dev/loop"),
+        "{stderr}"
+    );
+    // Mounting wrote the superblock; strata wrote nothing: no table, no boot code, and
+    // the file system checks clean.
+    let h = head(&disk);
+    assert!(&h[512..520] != b"EFI PART" && h[510..512] != [0x55, 0xAA]);
+    let fsck = Command::new("e2fsck")
+        .arg("-fn")
+        .arg(&disk)
+        .output()
+        .unwrap();
+    assert!(
+        fsck.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fsck.stdout)
+    );
+}
+
 /// This test's cache, sharing the base OS and the packages between tests and runs (the
 /// base is made once with debootstrap: about 3.5 minutes and a 650 MB tarball).
 fn shared_cache(e: &TestEnv) {
