@@ -20,6 +20,7 @@ pub struct Disk {
     path: PathBuf,
     file: File,
     bytes: u64,
+    block: bool,
 }
 
 impl Disk {
@@ -43,25 +44,15 @@ impl Disk {
         if !(meta.is_file() || meta.file_type().is_block_device()) {
             return Err(fail("neither a block device nor an image file".into()));
         }
-        // A block device is opened exclusively: the kernel refuses (EBUSY) while it or one
-        // of its partitions is mounted, swapped on or held by another exclusive opener.
-        let mut open = OpenOptions::new();
-        open.read(true).write(true);
-        if meta.file_type().is_block_device() {
-            use std::os::unix::fs::OpenOptionsExt;
-            open.custom_flags(rustix::fs::OFlags::EXCL.bits().cast_signed());
+        let block = meta.file_type().is_block_device();
+        if block {
+            check_not_in_use(path)?;
         }
-        let mut file = open.open(path).map_err(|e| {
-            if e.raw_os_error() == Some(rustix::io::Errno::BUSY.raw_os_error()) {
-                fail(
-                    "the disk is in use (mounted, swapped on, or held by another program): \
-                     strata provision never writes a disk in use"
-                        .into(),
-                )
-            } else {
-                ProvisionError::io(path, e)
-            }
-        })?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| ProvisionError::io(path, e))?;
         let bytes = file
             .seek(SeekFrom::End(0))
             .map_err(|e| ProvisionError::io(path, e))?;
@@ -79,12 +70,26 @@ impl Disk {
             path: path.to_path_buf(),
             file,
             bytes,
+            block,
         })
     }
 
     /// Its size in bytes.
     pub fn bytes(&self) -> u64 {
         self.bytes
+    }
+
+    /// Refuses a block device in use (again: the first check may be minutes old).
+    pub fn check_not_in_use(&self) -> Result<(), ProvisionError> {
+        if self.block {
+            check_not_in_use(&self.path)?;
+        }
+        Ok(())
+    }
+
+    /// Whether it is a block device (not an image file).
+    pub fn is_block(&self) -> bool {
+        self.block
     }
 
     /// Its path.
@@ -120,6 +125,30 @@ impl Disk {
             .sync_all()
             .map_err(|e| ProvisionError::io(&self.path, e))
     }
+}
+
+/// Opens a block device exclusively and closes it: the kernel refuses (EBUSY) while it or
+/// one of its partitions is mounted, swapped on or held by another exclusive opener. (The
+/// writes go through a plain descriptor: `mke2fs` claims the device for itself.)
+fn check_not_in_use(path: &Path) -> Result<(), ProvisionError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::EXCL.bits().cast_signed())
+        .open(path)
+        .map(drop)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(rustix::io::Errno::BUSY.raw_os_error()) {
+                ProvisionError::Disk {
+                    disk: path.display().to_string(),
+                    message: "the disk is in use (mounted, swapped on, or held by another \
+                              program): strata provision never writes a disk in use"
+                        .into(),
+                }
+            } else {
+                ProvisionError::io(path, e)
+            }
+        })
 }
 
 /// `n` random bytes from the kernel.

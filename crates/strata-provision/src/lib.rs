@@ -176,6 +176,7 @@ pub fn provision(
 
     // The disk, from here on: first what would make it look done goes.
     let total = disk.bytes() / gpt::SECTOR;
+    disk.check_not_in_use()?;
     progress(&format!(
         "writing {}: wiping its partition tables",
         job.disk.display()
@@ -227,6 +228,22 @@ pub fn provision(
         disk.write_at(at, &bytes)?;
     }
     disk.sync()?;
+    if disk.is_block() {
+        // The kernel learns the new partitions (/dev/sdb1…) once the disk is closed.
+        let path = disk.path().to_path_buf();
+        drop(disk);
+        if let Err(e) = run::run(
+            std::process::Command::new("blockdev")
+                .arg("--rereadpt")
+                .arg(&path),
+        ) {
+            progress(&format!(
+                "note: the kernel still shows {}'s old partitions until it is rebooted or \
+                 `partprobe` runs ({e})",
+                path.display()
+            ));
+        }
+    }
     lap("partition table", &mut times);
     progress("removing the temporary tree");
     work.close().map_err(|e| ProvisionError::io(&work_dir, e))?;

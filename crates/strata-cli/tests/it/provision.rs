@@ -193,6 +193,66 @@ fn a_disk_in_use_is_refused_and_left_as_it_was() {
     );
 }
 
+#[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root, loop devices and debootstrap's mirror once: scripts/test provides \
+              them (feature host-tests)"
+)]
+fn a_block_device_is_written_through_its_device_each_file_system_where_it_says() {
+    let e = env();
+    assert!(strata_test::is_root(), "needs root");
+    shared_cache(&e);
+    site(&e, FULL_LAYOUT);
+    let disk = image(&e, 2 << 30);
+    // The image as a block device (a loop device), provisioned through it.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(
+            "dev=$(losetup -f --show \"$1\") || exit 99; shift; \"$@\" --disk \"$dev\"; \
+             code=$?; losetup -d \"$dev\"; exit $code",
+        )
+        .arg("sh")
+        .arg(&disk)
+        .arg(env!("CARGO_BIN_EXE_strata"))
+        .args(["provision", "--node", "db1", "--site"])
+        .arg(e.site())
+        .env("NO_COLOR", "1")
+        .env("STRATA_CACHE_DIR", e.cache())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("provisioned /dev/loop"), "{stdout}");
+    // "  /boot        ext2  UUID=… at OFFSET (SIZE)": each file system is where strata
+    // says, with the type and UUID it says (blkid probing the disk at that offset).
+    let mut seen = 0;
+    for line in stdout.lines().filter(|l| l.contains(" UUID=")) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (fs, uuid, offset) = (f[1], &f[2]["UUID=".len()..], f[4]);
+        let probe = Command::new("blkid")
+            .args([
+                "-p", "-O", offset, "-o", "value", "-s", "TYPE", "-s", "UUID",
+            ])
+            .arg(&disk)
+            .output()
+            .unwrap();
+        let got = String::from_utf8_lossy(&probe.stdout);
+        let got: Vec<&str> = got.lines().collect();
+        assert!(
+            got.contains(&fs) && got.contains(&uuid),
+            "{line}: blkid found {got:?}"
+        );
+        seen += 1;
+    }
+    assert_eq!(seen, 3, "{stdout}");
+}
+
 /// This test's cache, sharing the base OS and the packages between tests and runs (the
 /// base is made once with debootstrap: about 3.5 minutes and a 650 MB tarball).
 fn shared_cache(e: &TestEnv) {
