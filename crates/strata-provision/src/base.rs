@@ -58,6 +58,12 @@ pub fn tarball(
     if strata_fs::exists(&tar) {
         return Ok(tar);
     }
+    // What a base being made when its provisioning was killed left (the lock is ours).
+    for n in strata_fs::list_dir(&dir)? {
+        if n.starts_with("base.") && strata_fs::is_dir(&dir.join(&n)) {
+            strata_fs::remove_dir_all(&dir.join(&n))?;
+        }
+    }
     progress(&format!(
         "making the base {}:{} with debootstrap from {} (once; cached in {})",
         settings.base.distribution,
@@ -108,6 +114,11 @@ pub fn unpack(tar: &Path, tree: &Path) -> Result<(), ProvisionError> {
 
 /// Waits for and takes the cache directory's lock (dropped with the descriptor).
 fn lock(dir: &Path) -> Result<std::os::fd::OwnedFd, ProvisionError> {
+    flock_dir(dir, false)?.ok_or_else(|| ProvisionError::Tree("lock".into()))
+}
+
+/// Takes a directory's lock; with `try_only`, None when another process holds it.
+fn flock_dir(dir: &Path, try_only: bool) -> Result<Option<std::os::fd::OwnedFd>, ProvisionError> {
     use rustix::fs::{FlockOperation, Mode, OFlags, flock, open};
     let fd = open(
         dir,
@@ -115,6 +126,48 @@ fn lock(dir: &Path) -> Result<std::os::fd::OwnedFd, ProvisionError> {
         Mode::empty(),
     )
     .map_err(|e| ProvisionError::io(dir, e.into()))?;
-    flock(&fd, FlockOperation::LockExclusive).map_err(|e| ProvisionError::io(dir, e.into()))?;
-    Ok(fd)
+    let op = if try_only {
+        FlockOperation::NonBlockingLockExclusive
+    } else {
+        FlockOperation::LockExclusive
+    };
+    match flock(&fd, op) {
+        Ok(()) => Ok(Some(fd)),
+        Err(e) if try_only && e == rustix::io::Errno::WOULDBLOCK => Ok(None),
+        Err(e) => Err(ProvisionError::io(dir, e.into())),
+    }
+}
+
+/// Holds a work tree's lock for as long as the descriptor lives.
+pub fn hold(dir: &Path) -> Result<std::os::fd::OwnedFd, ProvisionError> {
+    lock(dir)
+}
+
+/// Removes the work trees that no running provisioning holds (left by one that was
+/// killed: each is a whole OS tree).
+pub fn remove_abandoned(work: &Path, progress: &mut dyn FnMut(&str)) -> Result<(), ProvisionError> {
+    for name in strata_fs::list_dir(work)? {
+        let dir = work.join(&name);
+        if !name.starts_with("tree.") || !strata_fs::is_dir(&dir) {
+            continue;
+        }
+        // A tree made this very moment is not locked yet: only older ones are looked at.
+        let recent = rustix::fs::stat(&dir).is_ok_and(|st| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            now.saturating_sub(u64::try_from(st.st_mtime).unwrap_or(0)) < 60
+        });
+        if recent {
+            continue;
+        }
+        if let Some(_lock) = flock_dir(&dir, true)? {
+            progress(&format!(
+                "removing {}, left by a provisioning that stopped",
+                dir.display()
+            ));
+            strata_fs::remove_dir_all(&dir)?;
+        }
+    }
+    Ok(())
 }

@@ -127,10 +127,13 @@ pub fn provision(
     let tar = base::tarball(&settings, layout.boot, job.cache, progress)?;
     let work_dir = job.cache.join("provision/work");
     strata_fs::create_dir_all(&work_dir)?;
+    base::remove_abandoned(&work_dir, progress)?;
     let work = tempfile::Builder::new()
         .prefix("tree.")
         .tempdir_in(&work_dir)
         .map_err(|e| ProvisionError::io(&work_dir, e))?;
+    // Held while the tree is in use: what a provisioning killed halfway left is unlocked.
+    let _held = base::hold(work.path())?;
     let root = work.path().join("root");
     strata_fs::create_dir_all(&root)?;
     base::unpack(&tar, &root)?;

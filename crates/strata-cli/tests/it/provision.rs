@@ -308,6 +308,16 @@ fn a_provisioned_image_boots_by_itself_runs_the_sites_unit_and_plans_nothing() {
     let disk = image(&e, 3 << 30);
 
     // Killed while it makes the file systems: no partition table, no boot code.
+    let work = e.cache().join("provision/work");
+    let trees = || -> std::collections::BTreeSet<String> {
+        std::fs::read_dir(&work)
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let before = trees();
     let mut child = provision(&e, &disk)
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -339,6 +349,14 @@ fn a_provisioned_image_boots_by_itself_runs_the_sites_unit_and_plans_nothing() {
         h[..34 * 512].iter().all(|b| *b == 0),
         "a provisioning killed halfway left a partition table or boot code"
     );
+    let left: Vec<String> = trees().difference(&before).cloned().collect();
+    assert_eq!(left.len(), 1, "the killed run's tree: {left:?}");
+    // Its tree is taken for abandoned once it is a minute old.
+    let old = std::time::SystemTime::now() - Duration::from_secs(120);
+    std::fs::File::open(work.join(&left[0]))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
 
     // The next provisioning takes it over from scratch.
     let out = provision(&e, &disk).output().unwrap();
@@ -361,6 +379,10 @@ fn a_provisioned_image_boots_by_itself_runs_the_sites_unit_and_plans_nothing() {
         .and_then(|l| l.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no root file system in:\n{stdout}"));
+    assert!(
+        !work.join(&left[0]).exists(),
+        "the killed run's tree is still there"
+    );
     let h = head(&disk);
     assert_eq!(&h[512..520], b"EFI PART");
     assert_eq!(&h[510..512], &[0x55, 0xAA]);
