@@ -68,8 +68,7 @@ pub fn run(args: &ProvisionArgs, printer: &Printer) -> CommandResult {
             terminal: None,
             classify: strata_engine::Classify::Here,
         };
-        let outcome =
-            strata_engine::apply(&req).map_err(|e| format!("{:#}", anyhow::Error::from(e)))?;
+        let outcome = strata_engine::apply(&req).map_err(|e| with_causes(&e))?;
         changes = outcome.plan.changes.len();
         Ok(outcome.generation)
     };
@@ -102,4 +101,19 @@ pub fn run(args: &ProvisionArgs, printer: &Printer) -> CommandResult {
     out.push_str(&format!("  took {}\n", times.join(", ")));
     printer.out(&out)?;
     Ok(())
+}
+
+/// An error and its causes, each once.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let t = c.to_string();
+        if !text.contains(&t) {
+            text.push_str(": ");
+            text.push_str(&t);
+        }
+        cause = c.source();
+    }
+    text
 }

@@ -467,3 +467,75 @@ fn a_provisioned_image_boots_by_itself_runs_the_sites_unit_and_plans_nothing() {
         "{stdout}"
     );
 }
+
+#[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root, loop devices and debootstrap's mirror once: scripts/test provides \
+              them (feature host-tests)"
+)]
+fn a_machine_is_classified_from_its_facts_and_its_pool_entry_lands_on_its_disk() {
+    let e = env();
+    assert!(strata_test::is_root(), "needs root");
+    shared_cache(&e);
+    site(&e, LAYOUT);
+    // No node file: the profile gives the role, the pool an address.
+    std::fs::remove_file(e.site().join("nodes/db1.toml")).unwrap();
+    e.write(
+        "hardware/profiles.toml",
+        "[[profile]]\nname = \"any\"\nrole = \"db\"\npools = [\"ips\"]\n\
+         spec = [[\"network\", \"$eth\", \"serial\", \"$mac\"]]\n",
+    );
+    e.write(
+        "hardware/pools/ips.toml",
+        "generate = [{ ip = \"10.1.2.7-8\" }]\n",
+    );
+    e.write("roles/db.toml", "modules = [\"addr\"]\n");
+    e.write(
+        "modules/addr/templates/etc/strata-address.j2",
+        "{{ hw.ips.ip }} on {{ facts.system.product.vendor }}\n",
+    );
+    let fixture =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../strata-facts/tests/fixtures/baremetal");
+    let facts = e.path().join("facts.json");
+    let out = e
+        .cmd(&["facts", "--tuples", "--root"])
+        .arg(&fixture)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    std::fs::write(&facts, &out.stdout).unwrap();
+    let disk = image(&e, 2 << 30);
+    let out = provision(&e, &disk)
+        .arg("--facts")
+        .arg(&facts)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The file on the disk's root file system (at 2 MiB), read through a loop mount.
+    let mnt = e.path().join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let cat = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg("mount -o loop,ro,offset=2097152 \"$1\" \"$2\" && cat \"$2/etc/strata-address\"")
+        .arg("sh")
+        .arg(&disk)
+        .arg(&mnt)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&cat.stdout),
+        "10.1.2.7 on HPE\n",
+        "{}",
+        String::from_utf8_lossy(&cat.stderr)
+    );
+    // The allocation is the site's, as for apply: the next machine gets the next entry.
+    let pools = e.run(&["pools", "list", "--site", e.site().to_str().unwrap()]);
+    assert!(pools.stdout.contains("10.1.2.7"), "{}", pools.stdout);
+}
