@@ -53,6 +53,16 @@ impl Disk {
             .write(true)
             .open(path)
             .map_err(|e| ProvisionError::io(path, e))?;
+        if block {
+            let sector = rustix::fs::ioctl_blksszget(&file)
+                .map_err(|e| ProvisionError::io(path, e.into()))?;
+            if u64::from(sector) != SECTOR {
+                return Err(fail(format!(
+                    "its logical sectors are {sector} bytes: strata provisions 512-byte \
+                     sector disks only (for now)"
+                )));
+            }
+        }
         let bytes = file
             .seek(SeekFrom::End(0))
             .map_err(|e| ProvisionError::io(path, e))?;

@@ -135,7 +135,7 @@ fn a_bad_layout_or_a_disk_too_small_fails_before_the_disk_is_written() {
     not(feature = "host-tests"),
     ignore = "needs root and loop devices: scripts/test provides them (feature host-tests)"
 )]
-fn a_disk_in_use_is_refused_and_left_as_it_was() {
+fn a_disk_in_use_or_with_4k_sectors_is_refused_and_left_as_it_was() {
     let e = env();
     assert!(strata_test::is_root(), "needs root");
     site(&e, LAYOUT);
@@ -191,6 +191,35 @@ fn a_disk_in_use_is_refused_and_left_as_it_was() {
         "{}",
         String::from_utf8_lossy(&fsck.stdout)
     );
+
+    // A disk whose logical sectors are 4 KiB is refused as well, and left as it was.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(
+            "dev=$(losetup -f --show -b 4096 \"$1\") || exit 99; shift; \
+             \"$@\" --disk \"$dev\"; code=$?; losetup -d \"$dev\"; exit $code",
+        )
+        .arg("sh")
+        .arg(&disk)
+        .arg(env!("CARGO_BIN_EXE_strata"))
+        .args(["provision", "--node", "db1", "--site"])
+        .arg(e.site())
+        .env("NO_COLOR", "1")
+        .env("STRATA_CACHE_DIR", e.cache())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("its logical sectors are 4096 bytes"),
+        "{stderr}"
+    );
+    let fsck = Command::new("e2fsck")
+        .arg("-fn")
+        .arg(&disk)
+        .output()
+        .unwrap();
+    assert!(fsck.status.success());
 }
 
 #[test]
