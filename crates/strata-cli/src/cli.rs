@@ -42,6 +42,7 @@ enum Command {
     Report(commands::report::ReportArgs),
     Facts(commands::facts::FactsArgs),
     Classify(commands::classify::ClassifyArgs),
+    Provision(commands::provision::ProvisionArgs),
     #[command(subcommand)]
     Pools(commands::pools::PoolsCommand),
     #[command(subcommand)]
@@ -232,6 +233,7 @@ pub fn main() -> ExitCode {
         Command::Report(a) => commands::report::run(a, &printer),
         Command::Facts(a) => commands::facts::run(a, &printer),
         Command::Classify(a) => commands::classify::run(a, &printer),
+        Command::Provision(a) => commands::provision::run(a, &printer),
         Command::Pools(a) => commands::pools::run(a, &printer),
         Command::New(a) => commands::new::run(a, &printer),
         Command::Secret(a) => commands::secret::run(a, &printer),

@@ -22,6 +22,10 @@ pub(crate) struct SiteToml {
     /// `[environments]`: the git branch each environment is published from.
     #[serde(default)]
     pub environments: std::collections::BTreeMap<String, Branch>,
+    /// `[provision]`: read and checked by strata-provision (docs/provision.md).
+    #[serde(default)]
+    #[allow(dead_code, reason = "only accepted here; strata-provision reads it")]
+    pub provision: Option<toml::Table>,
 }
 
 /// A git branch an environment is published from (`[environments] production =

@@ -144,6 +144,7 @@ impl Site {
             secrets,
             hooks,
             environments,
+            provision: _,
         } = settings.expect("no errors").value;
         let site = Site {
             dir: dir.to_path_buf(),

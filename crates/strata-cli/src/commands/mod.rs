@@ -22,6 +22,7 @@ pub mod operators;
 pub mod params;
 pub mod plan;
 pub mod pools;
+pub mod provision;
 pub mod publish;
 pub mod publish_assign;
 pub mod push;

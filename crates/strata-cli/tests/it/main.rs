@@ -32,6 +32,7 @@ mod package;
 mod paths;
 mod plan;
 mod private;
+mod provision;
 mod pull;
 mod push;
 mod receive;

@@ -1,0 +1,184 @@
+//! The disk being provisioned, a block device or an image file: its size, and writes at
+//! sector offsets, each flushed before the next stage relies on it.
+#![allow(
+    clippy::disallowed_types,
+    clippy::disallowed_methods,
+    reason = "a raw disk is read and written at offsets, which strata-fs does not do"
+)]
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::ProvisionError;
+use crate::gpt::SECTOR;
+
+/// A disk open for writing.
+#[derive(Debug)]
+pub struct Disk {
+    path: PathBuf,
+    file: File,
+    bytes: u64,
+    block: bool,
+}
+
+impl Disk {
+    /// Opens a block device or an existing image file (made beforehand with its size, as
+    /// `truncate -s 4G disk.img`).
+    pub fn open(path: &Path) -> Result<Disk, ProvisionError> {
+        let fail = |m: String| ProvisionError::Disk {
+            disk: path.display().to_string(),
+            message: m,
+        };
+        let meta = std::fs::metadata(path).map_err(|e| {
+            fail(if e.kind() == std::io::ErrorKind::NotFound {
+                "no such disk; for an image file, make it first with its size \
+                 (truncate -s 4G FILE)"
+                    .into()
+            } else {
+                e.to_string()
+            })
+        })?;
+        use std::os::unix::fs::FileTypeExt;
+        if !(meta.is_file() || meta.file_type().is_block_device()) {
+            return Err(fail("neither a block device nor an image file".into()));
+        }
+        let block = meta.file_type().is_block_device();
+        if block {
+            check_not_in_use(path)?;
+        }
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| ProvisionError::io(path, e))?;
+        if block {
+            let sector = rustix::fs::ioctl_blksszget(&file)
+                .map_err(|e| ProvisionError::io(path, e.into()))?;
+            if u64::from(sector) != SECTOR {
+                return Err(fail(format!(
+                    "its logical sectors are {sector} bytes: strata provisions 512-byte \
+                     sector disks only (for now)"
+                )));
+            }
+        }
+        let bytes = file
+            .seek(SeekFrom::End(0))
+            .map_err(|e| ProvisionError::io(path, e))?;
+        if bytes == 0 {
+            return Err(fail(
+                "the disk is empty; give an image file its size first (truncate -s 4G FILE)".into(),
+            ));
+        }
+        if bytes % SECTOR != 0 {
+            return Err(fail(format!(
+                "{bytes} bytes is not a whole number of 512-byte sectors"
+            )));
+        }
+        Ok(Disk {
+            path: path.to_path_buf(),
+            file,
+            bytes,
+            block,
+        })
+    }
+
+    /// Its size in bytes.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Refuses a block device in use (again: the first check may be minutes old).
+    pub fn check_not_in_use(&self) -> Result<(), ProvisionError> {
+        if self.block {
+            check_not_in_use(&self.path)?;
+        }
+        Ok(())
+    }
+
+    /// Whether it is a block device (not an image file).
+    pub fn is_block(&self) -> bool {
+        self.block
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes `data` at `sector`.
+    pub fn write_at(&self, sector: u64, data: &[u8]) -> Result<(), ProvisionError> {
+        self.file
+            .write_all_at(data, sector * SECTOR)
+            .map_err(|e| ProvisionError::io(&self.path, e))
+    }
+
+    /// Zeroes `count` sectors from `sector`.
+    pub fn zero(&self, sector: u64, count: u64) -> Result<(), ProvisionError> {
+        let zeros = vec![0u8; usize::try_from(count * SECTOR).unwrap_or(0)];
+        self.write_at(sector, &zeros)
+    }
+
+    /// Reads `len` bytes at `sector`.
+    pub fn read_at(&self, sector: u64, len: usize) -> Result<Vec<u8>, ProvisionError> {
+        let mut buf = vec![0u8; len];
+        self.file
+            .read_exact_at(&mut buf, sector * SECTOR)
+            .map_err(|e| ProvisionError::io(&self.path, e))?;
+        Ok(buf)
+    }
+
+    /// Flushes everything written so far to the device.
+    pub fn sync(&self) -> Result<(), ProvisionError> {
+        self.file
+            .sync_all()
+            .map_err(|e| ProvisionError::io(&self.path, e))
+    }
+}
+
+/// Opens a block device exclusively and closes it: the kernel refuses (EBUSY) while it or
+/// one of its partitions is mounted, swapped on or held by another exclusive opener. (The
+/// writes go through a plain descriptor: `mke2fs` claims the device for itself.)
+fn check_not_in_use(path: &Path) -> Result<(), ProvisionError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::EXCL.bits().cast_signed())
+        .open(path)
+        .map(drop)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(rustix::io::Errno::BUSY.raw_os_error()) {
+                ProvisionError::Disk {
+                    disk: path.display().to_string(),
+                    message: "the disk is in use (mounted, swapped on, or held by another \
+                              program): strata provision never writes a disk in use"
+                        .into(),
+                }
+            } else {
+                ProvisionError::io(path, e)
+            }
+        })
+}
+
+/// `n` random bytes from the kernel.
+pub fn random<const N: usize>() -> Result<[u8; N], ProvisionError> {
+    let path = Path::new("/dev/urandom");
+    let mut buf = [0u8; N];
+    File::open(path)
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .map_err(|e| ProvisionError::io(path, e))?;
+    Ok(buf)
+}
+
+/// Writes a file of the new tree with its mode (the tree is not a node yet: strata-fs's
+/// confined writes are for targets strata manages).
+pub fn write_tree_file(path: &Path, content: &[u8], mode: u32) -> Result<(), ProvisionError> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| ProvisionError::io(dir, e))?;
+    }
+    std::fs::write(path, content)
+        .and_then(|()| std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)))
+        .map_err(|e| ProvisionError::io(path, e))
+}

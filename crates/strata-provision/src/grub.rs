@@ -1,0 +1,107 @@
+//! GRUB for a BIOS machine, installed onto the disk without loop devices: the tree's own
+//! `grub-mkimage` makes the core image (it finds the boot file system by UUID), which goes
+//! into the `bios_grub` partition; `boot.img` goes into the MBR, both patched with where
+//! the core lies, as `grub-bios-setup` does.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::error::ProvisionError;
+use crate::run::run;
+
+/// Where Debian's grub-pc-bin keeps the BIOS modules.
+const MODULES: &str = "usr/lib/grub/i386-pc";
+/// What the core image holds: enough to find the boot file system by UUID and read it;
+/// the rest is loaded from `$prefix/i386-pc`.
+const CORE_MODULES: &[&str] = &[
+    "biosdisk",
+    "part_gpt",
+    "part_msdos",
+    "ext2",
+    "search_fs_uuid",
+];
+
+/// boot.img: the sector the core image starts at (GRUB_BOOT_MACHINE_KERNEL_SECTOR).
+const KERNEL_SECTOR: usize = 0x5c;
+/// boot.img: the jump that skips the boot drive check (GRUB_BOOT_MACHINE_DRIVE_CHECK).
+const DRIVE_CHECK: usize = 0x66;
+/// diskboot.img (the core's first sector): the first block list's start sector.
+const BLOCKLIST_START: usize = 512 - 12;
+
+/// The boot loader's two pieces, ready to write.
+#[derive(Debug)]
+pub struct Bios {
+    /// The MBR's boot code (440 bytes).
+    pub mbr_code: Vec<u8>,
+    /// The core image, for the `bios_grub` partition.
+    pub core: Vec<u8>,
+}
+
+/// Copies GRUB's modules to `/boot/grub/i386-pc` of the tree (what `grub-install` does),
+/// and makes the core image for a `bios_grub` partition at `first_sector` of
+/// `max_bytes`, finding the file system `boot_uuid` and GRUB's files at `prefix` in it.
+pub fn bios(
+    tree: &Path,
+    boot_uuid: &str,
+    prefix: &str,
+    first_sector: u64,
+    max_bytes: u64,
+) -> Result<Bios, ProvisionError> {
+    let modules = tree.join(MODULES);
+    if !strata_fs::exists(&modules.join("boot.img")) {
+        return Err(ProvisionError::Tree(format!(
+            "the new tree has no /{MODULES}/boot.img: the base or the node's catalog must \
+             install grub-pc-bin for a bios layout"
+        )));
+    }
+    let dest = tree.join("boot/grub/i386-pc");
+    strata_fs::create_dir_all(&dest)?;
+    for name in strata_fs::list_dir(&modules)? {
+        if [".mod", ".lst", ".img"].iter().any(|s| name.ends_with(s)) {
+            copy(&modules.join(&name), &dest.join(&name))?;
+        }
+    }
+    let early = format!("search.fs_uuid {boot_uuid} root\nset prefix=($root){prefix}\n");
+    let cfg = tree.join("tmp/strata-grub-early.cfg");
+    let img = tree.join("tmp/strata-grub-core.img");
+    crate::disk::write_tree_file(&cfg, early.as_bytes(), 0o644)?;
+    let made = run(Command::new("chroot")
+        .arg(tree)
+        .args(["grub-mkimage", "-O", "i386-pc", "-d"])
+        .arg(format!("/{MODULES}"))
+        .args(["-c", "/tmp/strata-grub-early.cfg", "-p", prefix])
+        .args(["-o", "/tmp/strata-grub-core.img"])
+        .args(CORE_MODULES));
+    let core = made.and_then(|_| Ok(strata_fs::read(&img)?));
+    strata_fs::remove_file(&cfg)?;
+    strata_fs::remove_file(&img)?;
+    let mut core = core?;
+    let boot = strata_fs::read(&modules.join("boot.img"))?;
+    if boot.len() != 512 || core.len() < 512 {
+        return Err(ProvisionError::Tree(format!(
+            "/{MODULES}: boot.img or the core image is not what GRUB makes"
+        )));
+    }
+    if core.len() as u64 > max_bytes {
+        return Err(ProvisionError::Tree(format!(
+            "GRUB's core image ({} bytes) does not fit the bios_grub partition ({max_bytes} bytes)",
+            core.len()
+        )));
+    }
+    let mut mbr_code = boot[..440].to_vec();
+    mbr_code[KERNEL_SECTOR..KERNEL_SECTOR + 8].copy_from_slice(&first_sector.to_le_bytes());
+    // A hard disk: skip the check for BIOSes that pass a wrong boot drive.
+    mbr_code[DRIVE_CHECK..DRIVE_CHECK + 2].copy_from_slice(&[0x90, 0x90]);
+    core[BLOCKLIST_START..BLOCKLIST_START + 8].copy_from_slice(&(first_sector + 1).to_le_bytes());
+    Ok(Bios { mbr_code, core })
+}
+
+#[allow(
+    clippy::disallowed_methods,
+    reason = "GRUB's modules copied into the new tree, not a managed target"
+)]
+fn copy(from: &Path, to: &Path) -> Result<(), ProvisionError> {
+    std::fs::copy(from, to)
+        .map(|_| ())
+        .map_err(|e| ProvisionError::io(to, e))
+}
