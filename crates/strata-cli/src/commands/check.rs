@@ -35,6 +35,16 @@ pub fn run(args: &CheckArgs, printer: &Printer) -> CommandResult {
             }
         }
     }
+    // A site that can provision machines has its layouts checked too (docs/provision.md).
+    if strata_fs::exists(&site.join("hardware/layouts")) {
+        match strata_provision::check(&site) {
+            Ok(_) => out.push_str("ok      provisioning settings and layout\n"),
+            Err(e) => {
+                printer.out(&crate::printer::clean_lines(&out))?;
+                return Err(anyhow::anyhow!("provisioning: {e}").into());
+            }
+        }
+    }
     printer.out(&crate::printer::clean_lines(&out))?;
     if failed > 0 {
         return Err(anyhow::anyhow!("{failed} of {} nodes do not compile", nodes.len()).into());

@@ -115,7 +115,26 @@ fn a_bad_layout_or_a_disk_too_small_fails_before_the_disk_is_written() {
             head(&disk).iter().all(|b| *b == 0xAB),
             "the disk was written"
         );
+        // `strata check` finds the same mistakes in the layout (the disk's size is not
+        // the layout's: that one only provisioning can see).
+        if !says.contains("the disk has") {
+            let out = e.cmd(&["check"]).output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{stderr}");
+            assert!(
+                stderr.contains(says),
+                "check: wanted {says:?} in:\n{stderr}"
+            );
+        }
     }
+    site(&e, LAYOUT);
+    let out = e.cmd(&["check"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("ok      provisioning settings and layout"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // A missing disk, and an empty image file, are named with what to do.
     site(&e, LAYOUT);
     let out = provision(&e, &e.path().join("none.img")).output().unwrap();
