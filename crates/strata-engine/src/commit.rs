@@ -2,7 +2,7 @@
 //! intercepted commands run after it, and the retention applied. An apply and a rollback
 //! both commit through [`ToCommit::commit`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::SystemTime;
 
 use strata_core::Catalog;
@@ -102,12 +102,20 @@ impl ToCommit<'_> {
                 pruned: keep.map(|k| state.gc(k, Sweep::AfterPruning)),
             });
         }
+        // A path rendered from a secret, now or in the current generation: its contents
+        // are kept sealed (almost always none).
+        let secret: HashSet<&TargetPath> = (self.entries.iter())
+            .chain(self.current.iter().flat_map(|g| g.entries.iter()))
+            .filter(|e| e.sensitive)
+            .map(|e| &e.path)
+            .collect();
         // Sized once: a first apply has an op for every path.
         let mut ops: Vec<Op> = Vec::with_capacity(changing.clone().count());
         ops.extend(changing.map(|c| Op {
             path: c.path.clone(),
             before: c.before.clone(),
             after: c.after.clone(),
+            sealed: !secret.is_empty() && secret.contains(&c.path),
         }));
         let (contents, programs) = (self.contents, self.programs);
         let (generation, calls) = self.generation(steps);

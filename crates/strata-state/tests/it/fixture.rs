@@ -138,6 +138,7 @@ impl Fixture {
                     path: p.clone(),
                     before,
                     after,
+                    sealed: false,
                 });
             }
         }
