@@ -26,6 +26,8 @@ pub(crate) struct Header {
     pub dirty: bool,
     pub modules: BTreeMap<String, String>,
     pub keep_generations: Option<u64>,
+    /// The version of each secret the compile read (see [`Generation::secrets`]).
+    pub secrets: BTreeMap<String, String>,
     /// What tells the time the generation is recorded at.
     pub clock: Clock,
     /// Whether to prune beyond `keep_generations` (else [`DEFAULT_KEEP`]) once committed:
@@ -178,6 +180,7 @@ impl ToCommit<'_> {
             modules: header.modules,
             commands: Vec::new(),
             keep_generations: header.keep_generations,
+            secrets: header.secrets,
             // Top-level steps only: the generation is read by every plan, and the full
             // report (every template render) is saved beside it.
             report: Report {

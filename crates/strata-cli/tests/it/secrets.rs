@@ -289,7 +289,7 @@ fn a_secret_is_rendered_on_its_node_and_shown_nowhere_else() {
         let run = e.run(args).code(0);
         outputs.push((args.join(" ").leak(), out(&run)));
     }
-    let rollback = e.run(&["rollback"]).code(0);
+    let rollback = e.run(&["rollback", "--with-old-secrets"]).code(0);
     outputs.push(("rollback", out(&rollback)));
     let conf = std::fs::read(e.root().join("etc/app/db.conf")).unwrap();
     assert_eq!(
