@@ -72,7 +72,11 @@ fn rollback_keeps_a_file_whose_secret_changed_unless_asked() {
     assert_clean("generations", &json.stdout);
     // And the value of generation 2 comes back only when asked.
     let run = e.run(&["rollback", "--to", "2"]).code(0);
-    assert!(run.stdout.contains("changed since generation 2"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("changed since generation 2"),
+        "{}",
+        run.stdout
+    );
     assert_eq!(read(&root, "etc/app/db.conf"), conf(CANARY));
     assert_eq!(read(&root, "etc/app/motd"), "hello2\n");
 }
@@ -88,7 +92,8 @@ fn a_rollback_that_needs_the_missing_node_key_fails_and_changes_nothing() {
     let generations = e.run(&["generations"]).code(0).stdout;
     let run = e.run(&["rollback", "--with-old-secrets"]).code(1);
     assert!(
-        run.stderr.contains("var/lib/strata/keys/age.key is missing")
+        run.stderr
+            .contains("var/lib/strata/keys/age.key is missing")
             && run.stderr.contains("nothing was changed"),
         "{}",
         run.stderr
@@ -103,7 +108,8 @@ fn a_rollback_that_needs_the_missing_node_key_fails_and_changes_nothing() {
     std::fs::copy(other.join("var/lib/strata/keys/age.key"), &key).unwrap();
     let run = e.run(&["rollback", "--with-old-secrets"]).code(1);
     assert!(
-        run.stderr.contains("cannot be decrypted with this node's age key"),
+        run.stderr
+            .contains("cannot be decrypted with this node's age key"),
         "{}",
         run.stderr
     );
