@@ -545,7 +545,7 @@ mod tests {
             modules: Default::default(),
             commands: Vec::new(),
             keep_generations: None,
-            secrets: BTreeMap::new(),
+            secrets: Default::default(),
             report: Default::default(),
         }
     }

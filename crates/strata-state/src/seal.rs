@@ -96,7 +96,7 @@ mod tests {
         assert_eq!(open(&a, &sealed).unwrap(), plain);
         let err = open(&b, &sealed).unwrap_err();
         assert!(err.contains("another key"), "{err}");
-        let mut bad = sealed.clone();
+        let mut bad = sealed;
         let n = bad.len();
         bad[n - 3] ^= 1;
         assert!(open(&a, &bad).is_err());
