@@ -131,6 +131,8 @@ pub struct NodeReport {
     pub text: String,
     /// Whether strata was shipped to it.
     pub shipped: bool,
+    /// The node's age public key, as it reported it.
+    pub age: Option<String>,
 }
 
 /// What the CLI hears while a push runs.
@@ -190,6 +192,7 @@ fn skipped(node: &NodeJob) -> NodeReport {
         error: None,
         text: String::new(),
         shipped: false,
+        age: None,
     }
 }
 
@@ -368,6 +371,7 @@ fn session(
                         break;
                     }
                 }
+                NodeEvent::Key { age } => report.age = Some(age.clone()),
                 NodeEvent::Stage { stage } => step(stage),
                 NodeEvent::Result { .. } => last = Some(event),
             }

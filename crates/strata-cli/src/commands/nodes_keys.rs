@@ -86,6 +86,46 @@ pub fn run(args: &KeysArgs, printer: &Printer) -> CommandResult {
     Ok(())
 }
 
+/// After a push: each node's age key written into its node file where it has none
+/// (FLEET.md: "push writes it"); one that differs is only said (the node's key changed,
+/// or the file is wrong: `nodes keys`/rekey is the operator's call). Never fails the push.
+pub fn record_pushed(
+    site: &std::path::Path,
+    reports: &[strata_transport::NodeReport],
+    printer: &Printer,
+) {
+    for r in reports {
+        let Some(age) = r.age.as_deref() else {
+            continue;
+        };
+        let name = clean(&r.node);
+        let rel = format!("nodes/{}.toml", r.node);
+        let path = site.join(&rel);
+        let valid = strata_types::NodeName::parse(&r.node).is_ok()
+            && strata_secrets::parse_recipient(&r.node, age).is_ok();
+        let text = (strata_fs::read(&path).ok()).and_then(|b| String::from_utf8(b).ok());
+        let (true, Some(text)) = (valid, text) else {
+            continue;
+        };
+        match standing(&text, age) {
+            Ok(Standing::Missing) => match with_key(&text, age) {
+                Ok(new) if strata_fs::write_atomic(&path, new.as_bytes()).is_ok() => {
+                    printer.note(&format!(
+                        "{name}: its age key {age} recorded in {rel} ([keys] age)"
+                    ));
+                }
+                _ => printer.note(&format!(
+                    "{name}: its age key {age} could not be recorded in {rel}; add it by hand"
+                )),
+            },
+            Ok(Standing::Differs) => printer.note(&format!(
+                "{name}: its age key {age} differs from {rel}'s [keys] age; left as it is"
+            )),
+            Ok(Standing::Same) | Err(_) => {}
+        }
+    }
+}
+
 /// The node file's `[keys] age` against `age`.
 fn standing(text: &str, age: &str) -> Result<Standing, String> {
     let doc: toml::Table = text

@@ -59,3 +59,37 @@ fn nodes_keys_copies_enrolled_age_keys_into_node_files_only_when_asked() {
     assert!(err.contains("nodes/n1.toml"), "{err}");
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "modules = [\n");
 }
+
+#[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and the test hosts' Debian image: scripts/test provides them (feature host-tests)"
+)]
+fn the_first_push_makes_the_node_key_and_records_it_in_the_node_file() {
+    let f = crate::push::fleet(1);
+    let h1 = f.hosts.host("h1.test").root();
+    let key = h1.join("var/lib/strata/keys/age.key");
+    let file = f.env.site().join("nodes/h1.test.toml");
+    let before = std::fs::read_to_string(&file).unwrap();
+    assert!(!key.exists());
+    let (code, nodes, _) = f.push_json(&["all"]);
+    assert_eq!(code, 0, "{nodes:?}");
+    let age = f
+        .env
+        .run(&["keys", "node", "--root", h1.to_str().unwrap()])
+        .code(0)
+        .stdout
+        .trim()
+        .to_string();
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(
+        text,
+        format!("{}\n\n[keys]\nage = \"{age}\"\n", before.trim_end())
+    );
+    // The next push changes neither the key nor the file.
+    let made = std::fs::read(&key).unwrap();
+    let (code, nodes, _) = f.push_json(&["all"]);
+    assert_eq!(code, 0, "{nodes:?}");
+    assert_eq!(std::fs::read(&key).unwrap(), made);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), text);
+}
