@@ -128,9 +128,10 @@ impl Against<'_> {
             Action::Modify
         };
         // A file others may not read, before or after (`/etc/shadow`, a key at 0600), is
-        // shown only as changed: no diff, no hash, anywhere.
-        entry.sensitive |= private(&before) || private(&entry.state);
-        let diff = if entry.sensitive {
+        // shown only as changed: no diff, no hash, anywhere. The entry keeps saying only
+        // whether it was rendered from a secret (the store seals those contents).
+        let sensitive = entry.sensitive || private(&before) || private(&entry.state);
+        let diff = if sensitive {
             None
         } else {
             diff_for(&path, &before, old.as_deref(), &entry.state, self.contents)
@@ -141,8 +142,9 @@ impl Against<'_> {
             .cloned()
             .unwrap_or_else(|| before.clone());
         plan.originals.insert(path, original);
-        plan.changes
-            .push(change(&entry, action, before, entry.state.clone(), diff));
+        let mut change = change(&entry, action, before, entry.state.clone(), diff);
+        change.sensitive = sensitive;
+        plan.changes.push(change);
         plan.entries.push(entry);
         Ok(())
     }

@@ -39,7 +39,8 @@ pub fn apply_showing_by<R: Send>(
     let mut root = None;
     let mut prepared = prepare(req, Purpose::Apply, &mut root)?;
     let p = &mut prepared;
-    let header = header(&p.site, &p.catalog, clock);
+    let mut header = header(&p.site, &p.catalog, clock);
+    header.secrets = std::mem::take(&mut p.secrets);
     let hooks = HookContext {
         site: &req.site,
         root: &req.root,
@@ -181,6 +182,7 @@ fn header(site: &Site, catalog: &Catalog, clock: Clock) -> Header {
             .map(|r| (r.id.clone(), r.digest.clone()))
             .collect(),
         keep_generations: site.state.keep_generations.map(|k| k.0),
+        secrets: Default::default(),
         clock,
         prune: true,
     }

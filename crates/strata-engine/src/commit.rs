@@ -2,7 +2,7 @@
 //! intercepted commands run after it, and the retention applied. An apply and a rollback
 //! both commit through [`ToCommit::commit`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::SystemTime;
 
 use strata_core::Catalog;
@@ -26,6 +26,8 @@ pub(crate) struct Header {
     pub dirty: bool,
     pub modules: BTreeMap<String, String>,
     pub keep_generations: Option<u64>,
+    /// The version of each secret the compile read (see [`Generation::secrets`]).
+    pub secrets: BTreeMap<String, String>,
     /// What tells the time the generation is recorded at.
     pub clock: Clock,
     /// Whether to prune beyond `keep_generations` (else [`DEFAULT_KEEP`]) once committed:
@@ -102,12 +104,20 @@ impl ToCommit<'_> {
                 pruned: keep.map(|k| state.gc(k, Sweep::AfterPruning)),
             });
         }
+        // A path rendered from a secret, now or in the current generation: its contents
+        // are kept sealed (almost always none).
+        let secret: HashSet<&TargetPath> = (self.entries.iter())
+            .chain(self.current.iter().flat_map(|g| g.entries.iter()))
+            .filter(|e| e.sensitive)
+            .map(|e| &e.path)
+            .collect();
         // Sized once: a first apply has an op for every path.
         let mut ops: Vec<Op> = Vec::with_capacity(changing.clone().count());
         ops.extend(changing.map(|c| Op {
             path: c.path.clone(),
             before: c.before.clone(),
             after: c.after.clone(),
+            sealed: !secret.is_empty() && secret.contains(&c.path),
         }));
         let (contents, programs) = (self.contents, self.programs);
         let (generation, calls) = self.generation(steps);
@@ -170,6 +180,7 @@ impl ToCommit<'_> {
             modules: header.modules,
             commands: Vec::new(),
             keep_generations: header.keep_generations,
+            secrets: header.secrets,
             // Top-level steps only: the generation is read by every plan, and the full
             // report (every template render) is saved beside it.
             report: Report {

@@ -15,12 +15,13 @@ use strata_types::{Hash, NodeName, Step};
 use crate::{Classify, EngineError, Request};
 
 /// Loads the site and compiles the request's node, classifying its hardware first (with
-/// [`Allocate::Commit`], keeping what that allocates). Each part is a step.
+/// [`Allocate::Commit`], keeping what that allocates). Each part is a step. Also the
+/// version of each secret the compile read (see `Generation::secrets`).
 pub(crate) fn compile(
     req: &Request,
     allocate: Allocate,
     steps: &mut Vec<Step>,
-) -> Result<(Site, Catalog), EngineError> {
+) -> Result<(Site, Catalog, Versions), EngineError> {
     // Before anything is classified or allocated for it.
     let node = NodeName::parse(&req.node).map_err(SiteErrors::from)?;
     let meter = Meter::start();
@@ -35,6 +36,9 @@ pub(crate) fn compile(
     }
     let meter = Meter::start();
     let compiled = compiled_path(&req.cache, &site.dir, &req.node);
+    let secrets = std::sync::Arc::new(strata_secrets::NodeSource::new(
+        &site.dir, &req.root, &req.node,
+    ));
     let opts = CompileOptions {
         sets: req.sets.clone(),
         facts: match facts {
@@ -47,9 +51,7 @@ pub(crate) fn compile(
             false => Compiled::parse(&strata_fs::read(&compiled).unwrap_or_default()),
         }),
         // The node decrypts its own secrets, with its own key.
-        secrets: Some(std::sync::Arc::new(strata_secrets::NodeSource::new(
-            &site.dir, &req.root, &req.node,
-        ))),
+        secrets: Some(secrets.clone()),
     };
     let mut catalog = strata_core::compile(&site, &node, &opts)?;
     // A cache: when it cannot be saved, the next compile reads every file again.
@@ -57,8 +59,11 @@ pub(crate) fn compile(
         let _ = strata_fs::write_atomic(&compiled, &c.write());
     }
     steps.push(meter.finish_with("compile", std::mem::take(&mut catalog.steps)));
-    Ok((site, catalog))
+    Ok((site, catalog, secrets.versions()))
 }
+
+/// Secrets' versions by name.
+pub(crate) type Versions = std::collections::BTreeMap<String, String>;
 
 /// Where what compiles of `node` learnt of the site's files is kept (see
 /// [`strata_core::Compiled`]): in the cache directory, one file per site and node.

@@ -143,13 +143,17 @@ pub fn drift(root: &Path) -> Result<Drift, EngineError> {
                 if entries.iter().any(|e| e.path == path) =>
             {
                 let e = entries.remove(entries.iter().position(|e| e.path == path).unwrap_or(0));
+                let before = root.inspect(&path)?;
+                let private =
+                    |s: &Snapshot| matches!(s, Snapshot::File { mode, .. } if mode & 0o004 == 0);
+                let sensitive = e.sensitive || private(&before) || private(&e.state);
                 blocked.push(Change {
-                    before: root.inspect(&path)?,
+                    before,
                     after: e.state,
                     path,
                     action: Action::Modify,
                     module: e.module,
-                    sensitive: e.sensitive,
+                    sensitive,
                     diff: None,
                     note: None,
                 });

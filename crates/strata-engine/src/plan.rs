@@ -43,6 +43,8 @@ pub fn shell(req: &Request) -> Result<Outcome, EngineError> {
 pub(crate) struct Prepared<'r> {
     pub site: Site,
     pub catalog: Catalog,
+    /// The version of each secret the compile read.
+    pub secrets: compile::Versions,
     /// The node's state, open for reading, or for committing when the purpose is an apply.
     pub state: State<'r>,
     pub planned: Planned,
@@ -58,7 +60,7 @@ pub(crate) fn prepare<'r>(
     root: &'r mut Option<Root>,
 ) -> Result<Prepared<'r>, EngineError> {
     let mut steps = Vec::new();
-    let (site, catalog) = compile::compile(req, purpose.allocate(), &mut steps)?;
+    let (site, catalog, secrets) = compile::compile(req, purpose.allocate(), &mut steps)?;
     let root: &'r Root = root.insert(Root::open(&req.root)?);
     let state = match purpose {
         Purpose::Apply => State::open_for_commit(root)?,
@@ -81,6 +83,7 @@ pub(crate) fn prepare<'r>(
     Ok(Prepared {
         site,
         catalog,
+        secrets,
         state,
         planned,
         steps,

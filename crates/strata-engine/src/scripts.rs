@@ -542,14 +542,14 @@ fn final_entries(
             continue;
         };
         // What the target keeps from other users' eyes (shadow files, keys) is shown only
-        // as changed.
-        let private = matches!(c.state, Snapshot::File { mode, .. } if mode & 0o004 == 0);
+        // as changed: the plan says so of any private file. `sensitive` is for what was
+        // rendered from a secret, which a script's output is not known to be.
         last.push(Entry {
             path: c.path.clone(),
             state: c.state.clone(),
             replace: true,
             implicit: false,
-            sensitive: private,
+            sensitive: false,
             observed: true,
             module: Some(module.clone()),
             source: None,

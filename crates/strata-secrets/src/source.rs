@@ -2,7 +2,11 @@
 //! node (decrypting with its own key), [`CheckSource`] for `check` on the operator's
 //! machine (which only checks that each node using a secret is one of its recipients).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use age::secrecy::ExposeSecret;
 
 use age::x25519::Identity;
 use strata_core::{SecretSource, SecretValue};
@@ -16,6 +20,8 @@ pub struct NodeSource {
     key_path: PathBuf,
     /// The identity, or why there is none (read once, when first needed).
     identity: std::sync::OnceLock<Result<Identity, String>>,
+    /// The version of each secret read so far (see [`NodeSource::versions`]).
+    versions: Mutex<BTreeMap<String, String>>,
 }
 
 impl std::fmt::Debug for NodeSource {
@@ -35,7 +41,18 @@ impl NodeSource {
             files: SecretFiles::of(site),
             key_path: node_key_path(root),
             identity: std::sync::OnceLock::new(),
+            versions: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Each secret read so far, by name, with its version: 16 hex digits of a hash of its
+    /// value keyed by the node's own key (so that it tells a changed value from the same
+    /// one, and says nothing of the value to anyone without that key).
+    pub fn versions(&self) -> BTreeMap<String, String> {
+        self.versions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     fn identity(&self) -> Result<&Identity, String> {
@@ -67,8 +84,22 @@ impl NodeSource {
             reason,
         })?;
         let key = format!("node {}'s key ({})", self.node, self.key_path.display());
-        self.files.decrypt(name, identity, &key)
+        let value = self.files.decrypt(name, identity, &key)?;
+        self.versions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(name.to_string(), version(identity, value.expose()));
+        Ok(value)
     }
+}
+
+/// A secret value's version: its hash keyed by a key derived from the node's identity.
+fn version(identity: &Identity, value: &str) -> String {
+    let key = blake3::derive_key(
+        "strata 2026-12 secret version",
+        identity.to_string().expose_secret().as_bytes(),
+    );
+    blake3::keyed_hash(&key, value.as_bytes()).to_hex()[..16].to_string()
 }
 
 impl SecretSource for NodeSource {

@@ -62,4 +62,24 @@ pub enum StateError {
         /// The undo's failure.
         undo: Box<StateError>,
     },
+    /// The node's age key, which sensitive contents are kept encrypted to, is missing or
+    /// unusable.
+    #[error(
+        "{path} {reason}: strata keeps the contents of files rendered from secrets in its store \
+         encrypted to this node's age key (`strata keys node` makes one); nothing was changed"
+    )]
+    NodeKey {
+        /// The key file, on the host.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A sealed store object cannot be opened (never shows its content).
+    #[error("{path} cannot be decrypted with this node's age key ({reason}); nothing was changed")]
+    Sealed {
+        /// The object's file, on the host.
+        path: String,
+        /// Why.
+        reason: String,
+    },
 }

@@ -545,6 +545,7 @@ mod tests {
             modules: Default::default(),
             commands: Vec::new(),
             keep_generations: None,
+            secrets: Default::default(),
             report: Default::default(),
         }
     }

@@ -1,6 +1,7 @@
 //! A node's own record, under `<root>/var/lib/strata`: the content-addressed store, the
 //! generations, the journaled all-or-nothing commit with its crash recovery, and the
-//! pruning of old generations (`gc`).
+//! pruning of old generations (`gc`). Contents rendered from a secret are kept in the
+//! store sealed to the node's age key, never in clear.
 //!
 //! A commit runs in two phases. *Prepare* writes every content it may need into the store,
 //! a journal of every operation (each path's state before and after), the new generation
@@ -19,6 +20,7 @@ mod error;
 mod gc;
 mod pack;
 mod prefetch;
+mod seal;
 mod stamps;
 mod state;
 mod store;

@@ -4,6 +4,9 @@
 //! Objects are either loose (`store/<ab>/<hash>`) or in a pack: a commit that adds many
 //! objects writes them as one `store/packs/<name>.pack` with a `<name>.idx` beside it
 //! (records of hash, offset and length), one file creation instead of thousands.
+//!
+//! The contents of files rendered from a secret are *sealed*: kept as
+//! `store/sealed/<hash>`, encrypted to the node's age key (see `seal.rs`), never in clear.
 
 use std::borrow::Cow;
 use std::cell::{OnceCell, RefCell};
@@ -52,6 +55,10 @@ pub struct Store<'r> {
     /// listed once: an object whose directory is not there is not looked for (a first
     /// apply of thousands of files would otherwise look in a missing directory for each).
     fanout: RefCell<Option<HashSet<u8>>>,
+    /// The sealed objects, listed once (almost always none).
+    sealed: RefCell<Option<HashSet<Hash>>>,
+    /// The node's age identity, read when a sealed object is first written or read.
+    key: OnceCell<crate::seal::NodeIdentity>,
 }
 
 pub(crate) fn store_dir() -> TargetPath {
@@ -60,6 +67,10 @@ pub(crate) fn store_dir() -> TargetPath {
 
 fn packs_dir() -> TargetPath {
     store_dir().join("packs").expect("fixed path")
+}
+
+fn sealed_dir() -> TargetPath {
+    store_dir().join("sealed").expect("fixed path")
 }
 
 fn loose(hash: &Hash) -> (TargetPath, String) {
@@ -74,7 +85,85 @@ impl<'r> Store<'r> {
             root,
             packs: OnceCell::new(),
             fanout: RefCell::new(None),
+            sealed: RefCell::new(None),
+            key: OnceCell::new(),
         }
+    }
+
+    /// Whether a sealed object with this hash is in the store.
+    fn is_sealed(&self, hash: &Hash) -> Result<bool, StateError> {
+        let mut sealed = self.sealed.borrow_mut();
+        let set = match sealed.as_mut() {
+            Some(s) => s,
+            None => sealed.insert(
+                (self.root.list(&sealed_dir())?.into_iter())
+                    .filter_map(|(name, _)| Hash::parse(&name).ok())
+                    .collect(),
+            ),
+        };
+        Ok(set.contains(hash))
+    }
+
+    /// The node's age identity, read once.
+    fn key(&self) -> Result<&age::x25519::Identity, StateError> {
+        if let Some(k) = self.key.get() {
+            return Ok(&k.0);
+        }
+        let k = crate::seal::load(self.root)?;
+        Ok(&self.key.get_or_init(|| k).0)
+    }
+
+    /// Checks that sealed objects can be written: the node's key is there and readable.
+    pub(crate) fn can_seal(&self) -> Result<(), StateError> {
+        self.key().map(|_| ())
+    }
+
+    /// Adds `plain` sealed to the node's key (unless the store holds this hash already,
+    /// sealed or not). Nothing but the ciphertext reaches the disk.
+    pub fn put_sealed(&self, hash: &Hash, plain: &[u8]) -> Result<(), StateError> {
+        if self.contains(hash)? {
+            return Ok(());
+        }
+        let dir = sealed_dir();
+        let name = hash.to_string();
+        let bytes = crate::seal::seal(self.key()?, plain).map_err(|reason| StateError::Sealed {
+            path: self
+                .root
+                .host_path(&dir.join(&name).expect("hex"))
+                .display()
+                .to_string(),
+            reason,
+        })?;
+        let tmp = format!(".{name}.tmp");
+        crate::state::private_dirs(self.root, &dir)?;
+        self.root
+            .write_file_in(&dir, &tmp, &bytes, Meta::root(0o600))?;
+        self.root.rename_in(&dir, &tmp, &name)?;
+        if let Some(set) = self.sealed.borrow_mut().as_mut() {
+            set.insert(*hash);
+        }
+        Ok(())
+    }
+
+    /// A sealed object, opened with the node's key and checked against its hash.
+    fn get_sealed(&self, hash: &Hash) -> Result<Option<Vec<u8>>, StateError> {
+        let path = sealed_dir().join(&hash.to_string()).expect("hex");
+        let Some(bytes) = self.root.read(&path)? else {
+            return Ok(None);
+        };
+        let host = || self.root.host_path(&path).display().to_string();
+        let plain =
+            crate::seal::open(self.key()?, &bytes).map_err(|reason| StateError::Sealed {
+                path: host(),
+                reason,
+            })?;
+        if Hash::of(&plain) != *hash {
+            return Err(StateError::Corrupt {
+                path: host(),
+                message: "content does not match its hash".into(),
+            });
+        }
+        Ok(Some(plain))
     }
 
     /// Whether a loose object with this hash may exist (its fan-out directory does).
@@ -143,6 +232,7 @@ impl<'r> Store<'r> {
                     path = packs_dir().join(pack).expect("a plain name");
                     self.root.read_at(&path, r.offset, r.len as usize)?
                 }
+                None if self.is_sealed(hash)? => return self.get_sealed(hash),
                 None => return Ok(None),
             },
         };
@@ -157,7 +247,7 @@ impl<'r> Store<'r> {
 
     /// Whether the store holds this hash (nothing is read).
     pub fn contains(&self, hash: &Hash) -> Result<bool, StateError> {
-        if self.index()?.contains_key(hash) {
+        if self.index()?.contains_key(hash) || self.is_sealed(hash)? {
             return Ok(true);
         }
         if !self.may_be_loose(hash)? {
@@ -226,11 +316,15 @@ impl<'r> Store<'r> {
         Ok(())
     }
 
-    /// Removes a loose object (and its fan-out directory when empty).
+    /// Removes a loose or sealed object (and its directory when empty).
     pub fn remove(&self, hash: &Hash) -> Result<(), StateError> {
         let (dir, name) = loose(hash);
         self.root.remove(&dir.join(&name).expect("hex"))?;
         let _ = self.root.remove_dir(&dir);
+        if self.is_sealed(hash)? {
+            self.root.remove(&sealed_dir().join(&name).expect("hex"))?;
+            let _ = self.root.remove_dir(&sealed_dir());
+        }
         Ok(())
     }
 
@@ -256,6 +350,7 @@ impl<'r> Store<'r> {
             .map(|(name, _)| store_dir().join(&name).expect("a plain name"))
             .collect();
         dirs.push(packs_dir());
+        dirs.push(sealed_dir());
         for dir in dirs {
             for (name, _) in self.root.list(&dir)? {
                 let path = dir.join(&name).expect("a plain name");
@@ -270,7 +365,7 @@ impl<'r> Store<'r> {
                     }
                 } else {
                     match Hash::parse(&name) {
-                        Ok(h) if loose(&h).0 == dir => StoreFile::Loose(h),
+                        Ok(h) if loose(&h).0 == dir || dir == sealed_dir() => StoreFile::Loose(h),
                         _ => StoreFile::Other,
                     }
                 };

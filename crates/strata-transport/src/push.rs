@@ -133,6 +133,8 @@ pub struct NodeReport {
     pub shipped: bool,
     /// What each top-level step of its run cost, as the node measured it.
     pub steps: Vec<crate::wire::StepTime>,
+    /// The node's age public key, as it reported it.
+    pub age: Option<String>,
 }
 
 /// What the CLI hears while a push runs.
@@ -193,6 +195,7 @@ fn skipped(node: &NodeJob) -> NodeReport {
         text: String::new(),
         shipped: false,
         steps: Vec::new(),
+        age: None,
     }
 }
 
@@ -373,6 +376,7 @@ fn session(
                         break;
                     }
                 }
+                NodeEvent::Key { age } => report.age = Some(age.clone()),
                 NodeEvent::Stage { stage } => step(stage),
                 NodeEvent::Result { .. } => last = Some(event),
             }

@@ -126,6 +126,12 @@ pub enum NodeEvent {
         /// Their hashes.
         blobs: Vec<String>,
     },
+    /// The node's age public key (made at its first push when it had none), for its
+    /// node file's `[keys] age`.
+    Key {
+        /// `age1…`.
+        age: String,
+    },
     /// A step began (`sync`, `plan`, `commit`…).
     Stage {
         /// Which.

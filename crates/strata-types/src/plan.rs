@@ -202,6 +202,10 @@ pub struct Generation {
     /// one was recorded; `strata gc` without `--keep` goes by the current generation's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_generations: Option<u64>,
+    /// The version of each secret the compile read (a hash of its value keyed by the
+    /// node's own key, never a plain hash of it), so that `rollback` sees which changed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, String>,
     /// Per-step metrics of the run that made it.
     pub report: Report,
 }

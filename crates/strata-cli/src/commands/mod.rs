@@ -18,6 +18,7 @@ pub mod import;
 pub mod keys;
 pub mod new;
 pub mod nodes;
+pub mod nodes_keys;
 pub mod operators;
 pub mod params;
 pub mod plan;

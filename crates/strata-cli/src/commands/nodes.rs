@@ -54,6 +54,9 @@ pub enum NodesCommand {
     Revoke(NodeArg),
     /// Remove a node: its name is free for another key.
     Forget(NodeArg),
+    /// Compare the age keys enrolled nodes sent with their node files' `[keys] age`;
+    /// `--write` copies them in (then `strata secret rekey`).
+    Keys(crate::commands::nodes_keys::KeysArgs),
 }
 
 /// `nodes token`.
@@ -95,6 +98,7 @@ pub fn run(args: &NodesArgs, printer: &Printer) -> CommandResult {
         Some(NodesCommand::Accept(n)) => set(n, Some(NodeState::Accepted), printer),
         Some(NodesCommand::Revoke(n)) => set(n, Some(NodeState::Revoked), printer),
         Some(NodesCommand::Forget(n)) => set(n, None, printer),
+        Some(NodesCommand::Keys(k)) => crate::commands::nodes_keys::run(k, printer),
     }
 }
 

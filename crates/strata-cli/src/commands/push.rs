@@ -138,6 +138,7 @@ pub fn run(args: &PushArgs, printer: &Printer) -> CommandResult {
     } else {
         run_live(&job, printer)
     };
+    crate::commands::nodes_keys::record_pushed(&site_dir, &reports, printer);
     if args.json {
         json_line(
             printer,

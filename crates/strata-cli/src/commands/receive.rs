@@ -83,6 +83,18 @@ fn receive(
     let assignment = assignment
         .map(|a| trust.verify_assignment(&verified, &a, &args.node, None, now))
         .transpose()?;
+    // FLEET.md: a node's age key pair is made at its first push (an apply; a plan changes
+    // nothing); its public key goes back for the node file. Without one, a compile that
+    // reads a secret says so.
+    let age = match args.noop {
+        false => strata_secrets::NodeKey::ensure(root).ok().map(|k| k.public),
+        true => strata_secrets::load_identity(&strata_secrets::node_key_path(root))
+            .ok()
+            .map(|i| i.to_public().to_string()),
+    };
+    if let Some(age) = age {
+        events.send(&NodeEvent::Key { age });
+    }
     let store = BlobStore::open(&state);
     let missing = store.missing(&verified.manifest);
     events.send(&NodeEvent::Need {

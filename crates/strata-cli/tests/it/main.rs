@@ -41,6 +41,8 @@ mod resources;
 mod sandbox;
 mod sandbox_attacks;
 mod secrets;
+mod secrets_keys;
+mod secrets_rollback;
 mod sensitive;
 mod serve;
 mod submounts;

@@ -12,11 +12,11 @@ use strata_test::{Run, TestEnv};
 
 use crate::env;
 
-const CANARY: &str = "CANARY-7f3a9c-s3cr3t";
-const CANARY2: &str = "CANARY-second-b81e";
+pub(crate) const CANARY: &str = "CANARY-7f3a9c-s3cr3t";
+pub(crate) const CANARY2: &str = "CANARY-second-b81e";
 
 /// `strata keys node --root DIR`: the public key it prints.
-fn node_key(e: &TestEnv, root: &Path) -> String {
+pub(crate) fn node_key(e: &TestEnv, root: &Path) -> String {
     let run = e
         .run(&["keys", "node", "--root", root.to_str().unwrap()])
         .code(0);
@@ -26,14 +26,14 @@ fn node_key(e: &TestEnv, root: &Path) -> String {
 }
 
 /// The admin's identity file (made by `keys node` in a root of its own).
-fn admin_identity(e: &TestEnv) -> PathBuf {
+pub(crate) fn admin_identity(e: &TestEnv) -> PathBuf {
     e.path().join("admin/var/lib/strata/keys/age.key")
 }
 
 /// A site with an admin, a recipient node `db1` (whose key is in the test's root) and
 /// a node `web1` that is not one, both using the module `app`, whose template reads the
 /// secret `db_password`.
-fn site(e: &TestEnv) {
+pub(crate) fn site(e: &TestEnv) {
     let admin = node_key(e, &e.path().join("admin"));
     let db1 = node_key(e, &e.root());
     let other = e.path().join("web1-root");
@@ -59,7 +59,7 @@ fn site(e: &TestEnv) {
 }
 
 /// `strata secret ARGS… --site SITE` with `input` on stdin.
-fn secret(e: &TestEnv, args: &[&str], input: &str) -> Run {
+pub(crate) fn secret(e: &TestEnv, args: &[&str], input: &str) -> Run {
     let mut cmd = e.cmd(&[&["secret"], args].concat());
     cmd.arg("--site").arg(e.site());
     cmd.stdin(Stdio::piped())
@@ -81,7 +81,7 @@ fn secret(e: &TestEnv, args: &[&str], input: &str) -> Run {
 }
 
 /// What a canary may look like: itself and its base64 (three alignments).
-fn needles(canary: &str) -> Vec<String> {
+pub(crate) fn needles(canary: &str) -> Vec<String> {
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut out = vec![canary.to_string()];
     for skip in 0..3 {
@@ -92,7 +92,7 @@ fn needles(canary: &str) -> Vec<String> {
     out
 }
 
-fn assert_clean(what: &str, text: &str) {
+pub(crate) fn assert_clean(what: &str, text: &str) {
     for n in needles(CANARY).iter().chain(&needles(CANARY2)) {
         assert!(
             !text.contains(n.as_str()),
@@ -102,7 +102,7 @@ fn assert_clean(what: &str, text: &str) {
 }
 
 /// Every file below `dir` holding a canary, but those in `except` (root-relative).
-fn files_with_canary(dir: &Path, except: &[&str]) -> Vec<String> {
+pub(crate) fn files_with_canary(dir: &Path, except: &[&str]) -> Vec<String> {
     let needles: Vec<Vec<u8>> = needles(CANARY)
         .into_iter()
         .chain(needles(CANARY2))
@@ -136,8 +136,27 @@ fn files_with_canary(dir: &Path, except: &[&str]) -> Vec<String> {
     hits
 }
 
+/// The store's sealed objects (each an age file, checked), by name.
+pub(crate) fn sealed_objects(root: &Path) -> Vec<String> {
+    let dir = root.join("var/lib/strata/store/sealed");
+    let Ok(list) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for entry in list.filter_map(Result::ok) {
+        let bytes = std::fs::read(entry.path()).unwrap();
+        assert!(
+            bytes.starts_with(b"age-encryption.org/v1\n"),
+            "{:?} is not an age file",
+            entry.path()
+        );
+        out.push(entry.file_name().to_string_lossy().into_owned());
+    }
+    out
+}
+
 /// `strata VERB --node NODE` against another target root than the test's.
-fn on_root(e: &TestEnv, verb: &str, node: &str, root: &Path) -> Run {
+pub(crate) fn on_root(e: &TestEnv, verb: &str, node: &str, root: &Path) -> Run {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
         .args([verb, "--node", node, "--site"])
         .arg(e.site())
@@ -154,7 +173,7 @@ fn on_root(e: &TestEnv, verb: &str, node: &str, root: &Path) -> Run {
     }
 }
 
-fn out(run: &Run) -> String {
+pub(crate) fn out(run: &Run) -> String {
     format!("{}{}", run.stdout, run.stderr)
 }
 
@@ -238,11 +257,16 @@ fn a_secret_is_rendered_on_its_node_and_shown_nowhere_else() {
     outputs.push(("plan --json", out(&json)));
     let apply = e.run(&["apply", "--node", "db1"]).code(0);
     outputs.push(("apply", out(&apply)));
-    let conf = std::fs::read_to_string(e.root().join("etc/app/db.conf")).unwrap();
+    let first = std::fs::read(e.root().join("etc/app/db.conf")).unwrap();
     assert_eq!(
-        conf,
-        format!("# app database\nuser = app\npassword = {CANARY}\n")
+        first,
+        format!("# app database\nuser = app\npassword = {CANARY}\n").as_bytes()
     );
+    // The target file holds it, and nothing else on the node: the store keeps it sealed.
+    let hits = files_with_canary(&e.root(), &["etc/app/db.conf"]);
+    assert!(hits.is_empty(), "after apply, the secret is in {hits:?}");
+    let sealed = sealed_objects(&e.root());
+    assert!(!sealed.is_empty(), "the store keeps a sealed copy");
     let again = e.run(&["plan", "--node", "db1", "--json"]).code(0);
     outputs.push(("plan after apply", out(&again)));
 
@@ -265,10 +289,15 @@ fn a_secret_is_rendered_on_its_node_and_shown_nowhere_else() {
         let run = e.run(args).code(0);
         outputs.push((args.join(" ").leak(), out(&run)));
     }
-    let rollback = e.run(&["rollback"]).code(0);
+    let rollback = e.run(&["rollback", "--with-old-secrets"]).code(0);
     outputs.push(("rollback", out(&rollback)));
-    let conf = std::fs::read_to_string(e.root().join("etc/app/db.conf")).unwrap();
-    assert!(conf.contains(CANARY) && !conf.contains(CANARY2), "{conf}");
+    let conf = std::fs::read(e.root().join("etc/app/db.conf")).unwrap();
+    assert_eq!(
+        conf, first,
+        "rollback restores the old secret's file byte for byte"
+    );
+    let hits = files_with_canary(&e.root(), &["etc/app/db.conf"]);
+    assert!(hits.is_empty(), "after rollback, the secret is in {hits:?}");
 
     // A failing template that read the secret names itself and its line, not the value.
     e.write(
@@ -302,14 +331,13 @@ fn a_secret_is_rendered_on_its_node_and_shown_nowhere_else() {
             );
         }
     }
-    // The target holds the value in the file it was rendered into, and, for rollback,
-    // in strata's content store: the store does not encrypt sensitive contents yet
-    // (docs/secrets.md, "Not built yet"). Nothing else anywhere.
+    // The target holds the value in the file it was rendered into; the store keeps
+    // both values for rollback, sealed to the node's key. Nothing else anywhere.
     let hits = files_with_canary(&e.root(), &["etc/app/db.conf"]);
-    eprintln!("the canary is in {hits:?}");
+    assert!(hits.is_empty(), "the secret is in {hits:?}");
     assert!(
-        hits.iter().all(|h| h.starts_with("var/lib/strata/store/")),
-        "the secret is in {hits:?}"
+        sealed_objects(&e.root()).len() >= 2,
+        "both values are kept, sealed"
     );
     assert!(
         files_with_canary(&e.cache(), &[]).is_empty(),
@@ -614,18 +642,10 @@ fn push_delivers_only_ciphertext_and_only_the_recipient_renders() {
         Some(format!("password = {CANARY}\n").as_str())
     );
     assert!(f.hosts.host("h2.test").read("/etc/app/db.conf").is_none());
-    // h1's disk: the file, and the store's copy (not encrypted yet: docs/secrets.md);
-    // the snapshot it received holds only the ciphertext. h2's disk: nothing.
+    // h1's disk: the file only (the store keeps it sealed; the snapshot it received
+    // holds only the ciphertext). h2's disk: nothing.
     let hits = host_files_with_canary(&h1, &[]);
-    assert!(hits.contains(&"etc/app/db.conf".to_string()), "{hits:?}");
-    let hits: Vec<String> = hits
-        .into_iter()
-        .filter(|h| h != "etc/app/db.conf")
-        .collect();
-    assert!(
-        hits.iter().all(|h| h.starts_with("var/lib/strata/store/")),
-        "h1 holds the secret in {hits:?}"
-    );
+    assert_eq!(hits, ["etc/app/db.conf"], "h1 holds the secret in {hits:?}");
     let h2 = host_files_with_canary(&f.hosts.host("h2.test").root(), &[]);
     assert!(h2.is_empty(), "h2 holds the secret in {h2:?}");
 }

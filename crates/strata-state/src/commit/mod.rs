@@ -36,6 +36,10 @@ pub struct Op {
     pub before: Snapshot,
     /// What stands there after it.
     pub after: Snapshot,
+    /// Its contents (before and after) are rendered from a secret, or were: the store
+    /// keeps them sealed to the node's key, never in clear.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sealed: bool,
 }
 
 /// How far a commit got, and so what is undone when it fails or is dropped unfinished
@@ -247,10 +251,13 @@ impl Commit<'_, '_> {
     /// Names what the store gains, for an undo to remove: loose objects one by one, a
     /// pack whole.
     fn plan_store(&mut self, needed: &Needed) {
-        if !Store::packs(needed.read.len() + needed.wanted.len()) {
+        if !Store::packs(needed.plain()) {
             self.journal.added = (needed.read.iter().map(|(h, _)| *h))
                 .chain(needed.wanted.iter().map(|(h, _)| *h))
                 .collect();
+        } else {
+            // Sealed objects are loose, whatever their number.
+            self.journal.added = needed.sealed.iter().copied().collect();
         }
         self.journal.pack = Some(format!("g{}", self.journal.generation));
     }
@@ -346,6 +353,7 @@ mod tests {
             path: TargetPath::parse(path).unwrap(),
             before: Snapshot::Absent,
             after,
+            sealed: false,
         }
     }
 

@@ -27,6 +27,15 @@ pub(super) struct Needed {
     /// The rest, in the order they are staged, with a path where the target holds the
     /// content if no source does.
     pub(super) wanted: Vec<(Hash, TargetPath)>,
+    /// Those of them to seal (see [`Op::sealed`]): almost always none.
+    pub(super) sealed: HashSet<Hash>,
+}
+
+impl Needed {
+    /// How many objects are stored in clear.
+    pub(super) fn plain(&self) -> usize {
+        self.read.len() + self.wanted.len() - self.sealed.len()
+    }
 }
 
 /// Writes the generation file (on a helper thread, at a lower priority).
@@ -40,11 +49,27 @@ fn write_generation(file: impl std::io::Write, generation: &Generation) -> std::
 impl Commit<'_, '_> {
     /// What the store must gain so that an undo, a redo or a later rollback works offline:
     /// the content each op replaces or writes, and every file the new generation manages
-    /// or may restore. Checks that what the plan saw is still on the target.
+    /// or may restore. Checks that what the plan saw is still on the target, and that
+    /// the node's key is there when a content is to be sealed.
     pub(super) fn needed(&self, generation: &Generation) -> Result<Needed, StateError> {
         let store = self.state.store();
         let mut seen = HashSet::new();
         let mut read = Vec::new();
+        let sensitive: HashSet<&TargetPath> = (self.journal.ops.iter())
+            .filter(|op| op.sealed)
+            .map(|op| &op.path)
+            .chain(
+                (generation.entries.iter())
+                    .filter(|e| e.sensitive)
+                    .map(|e| &e.path),
+            )
+            .collect();
+        let mut sealed = HashSet::new();
+        let mut seal = |path: &TargetPath, hash: Hash| {
+            if !sensitive.is_empty() && sensitive.contains(path) {
+                sealed.insert(hash);
+            }
+        };
         for op in &self.journal.ops {
             if let Some(hash) = op.before.hash()
                 && !seen.contains(&hash)
@@ -57,6 +82,7 @@ impl Commit<'_, '_> {
                     });
                 }
                 seen.insert(hash);
+                seal(&op.path, hash);
                 read.push((hash, bytes));
             }
         }
@@ -72,9 +98,17 @@ impl Commit<'_, '_> {
                 continue;
             }
             seen.insert(hash);
+            seal(path, hash);
             out.push((hash, path.clone()));
         }
-        Ok(Needed { read, wanted: out })
+        if !sealed.is_empty() {
+            store.can_seal()?;
+        }
+        Ok(Needed {
+            read,
+            wanted: out,
+            sealed,
+        })
     }
 
     /// The needed objects' bytes: from `contents`, else (a file strata starts to manage
@@ -151,7 +185,7 @@ impl Commit<'_, '_> {
     pub(super) fn prepare(
         &self,
         generation: &Generation,
-        (contents, needed): (&dyn ContentSource, Needed),
+        (contents, mut needed): (&dyn ContentSource, Needed),
         meter: Meter,
         steps: &mut Vec<Step>,
     ) -> Result<Meter, StateError> {
@@ -173,8 +207,17 @@ impl Commit<'_, '_> {
                 )?;
                 steps.push(meter.finish("stage"));
                 let meter = Meter::start();
-                let objects = self.objects(needed, contents)?;
+                let sealed = std::mem::take(&mut needed.sealed);
+                let mut objects = self.objects(needed, contents)?;
                 let store = self.state.store();
+                if !sealed.is_empty() {
+                    for (hash, bytes) in &objects {
+                        if sealed.contains(hash) {
+                            store.put_sealed(hash, bytes)?;
+                        }
+                    }
+                    objects.retain(|(hash, _)| !sealed.contains(hash));
+                }
                 store.put_all(&objects, self.journal.pack.as_deref().expect("named"))?;
                 Ok::<_, StateError>(meter)
             })();

@@ -138,6 +138,7 @@ impl Fixture {
                     path: p.clone(),
                     before,
                     after,
+                    sealed: false,
                 });
             }
         }
@@ -253,6 +254,7 @@ fn generation(entries: Vec<Entry>) -> Generation {
         modules: BTreeMap::new(),
         commands: Vec::new(),
         keep_generations: None,
+        secrets: BTreeMap::new(),
         report: Report::default(),
     }
 }
