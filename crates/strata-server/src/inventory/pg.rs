@@ -38,6 +38,7 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS strata_nodes (
         error TEXT, note TEXT);
     CREATE INDEX IF NOT EXISTS strata_reports_node ON strata_reports (node, id);
     CREATE INDEX IF NOT EXISTS strata_nonces_expires ON strata_nonces (expires);
+    CREATE INDEX IF NOT EXISTS strata_nodes_pending ON strata_nodes (state, changed);
     CREATE TABLE IF NOT EXISTS strata_operators (
         name TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, created BIGINT NOT NULL);
     CREATE TABLE IF NOT EXISTS strata_operator_codes (
