@@ -29,6 +29,7 @@ mod plan;
 mod private;
 mod pull;
 mod push;
+mod rate_limit;
 mod receive;
 mod resources;
 mod sandbox;
