@@ -11,6 +11,7 @@ use std::process::Command;
 use std::time::Instant;
 
 mod anchors;
+mod pull;
 mod push;
 
 struct Sample {
@@ -103,12 +104,15 @@ struct Args {
     tool_limit: u64,
     /// Host counts of the push section (`--hosts 1,4,8`).
     hosts: Vec<usize>,
+    /// The pull section's fleet, storm, steady seconds and stores.
+    pull: pull::PullArgs,
 }
 
 /// The flags, with their defaults.
 const USAGE: &str = "[--n 1000,10000] [--runs 5] [--sections files,hardware,sandbox,tools \
-(and push, not run by default)] [--tools ansible,pyinfra,salt,puppet,cfengine] [--tool-runs 3] \
-[--tool-limit 600 (seconds)] [--hosts 1,4,8 (push)] [--bin target/release] [--out bench/RESULTS.md]";
+(and push, pull, not run by default)] [--tools ansible,pyinfra,salt,puppet,cfengine] [--tool-runs 3] \
+[--tool-limit 600 (seconds)] [--hosts 1,4,8 (push)] [--pull-nodes 100000] [--pull-storm 10000] \
+[--pull-seconds 60] [--pull-stores sqlite,postgres] [--bin target/release] [--out bench/RESULTS.md]";
 
 fn args() -> Args {
     let mut a = Args {
@@ -126,6 +130,12 @@ fn args() -> Args {
         tool_runs: 3,
         tool_limit: 600,
         hosts: vec![1, 4, 8],
+        pull: pull::PullArgs {
+            nodes: 100_000,
+            storm: 10_000,
+            seconds: 60.0,
+            stores: vec!["sqlite".into(), "postgres".into()],
+        },
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -162,6 +172,12 @@ fn args() -> Args {
                     .map(|n| n.parse().expect("--hosts takes numbers"))
                     .collect();
             }
+            "--pull-nodes" => a.pull.nodes = value.parse().expect("--pull-nodes takes a number"),
+            "--pull-storm" => a.pull.storm = value.parse().expect("--pull-storm takes a number"),
+            "--pull-seconds" => {
+                a.pull.seconds = value.parse().expect("--pull-seconds takes seconds");
+            }
+            "--pull-stores" => a.pull.stores = value.split(',').map(str::to_string).collect(),
             other => panic!("unknown flag {other} (usage: bench/run {USAGE})"),
         }
     }
@@ -618,6 +634,13 @@ fn main() {
         let pmd = push::section(&a, work.path());
         print!("{pmd}");
         let report = a.out.parent().unwrap_or(Path::new(".")).join("PUSH.md");
+        std::fs::write(&report, pmd).expect("write");
+        eprintln!("written {}", report.display());
+    }
+    if a.sections.iter().any(|s| s == "pull") {
+        let pmd = pull::section(&a.bin.join("strata"), work.path(), &a.pull, &invocation());
+        print!("{pmd}");
+        let report = a.out.parent().unwrap_or(Path::new(".")).join("PULL.md");
         std::fs::write(&report, pmd).expect("write");
         eprintln!("written {}", report.display());
     }

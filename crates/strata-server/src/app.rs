@@ -12,7 +12,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -33,46 +32,18 @@ use tower_http::timeout::TimeoutLayer;
 
 use crate::httpsig::{self, Target};
 use crate::inventory::{
-    EnrollRequest, Enrolled, Inventory, MAX_REPORT_PATHS, NodeRecord, NodeState, RunReport,
+    EnrollRequest, Enrolled, MAX_REPORT_PATHS, NodeRecord, NodeState, Pool, RunReport,
 };
 use crate::published::{PublishError, Published, TIMESTAMP_REFRESH};
 
-/// The server's limits.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    /// The largest body of a node's request (an enrollment's facts, a report): 1 MiB.
-    pub body: usize,
-    /// The largest object `publish` uploads (a manifest, a blob): 64 MiB and a margin.
-    pub upload: usize,
-    /// How long a node's request may take, its body included.
-    pub timeout: Duration,
-    /// How long an upload may take.
-    pub upload_timeout: Duration,
-    /// Requests handled at once; past that, 429.
-    pub concurrency: usize,
-    /// Seconds a client is told to wait when it got 429.
-    pub retry_after: u64,
-}
-
-impl Default for Limits {
-    fn default() -> Limits {
-        Limits {
-            body: 1 << 20,
-            upload: (64 << 20) + (1 << 20),
-            timeout: Duration::from_secs(30),
-            upload_timeout: Duration::from_secs(300),
-            concurrency: 256,
-            retry_after: 5,
-        }
-    }
-}
+pub use crate::limits::Limits;
 
 /// What the routes share.
 pub struct Server {
     /// What was published.
     pub published: RwLock<Published>,
-    /// Nodes, tokens, nonces and reports.
-    pub inventory: Mutex<Box<dyn Inventory>>,
+    /// Nodes, tokens, nonces and reports: a pool of connections.
+    pub inventory: Pool,
     /// The online key: signs timestamps (and assignments).
     pub online: KeyPair,
     /// A new node's environment when its token names none: the one its file in the
@@ -199,6 +170,7 @@ pub fn app(server: Arc<Server>, limits: &Limits) -> Router {
         ));
     let retry = limits.retry_after;
     let logged = server.clone();
+    let limiter = crate::limits::limiter(limits);
     nodes
         .merge(publish)
         .merge(crate::dashboard::routes(limits))
@@ -220,6 +192,9 @@ pub fn app(server: Arc<Server>, limits: &Limits) -> Router {
                 // One limit for the whole server (a layer of its own per route otherwise).
                 .layer(GlobalConcurrencyLimitLayer::new(limits.concurrency)),
         )
+        .layer(axum::middleware::from_fn(move |req, next| {
+            crate::limits::maybe_limit(limiter.clone(), req, next)
+        }))
         .layer(axum::middleware::from_fn(move |req, next| {
             log_request(logged.clone(), req, next)
         }))

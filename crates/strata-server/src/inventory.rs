@@ -7,9 +7,11 @@ use serde::{Deserialize, Serialize};
 use strata_transport::wire::{PathChange, StepTime};
 
 mod pg;
+mod pool;
 mod sqlite;
 
 pub use pg::PgInventory;
+pub use pool::{POOL_SIZE, Pool, Pooled};
 pub use sqlite::SqliteInventory;
 
 /// How long a pending enrollment waits for `nodes accept`, in seconds (FLEET.md: 24 h).
@@ -320,18 +322,52 @@ pub struct LastRun {
 }
 
 /// The fleet's rows with their status, as a `WITH s AS (…)` both stores run; `p(n)` is
-/// the store's n-th placeholder, 1 the oldest pending node's `changed` kept.
+/// the store's n-th placeholder, 1 the oldest pending node's `changed` kept. A node's
+/// last report and its result are kept on its row (`last_report`, `last_result`, set
+/// with each report), so counting the fleet by status reads the index
+/// `strata_nodes_fleet` alone, and only a page's rows join their report.
 pub(crate) fn fleet_cte(p: impl Fn(usize) -> String) -> String {
     format!(
         "WITH s AS (SELECT n.name AS name, n.state AS state, n.environment AS environment,
            r.id AS id, r.time AS time, r.result AS result, r.revision AS revision,
            r.drift AS drift,
-           CASE WHEN n.state <> 'accepted' THEN n.state WHEN r.id IS NULL THEN 'none'
-             ELSE r.result END AS status
-         FROM strata_nodes n LEFT JOIN strata_reports r
-           ON r.id = (SELECT max(x.id) FROM strata_reports x WHERE x.node = n.name)
+           CASE WHEN n.state <> 'accepted' THEN n.state WHEN n.last_report IS NULL THEN 'none'
+             ELSE n.last_result END AS status
+         FROM strata_nodes n LEFT JOIN strata_reports r ON r.id = n.last_report
          WHERE n.state <> 'pending' OR n.changed >= {}) ",
         p(1)
+    )
+}
+
+/// The columns a node's row gains for [`fleet_cte`], the index that covers the fleet's
+/// counts and pages, and their values for reports stored before: `{int}` the store's
+/// integer type.
+pub(crate) fn fleet_columns(int: &str) -> [String; 2] {
+    [
+        format!("ALTER TABLE strata_nodes ADD COLUMN last_report {int}"),
+        "ALTER TABLE strata_nodes ADD COLUMN last_result TEXT".into(),
+    ]
+}
+
+/// Sets every node's `last_report` and `last_result` from the reports table (once, when
+/// the columns are new).
+pub(crate) const FLEET_BACKFILL: &str = "UPDATE strata_nodes SET
+    last_report = (SELECT max(r.id) FROM strata_reports r WHERE r.node = strata_nodes.name),
+    last_result = (SELECT r.result FROM strata_reports r WHERE r.node = strata_nodes.name
+                   ORDER BY r.id DESC LIMIT 1)";
+
+/// The index of the fleet's pages and counts: every column they read from a node.
+pub(crate) const FLEET_INDEX: &str = "CREATE INDEX IF NOT EXISTS strata_nodes_fleet ON
+    strata_nodes (name, state, environment, last_result, last_report, changed)";
+
+/// The statement that records `report` as its node's last: `p(1)` the report's id,
+/// `p(2)` its result, `p(3)` the node.
+pub(crate) fn fleet_last(p: impl Fn(usize) -> String) -> String {
+    format!(
+        "UPDATE strata_nodes SET last_report = {}, last_result = {} WHERE name = {}",
+        p(1),
+        p(2),
+        p(3)
     )
 }
 
@@ -419,11 +455,20 @@ pub trait Inventory: Send + std::fmt::Debug {
     /// One page of the fleet, by name, with each node's last run, paged and filtered in
     /// the database (pending nodes past [`PENDING_TTL`] left out).
     fn fleet(&mut self, q: &FleetQuery<'_>, now: u64) -> Result<FleetPage, InventoryError>;
+    /// Whether the connection is gone for good (a [`Pool`] then opens another).
+    fn closed(&self) -> bool {
+        false
+    }
+}
+
+/// Whether `db` names a PostgreSQL server rather than a SQLite file.
+pub(crate) fn is_postgres(db: &str) -> bool {
+    db.starts_with("postgres://") || db.starts_with("postgresql://")
 }
 
 /// Opens the inventory at `db`: a `postgres://` URL, else a SQLite file.
 pub fn open(db: &str) -> Result<Box<dyn Inventory>, InventoryError> {
-    if db.starts_with("postgres://") || db.starts_with("postgresql://") {
+    if is_postgres(db) {
         Ok(Box::new(PgInventory::connect(db)?))
     } else {
         Ok(Box::new(SqliteInventory::open(std::path::Path::new(db))?))

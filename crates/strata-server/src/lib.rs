@@ -5,7 +5,8 @@
 //! - [`inventory`]: nodes, tokens, nonces and reports, in SQLite or PostgreSQL;
 //! - [`published`]: what `publish` sent, checked, and each environment's timestamp,
 //!   signed with the server's online key;
-//! - [`app`]: the routes and their limits; [`listen`]: the socket, TLS or loopback;
+//! - [`app`]: the routes; [`limits`]: their limits, per-address rates among them;
+//! - [`listen`]: the socket, TLS or loopback;
 //! - [`dashboard`]: the operators' pages and their JSON twins, behind bearer tokens;
 //! - [`client`]: the signing client.
 
@@ -14,6 +15,7 @@ pub mod client;
 pub mod dashboard;
 pub mod httpsig;
 pub mod inventory;
+pub mod limits;
 pub mod listen;
 pub mod published;
 

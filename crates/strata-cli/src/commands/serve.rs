@@ -65,6 +65,10 @@ pub struct ServeArgs {
     /// Requests handled at once; past that the server answers 429.
     #[arg(long, value_name = "N", default_value_t = 256)]
     pub max_requests: usize,
+    /// Requests a second one client address may make (a burst of ten times that); past
+    /// that it is answered 429. 0: no limit.
+    #[arg(long, value_name = "N", default_value_t = strata_server::limits::DEFAULT_RATE)]
+    pub per_address_rate: u32,
 }
 
 /// The inventory's location: `--db`, else `SITE/.strata/state.db`.
@@ -180,12 +184,15 @@ pub fn run(args: &ServeArgs, printer: &Printer) -> CommandResult {
             Published::open(&store, roots, &online, strata_snapshot::now())?
         }
     };
-    let inventory = strata_server::inventory::open(&db_url(&site_dir, args.db.as_deref()))?;
+    let inventory = strata_server::inventory::Pool::open(
+        &db_url(&site_dir, args.db.as_deref()),
+        strata_server::inventory::POOL_SIZE,
+    )?;
     let default_env = site.default_environment.clone();
     let env_site = site_dir.clone();
     let server = Arc::new(Server {
         published: RwLock::new(published),
-        inventory: Mutex::new(inventory),
+        inventory,
         online,
         environment_of: Box::new(move |node| {
             strata_core::Site::open(&env_site)
@@ -207,6 +214,8 @@ pub fn run(args: &ServeArgs, printer: &Printer) -> CommandResult {
     });
     let limits = Limits {
         concurrency: args.max_requests,
+        per_address: (args.per_address_rate > 0)
+            .then(|| strata_server::limits::Rate::per_second(args.per_address_rate)),
         ..Limits::default()
     };
     let app = strata_server::app(server, &limits);

@@ -35,6 +35,7 @@ mod private;
 mod provision;
 mod pull;
 mod push;
+mod rate_limit;
 mod receive;
 mod replicas;
 mod resources;

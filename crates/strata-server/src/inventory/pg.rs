@@ -9,7 +9,10 @@ use super::{
     Classifier, Decision, EnrollRequest, Enrolled, Inventory, InventoryError, NodeRecord,
     NodeState, PENDING_TTL, RunReport, TokenRecord, decide, paths_from, paths_json, token_check,
 };
-use super::{FleetPage, FleetQuery, LastRun, NodeSummary, fleet_cte, fleet_where};
+use super::{
+    FLEET_BACKFILL, FLEET_INDEX, FleetPage, FleetQuery, LastRun, NodeSummary, fleet_columns,
+    fleet_cte, fleet_last, fleet_where,
+};
 use super::{steps_from, steps_json};
 use crate::httpsig::NONCE_TTL;
 
@@ -36,6 +39,8 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS strata_nodes (
         error TEXT, note TEXT);
     CREATE INDEX IF NOT EXISTS strata_reports_node ON strata_reports (node, id);
     ALTER TABLE strata_reports ADD COLUMN IF NOT EXISTS steps TEXT NOT NULL DEFAULT '[]';
+    CREATE INDEX IF NOT EXISTS strata_nonces_expires ON strata_nonces (expires);
+    CREATE INDEX IF NOT EXISTS strata_nodes_pending ON strata_nodes (state, changed);
     CREATE TABLE IF NOT EXISTS strata_operators (
         name TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, created BIGINT NOT NULL);
     CREATE TABLE IF NOT EXISTS strata_operator_certs (
@@ -120,6 +125,28 @@ fn node_where(
     .map(node_row))
 }
 
+/// Adds the fleet's columns to tables made before them (filled from the reports), and
+/// their index, under the schema's advisory lock.
+fn fleet_columns_added(client: &mut Client) -> Result<(), postgres::Error> {
+    let mut tx = client.transaction()?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])?;
+    let has: i64 = tx
+        .query_one(
+            "SELECT count(*) FROM information_schema.columns WHERE table_schema = current_schema()
+             AND table_name = 'strata_nodes' AND column_name = 'last_report'",
+            &[],
+        )?
+        .get(0);
+    if has == 0 {
+        for alter in fleet_columns("BIGINT") {
+            tx.batch_execute(&alter)?;
+        }
+        tx.batch_execute(FLEET_BACKFILL)?;
+    }
+    tx.batch_execute(FLEET_INDEX)?;
+    tx.commit()
+}
+
 impl PgInventory {
     /// Connects and creates the tables when missing.
     pub fn connect(url: &str) -> Result<PgInventory, InventoryError> {
@@ -128,7 +155,8 @@ impl PgInventory {
             db: name.clone(),
             message: e.to_string(),
         };
-        let client = strata_hardware::connect_schema(url, LOCK, SCHEMA).map_err(db)?;
+        let mut client = strata_hardware::connect_schema(url, LOCK, SCHEMA).map_err(&db)?;
+        fleet_columns_added(&mut client).map_err(&db)?;
         Ok(PgInventory {
             client,
             url: url.to_string(),
@@ -511,8 +539,9 @@ impl Inventory for PgInventory {
 
     fn add_report(&mut self, r: &RunReport) -> Result<i64, InventoryError> {
         let db = self.err();
-        let row = self
-            .client
+        // The report and its node's note of it, together.
+        let mut tx = self.client.transaction().map_err(&db)?;
+        let id: i64 = tx
             .query_one(
                 "INSERT INTO strata_reports (node, time, environment, version, revision,
                  generation, result, changes, paths, truncated, drift, error, note, steps)
@@ -535,8 +564,12 @@ impl Inventory for PgInventory {
                     &steps_json(&r.steps),
                 ],
             )
-            .map_err(db)?;
-        Ok(row.get(0))
+            .map_err(&db)?
+            .get(0);
+        tx.execute(&fleet_last(|n| format!("${n}")), &[&id, &r.result, &r.node])
+            .map_err(&db)?;
+        tx.commit().map_err(&db)?;
+        Ok(id)
     }
 
     fn reports(&mut self, node: Option<&str>) -> Result<Vec<RunReport>, InventoryError> {
@@ -554,13 +587,17 @@ impl Inventory for PgInventory {
         Ok(rows.iter().map(report_row).collect())
     }
 
+    fn closed(&self) -> bool {
+        self.client.is_closed()
+    }
+
     fn fleet(&mut self, q: &FleetQuery<'_>, now: u64) -> Result<FleetPage, InventoryError> {
         let db = self.err();
         let cte = fleet_cte(|n| format!("${n}::BIGINT"));
         let filter = fleet_where(|n| format!("${n}::TEXT"));
         let order = q.sort.order_by(q.descending);
         let oldest = i(now.saturating_sub(PENDING_TTL));
-        let counts = self
+        let counts: std::collections::BTreeMap<String, usize> = self
             .client
             .query(
                 &format!("{cte} SELECT status, count(*) FROM s GROUP BY status"),
@@ -570,13 +607,19 @@ impl Inventory for PgInventory {
             .iter()
             .map(|r| (r.get::<_, String>(0), u(r.get(1)) as usize))
             .collect();
-        let total = self
-            .client
-            .query_one(
-                &format!("{cte} SELECT count(*) FROM s {filter}"),
-                &[&oldest, &q.environment, &q.status],
-            )
-            .map_err(&db)?;
+        // Unfiltered, the total is the counts' sum: not counted twice.
+        let total = if q.environment.is_none() && q.status.is_none() {
+            counts.values().sum()
+        } else {
+            let row = self
+                .client
+                .query_one(
+                    &format!("{cte} SELECT count(*) FROM s {filter}"),
+                    &[&oldest, &q.environment, &q.status],
+                )
+                .map_err(&db)?;
+            u(row.get(0)) as usize
+        };
         let rows = self
             .client
             .query(
@@ -610,7 +653,7 @@ impl Inventory for PgInventory {
             })
             .collect();
         Ok(FleetPage {
-            total: u(total.get(0)) as usize,
+            total,
             counts,
             nodes,
         })

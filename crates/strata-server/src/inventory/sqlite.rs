@@ -2,6 +2,7 @@
 //! `BEGIN IMMEDIATE` transaction, so two enrollments never both consume a token).
 
 use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
@@ -12,7 +13,10 @@ use super::{
     Classifier, Decision, EnrollRequest, Enrolled, Inventory, InventoryError, NodeRecord,
     NodeState, PENDING_TTL, RunReport, TokenRecord, decide, paths_from, paths_json, token_check,
 };
-use super::{FleetPage, FleetQuery, LastRun, NodeSummary, fleet_cte, fleet_where};
+use super::{
+    FLEET_BACKFILL, FLEET_INDEX, FleetPage, FleetQuery, LastRun, NodeSummary, fleet_columns,
+    fleet_cte, fleet_last, fleet_where,
+};
 use super::{steps_from, steps_json};
 use crate::httpsig::NONCE_TTL;
 
@@ -35,6 +39,8 @@ const SCHEMA: &str = "PRAGMA journal_mode = WAL;
         paths TEXT NOT NULL, truncated INTEGER NOT NULL, drift INTEGER NOT NULL,
         error TEXT, note TEXT);
     CREATE INDEX IF NOT EXISTS strata_reports_node ON strata_reports (node, id);
+    CREATE INDEX IF NOT EXISTS strata_nonces_expires ON strata_nonces (expires);
+    CREATE INDEX IF NOT EXISTS strata_nodes_pending ON strata_nodes (state, changed);
     CREATE TABLE IF NOT EXISTS strata_operators (
         name TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, created INTEGER NOT NULL);
     CREATE TABLE IF NOT EXISTS strata_operator_certs (
@@ -51,6 +57,46 @@ const NODE_COLUMNS: &str =
 pub struct SqliteInventory {
     conn: Connection,
     path: String,
+    /// Held by every write of this process's connections to the file (see [`super::Pool`]).
+    writer: Arc<Mutex<()>>,
+}
+
+/// Adds the fleet's columns to a file made before them (filled from its reports), and
+/// their index: once, whoever opens the file first.
+fn fleet_columns_added(conn: &Connection) -> rusqlite::Result<()> {
+    let has = |c: &Connection| {
+        c.query_row(
+            "SELECT count(*) FROM pragma_table_info('strata_nodes') WHERE name = 'last_report'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+    };
+    if has(conn)? == 0 {
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        let done = (|| {
+            if has(conn)? == 0 {
+                for alter in fleet_columns("INTEGER") {
+                    conn.execute(&alter, [])?;
+                }
+                conn.execute(FLEET_BACKFILL, [])?;
+            }
+            conn.execute_batch("COMMIT")
+        })();
+        if done.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        done?;
+    }
+    conn.execute_batch(FLEET_INDEX)
+}
+
+/// The lock of [`SqliteInventory::write_turn`], taken by [`WriteTurn::take`].
+struct WriteTurn(Arc<Mutex<()>>);
+
+impl WriteTurn {
+    fn take(&self) -> MutexGuard<'_, ()> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 fn node_row(r: &Row<'_>) -> rusqlite::Result<NodeRecord> {
@@ -107,6 +153,16 @@ fn node_where(
 impl SqliteInventory {
     /// Opens (creating) the database file.
     pub fn open(path: &Path) -> Result<SqliteInventory, InventoryError> {
+        SqliteInventory::open_shared(path, Arc::new(Mutex::new(())))
+    }
+
+    /// Opens the file as one of several connections of this process whose writes take
+    /// `writer` first: they then wait for each other here, in turn, rather than in
+    /// SQLite's busy handler.
+    pub fn open_shared(
+        path: &Path,
+        writer: Arc<Mutex<()>>,
+    ) -> Result<SqliteInventory, InventoryError> {
         let name = path.display().to_string();
         let db = |e: rusqlite::Error| InventoryError::Db {
             db: name.clone(),
@@ -132,7 +188,18 @@ impl SqliteInventory {
             )
             .map_err(db)?;
         }
-        Ok(SqliteInventory { conn, path: name })
+        fleet_columns_added(&conn).map_err(db)?;
+        Ok(SqliteInventory {
+            conn,
+            path: name,
+            writer,
+        })
+    }
+
+    /// This process's write turn on the file (a clone of the lock, so the guard does not
+    /// borrow `self`).
+    fn write_turn(&self) -> WriteTurn {
+        WriteTurn(self.writer.clone())
     }
 
     fn err(&self) -> impl Fn(rusqlite::Error) -> InventoryError + use<> {
@@ -146,6 +213,8 @@ impl SqliteInventory {
 
 impl Inventory for SqliteInventory {
     fn add_token(&mut self, t: &TokenRecord) -> Result<(), InventoryError> {
+        let turn = self.write_turn();
+        let _turn = turn.take();
         self.conn
             .execute(
                 "INSERT INTO strata_tokens (hash, node, environment, expires) VALUES (?1, ?2, ?3, ?4)",
@@ -156,6 +225,8 @@ impl Inventory for SqliteInventory {
     }
 
     fn add_operator(&mut self, name: &str, hash: &str, now: u64) -> Result<(), InventoryError> {
+        let turn = self.write_turn();
+        let _turn = turn.take();
         self.conn
             .execute(
                 "INSERT INTO strata_operators (name, hash, created) VALUES (?1, ?2, ?3)
@@ -219,6 +290,8 @@ impl Inventory for SqliteInventory {
         session: bool,
         expires: u64,
     ) -> Result<bool, InventoryError> {
+        let turn = self.write_turn();
+        let _turn = turn.take();
         let n = self
             .conn
             .execute(
@@ -231,6 +304,8 @@ impl Inventory for SqliteInventory {
     }
 
     fn redeem_login(&mut self, hash: &str, now: u64) -> Result<Option<String>, InventoryError> {
+        let turn = self.write_turn();
+        let _turn = turn.take();
         self.conn
             .query_row(
                 "UPDATE strata_operator_codes SET used = ?2
@@ -261,6 +336,8 @@ impl Inventory for SqliteInventory {
         now: u64,
         classify: &mut Classifier<'_>,
     ) -> Result<Enrolled, InventoryError> {
+        let turn = self.write_turn();
+        let _turn = turn.take();
         let db = self.err();
         let path = self.path.clone();
         let tx = self
@@ -394,6 +471,8 @@ impl Inventory for SqliteInventory {
         now: u64,
         classify: &mut Classifier<'_>,
     ) -> Result<Result<NodeRecord, String>, InventoryError> {
+        let turn = self.write_turn();
+        let _turn = turn.take();
         let db = self.err();
         let path = self.path.clone();
         let tx = self
@@ -452,6 +531,8 @@ impl Inventory for SqliteInventory {
         state: NodeState,
         now: u64,
     ) -> Result<bool, InventoryError> {
+        let turn = self.write_turn();
+        let _turn = turn.take();
         let n = self
             .conn
             .execute(
@@ -463,6 +544,8 @@ impl Inventory for SqliteInventory {
     }
 
     fn forget(&mut self, name: &str) -> Result<bool, InventoryError> {
+        let turn = self.write_turn();
+        let _turn = turn.take();
         let n = self
             .conn
             .execute("DELETE FROM strata_nodes WHERE name = ?1", [name])
@@ -471,6 +554,8 @@ impl Inventory for SqliteInventory {
     }
 
     fn fresh_nonce(&mut self, key_id: &str, nonce: &str, now: u64) -> Result<bool, InventoryError> {
+        let turn = self.write_turn();
+        let _turn = turn.take();
         let db = self.err();
         self.conn
             .execute("DELETE FROM strata_nonces WHERE expires < ?1", [now])
@@ -486,30 +571,41 @@ impl Inventory for SqliteInventory {
     }
 
     fn add_report(&mut self, r: &RunReport) -> Result<i64, InventoryError> {
-        self.conn
-            .execute(
-                "INSERT INTO strata_reports (node, time, environment, version, revision,
-                 generation, result, changes, paths, truncated, drift, error, note, steps)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-                params![
-                    r.node,
-                    r.time,
-                    r.environment,
-                    r.version,
-                    r.revision,
-                    r.generation,
-                    r.result,
-                    r.changes,
-                    paths_json(&r.paths),
-                    r.truncated,
-                    r.drift,
-                    r.error,
-                    r.note,
-                    steps_json(&r.steps)
-                ],
-            )
-            .map_err(self.err())?;
-        Ok(self.conn.last_insert_rowid())
+        let turn = self.write_turn();
+        let _turn = turn.take();
+        let db = self.err();
+        // The report and its node's note of it, together.
+        let tx = self.conn.transaction().map_err(&db)?;
+        tx.execute(
+            "INSERT INTO strata_reports (node, time, environment, version, revision,
+             generation, result, changes, paths, truncated, drift, error, note, steps)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            params![
+                r.node,
+                r.time,
+                r.environment,
+                r.version,
+                r.revision,
+                r.generation,
+                r.result,
+                r.changes,
+                paths_json(&r.paths),
+                r.truncated,
+                r.drift,
+                r.error,
+                r.note,
+                steps_json(&r.steps)
+            ],
+        )
+        .map_err(&db)?;
+        let id = tx.last_insert_rowid();
+        tx.execute(
+            &fleet_last(|n| format!("?{n}")),
+            params![id, r.result, r.node],
+        )
+        .map_err(&db)?;
+        tx.commit().map_err(&db)?;
+        Ok(id)
     }
 
     fn reports(&mut self, node: Option<&str>) -> Result<Vec<RunReport>, InventoryError> {
@@ -550,14 +646,18 @@ impl Inventory for SqliteInventory {
             counts.insert(status, n);
         }
         let filters = params![oldest, q.environment, q.status];
-        let total = self
-            .conn
-            .query_row(
-                &format!("{cte} SELECT count(*) FROM s {filter}"),
-                filters,
-                |r| r.get(0),
-            )
-            .map_err(&db)?;
+        // Unfiltered, the total is the counts' sum: not counted twice.
+        let total = if q.environment.is_none() && q.status.is_none() {
+            counts.values().sum()
+        } else {
+            self.conn
+                .query_row(
+                    &format!("{cte} SELECT count(*) FROM s {filter}"),
+                    filters,
+                    |r| r.get(0),
+                )
+                .map_err(&db)?
+        };
         let mut stmt = self
             .conn
             .prepare(&format!(
