@@ -7,9 +7,11 @@
 //!   signed with the server's online key;
 //! - [`app`]: the routes and their limits; [`listen`]: the socket, TLS or loopback;
 //! - [`dashboard`]: the operators' pages and their JSON twins, behind bearer tokens;
+//! - [`boot`]: `/boot/*`, what a netbooting machine fetches;
 //! - [`client`]: the signing client.
 
 pub mod app;
+pub mod boot;
 pub mod client;
 pub mod dashboard;
 pub mod httpsig;

@@ -65,6 +65,8 @@ pub struct ServeArgs {
     /// Requests handled at once; past that the server answers 429.
     #[arg(long, value_name = "N", default_value_t = 256)]
     pub max_requests: usize,
+    #[command(flatten)]
+    pub netboot: crate::commands::netboot::ServeNetbootArgs,
 }
 
 /// The inventory's location: `--db`, else `SITE/.strata/state.db`.
@@ -196,6 +198,7 @@ pub fn run(args: &ServeArgs, printer: &Printer) -> CommandResult {
         clock: Box::new(strata_snapshot::now),
         classify: classifier(&site_dir)?,
         assignments: Mutex::new(std::collections::HashMap::new()),
+        netboot: args.netboot.load()?,
         log: Box::new(|line| {
             let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
             let _ = writeln!(
