@@ -46,6 +46,9 @@ pub struct EnrollArgs {
     /// provisioning network only (the token and facts cross it in clear).
     #[arg(long, conflicts_with = "ca")]
     pub plain_http: bool,
+    /// Fail (exit 1) unless the server classified the node into a hardware profile.
+    #[arg(long)]
+    pub require_profile: bool,
 }
 
 /// A token's root fingerprint and secret.
@@ -137,6 +140,9 @@ pub fn run(args: &EnrollArgs, printer: &Printer) -> CommandResult {
     text.push(b'\n');
     strata_fs::write_private(&keys.join("enrollment.json"), &text)?;
     if answer.state == "accepted" {
+        if args.require_profile {
+            crate::commands::netboot::require_profile(&client, &node)?;
+        }
         printer.out(&format!(
             "Enrolled {node} with {}: accepted, environment {}\n",
             client.base(),

@@ -163,6 +163,25 @@ pub fn run(cmd: &NetbootCommand, printer: &Printer) -> CommandResult {
     Ok(())
 }
 
+/// Fails unless the server gives `node` an assignment, which it does only to a node a
+/// hardware profile took (`enroll --require-profile`, for the netboot initrd).
+pub(crate) fn require_profile(
+    client: &strata_server::client::Client,
+    node: &str,
+) -> anyhow::Result<()> {
+    let (body, _) = client
+        .poll(node, None)?
+        .context("the server answered 304 to a poll without an ETag")?;
+    let answer: strata_server::app::PollAnswer = serde_json::from_slice(&body)?;
+    if answer.assignment.is_none() {
+        anyhow::bail!(
+            "{node} was accepted, but no hardware profile of the site matches this machine \
+             (on the server, `strata classify --facts FILE --explain` with its facts says why)"
+        );
+    }
+    Ok(())
+}
+
 fn untar(tar: &Path, into: &Path, patterns: &[&str]) -> anyhow::Result<()> {
     let out = Command::new("tar")
         .arg("-xf")

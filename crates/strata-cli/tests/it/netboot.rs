@@ -131,7 +131,7 @@ fn untouched(disk: &Path) -> bool {
 /// Netboots a machine (iPXE, chained from QEMU's TFTP to the server) until its
 /// console shows `strata-netboot: stopped` or it powers off (at most 10 minutes), and
 /// returns its console.
-fn netboot(dir: &Path, port: &str, disk: &Path, mac: &str, serial: &str) -> String {
+fn netboot(dir: &Path, port: &str, disk: &Path, mac: &str, dmi: &str) -> String {
     let tftp = dir.join("tftp");
     std::fs::create_dir_all(&tftp).unwrap();
     std::fs::write(
@@ -143,7 +143,7 @@ fn netboot(dir: &Path, port: &str, disk: &Path, mac: &str, serial: &str) -> Stri
     let mut qemu = Command::new("qemu-system-x86_64")
         .args(["-machine", "pc,accel=tcg", "-m", "1024", "-nographic"])
         .args(["-no-reboot", "-monitor", "none", "-boot", "n", "-smbios"])
-        .arg(format!("type=1,product=strata-vm,serial={serial}"))
+        .arg(format!("type=1,{dmi}"))
         .arg("-netdev")
         .arg(format!(
             "user,id=n0,tftp={},bootfile=boot.ipxe",
@@ -187,7 +187,7 @@ fn netboot(dir: &Path, port: &str, disk: &Path, mac: &str, serial: &str) -> Stri
     ignore = "needs QEMU with iPXE's ROMs (qemu-system-x86, ipxe-qemu) and the provision \
               base (debootstrap's mirror once): scripts/test provides them (feature host-tests)"
 )]
-fn a_bare_machine_netboots_enrolls_with_its_facts_and_is_classified_or_stops_with_why() {
+fn bare_machines_netboot_enroll_with_their_facts_and_are_classified_or_stop_saying_why() {
     let dir = tempfile::tempdir().unwrap();
     let boot = dir.path().join("boot");
     let token_file = dir.path().join("token");
@@ -236,7 +236,13 @@ fn a_bare_machine_netboots_enrolls_with_its_facts_and_is_classified_or_stops_wit
 
     // The first machine: enrolled with its facts, classified, its pool entry taken.
     let d1 = disk(dir.path(), "d1.img");
-    let console = netboot(dir.path(), &port, &d1, "52:54:00:12:34:01", "vm-1");
+    let console = netboot(
+        dir.path(),
+        &port,
+        &d1,
+        "52:54:00:12:34:01",
+        "product=strata-vm,serial=vm-1",
+    );
     let tail: String = console
         .lines()
         .rev()
@@ -269,7 +275,13 @@ fn a_bare_machine_netboots_enrolls_with_its_facts_and_is_classified_or_stops_wit
     // The second: the pool has no entry left, so it stops and says why; nothing changed.
     std::fs::copy(s.token(&[]), &token_file).unwrap();
     let d2 = disk(dir.path(), "d2.img");
-    let console = netboot(dir.path(), &port, &d2, "52:54:00:12:34:02", "vm-2");
+    let console = netboot(
+        dir.path(),
+        &port,
+        &d2,
+        "52:54:00:12:34:02",
+        "product=strata-vm,serial=vm-2",
+    );
     let tail: String = console
         .lines()
         .rev()
@@ -277,11 +289,34 @@ fn a_bare_machine_netboots_enrolls_with_its_facts_and_is_classified_or_stops_wit
         .collect::<Vec<_>>()
         .join("\n");
     assert!(
-        console.contains("strata-netboot: stopped: enrollment refused")
+        console.contains("strata-netboot: stopped: enrollment failed")
             && console.contains("exhausted"),
         "console (reversed):\n{tail}"
     );
     assert!(untouched(&d2), "the second disk was written");
     let (_, out, _) = s.site_cmd(&["nodes", "--json"]);
     assert!(!out.contains("m-525400123402"), "{out}");
+
+    // The third matches no profile: it stops and says so; its disk is untouched.
+    std::fs::copy(s.token(&[]), &token_file).unwrap();
+    let d3 = disk(dir.path(), "d3.img");
+    let console = netboot(
+        dir.path(),
+        &port,
+        &d3,
+        "52:54:00:12:34:03",
+        "product=other,serial=o-3",
+    );
+    let tail: String = console
+        .lines()
+        .rev()
+        .take(30)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        console.contains("strata-netboot: stopped: enrollment failed")
+            && console.contains("no hardware profile of the site matches this machine"),
+        "console (reversed):\n{tail}"
+    );
+    assert!(untouched(&d3), "the third disk was written");
 }

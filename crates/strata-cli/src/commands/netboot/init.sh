@@ -35,10 +35,10 @@ strata facts --tuples >/tmp/facts.json 2>/tmp/facts.err || stop "strata facts fa
 say "facts gathered"
 [ -n "$token" ] || stop "no strata.token= on the kernel command line"
 ( umask 077; printf '%s\n' "$token" >/tmp/token )
-if strata enroll --server "$server" --token-file /tmp/token --node "$node" --plain-http >/tmp/enroll.out 2>&1; then
+if strata enroll --server "$server" --token-file /tmp/token --node "$node" --plain-http --require-profile >/tmp/enroll.out 2>&1; then
   say "enrolled as $node: $(cat /tmp/enroll.out)"
 else
-  stop "enrollment refused: $(cat /tmp/enroll.out)"
+  stop "enrollment failed: $(cat /tmp/enroll.out)"
 fi
 rm -f /tmp/token
 say "done: provisioning from the initrd is not built yet; powering off"
