@@ -224,7 +224,8 @@ fn bare_machines_netboot_enroll_with_their_facts_and_are_classified_or_stop_sayi
     let port = s.url.rsplit(':').next().unwrap().to_string();
 
     // The script carries the kernel, the server the guest reaches and the token.
-    std::fs::copy(s.token(&[]), &token_file).unwrap();
+    // One provisioning token for every machine: two enrollments, within a day.
+    std::fs::copy(s.token(&["--uses", "2", "--ttl", "1d"]), &token_file).unwrap();
     let token = std::fs::read_to_string(&token_file).unwrap();
     let script = get(&s.authority(), "/boot/ipxe", &format!("10.0.2.2:{port}"));
     assert!(
@@ -272,8 +273,8 @@ fn bare_machines_netboot_enroll_with_their_facts_and_are_classified_or_stop_sayi
     );
     assert!(untouched(&d1), "the first disk was written");
 
-    // The second: the pool has no entry left, so it stops and says why; nothing changed.
-    std::fs::copy(s.token(&[]), &token_file).unwrap();
+    // The second: the pool has no entry left, so it stops and says why; nothing changed
+    // and the token's use is not taken.
     let d2 = disk(dir.path(), "d2.img");
     let console = netboot(
         dir.path(),
@@ -298,7 +299,6 @@ fn bare_machines_netboot_enroll_with_their_facts_and_are_classified_or_stop_sayi
     assert!(!out.contains("m-525400123402"), "{out}");
 
     // The third matches no profile: it stops and says so; its disk is untouched.
-    std::fs::copy(s.token(&[]), &token_file).unwrap();
     let d3 = disk(dir.path(), "d3.img");
     let console = netboot(
         dir.path(),
@@ -319,4 +319,8 @@ fn bare_machines_netboot_enroll_with_their_facts_and_are_classified_or_stop_sayi
         "console (reversed):\n{tail}"
     );
     assert!(untouched(&d3), "the third disk was written");
+    // The token's two uses are taken: the next machine is refused.
+    let (code, _, err) = s.enroll(&s.node_root("m4"), "m4", Some(&token_file));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("already used"), "{err}");
 }
