@@ -68,7 +68,7 @@ impl ServeNetbootArgs {
                 .as_deref()
                 .map(absolute)
                 .transpose()?,
-            console: "console=tty0 console=ttyS0,115200".into(),
+            console: "console=tty0 console=ttyS0,115200 quiet".into(),
         }))
     }
 }

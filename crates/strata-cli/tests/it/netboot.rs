@@ -109,6 +109,12 @@ fn boot_routes_refuse_a_forged_host_a_bad_token_file_and_missing_files() {
     let (status, body) = get_status(&a, "/boot/initrd.img", "10.0.2.2:80");
     assert_eq!(status, 404, "{body}");
     assert!(body.contains("netboot build"), "{body}");
+    // A token for no node at all, or for more than 10 000, is refused.
+    for n in ["0", "10001", "many"] {
+        let (code, _, err) = s.site_cmd(&["nodes", "token", "--uses", n]);
+        assert_eq!(code, 1, "{n}: {err}");
+        assert!(err.contains("--uses"), "{err}");
+    }
     // A server without --netboot serves nothing under /boot.
     let plain = served_with(|_| {}, &[]);
     let (status, body) = get_status(&plain.authority(), "/boot/ipxe", "10.0.2.2:80");
@@ -244,6 +250,9 @@ fn bare_machines_netboot_enroll_with_their_facts_and_are_classified_or_stop_sayi
         "52:54:00:12:34:01",
         "product=strata-vm,serial=vm-1",
     );
+    // The token is on the kernel's command line, never on its console.
+    let secret = token.trim().rsplit('.').next().unwrap();
+    assert!(!console.contains(secret), "the token is on the console");
     let tail: String = console
         .lines()
         .rev()
