@@ -33,6 +33,13 @@ fn base(s: &Served) -> PathBuf {
         )
         .unwrap();
         std::fs::write(site.join("nodes/p1.toml"), "").unwrap();
+        std::fs::create_dir_all(site.join("hardware/layouts")).unwrap();
+        std::fs::write(
+            site.join("hardware/layouts/default.toml"),
+            "boot = \"bios\"\n[[partition]]\nsize = \"1MiB\"\ntype = \"bios_grub\"\n\
+             [[partition]]\nmount = \"/\"\nfs = \"ext4\"\nsize = \"rest\"\n",
+        )
+        .unwrap();
         let disk = e.path().join("p.img");
         std::fs::File::create(&disk)
             .unwrap()
