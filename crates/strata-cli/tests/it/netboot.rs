@@ -337,7 +337,10 @@ fn bare_machines_netboot_enroll_with_their_facts_and_are_classified_or_stop_sayi
     assert!(untouched(&d3), "the third disk was written");
     // What the machines asked for and how long each answer took (for docs/provision.md).
     let log = std::fs::read_to_string(s.env.path().join("serve.log")).unwrap_or_default();
-    for l in log.lines().filter(|l| l.contains("/boot/") || l.contains("/v1/")) {
+    for l in log
+        .lines()
+        .filter(|l| l.contains("/boot/") || l.contains("/v1/"))
+    {
         eprintln!("serve: {l}");
     }
     // The token's two uses are taken: the next machine is refused.
