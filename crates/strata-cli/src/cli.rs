@@ -44,6 +44,8 @@ enum Command {
     Classify(commands::classify::ClassifyArgs),
     Provision(commands::provision::ProvisionArgs),
     #[command(subcommand)]
+    Netboot(commands::netboot::NetbootCommand),
+    #[command(subcommand)]
     Pools(commands::pools::PoolsCommand),
     #[command(subcommand)]
     New(commands::new::NewCommand),
@@ -234,6 +236,7 @@ pub fn main() -> ExitCode {
         Command::Facts(a) => commands::facts::run(a, &printer),
         Command::Classify(a) => commands::classify::run(a, &printer),
         Command::Provision(a) => commands::provision::run(a, &printer),
+        Command::Netboot(a) => commands::netboot::run(a, &printer),
         Command::Pools(a) => commands::pools::run(a, &printer),
         Command::New(a) => commands::new::run(a, &printer),
         Command::Secret(a) => commands::secret::run(a, &printer),

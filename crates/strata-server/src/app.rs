@@ -46,8 +46,7 @@ pub struct Server {
     pub inventory: Pool,
     /// The online key: signs timestamps (and assignments).
     pub online: KeyPair,
-    /// A new node's environment when its token names none: the one its file in the
-    /// site names, else the site's default.
+    /// A new node's environment when its token names none: its file's, else the default.
     pub environment_of: Box<dyn Fn(&str) -> String + Send + Sync>,
     /// The clock, in seconds since the epoch.
     pub clock: Box<dyn Fn() -> u64 + Send + Sync>,
@@ -57,6 +56,8 @@ pub struct Server {
     pub assignments: Mutex<HashMap<String, Signed>>,
     /// Where each request's log line goes (the CLI: stderr).
     pub log: Box<dyn Fn(&str) + Send + Sync>,
+    /// What `/boot/*` serves (`serve --netboot DIR`): see [`crate::boot`].
+    pub netboot: Option<crate::boot::Netboot>,
 }
 
 /// A classifier a server holds: see [`crate::inventory::Classifier`].
@@ -173,7 +174,7 @@ pub fn app(server: Arc<Server>, limits: &Limits) -> Router {
     let limiter = crate::limits::limiter(limits);
     nodes
         .merge(publish)
-        .merge(crate::dashboard::routes(limits))
+        .merge(crate::dashboard::routes(limits).merge(crate::boot::routes()))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .layer(
             ServiceBuilder::new()
@@ -201,8 +202,7 @@ pub fn app(server: Arc<Server>, limits: &Limits) -> Router {
         .with_state(server)
 }
 
-/// One line per request: the client, the method, the path (never a query
-/// string: it could carry a secret), the status and how long it took.
+/// One line per request: client, method, path (never its query: a secret), status, time.
 async fn log_request(
     s: Arc<Server>,
     req: axum::extract::Request,

@@ -106,7 +106,7 @@ fn loopback(host: &str) -> bool {
 }
 
 /// The scheme and authority of `url` (`https://host[:port]`, nothing after but `/`).
-fn split(url: &str) -> Result<(bool, String), ClientError> {
+fn split(url: &str, plain_anywhere: bool) -> Result<(bool, String), ClientError> {
     let bad = |why: &str| ClientError::Url {
         url: url.to_string(),
         why: why.to_string(),
@@ -126,7 +126,7 @@ fn split(url: &str) -> Result<(bool, String), ClientError> {
         Some(i) if !authority[i..].contains(']') => &authority[..i],
         _ => authority,
     };
-    if !tls && !loopback(host) {
+    if !tls && !plain_anywhere && !loopback(host) {
         return Err(bad(
             "plain http:// only reaches a server on loopback; use https://",
         ));
@@ -138,7 +138,23 @@ impl Client {
     /// A client of the server at `url` signing with `key`; HTTPS checked against the
     /// certificates in `ca` (PEM), else the system's roots.
     pub fn new(url: &str, key: KeyPair, ca: Option<&Path>) -> Result<Client, ClientError> {
-        let (tls, authority) = split(url)?;
+        Client::build(url, key, ca, false)
+    }
+
+    /// A client that may also speak plain http:// to a server off loopback: for the
+    /// netboot initrd on a provisioning network, where the token and the facts cross the
+    /// network in clear anyway, as the iPXE script carrying the token did (docs/netboot.md).
+    pub fn new_plain_http(url: &str, key: KeyPair) -> Result<Client, ClientError> {
+        Client::build(url, key, None, true)
+    }
+
+    fn build(
+        url: &str,
+        key: KeyPair,
+        ca: Option<&Path>,
+        plain_anywhere: bool,
+    ) -> Result<Client, ClientError> {
+        let (tls, authority) = split(url, plain_anywhere)?;
         let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(300)))
@@ -421,9 +437,12 @@ mod tests {
 
     #[test]
     fn plain_http_reaches_loopback_only() {
-        assert_eq!(split("http://127.0.0.1:8080/").unwrap().1, "127.0.0.1:8080");
-        assert!(split("http://[::1]:80").is_ok());
-        assert!(split("http://localhost:1").is_ok());
+        assert_eq!(
+            split("http://127.0.0.1:8080/", false).unwrap().1,
+            "127.0.0.1:8080"
+        );
+        assert!(split("http://[::1]:80", false).is_ok());
+        assert!(split("http://localhost:1", false).is_ok());
         for bad in [
             "http://10.0.0.1:80",
             "http://example.com",
@@ -432,10 +451,10 @@ mod tests {
             "https://u@x",
             "http://127.0.0.1.evil.com",
         ] {
-            assert!(split(bad).is_err(), "{bad}");
+            assert!(split(bad, false).is_err(), "{bad}");
         }
         assert_eq!(
-            split("https://Server.example:8443").unwrap(),
+            split("https://Server.example:8443", false).unwrap(),
             (true, "server.example:8443".into())
         );
     }

@@ -106,6 +106,8 @@ pub struct TokenRecord {
     pub environment: Option<String>,
     /// When it stops being accepted.
     pub expires: u64,
+    /// How many nodes it may enroll (1: single use); each enrollment takes one.
+    pub uses: u32,
 }
 
 /// An enrollment request, once its signature showed the node holds its key.

@@ -8,9 +8,11 @@
 //! - [`app`]: the routes; [`limits`]: their limits, per-address rates among them;
 //! - [`listen`]: the socket, TLS or loopback;
 //! - [`dashboard`]: the operators' pages and their JSON twins, behind bearer tokens;
+//! - [`boot`]: `/boot/*`, what a netbooting machine fetches;
 //! - [`client`]: the signing client.
 
 pub mod app;
+pub mod boot;
 pub mod client;
 pub mod dashboard;
 pub mod httpsig;

@@ -42,6 +42,13 @@ pub struct EnrollArgs {
     /// The CA certificate (PEM) that checks the server's [default: the system's roots].
     #[arg(long, value_name = "FILE")]
     pub ca: Option<PathBuf>,
+    /// Allow plain http:// to a server off loopback: the netboot initrd on a
+    /// provisioning network only (the token and facts cross it in clear).
+    #[arg(long, conflicts_with = "ca")]
+    pub plain_http: bool,
+    /// Fail (exit 1) unless the server classified the node into a hardware profile.
+    #[arg(long)]
+    pub require_profile: bool,
 }
 
 /// A token's root fingerprint and secret.
@@ -117,7 +124,11 @@ pub fn run(args: &EnrollArgs, printer: &Printer) -> CommandResult {
             .map_err(anyhow::Error::from)?,
         token: token.map(|(_, secret)| secret),
     };
-    let client = Client::new(&args.server, key, ca.as_deref())?;
+    let client = if args.plain_http {
+        Client::new_plain_http(&args.server, key)?
+    } else {
+        Client::new(&args.server, key, ca.as_deref())?
+    };
     let answer = client.enroll(&body)?;
     let enrollment = Enrollment {
         server: client.base().to_string(),
@@ -129,6 +140,9 @@ pub fn run(args: &EnrollArgs, printer: &Printer) -> CommandResult {
     text.push(b'\n');
     strata_fs::write_private(&keys.join("enrollment.json"), &text)?;
     if answer.state == "accepted" {
+        if args.require_profile {
+            crate::commands::netboot::require_profile(&client, &node)?;
+        }
         printer.out(&format!(
             "Enrolled {node} with {}: accepted, environment {}\n",
             client.base(),

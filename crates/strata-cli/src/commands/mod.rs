@@ -16,6 +16,7 @@ pub mod generate_assets;
 pub mod generations;
 pub mod import;
 pub mod keys;
+pub mod netboot;
 pub mod new;
 pub mod nodes;
 pub mod nodes_keys;

@@ -74,6 +74,11 @@ pub struct TokenArgs {
     /// How long it may be used.
     #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
     pub ttl: Duration,
+    /// How many nodes may enroll with it (a provisioning token for netboot: keep it
+    /// short-lived too).
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub uses: u32,
     /// Write it to this file (0600) instead of printing it.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
@@ -143,7 +148,13 @@ fn token(t: &TokenArgs, printer: &Printer) -> CommandResult {
         node: t.node.clone(),
         environment: t.env.clone(),
         expires,
+        uses: t.uses,
     })?;
+    let uses = if t.uses == 1 {
+        "single use".to_string()
+    } else {
+        format!("{} uses", t.uses)
+    };
     let text = format!("{TOKEN_PREFIX}.{}.{secret}\n", root.fingerprint());
     let until =
         humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(expires));
@@ -151,13 +162,13 @@ fn token(t: &TokenArgs, printer: &Printer) -> CommandResult {
         Some(path) => {
             strata_fs::write_private(&absolute(path)?, text.as_bytes())?;
             printer.out(&format!(
-                "Token written to {} (single use, until {until})\n",
+                "Token written to {} ({uses}, until {until})\n",
                 path.display()
             ))?;
         }
         None => {
             printer.out(&text)?;
-            printer.note(&format!("single use, until {until}"));
+            printer.note(&format!("{uses}, until {until}"));
         }
     }
     Ok(())

@@ -69,6 +69,8 @@ pub struct ServeArgs {
     /// that it is answered 429. 0: no limit.
     #[arg(long, value_name = "N", default_value_t = strata_server::limits::DEFAULT_RATE)]
     pub per_address_rate: u32,
+    #[command(flatten)]
+    pub netboot: crate::commands::netboot::ServeNetbootArgs,
 }
 
 /// The inventory's location: `--db`, else `SITE/.strata/state.db`.
@@ -203,6 +205,7 @@ pub fn run(args: &ServeArgs, printer: &Printer) -> CommandResult {
         clock: Box::new(strata_snapshot::now),
         classify: classifier(&site_dir)?,
         assignments: Mutex::new(std::collections::HashMap::new()),
+        netboot: args.netboot.load()?,
         log: Box::new(|line| {
             let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
             let _ = writeln!(

@@ -28,6 +28,7 @@ mod gc;
 mod hardware;
 mod hooks;
 mod import;
+mod netboot;
 mod package;
 mod paths;
 mod plan;

@@ -27,7 +27,8 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS strata_nodes (
         enrolled BIGINT NOT NULL, changed BIGINT NOT NULL, classification TEXT);
     CREATE TABLE IF NOT EXISTS strata_tokens (
         hash TEXT PRIMARY KEY, node TEXT, environment TEXT, expires BIGINT NOT NULL,
-        used BIGINT);
+        used BIGINT, uses BIGINT NOT NULL DEFAULT 1);
+    ALTER TABLE strata_tokens ADD COLUMN IF NOT EXISTS uses BIGINT NOT NULL DEFAULT 1;
     CREATE TABLE IF NOT EXISTS strata_nonces (
         key_id TEXT NOT NULL, nonce TEXT NOT NULL, expires BIGINT NOT NULL,
         PRIMARY KEY (key_id, nonce));
@@ -177,8 +178,15 @@ impl Inventory for PgInventory {
         let db = self.err();
         self.client
             .execute(
-                "INSERT INTO strata_tokens (hash, node, environment, expires) VALUES ($1, $2, $3, $4)",
-                &[&t.hash, &t.node, &t.environment, &i(t.expires)],
+                "INSERT INTO strata_tokens (hash, node, environment, expires, uses) \
+                 VALUES ($1, $2, $3, $4, $5)",
+                &[
+                    &t.hash,
+                    &t.node,
+                    &t.environment,
+                    &i(t.expires),
+                    &i64::from(t.uses),
+                ],
             )
             .map_err(db)?;
         Ok(())
@@ -313,7 +321,7 @@ impl Inventory for PgInventory {
             Some(hash) => {
                 let found = tx
                     .query_opt(
-                        "SELECT hash, node, environment, expires, used FROM strata_tokens
+                        "SELECT hash, node, environment, expires, used, uses FROM strata_tokens
                          WHERE hash = $1 FOR UPDATE",
                         &[hash],
                     )
@@ -325,6 +333,7 @@ impl Inventory for PgInventory {
                                 node: r.get(1),
                                 environment: r.get(2),
                                 expires: u(r.get(3)),
+                                uses: u32::try_from(r.get::<_, i64>(5)).unwrap_or(0),
                             },
                             r.get::<_, Option<i64>>(4).map(u),
                         )
@@ -351,7 +360,9 @@ impl Inventory for PgInventory {
             let hash = req.token.clone().unwrap_or_default();
             let n = tx
                 .execute(
-                    "UPDATE strata_tokens SET used = $1 WHERE hash = $2 AND used IS NULL",
+                    "UPDATE strata_tokens SET uses = uses - 1,
+                     used = CASE WHEN uses <= 1 THEN $1::BIGINT ELSE NULL END
+                     WHERE hash = $2 AND used IS NULL AND uses > 0",
                     &[&i(now), &hash],
                 )
                 .map_err(&db)?;

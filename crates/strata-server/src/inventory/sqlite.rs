@@ -28,7 +28,7 @@ const SCHEMA: &str = "PRAGMA journal_mode = WAL;
         enrolled INTEGER NOT NULL, changed INTEGER NOT NULL, classification TEXT);
     CREATE TABLE IF NOT EXISTS strata_tokens (
         hash TEXT PRIMARY KEY, node TEXT, environment TEXT, expires INTEGER NOT NULL,
-        used INTEGER);
+        used INTEGER, uses INTEGER NOT NULL DEFAULT 1);
     CREATE TABLE IF NOT EXISTS strata_nonces (
         key_id TEXT NOT NULL, nonce TEXT NOT NULL, expires INTEGER NOT NULL,
         PRIMARY KEY (key_id, nonce));
@@ -188,6 +188,20 @@ impl SqliteInventory {
             )
             .map_err(db)?;
         }
+        // Tokens made before they could be multi-use: single use each.
+        let has_uses: bool = conn
+            .query_row(
+                "SELECT count(*) > 0 FROM pragma_table_info('strata_tokens') WHERE name = 'uses'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(db)?;
+        if !has_uses {
+            conn.execute_batch(
+                "ALTER TABLE strata_tokens ADD COLUMN uses INTEGER NOT NULL DEFAULT 1",
+            )
+            .map_err(db)?;
+        }
         fleet_columns_added(&conn).map_err(db)?;
         Ok(SqliteInventory {
             conn,
@@ -217,8 +231,9 @@ impl Inventory for SqliteInventory {
         let _turn = turn.take();
         self.conn
             .execute(
-                "INSERT INTO strata_tokens (hash, node, environment, expires) VALUES (?1, ?2, ?3, ?4)",
-                params![t.hash, t.node, t.environment, t.expires],
+                "INSERT INTO strata_tokens (hash, node, environment, expires, uses) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![t.hash, t.node, t.environment, t.expires, t.uses],
             )
             .map_err(self.err())?;
         Ok(())
@@ -356,7 +371,8 @@ impl Inventory for SqliteInventory {
             Some(hash) => {
                 let found = tx
                     .query_row(
-                        "SELECT hash, node, environment, expires, used FROM strata_tokens WHERE hash = ?1",
+                        "SELECT hash, node, environment, expires, used, uses FROM strata_tokens \
+                         WHERE hash = ?1",
                         [hash],
                         |r| {
                             Ok((
@@ -365,6 +381,7 @@ impl Inventory for SqliteInventory {
                                     node: r.get(1)?,
                                     environment: r.get(2)?,
                                     expires: r.get(3)?,
+                                    uses: r.get(5)?,
                                 },
                                 r.get::<_, Option<u64>>(4)?,
                             ))
@@ -394,7 +411,9 @@ impl Inventory for SqliteInventory {
             let hash = req.token.as_deref().unwrap_or_default();
             let n = tx
                 .execute(
-                    "UPDATE strata_tokens SET used = ?1 WHERE hash = ?2 AND used IS NULL",
+                    "UPDATE strata_tokens SET uses = uses - 1, \
+                     used = CASE WHEN uses <= 1 THEN ?1 ELSE NULL END \
+                     WHERE hash = ?2 AND used IS NULL AND uses > 0",
                     params![now, hash],
                 )
                 .map_err(&db)?;

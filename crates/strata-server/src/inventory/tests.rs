@@ -20,6 +20,7 @@ fn token(hash: &str, node: Option<&str>, expires: u64) -> TokenRecord {
         node: node.map(str::to_string),
         environment: Some("test".into()),
         expires,
+        uses: 1,
     }
 }
 
@@ -62,6 +63,36 @@ fn enrollment_decisions(inv: &mut dyn Inventory) {
     );
     assert!(why.contains("already used"), "{why}");
     assert!(inv.node("web3").unwrap().is_none(), "nothing recorded");
+    // A token for two: two nodes, then refused; expired, refused with uses left.
+    inv.add_token(&TokenRecord {
+        uses: 2,
+        ..token("two", None, 2000)
+    })
+    .unwrap();
+    inv.add_token(&TokenRecord {
+        uses: 5,
+        ..token("two-old", None, 1000)
+    })
+    .unwrap();
+    for (n, k) in [("m1", "km1"), ("m2", "km2")] {
+        assert!(matches!(
+            inv.enroll(&req(n, k, Some("two")), 1001, &mut no_class)
+                .unwrap(),
+            Enrolled::Accepted(_)
+        ));
+    }
+    let why = refused(
+        inv.enroll(&req("m3", "km3", Some("two")), 1001, &mut no_class)
+            .unwrap(),
+    );
+    assert!(why.contains("already used"), "{why}");
+    let why = refused(
+        inv.enroll(&req("m3", "km3", Some("two-old")), 1001, &mut no_class)
+            .unwrap(),
+    );
+    assert!(why.contains("expired"), "{why}");
+    assert!(inv.node("m3").unwrap().is_none(), "nothing recorded");
+    assert!(inv.forget("m1").unwrap() && inv.forget("m2").unwrap());
     // Expired, unknown, bound to another name.
     assert!(
         refused(
@@ -499,4 +530,31 @@ fn a_reports_steps_are_checked() {
     assert!(check_steps(&[step("")]).is_err());
     assert!(check_steps(&[step(&"x".repeat(MAX_STEP_NAME + 1))]).is_err());
     assert!(check_steps(&[step("a\nb")]).is_err());
+}
+
+#[test]
+fn tokens_made_before_they_had_uses_stay_single_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("old.db");
+    let old = rusqlite::Connection::open(&file).unwrap();
+    old.execute_batch(
+        "CREATE TABLE strata_tokens (
+            hash TEXT PRIMARY KEY, node TEXT, environment TEXT, expires INTEGER NOT NULL,
+            used INTEGER);
+         INSERT INTO strata_tokens (hash, expires) VALUES ('t', 2000);",
+    )
+    .unwrap();
+    drop(old);
+    let mut inv = SqliteInventory::open(&file).unwrap();
+    assert!(matches!(
+        inv.enroll(&req("a", "ka", Some("t")), 1000, &mut no_class)
+            .unwrap(),
+        Enrolled::Accepted(_)
+    ));
+    let mut inv = SqliteInventory::open(&file).unwrap();
+    let why = refused(
+        inv.enroll(&req("b", "kb", Some("t")), 1000, &mut no_class)
+            .unwrap(),
+    );
+    assert!(why.contains("already used"), "{why}");
 }

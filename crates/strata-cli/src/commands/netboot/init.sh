@@ -1,0 +1,45 @@
+#!/bin/busybox sh
+# strata's netboot initrd (`strata netboot build`): network, facts, enrollment.
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+mkdir -p /tmp /var/lib/strata
+say() { echo "strata-netboot: $*"; }
+stop() { say "stopped: $*"; sync; sleep 1; poweroff -f; }
+server=; token=
+for a in $(cat /proc/cmdline); do
+  case "$a" in
+    strata.server=*) server="${a#strata.server=}" ;;
+    strata.token=*) token="${a#strata.token=}" ;;
+  esac
+done
+[ -n "$server" ] || stop "no strata.server= on the kernel command line"
+for m in e1000 e1000e virtio_net virtio_pci ata_piix ahci sd_mod virtio_blk; do
+  modprobe "$m" 2>/dev/null
+done
+ip link set lo up
+iface=
+for n in /sys/class/net/*; do
+  n="${n##*/}"; [ "$n" = lo ] || { iface="$n"; break; }
+done
+[ -n "$iface" ] || stop "no network interface"
+ip link set "$iface" up
+udhcpc -i "$iface" -n -q -t 10 -T 2 -s /etc/udhcpc.script >/dev/null 2>&1 \
+  || stop "no DHCP answer on $iface"
+mac="$(cat /sys/class/net/"$iface"/address)"
+say "network up on $iface ($mac)"
+node="m-$(echo "$mac" | tr -d :)"
+strata facts --tuples >/tmp/facts.json 2>/tmp/facts.err || stop "strata facts failed: $(cat /tmp/facts.err)"
+say "facts gathered"
+[ -n "$token" ] || stop "no strata.token= on the kernel command line"
+( umask 077; printf '%s\n' "$token" >/tmp/token )
+if strata enroll --server "$server" --token-file /tmp/token --node "$node" --plain-http --require-profile >/tmp/enroll.out 2>&1; then
+  say "enrolled as $node: $(cat /tmp/enroll.out)"
+else
+  stop "enrollment failed: $(cat /tmp/enroll.out)"
+fi
+rm -f /tmp/token
+say "done: provisioning from the initrd is not built yet; powering off"
+stop "enrolled"
