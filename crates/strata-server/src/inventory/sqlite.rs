@@ -61,13 +61,19 @@ pub struct SqliteInventory {
     writer: Arc<Mutex<()>>,
 }
 
-/// Adds the fleet's columns to a file made before them (filled from its reports), and
-/// their index: once, whoever opens the file first.
-fn fleet_columns_added(conn: &Connection) -> rusqlite::Result<()> {
+/// Adds columns to a table of a file made before them (`alters`, then `fill`), once,
+/// whoever opens the file first: `probe` is the first new column.
+fn columns_added(
+    conn: &Connection,
+    table: &str,
+    probe: &str,
+    alters: &[String],
+    fill: Option<&str>,
+) -> rusqlite::Result<()> {
     let has = |c: &Connection| {
         c.query_row(
-            "SELECT count(*) FROM pragma_table_info('strata_nodes') WHERE name = 'last_report'",
-            [],
+            "SELECT count(*) FROM pragma_table_info(?1) WHERE name = ?2",
+            [table, probe],
             |r| r.get::<_, i64>(0),
         )
     };
@@ -75,10 +81,12 @@ fn fleet_columns_added(conn: &Connection) -> rusqlite::Result<()> {
         conn.execute_batch("BEGIN IMMEDIATE")?;
         let done = (|| {
             if has(conn)? == 0 {
-                for alter in fleet_columns("INTEGER") {
-                    conn.execute(&alter, [])?;
+                for alter in alters {
+                    conn.execute(alter, [])?;
                 }
-                conn.execute(FLEET_BACKFILL, [])?;
+                if let Some(fill) = fill {
+                    conn.execute(fill, [])?;
+                }
             }
             conn.execute_batch("COMMIT")
         })();
@@ -87,6 +95,33 @@ fn fleet_columns_added(conn: &Connection) -> rusqlite::Result<()> {
         }
         done?;
     }
+    Ok(())
+}
+
+/// What files made by older versions lack: reports' steps, tokens' uses (single use
+/// each before), the fleet's columns (filled from the reports) and their index.
+fn schema_upgraded(conn: &Connection) -> rusqlite::Result<()> {
+    columns_added(
+        conn,
+        "strata_reports",
+        "steps",
+        &["ALTER TABLE strata_reports ADD COLUMN steps TEXT NOT NULL DEFAULT '[]'".into()],
+        None,
+    )?;
+    columns_added(
+        conn,
+        "strata_tokens",
+        "uses",
+        &["ALTER TABLE strata_tokens ADD COLUMN uses INTEGER NOT NULL DEFAULT 1".into()],
+        None,
+    )?;
+    columns_added(
+        conn,
+        "strata_nodes",
+        "last_report",
+        &fleet_columns("INTEGER"),
+        Some(FLEET_BACKFILL),
+    )?;
     conn.execute_batch(FLEET_INDEX)
 }
 
@@ -174,35 +209,7 @@ impl SqliteInventory {
         let conn = Connection::open(path).map_err(db)?;
         conn.busy_timeout(Duration::from_secs(30)).map_err(db)?;
         conn.execute_batch(SCHEMA).map_err(db)?;
-        // Reports kept before they carried steps: the column, added once.
-        let has_steps: bool = conn
-            .query_row(
-                "SELECT count(*) > 0 FROM pragma_table_info('strata_reports') WHERE name = 'steps'",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(db)?;
-        if !has_steps {
-            conn.execute_batch(
-                "ALTER TABLE strata_reports ADD COLUMN steps TEXT NOT NULL DEFAULT '[]'",
-            )
-            .map_err(db)?;
-        }
-        // Tokens made before they could be multi-use: single use each.
-        let has_uses: bool = conn
-            .query_row(
-                "SELECT count(*) > 0 FROM pragma_table_info('strata_tokens') WHERE name = 'uses'",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(db)?;
-        if !has_uses {
-            conn.execute_batch(
-                "ALTER TABLE strata_tokens ADD COLUMN uses INTEGER NOT NULL DEFAULT 1",
-            )
-            .map_err(db)?;
-        }
-        fleet_columns_added(&conn).map_err(db)?;
+        schema_upgraded(&conn).map_err(db)?;
         Ok(SqliteInventory {
             conn,
             path: name,
