@@ -419,6 +419,10 @@ pub trait Inventory: Send + std::fmt::Debug {
     /// One page of the fleet, by name, with each node's last run, paged and filtered in
     /// the database (pending nodes past [`PENDING_TTL`] left out).
     fn fleet(&mut self, q: &FleetQuery<'_>, now: u64) -> Result<FleetPage, InventoryError>;
+    /// Records that a replica served `version` of `env` (0 records nothing) and returns
+    /// the highest version any server sharing this inventory served of it, so that none
+    /// serves an older one later (a timestamp put back in the bucket).
+    fn served_release(&mut self, env: &str, version: u64) -> Result<u64, InventoryError>;
 }
 
 /// Opens the inventory at `db`: a `postgres://` URL, else a SQLite file.

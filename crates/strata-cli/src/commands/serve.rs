@@ -170,7 +170,9 @@ pub fn run(args: &ServeArgs, printer: &Printer) -> CommandResult {
     let published = match &args.published {
         Some(url) => {
             let bucket = strata_bucket::open(url, &args.s3.settings())?;
-            Published::mirror(bucket, roots)?
+            // Its own connection: the newest version served of each environment.
+            let served = strata_server::inventory::open(&db_url(&site_dir, args.db.as_deref()))?;
+            Published::mirror(bucket, roots, served, Box::new(log_line))?
         }
         None => {
             let store = match &args.store {
@@ -196,14 +198,7 @@ pub fn run(args: &ServeArgs, printer: &Printer) -> CommandResult {
         clock: Box::new(strata_snapshot::now),
         classify: classifier(&site_dir)?,
         assignments: Mutex::new(std::collections::HashMap::new()),
-        log: Box::new(|line| {
-            let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
-            let _ = writeln!(
-                std::io::stderr().lock(),
-                "{now} {}",
-                crate::printer::clean(line)
-            );
-        }),
+        log: Box::new(log_line),
     });
     let limits = Limits {
         concurrency: args.max_requests,
@@ -228,4 +223,14 @@ pub fn run(args: &ServeArgs, printer: &Printer) -> CommandResult {
         Ok::<(), anyhow::Error>(())
     })?;
     Ok(())
+}
+
+/// A line of the server's log, on stderr.
+fn log_line(line: &str) {
+    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "{now} {}",
+        crate::printer::clean(line)
+    );
 }
