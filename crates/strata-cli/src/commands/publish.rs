@@ -124,17 +124,9 @@ pub fn run(args: &PublishArgs, printer: &Printer) -> CommandResult {
     for env in &envs {
         let (files, from) = sources.of(env);
         let now = strata_snapshot::now();
-        let released = match store.get(&timestamp_key(env), MAX_METADATA as u64)? {
+        let remote = match store.get(&timestamp_key(env), MAX_METADATA as u64)? {
             Some(bytes) => Timestamp::open_signed(&root, &bytes)?.version,
             None => 0,
-        };
-        // Above every manifest of a bucket too: a timestamp put back (or a publish
-        // stopped before its timestamp) leaves newer ones, and a version is never used
-        // twice. A server refuses an older release itself.
-        let remote = if args.to.starts_with("s3://") || args.to.starts_with("file://") {
-            newest_manifest(store.as_ref(), env)?.max(released)
-        } else {
-            released
         };
         let mut version = (remote + 1).max(now);
         let manifest = loop {
@@ -191,20 +183,6 @@ pub fn run(args: &PublishArgs, printer: &Printer) -> CommandResult {
     }
     printer.out(&out)?;
     Ok(())
-}
-
-/// The newest version of `env` with a manifest in the bucket (0: none).
-fn newest_manifest(
-    store: &dyn strata_bucket::Storage,
-    env: &str,
-) -> Result<u64, strata_bucket::StorageError> {
-    let prefix = format!("env/{env}/");
-    Ok(store
-        .list(&prefix)?
-        .iter()
-        .filter_map(|k| k.strip_prefix(&prefix)?.strip_suffix(".json")?.parse().ok())
-        .max()
-        .unwrap_or(0))
 }
 
 /// The files each environment is published from, read once per source: the checkout as

@@ -238,3 +238,88 @@ fn two_replicas_on_one_database_and_one_bucket_serve_the_same_releases() {
     // No replica kept a store of its own.
     assert!(!e.site().join(".strata/serve").exists());
 }
+
+/// The attack on replicas: someone with write access to the bucket puts an older signed
+/// timestamp back. A replica started after that (the same inventory: a restart) serves
+/// nothing rather than the old release, so a node enrolled now does not apply it; the
+/// next publish gets a new version and is served. A `file://` bucket and SQLite: runs
+/// anywhere.
+#[test]
+fn a_timestamp_put_back_in_the_bucket_is_not_served_after_a_restart() {
+    let e = env();
+    e.write("strata.toml", "[site]\nname = \"s\"\n")
+        .write(
+            "nodes/n1.toml",
+            "environment = \"test\"\nmodules = [\"m\"]\n",
+        )
+        .write(
+            "nodes/n2.toml",
+            "environment = \"test\"\nmodules = [\"m\"]\n",
+        )
+        .write("modules/m/templates/etc/motd.j2", "{{ node.name }}: v1\n");
+    let (keys, online) = keys(&e);
+    let db = e.path().join("state.db").display().to_string();
+    let url = format!("file://{}", e.path().join("bucket").display());
+    let ts = e.path().join("bucket/env/test/timestamp.json");
+    let publish = || {
+        let (code, out, err) = output(
+            e.cmd(&["publish", "--to", &url, "--site"])
+                .arg(e.site())
+                .arg("--keys")
+                .arg(&keys),
+        );
+        assert_eq!(code, 0, "{out}{err}");
+        out
+    };
+    publish();
+    let old = std::fs::read(&ts).unwrap();
+    // Versions are seconds: the next release is a later one.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    e.write("modules/m/templates/etc/motd.j2", "{{ node.name }}: v2\n");
+    publish();
+    let a = replica(&e, &online, &db, &url, "http://127.0.0.1:1", 1);
+    let enroll_and_run = |server: &str, node: &str| {
+        let root = e.path().join(node);
+        let (code, out, err) = output(
+            e.cmd(&["enroll", "--server", server, "--node", node, "--root"])
+                .arg(&root)
+                .arg("--token-file")
+                .arg(token(&e, &db)),
+        );
+        assert_eq!(code, 0, "{out}{err}");
+        let run = output(
+            e.cmd(&["agent", "--once", "--server", server, "--root"])
+                .arg(&root),
+        );
+        (root, run)
+    };
+    let (n1, (code, out, err)) = enroll_and_run(&a.1, "n1");
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(motd(&n1).unwrap(), "n1: v2\n");
+    drop(a);
+
+    // Version 1's timestamp put back; a replica started now.
+    std::fs::write(&ts, &old).unwrap();
+    let b = replica(&e, &online, &db, &url, "http://127.0.0.1:1", 2);
+    let (n2, (_, out, err)) = enroll_and_run(&b.1, "n2");
+    assert_eq!(motd(&n2), None, "the old release was applied: {out}{err}");
+    let log = std::fs::read_to_string(e.path().join("replica2.log")).unwrap();
+    assert!(
+        log.contains(&format!("replica of {url}: environment test:"))
+            && log.contains("older than version")
+            && log.contains("serving nothing"),
+        "{log}"
+    );
+    // The next publish takes a version above both and is served.
+    e.write("modules/m/templates/etc/motd.j2", "{{ node.name }}: v3\n");
+    publish();
+    std::thread::sleep(std::time::Duration::from_secs(
+        strata_server::published::MIRROR_RECHECK,
+    ));
+    let (code, out, err) = output(
+        e.cmd(&["agent", "--once", "--server", &b.1, "--root"])
+            .arg(&n2),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(motd(&n2).unwrap(), "n2: v3\n");
+}
