@@ -247,6 +247,23 @@ fn two_replicas_on_one_database_and_one_bucket_serve_the_same_releases() {
 #[test]
 fn a_timestamp_put_back_in_the_bucket_is_not_served_after_a_restart() {
     let e = env();
+    let db = e.path().join("state.db").display().to_string();
+    let url = format!("file://{}", e.path().join("bucket").display());
+    rollback(&e, &db, &url, "http://127.0.0.1:1");
+}
+
+/// The same on S3 (moto) and PostgreSQL.
+#[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs PostgreSQL and the S3-compatible server scripts/test starts (feature host-tests)"
+)]
+fn a_timestamp_put_back_in_s3_is_not_served_after_a_restart() {
+    let (url, endpoint) = bucket();
+    rollback(&env(), &pg_database(), &url, &endpoint);
+}
+
+fn rollback(e: &TestEnv, db: &str, url: &str, endpoint: &str) {
     e.write("strata.toml", "[site]\nname = \"s\"\n")
         .write(
             "nodes/n1.toml",
@@ -257,34 +274,41 @@ fn a_timestamp_put_back_in_the_bucket_is_not_served_after_a_restart() {
             "environment = \"test\"\nmodules = [\"m\"]\n",
         )
         .write("modules/m/templates/etc/motd.j2", "{{ node.name }}: v1\n");
-    let (keys, online) = keys(&e);
-    let db = e.path().join("state.db").display().to_string();
-    let url = format!("file://{}", e.path().join("bucket").display());
-    let ts = e.path().join("bucket/env/test/timestamp.json");
+    let settings = strata_bucket::S3Settings {
+        env: [
+            ("AWS_ACCESS_KEY_ID", "replica"),
+            ("AWS_SECRET_ACCESS_KEY", "replica-secret"),
+            ("AWS_REGION", "us-east-1"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .to_vec(),
+        endpoint: Some(endpoint.to_string()),
+    };
+    let store = strata_bucket::open(url, &settings).unwrap();
+    let ts = "env/test/timestamp.json";
+    let (keys, online) = keys(e);
     let publish = || {
-        let (code, out, err) = output(
-            e.cmd(&["publish", "--to", &url, "--site"])
-                .arg(e.site())
-                .arg("--keys")
-                .arg(&keys),
-        );
+        let mut cmd = e.cmd(&["publish", "--to", url, "--site"]);
+        cmd.arg(e.site()).arg("--keys").arg(&keys);
+        s3(&mut cmd, endpoint);
+        let (code, out, err) = output(&mut cmd);
         assert_eq!(code, 0, "{out}{err}");
         out
     };
     publish();
-    let old = std::fs::read(&ts).unwrap();
+    let old = store.get(ts, 1 << 20).unwrap().unwrap();
     // Versions are seconds: the next release is a later one.
     std::thread::sleep(std::time::Duration::from_millis(1100));
     e.write("modules/m/templates/etc/motd.j2", "{{ node.name }}: v2\n");
     publish();
-    let a = replica(&e, &online, &db, &url, "http://127.0.0.1:1", 1);
+    let a = replica(e, &online, db, url, endpoint, 1);
     let enroll_and_run = |server: &str, node: &str| {
         let root = e.path().join(node);
         let (code, out, err) = output(
             e.cmd(&["enroll", "--server", server, "--node", node, "--root"])
                 .arg(&root)
                 .arg("--token-file")
-                .arg(token(&e, &db)),
+                .arg(token(e, db)),
         );
         assert_eq!(code, 0, "{out}{err}");
         let run = output(
@@ -299,8 +323,8 @@ fn a_timestamp_put_back_in_the_bucket_is_not_served_after_a_restart() {
     drop(a);
 
     // Version 1's timestamp put back; a replica started now.
-    std::fs::write(&ts, &old).unwrap();
-    let b = replica(&e, &online, &db, &url, "http://127.0.0.1:1", 2);
+    store.put(ts, &old).unwrap();
+    let b = replica(e, &online, db, url, endpoint, 2);
     let (n2, (_, out, err)) = enroll_and_run(&b.1, "n2");
     assert_eq!(motd(&n2), None, "the old release was applied: {out}{err}");
     let log = std::fs::read_to_string(e.path().join("replica2.log")).unwrap();
