@@ -171,7 +171,16 @@ pub fn run(args: &ServeArgs, printer: &Printer) -> CommandResult {
         Some(url) => {
             let bucket = strata_bucket::open(url, &args.s3.settings())?;
             // Its own connection: the newest version served of each environment.
-            let served = strata_server::inventory::open(&db_url(&site_dir, args.db.as_deref()))?;
+            let inventory = std::sync::Mutex::new(strata_server::inventory::open(&db_url(
+                &site_dir,
+                args.db.as_deref(),
+            ))?);
+            let served: strata_server::published::ServedReleases = Box::new(move |env, version| {
+                let mut inventory = inventory
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                inventory.served_release(env, version)
+            });
             Published::mirror(bucket, roots, served, Box::new(log_line))?
         }
         None => {

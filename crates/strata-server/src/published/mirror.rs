@@ -10,7 +10,7 @@
 //! Anyone who can write the bucket can put an older signed timestamp back. So a replica
 //! serves no expired timestamp (it keeps the last good one, or serves nothing), and none
 //! older than the newest version any replica sharing its inventory served
-//! ([`Inventory::served_release`]), after a restart too. Each refusal is logged once,
+//! ([`crate::inventory::Inventory::served_release`]), after a restart too. Each refusal is logged once,
 //! naming the bucket and the environment.
 
 use std::collections::{BTreeMap, HashMap};
@@ -20,7 +20,12 @@ use strata_bucket::{Storage, timestamp_key};
 use strata_snapshot::{MAX_METADATA, RootSet, Timestamp};
 
 use super::{Current, KEPT_VERSIONS, PublishError, Published, valid_name};
-use crate::inventory::Inventory;
+use crate::inventory::InventoryError;
+
+/// Records that a replica served a version of an environment (0 records nothing) and
+/// answers the newest version served of it: [`crate::inventory::Inventory::served_release`]
+/// on the server's inventory, shared by its replicas.
+pub type ServedReleases = Box<dyn Fn(&str, u64) -> Result<u64, InventoryError> + Send + Sync>;
 
 /// How long a replica serves an environment's release before it reads the bucket again.
 pub const MIRROR_RECHECK: u64 = 5;
@@ -43,8 +48,8 @@ pub(super) struct Mirror {
     expires: BTreeMap<String, u64>,
     /// Each environment's last refusal, logged once.
     refused: BTreeMap<String, String>,
-    /// The inventory, where the newest version served of each environment is kept.
-    inventory: Mutex<Box<dyn Inventory>>,
+    /// Where the newest version served of each environment is kept.
+    served: ServedReleases,
     /// Where refusals are logged (the CLI: stderr).
     log: Box<dyn Fn(&str) + Send + Sync>,
 }
@@ -72,13 +77,8 @@ impl Mirror {
 
     /// The newest version of `env` served by any server of this inventory, after
     /// recording `version` (0: nothing).
-    fn served(&mut self, env: &str, version: u64) -> Result<u64, PublishError> {
-        let inventory = self
-            .inventory
-            .get_mut()
-            .map_err(|_| PublishError::Refused("the inventory's lock is poisoned".into()))?;
-        inventory
-            .served_release(env, version)
+    fn served(&self, env: &str, version: u64) -> Result<u64, PublishError> {
+        (self.served)(env, version)
             .map_err(|e| PublishError::Refused(format!("the inventory cannot say: {e}")))
     }
 }
@@ -86,12 +86,13 @@ impl Mirror {
 impl Published {
     /// A replica's store: what was published to `store`, trusting `roots` (the site's
     /// chain) and the rotations the bucket holds beyond it, keeping the newest version
-    /// served of each environment in `inventory` (the server's, shared by its replicas)
-    /// and logging refusals to `log`. Refused when the bucket's roots are another site's.
+    /// served of each environment with `served` (in the server's inventory, shared by its
+    /// replicas) and logging refusals to `log`. Refused when the bucket's roots are
+    /// another site's.
     pub fn mirror(
         store: Box<dyn Storage>,
         roots: RootSet,
-        inventory: Box<dyn Inventory>,
+        served: ServedReleases,
         log: Box<dyn Fn(&str) + Send + Sync>,
     ) -> Result<Published, PublishError> {
         let (root, _) = roots.verify(None)?;
@@ -121,7 +122,7 @@ impl Published {
                 assignments: Mutex::new(HashMap::new()),
                 expires: BTreeMap::new(),
                 refused: BTreeMap::new(),
-                inventory: Mutex::new(inventory),
+                served,
                 log,
             }),
         };
@@ -250,7 +251,7 @@ impl Published {
                 )));
             }
         }
-        let Some(mirror) = &mut self.mirror else {
+        let Some(mirror) = &self.mirror else {
             return Ok(false);
         };
         let newest = mirror.served(env, 0)?;
@@ -301,6 +302,12 @@ mod tests {
     use strata_types::Hash;
 
     use super::*;
+
+    /// The versions served, kept in the SQLite inventory `db`.
+    fn served(db: &Path) -> ServedReleases {
+        let inventory = Mutex::new(crate::inventory::open(db.to_str().unwrap()).unwrap());
+        Box::new(move |env, v| inventory.lock().unwrap().served_release(env, v))
+    }
 
     /// A site with one file, its keys, and a `file://` bucket in `dir`.
     struct Site {
@@ -365,11 +372,10 @@ mod tests {
         fn replica(&self, db: &Path) -> (Published, Arc<Mutex<Vec<String>>>) {
             let log = Arc::new(Mutex::new(Vec::new()));
             let lines = log.clone();
-            let inventory = crate::inventory::open(db.to_str().unwrap()).unwrap();
             let p = Published::mirror(
                 self.open(),
                 self.roots.clone(),
-                inventory,
+                served(db),
                 Box::new(move |l| lines.lock().unwrap().push(l.to_string())),
             )
             .unwrap();
@@ -423,8 +429,7 @@ mod tests {
         let foreign = RootSet(vec![
             Root::new("s", 1, &[&other, &s.signing]).seal(&[&other]),
         ]);
-        let inventory = crate::inventory::open(db.to_str().unwrap()).unwrap();
-        assert!(Published::mirror(s.open(), foreign, inventory, Box::new(|_| ())).is_err());
+        assert!(Published::mirror(s.open(), foreign, served(&db), Box::new(|_| ())).is_err());
     }
 
     #[test]
