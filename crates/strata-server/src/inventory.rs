@@ -461,6 +461,10 @@ pub trait Inventory: Send + std::fmt::Debug {
     fn closed(&self) -> bool {
         false
     }
+    /// Records that a replica served `version` of `env` (0 records nothing) and returns
+    /// the highest version any server sharing this inventory served of it, so that none
+    /// serves an older one later (a timestamp put back in the bucket).
+    fn served_release(&mut self, env: &str, version: u64) -> Result<u64, InventoryError>;
 }
 
 /// Whether `db` names a PostgreSQL server rather than a SQLite file.

@@ -19,7 +19,7 @@ use strata_snapshot::{
 use strata_types::Hash;
 
 mod mirror;
-pub use mirror::MIRROR_RECHECK;
+pub use mirror::{MIRROR_RECHECK, ServedReleases};
 
 /// How long a timestamp the server signs is trusted (FLEET.md: a day).
 pub const TIMESTAMP_LIFETIME: u64 = 24 * 3600;

@@ -176,7 +176,13 @@ pub fn run(args: &ServeArgs, printer: &Printer) -> CommandResult {
     let published = match &args.published {
         Some(url) => {
             let bucket = strata_bucket::open(url, &args.s3.settings())?;
-            Published::mirror(bucket, roots)?
+            // Its own connection (reopened if the database drops it): the newest version
+            // served of each environment.
+            let inventory =
+                strata_server::inventory::Pool::open(&db_url(&site_dir, args.db.as_deref()), 1)?;
+            let served: strata_server::published::ServedReleases =
+                Box::new(move |env, version| inventory.lock()?.served_release(env, version));
+            Published::mirror(bucket, roots, served, Box::new(log_line))?
         }
         None => {
             let store = match &args.store {
@@ -206,14 +212,7 @@ pub fn run(args: &ServeArgs, printer: &Printer) -> CommandResult {
         classify: classifier(&site_dir)?,
         assignments: Mutex::new(std::collections::HashMap::new()),
         netboot: args.netboot.load()?,
-        log: Box::new(|line| {
-            let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
-            let _ = writeln!(
-                std::io::stderr().lock(),
-                "{now} {}",
-                crate::printer::clean(line)
-            );
-        }),
+        log: Box::new(log_line),
     });
     let limits = Limits {
         concurrency: args.max_requests,
@@ -240,4 +239,14 @@ pub fn run(args: &ServeArgs, printer: &Printer) -> CommandResult {
         Ok::<(), anyhow::Error>(())
     })?;
     Ok(())
+}
+
+/// A line of the server's log, on stderr.
+fn log_line(line: &str) {
+    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "{now} {}",
+        crate::printer::clean(line)
+    );
 }

@@ -238,3 +238,112 @@ fn two_replicas_on_one_database_and_one_bucket_serve_the_same_releases() {
     // No replica kept a store of its own.
     assert!(!e.site().join(".strata/serve").exists());
 }
+
+/// The attack on replicas: someone with write access to the bucket puts an older signed
+/// timestamp back. A replica started after that (the same inventory: a restart) serves
+/// nothing rather than the old release, so a node enrolled now does not apply it; the
+/// next publish gets a new version and is served. A `file://` bucket and SQLite: runs
+/// anywhere.
+#[test]
+fn a_timestamp_put_back_in_the_bucket_is_not_served_after_a_restart() {
+    let e = env();
+    let db = e.path().join("state.db").display().to_string();
+    let url = format!("file://{}", e.path().join("bucket").display());
+    rollback(&e, &db, &url, "http://127.0.0.1:1");
+}
+
+/// The same on S3 (moto) and PostgreSQL.
+#[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs PostgreSQL and the S3-compatible server scripts/test starts (feature host-tests)"
+)]
+fn a_timestamp_put_back_in_s3_is_not_served_after_a_restart() {
+    let (url, endpoint) = bucket();
+    rollback(&env(), &pg_database(), &url, &endpoint);
+}
+
+fn rollback(e: &TestEnv, db: &str, url: &str, endpoint: &str) {
+    e.write("strata.toml", "[site]\nname = \"s\"\n")
+        .write(
+            "nodes/n1.toml",
+            "environment = \"test\"\nmodules = [\"m\"]\n",
+        )
+        .write(
+            "nodes/n2.toml",
+            "environment = \"test\"\nmodules = [\"m\"]\n",
+        )
+        .write("modules/m/templates/etc/motd.j2", "{{ node.name }}: v1\n");
+    let settings = strata_bucket::S3Settings {
+        env: [
+            ("AWS_ACCESS_KEY_ID", "replica"),
+            ("AWS_SECRET_ACCESS_KEY", "replica-secret"),
+            ("AWS_REGION", "us-east-1"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .to_vec(),
+        endpoint: Some(endpoint.to_string()),
+    };
+    let store = strata_bucket::open(url, &settings).unwrap();
+    let ts = "env/test/timestamp.json";
+    let (keys, online) = keys(e);
+    let publish = || {
+        let mut cmd = e.cmd(&["publish", "--to", url, "--site"]);
+        cmd.arg(e.site()).arg("--keys").arg(&keys);
+        s3(&mut cmd, endpoint);
+        let (code, out, err) = output(&mut cmd);
+        assert_eq!(code, 0, "{out}{err}");
+        out
+    };
+    publish();
+    let old = store.get(ts, 1 << 20).unwrap().unwrap();
+    // Versions are seconds: the next release is a later one.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    e.write("modules/m/templates/etc/motd.j2", "{{ node.name }}: v2\n");
+    publish();
+    let a = replica(e, &online, db, url, endpoint, 1);
+    let enroll_and_run = |server: &str, node: &str| {
+        let root = e.path().join(node);
+        let (code, out, err) = output(
+            e.cmd(&["enroll", "--server", server, "--node", node, "--root"])
+                .arg(&root)
+                .arg("--token-file")
+                .arg(token(e, db)),
+        );
+        assert_eq!(code, 0, "{out}{err}");
+        let run = output(
+            e.cmd(&["agent", "--once", "--server", server, "--root"])
+                .arg(&root),
+        );
+        (root, run)
+    };
+    let (n1, (code, out, err)) = enroll_and_run(&a.1, "n1");
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(motd(&n1).unwrap(), "n1: v2\n");
+    drop(a);
+
+    // Version 1's timestamp put back; a replica started now.
+    store.put(ts, &old).unwrap();
+    let b = replica(e, &online, db, url, endpoint, 2);
+    let (n2, (_, out, err)) = enroll_and_run(&b.1, "n2");
+    assert_eq!(motd(&n2), None, "the old release was applied: {out}{err}");
+    let log = std::fs::read_to_string(e.path().join("replica2.log")).unwrap();
+    assert!(
+        log.contains(&format!("replica of {url}: environment test:"))
+            && log.contains("older than version")
+            && log.contains("serving nothing"),
+        "{log}"
+    );
+    // The next publish takes a version above both and is served.
+    e.write("modules/m/templates/etc/motd.j2", "{{ node.name }}: v3\n");
+    publish();
+    std::thread::sleep(std::time::Duration::from_secs(
+        strata_server::published::MIRROR_RECHECK,
+    ));
+    let (code, out, err) = output(
+        e.cmd(&["agent", "--once", "--server", &b.1, "--root"])
+            .arg(&n2),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(motd(&n2).unwrap(), "n2: v3\n");
+}

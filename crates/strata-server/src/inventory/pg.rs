@@ -48,7 +48,9 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS strata_nodes (
         fingerprint TEXT PRIMARY KEY, name TEXT NOT NULL, created BIGINT NOT NULL);
     CREATE TABLE IF NOT EXISTS strata_operator_codes (
         hash TEXT PRIMARY KEY, name TEXT NOT NULL, session BOOLEAN NOT NULL,
-        expires BIGINT NOT NULL, used BIGINT);";
+        expires BIGINT NOT NULL, used BIGINT);
+    CREATE TABLE IF NOT EXISTS strata_releases (
+        environment TEXT PRIMARY KEY, version BIGINT NOT NULL);";
 
 const REPORT_COLUMNS: &str = "id, node, time, environment, version, revision, generation, \
      result, changes, paths, truncated, drift, error, note, steps";
@@ -680,5 +682,20 @@ impl Inventory for PgInventory {
             )
             .map_err(db)?;
         Ok(row.as_ref().map(report_row))
+    }
+
+    fn served_release(&mut self, env: &str, version: u64) -> Result<u64, InventoryError> {
+        let db = self.err();
+        let row = self
+            .client
+            .query_one(
+                "INSERT INTO strata_releases (environment, version) VALUES ($1, $2)
+                 ON CONFLICT (environment)
+                 DO UPDATE SET version = GREATEST(strata_releases.version, EXCLUDED.version)
+                 RETURNING version",
+                &[&env, &i(version)],
+            )
+            .map_err(&db)?;
+        Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
     }
 }

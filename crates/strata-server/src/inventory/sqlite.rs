@@ -47,7 +47,9 @@ const SCHEMA: &str = "PRAGMA journal_mode = WAL;
         fingerprint TEXT PRIMARY KEY, name TEXT NOT NULL, created INTEGER NOT NULL);
     CREATE TABLE IF NOT EXISTS strata_operator_codes (
         hash TEXT PRIMARY KEY, name TEXT NOT NULL, session INTEGER NOT NULL,
-        expires INTEGER NOT NULL, used INTEGER);";
+        expires INTEGER NOT NULL, used INTEGER);
+    CREATE TABLE IF NOT EXISTS strata_releases (
+        environment TEXT PRIMARY KEY, version INTEGER NOT NULL);";
 
 const NODE_COLUMNS: &str =
     "name, key_id, public, age, state, environment, facts, enrolled, changed, classification";
@@ -733,5 +735,19 @@ impl Inventory for SqliteInventory {
             )
             .optional()
             .map_err(self.err())
+    }
+
+    fn served_release(&mut self, env: &str, version: u64) -> Result<u64, InventoryError> {
+        let v: i64 = self
+            .conn
+            .query_row(
+                "INSERT INTO strata_releases (environment, version) VALUES (?1, ?2)
+                 ON CONFLICT (environment) DO UPDATE SET version = max(version, excluded.version)
+                 RETURNING version",
+                params![env, i64::try_from(version).unwrap_or(i64::MAX)],
+                |r| r.get(0),
+            )
+            .map_err(self.err())?;
+        Ok(u64::try_from(v).unwrap_or(0))
     }
 }

@@ -335,6 +335,12 @@ fn enrollment_decisions(inv: &mut dyn Inventory) {
     assert_eq!(inv.redeem_login("c2", 100).unwrap(), None);
     assert_eq!(inv.session("s1", 99).unwrap().as_deref(), Some("alice"));
     assert_eq!(inv.session("s1", 100).unwrap(), None);
+    // The newest release served only goes up, per environment.
+    assert_eq!(inv.served_release("test", 0).unwrap(), 0);
+    assert_eq!(inv.served_release("test", 7).unwrap(), 7);
+    assert_eq!(inv.served_release("test", 5).unwrap(), 7, "never lowered");
+    assert_eq!(inv.served_release("prod", 3).unwrap(), 3);
+    assert_eq!(inv.served_release("test", 0).unwrap(), 7);
 }
 
 /// The fleet's pages: each node's last run, statuses, counts, filters, paging, and
