@@ -653,6 +653,12 @@ fn main() {
         return;
     }
     md.push_str("\nTargets (issue 2): no-change plan ≤ 25 ms at 1,000 files and ≤ 250 ms at 10,000, within 3× of the\nread-and-hash floor; first apply within 2× of the write floor; peak RSS under 50 MiB; linear in N.\n");
+    md.push_str(
+        "\nThe fleet's figures are written by their own sections, beside the anchors' published \
+         figures: push to many hosts in PUSH.md (`--sections push`), one `serve` under 100,000 \
+         polling nodes, its real capacity and the dashboard at that size in PULL.md \
+         (`--sections pull`).\n",
+    );
     std::fs::write(&a.out, md).expect("write results");
     eprintln!("written {}", a.out.display());
 }
