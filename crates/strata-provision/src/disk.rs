@@ -170,15 +170,3 @@ pub fn random<const N: usize>() -> Result<[u8; N], ProvisionError> {
         .map_err(|e| ProvisionError::io(path, e))?;
     Ok(buf)
 }
-
-/// Writes a file of the new tree with its mode (the tree is not a node yet: strata-fs's
-/// confined writes are for targets strata manages).
-pub fn write_tree_file(path: &Path, content: &[u8], mode: u32) -> Result<(), ProvisionError> {
-    use std::os::unix::fs::PermissionsExt;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| ProvisionError::io(dir, e))?;
-    }
-    std::fs::write(path, content)
-        .and_then(|()| std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)))
-        .map_err(|e| ProvisionError::io(path, e))
-}

@@ -54,27 +54,23 @@ pub fn bios(
              install grub-pc-bin for a bios layout"
         )));
     }
-    let dest = tree.join("boot/grub/i386-pc");
-    strata_fs::create_dir_all(&dest)?;
+    let dest = crate::nofollow::dir(tree, "boot/grub/i386-pc")?;
     for name in strata_fs::list_dir(&modules)? {
         if [".mod", ".lst", ".img"].iter().any(|s| name.ends_with(s)) {
-            copy(&modules.join(&name), &dest.join(&name))?;
+            dest.write(&name, &strata_fs::read(&modules.join(&name))?, 0o644)?;
         }
     }
     let early = format!("search.fs_uuid {boot_uuid} root\nset prefix=($root){prefix}\n");
-    let cfg = tree.join("tmp/strata-grub-early.cfg");
-    let img = tree.join("tmp/strata-grub-core.img");
-    crate::disk::write_tree_file(&cfg, early.as_bytes(), 0o644)?;
-    let made = run(Command::new("chroot")
+    let tmp = crate::nofollow::dir(tree, "tmp")?;
+    tmp.write("strata-grub-early.cfg", early.as_bytes(), 0o600)?;
+    // The core image comes back on grub-mkimage's output: nothing is read from the tree.
+    let core = run(Command::new("chroot")
         .arg(tree)
         .args(["grub-mkimage", "-O", "i386-pc", "-d"])
         .arg(format!("/{MODULES}"))
         .args(["-c", "/tmp/strata-grub-early.cfg", "-p", prefix])
-        .args(["-o", "/tmp/strata-grub-core.img"])
         .args(CORE_MODULES));
-    let core = made.and_then(|_| Ok(strata_fs::read(&img)?));
-    strata_fs::remove_file(&cfg)?;
-    strata_fs::remove_file(&img)?;
+    tmp.remove("strata-grub-early.cfg")?;
     let mut core = core?;
     let boot = strata_fs::read(&modules.join("boot.img"))?;
     if boot.len() != 512 || core.len() < 512 {
@@ -94,14 +90,4 @@ pub fn bios(
     mbr_code[DRIVE_CHECK..DRIVE_CHECK + 2].copy_from_slice(&[0x90, 0x90]);
     core[BLOCKLIST_START..BLOCKLIST_START + 8].copy_from_slice(&(first_sector + 1).to_le_bytes());
     Ok(Bios { mbr_code, core })
-}
-
-#[allow(
-    clippy::disallowed_methods,
-    reason = "GRUB's modules copied into the new tree, not a managed target"
-)]
-fn copy(from: &Path, to: &Path) -> Result<(), ProvisionError> {
-    std::fs::copy(from, to)
-        .map(|_| ())
-        .map_err(|e| ProvisionError::io(to, e))
 }

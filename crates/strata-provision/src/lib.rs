@@ -12,6 +12,7 @@ mod disk;
 mod error;
 pub mod gpt;
 mod grub;
+mod nofollow;
 mod run;
 mod tree;
 
@@ -145,6 +146,8 @@ pub fn provision(
     lap("catalog", &mut times);
 
     progress("boot loader: GRUB for a BIOS machine");
+    // The tree is the site's now: GRUB's directories must be real ones of the tree.
+    let grub_dir = nofollow::dir(&root, "boot/grub")?;
     let kernel = tree::kernel(&root)?;
     let (boot, boot_dir) = tree::boot_volume(&volumes);
     let root_uuid = volumes
@@ -160,7 +163,7 @@ pub fn provision(
         (&kernel.0, &kernel.1),
         settings.console.as_ref(),
     );
-    disk::write_tree_file(&root.join("boot/grub/grub.cfg"), cfg.as_bytes(), 0o644)?;
+    grub_dir.write("grub.cfg", cfg.as_bytes(), 0o644)?;
     let bios_grub = volumes
         .iter()
         .find(|v| v.kind == PartType::BiosGrub)

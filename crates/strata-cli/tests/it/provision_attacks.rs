@@ -1,0 +1,227 @@
+//! `strata provision` attacked: by the site's catalog, which owns the new tree once it is
+//! applied (a link at `/boot/grub` to a directory of this machine, a `grub-mkimage` of its
+//! own), and by a second writer of the disk (a loop device, another provisioning). Each
+//! run uses a small stand-in base built here (busybox, a kernel and initramfs of two
+//! bytes, GRUB's `boot.img` and a `grub-mkimage` that prints a recognisable core image),
+//! cached where the real base would be, so a provisioning takes well under a second.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use strata_test::TestEnv;
+
+use crate::env;
+
+const LAYOUT: &str = "boot = \"bios\"\n\
+    [[partition]]\nsize = \"1MiB\"\ntype = \"bios_grub\"\n\
+    [[partition]]\nmount = \"/\"\nfs = \"ext4\"\nsize = \"rest\"\n";
+
+/// The base's grub-mkimage: a core image of 1 KiB of padding, then what it was given
+/// (its environment, its arguments) for the test to read back from the disk.
+const MKIMAGE: &str = "#!/bin/sh\n\
+    i=0; while [ $i -lt 64 ]; do printf 'FAKE-CORE-BASE..'; i=$((i+1)); done\n\
+    echo ARGS: \"$@\"\n/bin/busybox env\n";
+
+/// A site whose node `n` has the module `m` (written by each test).
+fn site(e: &TestEnv) {
+    e.write(
+        "strata.toml",
+        "[site]\nname = \"t\"\n[provision]\nbase = \"debian:bookworm\"\nlayout = \"default\"\n",
+    );
+    e.write("hardware/layouts/default.toml", LAYOUT);
+    e.write("nodes/n.toml", "modules = [\"m\"]\n");
+    e.write("modules/m/module.toml", "");
+    fake_base(e);
+}
+
+/// The stand-in base, cached as `strata provision` caches the one debootstrap makes.
+fn fake_base(e: &TestEnv) {
+    fake_base_with(e, MKIMAGE);
+}
+
+/// The stand-in base with this `grub-mkimage` (made once per test).
+fn fake_base_with(e: &TestEnv, mkimage: &str) {
+    let tar = e.cache().join("provision/base/debian-bookworm-bios.tar");
+    if tar.exists() {
+        return;
+    }
+    let b = e.path().join("base");
+    let file = |rel: &str, content: &[u8], mode: u32| {
+        let p = b.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, content).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    file(
+        "bin/busybox",
+        &std::fs::read("/bin/busybox").unwrap(),
+        0o755,
+    );
+    std::os::unix::fs::symlink("busybox", b.join("bin/sh")).unwrap();
+    file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n", 0o644);
+    file("etc/group", b"root:x:0:\n", 0o644);
+    file("boot/vmlinuz-1", b"k\n", 0o644);
+    file("boot/initrd.img-1", b"i\n", 0o644);
+    let mut boot_img = vec![0u8; 512];
+    boot_img[..9].copy_from_slice(b"BASE-BOOT");
+    file("usr/lib/grub/i386-pc/boot.img", &boot_img, 0o644);
+    file(
+        "usr/lib/grub/i386-pc/normal.mod",
+        b"BASE normal.mod\n",
+        0o644,
+    );
+    file("usr/bin/grub-mkimage", mkimage.as_bytes(), 0o755);
+    for d in ["tmp", "proc", "var/lib", "root"] {
+        std::fs::create_dir_all(b.join(d)).unwrap();
+    }
+    std::fs::create_dir_all(tar.parent().unwrap()).unwrap();
+    let ok = Command::new("tar")
+        .arg("-C")
+        .arg(&b)
+        .args(["--numeric-owner", "-cf"])
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+/// An image file of 64 MiB whose first MiB is a pattern (to see it untouched).
+fn image(e: &TestEnv, name: &str) -> PathBuf {
+    let path = e.path().join(name);
+    let f = std::fs::File::create(&path).unwrap();
+    f.set_len(64 << 20).unwrap();
+    use std::os::unix::fs::FileExt;
+    f.write_all_at(&[0xAB; 1 << 20], 0).unwrap();
+    path
+}
+
+fn read_at(disk: &Path, offset: u64, len: usize) -> Vec<u8> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; len];
+    std::fs::File::open(disk)
+        .unwrap()
+        .read_exact_at(&mut buf, offset)
+        .unwrap();
+    buf
+}
+
+fn untouched(disk: &Path) -> bool {
+    read_at(disk, 0, 1 << 20).iter().all(|b| *b == 0xAB)
+}
+
+fn provision(e: &TestEnv, disk: &Path) -> Command {
+    let mut cmd = e.cmd(&["provision", "--node", "n", "--disk"]);
+    cmd.arg(disk).arg("--site").arg(e.site());
+    cmd
+}
+
+/// Every file below `dir` with its content, links as `-> target`.
+fn snapshot(dir: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let p = entry.unwrap().path();
+            let rel = p.strip_prefix(dir).unwrap().display().to_string();
+            let meta = std::fs::symlink_metadata(&p).unwrap();
+            if meta.is_symlink() {
+                out.push((
+                    rel,
+                    format!("-> {}", std::fs::read_link(&p).unwrap().display()),
+                ));
+            } else if meta.is_dir() {
+                out.push((rel, "dir".into()));
+                todo.push(p);
+            } else {
+                out.push((
+                    rel,
+                    String::from_utf8_lossy(&std::fs::read(&p).unwrap()).into(),
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A directory of this machine the catalog points its links at.
+fn host_dir(e: &TestEnv) -> PathBuf {
+    let host = e.path().join("host");
+    std::fs::create_dir_all(host.join("grub/i386-pc")).unwrap();
+    std::fs::write(host.join("grub/grub.cfg"), "this machine's own menu\n").unwrap();
+    std::fs::write(host.join("grub/i386-pc/normal.mod"), "this machine's own\n").unwrap();
+    std::fs::write(host.join("file"), "this machine's own file\n").unwrap();
+    host
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root (chroot): scripts/test runs as root (feature host-tests)"
+)]
+fn a_catalogs_link_at_boot_grub_never_leads_grubs_files_out_of_the_tree() {
+    let e = env();
+    strata_test::require_root!();
+    site(&e);
+    let host = host_dir(&e);
+    let before = snapshot(&host);
+
+    // /boot/grub a link to a directory of this machine: refused, naming it; nothing there
+    // written, the disk untouched.
+    let disk = image(&e, "disk.img");
+    e.write(
+        "modules/m/module.toml",
+        &format!(
+            "[[link]]\npath = \"/boot/grub\"\ntarget = \"{}\"\n",
+            host.join("grub").display()
+        ),
+    );
+    let out = provision(&e, &disk).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("/boot/grub in the new tree is a symbolic link")
+            && stderr.contains(&host.join("grub").display().to_string()),
+        "{stderr}"
+    );
+    assert_eq!(snapshot(&host), before, "provision wrote outside the tree");
+    assert!(untouched(&disk), "the disk was written");
+
+    // /boot/grub/i386-pc a link: refused the same way.
+    e.write(
+        "modules/m/module.toml",
+        &format!(
+            "[[link]]\npath = \"/boot/grub/i386-pc\"\ntarget = \"{}\"\n",
+            host.join("grub/i386-pc").display()
+        ),
+    );
+    let out = provision(&e, &disk).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("/boot/grub/i386-pc in the new tree is a symbolic link"),
+        "{stderr}"
+    );
+    assert_eq!(snapshot(&host), before, "provision wrote outside the tree");
+    assert!(untouched(&disk), "the disk was written");
+
+    // A link at the file grub.cfg: the menu replaces the link in the tree, nothing is
+    // written through it, and the run succeeds.
+    e.write(
+        "modules/m/module.toml",
+        &format!(
+            "[[link]]\npath = \"/boot/grub/grub.cfg\"\ntarget = \"{}\"\n",
+            host.join("file").display()
+        ),
+    );
+    let out = provision(&e, &disk).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(snapshot(&host), before, "provision wrote outside the tree");
+}
