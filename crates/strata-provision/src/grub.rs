@@ -1,12 +1,15 @@
-//! GRUB for a BIOS machine, installed onto the disk without loop devices: the tree's own
+//! GRUB for a BIOS machine, installed onto the disk without loop devices: the base's own
 //! `grub-mkimage` makes the core image (it finds the boot file system by UUID), which goes
 //! into the `bios_grub` partition; `boot.img` goes into the MBR, both patched with where
-//! the core lies, as `grub-bios-setup` does.
+//! the core lies, as `grub-bios-setup` does. All of it is taken from the base as unpacked,
+//! before the node's catalog can change the tree: the catalog is the site's, and a
+//! `grub-mkimage` it ships must never run here.
 
 use std::path::Path;
 use std::process::Command;
 
 use crate::error::ProvisionError;
+use crate::nofollow::TreeDir;
 use crate::run::run;
 
 /// Where Debian's grub-pc-bin keeps the BIOS modules.
@@ -28,51 +31,71 @@ const DRIVE_CHECK: usize = 0x66;
 /// diskboot.img (the core's first sector): the first block list's start sector.
 const BLOCKLIST_START: usize = 512 - 12;
 
-/// The boot loader's two pieces, ready to write.
+/// The boot loader, ready to write.
 #[derive(Debug)]
 pub struct Bios {
     /// The MBR's boot code (440 bytes).
     pub mbr_code: Vec<u8>,
     /// The core image, for the `bios_grub` partition.
     pub core: Vec<u8>,
+    /// The base's modules (`.mod`, `.lst`, `.img`), for `/boot/grub/i386-pc`: the ones the
+    /// core image was made with.
+    modules: Vec<(String, Vec<u8>)>,
 }
 
-/// Copies GRUB's modules to `/boot/grub/i386-pc` of the tree (what `grub-install` does),
-/// and makes the core image for a `bios_grub` partition at `first_sector` of
-/// `max_bytes`, finding the file system `boot_uuid` and GRUB's files at `prefix` in it.
+/// Makes the core image for a `bios_grub` partition at `first_sector` of `max_bytes`,
+/// finding the file system `boot_uuid` and GRUB's files at `prefix` in it, with the
+/// `grub-mkimage` of `base` (the base as unpacked, before the catalog), and takes the
+/// base's modules.
 pub fn bios(
-    tree: &Path,
+    base: &Path,
     boot_uuid: &str,
     prefix: &str,
     first_sector: u64,
     max_bytes: u64,
 ) -> Result<Bios, ProvisionError> {
-    let modules = tree.join(MODULES);
-    if !strata_fs::exists(&modules.join("boot.img")) {
+    let dir = base.join(MODULES);
+    if !strata_fs::exists(&dir.join("boot.img")) {
         return Err(ProvisionError::Tree(format!(
-            "the new tree has no /{MODULES}/boot.img: the base or the node's catalog must \
-             install grub-pc-bin for a bios layout"
+            "the base has no /{MODULES}/boot.img (grub-pc-bin): remove the cached base \
+             tarball so that it is made again"
         )));
     }
-    let dest = crate::nofollow::dir(tree, "boot/grub/i386-pc")?;
-    for name in strata_fs::list_dir(&modules)? {
+    let mut modules = Vec::new();
+    for name in strata_fs::list_dir(&dir)? {
         if [".mod", ".lst", ".img"].iter().any(|s| name.ends_with(s)) {
-            dest.write(&name, &strata_fs::read(&modules.join(&name))?, 0o644)?;
+            let content = strata_fs::read(&dir.join(&name))?;
+            modules.push((name, content));
         }
     }
     let early = format!("search.fs_uuid {boot_uuid} root\nset prefix=($root){prefix}\n");
-    let tmp = crate::nofollow::dir(tree, "tmp")?;
-    tmp.write("strata-grub-early.cfg", early.as_bytes(), 0o600)?;
-    // The core image comes back on grub-mkimage's output: nothing is read from the tree.
+    let name: String = crate::disk::random::<8>()?
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let name = format!("strata-grub-early.{name}.cfg");
+    let tmp = crate::nofollow::dir(base, "tmp")?;
+    tmp.write(&name, early.as_bytes(), 0o600)?;
+    // The core image comes back on grub-mkimage's output; strata's environment (its
+    // cache, the site's variables) stays out.
     let core = run(Command::new("chroot")
-        .arg(tree)
-        .args(["grub-mkimage", "-O", "i386-pc", "-d"])
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("LC_ALL", "C")
+        .arg(base)
+        .args(["/usr/bin/grub-mkimage", "-O", "i386-pc", "-d"])
         .arg(format!("/{MODULES}"))
-        .args(["-c", "/tmp/strata-grub-early.cfg", "-p", prefix])
+        .arg("-c")
+        .arg(format!("/tmp/{name}"))
+        .args(["-p", prefix])
         .args(CORE_MODULES));
-    tmp.remove("strata-grub-early.cfg")?;
+    tmp.remove(&name)?;
     let mut core = core?;
-    let boot = strata_fs::read(&modules.join("boot.img"))?;
+    let boot = modules
+        .iter()
+        .find(|(n, _)| n == "boot.img")
+        .map(|(_, c)| c.as_slice())
+        .unwrap_or_default();
     if boot.len() != 512 || core.len() < 512 {
         return Err(ProvisionError::Tree(format!(
             "/{MODULES}: boot.img or the core image is not what GRUB makes"
@@ -89,5 +112,20 @@ pub fn bios(
     // A hard disk: skip the check for BIOSes that pass a wrong boot drive.
     mbr_code[DRIVE_CHECK..DRIVE_CHECK + 2].copy_from_slice(&[0x90, 0x90]);
     core[BLOCKLIST_START..BLOCKLIST_START + 8].copy_from_slice(&(first_sector + 1).to_le_bytes());
-    Ok(Bios { mbr_code, core })
+    Ok(Bios {
+        mbr_code,
+        core,
+        modules,
+    })
+}
+
+impl Bios {
+    /// Writes the base's modules into `/boot/grub/i386-pc` of the tree (what
+    /// `grub-install` does), over what the catalog left there.
+    pub fn install(&self, dest: &TreeDir) -> Result<(), ProvisionError> {
+        for (name, content) in &self.modules {
+            dest.write(name, content, 0o644)?;
+        }
+        Ok(())
+    }
 }

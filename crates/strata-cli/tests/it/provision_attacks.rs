@@ -225,3 +225,90 @@ fn a_catalogs_link_at_boot_grub_never_leads_grubs_files_out_of_the_tree() {
     );
     assert_eq!(snapshot(&host), before, "provision wrote outside the tree");
 }
+
+/// A file of the root file system (at 2 MiB on the disk), read with debugfs.
+fn on_disk(disk: &Path, path: &str) -> String {
+    let out = Command::new("debugfs")
+        .arg("-R")
+        .arg(format!("cat {path}"))
+        .arg(format!("{}?offset=2097152", disk.display()))
+        .output()
+        .expect("debugfs (e2fsprogs)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root (chroot): scripts/test runs as root (feature host-tests)"
+)]
+fn a_catalogs_grub_mkimage_and_modules_never_run_nor_land_in_the_boot_loader() {
+    let e = env();
+    strata_test::require_root!();
+    site(&e);
+    let host = host_dir(&e);
+    let before = snapshot(&host);
+    // The site ships its own grub-mkimage (which would write to this machine and make a
+    // core image of its own) and a normal.mod, and makes /boot/grub/i386-pc/normal.mod a
+    // link to this machine's.
+    e.write(
+        "modules/m/module.toml",
+        &format!(
+            "[[file]]\npath = \"/usr/bin/grub-mkimage\"\nmode = \"0755\"\n\
+             [[link]]\npath = \"/boot/grub/i386-pc/normal.mod\"\ntarget = \"{}\"\n",
+            host.join("grub/i386-pc/normal.mod").display()
+        ),
+    );
+    e.write(
+        "modules/m/files/usr/bin/grub-mkimage",
+        &format!(
+            "#!/bin/sh\necho pwned >{}/pwned\n\
+             i=0; while [ $i -lt 64 ]; do printf 'HOSTILE-CORE....'; i=$((i+1)); done\n",
+            host.display()
+        ),
+    );
+    e.write(
+        "modules/m/files/usr/lib/grub/i386-pc/normal.mod",
+        "ATTACKER normal.mod\n",
+    );
+    let disk = image(&e, "disk.img");
+    let out = provision(&e, &disk)
+        .env("STRATA_TEST_SENTINEL", "strata's own environment")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        snapshot(&host),
+        before,
+        "something ran or wrote outside the tree"
+    );
+    // The core image in the bios_grub partition (at 1 MiB) is the base's grub-mkimage's,
+    // run with a minimal environment; the MBR's code is the base's boot.img.
+    let core = String::from_utf8_lossy(&read_at(&disk, 1 << 20, 4096)).into_owned();
+    assert!(core.starts_with("FAKE-CORE-BASE.."), "{core}");
+    assert!(
+        core.contains("ARGS: -O i386-pc -d /usr/lib/grub/i386-pc -c /tmp/strata-grub-early."),
+        "{core}"
+    );
+    assert!(
+        !core.contains("STRATA") && core.contains("PATH=/usr/sbin:/usr/bin:/sbin:/bin"),
+        "grub-mkimage saw strata's environment:\n{core}"
+    );
+    assert_eq!(&read_at(&disk, 0, 9), b"BASE-BOOT");
+    // /boot/grub/i386-pc holds the base's modules, whatever the catalog left in
+    // /usr/lib/grub; the catalog's own file stays where it put it.
+    assert_eq!(
+        on_disk(&disk, "/boot/grub/i386-pc/normal.mod"),
+        "BASE normal.mod\n"
+    );
+    assert_eq!(
+        on_disk(&disk, "/usr/lib/grub/i386-pc/normal.mod"),
+        "ATTACKER normal.mod\n"
+    );
+    assert!(on_disk(&disk, "/boot/grub/grub.cfg").contains("menuentry 'n'"));
+}
