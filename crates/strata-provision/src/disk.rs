@@ -47,6 +47,8 @@ impl Disk {
         let block = meta.file_type().is_block_device();
         if block {
             check_not_in_use(path)?;
+        } else {
+            check_no_loop(path)?;
         }
         let mut file = OpenOptions::new()
             .read(true)
@@ -89,12 +91,14 @@ impl Disk {
         self.bytes
     }
 
-    /// Refuses a block device in use (again: the first check may be minutes old).
+    /// Refuses a block device in use, or an image file attached to a loop device (again:
+    /// the first check may be minutes old).
     pub fn check_not_in_use(&self) -> Result<(), ProvisionError> {
         if self.block {
-            check_not_in_use(&self.path)?;
+            check_not_in_use(&self.path)
+        } else {
+            check_no_loop(&self.path)
         }
-        Ok(())
     }
 
     /// Whether it is a block device (not an image file).
@@ -159,6 +163,91 @@ fn check_not_in_use(path: &Path) -> Result<(), ProvisionError> {
                 ProvisionError::io(path, e)
             }
         })
+}
+
+/// Refuses an image file attached to a loop device (`losetup`, `mount -o loop`): writing
+/// it would change a device, and maybe a mounted file system, behind the kernel's back.
+/// Every attached loop device is asked for its backing file's device and inode
+/// (`LOOP_GET_STATUS64`, which holds whatever the file is called now), else its
+/// `backing_file` in sysfs is looked up by name.
+fn check_no_loop(path: &Path) -> Result<(), ProvisionError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).map_err(|e| ProvisionError::io(path, e))?;
+    let me = (meta.dev(), meta.ino());
+    let sys = Path::new("/sys/block");
+    for name in strata_fs::list_dir(sys).unwrap_or_default() {
+        if !name.starts_with("loop") {
+            continue;
+        }
+        // Absent (or empty) while the device is not attached.
+        let Ok(shown) = strata_fs::read_to_string(&sys.join(&name).join("loop/backing_file"))
+        else {
+            continue;
+        };
+        let dev = Path::new("/dev").join(&name);
+        let attached = loop_backing(&dev).map_or_else(
+            || {
+                let shown = shown.trim_end_matches('\n').trim_end_matches(" (deleted)");
+                !shown.is_empty()
+                    && std::fs::metadata(shown).is_ok_and(|m| (m.dev(), m.ino()) == me)
+            },
+            |backing| backing == me,
+        );
+        if attached {
+            return Err(ProvisionError::Disk {
+                disk: path.display().to_string(),
+                message: format!(
+                    "the image file is attached to {dev} (a loop device, maybe mounted): \
+                     strata provision never writes a disk in use; unmount it and detach it \
+                     first (losetup -d {dev})",
+                    dev = dev.display()
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `struct loop_info64` of `<linux/loop.h>`.
+#[repr(C)]
+struct LoopInfo64 {
+    lo_device: u64,
+    lo_inode: u64,
+    lo_rdevice: u64,
+    lo_offset: u64,
+    lo_sizelimit: u64,
+    lo_number: u32,
+    lo_encrypt_type: u32,
+    lo_encrypt_key_size: u32,
+    lo_flags: u32,
+    lo_file_name: [u8; 64],
+    lo_crypt_name: [u8; 64],
+    lo_encrypt_key: [u8; 32],
+    lo_init: [u64; 2],
+}
+
+/// The device and inode of the file behind the loop device `dev`, when it can be asked.
+fn loop_backing(dev: &Path) -> Option<(u64, u64)> {
+    use std::os::fd::AsRawFd;
+    const LOOP_GET_STATUS64: libc::c_ulong = 0x4C05;
+    let fd = rustix::fs::open(
+        dev,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .ok()?;
+    // SAFETY: all-zero bytes are a valid LoopInfo64 (integers and byte arrays).
+    let mut info: LoopInfo64 = unsafe { std::mem::zeroed() };
+    // SAFETY: LOOP_GET_STATUS64 writes one struct loop_info64 to the pointer given, which
+    // points to one, alive for the call; the descriptor is open.
+    let done = unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            LOOP_GET_STATUS64 as _,
+            std::ptr::from_mut(&mut info),
+        )
+    };
+    (done == 0).then_some((info.lo_device, info.lo_inode))
 }
 
 /// `n` random bytes from the kernel.

@@ -312,3 +312,62 @@ fn a_catalogs_grub_mkimage_and_modules_never_run_nor_land_in_the_boot_loader() {
     );
     assert!(on_disk(&disk, "/boot/grub/grub.cfg").contains("menuentry 'n'"));
 }
+
+/// Detaches a loop device when dropped.
+struct Attached(String);
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
+    }
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root and loop devices: scripts/test provides them (feature host-tests)"
+)]
+fn an_image_file_attached_to_a_loop_device_is_refused_and_left_as_it_was() {
+    let e = env();
+    strata_test::require_root!();
+    site(&e);
+    let disk = image(&e, "disk.img");
+    let out = Command::new("losetup")
+        .args(["-f", "--show"])
+        .arg(&disk)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "losetup: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dev = Attached(String::from_utf8_lossy(&out.stdout).trim().to_string());
+    let out = provision(&e, &disk).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("the image file is attached to {}", dev.0))
+            && stderr.contains("losetup -d"),
+        "{stderr}"
+    );
+    assert!(untouched(&disk), "the disk was written");
+    // Renamed since it was attached: the same file, refused all the same.
+    let moved = e.path().join("moved.img");
+    std::fs::rename(&disk, &moved).unwrap();
+    let out = provision(&e, &moved).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("is attached to /dev/loop"), "{stderr}");
+    assert!(untouched(&moved), "the disk was written");
+    // Detached, it is provisioned.
+    drop(dev);
+    let out = provision(&e, &moved).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(&read_at(&moved, 512, 8), b"EFI PART");
+}
