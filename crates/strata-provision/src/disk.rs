@@ -21,7 +21,13 @@ pub struct Disk {
     file: File,
     bytes: u64,
     block: bool,
+    /// The disk's lock, held until the provisioning ends (see [`lock`]).
+    lock: Held,
 }
+
+/// A disk's exclusive lock (`flock`), held for as long as this lives.
+#[derive(Debug)]
+pub struct Held(#[allow(dead_code, reason = "held for its lock")] std::os::fd::OwnedFd);
 
 impl Disk {
     /// Opens a block device or an existing image file (made beforehand with its size, as
@@ -45,6 +51,7 @@ impl Disk {
             return Err(fail("neither a block device nor an image file".into()));
         }
         let block = meta.file_type().is_block_device();
+        let lock = lock(path, block)?;
         if block {
             check_not_in_use(path)?;
         } else {
@@ -83,7 +90,14 @@ impl Disk {
             file,
             bytes,
             block,
+            lock,
         })
+    }
+
+    /// Closes the disk (the kernel sees a block device's new partitions once its writer
+    /// is gone), keeping its lock for the rest of the provisioning.
+    pub fn close(self) -> Held {
+        self.lock
     }
 
     /// Its size in bytes.
@@ -138,6 +152,36 @@ impl Disk {
         self.file
             .sync_all()
             .map_err(|e| ProvisionError::io(&self.path, e))
+    }
+}
+
+/// Takes the disk's exclusive lock (`flock`, on a descriptor of its own) at once, or
+/// refuses it: two provisionings of one disk must never write it together. A block device
+/// may be locked (shared) for a moment by udev while it probes the disk: that is waited
+/// out for a second. Holding the lock also keeps udev from probing the disk halfway
+/// written (systemd's "locking block device access").
+fn lock(path: &Path, block: bool) -> Result<Held, ProvisionError> {
+    use rustix::fs::{FlockOperation, Mode, OFlags, flock, open};
+    let fd = open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| ProvisionError::io(path, e.into()))?;
+    let mut tries = if block { 20 } else { 1 };
+    loop {
+        match flock(&fd, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Ok(Held(fd)),
+            Err(rustix::io::Errno::WOULDBLOCK) if tries > 1 => {
+                tries -= 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(rustix::io::Errno::WOULDBLOCK) => {
+                return Err(ProvisionError::Disk {
+                    disk: path.display().to_string(),
+                    message: "the disk is in use by another provisioning (or another program \
+                              holds its lock): strata provision never writes a disk in use"
+                        .into(),
+                });
+            }
+            Err(e) => return Err(ProvisionError::io(path, e.into())),
+        }
     }
 }
 

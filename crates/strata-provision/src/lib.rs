@@ -240,10 +240,12 @@ pub fn provision(
         disk.write_at(at, &bytes)?;
     }
     disk.sync()?;
-    if disk.is_block() {
+    let block = disk.is_block();
+    let path = disk.path().to_path_buf();
+    // Held until the end: another provisioning of this disk is refused meanwhile.
+    let held = disk.close();
+    if block {
         // The kernel learns the new partitions (/dev/sdb1…) once the disk is closed.
-        let path = disk.path().to_path_buf();
-        drop(disk);
         if let Err(e) = run::run(
             std::process::Command::new("blockdev")
                 .arg("--rereadpt")
@@ -259,6 +261,7 @@ pub fn provision(
     lap("partition table", &mut times);
     progress("removing the temporary tree");
     work.close().map_err(|e| ProvisionError::io(&work_dir, e))?;
+    drop(held);
     lap("clean up", &mut times);
     Ok(Provisioned {
         generation,

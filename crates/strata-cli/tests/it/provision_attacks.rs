@@ -371,3 +371,78 @@ fn an_image_file_attached_to_a_loop_device_is_refused_and_left_as_it_was() {
     );
     assert_eq!(&read_at(&moved, 512, 8), b"EFI PART");
 }
+
+#[test]
+fn a_disk_another_provisioning_holds_is_refused_at_once() {
+    let e = env();
+    site(&e);
+    let disk = image(&e, "disk.img");
+    // What a provisioning of this disk holds from its start to its end.
+    let held = std::fs::File::open(&disk).unwrap();
+    rustix::fs::flock(&held, rustix::fs::FlockOperation::NonBlockingLockExclusive).unwrap();
+    let started = std::time::Instant::now();
+    let out = provision(&e, &disk).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}: the disk is in use by another provisioning",
+            disk.display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "it waited"
+    );
+    assert!(untouched(&disk), "the disk was written");
+    drop(held);
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root (chroot): scripts/test runs as root (feature host-tests)"
+)]
+fn a_second_provisioning_while_the_first_runs_is_refused_and_the_first_finishes() {
+    use std::io::BufRead;
+    let e = env();
+    strata_test::require_root!();
+    // The base's grub-mkimage takes 5 s: the first run holds the disk meanwhile.
+    slow_base(&e);
+    site(&e);
+    let disk = image(&e, "disk.img");
+    let mut first = provision(&e, &disk)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(first.stderr.take().unwrap()).lines();
+    // "base: …" comes once the disk is open.
+    let mut seen = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        if line.starts_with("base: ") {
+            break;
+        }
+    }
+    assert!(seen.contains("base: "), "{seen}");
+    let second = provision(&e, &disk).output().unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the disk is in use by another provisioning"),
+        "{stderr}"
+    );
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    let first = first.wait_with_output().unwrap();
+    assert!(first.status.success(), "{}", rest.join("\n"));
+    assert_eq!(&read_at(&disk, 512, 8), b"EFI PART");
+}
+
+/// The stand-in base whose grub-mkimage takes 5 s.
+fn slow_base(e: &TestEnv) {
+    let slow = MKIMAGE.replacen("#!/bin/sh\n", "#!/bin/sh\n/bin/busybox sleep 5\n", 1);
+    fake_base_with(e, &slow);
+}
