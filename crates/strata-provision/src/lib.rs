@@ -128,8 +128,10 @@ pub fn provision(
         settings.base.distribution, settings.base.suite
     ));
     let tar = base::tarball(&settings, layout.boot, job.cache, progress)?;
+    // The node's tree (its rendered files, secrets among them) is built here: nobody but
+    // the owner looks in, even at what a killed provisioning left.
     let work_dir = job.cache.join("provision/work");
-    strata_fs::create_dir_all(&work_dir)?;
+    strata_fs::private_dir(&work_dir)?;
     base::remove_abandoned(&work_dir, progress)?;
     let work = tempfile::Builder::new()
         .prefix("tree.")

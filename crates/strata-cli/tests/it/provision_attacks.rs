@@ -446,3 +446,34 @@ fn slow_base(e: &TestEnv) {
     let slow = MKIMAGE.replacen("#!/bin/sh\n", "#!/bin/sh\n/bin/busybox sleep 5\n", 1);
     fake_base_with(e, &slow);
 }
+
+#[test]
+fn the_work_directory_is_private_and_an_abandoned_tree_is_removed_at_the_next_start() {
+    let e = env();
+    site(&e);
+    let disk = image(&e, "disk.img");
+    // What an older strata made (open to all), and the tree of a provisioning killed two
+    // minutes ago, with a rendered file.
+    let work = e.cache().join("provision/work");
+    let left = work.join("tree.killed");
+    std::fs::create_dir_all(left.join("root/etc")).unwrap();
+    std::fs::write(left.join("root/etc/secret"), "rendered\n").unwrap();
+    std::fs::set_permissions(&work, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(120);
+    std::fs::File::open(&left)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let out = provision(&e, &disk).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let mode = std::fs::metadata(&work).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700, "{stderr}");
+    assert!(
+        !left.exists(),
+        "the abandoned tree is still there: {stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("removing {}", left.display())),
+        "{stderr}"
+    );
+}
