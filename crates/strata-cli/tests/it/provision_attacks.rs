@@ -18,8 +18,10 @@ const LAYOUT: &str = "boot = \"bios\"\n\
     [[partition]]\nmount = \"/\"\nfs = \"ext4\"\nsize = \"rest\"\n";
 
 /// The base's grub-mkimage: a core image of 1 KiB of padding, then what it was given
-/// (its environment, its arguments) for the test to read back from the disk.
+/// (its environment, its arguments) for the test to read back from the disk; to `-o FILE`
+/// when given one, else to its output.
 const MKIMAGE: &str = "#!/bin/sh\n\
+    prev=; for a in \"$@\"; do [ \"$prev\" = -o ] && exec >\"$a\"; prev=$a; done\n\
     i=0; while [ $i -lt 64 ]; do printf 'FAKE-CORE-BASE..'; i=$((i+1)); done\n\
     echo ARGS: \"$@\"\n/bin/busybox env\n";
 
@@ -248,8 +250,8 @@ fn a_catalogs_grub_mkimage_and_modules_never_run_nor_land_in_the_boot_loader() {
     site(&e);
     let host = host_dir(&e);
     let before = snapshot(&host);
-    // The site ships its own grub-mkimage (which would write to this machine and make a
-    // core image of its own) and a normal.mod, and makes /boot/grub/i386-pc/normal.mod a
+    // The site ships its own grub-mkimage (which tries to escape the chroot through a proc
+    // mount, write to this machine and make a core image of its own) and a normal.mod, and makes /boot/grub/i386-pc/normal.mod a
     // link to this machine's.
     e.write(
         "modules/m/module.toml",
@@ -262,7 +264,9 @@ fn a_catalogs_grub_mkimage_and_modules_never_run_nor_land_in_the_boot_loader() {
     e.write(
         "modules/m/files/usr/bin/grub-mkimage",
         &format!(
-            "#!/bin/sh\necho pwned >{}/pwned\n\
+            "#!/bin/sh\n/bin/busybox mount -t proc proc /proc && \
+             echo pwned >/proc/1/root{}/pwned; /bin/busybox umount /proc\n\
+             prev=; for a in \"$@\"; do [ \"$prev\" = -o ] && exec >\"$a\"; prev=$a; done\n\
              i=0; while [ $i -lt 64 ]; do printf 'HOSTILE-CORE....'; i=$((i+1)); done\n",
             host.display()
         ),
