@@ -69,16 +69,20 @@ pub fn bios(
         }
     }
     let early = format!("search.fs_uuid {boot_uuid} root\nset prefix=($root){prefix}\n");
-    let name: String = crate::disk::random::<8>()?
+    let tag: String = crate::disk::random::<8>()?
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    let name = format!("strata-grub-early.{name}.cfg");
+    let (cfg, img) = (
+        format!("strata-grub-early.{tag}.cfg"),
+        format!("strata-grub-core.{tag}.img"),
+    );
+    // Both in the fresh tree's /tmp, for this one call, before the catalog runs (the
+    // image to a file: grub-mkimage syncs what it writes, which a pipe refuses).
     let tmp = crate::nofollow::dir(base, "tmp")?;
-    tmp.write(&name, early.as_bytes(), 0o600)?;
-    // The core image comes back on grub-mkimage's output; strata's environment (its
-    // cache, the site's variables) stays out.
-    let core = run(Command::new("chroot")
+    tmp.write(&cfg, early.as_bytes(), 0o600)?;
+    // strata's environment (its cache, the site's variables) stays out.
+    let made = run(Command::new("chroot")
         .env_clear()
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .env("LC_ALL", "C")
@@ -86,10 +90,14 @@ pub fn bios(
         .args(["/usr/bin/grub-mkimage", "-O", "i386-pc", "-d"])
         .arg(format!("/{MODULES}"))
         .arg("-c")
-        .arg(format!("/tmp/{name}"))
+        .arg(format!("/tmp/{cfg}"))
         .args(["-p", prefix])
+        .arg("-o")
+        .arg(format!("/tmp/{img}"))
         .args(CORE_MODULES));
-    tmp.remove(&name)?;
+    let core = made.and_then(|_| tmp.read(&img));
+    tmp.remove(&cfg)?;
+    tmp.remove(&img)?;
     let mut core = core?;
     let boot = modules
         .iter()

@@ -121,6 +121,28 @@ impl TreeDir {
         Ok(())
     }
 
+    /// Reads the file `name` of this directory (a link is refused, not followed).
+    pub fn read(&self, name: &str) -> Result<Vec<u8>, ProvisionError> {
+        let path = self.path.join(name);
+        let fd = openat(
+            &self.fd,
+            name,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| ProvisionError::io(&path, e.into()))?;
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            match rustix::io::read(&fd, &mut buf) {
+                Ok(0) => return Ok(out),
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(Errno::INTR) => {}
+                Err(e) => return Err(ProvisionError::io(&path, e.into())),
+            }
+        }
+    }
+
     /// Removes the file `name` of this directory, if there.
     pub fn remove(&self, name: &str) -> Result<(), ProvisionError> {
         match unlinkat(&self.fd, name, AtFlags::empty()) {
