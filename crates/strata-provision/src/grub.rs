@@ -1,12 +1,15 @@
-//! GRUB for a BIOS machine, installed onto the disk without loop devices: the tree's own
+//! GRUB for a BIOS machine, installed onto the disk without loop devices: the base's own
 //! `grub-mkimage` makes the core image (it finds the boot file system by UUID), which goes
 //! into the `bios_grub` partition; `boot.img` goes into the MBR, both patched with where
-//! the core lies, as `grub-bios-setup` does.
+//! the core lies, as `grub-bios-setup` does. All of it is taken from the base as unpacked,
+//! before the node's catalog can change the tree: the catalog is the site's, and a
+//! `grub-mkimage` it ships must never run here.
 
 use std::path::Path;
 use std::process::Command;
 
 use crate::error::ProvisionError;
+use crate::nofollow::TreeDir;
 use crate::run::run;
 
 /// Where Debian's grub-pc-bin keeps the BIOS modules.
@@ -28,55 +31,79 @@ const DRIVE_CHECK: usize = 0x66;
 /// diskboot.img (the core's first sector): the first block list's start sector.
 const BLOCKLIST_START: usize = 512 - 12;
 
-/// The boot loader's two pieces, ready to write.
+/// The boot loader, ready to write.
 #[derive(Debug)]
 pub struct Bios {
     /// The MBR's boot code (440 bytes).
     pub mbr_code: Vec<u8>,
     /// The core image, for the `bios_grub` partition.
     pub core: Vec<u8>,
+    /// The base's modules (`.mod`, `.lst`, `.img`), for `/boot/grub/i386-pc`: the ones the
+    /// core image was made with.
+    modules: Vec<(String, Vec<u8>)>,
 }
 
-/// Copies GRUB's modules to `/boot/grub/i386-pc` of the tree (what `grub-install` does),
-/// and makes the core image for a `bios_grub` partition at `first_sector` of
-/// `max_bytes`, finding the file system `boot_uuid` and GRUB's files at `prefix` in it.
+/// Makes the core image for a `bios_grub` partition at `first_sector` of `max_bytes`,
+/// finding the file system `boot_uuid` and GRUB's files at `prefix` in it, with the
+/// `grub-mkimage` of `base` (the base as unpacked, before the catalog), and takes the
+/// base's modules.
 pub fn bios(
-    tree: &Path,
+    base: &Path,
     boot_uuid: &str,
     prefix: &str,
     first_sector: u64,
     max_bytes: u64,
 ) -> Result<Bios, ProvisionError> {
-    let modules = tree.join(MODULES);
-    if !strata_fs::exists(&modules.join("boot.img")) {
+    let dir = base.join(MODULES);
+    if !strata_fs::exists(&dir.join("boot.img")) {
         return Err(ProvisionError::Tree(format!(
-            "the new tree has no /{MODULES}/boot.img: the base or the node's catalog must \
-             install grub-pc-bin for a bios layout"
+            "the base has no /{MODULES}/boot.img (grub-pc-bin): remove the cached base \
+             tarball so that it is made again"
         )));
     }
-    let dest = tree.join("boot/grub/i386-pc");
-    strata_fs::create_dir_all(&dest)?;
-    for name in strata_fs::list_dir(&modules)? {
+    let mut modules = Vec::new();
+    for name in strata_fs::list_dir(&dir)? {
         if [".mod", ".lst", ".img"].iter().any(|s| name.ends_with(s)) {
-            copy(&modules.join(&name), &dest.join(&name))?;
+            let content = strata_fs::read(&dir.join(&name))?;
+            modules.push((name, content));
         }
     }
     let early = format!("search.fs_uuid {boot_uuid} root\nset prefix=($root){prefix}\n");
-    let cfg = tree.join("tmp/strata-grub-early.cfg");
-    let img = tree.join("tmp/strata-grub-core.img");
-    crate::disk::write_tree_file(&cfg, early.as_bytes(), 0o644)?;
+    let tag: String = crate::disk::random::<8>()?
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let (cfg, img) = (
+        format!("strata-grub-early.{tag}.cfg"),
+        format!("strata-grub-core.{tag}.img"),
+    );
+    // Both in the fresh tree's /tmp, for this one call, before the catalog runs (the
+    // image to a file: grub-mkimage syncs what it writes, which a pipe refuses).
+    let tmp = crate::nofollow::dir(base, "tmp")?;
+    tmp.write(&cfg, early.as_bytes(), 0o600)?;
+    // strata's environment (its cache, the site's variables) stays out.
     let made = run(Command::new("chroot")
-        .arg(tree)
-        .args(["grub-mkimage", "-O", "i386-pc", "-d"])
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("LC_ALL", "C")
+        .arg(base)
+        .args(["/usr/bin/grub-mkimage", "-O", "i386-pc", "-d"])
         .arg(format!("/{MODULES}"))
-        .args(["-c", "/tmp/strata-grub-early.cfg", "-p", prefix])
-        .args(["-o", "/tmp/strata-grub-core.img"])
+        .arg("-c")
+        .arg(format!("/tmp/{cfg}"))
+        .args(["-p", prefix])
+        .arg("-o")
+        .arg(format!("/tmp/{img}"))
         .args(CORE_MODULES));
-    let core = made.and_then(|_| Ok(strata_fs::read(&img)?));
-    strata_fs::remove_file(&cfg)?;
-    strata_fs::remove_file(&img)?;
+    let core = made.and_then(|_| tmp.read(&img));
+    tmp.remove(&cfg)?;
+    tmp.remove(&img)?;
     let mut core = core?;
-    let boot = strata_fs::read(&modules.join("boot.img"))?;
+    let boot = modules
+        .iter()
+        .find(|(n, _)| n == "boot.img")
+        .map(|(_, c)| c.as_slice())
+        .unwrap_or_default();
     if boot.len() != 512 || core.len() < 512 {
         return Err(ProvisionError::Tree(format!(
             "/{MODULES}: boot.img or the core image is not what GRUB makes"
@@ -93,15 +120,20 @@ pub fn bios(
     // A hard disk: skip the check for BIOSes that pass a wrong boot drive.
     mbr_code[DRIVE_CHECK..DRIVE_CHECK + 2].copy_from_slice(&[0x90, 0x90]);
     core[BLOCKLIST_START..BLOCKLIST_START + 8].copy_from_slice(&(first_sector + 1).to_le_bytes());
-    Ok(Bios { mbr_code, core })
+    Ok(Bios {
+        mbr_code,
+        core,
+        modules,
+    })
 }
 
-#[allow(
-    clippy::disallowed_methods,
-    reason = "GRUB's modules copied into the new tree, not a managed target"
-)]
-fn copy(from: &Path, to: &Path) -> Result<(), ProvisionError> {
-    std::fs::copy(from, to)
-        .map(|_| ())
-        .map_err(|e| ProvisionError::io(to, e))
+impl Bios {
+    /// Writes the base's modules into `/boot/grub/i386-pc` of the tree (what
+    /// `grub-install` does), over what the catalog left there.
+    pub fn install(&self, dest: &TreeDir) -> Result<(), ProvisionError> {
+        for (name, content) in &self.modules {
+            dest.write(name, content, 0o644)?;
+        }
+        Ok(())
+    }
 }

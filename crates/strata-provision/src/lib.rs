@@ -1,6 +1,8 @@
 //! Makes a disk (a block device or an image file) into a node: the site's layout checked
-//! against the disk, the base OS unpacked into a new tree, the node's catalog applied to
-//! it (by the caller, with the engine), `fstab` by UUID and the boot loader, then the
+//! against the disk, the base OS unpacked into a new tree (GRUB's core image made from it
+//! as unpacked), the node's catalog applied to it (by the caller, with the engine; the tree
+//! is the site's from then on, and nothing is written into it through a link), `fstab` by
+//! UUID and the boot loader's files, then the
 //! disk written: old tables wiped, file systems made from the tree at their offsets,
 //! GRUB's core, and the partition table and boot code last — so a provisioning stopped
 //! halfway leaves a disk that neither boots nor shows partitions, and the next one starts
@@ -12,6 +14,7 @@ mod disk;
 mod error;
 pub mod gpt;
 mod grub;
+mod nofollow;
 mod run;
 mod tree;
 
@@ -125,8 +128,10 @@ pub fn provision(
         settings.base.distribution, settings.base.suite
     ));
     let tar = base::tarball(&settings, layout.boot, job.cache, progress)?;
+    // The node's tree (its rendered files, secrets among them) is built here: nobody but
+    // the owner looks in, even at what a killed provisioning left.
     let work_dir = job.cache.join("provision/work");
-    strata_fs::create_dir_all(&work_dir)?;
+    strata_fs::private_dir(&work_dir)?;
     base::remove_abandoned(&work_dir, progress)?;
     let work = tempfile::Builder::new()
         .prefix("tree.")
@@ -137,6 +142,20 @@ pub fn provision(
     let root = work.path().join("root");
     strata_fs::create_dir_all(&root)?;
     base::unpack(&tar, &root)?;
+    // GRUB's core image, boot code and modules come from the base as unpacked, before
+    // the catalog can change anything in the tree: its grub-mkimage is the base's own.
+    let (boot, boot_dir) = tree::boot_volume(&volumes);
+    let bios_grub = volumes
+        .iter()
+        .find(|v| v.kind == PartType::BiosGrub)
+        .expect("a checked bios layout has a bios_grub partition");
+    let loader = grub::bios(
+        &root,
+        &boot.uuid,
+        &format!("{boot_dir}/grub"),
+        bios_grub.placed.first,
+        bios_grub.placed.bytes(),
+    )?;
     tree::write_node_files(&root, job.node, &volumes)?;
     lap("base", &mut times);
 
@@ -145,8 +164,10 @@ pub fn provision(
     lap("catalog", &mut times);
 
     progress("boot loader: GRUB for a BIOS machine");
+    // The tree is the site's now: GRUB's directories must be real ones of the tree.
+    let grub_dir = nofollow::dir(&root, "boot/grub")?;
+    let modules_dir = nofollow::dir(&root, "boot/grub/i386-pc")?;
     let kernel = tree::kernel(&root)?;
-    let (boot, boot_dir) = tree::boot_volume(&volumes);
     let root_uuid = volumes
         .iter()
         .find(|v| v.mount.as_deref() == Some("/"))
@@ -160,18 +181,8 @@ pub fn provision(
         (&kernel.0, &kernel.1),
         settings.console.as_ref(),
     );
-    disk::write_tree_file(&root.join("boot/grub/grub.cfg"), cfg.as_bytes(), 0o644)?;
-    let bios_grub = volumes
-        .iter()
-        .find(|v| v.kind == PartType::BiosGrub)
-        .expect("a checked bios layout has a bios_grub partition");
-    let loader = grub::bios(
-        &root,
-        &boot.uuid,
-        &format!("{boot_dir}/grub"),
-        bios_grub.placed.first,
-        bios_grub.placed.bytes(),
-    )?;
+    grub_dir.write("grub.cfg", cfg.as_bytes(), 0o644)?;
+    loader.install(&modules_dir)?;
     let staging = work.path().join("volumes");
     strata_fs::create_dir_all(&staging)?;
     let sources = tree::split(&root, &staging, &volumes)?;
@@ -231,10 +242,12 @@ pub fn provision(
         disk.write_at(at, &bytes)?;
     }
     disk.sync()?;
-    if disk.is_block() {
+    let block = disk.is_block();
+    let path = disk.path().to_path_buf();
+    // Held until the end: another provisioning of this disk is refused meanwhile.
+    let held = disk.close();
+    if block {
         // The kernel learns the new partitions (/dev/sdb1…) once the disk is closed.
-        let path = disk.path().to_path_buf();
-        drop(disk);
         if let Err(e) = run::run(
             std::process::Command::new("blockdev")
                 .arg("--rereadpt")
@@ -250,6 +263,7 @@ pub fn provision(
     lap("partition table", &mut times);
     progress("removing the temporary tree");
     work.close().map_err(|e| ProvisionError::io(&work_dir, e))?;
+    drop(held);
     lap("clean up", &mut times);
     Ok(Provisioned {
         generation,

@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::config::{Console, Fs, PartType};
-use crate::disk::{Disk, write_tree_file};
+use crate::disk::Disk;
 use crate::error::ProvisionError;
 use crate::gpt::Placed;
+use crate::nofollow::write_tree_file;
 use crate::run::run;
 
 /// A partition of the layout with what goes on it.
@@ -158,12 +159,8 @@ pub fn grub_cfg(
 
 /// Writes `/etc/fstab` and `/etc/hostname` into the tree.
 pub fn write_node_files(tree: &Path, node: &str, volumes: &[Volume]) -> Result<(), ProvisionError> {
-    write_tree_file(&tree.join("etc/fstab"), fstab(volumes).as_bytes(), 0o644)?;
-    write_tree_file(
-        &tree.join("etc/hostname"),
-        format!("{node}\n").as_bytes(),
-        0o644,
-    )
+    write_tree_file(tree, "etc/fstab", fstab(volumes).as_bytes(), 0o644)?;
+    write_tree_file(tree, "etc/hostname", format!("{node}\n").as_bytes(), 0o644)
 }
 
 /// Moves each mounted volume's part of the tree (other than `/`) into a directory of its
@@ -333,8 +330,9 @@ mod tests {
     fn a_mount_point_through_a_link_is_refused_and_the_tree_left_whole() {
         let t = tempfile::tempdir().unwrap();
         let tree = t.path().join("tree");
-        write_tree_file(&tree.join("usr/lib/x"), b"x", 0o644).unwrap();
-        write_tree_file(&tree.join("var/log/y"), b"y", 0o644).unwrap();
+        strata_fs::create_dir_all(&tree).unwrap();
+        write_tree_file(&tree, "usr/lib/x", b"x", 0o644).unwrap();
+        write_tree_file(&tree, "var/log/y", b"y", 0o644).unwrap();
         std::os::unix::fs::symlink("usr/lib", tree.join("lib")).unwrap();
         let staging = t.path().join("staging");
         strata_fs::create_dir_all(&staging).unwrap();
@@ -380,7 +378,7 @@ mod tests {
             "boot/initrd.img-6.1.0-10-amd64",
             "boot/vmlinuz-6.1.0-11-amd64",
         ] {
-            write_tree_file(&t.path().join(f), b"k", 0o644).unwrap();
+            write_tree_file(t.path(), f, b"k", 0o644).unwrap();
         }
         assert_eq!(
             kernel(t.path()).unwrap(),

@@ -34,6 +34,7 @@ mod paths;
 mod plan;
 mod private;
 mod provision;
+mod provision_attacks;
 mod pull;
 mod push;
 mod rate_limit;
