@@ -205,5 +205,42 @@ fn set(n: &NodeArg, state: Option<NodeState>, printer: &Printer) -> CommandResul
     }
     let what = state.map_or("forgotten", NodeState::as_str);
     printer.out(&format!("{}: {what}\n", n.node))?;
+    let site = absolute(&n.db.site.site)?;
+    let readable = secrets_of(&site, &n.node, printer)?;
+    if !readable.is_empty() {
+        printer.out(&format!(
+            "{} could decrypt {} secret{}: {}\n",
+            n.node,
+            readable.len(),
+            if readable.len() == 1 { "" } else { "s" },
+            readable.join(", ")
+        ))?;
+        printer.note(
+            "it keeps what it already decrypted: set new values (strata secret set NAME), \
+             and take it out of their recipients (strata secret rekey)",
+        );
+    }
     Ok(())
+}
+
+/// The site's secrets that are encrypted to `node`'s key, by name.
+/// A secret whose recipients cannot be read is named (the node's state has changed
+/// already).
+fn secrets_of(
+    site: &std::path::Path,
+    node: &str,
+    printer: &Printer,
+) -> anyhow::Result<Vec<String>> {
+    let files = strata_secrets::SecretFiles::of(site);
+    let mut out = Vec::new();
+    for name in files.list()? {
+        match files.meta(&name) {
+            Ok(meta) if meta.recipients.contains_key(node) => out.push(name),
+            Ok(_) => {}
+            Err(e) => printer.note(&format!(
+                "warning: {e}: cannot tell whether {node} could decrypt it"
+            )),
+        }
+    }
+    Ok(out)
 }

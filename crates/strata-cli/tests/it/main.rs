@@ -45,6 +45,7 @@ mod sandbox;
 mod sandbox_attacks;
 mod secrets;
 mod secrets_keys;
+mod secrets_pull;
 mod secrets_rollback;
 mod sensitive;
 mod serve;

@@ -80,10 +80,12 @@ pub(crate) fn secret(e: &TestEnv, args: &[&str], input: &str) -> Run {
     }
 }
 
-/// What a canary may look like: itself and its base64 (three alignments).
+/// What a canary may look like: itself, its hex (either case) and its base64 (three
+/// alignments).
 pub(crate) fn needles(canary: &str) -> Vec<String> {
     let b64 = base64::engine::general_purpose::STANDARD;
-    let mut out = vec![canary.to_string()];
+    let hex: String = canary.bytes().map(|b| format!("{b:02x}")).collect();
+    let mut out = vec![canary.to_string(), hex.to_uppercase(), hex];
     for skip in 0..3 {
         let enc = b64.encode(&canary.as_bytes()[skip..]);
         // Only the part that does not depend on what came before it.
