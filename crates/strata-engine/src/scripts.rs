@@ -161,11 +161,17 @@ impl Sandbox<'_> {
 
         // What the sandbox finally holds is what the apply must bring about.
         let meter = Meter::start();
+        // What a module's programs write is sensitive when they were given secrets.
+        let given: BTreeSet<&str> = (self.catalog.runs.iter())
+            .filter(|r| !r.secrets.is_empty())
+            .map(|r| r.id.as_str())
+            .collect();
         let last = final_entries(
             &declared.plan,
             &run.observed,
             |p| declared.known_from_target(p),
             &lays.released,
+            &given,
         );
         let contents = (&contents, run.contents());
         let plan = self.managed.plan(self.root, last, &contents)?;
@@ -492,12 +498,14 @@ fn lays(
 /// What the sandbox finally holds is what the apply must bring about: each planned entry
 /// with its final state (entries whose content is known only from the target, when the
 /// run left them alone, keep the target's), plus every other path a module's files or
-/// programs changed, as an observed entry of that module.
+/// programs changed, as an observed entry of that module (sensitive when the module's
+/// programs were given secrets: `given`).
 fn final_entries(
     first: &Plan,
     observed: &Observed,
     from_target: impl Fn(&TargetPath) -> bool,
     released: &BTreeMap<TargetPath, Snapshot>,
+    given: &BTreeSet<&str>,
 ) -> Vec<Entry> {
     let before: BTreeMap<&TargetPath, &Snapshot> =
         first.changes.iter().map(|c| (&c.path, &c.before)).collect();
@@ -542,14 +550,14 @@ fn final_entries(
             continue;
         };
         // What the target keeps from other users' eyes (shadow files, keys) is shown only
-        // as changed: the plan says so of any private file. `sensitive` is for what was
-        // rendered from a secret, which a script's output is not known to be.
+        // as changed: the plan says so of any private file. `sensitive` is for what may
+        // hold a secret: anything a module given secrets (`STRATA_SECRET_*`) wrote.
         last.push(Entry {
             path: c.path.clone(),
             state: c.state.clone(),
             replace: true,
             implicit: false,
-            sensitive: false,
+            sensitive: given.contains(module.as_str()),
             observed: true,
             module: Some(module.clone()),
             source: None,

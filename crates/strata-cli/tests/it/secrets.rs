@@ -532,7 +532,8 @@ fn only_scripts_whose_module_asks_see_the_secret() {
         .write("modules/other/module.toml", "");
     script(
         "app",
-        "printf '%s' \"$STRATA_SECRET_DB_PASSWORD\" | wc -c > /etc/app-seen",
+        "printf '%s' \"$STRATA_SECRET_DB_PASSWORD\" | wc -c > /etc/app-seen\n\
+         printf 'password=%s\\n' \"$STRATA_SECRET_DB_PASSWORD\" > /etc/app.conf",
     );
     script(
         "other",
@@ -547,11 +548,23 @@ fn only_scripts_whose_module_asks_see_the_secret() {
     for (what, run) in [("plan", &plan), ("apply", &apply), ("report", &report)] {
         assert_clean(what, &out(run));
     }
+    // What the asking module's script wrote may hold the secret: sensitive, no diff,
+    // its contents sealed in the store.
+    let line = |run: &Run| {
+        (run.stdout.lines())
+            .find(|l| l.contains("/etc/app.conf"))
+            .map(str::to_string)
+            .unwrap_or_default()
+    };
+    assert!(line(&plan).contains("(sensitive)"), "{}", plan.stdout);
+    assert!(line(&apply).contains("(sensitive)"), "{}", apply.stdout);
     let read = |p: &str| std::fs::read_to_string(e.root().join(p)).unwrap();
+    assert_eq!(read("etc/app.conf"), format!("password={CANARY}\n"));
+    assert!(!sealed_objects(&e.root()).is_empty());
     assert_eq!(read("etc/app-seen").trim(), CANARY.len().to_string());
     assert_eq!(read("etc/other-seen"), "xunset\n");
     assert_eq!(read("etc/other-env").trim(), "0");
-    let hits = files_with_canary(&e.root(), &[]);
+    let hits = files_with_canary(&e.root(), &["etc/app.conf"]);
     assert!(hits.is_empty(), "the secret is in {hits:?}");
     assert!(files_with_canary(&e.cache(), &[]).is_empty());
     // The sandbox's scratch directories are gone; none of them kept it either.
