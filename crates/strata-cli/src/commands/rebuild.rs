@@ -59,7 +59,7 @@ pub fn run(args: &RebuildArgs, printer: &Printer) -> CommandResult {
     let text = node_file(args, &old)?;
     let new_file = site.join("nodes").join(format!("{}.toml", args.new));
     match strata_fs::read_to_string(&new_file) {
-        Ok(existing) if existing == text => {}
+        Ok(existing) if same_but_keys(&existing, &text) => {}
         Ok(_) => {
             return Err(CommandError::from(anyhow!(
                 "nodes/{}.toml exists and is not what rebuild would write; nothing was changed",
@@ -119,6 +119,18 @@ fn node_file(args: &RebuildArgs, old: &str) -> anyhow::Result<String> {
         args.like,
         toml::to_string(&table)?
     ))
+}
+
+/// Whether the node file `existing` says what `text` does, but for the `[keys]` the host
+/// gave it since (its first push records its age key there).
+fn same_but_keys(existing: &str, text: &str) -> bool {
+    let table = |t: &str| {
+        toml::from_str::<toml::Table>(t).map(|mut t| {
+            t.remove("keys");
+            t
+        })
+    };
+    matches!((table(existing), table(text)), (Ok(a), Ok(b)) if a == b)
 }
 
 /// Adds `new` after `old` in the `nodes` list of every group that lists `old` (an edit of
