@@ -68,8 +68,11 @@ fn declare_pinned(e: &TestEnv, url: &str, sha256: &str, extra: &str) {
         );
 }
 
-/// Runs an apply that must fail: its standard error and its peak memory (KiB).
-#[allow(clippy::zombie_processes)] // reaped by `wait4`, which gives its peak memory
+/// Runs `strata apply`, which must fail; returns its stderr and its peak resident size in
+/// KiB: the highest `VmHWM` of `/proc/PID/status` read every 2 ms while it runs (its own
+/// memory since `exec`). Not `wait4`'s `ru_maxrss`: Linux counts into it the memory a
+/// child had before `exec`, which for a child of this test process is the test process's
+/// (over 100 MiB when the whole suite runs in it).
 fn failing_apply(e: &TestEnv) -> (String, i64) {
     let mut child = e
         .cmd(&["apply", "--node", "n1"])
@@ -77,22 +80,28 @@ fn failing_apply(e: &TestEnv) -> (String, i64) {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("run strata");
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .expect("piped")
-        .read_to_string(&mut stderr)
-        .expect("stderr");
-    let (mut status, mut usage) = (0, unsafe { std::mem::zeroed::<libc::rusage>() });
-    // SAFETY: waits for our own child, once (`child` is not waited for again).
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert_eq!(pid, child.id() as i32, "wait4");
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 1,
-        "exit status {status}: {stderr}"
-    );
-    (stderr, usage.ru_maxrss)
+    let mut pipe = child.stderr.take().expect("piped");
+    let reader = std::thread::spawn(move || {
+        let mut stderr = String::new();
+        pipe.read_to_string(&mut stderr).expect("stderr");
+        stderr
+    });
+    let status = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    let exit = loop {
+        let hwm = (std::fs::read_to_string(&status).unwrap_or_default().lines())
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok());
+        peak = peak.max(hwm.unwrap_or(0));
+        if let Some(exit) = child.try_wait().expect("wait") {
+            break exit;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    };
+    let stderr = reader.join().expect("reader");
+    assert_eq!(exit.code(), Some(1), "{stderr}");
+    assert!(peak > 0, "no VmHWM read from {status}");
+    (stderr, peak)
 }
 
 /// Nothing of a download is left in the cache.
