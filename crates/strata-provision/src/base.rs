@@ -112,6 +112,89 @@ pub fn unpack(tar: &Path, tree: &Path) -> Result<(), ProvisionError> {
     Ok(())
 }
 
+/// A base tarball fetched as it is unpacked (the netboot initrd's, from the server):
+/// `open` starts the download; the bytes must hash to `blake3` (hex), pinned when the
+/// initrd was built.
+pub struct Streamed<'a> {
+    /// Where it comes from, for messages.
+    pub from: String,
+    /// Starts reading it.
+    pub open: &'a dyn Fn() -> Result<Box<dyn std::io::Read + 'a>, String>,
+    /// Its blake3, in hex.
+    pub blake3: String,
+}
+
+impl std::fmt::Debug for Streamed<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Streamed")
+            .field("from", &self.from)
+            .field("blake3", &self.blake3)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Unpacks a streamed base into `tree` (an empty directory) as it arrives, hashing it on
+/// the way: it is never held whole, in memory or on disk. Its hash is checked once tar
+/// has read the end and before anything of the tree is used (nothing in the tree runs
+/// and nothing reaches the disk until then); a mismatch is an error, and the caller's
+/// temporary tree goes with it.
+pub fn unpack_streamed(base: &Streamed<'_>, tree: &Path) -> Result<u64, ProvisionError> {
+    use std::io::{Read, Write};
+    let mut input =
+        (base.open)().map_err(|e| ProvisionError::Tree(format!("{}: {e}", base.from)))?;
+    let mut tar = Command::new("tar")
+        .arg("-C")
+        .arg(tree)
+        .args(["--numeric-owner", "--xattrs", "-xf", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| ProvisionError::Program {
+            program: "tar".into(),
+            status: e.to_string(),
+            output: String::new(),
+        })?;
+    let mut stdin = tar.stdin.take().expect("piped");
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    let copied: Result<(), String> = loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => break Err(format!("{}: {e}", base.from)),
+        };
+        hasher.update(&buf[..n]);
+        total += n as u64;
+        if let Err(e) = stdin.write_all(&buf[..n]) {
+            break Err(format!("tar stopped reading the base: {e}"));
+        }
+    };
+    drop(stdin);
+    let out = tar
+        .wait_with_output()
+        .map_err(|e| ProvisionError::io(tree, e))?;
+    if !out.status.success() {
+        return Err(ProvisionError::Program {
+            program: "tar".into(),
+            status: out.status.to_string(),
+            output: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    copied.map_err(ProvisionError::Tree)?;
+    let got = hasher.finalize().to_hex().to_string();
+    if got != base.blake3 {
+        return Err(ProvisionError::Tree(format!(
+            "{}: the base is not the one `netboot build` pinned ({total} bytes, blake3 {got}; \
+             expected {}): nothing was written to the disk",
+            base.from, base.blake3
+        )));
+    }
+    Ok(total)
+}
+
 /// Waits for and takes the cache directory's lock (dropped with the descriptor).
 fn lock(dir: &Path) -> Result<std::os::fd::OwnedFd, ProvisionError> {
     flock_dir(dir, false)?.ok_or_else(|| ProvisionError::Tree("lock".into()))

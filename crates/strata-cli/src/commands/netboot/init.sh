@@ -1,7 +1,10 @@
 #!/bin/busybox sh
-# strata's netboot initrd (`strata netboot build`): network, facts, enrollment.
+# strata's netboot initrd (`strata netboot build`): network, facts, enrollment, then
+# the machine's disk provisioned from its server and a reboot into it.
 /bin/busybox --install -s /bin
-export PATH=/bin
+# GNU tar and mke2fs (in /usr) before busybox's.
+export PATH=/usr/sbin:/usr/bin:/bin
+set -o pipefail
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
@@ -41,5 +44,14 @@ else
   stop "enrollment failed: $(cat /tmp/enroll.out)"
 fi
 rm -f /tmp/token
-say "done: provisioning from the initrd is not built yet; powering off"
-stop "enrolled"
+# The new tree is built in memory (the disk is written only once it is complete).
+mkdir -p /var/cache/strata
+mount -t tmpfs -o size=90% tmpfs /var/cache/strata || stop "no memory for the new tree"
+export STRATA_CACHE_DIR=/var/cache/strata
+say "provisioning"
+if strata netboot provision 2>&1 | tee /tmp/provision.out; then
+  say "provisioned; rebooting into the disk"
+  sync; sleep 1; reboot -f
+else
+  stop "provisioning failed: $(tail -n 5 /tmp/provision.out)"
+fi

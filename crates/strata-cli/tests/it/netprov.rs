@@ -1,0 +1,270 @@
+//! Provisioning from the netboot initrd (docs/provision.md, "Provisioning from the
+//! initrd"): `strata netboot provision` fetches the node's signed snapshot and assignment
+//! as its agent does, streams the base from `serve`'s /boot/base.tar (checked against the
+//! hash `netboot build` pinned), writes the disk as `strata provision` does and installs
+//! the node's identity and agent on it; the server then answers the machine's iPXE with
+//! "boot your disk". On this machine with a disk image first (a wrong base, a run killed
+//! halfway, then one that completes, and the installed agent's first report), then end to
+//! end in QEMU: netboot, enroll, classify, provision, reboot into the disk, report.
+
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use strata_test::TestEnv;
+
+use crate::netboot::{base, get};
+use crate::serve::{Served, output, served_with};
+
+const LAYOUT: &str = "boot = \"bios\"\n\
+    [[partition]]\nsize = \"1MiB\"\ntype = \"bios_grub\"\n\
+    [[partition]]\nmount = \"/\"\nfs = \"ext4\"\nsize = \"rest\"\n";
+
+/// Says on the serial console that the installed system booted, with the address its
+/// pool entry gave it.
+const UNIT: &str = "[Unit]\nDescription=strata netboot test marker\n\
+    [Service]\nType=oneshot\n\
+    ExecStart=/bin/sh -c 'echo \"STRATA-BOOTED-$(cat /etc/hostname) ip=$(cat /etc/strata-address)\" >/dev/ttyS0'\n\
+    [Install]\nWantedBy=multi-user.target\n";
+
+/// The site: provisioning settings, the layout, the marker and the network (DHCP with
+/// systemd-networkd, so that the installed agent reaches the server).
+fn site(e: &TestEnv, modules_of: &str) {
+    e.write(
+        "strata.toml",
+        "[site]\nname = \"s\"\n[provision]\nconsole = \"ttyS0,115200\"\n",
+    );
+    e.write("hardware/layouts/default.toml", LAYOUT);
+    e.write(modules_of, "modules = [\"marker\", \"net\"]\n");
+    e.write(
+        "modules/marker/module.toml",
+        "[[service]]\nname = \"strata-marker\"\n",
+    );
+    e.write(
+        "modules/marker/files/etc/systemd/system/strata-marker.service",
+        UNIT,
+    );
+    e.write(
+        "modules/net/module.toml",
+        "[[service]]\nname = \"systemd-networkd\"\n",
+    );
+    e.write(
+        "modules/net/files/etc/systemd/network/80-dhcp.network",
+        "[Match]\nName=en* eth*\n[Network]\nDHCP=ipv4\n",
+    );
+}
+
+/// Builds the netboot files into `boot` and returns the base's pinned hash.
+fn build(s: &Served, boot: &Path) -> String {
+    let base = base(s);
+    let (code, out, err) = output(
+        s.env
+            .cmd(&["netboot", "build", "--out"])
+            .arg(boot)
+            .arg("--base")
+            .arg(&base),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    out.split("blake3 ")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("no hash in: {out}"))
+}
+
+/// An image file of `size` bytes whose first MiB is a pattern (to see it untouched).
+fn image(dir: &Path, size: u64) -> PathBuf {
+    let path = dir.join("disk.img");
+    let f = std::fs::File::create(&path).unwrap();
+    f.set_len(size).unwrap();
+    use std::os::unix::fs::FileExt;
+    f.write_all_at(&[0xAB; 1 << 20], 0).unwrap();
+    path
+}
+
+fn head(disk: &Path) -> Vec<u8> {
+    let mut buf = vec![0u8; 1 << 20];
+    std::fs::File::open(disk)
+        .unwrap()
+        .read_exact(&mut buf)
+        .unwrap();
+    buf
+}
+
+/// `strata netboot provision` for the node enrolled in `root`.
+fn provision(s: &Served, root: &Path, disk: &Path, hash: &Path) -> Command {
+    let mut cmd = s.env.cmd(&["netboot", "provision", "--root"]);
+    cmd.arg(root)
+        .arg("--disk")
+        .arg(disk)
+        .arg("--base-hash")
+        .arg(hash)
+        .env("STRATA_CACHE_DIR", s.env.path().join("ncache"));
+    cmd
+}
+
+/// The answer to the machine's iPXE, asked with its MAC.
+fn ipxe(s: &Served, mac: &str) -> String {
+    get(&s.authority(), &format!("/boot/ipxe/{mac}"), &s.authority())
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root, the provision base (debootstrap's mirror once) and loop mounts: \
+              scripts/test provides them (feature host-tests)"
+)]
+fn a_node_provisions_its_disk_from_the_server_only_with_the_pinned_base_and_only_once_done() {
+    assert!(strata_test::is_root(), "needs root");
+    let dir = tempfile::tempdir().unwrap();
+    let boot = dir.path().join("boot");
+    let token_file = dir.path().join("token");
+    let node = "m-525400aabbcc";
+    let s = served_with(
+        |e| site(e, &format!("nodes/{node}.toml")),
+        &[
+            "--netboot",
+            boot.to_str().unwrap(),
+            "--netboot-token-file",
+            token_file.to_str().unwrap(),
+        ],
+    );
+    let hash = build(&s, &boot);
+    s.publish();
+    std::fs::copy(s.token(&["--uses", "1"]), &token_file).unwrap();
+    // The node enrolls as the initrd does (its state in a directory here, in memory there).
+    let root = s.node_root("initrd");
+    let (code, out, err) = s.enroll(&root, node, Some(&token_file));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(ipxe(&s, "525400aabbcc").contains("\nkernel "));
+    let disk = image(dir.path(), 3 << 30);
+
+    // A base that is not the pinned one: refused, the disk as it was.
+    let wrong = dir.path().join("wrong.blake3");
+    std::fs::write(&wrong, format!("{}\n", "0".repeat(64))).unwrap();
+    let (code, out, err) = output(&mut provision(&s, &root, &disk, &wrong));
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("the base is not the one `netboot build` pinned")
+            && err.contains(&format!("blake3 {hash}")),
+        "{err}"
+    );
+    assert!(
+        head(&disk).iter().all(|b| *b == 0xAB),
+        "the disk was written"
+    );
+
+    // Killed while it makes the file system: no table, no boot code, no report, so the
+    // server still answers the machine with the provisioning kernel.
+    let pinned = dir.path().join("base.blake3");
+    std::fs::write(&pinned, format!("{hash}\n")).unwrap();
+    let mut child = provision(&s, &root, &disk, &pinned)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let pgid = child.id();
+    let mut seen = String::new();
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.starts_with("making ") {
+            rustix::process::kill_process_group(
+                rustix::process::Pid::from_raw(pgid as i32).unwrap(),
+                rustix::process::Signal::KILL,
+            )
+            .unwrap();
+            break;
+        }
+    }
+    child.wait().unwrap();
+    assert!(
+        seen.contains("making ext4 for /"),
+        "never reached the disk:\n{seen}"
+    );
+    assert!(
+        head(&disk)[..34 * 512].iter().all(|b| *b == 0),
+        "a provisioning killed halfway left a partition table or boot code"
+    );
+    assert!(ipxe(&s, "525400aabbcc").contains("\nkernel "));
+    let (_, runs, _) = s.site_cmd(&["runs", node]);
+    assert!(!runs.contains("provisioned"), "{runs}");
+
+    // The next one starts over and completes; the server then says "boot your disk".
+    let started = Instant::now();
+    let (code, out, err) = output(&mut provision(&s, &root, &disk, &pinned));
+    assert_eq!(code, 0, "{out}{err}");
+    eprintln!(
+        "netboot provision on this machine: {:.0?}\n{out}",
+        started.elapsed()
+    );
+    assert!(
+        out.contains(&format!("as {node}:")) && out.contains("generation 1"),
+        "{out}"
+    );
+    assert_eq!(&head(&disk)[512..520], b"EFI PART");
+    let answer = ipxe(&s, "525400aabbcc");
+    assert!(
+        answer.contains("sanboot --no-describe --drive 0x80") && !answer.contains("kernel"),
+        "{answer}"
+    );
+    let (_, runs, _) = s.site_cmd(&["runs", node]);
+    assert!(runs.contains(node), "{runs}");
+
+    // The installed root: the node's identity (keys 0600), strata, the agent's units
+    // pointing at this server; its agent's first run reports, unchanged.
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let check = "k=\"$2/var/lib/strata/keys\"; stat -c '%a %n' \"$k/node.key\" && \
+        cat \"$k/enrollment.json\" && test -x \"$2/usr/bin/strata\" && \
+        cat \"$2/etc/systemd/system/strata-agent.service\" && \
+        readlink \"$2/etc/systemd/system/multi-user.target.wants/strata-agent.service\" && \
+        readlink \"$2/etc/systemd/system/timers.target.wants/strata-agent.timer\" && \
+        test -e \"$2/var/lib/strata/agent/first-boot\" && echo first-boot && \
+        \"$STRATA\" agent --once --server \"$URL\" --root \"$2\"; \
+        test -e \"$2/var/lib/strata/agent/first-boot\" && echo still-first-boot; true";
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(format!(
+            "mount -o loop,offset=2097152 \"$1\" \"$2\" || exit 99; {check}"
+        ))
+        .arg("sh")
+        .arg(&disk)
+        .arg(&mnt)
+        .env("STRATA", env!("CARGO_BIN_EXE_strata"))
+        .env("URL", &s.url)
+        .env("NO_COLOR", "1")
+        .env("STRATA_CACHE_DIR", s.env.path().join("ncache"))
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("600 ") && text.contains("node.key"), "{text}");
+    assert!(text.contains(&format!("\"node\": \"{node}\"")), "{text}");
+    assert!(
+        text.contains(&format!(
+            "ExecStart=/usr/bin/strata agent --once --server {}",
+            s.url
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("/etc/systemd/system/strata-agent.service\n")
+            && text.contains("/etc/systemd/system/strata-agent.timer\n")
+            && text.contains("first-boot\n")
+            && !text.contains("still-first-boot"),
+        "{text}"
+    );
+    let (_, runs, _) = s.site_cmd(&["runs", node, "--json"]);
+    assert!(
+        runs.contains("provisioned") && runs.contains("first boot of the installed system"),
+        "{runs}"
+    );
+}
