@@ -81,7 +81,8 @@ const UDHCPC: &str = include_str!("netboot/udhcpc.script");
 /// The programs provisioning runs that busybox lacks, and where the initrd has them.
 const TOOLS: &[(&str, &str)] = &[("tar", "usr/bin/tar"), ("mke2fs", "usr/sbin/mke2fs")];
 
-/// The drivers the init loads (with what they need): common NICs and disk controllers.
+/// The drivers the init loads (with what they need): common NICs and disk controllers,
+/// and overlayfs.
 const MODULES: &[&str] = &[
     "kernel/drivers/net/ethernet/intel/e1000/e1000.ko",
     "kernel/drivers/net/ethernet/intel/e1000e/e1000e.ko",
@@ -91,6 +92,8 @@ const MODULES: &[&str] = &[
     "kernel/drivers/ata/ahci.ko",
     "kernel/drivers/scsi/sd_mod.ko",
     "kernel/drivers/block/virtio_blk.ko",
+    // The sandbox applying the catalog to the new tree mounts an overlay.
+    "kernel/fs/overlayfs/overlay.ko",
 ];
 
 pub fn run(cmd: &NetbootCommand, printer: &Printer) -> CommandResult {

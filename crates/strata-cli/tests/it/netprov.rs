@@ -268,3 +268,181 @@ fn a_node_provisions_its_disk_from_the_server_only_with_the_pinned_base_and_only
         "{runs}"
     );
 }
+
+/// Boots a machine that netboots first (iPXE chained from QEMU's TFTP to the server) and
+/// reboots when told to, until `done` says its console and the server show what the
+/// test waits for, it stops, or 25 minutes pass; returns its console.
+fn machine(
+    dir: &Path,
+    port: &str,
+    disk: &Path,
+    mac: &str,
+    dmi: &str,
+    done: &dyn Fn(&str) -> bool,
+) -> String {
+    let tftp = dir.join("tftp");
+    std::fs::create_dir_all(&tftp).unwrap();
+    std::fs::write(
+        tftp.join("boot.ipxe"),
+        format!("#!ipxe\nchain http://10.0.2.2:{port}/boot/ipxe\n"),
+    )
+    .unwrap();
+    let console = dir.join(format!("console-{mac}.log").replace(':', ""));
+    // Network first, as a PXE-managed machine is set up: the server decides whether it
+    // provisions or boots its disk. 2 GiB: the new tree is built in memory.
+    let mut qemu = Command::new("qemu-system-x86_64")
+        .args(["-machine", "pc,accel=tcg", "-m", "2048", "-nographic"])
+        .args(["-monitor", "none", "-boot", "order=nc", "-smbios"])
+        .arg(format!("type=1,{dmi}"))
+        .arg("-netdev")
+        .arg(format!(
+            "user,id=n0,tftp={},bootfile=boot.ipxe",
+            tftp.display()
+        ))
+        .arg("-device")
+        .arg(format!(
+            "e1000,netdev=n0,mac={mac},romfile=/usr/lib/ipxe/qemu/efi-e1000.rom"
+        ))
+        .arg("-drive")
+        .arg(format!("file={},format=raw,if=ide", disk.display()))
+        .arg("-serial")
+        .arg(format!("file:{}", console.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("qemu-system-x86_64 (apt-get install qemu-system-x86 ipxe-qemu)");
+    let started = Instant::now();
+    let read =
+        || String::from_utf8_lossy(&std::fs::read(&console).unwrap_or_default()).into_owned();
+    let mut marks: Vec<(&str, Duration)> = Vec::new();
+    while qemu.try_wait().unwrap().is_none() && started.elapsed() < Duration::from_secs(1500) {
+        let text = read();
+        for m in [
+            "strata-netboot: enrolled",
+            "fetching and unpacking the base",
+            "applying",
+            "making ext4",
+            "strata-netboot: provisioned",
+            "STRATA-BOOTED-",
+        ] {
+            if text.contains(m) && !marks.iter().any(|(k, _)| *k == m) {
+                marks.push((m, started.elapsed()));
+            }
+        }
+        if text.contains("strata-netboot: stopped") || done(&text) {
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let _ = qemu.kill();
+    let _ = qemu.wait();
+    for (m, t) in &marks {
+        eprintln!("{mac}: {m:?} at {t:.0?}");
+    }
+    eprintln!("{mac}: ended at {:.0?}", started.elapsed());
+    read()
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs QEMU with iPXE's ROMs (qemu-system-x86, ipxe-qemu) and the provision \
+              base (debootstrap's mirror once): scripts/test provides them (feature host-tests)"
+)]
+fn a_bare_machine_netboots_provisions_its_disk_reboots_into_it_and_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let boot = dir.path().join("boot");
+    let token_file = dir.path().join("token");
+    let s = served_with(
+        |e| {
+            site(e, "roles/prov.toml");
+            e.write(
+                "roles/prov.toml",
+                "modules = [\"marker\", \"net\", \"addr\"]\n",
+            );
+            e.write(
+                "modules/addr/templates/etc/strata-address.j2",
+                "{{ hw.ips.ip }}\n",
+            );
+            e.write(
+                "hardware/profiles.toml",
+                "[[profile]]\nname = \"vm\"\nrole = \"prov\"\npools = [\"ips\"]\n\
+                 spec = [[\"system\", \"product\", \"name\", \"strata-vm\"]]\n",
+            );
+            e.write(
+                "hardware/pools/ips.toml",
+                "generate = [{ ip = \"10.0.0.7-7\" }]\n",
+            );
+        },
+        &[
+            "--netboot",
+            boot.to_str().unwrap(),
+            "--netboot-token-file",
+            token_file.to_str().unwrap(),
+        ],
+    );
+    build(&s, &boot);
+    s.publish();
+    std::fs::copy(s.token(&["--uses", "1", "--ttl", "1d"]), &token_file).unwrap();
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    let port = s.url.rsplit(':').next().unwrap().to_string();
+    let node = "m-525400123411";
+    let disk = crate::netboot::disk(dir.path(), "d1.img");
+    std::fs::File::options()
+        .write(true)
+        .open(&disk)
+        .unwrap()
+        .set_len(3 << 30)
+        .unwrap();
+    let reported = || {
+        let (_, runs, _) = s.site_cmd(&["runs", node, "--json"]);
+        runs.contains("first boot of the installed system")
+    };
+    let console = machine(
+        dir.path(),
+        &port,
+        &disk,
+        "52:54:00:12:34:11",
+        "product=strata-vm,serial=vm-11",
+        &|text| text.contains("STRATA-BOOTED-") && reported(),
+    );
+    let tail: String = console
+        .lines()
+        .rev()
+        .take(60)
+        .collect::<Vec<_>>()
+        .join("\n");
+    let log = std::fs::read_to_string(s.env.path().join("serve.log")).unwrap_or_default();
+    for l in log
+        .lines()
+        .filter(|l| l.contains("/boot/") || l.contains("/v1/"))
+    {
+        eprintln!("serve: {l}");
+    }
+    let secret = token.trim().rsplit('.').next().unwrap();
+    assert!(!console.contains(secret), "the token is on the console");
+    assert!(
+        console.contains(&format!("strata-netboot: enrolled as {node}"))
+            && console.contains("strata-netboot: provisioned; rebooting into the disk"),
+        "console (reversed):\n{tail}"
+    );
+    // The installed system booted from its disk, ran the site's unit with its pool
+    // entry, and its agent reported.
+    assert!(
+        console.contains(&format!("STRATA-BOOTED-{node} ip=10.0.0.7")),
+        "console (reversed):\n{tail}"
+    );
+    let (_, runs, _) = s.site_cmd(&["runs", node, "--json"]);
+    assert!(
+        runs.contains("provisioned /dev/sda from the netboot initrd")
+            && runs.contains("first boot of the installed system"),
+        "{runs}"
+    );
+    let (_, nodes, _) = s.site_cmd(&["nodes"]);
+    assert!(nodes.contains(node), "{nodes}");
+    eprintln!("{nodes}");
+    let (_, runs, _) = s.site_cmd(&["runs", node]);
+    eprintln!("{runs}");
+    // Its next netboot is answered "boot your disk".
+    assert!(ipxe(&s, "525400123411").contains("sanboot"));
+}

@@ -1,6 +1,17 @@
 #!/bin/busybox sh
 # strata's netboot initrd (`strata netboot build`): network, facts, enrollment, then
 # the machine's disk provisioned from its server and a reboot into it.
+# The kernel's initramfs root cannot be pivoted away from, which the sandbox that
+# applies the catalog does: first move everything onto a tmpfs and switch to it.
+if [ ! -e /.strata-root ]; then
+  /bin/busybox mkdir /newroot
+  /bin/busybox mount -t tmpfs -o mode=0755 tmpfs /newroot
+  for d in /*; do
+    [ "$d" = /newroot ] || /bin/busybox cp -a "$d" /newroot/
+  done
+  /bin/busybox touch /newroot/.strata-root
+  exec /bin/busybox switch_root /newroot /init
+fi
 /bin/busybox --install -s /bin
 # GNU tar and mke2fs (in /usr) before busybox's.
 export PATH=/usr/sbin:/usr/bin:/bin
@@ -9,6 +20,8 @@ mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 mkdir -p /tmp /var/lib/strata
+# The sandbox's overlays want a tmpfs (with xattrs) under them.
+mount -t tmpfs -o mode=1777 tmpfs /tmp
 say() { echo "strata-netboot: $*"; }
 stop() { say "stopped: $*"; sync; sleep 1; poweroff -f; }
 server=; token=
@@ -19,7 +32,7 @@ for a in $(cat /proc/cmdline); do
   esac
 done
 [ -n "$server" ] || stop "no strata.server= on the kernel command line"
-for m in e1000 e1000e virtio_net virtio_pci ata_piix ahci sd_mod virtio_blk; do
+for m in e1000 e1000e virtio_net virtio_pci ata_piix ahci sd_mod virtio_blk overlay; do
   modprobe "$m" 2>/dev/null
 done
 ip link set lo up
