@@ -238,10 +238,9 @@ fn which(tool: &str) -> anyhow::Result<PathBuf> {
 fn copy_hashing(from: &Path, to: &Path) -> anyhow::Result<String> {
     use std::io::{Read, Write};
     let part = to.with_extension("tar.part");
-    let mut input =
-        std::fs::File::open(from).with_context(|| format!("cannot open {}", from.display()))?;
-    let mut output = std::fs::File::create(&part)
-        .with_context(|| format!("cannot create {}", part.display()))?;
+    let mut input = strata_fs::open_read(from)?;
+    strata_fs::remove_file(&part)?;
+    let mut output = strata_fs::create_private(&part)?;
     let mut hasher = blake3::Hasher::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -253,6 +252,8 @@ fn copy_hashing(from: &Path, to: &Path) -> anyhow::Result<String> {
         output.write_all(&buf[..n])?;
     }
     output.sync_all()?;
+    // Served to any machine that netboots: nothing secret in it.
+    strata_fs::set_mode(&part, 0o644)?;
     strata_fs::rename(&part, to)?;
     Ok(hasher.finalize().to_hex().to_string())
 }

@@ -349,7 +349,7 @@ fn machine(
     ignore = "needs QEMU with iPXE's ROMs (qemu-system-x86, ipxe-qemu) and the provision \
               base (debootstrap's mirror once): scripts/test provides them (feature host-tests)"
 )]
-fn a_bare_machine_netboots_provisions_its_disk_reboots_into_it_and_reports() {
+fn bare_machines_netboot_provision_their_disks_reboot_into_them_and_report() {
     let dir = tempfile::tempdir().unwrap();
     let boot = dir.path().join("boot");
     let token_file = dir.path().join("token");
@@ -364,14 +364,17 @@ fn a_bare_machine_netboots_provisions_its_disk_reboots_into_it_and_reports() {
                 "modules/addr/templates/etc/strata-address.j2",
                 "{{ hw.ips.ip }}\n",
             );
+            // Two kinds of machine, each with its own pool.
             e.write(
                 "hardware/profiles.toml",
-                "[[profile]]\nname = \"vm\"\nrole = \"prov\"\npools = [\"ips\"]\n\
-                 spec = [[\"system\", \"product\", \"name\", \"strata-vm\"]]\n",
+                "[[profile]]\nname = \"small\"\nrole = \"prov\"\npools = [\"ips\"]\n\
+                 spec = [[\"system\", \"product\", \"name\", \"strata-small\"]]\n\
+                 [[profile]]\nname = \"big\"\nrole = \"prov\"\npools = [\"ips\"]\n\
+                 spec = [[\"system\", \"product\", \"name\", \"strata-big\"]]\n",
             );
             e.write(
                 "hardware/pools/ips.toml",
-                "generate = [{ ip = \"10.0.0.7-7\" }]\n",
+                "generate = [{ ip = \"10.0.0.7-8\" }]\n",
             );
         },
         &[
@@ -383,66 +386,107 @@ fn a_bare_machine_netboots_provisions_its_disk_reboots_into_it_and_reports() {
     );
     build(&s, &boot);
     s.publish();
-    std::fs::copy(s.token(&["--uses", "1", "--ttl", "1d"]), &token_file).unwrap();
+    // One provisioning token for both machines.
+    std::fs::copy(s.token(&["--uses", "2", "--ttl", "1d"]), &token_file).unwrap();
     let token = std::fs::read_to_string(&token_file).unwrap();
     let port = s.url.rsplit(':').next().unwrap().to_string();
-    let node = "m-525400123411";
-    let disk = crate::netboot::disk(dir.path(), "d1.img");
-    std::fs::File::options()
-        .write(true)
-        .open(&disk)
-        .unwrap()
-        .set_len(3 << 30)
-        .unwrap();
-    let reported = || {
-        let (_, runs, _) = s.site_cmd(&["runs", node, "--json"]);
-        runs.contains("first boot of the installed system")
-    };
-    let console = machine(
-        dir.path(),
-        &port,
-        &disk,
-        "52:54:00:12:34:11",
-        "product=strata-vm,serial=vm-11",
-        &|text| text.contains("STRATA-BOOTED-") && reported(),
-    );
-    let tail: String = console
-        .lines()
-        .rev()
-        .take(60)
-        .collect::<Vec<_>>()
-        .join("\n");
+    let machines = [
+        (
+            "52:54:00:12:34:11",
+            "product=strata-small,serial=vm-11",
+            3u64 << 30,
+        ),
+        (
+            "52:54:00:12:34:12",
+            "product=strata-big,serial=vm-12",
+            4u64 << 30,
+        ),
+    ];
+    let consoles: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = machines
+            .iter()
+            .map(|(mac, dmi, size)| {
+                let (s, dir, port) = (&s, dir.path(), &port);
+                scope.spawn(move || {
+                    let node = format!("m-{}", mac.replace(':', ""));
+                    let disk = dir.join(format!("{node}.img"));
+                    std::fs::File::create(&disk)
+                        .unwrap()
+                        .set_len(*size)
+                        .unwrap();
+                    let reported = || {
+                        let (_, runs, _) = s.site_cmd(&["runs", &node, "--json"]);
+                        runs.contains("first boot of the installed system")
+                    };
+                    machine(dir, port, &disk, mac, dmi, &|text| {
+                        text.contains("STRATA-BOOTED-") && reported()
+                    })
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
     let log = std::fs::read_to_string(s.env.path().join("serve.log")).unwrap_or_default();
     for l in log
         .lines()
-        .filter(|l| l.contains("/boot/") || l.contains("/v1/"))
+        .filter(|l| l.contains("/boot/") || (l.contains("/v1/") && !l.contains("/blobs/")))
     {
         eprintln!("serve: {l}");
     }
     let secret = token.trim().rsplit('.').next().unwrap();
-    assert!(!console.contains(secret), "the token is on the console");
-    assert!(
-        console.contains(&format!("strata-netboot: enrolled as {node}"))
-            && console.contains("strata-netboot: provisioned; rebooting into the disk"),
-        "console (reversed):\n{tail}"
-    );
-    // The installed system booted from its disk, ran the site's unit with its pool
-    // entry, and its agent reported.
-    assert!(
-        console.contains(&format!("STRATA-BOOTED-{node} ip=10.0.0.7")),
-        "console (reversed):\n{tail}"
-    );
-    let (_, runs, _) = s.site_cmd(&["runs", node, "--json"]);
-    assert!(
-        runs.contains("provisioned /dev/sda from the netboot initrd")
-            && runs.contains("first boot of the installed system"),
-        "{runs}"
-    );
+    let mut ips = Vec::new();
+    for ((mac, _, _), console) in machines.iter().zip(&consoles) {
+        let node = format!("m-{}", mac.replace(':', ""));
+        let tail: String = console
+            .lines()
+            .rev()
+            .take(60)
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(
+            !console.contains(secret),
+            "the token is on {node}'s console"
+        );
+        assert!(
+            console.contains(&format!("strata-netboot: enrolled as {node}"))
+                && console.contains("strata-netboot: provisioned; rebooting into the disk"),
+            "{node}'s console (reversed):\n{tail}"
+        );
+        // The installed system booted from its disk and ran the site's unit with its
+        // pool entry.
+        let booted = format!("STRATA-BOOTED-{node} ip=");
+        let ip = console
+            .split(&booted)
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap_or_else(|| panic!("{node}'s console (reversed):\n{tail}"))
+            .to_string();
+        ips.push(ip);
+        // Its report from the initrd, and its agent's from the installed system.
+        let (_, runs, _) = s.site_cmd(&["runs", &node, "--json"]);
+        assert!(
+            runs.contains("provisioned /dev/sda from the netboot initrd")
+                && runs.contains("first boot of the installed system"),
+            "{runs}"
+        );
+        // Its next netboot is answered "boot your disk".
+        assert!(ipxe(&s, &mac.replace(':', "")).contains("sanboot"));
+    }
+    ips.sort();
+    assert_eq!(ips, ["10.0.0.7", "10.0.0.8"], "each machine its own entry");
+    let (_, pools, _) = s.site_cmd(&["pools", "list"]);
+    eprintln!("{pools}");
+    for (serial, profile) in [("vm-11", "small"), ("vm-12", "big")] {
+        assert!(
+            pools
+                .lines()
+                .any(|l| l.starts_with(&format!("serial={serial} "))
+                    && l.split_whitespace().nth(1) == Some(profile)),
+            "{pools}"
+        );
+    }
     let (_, nodes, _) = s.site_cmd(&["nodes"]);
-    assert!(nodes.contains(node), "{nodes}");
     eprintln!("{nodes}");
-    let (_, runs, _) = s.site_cmd(&["runs", node]);
+    let (_, runs, _) = s.site_cmd(&["runs"]);
     eprintln!("{runs}");
-    // Its next netboot is answered "boot your disk".
-    assert!(ipxe(&s, "525400123411").contains("sanboot"));
 }

@@ -54,7 +54,12 @@ say "facts gathered"
 if strata enroll --server "$server" --token-file /tmp/token --node "$node" --plain-http --require-profile >/tmp/enroll.out 2>&1; then
   say "enrolled as $node: $(cat /tmp/enroll.out)"
 else
-  stop "enrollment failed: $(cat /tmp/enroll.out)"
+  case "$(cat /tmp/enroll.out)" in
+    *"bound to another key"*) stop "enrollment failed: $(cat /tmp/enroll.out) ($node enrolled \
+before and was never provisioned, or lost its disk: on the server, \`strata nodes forget $node\` \
+lets it enroll again)" ;;
+    *) stop "enrollment failed: $(cat /tmp/enroll.out)" ;;
+  esac
 fi
 rm -f /tmp/token
 # The new tree is built in memory (the disk is written only once it is complete).
