@@ -116,8 +116,12 @@ pub fn run(args: &ProvisionArgs, printer: &Printer) -> CommandResult {
     let mut steps = Vec::new();
     let mut apply = |tree: &Path| -> Result<Option<u64>, String> {
         // The node's identity and what it fetched, first: the catalog is applied from
-        // the tree's own state, as the installed agent will apply it again.
+        // the tree's own state, as the installed agent will apply it again. strata and
+        // its agent too, while the tree is still the base (checked against its pinned
+        // hash): once the catalog ran, the tree is the site's, and nothing is written
+        // into it through a link it could have put there.
         copy_state(&state, &tree.join("var/lib/strata"))?;
+        install_agent(tree, printer).map_err(|e| format!("{e:#}"))?;
         let tstate = tree.join("var/lib/strata");
         let (ttrust, tblobs) = (Trust::open(&tstate), BlobStore::open(&tstate));
         let run = NodeRun {
@@ -147,7 +151,6 @@ pub fn run(args: &ProvisionArgs, printer: &Printer) -> CommandResult {
             return Err("the apply gave no result".into());
         };
         (changes, paths, steps) = (c, p, s);
-        install_agent(tree, printer).map_err(|e| format!("{e:#}"))?;
         Ok(generation)
     };
     let mut progress = |stage: &str| printer.note(stage);
