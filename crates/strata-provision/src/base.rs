@@ -254,3 +254,84 @@ pub fn remove_abandoned(work: &Path, progress: &mut dyn FnMut(&str)) -> Result<(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+
+    /// A tarball of one file, made by tar.
+    fn tarball(dir: &Path) -> Vec<u8> {
+        let src = dir.join("src");
+        strata_fs::create_dir_all(&src.join("etc")).unwrap();
+        strata_fs::write_atomic(&src.join("etc/hostname"), b"base\n").unwrap();
+        let out = run(Command::new("tar")
+            .arg("-C")
+            .arg(&src)
+            .args(["-cf", "-", "."]))
+        .unwrap();
+        assert!(!out.is_empty());
+        out
+    }
+
+    #[test]
+    fn a_streamed_base_is_unpacked_only_when_its_hash_is_the_pinned_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = tarball(dir.path());
+        let open = || -> Result<Box<dyn std::io::Read>, String> {
+            Ok(Box::new(std::io::Cursor::new(bytes.clone())))
+        };
+        let good = blake3::hash(&bytes).to_hex().to_string();
+        let tree = dir.path().join("good");
+        strata_fs::create_dir_all(&tree).unwrap();
+        let base = Streamed {
+            from: "http://s/boot/base.tar".into(),
+            open: &open,
+            blake3: good.clone(),
+        };
+        assert_eq!(unpack_streamed(&base, &tree).unwrap(), bytes.len() as u64);
+        assert_eq!(
+            strata_fs::read(&tree.join("etc/hostname")).unwrap(),
+            b"base\n"
+        );
+        // Another base: an error naming both hashes.
+        let tree = dir.path().join("bad");
+        strata_fs::create_dir_all(&tree).unwrap();
+        let base = Streamed {
+            blake3: "0".repeat(64),
+            ..base
+        };
+        let e = unpack_streamed(&base, &tree).unwrap_err().to_string();
+        assert!(
+            e.contains("not the one `netboot build` pinned") && e.contains(&good),
+            "{e}"
+        );
+        // A download that fails halfway is an error too, whatever the hash.
+        let cut = || -> Result<Box<dyn std::io::Read>, String> {
+            Ok(Box::new(
+                std::io::Cursor::new(bytes[..bytes.len() / 2].to_vec()).chain(Failing),
+            ))
+        };
+        let base = Streamed {
+            from: "http://s/boot/base.tar".into(),
+            open: &cut,
+            blake3: good,
+        };
+        let tree = dir.path().join("cut");
+        strata_fs::create_dir_all(&tree).unwrap();
+        assert!(unpack_streamed(&base, &tree).is_err());
+    }
+
+    /// A reader whose connection drops.
+    struct Failing;
+
+    impl Read for Failing {
+        fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "connection reset",
+            ))
+        }
+    }
+}
