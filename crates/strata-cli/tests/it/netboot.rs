@@ -369,4 +369,30 @@ fn bare_machines_netboot_enroll_with_their_facts_and_are_classified_or_stop_sayi
     let (code, _, err) = s.enroll(&s.node_root("m4"), "m4", Some(&token_file));
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("already used"), "{err}");
+
+    // The first machine never reported (as one whose provisioning stopped halfway): its
+    // next netboot gets the provisioning kernel again, not "boot your disk", and its new
+    // key cannot take its name; the initrd says how to let it enroll again.
+    std::fs::copy(s.token(&["--uses", "1"]), &token_file).unwrap();
+    std::fs::remove_file(dir.path().join("console-525400123401.log")).unwrap();
+    let console = netboot(
+        dir.path(),
+        &port,
+        &d1,
+        "52:54:00:12:34:01",
+        "product=strata-vm,serial=vm-1",
+    );
+    let tail: String = console
+        .lines()
+        .rev()
+        .take(30)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        console.contains("bound to another key")
+            && console.contains("m-525400123401 enrolled before and was never provisioned")
+            && console.contains("`strata nodes forget m-525400123401`"),
+        "console (reversed):\n{tail}"
+    );
+    assert!(untouched(&d1), "the first disk was written");
 }
