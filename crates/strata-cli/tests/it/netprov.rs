@@ -224,6 +224,7 @@ fn a_node_provisions_its_disk_from_the_server_only_with_the_pinned_base_and_only
         cat \"$2/etc/systemd/system/strata-agent.service\" && \
         readlink \"$2/etc/systemd/system/multi-user.target.wants/strata-agent.service\" && \
         readlink \"$2/etc/systemd/system/timers.target.wants/strata-agent.timer\" && \
+        test -s \"$2/var/lib/strata/trust/root.json\" && echo pinned-root && \
         test -e \"$2/var/lib/strata/agent/first-boot\" && echo first-boot && \
         \"$STRATA\" agent --once --server \"$URL\" --root \"$2\"; \
         test -e \"$2/var/lib/strata/agent/first-boot\" && echo still-first-boot; true";
@@ -258,6 +259,7 @@ fn a_node_provisions_its_disk_from_the_server_only_with_the_pinned_base_and_only
     assert!(
         text.contains("/etc/systemd/system/strata-agent.service\n")
             && text.contains("/etc/systemd/system/strata-agent.timer\n")
+            && text.contains("pinned-root\n")
             && text.contains("first-boot\n")
             && !text.contains("still-first-boot"),
         "{text}"
