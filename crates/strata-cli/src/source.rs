@@ -141,6 +141,11 @@ pub struct Enrollment {
     pub root_key: Option<String>,
     /// The CA file that checks the server's certificate, if not the system's roots.
     pub ca: Option<PathBuf>,
+    /// Enrolled with `--plain-http` (the netboot initrd, on a provisioning network): the
+    /// agent of the machine it installs talks plain HTTP to the same server (what it
+    /// fetches is signed, its requests too).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub plain_http: bool,
 }
 
 impl Enrollment {
@@ -158,6 +163,16 @@ impl Enrollment {
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         let key = KeyPair::load(&keys.join("node.key"), Role::Node)?;
         Ok((e, key))
+    }
+
+    /// A client of the server, signing with the node's `key`, over plain HTTP when the
+    /// node enrolled so.
+    pub fn client(&self, server: &str, key: KeyPair) -> anyhow::Result<Client> {
+        Ok(if self.plain_http {
+            Client::new_plain_http(server, key)?
+        } else {
+            Client::new(server, key, self.ca.as_deref())?
+        })
     }
 }
 

@@ -112,6 +112,89 @@ pub fn unpack(tar: &Path, tree: &Path) -> Result<(), ProvisionError> {
     Ok(())
 }
 
+/// A base tarball fetched as it is unpacked (the netboot initrd's, from the server):
+/// `open` starts the download; the bytes must hash to `blake3` (hex), pinned when the
+/// initrd was built.
+pub struct Streamed<'a> {
+    /// Where it comes from, for messages.
+    pub from: String,
+    /// Starts reading it.
+    pub open: &'a dyn Fn() -> Result<Box<dyn std::io::Read + 'a>, String>,
+    /// Its blake3, in hex.
+    pub blake3: String,
+}
+
+impl std::fmt::Debug for Streamed<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Streamed")
+            .field("from", &self.from)
+            .field("blake3", &self.blake3)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Unpacks a streamed base into `tree` (an empty directory) as it arrives, hashing it on
+/// the way: it is never held whole, in memory or on disk. Its hash is checked once tar
+/// has read the end and before anything of the tree is used (nothing in the tree runs
+/// and nothing reaches the disk until then); a mismatch is an error, and the caller's
+/// temporary tree goes with it.
+pub fn unpack_streamed(base: &Streamed<'_>, tree: &Path) -> Result<u64, ProvisionError> {
+    use std::io::{Read, Write};
+    let mut input =
+        (base.open)().map_err(|e| ProvisionError::Tree(format!("{}: {e}", base.from)))?;
+    let mut tar = Command::new("tar")
+        .arg("-C")
+        .arg(tree)
+        .args(["--numeric-owner", "--xattrs", "-xf", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| ProvisionError::Program {
+            program: "tar".into(),
+            status: e.to_string(),
+            output: String::new(),
+        })?;
+    let mut stdin = tar.stdin.take().expect("piped");
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    let copied: Result<(), String> = loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => break Err(format!("{}: {e}", base.from)),
+        };
+        hasher.update(&buf[..n]);
+        total += n as u64;
+        if let Err(e) = stdin.write_all(&buf[..n]) {
+            break Err(format!("tar stopped reading the base: {e}"));
+        }
+    };
+    drop(stdin);
+    let out = tar
+        .wait_with_output()
+        .map_err(|e| ProvisionError::io(tree, e))?;
+    if !out.status.success() {
+        return Err(ProvisionError::Program {
+            program: "tar".into(),
+            status: out.status.to_string(),
+            output: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    copied.map_err(ProvisionError::Tree)?;
+    let got = hasher.finalize().to_hex().to_string();
+    if got != base.blake3 {
+        return Err(ProvisionError::Tree(format!(
+            "{}: the base is not the one `netboot build` pinned ({total} bytes, blake3 {got}; \
+             expected {}): nothing was written to the disk",
+            base.from, base.blake3
+        )));
+    }
+    Ok(total)
+}
+
 /// Waits for and takes the cache directory's lock (dropped with the descriptor).
 fn lock(dir: &Path) -> Result<std::os::fd::OwnedFd, ProvisionError> {
     flock_dir(dir, false)?.ok_or_else(|| ProvisionError::Tree("lock".into()))
@@ -170,4 +253,85 @@ pub fn remove_abandoned(work: &Path, progress: &mut dyn FnMut(&str)) -> Result<(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+
+    /// A tarball of one file, made by tar.
+    fn tarball(dir: &Path) -> Vec<u8> {
+        let src = dir.join("src");
+        strata_fs::create_dir_all(&src.join("etc")).unwrap();
+        strata_fs::write_atomic(&src.join("etc/hostname"), b"base\n").unwrap();
+        let out = run(Command::new("tar")
+            .arg("-C")
+            .arg(&src)
+            .args(["-cf", "-", "."]))
+        .unwrap();
+        assert!(!out.is_empty());
+        out
+    }
+
+    #[test]
+    fn a_streamed_base_is_unpacked_only_when_its_hash_is_the_pinned_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = tarball(dir.path());
+        let open = || -> Result<Box<dyn std::io::Read>, String> {
+            Ok(Box::new(std::io::Cursor::new(bytes.clone())))
+        };
+        let good = blake3::hash(&bytes).to_hex().to_string();
+        let tree = dir.path().join("good");
+        strata_fs::create_dir_all(&tree).unwrap();
+        let base = Streamed {
+            from: "http://s/boot/base.tar".into(),
+            open: &open,
+            blake3: good.clone(),
+        };
+        assert_eq!(unpack_streamed(&base, &tree).unwrap(), bytes.len() as u64);
+        assert_eq!(
+            strata_fs::read(&tree.join("etc/hostname")).unwrap(),
+            b"base\n"
+        );
+        // Another base: an error naming both hashes.
+        let tree = dir.path().join("bad");
+        strata_fs::create_dir_all(&tree).unwrap();
+        let base = Streamed {
+            blake3: "0".repeat(64),
+            ..base
+        };
+        let e = unpack_streamed(&base, &tree).unwrap_err().to_string();
+        assert!(
+            e.contains("not the one `netboot build` pinned") && e.contains(&good),
+            "{e}"
+        );
+        // A download that fails halfway is an error too, whatever the hash.
+        let cut = || -> Result<Box<dyn std::io::Read>, String> {
+            Ok(Box::new(
+                std::io::Cursor::new(bytes[..bytes.len() / 2].to_vec()).chain(Failing),
+            ))
+        };
+        let base = Streamed {
+            from: "http://s/boot/base.tar".into(),
+            open: &cut,
+            blake3: good,
+        };
+        let tree = dir.path().join("cut");
+        strata_fs::create_dir_all(&tree).unwrap();
+        assert!(unpack_streamed(&base, &tree).is_err());
+    }
+
+    /// A reader whose connection drops.
+    struct Failing;
+
+    impl Read for Failing {
+        fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "connection reset",
+            ))
+        }
+    }
 }

@@ -21,7 +21,7 @@ mod tree;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-pub use base::boot_packages;
+pub use base::{Streamed, boot_packages};
 pub use config::{Boot, Layout, Settings};
 pub use error::ProvisionError;
 
@@ -41,6 +41,9 @@ pub struct Job<'a> {
     /// strata's cache on this machine (the base tarballs are kept in `provision/base`,
     /// the tree is built in `provision/work`).
     pub cache: &'a Path,
+    /// The base, fetched as it is unpacked and checked against its pinned hash (the
+    /// netboot initrd's); none: the cached tarball, made when missing.
+    pub base: Option<&'a Streamed<'a>>,
 }
 
 /// A file system on the provisioned disk.
@@ -127,7 +130,10 @@ pub fn provision(
         "base: {}:{}",
         settings.base.distribution, settings.base.suite
     ));
-    let tar = base::tarball(&settings, layout.boot, job.cache, progress)?;
+    let tar = match job.base {
+        None => Some(base::tarball(&settings, layout.boot, job.cache, progress)?),
+        Some(_) => None,
+    };
     // The node's tree (its rendered files, secrets among them) is built here: nobody but
     // the owner looks in, even at what a killed provisioning left.
     let work_dir = job.cache.join("provision/work");
@@ -141,7 +147,15 @@ pub fn provision(
     let _held = base::hold(work.path())?;
     let root = work.path().join("root");
     strata_fs::create_dir_all(&root)?;
-    base::unpack(&tar, &root)?;
+    if let Some(streamed) = job.base {
+        progress(&format!(
+            "fetching and unpacking the base from {}",
+            streamed.from
+        ));
+        base::unpack_streamed(streamed, &root)?;
+    } else if let Some(tar) = &tar {
+        base::unpack(tar, &root)?;
+    }
     // GRUB's core image, boot code and modules come from the base as unpacked, before
     // the catalog can change anything in the tree: its grub-mkimage is the base's own.
     let (boot, boot_dir) = tree::boot_volume(&volumes);

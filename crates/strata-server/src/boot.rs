@@ -32,7 +32,9 @@ pub struct Netboot {
 /// The routes, answering 404 when serve has no `--netboot`.
 pub(crate) fn routes() -> Router<Arc<Server>> {
     Router::new()
-        .route("/boot/ipxe", get(ipxe))
+        .route("/boot/ipxe", get(chain))
+        .route("/boot/ipxe/{mac}", get(ipxe))
+        .route("/boot/base.tar", get(base))
         .route(
             "/boot/vmlinuz",
             get(|s: State<Arc<Server>>| file(s, "vmlinuz")),
@@ -62,6 +64,27 @@ fn plain_host(host: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
 }
 
+/// The first script: iPXE asks again with the MAC of the interface it booted from (the
+/// node's name is `m-` and that MAC), so that a machine already provisioned is told to
+/// boot its disk.
+pub fn chain_script(url: &str) -> String {
+    format!("#!ipxe\nchain {url}/boot/ipxe/${{netX/mac:hexraw}}\n")
+}
+
+/// What a provisioned machine is answered: boot the first disk (BIOS drive 0x80), or,
+/// where iPXE cannot, go back to the firmware, which tries its next boot device.
+pub fn local_script(node: &str) -> String {
+    format!(
+        "#!ipxe\necho strata: {node} is provisioned: booting from its disk\n\
+         sanboot --no-describe --drive 0x80 || exit\n"
+    )
+}
+
+/// Whether `mac` is a MAC in iPXE's `hexraw` form (12 hex digits).
+fn plain_mac(mac: &str) -> bool {
+    mac.len() == 12 && mac.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// The script: the kernel with the server's URL and the token, then the initrd.
 pub fn script(url: &str, token: Option<&str>, console: &str) -> String {
     let mut args = format!("{console} strata.server={url}");
@@ -72,37 +95,116 @@ pub fn script(url: &str, token: Option<&str>, console: &str) -> String {
     format!("#!ipxe\nkernel {url}/boot/vmlinuz {args}\ninitrd {url}/boot/initrd.img\nboot\n")
 }
 
-async fn ipxe(State(s): State<Arc<Server>>, headers: HeaderMap) -> Response {
-    let n = match netboot(&s) {
-        Ok(n) => n,
-        Err(e) => return e.into_response(),
-    };
-    let url = match &n.url {
-        Some(u) => u.trim_end_matches('/').to_string(),
-        None => {
-            let host = headers
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or("");
-            if !plain_host(host) {
-                return ApiError::new(StatusCode::BAD_REQUEST, "a Host header is needed")
-                    .into_response();
-            }
-            format!("http://{host}")
-        }
-    };
-    let token = match n.token_file.as_deref().map(read_token).transpose() {
-        Ok(t) => t,
-        Err(e) => return e.into_response(),
-    };
+/// The URL machines reach this server at: `--netboot-url`, else the request's Host.
+fn base_url(n: &Netboot, headers: &HeaderMap) -> Result<String, ApiError> {
+    if let Some(u) = &n.url {
+        return Ok(u.trim_end_matches('/').to_string());
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    if !plain_host(host) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "a Host header is needed",
+        ));
+    }
+    Ok(format!("http://{host}"))
+}
+
+fn script_answer(text: String) -> Response {
     (
         [
             (header::CONTENT_TYPE, "text/plain"),
             (header::CACHE_CONTROL, "no-store"),
         ],
-        script(&url, token.as_deref(), &n.console),
+        text,
     )
         .into_response()
+}
+
+async fn chain(State(s): State<Arc<Server>>, headers: HeaderMap) -> Response {
+    match netboot(&s).and_then(|n| base_url(n, &headers)) {
+        Ok(url) => script_answer(chain_script(&url)),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Whether the node has been provisioned: accepted, and it reported (the initrd posts
+/// its first report once the disk is written; a provisioning stopped halfway posts none).
+fn provisioned(s: &Server, node: &str) -> Result<bool, ApiError> {
+    let mut inventory = s.inventory.lock().map_err(internal)?;
+    let accepted = inventory
+        .node(node)?
+        .is_some_and(|n| n.state == crate::inventory::NodeState::Accepted);
+    Ok(accepted && !inventory.reports(Some(node))?.is_empty())
+}
+
+async fn ipxe(
+    State(s): State<Arc<Server>>,
+    axum::extract::Path(mac): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let n = match netboot(&s) {
+        Ok(n) => n,
+        Err(e) => return e.into_response(),
+    };
+    if !plain_mac(&mac) {
+        return ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "expected /boot/ipxe/MAC, the MAC as 12 hex digits",
+        )
+        .into_response();
+    }
+    let url = match base_url(n, &headers) {
+        Ok(u) => u,
+        Err(e) => return e.into_response(),
+    };
+    let node = format!("m-{}", mac.to_ascii_lowercase());
+    let state = s.clone();
+    let who = node.clone();
+    match tokio::task::spawn_blocking(move || provisioned(&state, &who)).await {
+        Ok(Ok(true)) => return script_answer(local_script(&node)),
+        Ok(Ok(false)) => {}
+        Ok(Err(e)) => return e.into_response(),
+        Err(e) => return internal(e).into_response(),
+    }
+    let token = match n.token_file.as_deref().map(read_token).transpose() {
+        Ok(t) => t,
+        Err(e) => return e.into_response(),
+    };
+    script_answer(script(&url, token.as_deref(), &n.console))
+}
+
+/// The base tarball, streamed from the file (it is hundreds of MB).
+async fn base(State(s): State<Arc<Server>>) -> Response {
+    let path = match netboot(&s) {
+        Ok(n) => n.dir.join("base.tar"),
+        Err(e) => return e.into_response(),
+    };
+    match tokio::fs::File::open(&path).await {
+        Ok(f) => {
+            let len = f.metadata().await.map(|m| m.len()).ok();
+            let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
+                f,
+                1 << 20,
+            ));
+            let mut r = ([(header::CONTENT_TYPE, "application/x-tar")], body).into_response();
+            if let Some(len) = len {
+                r.headers_mut().insert(header::CONTENT_LENGTH, len.into());
+            }
+            r
+        }
+        Err(e) => ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "{}: {e} (run `strata netboot build --out DIR`)",
+                path.display()
+            ),
+        )
+        .into_response(),
+    }
 }
 
 /// The token in `path`, checked to be one word of a token's characters (nothing that
@@ -160,6 +262,30 @@ mod tests {
              strata.server=http://10.0.2.2:8080 strata.token=strata1.ab.cd\n\
              initrd http://10.0.2.2:8080/boot/initrd.img\nboot\n"
         );
+    }
+
+    #[test]
+    fn the_first_script_asks_again_with_the_mac_and_a_provisioned_node_boots_its_disk() {
+        assert_eq!(
+            chain_script("http://10.0.2.2:8080"),
+            "#!ipxe\nchain http://10.0.2.2:8080/boot/ipxe/${netX/mac:hexraw}\n"
+        );
+        let local = local_script("m-525400123401");
+        assert!(local.starts_with("#!ipxe\n"), "{local}");
+        assert!(
+            local.contains("\nsanboot --no-describe --drive 0x80 || exit\n"),
+            "{local}"
+        );
+        assert!(plain_mac("525400123401"));
+        for bad in [
+            "",
+            "52540012340",
+            "52:54:00:12:34:01",
+            "5254001234zz",
+            "525400123401/x",
+        ] {
+            assert!(!plain_mac(bad), "{bad:?}");
+        }
     }
 
     #[test]

@@ -147,7 +147,7 @@ fn open_source(args: &AgentArgs, root: &Path) -> anyhow::Result<Opened> {
         ));
     }
     let key_id = key.id();
-    let client = strata_server::client::Client::new(server, key, e.ca.as_deref())?;
+    let client = e.client(server, key)?;
     let source = ServerSource {
         client,
         node: e.node.clone(),
@@ -215,16 +215,68 @@ fn poll_once(
         printer.out(&out)?;
     }
     printer.note(&note);
-    if let Some(report) = run_report(&event, applied.as_ref(), stale.then_some(&note))
-        && let Err(Refusal(e)) = source.report(&report)
-    {
-        printer.note(&format!("agent: the report was not posted: {}", e.message));
+    // A machine's first boot after netboot provisioning reports even an unchanged run:
+    // the server learns that the installed system runs (docs/provision.md).
+    let first = root.join(FIRST_BOOT);
+    let report = run_report(&event, applied.as_ref(), stale.then_some(&note)).or_else(|| {
+        strata_fs::exists(&first)
+            .then(|| first_boot_report(&event, applied.as_ref()))
+            .flatten()
+    });
+    if let Some(report) = report {
+        match source.report(&report) {
+            Ok(()) => {
+                if strata_fs::exists(&first) {
+                    strata_fs::remove_file(&first)?;
+                }
+            }
+            Err(Refusal(e)) => {
+                printer.note(&format!("agent: the report was not posted: {}", e.message));
+            }
+        }
     }
     match result {
         Ok(()) if stale => Err(CommandError::stale()),
         Err(e) if stale && e.kind == CommandErrorKind::ChangesPending => Err(CommandError::stale()),
         other => other,
     }
+}
+
+/// Written by netboot provisioning into the installed root: the agent's first run
+/// there posts its report even when it changed nothing, then removes it.
+pub(crate) const FIRST_BOOT: &str = "var/lib/strata/agent/first-boot";
+
+/// The report of an unchanged run, noted as the installed system's first.
+fn first_boot_report(
+    event: &NodeEvent,
+    applied: Option<&Applied>,
+) -> Option<strata_server::inventory::RunReport> {
+    let NodeEvent::Result {
+        result,
+        generation,
+        steps,
+        ..
+    } = event
+    else {
+        return None;
+    };
+    Some(strata_server::inventory::RunReport {
+        id: 0,
+        node: String::new(),
+        time: strata_snapshot::now(),
+        environment: applied.map(|a| a.environment.clone()).unwrap_or_default(),
+        version: applied.map_or(0, |a| a.version),
+        revision: applied.map(|a| a.revision.clone()).unwrap_or_default(),
+        generation: *generation,
+        result: result.clone(),
+        changes: 0,
+        paths: Vec::new(),
+        truncated: 0,
+        drift: false,
+        error: None,
+        note: Some("first boot of the installed system".into()),
+        steps: steps.clone(),
+    })
 }
 
 /// The report of a run that changed something, failed, or could only re-apply stale
@@ -377,7 +429,7 @@ fn node_environment(blobs: &BlobStore, v: &Verified, node: &str) -> Option<Strin
 /// Fetches and verifies the current snapshot of `env` (a server decides which: the
 /// node's), the node's assignment if the source gives one, and the blobs the node
 /// lacks; and whether the source said nothing changed.
-fn fetch(
+pub(crate) fn fetch(
     node: &str,
     root_key: Option<&str>,
     trust: &Trust,

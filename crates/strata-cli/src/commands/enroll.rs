@@ -135,6 +135,7 @@ pub fn run(args: &EnrollArgs, printer: &Printer) -> CommandResult {
         node: node.clone(),
         root_key,
         ca,
+        plain_http: args.plain_http,
     };
     let mut text = serde_json::to_vec_pretty(&enrollment).map_err(anyhow::Error::from)?;
     text.push(b'\n');

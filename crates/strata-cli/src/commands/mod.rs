@@ -17,6 +17,7 @@ pub mod generations;
 pub mod import;
 pub mod keys;
 pub mod netboot;
+pub mod netboot_install;
 pub mod new;
 pub mod nodes;
 pub mod nodes_keys;

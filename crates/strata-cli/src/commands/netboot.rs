@@ -17,8 +17,11 @@ use crate::printer::Printer;
 /// Make what a machine netboots.
 #[derive(Debug, Subcommand)]
 pub enum NetbootCommand {
-    /// Write DIR/vmlinuz and DIR/initrd.img (for `strata serve --netboot DIR`).
+    /// Write DIR/vmlinuz, DIR/initrd.img and DIR/base.tar (for `strata serve --netboot
+    /// DIR`).
     Build(BuildArgs),
+    /// Install this enrolled machine onto its disk (what the initrd runs).
+    Provision(crate::commands::netboot_install::ProvisionArgs),
 }
 
 /// `netboot build`.
@@ -75,7 +78,11 @@ impl ServeNetbootArgs {
 
 const INIT: &str = include_str!("netboot/init.sh");
 const UDHCPC: &str = include_str!("netboot/udhcpc.script");
-/// The drivers the init loads (with what they need): common NICs and disk controllers.
+/// The programs provisioning runs that busybox lacks, and where the initrd has them.
+const TOOLS: &[(&str, &str)] = &[("tar", "usr/bin/tar"), ("mke2fs", "usr/sbin/mke2fs")];
+
+/// The drivers the init loads (with what they need): common NICs and disk controllers,
+/// and overlayfs.
 const MODULES: &[&str] = &[
     "kernel/drivers/net/ethernet/intel/e1000/e1000.ko",
     "kernel/drivers/net/ethernet/intel/e1000e/e1000e.ko",
@@ -85,10 +92,17 @@ const MODULES: &[&str] = &[
     "kernel/drivers/ata/ahci.ko",
     "kernel/drivers/scsi/sd_mod.ko",
     "kernel/drivers/block/virtio_blk.ko",
+    // The sandbox applying the catalog to the new tree mounts an overlay.
+    "kernel/fs/overlayfs/overlay.ko",
 ];
 
 pub fn run(cmd: &NetbootCommand, printer: &Printer) -> CommandResult {
-    let NetbootCommand::Build(args) = cmd;
+    let args = match cmd {
+        NetbootCommand::Build(args) => args,
+        NetbootCommand::Provision(args) => {
+            return crate::commands::netboot_install::run(args, printer);
+        }
+    };
     let out = absolute(&args.out)?;
     let base = match &args.base {
         Some(b) => absolute(b)?,
@@ -135,13 +149,40 @@ pub fn run(cmd: &NetbootCommand, printer: &Printer) -> CommandResult {
     cpio.file("init", INIT.as_bytes(), 0o755);
     cpio.file("etc/udhcpc.script", UDHCPC.as_bytes(), 0o755);
     cpio.file("bin/busybox", &read_static_busybox()?, 0o755);
+    // What provisioning runs besides busybox: GNU tar (xattrs, numeric owners) and
+    // mke2fs (`-d`), this machine's, with their libraries; found first on the init's PATH.
+    for (tool, at) in TOOLS {
+        let path = which(tool)?;
+        cpio.parents(at);
+        cpio.file(at, &strata_fs::read(&path)?, 0o755);
+        for lib in libraries(&path)? {
+            let rel = lib.to_string_lossy().trim_start_matches('/').to_string();
+            if !cpio.has(&rel) {
+                cpio.parents(&rel);
+                cpio.file(&rel, &strata_fs::read(&lib)?, 0o755);
+            }
+        }
+    }
+    if let Ok(conf) = strata_fs::read(Path::new("/etc/mke2fs.conf")) {
+        cpio.file("etc/mke2fs.conf", &conf, 0o644);
+    }
     let strata = std::env::current_exe()?;
     cpio.file("bin/strata", &stripped(&strata, tmp.path())?, 0o755);
     for lib in libraries(&strata)? {
         let rel = lib.to_string_lossy().trim_start_matches('/').to_string();
-        cpio.parents(&rel);
-        cpio.file(&rel, &strata_fs::read(&lib)?, 0o755);
+        if !cpio.has(&rel) {
+            cpio.parents(&rel);
+            cpio.file(&rel, &strata_fs::read(&lib)?, 0o755);
+        }
     }
+    // The base the machine is installed with, served beside the kernel, and its hash
+    // pinned in the initrd (checked as it is unpacked).
+    let served = out.join("base.tar");
+    strata_fs::create_dir_all(&out)?;
+    let hash = copy_hashing(&base, &served)?;
+    let pin = crate::commands::netboot_install::BASE_HASH.trim_start_matches('/');
+    cpio.parents(pin);
+    cpio.file(pin, format!("{hash}\n").as_bytes(), 0o644);
     let modroot = format!("lib/modules/{version}");
     cpio.parents(&format!("{modroot}/modules.dep"));
     cpio.file(&format!("{modroot}/modules.dep"), dep.as_bytes(), 0o644);
@@ -155,7 +196,8 @@ pub fn run(cmd: &NetbootCommand, printer: &Printer) -> CommandResult {
     let initrd = cpio.finish();
     strata_fs::write_atomic(&out.join("initrd.img"), &initrd)?;
     printer.out(&format!(
-        "Wrote {0}/vmlinuz (Linux {version}) and {0}/initrd.img ({1} MiB, {2} modules)\n",
+        "Wrote {0}/vmlinuz (Linux {version}), {0}/initrd.img ({1} MiB, {2} modules) and \
+         {0}/base.tar (blake3 {hash}, pinned in the initrd)\n",
         out.display(),
         initrd.len() >> 20,
         modules.len()
@@ -180,6 +222,40 @@ pub(crate) fn require_profile(
         );
     }
     Ok(())
+}
+
+/// Where `tool` is on this machine.
+fn which(tool: &str) -> anyhow::Result<PathBuf> {
+    ["/usr/bin", "/usr/sbin", "/bin", "/sbin"]
+        .iter()
+        .map(|d| Path::new(d).join(tool))
+        .find(|p| strata_fs::exists(p))
+        .with_context(|| format!("no {tool} on this machine to put in the initrd"))
+}
+
+/// Copies `from` to `to` (beside it, then renamed) and returns its blake3 in hex, read
+/// once, in pieces.
+fn copy_hashing(from: &Path, to: &Path) -> anyhow::Result<String> {
+    use std::io::{Read, Write};
+    let part = to.with_extension("tar.part");
+    let mut input = strata_fs::open_read(from)?;
+    strata_fs::remove_file(&part)?;
+    let mut output = strata_fs::create_private(&part)?;
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = input.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        output.write_all(&buf[..n])?;
+    }
+    output.sync_all()?;
+    // Served to any machine that netboots: nothing secret in it.
+    strata_fs::set_mode(&part, 0o644)?;
+    strata_fs::rename(&part, to)?;
+    Ok(hasher.finalize().to_hex().to_string())
 }
 
 fn untar(tar: &Path, into: &Path, patterns: &[&str]) -> anyhow::Result<()> {
@@ -280,6 +356,7 @@ fn libraries(exe: &Path) -> anyhow::Result<Vec<PathBuf>> {
 struct Cpio {
     bytes: Vec<u8>,
     dirs: BTreeSet<String>,
+    files: BTreeSet<String>,
     ino: u32,
 }
 
@@ -320,6 +397,11 @@ impl Cpio {
         }
     }
 
+    /// Whether a file or directory of that name is in the archive already.
+    fn has(&self, name: &str) -> bool {
+        self.dirs.contains(name) || self.files.contains(name)
+    }
+
     fn dir(&mut self, name: &str) {
         if self.dirs.insert(name.to_string()) {
             self.entry(name, 0o040_755, &[]);
@@ -346,6 +428,7 @@ impl Cpio {
     }
 
     fn file(&mut self, name: &str, data: &[u8], perm: u32) {
+        self.files.insert(name.to_string());
         self.entry(name, 0o100_000 | perm, data);
     }
 

@@ -51,6 +51,7 @@ pub fn run(args: &ProvisionArgs, printer: &Printer) -> CommandResult {
         node: &args.node,
         disk: &disk,
         cache: &cache,
+        base: None,
     };
     let mut changes = 0usize;
     let mut apply = |root: &std::path::Path| {

@@ -29,6 +29,7 @@ mod hardware;
 mod hooks;
 mod import;
 mod netboot;
+mod netprov;
 mod package;
 mod paths;
 mod plan;

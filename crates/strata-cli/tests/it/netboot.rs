@@ -3,8 +3,8 @@
 //! with an empty disk boots from the network (iPXE's ROM, QEMU's user-mode network:
 //! the host's loopback is 10.0.2.2 to the guest, nothing leaves the machine), enrolls
 //! with its facts and is classified; a machine the pool has no entry left for stops
-//! with the reason on its console. Both disks stay untouched (provisioning from the
-//! initrd is not built yet).
+//! with the reason on its console. Every disk stays untouched: the first machine's site
+//! has nothing published for it to install (netprov.rs provisions one).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -16,7 +16,7 @@ const BASE: &str = "/var/cache/strata-test/cache/provision/base/debian-bookworm-
 
 /// The base tarball the kernel comes from, made once by `strata provision` (which the
 /// provision tests share) when no test made it yet.
-fn base(s: &Served) -> PathBuf {
+pub(crate) fn base(s: &Served) -> PathBuf {
     let base = PathBuf::from(BASE);
     if !base.exists() {
         let e = &s.env;
@@ -59,7 +59,7 @@ fn base(s: &Served) -> PathBuf {
 
 /// The status and body of GET `path` from the server at `authority`, asked for as
 /// `host`.
-fn get_status(authority: &str, path: &str, host: &str) -> (u16, String) {
+pub(crate) fn get_status(authority: &str, path: &str, host: &str) -> (u16, String) {
     use std::io::{Read, Write};
     let mut c = std::net::TcpStream::connect(authority).unwrap();
     write!(
@@ -75,7 +75,7 @@ fn get_status(authority: &str, path: &str, host: &str) -> (u16, String) {
 }
 
 /// The body of a GET that must succeed.
-fn get(authority: &str, path: &str, host: &str) -> String {
+pub(crate) fn get(authority: &str, path: &str, host: &str) -> String {
     let (status, body) = get_status(authority, path, host);
     assert_eq!(status, 200, "{body}");
     body
@@ -96,26 +96,38 @@ fn boot_routes_refuse_a_forged_host_a_bad_token_file_and_missing_files() {
         ],
     );
     let a = s.authority();
+    // The first script asks again with the MAC of the interface iPXE booted from.
+    assert_eq!(
+        get(&a, "/boot/ipxe", "10.0.2.2:80"),
+        "#!ipxe\nchain http://10.0.2.2:80/boot/ipxe/${netX/mac:hexraw}\n"
+    );
+    let (status, body) = get_status(&a, "/boot/ipxe/52:54:00:12:34:01", "10.0.2.2:80");
+    assert_eq!(status, 400, "{body}");
+    const MAC: &str = "/boot/ipxe/525400123401";
     // No token file yet: 503, naming it.
-    let (status, body) = get_status(&a, "/boot/ipxe", "10.0.2.2:80");
+    let (status, body) = get_status(&a, MAC, "10.0.2.2:80");
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("netboot token file"), "{body}");
     // A file that would add an iPXE command or a kernel argument.
     std::fs::write(&token_file, "strata1.ab cd\nshell\n").unwrap();
-    let (status, body) = get_status(&a, "/boot/ipxe", "10.0.2.2:80");
+    let (status, body) = get_status(&a, MAC, "10.0.2.2:80");
     assert_eq!(status, 503, "{body}");
     assert!(!body.contains("shell"), "{body}");
     std::fs::copy(s.token(&[]), &token_file).unwrap();
-    assert!(get(&a, "/boot/ipxe", "10.0.2.2:80").starts_with("#!ipxe\n"));
+    assert!(get(&a, MAC, "10.0.2.2:80").starts_with("#!ipxe\nkernel "));
     // A Host that would inject into the script.
     for host in ["x/boot", "x;shell", "a%0a"] {
-        let (status, body) = get_status(&a, "/boot/ipxe", host);
-        assert_eq!(status, 400, "{host}: {body}");
+        for path in ["/boot/ipxe", MAC] {
+            let (status, body) = get_status(&a, path, host);
+            assert_eq!(status, 400, "{host}: {body}");
+        }
     }
     // Nothing built yet: 404 saying what to run.
-    let (status, body) = get_status(&a, "/boot/initrd.img", "10.0.2.2:80");
-    assert_eq!(status, 404, "{body}");
-    assert!(body.contains("netboot build"), "{body}");
+    for file in ["/boot/initrd.img", "/boot/base.tar"] {
+        let (status, body) = get_status(&a, file, "10.0.2.2:80");
+        assert_eq!(status, 404, "{body}");
+        assert!(body.contains("netboot build"), "{body}");
+    }
     // A token for no node at all, or for more than 10 000, is refused.
     for n in ["0", "10001", "many"] {
         let (code, _, err) = s.site_cmd(&["nodes", "token", "--uses", n]);
@@ -130,7 +142,7 @@ fn boot_routes_refuse_a_forged_host_a_bad_token_file_and_missing_files() {
 }
 
 /// An empty disk image.
-fn disk(dir: &Path, name: &str) -> PathBuf {
+pub(crate) fn disk(dir: &Path, name: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::File::create(&p).unwrap().set_len(1 << 30).unwrap();
     p
@@ -240,7 +252,11 @@ fn bare_machines_netboot_enroll_with_their_facts_and_are_classified_or_stop_sayi
     // One provisioning token for every machine: two enrollments, within a day.
     std::fs::copy(s.token(&["--uses", "2", "--ttl", "1d"]), &token_file).unwrap();
     let token = std::fs::read_to_string(&token_file).unwrap();
-    let script = get(&s.authority(), "/boot/ipxe", &format!("10.0.2.2:{port}"));
+    let script = get(
+        &s.authority(),
+        "/boot/ipxe/525400123401",
+        &format!("10.0.2.2:{port}"),
+    );
     assert!(
         script.starts_with("#!ipxe\n")
             && script.contains(&format!("kernel http://10.0.2.2:{port}/boot/vmlinuz"))
@@ -269,6 +285,12 @@ fn bare_machines_netboot_enroll_with_their_facts_and_are_classified_or_stop_sayi
     assert!(
         console.contains("strata-netboot: enrolled as m-525400123401: Enrolled")
             && console.contains("accepted"),
+        "console (reversed):\n{tail}"
+    );
+    // Nothing is published for it: it stops before its disk is touched.
+    assert!(
+        console.contains("strata-netboot: stopped: provisioning failed")
+            && console.contains("nothing is published"),
         "console (reversed):\n{tail}"
     );
     let (code, out, err) = s.site_cmd(&["nodes", "--json"]);
@@ -347,4 +369,30 @@ fn bare_machines_netboot_enroll_with_their_facts_and_are_classified_or_stop_sayi
     let (code, _, err) = s.enroll(&s.node_root("m4"), "m4", Some(&token_file));
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("already used"), "{err}");
+
+    // The first machine never reported (as one whose provisioning stopped halfway): its
+    // next netboot gets the provisioning kernel again, not "boot your disk", and its new
+    // key cannot take its name; the initrd says how to let it enroll again.
+    std::fs::copy(s.token(&["--uses", "1"]), &token_file).unwrap();
+    std::fs::remove_file(dir.path().join("console-525400123401.log")).unwrap();
+    let console = netboot(
+        dir.path(),
+        &port,
+        &d1,
+        "52:54:00:12:34:01",
+        "product=strata-vm,serial=vm-1",
+    );
+    let tail: String = console
+        .lines()
+        .rev()
+        .take(30)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        console.contains("bound to another key")
+            && console.contains("m-525400123401 enrolled before and was never provisioned")
+            && console.contains("`strata nodes forget m-525400123401`"),
+        "console (reversed):\n{tail}"
+    );
+    assert!(untouched(&d1), "the first disk was written");
 }

@@ -1,11 +1,27 @@
 #!/bin/busybox sh
-# strata's netboot initrd (`strata netboot build`): network, facts, enrollment.
+# strata's netboot initrd (`strata netboot build`): network, facts, enrollment, then
+# the machine's disk provisioned from its server and a reboot into it.
+# The kernel's initramfs root cannot be pivoted away from, which the sandbox that
+# applies the catalog does: first move everything onto a tmpfs and switch to it.
+if [ ! -e /.strata-root ]; then
+  /bin/busybox mkdir /newroot
+  /bin/busybox mount -t tmpfs -o mode=0755 tmpfs /newroot
+  for d in /*; do
+    [ "$d" = /newroot ] || /bin/busybox cp -a "$d" /newroot/
+  done
+  /bin/busybox touch /newroot/.strata-root
+  exec /bin/busybox switch_root /newroot /init
+fi
 /bin/busybox --install -s /bin
-export PATH=/bin
+# GNU tar and mke2fs (in /usr) before busybox's.
+export PATH=/usr/sbin:/usr/bin:/bin
+set -o pipefail
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 mkdir -p /tmp /var/lib/strata
+# The sandbox's overlays want a tmpfs (with xattrs) under them.
+mount -t tmpfs -o mode=1777 tmpfs /tmp
 say() { echo "strata-netboot: $*"; }
 stop() { say "stopped: $*"; sync; sleep 1; poweroff -f; }
 server=; token=
@@ -16,7 +32,7 @@ for a in $(cat /proc/cmdline); do
   esac
 done
 [ -n "$server" ] || stop "no strata.server= on the kernel command line"
-for m in e1000 e1000e virtio_net virtio_pci ata_piix ahci sd_mod virtio_blk; do
+for m in e1000 e1000e virtio_net virtio_pci ata_piix ahci sd_mod virtio_blk overlay; do
   modprobe "$m" 2>/dev/null
 done
 ip link set lo up
@@ -38,8 +54,22 @@ say "facts gathered"
 if strata enroll --server "$server" --token-file /tmp/token --node "$node" --plain-http --require-profile >/tmp/enroll.out 2>&1; then
   say "enrolled as $node: $(cat /tmp/enroll.out)"
 else
-  stop "enrollment failed: $(cat /tmp/enroll.out)"
+  case "$(cat /tmp/enroll.out)" in
+    *"bound to another key"*) stop "enrollment failed: $(cat /tmp/enroll.out) ($node enrolled \
+before and was never provisioned, or lost its disk: on the server, \`strata nodes forget $node\` \
+lets it enroll again)" ;;
+    *) stop "enrollment failed: $(cat /tmp/enroll.out)" ;;
+  esac
 fi
 rm -f /tmp/token
-say "done: provisioning from the initrd is not built yet; powering off"
-stop "enrolled"
+# The new tree is built in memory (the disk is written only once it is complete).
+mkdir -p /var/cache/strata
+mount -t tmpfs -o size=90% tmpfs /var/cache/strata || stop "no memory for the new tree"
+export STRATA_CACHE_DIR=/var/cache/strata
+say "provisioning"
+if strata netboot provision 2>&1 | tee /tmp/provision.out; then
+  say "provisioned; rebooting into the disk"
+  sync; sleep 1; reboot -f
+else
+  stop "provisioning failed: $(tail -n 5 /tmp/provision.out)"
+fi
