@@ -150,9 +150,18 @@ pub enum Sort {
 }
 
 /// A node's status on its row: its state unless accepted, `none` before a report, else
-/// its last run's result. The same text as the index `strata_nodes_by_status`.
+/// its last run's result (the counts group by it; `sort_status` keeps it).
 const STATUS: &str = "(CASE WHEN state <> 'accepted' THEN state WHEN last_report IS NULL \
                       THEN 'none' ELSE last_result END)";
+
+/// The sort keys a node's row keeps as generated columns (name, type, value), each with
+/// an index over `(key, name)`: a page after a cursor is a range of that index (SQLite
+/// seeks a row value in an index of columns, not of expressions).
+const SORT_KEYS: [(&str, &str, &str); 3] = [
+    ("sort_status", "TEXT", STATUS),
+    ("sort_revision", "TEXT", "COALESCE(last_revision, '')"),
+    ("sort_last", "{int}", "COALESCE(last_time, -1)"),
+];
 
 impl Sort {
     /// The columns by name, as `?sort=` takes them.
@@ -177,14 +186,14 @@ impl Sort {
             .map_or("name", |(n, _)| n)
     }
 
-    /// The sort key over a node's row, a fixed text (the same as its index's).
+    /// The column of a node's row it sorts by (with `name` after it, an index).
     fn key_sql(self) -> &'static str {
         match self {
             Sort::Name => "name",
             Sort::Environment => "environment",
-            Sort::Status => STATUS,
-            Sort::Revision => "(COALESCE(last_revision, ''))",
-            Sort::Last => "(COALESCE(last_time, -1))",
+            Sort::Status => "sort_status",
+            Sort::Revision => "sort_revision",
+            Sort::Last => "sort_last",
         }
     }
 
@@ -292,15 +301,25 @@ pub(crate) const FLEET_BACKFILL: &str = "UPDATE strata_nodes SET
                    ORDER BY r.id DESC LIMIT 1)";
 
 /// The columns it gained next (its last report's revision and time, its roles and
-/// groups as shown), filled by [`ROW_BACKFILL`].
-pub(crate) fn row_columns(int: &str) -> [String; 4] {
-    [
+/// groups as shown, and the sort keys generated from them), filled by [`ROW_BACKFILL`]:
+/// `generated` is `VIRTUAL` (SQLite adds no other) or `STORED` (PostgreSQL has no other).
+pub(crate) fn row_columns(int: &str, generated: &str) -> Vec<String> {
+    let mut columns = vec![
         "last_revision TEXT".to_string(),
         format!("last_time {int}"),
         "node_roles TEXT".into(),
         "node_groups TEXT".into(),
-    ]
-    .map(|c| format!("ALTER TABLE strata_nodes ADD COLUMN {c}"))
+    ];
+    for (name, kind, value) in SORT_KEYS {
+        let kind = kind.replace("{int}", int);
+        columns.push(format!(
+            "{name} {kind} GENERATED ALWAYS AS ({value}) {generated}"
+        ));
+    }
+    columns
+        .iter()
+        .map(|c| format!("ALTER TABLE strata_nodes ADD COLUMN {c}"))
+        .collect()
 }
 
 /// Sets `last_revision` and `last_time` from each node's last report.
@@ -310,24 +329,18 @@ pub(crate) const ROW_BACKFILL: &str = "UPDATE strata_nodes SET
   WHERE last_report IS NOT NULL";
 
 /// The table a role or group filter looks in, and the indexes of the fleet's counts and
-/// of each sort (an expression index has the same text as [`Sort::key_sql`]).
-pub(crate) fn fleet_indexes() -> String {
-    format!(
-        "CREATE TABLE IF NOT EXISTS strata_node_labels (node TEXT NOT NULL, kind TEXT NOT NULL,
+/// of each sort.
+pub(crate) const FLEET_INDEXES: &str =
+    "CREATE TABLE IF NOT EXISTS strata_node_labels (node TEXT NOT NULL, kind TEXT NOT NULL,
            label TEXT NOT NULL, PRIMARY KEY (kind, label, node));
          CREATE INDEX IF NOT EXISTS strata_node_labels_node ON strata_node_labels (node);
          DROP INDEX IF EXISTS strata_nodes_fleet;
          CREATE INDEX IF NOT EXISTS strata_nodes_counts ON strata_nodes
            (state, changed, environment, last_report, last_result, last_revision);
          CREATE INDEX IF NOT EXISTS strata_nodes_by_environment ON strata_nodes (environment, name);
-         CREATE INDEX IF NOT EXISTS strata_nodes_by_status ON strata_nodes ({}, name);
-         CREATE INDEX IF NOT EXISTS strata_nodes_by_revision ON strata_nodes ({}, name);
-         CREATE INDEX IF NOT EXISTS strata_nodes_by_last ON strata_nodes ({}, name);",
-        Sort::Status.key_sql(),
-        Sort::Revision.key_sql(),
-        Sort::Last.key_sql()
-    )
-}
+         CREATE INDEX IF NOT EXISTS strata_nodes_by_status ON strata_nodes (sort_status, name);
+         CREATE INDEX IF NOT EXISTS strata_nodes_by_revision ON strata_nodes (sort_revision, name);
+         CREATE INDEX IF NOT EXISTS strata_nodes_by_last ON strata_nodes (sort_last, name);";
 
 /// Records a report as its node's last: `p(1)` its id, `p(2)` result, `p(3)` revision,
 /// `p(4)` time, `p(5)` the node.
@@ -516,7 +529,7 @@ pub(crate) fn fleet_sql(q: &FleetQuery<'_>, oldest: u64, dollar: bool) -> FleetS
         "SELECT p.name, p.state, p.environment, p.last_report, p.last_time, p.last_result,
            p.last_revision, r.drift, p.status, p.node_roles, p.node_groups
          FROM (SELECT name, state, environment, last_report, last_time, last_result,
-                 last_revision, node_roles, node_groups, {STATUS} AS status, {key} AS k
+                 last_revision, node_roles, node_groups, sort_status AS status, {key} AS k
                FROM strata_nodes {w} ORDER BY {key} {dir}, name {dir}
                LIMIT {limit} OFFSET {offset}) p
          LEFT JOIN strata_reports r ON r.id = p.last_report

@@ -1,6 +1,7 @@
 //! The fleet's pages on both stores (called from tests.rs, which opens them): last runs,
 //! counts, filters (roles, groups, behind), sorts, and keyset paging.
 
+use super::fleet;
 use super::tests::{no_class, req};
 use super::*;
 
@@ -405,4 +406,80 @@ pub(super) fn fleet_keyset(inv: &mut dyn Inventory) {
         (behind.total, behind.revisions.get("behind")),
         (expected, Some(&expected))
     );
+}
+
+/// The plan SQLite makes for `sql`, its lines joined.
+fn plan(conn: &rusqlite::Connection, sql: &fleet::Sql) -> String {
+    let args: Vec<rusqlite::types::Value> = sql
+        .args
+        .iter()
+        .map(|a| match a {
+            fleet::Arg::Text(t) => t.clone().into(),
+            fleet::Arg::Int(i) => (*i).into(),
+        })
+        .collect();
+    let mut stmt = conn
+        .prepare(&format!("EXPLAIN QUERY PLAN {}", sql.text))
+        .unwrap();
+    stmt.query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(3))
+        .unwrap()
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .unwrap()
+        .join("\n")
+}
+
+#[test]
+fn on_sqlite_a_page_after_a_cursor_seeks_its_index_and_a_role_looks_up_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("plans.db");
+    drop(SqliteInventory::open(&path).unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    for (_, sort) in Sort::ALL {
+        for descending in [false, true] {
+            for before in [false, true] {
+                let key = if sort == Sort::Last {
+                    Key::Int(5)
+                } else {
+                    Key::Text("k".into())
+                };
+                let q = FleetQuery {
+                    sort,
+                    descending,
+                    limit: 100,
+                    cursor: Some(Cursor {
+                        key,
+                        name: "n".into(),
+                        before,
+                    }),
+                    ..FleetQuery::default()
+                };
+                let p = plan(&conn, &fleet::fleet_sql(&q, 0, false).page);
+                // A range of the sort's index: `SEARCH … USING INDEX i ((k,name)>(?,?))`
+                // or `(name>?)`, never a scan of the table or of the index from its end.
+                let seek = p.lines().any(|l| {
+                    l.contains("SEARCH strata_nodes USING INDEX")
+                        && (l.contains("name)>(?,?)")
+                            || l.contains("name)<(?,?)")
+                            || l.contains("(name>?)")
+                            || l.contains("(name<?)"))
+                });
+                assert!(seek, "{sort:?} desc {descending} before {before}:\n{p}");
+                assert!(!p.contains("SCAN strata_nodes"), "{sort:?}:\n{p}");
+            }
+        }
+    }
+    let q = FleetQuery {
+        role: Some("web"),
+        limit: 100,
+        ..FleetQuery::default()
+    };
+    let sql = fleet::fleet_sql(&q, 0, false);
+    for s in [&sql.page, sql.total.as_ref().unwrap()] {
+        let p = plan(&conn, s);
+        assert!(
+            p.contains("SEARCH strata_node_labels USING COVERING INDEX")
+                && p.contains("kind=? AND label=?"),
+            "{p}"
+        );
+    }
 }

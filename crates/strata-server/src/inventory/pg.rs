@@ -6,7 +6,7 @@ use postgres::{Client, Row};
 use strata_hardware::PgTx;
 
 use super::fleet::{
-    Arg, FLEET_BACKFILL, PageRow, ROW_BACKFILL, Sql, fleet_columns, fleet_indexes, fleet_last,
+    Arg, FLEET_BACKFILL, FLEET_INDEXES, PageRow, ROW_BACKFILL, Sql, fleet_columns, fleet_last,
     fleet_page, fleet_sql, labels_sql, labels_text, row_columns,
 };
 use super::{
@@ -157,12 +157,12 @@ fn fleet_columns_added(client: &mut Client) -> Result<(), postgres::Error> {
         )?
         .get(0);
     if row == 0 {
-        for alter in row_columns("BIGINT") {
+        for alter in row_columns("BIGINT", "STORED") {
             tx.batch_execute(&alter)?;
         }
         tx.batch_execute(ROW_BACKFILL)?;
     }
-    tx.batch_execute(&fleet_indexes())?;
+    tx.batch_execute(FLEET_INDEXES)?;
     tx.commit()
 }
 

@@ -10,7 +10,7 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use strata_hardware::SqliteTx;
 
 use super::fleet::{
-    Arg, FLEET_BACKFILL, PageRow, ROW_BACKFILL, fleet_columns, fleet_indexes, fleet_last,
+    Arg, FLEET_BACKFILL, FLEET_INDEXES, PageRow, ROW_BACKFILL, fleet_columns, fleet_last,
     fleet_page, fleet_sql, labels_sql, labels_text, row_columns,
 };
 use super::{
@@ -129,10 +129,10 @@ fn schema_upgraded(conn: &Connection) -> rusqlite::Result<()> {
         conn,
         "strata_nodes",
         "last_revision",
-        &row_columns("INTEGER"),
+        &row_columns("INTEGER", "VIRTUAL"),
         Some(ROW_BACKFILL),
     )?;
-    conn.execute_batch(&fleet_indexes())
+    conn.execute_batch(FLEET_INDEXES)
 }
 
 /// The lock of [`SqliteInventory::write_turn`], taken by [`WriteTurn::take`].
