@@ -121,13 +121,19 @@ fn parse_cursor(what: &str, text: &str, sort: Sort, before: bool) -> Result<Curs
     Ok(Cursor { key, name, before })
 }
 
+/// A filter's value; an empty one (a field of the page's form left blank) filters
+/// nothing.
+pub(super) fn given(v: Option<&String>) -> Option<&str> {
+    v.map(String::as_str).filter(|v| !v.is_empty())
+}
+
 /// A filter's text, if short enough.
 fn filter<'a>(what: &str, v: Option<&'a String>) -> Result<Option<&'a str>, ApiError> {
-    match v {
+    match given(v) {
         Some(v) if v.len() > MAX_FILTER => {
             Err(bad_request(format!("{what}: at most {MAX_FILTER} bytes")))
         }
-        v => Ok(v.map(String::as_str)),
+        v => Ok(v),
     }
 }
 
@@ -148,11 +154,11 @@ pub fn fleet(s: &Server, q: &FleetQuery) -> Result<Fleet, ApiError> {
         Some(_) => return Err(bad_request("order: asc or desc")),
     };
     for (what, name) in [("role", &q.role), ("group", &q.group)] {
-        if let Some(name) = name {
+        if let Some(name) = given(name.as_ref()) {
             inventory::check_label(name).map_err(|e| bad_request(format!("{what}: {e}")))?;
         }
     }
-    let revision = match q.revision.as_deref() {
+    let revision = match given(q.revision.as_ref()) {
         None => None,
         Some(r) => {
             Some(Revision::parse(r).ok_or_else(|| bad_request("revision: behind or current"))?)
@@ -168,8 +174,8 @@ pub fn fleet(s: &Server, q: &FleetQuery) -> Result<Fleet, ApiError> {
     let asked = inventory::FleetQuery {
         environment: filter("environment", q.environment.as_ref())?,
         status: filter("status", q.status.as_ref())?,
-        role: q.role.as_deref(),
-        group: q.group.as_deref(),
+        role: given(q.role.as_ref()),
+        group: given(q.group.as_ref()),
         revision,
         published: &published,
         sort,

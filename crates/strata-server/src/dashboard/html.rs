@@ -63,7 +63,7 @@ fn fleet_link(
         ("group", &q.group),
         ("revision", &q.revision),
     ] {
-        if let Some(v) = v {
+        if let Some(v) = super::fleet::given(v.as_ref()) {
             s.push_str(&format!("&{k}={}", urlencode(v)));
         }
     }
