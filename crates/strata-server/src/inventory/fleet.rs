@@ -415,7 +415,7 @@ impl Sql {
     }
 }
 
-/// The statements of one page: the counts (status, `behind`/`current`/'', count), the
+/// The statements of one page: the counts (status, nodes, current, behind), the
 /// filtered total (none when nothing is filtered: the counts' sum) and the page's rows
 /// (see [`PageRow`]), one more than the limit to tell whether more follow.
 pub(crate) struct FleetSql {
@@ -484,10 +484,12 @@ pub(crate) fn fleet_sql(q: &FleetQuery<'_>, oldest: u64, dollar: bool) -> FleetS
     let mut counts = Sql::new(dollar);
     let visible = filtered(&mut counts, &FleetQuery::default(), oldest);
     let (p1, p2) = (published(&mut counts, q), published(&mut counts, q));
+    // One group per status (a few): each with its nodes current and behind summed, not
+    // grouped (PostgreSQL guesses a group per row for two expressions and sorts them).
     counts.text = format!(
-        "SELECT {STATUS}, CASE WHEN last_revision = {p1} THEN 'current'
-           WHEN last_revision <> {p2} THEN 'behind' ELSE '' END, count(*)
-         FROM strata_nodes {visible} GROUP BY 1, 2"
+        "SELECT {STATUS}, count(*), sum(CASE WHEN last_revision = {p1} THEN 1 ELSE 0 END),
+           sum(CASE WHEN last_revision <> {p2} THEN 1 ELSE 0 END)
+         FROM strata_nodes {visible} GROUP BY 1"
     );
     let filters = q.environment.is_some()
         || q.status.is_some()
@@ -561,7 +563,7 @@ pub(crate) struct PageRow {
 pub(crate) fn fleet_page(
     q: &FleetQuery<'_>,
     mut rows: Vec<PageRow>,
-    counts: Vec<(String, String, usize)>,
+    counts: Vec<(String, usize, usize, usize)>,
     total: Option<usize>,
 ) -> FleetPage {
     let more = rows.len() > q.limit;
@@ -573,10 +575,12 @@ pub(crate) fn fleet_page(
         more,
         ..FleetPage::default()
     };
-    for (status, revision, n) in counts {
+    for (status, n, current, behind) in counts {
         *page.counts.entry(status).or_default() += n;
-        if !revision.is_empty() {
-            *page.revisions.entry(revision).or_default() += n;
+        for (what, k) in [("current", current), ("behind", behind)] {
+            if k > 0 {
+                *page.revisions.entry(what.into()).or_default() += k;
+            }
         }
     }
     page.total = total.unwrap_or_else(|| page.counts.values().sum());

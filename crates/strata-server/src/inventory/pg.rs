@@ -666,7 +666,10 @@ impl Inventory for PgInventory {
         let counts = run(&sql.counts)
             .map_err(&db)?
             .iter()
-            .map(|r| (r.get(0), r.get(1), u(r.get(2)) as usize))
+            .map(|r| {
+                let n = |i: usize| u(r.get::<_, i64>(i)) as usize;
+                (r.get(0), n(1), n(2), n(3))
+            })
             .collect();
         let total = match &sql.total {
             None => None,

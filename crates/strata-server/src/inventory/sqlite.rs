@@ -699,7 +699,7 @@ impl Inventory for SqliteInventory {
             .prepare(&sql.counts.text)
             .map_err(&db)?
             .query_map(rusqlite::params_from_iter(args(&sql.counts)), |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
             })
             .map_err(&db)?
             .collect::<rusqlite::Result<_>>()
