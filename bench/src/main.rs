@@ -112,7 +112,7 @@ struct Args {
 const USAGE: &str = "[--n 1000,10000] [--runs 5] [--sections files,hardware,sandbox,tools \
 (and push, pull, not run by default)] [--tools ansible,pyinfra,salt,puppet,cfengine] [--tool-runs 3] \
 [--tool-limit 600 (seconds)] [--hosts 1,4,8 (push)] [--pull-nodes 100000] [--pull-storm 10000] \
-[--pull-seconds 60] [--pull-stores sqlite,postgres] [--bin target/release] [--out bench/RESULTS.md]";
+[--pull-seconds 60] [--pull-stores sqlite,postgres] [--pull-dashboard-only] [--bin target/release] [--out bench/RESULTS.md]";
 
 fn args() -> Args {
     let mut a = Args {
@@ -135,6 +135,7 @@ fn args() -> Args {
             storm: 10_000,
             seconds: 60.0,
             stores: vec!["sqlite".into(), "postgres".into()],
+            dashboard_only: false,
         },
     };
     let mut it = std::env::args().skip(1);
@@ -142,6 +143,10 @@ fn args() -> Args {
         if flag == "--help" || flag == "-h" {
             println!("usage: bench/run {USAGE}");
             std::process::exit(0);
+        }
+        if flag == "--pull-dashboard-only" {
+            a.pull.dashboard_only = true;
+            continue;
         }
         let value = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
         match flag.as_str() {
@@ -640,9 +645,12 @@ fn main() {
     if a.sections.iter().any(|s| s == "pull") {
         let pmd = pull::section(&a.bin.join("strata"), work.path(), &a.pull, &invocation());
         print!("{pmd}");
-        let report = a.out.parent().unwrap_or(Path::new(".")).join("PULL.md");
-        std::fs::write(&report, pmd).expect("write");
-        eprintln!("written {}", report.display());
+        // Only the dashboard's figures: printed, PULL.md left whole.
+        if !a.pull.dashboard_only {
+            let report = a.out.parent().unwrap_or(Path::new(".")).join("PULL.md");
+            std::fs::write(&report, pmd).expect("write");
+            eprintln!("written {}", report.display());
+        }
     }
     // RESULTS.md is written whole: a run of other sections only (push) leaves it as it was.
     if !a

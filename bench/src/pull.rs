@@ -26,6 +26,8 @@ pub struct PullArgs {
     pub seconds: f64,
     /// `sqlite`, `postgres`.
     pub stores: Vec<String>,
+    /// Only the dashboard's figures: no storm, no polls (PULL.md is not written).
+    pub dashboard_only: bool,
 }
 
 /// Polls a second of N nodes polling every 30 minutes.
@@ -171,13 +173,37 @@ fn store_run(
          | page | median | p99 | answer |\n|---|---|---|---|"
     );
     let mut dash_worst: f64 = 0.0;
+    // The cursors of the 1000th page of 100 (the row before it), as the previous page's
+    // `next` link carries them: by name, and by the last report, newest first (every
+    // seeded report has the same time: ties by name, descending).
+    let mut names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
+    names.sort_unstable();
+    let before = names[(999 * 100).min(names.len()) - 1];
+    let by_name = strata_server::dashboard::cursor(
+        strata_server::inventory::Sort::Name,
+        &strata_server::inventory::Key::Text(before.into()),
+        before,
+    );
+    let newest = names[names.len() - (999 * 100).min(names.len())];
+    let by_last = strata_server::dashboard::cursor(
+        strata_server::inventory::Sort::Last,
+        &strata_server::inventory::Key::Int(i64::try_from(now - 60).unwrap_or(0)),
+        newest,
+    );
     for path in [
-        "/",
-        "/api/nodes",
-        "/?page=1000",
-        "/?status=failed",
-        "/api/nodes?status=failed&page=20",
+        "/".to_string(),
+        "/api/nodes".into(),
+        "/?page=1000".into(),
+        format!("/?page=1000&after={by_name}"),
+        format!("/api/nodes?sort=last&order=desc&page=1000&after={by_last}"),
+        "/?status=failed".into(),
+        "/api/nodes?status=failed&page=20".into(),
+        "/?role=db".into(),
+        "/api/nodes?group=g42&environment=test".into(),
+        "/?revision=behind".into(),
+        "/?sort=status&order=desc".into(),
     ] {
+        let path = path.as_str();
         match load::dashboard(&url, path, &operator, 20) {
             Ok((t, size)) => {
                 let (p50, p99) = load::p50_p99(&t);
@@ -195,6 +221,11 @@ fn store_run(
                 dash_worst = f64::INFINITY;
             }
         }
+    }
+    if pa.dashboard_only {
+        let _ = child.kill();
+        let _ = child.wait();
+        return (md, (f64::NAN, f64::NAN, 0.0, 0.0));
     }
     // The enrollment storm: real enrollments, each with its own token.
     let s = load::enroll_storm(&url, &storm, &tokens, 32);

@@ -97,11 +97,25 @@ fn key_row(n: &Node) -> (String, String) {
     (KeyId::of(&public).0, strata_types::hex(public.as_bytes()))
 }
 
-/// What `add_report` keeps on each node's row, for the reports seeded beside it.
+/// What `add_report` keeps on each node's row, for the reports seeded beside it: its
+/// last report, result, revision and time, and its roles and groups (see [`labels`]),
+/// on its row and in the table the filters look in.
 const LAST_RUNS: &str = "UPDATE strata_nodes SET
-    last_report = (SELECT max(r.id) FROM strata_reports r WHERE r.node = strata_nodes.name),
-    last_result = (SELECT r.result FROM strata_reports r WHERE r.node = strata_nodes.name
-                   ORDER BY r.id DESC LIMIT 1)";
+    last_report = (SELECT max(r.id) FROM strata_reports r WHERE r.node = strata_nodes.name);
+  UPDATE strata_nodes SET
+    last_result = (SELECT r.result FROM strata_reports r WHERE r.id = strata_nodes.last_report),
+    last_revision = (SELECT r.revision FROM strata_reports r WHERE r.id = strata_nodes.last_report),
+    last_time = (SELECT r.time FROM strata_reports r WHERE r.id = strata_nodes.last_report);
+  UPDATE strata_nodes SET node_roles = CASE WHEN substr(name, length(name) - 1) = '00'
+      THEN 'db,base' ELSE 'web,base' END,
+    node_groups = 'g' || substr(name, length(name) - 1);
+  INSERT INTO strata_node_labels (node, kind, label)
+    SELECT name, 'role', 'base' FROM strata_nodes;
+  INSERT INTO strata_node_labels (node, kind, label)
+    SELECT name, 'role', CASE WHEN substr(name, length(name) - 1) = '00' THEN 'db' ELSE 'web' END
+    FROM strata_nodes;
+  INSERT INTO strata_node_labels (node, kind, label)
+    SELECT name, 'group', 'g' || substr(name, length(name) - 1) FROM strata_nodes;";
 
 /// A seeded node's last run: mostly unchanged, some changed, failed or drifted.
 fn last_run(i: usize) -> (&'static str, bool, Option<&'static str>) {
@@ -160,7 +174,7 @@ pub fn sqlite(db: &Path, nodes: &[Node], tokens: &[String], operator: &str, now:
                 ])
                 .expect("insert a token");
         }
-        tx.execute(LAST_RUNS, [])
+        tx.execute_batch(LAST_RUNS)
             .expect("note each node's last run");
         tx.execute(
             "INSERT INTO strata_operators (name, hash, created) VALUES ('bench', ?1, ?2)",
@@ -233,6 +247,11 @@ pub fn pg(url: &str, nodes: &[Node], tokens: &[String], operator: &str, now: u64
     w.finish().expect("copy the tokens");
     c.batch_execute(LAST_RUNS)
         .expect("note each node's last run");
+    // What autovacuum does a little after such updates: the dead rows of the seeding's
+    // passes reclaimed and the tables' statistics taken (on its own: not in a
+    // transaction).
+    c.batch_execute("VACUUM ANALYZE")
+        .expect("vacuum the seeded tables");
     c.execute(
         "INSERT INTO strata_operators (name, hash, created) VALUES ('bench', $1, $2)",
         &[

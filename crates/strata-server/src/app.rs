@@ -659,6 +659,7 @@ async fn report(
         report.id = 0;
         report.node = rec.name;
         crate::inventory::check_steps(&report.steps)
+            .and_then(|()| crate::inventory::check_labels(&report))
             .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
         if report.paths.len() > MAX_REPORT_PATHS {
             report.truncated += report.paths.len() - MAX_REPORT_PATHS;

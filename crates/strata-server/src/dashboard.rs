@@ -9,7 +9,6 @@
 //! else, a node's signature included, is 401. Every answer carries `Referrer-Policy: no-referrer` and `Cache-Control:
 //! no-store`; strings that came from nodes are escaped by maud.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Router;
@@ -20,15 +19,17 @@ use axum::routing::get;
 use serde::{Deserialize, Serialize};
 
 use crate::app::{Answer, ApiError, Limits, Server, blocking, internal, token_hash};
-use crate::inventory::{self, NodeRecord, RunReport};
 pub use crate::inventory::{LastRun, Sort};
+use crate::inventory::{NodeRecord, RunReport};
 use crate::listen::ClientCert;
 
 mod chart;
+mod fleet;
 mod html;
 mod node;
 
 pub use chart::{Series, chart};
+pub use fleet::{Fleet, FleetQuery, FleetRow, cursor, fleet};
 pub use node::{Drift, Fact, GENERATIONS, Generation, drift, facts_summary, generations};
 
 /// The most rows a page or `/api/nodes` answers with, whatever `limit` asks.
@@ -165,62 +166,6 @@ fn sign_in(s: &Server, code: &str, tls: bool) -> Answer {
         .into_response())
 }
 
-/// `?page=` (from 1), `?limit=` (capped at [`MAX_LIMIT`]), `?environment=`, `?status=`,
-/// `?sort=` (a column of [`Sort::ALL`]) and `?order=` (`asc`, `desc`).
-#[derive(Debug, Default, Clone, Deserialize)]
-pub struct FleetQuery {
-    /// The page, from 1.
-    pub page: Option<usize>,
-    /// Rows per page.
-    pub limit: Option<usize>,
-    /// Only nodes in this environment.
-    pub environment: Option<String>,
-    /// Only nodes whose status is this: a last run's result, or `none`, `pending`,
-    /// `revoked`.
-    pub status: Option<String>,
-    /// The column to sort by (default `name`).
-    pub sort: Option<String>,
-    /// `asc` (default) or `desc`.
-    pub order: Option<String>,
-    /// A sign-in code (`/` only).
-    pub token: Option<String>,
-}
-
-/// One node in the fleet's list.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct FleetRow {
-    /// Its name.
-    pub name: String,
-    /// `pending`, `accepted` or `revoked`.
-    pub state: String,
-    /// Its environment.
-    pub environment: String,
-    /// The last run's result, `none` before a first report, else the state when it is
-    /// not accepted.
-    pub status: String,
-    /// Its last run, if it reported one.
-    pub last: Option<LastRun>,
-}
-
-/// `/api/nodes`: one page of the fleet.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Fleet {
-    /// Nodes past the filters, on every page.
-    pub total: usize,
-    /// This page, from 1.
-    pub page: usize,
-    /// Rows per page.
-    pub limit: usize,
-    /// The column sorted by.
-    pub sort: String,
-    /// `asc` or `desc`.
-    pub order: String,
-    /// Nodes by status, over the whole fleet (filters not applied).
-    pub counts: BTreeMap<String, usize>,
-    /// This page's rows, by name.
-    pub nodes: Vec<FleetRow>,
-}
-
 /// `?compare=ID1,ID2`: two of the node's runs whose steps the page charts side by side.
 #[derive(Debug, Default, Clone, Deserialize)]
 pub struct NodeQuery {
@@ -251,54 +196,6 @@ pub struct NodeView {
 
 fn bad_request(why: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, why)
-}
-
-/// The fleet's page asked for, paged and filtered by the inventory.
-pub fn fleet(s: &Server, q: &FleetQuery) -> Result<Fleet, ApiError> {
-    let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
-    let page = q.page.unwrap_or(1).clamp(1, 1 << 30);
-    let sort = match q.sort.as_deref() {
-        None => Sort::Name,
-        Some(name) => Sort::parse(name).ok_or_else(|| {
-            let names: Vec<&str> = Sort::ALL.iter().map(|(n, _)| *n).collect();
-            bad_request(format!("sort: one of {}", names.join(", ")))
-        })?,
-    };
-    let descending = match q.order.as_deref() {
-        None | Some("asc") => false,
-        Some("desc") => true,
-        Some(_) => return Err(bad_request("order: asc or desc")),
-    };
-    let asked = inventory::FleetQuery {
-        environment: q.environment.as_deref(),
-        status: q.status.as_deref(),
-        sort,
-        descending,
-        offset: (page - 1).saturating_mul(limit),
-        limit,
-    };
-    let now = (s.clock)();
-    let f = s.inventory.lock().map_err(internal)?.fleet(&asked, now)?;
-    let nodes = f
-        .nodes
-        .into_iter()
-        .map(|n| FleetRow {
-            name: n.name,
-            state: n.state.as_str().into(),
-            environment: n.environment,
-            status: n.status,
-            last: n.last,
-        })
-        .collect();
-    Ok(Fleet {
-        total: f.total,
-        page,
-        limit,
-        sort: sort.as_str().into(),
-        order: if descending { "desc" } else { "asc" }.into(),
-        counts: f.counts,
-        nodes,
-    })
 }
 
 /// The two run ids of `?compare=ID1,ID2`.

@@ -6,10 +6,15 @@
 use serde::{Deserialize, Serialize};
 use strata_transport::wire::{PathChange, StepTime};
 
+mod fleet;
 mod pg;
 mod pool;
 mod sqlite;
 
+pub use fleet::{
+    Cursor, FleetPage, FleetQuery, Key, LastRun, MAX_FILTER, MAX_LABEL, MAX_LABELS, NodeSummary,
+    Revision, Sort, check_label, check_labels,
+};
 pub use pg::PgInventory;
 pub use pool::{POOL_SIZE, Pool, Pooled};
 pub use sqlite::SqliteInventory;
@@ -180,6 +185,13 @@ pub struct RunReport {
     /// reports from agents older than this field).
     #[serde(default)]
     pub steps: Vec<StepTime>,
+    /// The node's roles (`name` or `name@version`) in the snapshot it applied, at most
+    /// [`MAX_LABELS`] (none from older agents; kept on the node's row, not the report's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+    /// The node's groups in that snapshot, as `roles`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
 }
 
 /// The most steps a report may carry; a report with more is refused.
@@ -204,182 +216,6 @@ pub fn check_steps(steps: &[StepTime]) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// A page of the fleet, as asked of the inventory.
-#[derive(Debug, Clone, Default)]
-pub struct FleetQuery<'a> {
-    /// Only nodes in this environment.
-    pub environment: Option<&'a str>,
-    /// Only nodes of this status (see [`NodeSummary::status`]).
-    pub status: Option<&'a str>,
-    /// Sort descending.
-    pub descending: bool,
-    /// The order of the rows.
-    pub sort: Sort,
-    /// Nodes skipped, in that order.
-    pub offset: usize,
-    /// Nodes answered at most.
-    pub limit: usize,
-}
-
-/// A column the fleet's rows can be sorted by; the node's name breaks ties, so the
-/// order is total and pages neither repeat nor skip a node.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Sort {
-    /// The node's name.
-    #[default]
-    Name,
-    /// Its environment.
-    Environment,
-    /// Its status.
-    Status,
-    /// Its last run's revision (nodes without a run first).
-    Revision,
-    /// When it last reported (nodes without a run first).
-    Last,
-}
-
-impl Sort {
-    /// The columns by name, as `?sort=` takes them.
-    pub const ALL: [(&'static str, Sort); 5] = [
-        ("name", Sort::Name),
-        ("environment", Sort::Environment),
-        ("status", Sort::Status),
-        ("revision", Sort::Revision),
-        ("last", Sort::Last),
-    ];
-
-    /// The column named `name`, if it is one.
-    pub fn parse(name: &str) -> Option<Sort> {
-        Sort::ALL.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
-    }
-
-    /// Its name.
-    pub fn as_str(self) -> &'static str {
-        Sort::ALL
-            .iter()
-            .find(|(_, s)| *s == self)
-            .map_or("name", |(n, _)| n)
-    }
-
-    /// The `ORDER BY` clause over [`fleet_cte`]'s rows (both stores sort NULL alike), a
-    /// fixed text: never built from what a request sent.
-    pub(crate) fn order_by(self, descending: bool) -> &'static str {
-        match (self, descending) {
-            (Sort::Name, false) => "ORDER BY name",
-            (Sort::Name, true) => "ORDER BY name DESC",
-            (Sort::Environment, false) => "ORDER BY environment, name",
-            (Sort::Environment, true) => "ORDER BY environment DESC, name",
-            (Sort::Status, false) => "ORDER BY status, name",
-            (Sort::Status, true) => "ORDER BY status DESC, name",
-            (Sort::Revision, false) => "ORDER BY COALESCE(revision, ''), name",
-            (Sort::Revision, true) => "ORDER BY COALESCE(revision, '') DESC, name",
-            (Sort::Last, false) => "ORDER BY COALESCE(time, -1), name",
-            (Sort::Last, true) => "ORDER BY COALESCE(time, -1) DESC, name",
-        }
-    }
-}
-
-/// A page of the fleet.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FleetPage {
-    /// Nodes past the filters, on every page.
-    pub total: usize,
-    /// Nodes by status over the whole fleet, filters aside.
-    pub counts: std::collections::BTreeMap<String, usize>,
-    /// This page's nodes, by name.
-    pub nodes: Vec<NodeSummary>,
-}
-
-/// A node and the gist of its last run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeSummary {
-    /// Its name.
-    pub name: String,
-    /// Where it stands.
-    pub state: NodeState,
-    /// Its environment.
-    pub environment: String,
-    /// Its last run's result if it is accepted, `none` before a first report, else its
-    /// state.
-    pub status: String,
-    /// Its last run, if it reported one.
-    pub last: Option<LastRun>,
-}
-
-/// The gist of a node's last run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LastRun {
-    /// The report's id.
-    pub id: i64,
-    /// When it ended.
-    pub time: u64,
-    /// Its result.
-    pub result: String,
-    /// The site revision it applied.
-    pub revision: String,
-    /// Whether it found drift.
-    pub drift: bool,
-}
-
-/// The fleet's rows with their status, as a `WITH s AS (…)` both stores run; `p(n)` is
-/// the store's n-th placeholder, 1 the oldest pending node's `changed` kept. A node's
-/// last report and its result are kept on its row (`last_report`, `last_result`, set
-/// with each report), so counting the fleet by status reads the index
-/// `strata_nodes_fleet` alone, and only a page's rows join their report.
-pub(crate) fn fleet_cte(p: impl Fn(usize) -> String) -> String {
-    format!(
-        "WITH s AS (SELECT n.name AS name, n.state AS state, n.environment AS environment,
-           r.id AS id, r.time AS time, r.result AS result, r.revision AS revision,
-           r.drift AS drift,
-           CASE WHEN n.state <> 'accepted' THEN n.state WHEN n.last_report IS NULL THEN 'none'
-             ELSE n.last_result END AS status
-         FROM strata_nodes n LEFT JOIN strata_reports r ON r.id = n.last_report
-         WHERE n.state <> 'pending' OR n.changed >= {}) ",
-        p(1)
-    )
-}
-
-/// The columns a node's row gains for [`fleet_cte`], the index that covers the fleet's
-/// counts and pages, and their values for reports stored before: `{int}` the store's
-/// integer type.
-pub(crate) fn fleet_columns(int: &str) -> [String; 2] {
-    [
-        format!("ALTER TABLE strata_nodes ADD COLUMN last_report {int}"),
-        "ALTER TABLE strata_nodes ADD COLUMN last_result TEXT".into(),
-    ]
-}
-
-/// Sets every node's `last_report` and `last_result` from the reports table (once, when
-/// the columns are new).
-pub(crate) const FLEET_BACKFILL: &str = "UPDATE strata_nodes SET
-    last_report = (SELECT max(r.id) FROM strata_reports r WHERE r.node = strata_nodes.name),
-    last_result = (SELECT r.result FROM strata_reports r WHERE r.node = strata_nodes.name
-                   ORDER BY r.id DESC LIMIT 1)";
-
-/// The index of the fleet's pages and counts: every column they read from a node.
-pub(crate) const FLEET_INDEX: &str = "CREATE INDEX IF NOT EXISTS strata_nodes_fleet ON
-    strata_nodes (name, state, environment, last_result, last_report, changed)";
-
-/// The statement that records `report` as its node's last: `p(1)` the report's id,
-/// `p(2)` its result, `p(3)` the node.
-pub(crate) fn fleet_last(p: impl Fn(usize) -> String) -> String {
-    format!(
-        "UPDATE strata_nodes SET last_report = {}, last_result = {} WHERE name = {}",
-        p(1),
-        p(2),
-        p(3)
-    )
-}
-
-/// The filters of [`fleet_cte`]'s rows: `p(2)` the environment, `p(3)` the status.
-pub(crate) fn fleet_where(p: impl Fn(usize) -> String) -> String {
-    format!(
-        "WHERE ({e} IS NULL OR environment = {e}) AND ({st} IS NULL OR status = {st})",
-        e = p(2),
-        st = p(3)
-    )
 }
 
 /// The most paths a report keeps (FLEET.md: then `truncated: N`).
@@ -585,5 +421,7 @@ pub(crate) fn token_check(
     }
 }
 
+#[cfg(test)]
+mod fleet_tests;
 #[cfg(test)]
 mod tests;

@@ -58,6 +58,8 @@ pub struct Current {
     pub timestamp: Vec<u8>,
     /// When that timestamp was signed.
     pub signed: u64,
+    /// The site revision its manifest names.
+    pub revision: String,
     manifest: Hash,
 }
 
@@ -154,6 +156,14 @@ impl Published {
         self.current.get(env)
     }
 
+    /// Each environment's current release's revision: (environment, revision).
+    pub fn revisions(&self) -> Vec<(String, String)> {
+        self.current
+            .iter()
+            .map(|(e, c)| (e.clone(), c.revision.clone()))
+            .collect()
+    }
+
     /// Whether the environment's timestamp is older than [`TIMESTAMP_REFRESH`] (a
     /// replica: whether the bucket was last read [`MIRROR_RECHECK`] ago or more).
     pub fn due(&self, env: &str, now: u64) -> bool {
@@ -177,8 +187,8 @@ impl Published {
         if now < c.signed + TIMESTAMP_REFRESH {
             return Ok(false);
         }
-        let (version, manifest) = (c.version, c.manifest);
-        self.sign_timestamp(env, version, manifest, online, now)?;
+        let (version, manifest, revision) = (c.version, c.manifest, c.revision.clone());
+        self.sign_timestamp(env, (version, manifest, revision), online, now)?;
         Ok(true)
     }
 
@@ -395,14 +405,14 @@ impl Published {
         while kept.len() > KEPT_VERSIONS {
             kept.pop_front();
         }
-        self.sign_timestamp(env, m.version, hash, online, now)
+        self.sign_timestamp(env, (m.version, hash, m.revision.clone()), online, now)
     }
 
+    /// Signs and records the timestamp of `env`'s release (version, manifest, revision).
     fn sign_timestamp(
         &mut self,
         env: &str,
-        version: u64,
-        manifest: Hash,
+        (version, manifest, revision): (u64, Hash, String),
         online: &KeyPair,
         now: u64,
     ) -> Result<(), PublishError> {
@@ -423,6 +433,7 @@ impl Published {
                 version,
                 timestamp: ts,
                 signed: now,
+                revision,
                 manifest,
             },
         );

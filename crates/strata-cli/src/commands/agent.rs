@@ -105,6 +105,8 @@ struct Applied {
     revision: String,
     /// The node had applied this version before: what changed was drift.
     again: bool,
+    /// The node's roles (names, without their versions) and groups in that snapshot.
+    labels: (Vec<String>, Vec<String>),
 }
 
 /// Where the agent pulls from, the node's name and the root fingerprint to pin.
@@ -317,6 +319,8 @@ fn run_report(
         error: error.as_ref().map(|e| e.message.clone()),
         note: stale.cloned(),
         steps: steps.clone(),
+        roles: applied.map(|a| a.labels.0.clone()).unwrap_or_default(),
+        groups: applied.map(|a| a.labels.1.clone()).unwrap_or_default(),
     })
 }
 
@@ -356,6 +360,7 @@ fn poll(args: &AgentArgs, run: &NodeRun<'_>, root_key: Option<&str>, source: &dy
                         .ok()
                         .flatten()
                         .is_some_and(|f| f.version == m.version),
+                    labels: node_labels(&blobs, &verified, assignment.as_ref(), run.node),
                 };
                 // Pulling from storage brings no assignment: a node that only the site's
                 // hardware profiles describe is refused by the engine (it must enroll).
@@ -388,15 +393,22 @@ fn stale(run: &NodeRun<'_>, trust: &Trust, blobs: &BlobStore, why: &str) -> Poll
                 m.environment,
                 m.version
             );
+            let assignment = trust
+                .last_assignment(&last, run.node)
+                .map_err(Refusal::from);
             let applied = Applied {
                 environment: m.environment.clone(),
                 version: m.version,
                 revision: m.revision.clone(),
                 again: true,
+                labels: node_labels(
+                    blobs,
+                    &last,
+                    assignment.as_ref().ok().and_then(Option::as_ref),
+                    run.node,
+                ),
             };
-            let done = trust
-                .last_assignment(&last, run.node)
-                .map_err(Refusal::from)
+            let done = assignment
                 .and_then(|a| {
                     node::apply_verified(run, trust, blobs, (&last, a.as_ref()), false, &mut |_| {})
                 })
@@ -417,6 +429,34 @@ fn stale(run: &NodeRun<'_>, trust: &Trust, blobs: &BlobStore, why: &str) -> Poll
             None,
         ),
     }
+}
+
+/// The node's roles (names, each once: its own, its groups', and the role its signed
+/// assignment's classification gives) and groups in the snapshot, for its report; none
+/// when the site cannot say (the run's own result tells why).
+fn node_labels(
+    blobs: &BlobStore,
+    v: &Verified,
+    assignment: Option<&VerifiedAssignment>,
+    node: &str,
+) -> (Vec<String>, Vec<String>) {
+    let info = (|| {
+        let site = blobs.materialize(&v.manifest).ok()?;
+        let site = strata_core::Site::open(&site.dir).ok()?;
+        let name = strata_types::NodeName::parse(node).ok()?;
+        site.membership(&name).ok()
+    })();
+    let Some(mut info) = info else {
+        return (Vec::new(), Vec::new());
+    };
+    let hardware = assignment.and_then(|a| a.assignment.classification.role.as_deref());
+    if let Some(role) = hardware {
+        let name = role.split_once('@').map_or(role, |(n, _)| n).to_string();
+        if !info.roles.contains(&name) {
+            info.roles.push(name);
+        }
+    }
+    (info.roles, info.groups)
 }
 
 /// The environment the node's own file in the snapshot names, if it names one.

@@ -8,8 +8,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use strata_server::inventory::{self, EnrollRequest};
+use strata_test::TestEnv;
 
-use crate::serve::{Served, output, served};
+use crate::serve::{Served, output, served_with};
 
 /// A server with n1 and n2 enrolled, each with a run from its agent (n1 a second one,
 /// of a second revision), and an operator's token.
@@ -19,7 +20,12 @@ pub(crate) fn seeded() -> (Served, String) {
 
 /// [`seeded`], with more arguments for `strata serve`.
 pub(crate) fn seeded_with(extra: &[&str]) -> (Served, String) {
-    let s = served(extra);
+    seeded_site(|_| {}, extra)
+}
+
+/// [`seeded_with`], with more site files written before the server starts.
+pub(crate) fn seeded_site(setup: impl FnOnce(&TestEnv), extra: &[&str]) -> (Served, String) {
+    let s = served_with(setup, extra);
     s.publish();
     for n in ["n1", "n2"] {
         let root = s.node_root(n);
@@ -294,7 +300,7 @@ fn the_fleet_page_in_headless_chromium_shows_each_node_and_its_status() {
         );
     }
     assert_eq!(dom.matches("<tr class=\"node\"").count(), 2, "{dom}");
-    assert!(dom.contains("changed: <strong>2</strong>"), "{dom}");
+    assert!(dom.contains("changed</a>: <strong>2</strong>"), "{dom}");
     // Cargo's temporary directory for integration tests outlives the test, for a
     // reviewer to look at.
     let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-fleet.png");

@@ -16,6 +16,7 @@ mod capture;
 mod confinement;
 mod crash;
 mod dashboard;
+mod dashboard_fleet;
 mod dashboard_tls;
 mod dashboard_view;
 mod downloads;

@@ -10,8 +10,9 @@ use crate::inventory::{RunReport, Sort};
 const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}
 table{border-collapse:collapse}td,th{padding:.25em .8em;border-bottom:1px solid #ddd;text-align:left}
 .changed{color:#0a58ca}.unchanged{color:#198754}.failed{color:#dc3545;font-weight:bold}
-.would_change{color:#b8860b}.none,.pending,.revoked{color:#777}.drift{color:#dc3545}
-.counts span{margin-right:1.2em}code{font-size:12px}td.status a{color:inherit}
+.would_change{color:#b8860b}.none,.pending,.revoked{color:#777}.drift,.behind{color:#dc3545}
+.current{color:#198754}form.filters{margin:.5em 0 1em}
+.counts span{margin-right:1.2em}code{font-size:12px}td.status a,.counts a{color:inherit}
 th a{color:inherit;text-decoration:none}svg.steps{display:block;margin:.5em 0}
 section{margin-bottom:1.5em}dt{font-weight:bold}";
 
@@ -45,17 +46,66 @@ fn ago(now: u64, then: u64) -> String {
     }
 }
 
+/// The query of a fleet's page: its filters, `page`, `sort`, `order` and `extra` (a
+/// cursor), each value URL-encoded.
+fn fleet_link(
+    f: &Fleet,
+    q: &FleetQuery,
+    page: usize,
+    (sort, order): (&str, &str),
+    extra: &str,
+) -> String {
+    let mut s = format!("/?page={page}&limit={}&sort={sort}&order={order}", f.limit);
+    for (k, v) in [
+        ("environment", &q.environment),
+        ("status", &q.status),
+        ("role", &q.role),
+        ("group", &q.group),
+        ("revision", &q.revision),
+    ] {
+        if let Some(v) = super::fleet::given(v.as_ref()) {
+            s.push_str(&format!("&{k}={}", urlencode(v)));
+        }
+    }
+    s.push_str(extra);
+    s
+}
+
+/// Names, each linking to the fleet filtered by it (`key`).
+fn labels(key: &str, names: &[String]) -> Markup {
+    html! {
+        @for (i, r) in names.iter().enumerate() {
+            @if i > 0 { ", " }
+            a href={ "/?" (key) "=" (urlencode(r)) } { (r) }
+        }
+    }
+}
+
+/// The filters as a form (GET: the same query as the links).
+fn filters(q: &FleetQuery, f: &Fleet) -> Markup {
+    let field = |name: &str, v: &Option<String>| {
+        html! { label { (name) " " input type="text" name=(name) size="10" value=(v.as_deref().unwrap_or_default()); } " " }
+    };
+    html! {
+        form.filters method="get" action="/" {
+            (field("environment", &q.environment)) (field("status", &q.status))
+            (field("role", &q.role)) (field("group", &q.group))
+            label { "revision " select name="revision" {
+                @for r in ["", "behind", "current"] {
+                    option value=(r) selected[q.revision.as_deref().unwrap_or_default() == r] { (r) }
+                }
+            } } " "
+            input type="hidden" name="sort" value=(f.sort);
+            input type="hidden" name="order" value=(f.order);
+            input type="hidden" name="limit" value=(f.limit);
+            button type="submit" { "filter" }
+        }
+    }
+}
+
 pub(super) fn fleet(f: &Fleet, q: &FleetQuery, now: u64) -> Markup {
     let pages = f.total.div_ceil(f.limit).max(1);
-    let link = |page: usize, sort: &str, order: &str| {
-        let mut s = format!("/?page={page}&limit={}&sort={sort}&order={order}", f.limit);
-        for (k, v) in [("environment", &q.environment), ("status", &q.status)] {
-            if let Some(v) = v {
-                s.push_str(&format!("&{k}={}", urlencode(v)));
-            }
-        }
-        s
-    };
+    let here = (f.sort.as_str(), f.order.as_str());
     // A column's header sorts by it, ascending; the column sorted by, the other way.
     let header = |label: &str, sort: Sort| {
         let here = f.sort == sort.as_str();
@@ -68,20 +118,39 @@ pub(super) fn fleet(f: &Fleet, q: &FleetQuery, now: u64) -> Markup {
         };
         html! {
             th aria-sort=(aria) data-sort=(sort.as_str()) {
-                a href=(link(1, sort.as_str(), order)) { (label)
+                a href=(fleet_link(f, q, 1, (sort.as_str(), order), "")) { (label)
                     @if here { @if up { " ▲" } @else { " ▼" } } }
             }
         }
     };
+    // The next and previous pages seek from a cursor (no OFFSET scan); the first page
+    // is its own link.
+    let next = f
+        .next
+        .as_ref()
+        .map(|c| fleet_link(f, q, f.page + 1, here, &format!("&after={c}")));
+    let prev = f.prev.as_ref().map(|c| {
+        let extra = if f.page <= 2 {
+            String::new()
+        } else {
+            format!("&before={c}")
+        };
+        fleet_link(f, q, f.page.saturating_sub(1).max(1), here, &extra)
+    });
     html! {
         h1 { "Fleet" }
         p.counts {
             @for (status, n) in &f.counts {
-                span class=(status) { (status) ": " strong { (n) } }
+                span class=(status) { a href={ "/?status=" (urlencode(status)) } { (status) } ": " strong { (n) } }
+            }
+            @for (r, n) in &f.revisions {
+                span class=(r) { a href={ "/?revision=" (urlencode(r)) } { (r) } ": " strong { (n) } }
             }
         }
+        (filters(q, f))
         table id="nodes" {
             thead { tr { (header("node", Sort::Name)) (header("environment", Sort::Environment))
+                th { "roles" } th { "groups" }
                 (header("last result", Sort::Status)) (header("revision", Sort::Revision))
                 th { "drift" } (header("last report", Sort::Last)) } }
             tbody {
@@ -89,23 +158,31 @@ pub(super) fn fleet(f: &Fleet, q: &FleetQuery, now: u64) -> Markup {
                     tr.node data-node=(n.name) data-status=(n.status) {
                         td { a href={ "/nodes/" (urlencode(&n.name)) } { (n.name) } }
                         td { (n.environment) }
+                        td.roles { (labels("role", &n.roles)) }
+                        td.groups { (labels("group", &n.groups)) }
                         td.status class=(n.status) {
                             @if let Some(l) = &n.last {
                                 a href={ "/runs/" (l.id) } { (n.status) }
                             } @else { (n.status) }
                         }
                         @if let Some(l) = &n.last {
-                            td { code { (short(&l.revision)) } }
+                            td.revision { code { (short(&l.revision)) }
+                                @match n.behind {
+                                    Some(true) => { " " span.behind { "behind" } }
+                                    Some(false) => { " " span.current { "current" } }
+                                    None => {}
+                                }
+                            }
                             td { @if l.drift { "drift" } }
                             td { (ago(now, l.time)) " ago" }
-                        } @else { td {} td {} td { "never" } }
+                        } @else { td.revision {} td {} td { "never" } }
                     }
                 }
             }
         }
         p { "page " (f.page) " of " (pages) " (" (f.total) " nodes) "
-            @if f.page > 1 { a href=(link(f.page - 1, &f.sort, &f.order)) { "previous" } " " }
-            @if f.page < pages { a href=(link(f.page + 1, &f.sort, &f.order)) { "next" } } }
+            @if let Some(prev) = prev { a rel="prev" href=(prev) { "previous" } " " }
+            @if let Some(next) = next { a rel="next" href=(next) { "next" } } }
     }
 }
 

@@ -5,14 +5,15 @@
 use postgres::{Client, Row};
 use strata_hardware::PgTx;
 
+use super::fleet::{
+    Arg, FLEET_BACKFILL, FLEET_INDEXES, PageRow, ROW_BACKFILL, Sql, fleet_columns, fleet_last,
+    fleet_page, fleet_sql, labels_sql, labels_text, row_columns,
+};
 use super::{
     Classifier, Decision, EnrollRequest, Enrolled, Inventory, InventoryError, NodeRecord,
     NodeState, PENDING_TTL, RunReport, TokenRecord, decide, paths_from, paths_json, token_check,
 };
-use super::{
-    FLEET_BACKFILL, FLEET_INDEX, FleetPage, FleetQuery, LastRun, NodeSummary, fleet_columns,
-    fleet_cte, fleet_last, fleet_where,
-};
+use super::{FleetPage, FleetQuery};
 use super::{steps_from, steps_json};
 use crate::httpsig::NONCE_TTL;
 
@@ -72,6 +73,8 @@ fn report_row(r: &Row) -> RunReport {
         error: r.get(12),
         note: r.get(13),
         steps: steps_from(r.get(14)),
+        roles: Vec::new(),
+        groups: Vec::new(),
     }
 }
 
@@ -146,7 +149,20 @@ fn fleet_columns_added(client: &mut Client) -> Result<(), postgres::Error> {
         }
         tx.batch_execute(FLEET_BACKFILL)?;
     }
-    tx.batch_execute(FLEET_INDEX)?;
+    let row: i64 = tx
+        .query_one(
+            "SELECT count(*) FROM information_schema.columns WHERE table_schema = current_schema()
+             AND table_name = 'strata_nodes' AND column_name = 'last_revision'",
+            &[],
+        )?
+        .get(0);
+    if row == 0 {
+        for alter in row_columns("BIGINT", "STORED") {
+            tx.batch_execute(&alter)?;
+        }
+        tx.batch_execute(ROW_BACKFILL)?;
+    }
+    tx.batch_execute(FLEET_INDEXES)?;
     tx.commit()
 }
 
@@ -530,7 +546,10 @@ impl Inventory for PgInventory {
         let n = self
             .client
             .execute("DELETE FROM strata_nodes WHERE name = $1", &[&name])
-            .map_err(db)?;
+            .map_err(&db)?;
+        self.client
+            .execute("DELETE FROM strata_node_labels WHERE node = $1", &[&name])
+            .map_err(&db)?;
         Ok(n > 0)
     }
 
@@ -579,8 +598,29 @@ impl Inventory for PgInventory {
             )
             .map_err(&db)?
             .get(0);
-        tx.execute(&fleet_last(|n| format!("${n}")), &[&id, &r.result, &r.node])
+        let p = |n: usize| format!("${n}");
+        tx.execute(
+            &fleet_last(p),
+            &[&id, &r.result, &r.revision, &i(r.time), &r.node],
+        )
+        .map_err(&db)?;
+        // A report that names no role nor group (an older agent, a site it could not
+        // read) leaves the last ones named.
+        if !r.roles.is_empty() || !r.groups.is_empty() {
+            let [row, clear, add] = labels_sql(p);
+            tx.execute(
+                &row,
+                &[&labels_text(&r.roles), &labels_text(&r.groups), &r.node],
+            )
             .map_err(&db)?;
+            tx.execute(&clear, &[&r.node]).map_err(&db)?;
+            let add = tx.prepare(&add).map_err(&db)?;
+            for (kind, names) in [("role", &r.roles), ("group", &r.groups)] {
+                for name in names {
+                    tx.execute(&add, &[&r.node, &kind, name]).map_err(&db)?;
+                }
+            }
+        }
         tx.commit().map_err(&db)?;
         Ok(id)
     }
@@ -606,70 +646,53 @@ impl Inventory for PgInventory {
 
     fn fleet(&mut self, q: &FleetQuery<'_>, now: u64) -> Result<FleetPage, InventoryError> {
         let db = self.err();
-        let cte = fleet_cte(|n| format!("${n}::BIGINT"));
-        let filter = fleet_where(|n| format!("${n}::TEXT"));
-        let order = q.sort.order_by(q.descending);
-        let oldest = i(now.saturating_sub(PENDING_TTL));
-        let counts: std::collections::BTreeMap<String, usize> = self
-            .client
-            .query(
-                &format!("{cte} SELECT status, count(*) FROM s GROUP BY status"),
-                &[&oldest],
-            )
+        let sql = fleet_sql(q, now.saturating_sub(PENDING_TTL), true);
+        let client = &mut self.client;
+        let mut run = |s: &Sql| {
+            let args: Vec<Box<dyn postgres::types::ToSql + Sync>> = s
+                .args
+                .iter()
+                .map(|a| -> Box<dyn postgres::types::ToSql + Sync> {
+                    match a {
+                        Arg::Text(t) => Box::new(t.clone()),
+                        Arg::Int(i) => Box::new(*i),
+                    }
+                })
+                .collect();
+            let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
+                args.iter().map(AsRef::as_ref).collect();
+            client.query(&s.text, &refs)
+        };
+        let counts = run(&sql.counts)
             .map_err(&db)?
             .iter()
-            .map(|r| (r.get::<_, String>(0), u(r.get(1)) as usize))
-            .collect();
-        // Unfiltered, the total is the counts' sum: not counted twice.
-        let total = if q.environment.is_none() && q.status.is_none() {
-            counts.values().sum()
-        } else {
-            let row = self
-                .client
-                .query_one(
-                    &format!("{cte} SELECT count(*) FROM s {filter}"),
-                    &[&oldest, &q.environment, &q.status],
-                )
-                .map_err(&db)?;
-            u(row.get(0)) as usize
-        };
-        let rows = self
-            .client
-            .query(
-                &format!(
-                    "{cte} SELECT name, state, environment, id, time, result, revision, drift,
-                     status FROM s {filter} {order} LIMIT $4 OFFSET $5"
-                ),
-                &[
-                    &oldest,
-                    &q.environment,
-                    &q.status,
-                    &i(q.limit as u64),
-                    &i(q.offset as u64),
-                ],
-            )
-            .map_err(&db)?;
-        let nodes = rows
-            .iter()
-            .map(|r| NodeSummary {
-                name: r.get(0),
-                state: NodeState::parse(r.get(1)),
-                environment: r.get(2),
-                status: r.get(8),
-                last: r.get::<_, Option<i64>>(3).map(|id| LastRun {
-                    id,
-                    time: u(r.get(4)),
-                    result: r.get(5),
-                    revision: r.get(6),
-                    drift: r.get(7),
-                }),
+            .map(|r| {
+                let n = |i: usize| u(r.get::<_, i64>(i)) as usize;
+                (r.get(0), n(1), n(2), n(3))
             })
             .collect();
-        Ok(FleetPage {
-            total,
-            counts,
-            nodes,
-        })
+        let total = match &sql.total {
+            None => None,
+            Some(t) => Some(u(run(t).map_err(&db)?[0].get(0)) as usize),
+        };
+        let rows = run(&sql.page)
+            .map_err(&db)?
+            .iter()
+            .map(|r| PageRow {
+                name: r.get(0),
+                state: r.get(1),
+                environment: r.get(2),
+                id: r.get(3),
+                time: r.get(4),
+                result: r.get(5),
+                revision: r.get(6),
+                drift: r.get(7),
+                status: r.get(8),
+                roles: r.get(9),
+                groups: r.get(10),
+            })
+            .collect();
+        Ok(fleet_page(q, rows, counts, total))
     }
 
     fn report(&mut self, id: i64) -> Result<Option<RunReport>, InventoryError> {

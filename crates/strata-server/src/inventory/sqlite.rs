@@ -9,14 +9,15 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use strata_hardware::SqliteTx;
 
+use super::fleet::{
+    Arg, FLEET_BACKFILL, FLEET_INDEXES, PageRow, ROW_BACKFILL, fleet_columns, fleet_last,
+    fleet_page, fleet_sql, labels_sql, labels_text, row_columns,
+};
 use super::{
     Classifier, Decision, EnrollRequest, Enrolled, Inventory, InventoryError, NodeRecord,
     NodeState, PENDING_TTL, RunReport, TokenRecord, decide, paths_from, paths_json, token_check,
 };
-use super::{
-    FLEET_BACKFILL, FLEET_INDEX, FleetPage, FleetQuery, LastRun, NodeSummary, fleet_columns,
-    fleet_cte, fleet_last, fleet_where,
-};
+use super::{FleetPage, FleetQuery};
 use super::{steps_from, steps_json};
 use crate::httpsig::NONCE_TTL;
 
@@ -87,7 +88,7 @@ fn columns_added(
                     conn.execute(alter, [])?;
                 }
                 if let Some(fill) = fill {
-                    conn.execute(fill, [])?;
+                    conn.execute_batch(fill)?;
                 }
             }
             conn.execute_batch("COMMIT")
@@ -124,7 +125,14 @@ fn schema_upgraded(conn: &Connection) -> rusqlite::Result<()> {
         &fleet_columns("INTEGER"),
         Some(FLEET_BACKFILL),
     )?;
-    conn.execute_batch(FLEET_INDEX)
+    columns_added(
+        conn,
+        "strata_nodes",
+        "last_revision",
+        &row_columns("INTEGER", "VIRTUAL"),
+        Some(ROW_BACKFILL),
+    )?;
+    conn.execute_batch(FLEET_INDEXES)
 }
 
 /// The lock of [`SqliteInventory::write_turn`], taken by [`WriteTurn::take`].
@@ -171,6 +179,8 @@ fn report_row(r: &Row<'_>) -> rusqlite::Result<RunReport> {
         error: r.get(12)?,
         note: r.get(13)?,
         steps: steps_from(&r.get::<_, String>(14)?),
+        roles: Vec::new(),
+        groups: Vec::new(),
     })
 }
 
@@ -578,6 +588,9 @@ impl Inventory for SqliteInventory {
             .conn
             .execute("DELETE FROM strata_nodes WHERE name = ?1", [name])
             .map_err(self.err())?;
+        self.conn
+            .execute("DELETE FROM strata_node_labels WHERE node = ?1", [name])
+            .map_err(self.err())?;
         Ok(n > 0)
     }
 
@@ -627,11 +640,29 @@ impl Inventory for SqliteInventory {
         )
         .map_err(&db)?;
         let id = tx.last_insert_rowid();
+        let p = |n: usize| format!("?{n}");
         tx.execute(
-            &fleet_last(|n| format!("?{n}")),
-            params![id, r.result, r.node],
+            &fleet_last(p),
+            params![id, r.result, r.revision, r.time, r.node],
         )
         .map_err(&db)?;
+        // A report that names no role nor group (an older agent, a site it could not
+        // read) leaves the last ones named.
+        if !r.roles.is_empty() || !r.groups.is_empty() {
+            let [row, clear, add] = labels_sql(p);
+            tx.execute(
+                &row,
+                params![labels_text(&r.roles), labels_text(&r.groups), r.node],
+            )
+            .map_err(&db)?;
+            tx.execute(&clear, [&r.node]).map_err(&db)?;
+            let mut add = tx.prepare(&add).map_err(&db)?;
+            for (kind, names) in [("role", &r.roles), ("group", &r.groups)] {
+                for name in names {
+                    add.execute(params![r.node, kind, name]).map_err(&db)?;
+                }
+            }
+        }
         tx.commit().map_err(&db)?;
         Ok(id)
     }
@@ -653,77 +684,57 @@ impl Inventory for SqliteInventory {
 
     fn fleet(&mut self, q: &FleetQuery<'_>, now: u64) -> Result<FleetPage, InventoryError> {
         let db = self.err();
-        let p = |n: usize| format!("?{n}");
-        let (cte, filter) = (fleet_cte(p), fleet_where(p));
-        let order = q.sort.order_by(q.descending);
-        let oldest = now.saturating_sub(PENDING_TTL);
-        let mut counts = std::collections::BTreeMap::new();
-        let mut stmt = self
-            .conn
-            .prepare(&format!(
-                "{cte} SELECT status, count(*) FROM s GROUP BY status"
-            ))
-            .map_err(&db)?;
-        let rows = stmt
-            .query_map([oldest], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, usize>(1)?))
-            })
-            .map_err(&db)?;
-        for row in rows {
-            let (status, n) = row.map_err(&db)?;
-            counts.insert(status, n);
-        }
-        let filters = params![oldest, q.environment, q.status];
-        // Unfiltered, the total is the counts' sum: not counted twice.
-        let total = if q.environment.is_none() && q.status.is_none() {
-            counts.values().sum()
-        } else {
-            self.conn
-                .query_row(
-                    &format!("{cte} SELECT count(*) FROM s {filter}"),
-                    filters,
-                    |r| r.get(0),
-                )
-                .map_err(&db)?
+        let sql = fleet_sql(q, now.saturating_sub(PENDING_TTL), false);
+        let args = |s: &super::fleet::Sql| -> Vec<rusqlite::types::Value> {
+            s.args
+                .iter()
+                .map(|a| match a {
+                    Arg::Text(t) => t.clone().into(),
+                    Arg::Int(i) => (*i).into(),
+                })
+                .collect()
         };
-        let mut stmt = self
+        let counts = self
             .conn
-            .prepare(&format!(
-                "{cte} SELECT name, state, environment, id, time, result, revision, drift, status
-                 FROM s {filter} {order} LIMIT ?4 OFFSET ?5"
-            ))
-            .map_err(&db)?;
-        let nodes = stmt
-            .query_map(
-                params![oldest, q.environment, q.status, q.limit, q.offset],
-                |r| {
-                    let last = match r.get::<_, Option<i64>>(3)? {
-                        None => None,
-                        Some(id) => Some(LastRun {
-                            id,
-                            time: r.get(4)?,
-                            result: r.get(5)?,
-                            revision: r.get(6)?,
-                            drift: r.get(7)?,
-                        }),
-                    };
-                    Ok(NodeSummary {
-                        name: r.get(0)?,
-                        state: NodeState::parse(&r.get::<_, String>(1)?),
-                        environment: r.get(2)?,
-                        status: r.get(8)?,
-                        last,
-                    })
-                },
-            )
+            .prepare(&sql.counts.text)
+            .map_err(&db)?
+            .query_map(rusqlite::params_from_iter(args(&sql.counts)), |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
             .map_err(&db)?
             .collect::<rusqlite::Result<_>>()
             .map_err(&db)?;
-        Ok(FleetPage {
-            total,
-            counts,
-            nodes,
-        })
+        let total = match &sql.total {
+            None => None,
+            Some(t) => Some(
+                self.conn
+                    .query_row(&t.text, rusqlite::params_from_iter(args(t)), |r| r.get(0))
+                    .map_err(&db)?,
+            ),
+        };
+        let rows = self
+            .conn
+            .prepare(&sql.page.text)
+            .map_err(&db)?
+            .query_map(rusqlite::params_from_iter(args(&sql.page)), |r| {
+                Ok(PageRow {
+                    name: r.get(0)?,
+                    state: r.get(1)?,
+                    environment: r.get(2)?,
+                    id: r.get(3)?,
+                    time: r.get(4)?,
+                    result: r.get(5)?,
+                    revision: r.get(6)?,
+                    drift: r.get(7)?,
+                    status: r.get(8)?,
+                    roles: r.get(9)?,
+                    groups: r.get(10)?,
+                })
+            })
+            .map_err(&db)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(&db)?;
+        Ok(fleet_page(q, rows, counts, total))
     }
 
     fn report(&mut self, id: i64) -> Result<Option<RunReport>, InventoryError> {

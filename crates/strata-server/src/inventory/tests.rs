@@ -1,8 +1,9 @@
 //! The inventory's decisions, on both stores.
 
 use super::*;
+use crate::inventory::fleet_tests::{fleet_keyset, fleet_pages};
 
-fn req(name: &str, key: &str, token: Option<&str>) -> EnrollRequest {
+pub(super) fn req(name: &str, key: &str, token: Option<&str>) -> EnrollRequest {
     EnrollRequest {
         name: name.into(),
         key_id: key.into(),
@@ -24,7 +25,7 @@ fn token(hash: &str, node: Option<&str>, expires: u64) -> TokenRecord {
     }
 }
 
-fn no_class(
+pub(super) fn no_class(
     _: &mut dyn strata_hardware::Store,
     _: &str,
     _: &str,
@@ -277,6 +278,8 @@ fn enrollment_decisions(inv: &mut dyn Inventory) {
                 max_rss: 11 << 20,
             },
         ],
+        roles: vec![],
+        groups: vec![],
     };
     let id = inv.add_report(&r).unwrap();
     inv.add_report(&RunReport {
@@ -343,115 +346,6 @@ fn enrollment_decisions(inv: &mut dyn Inventory) {
     assert_eq!(inv.served_release("test", 0).unwrap(), 7);
 }
 
-/// The fleet's pages: each node's last run, statuses, counts, filters, paging, and
-/// pending nodes past their time left out, against a fresh `inv`.
-fn fleet_pages(inv: &mut dyn Inventory) {
-    inv.enroll(&req("d", "kd", None), 0, &mut no_class).unwrap();
-    for n in ["a", "b", "c"] {
-        inv.enroll(&req(n, &format!("k{n}"), None), 1000, &mut no_class)
-            .unwrap();
-    }
-    for n in ["a", "b"] {
-        inv.accept(n, 1000, &mut no_class).unwrap().unwrap();
-    }
-    let run = |result: &str| RunReport {
-        id: 0,
-        node: "a".into(),
-        time: 1001,
-        environment: "production".into(),
-        version: 1,
-        revision: "r1".into(),
-        generation: None,
-        result: result.into(),
-        changes: 0,
-        paths: vec![],
-        truncated: 0,
-        drift: true,
-        error: None,
-        note: None,
-        steps: vec![],
-    };
-    inv.add_report(&run("failed")).unwrap();
-    let last = inv.add_report(&run("changed")).unwrap();
-    let now = PENDING_TTL + 1000;
-    let all = FleetQuery {
-        limit: 10,
-        ..FleetQuery::default()
-    };
-    let page = inv.fleet(&all, now).unwrap();
-    assert_eq!(page.total, 3);
-    let names: Vec<(&str, &str)> = page
-        .nodes
-        .iter()
-        .map(|n| (n.name.as_str(), n.status.as_str()))
-        .collect();
-    assert_eq!(names, [("a", "changed"), ("b", "none"), ("c", "pending")]);
-    let a = page.nodes[0].last.clone().unwrap();
-    assert_eq!((a.id, a.result.as_str(), a.drift), (last, "changed", true));
-    assert_eq!(page.nodes[1].last, None);
-    assert_eq!(
-        page.counts.into_iter().collect::<Vec<_>>(),
-        [
-            ("changed".into(), 1),
-            ("none".into(), 1),
-            ("pending".into(), 1)
-        ]
-    );
-    let mut with = |q: FleetQuery<'_>| inv.fleet(&q, now).unwrap();
-    let none = with(FleetQuery {
-        status: Some("none"),
-        ..all.clone()
-    });
-    assert_eq!((none.total, none.nodes[0].name.as_str()), (1, "b"));
-    let elsewhere = with(FleetQuery {
-        environment: Some("x"),
-        ..all.clone()
-    });
-    assert_eq!((elsewhere.total, elsewhere.nodes.len()), (0, 0));
-    let second = with(FleetQuery {
-        offset: 1,
-        limit: 1,
-        ..all.clone()
-    });
-    assert_eq!((second.total, second.nodes.len()), (3, 1));
-    assert_eq!(second.nodes[0].name, "b");
-
-    // Sorted by each column, both ways, ties broken by name; paged, the pages make up
-    // the whole order with no node twice.
-    let order = |inv: &mut dyn Inventory, sort: Sort, descending: bool, limit: usize| {
-        let mut out = Vec::new();
-        for offset in (0..3).step_by(limit) {
-            let q = FleetQuery {
-                sort,
-                descending,
-                offset,
-                limit,
-                ..all.clone()
-            };
-            out.extend(
-                inv.fleet(&q, now)
-                    .unwrap()
-                    .nodes
-                    .into_iter()
-                    .map(|n| n.name),
-            );
-        }
-        out.join("")
-    };
-    for (sort, up, down) in [
-        (Sort::Name, "abc", "cba"),
-        (Sort::Status, "abc", "cba"),
-        (Sort::Environment, "abc", "abc"),
-        (Sort::Last, "bca", "abc"),
-        (Sort::Revision, "bca", "abc"),
-    ] {
-        for limit in [1, 2, 3] {
-            assert_eq!(order(inv, sort, false, limit), up, "{sort:?} {limit}");
-            assert_eq!(order(inv, sort, true, limit), down, "{sort:?} desc {limit}");
-        }
-    }
-}
-
 #[test]
 fn enrollment_tokens_names_nonces_and_reports_in_sqlite() {
     let dir = tempfile::tempdir().unwrap();
@@ -459,6 +353,8 @@ fn enrollment_tokens_names_nonces_and_reports_in_sqlite() {
     enrollment_decisions(&mut inv);
     let mut inv = SqliteInventory::open(&dir.path().join("fleet.db")).unwrap();
     fleet_pages(&mut inv);
+    let mut inv = SqliteInventory::open(&dir.path().join("keyset.db")).unwrap();
+    fleet_keyset(&mut inv);
 }
 
 #[test]
@@ -483,6 +379,12 @@ fn enrollment_tokens_names_nonces_and_reports_in_postgresql() {
         .unwrap();
     let db = format!("{}/{fleet}", url.rsplit_once('/').unwrap().0);
     fleet_pages(&mut PgInventory::connect(&db).unwrap());
+    let keyset = format!("{name}_keyset");
+    admin
+        .batch_execute(&format!("CREATE DATABASE {keyset}"))
+        .unwrap();
+    let db = format!("{}/{keyset}", url.rsplit_once('/').unwrap().0);
+    fleet_keyset(&mut PgInventory::connect(&db).unwrap());
 }
 
 #[test]

@@ -285,6 +285,7 @@ impl Published {
                 version: t.version,
                 timestamp: bytes,
                 signed: now,
+                revision: m.revision,
                 manifest: t.manifest,
             },
         );

@@ -24,6 +24,8 @@ fn report(node: &str, result: &str) -> RunReport {
         error: None,
         note: None,
         steps: vec![],
+        roles: vec![],
+        groups: vec![],
     }
 }
 
