@@ -217,13 +217,19 @@ fn poll_once(
         printer.out(&out)?;
     }
     printer.note(&note);
-    // A machine's first boot after netboot provisioning reports even an unchanged run:
-    // the server learns that the installed system runs (docs/provision.md).
+    // An unchanged run is reported on a machine's first boot after netboot provisioning
+    // (the server learns that the installed system runs: docs/provision.md), and when
+    // it applied a version new to the node (the server learns the node is current).
     let first = root.join(FIRST_BOOT);
     let report = run_report(&event, applied.as_ref(), stale.then_some(&note)).or_else(|| {
-        strata_fs::exists(&first)
-            .then(|| first_boot_report(&event, applied.as_ref()))
-            .flatten()
+        let why = if strata_fs::exists(&first) {
+            "first boot of the installed system"
+        } else if applied.as_ref().is_some_and(|a| !a.again) && !stale && !args.noop {
+            "a new version, nothing to change"
+        } else {
+            return None;
+        };
+        unchanged_report(&event, applied.as_ref(), why)
     });
     if let Some(report) = report {
         match source.report(&report) {
@@ -248,10 +254,11 @@ fn poll_once(
 /// there posts its report even when it changed nothing, then removes it.
 pub(crate) const FIRST_BOOT: &str = "var/lib/strata/agent/first-boot";
 
-/// The report of an unchanged run, noted as the installed system's first.
-fn first_boot_report(
+/// The report of an unchanged run, with why it is posted.
+fn unchanged_report(
     event: &NodeEvent,
     applied: Option<&Applied>,
+    why: &str,
 ) -> Option<strata_server::inventory::RunReport> {
     let NodeEvent::Result {
         result,
@@ -276,8 +283,10 @@ fn first_boot_report(
         truncated: 0,
         drift: false,
         error: None,
-        note: Some("first boot of the installed system".into()),
+        note: Some(why.into()),
         steps: steps.clone(),
+        roles: applied.map(|a| a.labels.0.clone()).unwrap_or_default(),
+        groups: applied.map(|a| a.labels.1.clone()).unwrap_or_default(),
     })
 }
 
@@ -434,7 +443,7 @@ fn stale(run: &NodeRun<'_>, trust: &Trust, blobs: &BlobStore, why: &str) -> Poll
 /// The node's roles (names, each once: its own, its groups', and the role its signed
 /// assignment's classification gives) and groups in the snapshot, for its report; none
 /// when the site cannot say (the run's own result tells why).
-fn node_labels(
+pub(crate) fn node_labels(
     blobs: &BlobStore,
     v: &Verified,
     assignment: Option<&VerifiedAssignment>,

@@ -156,6 +156,8 @@ pub fn run(args: &ProvisionArgs, printer: &Printer) -> CommandResult {
     let mut progress = |stage: &str| printer.note(stage);
     let done = strata_provision::provision(&job, &mut apply, &mut progress)?;
     // The server learns the machine is installed: its next netboot boots the disk.
+    let (roles, groups) =
+        crate::commands::agent::node_labels(&blobs, &verified, assignment.as_ref(), &node);
     let report = strata_server::inventory::RunReport {
         id: 0,
         node: String::new(),
@@ -175,6 +177,8 @@ pub fn run(args: &ProvisionArgs, printer: &Printer) -> CommandResult {
             disk.display()
         )),
         steps,
+        roles,
+        groups,
     };
     source.report(&report).map_err(|Refusal(e)| {
         anyhow!("provisioned, but the report was not posted: {}", e.message)

@@ -94,6 +94,27 @@ fn the_fleet_shows_roles_groups_and_behind_and_filters_by_them() {
     );
     let (_, _, page) = get(&s, "/?revision=behind", Some(&token));
     assert!(page.contains("data-node=\"n2\"") && !page.contains("data-node=\"n1\""));
+
+    // A release that changes nothing on n1: its agent applies it, changes nothing and
+    // still reports, so n1 stays current; a second run of it reports nothing.
+    s.env
+        .write("modules/unused/module.toml", "# no node uses it\n");
+    s.publish();
+    let reports = |node: &str| {
+        json(&format!("/api/nodes/{node}"))["runs"]
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    let before = reports("n1");
+    for _ in 0..2 {
+        let (code, out, err) = s.agent(&s.node_root("n1"));
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(out.contains("Nothing to do for n1"), "{out}");
+    }
+    assert_eq!(reports("n1"), before + 1);
+    let all = json("/api/nodes");
+    assert_eq!(all["nodes"][0]["behind"], false, "{all}");
+    assert_eq!(all["nodes"][0]["last"]["result"], "unchanged", "{all}");
 }
 
 #[test]
