@@ -9,6 +9,7 @@ use strata_transport::wire::{PathChange, StepTime};
 mod pg;
 mod pool;
 mod sqlite;
+mod takeover;
 
 pub use pg::PgInventory;
 pub use pool::{POOL_SIZE, Pool, Pooled};
@@ -87,6 +88,11 @@ pub struct NodeRecord {
     /// when it was accepted, if the site has hardware profiles and one took it.
     #[serde(skip)]
     pub classification: Option<String>,
+    /// When a new key last took its name over (a netboot node reprovisioned before it
+    /// ever reported, docs/provision.md), if one did.
+    pub rekeyed: Option<u64>,
+    /// The key id that takeover displaced.
+    pub old_key: Option<String>,
 }
 
 /// Classifies a node being accepted, given the allocation store inside the inventory's
@@ -108,6 +114,9 @@ pub struct TokenRecord {
     pub expires: u64,
     /// How many nodes it may enroll (1: single use); each enrollment takes one.
     pub uses: u32,
+    /// A provisioning token (made with `--uses` above 1): it may also let a new key take
+    /// over a netboot node that never reported (see [`takeover`]).
+    pub provisioning: bool,
 }
 
 /// An enrollment request, once its signature showed the node holds its key.
@@ -136,6 +145,9 @@ pub enum Enrolled {
     Accepted(NodeRecord),
     /// The node waits for `nodes accept`.
     Pending(NodeRecord),
+    /// A new key took over the name of a node that never reported (its old key is in
+    /// [`NodeRecord::old_key`]); its classification and pool entries are kept.
+    TakenOver(NodeRecord),
     /// Refused, with the reason; nothing was recorded and no token consumed.
     Refused(String),
 }
@@ -488,7 +500,7 @@ pub(crate) fn decide(
     by_key: Option<&NodeRecord>,
     req: &EnrollRequest,
     token: Option<Result<&TokenRecord, String>>,
-    now: u64,
+    (reported, now): (bool, u64),
 ) -> Decision {
     let token_ok = matches!(&token, Some(Ok(t))
         if t.expires > now && t.node.as_ref().is_none_or(|n| *n == req.name));
@@ -502,11 +514,20 @@ pub(crate) fn decide(
             ));
         }
         if displaced && n.state != NodeState::Pending {
-            return Decision::Refuse(format!(
-                "node name {:?} is bound to another key ({}); run `strata nodes forget {}` on \
-                 the server to free it",
-                n.name, n.key_id, n.name
-            ));
+            if by_key.is_some() {
+                return Decision::Refuse(format!(
+                    "this key is already enrolled as node {:?}",
+                    by_key.map(|o| o.name.as_str()).unwrap_or_default()
+                ));
+            }
+            return match takeover::allowed(n, req, token.as_ref(), reported, now) {
+                Ok(()) => Decision::Takeover,
+                Err(why) => Decision::Refuse(format!(
+                    "node name {:?} is bound to another key ({}): {why}; run `strata nodes \
+                     forget {}` on the server to free it",
+                    n.name, n.key_id, n.name
+                )),
+            };
         }
         // Only an accepted key binds a name: a pending request by another key gives way
         // to a valid token (below).
@@ -552,6 +573,9 @@ pub(crate) enum Decision {
     Pending,
     /// Accept now, consuming the token, in this environment if the token names one.
     Accept(Option<String>),
+    /// Give the accepted node's name to this key, consuming the token, keeping the
+    /// node's environment, classification and pool entries ([`takeover`]).
+    Takeover,
 }
 
 /// The text kept for a report's paths.
@@ -585,5 +609,7 @@ pub(crate) fn token_check(
     }
 }
 
+#[cfg(test)]
+mod takeover_tests;
 #[cfg(test)]
 mod tests;

@@ -17,7 +17,7 @@ use super::{
     FLEET_BACKFILL, FLEET_INDEX, FleetPage, FleetQuery, LastRun, NodeSummary, fleet_columns,
     fleet_cte, fleet_last, fleet_where,
 };
-use super::{steps_from, steps_json};
+use super::{steps_from, steps_json, takeover};
 use crate::httpsig::NONCE_TTL;
 
 const SCHEMA: &str = "PRAGMA journal_mode = WAL;
@@ -25,10 +25,12 @@ const SCHEMA: &str = "PRAGMA journal_mode = WAL;
     CREATE TABLE IF NOT EXISTS strata_nodes (
         name TEXT PRIMARY KEY, key_id TEXT NOT NULL UNIQUE, public TEXT NOT NULL, age TEXT,
         state TEXT NOT NULL, environment TEXT NOT NULL, facts TEXT NOT NULL,
-        enrolled INTEGER NOT NULL, changed INTEGER NOT NULL, classification TEXT);
+        enrolled INTEGER NOT NULL, changed INTEGER NOT NULL, classification TEXT,
+        rekeyed INTEGER, old_key TEXT);
     CREATE TABLE IF NOT EXISTS strata_tokens (
         hash TEXT PRIMARY KEY, node TEXT, environment TEXT, expires INTEGER NOT NULL,
-        used INTEGER, uses INTEGER NOT NULL DEFAULT 1);
+        used INTEGER, uses INTEGER NOT NULL DEFAULT 1,
+        provisioning INTEGER NOT NULL DEFAULT 0);
     CREATE TABLE IF NOT EXISTS strata_nonces (
         key_id TEXT NOT NULL, nonce TEXT NOT NULL, expires INTEGER NOT NULL,
         PRIMARY KEY (key_id, nonce));
@@ -51,7 +53,11 @@ const SCHEMA: &str = "PRAGMA journal_mode = WAL;
     CREATE TABLE IF NOT EXISTS strata_releases (
         environment TEXT PRIMARY KEY, version INTEGER NOT NULL);";
 
-const NODE_COLUMNS: &str =
+const NODE_COLUMNS: &str = "name, key_id, public, age, state, environment, facts, enrolled, \
+     changed, classification, rekeyed, old_key";
+
+/// The columns a new node's row is written with.
+const NEW_NODE: &str =
     "name, key_id, public, age, state, environment, facts, enrolled, changed, classification";
 
 /// The inventory in a SQLite file.
@@ -119,6 +125,23 @@ fn schema_upgraded(conn: &Connection) -> rusqlite::Result<()> {
     )?;
     columns_added(
         conn,
+        "strata_tokens",
+        "provisioning",
+        &["ALTER TABLE strata_tokens ADD COLUMN provisioning INTEGER NOT NULL DEFAULT 0".into()],
+        None,
+    )?;
+    columns_added(
+        conn,
+        "strata_nodes",
+        "rekeyed",
+        &[
+            "ALTER TABLE strata_nodes ADD COLUMN rekeyed INTEGER".into(),
+            "ALTER TABLE strata_nodes ADD COLUMN old_key TEXT".into(),
+        ],
+        None,
+    )?;
+    columns_added(
+        conn,
         "strata_nodes",
         "last_report",
         &fleet_columns("INTEGER"),
@@ -148,6 +171,8 @@ fn node_row(r: &Row<'_>) -> rusqlite::Result<NodeRecord> {
         enrolled: r.get(7)?,
         changed: r.get(8)?,
         classification: r.get(9)?,
+        rekeyed: r.get(10)?,
+        old_key: r.get(11)?,
     })
 }
 
@@ -174,7 +199,7 @@ fn report_row(r: &Row<'_>) -> rusqlite::Result<RunReport> {
     })
 }
 
-fn node_where(
+pub(super) fn node_where(
     conn: &Connection,
     column: &str,
     value: &str,
@@ -240,9 +265,16 @@ impl Inventory for SqliteInventory {
         let _turn = turn.take();
         self.conn
             .execute(
-                "INSERT INTO strata_tokens (hash, node, environment, expires, uses) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![t.hash, t.node, t.environment, t.expires, t.uses],
+                "INSERT INTO strata_tokens (hash, node, environment, expires, uses, provisioning) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    t.hash,
+                    t.node,
+                    t.environment,
+                    t.expires,
+                    t.uses,
+                    t.provisioning
+                ],
             )
             .map_err(self.err())?;
         Ok(())
@@ -380,8 +412,8 @@ impl Inventory for SqliteInventory {
             Some(hash) => {
                 let found = tx
                     .query_row(
-                        "SELECT hash, node, environment, expires, used, uses FROM strata_tokens \
-                         WHERE hash = ?1",
+                        "SELECT hash, node, environment, expires, used, uses, provisioning \
+                         FROM strata_tokens WHERE hash = ?1",
                         [hash],
                         |r| {
                             Ok((
@@ -391,6 +423,7 @@ impl Inventory for SqliteInventory {
                                     environment: r.get(2)?,
                                     expires: r.get(3)?,
                                     uses: r.get(5)?,
+                                    provisioning: r.get(6)?,
                                 },
                                 r.get::<_, Option<u64>>(4)?,
                             ))
@@ -401,15 +434,23 @@ impl Inventory for SqliteInventory {
                 Some(token_check(found))
             }
         };
+        let reported = match &existing {
+            Some(n) => takeover::sqlite_reported(&tx, &n.name).map_err(&db)?,
+            None => false,
+        };
         let decision = decide(
             existing.as_ref(),
             by_key.as_ref(),
             req,
             token.as_ref().map(|t| t.as_ref().map_err(Clone::clone)),
-            now,
+            (reported, now),
         );
         let state = match decision {
             Decision::Refuse(why) => return Ok(Enrolled::Refused(why)),
+            Decision::Takeover => {
+                let old = existing.expect("a node taken over");
+                return takeover::sqlite(tx, req, &old.key_id, now).map_err(&db);
+            }
             Decision::Already => {
                 return Ok(Enrolled::Accepted(existing.expect("an accepted node")));
             }
@@ -467,7 +508,7 @@ impl Inventory for SqliteInventory {
             .map_err(&db)?;
         } else {
             tx.execute(
-                &format!("INSERT INTO strata_nodes ({NODE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
+                &format!("INSERT INTO strata_nodes ({NEW_NODE}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
                 params![
                     req.name,
                     req.key_id,
