@@ -431,7 +431,9 @@ pub trait Inventory: Send + std::fmt::Debug {
     fn session(&mut self, hash: &str, now: u64) -> Result<Option<String>, InventoryError>;
     /// Enrolls a node in one transaction: the token (if any) checked and consumed, the
     /// name bound to the key. A name already bound to another key is refused, token or
-    /// not; the same key again answers as the node stands.
+    /// not, except for a takeover (a netboot node that never reported, a provisioning
+    /// token, the same machine's facts: [`takeover`]); the same key again answers as the
+    /// node stands.
     fn enroll(
         &mut self,
         req: &EnrollRequest,
