@@ -93,6 +93,10 @@ pub struct NodeRecord {
     pub rekeyed: Option<u64>,
     /// The key id that takeover displaced.
     pub old_key: Option<String>,
+    /// Whether it posted a report since it was enrolled under this name (a `forget`
+    /// clears it): for a netboot node, that its disk was provisioned.
+    #[serde(skip)]
+    pub reported: bool,
 }
 
 /// Classifies a node being accepted, given the allocation store inside the inventory's

@@ -320,6 +320,19 @@ fn a_node_provisions_its_disk_from_the_server_only_with_the_pinned_base_and_only
         runs.contains("provisioned") && runs.contains("first boot of the installed system"),
         "{runs}"
     );
+
+    // Forgotten to be reinstalled, then enrolled again: its reports from before do not
+    // make it provisioned, so the server answers the provisioning kernel until the new
+    // enrollment reports.
+    let (code, out, err) = s.site_cmd(&["nodes", "forget", node]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = s.enroll(
+        &machine_root(&s, "initrd-reinstall", uuid),
+        node,
+        Some(&fresh),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(ipxe(&s, "525400aabbcc").contains("\nkernel "));
 }
 
 /// Boots a machine that netboots first (iPXE chained from QEMU's TFTP to the server) and

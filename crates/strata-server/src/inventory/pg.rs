@@ -80,7 +80,7 @@ fn report_row(r: &Row) -> RunReport {
 }
 
 const NODE_COLUMNS: &str = "name, key_id, public, age, state, environment, facts, enrolled, \
-     changed, classification, rekeyed, old_key";
+     changed, classification, rekeyed, old_key, last_report IS NOT NULL";
 
 /// The columns a new node's row is written with.
 const NEW_NODE: &str =
@@ -120,6 +120,7 @@ fn node_row(r: &Row) -> NodeRecord {
         classification: r.get(9),
         rekeyed: r.get::<_, Option<i64>>(10).map(u),
         old_key: r.get(11),
+        reported: r.get(12),
     }
 }
 
@@ -355,10 +356,7 @@ impl Inventory for PgInventory {
                 Some(token_check(found))
             }
         };
-        let reported = match &existing {
-            Some(n) => takeover::pg_reported(&mut tx, &n.name).map_err(&db)?,
-            None => false,
-        };
+        let reported = existing.as_ref().is_some_and(|n| n.reported);
         let decision = decide(
             existing.as_ref(),
             by_key.as_ref(),

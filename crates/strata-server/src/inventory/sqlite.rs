@@ -54,7 +54,7 @@ const SCHEMA: &str = "PRAGMA journal_mode = WAL;
         environment TEXT PRIMARY KEY, version INTEGER NOT NULL);";
 
 const NODE_COLUMNS: &str = "name, key_id, public, age, state, environment, facts, enrolled, \
-     changed, classification, rekeyed, old_key";
+     changed, classification, rekeyed, old_key, last_report IS NOT NULL";
 
 /// The columns a new node's row is written with.
 const NEW_NODE: &str =
@@ -173,6 +173,7 @@ fn node_row(r: &Row<'_>) -> rusqlite::Result<NodeRecord> {
         classification: r.get(9)?,
         rekeyed: r.get(10)?,
         old_key: r.get(11)?,
+        reported: r.get(12)?,
     })
 }
 
@@ -434,10 +435,7 @@ impl Inventory for SqliteInventory {
                 Some(token_check(found))
             }
         };
-        let reported = match &existing {
-            Some(n) => takeover::sqlite_reported(&tx, &n.name).map_err(&db)?,
-            None => false,
-        };
+        let reported = existing.as_ref().is_some_and(|n| n.reported);
         let decision = decide(
             existing.as_ref(),
             by_key.as_ref(),

@@ -7,8 +7,8 @@
 use super::{EnrollRequest, Enrolled, NodeRecord, NodeState, TokenRecord};
 
 /// Why `req` may not take over `n` (accepted, bound to another key), if it may not:
-/// the node never reported (`reported` false: no report under its name, so no disk of
-/// its was ever finished and nothing ran with its key), the request carries a valid
+/// the node never reported (`reported` false: no report since it was enrolled under
+/// this name, so no disk of its was ever finished and nothing ran with its key), the request carries a valid
 /// provisioning token, the name is a netboot name (`m-` and 12 hex digits of a MAC) and
 /// the facts sent name the same machine as the recorded ones ([`same_machine`]).
 pub(crate) fn allowed(
@@ -107,28 +107,6 @@ pub(crate) fn same_machine(mac: &str, recorded: &str, new: &str) -> Result<(), S
         }
     }
     Ok(())
-}
-
-/// Whether a report was ever posted under the node's name (SQLite).
-pub(crate) fn sqlite_reported(tx: &rusqlite::Connection, name: &str) -> rusqlite::Result<bool> {
-    tx.query_row(
-        "SELECT EXISTS (SELECT 1 FROM strata_reports WHERE node = ?1)",
-        [name],
-        |r| r.get(0),
-    )
-}
-
-/// Whether a report was ever posted under the node's name (PostgreSQL).
-pub(crate) fn pg_reported(
-    tx: &mut impl postgres::GenericClient,
-    name: &str,
-) -> Result<bool, postgres::Error> {
-    Ok(tx
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM strata_reports WHERE node = $1)",
-            &[&name],
-        )?
-        .get(0))
 }
 
 /// The takeover [`allowed`] allowed, in SQLite's transaction: the token's use taken, the

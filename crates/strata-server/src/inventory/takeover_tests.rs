@@ -195,6 +195,7 @@ fn takeover_decisions(inv: &mut dyn Inventory) {
         steps: vec![],
     })
     .unwrap();
+    assert!(inv.node(NODE).unwrap().unwrap().reported);
     let why = refused(enroll(inv, "k6", Some("prov2"), facts(MAC, "U-1")));
     assert!(
         why.contains("has reported") && why.contains(&format!("`strata nodes forget {NODE}`")),
@@ -227,6 +228,18 @@ fn takeover_decisions(inv: &mut dyn Inventory) {
     inv.forget("web1").unwrap();
     let why = refused(enroll(inv, "k7", Some("prov2"), facts(MAC, "U-1")));
     assert!(why.contains("revoked"), "{why}");
+
+    // Forgotten (to be reinstalled), enrolled again: the reports from before the forget
+    // do not count, so a provisioning killed halfway is taken over again.
+    assert!(inv.forget(NODE).unwrap());
+    let Enrolled::Accepted(n) = enroll(inv, "k8", Some("prov2"), facts(MAC, "U-1")) else {
+        panic!("not accepted")
+    };
+    assert!(!n.reported && n.old_key.is_none(), "{n:?}");
+    assert!(matches!(
+        enroll(inv, "k10", Some("prov2"), facts(MAC, "U-1")),
+        Enrolled::TakenOver(_)
+    ));
 }
 
 #[test]
