@@ -520,10 +520,10 @@ pub(crate) fn decide(
             ));
         }
         if displaced && n.state != NodeState::Pending {
-            if by_key.is_some() {
+            if let Some(other) = by_key {
                 return Decision::Refuse(format!(
                     "this key is already enrolled as node {:?}",
-                    by_key.map(|o| o.name.as_str()).unwrap_or_default()
+                    other.name
                 ));
             }
             return match takeover::allowed(n, req, token.as_ref(), reported, now) {
