@@ -74,8 +74,8 @@ pub struct Signed {
     pub version: u64,
     /// When it was signed.
     pub signed: u64,
-    /// The classification and environment it carries.
-    pub from: (String, String),
+    /// The node's key, the classification and the environment it carries.
+    pub from: (String, String, String),
 }
 
 /// How long an assignment the server signs is trusted.
@@ -436,6 +436,17 @@ fn enroll_now(s: &Server, r: &Received) -> Answer {
             })?;
     let (status, node) = match done {
         Enrolled::Accepted(n) => (StatusCode::OK, n),
+        Enrolled::TakenOver(n) => {
+            // A netboot node that never reported, back with a new key (docs/provision.md).
+            (s.log)(&format!(
+                "enroll: key {} took over node {} from key {} (never reported; a \
+                 provisioning token's use taken; classification and pool entries kept)",
+                n.key_id,
+                n.name,
+                n.old_key.as_deref().unwrap_or("-")
+            ));
+            (StatusCode::OK, n)
+        }
         Enrolled::Pending(n) => (StatusCode::ACCEPTED, n),
         Enrolled::Refused(why) => return Err(ApiError::new(StatusCode::FORBIDDEN, why)),
     };
@@ -540,7 +551,12 @@ fn assignment_for(
     (min_version, now): (u64, u64),
 ) -> Result<Vec<u8>, ApiError> {
     let mut cache = s.assignments.lock().map_err(internal)?;
-    let from = (classification.to_string(), env.to_string());
+    // The key too: a new key that took the node's name over gets an assignment naming it.
+    let from = (
+        key_id.to_string(),
+        classification.to_string(),
+        env.to_string(),
+    );
     let previous = cache.get(node);
     if let Some(a) = previous.filter(|a| a.from == from && now < a.signed + TIMESTAMP_REFRESH) {
         return Ok(a.bytes.clone());

@@ -131,14 +131,15 @@ async fn chain(State(s): State<Arc<Server>>, headers: HeaderMap) -> Response {
     }
 }
 
-/// Whether the node has been provisioned: accepted, and it reported (the initrd posts
-/// its first report once the disk is written; a provisioning stopped halfway posts none).
+/// Whether the node has been provisioned: accepted, and it reported since it was enrolled
+/// under this name (the initrd posts its first report once the disk is written; a
+/// provisioning stopped halfway posts none; reports from before a `nodes forget` do not
+/// count, so a machine forgotten to be reinstalled is not sent to its old disk).
 fn provisioned(s: &Server, node: &str) -> Result<bool, ApiError> {
     let mut inventory = s.inventory.lock().map_err(internal)?;
-    let accepted = inventory
+    Ok(inventory
         .node(node)?
-        .is_some_and(|n| n.state == crate::inventory::NodeState::Accepted);
-    Ok(accepted && !inventory.reports(Some(node))?.is_empty())
+        .is_some_and(|n| n.state == crate::inventory::NodeState::Accepted && n.reported))
 }
 
 async fn ipxe(

@@ -10,6 +10,7 @@ mod fleet;
 mod pg;
 mod pool;
 mod sqlite;
+mod takeover;
 
 pub use fleet::{
     Cursor, FleetPage, FleetQuery, Key, LastRun, MAX_FILTER, MAX_LABEL, MAX_LABELS, NodeSummary,
@@ -92,6 +93,15 @@ pub struct NodeRecord {
     /// when it was accepted, if the site has hardware profiles and one took it.
     #[serde(skip)]
     pub classification: Option<String>,
+    /// When a new key last took its name over (a netboot node reprovisioned before it
+    /// ever reported, docs/provision.md), if one did.
+    pub rekeyed: Option<u64>,
+    /// The key id that takeover displaced.
+    pub old_key: Option<String>,
+    /// Whether it posted a report since it was enrolled under this name (a `forget`
+    /// clears it): for a netboot node, that its disk was provisioned.
+    #[serde(skip)]
+    pub reported: bool,
 }
 
 /// Classifies a node being accepted, given the allocation store inside the inventory's
@@ -113,6 +123,9 @@ pub struct TokenRecord {
     pub expires: u64,
     /// How many nodes it may enroll (1: single use); each enrollment takes one.
     pub uses: u32,
+    /// A provisioning token (made with `--uses` above 1): it may also let a new key take
+    /// over a netboot node that never reported (see [`takeover`]).
+    pub provisioning: bool,
 }
 
 /// An enrollment request, once its signature showed the node holds its key.
@@ -141,6 +154,9 @@ pub enum Enrolled {
     Accepted(NodeRecord),
     /// The node waits for `nodes accept`.
     Pending(NodeRecord),
+    /// A new key took over the name of a node that never reported (its old key is in
+    /// [`NodeRecord::old_key`]); its classification and pool entries are kept.
+    TakenOver(NodeRecord),
     /// Refused, with the reason; nothing was recorded and no token consumed.
     Refused(String),
 }
@@ -255,7 +271,9 @@ pub trait Inventory: Send + std::fmt::Debug {
     fn session(&mut self, hash: &str, now: u64) -> Result<Option<String>, InventoryError>;
     /// Enrolls a node in one transaction: the token (if any) checked and consumed, the
     /// name bound to the key. A name already bound to another key is refused, token or
-    /// not; the same key again answers as the node stands.
+    /// not, except for a takeover (a netboot node that never reported, a provisioning
+    /// token, the same machine's facts: [`takeover`]); the same key again answers as the
+    /// node stands.
     fn enroll(
         &mut self,
         req: &EnrollRequest,
@@ -324,7 +342,7 @@ pub(crate) fn decide(
     by_key: Option<&NodeRecord>,
     req: &EnrollRequest,
     token: Option<Result<&TokenRecord, String>>,
-    now: u64,
+    (reported, now): (bool, u64),
 ) -> Decision {
     let token_ok = matches!(&token, Some(Ok(t))
         if t.expires > now && t.node.as_ref().is_none_or(|n| *n == req.name));
@@ -338,11 +356,20 @@ pub(crate) fn decide(
             ));
         }
         if displaced && n.state != NodeState::Pending {
-            return Decision::Refuse(format!(
-                "node name {:?} is bound to another key ({}); run `strata nodes forget {}` on \
-                 the server to free it",
-                n.name, n.key_id, n.name
-            ));
+            if let Some(other) = by_key {
+                return Decision::Refuse(format!(
+                    "this key is already enrolled as node {:?}",
+                    other.name
+                ));
+            }
+            return match takeover::allowed(n, req, token.as_ref(), reported, now) {
+                Ok(()) => Decision::Takeover,
+                Err(why) => Decision::Refuse(format!(
+                    "node name {:?} is bound to another key ({}): {why}; run `strata nodes \
+                     forget {}` on the server to free it",
+                    n.name, n.key_id, n.name
+                )),
+            };
         }
         // Only an accepted key binds a name: a pending request by another key gives way
         // to a valid token (below).
@@ -388,6 +415,9 @@ pub(crate) enum Decision {
     Pending,
     /// Accept now, consuming the token, in this environment if the token names one.
     Accept(Option<String>),
+    /// Give the accepted node's name to this key, consuming the token, keeping the
+    /// node's environment, classification and pool entries ([`takeover`]).
+    Takeover,
 }
 
 /// The text kept for a report's paths.
@@ -423,5 +453,7 @@ pub(crate) fn token_check(
 
 #[cfg(test)]
 mod fleet_tests;
+#[cfg(test)]
+mod takeover_tests;
 #[cfg(test)]
 mod tests;

@@ -74,8 +74,9 @@ pub struct TokenArgs {
     /// How long it may be used.
     #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
     pub ttl: Duration,
-    /// How many nodes may enroll with it (a provisioning token for netboot: keep it
-    /// short-lived too).
+    /// How many nodes may enroll with it (above 1: a provisioning token for netboot,
+    /// which also lets a netboot node that never reported come back with a new key; keep
+    /// it short-lived too).
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub uses: u32,
@@ -117,17 +118,26 @@ fn list(db: &DbArgs, json: bool, printer: &Printer) -> CommandResult {
         "{:<30} {:<9} {:<14} {:<16} ENROLLED\n",
         "NODE", "STATE", "ENVIRONMENT", "KEY"
     );
+    let time =
+        |t: u64| humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(t));
     for n in &nodes {
         out.push_str(&format!(
-            "{:<30} {:<9} {:<14} {:<16} {}\n",
+            "{:<30} {:<9} {:<14} {:<16} {}",
             crate::printer::clean(&n.name),
             n.state.as_str(),
             n.environment,
             &n.key_id[..16.min(n.key_id.len())],
-            humantime::format_rfc3339_seconds(
-                std::time::UNIX_EPOCH + Duration::from_secs(n.enrolled)
-            )
+            time(n.enrolled)
         ));
+        // A new key took the name over (a netboot node reprovisioned before it reported).
+        if let (Some(t), Some(old)) = (n.rekeyed, &n.old_key) {
+            out.push_str(&format!(
+                " (new key since {}, was {})",
+                time(t),
+                &old[..16.min(old.len())]
+            ));
+        }
+        out.push('\n');
     }
     printer.out(&out)?;
     Ok(())
@@ -149,6 +159,9 @@ fn token(t: &TokenArgs, printer: &Printer) -> CommandResult {
         environment: t.env.clone(),
         expires,
         uses: t.uses,
+        // A token for several machines is a provisioning token: it may also let a netboot
+        // node that never reported come back with a new key (docs/provision.md).
+        provisioning: t.uses > 1,
     })?;
     let uses = if t.uses == 1 {
         "single use".to_string()

@@ -371,8 +371,9 @@ fn bare_machines_netboot_enroll_with_their_facts_and_are_classified_or_stop_sayi
     assert!(err.contains("already used"), "{err}");
 
     // The first machine never reported (as one whose provisioning stopped halfway): its
-    // next netboot gets the provisioning kernel again, not "boot your disk", and its new
-    // key cannot take its name; the initrd says how to let it enroll again.
+    // next netboot gets the provisioning kernel again, not "boot your disk", with a new
+    // key. A single-use token cannot let that key take the name over: the initrd says so
+    // and how to let it enroll again.
     std::fs::copy(s.token(&["--uses", "1"]), &token_file).unwrap();
     std::fs::remove_file(dir.path().join("console-525400123401.log")).unwrap();
     let console = netboot(
@@ -390,9 +391,58 @@ fn bare_machines_netboot_enroll_with_their_facts_and_are_classified_or_stop_sayi
         .join("\n");
     assert!(
         console.contains("bound to another key")
-            && console.contains("m-525400123401 enrolled before and was never provisioned")
+            && console.contains("not a provisioning token")
+            && console.contains("m-525400123401 enrolled before with another key")
             && console.contains("`strata nodes forget m-525400123401`"),
         "console (reversed):\n{tail}"
+    );
+    assert!(untouched(&d1), "the first disk was written");
+    // With a provisioning token, the same machine (its MAC and DMI serial) takes its name
+    // over by itself: enrolled again, its classification and pool entry kept (no second
+    // entry), then it stops where it stopped before (nothing published).
+    std::fs::copy(s.token(&["--uses", "2"]), &token_file).unwrap();
+    let (_, before, _) = s.site_cmd(&["nodes", "--json"]);
+    std::fs::remove_file(dir.path().join("console-525400123401.log")).unwrap();
+    let console = netboot(
+        dir.path(),
+        &port,
+        &d1,
+        "52:54:00:12:34:01",
+        "product=strata-vm,serial=vm-1",
+    );
+    let tail: String = console
+        .lines()
+        .rev()
+        .take(30)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        console.contains("strata-netboot: enrolled as m-525400123401: Enrolled")
+            && console.contains("nothing is published"),
+        "console (reversed):\n{tail}"
+    );
+    let (_, after, _) = s.site_cmd(&["nodes", "--json"]);
+    let key = |json: &str| {
+        let v: serde_json::Value = serde_json::from_str(json).unwrap();
+        let n = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == "m-525400123401")
+            .cloned()
+            .unwrap();
+        (n["key_id"].clone(), n["old_key"].clone())
+    };
+    let ((k1, _), (k2, old)) = (key(&before), key(&after));
+    assert!(k1 != k2 && old == k1, "{before}\n{after}");
+    let (_, pools, _) = s.site_cmd(&["pools", "list"]);
+    let line = pools
+        .lines()
+        .find(|l| l.contains("10.0.0.7"))
+        .unwrap_or_default();
+    assert!(
+        line.starts_with("serial=vm-1 ") && line.split_whitespace().nth(1) == Some("vm"),
+        "{pools}"
     );
     assert!(untouched(&d1), "the first disk was written");
 }

@@ -105,6 +105,21 @@ fn provision(s: &Served, root: &Path, disk: &Path, hash: &Path) -> Command {
     cmd
 }
 
+/// A node's root whose facts are the machine's as the initrd sees them: its NIC's MAC and
+/// its DMI product UUID (`/sys`), and nothing kept from an earlier netboot.
+fn machine_root(s: &Served, dir: &str, uuid: &str) -> PathBuf {
+    let root = s.node_root(dir);
+    for (path, value) in [
+        ("sys/class/net/eth0/address", "52:54:00:aa:bb:cc"),
+        ("sys/class/dmi/id/product_uuid", uuid),
+    ] {
+        let file = root.join(path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, format!("{value}\n")).unwrap();
+    }
+    root
+}
+
 /// The answer to the machine's iPXE, asked with its MAC.
 fn ipxe(s: &Served, mac: &str) -> String {
     get(&s.authority(), &format!("/boot/ipxe/{mac}"), &s.authority())
@@ -133,9 +148,11 @@ fn a_node_provisions_its_disk_from_the_server_only_with_the_pinned_base_and_only
     );
     let hash = build(&s, &boot);
     s.publish();
-    std::fs::copy(s.token(&["--uses", "1"]), &token_file).unwrap();
+    // The provisioning token: one use per netboot that enrolls.
+    std::fs::copy(s.token(&["--uses", "2"]), &token_file).unwrap();
     // The node enrolls as the initrd does (its state in a directory here, in memory there).
-    let root = s.node_root("initrd");
+    let uuid = "4c4c4544-0042-3510-8052-b4c04f4e4d31";
+    let root = machine_root(&s, "initrd", uuid);
     let (code, out, err) = s.enroll(&root, node, Some(&token_file));
     assert_eq!(code, 0, "{out}{err}");
     assert!(ipxe(&s, "525400aabbcc").contains("\nkernel "));
@@ -194,7 +211,32 @@ fn a_node_provisions_its_disk_from_the_server_only_with_the_pinned_base_and_only
     let (_, runs, _) = s.site_cmd(&["runs", node]);
     assert!(!runs.contains("provisioned"), "{runs}");
 
-    // The next one starts over and completes; the server then says "boot your disk".
+    // The next netboot keeps nothing: a new key. Another machine claiming the name (its
+    // DMI UUID differs) is refused, saying why; this one, a machine that never reported
+    // with the provisioning token, takes its name over by itself, and the old key's
+    // signed requests are refused from then on.
+    let other = machine_root(&s, "impostor", "00000000-0000-0000-0000-000000000001");
+    let (code, out, err) = s.enroll(&other, node, Some(&token_file));
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("bound to another key")
+            && err.contains("another machine: its DMI product UUID is 00000000"),
+        "{err}"
+    );
+    let old = root;
+    let root = machine_root(&s, "initrd-again", uuid);
+    let (code, out, err) = s.enroll(&root, node, Some(&token_file));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("accepted"), "{out}");
+    let (code, out, err) = s.agent(&old);
+    assert_ne!(code, 0, "the old key still works: {out}{err}");
+    assert!(err.contains("this key is not enrolled"), "{err}");
+    let (_, nodes, _) = s.site_cmd(&["nodes"]);
+    assert!(nodes.contains("new key since"), "{nodes}");
+    let log = std::fs::read_to_string(s.env.path().join("serve.log")).unwrap_or_default();
+    assert!(log.contains(&format!("took over node {node}")), "{log}");
+
+    // It starts over and completes; the server then says "boot your disk".
     let started = Instant::now();
     let (code, out, err) = output(&mut provision(&s, &root, &disk, &pinned));
     assert_eq!(code, 0, "{out}{err}");
@@ -214,6 +256,15 @@ fn a_node_provisions_its_disk_from_the_server_only_with_the_pinned_base_and_only
     );
     let (_, runs, _) = s.site_cmd(&["runs", node]);
     assert!(runs.contains(node), "{runs}");
+    // Reported, it keeps its key: no new key takes it over, even the same machine's with
+    // a fresh provisioning token; the way out is still `nodes forget`.
+    let fresh = s.token(&["--uses", "2"]);
+    let (code, out, err) = s.enroll(&machine_root(&s, "initrd-late", uuid), node, Some(&fresh));
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("has reported") && err.contains(&format!("`strata nodes forget {node}`")),
+        "{err}"
+    );
 
     // The installed root: the node's identity (keys 0600), strata, the agent's units
     // pointing at this server; its agent's first run reports, unchanged.
@@ -269,6 +320,19 @@ fn a_node_provisions_its_disk_from_the_server_only_with_the_pinned_base_and_only
         runs.contains("provisioned") && runs.contains("first boot of the installed system"),
         "{runs}"
     );
+
+    // Forgotten to be reinstalled, then enrolled again: its reports from before do not
+    // make it provisioned, so the server answers the provisioning kernel until the new
+    // enrollment reports.
+    let (code, out, err) = s.site_cmd(&["nodes", "forget", node]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = s.enroll(
+        &machine_root(&s, "initrd-reinstall", uuid),
+        node,
+        Some(&fresh),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(ipxe(&s, "525400aabbcc").contains("\nkernel "));
 }
 
 /// Boots a machine that netboots first (iPXE chained from QEMU's TFTP to the server) and

@@ -14,7 +14,7 @@ use super::{
     NodeState, PENDING_TTL, RunReport, TokenRecord, decide, paths_from, paths_json, token_check,
 };
 use super::{FleetPage, FleetQuery};
-use super::{steps_from, steps_json};
+use super::{steps_from, steps_json, takeover};
 use crate::httpsig::NONCE_TTL;
 
 /// Serialises enrollments across replicas.
@@ -30,6 +30,10 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS strata_nodes (
         hash TEXT PRIMARY KEY, node TEXT, environment TEXT, expires BIGINT NOT NULL,
         used BIGINT, uses BIGINT NOT NULL DEFAULT 1);
     ALTER TABLE strata_tokens ADD COLUMN IF NOT EXISTS uses BIGINT NOT NULL DEFAULT 1;
+    ALTER TABLE strata_tokens ADD COLUMN IF NOT EXISTS provisioning BOOLEAN NOT NULL
+        DEFAULT false;
+    ALTER TABLE strata_nodes ADD COLUMN IF NOT EXISTS rekeyed BIGINT;
+    ALTER TABLE strata_nodes ADD COLUMN IF NOT EXISTS old_key TEXT;
     CREATE TABLE IF NOT EXISTS strata_nonces (
         key_id TEXT NOT NULL, nonce TEXT NOT NULL, expires BIGINT NOT NULL,
         PRIMARY KEY (key_id, nonce));
@@ -78,7 +82,11 @@ fn report_row(r: &Row) -> RunReport {
     }
 }
 
-const NODE_COLUMNS: &str =
+const NODE_COLUMNS: &str = "name, key_id, public, age, state, environment, facts, enrolled, \
+     changed, classification, rekeyed, old_key, last_report IS NOT NULL";
+
+/// The columns a new node's row is written with.
+const NEW_NODE: &str =
     "name, key_id, public, age, state, environment, facts, enrolled, changed, classification";
 
 /// The inventory on PostgreSQL.
@@ -113,10 +121,13 @@ fn node_row(r: &Row) -> NodeRecord {
         enrolled: u(r.get(7)),
         changed: u(r.get(8)),
         classification: r.get(9),
+        rekeyed: r.get::<_, Option<i64>>(10).map(u),
+        old_key: r.get(11),
+        reported: r.get(12),
     }
 }
 
-fn node_where(
+pub(super) fn node_where(
     c: &mut impl postgres::GenericClient,
     column: &str,
     value: &str,
@@ -196,14 +207,15 @@ impl Inventory for PgInventory {
         let db = self.err();
         self.client
             .execute(
-                "INSERT INTO strata_tokens (hash, node, environment, expires, uses) \
-                 VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO strata_tokens (hash, node, environment, expires, uses, provisioning) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
                 &[
                     &t.hash,
                     &t.node,
                     &t.environment,
                     &i(t.expires),
                     &i64::from(t.uses),
+                    &t.provisioning,
                 ],
             )
             .map_err(db)?;
@@ -339,8 +351,8 @@ impl Inventory for PgInventory {
             Some(hash) => {
                 let found = tx
                     .query_opt(
-                        "SELECT hash, node, environment, expires, used, uses FROM strata_tokens
-                         WHERE hash = $1 FOR UPDATE",
+                        "SELECT hash, node, environment, expires, used, uses, provisioning
+                         FROM strata_tokens WHERE hash = $1 FOR UPDATE",
                         &[hash],
                     )
                     .map_err(&db)?
@@ -352,6 +364,7 @@ impl Inventory for PgInventory {
                                 environment: r.get(2),
                                 expires: u(r.get(3)),
                                 uses: u32::try_from(r.get::<_, i64>(5)).unwrap_or(0),
+                                provisioning: r.get(6),
                             },
                             r.get::<_, Option<i64>>(4).map(u),
                         )
@@ -359,15 +372,20 @@ impl Inventory for PgInventory {
                 Some(token_check(found))
             }
         };
+        let reported = existing.as_ref().is_some_and(|n| n.reported);
         let decision = decide(
             existing.as_ref(),
             by_key.as_ref(),
             req,
             token.as_ref().map(|t| t.as_ref().map_err(Clone::clone)),
-            now,
+            (reported, now),
         );
         let state = match decision {
             Decision::Refuse(why) => return Ok(Enrolled::Refused(why)),
+            Decision::Takeover => {
+                let old = existing.expect("a node taken over");
+                return takeover::pg(tx, req, &old.key_id, now).map_err(&db);
+            }
             Decision::Already => {
                 return Ok(Enrolled::Accepted(existing.expect("an accepted node")));
             }
@@ -435,7 +453,7 @@ impl Inventory for PgInventory {
         } else {
             tx.execute(
                 &format!(
-                    "INSERT INTO strata_nodes ({NODE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+                    "INSERT INTO strata_nodes ({NEW_NODE}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
                 ),
                 &[
                     &req.name,

@@ -9,27 +9,28 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use strata_hardware::SqliteTx;
 
-use super::fleet::{
-    Arg, FLEET_BACKFILL, FLEET_INDEXES, PageRow, ROW_BACKFILL, fleet_columns, fleet_last,
-    fleet_page, fleet_sql, labels_sql, labels_text, row_columns,
-};
+use super::fleet::{Arg, PageRow, fleet_last, fleet_page, fleet_sql, labels_sql, labels_text};
 use super::{
     Classifier, Decision, EnrollRequest, Enrolled, Inventory, InventoryError, NodeRecord,
     NodeState, PENDING_TTL, RunReport, TokenRecord, decide, paths_from, paths_json, token_check,
 };
 use super::{FleetPage, FleetQuery};
-use super::{steps_from, steps_json};
+use super::{steps_from, steps_json, takeover};
 use crate::httpsig::NONCE_TTL;
+
+mod upgrade;
 
 const SCHEMA: &str = "PRAGMA journal_mode = WAL;
     PRAGMA synchronous = FULL;
     CREATE TABLE IF NOT EXISTS strata_nodes (
         name TEXT PRIMARY KEY, key_id TEXT NOT NULL UNIQUE, public TEXT NOT NULL, age TEXT,
         state TEXT NOT NULL, environment TEXT NOT NULL, facts TEXT NOT NULL,
-        enrolled INTEGER NOT NULL, changed INTEGER NOT NULL, classification TEXT);
+        enrolled INTEGER NOT NULL, changed INTEGER NOT NULL, classification TEXT,
+        rekeyed INTEGER, old_key TEXT);
     CREATE TABLE IF NOT EXISTS strata_tokens (
         hash TEXT PRIMARY KEY, node TEXT, environment TEXT, expires INTEGER NOT NULL,
-        used INTEGER, uses INTEGER NOT NULL DEFAULT 1);
+        used INTEGER, uses INTEGER NOT NULL DEFAULT 1,
+        provisioning INTEGER NOT NULL DEFAULT 0);
     CREATE TABLE IF NOT EXISTS strata_nonces (
         key_id TEXT NOT NULL, nonce TEXT NOT NULL, expires INTEGER NOT NULL,
         PRIMARY KEY (key_id, nonce));
@@ -52,7 +53,11 @@ const SCHEMA: &str = "PRAGMA journal_mode = WAL;
     CREATE TABLE IF NOT EXISTS strata_releases (
         environment TEXT PRIMARY KEY, version INTEGER NOT NULL);";
 
-const NODE_COLUMNS: &str =
+const NODE_COLUMNS: &str = "name, key_id, public, age, state, environment, facts, enrolled, \
+     changed, classification, rekeyed, old_key, last_report IS NOT NULL";
+
+/// The columns a new node's row is written with.
+const NEW_NODE: &str =
     "name, key_id, public, age, state, environment, facts, enrolled, changed, classification";
 
 /// The inventory in a SQLite file.
@@ -62,77 +67,6 @@ pub struct SqliteInventory {
     path: String,
     /// Held by every write of this process's connections to the file (see [`super::Pool`]).
     writer: Arc<Mutex<()>>,
-}
-
-/// Adds columns to a table of a file made before them (`alters`, then `fill`), once,
-/// whoever opens the file first: `probe` is the first new column.
-fn columns_added(
-    conn: &Connection,
-    table: &str,
-    probe: &str,
-    alters: &[String],
-    fill: Option<&str>,
-) -> rusqlite::Result<()> {
-    let has = |c: &Connection| {
-        c.query_row(
-            "SELECT count(*) FROM pragma_table_info(?1) WHERE name = ?2",
-            [table, probe],
-            |r| r.get::<_, i64>(0),
-        )
-    };
-    if has(conn)? == 0 {
-        conn.execute_batch("BEGIN IMMEDIATE")?;
-        let done = (|| {
-            if has(conn)? == 0 {
-                for alter in alters {
-                    conn.execute(alter, [])?;
-                }
-                if let Some(fill) = fill {
-                    conn.execute_batch(fill)?;
-                }
-            }
-            conn.execute_batch("COMMIT")
-        })();
-        if done.is_err() {
-            let _ = conn.execute_batch("ROLLBACK");
-        }
-        done?;
-    }
-    Ok(())
-}
-
-/// What files made by older versions lack: reports' steps, tokens' uses (single use
-/// each before), the fleet's columns (filled from the reports) and their index.
-fn schema_upgraded(conn: &Connection) -> rusqlite::Result<()> {
-    columns_added(
-        conn,
-        "strata_reports",
-        "steps",
-        &["ALTER TABLE strata_reports ADD COLUMN steps TEXT NOT NULL DEFAULT '[]'".into()],
-        None,
-    )?;
-    columns_added(
-        conn,
-        "strata_tokens",
-        "uses",
-        &["ALTER TABLE strata_tokens ADD COLUMN uses INTEGER NOT NULL DEFAULT 1".into()],
-        None,
-    )?;
-    columns_added(
-        conn,
-        "strata_nodes",
-        "last_report",
-        &fleet_columns("INTEGER"),
-        Some(FLEET_BACKFILL),
-    )?;
-    columns_added(
-        conn,
-        "strata_nodes",
-        "last_revision",
-        &row_columns("INTEGER", "VIRTUAL"),
-        Some(ROW_BACKFILL),
-    )?;
-    conn.execute_batch(FLEET_INDEXES)
 }
 
 /// The lock of [`SqliteInventory::write_turn`], taken by [`WriteTurn::take`].
@@ -156,6 +90,9 @@ fn node_row(r: &Row<'_>) -> rusqlite::Result<NodeRecord> {
         enrolled: r.get(7)?,
         changed: r.get(8)?,
         classification: r.get(9)?,
+        rekeyed: r.get(10)?,
+        old_key: r.get(11)?,
+        reported: r.get(12)?,
     })
 }
 
@@ -184,7 +121,7 @@ fn report_row(r: &Row<'_>) -> rusqlite::Result<RunReport> {
     })
 }
 
-fn node_where(
+pub(super) fn node_where(
     conn: &Connection,
     column: &str,
     value: &str,
@@ -221,7 +158,7 @@ impl SqliteInventory {
         let conn = Connection::open(path).map_err(db)?;
         conn.busy_timeout(Duration::from_secs(30)).map_err(db)?;
         conn.execute_batch(SCHEMA).map_err(db)?;
-        schema_upgraded(&conn).map_err(db)?;
+        upgrade::schema_upgraded(&conn).map_err(db)?;
         Ok(SqliteInventory {
             conn,
             path: name,
@@ -250,9 +187,16 @@ impl Inventory for SqliteInventory {
         let _turn = turn.take();
         self.conn
             .execute(
-                "INSERT INTO strata_tokens (hash, node, environment, expires, uses) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![t.hash, t.node, t.environment, t.expires, t.uses],
+                "INSERT INTO strata_tokens (hash, node, environment, expires, uses, provisioning) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    t.hash,
+                    t.node,
+                    t.environment,
+                    t.expires,
+                    t.uses,
+                    t.provisioning
+                ],
             )
             .map_err(self.err())?;
         Ok(())
@@ -390,8 +334,8 @@ impl Inventory for SqliteInventory {
             Some(hash) => {
                 let found = tx
                     .query_row(
-                        "SELECT hash, node, environment, expires, used, uses FROM strata_tokens \
-                         WHERE hash = ?1",
+                        "SELECT hash, node, environment, expires, used, uses, provisioning \
+                         FROM strata_tokens WHERE hash = ?1",
                         [hash],
                         |r| {
                             Ok((
@@ -401,6 +345,7 @@ impl Inventory for SqliteInventory {
                                     environment: r.get(2)?,
                                     expires: r.get(3)?,
                                     uses: r.get(5)?,
+                                    provisioning: r.get(6)?,
                                 },
                                 r.get::<_, Option<u64>>(4)?,
                             ))
@@ -411,15 +356,20 @@ impl Inventory for SqliteInventory {
                 Some(token_check(found))
             }
         };
+        let reported = existing.as_ref().is_some_and(|n| n.reported);
         let decision = decide(
             existing.as_ref(),
             by_key.as_ref(),
             req,
             token.as_ref().map(|t| t.as_ref().map_err(Clone::clone)),
-            now,
+            (reported, now),
         );
         let state = match decision {
             Decision::Refuse(why) => return Ok(Enrolled::Refused(why)),
+            Decision::Takeover => {
+                let old = existing.expect("a node taken over");
+                return takeover::sqlite(tx, req, &old.key_id, now).map_err(&db);
+            }
             Decision::Already => {
                 return Ok(Enrolled::Accepted(existing.expect("an accepted node")));
             }
@@ -477,7 +427,7 @@ impl Inventory for SqliteInventory {
             .map_err(&db)?;
         } else {
             tx.execute(
-                &format!("INSERT INTO strata_nodes ({NODE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
+                &format!("INSERT INTO strata_nodes ({NEW_NODE}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
                 params![
                     req.name,
                     req.key_id,

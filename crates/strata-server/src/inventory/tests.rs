@@ -22,6 +22,7 @@ fn token(hash: &str, node: Option<&str>, expires: u64) -> TokenRecord {
         environment: Some("test".into()),
         expires,
         uses: 1,
+        provisioning: false,
     }
 }
 

@@ -56,7 +56,8 @@ if strata enroll --server "$server" --token-file /tmp/token --node "$node" --pla
 else
   case "$(cat /tmp/enroll.out)" in
     *"bound to another key"*) stop "enrollment failed: $(cat /tmp/enroll.out) ($node enrolled \
-before and was never provisioned, or lost its disk: on the server, \`strata nodes forget $node\` \
+before with another key, and the server did not let this boot take it over: it does only for a \
+node that never reported, with a provisioning token; on the server, \`strata nodes forget $node\` \
 lets it enroll again)" ;;
     *) stop "enrollment failed: $(cat /tmp/enroll.out)" ;;
   esac
