@@ -193,6 +193,8 @@ fn takeover_decisions(inv: &mut dyn Inventory) {
         error: None,
         note: Some("provisioned".into()),
         steps: vec![],
+        roles: vec![],
+        groups: vec![],
     })
     .unwrap();
     assert!(inv.node(NODE).unwrap().unwrap().reported);

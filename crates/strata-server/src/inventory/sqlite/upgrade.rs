@@ -83,7 +83,7 @@ pub(super) fn schema_upgraded(conn: &Connection) -> rusqlite::Result<()> {
         (
             nodes,
             "last_revision",
-            row_columns("INTEGER", "VIRTUAL").into(),
+            row_columns("INTEGER", "VIRTUAL"),
             Some(ROW_BACKFILL),
         ),
     ];
