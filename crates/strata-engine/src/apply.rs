@@ -48,7 +48,6 @@ pub fn apply_showing_by<R: Send>(
         environment: &p.catalog.node.environment,
         timeout: p.site.hooks.timeout(),
     };
-    let changes = hooks::changes_json(&p.planned.plan);
     let revision = header.revision.clone();
     let mut ran = Vec::new();
     // Hooks run around a commit: an apply with nothing to do runs none.
@@ -58,11 +57,13 @@ pub fn apply_showing_by<R: Send>(
             .as_ref()
             .is_some_and(|r| !r.observed.calls.is_empty());
     if committing {
-        let summary = serde_json::json!({
-            "result": "pending",
-            "revision": revision,
-            "changes": changes,
-        });
+        let summary = || {
+            serde_json::json!({
+                "result": "pending",
+                "revision": revision,
+                "changes": hooks::changes_json(&p.planned.plan),
+            })
+        };
         ran = hooks.run(HookEvent::PreApply, summary, true)?;
         if let Some(e) = hooks::failure(&ran) {
             return Err(e);
@@ -99,15 +100,17 @@ pub fn apply_showing_by<R: Send>(
     };
     let (recorded, shown) = commit_showing(to_commit, pending, show, &mut p.steps)?;
     if let Some(n) = recorded.generation {
-        let summary = serde_json::json!({
-            "result": "applied",
-            "generation": n,
-            "revision": revision,
-            "changes": changes,
-            "commands": recorded.activations.iter().map(|a| serde_json::json!({
-                "argv": a.command.argv, "status": a.status, "exit": a.exit,
-            })).collect::<Vec<_>>(),
-        });
+        let summary = || {
+            serde_json::json!({
+                "result": "applied",
+                "generation": n,
+                "revision": revision,
+                "changes": hooks::changes_json(plan),
+                "commands": recorded.activations.iter().map(|a| serde_json::json!({
+                    "argv": a.command.argv, "status": a.status, "exit": a.exit,
+                })).collect::<Vec<_>>(),
+            })
+        };
         // The commit stands whatever its post-apply hooks do: their failures are reported.
         match hooks.run(HookEvent::PostApply, summary, false) {
             Ok(post) => ran.extend(post),
@@ -137,7 +140,7 @@ pub fn on_failure(req: &Request, error: &EngineError) -> Vec<Activation> {
         "error": error.to_string(),
     });
     hooks
-        .run(HookEvent::OnFailure, summary, false)
+        .run(HookEvent::OnFailure, move || summary, false)
         .unwrap_or_else(|e| vec![hooks::unlisted(HookEvent::OnFailure, &e)])
 }
 

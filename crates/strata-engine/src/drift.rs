@@ -225,7 +225,7 @@ pub fn on_drift(root: &Path, drift: &Drift, summary: serde_json::Value) -> Vec<A
         timeout: crate::hooks::timeout_of(settings.as_ref().map(|s| &s.hooks)),
     };
     hooks
-        .run(HookEvent::OnDrift, summary, false)
+        .run(HookEvent::OnDrift, move || summary, false)
         .unwrap_or_else(|e| vec![crate::hooks::unlisted(HookEvent::OnDrift, &e)])
 }
 

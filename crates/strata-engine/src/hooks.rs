@@ -34,18 +34,20 @@ impl HookContext<'_> {
         Ok(strata_core::hooks(self.site, event)?)
     }
 
-    /// Runs every hook of `event` with `summary` on its standard input (the context's
-    /// fields are added to it), stopping at the first that fails when `stop` is set.
+    /// Runs every hook of `event` with the summary on its standard input (the context's
+    /// fields are added to it), stopping at the first that fails when `stop` is set. The
+    /// summary is made only when there is a hook to read it (it lists every change).
     pub fn run(
         &self,
         event: HookEvent,
-        mut summary: serde_json::Value,
+        summary: impl FnOnce() -> serde_json::Value,
         stop: bool,
     ) -> Result<Vec<Activation>, EngineError> {
         let hooks = self.hooks(event)?;
         if hooks.is_empty() {
             return Ok(Vec::new());
         }
+        let mut summary = summary();
         summary["event"] = event.as_str().into();
         summary["node"] = self.node.into();
         summary["environment"] = self.environment.into();
