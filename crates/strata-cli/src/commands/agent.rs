@@ -254,48 +254,36 @@ fn poll_once(
 /// there posts its report even when it changed nothing, then removes it.
 pub(crate) const FIRST_BOOT: &str = "var/lib/strata/agent/first-boot";
 
-/// The report of an unchanged run, with why it is posted.
-fn unchanged_report(
-    event: &NodeEvent,
-    applied: Option<&Applied>,
-    why: &str,
-) -> Option<strata_server::inventory::RunReport> {
-    let NodeEvent::Result {
-        result,
-        generation,
-        steps,
-        ..
-    } = event
-    else {
-        return None;
-    };
-    Some(strata_server::inventory::RunReport {
-        id: 0,
-        node: String::new(),
-        time: strata_snapshot::now(),
-        environment: applied.map(|a| a.environment.clone()).unwrap_or_default(),
-        version: applied.map_or(0, |a| a.version),
-        revision: applied.map(|a| a.revision.clone()).unwrap_or_default(),
-        generation: *generation,
-        result: result.clone(),
-        changes: 0,
-        paths: Vec::new(),
-        truncated: 0,
-        drift: false,
-        error: None,
-        note: Some(why.into()),
-        steps: steps.clone(),
-        roles: applied.map(|a| a.labels.0.clone()).unwrap_or_default(),
-        groups: applied.map(|a| a.labels.1.clone()).unwrap_or_default(),
-    })
-}
-
 /// The report of a run that changed something, failed, or could only re-apply stale
 /// metadata (FLEET.md, "Runs and reports"): paths and kinds, never contents.
 fn run_report(
     event: &NodeEvent,
     applied: Option<&Applied>,
     stale: Option<&String>,
+) -> Option<strata_server::inventory::RunReport> {
+    let NodeEvent::Result { result, error, .. } = event else {
+        return None;
+    };
+    if result == "unchanged" && error.is_none() && stale.is_none() {
+        return None;
+    }
+    report(event, applied, stale.cloned())
+}
+
+/// The report of an unchanged run, with why it is posted.
+fn unchanged_report(
+    event: &NodeEvent,
+    applied: Option<&Applied>,
+    why: &str,
+) -> Option<strata_server::inventory::RunReport> {
+    report(event, applied, Some(why.into()))
+}
+
+/// The report of a run, with its note.
+fn report(
+    event: &NodeEvent,
+    applied: Option<&Applied>,
+    note: Option<String>,
 ) -> Option<strata_server::inventory::RunReport> {
     let NodeEvent::Result {
         result,
@@ -309,9 +297,6 @@ fn run_report(
     else {
         return None;
     };
-    if result == "unchanged" && error.is_none() && stale.is_none() {
-        return None;
-    }
     Some(strata_server::inventory::RunReport {
         id: 0,
         node: String::new(),
@@ -326,7 +311,7 @@ fn run_report(
         truncated: 0,
         drift: result == "changed" && applied.is_some_and(|a| a.again),
         error: error.as_ref().map(|e| e.message.clone()),
-        note: stale.cloned(),
+        note,
         steps: steps.clone(),
         roles: applied.map(|a| a.labels.0.clone()).unwrap_or_default(),
         groups: applied.map(|a| a.labels.1.clone()).unwrap_or_default(),
