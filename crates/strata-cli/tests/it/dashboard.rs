@@ -39,6 +39,9 @@ pub(crate) fn seeded_site(setup: impl FnOnce(&TestEnv), extra: &[&str]) -> (Serv
         "{{ node.name }} in {{ node.environment }}: v2\n",
     );
     s.publish();
+    // Reports are timed to the second: n1's last one comes a second after n2's, so that
+    // sorting by the last report has no tie to break.
+    std::thread::sleep(Duration::from_millis(1100));
     let (code, out, err) = s.agent(&s.node_root("n1"));
     assert_eq!(code, 0, "{out}{err}");
     let (code, token, err) = s.site_cmd(&["operators", "add", "alice"]);
