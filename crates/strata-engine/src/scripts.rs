@@ -400,7 +400,8 @@ impl Sandbox<'_> {
         steps: &mut Vec<Step>,
     ) -> Result<SandboxRun, EngineError> {
         let meter = Meter::start();
-        let observed = strata_sandbox::run(spec, self.helper)?;
+        let mut observed = strata_sandbox::run(spec, self.helper)?;
+        self.redact(&mut observed);
         let mut step = meter.finish("sandbox");
         step.steps = (observed.runs.iter())
             .map(|r| Step {
@@ -420,6 +421,40 @@ impl Sandbox<'_> {
             });
         }
         Ok(SandboxRun { observed, work })
+    }
+
+    /// What the programs printed, with every secret value the node's catalog holds
+    /// replaced by `[secret NAME]`: a script given a secret may print it, and its output
+    /// goes to the report and to errors.
+    fn redact(&self, observed: &mut strata_sandbox::Observed) {
+        let mut values: Vec<(&str, &str)> = (self.catalog.runs.iter().flat_map(|r| &r.secrets))
+            .flat_map(|s| {
+                [
+                    (s.name.as_str(), s.value.expose()),
+                    (s.name.as_str(), s.value.expose().trim()),
+                ]
+            })
+            .filter(|(_, v)| !v.is_empty())
+            .collect();
+        if values.is_empty() {
+            return;
+        }
+        // The longest first, so that a value inside another is not cut out of it.
+        values.sort_by_key(|(_, v)| std::cmp::Reverse(v.len()));
+        let redact = |text: &mut String| {
+            for (name, value) in &values {
+                if text.contains(value) {
+                    *text = text.replace(value, &format!("[secret {name}]"));
+                }
+            }
+        };
+        for run in &mut observed.runs {
+            redact(&mut run.stdout);
+            redact(&mut run.stderr);
+        }
+        if let Some(f) = &mut observed.failure {
+            f.stderr_tail.iter_mut().for_each(redact);
+        }
     }
 }
 

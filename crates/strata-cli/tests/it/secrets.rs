@@ -533,7 +533,8 @@ fn only_scripts_whose_module_asks_see_the_secret() {
     script(
         "app",
         "printf '%s' \"$STRATA_SECRET_DB_PASSWORD\" | wc -c > /etc/app-seen\n\
-         printf 'password=%s\\n' \"$STRATA_SECRET_DB_PASSWORD\" > /etc/app.conf",
+         printf 'password=%s\\n' \"$STRATA_SECRET_DB_PASSWORD\" > /etc/app.conf\n\
+         echo \"connecting with $STRATA_SECRET_DB_PASSWORD\"; echo \"as $STRATA_SECRET_DB_PASSWORD\" >&2",
     );
     script(
         "other",
@@ -548,6 +549,13 @@ fn only_scripts_whose_module_asks_see_the_secret() {
     for (what, run) in [("plan", &plan), ("apply", &apply), ("report", &report)] {
         assert_clean(what, &out(run));
     }
+    // What the script printed is in the report, the value named instead.
+    assert!(
+        report.stdout.contains("connecting with [secret db_password]")
+            && report.stdout.contains("as [secret db_password]"),
+        "{}",
+        report.stdout
+    );
     // What the asking module's script wrote may hold the secret: sensitive, no diff,
     // its contents sealed in the store.
     let line = |run: &Run| {
