@@ -551,7 +551,9 @@ fn only_scripts_whose_module_asks_see_the_secret() {
     }
     // What the script printed is in the report, the value named instead.
     assert!(
-        report.stdout.contains("connecting with [secret db_password]")
+        report
+            .stdout
+            .contains("connecting with [secret db_password]")
             && report.stdout.contains("as [secret db_password]"),
         "{}",
         report.stdout
