@@ -22,11 +22,12 @@ pub struct Assigner {
     pub allocate: Allocate,
     /// The signing key.
     pub key: KeyPair,
-    /// The push's one reading of the clock: each assignment's version and creation.
+    /// The push's one reading of the clock: each assignment's creation.
     pub now: UnixTime,
     /// How long an assignment is trusted, in seconds (as long as the manifest).
     pub lifetime: u64,
-    /// The version of the manifests sent with it: the oldest it may be used with.
+    /// The version of the manifests sent with it: the oldest it may be used with, and
+    /// each assignment's version.
     pub min_snapshot_version: u64,
     /// One classification at a time: the store allocates in its own transactions, and
     /// one at a time keeps a pool's order the nodes' order.
@@ -54,7 +55,9 @@ impl Assign for Assigner {
             node: node.endpoint.name.clone(),
             node_key: None,
             environment: node.environment.clone(),
-            version: self.now,
+            // The push's version: one push's assignments never share a version with
+            // another's (see `push_version`).
+            version: self.min_snapshot_version,
             created: self.now,
             expires: self.now + self.lifetime,
             min_snapshot_version: self.min_snapshot_version,

@@ -93,14 +93,15 @@ pub fn run(args: &PushArgs, printer: &Printer) -> CommandResult {
     let (key, roots) = signing_key(&site_dir, &site.name, args.key.as_deref(), &args.keys)?;
     let files = crate::revision::site_files(&site_dir)?;
     let now = strata_snapshot::now();
+    let version = push_version(&site_dir, now)?;
     let lifetime = site.fleet.expires.unwrap_or(DEFAULT_EXPIRES).as_secs();
     let mut manifests = HashMap::new();
     for n in &nodes {
         manifests.entry(n.environment.clone()).or_insert_with(|| {
-            files.manifest(&site.name, &n.environment, now, now, lifetime, &key)
+            files.manifest(&site.name, &n.environment, version, now, lifetime, &key)
         });
     }
-    let assign = assigner(&site, args.noop, key, now, lifetime)?;
+    let assign = assigner(&site, args.noop, key, (now, version), lifetime)?;
     let exe = std::env::current_exe()?;
     let shipment = strata_transport::ship::prepare(&exe, &cache_dir()?)
         .context("preparing the strata to ship")?;
@@ -157,7 +158,7 @@ fn assigner(
     site: &strata_core::Site,
     noop: bool,
     key: KeyPair,
-    now: UnixTime,
+    (now, version): (UnixTime, u64),
     lifetime: u64,
 ) -> Result<Option<Box<dyn strata_transport::Assign>>, CommandError> {
     let hardware = Hardware::load(&site.dir).map_err(|errs| {
@@ -183,10 +184,26 @@ fn assigner(
         key,
         now,
         lifetime,
-        // Every manifest of this push has version `now`.
-        min_snapshot_version: now,
+        // Every manifest of this push has this version.
+        min_snapshot_version: version,
         one: Mutex::new(()),
     })))
+}
+
+/// The version of this push's manifests: the time, unless a push from this site already
+/// used it (or a later one: a clock set back), then the next. A node refuses a version it
+/// trusts with other content, so two pushes in one second of a changed site must not
+/// share one. Kept in `SITE/.strata/push-version`.
+fn push_version(site: &std::path::Path, now: UnixTime) -> anyhow::Result<u64> {
+    let file = site.join(".strata/push-version");
+    let last: u64 = match strata_fs::read_to_string(&file) {
+        Ok(text) => text.trim().parse().unwrap_or(0),
+        Err(_) => 0,
+    };
+    let version = now.max(last + 1);
+    strata_fs::create_dir_all(&site.join(".strata"))?;
+    strata_fs::replace_site_file(&file, format!("{version}\n").as_bytes())?;
+    Ok(version)
 }
 
 /// How long a manifest is trusted unless `[fleet] expires` says otherwise.

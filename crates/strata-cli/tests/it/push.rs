@@ -517,7 +517,7 @@ fn a_site_that_classifies_hardware_is_pushed_with_signed_assignments() {
 
     // Allocations are kept: the next push gives each host the same address.
     let (code, nodes, summary) = f.push_json(&["all"]);
-    assert_eq!(code, 0);
+    assert_eq!(code, 0, "{nodes:?}");
     assert_eq!(summary["unchanged"], 2, "{nodes:?}");
     // The node keeps the assignment it applied, and its floor.
     for h in &f.hosts.hosts {
