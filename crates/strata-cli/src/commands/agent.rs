@@ -329,7 +329,8 @@ fn poll(args: &AgentArgs, run: &NodeRun<'_>, root_key: Option<&str>, source: &dy
         match fetch(run.node, root_key, &trust, &blobs, source, env.as_deref()) {
             Ok((verified, assignment, unchanged)) => {
                 // The node's file may put it in another environment: follow it, once.
-                let wanted = node_environment(&blobs, &verified, run.node);
+                let site = snapshot_site(&blobs, &verified);
+                let wanted = site.as_ref().and_then(|s| node_environment(s, run.node));
                 if let Some(w) = wanted.filter(|w| *w != verified.manifest.environment && !followed)
                 {
                     env = Some(w);
@@ -354,7 +355,7 @@ fn poll(args: &AgentArgs, run: &NodeRun<'_>, root_key: Option<&str>, source: &dy
                         .ok()
                         .flatten()
                         .is_some_and(|f| f.version == m.version),
-                    labels: node_labels(&blobs, &verified, assignment.as_ref(), run.node),
+                    labels: node_labels(site.as_ref(), assignment.as_ref(), run.node),
                 };
                 // Pulling from storage brings no assignment: a node that only the site's
                 // hardware profiles describe is refused by the engine (it must enroll).
@@ -396,8 +397,7 @@ fn stale(run: &NodeRun<'_>, trust: &Trust, blobs: &BlobStore, why: &str) -> Poll
                 revision: m.revision.clone(),
                 again: true,
                 labels: node_labels(
-                    blobs,
-                    &last,
+                    snapshot_site(blobs, &last).as_ref(),
                     assignment.as_ref().ok().and_then(Option::as_ref),
                     run.node,
                 ),
@@ -429,16 +429,13 @@ fn stale(run: &NodeRun<'_>, trust: &Trust, blobs: &BlobStore, why: &str) -> Poll
 /// assignment's classification gives) and groups in the snapshot, for its report; none
 /// when the site cannot say (the run's own result tells why).
 pub(crate) fn node_labels(
-    blobs: &BlobStore,
-    v: &Verified,
+    site: Option<&strata_core::Site>,
     assignment: Option<&VerifiedAssignment>,
     node: &str,
 ) -> (Vec<String>, Vec<String>) {
     let info = (|| {
-        let site = blobs.materialize(&v.manifest).ok()?;
-        let site = strata_core::Site::open(&site.dir).ok()?;
         let name = strata_types::NodeName::parse(node).ok()?;
-        site.membership(&name).ok()
+        site?.membership(&name).ok()
     })();
     let Some(mut info) = info else {
         return (Vec::new(), Vec::new());
@@ -453,10 +450,14 @@ pub(crate) fn node_labels(
     (info.roles, info.groups)
 }
 
-/// The environment the node's own file in the snapshot names, if it names one.
-fn node_environment(blobs: &BlobStore, v: &Verified, node: &str) -> Option<String> {
+/// The site of a verified snapshot, laid out once for what the agent reads of it.
+pub(crate) fn snapshot_site(blobs: &BlobStore, v: &Verified) -> Option<strata_core::Site> {
     let site = blobs.materialize(&v.manifest).ok()?;
-    let site = strata_core::Site::open(&site.dir).ok()?;
+    strata_core::Site::open(&site.dir).ok()
+}
+
+/// The environment the node's own file in the snapshot names, if it names one.
+fn node_environment(site: &strata_core::Site, node: &str) -> Option<String> {
     Some(site.node_reach(node).ok()?.environment)
 }
 

@@ -156,8 +156,11 @@ pub fn run(args: &ProvisionArgs, printer: &Printer) -> CommandResult {
     let mut progress = |stage: &str| printer.note(stage);
     let done = strata_provision::provision(&job, &mut apply, &mut progress)?;
     // The server learns the machine is installed: its next netboot boots the disk.
-    let (roles, groups) =
-        crate::commands::agent::node_labels(&blobs, &verified, assignment.as_ref(), &node);
+    let (roles, groups) = crate::commands::agent::node_labels(
+        strata_core::Site::open(&site).ok().as_ref(),
+        assignment.as_ref(),
+        &node,
+    );
     let report = strata_server::inventory::RunReport {
         id: 0,
         node: String::new(),
